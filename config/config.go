@@ -1,0 +1,243 @@
+// Package config defines graymesh's configuration file: the identity
+// settings, the releases that decide gray membership and the services whose
+// environments the mesh routes to. Load decodes strictly and validates; a file
+// that fails validation is never returned, so the config in force stays.
+package config
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Stable is the environment every request lands in unless a release says
+// otherwise.
+const Stable = "stable"
+
+// Config is the whole graymesh configuration file.
+type Config struct {
+	Server   Server    `yaml:"server"`
+	Mesh     Mesh      `yaml:"mesh"`
+	Identity Identity  `yaml:"identity"`
+	Releases []Release `yaml:"releases"`
+	Services []Service `yaml:"services"`
+
+	// Source is the file the config was read from ("" when parsed from
+	// bytes); relative key paths resolve against its directory.
+	Source string `yaml:"-"`
+	// Version identifies the content: a short hash of the file's bytes.
+	Version string `yaml:"-"`
+}
+
+// Server holds the addresses graymesh listens on.
+type Server struct {
+	ExtProcListen string `yaml:"extproc_listen"`
+	XDSListen     string `yaml:"xds_listen"`
+	AdminListen   string `yaml:"admin_listen"`
+}
+
+// Mesh holds what graymesh pushes to Envoy over xDS besides the services.
+type Mesh struct {
+	// ListenerAddress and ListenerPort are where Envoy accepts traffic.
+	ListenerAddress string `yaml:"listener_address"`
+	ListenerPort    uint32 `yaml:"listener_port"`
+	// ExtProcAddress is host:port at which Envoy reaches graymesh's ext_proc
+	// server; it defaults to Server.ExtProcListen.
+	ExtProcAddress string `yaml:"extproc_address"`
+	// MessageTimeout bounds how long Envoy waits for a decision before it
+	// fails open to stable.
+	MessageTimeout Duration `yaml:"message_timeout"`
+}
+
+// Identity configures how the caller's identity is read from a request.
+type Identity struct {
+	JWT JWT `yaml:"jwt"`
+	// DeviceCookie names a cookie whose value is the bucketing key of an
+	// anonymous caller. It never grants whitelist or claim membership.
+	DeviceCookie string `yaml:"device_cookie"`
+}
+
+// JWT configures token verification.
+type JWT struct {
+	// Cookie, when set, is read when there is no Authorization header.
+	Cookie       string   `yaml:"cookie"`
+	SubjectClaim string   `yaml:"subject_claim"`
+	Algorithms   []string `yaml:"algorithms"`
+	Issuer       string   `yaml:"issuer"`
+	Audience     string   `yaml:"audience"`
+	Leeway       Duration `yaml:"leeway"`
+	Keys         []Key    `yaml:"keys"`
+	JWKSFile     string   `yaml:"jwks_file"`
+	// CacheSize bounds the verified-token cache; 0 turns it off.
+	CacheSize int `yaml:"cache_size"`
+}
+
+// Key is one verification key. Exactly one of Secret, SecretFile and
+// PublicKeyFile is set.
+type Key struct {
+	ID            string `yaml:"kid"`
+	Algorithm     string `yaml:"alg"`
+	Secret        string `yaml:"secret"`
+	SecretFile    string `yaml:"secret_file"`
+	PublicKeyFile string `yaml:"public_key_file"`
+}
+
+// Release decides which callers go to Env instead of stable.
+type Release struct {
+	Name string `yaml:"name"`
+	Env  string `yaml:"env"`
+	// Salt makes each release bucket subjects independently; it defaults
+	// to the release name.
+	Salt      string          `yaml:"salt"`
+	Blacklist []string        `yaml:"blacklist"`
+	Whitelist []string        `yaml:"whitelist"`
+	Claims    []ClaimMatcher  `yaml:"claims"`
+	CIDRs     []string        `yaml:"cidrs"`
+	Headers   []HeaderMatcher `yaml:"headers"`
+	// Percent of the salted subject hash space admitted, 0–100 with 0.01
+	// precision.
+	Percent float64 `yaml:"percent"`
+	// TrafficPercent sends this share of requests that carry no usable
+	// identity to Env, chosen by Envoy per request with weighted clusters.
+	TrafficPercent float64 `yaml:"traffic_percent"`
+}
+
+// ClaimMatcher admits a verified caller whose claim holds one of In.
+type ClaimMatcher struct {
+	Claim string   `yaml:"claim"`
+	In    []string `yaml:"in"`
+}
+
+// HeaderMatcher admits a request whose header matches. Exactly one of
+// Exact, Prefix and Regex is set.
+type HeaderMatcher struct {
+	Name   string `yaml:"name"`
+	Exact  string `yaml:"exact"`
+	Prefix string `yaml:"prefix"`
+	Regex  string `yaml:"regex"`
+}
+
+// Service is one upstream service and its endpoints per environment.
+type Service struct {
+	Name string `yaml:"name"`
+	// Domains are the Host/:authority values routed to this service; they
+	// default to the service name.
+	Domains      []string            `yaml:"domains"`
+	Environments map[string][]string `yaml:"environments"`
+}
+
+// Duration is a time.Duration written as "50ms", "30s".
+type Duration struct{ time.Duration }
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration like 50ms", n.Line, s)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalYAML writes the duration as a string.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// Defaults for fields left empty.
+const (
+	DefaultExtProcListen  = "127.0.0.1:18081"
+	DefaultXDSListen      = "127.0.0.1:18000"
+	DefaultAdminListen    = "127.0.0.1:18080"
+	DefaultListenerPort   = 10000
+	DefaultMessageTimeout = 50 * time.Millisecond
+	DefaultSubjectClaim   = "sub"
+	DefaultCacheSize      = 10000
+)
+
+// Load reads, decodes and validates the file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := Parse(data, path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse decodes data strictly (unknown fields are errors), applies defaults
+// and validates. source names the file for error messages and relative paths.
+func Parse(data []byte, source string) (*Config, error) {
+	cfg := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("decode: %w", err)
+	}
+	cfg.Source = source
+	sum := sha256.Sum256(data)
+	cfg.Version = hex.EncodeToString(sum[:6])
+	cfg.applyDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func (c *Config) applyDefaults() {
+	if c.Server.ExtProcListen == "" {
+		c.Server.ExtProcListen = DefaultExtProcListen
+	}
+	if c.Server.XDSListen == "" {
+		c.Server.XDSListen = DefaultXDSListen
+	}
+	if c.Server.AdminListen == "" {
+		c.Server.AdminListen = DefaultAdminListen
+	}
+	if c.Mesh.ListenerAddress == "" {
+		c.Mesh.ListenerAddress = "127.0.0.1"
+	}
+	if c.Mesh.ListenerPort == 0 {
+		c.Mesh.ListenerPort = DefaultListenerPort
+	}
+	if c.Mesh.ExtProcAddress == "" {
+		c.Mesh.ExtProcAddress = c.Server.ExtProcListen
+	}
+	if c.Mesh.MessageTimeout.Duration == 0 {
+		c.Mesh.MessageTimeout.Duration = DefaultMessageTimeout
+	}
+	if c.Identity.JWT.SubjectClaim == "" {
+		c.Identity.JWT.SubjectClaim = DefaultSubjectClaim
+	}
+	for i := range c.Releases {
+		if c.Releases[i].Salt == "" {
+			c.Releases[i].Salt = c.Releases[i].Name
+		}
+	}
+	for i := range c.Services {
+		if len(c.Services[i].Domains) == 0 && c.Services[i].Name != "" {
+			c.Services[i].Domains = []string{c.Services[i].Name}
+		}
+	}
+}
+
+// ResolvePath returns p relative to the directory of the config file.
+func (c *Config) ResolvePath(p string) string {
+	if p == "" || filepath.IsAbs(p) || c.Source == "" {
+		return p
+	}
+	return filepath.Join(filepath.Dir(c.Source), p)
+}

@@ -1,0 +1,340 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// HeaderPrefix is reserved: every header graymesh sets starts with it, and
+// clients may never supply one. Header matchers may not name it either.
+const HeaderPrefix = "x-gray-"
+
+// SupportedAlgorithms are the JWT algorithms graymesh verifies. "none" is
+// never among them.
+var SupportedAlgorithms = []string{
+	"HS256", "HS384", "HS512",
+	"RS256", "RS384", "RS512",
+	"PS256", "PS384", "PS512",
+	"ES256", "ES384", "ES512",
+	"EdDSA",
+}
+
+var (
+	nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,62})$`)
+	envRE  = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,30})$`)
+)
+
+// Validate reports every problem in the config, each naming the field
+// (and the release or service) it is about.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+
+	for _, a := range []struct{ field, addr string }{
+		{"server.extproc_listen", c.Server.ExtProcListen},
+		{"server.xds_listen", c.Server.XDSListen},
+		{"server.admin_listen", c.Server.AdminListen},
+		{"mesh.extproc_address", c.Mesh.ExtProcAddress},
+	} {
+		if err := checkHostPort(a.addr); err != nil {
+			add(a.field, "%v", err)
+		}
+	}
+	if _, err := netip.ParseAddr(c.Mesh.ListenerAddress); err != nil {
+		add("mesh.listener_address", "%q is not an IP address", c.Mesh.ListenerAddress)
+	}
+	if c.Mesh.ListenerPort > 65535 {
+		add("mesh.listener_port", "%d is not a port", c.Mesh.ListenerPort)
+	}
+	if d := c.Mesh.MessageTimeout.Duration; d <= 0 || d > 10*time.Second {
+		add("mesh.message_timeout", "%s is outside (0, 10s]", d)
+	}
+
+	errs = append(errs, c.Identity.validate()...)
+
+	names := map[string]int{}
+	weighted := ""
+	for i, r := range c.Releases {
+		field := fmt.Sprintf("releases[%d]", i)
+		if r.Name != "" {
+			field = fmt.Sprintf("releases[%d] (%s)", i, r.Name)
+		}
+		errs = append(errs, r.validate(field)...)
+		if r.Name != "" {
+			if j, dup := names[r.Name]; dup {
+				add(field+".name", "duplicates releases[%d]", j)
+			}
+			names[r.Name] = i
+		}
+		if r.TrafficPercent > 0 {
+			if weighted != "" {
+				add(field+".traffic_percent", "only one release may be traffic-weighted; %s already is", weighted)
+			}
+			weighted = r.Name
+		}
+	}
+
+	services := map[string]int{}
+	domains := map[string]string{}
+	for i, s := range c.Services {
+		field := fmt.Sprintf("services[%d]", i)
+		if s.Name != "" {
+			field = fmt.Sprintf("services[%d] (%s)", i, s.Name)
+		}
+		errs = append(errs, s.validate(field)...)
+		if s.Name != "" {
+			if j, dup := services[s.Name]; dup {
+				add(field+".name", "duplicates services[%d]", j)
+			}
+			services[s.Name] = i
+		}
+		for _, d := range s.Domains {
+			if other, dup := domains[d]; dup {
+				add(field+".domains", "%q is already routed to service %s", d, other)
+			}
+			domains[d] = s.Name
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Warnings lists legal but suspicious settings; they never refuse a config.
+func (c *Config) Warnings() []string {
+	var out []string
+	envs := map[string]bool{}
+	for _, s := range c.Services {
+		for env := range s.Environments {
+			envs[env] = true
+		}
+	}
+	for i, r := range c.Releases {
+		field := fmt.Sprintf("releases[%d] (%s)", i, r.Name)
+		for j, s := range r.Whitelist {
+			if contains(r.Blacklist, s) {
+				out = append(out, fmt.Sprintf("%s.whitelist[%d]: %q is also blacklisted; the blacklist wins", field, j, s))
+			}
+		}
+		if len(c.Services) > 0 && !envs[r.Env] {
+			out = append(out, fmt.Sprintf("%s.env: no service has a %q environment, so admitted requests are served by stable", field, r.Env))
+		}
+		if len(r.Whitelist)+len(r.Claims)+len(r.CIDRs)+len(r.Headers) == 0 && r.Percent == 0 && r.TrafficPercent == 0 {
+			out = append(out, fmt.Sprintf("%s: admits nobody (no whitelist, matchers or percentage)", field))
+		}
+	}
+	for i, k := range c.Identity.JWT.Keys {
+		if k.Secret != "" {
+			out = append(out, fmt.Sprintf("identity.jwt.keys[%d].secret: inline secret; use secret_file from a mounted Secret outside demos", i))
+		}
+	}
+	return out
+}
+
+func (id Identity) validate() []error {
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("identity.%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	j := id.JWT
+	for i, a := range j.Algorithms {
+		if !isSupported(a) {
+			add(fmt.Sprintf("jwt.algorithms[%d]", i), "%q is not one of %s", a, strings.Join(SupportedAlgorithms, ", "))
+		}
+	}
+	if j.Leeway.Duration < 0 || j.Leeway.Duration > 5*time.Minute {
+		add("jwt.leeway", "%s is outside [0, 5m]", j.Leeway.Duration)
+	}
+	if j.CacheSize < 0 {
+		add("jwt.cache_size", "%d is negative", j.CacheSize)
+	}
+	if strings.TrimSpace(j.SubjectClaim) == "" {
+		add("jwt.subject_claim", "is empty")
+	}
+	for i, k := range j.Keys {
+		field := fmt.Sprintf("jwt.keys[%d]", i)
+		if k.ID != "" {
+			field = fmt.Sprintf("jwt.keys[%d] (%s)", i, k.ID)
+		}
+		if !isSupported(k.Algorithm) {
+			add(field+".alg", "%q is not one of %s", k.Algorithm, strings.Join(SupportedAlgorithms, ", "))
+			continue
+		}
+		set := 0
+		for _, v := range []string{k.Secret, k.SecretFile, k.PublicKeyFile} {
+			if v != "" {
+				set++
+			}
+		}
+		if set != 1 {
+			add(field, "set exactly one of secret, secret_file, public_key_file")
+			continue
+		}
+		symmetric := strings.HasPrefix(k.Algorithm, "HS")
+		if symmetric && k.PublicKeyFile != "" {
+			add(field+".public_key_file", "%s needs a shared secret, not a public key", k.Algorithm)
+		}
+		if !symmetric && k.PublicKeyFile == "" {
+			add(field+".public_key_file", "%s needs a public key file", k.Algorithm)
+		}
+		if len(j.Algorithms) > 0 && !contains(j.Algorithms, k.Algorithm) {
+			add(field+".alg", "%s is not in jwt.algorithms, so this key would never be used", k.Algorithm)
+		}
+	}
+	if id.DeviceCookie != "" && id.DeviceCookie == j.Cookie {
+		add("device_cookie", "must differ from jwt.cookie")
+	}
+	return errs
+}
+
+func (r Release) validate(field string) []error {
+	var errs []error
+	add := func(sub, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s.%s: %s", field, sub, fmt.Sprintf(format, args...)))
+	}
+	if !nameRE.MatchString(r.Name) {
+		add("name", "%q must be 1–63 characters of a-z 0-9 . _ - starting with a letter or digit", r.Name)
+	}
+	switch {
+	case r.Env == "":
+		add("env", "is empty; name the environment matched traffic goes to, e.g. gray")
+	case r.Env == Stable:
+		add("env", "%q is where unmatched traffic already goes; name another environment", r.Env)
+	case !envRE.MatchString(r.Env):
+		add("env", "%q must be 1–31 characters of a-z 0-9 -", r.Env)
+	}
+	if err := checkPercent(r.Percent); err != nil {
+		add("percent", "%v", err)
+	}
+	if err := checkPercent(r.TrafficPercent); err != nil {
+		add("traffic_percent", "%v", err)
+	}
+	for i, s := range r.Blacklist {
+		if strings.TrimSpace(s) == "" {
+			add(fmt.Sprintf("blacklist[%d]", i), "is empty")
+		}
+	}
+	for i, s := range r.Whitelist {
+		if strings.TrimSpace(s) == "" {
+			add(fmt.Sprintf("whitelist[%d]", i), "is empty")
+		}
+	}
+	for i, m := range r.Claims {
+		sub := fmt.Sprintf("claims[%d]", i)
+		if strings.TrimSpace(m.Claim) == "" {
+			add(sub+".claim", "is empty")
+		}
+		if len(m.In) == 0 {
+			add(sub+".in", "is empty; list the values that admit")
+		}
+	}
+	for i, c := range r.CIDRs {
+		if _, err := netip.ParsePrefix(c); err != nil {
+			add(fmt.Sprintf("cidrs[%d]", i), "%q is not a CIDR range like 10.0.0.0/8", c)
+		}
+	}
+	for i, h := range r.Headers {
+		sub := fmt.Sprintf("headers[%d]", i)
+		name := h.Name
+		switch {
+		case name == "":
+			add(sub+".name", "is empty")
+		case name != strings.ToLower(name):
+			add(sub+".name", "%q must be lower case (Envoy forwards header names lower-cased)", name)
+		case strings.HasPrefix(name, HeaderPrefix):
+			add(sub+".name", "%q is a graymesh header; matching on it would let clients choose their environment", name)
+		case name == "authorization" || name == "cookie":
+			add(sub+".name", "%q carries credentials; match on verified claims instead", name)
+		}
+		set := 0
+		for _, v := range []string{h.Exact, h.Prefix, h.Regex} {
+			if v != "" {
+				set++
+			}
+		}
+		if set != 1 {
+			add(sub, "set exactly one of exact, prefix, regex")
+		}
+		if h.Regex != "" {
+			if _, err := regexp.Compile(h.Regex); err != nil {
+				add(sub+".regex", "%v", err)
+			}
+		}
+	}
+	return errs
+}
+
+func (s Service) validate(field string) []error {
+	var errs []error
+	add := func(sub, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s.%s: %s", field, sub, fmt.Sprintf(format, args...)))
+	}
+	if !nameRE.MatchString(s.Name) {
+		add("name", "%q must be 1–63 characters of a-z 0-9 . _ - starting with a letter or digit", s.Name)
+	}
+	if len(s.Environments[Stable]) == 0 {
+		add("environments", "has no %q endpoints; every service needs a stable version to fall back to", Stable)
+	}
+	for env, eps := range s.Environments {
+		if !envRE.MatchString(env) {
+			add("environments", "%q must be 1–31 characters of a-z 0-9 -", env)
+		}
+		for i, ep := range eps {
+			if err := checkHostPort(ep); err != nil {
+				add(fmt.Sprintf("environments.%s[%d]", env, i), "%v", err)
+			}
+		}
+	}
+	for i, d := range s.Domains {
+		if strings.TrimSpace(d) == "" {
+			add(fmt.Sprintf("domains[%d]", i), "is empty")
+		}
+	}
+	return errs
+}
+
+// checkPercent accepts 0–100 with at most two decimals.
+func checkPercent(p float64) error {
+	if math.IsNaN(p) || p < 0 || p > 100 {
+		return fmt.Errorf("%v is outside 0–100", p)
+	}
+	if bp := p * 100; math.Abs(bp-math.Round(bp)) > 1e-6 {
+		return fmt.Errorf("%v has more than two decimals (precision is 0.01%%)", p)
+	}
+	return nil
+}
+
+// BasisPoints converts a validated percentage to hundredths of a percent.
+func BasisPoints(p float64) uint32 { return uint32(math.Round(p * 100)) }
+
+func checkHostPort(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", addr)
+	}
+	if host == "" {
+		return fmt.Errorf("%q has no host", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q has no valid port", addr)
+	}
+	return nil
+}
+
+func isSupported(alg string) bool { return contains(SupportedAlgorithms, alg) }
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

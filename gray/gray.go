@@ -1,0 +1,253 @@
+// Package gray is graymesh's domain core: it compiles releases from the
+// config and decides, for one request, which environment serves it. It
+// imports no gRPC and no Envoy types; extproc and xds adapt it to Envoy.
+//
+// Evaluation order. Releases are tried in config order and the first one that
+// admits the request decides. Within a release:
+//
+//  1. blacklist — a verified subject on it is never admitted by this release
+//     (it still may be by a later release that does not blacklist it);
+//  2. whitelist — a verified subject on it is admitted;
+//  3. claims — a verified claim holding a listed value admits;
+//  4. cidrs — the client address Envoy saw in one of the ranges admits;
+//  5. headers — a request header matching exact/prefix/regex admits;
+//  6. percent — the salted bucket of the subject (or, for an anonymous
+//     caller, its device id) below the percentage admits.
+//
+// When no release admits: a caller with an identity is stable; a caller with
+// none is left undecided (Env == "") so the route default applies, which is
+// stable or, with a traffic-weighted release, a per-request weighted choice.
+package gray
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strings"
+
+	"github.com/graymesh/graymesh/config"
+)
+
+// Reason says why a decision came out the way it did.
+type Reason string
+
+// Reasons, as they appear in headers, logs and explain output.
+const (
+	ReasonBlacklisted  Reason = "blacklisted"
+	ReasonWhitelist    Reason = "whitelist"
+	ReasonClaim        Reason = "claim"
+	ReasonCIDR         Reason = "cidr"
+	ReasonHeader       Reason = "header"
+	ReasonPercent      Reason = "percent"
+	ReasonNotSelected  Reason = "not-selected"
+	ReasonNoIdentity   Reason = "no-identity"
+	ReasonInvalidToken Reason = "invalid-token"
+)
+
+// NoBucket marks a decision that computed no bucket.
+const NoBucket = -1
+
+// Request is what Decide looks at. Subject and Claims are set only from a
+// verified token; DeviceID only buckets an anonymous caller.
+type Request struct {
+	Subject      string
+	Claims       map[string][]string
+	DeviceID     string
+	InvalidToken bool
+	IP           netip.Addr
+	// Headers are keyed by lower-case name.
+	Headers map[string]string
+}
+
+// Decision is the outcome for one request.
+type Decision struct {
+	// Env is the environment to serve the request, or "" when nothing
+	// decided and the route default applies.
+	Env     string
+	Release string
+	// Rule names the rule inside the release that decided, e.g.
+	// "claims[0]:tier".
+	Rule   string
+	Reason Reason
+	// Bucket is the subject's bucket in 0..9999 for the deciding release,
+	// or NoBucket.
+	Bucket  int
+	Version string
+}
+
+// Engine holds compiled releases. It is immutable and safe for concurrent use.
+type Engine struct {
+	version  string
+	releases []release
+}
+
+type release struct {
+	name, env, salt string
+	blacklist       map[string]struct{}
+	whitelist       map[string]struct{}
+	claims          []claimMatcher
+	cidrs           []netip.Prefix
+	headers         []headerMatcher
+	basisPoints     uint32
+	percentRule     string
+}
+
+type claimMatcher struct {
+	claim string
+	in    map[string]struct{}
+	rule  string
+}
+
+type headerMatcher struct {
+	name, exact, prefix string
+	regex               *regexp.Regexp
+	rule                string
+}
+
+// New compiles a validated config.
+func New(cfg *config.Config) (*Engine, error) {
+	e := &Engine{version: cfg.Version}
+	for _, r := range cfg.Releases {
+		cr := release{
+			name:        r.Name,
+			env:         r.Env,
+			salt:        r.Salt,
+			blacklist:   set(r.Blacklist),
+			whitelist:   set(r.Whitelist),
+			basisPoints: config.BasisPoints(r.Percent),
+			percentRule: fmt.Sprintf("percent:%.2f", r.Percent),
+		}
+		for i, m := range r.Claims {
+			cr.claims = append(cr.claims, claimMatcher{
+				claim: m.Claim, in: set(m.In), rule: fmt.Sprintf("claims[%d]:%s", i, m.Claim),
+			})
+		}
+		for i, c := range r.CIDRs {
+			p, err := netip.ParsePrefix(c)
+			if err != nil {
+				return nil, fmt.Errorf("release %s: cidrs[%d]: %w", r.Name, i, err)
+			}
+			cr.cidrs = append(cr.cidrs, p.Masked())
+		}
+		for i, h := range r.Headers {
+			hm := headerMatcher{name: h.Name, exact: h.Exact, prefix: h.Prefix, rule: fmt.Sprintf("headers[%d]:%s", i, h.Name)}
+			if h.Regex != "" {
+				re, err := regexp.Compile(h.Regex)
+				if err != nil {
+					return nil, fmt.Errorf("release %s: headers[%d].regex: %w", r.Name, i, err)
+				}
+				hm.regex = re
+			}
+			cr.headers = append(cr.headers, hm)
+		}
+		e.releases = append(e.releases, cr)
+	}
+	return e, nil
+}
+
+// Version is the config version the engine was compiled from.
+func (e *Engine) Version() string { return e.version }
+
+// Decide returns the environment for req. It is pure: the same engine and
+// request always give the same decision.
+func (e *Engine) Decide(req *Request) Decision {
+	verified := req.Subject != ""
+	key := req.Subject
+	if !verified {
+		key = req.DeviceID
+	}
+	var blacklistedBy string
+	firstBucket, firstRelease := NoBucket, ""
+	for i := range e.releases {
+		r := &e.releases[i]
+		if verified {
+			if _, ok := r.blacklist[req.Subject]; ok {
+				if blacklistedBy == "" {
+					blacklistedBy = r.name
+				}
+				continue
+			}
+			if _, ok := r.whitelist[req.Subject]; ok {
+				return e.admit(r, "whitelist", ReasonWhitelist, NoBucket)
+			}
+			for j := range r.claims {
+				if r.claims[j].matches(req.Claims) {
+					return e.admit(r, r.claims[j].rule, ReasonClaim, NoBucket)
+				}
+			}
+		}
+		if req.IP.IsValid() {
+			ip := req.IP.Unmap()
+			for _, p := range r.cidrs {
+				if p.Contains(ip) {
+					return e.admit(r, "cidrs", ReasonCIDR, NoBucket)
+				}
+			}
+		}
+		for j := range r.headers {
+			if r.headers[j].matches(req.Headers) {
+				return e.admit(r, r.headers[j].rule, ReasonHeader, NoBucket)
+			}
+		}
+		if r.basisPoints > 0 && key != "" {
+			b := Bucket(r.salt, key)
+			if uint32(b) < r.basisPoints {
+				return e.admit(r, r.percentRule, ReasonPercent, b)
+			}
+			if firstBucket == NoBucket {
+				firstBucket, firstRelease = b, r.name
+			}
+		}
+	}
+	d := Decision{Env: config.Stable, Bucket: firstBucket, Release: firstRelease, Version: e.version}
+	switch {
+	case blacklistedBy != "":
+		d.Release, d.Rule, d.Reason, d.Bucket = blacklistedBy, "blacklist", ReasonBlacklisted, NoBucket
+	case key != "":
+		d.Reason = ReasonNotSelected
+	case req.InvalidToken:
+		d.Env, d.Reason = "", ReasonInvalidToken
+	default:
+		d.Env, d.Reason = "", ReasonNoIdentity
+	}
+	return d
+}
+
+func (e *Engine) admit(r *release, rule string, reason Reason, bucket int) Decision {
+	return Decision{Env: r.env, Release: r.name, Rule: rule, Reason: reason, Bucket: bucket, Version: e.version}
+}
+
+func (m *claimMatcher) matches(claims map[string][]string) bool {
+	for _, v := range claims[m.claim] {
+		if _, ok := m.in[v]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *headerMatcher) matches(headers map[string]string) bool {
+	v, ok := headers[m.name]
+	if !ok {
+		return false
+	}
+	switch {
+	case m.regex != nil:
+		return m.regex.MatchString(v)
+	case m.prefix != "":
+		return strings.HasPrefix(v, m.prefix)
+	default:
+		return v == m.exact
+	}
+}
+
+func set(list []string) map[string]struct{} {
+	if len(list) == 0 {
+		return nil
+	}
+	m := make(map[string]struct{}, len(list))
+	for _, s := range list {
+		m[s] = struct{}{}
+	}
+	return m
+}
