@@ -77,8 +77,9 @@ type Decision struct {
 
 // Engine holds compiled releases. It is immutable and safe for concurrent use.
 type Engine struct {
-	version  string
-	releases []release
+	version     string
+	releases    []release
+	headerNames map[string]bool
 }
 
 type release struct {
@@ -106,7 +107,7 @@ type headerMatcher struct {
 
 // New compiles a validated config.
 func New(cfg *config.Config) (*Engine, error) {
-	e := &Engine{version: cfg.Version}
+	e := &Engine{version: cfg.Version, headerNames: map[string]bool{}}
 	for _, r := range cfg.Releases {
 		cr := release{
 			name:        r.Name,
@@ -139,6 +140,7 @@ func New(cfg *config.Config) (*Engine, error) {
 				hm.regex = re
 			}
 			cr.headers = append(cr.headers, hm)
+			e.headerNames[h.Name] = true
 		}
 		e.releases = append(e.releases, cr)
 	}
