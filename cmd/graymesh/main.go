@@ -1,0 +1,151 @@
+// Command graymesh is gray release for Envoy: it decides, per request, which
+// environment serves it (ext_proc) and pushes the routes that honour that
+// decision (xDS).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/graymesh/graymesh/daemon"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+const usage = `graymesh — gray release (canary) for Envoy service meshes
+
+Usage:
+  graymesh <command> [flags]
+
+Commands:
+  serve      run the ext_proc decision service, the xDS server and the admin API
+  validate   check a config file; list every problem
+  explain    show the decision for a caller and why
+  token      mint a demo token signed with an HS key from the config
+  version    print the version
+
+Run "graymesh <command> --help" for a command's flags.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmds := map[string]func([]string, io.Writer, io.Writer) error{
+		"serve":    serve,
+		"validate": validate,
+		"explain":  explain,
+		"token":    token,
+		"version": func([]string, io.Writer, io.Writer) error {
+			fmt.Fprintln(stdout, version)
+			return nil
+		},
+	}
+	name := args[0]
+	if name == "-h" || name == "--help" || name == "help" {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	cmd, ok := cmds[name]
+	if !ok {
+		fmt.Fprintf(stderr, "graymesh: unknown command %q\n\n%s", name, usage)
+		return 2
+	}
+	err := cmd(args[1:], stdout, stderr)
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	default:
+		fmt.Fprintf(stderr, "graymesh %s: %v\n", name, err)
+		return 1
+	}
+}
+
+var errUsage = errors.New("usage")
+
+// newFlags returns a FlagSet whose --help prints a synopsis and the flags.
+func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "%s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	return nil
+}
+
+func serve(args []string, _, stderr io.Writer) error {
+	fs := newFlags("serve", `Usage: graymesh serve --config FILE
+
+Runs the ext_proc decision service, the xDS (ADS) server and the admin HTTP
+server on the addresses in the config's "server" section. SIGHUP or
+POST /reload on the admin server re-reads the config; a config that fails
+validation is refused and the one in force stays. SIGTERM drains and exits 0.`, stderr)
+	path := fs.String("config", "", "config file (required)")
+	level := fs.String("log-level", "info", "log level: debug (one line per decision), info, warn, error")
+	format := fs.String("log-format", "json", "log format: json or text")
+	drain := fs.Duration("drain-timeout", 10*time.Second, "how long in-flight ext_proc streams may finish after SIGTERM")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *path == "" {
+		fs.Usage()
+		return errUsage
+	}
+	log, err := newLogger(stderr, *level, *format)
+	if err != nil {
+		return err
+	}
+	log = log.With("version", version)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	d, err := daemon.New(ctx, *path, daemon.Options{DrainTimeout: *drain}, log)
+	if err != nil {
+		return err
+	}
+	return d.Run(ctx)
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch strings.ToLower(format) {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: %q is not json or text", format)
+}

@@ -1,0 +1,247 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/graymesh/graymesh/config"
+	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/xds"
+)
+
+func validate(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("validate", `Usage: graymesh validate FILE
+
+Decodes FILE strictly, validates every field, loads the keys it names and
+builds the Envoy resources it implies. Every problem is listed, each naming
+the release, rule or field. Exit status 1 when the file would be refused.`, stderr)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errUsage
+	}
+	path := fs.Arg(0)
+	p, err := gray.Load(path)
+	if err != nil {
+		return err
+	}
+	res, err := xds.Build(p.Config)
+	if err == nil {
+		err = res.Validate()
+	}
+	if err != nil {
+		return fmt.Errorf("%s: envoy resources: %w", path, err)
+	}
+	for _, w := range p.Config.Warnings() {
+		fmt.Fprintf(stdout, "warning: %s\n", w)
+	}
+	fmt.Fprintf(stdout, "ok: %s (version %s, %d releases, %d services)\n", path, p.Config.Version, len(p.Config.Releases), len(p.Config.Services))
+	return nil
+}
+
+// kvFlag collects repeated key=value flags.
+type kvFlag []string
+
+func (k *kvFlag) String() string { return strings.Join(*k, ",") }
+func (k *kvFlag) Set(v string) error {
+	if !strings.Contains(v, "=") {
+		return fmt.Errorf("%q is not key=value", v)
+	}
+	*k = append(*k, v)
+	return nil
+}
+
+func explain(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("explain", `Usage: graymesh explain --config FILE (--token T | --subject S | --device D) [flags]
+
+Prints the decision graymesh makes for a caller and why. --token verifies a
+real token exactly as the ext_proc service does; --subject skips verification
+and treats S (with any --claim) as verified.`, stderr)
+	path := fs.String("config", "", "config file (required)")
+	tok := fs.String("token", "", "a JWT, verified as the service would")
+	subject := fs.String("subject", "", "a verified subject, without a token")
+	device := fs.String("device", "", "device id cookie value of an anonymous caller")
+	ip := fs.String("ip", "", "client IP address as Envoy sees it")
+	asJSON := fs.Bool("json", false, "print JSON")
+	var claims, headers kvFlag
+	fs.Var(&claims, "claim", "claim=value of the verified subject (repeatable; with --subject)")
+	fs.Var(&headers, "header", "name=value request header (repeatable)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *path == "" || (*tok != "" && *subject != "") {
+		fs.Usage()
+		return errUsage
+	}
+	p, err := gray.Load(*path)
+	if err != nil {
+		return err
+	}
+	req := gray.Request{Subject: *subject, DeviceID: *device}
+	if *ip != "" {
+		a, err := netip.ParseAddr(*ip)
+		if err != nil {
+			return fmt.Errorf("--ip: %w", err)
+		}
+		req.IP = a
+	}
+	for _, h := range headers {
+		k, v, _ := strings.Cut(h, "=")
+		if req.Headers == nil {
+			req.Headers = map[string]string{}
+		}
+		req.Headers[strings.ToLower(k)] = v
+	}
+	identitySource := "none"
+	problem := ""
+	switch {
+	case *tok != "":
+		c := p.Verifier.FromRequest("Bearer "+*tok, "")
+		req.Subject, req.Claims, req.InvalidToken, problem = c.Subject, c.Claims, c.Problem != "", c.Problem
+		identitySource = "token"
+		if problem != "" {
+			identitySource = "token rejected: " + problem
+		}
+	case *subject != "":
+		identitySource = "subject (not verified: --subject)"
+		for _, kv := range claims {
+			k, v, _ := strings.Cut(kv, "=")
+			if req.Claims == nil {
+				req.Claims = map[string][]string{}
+			}
+			req.Claims[k] = append(req.Claims[k], v)
+		}
+	case *device != "":
+		identitySource = "device cookie (anonymous)"
+	}
+	d := p.Engine.Decide(&req)
+	ex := explanation{
+		Env: d.Env, Release: d.Release, Rule: d.Rule, Reason: string(d.Reason), Bucket: d.Bucket,
+		Version: d.Version, Subject: req.Subject, Identity: identitySource, TokenProblem: problem,
+		Served: servedBy(p.Config, d),
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(ex)
+	}
+	bucket := "-"
+	if d.Bucket != gray.NoBucket {
+		bucket = fmt.Sprintf("%d of %d (%.2f%%)", d.Bucket, gray.Buckets, float64(d.Bucket)/100)
+	}
+	fmt.Fprintf(stdout, "served by:   %s\nrelease:     %s\nrule:        %s\nreason:      %s\nbucket:      %s\nidentity:    %s\nsubject:     %s\nconfig:      %s (version %s)\n",
+		ex.Served, dash(d.Release), dash(d.Rule), d.Reason, bucket, identitySource, dash(req.Subject), *path, d.Version)
+	return nil
+}
+
+type explanation struct {
+	// Env is what ext_proc sets in x-gray-env ("" = nothing decided).
+	Env string `json:"env"`
+	// Served is where the request goes: Env, or the route default.
+	Served       string `json:"served"`
+	Release      string `json:"release"`
+	Rule         string `json:"rule"`
+	Reason       string `json:"reason"`
+	Bucket       int    `json:"bucket"`
+	Version      string `json:"version"`
+	Subject      string `json:"subject"`
+	Identity     string `json:"identity"`
+	TokenProblem string `json:"token_problem,omitempty"`
+}
+
+// servedBy names where a decision sends the request once Envoy routes it.
+func servedBy(cfg *config.Config, d gray.Decision) string {
+	if d.Env != "" {
+		return d.Env
+	}
+	for _, r := range cfg.Releases {
+		if r.TrafficPercent > 0 {
+			return fmt.Sprintf("route default: %s, or %s for %.2f%% of such requests (traffic-weighted release %s)", config.Stable, r.Env, r.TrafficPercent, r.Name)
+		}
+	}
+	return config.Stable
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func token(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("token", `Usage: graymesh token --config FILE --subject S [--claim k=v]... [--ttl 24h]
+
+Mints an HS256/384/512 token signed with an HMAC key from the config, with
+the config's issuer and audience. For demos and tests: production tokens
+come from your identity provider.`, stderr)
+	path := fs.String("config", "", "config file (required)")
+	subject := fs.String("subject", "", "subject (required)")
+	kid := fs.String("kid", "", "key id to sign with (default: the first HMAC key)")
+	ttl := fs.Duration("ttl", 24*time.Hour, "lifetime; exp = now + ttl")
+	var claims kvFlag
+	fs.Var(&claims, "claim", "claim=value (repeatable)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *path == "" || *subject == "" {
+		fs.Usage()
+		return errUsage
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	if _, err := gray.Compile(cfg); err != nil {
+		return err
+	}
+	var key *config.Key
+	for i, k := range cfg.Identity.JWT.Keys {
+		if strings.HasPrefix(k.Algorithm, "HS") && (*kid == "" || k.ID == *kid) {
+			key = &cfg.Identity.JWT.Keys[i]
+			break
+		}
+	}
+	if key == nil {
+		return errors.New("the config has no matching HMAC key to sign with")
+	}
+	secret := []byte(key.Secret)
+	if key.SecretFile != "" {
+		b, err := os.ReadFile(cfg.ResolvePath(key.SecretFile))
+		if err != nil {
+			return err
+		}
+		secret = []byte(strings.TrimRight(string(b), "\r\n"))
+	}
+	mc := jwt.MapClaims{cfg.Identity.JWT.SubjectClaim: *subject, "exp": time.Now().Add(*ttl).Unix(), "iat": time.Now().Unix()}
+	if cfg.Identity.JWT.Issuer != "" {
+		mc["iss"] = cfg.Identity.JWT.Issuer
+	}
+	if cfg.Identity.JWT.Audience != "" {
+		mc["aud"] = cfg.Identity.JWT.Audience
+	}
+	for _, kv := range claims {
+		k, v, _ := strings.Cut(kv, "=")
+		mc[k] = v
+	}
+	t := jwt.NewWithClaims(jwt.GetSigningMethod(key.Algorithm), mc)
+	if key.ID != "" {
+		t.Header["kid"] = key.ID
+	}
+	s, err := t.SignedString(secret)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, s)
+	return nil
+}

@@ -1,0 +1,67 @@
+package daemon
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/xds"
+)
+
+// metrics are graymesh's Prometheus series, on the admin server's /metrics.
+type metrics struct {
+	registry  *prometheus.Registry
+	decisions *prometheus.CounterVec
+	reloads   *prometheus.CounterVec
+	version   *prometheus.GaugeVec
+}
+
+func newMetrics(activeStreams func() int64, x *xds.Server) *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "graymesh_decisions_total",
+			Help: "Decisions made, by release, environment (\"\" = route default) and reason.",
+		}, []string{"release", "env", "reason"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "graymesh_config_reloads_total",
+			Help: "Config reloads, by result (accepted, refused).",
+		}, []string{"result"}),
+		version: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "graymesh_config_info",
+			Help: "The config version in force (value is always 1).",
+		}, []string{"version"}),
+	}
+	m.registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.decisions, m.reloads, m.version,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "graymesh_extproc_active_streams",
+			Help: "ext_proc streams open now (one per in-flight request).",
+		}, func() float64 { return float64(activeStreams()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "graymesh_xds_pushes_total", Help: "xDS responses sent to Envoy.",
+		}, func() float64 { return float64(x.Stats.Pushes.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "graymesh_xds_acks_total", Help: "xDS responses Envoy accepted.",
+		}, func() float64 { return float64(x.Stats.ACKs.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "graymesh_xds_nacks_total", Help: "xDS responses Envoy rejected.",
+		}, func() float64 { return float64(x.Stats.NACKs.Load()) }),
+	)
+	for _, r := range []string{"accepted", "refused"} {
+		m.reloads.WithLabelValues(r)
+	}
+	return m
+}
+
+// Decided implements extproc.Observer.
+func (m *metrics) Decided(d gray.Decision) {
+	m.decisions.WithLabelValues(d.Release, d.Env, string(d.Reason)).Inc()
+}
+
+func (m *metrics) setVersion(v string) {
+	m.version.Reset()
+	m.version.WithLabelValues(v).Set(1)
+}
