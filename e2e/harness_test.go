@@ -1,0 +1,381 @@
+// Package e2e runs graymesh, a real Envoy 1.40 and demo upstreams as
+// separate processes on loopback and checks what a client sees.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/graymesh/graymesh/envoy"
+)
+
+var (
+	binDir   string
+	envoyBin string
+	repoRoot string
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	wd, err := os.Getwd()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	repoRoot = filepath.Dir(wd)
+	envoyBin, err = findEnvoy()
+	if err != nil {
+		// Never skip: a missing Envoy is a broken test setup, in CI and out.
+		fmt.Fprintf(os.Stderr, "e2e: %v\n  install it with: make envoy   (or set ENVOY_BIN to an Envoy 1.40 binary)\n", err)
+		return 1
+	}
+	binDir, err = os.MkdirTemp("", "graymesh-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(binDir)
+	build := exec.Command("go", "build", "-o", binDir+"/", "./cmd/graymesh", "./cmd/demo-shop")
+	build.Dir = repoRoot
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: building binaries: %v\n", err)
+		return 1
+	}
+	return m.Run()
+}
+
+func findEnvoy() (string, error) {
+	candidates := []string{os.Getenv("ENVOY_BIN"), filepath.Join(repoRoot, ".tools", "bin", "envoy")}
+	if p, err := exec.LookPath("envoy"); err == nil {
+		candidates = append(candidates, p)
+	}
+	for _, c := range candidates {
+		if c == "" {
+			continue
+		}
+		out, err := exec.Command(c, "--version").Output()
+		if err != nil {
+			continue
+		}
+		if !strings.Contains(string(out), "/1.40.") {
+			return "", fmt.Errorf("%s is not Envoy 1.40: %s", c, strings.TrimSpace(string(out)))
+		}
+		return c, nil
+	}
+	return "", fmt.Errorf("no Envoy 1.40 binary found (ENVOY_BIN, .tools/bin/envoy, PATH)")
+}
+
+// freePort asks the kernel for an unused loopback port.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// process is a child process whose output goes to a log file.
+type process struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+}
+
+func start(t *testing.T, dir, name string, bin string, args ...string) *process {
+	t.Helper()
+	logPath := filepath.Join(dir, name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	p := &process{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); f.Close(); close(p.done) }()
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("---- %s log ----\n%s", name, tail(b, 4000))
+		}
+	})
+	return p
+}
+
+// kill stops the process with SIGKILL and waits for it.
+func (p *process) kill() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+// waitFor polls check until it succeeds or the deadline passes.
+func waitFor(t *testing.T, what string, timeout time.Duration, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = check(); err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s not ready after %s: %v", what, timeout, err)
+}
+
+func httpOK(url string) func() error {
+	return func() error {
+		resp, err := http.Get(url)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: %s", url, resp.Status)
+		}
+		return nil
+	}
+}
+
+// mesh is one graymesh + one Envoy + shop stable and gray, on free ports.
+type mesh struct {
+	t          *testing.T
+	dir        string
+	configPath string
+	listener   string
+	admin      string
+	graymesh   *process
+	secret     []byte
+	rsa        *rsa.PrivateKey
+	rsaPEM     []byte
+	client     *http.Client
+}
+
+// meshConfig is rendered with the mesh's ports. {{RELEASES}} is replaced by
+// the test's releases section.
+const meshConfig = `
+server:
+  extproc_listen: 127.0.0.1:{{EXTPROC}}
+  xds_listen: 127.0.0.1:{{XDS}}
+  admin_listen: 127.0.0.1:{{ADMIN}}
+mesh:
+  listener_port: {{LISTENER}}
+  message_timeout: 200ms
+identity:
+  device_cookie: gm_device
+  jwt:
+    algorithms: [HS256, RS256]
+    issuer: e2e
+    cache_size: 1000
+    keys:
+      - {kid: hs, alg: HS256, secret_file: hs.secret}
+      - {kid: rs, alg: RS256, public_key_file: rs.pem}
+{{RELEASES}}
+services:
+  - name: shop
+    domains: ["*"]
+    environments:
+      stable: [127.0.0.1:{{STABLE}}]
+      gray: [127.0.0.1:{{GRAY}}]
+`
+
+func newMesh(t *testing.T, releases string) *mesh {
+	t.Helper()
+	dir := t.TempDir()
+	m := &mesh{t: t, dir: dir, secret: []byte("e2e-secret-0123456789abcdef-0123456789")}
+	var err error
+	if m.rsa, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(&m.rsa.PublicKey)
+	m.rsaPEM = pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	must(t, os.WriteFile(filepath.Join(dir, "rs.pem"), m.rsaPEM, 0o600))
+	must(t, os.WriteFile(filepath.Join(dir, "hs.secret"), m.secret, 0o600))
+
+	ports := map[string]int{}
+	for _, k := range []string{"EXTPROC", "XDS", "ADMIN", "LISTENER", "STABLE", "GRAY", "ENVOY_ADMIN"} {
+		ports[k] = freePort(t)
+	}
+	cfg := strings.Replace(meshConfig, "{{RELEASES}}", releases, 1)
+	for k, v := range ports {
+		cfg = strings.ReplaceAll(cfg, "{{"+k+"}}", fmt.Sprint(v))
+	}
+	m.configPath = filepath.Join(dir, "graymesh.yaml")
+	must(t, os.WriteFile(m.configPath, []byte(cfg), 0o600))
+	m.listener = fmt.Sprintf("http://127.0.0.1:%d", ports["LISTENER"])
+	m.admin = fmt.Sprintf("http://127.0.0.1:%d", ports["ADMIN"])
+
+	start(t, dir, "shop-stable", filepath.Join(binDir, "demo-shop"), "--listen", fmt.Sprintf("127.0.0.1:%d", ports["STABLE"]), "--env", "stable", "--version", "v1")
+	start(t, dir, "shop-gray", filepath.Join(binDir, "demo-shop"), "--listen", fmt.Sprintf("127.0.0.1:%d", ports["GRAY"]), "--env", "gray", "--version", "v2")
+	m.graymesh = start(t, dir, "graymesh", filepath.Join(binDir, "graymesh"), "serve", "--config", m.configPath, "--log-level", "debug")
+	waitFor(t, "graymesh", 10*time.Second, httpOK(m.admin+"/readyz"))
+
+	b, err := envoy.Load("bootstrap.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	boot, err := envoy.Render(b, envoy.Overrides{NodeID: t.Name(), AdminPort: uint32(ports["ENVOY_ADMIN"]), XDSHost: "127.0.0.1", XDSPort: uint32(ports["XDS"])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bootPath := filepath.Join(dir, "envoy.json")
+	must(t, os.WriteFile(bootPath, boot, 0o600))
+	start(t, dir, "envoy", envoyBin, "-c", bootPath, "--disable-hot-restart", "--concurrency", "2", "-l", "info")
+
+	m.client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	t.Cleanup(m.client.CloseIdleConnections)
+	waitFor(t, "shop upstreams", 10*time.Second, func() error {
+		if err := httpOK(fmt.Sprintf("http://127.0.0.1:%d/healthz", ports["STABLE"]))(); err != nil {
+			return err
+		}
+		return httpOK(fmt.Sprintf("http://127.0.0.1:%d/healthz", ports["GRAY"]))()
+	})
+	waitFor(t, "envoy listener from xDS", 20*time.Second, httpOK(m.listener+"/"))
+	return m
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// shopReply is demo-shop's answer.
+type shopReply struct {
+	Env     string            `json:"env"`
+	Version string            `json:"version"`
+	Gray    map[string]string `json:"graymesh_headers"`
+}
+
+// get sends GET / through Envoy with the given headers.
+func (m *mesh) get(headers map[string]string) (shopReply, error) {
+	req, err := http.NewRequest(http.MethodGet, m.listener+"/", nil)
+	if err != nil {
+		return shopReply{}, err
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := m.client.Do(req)
+	if err != nil {
+		return shopReply{}, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return shopReply{}, fmt.Errorf("status %s: %s", resp.Status, body)
+	}
+	var r shopReply
+	if err := json.Unmarshal(body, &r); err != nil {
+		return shopReply{}, fmt.Errorf("%v: %s", err, body)
+	}
+	return r, nil
+}
+
+func (m *mesh) mustGet(headers map[string]string) shopReply {
+	m.t.Helper()
+	r, err := m.get(headers)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	return r
+}
+
+// token signs claims for subject with the mesh's HS256 secret.
+func (m *mesh) token(subject string, exp time.Time) string {
+	m.t.Helper()
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": subject, "iss": "e2e", "exp": exp.Unix()}).SignedString(m.secret)
+	must(m.t, err)
+	return s
+}
+
+func bearer(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok} }
+
+// explain runs `graymesh explain --json` against the mesh's config.
+func (m *mesh) explain(args ...string) (map[string]any, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "graymesh"), append([]string{"explain", "--config", m.configPath, "--json"}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("explain %v: %v: %s", args, err, stderr.String())
+	}
+	var v map[string]any
+	return v, json.Unmarshal(out, &v)
+}
+
+// parallel runs f(i) for i in [0,n) on a few goroutines and returns the
+// first error.
+func parallel(n, workers int, f func(i int) error) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		next  = make(chan int)
+	)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := f(i); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return first
+}
