@@ -33,7 +33,7 @@ type keys struct {
 	rsPEM []byte
 }
 
-func newKeys(t *testing.T) *keys {
+func newKeys(t testing.TB) *keys {
 	t.Helper()
 	k := &keys{dir: t.TempDir(), hs: []byte("0123456789abcdef0123456789abcdef")}
 	var err error
@@ -87,7 +87,7 @@ func (k *keys) identity() config.Identity {
 	}
 }
 
-func (k *keys) verifier(t *testing.T, cfg config.Identity, now *time.Time) *Verifier {
+func (k *keys) verifier(t testing.TB, cfg config.Identity, now *time.Time) *Verifier {
 	t.Helper()
 	v, err := New(cfg, func(p string) string { return filepath.Join(k.dir, p) }, WithClock(func() time.Time { return *now }))
 	if err != nil {
@@ -100,7 +100,7 @@ func claims(sub string, exp time.Time) jwt.MapClaims {
 	return jwt.MapClaims{"sub": sub, "exp": exp.Unix(), "iss": "https://id.example", "aud": "shop", "tier": "vip", "groups": []string{"beta", "qa"}, "age": 42}
 }
 
-func sign(t *testing.T, m jwt.SigningMethod, kid string, c jwt.Claims, key any) string {
+func sign(t testing.TB, m jwt.SigningMethod, kid string, c jwt.Claims, key any) string {
 	t.Helper()
 	tok := jwt.NewWithClaims(m, c)
 	if kid != "" {

