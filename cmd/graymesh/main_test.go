@@ -1,0 +1,65 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCLI(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestValidate(t *testing.T) {
+	code, out, _ := runCLI("validate", "../../examples/demo.yaml")
+	if code != 0 || !strings.Contains(out, "ok: ../../examples/demo.yaml") {
+		t.Fatalf("demo config: code %d, %s", code, out)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("releases:\n  - {name: a, env: gray, percent: 101}\n  - {name: b, env: stable}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := runCLI("validate", bad)
+	if code != 1 {
+		t.Fatalf("bad config exit %d", code)
+	}
+	for _, want := range []string{bad, "releases[0] (a).percent", "releases[1] (b).env"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errOut)
+		}
+	}
+}
+
+func TestTokenAndExplainAgree(t *testing.T) {
+	code, tok, errOut := runCLI("token", "--config", "../../examples/demo.yaml", "--subject", "alice")
+	if code != 0 {
+		t.Fatalf("token: %d %s", code, errOut)
+	}
+	code, out, errOut := runCLI("explain", "--config", "../../examples/demo.yaml", "--token", strings.TrimSpace(tok), "--json")
+	if code != 0 || !strings.Contains(out, `"served": "gray"`) || !strings.Contains(out, `"reason": "whitelist"`) {
+		t.Fatalf("explain alice: %d %s %s", code, out, errOut)
+	}
+	_, out, _ = runCLI("explain", "--config", "../../examples/demo.yaml", "--token", strings.TrimSpace(tok)+"x", "--json")
+	if !strings.Contains(out, `"reason": "invalid-token"`) || !strings.Contains(out, `"token_problem": "signature"`) {
+		t.Fatalf("explain forged: %s", out)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	if code, _, errOut := runCLI(); code != 2 || !strings.Contains(errOut, "Commands:") {
+		t.Fatalf("no args: %d %s", code, errOut)
+	}
+	if code, _, errOut := runCLI("frobnicate"); code != 2 || !strings.Contains(errOut, "unknown command") {
+		t.Fatalf("unknown: %d %s", code, errOut)
+	}
+	if code, _, errOut := runCLI("explain", "--help"); code != 0 || !strings.Contains(errOut, "--subject") {
+		t.Fatalf("help: %d %s", code, errOut)
+	}
+	if code, _, _ := runCLI("serve"); code != 2 {
+		t.Fatalf("serve without --config: %d", code)
+	}
+}
