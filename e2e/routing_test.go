@@ -115,31 +115,10 @@ releases:
     percent: 30
 `)
 	const n = 1000
-	served := make([]string, n)
-	var gray atomic.Int64
-	err := parallel(n, 8, func(i int) error {
-		r, err := m.get(bearer(m.token(fmt.Sprintf("user-%d", i), time.Now().Add(time.Hour))))
-		if err != nil {
-			return err
-		}
-		served[i] = r.Env
-		if r.Gray["x-gray-env"] != r.Env {
-			return fmt.Errorf("user-%d served by %s but upstream saw x-gray-env=%q", i, r.Env, r.Gray["x-gray-env"])
-		}
-		if r.Env == "gray" {
-			gray.Add(1)
-		}
-		return nil
+	served := m.serveMany(t, n, 30, 4, func(i int) map[string]string {
+		return bearer(m.token(fmt.Sprintf("user-%d", i), time.Now().Add(time.Hour)))
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	share := float64(gray.Load()) / n * 100
-	t.Logf("%d of %d subjects (%.1f%%) served by gray at 30%%", gray.Load(), n, share)
-	if math.Abs(share-30) > 4 {
-		t.Fatalf("%.1f%% served by gray, want 30 ± 4", share)
-	}
-	err = parallel(n, 4, func(i int) error {
+	err := parallel(n, 4, func(i int) error {
 		ex, err := m.explain("--subject", fmt.Sprintf("user-%d", i))
 		if err != nil {
 			return err
@@ -161,13 +140,23 @@ releases:
     env: gray
     traffic_percent: 20
 `)
-	const n = 1000
+	m.serveMany(t, 1000, 20, 5, func(int) map[string]string { return nil })
+}
+
+// serveMany sends n requests (headers from headersFor), checks that every
+// upstream saw an x-gray-env naming the environment that served it, and
+// that the share served by gray is wantPercent ± tolerance. It returns the
+// environment that served each request.
+func (m *mesh) serveMany(t *testing.T, n int, wantPercent, tolerance float64, headersFor func(i int) map[string]string) []string {
+	t.Helper()
+	served := make([]string, n)
 	var gray atomic.Int64
 	err := parallel(n, 8, func(i int) error {
-		r, err := m.get(nil)
+		r, err := m.get(headersFor(i))
 		if err != nil {
 			return err
 		}
+		served[i] = r.Env
 		if r.Gray["x-gray-env"] != r.Env {
 			return fmt.Errorf("request %d served by %s but upstream saw x-gray-env=%q", i, r.Env, r.Gray["x-gray-env"])
 		}
@@ -179,11 +168,12 @@ releases:
 	if err != nil {
 		t.Fatal(err)
 	}
-	share := float64(gray.Load()) / n * 100
-	t.Logf("%d of %d anonymous requests (%.1f%%) served by gray at 20%%", gray.Load(), n, share)
-	if math.Abs(share-20) > 5 {
-		t.Fatalf("%.1f%% served by gray, want 20 ± 5", share)
+	share := float64(gray.Load()) / float64(n) * 100
+	t.Logf("%d of %d requests (%.1f%%) served by gray, want %v ± %v%%", gray.Load(), n, share, wantPercent, tolerance)
+	if math.Abs(share-wantPercent) > tolerance {
+		t.Fatalf("%.1f%% served by gray, want %v ± %v", share, wantPercent, tolerance)
 	}
+	return served
 }
 
 func TestExtProcDownFailsOpenToStable(t *testing.T) {
