@@ -27,6 +27,8 @@ type Config struct {
 	Server   Server    `yaml:"server"`
 	Mesh     Mesh      `yaml:"mesh"`
 	Identity Identity  `yaml:"identity"`
+	Lane     Lane      `yaml:"lane"`
+	Tracing  Tracing   `yaml:"tracing"`
 	Releases []Release `yaml:"releases"`
 	Services []Service `yaml:"services"`
 
@@ -90,6 +92,26 @@ type Key struct {
 	PublicKeyFile string `yaml:"public_key_file"`
 }
 
+// Lane configures how the edge's decision travels to later hops: signed
+// with the mesh key, in the W3C baggage member graymesh-lane.
+type Lane struct {
+	// Exactly one of Key and KeyFile is needed when any service has a
+	// sidecar; the key is at least 32 bytes and shared by every node.
+	Key     string   `yaml:"key"`
+	KeyFile string   `yaml:"key_file"`
+	TTL     Duration `yaml:"ttl"`
+}
+
+// Tracing configures OpenTelemetry export for graymesh and the Envoys it
+// configures.
+type Tracing struct {
+	// OTLPEndpoint is host:port of an OTLP gRPC collector (Jaeger's 4317);
+	// empty turns tracing off.
+	OTLPEndpoint string `yaml:"otlp_endpoint"`
+	// SampleRatio of requests Envoy traces, 0–1 (default 1).
+	SampleRatio *float64 `yaml:"sample_ratio"`
+}
+
 // Release decides which callers go to Env instead of stable.
 type Release struct {
 	Name string `yaml:"name"`
@@ -132,6 +154,23 @@ type Service struct {
 	// default to the service name.
 	Domains      []string            `yaml:"domains"`
 	Environments map[string][]string `yaml:"environments"`
+	// Sidecar, when set, gives the service its own Envoy (node cluster =
+	// the service name) with an inbound and an outbound listener.
+	Sidecar *Sidecar `yaml:"sidecar"`
+}
+
+// Sidecar describes a service's own Envoy.
+type Sidecar struct {
+	// Address the sidecar's listeners bind and peers reach it at.
+	Address string `yaml:"address"`
+	// InboundPort receives the service's traffic; the sidecar routes it to
+	// the service's environment named by the lane.
+	InboundPort uint32 `yaml:"inbound_port"`
+	// OutboundPort is where the service sends calls to other services
+	// (Host header = the service name).
+	OutboundPort uint32 `yaml:"outbound_port"`
+	// Edge sidecars decide; the others honour the lane they are handed.
+	Edge bool `yaml:"edge"`
 }
 
 // Duration is a time.Duration written as "50ms", "30s".
@@ -163,6 +202,7 @@ const (
 	DefaultMessageTimeout = 50 * time.Millisecond
 	DefaultSubjectClaim   = "sub"
 	DefaultCacheSize      = 10000
+	DefaultLaneTTL        = 5 * time.Minute
 )
 
 // Load reads, decodes and validates the file at path.
@@ -222,6 +262,18 @@ func (c *Config) applyDefaults() {
 	if c.Identity.JWT.SubjectClaim == "" {
 		c.Identity.JWT.SubjectClaim = DefaultSubjectClaim
 	}
+	if c.Lane.TTL.Duration == 0 {
+		c.Lane.TTL.Duration = DefaultLaneTTL
+	}
+	if c.Tracing.SampleRatio == nil {
+		one := 1.0
+		c.Tracing.SampleRatio = &one
+	}
+	for i := range c.Services {
+		if sc := c.Services[i].Sidecar; sc != nil && sc.Address == "" {
+			sc.Address = "127.0.0.1"
+		}
+	}
 	for i := range c.Releases {
 		if c.Releases[i].Salt == "" {
 			c.Releases[i].Salt = c.Releases[i].Name
@@ -232,6 +284,17 @@ func (c *Config) applyDefaults() {
 			c.Services[i].Domains = []string{c.Services[i].Name}
 		}
 	}
+}
+
+// Sidecars returns the services that have their own Envoy.
+func (c *Config) Sidecars() []Service {
+	var out []Service
+	for _, s := range c.Services {
+		if s.Sidecar != nil {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // ResolvePath returns p relative to the directory of the config file.

@@ -172,3 +172,39 @@ func TestEmptyFileIsDefaults(t *testing.T) {
 		t.Fatal("defaults not applied")
 	}
 }
+
+func TestValidateSidecarsAndLane(t *testing.T) {
+	const mesh = `
+lane: {key_file: mesh.key, ttl: 5m}
+tracing: {otlp_endpoint: 127.0.0.1:4317}
+services:
+  - name: frontend
+    sidecar: {inbound_port: 10001, outbound_port: 15001, edge: true}
+    environments: {stable: [127.0.0.1:9201]}
+  - name: orders
+    sidecar: {inbound_port: 10002, outbound_port: 15002}
+    environments: {stable: [127.0.0.1:9202], gray: [127.0.0.1:9203]}
+`
+	cfg, err := Parse([]byte(mesh), "mesh.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Sidecars(); len(got) != 2 || got[0].Sidecar.Address != "127.0.0.1" {
+		t.Fatalf("sidecars %+v", got)
+	}
+	for _, tt := range []struct{ name, replace, with, want string }{
+		{"no lane key", "lane: {key_file: mesh.key, ttl: 5m}", "", "lane: services have sidecars"},
+		{"short inline key", "key_file: mesh.key", "key: short", "lane.key"},
+		{"ttl", "ttl: 5m", "ttl: 48h", "lane.ttl"},
+		{"port reused", "outbound_port: 15002", "outbound_port: 15001", "services[1] (orders).sidecar.outbound_port"},
+		{"port missing", "inbound_port: 10002, ", "", "services[1] (orders).sidecar.inbound_port"},
+		{"bad otlp", "127.0.0.1:4317", "jaeger", "tracing.otlp_endpoint"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(strings.Replace(mesh, tt.replace, tt.with, 1)), "mesh.yaml")
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v does not name %q", err, tt.want)
+			}
+		})
+	}
+}

@@ -60,6 +60,7 @@ func (c *Config) Validate() error {
 	}
 
 	errs = append(errs, c.Identity.validate()...)
+	errs = append(errs, c.validateLaneAndTracing()...)
 
 	names := map[string]int{}
 	weighted := ""
@@ -105,6 +106,59 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func (c *Config) validateLaneAndTracing() []error {
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	l := c.Lane
+	switch {
+	case l.Key != "" && l.KeyFile != "":
+		add("lane", "set one of key, key_file")
+	case l.Key != "" && len(l.Key) < 32:
+		add("lane.key", "%d bytes; the mesh key needs at least 32", len(l.Key))
+	case l.Key == "" && l.KeyFile == "" && len(c.Sidecars()) > 0:
+		add("lane", "services have sidecars, so the lane needs a signing key: set key_file (or key)")
+	}
+	if l.TTL.Duration < time.Second || l.TTL.Duration > 24*time.Hour {
+		add("lane.ttl", "%s is outside [1s, 24h]", l.TTL.Duration)
+	}
+	if e := c.Tracing.OTLPEndpoint; e != "" {
+		if err := checkHostPort(e); err != nil {
+			add("tracing.otlp_endpoint", "%v", err)
+		}
+	}
+	if r := *c.Tracing.SampleRatio; r < 0 || r > 1 {
+		add("tracing.sample_ratio", "%v is outside 0–1", r)
+	}
+	ports := map[string]string{}
+	for i, s := range c.Services {
+		sc := s.Sidecar
+		if sc == nil {
+			continue
+		}
+		field := fmt.Sprintf("services[%d] (%s).sidecar", i, s.Name)
+		if _, err := netip.ParseAddr(sc.Address); err != nil {
+			add(field+".address", "%q is not an IP address", sc.Address)
+		}
+		for _, p := range []struct {
+			name string
+			port uint32
+		}{{"inbound_port", sc.InboundPort}, {"outbound_port", sc.OutboundPort}} {
+			if p.port == 0 || p.port > 65535 {
+				add(field+"."+p.name, "%d is not a port", p.port)
+				continue
+			}
+			key := fmt.Sprintf("%s:%d", sc.Address, p.port)
+			if other, dup := ports[key]; dup {
+				add(field+"."+p.name, "%s is already used by %s", key, other)
+			}
+			ports[key] = field + "." + p.name
+		}
+	}
+	return errs
 }
 
 // Warnings lists legal but suspicious settings; they never refuse a config.

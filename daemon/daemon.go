@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
@@ -33,6 +34,8 @@ type Options struct {
 	// DrainTimeout bounds how long in-flight ext_proc streams may finish
 	// after shutdown begins.
 	DrainTimeout time.Duration
+	// Version is graymesh's build version, reported in traces.
+	Version string
 }
 
 // envoyKeepalive lets Envoy ping idle ext_proc and ADS connections as often
@@ -133,7 +136,20 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return fmt.Errorf("admin listener: %w", err)
 	}
 
-	extGRPC := grpc.NewServer(grpc.KeepaliveEnforcementPolicy(envoyKeepalive))
+	extOpts := []grpc.ServerOption{grpc.KeepaliveEnforcementPolicy(envoyKeepalive)}
+	flushTraces := func(context.Context) error { return nil }
+	if ep := cfg.Tracing.OTLPEndpoint; ep != "" {
+		if flushTraces, err = startTracing(ctx, ep, d.opts.Version); err != nil {
+			extLis.Close()
+			xdsLis.Close()
+			adminLis.Close()
+			return fmt.Errorf("tracing: %w", err)
+		}
+		// Envoy sends its trace context for the ext_proc call in the gRPC
+		// metadata; the stats handler makes it the parent of our spans.
+		extOpts = append(extOpts, grpc.StatsHandler(otelgrpc.NewServerHandler()))
+	}
+	extGRPC := grpc.NewServer(extOpts...)
 	d.ext.Register(extGRPC)
 	xdsGRPC := grpc.NewServer(grpc.KeepaliveEnforcementPolicy(envoyKeepalive))
 	d.xds.Register(xdsGRPC)
@@ -183,6 +199,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		xdsGRPC.Stop()
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
+		if err := flushTraces(shutdownCtx); err != nil {
+			d.log.Warn("flushing traces", "error", err)
+		}
 		return admin.Shutdown(shutdownCtx)
 	})
 	err = g.Wait()

@@ -12,6 +12,7 @@ import (
 type metrics struct {
 	registry  *prometheus.Registry
 	decisions *prometheus.CounterVec
+	fallbacks *prometheus.CounterVec
 	reloads   *prometheus.CounterVec
 	version   *prometheus.GaugeVec
 }
@@ -21,8 +22,12 @@ func newMetrics(activeStreams func() int64, x *xds.Server) *metrics {
 		registry: prometheus.NewRegistry(),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "graymesh_decisions_total",
-			Help: "Decisions made, by release, environment (\"\" = route default) and reason.",
-		}, []string{"release", "env", "reason"}),
+			Help: "Decisions made, by hop (edge decides, inner follows the lane), release, environment (\"\" = route default) and reason.",
+		}, []string{"hop", "release", "env", "reason"}),
+		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "graymesh_fallbacks_total",
+			Help: "Requests served by stable at a hop although their lane names another environment, by service, lane environment and reason.",
+		}, []string{"service", "env", "reason"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "graymesh_config_reloads_total",
 			Help: "Config reloads, by result (accepted, refused).",
@@ -35,7 +40,7 @@ func newMetrics(activeStreams func() int64, x *xds.Server) *metrics {
 	m.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.decisions, m.reloads, m.version,
+		m.decisions, m.fallbacks, m.reloads, m.version,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "graymesh_extproc_active_streams",
 			Help: "ext_proc streams open now (one per in-flight request).",
@@ -57,8 +62,11 @@ func newMetrics(activeStreams func() int64, x *xds.Server) *metrics {
 }
 
 // Decided implements extproc.Observer.
-func (m *metrics) Decided(d gray.Decision) {
-	m.decisions.WithLabelValues(d.Release, d.Env, string(d.Reason)).Inc()
+func (m *metrics) Decided(hop, service string, d gray.Decision) {
+	m.decisions.WithLabelValues(hop, d.Release, d.Env, string(d.Reason)).Inc()
+	if d.Fallback != "" {
+		m.fallbacks.WithLabelValues(service, d.Env, d.Fallback).Inc()
+	}
 }
 
 func (m *metrics) setVersion(v string) {

@@ -40,7 +40,7 @@ func BenchmarkResponse(b *testing.B) {
 	d := gray.Decision{Env: "gray", Release: "shop-v2", Rule: "whitelist", Reason: gray.ReasonWhitelist, Version: "9d338e2ddac7"}
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		_ = Response(d, hm)
+		_ = Response(Answer{Decision: d}, hm)
 	}
 }
 

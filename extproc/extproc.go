@@ -15,16 +15,23 @@ import (
 	"net/netip"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/graymesh/graymesh/config"
 	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/identity"
+	"github.com/graymesh/graymesh/lane"
 )
 
 // AttributeNamespace is where Envoy puts request_attributes in a
@@ -35,9 +42,20 @@ const AttributeNamespace = "envoy.filters.http.ext_proc"
 // address as Envoy saw it; unlike X-Forwarded-For, a client cannot forge it.
 const SourceAddressAttribute = "source.address"
 
-// Observer is told about every decision; metrics and tracing hook in here.
+// gRPC metadata keys the Envoy filter config sets (grpc_service
+// initial_metadata) to say which hop is calling.
+const (
+	MetadataHop     = "x-graymesh-hop"
+	MetadataService = "x-graymesh-service"
+	// HopEdge decides; HopInner honours the lane it is handed. A stream
+	// without the key is an edge.
+	HopEdge  = "edge"
+	HopInner = "inner"
+)
+
+// Observer is told about every decision; metrics hook in here.
 type Observer interface {
-	Decided(d gray.Decision)
+	Decided(hop, service string, d gray.Decision)
 }
 
 // Server implements envoy.service.ext_proc.v3.ExternalProcessor.
@@ -48,11 +66,18 @@ type Server struct {
 	log      *slog.Logger
 	observer Observer
 	streams  atomic.Int64
+	tracer   trace.Tracer
+	now      func() time.Time
 }
 
 // New returns a server deciding with p. observer may be nil.
 func New(p *gray.Policy, log *slog.Logger, observer Observer) *Server {
-	s := &Server{log: log.With("component", "extproc"), observer: observer}
+	s := &Server{
+		log:      log.With("component", "extproc"),
+		observer: observer,
+		tracer:   otel.Tracer("github.com/graymesh/graymesh/extproc"),
+		now:      time.Now,
+	}
 	s.policy.Store(p)
 	return s
 }
@@ -76,6 +101,7 @@ func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) er
 	s.streams.Add(1)
 	defer s.streams.Add(-1)
 	ctx := stream.Context()
+	hop := hopOf(ctx)
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil
@@ -87,7 +113,7 @@ func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) er
 		if err != nil {
 			return err
 		}
-		resp, err := s.answer(req)
+		resp, err := s.answer(ctx, hop, req)
 		if err != nil {
 			return err
 		}
@@ -101,11 +127,11 @@ func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) er
 }
 
 // answer returns the single response each ProcessingRequest needs.
-func (s *Server) answer(req *extprocsvcv3.ProcessingRequest) (*extprocsvcv3.ProcessingResponse, error) {
+func (s *Server) answer(ctx context.Context, h hop, req *extprocsvcv3.ProcessingRequest) (*extprocsvcv3.ProcessingResponse, error) {
 	switch r := req.Request.(type) {
 	case *extprocsvcv3.ProcessingRequest_RequestHeaders:
-		d := s.decide(r.RequestHeaders, req.GetAttributes())
-		return Response(d, r.RequestHeaders.GetHeaders()), nil
+		a := s.decide(ctx, h, r.RequestHeaders, req.GetAttributes())
+		return Response(a, r.RequestHeaders.GetHeaders()), nil
 	// The filter is configured to send nothing else; should a mode override
 	// ask for more, pass it through unchanged.
 	case *extprocsvcv3.ProcessingRequest_ResponseHeaders:
@@ -123,29 +149,130 @@ func (s *Server) answer(req *extprocsvcv3.ProcessingRequest) (*extprocsvcv3.Proc
 	}
 }
 
-func (s *Server) decide(h *extprocsvcv3.HttpHeaders, attrs map[string]*structpb.Struct) gray.Decision {
-	p := s.policy.Load()
-	req := Extract(p.Engine, h.GetHeaders(), attrs)
-	d, caller := p.Decide(req)
-	if s.observer != nil {
-		s.observer.Decided(d)
+// hop is who is calling, from the stream's gRPC metadata.
+type hop struct {
+	inner   bool
+	service string
+}
+
+func hopOf(ctx context.Context) hop {
+	md, _ := metadata.FromIncomingContext(ctx)
+	var h hop
+	if v := md.Get(MetadataHop); len(v) > 0 {
+		h.inner = v[0] == HopInner
 	}
-	if s.log.Enabled(context.Background(), slog.LevelDebug) {
-		s.log.Debug("decision",
+	if v := md.Get(MetadataService); len(v) > 0 {
+		h.service = v[0]
+	}
+	return h
+}
+
+func (h hop) name() string {
+	if h.inner {
+		return HopInner
+	}
+	return HopEdge
+}
+
+// decide makes the decision for one request: at the edge from identity and
+// rules, at an inner hop from the signed lane.
+func (s *Server) decide(ctx context.Context, h hop, headers *extprocsvcv3.HttpHeaders, attrs map[string]*structpb.Struct) Answer {
+	p := s.policy.Load()
+	req := Extract(p.Engine, headers.GetHeaders(), attrs)
+	now := s.now()
+	var (
+		a      Answer
+		caller identity.Caller
+	)
+	if h.inner {
+		a.Decision = p.Follow(req.Baggage, now)
+		if a.Decision.Reason != gray.ReasonLane && req.Baggage != "" {
+			// Do not pass on a lane that failed verification.
+			a.Baggage, a.SetBaggage = lane.WithLane(req.Baggage, ""), true
+		}
+	} else {
+		a.Decision, caller = p.Decide(req.HTTPRequest)
+		if p.Lanes != nil {
+			token := ""
+			if a.Decision.Env != "" {
+				token = p.Lanes.Sign(a.Decision.Env, a.Decision.Release, a.Decision.Version, now)
+			}
+			// Whatever lane the client sent is dropped; ours is added.
+			a.Baggage, a.SetBaggage = lane.WithLane(req.Baggage, token), true
+		}
+	}
+	a.Decision.Fallback = p.FallbackFor(h.service, a.Decision.Env)
+	if s.observer != nil {
+		s.observer.Decided(h.name(), h.service, a.Decision)
+	}
+	s.trace(ctx, h, a.Decision, caller)
+	if s.log.Enabled(ctx, slog.LevelDebug) {
+		s.log.Debug("decision", "hop", h.name(), "service", h.service,
 			"subject_hash", subjectHash(caller.Subject),
 			"token_problem", caller.Problem,
-			"env", d.Env, "release", d.Release, "rule", d.Rule,
-			"reason", string(d.Reason), "bucket", d.Bucket, "version", d.Version)
+			"env", a.Decision.Env, "release", a.Decision.Release, "rule", a.Decision.Rule,
+			"reason", string(a.Decision.Reason), "bucket", a.Decision.Bucket,
+			"version", a.Decision.Version, "fallback", a.Decision.Fallback)
 	}
-	return d
+	return a
+}
+
+// trace records the decision as a span, a child of the span Envoy opened
+// for this ext_proc call (its context arrives in the gRPC metadata). Names
+// follow OpenTelemetry's feature_flag conventions where they fit.
+func (s *Server) trace(ctx context.Context, h hop, d gray.Decision, caller identity.Caller) {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return
+	}
+	_, span := s.tracer.Start(ctx, "graymesh.decision", trace.WithSpanKind(trace.SpanKindInternal))
+	defer span.End()
+	env := d.Env
+	if env == "" {
+		env = "route-default"
+	}
+	span.SetAttributes(
+		attribute.String("feature_flag.key", "graymesh.env"),
+		attribute.String("feature_flag.provider.name", "graymesh"),
+		attribute.String("feature_flag.result.variant", env),
+		attribute.String("feature_flag.result.reason", string(d.Reason)),
+		attribute.String("feature_flag.version", d.Version),
+		attribute.String("graymesh.hop", h.name()),
+		attribute.String("graymesh.service", h.service),
+		attribute.String("graymesh.env", env),
+		attribute.String("graymesh.release", d.Release),
+		attribute.String("graymesh.rule", d.Rule),
+		attribute.String("graymesh.reason", string(d.Reason)),
+		attribute.Int("graymesh.bucket", d.Bucket),
+		attribute.String("graymesh.config_version", d.Version),
+		attribute.String("graymesh.fallback", d.Fallback),
+	)
+	if caller.Problem != "" {
+		span.SetAttributes(attribute.String("graymesh.token_problem", caller.Problem))
+	}
+	if caller.Subject != "" {
+		span.SetAttributes(attribute.String("graymesh.subject_hash", subjectHash(caller.Subject)))
+	}
+}
+
+// Request is what graymesh reads from one request.
+type Request struct {
+	gray.HTTPRequest
+	// Baggage is the W3C baggage header, several joined with ','.
+	Baggage string
 }
 
 // Extract reads what a decision needs from Envoy's request headers and
 // attributes. Envoy sends header values in raw_value.
-func Extract(e *gray.Engine, hm *corev3.HeaderMap, attrs map[string]*structpb.Struct) gray.HTTPRequest {
-	var r gray.HTTPRequest
+func Extract(e *gray.Engine, hm *corev3.HeaderMap, attrs map[string]*structpb.Struct) Request {
+	var r Request
 	for _, h := range hm.GetHeaders() {
 		switch name := h.GetKey(); name {
+		case gray.HeaderBaggage:
+			if r.Baggage == "" {
+				r.Baggage = value(h)
+			} else {
+				r.Baggage += "," + value(h)
+			}
 		case "authorization":
 			r.Authorization = value(h)
 		case "cookie":
@@ -174,12 +301,22 @@ func Extract(e *gray.Engine, hm *corev3.HeaderMap, attrs map[string]*structpb.St
 	return r
 }
 
-// Response builds the request-headers answer for d: remove every
-// graymesh header the client sent, set ours, and clear the route cache so
-// the router matches on them. Values go in raw_value only (a value-only
-// header is applied empty, both set is a 500).
-func Response(d gray.Decision, in *corev3.HeaderMap) *extprocsvcv3.ProcessingResponse {
-	set := make([]*corev3.HeaderValueOption, 0, 4)
+// Answer is what graymesh tells Envoy about one request.
+type Answer struct {
+	Decision gray.Decision
+	// Baggage replaces the request's baggage header when SetBaggage is
+	// true; "" removes it.
+	Baggage    string
+	SetBaggage bool
+}
+
+// Response builds the request-headers answer: remove every graymesh header
+// the client sent, set ours, and clear the route cache so the router
+// matches on them. Values go in raw_value only (a value-only header is
+// applied empty, both set is a 500).
+func Response(a Answer, in *corev3.HeaderMap) *extprocsvcv3.ProcessingResponse {
+	d := a.Decision
+	set := make([]*corev3.HeaderValueOption, 0, 6)
 	add := func(k, v string) {
 		if v == "" {
 			return
@@ -193,8 +330,16 @@ func Response(d gray.Decision, in *corev3.HeaderMap) *extprocsvcv3.ProcessingRes
 	add(gray.HeaderRelease, d.Release)
 	add(gray.HeaderReason, string(d.Reason))
 	add(gray.HeaderVersion, d.Version)
+	add(gray.HeaderFallback, d.Fallback)
 
 	var remove []string
+	if a.SetBaggage {
+		if a.Baggage != "" {
+			add(gray.HeaderBaggage, a.Baggage)
+		} else {
+			remove = append(remove, gray.HeaderBaggage)
+		}
+	}
 	for _, h := range in.GetHeaders() {
 		k := h.GetKey()
 		if !strings.HasPrefix(k, config.HeaderPrefix) || contains(remove, k) {

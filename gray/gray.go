@@ -42,6 +42,9 @@ const (
 	ReasonNotSelected  Reason = "not-selected"
 	ReasonNoIdentity   Reason = "no-identity"
 	ReasonInvalidToken Reason = "invalid-token"
+	// Inner hops: the lane the edge signed, or why it was not honoured.
+	ReasonLane        Reason = "lane"
+	ReasonLaneMissing Reason = "lane-missing"
 )
 
 // NoBucket marks a decision that computed no bucket.
@@ -73,6 +76,10 @@ type Decision struct {
 	// or NoBucket.
 	Bucket  int
 	Version string
+	// Fallback, when set, says why the hop is served by stable although
+	// Env names another environment (e.g. "no-gray-version"); Env keeps
+	// the lane so later hops serve it again.
+	Fallback string
 }
 
 // Engine holds compiled releases. It is immutable and safe for concurrent use.

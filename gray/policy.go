@@ -1,11 +1,16 @@
 package gray
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"net/netip"
+	"os"
+	"time"
 
 	"github.com/graymesh/graymesh/config"
 	"github.com/graymesh/graymesh/identity"
+	"github.com/graymesh/graymesh/lane"
 )
 
 // Headers graymesh sets on a request. Every one starts with
@@ -15,6 +20,10 @@ const (
 	HeaderRelease = "x-gray-release"
 	HeaderReason  = "x-gray-reason"
 	HeaderVersion = "x-gray-version"
+	// HeaderFallback says why a hop is served by stable despite its lane.
+	HeaderFallback = "x-gray-fallback"
+	// HeaderBaggage is the W3C baggage header that carries the signed lane.
+	HeaderBaggage = "baggage"
 )
 
 // Policy is one compiled config: the release engine and the token verifier.
@@ -23,16 +32,71 @@ type Policy struct {
 	Config   *config.Config
 	Engine   *Engine
 	Verifier *identity.Verifier
+	// Lanes signs and verifies lanes; nil when no lane key is configured.
+	Lanes *lane.Signer
+	envs  map[string]map[string]bool
 }
 
 // Compile builds a Policy from a validated config, loading key files.
 func Compile(cfg *config.Config) (*Policy, error) {
 	engine, engErr := New(cfg)
 	verifier, idErr := identity.New(cfg.Identity, cfg.ResolvePath)
-	if err := errors.Join(engErr, idErr); err != nil {
+	signer, laneErr := laneSigner(cfg)
+	if err := errors.Join(engErr, idErr, laneErr); err != nil {
 		return nil, err
 	}
-	return &Policy{Config: cfg, Engine: engine, Verifier: verifier}, nil
+	p := &Policy{Config: cfg, Engine: engine, Verifier: verifier, Lanes: signer, envs: map[string]map[string]bool{}}
+	for _, s := range cfg.Services {
+		p.envs[s.Name] = map[string]bool{}
+		for env := range s.Environments {
+			p.envs[s.Name][env] = true
+		}
+	}
+	return p, nil
+}
+
+func laneSigner(cfg *config.Config) (*lane.Signer, error) {
+	key := []byte(cfg.Lane.Key)
+	if cfg.Lane.KeyFile != "" {
+		b, err := os.ReadFile(cfg.ResolvePath(cfg.Lane.KeyFile))
+		if err != nil {
+			return nil, fmt.Errorf("lane.key_file: %w", err)
+		}
+		key = bytes.TrimRight(b, "\r\n")
+	}
+	if len(key) == 0 {
+		return nil, nil
+	}
+	s, err := lane.NewSigner(key, cfg.Lane.TTL.Duration)
+	if err != nil {
+		return nil, fmt.Errorf("lane: %w", err)
+	}
+	return s, nil
+}
+
+// Follow is the decision of an inner hop: it never re-decides, it honours
+// the lane in the baggage header if the lane's signature and expiry check
+// out, and otherwise serves stable and says why.
+func (p *Policy) Follow(baggage string, now time.Time) Decision {
+	token := lane.FromBaggage(baggage)
+	if token == "" || p.Lanes == nil {
+		return Decision{Env: config.Stable, Reason: ReasonLaneMissing, Bucket: NoBucket, Version: p.Engine.version}
+	}
+	l, err := p.Lanes.Verify(token, now)
+	if err != nil {
+		return Decision{Env: config.Stable, Reason: Reason(err.Error()), Bucket: NoBucket, Version: p.Engine.version}
+	}
+	return Decision{Env: l.Env, Release: l.Release, Reason: ReasonLane, Bucket: NoBucket, Version: l.Version}
+}
+
+// FallbackFor names why service cannot serve env itself ("" when it can,
+// when env is stable, or when service is not a configured service).
+func (p *Policy) FallbackFor(service, env string) string {
+	envs, known := p.envs[service]
+	if !known || env == "" || env == config.Stable || envs[env] {
+		return ""
+	}
+	return "no-" + env + "-version"
 }
 
 // Load reads, validates and compiles the config file at path.

@@ -17,12 +17,15 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	earlymutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/http/early_header_mutation/header_mutation/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	tracingtypev3 "github.com/envoyproxy/go-control-plane/envoy/type/tracing/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -38,6 +41,7 @@ const (
 	ListenerName   = "graymesh_ingress"
 	RouteName      = "graymesh_routes"
 	ExtProcCluster = "graymesh_extproc"
+	OTelCluster    = "graymesh_otel"
 )
 
 // extProcMaxRequests lifts the ext_proc cluster's circuit breakers: every
@@ -55,31 +59,136 @@ type Resources struct {
 	Listeners []*listenerv3.Listener
 }
 
-// Build translates cfg into Envoy resources. It is pure: the same config
-// gives byte-identical resources.
+// Build translates cfg into the resources of the default group: one
+// listener routing every service, deciding with ext_proc. Envoys that are
+// not a configured sidecar get these. It is pure: the same config gives
+// byte-identical resources.
 func Build(cfg *config.Config) (*Resources, error) {
-	r := &Resources{}
-	ep, err := extProcCluster(cfg.Mesh.ExtProcAddress)
+	r, err := baseClusters(cfg)
 	if err != nil {
 		return nil, err
 	}
-	r.Clusters = append(r.Clusters, ep)
 	for _, s := range cfg.Services {
-		for _, env := range envs(s) {
-			c, err := serviceCluster(ClusterName(s.Name, env), s.Environments[env])
-			if err != nil {
-				return nil, fmt.Errorf("service %s: %w", s.Name, err)
-			}
-			r.Clusters = append(r.Clusters, c)
+		if err := r.addServiceClusters(s); err != nil {
+			return nil, err
 		}
 	}
-	r.Routes = append(r.Routes, routeConfig(cfg))
-	l, err := listener(cfg)
+	rc := &routev3.RouteConfiguration{Name: RouteName}
+	for _, s := range cfg.Services {
+		rc.VirtualHosts = append(rc.VirtualHosts, serviceVirtualHost(cfg, s, s.Domains))
+	}
+	r.Routes = append(r.Routes, rc)
+	l, err := listener(listenerSpec{
+		name: ListenerName, address: cfg.Mesh.ListenerAddress, port: cfg.Mesh.ListenerPort,
+		routeName: RouteName, statPrefix: "ingress", traceName: "graymesh-edge",
+		extProc: extProcFilter(cfg.Mesh.MessageTimeout.Duration, extproc.HopEdge, ""),
+	}, cfg)
 	if err != nil {
 		return nil, err
 	}
 	r.Listeners = append(r.Listeners, l)
 	return r, nil
+}
+
+// BuildSidecar translates cfg into the resources of one service's own
+// Envoy: an inbound listener that decides (edge) or follows the lane
+// (inner) and routes to the service's environments, and an outbound
+// listener that routes the service's calls to the other sidecars.
+func BuildSidecar(cfg *config.Config, svc config.Service) (*Resources, error) {
+	r, err := baseClusters(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.addServiceClusters(svc); err != nil {
+		return nil, err
+	}
+	hop := extproc.HopInner
+	if svc.Sidecar.Edge {
+		hop = extproc.HopEdge
+	}
+	inboundRoutes := "inbound|" + svc.Name
+	outboundRoutes := "outbound|" + svc.Name
+	r.Routes = append(r.Routes, &routev3.RouteConfiguration{
+		Name:         inboundRoutes,
+		VirtualHosts: []*routev3.VirtualHost{serviceVirtualHost(cfg, svc, []string{"*"})},
+	})
+	out := &routev3.RouteConfiguration{Name: outboundRoutes}
+	for _, peer := range cfg.Sidecars() {
+		if peer.Name == svc.Name {
+			continue
+		}
+		name := "inbound|" + peer.Name
+		c := staticCluster(name, []*endpointv3.LbEndpoint{lbEndpoint(peer.Sidecar.Address, peer.Sidecar.InboundPort)}, clusterv3.Cluster_STATIC)
+		r.Clusters = append(r.Clusters, c)
+		out.VirtualHosts = append(out.VirtualHosts, &routev3.VirtualHost{
+			Name:    peer.Name,
+			Domains: []string{peer.Name, peer.Name + ":*"},
+			Routes: []*routev3.Route{{
+				Name:   svc.Name + "->" + peer.Name,
+				Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+				Action: clusterAction(name),
+			}},
+		})
+	}
+	r.Routes = append(r.Routes, out)
+	in, err := listener(listenerSpec{
+		name: "inbound|" + svc.Name, address: svc.Sidecar.Address, port: svc.Sidecar.InboundPort,
+		routeName: inboundRoutes, statPrefix: "inbound", traceName: svc.Name + "-sidecar",
+		extProc: extProcFilter(cfg.Mesh.MessageTimeout.Duration, hop, svc.Name),
+	}, cfg)
+	if err != nil {
+		return nil, err
+	}
+	outL, err := listener(listenerSpec{
+		name: "outbound|" + svc.Name, address: svc.Sidecar.Address, port: svc.Sidecar.OutboundPort,
+		routeName: outboundRoutes, statPrefix: "outbound", traceName: svc.Name + "-sidecar",
+		// Calls leave with the service's own baggage; the receiving
+		// sidecar strips x-gray-* and re-derives the lane, so nothing is
+		// stripped or decided on the way out.
+		outbound: true,
+	}, cfg)
+	if err != nil {
+		return nil, err
+	}
+	r.Listeners = append(r.Listeners, in, outL)
+	return r, nil
+}
+
+// baseClusters are the clusters every group needs: ext_proc and, when
+// tracing is on, the OTLP collector.
+func baseClusters(cfg *config.Config) (*Resources, error) {
+	r := &Resources{}
+	ep, err := grpcCluster(ExtProcCluster, cfg.Mesh.ExtProcAddress)
+	if err != nil {
+		return nil, fmt.Errorf("mesh.extproc_address: %w", err)
+	}
+	// Every in-flight HTTP request holds one ext_proc stream.
+	ep.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+		MaxConnections:     wrapperspb.UInt32(extProcMaxRequests),
+		MaxPendingRequests: wrapperspb.UInt32(extProcMaxRequests),
+		MaxRequests:        wrapperspb.UInt32(extProcMaxRequests),
+	}}}
+	ep.ConnectTimeout = durationpb.New(250 * time.Millisecond)
+	r.Clusters = append(r.Clusters, ep)
+	if cfg.Tracing.OTLPEndpoint != "" {
+		c, err := grpcCluster(OTelCluster, cfg.Tracing.OTLPEndpoint)
+		if err != nil {
+			return nil, fmt.Errorf("tracing.otlp_endpoint: %w", err)
+		}
+		r.Clusters = append(r.Clusters, c)
+	}
+	return r, nil
+}
+
+func (r *Resources) addServiceClusters(s config.Service) error {
+	for _, env := range envs(s) {
+		c, err := serviceCluster(ClusterName(s.Name, env), s.Environments[env])
+		if err != nil {
+			return fmt.Errorf("service %s: %w", s.Name, err)
+		}
+		r.Clusters = append(r.Clusters, c)
+	}
+	return nil
 }
 
 // envs returns a service's environments, stable first, the rest sorted.
@@ -94,12 +203,12 @@ func envs(s config.Service) []string {
 	return append([]string{config.Stable}, out...)
 }
 
-func extProcCluster(addr string) (*clusterv3.Cluster, error) {
-	c, err := serviceCluster(ExtProcCluster, []string{addr})
+// grpcCluster is a cluster to a gRPC server: it must speak HTTP/2.
+func grpcCluster(name, addr string) (*clusterv3.Cluster, error) {
+	c, err := serviceCluster(name, []string{addr})
 	if err != nil {
-		return nil, fmt.Errorf("mesh.extproc_address: %w", err)
+		return nil, err
 	}
-	// ext_proc is gRPC: the cluster must speak HTTP/2.
 	opts, err := anypb.New(&upstreamhttpv3.HttpProtocolOptions{
 		UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{
 			ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
@@ -113,12 +222,6 @@ func extProcCluster(addr string) (*clusterv3.Cluster, error) {
 		return nil, err
 	}
 	c.TypedExtensionProtocolOptions = map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": opts}
-	c.ConnectTimeout = durationpb.New(250 * time.Millisecond)
-	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
-		MaxConnections:     wrapperspb.UInt32(extProcMaxRequests),
-		MaxPendingRequests: wrapperspb.UInt32(extProcMaxRequests),
-		MaxRequests:        wrapperspb.UInt32(extProcMaxRequests),
-	}}}
 	return c, nil
 }
 
@@ -136,10 +239,12 @@ func serviceCluster(name string, endpoints []string) (*clusterv3.Cluster, error)
 		if _, err := netip.ParseAddr(host); err != nil {
 			discovery = clusterv3.Cluster_STRICT_DNS
 		}
-		lbs = append(lbs, &endpointv3.LbEndpoint{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
-			Address: socketAddress(host, uint32(port)),
-		}}})
+		lbs = append(lbs, lbEndpoint(host, uint32(port)))
 	}
+	return staticCluster(name, lbs, discovery), nil
+}
+
+func staticCluster(name string, lbs []*endpointv3.LbEndpoint, discovery clusterv3.Cluster_DiscoveryType) *clusterv3.Cluster {
 	return &clusterv3.Cluster{
 		Name:                 name,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: discovery},
@@ -148,7 +253,13 @@ func serviceCluster(name string, endpoints []string) (*clusterv3.Cluster, error)
 			ClusterName: name,
 			Endpoints:   []*endpointv3.LocalityLbEndpoints{{LbEndpoints: lbs}},
 		},
-	}, nil
+	}
+}
+
+func lbEndpoint(host string, port uint32) *endpointv3.LbEndpoint {
+	return &endpointv3.LbEndpoint{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+		Address: socketAddress(host, port),
+	}}}
 }
 
 func socketAddress(host string, port uint32) *corev3.Address {
@@ -158,48 +269,44 @@ func socketAddress(host string, port uint32) *corev3.Address {
 	}}}
 }
 
-// routeConfig has one virtual host per service. Inside each, in order:
+// serviceVirtualHost routes one service's traffic. In order:
 //  1. x-gray-env names an environment the service has → that cluster;
 //  2. x-gray-env names any other value → stable, header kept so a later
 //     hop that has that environment serves it again;
 //  3. no x-gray-env (nothing decided) → stable, or the traffic-weighted
 //     release's split, each branch stamping x-gray-env with what it chose.
-func routeConfig(cfg *config.Config) *routev3.RouteConfiguration {
+func serviceVirtualHost(cfg *config.Config, s config.Service, domains []string) *routev3.VirtualHost {
 	var weighted *config.Release
 	for i := range cfg.Releases {
 		if cfg.Releases[i].TrafficPercent > 0 {
 			weighted = &cfg.Releases[i]
 		}
 	}
-	rc := &routev3.RouteConfiguration{Name: RouteName}
-	for _, s := range cfg.Services {
-		vh := &routev3.VirtualHost{Name: s.Name, Domains: s.Domains}
-		for _, env := range envs(s)[1:] {
-			vh.Routes = append(vh.Routes, &routev3.Route{
-				Name:   s.Name + "/" + env,
-				Match:  headerMatch(&routev3.HeaderMatcher{Name: gray.HeaderEnv, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: env}}}}),
-				Action: clusterAction(ClusterName(s.Name, env)),
-			})
-		}
+	vh := &routev3.VirtualHost{Name: s.Name, Domains: domains}
+	for _, env := range envs(s)[1:] {
 		vh.Routes = append(vh.Routes, &routev3.Route{
-			Name:   s.Name + "/other-env",
-			Match:  headerMatch(&routev3.HeaderMatcher{Name: gray.HeaderEnv, HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}}),
-			Action: clusterAction(ClusterName(s.Name, config.Stable)),
+			Name:   s.Name + "/" + env,
+			Match:  headerMatch(&routev3.HeaderMatcher{Name: gray.HeaderEnv, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: env}}}}),
+			Action: clusterAction(ClusterName(s.Name, env)),
 		})
-		def := &routev3.Route{
-			Name:  s.Name + "/default",
-			Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-		}
-		if weighted != nil && len(s.Environments[weighted.Env]) > 0 {
-			def.Action = weightedAction(s.Name, weighted.Env, config.BasisPoints(weighted.TrafficPercent))
-		} else {
-			def.Action = clusterAction(ClusterName(s.Name, config.Stable))
-			def.RequestHeadersToAdd = []*corev3.HeaderValueOption{envHeader(config.Stable)}
-		}
-		vh.Routes = append(vh.Routes, def)
-		rc.VirtualHosts = append(rc.VirtualHosts, vh)
 	}
-	return rc
+	vh.Routes = append(vh.Routes, &routev3.Route{
+		Name:   s.Name + "/other-env",
+		Match:  headerMatch(&routev3.HeaderMatcher{Name: gray.HeaderEnv, HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}}),
+		Action: clusterAction(ClusterName(s.Name, config.Stable)),
+	})
+	def := &routev3.Route{
+		Name:  s.Name + "/default",
+		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+	}
+	if weighted != nil && len(s.Environments[weighted.Env]) > 0 {
+		def.Action = weightedAction(s.Name, weighted.Env, config.BasisPoints(weighted.TrafficPercent))
+	} else {
+		def.Action = clusterAction(ClusterName(s.Name, config.Stable))
+		def.RequestHeadersToAdd = []*corev3.HeaderValueOption{envHeader(config.Stable)}
+	}
+	vh.Routes = append(vh.Routes, def)
+	return vh
 }
 
 func headerMatch(h *routev3.HeaderMatcher) *routev3.RouteMatch {
@@ -243,50 +350,72 @@ func envHeader(env string) *corev3.HeaderValueOption {
 	}
 }
 
-func listener(cfg *config.Config) (*listenerv3.Listener, error) {
-	extProc, err := anypb.New(extProcFilter(cfg.Mesh.MessageTimeout.Duration))
-	if err != nil {
-		return nil, err
-	}
+type listenerSpec struct {
+	name, address         string
+	port                  uint32
+	routeName, statPrefix string
+	// traceName is the service name of the spans this listener reports.
+	traceName string
+	// extProc, when set, asks graymesh about every request.
+	extProc *extprocv3.ExternalProcessor
+	// outbound listeners neither strip nor decide.
+	outbound bool
+}
+
+func listener(spec listenerSpec, cfg *config.Config) (*listenerv3.Listener, error) {
 	router, err := anypb.New(&routerv3.Router{})
 	if err != nil {
 		return nil, err
 	}
-	strip, err := anypb.New(&earlymutationv3.HeaderMutation{Mutations: []*mutationrulesv3.HeaderMutation{{
-		Action: &mutationrulesv3.HeaderMutation_RemoveOnMatch_{RemoveOnMatch: &mutationrulesv3.HeaderMutation_RemoveOnMatch{
-			KeyMatcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: config.HeaderPrefix}},
-		}},
-	}}})
-	if err != nil {
-		return nil, err
-	}
 	hcm := &hcmv3.HttpConnectionManager{
-		StatPrefix: "ingress",
+		StatPrefix: spec.statPrefix,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
-			RouteConfigName: RouteName,
+			RouteConfigName: spec.routeName,
 			ConfigSource:    adsSource(),
 		}},
-		// The edge does not trust X-Forwarded-For from clients.
-		UseRemoteAddress: wrapperspb.Bool(true),
-		// Strip client-sent graymesh headers before any filter runs, so
-		// a spoofed x-gray-env cannot route even when ext_proc is down
-		// and the filter fails open.
-		EarlyHeaderMutationExtensions: []*corev3.TypedExtensionConfig{{
+	}
+	if !spec.outbound {
+		strip, err := anypb.New(&earlymutationv3.HeaderMutation{Mutations: []*mutationrulesv3.HeaderMutation{{
+			Action: &mutationrulesv3.HeaderMutation_RemoveOnMatch_{RemoveOnMatch: &mutationrulesv3.HeaderMutation_RemoveOnMatch{
+				KeyMatcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: config.HeaderPrefix}},
+			}},
+		}}})
+		if err != nil {
+			return nil, err
+		}
+		// Whoever calls this listener does not get to say which
+		// environment serves it: X-Forwarded-For is not trusted, and
+		// every x-gray-* header is removed before any filter runs, so a
+		// spoofed x-gray-env cannot route even when ext_proc is down and
+		// the filter fails open.
+		hcm.UseRemoteAddress = wrapperspb.Bool(true)
+		hcm.EarlyHeaderMutationExtensions = []*corev3.TypedExtensionConfig{{
 			Name:        "graymesh.strip_client_headers",
 			TypedConfig: strip,
-		}},
-		HttpFilters: []*hcmv3.HttpFilter{
-			{Name: extproc.AttributeNamespace, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: extProc}},
-			{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router}},
-		},
+		}}
+	}
+	if spec.extProc != nil {
+		extProc, err := anypb.New(spec.extProc)
+		if err != nil {
+			return nil, err
+		}
+		hcm.HttpFilters = append(hcm.HttpFilters, &hcmv3.HttpFilter{Name: extproc.AttributeNamespace, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: extProc}})
+	}
+	hcm.HttpFilters = append(hcm.HttpFilters, &hcmv3.HttpFilter{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router}})
+	if cfg.Tracing.OTLPEndpoint != "" {
+		t, err := tracing(spec.traceName, *cfg.Tracing.SampleRatio)
+		if err != nil {
+			return nil, err
+		}
+		hcm.Tracing = t
 	}
 	hcmAny, err := anypb.New(hcm)
 	if err != nil {
 		return nil, err
 	}
 	return &listenerv3.Listener{
-		Name:    ListenerName,
-		Address: socketAddress(cfg.Mesh.ListenerAddress, cfg.Mesh.ListenerPort),
+		Name:    spec.name,
+		Address: socketAddress(spec.address, spec.port),
 		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{
 			Name:       "envoy.filters.network.http_connection_manager",
 			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcmAny},
@@ -294,14 +423,52 @@ func listener(cfg *config.Config) (*listenerv3.Listener, error) {
 	}, nil
 }
 
+// tracing reports Envoy's spans over OTLP gRPC to the collector cluster,
+// tagged with the lane so a trace shows which environment each hop saw.
+func tracing(serviceName string, sampleRatio float64) (*hcmv3.HttpConnectionManager_Tracing, error) {
+	otelCfg, err := anypb.New(&tracev3.OpenTelemetryConfig{
+		GrpcService: &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
+			EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: OTelCluster},
+		}},
+		ServiceName: serviceName,
+	})
+	if err != nil {
+		return nil, err
+	}
+	tag := func(name, header string) *tracingtypev3.CustomTag {
+		return &tracingtypev3.CustomTag{Tag: name, Type: &tracingtypev3.CustomTag_RequestHeader{
+			RequestHeader: &tracingtypev3.CustomTag_Header{Name: header},
+		}}
+	}
+	return &hcmv3.HttpConnectionManager_Tracing{
+		RandomSampling: &typev3.Percent{Value: sampleRatio * 100},
+		Provider:       &tracev3.Tracing_Http{Name: "envoy.tracers.opentelemetry", ConfigType: &tracev3.Tracing_Http_TypedConfig{TypedConfig: otelCfg}},
+		CustomTags: []*tracingtypev3.CustomTag{
+			tag("graymesh.lane", gray.HeaderEnv),
+			tag("graymesh.reason", gray.HeaderReason),
+			tag("graymesh.fallback", gray.HeaderFallback),
+		},
+	}, nil
+}
+
 // extProcFilter asks graymesh about request headers only. failure_mode_allow
 // makes an unreachable, failing or slow graymesh cost gray routing, never
 // the request: it continues without our headers and routes to stable.
-func extProcFilter(timeout time.Duration) *extprocv3.ExternalProcessor {
+//
+// The hop and service travel as gRPC initial metadata, so one graymesh
+// serves edge and inner hops alike.
+func extProcFilter(timeout time.Duration, hop, service string) *extprocv3.ExternalProcessor {
+	md := []*corev3.HeaderValue{{Key: extproc.MetadataHop, Value: hop}}
+	if service != "" {
+		md = append(md, &corev3.HeaderValue{Key: extproc.MetadataService, Value: service})
+	}
 	return &extprocv3.ExternalProcessor{
-		GrpcService: &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
-			EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: ExtProcCluster},
-		}},
+		GrpcService: &corev3.GrpcService{
+			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
+				EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: ExtProcCluster},
+			},
+			InitialMetadata: md,
+		},
 		FailureModeAllow: true,
 		// The default sends response headers too; we never answer them.
 		ProcessingMode: &extprocv3.ProcessingMode{

@@ -25,12 +25,25 @@ import (
 	"github.com/graymesh/graymesh/config"
 )
 
-// snapshotKey groups every node: all sidecars get the same resources.
-const snapshotKey = "graymesh"
+// defaultGroup is the snapshot for every Envoy that is not a configured
+// sidecar, whatever its node id.
+const defaultGroup = "default"
 
-type allNodes struct{}
+// nodeGroups maps an Envoy to its snapshot: a sidecar's bootstrap sets
+// node.cluster to its service's name; every other Envoy shares the default
+// group.
+type nodeGroups struct {
+	sidecars atomic.Pointer[map[string]bool]
+}
 
-func (allNodes) ID(*corev3.Node) string { return snapshotKey }
+func (g *nodeGroups) ID(n *corev3.Node) string {
+	if m := g.sidecars.Load(); m != nil && (*m)[n.GetCluster()] {
+		return sidecarGroup(n.GetCluster())
+	}
+	return defaultGroup
+}
+
+func sidecarGroup(service string) string { return "sidecar/" + service }
 
 // Stats counts what the xDS server did.
 type Stats struct {
@@ -39,19 +52,20 @@ type Stats struct {
 
 // Server serves the current snapshot over ADS.
 type Server struct {
-	cache   cachev3.SnapshotCache
-	log     *slog.Logger
-	Stats   Stats
-	mu      sync.Mutex
-	version string
-	xds     xdsserver.Server
+	cache    cachev3.SnapshotCache
+	groups   *nodeGroups
+	log      *slog.Logger
+	Stats    Stats
+	mu       sync.Mutex
+	versions map[string]string
+	xds      xdsserver.Server
 }
 
 // New returns a server with no snapshot; call Update before Envoy connects
 // or Envoy waits for one.
 func New(ctx context.Context, log *slog.Logger) *Server {
-	s := &Server{log: log.With("component", "xds")}
-	s.cache = cachev3.NewSnapshotCache(true, allNodes{}, nil)
+	s := &Server{log: log.With("component", "xds"), groups: &nodeGroups{}, versions: map[string]string{}}
+	s.cache = cachev3.NewSnapshotCache(true, s.groups, nil)
 	// Ordered ADS sends clusters before the routes that name them, so a
 	// new route never points at a cluster Envoy has not seen (503 NC).
 	s.xds = xdsserver.NewServer(ctx, s.cache, s.callbacks(), serverv3.WithOrderedADS())
@@ -66,34 +80,59 @@ func (s *Server) Register(g *grpc.Server) {
 	listenerservice.RegisterListenerDiscoveryServiceServer(g, s.xds)
 }
 
-// Version is the snapshot version in force ("" before the first Update).
+// Version is the default group's snapshot version ("" before the first
+// Update).
 func (s *Server) Version() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.version
+	return s.versions[defaultGroup]
 }
 
-// Update builds resources from cfg and makes them the snapshot every Envoy
-// receives. An invalid or inconsistent result leaves the snapshot in force.
+// Update builds resources for the default group and every sidecar from cfg
+// and makes them the snapshots Envoys receive. Nothing is set unless every
+// group builds, validates and is consistent, so a bad config leaves all
+// snapshots in force. A group whose content did not change keeps its
+// version and is not re-pushed.
 func (s *Server) Update(cfg *config.Config) error {
+	snaps := map[string]*cachev3.Snapshot{}
 	res, err := Build(cfg)
 	if err != nil {
 		return err
 	}
-	snap, err := res.Snapshot()
-	if err != nil {
+	if snaps[defaultGroup], err = res.Snapshot(); err != nil {
 		return err
+	}
+	sidecars := map[string]bool{}
+	for _, svc := range cfg.Sidecars() {
+		res, err := BuildSidecar(cfg, svc)
+		if err != nil {
+			return fmt.Errorf("sidecar %s: %w", svc.Name, err)
+		}
+		if snaps[sidecarGroup(svc.Name)], err = res.Snapshot(); err != nil {
+			return fmt.Errorf("sidecar %s: %w", svc.Name, err)
+		}
+		sidecars[svc.Name] = true
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if snap.GetVersion(resource.ListenerType) == s.version {
-		return nil
+	for group, snap := range snaps {
+		version := snap.GetVersion(resource.ListenerType)
+		if s.versions[group] == version {
+			continue
+		}
+		if err := s.cache.SetSnapshot(context.Background(), group, snap); err != nil {
+			return err
+		}
+		s.versions[group] = version
+		s.log.Info("snapshot set", "group", group, "version", version, "config_version", cfg.Version)
 	}
-	if err := s.cache.SetSnapshot(context.Background(), snapshotKey, snap); err != nil {
-		return err
+	for group := range s.versions {
+		if _, still := snaps[group]; !still {
+			s.cache.ClearSnapshot(group)
+			delete(s.versions, group)
+		}
 	}
-	s.version = snap.GetVersion(resource.ListenerType)
-	s.log.Info("snapshot set", "version", s.version, "config_version", cfg.Version)
+	s.groups.sidecars.Store(&sidecars)
 	return nil
 }
 
