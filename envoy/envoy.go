@@ -66,10 +66,12 @@ func Parse(data []byte) (*bootstrapv3.Bootstrap, error) {
 // Overrides are what a harness changes in a bootstrap to run it beside
 // others on one machine.
 type Overrides struct {
-	NodeID    string
-	AdminPort uint32
-	XDSHost   string
-	XDSPort   uint32
+	NodeID string
+	// NodeCluster, for a sidecar, names its service.
+	NodeCluster string
+	AdminPort   uint32
+	XDSHost     string
+	XDSPort     uint32
 }
 
 // Render applies o to b and returns the bootstrap as JSON, which Envoy
@@ -77,6 +79,9 @@ type Overrides struct {
 func Render(b *bootstrapv3.Bootstrap, o Overrides) ([]byte, error) {
 	if o.NodeID != "" {
 		b.Node.Id = o.NodeID
+	}
+	if o.NodeCluster != "" {
+		b.Node.Cluster = o.NodeCluster
 	}
 	if o.AdminPort != 0 {
 		b.Admin.Address.GetSocketAddress().PortSpecifier = &corev3.SocketAddress_PortValue{PortValue: o.AdminPort}

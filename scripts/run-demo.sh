@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts the local demo on loopback: graymesh (examples/demo.yaml), Envoy
-# (envoy/bootstrap.yaml, all config over ADS) and demo-shop in a stable
+# (envoy/bootstrap.yaml, all config over ADS) and demo-service (shop) in a stable
 # and a gray version. Ctrl-C stops everything.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -23,8 +23,8 @@ wait_for() { # url what
   exit 1
 }
 
-bin/demo-shop --listen 127.0.0.1:9101 --env stable --version v1 >"$logs/shop-stable.log" 2>&1 & pids+=($!)
-bin/demo-shop --listen 127.0.0.1:9102 --env gray --version v2 >"$logs/shop-gray.log" 2>&1 & pids+=($!)
+bin/demo-service --listen 127.0.0.1:9101 --env stable --version v1 >"$logs/shop-stable.log" 2>&1 & pids+=($!)
+bin/demo-service --listen 127.0.0.1:9102 --env gray --version v2 >"$logs/shop-gray.log" 2>&1 & pids+=($!)
 bin/graymesh serve --config examples/demo.yaml --log-format text >"$logs/graymesh.log" 2>&1 & pids+=($!)
 wait_for http://127.0.0.1:18080/readyz graymesh
 .tools/bin/envoy -c envoy/bootstrap.yaml --disable-hot-restart -l warn >"$logs/envoy.log" 2>&1 & pids+=($!)

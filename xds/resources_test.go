@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -30,15 +31,19 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := Build(cfg)
+			groups, err := BuildAll(cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := res.Validate(); err != nil {
-				t.Fatal(err)
+			var got []byte
+			for _, name := range sortedKeys(groups) {
+				if err := groups[name].Validate(); err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				got = append(got, []byte("// group "+name+"\n")...)
+				got = append(got, render(t, groups[name])...)
 			}
-			got := render(t, res)
-			golden := strings.TrimSuffix(path, ".yaml") + ".golden.json"
+			golden := strings.TrimSuffix(path, ".yaml") + ".golden"
 			if *update {
 				if err := os.WriteFile(golden, got, 0o644); err != nil {
 					t.Fatal(err)
@@ -53,6 +58,15 @@ func TestGolden(t *testing.T) {
 			}
 		})
 	}
+}
+
+func sortedKeys(m map[string]*Resources) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func render(t *testing.T, r *Resources) []byte {

@@ -45,6 +45,24 @@ func (g *nodeGroups) ID(n *corev3.Node) string {
 
 func sidecarGroup(service string) string { return "sidecar/" + service }
 
+// BuildAll builds the resources of every group: the default group and one
+// per sidecar, keyed by group name.
+func BuildAll(cfg *config.Config) (map[string]*Resources, error) {
+	res, err := Build(cfg)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*Resources{defaultGroup: res}
+	for _, svc := range cfg.Sidecars() {
+		r, err := BuildSidecar(cfg, svc)
+		if err != nil {
+			return nil, fmt.Errorf("sidecar %s: %w", svc.Name, err)
+		}
+		out[sidecarGroup(svc.Name)] = r
+	}
+	return out, nil
+}
+
 // Stats counts what the xDS server did.
 type Stats struct {
 	Pushes, ACKs, NACKs atomic.Int64
@@ -94,23 +112,18 @@ func (s *Server) Version() string {
 // snapshots in force. A group whose content did not change keeps its
 // version and is not re-pushed.
 func (s *Server) Update(cfg *config.Config) error {
-	snaps := map[string]*cachev3.Snapshot{}
-	res, err := Build(cfg)
+	groups, err := BuildAll(cfg)
 	if err != nil {
 		return err
 	}
-	if snaps[defaultGroup], err = res.Snapshot(); err != nil {
-		return err
-	}
+	snaps := map[string]*cachev3.Snapshot{}
 	sidecars := map[string]bool{}
+	for group, res := range groups {
+		if snaps[group], err = res.Snapshot(); err != nil {
+			return fmt.Errorf("%s: %w", group, err)
+		}
+	}
 	for _, svc := range cfg.Sidecars() {
-		res, err := BuildSidecar(cfg, svc)
-		if err != nil {
-			return fmt.Errorf("sidecar %s: %w", svc.Name, err)
-		}
-		if snaps[sidecarGroup(svc.Name)], err = res.Snapshot(); err != nil {
-			return fmt.Errorf("sidecar %s: %w", svc.Name, err)
-		}
 		sidecars[svc.Name] = true
 	}
 	s.mu.Lock()

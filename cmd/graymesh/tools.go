@@ -35,12 +35,14 @@ the release, rule or field. Exit status 1 when the file would be refused.`, stde
 	if err != nil {
 		return err
 	}
-	res, err := xds.Build(p.Config)
-	if err == nil {
-		err = res.Validate()
-	}
+	groups, err := xds.BuildAll(p.Config)
 	if err != nil {
 		return fmt.Errorf("%s: envoy resources: %w", path, err)
+	}
+	for group, res := range groups {
+		if err := res.Validate(); err != nil {
+			return fmt.Errorf("%s: envoy resources for %s: %w", path, group, err)
+		}
 	}
 	for _, w := range p.Config.Warnings() {
 		fmt.Fprintf(stdout, "warning: %s\n", w)

@@ -1,0 +1,186 @@
+// Command demo-service is the demo upstream: one version of one service. It
+// answers JSON naming the service, environment and version that served the
+// request and the graymesh headers it received, and, with --calls, calls the
+// next services through its sidecar's outbound listener and includes their
+// answers, so one curl shows a whole call chain. It is instrumented with
+// OpenTelemetry (otelhttp), so trace context and baggage — and with them
+// graymesh's lane — cross it without code.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/baggage"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+)
+
+type reply struct {
+	Service string            `json:"service"`
+	Env     string            `json:"env"`
+	Version string            `json:"version"`
+	Path    string            `json:"path"`
+	Gray    map[string]string `json:"graymesh_headers"`
+	Calls   []json.RawMessage `json:"calls,omitempty"`
+	Errors  []string          `json:"errors,omitempty"`
+}
+
+type options struct {
+	service, env, version string
+	calls                 []string
+	outbound              string
+	dropLane              bool
+}
+
+func main() {
+	fs := flag.NewFlagSet("demo-service", flag.ExitOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: demo-service --listen ADDR --service NAME --env ENV --version V [--calls a,b --outbound ADDR]\n\nA demo upstream that reports who served each request, and calls the next services.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	listen := fs.String("listen", "127.0.0.1:9101", "address to serve on")
+	var o options
+	fs.StringVar(&o.service, "service", "shop", "service name to report")
+	fs.StringVar(&o.env, "env", "stable", "environment to report")
+	fs.StringVar(&o.version, "version", "v1", "version to report")
+	calls := fs.String("calls", "", "comma-separated services to call for every request")
+	fs.StringVar(&o.outbound, "outbound", "", "host:port of the sidecar's outbound listener (required with --calls)")
+	otlp := fs.String("otlp", "", "OTLP gRPC endpoint to export spans to (empty: no export)")
+	fs.BoolVar(&o.dropLane, "drop-lane", false, "negative control: call the next services WITHOUT the incoming baggage, as a badly behaved service would")
+	_ = fs.Parse(os.Args[1:])
+	if *calls != "" {
+		o.calls = strings.Split(*calls, ",")
+		if o.outbound == "" {
+			fmt.Fprintln(os.Stderr, "demo-service: --calls needs --outbound")
+			os.Exit(2)
+		}
+	}
+
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("service", o.service, "env", o.env)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	shutdownTracing, err := setupTracing(ctx, *otlp, o)
+	if err != nil {
+		log.Error("tracing", "error", err)
+		os.Exit(1)
+	}
+
+	client := &http.Client{Timeout: 5 * time.Second, Transport: otelhttp.NewTransport(http.DefaultTransport)}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.Handle("/", otelhttp.NewHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		serve(w, r, o, client)
+	}), o.service))
+	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+		_ = shutdownTracing(shutdown)
+	}()
+	log.Info("serving", "listen", *listen, "version", o.version, "calls", o.calls)
+	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		log.Error("serve", "error", err)
+		os.Exit(1)
+	}
+}
+
+func serve(w http.ResponseWriter, r *http.Request, o options, client *http.Client) {
+	out := reply{Service: o.service, Env: o.env, Version: o.version, Path: r.URL.Path, Gray: map[string]string{}}
+	for k, v := range r.Header {
+		if lk := strings.ToLower(k); strings.HasPrefix(lk, "x-gray-") {
+			out.Gray[lk] = strings.Join(v, ",")
+		}
+	}
+	// What served this hop, for the trace checker.
+	trace.SpanFromContext(r.Context()).SetAttributes(
+		attribute.String("graymesh.service", o.service),
+		attribute.String("graymesh.served_env", o.env),
+		attribute.String("graymesh.version", o.version),
+		attribute.String("graymesh.lane", r.Header.Get("x-gray-env")),
+		attribute.String("graymesh.fallback", r.Header.Get("x-gray-fallback")),
+	)
+	ctx := r.Context()
+	if o.dropLane {
+		ctx = baggage.ContextWithoutBaggage(ctx)
+	}
+	for _, next := range o.calls {
+		body, err := call(ctx, client, o.outbound, next, r.URL.Path)
+		if err != nil {
+			out.Errors = append(out.Errors, fmt.Sprintf("%s: %v", next, err))
+			continue
+		}
+		out.Calls = append(out.Calls, body)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Served-By", o.service+"/"+o.env+"/"+o.version)
+	if len(out.Errors) > 0 {
+		w.WriteHeader(http.StatusBadGateway)
+	}
+	_ = json.NewEncoder(w).Encode(out)
+}
+
+// call sends GET path to service through the sidecar's outbound listener;
+// the Host header names the service.
+func call(ctx context.Context, client *http.Client, outbound, service, path string) (json.RawMessage, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+outbound+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Host = service
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	return json.RawMessage(body), nil
+}
+
+func setupTracing(ctx context.Context, endpoint string, o options) (func(context.Context) error, error) {
+	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
+	if endpoint == "" {
+		return func(context.Context) error { return nil }, nil
+	}
+	exp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(endpoint), otlptracegrpc.WithInsecure())
+	if err != nil {
+		return nil, err
+	}
+	tp := sdktrace.NewTracerProvider(
+		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())),
+		sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(time.Second)),
+		sdktrace.WithResource(resource.NewWithAttributes(semconv.SchemaURL,
+			semconv.ServiceName(o.service),
+			semconv.ServiceVersion(o.version),
+			attribute.String("deployment.environment.name", o.env),
+		)),
+	)
+	otel.SetTracerProvider(tp)
+	return tp.Shutdown, nil
+}

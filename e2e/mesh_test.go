@@ -1,0 +1,435 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/graymesh/graymesh/envoy"
+	"github.com/graymesh/graymesh/lane"
+)
+
+// jaegerConfig runs Jaeger v2 all-in-one with in-memory storage on the given
+// loopback ports only.
+const jaegerConfig = `
+service:
+  extensions: [jaeger_storage, jaeger_query, healthcheckv2]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [jaeger_storage_exporter]
+  telemetry:
+    metrics: {level: none}
+    logs: {level: warn}
+extensions:
+  jaeger_query:
+    storage: {traces: mem}
+    http: {endpoint: "127.0.0.1:{{QUERY}}"}
+    grpc: {endpoint: "127.0.0.1:{{QUERY_GRPC}}"}
+  jaeger_storage:
+    backends:
+      mem: {memory: {max_traces: 100000}}
+  healthcheckv2:
+    use_v2: true
+    http: {endpoint: "127.0.0.1:{{HEALTH}}"}
+receivers:
+  otlp:
+    protocols:
+      grpc: {endpoint: "127.0.0.1:{{OTLP}}"}
+processors:
+  batch: {timeout: 200ms}
+exporters:
+  jaeger_storage_exporter: {trace_storage: mem}
+`
+
+func findJaeger() (string, error) {
+	if p := os.Getenv("JAEGER_BIN"); p != "" {
+		return p, nil
+	}
+	cache := os.Getenv("GRAYMESH_CACHE")
+	if cache == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			return "", err
+		}
+		cache = filepath.Join(base, "graymesh")
+	}
+	p := filepath.Join(cache, "jaeger-v1.76.0", "jaeger")
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("no Jaeger binary at %s", p)
+	}
+	return p, nil
+}
+
+// startJaeger starts a real Jaeger and returns its OTLP gRPC address and
+// query base URL.
+func startJaeger(t *testing.T, dir string) (otlp, query string) {
+	t.Helper()
+	bin, err := findJaeger()
+	if err != nil {
+		// Never skip: tracing tests without Jaeger prove nothing.
+		t.Fatalf("%v; build it with: make jaeger   (or set JAEGER_BIN)", err)
+	}
+	ports := map[string]int{}
+	cfg := jaegerConfig
+	for _, k := range []string{"QUERY", "QUERY_GRPC", "HEALTH", "OTLP"} {
+		ports[k] = freePort(t)
+		cfg = strings.ReplaceAll(cfg, "{{"+k+"}}", fmt.Sprint(ports[k]))
+	}
+	path := filepath.Join(dir, "jaeger.yaml")
+	must(t, os.WriteFile(path, []byte(cfg), 0o600))
+	start(t, dir, "jaeger", bin, "--config", path)
+	query = fmt.Sprintf("http://127.0.0.1:%d", ports["QUERY"])
+	waitFor(t, "jaeger", 30*time.Second, httpOK(query+"/api/services"))
+	return fmt.Sprintf("127.0.0.1:%d", ports["OTLP"]), query
+}
+
+// fourHop is the mesh of examples/mesh.yaml on free ports.
+type fourHop struct {
+	*mesh
+	query    string
+	edge     string
+	ports    map[int]int // example port → free port
+	laneKey  string
+	otlp     string
+	services map[string]*process
+}
+
+var exampleApps = []struct {
+	service, env, version string
+	port                  int
+	calls                 string
+	outbound              int
+}{
+	{"frontend", "stable", "v1", 9201, "orders", 15001},
+	{"frontend", "gray", "v2", 9207, "orders", 15001},
+	{"orders", "stable", "v1", 9202, "inventory", 15002},
+	{"orders", "gray", "v2", 9203, "inventory", 15002},
+	{"inventory", "stable", "v1", 9204, "pricing", 15003},
+	{"pricing", "stable", "v1", 9205, "", 0},
+	{"pricing", "gray", "v2", 9206, "", 0},
+}
+
+func newFourHop(t *testing.T) *fourHop {
+	t.Helper()
+	dir := t.TempDir()
+	otlp, query := startJaeger(t, dir)
+	example, err := os.ReadFile(filepath.Join(repoRoot, "examples", "mesh.yaml"))
+	must(t, err)
+	// Give every port the example names a free one, and point tracing at
+	// this test's Jaeger.
+	m := &fourHop{mesh: &mesh{t: t, dir: dir}, query: query, otlp: otlp, ports: map[int]int{}, services: map[string]*process{}}
+	cfg := regexp.MustCompile(`(127\.0\.0\.1:|_port: )(\d+)`).ReplaceAllStringFunc(string(example), func(s string) string {
+		i := strings.LastIndexAny(s, ": ") + 1
+		var p int
+		fmt.Sscan(s[i:], &p)
+		if p == 4317 {
+			return s[:i] + strings.TrimPrefix(otlp, "127.0.0.1:")
+		}
+		if _, ok := m.ports[p]; !ok {
+			m.ports[p] = freePort(t)
+		}
+		return s[:i] + fmt.Sprint(m.ports[p])
+	})
+	m.laneKey = regexp.MustCompile(`(?m)^\s+key: (\S+)`).FindStringSubmatch(cfg)[1]
+	m.secret = []byte(regexp.MustCompile(`secret: ([^}\s]+)`).FindStringSubmatch(cfg)[1])
+	m.configPath = filepath.Join(dir, "mesh.yaml")
+	must(t, os.WriteFile(m.configPath, []byte(cfg), 0o600))
+	m.admin = fmt.Sprintf("http://127.0.0.1:%d", m.ports[18180])
+	m.edge = fmt.Sprintf("http://127.0.0.1:%d", m.ports[10001])
+	m.listener = m.edge
+
+	for _, a := range exampleApps {
+		m.startApp(a.service, a.env, a.version, a.port, a.calls, a.outbound)
+	}
+	m.graymesh = start(t, dir, "graymesh", filepath.Join(binDir, "graymesh"), "serve", "--config", m.configPath, "--log-level", "debug")
+	waitFor(t, "graymesh", 10*time.Second, httpOK(m.admin+"/readyz"))
+	for _, svc := range []string{"frontend", "orders", "inventory", "pricing"} {
+		b, err := envoy.Load("sidecar.yaml")
+		must(t, err)
+		boot, err := envoy.Render(b, envoy.Overrides{NodeID: "sidecar-" + svc, NodeCluster: svc, AdminPort: uint32(freePort(t)), XDSHost: "127.0.0.1", XDSPort: uint32(m.ports[18100])})
+		must(t, err)
+		path := filepath.Join(dir, "envoy-"+svc+".json")
+		must(t, os.WriteFile(path, boot, 0o600))
+		start(t, dir, "envoy-"+svc, envoyBin, "-c", path, "--disable-hot-restart", "--concurrency", "1", "-l", "info")
+	}
+	m.client = newClient(t)
+	for _, p := range []int{10004, 10003, 10002, 10001} {
+		waitFor(t, fmt.Sprintf("sidecar inbound %d", p), 20*time.Second, httpOK(fmt.Sprintf("http://127.0.0.1:%d/", m.ports[p])))
+	}
+	return m
+}
+
+func (m *fourHop) startApp(service, env, version string, port int, calls string, outbound int, extra ...string) {
+	args := []string{"--service", service, "--env", env, "--version", version, "--listen", fmt.Sprintf("127.0.0.1:%d", m.ports[port]), "--otlp", m.otlp}
+	if calls != "" {
+		args = append(args, "--calls", calls, "--outbound", fmt.Sprintf("127.0.0.1:%d", m.ports[outbound]))
+	}
+	args = append(args, extra...)
+	name := service + "-" + env
+	if len(extra) > 0 {
+		name += "-" + strings.TrimLeft(extra[0], "-")
+	}
+	m.services[service+"-"+env] = start(m.t, m.dir, name, filepath.Join(binDir, "demo-service"), args...)
+	waitFor(m.t, name, 10*time.Second, httpOK(fmt.Sprintf("http://127.0.0.1:%d/healthz", m.ports[port])))
+}
+
+// chainReply is demo-service's answer with the calls it made.
+type chainReply struct {
+	Service string            `json:"service"`
+	Env     string            `json:"env"`
+	Gray    map[string]string `json:"graymesh_headers"`
+	Calls   []chainReply      `json:"calls"`
+	Errors  []string          `json:"errors"`
+}
+
+// hops flattens a single-call chain into "service:env" steps.
+func (c chainReply) hops() []string {
+	out := []string{c.Service + ":" + c.Env}
+	for _, next := range c.Calls {
+		out = append(out, next.hops()...)
+	}
+	return out
+}
+
+func newTraceID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// chain sends one request through the edge, in a trace whose id the test
+// chose, and returns the whole chain's answer.
+func (m *fourHop) chain(traceID string, headers map[string]string) (chainReply, error) {
+	h := map[string]string{"traceparent": "00-" + traceID + "-" + traceID[:16] + "-01"}
+	for k, v := range headers {
+		h[k] = v
+	}
+	body, err := m.getBody(h)
+	if err != nil {
+		return chainReply{}, err
+	}
+	var r chainReply
+	if err := json.Unmarshal(body, &r); err != nil {
+		return chainReply{}, fmt.Errorf("%v: %s", err, body)
+	}
+	return r, nil
+}
+
+// verifyTraces runs `graymesh verify-traces --json` against the test's
+// Jaeger and returns the report and the exit code.
+func (m *fourHop) verifyTraces() (report, int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "graymesh"), "verify-traces", "--jaeger", m.query, "--service", "frontend", "--since", "10m", "--json")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		return report{}, -1, err
+	}
+	var r report
+	if err := json.Unmarshal(out, &r); err != nil {
+		return report{}, code, fmt.Errorf("%v: %s %s", err, out, stderr.String())
+	}
+	return r, code, nil
+}
+
+type report struct {
+	TracesChecked int     `json:"traces_checked"`
+	HopsChecked   int     `json:"hops_checked"`
+	Leaks         int     `json:"leaks"`
+	LeakRate      float64 `json:"leak_rate"`
+	Traces        []struct {
+		TraceID string `json:"trace_id"`
+		Lane    string `json:"lane"`
+		Hops    []struct {
+			Service, Served, Lane, Fallback string
+			Leak                            bool
+		} `json:"hops"`
+		Leaks int `json:"leaks"`
+	} `json:"traces"`
+}
+
+// waitForTraces polls verify-traces until every id has all want hops.
+func (m *fourHop) waitForTraces(ids []string, want int) (report, int) {
+	m.t.Helper()
+	var (
+		r       report
+		code    int
+		missing []string
+	)
+	deadline := time.Now().Add(45 * time.Second)
+	for time.Now().Before(deadline) {
+		var err error
+		r, code, err = m.verifyTraces()
+		if err != nil {
+			m.t.Fatal(err)
+		}
+		complete := map[string]bool{}
+		for _, tr := range r.Traces {
+			if len(tr.Hops) >= want {
+				complete[tr.TraceID] = true
+			}
+		}
+		missing = missing[:0]
+		for _, id := range ids {
+			if !complete[id] {
+				missing = append(missing, id)
+			}
+		}
+		if len(missing) == 0 {
+			return r, code
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	m.t.Fatalf("%d of %d traces not complete in Jaeger, e.g. %v", len(missing), len(ids), missing[:min(3, len(missing))])
+	return r, code
+}
+
+func TestMeshLanesProvenByTraces(t *testing.T) {
+	m := newFourHop(t)
+	const subjects, perSubject = 100, 2
+	type sent struct {
+		subject, explained string
+		hops               []string
+	}
+	sentByTrace := map[string]sent{}
+	var ids []string
+	for i := 0; i < subjects; i++ {
+		subject := fmt.Sprintf("user-%d", i)
+		if i == 0 {
+			subject = "alice"
+		}
+		ex, err := m.explain("--subject", subject)
+		must(t, err)
+		for j := 0; j < perSubject; j++ {
+			id := newTraceID()
+			r, err := m.chain(id, bearer(m.token(subject, time.Now().Add(time.Hour))))
+			if err != nil {
+				t.Fatalf("%s: %v", subject, err)
+			}
+			sentByTrace[id] = sent{subject: subject, explained: ex["served"].(string), hops: r.hops()}
+			ids = append(ids, id)
+		}
+	}
+	grayChain := []string{"frontend:gray", "orders:gray", "inventory:stable", "pricing:gray"}
+	stableChain := []string{"frontend:stable", "orders:stable", "inventory:stable", "pricing:stable"}
+	grays := 0
+	for id, s := range sentByTrace {
+		want := stableChain
+		if s.explained == "gray" {
+			want = grayChain
+			grays++
+		}
+		if strings.Join(s.hops, " ") != strings.Join(want, " ") {
+			t.Fatalf("trace %s (%s, explain says %s): chain %v, want %v", id, s.subject, s.explained, s.hops, want)
+		}
+	}
+	if grays == 0 || grays == len(sentByTrace) {
+		t.Fatalf("%d of %d requests gray: the sample must mix gray and stable", grays, len(sentByTrace))
+	}
+
+	r, code := m.waitForTraces(ids, 4)
+	if code != 0 || r.Leaks != 0 {
+		t.Fatalf("verify-traces exit %d, %d leaks in %d traces", code, r.Leaks, r.TracesChecked)
+	}
+	byID := map[string]int{}
+	for i, tr := range r.Traces {
+		byID[tr.TraceID] = i
+	}
+	for _, id := range ids {
+		tr := r.Traces[byID[id]]
+		var got []string
+		for _, h := range tr.Hops {
+			step := h.Service + ":" + h.Served
+			if h.Fallback != "" {
+				step += "(fallback)"
+			}
+			got = append(got, step)
+		}
+		want := "frontend:stable orders:stable inventory:stable pricing:stable"
+		if sentByTrace[id].explained == "gray" {
+			want = "frontend:gray orders:gray inventory:stable(fallback) pricing:gray"
+		}
+		if strings.Join(got, " ") != want || tr.Lane != sentByTrace[id].explained {
+			t.Fatalf("trace %s in Jaeger: lane %s hops %v, want %s", id, tr.Lane, got, want)
+		}
+	}
+	t.Logf("verify-traces: %d traces checked (%d ours, %d gray), %d hops, %d leaks", r.TracesChecked, len(ids), grays, r.HopsChecked, r.Leaks)
+}
+
+func TestMeshForgedLaneAtEdgeStaysStable(t *testing.T) {
+	m := newFourHop(t)
+	signer, err := lane.NewSigner([]byte(m.laneKey), time.Minute)
+	must(t, err)
+	genuine := signer.Sign("gray", "shop-v2", "any", time.Now())
+	forged := map[string]map[string]string{
+		"x-gray-env header":              {"x-gray-env": "gray"},
+		"forged baggage member":          {"baggage": "graymesh-lane=v1:gray:shop-v2:v:9999999999:AAAAAAAAAAAAAAAAAAAAAA"},
+		"replayed genuine lane":          {"baggage": "userId=1,graymesh-lane=" + genuine},
+		"genuine lane and forged header": {"baggage": "graymesh-lane=" + genuine, "x-gray-env": "gray", "x-gray-fallback": "x"},
+	}
+	for name, h := range forged {
+		t.Run(name, func(t *testing.T) {
+			r, err := m.chain(newTraceID(), h)
+			must(t, err)
+			if got := strings.Join(r.hops(), " "); got != "frontend:stable orders:stable inventory:stable pricing:stable" {
+				t.Fatalf("chain %s", got)
+			}
+		})
+	}
+}
+
+func TestMeshVerifyTracesCatchesADroppedLane(t *testing.T) {
+	m := newFourHop(t)
+	// inventory, rebuilt to call pricing without the incoming baggage.
+	m.services["inventory-stable"].kill()
+	a := exampleApps[4]
+	m.startApp(a.service, a.env, a.version, a.port, a.calls, a.outbound, "--drop-lane")
+	var ids []string
+	for i := 0; i < 10; i++ {
+		id := newTraceID()
+		r, err := m.chain(id, bearer(m.token("alice", time.Now().Add(time.Hour))))
+		must(t, err)
+		if got := strings.Join(r.hops(), " "); got != "frontend:gray orders:gray inventory:stable pricing:stable" {
+			t.Fatalf("chain with a dropped lane: %s", got)
+		}
+		ids = append(ids, id)
+	}
+	r, code := m.waitForTraces(ids, 4)
+	if code != 1 || r.Leaks < len(ids) {
+		t.Fatalf("verify-traces exit %d with %d leaks; want exit 1 and ≥ %d leaks", code, r.Leaks, len(ids))
+	}
+	leakedAt := map[string]int{}
+	for _, tr := range r.Traces {
+		for _, h := range tr.Hops {
+			if h.Leak {
+				leakedAt[h.Service]++
+			}
+		}
+	}
+	keys := make([]string, 0, len(leakedAt))
+	for k := range leakedAt {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	if len(keys) != 1 || keys[0] != "pricing" {
+		t.Fatalf("leaks at %v, want only pricing", leakedAt)
+	}
+}
