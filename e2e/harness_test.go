@@ -187,6 +187,7 @@ type mesh struct {
 	admin      string
 	graymesh   *process
 	secret     []byte
+	issuer     string
 	rsa        *rsa.PrivateKey
 	rsaPEM     []byte
 	client     *http.Client
@@ -223,7 +224,7 @@ services:
 func newMesh(t *testing.T, releases string) *mesh {
 	t.Helper()
 	dir := t.TempDir()
-	m := &mesh{t: t, dir: dir, secret: []byte("e2e-secret-0123456789abcdef-0123456789")}
+	m := &mesh{t: t, dir: dir, issuer: "e2e", secret: []byte("e2e-secret-0123456789abcdef-0123456789")}
 	var err error
 	if m.rsa, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
 		t.Fatal(err)
@@ -341,7 +342,7 @@ func (m *mesh) mustGet(headers map[string]string) shopReply {
 // token signs claims for subject with the mesh's HS256 secret.
 func (m *mesh) token(subject string, exp time.Time) string {
 	m.t.Helper()
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": subject, "iss": "e2e", "exp": exp.Unix()}).SignedString(m.secret)
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": subject, "iss": m.issuer, "exp": exp.Unix()}).SignedString(m.secret)
 	must(m.t, err)
 	return s
 }

@@ -28,11 +28,13 @@ Usage:
   graymesh <command> [flags]
 
 Commands:
-  serve      run the ext_proc decision service, the xDS server and the admin API
-  validate   check a config file; list every problem
-  explain    show the decision for a caller and why
-  token      mint a demo token signed with an HS key from the config
-  version    print the version
+  serve          run the ext_proc decision service, the xDS server and the admin API
+  validate       check a config file; list every problem
+  explain        show the decision for a caller and why
+  token          mint a demo token signed with an HS key from the config
+  verify-traces  check from Jaeger that every hop stayed in its lane
+  render         print Istio routes for the config: graymesh render istio --config FILE
+  version        print the version
 
 Run "graymesh <command> --help" for a command's flags.
 `
@@ -47,10 +49,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmds := map[string]func([]string, io.Writer, io.Writer) error{
-		"serve":    serve,
-		"validate": validate,
-		"explain":  explain,
-		"token":    token,
+		"serve":         serve,
+		"validate":      validate,
+		"explain":       explain,
+		"token":         token,
+		"verify-traces": verifyTraces,
+		"render":        render,
 		"version": func([]string, io.Writer, io.Writer) error {
 			fmt.Fprintln(stdout, version)
 			return nil
@@ -74,6 +78,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, errUsage):
 		return 2
+	case errors.Is(err, errLeaks):
+		return 1
 	default:
 		fmt.Fprintf(stderr, "graymesh %s: %v\n", name, err)
 		return 1
@@ -128,7 +134,7 @@ validation is refused and the one in force stays. SIGTERM drains and exits 0.`, 
 	log = log.With("version", version)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	d, err := daemon.New(ctx, *path, daemon.Options{DrainTimeout: *drain}, log)
+	d, err := daemon.New(ctx, *path, daemon.Options{DrainTimeout: *drain, Version: version}, log)
 	if err != nil {
 		return err
 	}
