@@ -28,9 +28,16 @@ type Config struct {
 	Mesh     Mesh      `yaml:"mesh"`
 	Identity Identity  `yaml:"identity"`
 	Lane     Lane      `yaml:"lane"`
+	// Membership makes gray membership sticky.
+	Membership Membership `yaml:"membership"`
 	Tracing  Tracing   `yaml:"tracing"`
 	Releases []Release `yaml:"releases"`
 	Services []Service `yaml:"services"`
+	// EffectiveAt, when set, is the instant this config takes effect on
+	// every node; until then the config in force stays.
+	EffectiveAt *time.Time `yaml:"effective_at"`
+	// Change describes the change this file makes to the config in force.
+	Change Change `yaml:"change"`
 
 	// Source is the file the config was read from ("" when parsed from
 	// bytes); relative key paths resolve against its directory.
@@ -92,6 +99,15 @@ type Key struct {
 	PublicKeyFile string `yaml:"public_key_file"`
 }
 
+// Change declares the intent of a config change.
+type Change struct {
+	// Rollback allows a change that moves subjects who are gray now back
+	// to stable (a lower percentage, a new salt, a removed whitelist
+	// entry…); without it such a change is refused.
+	Rollback bool   `yaml:"rollback"`
+	Reason   string `yaml:"reason"`
+}
+
 // Lane configures how the edge's decision travels to later hops: signed
 // with the mesh key, in the W3C baggage member graymesh-lane.
 type Lane struct {
@@ -100,6 +116,21 @@ type Lane struct {
 	Key     string   `yaml:"key"`
 	KeyFile string   `yaml:"key_file"`
 	TTL     Duration `yaml:"ttl"`
+}
+
+// Membership configures sticky membership (seed 004 principle 1): a
+// subject admitted to gray gets a signed, expiring token — a cookie for
+// browsers, a response header for services to send back — and keeps gray
+// while the token is valid, whatever the rules say now, until the release
+// is killed. Tokens are signed with the lane key.
+type Membership struct {
+	Enabled bool   `yaml:"enabled"`
+	Cookie  string `yaml:"cookie"`
+	// Header is the response header carrying the token, and the request
+	// header a service sends it back in. It must not start with x-gray-,
+	// which Envoy strips from every request.
+	Header string   `yaml:"header"`
+	TTL    Duration `yaml:"ttl"`
 }
 
 // Tracing configures OpenTelemetry export for graymesh and the Envoys it
@@ -130,6 +161,26 @@ type Release struct {
 	// TrafficPercent sends this share of requests that carry no usable
 	// identity to Env, chosen by Envoy per request with weighted clusters.
 	TrafficPercent float64 `yaml:"traffic_percent"`
+	// Schedule ramps Percent over time: from each step's At on, the
+	// release admits that step's Percent. Before the first step, Percent
+	// applies.
+	Schedule []Step `yaml:"schedule"`
+	// State is active (default), frozen (no new subject enters gray;
+	// subjects already admitted stay) or killed (everyone to stable).
+	State string `yaml:"state"`
+}
+
+// Release states.
+const (
+	StateActive = "active"
+	StateFrozen = "frozen"
+	StateKilled = "killed"
+)
+
+// Step is one point of a ramp schedule.
+type Step struct {
+	At      time.Time `yaml:"at"`
+	Percent float64   `yaml:"percent"`
 }
 
 // ClaimMatcher admits a verified caller whose claim holds one of In.
@@ -262,6 +313,15 @@ func (c *Config) applyDefaults() {
 	if c.Identity.JWT.SubjectClaim == "" {
 		c.Identity.JWT.SubjectClaim = DefaultSubjectClaim
 	}
+	if c.Membership.Cookie == "" {
+		c.Membership.Cookie = "gm_member"
+	}
+	if c.Membership.Header == "" {
+		c.Membership.Header = "x-graymesh-member"
+	}
+	if c.Membership.TTL.Duration == 0 {
+		c.Membership.TTL.Duration = 30 * 24 * time.Hour
+	}
 	if c.Lane.TTL.Duration == 0 {
 		c.Lane.TTL.Duration = DefaultLaneTTL
 	}
@@ -275,6 +335,9 @@ func (c *Config) applyDefaults() {
 		}
 	}
 	for i := range c.Releases {
+		if c.Releases[i].State == "" {
+			c.Releases[i].State = StateActive
+		}
 		if c.Releases[i].Salt == "" {
 			c.Releases[i].Salt = c.Releases[i].Name
 		}

@@ -125,6 +125,17 @@ func (c *Config) validateLaneAndTracing() []error {
 	if l.TTL.Duration < time.Second || l.TTL.Duration > 24*time.Hour {
 		add("lane.ttl", "%s is outside [1s, 24h]", l.TTL.Duration)
 	}
+	if m := c.Membership; m.Enabled {
+		if l.Key == "" && l.KeyFile == "" {
+			add("membership.enabled", "membership tokens are signed with the lane key: set lane.key_file")
+		}
+		if strings.HasPrefix(strings.ToLower(m.Header), HeaderPrefix) || m.Header != strings.ToLower(m.Header) {
+			add("membership.header", "%q must be lower case and must not start with %s (Envoy strips those from requests)", m.Header, HeaderPrefix)
+		}
+		if m.TTL.Duration < time.Minute {
+			add("membership.ttl", "%s is shorter than a minute", m.TTL.Duration)
+		}
+	}
 	if e := c.Tracing.OTLPEndpoint; e != "" {
 		if err := checkHostPort(e); err != nil {
 			add("tracing.otlp_endpoint", "%v", err)
@@ -269,6 +280,23 @@ func (r Release) validate(field string) []error {
 	}
 	if err := checkPercent(r.TrafficPercent); err != nil {
 		add("traffic_percent", "%v", err)
+	}
+	switch r.State {
+	case StateActive, StateFrozen, StateKilled:
+	default:
+		add("state", "%q is not one of active, frozen, killed", r.State)
+	}
+	for i, st := range r.Schedule {
+		sub := fmt.Sprintf("schedule[%d]", i)
+		if st.At.IsZero() {
+			add(sub+".at", "is missing; write an RFC 3339 time like 2026-11-21T10:00:00Z")
+		}
+		if err := checkPercent(st.Percent); err != nil {
+			add(sub+".percent", "%v", err)
+		}
+		if i > 0 && !st.At.After(r.Schedule[i-1].At) {
+			add(sub+".at", "%s is not after schedule[%d].at", st.At.Format(time.RFC3339), i-1)
+		}
 	}
 	for i, s := range r.Blacklist {
 		if strings.TrimSpace(s) == "" {

@@ -31,7 +31,7 @@ func BenchmarkExtract(b *testing.B) {
 	attrs := requestHeaders(hm, "10.2.3.4:5678").Attributes
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		_ = Extract(p.Engine, hm, attrs)
+		_ = Extract(p, hm, attrs)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -101,7 +103,7 @@ func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) er
 	s.streams.Add(1)
 	defer s.streams.Add(-1)
 	ctx := stream.Context()
-	hop := hopOf(ctx)
+	st := &streamState{hop: hopOf(ctx)}
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil
@@ -113,7 +115,7 @@ func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) er
 		if err != nil {
 			return err
 		}
-		resp, err := s.answer(ctx, hop, req)
+		resp, err := s.answer(ctx, st, req)
 		if err != nil {
 			return err
 		}
@@ -127,15 +129,27 @@ func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) er
 }
 
 // answer returns the single response each ProcessingRequest needs.
-func (s *Server) answer(ctx context.Context, h hop, req *extprocsvcv3.ProcessingRequest) (*extprocsvcv3.ProcessingResponse, error) {
+// streamState is what one request's stream remembers between messages.
+type streamState struct {
+	hop hop
+	// membership is a token to hand the caller on the response.
+	membership string
+}
+
+func (s *Server) answer(ctx context.Context, st *streamState, req *extprocsvcv3.ProcessingRequest) (*extprocsvcv3.ProcessingResponse, error) {
 	switch r := req.Request.(type) {
 	case *extprocsvcv3.ProcessingRequest_RequestHeaders:
-		a := s.decide(ctx, h, r.RequestHeaders, req.GetAttributes())
-		return Response(a, r.RequestHeaders.GetHeaders()), nil
-	// The filter is configured to send nothing else; should a mode override
-	// ask for more, pass it through unchanged.
+		a := s.decide(ctx, st.hop, r.RequestHeaders, req.GetAttributes())
+		resp := Response(a, r.RequestHeaders.GetHeaders())
+		if a.Membership != "" {
+			// Response headers are skipped by default; ask for them only on
+			// the requests that need a membership token set.
+			st.membership = a.Membership
+			resp.ModeOverride = &extprocv3.ProcessingMode{ResponseHeaderMode: extprocv3.ProcessingMode_SEND}
+		}
+		return resp, nil
 	case *extprocsvcv3.ProcessingRequest_ResponseHeaders:
-		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocsvcv3.HeadersResponse{}}}, nil
+		return s.membershipResponse(st.membership), nil
 	case *extprocsvcv3.ProcessingRequest_RequestBody:
 		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_RequestBody{RequestBody: &extprocsvcv3.BodyResponse{}}}, nil
 	case *extprocsvcv3.ProcessingRequest_ResponseBody:
@@ -178,12 +192,13 @@ func (h hop) name() string {
 // rules, at an inner hop from the signed lane.
 func (s *Server) decide(ctx context.Context, h hop, headers *extprocsvcv3.HttpHeaders, attrs map[string]*structpb.Struct) Answer {
 	p := s.policy.Load()
-	req := Extract(p.Engine, headers.GetHeaders(), attrs)
+	req := Extract(p, headers.GetHeaders(), attrs)
 	now := s.now()
 	var (
 		a      Answer
 		caller identity.Caller
 	)
+	req.Now = now
 	if h.inner {
 		a.Decision = p.Follow(req.Baggage, now)
 		if a.Decision.Reason != gray.ReasonLane && req.Baggage != "" {
@@ -192,6 +207,7 @@ func (s *Server) decide(ctx context.Context, h hop, headers *extprocsvcv3.HttpHe
 		}
 	} else {
 		a.Decision, caller = p.Decide(req.HTTPRequest)
+		a.Membership = p.MembershipFor(a.Decision, caller, now)
 		if p.Lanes != nil {
 			token := ""
 			if a.Decision.Env != "" {
@@ -263,10 +279,13 @@ type Request struct {
 
 // Extract reads what a decision needs from Envoy's request headers and
 // attributes. Envoy sends header values in raw_value.
-func Extract(e *gray.Engine, hm *corev3.HeaderMap, attrs map[string]*structpb.Struct) Request {
+func Extract(p *gray.Policy, hm *corev3.HeaderMap, attrs map[string]*structpb.Struct) Request {
 	var r Request
+	e, memberHeader := p.Engine, p.Config.Membership.Header
 	for _, h := range hm.GetHeaders() {
 		switch name := h.GetKey(); name {
+		case memberHeader:
+			r.Membership = value(h)
 		case gray.HeaderBaggage:
 			if r.Baggage == "" {
 				r.Baggage = value(h)
@@ -308,6 +327,24 @@ type Answer struct {
 	// true; "" removes it.
 	Baggage    string
 	SetBaggage bool
+	// Membership, when set, is a fresh membership token to set on the
+	// response.
+	Membership string
+}
+
+// membershipResponse sets a fresh membership token on the response: as a
+// cookie for browsers and as a header for services to send back.
+func (s *Server) membershipResponse(token string) *extprocsvcv3.ProcessingResponse {
+	hr := &extprocsvcv3.HeadersResponse{}
+	if token != "" {
+		m := s.policy.Load().Config.Membership
+		cookie := fmt.Sprintf("%s=%s; Path=/; Max-Age=%d; HttpOnly; SameSite=Lax", m.Cookie, token, int(m.TTL.Seconds()))
+		hr.Response = &extprocsvcv3.CommonResponse{HeaderMutation: &extprocsvcv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{
+			{Header: &corev3.HeaderValue{Key: "set-cookie", RawValue: []byte(cookie)}, AppendAction: corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD},
+			{Header: &corev3.HeaderValue{Key: m.Header, RawValue: []byte(token)}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD},
+		}}}
+	}
+	return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: hr}}
 }
 
 // Response builds the request-headers answer: remove every graymesh header

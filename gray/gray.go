@@ -24,6 +24,7 @@ import (
 	"net/netip"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/graymesh/graymesh/config"
 )
@@ -45,6 +46,10 @@ const (
 	// Inner hops: the lane the edge signed, or why it was not honoured.
 	ReasonLane        Reason = "lane"
 	ReasonLaneMissing Reason = "lane-missing"
+	// Operating a release.
+	ReasonMember Reason = "member"
+	ReasonFrozen Reason = "frozen"
+	ReasonKilled Reason = "killed"
 )
 
 // NoBucket marks a decision that computed no bucket.
@@ -60,6 +65,11 @@ type Request struct {
 	IP           netip.Addr
 	// Headers are keyed by lower-case name.
 	Headers map[string]string
+	// Member names the release a verified membership token for this
+	// subject admits it to ("" when none).
+	Member string
+	// Now is the decision's time; schedules are evaluated at it.
+	Now time.Time
 }
 
 // Decision is the outcome for one request.
@@ -98,6 +108,16 @@ type release struct {
 	headers         []headerMatcher
 	basisPoints     uint32
 	percentRule     string
+	steps           []step
+	// ramps is true when any percentage (now or scheduled) is above 0.
+	ramps bool
+	state string
+}
+
+type step struct {
+	at          time.Time
+	basisPoints uint32
+	rule        string
 }
 
 type claimMatcher struct {
@@ -124,6 +144,12 @@ func New(cfg *config.Config) (*Engine, error) {
 			whitelist:   set(r.Whitelist),
 			basisPoints: config.BasisPoints(r.Percent),
 			percentRule: fmt.Sprintf("percent:%.2f", r.Percent),
+			state:       r.State,
+			ramps:       r.Percent > 0,
+		}
+		for i, st := range r.Schedule {
+			cr.steps = append(cr.steps, step{at: st.At, basisPoints: config.BasisPoints(st.Percent), rule: fmt.Sprintf("schedule[%d]:%.2f", i, st.Percent)})
+			cr.ramps = cr.ramps || st.Percent > 0
 		}
 		for i, m := range r.Claims {
 			cr.claims = append(cr.claims, claimMatcher{
@@ -165,7 +191,7 @@ func (e *Engine) Decide(req *Request) Decision {
 	if !verified {
 		key = req.DeviceID
 	}
-	var blacklistedBy string
+	var blacklistedBy, killedBy, frozenBy string
 	firstBucket, firstRelease := NoBucket, ""
 	for i := range e.releases {
 		r := &e.releases[i]
@@ -176,42 +202,36 @@ func (e *Engine) Decide(req *Request) Decision {
 				}
 				continue
 			}
-			if _, ok := r.whitelist[req.Subject]; ok {
-				return e.admit(r, "whitelist", ReasonWhitelist, NoBucket)
-			}
-			for j := range r.claims {
-				if r.claims[j].matches(req.Claims) {
-					return e.admit(r, r.claims[j].rule, ReasonClaim, NoBucket)
-				}
-			}
 		}
-		if req.IP.IsValid() {
-			ip := req.IP.Unmap()
-			for _, p := range r.cidrs {
-				if p.Contains(ip) {
-					return e.admit(r, "cidrs", ReasonCIDR, NoBucket)
-				}
-			}
+		member := req.Member != "" && req.Member == r.name
+		m, matched := r.match(req, key, verified)
+		if m.bucket != NoBucket && firstBucket == NoBucket {
+			firstBucket, firstRelease = m.bucket, r.name
 		}
-		for j := range r.headers {
-			if r.headers[j].matches(req.Headers) {
-				return e.admit(r, r.headers[j].rule, ReasonHeader, NoBucket)
+		switch {
+		case r.state == config.StateKilled:
+			if (matched || member) && killedBy == "" {
+				killedBy = r.name
 			}
-		}
-		if r.basisPoints > 0 && key != "" {
-			b := Bucket(r.salt, key)
-			if uint32(b) < r.basisPoints {
-				return e.admit(r, r.percentRule, ReasonPercent, b)
+		case member:
+			// Existing membership wins over re-evaluation, frozen or not.
+			return e.admit(r, "membership", ReasonMember, m.bucket)
+		case r.state == config.StateFrozen:
+			if matched && frozenBy == "" {
+				frozenBy = r.name
 			}
-			if firstBucket == NoBucket {
-				firstBucket, firstRelease = b, r.name
-			}
+		case matched:
+			return e.admit(r, m.rule, m.reason, m.bucket)
 		}
 	}
 	d := Decision{Env: config.Stable, Bucket: firstBucket, Release: firstRelease, Version: e.version}
 	switch {
 	case blacklistedBy != "":
 		d.Release, d.Rule, d.Reason, d.Bucket = blacklistedBy, "blacklist", ReasonBlacklisted, NoBucket
+	case killedBy != "":
+		d.Release, d.Rule, d.Reason = killedBy, "state", ReasonKilled
+	case frozenBy != "":
+		d.Release, d.Rule, d.Reason = frozenBy, "state", ReasonFrozen
 	case key != "":
 		d.Reason = ReasonNotSelected
 	case req.InvalidToken:
@@ -220,6 +240,65 @@ func (e *Engine) Decide(req *Request) Decision {
 		d.Env, d.Reason = "", ReasonNoIdentity
 	}
 	return d
+}
+
+// match is the rule of a release that admits a request.
+type match struct {
+	rule   string
+	reason Reason
+	bucket int
+}
+
+// match applies r's admitting rules (not blacklist, state or membership)
+// in order. The bucket is computed whenever the release has a ramp, so a
+// non-admitted subject can still be told where it stands.
+func (r *release) match(req *Request, key string, verified bool) (match, bool) {
+	if verified {
+		if _, ok := r.whitelist[req.Subject]; ok {
+			return match{"whitelist", ReasonWhitelist, NoBucket}, true
+		}
+		for j := range r.claims {
+			if r.claims[j].matches(req.Claims) {
+				return match{r.claims[j].rule, ReasonClaim, NoBucket}, true
+			}
+		}
+	}
+	if req.IP.IsValid() {
+		ip := req.IP.Unmap()
+		for _, p := range r.cidrs {
+			if p.Contains(ip) {
+				return match{"cidrs", ReasonCIDR, NoBucket}, true
+			}
+		}
+	}
+	for j := range r.headers {
+		if r.headers[j].matches(req.Headers) {
+			return match{r.headers[j].rule, ReasonHeader, NoBucket}, true
+		}
+	}
+	if key == "" || !r.ramps {
+		return match{bucket: NoBucket}, false
+	}
+	b := Bucket(r.salt, key)
+	bp, rule := r.percentAt(req.Now)
+	if uint32(b) < bp {
+		return match{rule, ReasonPercent, b}, true
+	}
+	return match{bucket: b}, false
+}
+
+// percentAt is the percentage in force at now, in basis points, and the
+// rule that names it: the last schedule step at or before now, else the
+// release's percent.
+func (r *release) percentAt(now time.Time) (uint32, string) {
+	bp, rule := r.basisPoints, r.percentRule
+	for i := range r.steps {
+		if now.Before(r.steps[i].at) {
+			break
+		}
+		bp, rule = r.steps[i].basisPoints, r.steps[i].rule
+	}
+	return bp, rule
 }
 
 func (e *Engine) admit(r *release, rule string, reason Reason, bucket int) Decision {

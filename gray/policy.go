@@ -86,6 +86,10 @@ func (p *Policy) Follow(baggage string, now time.Time) Decision {
 	if err != nil {
 		return Decision{Env: config.Stable, Reason: Reason(err.Error()), Bucket: NoBucket, Version: p.Engine.version}
 	}
+	if p.Engine.state(l.Release) == config.StateKilled {
+		// A kill reaches lanes already travelling, not only new decisions.
+		return Decision{Env: config.Stable, Release: l.Release, Rule: "state", Reason: ReasonKilled, Bucket: NoBucket, Version: p.Engine.version}
+	}
 	return Decision{Env: l.Env, Release: l.Release, Reason: ReasonLane, Bucket: NoBucket, Version: l.Version}
 }
 
@@ -120,6 +124,9 @@ type HTTPRequest struct {
 	// Headers holds the request headers a header matcher names, keyed by
 	// lower-case name.
 	Headers map[string]string
+	// Membership is the membership request header's value, if any.
+	Membership string
+	Now        time.Time
 }
 
 // Decide resolves the caller and decides. The caller is returned so that
@@ -133,8 +140,62 @@ func (p *Policy) Decide(r HTTPRequest) (Decision, identity.Caller) {
 		InvalidToken: caller.Problem != "",
 		IP:           r.IP,
 		Headers:      r.Headers,
+		Now:          r.Now,
+	}
+	if p.membershipOn() {
+		token := r.Membership
+		if token == "" {
+			token = identity.CookieValue(r.Cookie, p.Config.Membership.Cookie)
+		}
+		if token != "" {
+			if m, err := p.Lanes.VerifyMember(token, bucketKey(caller), r.Now); err == nil {
+				req.Member = m.Release
+			}
+		}
 	}
 	return p.Engine.Decide(&req), caller
+}
+
+func (p *Policy) membershipOn() bool { return p.Config.Membership.Enabled && p.Lanes != nil }
+
+// bucketKey is what identifies a caller for bucketing and membership: the
+// verified subject, else the device id.
+func bucketKey(c identity.Caller) string {
+	if c.Subject != "" {
+		return "sub:" + c.Subject
+	}
+	if c.DeviceID != "" {
+		return "dev:" + c.DeviceID
+	}
+	return ""
+}
+
+// MembershipFor returns a membership token to hand the caller when d newly
+// admits it to a release ("" when membership is off, the caller has no
+// identity, or d is not a fresh admission).
+func (p *Policy) MembershipFor(d Decision, c identity.Caller, now time.Time) string {
+	if !p.membershipOn() || d.Env == "" || d.Env == config.Stable {
+		return ""
+	}
+	switch d.Reason {
+	case ReasonWhitelist, ReasonClaim, ReasonCIDR, ReasonHeader, ReasonPercent:
+	default:
+		return ""
+	}
+	key := bucketKey(c)
+	if key == "" {
+		return ""
+	}
+	return p.Lanes.SignMember(d.Release, d.Env, d.Version, key, now, p.Config.Membership.TTL.Duration)
+}
+
+func (e *Engine) state(release string) string {
+	for i := range e.releases {
+		if e.releases[i].name == release {
+			return e.releases[i].state
+		}
+	}
+	return ""
 }
 
 // ReadsHeader reports whether any release has a header matcher on name

@@ -102,3 +102,30 @@ func FuzzBaggage(f *testing.F) {
 		}
 	})
 }
+
+func TestMembership(t *testing.T) {
+	s := signer(t, "mesh-key-0123456789abcdef-0123456789")
+	tok := s.SignMember("shop-v2", "gray", "7", "alice", now, time.Hour)
+	m, err := s.VerifyMember(tok, "alice", now.Add(time.Minute))
+	if err != nil || m.Release != "shop-v2" || m.Env != "gray" || m.Version != "7" || !m.Admitted.Equal(now) {
+		t.Fatalf("%+v %v", m, err)
+	}
+	if strings.Contains(tok, "alice") {
+		t.Fatal("token names the subject")
+	}
+	for _, c := range []struct {
+		name, tok, subject string
+		at                 time.Time
+		want               error
+	}{
+		{"other subject", tok, "bob", now, ErrSignature},
+		{"expired", tok, "alice", now.Add(time.Hour), ErrExpired},
+		{"release swapped", strings.Replace(tok, "shop-v2", "shop-v3", 1), "alice", now, ErrSignature},
+		{"a lane is not a membership", s.Sign("gray", "shop-v2", "7", now), "alice", now, ErrMalformed},
+		{"no subject", tok, "", now, ErrMalformed},
+	} {
+		if _, err := s.VerifyMember(c.tok, c.subject, c.at); !errors.Is(err, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		}
+	}
+}

@@ -481,6 +481,9 @@ func extProcFilter(timeout time.Duration, hop, service string) *extprocv3.Extern
 		},
 		MessageTimeout:    durationpb.New(timeout),
 		RequestAttributes: []string{extproc.SourceAddressAttribute},
+		// Lets graymesh ask for response headers only on the requests
+		// where it sets a membership token.
+		AllowModeOverride: true,
 	}
 }
 

@@ -75,6 +75,7 @@ and treats S (with any --claim) as verified.`, stderr)
 	device := fs.String("device", "", "device id cookie value of an anonymous caller")
 	ip := fs.String("ip", "", "client IP address as Envoy sees it")
 	asJSON := fs.Bool("json", false, "print JSON")
+	at := fs.String("at", "", "decide at this RFC 3339 time instead of now (schedules)")
 	var claims, headers kvFlag
 	fs.Var(&claims, "claim", "claim=value of the verified subject (repeatable; with --subject)")
 	fs.Var(&headers, "header", "name=value request header (repeatable)")
@@ -89,7 +90,14 @@ and treats S (with any --claim) as verified.`, stderr)
 	if err != nil {
 		return err
 	}
-	req := gray.Request{Subject: *subject, DeviceID: *device}
+	req := gray.Request{Subject: *subject, DeviceID: *device, Now: time.Now()}
+	if *at != "" {
+		t, err := time.Parse(time.RFC3339, *at)
+		if err != nil {
+			return fmt.Errorf("--at: %w", err)
+		}
+		req.Now = t
+	}
 	if *ip != "" {
 		a, err := netip.ParseAddr(*ip)
 		if err != nil {

@@ -1,0 +1,58 @@
+package lane
+
+import (
+	"strconv"
+	"strings"
+	"time"
+)
+
+// memberVersion prefixes membership tokens.
+const memberVersion = "m1"
+
+// Member records that a subject was admitted to a release's environment
+// (seed 004 principle 1: existing gray state wins over re-evaluation).
+type Member struct {
+	Release  string
+	Env      string
+	Version  string
+	Admitted time.Time
+	Expires  time.Time
+}
+
+// SignMember returns a membership token for subject, valid for ttl. The
+// subject is bound by the MAC but not written into the token, so a token
+// is useless to anyone else and reveals nothing about whom it names.
+func (s *Signer) SignMember(release, env, configVersion, subject string, admitted time.Time, ttl time.Duration) string {
+	payload := memberVersion + ":" + release + ":" + env + ":" + configVersion + ":" +
+		strconv.FormatInt(admitted.Unix(), 10) + ":" + strconv.FormatInt(admitted.Add(ttl).Unix(), 10)
+	return payload + ":" + s.mac(payload+"\x00"+subject)
+}
+
+// VerifyMember checks a membership token for subject at now.
+func (s *Signer) VerifyMember(token, subject string, now time.Time) (Member, error) {
+	if len(token) > 512 || subject == "" {
+		return Member{}, ErrMalformed
+	}
+	i := strings.LastIndexByte(token, ':')
+	if i < 0 {
+		return Member{}, ErrMalformed
+	}
+	payload, sig := token[:i], token[i+1:]
+	parts := strings.Split(payload, ":")
+	if len(parts) != 6 || parts[0] != memberVersion || parts[1] == "" || parts[2] == "" {
+		return Member{}, ErrMalformed
+	}
+	if !equal(sig, s.mac(payload+"\x00"+subject)) {
+		return Member{}, ErrSignature
+	}
+	admitted, err1 := strconv.ParseInt(parts[4], 10, 64)
+	exp, err2 := strconv.ParseInt(parts[5], 10, 64)
+	if err1 != nil || err2 != nil {
+		return Member{}, ErrMalformed
+	}
+	m := Member{Release: parts[1], Env: parts[2], Version: parts[3], Admitted: time.Unix(admitted, 0), Expires: time.Unix(exp, 0)}
+	if !now.Before(m.Expires) {
+		return Member{}, ErrExpired
+	}
+	return m, nil
+}
