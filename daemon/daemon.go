@@ -4,7 +4,7 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,12 +12,12 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -36,6 +36,17 @@ type Options struct {
 	DrainTimeout time.Duration
 	// Version is graymesh's build version, reported in traces.
 	Version string
+	// StateDir keeps the version counter, the config in force and admin
+	// overrides across restarts ("" keeps them in memory only).
+	StateDir string
+	// WatchInterval is how often the config file is checked for changes
+	// (0 turns watching off; SIGHUP and POST /reload still work).
+	WatchInterval time.Duration
+	// AdminToken, when set, is required as a bearer token on the admin
+	// API's changing endpoints.
+	AdminToken string
+	// Now replaces time.Now, for tests.
+	Now func() time.Time
 }
 
 // envoyKeepalive lets Envoy ping idle ext_proc and ADS connections as often
@@ -51,67 +62,266 @@ type Daemon struct {
 	xds     *xds.Server
 	metrics *metrics
 
-	mu         sync.Mutex // serialises reloads
+	mu sync.Mutex // serialises changes to the config in force
+	// file is the last accepted config file, before overrides.
+	file  *config.Config
+	state *state
+	// pending is an accepted config waiting for its effective_at.
+	pending      *config.Config
+	pendingTimer *time.Timer
+	fileHash     [32]byte
+
 	lastReload atomic.Pointer[reloadStatus]
 	ready      atomic.Bool
+	// adminOpen is false when the admin server listens beyond loopback
+	// without a token: then only health, readiness and metrics answer.
+	adminOpen bool
 }
 
 type reloadStatus struct {
 	At      time.Time `json:"at"`
+	Source  string    `json:"source"`
 	Result  string    `json:"result"`
 	Version string    `json:"version,omitempty"`
 	Error   string    `json:"error,omitempty"`
 }
 
-// New loads the config at path and prepares the servers; it does no
-// network I/O.
+// New loads the state and the config and prepares the servers; it does no
+// network I/O. When the file is refused and the state directory holds the
+// last config in force, that config is served instead.
 func New(ctx context.Context, path string, opts Options, log *slog.Logger) (*Daemon, error) {
-	p, err := gray.Load(path)
-	if err != nil {
-		return nil, err
-	}
-	for _, w := range p.Config.Warnings() {
-		log.Warn("config warning", "file", path, "warning", w)
-	}
 	if opts.DrainTimeout == 0 {
 		opts.DrainTimeout = 10 * time.Second
 	}
-	d := &Daemon{path: path, opts: opts, log: log}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	st, err := loadState(opts.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{path: path, opts: opts, log: log, state: st}
 	d.xds = xds.New(ctx, log)
-	if err := d.xds.Update(p.Config); err != nil {
+	d.metrics = newMetrics(func() int64 { return d.ext.ActiveStreams() }, d.xds)
+
+	file, next, err := d.readFile()
+	if err == nil && st.InForce != nil && !next.Change.Rollback {
+		err = evictionError(st.InForce, next)
+	}
+	if err != nil {
+		if st.InForce == nil {
+			return nil, err
+		}
+		log.Error("config refused at startup; serving the last config in force", "file", path, "version", st.Version)
+		file, next = st.InForce, st.InForce
+	}
+	d.file = file
+	if err := d.put(next, "startup"); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	d.metrics = newMetrics(func() int64 { return d.ext.ActiveStreams() }, d.xds)
-	d.ext = extproc.New(p, log, d.metrics)
-	d.metrics.setVersion(p.Config.Version)
-	d.lastReload.Store(&reloadStatus{At: time.Now(), Result: "accepted", Version: p.Config.Version})
+	if err != nil {
+		d.refused("startup", err)
+	}
+	d.adminOpen = isLoopback(next.Server.AdminListen) || opts.AdminToken != ""
 	return d, nil
 }
 
-// Reload re-reads the config file. A file that fails validation is refused
-// and the config in force stays.
+// readFile loads the config file and applies the overrides.
+func (d *Daemon) readFile() (file, next *config.Config, err error) {
+	data, err := os.ReadFile(d.path)
+	if err != nil {
+		return nil, nil, err
+	}
+	d.fileHash = sha256.Sum256(data)
+	file, err = config.Parse(data, d.path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", d.path, err)
+	}
+	for _, w := range file.Warnings() {
+		d.log.Warn("config warning", "file", d.path, "warning", w)
+	}
+	next, err = effective(file, d.state.Overrides)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s with admin overrides: %w", d.path, err)
+	}
+	return file, next, nil
+}
+
+// evictionError refuses a change that would move subjects who are gray
+// now back to stable (seed 004 §4.7), naming every cause.
+func evictionError(cur, next *config.Config) error {
+	errs := gray.Evictions(cur, next)
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("change would move gray subjects back to stable; set change.rollback: true (or pass rollback) to allow it:\n%w", errors.Join(errs...))
+}
+
+// Reload re-reads the config file. A file that fails validation, or that
+// would evict gray subjects without declaring a rollback, is refused and
+// the config in force stays.
 func (d *Daemon) Reload() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	p, err := gray.Load(d.path)
+	file, next, err := d.readFile()
 	if err == nil {
-		err = d.xds.Update(p.Config)
+		err = d.apply(next, "file")
 	}
 	if err != nil {
-		d.metrics.reloads.WithLabelValues("refused").Inc()
-		d.lastReload.Store(&reloadStatus{At: time.Now(), Result: "refused", Error: err.Error(), Version: d.ext.Policy().Config.Version})
-		d.log.Error("config refused; the config in force stays", "file", d.path, "version_in_force", d.ext.Policy().Config.Version, "error", err)
+		d.refused("file", err)
 		return err
 	}
-	for _, w := range p.Config.Warnings() {
-		d.log.Warn("config warning", "file", d.path, "warning", w)
-	}
-	d.ext.Swap(p)
-	d.metrics.reloads.WithLabelValues("accepted").Inc()
-	d.metrics.setVersion(p.Config.Version)
-	d.lastReload.Store(&reloadStatus{At: time.Now(), Result: "accepted", Version: p.Config.Version})
-	d.log.Info("config reloaded", "file", d.path, "version", p.Config.Version)
+	d.file = file
 	return nil
+}
+
+// apply puts next in force now, or at its effective_at. The caller holds mu.
+func (d *Daemon) apply(next *config.Config, source string) error {
+	cur := d.ext.Policy().Config
+	if !next.Change.Rollback {
+		if err := evictionError(cur, next); err != nil {
+			return err
+		}
+	}
+	if d.pendingTimer != nil {
+		d.pendingTimer.Stop()
+		d.pending, d.pendingTimer = nil, nil
+	}
+	if at := next.EffectiveAt; at != nil && d.opts.Now().Before(*at) {
+		// Every node holds the change until the same instant.
+		if _, err := gray.Compile(next); err != nil {
+			return err
+		}
+		d.pending = next
+		d.pendingTimer = time.AfterFunc(at.Sub(d.opts.Now()), func() {
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			if d.pending != next {
+				return
+			}
+			d.pending, d.pendingTimer = nil, nil
+			if err := d.put(next, source+" (effective_at)"); err != nil {
+				d.refused(source+" (effective_at)", err)
+			}
+		})
+		d.log.Info("config accepted; takes effect later", "source", source, "effective_at", at.Format(time.RFC3339))
+		d.lastReload.Store(&reloadStatus{At: d.opts.Now(), Source: source, Result: "pending until " + at.Format(time.RFC3339), Version: cur.Version})
+		return nil
+	}
+	return d.put(next, source)
+}
+
+// put makes next the config in force: a new version when its content
+// changed, compiled, pushed to Envoy, swapped into the decision path and
+// persisted. The caller holds mu (or is New).
+func (d *Daemon) put(next *config.Config, source string) error {
+	hash := contentHash(next)
+	version := d.state.Version
+	if hash != d.state.Content || version == 0 {
+		version++
+	}
+	next.Version = strconv.Itoa(version)
+	p, err := gray.Compile(next)
+	if err != nil {
+		return err
+	}
+	if err := d.xds.Update(next); err != nil {
+		return err
+	}
+	d.state.Version, d.state.Content, d.state.InForce = version, hash, next
+	if err := d.state.save(d.opts.StateDir); err != nil {
+		// Serving goes on; only the restart guarantees weaken.
+		d.log.Error("saving state", "dir", d.opts.StateDir, "error", err)
+	}
+	if d.ext == nil {
+		d.ext = extproc.New(p, d.log, d.metrics)
+	} else {
+		d.ext.Swap(p)
+	}
+	d.metrics.reloads.WithLabelValues("accepted").Inc()
+	d.metrics.setVersion(next.Version)
+	d.lastReload.Store(&reloadStatus{At: d.opts.Now(), Source: source, Result: "accepted", Version: next.Version})
+	d.log.Info("config in force", "source", source, "version", next.Version, "content", hash)
+	return nil
+}
+
+func (d *Daemon) refused(source string, err error) {
+	d.metrics.reloads.WithLabelValues("refused").Inc()
+	inForce := ""
+	if d.ext != nil {
+		inForce = d.ext.Policy().Config.Version
+	}
+	d.lastReload.Store(&reloadStatus{At: d.opts.Now(), Source: source, Result: "refused", Error: err.Error(), Version: inForce})
+	d.log.Error("config refused; the config in force stays", "source", source, "file", d.path, "version_in_force", inForce, "error", err)
+}
+
+// Override changes one release at runtime (freeze, kill, percentage). The
+// change persists in the state directory and stays on top of the file
+// until reset. Evicting changes need rollback.
+func (d *Daemon) Override(release string, change func(*override), rollback bool) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	found := false
+	for _, r := range d.file.Releases {
+		found = found || r.Name == release
+	}
+	if !found {
+		return fmt.Errorf("%w: %q", errNoRelease, release)
+	}
+	overrides := map[string]override{}
+	for k, v := range d.state.Overrides {
+		overrides[k] = v
+	}
+	o := overrides[release]
+	change(&o)
+	if o == (override{}) {
+		delete(overrides, release)
+	} else {
+		overrides[release] = o
+	}
+	next, err := effective(d.file, overrides)
+	if err == nil {
+		next.Change = config.Change{Rollback: rollback, Reason: "admin API"}
+		old := d.state.Overrides
+		d.state.Overrides = overrides
+		if err = d.apply(next, "admin"); err != nil {
+			d.state.Overrides = old
+		}
+	}
+	if err != nil {
+		d.refused("admin", err)
+	}
+	return err
+}
+
+var errNoRelease = errors.New("no such release")
+
+// watch reloads the config file when its content changes. Polling the
+// content (not inotify) also sees Kubernetes ConfigMap updates, which swap
+// a symlink.
+func (d *Daemon) watch(ctx context.Context) {
+	if d.opts.WatchInterval <= 0 {
+		return
+	}
+	t := time.NewTicker(d.opts.WatchInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		data, err := os.ReadFile(d.path)
+		if err != nil {
+			continue
+		}
+		d.mu.Lock()
+		changed := sha256.Sum256(data) != d.fileHash
+		d.mu.Unlock()
+		if changed {
+			_ = d.Reload()
+		}
+	}
 }
 
 // Run listens on the configured addresses and serves until ctx is done,
@@ -119,6 +329,9 @@ func (d *Daemon) Reload() error {
 // finish, and the xDS streams (which never end by themselves) are closed.
 func (d *Daemon) Run(ctx context.Context) error {
 	cfg := d.ext.Policy().Config
+	if !d.adminOpen {
+		d.log.Warn("admin API disabled: admin_listen is not loopback and no admin token is set; /healthz, /readyz and /metrics stay open", "admin_listen", cfg.Server.AdminListen)
+	}
 	lc := net.ListenConfig{}
 	extLis, err := lc.Listen(ctx, "tcp", cfg.Server.ExtProcListen)
 	if err != nil {
@@ -178,6 +391,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			}
 		}
 	})
+	g.Go(func() error { d.watch(gctx); return nil })
 	d.ready.Store(true)
 	d.log.Info("serving",
 		"extproc", extLis.Addr().String(), "xds", xdsLis.Addr().String(), "admin", adminLis.Addr().String(),
@@ -210,60 +424,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.log.Info("stopped")
 	return err
-}
-
-func (d *Daemon) adminHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !d.ready.Load() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
-	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
-		p := d.ext.Policy()
-		type release struct {
-			Name           string  `json:"name"`
-			Env            string  `json:"env"`
-			Percent        float64 `json:"percent"`
-			TrafficPercent float64 `json:"traffic_percent,omitempty"`
-			Whitelist      int     `json:"whitelist"`
-			Blacklist      int     `json:"blacklist"`
-		}
-		out := struct {
-			ConfigFile    string           `json:"config_file"`
-			ConfigVersion string           `json:"config_version"`
-			XDSVersion    string           `json:"xds_version"`
-			LastReload    *reloadStatus    `json:"last_reload"`
-			Releases      []release        `json:"releases"`
-			Streams       int64            `json:"extproc_active_streams"`
-			XDS           map[string]int64 `json:"xds"`
-		}{
-			ConfigFile: d.path, ConfigVersion: p.Config.Version, XDSVersion: d.xds.Version(),
-			LastReload: d.lastReload.Load(), Streams: d.ext.ActiveStreams(),
-			XDS: map[string]int64{"pushes": d.xds.Stats.Pushes.Load(), "acks": d.xds.Stats.ACKs.Load(), "nacks": d.xds.Stats.NACKs.Load()},
-		}
-		for _, r := range p.Config.Releases {
-			out.Releases = append(out.Releases, release{r.Name, r.Env, r.Percent, r.TrafficPercent, len(r.Whitelist), len(r.Blacklist)})
-		}
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(out)
-	})
-	mux.HandleFunc("POST /reload", func(w http.ResponseWriter, _ *http.Request) {
-		if err := d.Reload(); err != nil {
-			http.Error(w, err.Error(), http.StatusUnprocessableEntity)
-			return
-		}
-		fmt.Fprintln(w, "reloaded", d.ext.Policy().Config.Version)
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.registry, promhttp.HandlerOpts{}))
-	return mux
 }
 
 // Config returns the config in force.

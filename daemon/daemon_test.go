@@ -31,11 +31,16 @@ func newDaemon(t *testing.T) (*Daemon, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "graymesh.yaml")
 	write(t, path, good)
-	d, err := New(context.Background(), path, Options{}, slog.New(slog.DiscardHandler))
+	return start(t, path, Options{}), path
+}
+
+func start(t *testing.T, path string, opts Options) *Daemon {
+	t.Helper()
+	d, err := New(context.Background(), path, opts, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return d, path
+	return d
 }
 
 func TestReloadRefusesBadConfigAndKeepsTheOneInForce(t *testing.T) {
@@ -65,7 +70,7 @@ func TestReloadRefusesBadConfigAndKeepsTheOneInForce(t *testing.T) {
 	if d.xds.Version() != xdsBefore {
 		t.Fatal("a decision-only change re-pushed Envoy config")
 	}
-	write(t, path, strings.Replace(good, "percent: 10", "traffic_percent: 5", 1))
+	write(t, path, strings.Replace(good, "percent: 10", "percent: 20, traffic_percent: 5", 1))
 	if err := d.Reload(); err != nil {
 		t.Fatal(err)
 	}

@@ -249,7 +249,7 @@ func newMesh(t *testing.T, releases string) *mesh {
 
 	start(t, dir, "shop-stable", filepath.Join(binDir, "demo-service"), "--listen", fmt.Sprintf("127.0.0.1:%d", ports["STABLE"]), "--env", "stable", "--version", "v1")
 	start(t, dir, "shop-gray", filepath.Join(binDir, "demo-service"), "--listen", fmt.Sprintf("127.0.0.1:%d", ports["GRAY"]), "--env", "gray", "--version", "v2")
-	m.graymesh = start(t, dir, "graymesh", filepath.Join(binDir, "graymesh"), "serve", "--config", m.configPath, "--log-level", "debug")
+	m.graymesh = start(t, dir, "graymesh", filepath.Join(binDir, "graymesh"), "serve", "--config", m.configPath, "--log-level", "debug", "--state-dir", filepath.Join(dir, "state"))
 	waitFor(t, "graymesh", 10*time.Second, httpOK(m.admin+"/readyz"))
 
 	b, err := envoy.Load("bootstrap.yaml")

@@ -159,7 +159,7 @@ func newFourHop(t *testing.T) *fourHop {
 	for _, a := range exampleApps {
 		m.startApp(a.service, a.env, a.version, a.port, a.calls, a.outbound)
 	}
-	m.graymesh = start(t, dir, "graymesh", filepath.Join(binDir, "graymesh"), "serve", "--config", m.configPath, "--log-level", "debug")
+	m.graymesh = start(t, dir, "graymesh", filepath.Join(binDir, "graymesh"), "serve", "--config", m.configPath, "--log-level", "debug", "--state-dir", filepath.Join(dir, "state"))
 	waitFor(t, "graymesh", 10*time.Second, httpOK(m.admin+"/readyz"))
 	for _, svc := range []string{"frontend", "orders", "inventory", "pricing"} {
 		b, err := envoy.Load("sidecar.yaml")

@@ -5,6 +5,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -33,6 +36,8 @@ Commands:
   explain        show the decision for a caller and why
   token          mint a demo token signed with an HS key from the config
   verify-traces  check from Jaeger that every hop stayed in its lane
+  diff           what a config change does: subjects moving each way, and evictions
+  release        list, freeze, unfreeze, kill, revive or re-percent releases of a running graymesh
   render         print Istio routes for the config: graymesh render istio --config FILE
   version        print the version
 
@@ -54,6 +59,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		"explain":       explain,
 		"token":         token,
 		"verify-traces": verifyTraces,
+		"release":       release,
+		"diff":          diffCmd,
 		"render":        render,
 		"version": func([]string, io.Writer, io.Writer) error {
 			fmt.Fprintln(stdout, version)
@@ -120,6 +127,9 @@ validation is refused and the one in force stays. SIGTERM drains and exits 0.`, 
 	level := fs.String("log-level", "info", "log level: debug (one line per decision), info, warn, error")
 	format := fs.String("log-format", "json", "log format: json or text")
 	drain := fs.Duration("drain-timeout", 10*time.Second, "how long in-flight ext_proc streams may finish after SIGTERM")
+	stateDir := fs.String("state-dir", "", "keeps the config version, the config in force and admin overrides across restarts (default: one directory per config file under $XDG_STATE_HOME/graymesh)")
+	watch := fs.Duration("watch-interval", time.Second, "how often to check the config file for changes (0: only SIGHUP and POST /reload)")
+	tokenFile := fs.String("admin-token-file", "", "file holding the admin API bearer token (required for the admin API when admin_listen is not loopback)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -134,11 +144,44 @@ validation is refused and the one in force stays. SIGTERM drains and exits 0.`, 
 	log = log.With("version", version)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	d, err := daemon.New(ctx, *path, daemon.Options{DrainTimeout: *drain, Version: version}, log)
+	if *stateDir == "" {
+		*stateDir = defaultStateDir(*path)
+	}
+	token := ""
+	if *tokenFile != "" {
+		b, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			return fmt.Errorf("--admin-token-file: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	d, err := daemon.New(ctx, *path, daemon.Options{
+		DrainTimeout: *drain, Version: version, StateDir: *stateDir, WatchInterval: *watch, AdminToken: token,
+	}, log)
 	if err != nil {
 		return err
 	}
 	return d.Run(ctx)
+}
+
+// defaultStateDir is a directory for one config file under
+// $XDG_STATE_HOME/graymesh (or ~/.local/state/graymesh), so two configs
+// never share a version counter or a config in force.
+func defaultStateDir(configPath string) string {
+	base := os.Getenv("XDG_STATE_HOME")
+	if base == "" {
+		h, err := os.UserHomeDir()
+		if err != nil {
+			return ""
+		}
+		base = filepath.Join(h, ".local", "state")
+	}
+	abs, err := filepath.Abs(configPath)
+	if err != nil {
+		abs = configPath
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return filepath.Join(base, "graymesh", strings.TrimSuffix(filepath.Base(abs), filepath.Ext(abs))+"-"+hex.EncodeToString(sum[:4]))
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {

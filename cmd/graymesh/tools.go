@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/netip"
 	"os"
 	"strings"
@@ -69,7 +70,9 @@ func explain(args []string, stdout, stderr io.Writer) error {
 Prints the decision graymesh makes for a caller and why. --token verifies a
 real token exactly as the ext_proc service does; --subject skips verification
 and treats S (with any --claim) as verified.`, stderr)
-	path := fs.String("config", "", "config file (required)")
+	path := fs.String("config", "", "config file (this or --admin)")
+	admin := fs.String("admin", "", "ask a running graymesh's admin API instead of reading --config (e.g. http://127.0.0.1:18080)")
+	tokenFile := fs.String("admin-token-file", "", "file holding the admin bearer token")
 	tok := fs.String("token", "", "a JWT, verified as the service would")
 	subject := fs.String("subject", "", "a verified subject, without a token")
 	device := fs.String("device", "", "device id cookie value of an anonymous caller")
@@ -82,9 +85,32 @@ and treats S (with any --claim) as verified.`, stderr)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *path == "" || (*tok != "" && *subject != "") {
+	if (*path == "") == (*admin == "") || (*tok != "" && *subject != "") {
 		fs.Usage()
 		return errUsage
+	}
+	if *admin != "" {
+		c, err := newAdminClient(*admin, *tokenFile)
+		if err != nil {
+			return err
+		}
+		body := map[string]any{"subject": *subject, "token": *tok, "device": *device, "ip": *ip}
+		claimMap, headerMap := map[string][]string{}, map[string]string{}
+		for _, kv := range claims {
+			k, v, _ := strings.Cut(kv, "=")
+			claimMap[k] = append(claimMap[k], v)
+		}
+		for _, kv := range headers {
+			k, v, _ := strings.Cut(kv, "=")
+			headerMap[strings.ToLower(k)] = v
+		}
+		body["claims"], body["headers"] = claimMap, headerMap
+		out, err := c.do(http.MethodPost, "/v1/explain", body)
+		if err != nil {
+			return err
+		}
+		_, err = stdout.Write(out)
+		return err
 	}
 	p, err := gray.Load(*path)
 	if err != nil {

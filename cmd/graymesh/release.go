@@ -1,0 +1,142 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+const releaseUsage = `Usage: graymesh release <action> [NAME] [flags]
+
+Operates releases through a running graymesh's admin API:
+
+  list                      releases with state, percentage in force and schedule position
+  freeze NAME               no new subject enters gray; subjects already admitted stay
+  unfreeze NAME             admit new subjects again
+  kill NAME                 everyone to stable at once; membership tokens ignored
+  revive NAME               undo a kill
+  percent NAME --value P    set the percentage (lowering it needs --rollback)
+  reset NAME                drop the admin overrides; the config file's values apply
+
+Changes persist across restarts (graymesh serve --state-dir) and stay on top
+of the config file until reset.`
+
+// adminClient calls the admin API.
+type adminClient struct {
+	base, token string
+	http        *http.Client
+}
+
+func (c adminClient) do(method, path string, body any) ([]byte, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.base, "/")+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode/100 != 2 {
+		return nil, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(out)))
+	}
+	return out, nil
+}
+
+func adminFlags(fs interface {
+	String(name, value, usage string) *string
+}) (admin, tokenFile *string) {
+	admin = fs.String("admin", "http://127.0.0.1:18080", "admin API base URL of the graymesh to operate")
+	tokenFile = fs.String("admin-token-file", "", "file holding the admin bearer token (when the admin API needs one)")
+	return admin, tokenFile
+}
+
+func newAdminClient(admin, tokenFile string) (adminClient, error) {
+	c := adminClient{base: admin, http: &http.Client{}}
+	if tokenFile != "" {
+		b, err := os.ReadFile(tokenFile)
+		if err != nil {
+			return c, err
+		}
+		c.token = strings.TrimSpace(string(b))
+	}
+	return c, nil
+}
+
+func release(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("release", releaseUsage, stderr)
+	admin, tokenFile := adminFlags(fs)
+	value := fs.Float64("value", -1, "percentage for percent")
+	rollback := fs.Bool("rollback", false, "allow a change that moves gray subjects back to stable")
+	if len(args) == 0 {
+		fs.Usage()
+		return errUsage
+	}
+	action, rest := args[0], args[1:]
+	name := ""
+	if action != "list" {
+		if len(rest) == 0 || strings.HasPrefix(rest[0], "-") {
+			fs.Usage()
+			return errUsage
+		}
+		name, rest = rest[0], rest[1:]
+	}
+	if err := parse(fs, rest); err != nil {
+		return err
+	}
+	c, err := newAdminClient(*admin, *tokenFile)
+	if err != nil {
+		return err
+	}
+	var out []byte
+	switch action {
+	case "list":
+		out, err = c.do(http.MethodGet, "/v1/releases", nil)
+	case "freeze", "unfreeze", "kill", "revive", "reset":
+		out, err = c.do(http.MethodPost, "/v1/releases/"+url.PathEscape(name)+"/"+action+rollbackQuery(*rollback, "?"), nil)
+	case "percent":
+		if *value < 0 {
+			return fmt.Errorf("percent needs --value")
+		}
+		out, err = c.do(http.MethodPost, fmt.Sprintf("/v1/releases/%s/percent?value=%v%s", url.PathEscape(name), *value, rollbackQuery(*rollback, "&")), nil)
+	default:
+		fs.Usage()
+		return errUsage
+	}
+	if err != nil {
+		return err
+	}
+	_, err = stdout.Write(out)
+	return err
+}
+
+func rollbackQuery(rollback bool, sep string) string {
+	if rollback {
+		return sep + "rollback=true"
+	}
+	return ""
+}

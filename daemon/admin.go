@@ -1,0 +1,258 @@
+package daemon
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"gopkg.in/yaml.v3"
+
+	"github.com/graymesh/graymesh/config"
+	"github.com/graymesh/graymesh/gray"
+)
+
+// ReleaseStatus is one release as the admin API reports it.
+type ReleaseStatus struct {
+	Name  string `json:"name"`
+	Env   string `json:"env"`
+	State string `json:"state"`
+	// Percent is the percentage in force now (the schedule's current step
+	// when there is one).
+	Percent        float64 `json:"percent"`
+	TrafficPercent float64 `json:"traffic_percent,omitempty"`
+	// ScheduleStep is the index of the schedule step in force (-1 before
+	// the first step or without a schedule); ScheduleSteps counts them.
+	ScheduleStep  int       `json:"schedule_step"`
+	ScheduleSteps int       `json:"schedule_steps"`
+	Whitelist     int       `json:"whitelist"`
+	Blacklist     int       `json:"blacklist"`
+	Override      *override `json:"override,omitempty"`
+}
+
+// ExplainRequest is the body of POST /v1/explain.
+type ExplainRequest struct {
+	Subject string              `json:"subject"`
+	Token   string              `json:"token"`
+	Device  string              `json:"device"`
+	Claims  map[string][]string `json:"claims"`
+	IP      string              `json:"ip"`
+	Headers map[string]string   `json:"headers"`
+}
+
+// isLoopback reports whether addr (host:port) only listens on loopback.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+func (d *Daemon) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !d.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /status", d.authed(d.handleStatus))
+	mux.HandleFunc("POST /reload", d.authed(func(w http.ResponseWriter, _ *http.Request) {
+		if err := d.Reload(); err != nil {
+			http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+			return
+		}
+		fmt.Fprintln(w, "in force:", d.ext.Policy().Config.Version)
+	}))
+	mux.HandleFunc("GET /v1/releases", d.authed(func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, d.releases())
+	}))
+	mux.HandleFunc("POST /v1/releases/{name}/{action}", d.authed(d.handleReleaseAction))
+	mux.HandleFunc("POST /v1/explain", d.authed(d.handleExplain))
+	mux.HandleFunc("GET /v1/config", d.authed(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/yaml")
+		enc := yaml.NewEncoder(w)
+		enc.SetIndent(2)
+		_ = enc.Encode(redacted(d.ext.Policy().Config))
+	}))
+	return mux
+}
+
+// authed requires the admin bearer token when one is configured.
+func (d *Daemon) authed(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !d.adminOpen {
+			http.Error(w, "admin API disabled: listening beyond loopback without an admin token (--admin-token-file)", http.StatusForbidden)
+			return
+		}
+		if tok := d.opts.AdminToken; tok != "" {
+			got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if subtle.ConstantTimeCompare([]byte(got), []byte(tok)) != 1 {
+				http.Error(w, "admin token required", http.StatusUnauthorized)
+				return
+			}
+		}
+		h(w, r)
+	}
+}
+
+func (d *Daemon) releases() []ReleaseStatus {
+	cfg := d.ext.Policy().Config
+	now := d.opts.Now()
+	d.mu.Lock()
+	overrides := d.state.Overrides
+	d.mu.Unlock()
+	out := []ReleaseStatus{}
+	for _, r := range cfg.Releases {
+		rs := ReleaseStatus{Name: r.Name, Env: r.Env, State: r.State, Percent: r.Percent, TrafficPercent: r.TrafficPercent,
+			ScheduleStep: -1, ScheduleSteps: len(r.Schedule), Whitelist: len(r.Whitelist), Blacklist: len(r.Blacklist)}
+		for i, st := range r.Schedule {
+			if !now.Before(st.At) {
+				rs.ScheduleStep, rs.Percent = i, st.Percent
+			}
+		}
+		if o, ok := overrides[r.Name]; ok {
+			o := o
+			rs.Override = &o
+		}
+		out = append(out, rs)
+	}
+	return out
+}
+
+func (d *Daemon) handleReleaseAction(w http.ResponseWriter, r *http.Request) {
+	name, action := r.PathValue("name"), r.PathValue("action")
+	rollback := r.URL.Query().Get("rollback") == "true"
+	var change func(*override)
+	switch action {
+	case "freeze":
+		change = func(o *override) { o.State = config.StateFrozen }
+	case "unfreeze", "revive":
+		change = func(o *override) { o.State = config.StateActive }
+	case "kill":
+		change = func(o *override) { o.State = config.StateKilled }
+	case "reset":
+		change = func(o *override) { *o = override{} }
+		rollback = rollback || r.URL.Query().Get("rollback") == ""
+	case "percent":
+		v, err := strconv.ParseFloat(r.URL.Query().Get("value"), 64)
+		if err != nil {
+			http.Error(w, "percent needs ?value=0..100", http.StatusBadRequest)
+			return
+		}
+		change = func(o *override) { o.Percent = &v }
+	default:
+		http.Error(w, fmt.Sprintf("unknown action %q: freeze, unfreeze, kill, revive, percent, reset", action), http.StatusNotFound)
+		return
+	}
+	if err := d.Override(name, change, rollback); err != nil {
+		code := http.StatusUnprocessableEntity
+		if errors.Is(err, errNoRelease) {
+			code = http.StatusNotFound
+		}
+		http.Error(w, err.Error(), code)
+		return
+	}
+	for _, rs := range d.releases() {
+		if rs.Name == name {
+			writeJSON(w, http.StatusOK, rs)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"release": name, "result": d.lastReload.Load().Result})
+}
+
+// handleExplain answers what the decision is for a described caller and
+// why, with the config in force.
+func (d *Daemon) handleExplain(w http.ResponseWriter, r *http.Request) {
+	var req ExplainRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
+		http.Error(w, "body: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	p := d.ext.Policy()
+	gr := gray.Request{Subject: req.Subject, Claims: req.Claims, DeviceID: req.Device, Headers: req.Headers, Now: d.opts.Now()}
+	problem := ""
+	if req.Token != "" {
+		c := p.Verifier.FromRequest("Bearer "+req.Token, "")
+		gr.Subject, gr.Claims, gr.InvalidToken, problem = c.Subject, c.Claims, c.Problem != "", c.Problem
+	}
+	if req.IP != "" {
+		ip, err := netip.ParseAddr(req.IP)
+		if err != nil {
+			http.Error(w, "ip: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		gr.IP = ip
+	}
+	dec := p.Engine.Decide(&gr)
+	writeJSON(w, http.StatusOK, map[string]any{
+		"env": dec.Env, "release": dec.Release, "rule": dec.Rule, "reason": dec.Reason,
+		"bucket": dec.Bucket, "version": dec.Version, "subject": gr.Subject, "token_problem": problem,
+	})
+}
+
+func (d *Daemon) handleStatus(w http.ResponseWriter, _ *http.Request) {
+	p := d.ext.Policy()
+	d.mu.Lock()
+	var pending string
+	if d.pending != nil && d.pending.EffectiveAt != nil {
+		pending = d.pending.EffectiveAt.Format("2006-01-02T15:04:05Z07:00")
+	}
+	content := d.state.Content
+	d.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{
+		"config_file":            d.path,
+		"config_version":         p.Config.Version,
+		"config_content":         content,
+		"pending_effective_at":   pending,
+		"xds_version":            d.xds.Version(),
+		"last_reload":            d.lastReload.Load(),
+		"releases":               d.releases(),
+		"extproc_active_streams": d.ext.ActiveStreams(),
+		"xds": map[string]int64{
+			"pushes": d.xds.Stats.Pushes.Load(), "acks": d.xds.Stats.ACKs.Load(), "nacks": d.xds.Stats.NACKs.Load(),
+		},
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// redacted is cfg without inline secrets.
+func redacted(cfg *config.Config) *config.Config {
+	c, err := clone(cfg)
+	if err != nil {
+		return &config.Config{}
+	}
+	for i := range c.Identity.JWT.Keys {
+		if c.Identity.JWT.Keys[i].Secret != "" {
+			c.Identity.JWT.Keys[i].Secret = "<redacted>"
+		}
+	}
+	if c.Lane.Key != "" {
+		c.Lane.Key = "<redacted>"
+	}
+	return c
+}

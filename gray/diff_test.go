@@ -1,0 +1,442 @@
+package gray
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/graymesh/graymesh/config"
+)
+
+// diffBase is the config in force in the diff tests. Each test parses a
+// fresh copy and edits it into the new config.
+const diffBase = `
+identity:
+  device_cookie: gm_device
+  jwt:
+    cookie: gm_token
+releases:
+  - name: shop-v2
+    env: gray
+    salt: s1
+    blacklist: [carol]
+    whitelist: [alice, qa-bot]
+    claims:
+      - {claim: tier, in: [beta, gold]}
+      - {claim: org, in: [acme]}
+    cidrs: [10.0.0.0/8, 192.168.1.0/24]
+    headers:
+      - {name: x-app-version, prefix: "2.9."}
+      - {name: x-canary, exact: "on"}
+    percent: 30
+  - name: search-canary
+    env: canary
+    whitelist: [dave]
+    traffic_percent: 5
+`
+
+// diffAt is when the diff tests apply the new config.
+var diffAt = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+
+func parseDiff(t testing.TB, yaml string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse([]byte(yaml), "test.yaml")
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	return cfg
+}
+
+func errStrings(errs []error) []string {
+	var out []string
+	for _, e := range errs {
+		out = append(out, e.Error())
+	}
+	return out
+}
+
+func TestEvictionsRefused(t *testing.T) {
+	hour := func(h int) time.Time { return diffAt.Add(time.Duration(h) * time.Hour) }
+	tests := []struct {
+		name   string
+		old    func(c *config.Config) // edits the config in force; nil keeps diffBase
+		change func(c *config.Config)
+		want   []string
+	}{
+		{"percent lowered", nil, func(c *config.Config) { c.Releases[0].Percent = 20 },
+			[]string{"release shop-v2: percent lowered 30 → 20 (10.00% of subjects leave gray)"}},
+		{"percent to zero", nil, func(c *config.Config) { c.Releases[0].Percent = 0 },
+			[]string{"release shop-v2: percent lowered 30 → 0 (30.00% of subjects leave gray)"}},
+		{"salt changed", nil, func(c *config.Config) { c.Releases[0].Salt = "s2" },
+			[]string{`release shop-v2: salt changed ("s1" → "s2"): subjects are re-bucketed`}},
+		{"salt changed and percent lowered", nil, func(c *config.Config) { c.Releases[0].Salt, c.Releases[0].Percent = "s2", 20 },
+			[]string{
+				`release shop-v2: salt changed ("s1" → "s2"): subjects are re-bucketed`,
+				"release shop-v2: percent lowered 30 → 20",
+			}},
+		{"whitelist entry removed", nil, func(c *config.Config) { c.Releases[0].Whitelist = []string{"qa-bot"} },
+			[]string{`release shop-v2: whitelist entry "alice" removed`}},
+		{"blacklist gained", nil, func(c *config.Config) { c.Releases[0].Blacklist = append(c.Releases[0].Blacklist, "bob") },
+			[]string{`release shop-v2: blacklist gained "bob"`}},
+		{"claim lost value", nil, func(c *config.Config) { c.Releases[0].Claims[0].In = []string{"gold"} },
+			[]string{`release shop-v2: claims[0] (tier) lost value "beta"`}},
+		{"claim matcher removed", nil, func(c *config.Config) { c.Releases[0].Claims = c.Releases[0].Claims[:1] },
+			[]string{"release shop-v2: claims[1] (org) removed"}},
+		{"cidr narrowed", nil, func(c *config.Config) { c.Releases[0].CIDRs = []string{"10.0.0.0/9", "192.168.1.0/24"} },
+			[]string{"release shop-v2: cidrs: 10.0.0.0/8 narrowed or removed"}},
+		{"cidr removed", nil, func(c *config.Config) { c.Releases[0].CIDRs = []string{"10.0.0.0/8"} },
+			[]string{"release shop-v2: cidrs: 192.168.1.0/24 narrowed or removed"}},
+		{"cidr split with a hole", nil, func(c *config.Config) {
+			c.Releases[0].CIDRs = []string{"10.0.0.0/9", "10.128.0.0/10", "192.168.1.0/24"}
+		}, []string{"release shop-v2: cidrs: 10.0.0.0/8 narrowed or removed"}},
+		{"header prefix narrowed", nil, func(c *config.Config) { c.Releases[0].Headers[0].Prefix = "2.9.1" },
+			[]string{"release shop-v2: headers[0] (x-app-version) changed or removed"}},
+		{"header exact changed", nil, func(c *config.Config) { c.Releases[0].Headers[1].Exact = "yes" },
+			[]string{"release shop-v2: headers[1] (x-canary) changed or removed"}},
+		{"header renamed", nil, func(c *config.Config) { c.Releases[0].Headers[1].Name = "x-beta" },
+			[]string{"release shop-v2: headers[1] (x-canary) changed or removed"}},
+		{"release removed", nil, func(c *config.Config) { c.Releases = c.Releases[1:] },
+			[]string{"release shop-v2: removed"}},
+		{"env changed", nil, func(c *config.Config) { c.Releases[0].Env = "canary" },
+			[]string{"release shop-v2: env changed gray → canary"}},
+		{"traffic_percent lowered", nil, func(c *config.Config) { c.Releases[1].TrafficPercent = 2 },
+			[]string{"release search-canary: traffic_percent lowered 5 → 2 (3.00% of requests without identity leave canary)"}},
+		{"schedule steps down", nil, func(c *config.Config) {
+			c.Releases[0].Schedule = []config.Step{{At: hour(1), Percent: 50}, {At: hour(2), Percent: 40}}
+		}, []string{"release shop-v2: schedule[1] lowers percent 50 → 40 at 2026-11-21T14:00:00Z"}},
+		{"schedule first step below percent", nil, func(c *config.Config) {
+			c.Releases[0].Schedule = []config.Step{{At: hour(1), Percent: 10}}
+		}, []string{"release shop-v2: schedule[0] lowers percent 30 → 10 at 2026-11-21T13:00:00Z"}},
+		{"schedule in force dropped", func(c *config.Config) {
+			c.Releases[0].Schedule = []config.Step{{At: hour(-2), Percent: 50}}
+		}, func(c *config.Config) { c.Releases[0].Schedule = nil },
+			[]string{"release shop-v2: percent in force lowered 50 → 30 (20.00% of subjects leave gray)"}},
+		{"effective_at after an old step", func(c *config.Config) {
+			c.Releases[0].Percent, c.Releases[0].Schedule = 10, []config.Step{{At: hour(1), Percent: 40}}
+		}, func(c *config.Config) {
+			at := hour(3)
+			c.EffectiveAt = &at
+			c.Releases[0].Percent, c.Releases[0].Schedule = 30, nil
+		}, []string{"release shop-v2: percent in force lowered 40 → 30 (10.00% of subjects leave gray)"}},
+		{"subject claim changed", nil, func(c *config.Config) { c.Identity.JWT.SubjectClaim = "uid" },
+			[]string{`identity.jwt.subject_claim changed "sub" → "uid": every verified subject is re-keyed`}},
+		{"device cookie removed", nil, func(c *config.Config) { c.Identity.DeviceCookie = "" },
+			[]string{`identity.device_cookie changed "gm_device" → "": anonymous callers lose their bucketing key`}},
+		{"token cookie renamed", nil, func(c *config.Config) { c.Identity.JWT.Cookie = "tok" },
+			[]string{`identity.jwt.cookie changed "gm_token" → "tok": callers whose token is in that cookie become anonymous`}},
+		{"release added in front with another env", nil, func(c *config.Config) {
+			r := config.Release{Name: "pay-v3", Env: "blue", Salt: "pay-v3", Percent: 5, State: config.StateActive}
+			c.Releases = append([]config.Release{r}, c.Releases...)
+		}, []string{
+			"release pay-v3: added before shop-v2, whose env is gray: subjects both admit move from gray to blue",
+			"release pay-v3: added before search-canary, whose env is canary: subjects both admit move from canary to blue",
+		}},
+		{"releases reordered", nil, func(c *config.Config) { c.Releases[0], c.Releases[1] = c.Releases[1], c.Releases[0] },
+			[]string{"release search-canary: moved before shop-v2, whose env is gray: subjects both admit move from gray to canary"}},
+		{"killed release reactivated in front", func(c *config.Config) {
+			c.Releases[0], c.Releases[1] = c.Releases[1], c.Releases[0]
+			c.Releases[0].State = config.StateKilled
+		}, func(c *config.Config) { c.Releases[0].State = config.StateActive },
+			[]string{"release search-canary: reactivated before shop-v2, whose env is gray: subjects both admit move from gray to canary"}},
+		{"several at once, in release then rule order", nil, func(c *config.Config) {
+			c.Identity.JWT.SubjectClaim = "uid"
+			c.Releases[1].Whitelist = nil
+			c.Releases[0].Percent = 25
+			c.Releases[0].Whitelist = []string{"qa-bot"}
+			c.Releases[0].Blacklist = []string{"carol", "eve"}
+			c.Releases[0].Claims[1].In = []string{"initech"}
+			c.Releases[0].Env = "blue"
+		}, []string{
+			`identity.jwt.subject_claim changed "sub" → "uid": every verified subject is re-keyed`,
+			"release shop-v2: env changed gray → blue",
+			`release shop-v2: blacklist gained "eve"`,
+			`release shop-v2: whitelist entry "alice" removed`,
+			`release shop-v2: claims[1] (org) lost value "acme"`,
+			"release shop-v2: percent lowered 30 → 25 (5.00% of subjects leave gray)",
+			`release search-canary: whitelist entry "dave" removed`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			old, next := parseDiff(t, diffBase), parseDiff(t, diffBase)
+			if tt.old != nil {
+				tt.old(old)
+				tt.old(next)
+			}
+			tt.change(next)
+			errs := EvictionsAt(old, next, diffAt)
+			if got := errStrings(errs); !slices.Equal(got, tt.want) {
+				t.Fatalf("evictions:\n got  %q\n want %q", got, tt.want)
+			}
+			for _, err := range errs {
+				var ev *Eviction
+				if !errors.As(err, &ev) || ev.Rule == "" {
+					t.Errorf("%v: not an *Eviction naming its rule", err)
+				}
+				if !strings.HasPrefix(ev.Rule, "identity.") && ev.Release == "" {
+					t.Errorf("%v: names no release", err)
+				}
+			}
+		})
+	}
+}
+
+func TestEvictionsAdditive(t *testing.T) {
+	tests := []struct {
+		name   string
+		old    func(c *config.Config)
+		change func(c *config.Config)
+	}{
+		{"unchanged", nil, func(*config.Config) {}},
+		{"percent raised", nil, func(c *config.Config) { c.Releases[0].Percent = 45.5 }},
+		{"whitelist gained", nil, func(c *config.Config) { c.Releases[0].Whitelist = append(c.Releases[0].Whitelist, "zoe") }},
+		{"whitelist reordered", nil, func(c *config.Config) { c.Releases[0].Whitelist = []string{"qa-bot", "alice"} }},
+		{"blacklist entry removed", nil, func(c *config.Config) { c.Releases[0].Blacklist = nil }},
+		{"blacklisted whitelist entry removed", func(c *config.Config) {
+			c.Releases[0].Whitelist = append(c.Releases[0].Whitelist, "carol")
+		}, func(c *config.Config) { c.Releases[0].Whitelist = []string{"alice", "qa-bot"} }},
+		{"claim value added", nil, func(c *config.Config) { c.Releases[0].Claims[0].In = append(c.Releases[0].Claims[0].In, "vip") }},
+		{"claim matcher added", nil, func(c *config.Config) {
+			c.Releases[0].Claims = append(c.Releases[0].Claims, config.ClaimMatcher{Claim: "dept", In: []string{"qa"}})
+		}},
+		{"claim value moved to another matcher", nil, func(c *config.Config) {
+			c.Releases[0].Claims[0].In = []string{"gold"}
+			c.Releases[0].Claims = append(c.Releases[0].Claims, config.ClaimMatcher{Claim: "tier", In: []string{"beta"}})
+		}},
+		{"cidr widened", nil, func(c *config.Config) { c.Releases[0].CIDRs = []string{"10.0.0.0/7", "192.168.0.0/16"} }},
+		{"cidr split into halves", nil, func(c *config.Config) {
+			c.Releases[0].CIDRs = []string{"10.0.0.0/9", "10.128.0.0/10", "10.192.0.0/10", "192.168.1.0/24"}
+		}},
+		{"cidr added", nil, func(c *config.Config) { c.Releases[0].CIDRs = append(c.Releases[0].CIDRs, "fd00::/8") }},
+		{"header prefix widened", nil, func(c *config.Config) { c.Releases[0].Headers[0].Prefix = "2." }},
+		{"header exact to covering prefix", nil, func(c *config.Config) {
+			c.Releases[0].Headers[1] = config.HeaderMatcher{Name: "x-canary", Prefix: "o"}
+		}},
+		{"header exact to matching regex", nil, func(c *config.Config) {
+			c.Releases[0].Headers[1] = config.HeaderMatcher{Name: "x-canary", Regex: "^(on|yes)$"}
+		}},
+		{"header added", nil, func(c *config.Config) {
+			c.Releases[0].Headers = append(c.Releases[0].Headers, config.HeaderMatcher{Name: "x-beta", Exact: "1"})
+		}},
+		{"traffic_percent raised", nil, func(c *config.Config) { c.Releases[1].TrafficPercent = 10 }},
+		{"frozen", nil, func(c *config.Config) { c.Releases[0].State = config.StateFrozen }},
+		{"unfrozen", func(c *config.Config) { c.Releases[0].State = config.StateFrozen },
+			func(c *config.Config) { c.Releases[0].State = config.StateActive }},
+		// Killing is the emergency stop: never held back for a rollback.
+		{"killed", nil, func(c *config.Config) { c.Releases[0].State = config.StateKilled }},
+		{"killed and cut back", nil, func(c *config.Config) {
+			c.Releases[0].State, c.Releases[0].Percent, c.Releases[0].Whitelist = config.StateKilled, 0, nil
+		}},
+		{"killed release removed", func(c *config.Config) { c.Releases[0].State = config.StateKilled },
+			func(c *config.Config) { c.Releases = c.Releases[1:] }},
+		{"salt changed at 0%", func(c *config.Config) { c.Releases[0].Percent = 0 },
+			func(c *config.Config) { c.Releases[0].Salt = "s2" }},
+		{"salt changed at 100%", func(c *config.Config) { c.Releases[0].Percent = 100 },
+			func(c *config.Config) { c.Releases[0].Salt = "s2" }},
+		{"release appended", nil, func(c *config.Config) {
+			c.Releases = append(c.Releases, config.Release{Name: "pay-v3", Env: "blue", Salt: "pay-v3", Percent: 5, State: config.StateActive})
+		}},
+		{"release with the same env added in front", func(c *config.Config) { c.Releases = c.Releases[:1] }, func(c *config.Config) {
+			r := config.Release{Name: "shop-v3", Env: "gray", Salt: "shop-v3", Percent: 5, State: config.StateActive}
+			c.Releases = append([]config.Release{r}, c.Releases...)
+		}},
+		{"killed release revived behind the others", func(c *config.Config) {
+			c.Releases[0], c.Releases[1] = c.Releases[1], c.Releases[0]
+			c.Releases[1].State = config.StateKilled
+		}, func(c *config.Config) { c.Releases[1].State, c.Releases[1].Percent = config.StateActive, 5 }},
+		{"schedule ramps up", nil, func(c *config.Config) {
+			c.Releases[0].Schedule = []config.Step{{At: diffAt.Add(time.Hour), Percent: 50}, {At: diffAt.Add(2 * time.Hour), Percent: 80}}
+		}},
+		{"schedule reached and written as percent", func(c *config.Config) {
+			c.Releases[0].Schedule = []config.Step{{At: diffAt.Add(-time.Hour), Percent: 50}}
+		}, func(c *config.Config) { c.Releases[0].Percent, c.Releases[0].Schedule = 50, nil }},
+		{"accepted drop kept", func(c *config.Config) {
+			c.Releases[0].Schedule = []config.Step{{At: diffAt.Add(time.Hour), Percent: 20}}
+		}, func(c *config.Config) { c.Releases[0].Whitelist = append(c.Releases[0].Whitelist, "zoe") }},
+		{"effective_at", nil, func(c *config.Config) {
+			at := diffAt.Add(24 * time.Hour)
+			c.EffectiveAt = &at
+			c.Change = config.Change{Reason: "timed"}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			old, next := parseDiff(t, diffBase), parseDiff(t, diffBase)
+			if tt.old != nil {
+				tt.old(old)
+				tt.old(next)
+			}
+			tt.change(next)
+			if errs := EvictionsAt(old, next, diffAt); len(errs) > 0 {
+				t.Fatalf("additive change reported as evictions: %q", errStrings(errs))
+			}
+		})
+	}
+}
+
+// An accepted drop that now starts from a higher level drops more subjects
+// than was accepted: it is reported again.
+func TestEvictionsAcceptedDropFromHigherLevel(t *testing.T) {
+	old, next := parseDiff(t, diffBase), parseDiff(t, diffBase)
+	step := []config.Step{{At: diffAt.Add(time.Hour), Percent: 20}}
+	old.Releases[0].Schedule, next.Releases[0].Schedule = step, step
+	next.Releases[0].Percent = 50
+	want := []string{"release shop-v2: schedule[0] lowers percent 50 → 20 at 2026-11-21T13:00:00Z"}
+	if got := errStrings(EvictionsAt(old, next, diffAt)); !slices.Equal(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+// sampleShares counts, over the subjects DiffAt samples, those whose bucket
+// under (saltOld, pOld) admits them and under (saltNew, pNew) does not, and
+// the reverse, straight from Bucket.
+func sampleShares(n int, saltOld string, pOld float64, saltNew string, pNew float64) (toGray, toStable float64) {
+	var in, out int
+	for i := range n {
+		key := fmt.Sprintf("subject-%d", i)
+		was := Bucket(saltOld, key) < int(config.BasisPoints(pOld))
+		is := Bucket(saltNew, key) < int(config.BasisPoints(pNew))
+		switch {
+		case was && !is:
+			out++
+		case !was && is:
+			in++
+		}
+	}
+	return float64(in) / float64(n), float64(out) / float64(n)
+}
+
+func TestDiffShares(t *testing.T) {
+	const sample = 20000
+	// Only shop-v2 buckets: search-canary has no percent, and the sampled
+	// subjects are on no list, so Bucket alone predicts every move.
+	tests := []struct {
+		name               string
+		change             func(c *config.Config)
+		saltNew            string
+		pNew               float64
+		wantGray, wantStab float64 // analytic expectation
+		cause              string
+	}{
+		{"percent 30 → 20", func(c *config.Config) { c.Releases[0].Percent = 20 }, "s1", 20, 0, 0.10,
+			"percent lowered 30 → 20 (10.00% of subjects leave gray)"},
+		{"percent 30 → 45", func(c *config.Config) { c.Releases[0].Percent = 45 }, "s1", 45, 0.15, 0,
+			"percent raised 30 → 45"},
+		// Independent salts: P(in before, out after) = 0.3 × 0.7.
+		{"salt change at 30%", func(c *config.Config) { c.Releases[0].Salt = "s2" }, "s2", 30, 0.21, 0.21,
+			`salt changed ("s1" → "s2"): subjects are re-bucketed`},
+		{"killed", func(c *config.Config) { c.Releases[0].State = config.StateKilled }, "s1", 0, 0, 0.30,
+			"state active → killed: everyone it admitted goes to stable (kill switch: allowed without rollback)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			old, next := parseDiff(t, diffBase), parseDiff(t, diffBase)
+			tt.change(next)
+			diffs := DiffAt(old, next, sample, diffAt)
+			if len(diffs) != 2 || diffs[0].Release != "shop-v2" || diffs[1].Release != "search-canary" {
+				t.Fatalf("releases: %+v", diffs)
+			}
+			d := diffs[0]
+			exactGray, exactStable := sampleShares(sample, "s1", 30, tt.saltNew, tt.pNew)
+			if d.ToGray != exactGray || d.ToStable != exactStable {
+				t.Errorf("Diff: to gray %.4f, to stable %.4f; counted from Bucket: %.4f, %.4f", d.ToGray, d.ToStable, exactGray, exactStable)
+			}
+			if math.Abs(d.ToGray-tt.wantGray) > 0.01 || math.Abs(d.ToStable-tt.wantStab) > 0.01 {
+				t.Errorf("Diff: to gray %.4f, to stable %.4f; want %.2f, %.2f ± 0.01", d.ToGray, d.ToStable, tt.wantGray, tt.wantStab)
+			}
+			if !slices.Contains(d.Causes, tt.cause) {
+				t.Errorf("causes %q lack %q", d.Causes, tt.cause)
+			}
+			// dave, on search-canary's whitelist, may be bucketed into
+			// shop-v2 and listed as moving; no sampled subject is.
+			if other := diffs[1]; other.ToGray != 0 || other.ToStable != 0 || other.ToOther != 0 {
+				t.Errorf("unchanged release moved: %+v", other)
+			}
+		})
+	}
+}
+
+func TestDiffListsNamedSubjectsAndReleases(t *testing.T) {
+	old, next := parseDiff(t, diffBase), parseDiff(t, diffBase)
+	old.Releases[0].Percent, next.Releases[0].Percent = 0, 0
+	next.Releases[0].Whitelist = []string{"qa-bot", "zoe"}
+	next.Releases[1].Env = "blue"
+	next.Releases = append(next.Releases, config.Release{Name: "pay-v3", Env: "gray", Salt: "pay-v3", Percent: 10, State: config.StateActive})
+	diffs := DiffAt(old, next, 10000, diffAt)
+	var names []string
+	for _, d := range diffs {
+		names = append(names, d.Release)
+	}
+	if want := []string{"shop-v2", "search-canary", "pay-v3"}; !slices.Equal(names, want) {
+		t.Fatalf("releases %q, want %q", names, want)
+	}
+	wantCauses := map[string][]string{
+		"shop-v2": {
+			`whitelist entry "alice" removed`,
+			`whitelist gained "zoe"`,
+			`subject "alice" moves gray → stable`,
+			`subject "zoe" moves stable → gray`,
+		},
+		"search-canary": {"env changed canary → blue", `subject "dave" moves canary → blue`},
+		"pay-v3":        {"added"},
+	}
+	for _, d := range diffs {
+		if !slices.Equal(d.Causes, wantCauses[d.Release]) {
+			t.Errorf("%s causes:\n got  %q\n want %q", d.Release, d.Causes, wantCauses[d.Release])
+		}
+	}
+	if d := diffs[2]; math.Abs(d.ToGray-0.10) > 0.01 || d.ToStable != 0 {
+		t.Errorf("added pay-v3 at 10%%: %+v", d)
+	}
+	if d := diffs[0]; d.ToGray != 0 || d.ToStable != 0 {
+		t.Errorf("shop-v2 buckets nobody: %+v", d)
+	}
+}
+
+func TestDiffEnvChangeMovesToOther(t *testing.T) {
+	old, next := parseDiff(t, diffBase), parseDiff(t, diffBase)
+	next.Releases[0].Env = "blue"
+	d := DiffAt(old, next, 10000, diffAt)[0]
+	if d.ToStable != 0 || d.ToGray != 0 || math.Abs(d.ToOther-0.30) > 0.01 {
+		t.Fatalf("env change: %+v", d)
+	}
+}
+
+func TestDiffSchedule(t *testing.T) {
+	old, next := parseDiff(t, diffBase), parseDiff(t, diffBase)
+	next.Releases[0].Schedule = []config.Step{{At: diffAt.Add(time.Hour), Percent: 50}}
+	if d := DiffAt(old, next, 10000, diffAt)[0]; d.ToGray != 0 {
+		t.Errorf("before the step nobody moves: %+v", d)
+	}
+	if d := DiffAt(old, next, 10000, diffAt.Add(2*time.Hour))[0]; math.Abs(d.ToGray-0.20) > 0.01 {
+		t.Errorf("after the step 20%% enter gray: %+v", d)
+	}
+	at := diffAt.Add(2 * time.Hour)
+	next.EffectiveAt = &at
+	if d := DiffAt(old, next, 10000, diffAt)[0]; math.Abs(d.ToGray-0.20) > 0.01 {
+		t.Errorf("effective_at past the step: %+v", d)
+	}
+}
+
+func TestDiffDeterministic(t *testing.T) {
+	old, next := parseDiff(t, diffBase), parseDiff(t, diffBase)
+	next.Releases[0].Salt = "s2"
+	next.Releases[0].Whitelist = nil
+	next.Releases[1].TrafficPercent = 1
+	a, b := DiffAt(old, next, 5000, diffAt), DiffAt(old, next, 5000, diffAt)
+	if !reflect.DeepEqual(a, b) {
+		t.Fatalf("two runs differ:\n%+v\n%+v", a, b)
+	}
+	e1, e2 := errStrings(EvictionsAt(old, next, diffAt)), errStrings(EvictionsAt(old, next, diffAt))
+	if !slices.Equal(e1, e2) || len(e1) != 4 {
+		t.Fatalf("evictions differ or are missing:\n%q\n%q", e1, e2)
+	}
+	if d := Diff(old, next, 1000); len(d) != 2 {
+		t.Fatalf("Diff now: %+v", d)
+	}
+}
