@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -13,6 +15,7 @@ type metrics struct {
 	registry  *prometheus.Registry
 	decisions *prometheus.CounterVec
 	fallbacks *prometheus.CounterVec
+	latency   prometheus.Histogram
 	reloads   *prometheus.CounterVec
 	version   *prometheus.GaugeVec
 }
@@ -24,6 +27,11 @@ func newMetrics(activeStreams func() int64, x *xds.Server) *metrics {
 			Name: "graymesh_decisions_total",
 			Help: "Decisions made, by hop (edge decides, inner follows the lane), release, environment (\"\" = route default) and reason.",
 		}, []string{"hop", "release", "env", "reason"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "graymesh_decision_duration_seconds",
+			Help:    "Time to decide one request inside graymesh (header extraction, token, rules, lane), excluding gRPC transport.",
+			Buckets: []float64{1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3},
+		}),
 		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "graymesh_fallbacks_total",
 			Help: "Requests served by stable at a hop although their lane names another environment, by service, lane environment and reason.",
@@ -40,7 +48,7 @@ func newMetrics(activeStreams func() int64, x *xds.Server) *metrics {
 	m.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.decisions, m.fallbacks, m.reloads, m.version,
+		m.decisions, m.fallbacks, m.latency, m.reloads, m.version,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "graymesh_extproc_active_streams",
 			Help: "ext_proc streams open now (one per in-flight request).",
@@ -62,8 +70,9 @@ func newMetrics(activeStreams func() int64, x *xds.Server) *metrics {
 }
 
 // Decided implements extproc.Observer.
-func (m *metrics) Decided(hop, service string, d gray.Decision) {
+func (m *metrics) Decided(hop, service string, d gray.Decision, took time.Duration) {
 	m.decisions.WithLabelValues(hop, d.Release, d.Env, string(d.Reason)).Inc()
+	m.latency.Observe(took.Seconds())
 	if d.Fallback != "" {
 		m.fallbacks.WithLabelValues(service, d.Env, d.Fallback).Inc()
 	}

@@ -57,7 +57,7 @@ const (
 
 // Observer is told about every decision; metrics hook in here.
 type Observer interface {
-	Decided(hop, service string, d gray.Decision)
+	Decided(hop, service string, d gray.Decision, took time.Duration)
 }
 
 // Server implements envoy.service.ext_proc.v3.ExternalProcessor.
@@ -192,8 +192,8 @@ func (h hop) name() string {
 // rules, at an inner hop from the signed lane.
 func (s *Server) decide(ctx context.Context, h hop, headers *extprocsvcv3.HttpHeaders, attrs map[string]*structpb.Struct) Answer {
 	p := s.policy.Load()
-	req := Extract(p, headers.GetHeaders(), attrs)
 	now := s.now()
+	req := Extract(p, headers.GetHeaders(), attrs)
 	var (
 		a      Answer
 		caller identity.Caller
@@ -219,7 +219,7 @@ func (s *Server) decide(ctx context.Context, h hop, headers *extprocsvcv3.HttpHe
 	}
 	a.Decision.Fallback = p.FallbackFor(h.service, a.Decision.Env)
 	if s.observer != nil {
-		s.observer.Decided(h.name(), h.service, a.Decision)
+		s.observer.Decided(h.name(), h.service, a.Decision, s.now().Sub(now))
 	}
 	s.trace(ctx, h, a.Decision, caller)
 	if s.log.Enabled(ctx, slog.LevelDebug) {
