@@ -24,15 +24,15 @@ const Stable = "stable"
 
 // Config is the whole graymesh configuration file.
 type Config struct {
-	Server   Server    `yaml:"server"`
-	Mesh     Mesh      `yaml:"mesh"`
-	Identity Identity  `yaml:"identity"`
-	Lane     Lane      `yaml:"lane"`
+	Server   Server   `yaml:"server"`
+	Mesh     Mesh     `yaml:"mesh"`
+	Identity Identity `yaml:"identity"`
+	Lane     Lane     `yaml:"lane"`
 	// Membership makes gray membership sticky.
 	Membership Membership `yaml:"membership"`
-	Tracing  Tracing   `yaml:"tracing"`
-	Releases []Release `yaml:"releases"`
-	Services []Service `yaml:"services"`
+	Tracing    Tracing    `yaml:"tracing"`
+	Releases   []Release  `yaml:"releases"`
+	Services   []Service  `yaml:"services"`
 	// EffectiveAt, when set, is the instant this config takes effect on
 	// every node; until then the config in force stays.
 	EffectiveAt *time.Time `yaml:"effective_at"`

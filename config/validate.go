@@ -84,6 +84,12 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	for i, r := range c.Releases {
+		if r.State == StateFrozen && !c.Membership.Enabled {
+			errs = append(errs, fmt.Errorf("releases[%d] (%s).state: frozen keeps only subjects holding a membership token, and membership.enabled is off, so it would send everyone to stable: turn membership on, or kill the release", i, r.Name))
+		}
+	}
+
 	services := map[string]int{}
 	domains := map[string]string{}
 	for i, s := range c.Services {

@@ -228,6 +228,7 @@ func (d *Daemon) handleStatus(w http.ResponseWriter, _ *http.Request) {
 		"extproc_active_streams": d.ext.ActiveStreams(),
 		"xds": map[string]int64{
 			"pushes": d.xds.Stats.Pushes.Load(), "acks": d.xds.Stats.ACKs.Load(), "nacks": d.xds.Stats.NACKs.Load(),
+			"restores": d.xds.Stats.Restores.Load(),
 		},
 	})
 }

@@ -62,6 +62,9 @@ func newMetrics(activeStreams func() int64, x *xds.Server) *metrics {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "graymesh_xds_nacks_total", Help: "xDS responses Envoy rejected.",
 		}, func() float64 { return float64(x.Stats.NACKs.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "graymesh_xds_restores_total", Help: "Last accepted snapshots put back after Envoy rejected a newer one.",
+		}, func() float64 { return float64(x.Stats.Restores.Load()) }),
 	)
 	for _, r := range []string{"accepted", "refused"} {
 		m.reloads.WithLabelValues(r)

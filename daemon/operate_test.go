@@ -121,7 +121,7 @@ func TestEffectiveAtHoldsTheChangeUntilItsInstant(t *testing.T) {
 func TestAdminOverridesPersist(t *testing.T) {
 	dir := t.TempDir()
 	path, stateDir := filepath.Join(dir, "graymesh.yaml"), filepath.Join(dir, "state")
-	write(t, path, good)
+	write(t, path, good+"lane: {key: \"daemon-test-lane-key-0123456789abcdef\"}\nmembership: {enabled: true}\n")
 	d := start(t, path, Options{StateDir: stateDir, AdminToken: "s3cret"})
 	srv := httptest.NewServer(d.adminHandler())
 	defer srv.Close()

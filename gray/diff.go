@@ -28,7 +28,7 @@ import (
 // Eviction is one change that can move subjects who are gray now to stable.
 type Eviction struct {
 	// Release is the release the change is about; "" for a change to the
-	// identity settings, which affects every release.
+	// identity, membership or lane settings, which affects every release.
 	Release string
 	// Rule names what changed: "percent", "salt", "whitelist",
 	// "claims[0]", "schedule[2]", "order", "identity.device_cookie"…
@@ -74,7 +74,8 @@ func Evictions(old, new *config.Config) []error {
 // EvictionsAt returns one *Eviction per change from old to new that can move
 // a currently-gray subject to stable, in release order (releases of old in
 // its order, then releases new adds) and, within a release, in rule order.
-// Identity changes that re-key every subject come first.
+// Identity, membership and lane changes, which touch every release, come
+// first.
 //
 // at is when new is applied; a later new.EffectiveAt postpones it. The
 // percentage compared is the one in force at that moment (the last schedule
@@ -87,10 +88,17 @@ func Evictions(old, new *config.Config) []error {
 // not an eviction either, although it moves everyone it admitted to stable:
 // state: killed is the emergency stop and must never wait for a rollback
 // declaration. Changes to a release that is killed in either config evict
-// nobody (no one is gray through it, or everyone leaves anyway).
+// nobody (no one is gray through it, or everyone leaves anyway). Freezing is
+// the other emergency stop and is never held back, even with membership
+// off, when it sends the release's subjects to stable until unfrozen.
 //
-// Token verification settings (keys, issuer, audience, algorithms) are not
-// compared: they decide whether a token is valid, not who is gray.
+// The rules are compared as if no subject held a membership token: tokens
+// can be lost (cleared cookies, services that do not send the header back),
+// so a rule change that tokens would cover is still reported. Changes that
+// invalidate tokens (membership turned off, its cookie or header renamed,
+// the lane key changed) are evictions of their own. Token verification
+// settings (keys, issuer, audience, algorithms) are not compared: they
+// decide whether a token is valid, not who is gray.
 func EvictionsAt(old, new *config.Config, at time.Time) []error {
 	var errs []error
 	for _, c := range changes(old, new, effectiveTime(new, at)) {
@@ -111,10 +119,16 @@ func Diff(old, new *config.Config, sample int) []ReleaseDiff {
 // new replaces old at time at (or at new.EffectiveAt, when later). It decides
 // the synthetic subjects "subject-0" … "subject-<sample-1>" — verified
 // subjects with no claims, headers or address — under both configs with
-// New(cfg).Decide, so the shares measure the salted percentages and
-// release order; whitelist and blacklist entries are decided by name and
-// listed in Causes when their environment changes. Schedules are evaluated at
-// that time and killed releases admit nobody. sample < 1 means DefaultSample.
+// New(cfg).Decide at that time, so the shares measure the salted
+// percentages (schedules included), release order and states; whitelist and
+// blacklist entries are decided by name and listed in Causes when their
+// environment changes. sample < 1 means DefaultSample.
+//
+// Shares are what the rules decide, not what membership tokens keep, with
+// one exception: a frozen release admits only its members, so where
+// membership is enabled, subjects a frozen release's rules match under old
+// count as its members, and subjects old admits to a release new freezes
+// keep it. With membership off, freezing sends them to stable.
 //
 // Both configs must be valid (from config.Load or config.Parse); DiffAt
 // panics if one does not compile.
@@ -123,7 +137,9 @@ func DiffAt(old, new *config.Config, sample int, at time.Time) []ReleaseDiff {
 		sample = DefaultSample
 	}
 	te := effectiveTime(new, at)
-	oe, ne := mustCompileAt(old, te), mustCompileAt(new, te)
+	// Under old, the members of a frozen release are (about) the subjects
+	// its rules match: decide those releases as if active.
+	oe, ne := mustCompile(old, old.Membership.Enabled), mustCompile(new, false)
 
 	var out []ReleaseDiff
 	index := map[string]int{}
@@ -131,21 +147,21 @@ func DiffAt(old, new *config.Config, sample int, at time.Time) []ReleaseDiff {
 		index[name] = len(out)
 		out = append(out, ReleaseDiff{Release: name})
 	}
-	var identity []string
+	var global []string
 	for _, c := range changes(old, new, te) {
 		if c.release == "" {
-			identity = append(identity, c.detail)
+			global = append(global, c.detail)
 			continue
 		}
 		d := &out[index[c.release]]
 		d.Causes = append(d.Causes, c.detail)
 	}
-	// Identity changes re-key every subject: they are a cause of every
-	// release that admitted anyone.
+	// Identity, membership and lane changes touch every subject: they are
+	// a cause of every release that admitted anyone.
 	for _, r := range old.Releases {
-		if admitsAnyone(&r, te) {
+		if len(global) > 0 && admitsAnyone(&r, te) {
 			d := &out[index[r.Name]]
-			d.Causes = append(slices.Clone(identity), d.Causes...)
+			d.Causes = append(slices.Clone(global), d.Causes...)
 		}
 	}
 
@@ -153,8 +169,7 @@ func DiffAt(old, new *config.Config, sample int, at time.Time) []ReleaseDiff {
 	toStable := make([]int, len(out))
 	toOther := make([]int, len(out))
 	for i := range sample {
-		req := Request{Subject: "subject-" + strconv.Itoa(i)}
-		before, after := oe.Decide(&req), ne.Decide(&req)
+		before, after := decideBoth(oe, ne, new, "subject-"+strconv.Itoa(i), te)
 		bin, ain := admitted(before), admitted(after)
 		switch {
 		case bin && !ain:
@@ -172,8 +187,7 @@ func DiffAt(old, new *config.Config, sample int, at time.Time) []ReleaseDiff {
 	}
 
 	for _, name := range listedSubjects(old, new) {
-		req := Request{Subject: name}
-		before, after := oe.Decide(&req), ne.Decide(&req)
+		before, after := decideBoth(oe, ne, new, name, te)
 		if before.Env == after.Env {
 			continue
 		}
@@ -185,6 +199,20 @@ func DiffAt(old, new *config.Config, sample int, at time.Time) []ReleaseDiff {
 		d.Causes = append(d.Causes, fmt.Sprintf("subject %q moves %s → %s", name, before.Env, after.Env))
 	}
 	return out
+}
+
+// decideBoth decides subject under old's engine and new's at te. A subject
+// old admits to a release that new freezes keeps it as a member when new
+// has membership on (its token says so).
+func decideBoth(oe, ne *Engine, new *config.Config, subject string, te time.Time) (before, after Decision) {
+	req := Request{Subject: subject, Now: te}
+	before = oe.Decide(&req)
+	if admitted(before) && new.Membership.Enabled {
+		if r := findRelease(new, before.Release); r != nil && r.State == config.StateFrozen {
+			req.Member = before.Release
+		}
+	}
+	return before, ne.Decide(&req)
 }
 
 // change is one difference between two configs. detail is the message
@@ -199,6 +227,7 @@ func changes(old, new *config.Config, te time.Time) []change {
 	var out []change
 	if anyAdmits(old, te) {
 		out = append(out, identityChanges(old.Identity, new.Identity)...)
+		out = append(out, membershipChanges(old, new)...)
 	}
 	for i := range old.Releases {
 		o := &old.Releases[i]
@@ -207,7 +236,7 @@ func changes(old, new *config.Config, te time.Time) []change {
 			out = append(out, change{release: o.Name, rule: "release", detail: "removed", evicts: admitsAnyone(o, te)})
 			continue
 		}
-		out = append(out, releaseChanges(o, n, te)...)
+		out = append(out, releaseChanges(o, n, te, new.Membership.Enabled)...)
 		out = append(out, orderChanges(old, new, n, te)...)
 	}
 	for i := range new.Releases {
@@ -238,8 +267,37 @@ func identityChanges(o, n config.Identity) []change {
 	return out
 }
 
+// membershipChanges reports changes that make membership tokens (which
+// keep a subject gray whatever the rules say) unreadable or invalid. A
+// rotated key_file with the same path is not visible here.
+func membershipChanges(old, new *config.Config) []change {
+	o, n := old.Membership, new.Membership
+	if !o.Enabled {
+		return nil
+	}
+	var out []change
+	add := func(rule, format string, args ...any) {
+		out = append(out, change{rule: rule, detail: fmt.Sprintf(format, args...), evicts: true})
+	}
+	if !n.Enabled {
+		add("membership.enabled", "membership.enabled turned off: subjects gray by their membership token alone go to stable")
+		return out
+	}
+	if o.Cookie != n.Cookie {
+		add("membership.cookie", "membership.cookie changed %q → %q: tokens in the old cookie are no longer read", o.Cookie, n.Cookie)
+	}
+	if o.Header != n.Header {
+		add("membership.header", "membership.header changed %q → %q: tokens sent back in the old header are no longer read", o.Header, n.Header)
+	}
+	if old.Lane.Key != new.Lane.Key || old.Lane.KeyFile != new.Lane.KeyFile {
+		add("lane.key", "lane key changed (lane.key or lane.key_file): membership tokens signed with the old key no longer verify")
+	}
+	return out
+}
+
 // releaseChanges compares two versions of one release, in rule order.
-func releaseChanges(o, n *config.Release, te time.Time) []change {
+// membership says whether the new config has membership tokens on.
+func releaseChanges(o, n *config.Release, te time.Time, membership bool) []change {
 	var out []change
 	add := func(evicts bool, rule, format string, args ...any) {
 		out = append(out, change{release: n.Name, rule: rule, detail: fmt.Sprintf(format, args...), evicts: evicts})
@@ -251,8 +309,10 @@ func releaseChanges(o, n *config.Release, te time.Time) []change {
 			add(false, "state", "state %s → killed: everyone it admitted goes to stable (kill switch: allowed without rollback)", o.State)
 		case o.State == config.StateKilled:
 			add(false, "state", "state killed → %s: the release admits again", n.State)
+		case n.State == config.StateFrozen && membership:
+			add(false, "state", "state %s → frozen: no new subject enters %s; members keep it", o.State, n.Env)
 		case n.State == config.StateFrozen:
-			add(false, "state", "state %s → frozen: no new subject enters %s", o.State, n.Env)
+			add(false, "state", "state %s → frozen: membership is off, so everyone it admitted goes to stable until unfrozen (emergency stop: allowed without rollback)", o.State)
 		default:
 			add(false, "state", "state %s → %s", o.State, n.State)
 		}
@@ -575,20 +635,21 @@ func effectiveTime(new *config.Config, at time.Time) time.Time {
 	return at
 }
 
-// mustCompileAt compiles cfg as it decides at t: schedules resolved to the
-// percentage in force, killed releases left out (they admit nobody and
-// blacklist nobody, so later releases decide).
-func mustCompileAt(cfg *config.Config, t time.Time) *Engine {
-	c := *cfg
-	c.Releases = nil
-	for _, r := range cfg.Releases {
-		if r.State == config.StateKilled {
-			continue
+// mustCompile compiles cfg, with its frozen releases decided as active
+// when frozenActive is set.
+func mustCompile(cfg *config.Config, frozenActive bool) *Engine {
+	c := cfg
+	if frozenActive {
+		copied := *cfg
+		copied.Releases = slices.Clone(cfg.Releases)
+		for i := range copied.Releases {
+			if copied.Releases[i].State == config.StateFrozen {
+				copied.Releases[i].State = config.StateActive
+			}
 		}
-		r.Percent, r.Schedule = percentAt(&r, t), nil
-		c.Releases = append(c.Releases, r)
+		c = &copied
 	}
-	e, err := New(&c)
+	e, err := New(c)
 	if err != nil {
 		panic(fmt.Sprintf("gray: diff of a config that does not compile: %v", err))
 	}

@@ -52,6 +52,12 @@ func parseDiff(t testing.TB, yaml string) *config.Config {
 	return cfg
 }
 
+// withMembership turns sticky membership on.
+func withMembership(c *config.Config) {
+	c.Membership.Enabled = true
+	c.Lane.Key = strings.Repeat("k", 32)
+}
+
 func errStrings(errs []error) []string {
 	var out []string
 	for _, e := range errs {
@@ -129,6 +135,12 @@ func TestEvictionsRefused(t *testing.T) {
 			[]string{`identity.device_cookie changed "gm_device" → "": anonymous callers lose their bucketing key`}},
 		{"token cookie renamed", nil, func(c *config.Config) { c.Identity.JWT.Cookie = "tok" },
 			[]string{`identity.jwt.cookie changed "gm_token" → "tok": callers whose token is in that cookie become anonymous`}},
+		{"membership turned off", withMembership, func(c *config.Config) { c.Membership.Enabled = false },
+			[]string{"membership.enabled turned off: subjects gray by their membership token alone go to stable"}},
+		{"membership cookie renamed", withMembership, func(c *config.Config) { c.Membership.Cookie = "member" },
+			[]string{`membership.cookie changed "gm_member" → "member": tokens in the old cookie are no longer read`}},
+		{"lane key changed", withMembership, func(c *config.Config) { c.Lane.Key = strings.Repeat("n", 32) },
+			[]string{"lane key changed (lane.key or lane.key_file): membership tokens signed with the old key no longer verify"}},
 		{"release added in front with another env", nil, func(c *config.Config) {
 			r := config.Release{Name: "pay-v3", Env: "blue", Salt: "pay-v3", Percent: 5, State: config.StateActive}
 			c.Releases = append([]config.Release{r}, c.Releases...)
@@ -178,8 +190,9 @@ func TestEvictionsRefused(t *testing.T) {
 				if !errors.As(err, &ev) || ev.Rule == "" {
 					t.Errorf("%v: not an *Eviction naming its rule", err)
 				}
-				if !strings.HasPrefix(ev.Rule, "identity.") && ev.Release == "" {
-					t.Errorf("%v: names no release", err)
+				global := strings.HasPrefix(ev.Rule, "identity.") || strings.HasPrefix(ev.Rule, "membership.") || ev.Rule == "lane.key"
+				if global != (ev.Release == "") {
+					t.Errorf("%v: release %q for rule %s", err, ev.Release, ev.Rule)
 				}
 			}
 		})
@@ -404,6 +417,48 @@ func TestDiffEnvChangeMovesToOther(t *testing.T) {
 	d := DiffAt(old, next, 10000, diffAt)[0]
 	if d.ToStable != 0 || d.ToGray != 0 || math.Abs(d.ToOther-0.30) > 0.01 {
 		t.Fatalf("env change: %+v", d)
+	}
+}
+
+func TestDiffFreeze(t *testing.T) {
+	tests := []struct {
+		name             string
+		old, change      func(c *config.Config)
+		toGray, toStable float64
+		cause            string
+	}{
+		{"members keep a frozen release", withMembership, func(c *config.Config) { c.Releases[0].State = config.StateFrozen },
+			0, 0, "state active → frozen: no new subject enters gray; members keep it"},
+		{"without membership freezing empties it", nil, func(c *config.Config) { c.Releases[0].State = config.StateFrozen },
+			0, 0.30, "state active → frozen: membership is off, so everyone it admitted goes to stable until unfrozen (emergency stop: allowed without rollback)"},
+		{"frozen release takes nobody new", withMembership, func(c *config.Config) {
+			c.Releases[0].State, c.Releases[0].Percent = config.StateFrozen, 60
+		}, 0, 0, "percent raised 30 → 60"},
+		{"unfrozen with a raise admits the difference", func(c *config.Config) {
+			withMembership(c)
+			c.Releases[0].State = config.StateFrozen
+		}, func(c *config.Config) { c.Releases[0].State, c.Releases[0].Percent = config.StateActive, 40 },
+			0.10, 0, "state frozen → active"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			old, next := parseDiff(t, diffBase), parseDiff(t, diffBase)
+			if tt.old != nil {
+				tt.old(old)
+				tt.old(next)
+			}
+			tt.change(next)
+			d := DiffAt(old, next, 10000, diffAt)[0]
+			if math.Abs(d.ToGray-tt.toGray) > 0.01 || math.Abs(d.ToStable-tt.toStable) > 0.01 {
+				t.Errorf("to gray %.4f, to stable %.4f; want %.2f, %.2f ± 0.01", d.ToGray, d.ToStable, tt.toGray, tt.toStable)
+			}
+			if !slices.Contains(d.Causes, tt.cause) {
+				t.Errorf("causes %q lack %q", d.Causes, tt.cause)
+			}
+			if errs := EvictionsAt(old, next, diffAt); len(errs) > 0 {
+				t.Errorf("freezing and unfreezing are not evictions: %q", errStrings(errs))
+			}
+		})
 	}
 }
 

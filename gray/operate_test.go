@@ -54,6 +54,8 @@ releases:
 
 func TestFreezeKillMember(t *testing.T) {
 	base := `
+lane: {key: "gray-test-lane-key-0123456789abcdef"}
+membership: {enabled: true}
 releases:
   - name: shop-v2
     env: gray

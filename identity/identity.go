@@ -5,13 +5,16 @@
 package identity
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -22,6 +25,12 @@ import (
 // MaxTokenBytes bounds the token size verified; larger tokens are refused
 // before any parsing.
 const MaxTokenBytes = 8 << 10
+
+// DefaultJWKSRefreshInterval is the least time between two re-reads of the
+// JWKS file. A re-read happens only when a token names a kid no key has;
+// anyone can send such tokens, so the interval bounds the file reads a
+// flood of them costs.
+const DefaultJWKSRefreshInterval = 5 * time.Second
 
 // Caller is what the request says about who sent it.
 type Caller struct {
@@ -37,19 +46,44 @@ type Caller struct {
 
 // Verifier verifies tokens. It is safe for concurrent use.
 type Verifier struct {
-	parser       *jwt.Parser
-	keysByAlg    map[string][]any
-	keysByKid    map[string]verificationKey
+	parser *jwt.Parser
+	// keys is replaced whole when the JWKS file is re-read; a verification
+	// loads it once and never sees half a rotation.
+	keys         atomic.Pointer[keySet]
 	subjectClaim string
 	cookie       string
 	deviceCookie string
 	cache        *tokenCache
 	now          func() time.Time
+
+	// static are the keys listed in the config; every key set holds them.
+	static []namedKey
+	// jwksPath is the resolved jwks_file ("" when none is configured).
+	jwksPath     string
+	refreshEvery time.Duration
+	// refreshMu serialises re-reads; nextRefresh (Unix nanoseconds on the
+	// verifier's clock) is the earliest time the next one may start.
+	refreshMu   sync.Mutex
+	nextRefresh atomic.Int64
+	// jwksReads counts re-reads of the JWKS file after New.
+	jwksReads atomic.Int64
+}
+
+// keySet is an immutable set of verification keys.
+type keySet struct {
+	byAlg map[string][]any
+	byKid map[string]verificationKey
 }
 
 type verificationKey struct {
 	alg string
 	key any
+}
+
+// namedKey is a key with the kid and algorithm it is registered for.
+type namedKey struct {
+	kid, alg string
+	key      any
 }
 
 // Option adjusts a Verifier.
@@ -58,20 +92,27 @@ type Option func(*Verifier)
 // WithClock replaces time.Now, for tests.
 func WithClock(now func() time.Time) Option { return func(v *Verifier) { v.now = now } }
 
+// WithJWKSRefreshInterval sets the least time between two re-reads of the
+// JWKS file (DefaultJWKSRefreshInterval when not given; 0 re-reads on every
+// unknown kid, for tests only).
+func WithJWKSRefreshInterval(d time.Duration) Option {
+	return func(v *Verifier) { v.refreshEvery = d }
+}
+
 // New compiles the identity section of a validated config; resolve turns a
 // key path from the config into a file path.
 func New(cfg config.Identity, resolve func(string) string, opts ...Option) (*Verifier, error) {
 	v := &Verifier{
-		keysByAlg:    map[string][]any{},
-		keysByKid:    map[string]verificationKey{},
 		subjectClaim: cfg.JWT.SubjectClaim,
 		cookie:       cfg.JWT.Cookie,
 		deviceCookie: cfg.DeviceCookie,
 		now:          time.Now,
+		refreshEvery: DefaultJWKSRefreshInterval,
 	}
 	for _, o := range opts {
 		o(v)
 	}
+	set := newKeySet()
 	var errs []error
 	for i, k := range cfg.JWT.Keys {
 		key, err := loadKey(k, resolve)
@@ -79,17 +120,20 @@ func New(cfg config.Identity, resolve func(string) string, opts ...Option) (*Ver
 			errs = append(errs, fmt.Errorf("identity.jwt.keys[%d]: %w", i, err))
 			continue
 		}
-		if err := v.add(k.ID, k.Algorithm, key); err != nil {
+		if err := set.add(k.ID, k.Algorithm, key); err != nil {
 			errs = append(errs, fmt.Errorf("identity.jwt.keys[%d]: %w", i, err))
+			continue
 		}
+		v.static = append(v.static, namedKey{kid: k.ID, alg: k.Algorithm, key: key})
 	}
 	if cfg.JWT.JWKSFile != "" {
-		keys, err := readJWKS(resolve(cfg.JWT.JWKSFile))
+		v.jwksPath = resolve(cfg.JWT.JWKSFile)
+		keys, err := readJWKS(v.jwksPath)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("identity.jwt.jwks_file: %w", err))
 		}
 		for _, k := range keys {
-			if err := v.add(k.kid, k.alg, k.key); err != nil {
+			if err := set.add(k.kid, k.alg, k.key); err != nil {
 				errs = append(errs, fmt.Errorf("identity.jwt.jwks_file: %w", err))
 			}
 		}
@@ -97,9 +141,10 @@ func New(cfg config.Identity, resolve func(string) string, opts ...Option) (*Ver
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	v.keys.Store(set)
 	algs := cfg.JWT.Algorithms
 	if len(algs) == 0 {
-		for alg := range v.keysByAlg {
+		for alg := range set.byAlg {
 			algs = append(algs, alg)
 		}
 	}
@@ -124,19 +169,63 @@ func New(cfg config.Identity, resolve func(string) string, opts ...Option) (*Ver
 	return v, nil
 }
 
-func (v *Verifier) add(kid, alg string, key any) error {
+func newKeySet() *keySet {
+	return &keySet{byAlg: map[string][]any{}, byKid: map[string]verificationKey{}}
+}
+
+// add registers key; it is only called on a set no verification sees yet.
+func (s *keySet) add(kid, alg string, key any) error {
 	if kid != "" {
-		if _, dup := v.keysByKid[kid]; dup {
+		if _, dup := s.byKid[kid]; dup {
 			return fmt.Errorf("kid %q is defined twice", kid)
 		}
-		v.keysByKid[kid] = verificationKey{alg: alg, key: key}
+		s.byKid[kid] = verificationKey{alg: alg, key: key}
 	}
-	v.keysByAlg[alg] = append(v.keysByAlg[alg], key)
+	s.byAlg[alg] = append(s.byAlg[alg], key)
 	return nil
 }
 
 // HasKeys reports whether any token can verify at all.
-func (v *Verifier) HasKeys() bool { return len(v.keysByAlg) > 0 }
+func (v *Verifier) HasKeys() bool { return len(v.keys.Load().byAlg) > 0 }
+
+// refreshJWKS re-reads the JWKS file after a token named a kid no key has,
+// so a key added to the file is used without a restart. It re-reads at
+// most once per refresh interval however many such tokens arrive; callers
+// that wait while another re-reads get the set it produced. A file that no
+// longer reads or holds a conflicting kid leaves the keys in use unchanged.
+// It returns the key set in force afterwards.
+func (v *Verifier) refreshJWKS() *keySet {
+	if v.jwksPath == "" {
+		return v.keys.Load()
+	}
+	now := v.now().UnixNano()
+	if now < v.nextRefresh.Load() {
+		return v.keys.Load()
+	}
+	v.refreshMu.Lock()
+	defer v.refreshMu.Unlock()
+	if now < v.nextRefresh.Load() {
+		return v.keys.Load()
+	}
+	// Set after the read, so callers that arrive meanwhile wait for its
+	// keys instead of failing on the old ones.
+	defer v.nextRefresh.Store(now + int64(v.refreshEvery))
+	v.jwksReads.Add(1)
+	keys, err := readJWKS(v.jwksPath)
+	if err != nil {
+		return v.keys.Load()
+	}
+	set := newKeySet()
+	for _, list := range [][]namedKey{v.static, keys} {
+		for _, k := range list {
+			if set.add(k.kid, k.alg, k.key) != nil {
+				return v.keys.Load()
+			}
+		}
+	}
+	v.keys.Store(set)
+	return set
+}
 
 // FromRequest reads the caller from the Authorization and Cookie header
 // values. A token in the Authorization header wins over the token cookie.
@@ -184,7 +273,17 @@ func (v *Verifier) Verify(token string) (*Identity, error) {
 	if _, err := v.parser.ParseWithClaims(token, claims, v.keyFor); err != nil {
 		return nil, err
 	}
-	subject, _ := claims[v.subjectClaim].(string)
+	if err := v.uniqueClaims(token); err != nil {
+		return nil, err
+	}
+	var subject string
+	switch s := claims[v.subjectClaim].(type) {
+	case nil:
+	case string:
+		subject = s
+	default:
+		return nil, errSubjectType
+	}
 	if subject == "" {
 		return nil, errNoSubject
 	}
@@ -199,39 +298,96 @@ func (v *Verifier) Verify(token string) (*Identity, error) {
 	return id, nil
 }
 
-// keyFor returns only keys registered for the token's own algorithm, so a
-// public RSA key is never used as an HMAC secret.
-func (v *Verifier) keyFor(t *jwt.Token) (any, error) {
-	alg := t.Method.Alg()
-	if kid, ok := t.Header["kid"].(string); ok && kid != "" {
-		k, found := v.keysByKid[kid]
-		if !found {
-			return nil, errUnknownKid
-		}
-		if k.alg != alg {
-			return nil, errAlgMismatch
-		}
-		return k.key, nil
+// uniqueClaims refuses a payload that names a top-level claim twice. The
+// JSON decoder keeps the last of repeated names and other parsers keep the
+// first, so {"sub":"bob","sub":"alice"} would be a different caller to
+// different readers. It runs after the signature verified, on the uncached
+// path only: it decodes the payload once more, claim names only.
+func (v *Verifier) uniqueClaims(token string) error {
+	_, rest, _ := strings.Cut(token, ".")
+	segment, _, _ := strings.Cut(rest, ".")
+	payload, err := v.parser.DecodeSegment(segment)
+	if err != nil {
+		return fmt.Errorf("payload: %w", jwt.ErrTokenMalformed)
 	}
-	keys := v.keysByAlg[alg]
-	switch len(keys) {
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	if open, err := dec.Token(); err != nil || open != json.Delim('{') {
+		return fmt.Errorf("payload is not a JSON object: %w", jwt.ErrTokenMalformed)
+	}
+	seen := make(map[string]struct{}, 16)
+	var value json.RawMessage // reused: Decode appends into it
+	for dec.More() {
+		name, err := dec.Token()
+		if err != nil {
+			return fmt.Errorf("payload: %w", jwt.ErrTokenMalformed)
+		}
+		claim, _ := name.(string)
+		if _, dup := seen[claim]; dup {
+			return fmt.Errorf("%w: %q", errDuplicateClaim, claim)
+		}
+		seen[claim] = struct{}{}
+		if err := dec.Decode(&value); err != nil {
+			return fmt.Errorf("payload: %w", jwt.ErrTokenMalformed)
+		}
+	}
+	return nil
+}
+
+// keyFor returns only keys registered for the token's own algorithm, so a
+// public RSA key is never used as an HMAC secret. Header parameters that
+// point at keys elsewhere (jku, x5u, jwk, x5c) are never read: only keys
+// from the config and the JWKS file verify.
+func (v *Verifier) keyFor(t *jwt.Token) (any, error) {
+	if _, ok := t.Header["crit"]; ok {
+		// RFC 7515 4.1.11: a recipient must refuse a token whose crit
+		// names extensions it does not understand; graymesh understands
+		// none.
+		return nil, errCritical
+	}
+	alg := t.Method.Alg()
+	keys := v.keys.Load()
+	if raw, ok := t.Header["kid"]; ok {
+		kid, isString := raw.(string)
+		if !isString {
+			return nil, errKidType
+		}
+		if kid != "" {
+			k, found := keys.byKid[kid]
+			if !found {
+				k, found = v.refreshJWKS().byKid[kid]
+			}
+			if !found {
+				return nil, errUnknownKid
+			}
+			if k.alg != alg {
+				return nil, errAlgMismatch
+			}
+			return k.key, nil
+		}
+	}
+	algKeys := keys.byAlg[alg]
+	switch len(algKeys) {
 	case 0:
 		return nil, errAlgMismatch
 	case 1:
-		return keys[0], nil
+		return algKeys[0], nil
 	}
 	set := jwt.VerificationKeySet{}
-	for _, k := range keys {
+	for _, k := range algKeys {
 		set.Keys = append(set.Keys, k)
 	}
 	return set, nil
 }
 
 var (
-	errOversized   = errors.New("token larger than 8 KiB")
-	errNoSubject   = errors.New("token has no subject claim")
-	errUnknownKid  = errors.New("token names an unknown kid")
-	errAlgMismatch = errors.New("no key for the token's algorithm")
+	errOversized      = errors.New("token larger than 8 KiB")
+	errNoSubject      = errors.New("token has no subject claim")
+	errSubjectType    = fmt.Errorf("token subject claim is not a string: %w", jwt.ErrInvalidType)
+	errUnknownKid     = errors.New("token names an unknown kid")
+	errKidType        = fmt.Errorf("token header kid is not a string: %w", jwt.ErrTokenMalformed)
+	errAlgMismatch    = errors.New("no key for the token's algorithm")
+	errCritical       = errors.New("token header has crit: graymesh supports no critical extension")
+	errDuplicateClaim = errors.New("token payload repeats a claim")
 )
 
 // Problem turns a verification error into a short stable reason for logs,
@@ -246,6 +402,14 @@ func Problem(err error) string {
 		return "no-subject"
 	case errors.Is(err, errUnknownKid):
 		return "unknown-kid"
+	case errors.Is(err, errDuplicateClaim):
+		return "duplicate-claim"
+	case errors.Is(err, errCritical):
+		return "critical-header"
+	case errors.Is(err, jwt.ErrInvalidType):
+		// A registered claim of the wrong type: "exp": "9999999999",
+		// "sub": 42, "aud": 7.
+		return "claim-type"
 	case errors.Is(err, errAlgMismatch), errors.Is(err, jwt.ErrTokenSignatureInvalid) && strings.Contains(err.Error(), "signing method"):
 		return "algorithm"
 	case errors.Is(err, jwt.ErrTokenMalformed):

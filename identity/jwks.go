@@ -24,15 +24,10 @@ type jwk struct {
 	Y   string `json:"y"`
 }
 
-type jwksKey struct {
-	kid, alg string
-	key      any
-}
-
 // readJWKS reads public keys from a JSON Web Key Set file (RFC 7517). Keys
 // meant for encryption ("use": "enc") are skipped; a key without "alg" gets
 // the usual algorithm of its type.
-func readJWKS(path string) ([]jwksKey, error) {
+func readJWKS(path string) ([]namedKey, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -43,7 +38,7 @@ func readJWKS(path string) ([]jwksKey, error) {
 	if err := json.Unmarshal(data, &set); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	var out []jwksKey
+	var out []namedKey
 	for i, k := range set.Keys {
 		if k.Use == "enc" {
 			continue
@@ -52,7 +47,7 @@ func readJWKS(path string) ([]jwksKey, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: keys[%d] (kid %q): %w", path, i, k.Kid, err)
 		}
-		out = append(out, jwksKey{kid: k.Kid, alg: alg, key: key})
+		out = append(out, namedKey{kid: k.Kid, alg: alg, key: key})
 	}
 	return out, nil
 }

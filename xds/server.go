@@ -66,23 +66,40 @@ func BuildAll(cfg *config.Config) (map[string]*Resources, error) {
 // Stats counts what the xDS server did.
 type Stats struct {
 	Pushes, ACKs, NACKs atomic.Int64
+	// Restores counts snapshots put back after Envoy rejected a newer one.
+	Restores atomic.Int64
 }
 
 // Server serves the current snapshot over ADS.
 type Server struct {
-	cache    cachev3.SnapshotCache
-	groups   *nodeGroups
-	log      *slog.Logger
-	Stats    Stats
-	mu       sync.Mutex
-	versions map[string]string
-	xds      xdsserver.Server
+	cache  cachev3.SnapshotCache
+	groups *nodeGroups
+	log    *slog.Logger
+	Stats  Stats
+	xds    xdsserver.Server
+
+	mu sync.Mutex
+	// current is each group's snapshot being served; good is the last one
+	// an Envoy of the group accepted; rejected holds versions an Envoy
+	// refused, never offered again.
+	current  map[string]*cachev3.Snapshot
+	good     map[string]*cachev3.Snapshot
+	rejected map[string]string
+	// acks holds, per group and type, the last version an Envoy accepted.
+	acks map[string]map[string]string
+	// streams maps a stream to its node's group (the node is only sent on
+	// a stream's first request).
+	streams sync.Map
 }
 
 // New returns a server with no snapshot; call Update before Envoy connects
 // or Envoy waits for one.
 func New(ctx context.Context, log *slog.Logger) *Server {
-	s := &Server{log: log.With("component", "xds"), groups: &nodeGroups{}, versions: map[string]string{}}
+	s := &Server{
+		log: log.With("component", "xds"), groups: &nodeGroups{},
+		current: map[string]*cachev3.Snapshot{}, good: map[string]*cachev3.Snapshot{}, rejected: map[string]string{},
+		acks: map[string]map[string]string{},
+	}
 	s.cache = cachev3.NewSnapshotCache(true, s.groups, nil)
 	// Ordered ADS sends clusters before the routes that name them, so a
 	// new route never points at a cluster Envoy has not seen (503 NC).
@@ -103,7 +120,14 @@ func (s *Server) Register(g *grpc.Server) {
 func (s *Server) Version() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.versions[defaultGroup]
+	return version(s.current[defaultGroup])
+}
+
+func version(snap *cachev3.Snapshot) string {
+	if snap == nil {
+		return ""
+	}
+	return snap.GetVersion(resource.ListenerType)
 }
 
 // Update builds resources for the default group and every sidecar from cfg
@@ -129,20 +153,25 @@ func (s *Server) Update(cfg *config.Config) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for group, snap := range snaps {
-		version := snap.GetVersion(resource.ListenerType)
-		if s.versions[group] == version {
+		v := version(snap)
+		if version(s.current[group]) == v {
+			continue
+		}
+		if s.rejected[group] == v {
+			s.log.Warn("not offering a snapshot Envoy already rejected", "group", group, "version", v)
 			continue
 		}
 		if err := s.cache.SetSnapshot(context.Background(), group, snap); err != nil {
 			return err
 		}
-		s.versions[group] = version
-		s.log.Info("snapshot set", "group", group, "version", version, "config_version", cfg.Version)
+		s.current[group] = snap
+		s.log.Info("snapshot set", "group", group, "version", v, "config_version", cfg.Version)
 	}
-	for group := range s.versions {
+	for group := range s.current {
 		if _, still := snaps[group]; !still {
 			s.cache.ClearSnapshot(group)
-			delete(s.versions, group)
+			delete(s.current, group)
+			delete(s.good, group)
 		}
 	}
 	s.groups.sidecars.Store(&sidecars)
@@ -189,14 +218,22 @@ func (r *Resources) Snapshot() (*cachev3.Snapshot, error) {
 func (s *Server) callbacks() xdsserver.CallbackFuncs {
 	return xdsserver.CallbackFuncs{
 		StreamRequestFunc: func(id int64, req *discoverygrpc.DiscoveryRequest) error {
+			if req.GetNode() != nil {
+				s.streams.Store(id, s.groups.ID(req.GetNode()))
+			}
+			group, _ := s.streams.Load(id)
+			g, _ := group.(string)
 			switch {
 			case req.GetErrorDetail() != nil:
 				s.Stats.NACKs.Add(1)
-				s.log.Error("envoy rejected config (NACK)", "stream", id, "node", req.GetNode().GetId(),
-					"type", req.GetTypeUrl(), "version", req.GetVersionInfo(), "error", req.GetErrorDetail().GetMessage())
+				s.log.Error("envoy rejected config (NACK)", "stream", id, "group", g,
+					"type", req.GetTypeUrl(), "kept_version", req.GetVersionInfo(), "error", req.GetErrorDetail().GetMessage())
+				// Off the stream goroutine: SetSnapshot answers open watches.
+				go s.restore(g)
 			case req.GetVersionInfo() != "" && req.GetResponseNonce() != "":
 				s.Stats.ACKs.Add(1)
-				s.log.Debug("envoy acked", "stream", id, "node", req.GetNode().GetId(), "type", req.GetTypeUrl(), "version", req.GetVersionInfo())
+				s.acked(g, req.GetTypeUrl(), req.GetVersionInfo())
+				s.log.Debug("envoy acked", "stream", id, "group", g, "type", req.GetTypeUrl(), "version", req.GetVersionInfo())
 			}
 			return nil
 		},
@@ -209,7 +246,56 @@ func (s *Server) callbacks() xdsserver.CallbackFuncs {
 			return nil
 		},
 		StreamClosedFunc: func(id int64, node *corev3.Node) {
+			s.streams.Delete(id)
 			s.log.Info("envoy disconnected", "stream", id, "node", node.GetId())
 		},
 	}
+}
+
+// snapshotTypes are the resource types every snapshot carries.
+var snapshotTypes = []string{resource.ClusterType, resource.RouteType, resource.ListenerType}
+
+// acked records that an Envoy of group accepted version of typeURL. A
+// snapshot is good once every one of its types was accepted at its
+// version: Envoy may accept the clusters of a snapshot and reject its
+// listener.
+func (s *Server) acked(group, typeURL, v string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.acks[group] == nil {
+		s.acks[group] = map[string]string{}
+	}
+	s.acks[group][typeURL] = v
+	cur := s.current[group]
+	if cur == nil || version(cur) != v {
+		return
+	}
+	for _, t := range snapshotTypes {
+		if s.acks[group][t] != v {
+			return
+		}
+	}
+	s.good[group] = cur
+}
+
+// restore puts a group's last accepted snapshot back after an Envoy
+// rejected the current one. Without this the snapshot cache would offer the
+// rejected snapshot again on every request (go-control-plane #962); Envoy
+// keeps serving its last good config meanwhile, and now graymesh offers
+// exactly that.
+func (s *Server) restore(group string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, good := s.current[group], s.good[group]
+	if cur == nil || good == nil || version(cur) == version(good) {
+		return
+	}
+	s.rejected[group] = version(cur)
+	if err := s.cache.SetSnapshot(context.Background(), group, good); err != nil {
+		s.log.Error("restoring the last good snapshot", "group", group, "error", err)
+		return
+	}
+	s.current[group] = good
+	s.Stats.Restores.Add(1)
+	s.log.Warn("restored the last snapshot Envoy accepted", "group", group, "rejected", s.rejected[group], "restored", version(good))
 }
