@@ -48,6 +48,14 @@ unit: ## unit tests with the race detector, and every benchmark once
 e2e: envoy jaeger ## end-to-end tests: real Envoy, Jaeger, graymesh and demo services as processes
 	go test -count=1 -timeout 15m $(GO_TEST_FLAGS) ./e2e/...
 
+.PHONY: fuzz
+fuzz: ## run every fuzz target for FUZZTIME (default 60s) each
+	FUZZTIME=$${FUZZTIME:-60s} scripts/fuzz.sh
+
+.PHONY: soak
+soak: envoy ## steady load + config changes through real Envoy for SOAK (default 10m)
+	set -o pipefail; GRAYMESH_SOAK_DURATION=$${SOAK:-10m} go test -count=1 -run '^TestSoak$$' -timeout 60m -v ./e2e/ | grep -E '^(---|    soak|ok|FAIL)'
+
 .PHONY: lint
 lint: ## gofmt, go vet, and the core's no-gRPC/no-Envoy rule
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

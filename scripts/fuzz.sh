@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every Go fuzz target in the module for FUZZTIME each (default 10s).
+# A crasher is written to the package's testdata/fuzz/<Target>/ by go test
+# and fails this script; commit it so it stays a regression test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fuzztime="${FUZZTIME:-10s}"
+found=0
+for pkg in $(go list ./... | grep -v /e2e); do
+  dir=$(go list -f '{{.Dir}}' "$pkg")
+  for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
+    found=$((found + 1))
+    echo "fuzz: $pkg $target ($fuzztime)"
+    go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg" >/dev/null
+  done
+done
+echo "fuzz: $found targets, no crashers"
