@@ -2,7 +2,11 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -59,6 +63,7 @@ func TestNACKRestoresLastGoodSnapshot(t *testing.T) {
 // resumes when graymesh is back, without restarting Envoy.
 func TestKill9UnderLoad(t *testing.T) {
 	m := newMesh(t, listReleases)
+	before := m.envoyConfigVersions(t)
 	const n = 2000
 	var non2xx atomic.Int64
 	var grayAfter atomic.Int64
@@ -106,7 +111,35 @@ func TestKill9UnderLoad(t *testing.T) {
 		}
 		return nil
 	})
-	t.Logf("%d requests, 0 failed across kill -9 and restart; %d served by gray after the restart", n, grayAfter.Load())
+	// The restarted graymesh offers the same content under the same
+	// content-hash versions: nothing for Envoy to re-apply.
+	if after := m.envoyConfigVersions(t); after != before {
+		t.Fatalf("Envoy config versions changed across the restart: %s → %s", before, after)
+	}
+	t.Logf("%d requests, 0 failed across kill -9 and restart; %d served by gray after the restart; Envoy config versions unchanged (%s)", n, grayAfter.Load(), before)
+}
+
+// envoyConfigVersions reads the version_info of every dynamic resource
+// from Envoy's admin config_dump.
+func (m *mesh) envoyConfigVersions(t *testing.T) string {
+	t.Helper()
+	resp, err := http.Get(m.envoyAdmin + "/config_dump")
+	must(t, err)
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	versions := map[string]bool{}
+	for _, match := range regexp.MustCompile(`"version_info":\s*"([^"]+)"`).FindAllStringSubmatch(string(body), -1) {
+		versions[match[1]] = true
+	}
+	var out []string
+	for v := range versions {
+		out = append(out, v)
+	}
+	sort.Strings(out)
+	if len(out) == 0 {
+		t.Fatal("no version_info in Envoy's config_dump")
+	}
+	return strings.Join(out, ",")
 }
 
 // TestSlowExtProcFailsOpenWithinBudget freezes graymesh (SIGSTOP: its
@@ -149,4 +182,34 @@ func TestSlowExtProcFailsOpenWithinBudget(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestSIGTERMDrainsAndExitsZero stops graymesh the way a DaemonSet rollout
+// does, under load: readiness goes false first, streams drain, the process
+// exits 0, and no request fails.
+func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
+	m := newMesh(t, listReleases)
+	load := m.load(t)
+	waitFor(t, "load to start", 10*time.Second, func() error {
+		if load.sent.Load() < 50 {
+			return fmt.Errorf("%d sent", load.sent.Load())
+		}
+		return nil
+	})
+	must(t, m.graymesh.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case <-m.graymesh.done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("graymesh did not exit within its 10 s drain timeout")
+	}
+	if code := m.graymesh.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	logs, err := os.ReadFile(m.graymesh.log)
+	must(t, err)
+	drain, stopped := strings.Index(string(logs), `"msg":"draining"`), strings.Index(string(logs), `"msg":"stopped"`)
+	if drain < 0 || stopped < drain {
+		t.Fatalf("log lacks draining before stopped:\n%s", tail(logs, 2000))
+	}
+	load.finish(t)
 }

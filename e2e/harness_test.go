@@ -185,6 +185,7 @@ type mesh struct {
 	configPath string
 	listener   string
 	admin      string
+	envoyAdmin string
 	graymesh   *process
 	secret     []byte
 	issuer     string
@@ -246,6 +247,7 @@ func newMesh(t *testing.T, releases string) *mesh {
 	must(t, os.WriteFile(m.configPath, []byte(cfg), 0o600))
 	m.listener = fmt.Sprintf("http://127.0.0.1:%d", ports["LISTENER"])
 	m.admin = fmt.Sprintf("http://127.0.0.1:%d", ports["ADMIN"])
+	m.envoyAdmin = fmt.Sprintf("http://127.0.0.1:%d", ports["ENVOY_ADMIN"])
 
 	start(t, dir, "shop-stable", filepath.Join(binDir, "demo-service"), "--listen", fmt.Sprintf("127.0.0.1:%d", ports["STABLE"]), "--env", "stable", "--version", "v1")
 	start(t, dir, "shop-gray", filepath.Join(binDir, "demo-service"), "--listen", fmt.Sprintf("127.0.0.1:%d", ports["GRAY"]), "--env", "gray", "--version", "v2")
