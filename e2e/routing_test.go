@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"math"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -30,6 +31,14 @@ func TestWhitelistedSubjectServedByGray(t *testing.T) {
 	}
 	if r.Gray["x-gray-version"] == "" {
 		t.Fatal("no config version header")
+	}
+	// The response tells the client which config version decided.
+	req, _ := http.NewRequest(http.MethodGet, m.listener+"/", nil)
+	resp, err := m.client.Do(req)
+	must(t, err)
+	resp.Body.Close()
+	if v := resp.Header.Get("x-gray-version"); v == "" || v != r.Gray["x-gray-version"] {
+		t.Fatalf("response x-gray-version %q, request saw %q", v, r.Gray["x-gray-version"])
 	}
 	// The same token as a cookie is not configured here: only the header counts.
 	r = m.mustGet(nil)

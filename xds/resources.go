@@ -282,7 +282,15 @@ func serviceVirtualHost(cfg *config.Config, s config.Service, domains []string) 
 			weighted = &cfg.Releases[i]
 		}
 	}
-	vh := &routev3.VirtualHost{Name: s.Name, Domains: domains}
+	vh := &routev3.VirtualHost{Name: s.Name, Domains: domains,
+		// Responses carry the config version the request was decided
+		// with, so clients see when the rules changed (seed 002).
+		ResponseHeadersToAdd: []*corev3.HeaderValueOption{{
+			Header:         &corev3.HeaderValue{Key: gray.HeaderVersion, Value: "%REQ(" + gray.HeaderVersion + ")%"},
+			AppendAction:   corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+			KeepEmptyValue: false,
+		}},
+	}
 	for _, env := range envs(s)[1:] {
 		vh.Routes = append(vh.Routes, &routev3.Route{
 			Name:   s.Name + "/" + env,
