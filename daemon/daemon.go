@@ -298,13 +298,15 @@ var errNoRelease = errors.New("no such release")
 
 // watch reloads the config file when its content changes. Polling the
 // content (not inotify) also sees Kubernetes ConfigMap updates, which swap
-// a symlink.
+// a symlink. A change is acted on once two reads a tick apart agree, so a
+// file caught half-written by an editor is not refused as broken.
 func (d *Daemon) watch(ctx context.Context) {
 	if d.opts.WatchInterval <= 0 {
 		return
 	}
 	t := time.NewTicker(d.opts.WatchInterval)
 	defer t.Stop()
+	var seen [32]byte
 	for {
 		select {
 		case <-ctx.Done():
@@ -315,10 +317,17 @@ func (d *Daemon) watch(ctx context.Context) {
 		if err != nil {
 			continue
 		}
+		sum := sha256.Sum256(data)
 		d.mu.Lock()
-		changed := sha256.Sum256(data) != d.fileHash
+		changed := sum != d.fileHash
 		d.mu.Unlock()
-		if changed {
+		switch {
+		case !changed:
+			seen = [32]byte{}
+		case sum != seen:
+			seen = sum // settle: act when the next read agrees
+		default:
+			seen = [32]byte{}
 			_ = d.Reload()
 		}
 	}

@@ -42,7 +42,10 @@ func (m *mesh) editConfig(t *testing.T, from, to string) (result string) {
 	}
 	_, before := m.lastReload(t)
 	beforeAt := m.status(t)["last_reload"].(map[string]any)["at"]
-	must(t, os.WriteFile(m.configPath, []byte(strings.Replace(string(b), from, to, 1)), 0o600))
+	// Write and rename, as a ConfigMap update or a careful editor does.
+	tmp := m.configPath + ".tmp"
+	must(t, os.WriteFile(tmp, []byte(strings.Replace(string(b), from, to, 1)), 0o600))
+	must(t, os.Rename(tmp, m.configPath))
 	waitFor(t, "graymesh to act on the edit", 10*time.Second, func() error {
 		if m.status(t)["last_reload"].(map[string]any)["at"] == beforeAt {
 			return fmt.Errorf("no reload yet (version %s)", before)
