@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -377,6 +378,68 @@ func TestMeshLanesProvenByTraces(t *testing.T) {
 		}
 	}
 	t.Logf("verify-traces: %d traces checked (%d ours, %d gray), %d hops, %d leaks", r.TracesChecked, len(ids), grays, r.HopsChecked, r.Leaks)
+	m.assertDecisionUnderEnvoy(ids[0])
+}
+
+// assertDecisionUnderEnvoy checks that graymesh's edge decision span
+// descends from the span the edge Envoy opened for its ext_proc call: the
+// trace context crossed the gRPC metadata.
+func (m *fourHop) assertDecisionUnderEnvoy(traceID string) {
+	t := m.t
+	t.Helper()
+	resp, err := http.Get(m.query + "/api/traces/" + traceID)
+	must(t, err)
+	defer resp.Body.Close()
+	var body struct {
+		Data []struct {
+			Spans []struct {
+				SpanID, OperationName, ProcessID string
+				References                       []struct{ SpanID string }
+				Tags                             []struct {
+					Key   string
+					Value any
+				}
+			}
+			Processes map[string]struct{ ServiceName string }
+		}
+	}
+	must(t, json.NewDecoder(resp.Body).Decode(&body))
+	if len(body.Data) != 1 {
+		t.Fatalf("trace %s: %d traces", traceID, len(body.Data))
+	}
+	tr := body.Data[0]
+	byID := map[string]int{}
+	decision := -1
+	for i, s := range tr.Spans {
+		byID[s.SpanID] = i
+		for _, tag := range s.Tags {
+			if s.OperationName == "graymesh.decision" && tag.Key == "graymesh.hop" && tag.Value == "edge" {
+				decision = i
+			}
+		}
+	}
+	if decision < 0 {
+		t.Fatalf("trace %s has no edge decision span", traceID)
+	}
+	var chain []string
+	for i, hops := decision, 0; hops < 5; hops++ {
+		s := tr.Spans[i]
+		svc := tr.Processes[s.ProcessID].ServiceName
+		chain = append(chain, svc+":"+s.OperationName)
+		if svc == "frontend-sidecar" {
+			t.Logf("decision span ancestry: %s", strings.Join(chain, " ← "))
+			return
+		}
+		if len(s.References) == 0 {
+			break
+		}
+		next, ok := byID[s.References[0].SpanID]
+		if !ok {
+			break
+		}
+		i = next
+	}
+	t.Fatalf("edge decision span does not descend from the edge Envoy's span: %s", strings.Join(chain, " ← "))
 }
 
 func TestMeshForgedLaneAtEdgeStaysStable(t *testing.T) {
