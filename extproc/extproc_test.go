@@ -35,9 +35,11 @@ releases:
     headers: [{name: x-region, exact: hz}]
 `
 
-func testPolicy(t testing.TB) *gray.Policy {
+func testPolicy(t testing.TB) *gray.Policy { return compile(t, testConfig) }
+
+func compile(t testing.TB, yaml string) *gray.Policy {
 	t.Helper()
-	cfg, err := config.Parse([]byte(testConfig), "test.yaml")
+	cfg, err := config.Parse([]byte(yaml), "test.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

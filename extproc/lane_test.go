@@ -9,7 +9,6 @@ import (
 
 	"google.golang.org/grpc/metadata"
 
-	"github.com/graymesh/graymesh/config"
 	"github.com/graymesh/graymesh/gray"
 	"github.com/graymesh/graymesh/lane"
 )
@@ -25,18 +24,7 @@ services:
     environments: {stable: ["127.0.0.1:9202"], gray: ["127.0.0.1:9203"]}
 `
 
-func meshPolicy(t *testing.T) *gray.Policy {
-	t.Helper()
-	cfg, err := config.Parse([]byte(meshConfig), "mesh.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := gray.Compile(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+func meshPolicy(t *testing.T) *gray.Policy { return compile(t, meshConfig) }
 
 func TestLaneAcrossHops(t *testing.T) {
 	p := meshPolicy(t)

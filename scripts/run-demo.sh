@@ -7,21 +7,9 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 logs="${GRAYMESH_DEMO_LOGS:-${TMPDIR:-/tmp}/graymesh-demo}"
 mkdir -p "$logs"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT INT TERM
-
-wait_for() { # url what
-  for _ in $(seq 1 100); do
-    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "run-demo: $2 did not come up; see $logs" >&2
-  exit 1
-}
+name=run-demo
+# shellcheck source=scripts/lib.sh
+. "$root/scripts/lib.sh"
 
 bin/demo-service --listen 127.0.0.1:9101 --env stable --version v1 >"$logs/shop-stable.log" 2>&1 & pids+=($!)
 bin/demo-service --listen 127.0.0.1:9102 --env gray --version v2 >"$logs/shop-gray.log" 2>&1 & pids+=($!)

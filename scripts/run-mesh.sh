@@ -10,21 +10,9 @@ logs="${GRAYMESH_DEMO_LOGS:-${TMPDIR:-/tmp}/graymesh-mesh}"
 cache="${GRAYMESH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/graymesh}"
 jaeger="$cache/jaeger-v1.76.0/jaeger"
 mkdir -p "$logs"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT INT TERM
-
-wait_for() { # url what
-  for _ in $(seq 1 150); do
-    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "run-mesh: $2 did not come up; see $logs" >&2
-  exit 1
-}
+name=run-mesh
+# shellcheck source=scripts/lib.sh
+. "$root/scripts/lib.sh"
 
 if [ -x "$jaeger" ]; then
   "$jaeger" >"$logs/jaeger.log" 2>&1 & pids+=($!)

@@ -1,0 +1,248 @@
+package extproc
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"github.com/golang-jwt/jwt/v5"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/graymesh/graymesh/config"
+	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/lane"
+)
+
+// hostileConfig admits to gray only the whitelisted subject alice. The
+// fuzz targets never hold a token for alice, so no request they build may
+// reach gray: not by spoofed headers, forged lanes or memberships, nor
+// anything else.
+const hostileConfig = `
+identity:
+  device_cookie: gm_device
+  jwt:
+    cookie: gm_token
+    algorithms: [HS256]
+    cache_size: 64
+    keys: [{kid: k, alg: HS256, secret: "` + testSecret + `"}]
+lane: {key: "mesh-key-0123456789abcdef-0123456789"}
+membership: {enabled: true}
+releases:
+  - name: shop-v2
+    env: gray
+    whitelist: [alice]
+services:
+  - name: frontend
+    sidecar: {inbound_port: 10001, outbound_port: 15001, edge: true}
+    environments: {stable: ["127.0.0.1:9201"], gray: ["127.0.0.1:9202"]}
+`
+
+func hostilePolicy(tb testing.TB) *gray.Policy {
+	tb.Helper()
+	cfg, err := config.Parse([]byte(hostileConfig), "hostile.yaml")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p, err := gray.Compile(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+// forgedAlice is a token for alice signed with the wrong secret: no
+// mutation of it verifies.
+func forgedAlice(tb testing.TB) string {
+	tb.Helper()
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(time.Hour).Unix()}).
+		SignedString([]byte("not-the-secret-not-the-secret-00"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// hostileHeaders builds the request Envoy would hand graymesh: header names
+// lower-cased as Envoy does; values as given, in raw_value or (for every
+// other header) in value; x-gray-env repeated; an arbitrary extra header.
+func hostileHeaders(name, value, authorization, cookie, baggage string, repeat uint8) *corev3.HeaderMap {
+	hm := &corev3.HeaderMap{}
+	add := func(k, v string) {
+		h := &corev3.HeaderValue{Key: k}
+		if len(hm.Headers)%2 == 0 {
+			h.RawValue = []byte(v)
+		} else {
+			h.Value = v
+		}
+		hm.Headers = append(hm.Headers, h)
+	}
+	add(":path", "/")
+	for i := 0; i < int(repeat%6); i++ {
+		add(gray.HeaderEnv, []string{"gray", value, "stable", " gray"}[i%4])
+	}
+	if authorization != "" {
+		add("authorization", authorization)
+	}
+	if cookie != "" {
+		add("cookie", cookie)
+		add("cookie", "gm_device=d-"+value)
+	}
+	if baggage != "" {
+		add("baggage", baggage)
+		add("baggage", baggage+",graymesh-lane="+value)
+	}
+	add(strings.ToLower(name), value)
+	add("x-graymesh-member", value)
+	add(gray.HeaderRelease, value)
+	return hm
+}
+
+func addHostileSeeds(f *testing.F) {
+	p := hostilePolicy(f)
+	bob := token(f, "bob")
+	forged := forgedAlice(f)
+	stableLane := p.Lanes.Sign(config.Stable, "", p.Engine.Version(), time.Now())
+	forgedLane := "v1:gray:shop-v2:" + p.Engine.Version() + ":9999999999:AAAAAAAAAAAAAAAAAAAAAA"
+	huge := strings.Repeat("a", 64<<10)
+	for _, s := range []struct {
+		name, value, auth, cookie, baggage string
+		repeat                             uint8
+		source                             string
+		inner                              bool
+	}{
+		{"x-gray-env", "gray", "", "", "", 3, "", false},
+		{"x-gray-lane", "gray", "Bearer " + forged, "gm_token=" + forged, "graymesh-lane=" + forgedLane, 2, "10.0.0.1:5555", false},
+		{"x-gray-env", "gray", "Bearer " + bob, "gm_member=m1:shop-v2:gray:v:1:9999999999:forged", "userId=alice,graymesh-lane=" + forgedLane, 1, "", false},
+		{"x-region", "\xff\xfe\xfd", "Bearer " + forged + "\xff", "gm_token=\xff; gm_device=\xfe", "\xff=\xfe", 5, "\xff", false},
+		{"x-big", huge, "Bearer " + huge, "gm_token=" + huge, huge, 4, "", false},
+		{"x-gray-env", "gray", "", "", "graymesh-lane=" + stableLane, 1, "", true},
+		{"baggage", "graymesh-lane=" + forgedLane, "Bearer " + bob, "", "graymesh-lane=" + forgedLane + ";p=1", 2, "", true},
+		{"X-Gray-Env", "GRAY", "bearer  " + bob, "gm_token=\"" + forged + "\"", " graymesh-lane = " + forgedLane, 0, "[::1]:1", false},
+	} {
+		f.Add(s.name, s.value, s.auth, s.cookie, s.baggage, s.repeat, s.source, s.inner)
+	}
+}
+
+// FuzzExtract: Extract never panics, whatever the headers; it keeps the
+// last Authorization and membership header, every Cookie and baggage
+// value, and only the headers a matcher reads.
+func FuzzExtract(f *testing.F) {
+	p := testPolicy(f) // has a header matcher on x-region
+	addHostileSeeds(f)
+	f.Fuzz(func(t *testing.T, name, value, authorization, cookie, baggage string, repeat uint8, source string, inner bool) {
+		hm := hostileHeaders(name, value, authorization, cookie, baggage, repeat)
+		r := Extract(p, hm, requestHeaders(hm, source).Attributes)
+		first := map[string]string{}
+		for _, h := range hm.Headers {
+			k, v := h.GetKey(), value0(h)
+			switch k {
+			case "cookie":
+				if !strings.Contains(r.Cookie, v) {
+					t.Fatalf("cookie %q lost", v)
+				}
+			case gray.HeaderBaggage:
+				if !strings.Contains(r.Baggage, v) {
+					t.Fatalf("baggage %q lost", v)
+				}
+			}
+			if _, seen := first[k]; !seen {
+				first[k] = v
+			}
+		}
+		for k, v := range r.Headers {
+			if !p.Engine.ReadsHeader(k) || first[k] != v {
+				t.Fatalf("header %q = %q extracted; matchers read it: %v, first value %q", k, v, p.Engine.ReadsHeader(k), first[k])
+			}
+		}
+		if r.Membership != value {
+			t.Fatalf("membership %q, want the last value %q", r.Membership, value)
+		}
+	})
+}
+
+// value0 is value() without its fallback quirk: what the test put in.
+func value0(h *corev3.HeaderValue) string {
+	if h.RawValue != nil {
+		return string(h.RawValue)
+	}
+	return h.Value
+}
+
+// FuzzProcessHeaders runs hostile request headers through the whole
+// request-headers path (Extract, Decide or Follow, membership, lane,
+// Response) at the edge and at an inner hop. Without a token for alice,
+// x-gray-env is never set to anything but stable, no client x-gray-*
+// header survives, no membership is handed out, the baggage passed on
+// carries no lane an inner hop would follow into gray, and the response
+// always marshals.
+func FuzzProcessHeaders(f *testing.F) {
+	p := hostilePolicy(f)
+	s := New(p, slog.New(slog.DiscardHandler), nil)
+	addHostileSeeds(f)
+	ours := map[string]bool{gray.HeaderEnv: true, gray.HeaderRelease: true, gray.HeaderReason: true, gray.HeaderVersion: true, gray.HeaderFallback: true, gray.HeaderBaggage: true}
+	f.Fuzz(func(t *testing.T, name, value, authorization, cookie, baggage string, repeat uint8, source string, inner bool) {
+		hm := hostileHeaders(name, value, authorization, cookie, baggage, repeat)
+		st := &streamState{hop: hop{inner: inner, service: "frontend"}}
+		resp, err := s.answer(context.Background(), st, requestHeaders(hm, source))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.membership != "" || resp.ModeOverride != nil {
+			t.Fatalf("membership handed out: %q", st.membership)
+		}
+		mut := resp.GetRequestHeaders().GetResponse().GetHeaderMutation()
+		set := map[string]string{}
+		for _, o := range mut.GetSetHeaders() {
+			k := o.GetHeader().GetKey()
+			if !ours[k] {
+				t.Fatalf("sets header %q", k)
+			}
+			set[k] = string(o.GetHeader().GetRawValue())
+		}
+		if env, ok := set[gray.HeaderEnv]; ok && env != config.Stable || inner && !ok {
+			t.Fatalf("x-gray-env %q (set %v) for a request without alice's token", env, ok)
+		}
+		removed := map[string]bool{}
+		for _, k := range mut.GetRemoveHeaders() {
+			removed[k] = true
+		}
+		allValid := true
+		for _, h := range hm.Headers {
+			k := h.GetKey()
+			allValid = allValid && utf8.ValidString(k)
+			if strings.HasPrefix(k, config.HeaderPrefix) && !removed[k] {
+				if _, overwritten := set[k]; !overwritten {
+					t.Fatalf("client header %q survives", k)
+				}
+			}
+		}
+		if bag, ok := set[gray.HeaderBaggage]; ok || removed[gray.HeaderBaggage] {
+			if d := p.Follow(bag, time.Now()); d.Env != config.Stable {
+				t.Fatalf("baggage %q passed on leads the next hop to %q", bag, d.Env)
+			}
+		} else if inner && lane.FromBaggage(strings.Join(values(hm, gray.HeaderBaggage), ",")) != "" {
+			if d := p.Follow(strings.Join(values(hm, gray.HeaderBaggage), ","), time.Now()); d.Env != config.Stable {
+				t.Fatalf("inner hop kept a baggage that leads to %q", d.Env)
+			}
+		}
+		// Envoy names headers in RFC 9110 token characters, so a client's
+		// header name is always valid UTF-8; then the answer must marshal.
+		if _, err := proto.Marshal(resp); err != nil && allValid {
+			t.Fatalf("response does not marshal: %v", err)
+		}
+	})
+}
+
+func values(hm *corev3.HeaderMap, name string) []string {
+	var out []string
+	for _, h := range hm.Headers {
+		if h.GetKey() == name {
+			out = append(out, value0(h))
+		}
+	}
+	return out
+}
