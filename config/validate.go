@@ -60,6 +60,11 @@ func (c *Config) Validate() error {
 	}
 
 	errs = append(errs, c.Identity.validate()...)
+	if c.EffectiveAt != nil {
+		if err := checkRFC3339(*c.EffectiveAt); err != nil {
+			add("effective_at", "%v", err)
+		}
+	}
 	errs = append(errs, c.validateLaneAndTracing()...)
 
 	names := map[string]int{}
@@ -147,7 +152,7 @@ func (c *Config) validateLaneAndTracing() []error {
 			add("tracing.otlp_endpoint", "%v", err)
 		}
 	}
-	if r := *c.Tracing.SampleRatio; r < 0 || r > 1 {
+	if r := *c.Tracing.SampleRatio; math.IsNaN(r) || r < 0 || r > 1 {
 		add("tracing.sample_ratio", "%v is outside 0–1", r)
 	}
 	ports := map[string]string{}
@@ -296,6 +301,8 @@ func (r Release) validate(field string) []error {
 		sub := fmt.Sprintf("schedule[%d]", i)
 		if st.At.IsZero() {
 			add(sub+".at", "is missing; write an RFC 3339 time like 2026-11-21T10:00:00Z")
+		} else if err := checkRFC3339(st.At); err != nil {
+			add(sub+".at", "%v", err)
 		}
 		if err := checkPercent(st.Percent); err != nil {
 			add(sub+".percent", "%v", err)
@@ -386,6 +393,19 @@ func (s Service) validate(field string) []error {
 		}
 	}
 	return errs
+}
+
+// checkRFC3339 refuses times RFC 3339 cannot write: YAML accepts zone
+// offsets up to ±24:59 and years past 9999, which the persisted state could
+// then not read back.
+func checkRFC3339(t time.Time) error {
+	if _, off := t.Zone(); off <= -24*3600 || off >= 24*3600 {
+		return fmt.Errorf("zone offset %s is outside ±23:59", t.Format("-07:00"))
+	}
+	if y := t.Year(); y < 0 || y > 9999 {
+		return fmt.Errorf("year %d is outside 0000–9999", y)
+	}
+	return nil
 }
 
 // checkPercent accepts 0–100 with at most two decimals.

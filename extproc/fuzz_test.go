@@ -41,18 +41,7 @@ services:
     environments: {stable: ["127.0.0.1:9201"], gray: ["127.0.0.1:9202"]}
 `
 
-func hostilePolicy(tb testing.TB) *gray.Policy {
-	tb.Helper()
-	cfg, err := config.Parse([]byte(hostileConfig), "hostile.yaml")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	p, err := gray.Compile(cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return p
-}
+func hostilePolicy(tb testing.TB) *gray.Policy { return compile(tb, hostileConfig) }
 
 // forgedAlice is a token for alice signed with the wrong secret: no
 // mutation of it verifies.

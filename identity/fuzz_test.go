@@ -13,6 +13,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -208,12 +209,12 @@ func (e *fuzzEnv) independentlyVerified(token string) (subject, why string) {
 	default:
 		return "", "algorithm " + alg + " accepted"
 	}
-	first, last, dup, err := scanClaims(payload)
+	first, last, dup, repeated, err := scanClaims(payload)
 	if err != nil {
 		return "", "payload is not a JSON object: " + err.Error()
 	}
-	if dup {
-		return "", "payload repeats a claim"
+	if repeated {
+		return "", "payload repeats claim " + strconv.Quote(dup)
 	}
 	sub, ok := first["sub"].(string)
 	if !ok || sub == "" || last["sub"] != first["sub"] {
@@ -226,32 +227,33 @@ func (e *fuzzEnv) independentlyVerified(token string) (subject, why string) {
 	return sub, ""
 }
 
-// scanClaims decodes a payload object keeping both the first and the last
-// value of each name, and says whether any name repeats.
-func scanClaims(payload []byte) (first, last map[string]any, dup bool, err error) {
+// scanClaims decodes a payload object with encoding/json's token reader,
+// keeping both the first and the last value of each name, and reports the
+// first name that repeats (which may be "").
+func scanClaims(payload []byte) (first, last map[string]any, dup string, repeated bool, err error) {
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil, nil, false, errNotObject
+		return nil, nil, "", false, errNotObject
 	}
 	first, last = map[string]any{}, map[string]any{}
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return nil, nil, false, err
+			return nil, nil, "", false, err
 		}
 		name, _ := tok.(string)
 		var v any
 		if err := dec.Decode(&v); err != nil {
-			return nil, nil, false, err
+			return nil, nil, "", false, err
 		}
-		if _, seen := first[name]; seen {
-			dup = true
-		} else {
+		if _, seen := first[name]; !seen {
 			first[name] = v
+		} else if !repeated {
+			dup, repeated = name, true
 		}
 		last[name] = v
 	}
-	return first, last, dup, nil
+	return first, last, dup, repeated, nil
 }
 
 var errNotObject = errors.New("not a JSON object")
@@ -309,6 +311,43 @@ func FuzzFromRequest(f *testing.F) {
 		}
 		if sub, why := e.independentlyVerified(token); why != "" || sub != c.Subject {
 			t.Fatalf("subject %q from %q: %s (names %q)", c.Subject, token, why, sub)
+		}
+	})
+}
+
+// FuzzRepeatedName checks the scanner behind the duplicate-claim check
+// against encoding/json's token reader: on any valid JSON it must find the
+// same first repeated top-level name (after unescaping and UTF-8
+// replacement, as the decoder sees names), and refuse anything that is
+// not an object. On invalid JSON it must only not panic.
+func FuzzRepeatedName(f *testing.F) {
+	for _, s := range []string{
+		`{"sub":"bob","sub":"alice"}`, `{"sub":"bob","s\u0075b":"alice"}`, `{"a":{"a":1,"a":2},"b":[1,{"b":2}]}`,
+		`{}`, ` { } `, `[]`, `"x"`, `{"a":"\"}","a":1}`, "{\"\xff\":1,\"\xfe\":2}", `{"a":1,}`, `{"a"}`, `{"a":1 "b":2}`,
+		`{"\ud800":1,"\ufffd":2}`, `{"a":-1.5e3,"b":true,"c":null,"a":false}`,
+	} {
+		f.Add([]byte(s))
+	}
+	many := []byte(`{`)
+	for i := 0; i < 40; i++ {
+		many = append(many, []byte(`"k`+strconv.Itoa(i)+`":0,`)...)
+	}
+	f.Add(append(many, []byte(`"k3":1}`)...))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		name, repeated, err := repeatedName(b)
+		if !json.Valid(b) {
+			return
+		}
+		_, _, dup, refRepeated, refErr := scanClaims(b)
+		switch {
+		case refErr != nil:
+			if err == nil {
+				t.Fatalf("%q: accepted what is not an object", b)
+			}
+		case err != nil:
+			t.Fatalf("%q: %v", b, err)
+		case repeated != refRepeated || name != dup:
+			t.Fatalf("%q: repeated %v %q, encoding/json sees %v %q", b, repeated, name, refRepeated, dup)
 		}
 	})
 }

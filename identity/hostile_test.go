@@ -1,8 +1,6 @@
 package identity
 
 import (
-	"crypto/rand"
-	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"math/big"
@@ -21,7 +19,7 @@ import (
 // keys elsewhere or demand extensions, claims of the wrong type. Each is
 // anonymous with a named reason; the few that are harmless verify.
 func TestHostileTokens(t *testing.T) {
-	k := newKeys(t)
+	k := sharedKeys(t)
 	now := t0
 	v := k.verifier(t, k.identity(), &now)
 	exp := strconv.FormatInt(t0.Add(time.Hour).Unix(), 10)
@@ -31,10 +29,7 @@ func TestHostileTokens(t *testing.T) {
 
 	// A server that counts requests: graymesh must never fetch jku/x5u.
 	var fetched atomic.Int64
-	attacker, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
+	attacker := newFuzzEnv(t).rs // a key the verifier does not know
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		fetched.Add(1)
 		b64 := base64.RawURLEncoding
@@ -53,6 +48,7 @@ func TestHostileTokens(t *testing.T) {
 		{"duplicate sub", hs(`{"alg":"HS256","kid":"hs"}`, `{"sub":"bob","exp":`+exp+`,`+iss+`,"sub":"alice"}`), "duplicate-claim"},
 		{"duplicate sub, escaped name", hs(`{"alg":"HS256","kid":"hs"}`, `{"sub":"bob","s\u0075b":"alice","exp":`+exp+`,`+iss+`}`), "duplicate-claim"},
 		{"duplicate exp, first expired", hs(`{"alg":"HS256","kid":"hs"}`, `{"sub":"alice","exp":1,"exp":`+exp+`,`+iss+`}`), "duplicate-claim"},
+		{"duplicate empty name", hs(`{"alg":"HS256","kid":"hs"}`, `{"":1,"sub":"alice","":2,"exp":`+exp+`,`+iss+`}`), "duplicate-claim"},
 		{"duplicate private claim", hs(`{"alg":"HS256","kid":"hs"}`, `{"sub":"alice","tier":"free","tier":"beta","exp":`+exp+`,`+iss+`}`), "duplicate-claim"},
 		{"repeated name inside a nested object is not a claim", hs(`{"alg":"HS256","kid":"hs"}`, `{"sub":"alice","ctx":{"a":1,"a":2},"exp":`+exp+`,`+iss+`}`), ""},
 		{"same value under two names", hs(`{"alg":"HS256","kid":"hs"}`, `{"sub":"alice","uid":"alice","exp":`+exp+`,`+iss+`}`), ""},
@@ -131,7 +127,7 @@ func TestHostileTokens(t *testing.T) {
 // refused again, with the cache on; the check runs before the cache is
 // filled.
 func TestDuplicateClaimNeverCached(t *testing.T) {
-	k := newKeys(t)
+	k := sharedKeys(t)
 	now := t0
 	v := k.verifier(t, k.identity(), &now)
 	exp := strconv.FormatInt(t0.Add(time.Hour).Unix(), 10)
