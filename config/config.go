@@ -222,6 +222,13 @@ type Sidecar struct {
 	OutboundPort uint32 `yaml:"outbound_port"`
 	// Edge sidecars decide; the others honour the lane they are handed.
 	Edge bool `yaml:"edge"`
+	// FallbackPort, when set, is a listener of this sidecar that serves
+	// stable for requests whose lane's environment has no healthy
+	// endpoint here: the service's gray endpoints are health-checked, and
+	// when none is healthy (or a connection to one fails) Envoy sends the
+	// request to this listener, which marks it x-gray-fallback and keeps
+	// the lane, so later hops serve gray again.
+	FallbackPort uint32 `yaml:"fallback_port"`
 }
 
 // Duration is a time.Duration written as "50ms", "30s".

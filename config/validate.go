@@ -168,7 +168,10 @@ func (c *Config) validateLaneAndTracing() []error {
 		for _, p := range []struct {
 			name string
 			port uint32
-		}{{"inbound_port", sc.InboundPort}, {"outbound_port", sc.OutboundPort}} {
+		}{{"inbound_port", sc.InboundPort}, {"outbound_port", sc.OutboundPort}, {"fallback_port", sc.FallbackPort}} {
+			if p.name == "fallback_port" && p.port == 0 {
+				continue // optional
+			}
 			if p.port == 0 || p.port > 65535 {
 				add(field+"."+p.name, "%d is not a port", p.port)
 				continue

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -106,6 +107,8 @@ type fourHop struct {
 	laneKey  string
 	otlp     string
 	services map[string]*process
+	// envoyAdmins is each sidecar's admin base URL, by service.
+	envoyAdmins map[string]string
 }
 
 var exampleApps = []struct {
@@ -131,7 +134,7 @@ func newFourHop(t *testing.T) *fourHop {
 	must(t, err)
 	// Give every port the example names a free one, and point tracing at
 	// this test's Jaeger.
-	m := &fourHop{mesh: &mesh{t: t, dir: dir}, query: query, otlp: otlp, ports: map[int]int{}, services: map[string]*process{}}
+	m := &fourHop{mesh: &mesh{t: t, dir: dir}, query: query, otlp: otlp, ports: map[int]int{}, services: map[string]*process{}, envoyAdmins: map[string]string{}}
 	cfg := regexp.MustCompile(`(127\.0\.0\.1:|_port: )(\d+)`).ReplaceAllStringFunc(string(example), func(s string) string {
 		i := strings.LastIndexAny(s, ": ") + 1
 		var p int
@@ -165,7 +168,9 @@ func newFourHop(t *testing.T) *fourHop {
 	for _, svc := range []string{"frontend", "orders", "inventory", "pricing"} {
 		b, err := envoy.Load("sidecar.yaml")
 		must(t, err)
-		boot, err := envoy.Render(b, envoy.Overrides{NodeID: "sidecar-" + svc, NodeCluster: svc, AdminPort: uint32(freePort(t)), XDSHost: "127.0.0.1", XDSPort: uint32(m.ports[18100])})
+		adminPort := freePort(t)
+		m.envoyAdmins[svc] = fmt.Sprintf("http://127.0.0.1:%d", adminPort)
+		boot, err := envoy.Render(b, envoy.Overrides{NodeID: "sidecar-" + svc, NodeCluster: svc, AdminPort: uint32(adminPort), XDSHost: "127.0.0.1", XDSPort: uint32(m.ports[18100])})
 		must(t, err)
 		path := filepath.Join(dir, "envoy-"+svc+".json")
 		must(t, os.WriteFile(path, boot, 0o600))
@@ -500,4 +505,63 @@ func TestMeshVerifyTracesCatchesADroppedLane(t *testing.T) {
 	if len(keys) != 1 || keys[0] != "pricing" {
 		t.Fatalf("leaks at %v, want only pricing", leakedAt)
 	}
+}
+
+// TestMeshGrayUnavailableFallsBackAndReenters stops pricing's gray version:
+// gray requests are served by pricing's stable version through its
+// sidecar's fallback listener — none fails, each is marked and the lane is
+// kept — and verify-traces counts explained fallbacks, no leaks. When gray
+// pricing is back, health checks route gray requests to it again.
+func TestMeshGrayUnavailableFallsBackAndReenters(t *testing.T) {
+	m := newFourHop(t)
+	alice := func() chainReply {
+		r, err := m.chain(newTraceID(), bearer(m.token("alice", time.Now().Add(time.Hour))))
+		must(t, err)
+		return r
+	}
+	pricing := func(r chainReply) chainReply { return r.Calls[0].Calls[0].Calls[0] }
+	// The fallback listener appears after the cluster that fails over to
+	// it; wait until pricing's sidecar health-checked it.
+	fallbackHost := fmt.Sprintf("pricing|gray::127.0.0.1:%d::health_flags::healthy", m.ports[16004])
+	waitFor(t, "pricing's fallback endpoint healthy", 15*time.Second, func() error {
+		resp, err := http.Get(m.envoyAdmins["pricing"] + "/clusters")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if !strings.Contains(string(body), fallbackHost) {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	if got := strings.Join(alice().hops(), " "); got != "frontend:gray orders:gray inventory:stable pricing:gray" {
+		t.Fatalf("before: %s", got)
+	}
+	m.services["pricing-gray"].kill()
+	var ids []string
+	for i := 0; i < 20; i++ {
+		id := newTraceID()
+		r, err := m.chain(id, bearer(m.token("alice", time.Now().Add(time.Hour))))
+		if err != nil {
+			t.Fatalf("request %d with gray pricing down: %v", i, err)
+		}
+		p := pricing(r)
+		if p.Env != "stable" || p.Gray["x-gray-env"] != "gray" || p.Gray["x-gray-fallback"] != "gray-unavailable" {
+			t.Fatalf("request %d: pricing served by %s with %v", i, p.Env, p.Gray)
+		}
+		ids = append(ids, id)
+	}
+	rep, code := m.waitForTraces(ids, 4)
+	if code != 0 || rep.Leaks != 0 {
+		t.Fatalf("verify-traces exit %d, %d leaks", code, rep.Leaks)
+	}
+	a := exampleApps[6]
+	m.startApp(a.service, a.env, a.version, a.port, a.calls, a.outbound)
+	waitFor(t, "gray pricing to serve again", 15*time.Second, func() error {
+		if p := pricing(alice()); p.Env != "gray" {
+			return fmt.Errorf("pricing served by %s", p.Env)
+		}
+		return nil
+	})
 }

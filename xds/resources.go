@@ -22,6 +22,7 @@ import (
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	earlymutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/http/early_header_mutation/header_mutation/v3"
+	previouspriorities "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/priority/previous_priorities/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	tracingtypev3 "github.com/envoyproxy/go-control-plane/envoy/type/tracing/v3"
@@ -102,15 +103,27 @@ func BuildSidecar(cfg *config.Config, svc config.Service) (*Resources, error) {
 	if err := r.addServiceClusters(svc); err != nil {
 		return nil, err
 	}
+	fallback := svc.Sidecar.FallbackPort != 0
+	if fallback {
+		r.withFallback(svc)
+	}
 	hop := extproc.HopInner
 	if svc.Sidecar.Edge {
 		hop = extproc.HopEdge
 	}
 	inboundRoutes := "inbound|" + svc.Name
 	outboundRoutes := "outbound|" + svc.Name
+	inboundVH := serviceVirtualHost(cfg, svc, []string{"*"})
+	if fallback {
+		for _, rt := range inboundVH.Routes[:len(envs(svc))-1] {
+			// A connection to a gray endpoint that fails is retried one
+			// priority down: on the fallback listener.
+			rt.GetRoute().RetryPolicy = fallbackRetry()
+		}
+	}
 	r.Routes = append(r.Routes, &routev3.RouteConfiguration{
 		Name:         inboundRoutes,
-		VirtualHosts: []*routev3.VirtualHost{serviceVirtualHost(cfg, svc, []string{"*"})},
+		VirtualHosts: []*routev3.VirtualHost{inboundVH},
 	})
 	out := &routev3.RouteConfiguration{Name: outboundRoutes}
 	for _, peer := range cfg.Sidecars() {
@@ -151,7 +164,84 @@ func BuildSidecar(cfg *config.Config, svc config.Service) (*Resources, error) {
 		return nil, err
 	}
 	r.Listeners = append(r.Listeners, in, outL)
+	if fallback {
+		fbRoutes := "fallback|" + svc.Name
+		r.Routes = append(r.Routes, &routev3.RouteConfiguration{
+			Name: fbRoutes,
+			VirtualHosts: []*routev3.VirtualHost{{
+				Name:    svc.Name + "-fallback",
+				Domains: []string{"*"},
+				Routes: []*routev3.Route{{
+					Name:   svc.Name + "/fallback",
+					Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+					Action: clusterAction(ClusterName(svc.Name, config.Stable)),
+					RequestHeadersToAdd: []*corev3.HeaderValueOption{{
+						Header:       &corev3.HeaderValue{Key: gray.HeaderFallback, Value: "%REQ(" + gray.HeaderEnv + ")%-unavailable"},
+						AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+					}},
+				}},
+			}},
+		})
+		fb, err := listener(listenerSpec{
+			name: "fallback|" + svc.Name, address: svc.Sidecar.Address, port: svc.Sidecar.FallbackPort,
+			routeName: fbRoutes, statPrefix: "fallback", traceName: svc.Name + "-sidecar",
+			// Reached only from this sidecar's own clusters: the lane must
+			// survive, so nothing is stripped.
+			outbound: true,
+		}, cfg)
+		if err != nil {
+			return nil, err
+		}
+		r.Listeners = append(r.Listeners, fb)
+	}
 	return r, nil
+}
+
+// withFallback makes each non-stable environment cluster of svc fail over
+// to the sidecar's fallback listener: its own endpoints at priority 0,
+// health-checked, and the fallback listener at priority 1.
+func (r *Resources) withFallback(svc config.Service) {
+	for _, c := range r.Clusters {
+		for _, env := range envs(svc)[1:] {
+			if c.GetName() != ClusterName(svc.Name, env) {
+				continue
+			}
+			c.LoadAssignment.Endpoints = append(c.LoadAssignment.Endpoints, &endpointv3.LocalityLbEndpoints{
+				Priority:    1,
+				LbEndpoints: []*endpointv3.LbEndpoint{lbEndpoint(svc.Sidecar.Address, svc.Sidecar.FallbackPort)},
+			})
+			c.HealthChecks = []*corev3.HealthCheck{{
+				Timeout:  durationpb.New(time.Second),
+				Interval: durationpb.New(time.Second),
+				// Envoy checks a cluster that has had no traffic only every
+				// 60 s by default; a gray cluster may see none for a long
+				// time, and its fallback endpoint (a listener that appears
+				// after the cluster) must be known healthy before it is needed.
+				NoTrafficInterval:  durationpb.New(time.Second),
+				UnhealthyThreshold: wrapperspb.UInt32(1),
+				HealthyThreshold:   wrapperspb.UInt32(1),
+				HealthChecker: &corev3.HealthCheck_HttpHealthCheck_{HttpHealthCheck: &corev3.HealthCheck_HttpHealthCheck{
+					// The default Host is the cluster name, and "svc|gray"
+					// is not a valid host: servers answer 400.
+					Host: svc.Name,
+					Path: "/healthz",
+				}},
+			}}
+		}
+	}
+}
+
+// fallbackRetry retries a failed connection once, one priority down.
+func fallbackRetry() *routev3.RetryPolicy {
+	prio, _ := anypb.New(&previouspriorities.PreviousPrioritiesConfig{UpdateFrequency: 1})
+	return &routev3.RetryPolicy{
+		RetryOn:    "connect-failure,refused-stream,reset",
+		NumRetries: wrapperspb.UInt32(1),
+		RetryPriority: &routev3.RetryPolicy_RetryPriority{
+			Name:       "envoy.retry_priorities.previous_priorities",
+			ConfigType: &routev3.RetryPolicy_RetryPriority_TypedConfig{TypedConfig: prio},
+		},
+	}
 }
 
 // baseClusters are the clusters every group needs: ext_proc and, when
