@@ -63,9 +63,18 @@ lint: ## gofmt, go vet, and the core's no-gRPC/no-Envoy rule
 	@if go list -deps ./gray ./config ./identity ./lane ./tracecheck | grep -qE 'google.golang.org/grpc|envoyproxy'; then \
 		echo "lint: the core (gray, config, identity, lane, tracecheck) must not import gRPC or Envoy"; exit 1; fi
 
+BENCH_OUT   ?= bench/out
+BENCH_FLAGS ?=
 .PHONY: bench
-bench: ## decision-path micro-benchmarks (ns/op, allocs/op)
-	go test -run='^$$' -bench=. -benchmem -count=5 ./gray ./identity ./extproc
+bench: build envoy ## micro-benchmarks, then B0/E0/L1/C1 side by side through real Envoy; rewrites bench/RESULTS.md (~10 min)
+	@mkdir -p $(BENCH_OUT)
+	set -o pipefail; go test -run='^$$' -bench=. -benchmem ./gray ./identity ./extproc ./bench/loadbench | tee $(BENCH_OUT)/micro.txt
+	go build -o bin/ ./bench/cmd/loadbench
+	bin/loadbench --micro $(BENCH_OUT)/micro.txt --work $(BENCH_OUT) $(BENCH_FLAGS)
+
+.PHONY: bench-smoke
+bench-smoke: build envoy ## the load harness for a few seconds, every configuration, one rate: routing and errors, not timings
+	go test -count=1 -run '^TestBenchSmoke$$' -v ./e2e/
 
 .PHONY: image
 image: ## build the container image (needs a Docker engine)

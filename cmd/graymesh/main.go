@@ -130,6 +130,7 @@ validation is refused and the one in force stays. SIGTERM drains and exits 0.`, 
 	stateDir := fs.String("state-dir", "", "keeps the config version, the config in force and admin overrides across restarts (default: one directory per config file under $XDG_STATE_HOME/graymesh)")
 	watch := fs.Duration("watch-interval", time.Second, "how often to check the config file for changes (0: only SIGHUP and POST /reload)")
 	tokenFile := fs.String("admin-token-file", "", "file holding the admin API bearer token (required for the admin API when admin_listen is not loopback)")
+	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this loopback address, e.g. 127.0.0.1:6060 (off when empty)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -144,6 +145,13 @@ validation is refused and the one in force stays. SIGTERM drains and exits 0.`, 
 	log = log.With("version", version)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if *pprofAddr != "" {
+		stopPprof, err := servePprof(ctx, *pprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
 	if *stateDir == "" {
 		*stateDir = defaultStateDir(*path)
 	}
