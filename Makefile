@@ -67,10 +67,8 @@ BENCH_OUT   ?= bench/out
 BENCH_FLAGS ?=
 .PHONY: bench
 bench: build envoy ## micro-benchmarks, then B0/E0/L1/C1 side by side through real Envoy; rewrites bench/RESULTS.md (~10 min)
-	@mkdir -p $(BENCH_OUT)
-	set -o pipefail; go test -run='^$$' -bench=. -benchmem ./gray ./identity ./extproc ./bench/loadbench | tee $(BENCH_OUT)/micro.txt
 	go build -o bin/ ./bench/cmd/loadbench
-	bin/loadbench --micro $(BENCH_OUT)/micro.txt --work $(BENCH_OUT) $(BENCH_FLAGS)
+	bin/loadbench --work $(BENCH_OUT) $(BENCH_FLAGS)
 
 .PHONY: bench-smoke
 bench-smoke: build envoy ## the load harness for a few seconds, every configuration, one rate: routing and errors, not timings

@@ -36,7 +36,7 @@ func TestBenchSmoke(t *testing.T) {
 		// routing check would count as misrouted; nothing is pinned, so the
 		// processes can use whichever core is free.
 		MaxP99: time.Second, MessageTimeout: 2 * time.Second,
-		Pin: false, Profile: "never", Log: &log,
+		Pin: false, Profile: "never", QuietBudget: -1, Log: &log,
 	})
 	t.Log("\n" + log.String())
 	if err != nil {

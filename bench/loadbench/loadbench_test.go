@@ -165,12 +165,12 @@ Showing nodes accounting for 1.50s, 100% of 1.50s total
 		t.Fatalf("%+v", rows)
 	}
 	for fn, want := range map[string]string{
-		"internal/runtime/syscall.Syscall6":                   "syscalls",
+		"internal/runtime/syscall/linux.Syscall6":             "syscalls",
 		"google.golang.org/grpc.(*Server).serveStreams.func2": "gRPC",
 		"github.com/graymesh/graymesh/extproc.Response":       "graymesh",
-		"runtime.mallocgc":                                    "allocation",
-		"runtime.findRunnable":                                "goroutine",
-		"crypto/sha256.block":                                 "JWT",
+		"runtime.mallocgc":     "allocation",
+		"runtime.findRunnable": "goroutine",
+		"crypto/sha256.block":  "JWT",
 	} {
 		if got := cpuCategory(fn); !strings.HasPrefix(got, want) {
 			t.Errorf("%s: %s", fn, got)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -136,7 +137,14 @@ func fetchTo(ctx context.Context, url, file string, timeout time.Duration) error
 func pprofTop(bin, file string, extra ...string) (cmd string, rows []pprofRow, header string, err error) {
 	args := append([]string{"tool", "pprof", "-top", "-nodecount=100000", "-nodefraction=0", "-edgefraction=0"}, extra...)
 	args = append(args, bin, file)
-	cmd = "go " + strings.Join(args, " ")
+	quoted := make([]string, len(args))
+	for i, a := range args {
+		quoted[i] = a
+		if strings.ContainsAny(a, "|\\") {
+			quoted[i] = "'" + a + "'"
+		}
+	}
+	cmd = "go " + strings.Join(quoted, " ")
 	out, err := execOutput("go", args...)
 	if err != nil {
 		return cmd, nil, "", fmt.Errorf("%s: %w\n%s", cmd, err, out)
@@ -219,8 +227,8 @@ func cpuCategory(fn string) string {
 		return "gRPC server and HTTP/2 framing"
 	case has("go.opentelemetry.io/", "github.com/prometheus/"):
 		return "metrics and tracing hooks"
-	case has("syscall.", "internal/runtime/syscall.", "runtime/internal/syscall.", "internal/poll.", "net."):
-		return "syscalls and network I/O"
+	case has("syscall.", "internal/runtime/syscall", "runtime/internal/syscall", "internal/poll.", "net.", "os.", "time.runtimeNow", "time.Now"):
+		return "syscalls (socket I/O, clock) and network polling"
 	case has("runtime.gc", "runtime.mallocgc", "runtime.scan", "runtime.greyobject", "runtime.findObject",
 		"runtime.(*mspan)", "runtime.(*mheap)", "runtime.(*mcache)", "runtime.(*mcentral)", "runtime.heapBits",
 		"runtime.markBits", "runtime.memclrNoHeapPointers", "runtime.wbBuf", "runtime.bulkBarrier", "runtime.(*gcWork)",
@@ -321,8 +329,12 @@ func (p *Profile) analyse(bin string) error {
 	return nil
 }
 
-// shortFn drops the module path of a function name.
+var goShape = regexp.MustCompile(`\[go\.shape[^\]]*\]`)
+
+// shortFn drops the module path and generic shape arguments of a
+// function name.
 func shortFn(fn string) string {
+	fn = goShape.ReplaceAllString(fn, "[…]")
 	for _, p := range []string{"github.com/graymesh/graymesh/", "google.golang.org/", "github.com/"} {
 		if s, ok := strings.CutPrefix(fn, p); ok {
 			return s

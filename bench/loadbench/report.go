@@ -272,6 +272,8 @@ func WriteReport(w io.Writer, in ReportInput) error {
 		p("- Other load: processes outside the run kept %.2f cores busy during the median step (max %.2f; `/proc/stat` user+nice+system minus the run's own processes); load average %s at the start, %s at the end.\n",
 			median(other), slices.Max(other), res.LoadAvgStart, res.LoadAvgEnd)
 		p("- Steal: the hypervisor took %.2f cores from this machine during the median step (max %.2f; `/proc/stat` steal). While a vCPU is stolen nothing on it runs, which shows up as latency.\n", median(steal), slices.Max(steal))
+		p("- Quiet gate: before every run the harness waited for other processes to use < 0.15 cores, and re-measured once (at most %d steps per bench) every step during which other processes and steal together took > %.2f cores (waiting budget %s): it waited %s in all and re-measured %d steps (the first tries are kept in `results.json`; the tables use the second).\n",
+			maxRemeasure, disturbed, o.QuietBudget, res.QuietWaited.Round(time.Second), res.Remeasured)
 		if slices.Max(other) > 0.25 || slices.Max(steal) > 0.25 {
 			p("  **The machine was not quiet during some steps**: their figures are pessimistic; the table of every step shows other load and steal per step, and the medians across rounds damp single bad steps.\n")
 		}

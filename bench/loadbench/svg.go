@@ -96,9 +96,14 @@ func WriteChart(w io.Writer, res *Result) error {
 		p(`<rect x="%.1f" y="%d" width="%d" height="%d" fill="none" stroke="#333"/>`+"\n", left, top, panelW, panelH)
 		p(`<text x="%.1f" y="%d" text-anchor="middle">offered rate (requests/s)</text>`+"\n", left+panelW/2, top+panelH+34)
 		p(`<text transform="translate(%.1f %d) rotate(-90)" text-anchor="middle">latency</text>`+"\n", left-52, top+panelH/2)
-		if title == "p99" {
-			p(`<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="#d62728" stroke-dasharray="6 4"/>`+"\n", left, left+panelW, y(5000), y(5000))
-			p(`<text x="%.1f" y="%.1f" fill="#d62728" text-anchor="end">sustainable bound 5 ms</text>`+"\n", left+panelW-4, y(5000)-5)
+		bound, label := res.Options.MaxP99, "sustainable: p99 bound"
+		if title == "p50" {
+			bound, label = res.Options.MaxP50, "keeps up: p50 bound"
+		}
+		if bound > 0 {
+			b := float64(bound) / float64(time.Microsecond)
+			p(`<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="#d62728" stroke-dasharray="6 4"/>`+"\n", left, left+panelW, y(b), y(b))
+			p(`<text x="%.1f" y="%.1f" fill="#d62728" text-anchor="end">%s %s</text>`+"\n", left+panelW-4, y(b)-5, label, fmtAxisUs(b))
 		}
 		for _, s := range all {
 			lat := func(pt point) float64 {

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -67,8 +68,9 @@ func run(ctx context.Context, args []string) error {
 		work      = fs.String("work", "bench/out", "directory for configs, logs, profiles and results.json")
 		out       = fs.String("out", "bench/RESULTS.md", "report to write")
 		chart     = fs.String("chart", "bench/latency.svg", "chart to write (referenced from the report)")
-		micro     = fs.String("micro", "", "go test -bench -benchmem output to include in the report")
+		micro     = fs.String("micro", "", "go test -bench -benchmem output to include in the report instead of running the micro-benchmarks")
 		microCmd  = fs.String("micro-cmd", "go test -run='^$' -bench=. -benchmem ./gray ./identity ./extproc ./bench/loadbench", "the command that produced --micro")
+		microRun  = fs.Bool("micro-run", true, "run the micro-benchmarks (after waiting up to 60 s for a quiet machine) when --micro is not given; output to WORK/micro.txt")
 		cacheTest = fs.Bool("cache-test", true, "run identity's token-cache test (bounded, honours exp) for the targets table")
 		rounds    = fs.Int("rounds", 3, "interleaved rounds of every configuration")
 		fixed     = fs.String("fixed", "500,1000,2000", "fixed rates (requests/s), run in every round")
@@ -111,6 +113,13 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	in := loadbench.ReportInput{Command: command(args)}
+	if *micro == "" && *microRun {
+		*micro = filepath.Join(o.WorkDir, "micro.txt")
+		if err := runMicro(ctx, *micro); err != nil {
+			return err
+		}
+		*microCmd = microCommand
+	}
 	if *micro != "" {
 		f, err := os.Open(*micro)
 		if err != nil {
@@ -193,6 +202,24 @@ func command(args []string) string {
 		parts = append(parts, a)
 	}
 	return strings.Join(parts, " ")
+}
+
+// microCommand runs the micro-benchmarks: the decision core, token
+// verification, the ext_proc adapter and the harness's handler benchmarks.
+const microCommand = "go test -run='^$' -bench=. -benchmem ./gray ./identity ./extproc ./bench/loadbench"
+
+func runMicro(ctx context.Context, out string) error {
+	waited, quiet := loadbench.WaitQuiet(ctx, time.Minute, 0)
+	fmt.Fprintf(os.Stderr, "loadbench: micro-benchmarks (waited %s for a quiet machine, quiet: %v): %s\n", waited.Round(time.Second), quiet, microCommand)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "test", "-run=^$", "-bench=.", "-benchmem", "./gray", "./identity", "./extproc", "./bench/loadbench")
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = io.MultiWriter(&buf, os.Stderr), os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s: %w", microCommand, err)
+	}
+	return os.WriteFile(out, buf.Bytes(), 0o644)
 }
 
 // runCacheTest runs identity's token-cache test: the cache stays within
