@@ -5,13 +5,14 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
+	crand "crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -88,16 +89,32 @@ func findEnvoy() (string, error) {
 	return "", fmt.Errorf("no Envoy 1.40 binary found (ENVOY_BIN, .tools/bin/envoy, PATH)")
 }
 
-// freePort asks the kernel for an unused loopback port.
+// freePort returns an unused loopback port below the kernel's ephemeral
+// range (32768 and up on Linux). A port the kernel hands out for :0 is
+// ephemeral, and between our check and the child's bind, any outgoing
+// connection on the machine (Envoy's, the test client's) may take it.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for i := 0; i < 200; i++ {
+		port := 20000 + rand.IntN(12000)
+		if taken[port] {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		taken[port] = true
+		return port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free loopback port in 20000–32000")
+	return 0
 }
+
+// taken remembers the ports handed out in this run, so two tests never get
+// the same one while an earlier test's process may still hold it.
+var taken = map[int]bool{}
 
 // process is a child process whose output goes to a log file.
 type process struct {
@@ -227,7 +244,7 @@ func newMesh(t *testing.T, releases string) *mesh {
 	dir := t.TempDir()
 	m := &mesh{t: t, dir: dir, issuer: "e2e", secret: []byte("e2e-secret-0123456789abcdef-0123456789")}
 	var err error
-	if m.rsa, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+	if m.rsa, err = rsa.GenerateKey(crand.Reader, 2048); err != nil {
 		t.Fatal(err)
 	}
 	der, _ := x509.MarshalPKIXPublicKey(&m.rsa.PublicKey)
