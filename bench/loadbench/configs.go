@@ -3,6 +3,7 @@ package loadbench
 import (
 	"encoding/base64"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"time"
@@ -315,6 +316,9 @@ func (p ports) graymeshYAML(cacheSize int, messageTimeout time.Duration) []byte 
 	return fmt.Appendf(nil, graymeshConfig, p.extproc, p.xds, p.admin, p.listener, messageTimeout, cacheSize, p.stable, p.gray)
 }
 
+// freePorts returns n unused loopback ports in 12000–19999, below the
+// kernel's ephemeral range: a port handed out for :0 could be taken by an
+// outgoing connection before the child process binds it.
 func freePorts(n int) ([]int, error) {
 	var out []int
 	var ls []net.Listener
@@ -323,13 +327,17 @@ func freePorts(n int) ([]int, error) {
 			l.Close()
 		}
 	}()
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(out) < n && tries < 1000; tries++ {
+		port := 12000 + rand.IntN(8000)
+		l, err := net.Listen("tcp", loopback(port))
 		if err != nil {
-			return nil, err
+			continue
 		}
 		ls = append(ls, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
+		out = append(out, port)
+	}
+	if len(out) < n {
+		return nil, fmt.Errorf("only %d of %d free loopback ports in 12000–19999", len(out), n)
 	}
 	return out, nil
 }
