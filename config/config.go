@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/graymesh/graymesh/wire"
 )
 
 // Stable is the environment every request lands in unless a release says
@@ -321,10 +323,10 @@ func (c *Config) applyDefaults() {
 		c.Identity.JWT.SubjectClaim = DefaultSubjectClaim
 	}
 	if c.Membership.Cookie == "" {
-		c.Membership.Cookie = "gm_member"
+		c.Membership.Cookie = wire.DefaultMembershipCookie
 	}
 	if c.Membership.Header == "" {
-		c.Membership.Header = "x-graymesh-member"
+		c.Membership.Header = wire.DefaultMembershipHeader
 	}
 	if c.Membership.TTL.Duration == 0 {
 		c.Membership.TTL.Duration = 30 * 24 * time.Hour

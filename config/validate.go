@@ -10,11 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-)
 
-// HeaderPrefix is reserved: every header graymesh sets starts with it, and
-// clients may never supply one. Header matchers may not name it either.
-const HeaderPrefix = "x-gray-"
+	"github.com/graymesh/graymesh/wire"
+)
 
 // SupportedAlgorithms are the JWT algorithms graymesh verifies. "none" is
 // never among them.
@@ -140,8 +138,8 @@ func (c *Config) validateLaneAndTracing() []error {
 		if l.Key == "" && l.KeyFile == "" {
 			add("membership.enabled", "membership tokens are signed with the lane key: set lane.key_file")
 		}
-		if strings.HasPrefix(strings.ToLower(m.Header), HeaderPrefix) || m.Header != strings.ToLower(m.Header) {
-			add("membership.header", "%q must be lower case and must not start with %s (Envoy strips those from requests)", m.Header, HeaderPrefix)
+		if strings.HasPrefix(strings.ToLower(m.Header), wire.HeaderPrefix) || m.Header != strings.ToLower(m.Header) {
+			add("membership.header", "%q must be lower case and must not start with %s (Envoy strips those from requests)", m.Header, wire.HeaderPrefix)
 		}
 		if m.TTL.Duration < time.Minute {
 			add("membership.ttl", "%s is shorter than a minute", m.TTL.Duration)
@@ -346,7 +344,7 @@ func (r Release) validate(field string) []error {
 			add(sub+".name", "is empty")
 		case name != strings.ToLower(name):
 			add(sub+".name", "%q must be lower case (Envoy forwards header names lower-cased)", name)
-		case strings.HasPrefix(name, HeaderPrefix):
+		case strings.HasPrefix(name, wire.HeaderPrefix):
 			add(sub+".name", "%q is a graymesh header; matching on it would let clients choose their environment", name)
 		case name == "authorization" || name == "cookie":
 			add(sub+".name", "%q carries credentials; match on verified claims instead", name)

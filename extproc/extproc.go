@@ -30,29 +30,10 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/graymesh/graymesh/config"
 	"github.com/graymesh/graymesh/gray"
 	"github.com/graymesh/graymesh/identity"
 	"github.com/graymesh/graymesh/lane"
-)
-
-// AttributeNamespace is where Envoy puts request_attributes in a
-// ProcessingRequest: keyed by the filter's name.
-const AttributeNamespace = "envoy.filters.http.ext_proc"
-
-// SourceAddressAttribute is the attribute holding the downstream peer's
-// address as Envoy saw it; unlike X-Forwarded-For, a client cannot forge it.
-const SourceAddressAttribute = "source.address"
-
-// gRPC metadata keys the Envoy filter config sets (grpc_service
-// initial_metadata) to say which hop is calling.
-const (
-	MetadataHop     = "x-graymesh-hop"
-	MetadataService = "x-graymesh-service"
-	// HopEdge decides; HopInner honours the lane it is handed. A stream
-	// without the key is an edge.
-	HopEdge  = "edge"
-	HopInner = "inner"
+	"github.com/graymesh/graymesh/wire"
 )
 
 // Observer is told about every decision; metrics hook in here.
@@ -172,10 +153,10 @@ type hop struct {
 func hopOf(ctx context.Context) hop {
 	md, _ := metadata.FromIncomingContext(ctx)
 	var h hop
-	if v := md.Get(MetadataHop); len(v) > 0 {
-		h.inner = v[0] == HopInner
+	if v := md.Get(wire.MetadataHop); len(v) > 0 {
+		h.inner = v[0] == wire.HopInner
 	}
-	if v := md.Get(MetadataService); len(v) > 0 {
+	if v := md.Get(wire.MetadataService); len(v) > 0 {
 		h.service = v[0]
 	}
 	return h
@@ -183,9 +164,9 @@ func hopOf(ctx context.Context) hop {
 
 func (h hop) name() string {
 	if h.inner {
-		return HopInner
+		return wire.HopInner
 	}
-	return HopEdge
+	return wire.HopEdge
 }
 
 // decide makes the decision for one request: at the edge from identity and
@@ -286,7 +267,7 @@ func Extract(p *gray.Policy, hm *corev3.HeaderMap, attrs map[string]*structpb.St
 		switch name := h.GetKey(); name {
 		case memberHeader:
 			r.Membership = value(h)
-		case gray.HeaderBaggage:
+		case wire.HeaderBaggage:
 			if r.Baggage == "" {
 				r.Baggage = value(h)
 			} else {
@@ -312,8 +293,8 @@ func Extract(p *gray.Policy, hm *corev3.HeaderMap, attrs map[string]*structpb.St
 			}
 		}
 	}
-	if a := attrs[AttributeNamespace]; a != nil {
-		if f := a.GetFields()[SourceAddressAttribute]; f != nil {
+	if a := attrs[wire.ExtProcFilterName]; a != nil {
+		if f := a.GetFields()[wire.SourceAddressAttribute]; f != nil {
 			r.IP = parseIP(f.GetStringValue())
 		}
 	}
@@ -363,23 +344,23 @@ func Response(a Answer, in *corev3.HeaderMap) *extprocsvcv3.ProcessingResponse {
 			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 		})
 	}
-	add(gray.HeaderEnv, d.Env)
-	add(gray.HeaderRelease, d.Release)
-	add(gray.HeaderReason, string(d.Reason))
-	add(gray.HeaderVersion, d.Version)
-	add(gray.HeaderFallback, d.Fallback)
+	add(wire.HeaderEnv, d.Env)
+	add(wire.HeaderRelease, d.Release)
+	add(wire.HeaderReason, string(d.Reason))
+	add(wire.HeaderVersion, d.Version)
+	add(wire.HeaderFallback, d.Fallback)
 
 	var remove []string
 	if a.SetBaggage {
 		if a.Baggage != "" {
-			add(gray.HeaderBaggage, a.Baggage)
+			add(wire.HeaderBaggage, a.Baggage)
 		} else {
-			remove = append(remove, gray.HeaderBaggage)
+			remove = append(remove, wire.HeaderBaggage)
 		}
 	}
 	for _, h := range in.GetHeaders() {
 		k := h.GetKey()
-		if !strings.HasPrefix(k, config.HeaderPrefix) || contains(remove, k) {
+		if !strings.HasPrefix(k, wire.HeaderPrefix) || contains(remove, k) {
 			continue
 		}
 		overwritten := false

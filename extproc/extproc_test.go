@@ -18,6 +18,7 @@ import (
 
 	"github.com/graymesh/graymesh/config"
 	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/wire"
 )
 
 const testSecret = "0123456789abcdef0123456789abcdef"
@@ -87,7 +88,7 @@ func dial(t testing.TB, s *Server) extprocsvcv3.ExternalProcessorClient {
 func requestHeaders(hm *corev3.HeaderMap, source string) *extprocsvcv3.ProcessingRequest {
 	req := &extprocsvcv3.ProcessingRequest{Request: &extprocsvcv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocsvcv3.HttpHeaders{Headers: hm, EndOfStream: true}}}
 	if source != "" {
-		req.Attributes = map[string]*structpb.Struct{AttributeNamespace: {Fields: map[string]*structpb.Value{SourceAddressAttribute: structpb.NewStringValue(source)}}}
+		req.Attributes = map[string]*structpb.Struct{wire.ExtProcFilterName: {Fields: map[string]*structpb.Value{wire.SourceAddressAttribute: structpb.NewStringValue(source)}}}
 	}
 	return req
 }
@@ -127,9 +128,9 @@ func TestProcess(t *testing.T) {
 	}{
 		{"whitelisted bearer", headers(":path", "/", "authorization", "Bearer "+token(t, "alice")), "", "gray", "whitelist", nil},
 		{"other subject", headers("authorization", "Bearer "+token(t, "bob")), "", "stable", "not-selected", nil},
-		{"spoofed env, no identity", headers(gray.HeaderEnv, "gray", "x-gray-lane", "x"), "", "", "no-identity", []string{gray.HeaderEnv, "x-gray-lane"}},
-		{"spoofed env with forged token", headers("authorization", "Bearer "+token(t, "alice")+"x", gray.HeaderEnv, "gray"), "", "", "invalid-token", []string{gray.HeaderEnv}},
-		{"spoofed release is overwritten, not removed", headers(gray.HeaderRelease, "evil", "authorization", "Bearer "+token(t, "alice")), "", "gray", "whitelist", nil},
+		{"spoofed env, no identity", headers(wire.HeaderEnv, "gray", "x-gray-lane", "x"), "", "", "no-identity", []string{wire.HeaderEnv, "x-gray-lane"}},
+		{"spoofed env with forged token", headers("authorization", "Bearer "+token(t, "alice")+"x", wire.HeaderEnv, "gray"), "", "", "invalid-token", []string{wire.HeaderEnv}},
+		{"spoofed release is overwritten, not removed", headers(wire.HeaderRelease, "evil", "authorization", "Bearer "+token(t, "alice")), "", "gray", "whitelist", nil},
 		{"source address in range", headers(), "10.9.1.1:5555", "gray", "cidr", nil},
 		{"forwarded-for is not trusted", headers("x-forwarded-for", "10.9.1.1"), "127.0.0.1:5555", "", "no-identity", nil},
 		{"header matcher", headers("x-region", "hz"), "", "gray", "header", nil},
@@ -148,14 +149,14 @@ func TestProcess(t *testing.T) {
 				t.Fatal(err)
 			}
 			set, removed := mutation(t, resp)
-			if set[gray.HeaderEnv] != tt.env || set[gray.HeaderReason] != tt.reason {
+			if set[wire.HeaderEnv] != tt.env || set[wire.HeaderReason] != tt.reason {
 				t.Fatalf("set %v, want env %q reason %q", set, tt.env, tt.reason)
 			}
-			if set[gray.HeaderVersion] != p.Engine.Version() {
-				t.Fatalf("version %q", set[gray.HeaderVersion])
+			if set[wire.HeaderVersion] != p.Engine.Version() {
+				t.Fatalf("version %q", set[wire.HeaderVersion])
 			}
-			if tt.env == "gray" && set[gray.HeaderRelease] != "shop-v2" {
-				t.Fatalf("release %q", set[gray.HeaderRelease])
+			if tt.env == "gray" && set[wire.HeaderRelease] != "shop-v2" {
+				t.Fatalf("release %q", set[wire.HeaderRelease])
 			}
 			if len(removed) != len(tt.wantRemove) {
 				t.Fatalf("removed %v, want %v", removed, tt.wantRemove)

@@ -15,6 +15,7 @@ import (
 	"github.com/graymesh/graymesh/config"
 	"github.com/graymesh/graymesh/gray"
 	"github.com/graymesh/graymesh/lane"
+	"github.com/graymesh/graymesh/wire"
 )
 
 // hostileConfig admits to gray only the whitelisted subject alice. The
@@ -71,7 +72,7 @@ func hostileHeaders(name, value, authorization, cookie, baggage string, repeat u
 	}
 	add(":path", "/")
 	for i := 0; i < int(repeat%6); i++ {
-		add(gray.HeaderEnv, []string{"gray", value, "stable", " gray"}[i%4])
+		add(wire.HeaderEnv, []string{"gray", value, "stable", " gray"}[i%4])
 	}
 	if authorization != "" {
 		add("authorization", authorization)
@@ -86,7 +87,7 @@ func hostileHeaders(name, value, authorization, cookie, baggage string, repeat u
 	}
 	add(strings.ToLower(name), value)
 	add("x-graymesh-member", value)
-	add(gray.HeaderRelease, value)
+	add(wire.HeaderRelease, value)
 	return hm
 }
 
@@ -133,7 +134,7 @@ func FuzzExtract(f *testing.F) {
 				if !strings.Contains(r.Cookie, v) {
 					t.Fatalf("cookie %q lost", v)
 				}
-			case gray.HeaderBaggage:
+			case wire.HeaderBaggage:
 				if !strings.Contains(r.Baggage, v) {
 					t.Fatalf("baggage %q lost", v)
 				}
@@ -172,7 +173,7 @@ func FuzzProcessHeaders(f *testing.F) {
 	p := hostilePolicy(f)
 	s := New(p, slog.New(slog.DiscardHandler), nil)
 	addHostileSeeds(f)
-	ours := map[string]bool{gray.HeaderEnv: true, gray.HeaderRelease: true, gray.HeaderReason: true, gray.HeaderVersion: true, gray.HeaderFallback: true, gray.HeaderBaggage: true}
+	ours := map[string]bool{wire.HeaderEnv: true, wire.HeaderRelease: true, wire.HeaderReason: true, wire.HeaderVersion: true, wire.HeaderFallback: true, wire.HeaderBaggage: true}
 	f.Fuzz(func(t *testing.T, name, value, authorization, cookie, baggage string, repeat uint8, source string, inner bool) {
 		hm := hostileHeaders(name, value, authorization, cookie, baggage, repeat)
 		st := &streamState{hop: hop{inner: inner, service: "frontend"}}
@@ -192,7 +193,7 @@ func FuzzProcessHeaders(f *testing.F) {
 			}
 			set[k] = string(o.GetHeader().GetRawValue())
 		}
-		if env, ok := set[gray.HeaderEnv]; ok && env != config.Stable || inner && !ok {
+		if env, ok := set[wire.HeaderEnv]; ok && env != config.Stable || inner && !ok {
 			t.Fatalf("x-gray-env %q (set %v) for a request without alice's token", env, ok)
 		}
 		removed := map[string]bool{}
@@ -203,18 +204,18 @@ func FuzzProcessHeaders(f *testing.F) {
 		for _, h := range hm.Headers {
 			k := h.GetKey()
 			allValid = allValid && utf8.ValidString(k)
-			if strings.HasPrefix(k, config.HeaderPrefix) && !removed[k] {
+			if strings.HasPrefix(k, wire.HeaderPrefix) && !removed[k] {
 				if _, overwritten := set[k]; !overwritten {
 					t.Fatalf("client header %q survives", k)
 				}
 			}
 		}
-		if bag, ok := set[gray.HeaderBaggage]; ok || removed[gray.HeaderBaggage] {
+		if bag, ok := set[wire.HeaderBaggage]; ok || removed[wire.HeaderBaggage] {
 			if d := p.Follow(bag, time.Now()); d.Env != config.Stable {
 				t.Fatalf("baggage %q passed on leads the next hop to %q", bag, d.Env)
 			}
-		} else if inner && lane.FromBaggage(strings.Join(values(hm, gray.HeaderBaggage), ",")) != "" {
-			if d := p.Follow(strings.Join(values(hm, gray.HeaderBaggage), ","), time.Now()); d.Env != config.Stable {
+		} else if inner && lane.FromBaggage(strings.Join(values(hm, wire.HeaderBaggage), ",")) != "" {
+			if d := p.Follow(strings.Join(values(hm, wire.HeaderBaggage), ","), time.Now()); d.Env != config.Stable {
 				t.Fatalf("inner hop kept a baggage that leads to %q", d.Env)
 			}
 		}

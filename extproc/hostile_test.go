@@ -14,6 +14,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/wire"
 )
 
 // hs256 signs header and payload JSON as written with the test policy's
@@ -75,7 +76,7 @@ func TestHostileTokensNeverGray(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			in := headers("authorization", "Bearer "+tt.token, gray.HeaderEnv, "gray", "cookie", "gm_token="+good)
+			in := headers("authorization", "Bearer "+tt.token, wire.HeaderEnv, "gray", "cookie", "gm_token="+good)
 			if err := stream.Send(requestHeaders(in, "")); err != nil {
 				t.Fatal(err)
 			}
@@ -84,11 +85,11 @@ func TestHostileTokensNeverGray(t *testing.T) {
 				t.Fatal(err)
 			}
 			set, removed := mutation(t, resp)
-			if _, ok := set[gray.HeaderEnv]; ok || set[gray.HeaderReason] != string(gray.ReasonInvalidToken) {
+			if _, ok := set[wire.HeaderEnv]; ok || set[wire.HeaderReason] != string(gray.ReasonInvalidToken) {
 				t.Fatalf("set %v", set)
 			}
-			if len(removed) != 1 || removed[0] != gray.HeaderEnv {
-				t.Fatalf("removed %v, want the spoofed %s", removed, gray.HeaderEnv)
+			if len(removed) != 1 || removed[0] != wire.HeaderEnv {
+				t.Fatalf("removed %v, want the spoofed %s", removed, wire.HeaderEnv)
 			}
 		})
 	}

@@ -13,19 +13,6 @@ import (
 	"github.com/graymesh/graymesh/lane"
 )
 
-// Headers graymesh sets on a request. Every one starts with
-// config.HeaderPrefix; a client-supplied header with that prefix is removed.
-const (
-	HeaderEnv     = "x-gray-env"
-	HeaderRelease = "x-gray-release"
-	HeaderReason  = "x-gray-reason"
-	HeaderVersion = "x-gray-version"
-	// HeaderFallback says why a hop is served by stable despite its lane.
-	HeaderFallback = "x-gray-fallback"
-	// HeaderBaggage is the W3C baggage header that carries the signed lane.
-	HeaderBaggage = "baggage"
-)
-
 // Policy is one compiled config: the release engine and the token verifier.
 // It is immutable; a reload builds a new Policy and swaps it in whole.
 type Policy struct {

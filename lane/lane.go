@@ -14,10 +14,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-)
 
-// BaggageKey is the baggage member that holds the signed lane.
-const BaggageKey = "graymesh-lane"
+	"github.com/graymesh/graymesh/wire"
+)
 
 // version prefixes every token so the format can change safely.
 const version = "v1"
@@ -110,7 +109,7 @@ func FromBaggage(header string) string {
 		member, header, _ = strings.Cut(header, ",")
 		kv, _, _ := strings.Cut(member, ";")
 		k, v, ok := strings.Cut(kv, "=")
-		if ok && strings.TrimSpace(k) == BaggageKey {
+		if ok && strings.TrimSpace(k) == wire.BaggageLaneKey {
 			return strings.TrimSpace(v)
 		}
 	}
@@ -125,13 +124,13 @@ func WithLane(header, token string) string {
 	for _, member := range strings.Split(header, ",") {
 		kv, _, _ := strings.Cut(member, ";")
 		k, _, _ := strings.Cut(kv, "=")
-		if strings.TrimSpace(member) == "" || strings.TrimSpace(k) == BaggageKey {
+		if strings.TrimSpace(member) == "" || strings.TrimSpace(k) == wire.BaggageLaneKey {
 			continue
 		}
 		out = append(out, strings.TrimSpace(member))
 	}
 	if token != "" {
-		out = append(out, BaggageKey+"="+token)
+		out = append(out, wire.BaggageLaneKey+"="+token)
 	}
 	return strings.Join(out, ",")
 }

@@ -33,8 +33,8 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/graymesh/graymesh/config"
-	"github.com/graymesh/graymesh/extproc"
 	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/wire"
 )
 
 // Resource names graymesh pushes.
@@ -82,7 +82,7 @@ func Build(cfg *config.Config) (*Resources, error) {
 	l, err := listener(listenerSpec{
 		name: ListenerName, address: cfg.Mesh.ListenerAddress, port: cfg.Mesh.ListenerPort,
 		routeName: RouteName, statPrefix: "ingress", traceName: "graymesh-edge",
-		extProc: extProcFilter(cfg.Mesh.MessageTimeout.Duration, extproc.HopEdge, ""),
+		extProc: extProcFilter(cfg.Mesh.MessageTimeout.Duration, wire.HopEdge, ""),
 	}, cfg)
 	if err != nil {
 		return nil, err
@@ -107,9 +107,9 @@ func BuildSidecar(cfg *config.Config, svc config.Service) (*Resources, error) {
 	if fallback {
 		r.withFallback(svc)
 	}
-	hop := extproc.HopInner
+	hop := wire.HopInner
 	if svc.Sidecar.Edge {
-		hop = extproc.HopEdge
+		hop = wire.HopEdge
 	}
 	inboundRoutes := "inbound|" + svc.Name
 	outboundRoutes := "outbound|" + svc.Name
@@ -176,7 +176,7 @@ func BuildSidecar(cfg *config.Config, svc config.Service) (*Resources, error) {
 					Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
 					Action: clusterAction(ClusterName(svc.Name, config.Stable)),
 					RequestHeadersToAdd: []*corev3.HeaderValueOption{{
-						Header:       &corev3.HeaderValue{Key: gray.HeaderFallback, Value: "%REQ(" + gray.HeaderEnv + ")%-unavailable"},
+						Header:       &corev3.HeaderValue{Key: wire.HeaderFallback, Value: "%REQ(" + wire.HeaderEnv + ")%-unavailable"},
 						AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 					}},
 				}},
@@ -376,7 +376,7 @@ func serviceVirtualHost(cfg *config.Config, s config.Service, domains []string) 
 		// Responses carry the config version the request was decided
 		// with, so clients see when the rules changed (seed 002).
 		ResponseHeadersToAdd: []*corev3.HeaderValueOption{{
-			Header:         &corev3.HeaderValue{Key: gray.HeaderVersion, Value: "%REQ(" + gray.HeaderVersion + ")%"},
+			Header:         &corev3.HeaderValue{Key: wire.HeaderVersion, Value: "%REQ(" + wire.HeaderVersion + ")%"},
 			AppendAction:   corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 			KeepEmptyValue: false,
 		}},
@@ -384,13 +384,13 @@ func serviceVirtualHost(cfg *config.Config, s config.Service, domains []string) 
 	for _, env := range envs(s)[1:] {
 		vh.Routes = append(vh.Routes, &routev3.Route{
 			Name:   s.Name + "/" + env,
-			Match:  headerMatch(&routev3.HeaderMatcher{Name: gray.HeaderEnv, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: env}}}}),
+			Match:  headerMatch(&routev3.HeaderMatcher{Name: wire.HeaderEnv, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: env}}}}),
 			Action: clusterAction(ClusterName(s.Name, env)),
 		})
 	}
 	vh.Routes = append(vh.Routes, &routev3.Route{
 		Name:   s.Name + "/other-env",
-		Match:  headerMatch(&routev3.HeaderMatcher{Name: gray.HeaderEnv, HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}}),
+		Match:  headerMatch(&routev3.HeaderMatcher{Name: wire.HeaderEnv, HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}}),
 		Action: clusterAction(ClusterName(s.Name, config.Stable)),
 	})
 	def := &routev3.Route{
@@ -443,7 +443,7 @@ func weightedAction(service, env string, basisPoints uint32) *routev3.Route_Rout
 
 func envHeader(env string) *corev3.HeaderValueOption {
 	return &corev3.HeaderValueOption{
-		Header:       &corev3.HeaderValue{Key: gray.HeaderEnv, Value: env},
+		Header:       &corev3.HeaderValue{Key: wire.HeaderEnv, Value: env},
 		AppendAction: corev3.HeaderValueOption_ADD_IF_ABSENT,
 	}
 }
@@ -475,7 +475,7 @@ func listener(spec listenerSpec, cfg *config.Config) (*listenerv3.Listener, erro
 	if !spec.outbound {
 		strip, err := anypb.New(&earlymutationv3.HeaderMutation{Mutations: []*mutationrulesv3.HeaderMutation{{
 			Action: &mutationrulesv3.HeaderMutation_RemoveOnMatch_{RemoveOnMatch: &mutationrulesv3.HeaderMutation_RemoveOnMatch{
-				KeyMatcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: config.HeaderPrefix}},
+				KeyMatcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: wire.HeaderPrefix}},
 			}},
 		}}})
 		if err != nil {
@@ -497,7 +497,7 @@ func listener(spec listenerSpec, cfg *config.Config) (*listenerv3.Listener, erro
 		if err != nil {
 			return nil, err
 		}
-		hcm.HttpFilters = append(hcm.HttpFilters, &hcmv3.HttpFilter{Name: extproc.AttributeNamespace, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: extProc}})
+		hcm.HttpFilters = append(hcm.HttpFilters, &hcmv3.HttpFilter{Name: wire.ExtProcFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: extProc}})
 	}
 	hcm.HttpFilters = append(hcm.HttpFilters, &hcmv3.HttpFilter{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router}})
 	if cfg.Tracing.OTLPEndpoint != "" {
@@ -542,9 +542,9 @@ func tracing(serviceName string, sampleRatio float64) (*hcmv3.HttpConnectionMana
 		RandomSampling: &typev3.Percent{Value: sampleRatio * 100},
 		Provider:       &tracev3.Tracing_Http{Name: "envoy.tracers.opentelemetry", ConfigType: &tracev3.Tracing_Http_TypedConfig{TypedConfig: otelCfg}},
 		CustomTags: []*tracingtypev3.CustomTag{
-			tag("graymesh.lane", gray.HeaderEnv),
-			tag("graymesh.reason", gray.HeaderReason),
-			tag("graymesh.fallback", gray.HeaderFallback),
+			tag("graymesh.lane", wire.HeaderEnv),
+			tag("graymesh.reason", wire.HeaderReason),
+			tag("graymesh.fallback", wire.HeaderFallback),
 		},
 	}, nil
 }
@@ -556,9 +556,9 @@ func tracing(serviceName string, sampleRatio float64) (*hcmv3.HttpConnectionMana
 // The hop and service travel as gRPC initial metadata, so one graymesh
 // serves edge and inner hops alike.
 func extProcFilter(timeout time.Duration, hop, service string) *extprocv3.ExternalProcessor {
-	md := []*corev3.HeaderValue{{Key: extproc.MetadataHop, Value: hop}}
+	md := []*corev3.HeaderValue{{Key: wire.MetadataHop, Value: hop}}
 	if service != "" {
-		md = append(md, &corev3.HeaderValue{Key: extproc.MetadataService, Value: service})
+		md = append(md, &corev3.HeaderValue{Key: wire.MetadataService, Value: service})
 	}
 	return &extprocv3.ExternalProcessor{
 		GrpcService: &corev3.GrpcService{
@@ -578,7 +578,7 @@ func extProcFilter(timeout time.Duration, hop, service string) *extprocv3.Extern
 			ResponseTrailerMode: extprocv3.ProcessingMode_SKIP,
 		},
 		MessageTimeout:    durationpb.New(timeout),
-		RequestAttributes: []string{extproc.SourceAddressAttribute},
+		RequestAttributes: []string{wire.SourceAddressAttribute},
 		// Lets graymesh ask for response headers only on the requests
 		// where it sets a membership token.
 		AllowModeOverride: true,

@@ -23,8 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/graymesh/graymesh/config"
-	"github.com/graymesh/graymesh/extproc"
-	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/wire"
 	"github.com/graymesh/graymesh/xds"
 )
 
@@ -147,7 +146,7 @@ func bootstrap(c Config, cfg *config.Config, secret []byte, extProcAddr string, 
 	b := &builder{cfg: &cp, secret: secret}
 	for _, hf := range hcm.HttpFilters {
 		switch hf.GetName() {
-		case extproc.AttributeNamespace:
+		case wire.ExtProcFilterName:
 			b.extProc = hf
 		case "envoy.filters.http.router":
 			b.router = hf
@@ -202,7 +201,7 @@ func (b *builder) extProcWith(change func(*extprocv3.ExternalProcessor)) ([]*hcm
 // (header or cookie), device and membership cookies, the lane's baggage,
 // the membership header and any header a release matches on.
 func (b *builder) forwardRules() *extprocv3.HeaderForwardingRules {
-	names := []string{"authorization", "cookie", gray.HeaderBaggage, b.cfg.Membership.Header}
+	names := []string{"authorization", "cookie", wire.HeaderBaggage, b.cfg.Membership.Header}
 	for _, r := range b.cfg.Releases {
 		for _, h := range r.Headers {
 			names = append(names, h.Name)

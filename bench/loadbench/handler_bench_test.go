@@ -12,6 +12,7 @@ import (
 	"github.com/graymesh/graymesh/config"
 	"github.com/graymesh/graymesh/extproc"
 	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/wire"
 )
 
 // benchPolicy compiles the load harness's own graymesh config.
@@ -58,8 +59,8 @@ func envoyHeaders(tb testing.TB, secret []byte, subject string) (*corev3.HeaderM
 	for i := 0; i < len(kv); i += 2 {
 		hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: kv[i], RawValue: []byte(kv[i+1])})
 	}
-	attrs := map[string]*structpb.Struct{extproc.AttributeNamespace: {Fields: map[string]*structpb.Value{
-		extproc.SourceAddressAttribute: structpb.NewStringValue("127.0.0.1:40000"),
+	attrs := map[string]*structpb.Struct{wire.ExtProcFilterName: {Fields: map[string]*structpb.Value{
+		wire.SourceAddressAttribute: structpb.NewStringValue("127.0.0.1:40000"),
 	}}}
 	return hm, attrs
 }

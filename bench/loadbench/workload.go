@@ -10,6 +10,7 @@ import (
 
 	"github.com/graymesh/graymesh/config"
 	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/wire"
 )
 
 // workload is the requests of one configuration: one per subject, sent
@@ -72,7 +73,7 @@ func newWorkload(c Config, p *gray.Policy, secret []byte, listener int, n int, n
 		h.Set("Cookie", cookie)
 		h.Set("Authorization", "Bearer "+tok)
 		if c.clientEnv {
-			h.Set(gray.HeaderEnv, want)
+			h.Set(wire.HeaderEnv, want)
 		}
 		url := fmt.Sprintf("http://127.0.0.1:%d/api/cart/%s", listener, sub)
 		w.targets = append(w.targets, vegeta.Target{Method: http.MethodGet, URL: url, Header: h})

@@ -32,6 +32,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/graymesh/graymesh/wire"
 )
 
 type reply struct {
@@ -108,7 +110,7 @@ func main() {
 func serve(w http.ResponseWriter, r *http.Request, o options, client *http.Client) {
 	out := reply{Service: o.service, Env: o.env, Version: o.version, Path: r.URL.Path, Gray: map[string]string{}}
 	for k, v := range r.Header {
-		if lk := strings.ToLower(k); strings.HasPrefix(lk, "x-gray-") {
+		if lk := strings.ToLower(k); strings.HasPrefix(lk, wire.HeaderPrefix) {
 			out.Gray[lk] = strings.Join(v, ",")
 		}
 	}
@@ -117,8 +119,8 @@ func serve(w http.ResponseWriter, r *http.Request, o options, client *http.Clien
 		attribute.String("graymesh.service", o.service),
 		attribute.String("graymesh.served_env", o.env),
 		attribute.String("graymesh.version", o.version),
-		attribute.String("graymesh.lane", r.Header.Get("x-gray-env")),
-		attribute.String("graymesh.fallback", r.Header.Get("x-gray-fallback")),
+		attribute.String("graymesh.lane", r.Header.Get(wire.HeaderEnv)),
+		attribute.String("graymesh.fallback", r.Header.Get(wire.HeaderFallback)),
 	)
 	ctx := r.Context()
 	if o.dropLane {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/graymesh/graymesh/config"
 	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/wire"
 )
 
 const renderSynopsis = `Usage: graymesh render istio --config FILE [--namespace NS] [--subset-label KEY]
@@ -165,7 +166,7 @@ func renderIstio(cfg *config.Config, o istioOptions) ([]byte, error) {
 		for _, env := range envs[1:] {
 			vs.HTTP = append(vs.HTTP, httpRoute{
 				Name:  env,
-				Match: []httpMatch{{Headers: map[string]stringMatch{gray.HeaderEnv: {Exact: env}}}},
+				Match: []httpMatch{{Headers: map[string]stringMatch{wire.HeaderEnv: {Exact: env}}}},
 				Route: []routeDestination{{Destination: destination{Host: s.Name, Subset: env}}},
 			})
 		}
@@ -173,7 +174,7 @@ func renderIstio(cfg *config.Config, o istioOptions) ([]byte, error) {
 		// from stable and keep the header for later hops.
 		vs.HTTP = append(vs.HTTP, httpRoute{
 			Name:  "other-env",
-			Match: []httpMatch{{Headers: map[string]stringMatch{gray.HeaderEnv: {Regex: ".*"}}}},
+			Match: []httpMatch{{Headers: map[string]stringMatch{wire.HeaderEnv: {Regex: ".*"}}}},
 			Route: []routeDestination{{Destination: destination{Host: s.Name, Subset: config.Stable}}},
 		})
 		def := httpRoute{Name: "default"}
@@ -256,5 +257,5 @@ func weightedRoute(service, env string, basisPoints uint32) []routeDestination {
 }
 
 func setEnv(env string) *headerRules {
-	return &headerRules{Request: headerOps{Set: map[string]string{gray.HeaderEnv: env}}}
+	return &headerRules{Request: headerOps{Set: map[string]string{wire.HeaderEnv: env}}}
 }

@@ -17,7 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 	networkingv1 "istio.io/api/networking/v1"
 
-	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/wire"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files (testdata and the Istio overlay's routes)")
@@ -174,8 +174,8 @@ func checkIstioRoutes(t *testing.T, data []byte, namespace string) {
 				t.Errorf("VirtualService %s route %s: only the last route may match everything", name, r.GetName())
 			}
 			for _, m := range r.GetMatch() {
-				if len(m.GetHeaders()) != 1 || m.GetHeaders()[gray.HeaderEnv] == nil {
-					t.Errorf("VirtualService %s route %s: matches %v, want %s only", name, r.GetName(), m.GetHeaders(), gray.HeaderEnv)
+				if len(m.GetHeaders()) != 1 || m.GetHeaders()[wire.HeaderEnv] == nil {
+					t.Errorf("VirtualService %s route %s: matches %v, want %s only", name, r.GetName(), m.GetHeaders(), wire.HeaderEnv)
 				}
 			}
 			var sum int32
@@ -186,8 +186,8 @@ func checkIstioRoutes(t *testing.T, data []byte, namespace string) {
 				}
 				sum += d.GetWeight()
 				if last && len(r.GetRoute()) > 1 {
-					if got := d.GetHeaders().GetRequest().GetSet()[gray.HeaderEnv]; got != dest.GetSubset() {
-						t.Errorf("VirtualService %s: weighted branch %s stamps %s=%q", name, dest.GetSubset(), gray.HeaderEnv, got)
+					if got := d.GetHeaders().GetRequest().GetSet()[wire.HeaderEnv]; got != dest.GetSubset() {
+						t.Errorf("VirtualService %s: weighted branch %s stamps %s=%q", name, dest.GetSubset(), wire.HeaderEnv, got)
 					}
 				}
 			}
@@ -195,8 +195,8 @@ func checkIstioRoutes(t *testing.T, data []byte, namespace string) {
 				t.Errorf("VirtualService %s route %s: weights sum to %d", name, r.GetName(), sum)
 			}
 			if last && len(r.GetRoute()) == 1 {
-				if got := r.GetHeaders().GetRequest().GetSet()[gray.HeaderEnv]; got != "stable" {
-					t.Errorf("VirtualService %s: default route stamps %s=%q, want stable", name, gray.HeaderEnv, got)
+				if got := r.GetHeaders().GetRequest().GetSet()[wire.HeaderEnv]; got != "stable" {
+					t.Errorf("VirtualService %s: default route stamps %s=%q, want stable", name, wire.HeaderEnv, got)
 				}
 			}
 		}

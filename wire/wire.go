@@ -1,0 +1,58 @@
+// Package wire is graymesh's wire contract: the names that cross a process
+// boundary between graymesh, Envoy and the services of the mesh. It is a
+// leaf: it imports nothing of graymesh, and every other package takes these
+// names from here instead of spelling them out.
+package wire
+
+// HeaderPrefix is reserved: every request header graymesh sets starts with
+// it, and every client-supplied header with it is removed before routing.
+const HeaderPrefix = "x-gray-"
+
+// Request headers graymesh sets after a decision; Envoy routes on Env.
+const (
+	// HeaderEnv names the environment that serves the request.
+	HeaderEnv = HeaderPrefix + "env"
+	// HeaderRelease names the release that decided.
+	HeaderRelease = HeaderPrefix + "release"
+	// HeaderReason says why (a gray.Reason).
+	HeaderReason = HeaderPrefix + "reason"
+	// HeaderVersion is the config version the decision was made with; it
+	// is copied to the response so clients see when the rules changed.
+	HeaderVersion = HeaderPrefix + "version"
+	// HeaderFallback says why a hop is served by stable despite its lane.
+	HeaderFallback = HeaderPrefix + "fallback"
+)
+
+// HeaderBaggage is the W3C Baggage header (W3C Baggage, "baggage"), which
+// carries the signed lane from hop to hop.
+const HeaderBaggage = "baggage"
+
+// BaggageLaneKey is the baggage member that holds the signed lane.
+const BaggageLaneKey = "graymesh-lane"
+
+// Default names of the membership token a caller sends back.
+const (
+	DefaultMembershipCookie = "gm_member"
+	DefaultMembershipHeader = "x-graymesh-member"
+)
+
+// gRPC initial metadata the ext_proc filter sends (grpc_service
+// initial_metadata) to say which hop is calling; one graymesh serves edge
+// and inner hops alike.
+const (
+	MetadataHop     = "x-graymesh-hop"
+	MetadataService = "x-graymesh-service"
+	// HopEdge decides; HopInner honours the lane it is handed. A stream
+	// without the hop key is an edge.
+	HopEdge  = "edge"
+	HopInner = "inner"
+)
+
+// ExtProcFilterName is the ext_proc HTTP filter's name in Envoy's listener
+// config. Envoy keys request attributes in a ProcessingRequest by this name.
+const ExtProcFilterName = "envoy.filters.http.ext_proc"
+
+// SourceAddressAttribute is the Envoy request attribute holding the
+// downstream peer's address as Envoy saw it; unlike X-Forwarded-For, a
+// client cannot forge it.
+const SourceAddressAttribute = "source.address"
