@@ -36,16 +36,6 @@ type ReleaseStatus struct {
 	Override      *override `json:"override,omitempty"`
 }
 
-// ExplainRequest is the body of POST /v1/explain.
-type ExplainRequest struct {
-	Subject string              `json:"subject"`
-	Token   string              `json:"token"`
-	Device  string              `json:"device"`
-	Claims  map[string][]string `json:"claims"`
-	IP      string              `json:"ip"`
-	Headers map[string]string   `json:"headers"`
-}
-
 // isLoopback reports whether addr (host:port) only listens on loopback.
 func isLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
@@ -178,34 +168,24 @@ func (d *Daemon) handleReleaseAction(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"release": name, "result": d.lastReload.Load().Result})
 }
 
-// handleExplain answers what the decision is for a described caller and
-// why, with the config in force.
+// handleExplain answers what the decision is for a described caller
+// (a gray.Ask) and why, with the policy in force: the same entry point
+// Envoy's requests go through.
 func (d *Daemon) handleExplain(w http.ResponseWriter, r *http.Request) {
-	var req ExplainRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
+	var ask gray.Ask
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&ask); err != nil {
 		http.Error(w, "body: "+err.Error(), http.StatusBadRequest)
 		return
 	}
 	p := d.ext.Policy()
-	gr := gray.Request{Subject: req.Subject, Claims: req.Claims, DeviceID: req.Device, Headers: req.Headers, Now: d.opts.Now()}
-	problem := ""
-	if req.Token != "" {
-		c := p.Verifier.FromRequest("Bearer "+req.Token, "")
-		gr.Subject, gr.Claims, gr.InvalidToken, problem = c.Subject, c.Claims, c.Problem != "", c.Problem
+	req, err := p.Request(ask, d.opts.Now())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
 	}
-	if req.IP != "" {
-		ip, err := netip.ParseAddr(req.IP)
-		if err != nil {
-			http.Error(w, "ip: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-		gr.IP = ip
-	}
-	dec := p.Engine.Decide(&gr)
-	writeJSON(w, http.StatusOK, map[string]any{
-		"env": dec.Env, "release": dec.Release, "rule": dec.Rule, "reason": dec.Reason,
-		"bucket": dec.Bucket, "version": dec.Version, "subject": gr.Subject, "token_problem": problem,
-	})
+	writeJSON(w, http.StatusOK, p.Explain(req))
 }
 
 func (d *Daemon) handleStatus(w http.ResponseWriter, _ *http.Request) {

@@ -225,7 +225,7 @@ func (d *Daemon) put(next *config.Config, source string) error {
 	if err != nil {
 		return err
 	}
-	if err := d.xds.Update(next); err != nil {
+	if err := d.xds.Update(p.Plan); err != nil {
 		return err
 	}
 	d.state.Version, d.state.Content, d.state.InForce = version, hash, next

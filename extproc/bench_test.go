@@ -37,10 +37,10 @@ func BenchmarkExtract(b *testing.B) {
 
 func BenchmarkResponse(b *testing.B) {
 	hm := realisticHeaders(b)
-	d := gray.Decision{Env: "gray", Release: "shop-v2", Rule: "whitelist", Reason: gray.ReasonWhitelist, Version: "9d338e2ddac7"}
+	o := gray.Outcome{Decision: gray.Decision{Env: "gray", Release: "shop-v2", Rule: "whitelist", Reason: gray.ReasonWhitelist, Version: "9d338e2ddac7"}}
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		_ = Response(Answer{Decision: d}, hm)
+		_ = Response(&o, hm)
 	}
 }
 

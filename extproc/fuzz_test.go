@@ -163,7 +163,7 @@ func value0(h *corev3.HeaderValue) string {
 }
 
 // FuzzProcessHeaders runs hostile request headers through the whole
-// request-headers path (Extract, Decide or Follow, membership, lane,
+// request-headers path (Extract, Decide at the edge or an inner hop, membership, lane,
 // Response) at the edge and at an inner hop. Without a token for alice,
 // x-gray-env is never set to anything but stable, no client x-gray-*
 // header survives, no membership is handed out, the baggage passed on
@@ -176,13 +176,13 @@ func FuzzProcessHeaders(f *testing.F) {
 	ours := map[string]bool{wire.HeaderEnv: true, wire.HeaderRelease: true, wire.HeaderReason: true, wire.HeaderVersion: true, wire.HeaderFallback: true, wire.HeaderBaggage: true}
 	f.Fuzz(func(t *testing.T, name, value, authorization, cookie, baggage string, repeat uint8, source string, inner bool) {
 		hm := hostileHeaders(name, value, authorization, cookie, baggage, repeat)
-		st := &streamState{hop: hop{inner: inner, service: "frontend"}}
+		st := &streamState{hop: gray.Hop{Inner: inner, Service: "frontend"}}
 		resp, err := s.answer(context.Background(), st, requestHeaders(hm, source))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.membership != "" || resp.ModeOverride != nil {
-			t.Fatalf("membership handed out: %q", st.membership)
+		if st.responseHeaders != nil || resp.ModeOverride != nil {
+			t.Fatalf("membership handed out: %v", st.responseHeaders)
 		}
 		mut := resp.GetRequestHeaders().GetResponse().GetHeaderMutation()
 		set := map[string]string{}
@@ -211,11 +211,11 @@ func FuzzProcessHeaders(f *testing.F) {
 			}
 		}
 		if bag, ok := set[wire.HeaderBaggage]; ok || removed[wire.HeaderBaggage] {
-			if d := p.Follow(bag, time.Now()); d.Env != config.Stable {
+			if d := p.Decide(gray.Request{Hop: gray.Hop{Inner: true}, Baggage: bag, Now: time.Now()}); d.Env != config.Stable {
 				t.Fatalf("baggage %q passed on leads the next hop to %q", bag, d.Env)
 			}
 		} else if inner && lane.FromBaggage(strings.Join(values(hm, wire.HeaderBaggage), ",")) != "" {
-			if d := p.Follow(strings.Join(values(hm, wire.HeaderBaggage), ","), time.Now()); d.Env != config.Stable {
+			if d := p.Decide(gray.Request{Hop: gray.Hop{Inner: true}, Baggage: strings.Join(values(hm, wire.HeaderBaggage), ","), Now: time.Now()}); d.Env != config.Stable {
 				t.Fatalf("inner hop kept a baggage that leads to %q", d.Env)
 			}
 		}

@@ -68,7 +68,8 @@ func TestHostileTokensNeverGray(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d, caller := p.Decide(gray.HTTPRequest{Authorization: "Bearer " + tt.token, Now: time.Now()})
+			o := p.Decide(gray.Request{Authorization: "Bearer " + tt.token, Now: time.Now()})
+			d, caller := o.Decision, o.Caller
 			if d.Env != "" || d.Reason != gray.ReasonInvalidToken || caller.Subject != "" || caller.Problem != tt.problem {
 				t.Fatalf("decision %+v caller %+v, want anonymous, invalid-token, problem %q", d, caller, tt.problem)
 			}

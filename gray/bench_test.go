@@ -28,7 +28,7 @@ func BenchmarkBucket(b *testing.B) {
 // hot path costs once the token cache has the caller.
 func BenchmarkDecide(b *testing.B) {
 	e := mustEngine(b, benchConfig)
-	reqs := map[string]*Request{
+	reqs := map[string]*Facts{
 		"whitelist": {Subject: "alice"},
 		"percent":   {Subject: "user-12345678", Claims: map[string][]string{"tier": {"free"}}},
 		"anonymous": {Headers: map[string]string{"x-app-version": "2.8.1"}},
@@ -45,7 +45,7 @@ func BenchmarkDecide(b *testing.B) {
 
 func BenchmarkDecideManySubjects(b *testing.B) {
 	e := mustEngine(b, benchConfig)
-	reqs := make([]Request, 1024)
+	reqs := make([]Facts, 1024)
 	for i := range reqs {
 		reqs[i].Subject = "user-" + strconv.Itoa(i)
 	}

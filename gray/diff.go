@@ -205,7 +205,7 @@ func DiffAt(old, new *config.Config, sample int, at time.Time) []ReleaseDiff {
 // old admits to a release that new freezes keeps it as a member when new
 // has membership on (its token says so).
 func decideBoth(oe, ne *Engine, new *config.Config, subject string, te time.Time) (before, after Decision) {
-	req := Request{Subject: subject, Now: te}
+	req := Facts{Subject: subject, Now: te}
 	before = oe.Decide(&req)
 	if admitted(before) && new.Membership.Enabled {
 		if r := findRelease(new, before.Release); r != nil && r.State == config.StateFrozen {

@@ -55,9 +55,10 @@ const (
 // NoBucket marks a decision that computed no bucket.
 const NoBucket = -1
 
-// Request is what Decide looks at. Subject and Claims are set only from a
+// Facts are what Engine.Decide looks at: what is known about the caller
+// once its token is verified. Subject and Claims are set only from a
 // verified token; DeviceID only buckets an anonymous caller.
-type Request struct {
+type Facts struct {
 	Subject      string
 	Claims       map[string][]string
 	DeviceID     string
@@ -185,7 +186,7 @@ func (e *Engine) Version() string { return e.version }
 
 // Decide returns the environment for req. It is pure: the same engine and
 // request always give the same decision.
-func (e *Engine) Decide(req *Request) Decision {
+func (e *Engine) Decide(req *Facts) Decision {
 	verified := req.Subject != ""
 	key := req.Subject
 	if !verified {
@@ -252,7 +253,7 @@ type match struct {
 // match applies r's admitting rules (not blacklist, state or membership)
 // in order. The bucket is computed whenever the release has a ramp, so a
 // non-admitted subject can still be told where it stands.
-func (r *release) match(req *Request, key string, verified bool) (match, bool) {
+func (r *release) match(req *Facts, key string, verified bool) (match, bool) {
 	if verified {
 		if _, ok := r.whitelist[req.Subject]; ok {
 			return match{"whitelist", ReasonWhitelist, NoBucket}, true

@@ -44,29 +44,29 @@ func TestDecidePrecedence(t *testing.T) {
 	e := mustEngine(t, precedenceConfig)
 	tests := []struct {
 		name    string
-		req     Request
+		req     Facts
 		env     string
 		release string
 		rule    string
 		reason  Reason
 	}{
-		{"whitelisted subject", Request{Subject: "alice"}, "gray", "shop-v2", "whitelist", ReasonWhitelist},
-		{"blacklist beats whitelist", Request{Subject: "both"}, "stable", "shop-v2", "blacklist", ReasonBlacklisted},
-		{"blacklist beats claims", Request{Subject: "vip-1", Claims: map[string][]string{"tier": {"beta"}}}, "canary", "search-v3", "whitelist", ReasonWhitelist},
-		{"blacklist beats header", Request{Subject: "both", Headers: map[string]string{"x-region": "hz"}}, "stable", "shop-v2", "blacklist", ReasonBlacklisted},
-		{"claim admits", Request{Subject: "bob", Claims: map[string][]string{"tier": {"free", "beta"}}}, "gray", "shop-v2", "claims[0]:tier", ReasonClaim},
-		{"claim other value", Request{Subject: "bob", Claims: map[string][]string{"tier": {"free"}}}, "stable", "", "", ReasonNotSelected},
-		{"cidr admits anonymous", Request{IP: netip.MustParseAddr("10.1.2.3")}, "gray", "shop-v2", "cidrs", ReasonCIDR},
-		{"cidr admits v4-mapped", Request{IP: netip.MustParseAddr("::ffff:10.1.2.3")}, "gray", "shop-v2", "cidrs", ReasonCIDR},
-		{"cidr outside", Request{Subject: "bob", IP: netip.MustParseAddr("10.2.0.1")}, "stable", "", "", ReasonNotSelected},
-		{"header exact", Request{Headers: map[string]string{"x-region": "hz"}}, "gray", "shop-v2", "headers[0]:x-region", ReasonHeader},
-		{"header exact mismatch", Request{Headers: map[string]string{"x-region": "hzz"}}, "", "", "", ReasonNoIdentity},
-		{"header prefix", Request{Headers: map[string]string{"x-app-version": "3.1.0"}}, "gray", "shop-v2", "headers[1]:x-app-version", ReasonHeader},
-		{"header regex", Request{Headers: map[string]string{"user-agent": "Mozilla (iPhone)"}}, "gray", "shop-v2", "headers[2]:user-agent", ReasonHeader},
-		{"invalid token is anonymous", Request{InvalidToken: true}, "", "", "", ReasonInvalidToken},
-		{"claims without a verified subject are ignored", Request{Claims: map[string][]string{"tier": {"beta"}}}, "", "", "", ReasonNoIdentity},
-		{"device id never whitelists", Request{DeviceID: "alice"}, "stable", "", "", ReasonNotSelected},
-		{"second release whitelist", Request{Subject: "vip-1"}, "canary", "search-v3", "whitelist", ReasonWhitelist},
+		{"whitelisted subject", Facts{Subject: "alice"}, "gray", "shop-v2", "whitelist", ReasonWhitelist},
+		{"blacklist beats whitelist", Facts{Subject: "both"}, "stable", "shop-v2", "blacklist", ReasonBlacklisted},
+		{"blacklist beats claims", Facts{Subject: "vip-1", Claims: map[string][]string{"tier": {"beta"}}}, "canary", "search-v3", "whitelist", ReasonWhitelist},
+		{"blacklist beats header", Facts{Subject: "both", Headers: map[string]string{"x-region": "hz"}}, "stable", "shop-v2", "blacklist", ReasonBlacklisted},
+		{"claim admits", Facts{Subject: "bob", Claims: map[string][]string{"tier": {"free", "beta"}}}, "gray", "shop-v2", "claims[0]:tier", ReasonClaim},
+		{"claim other value", Facts{Subject: "bob", Claims: map[string][]string{"tier": {"free"}}}, "stable", "", "", ReasonNotSelected},
+		{"cidr admits anonymous", Facts{IP: netip.MustParseAddr("10.1.2.3")}, "gray", "shop-v2", "cidrs", ReasonCIDR},
+		{"cidr admits v4-mapped", Facts{IP: netip.MustParseAddr("::ffff:10.1.2.3")}, "gray", "shop-v2", "cidrs", ReasonCIDR},
+		{"cidr outside", Facts{Subject: "bob", IP: netip.MustParseAddr("10.2.0.1")}, "stable", "", "", ReasonNotSelected},
+		{"header exact", Facts{Headers: map[string]string{"x-region": "hz"}}, "gray", "shop-v2", "headers[0]:x-region", ReasonHeader},
+		{"header exact mismatch", Facts{Headers: map[string]string{"x-region": "hzz"}}, "", "", "", ReasonNoIdentity},
+		{"header prefix", Facts{Headers: map[string]string{"x-app-version": "3.1.0"}}, "gray", "shop-v2", "headers[1]:x-app-version", ReasonHeader},
+		{"header regex", Facts{Headers: map[string]string{"user-agent": "Mozilla (iPhone)"}}, "gray", "shop-v2", "headers[2]:user-agent", ReasonHeader},
+		{"invalid token is anonymous", Facts{InvalidToken: true}, "", "", "", ReasonInvalidToken},
+		{"claims without a verified subject are ignored", Facts{Claims: map[string][]string{"tier": {"beta"}}}, "", "", "", ReasonNoIdentity},
+		{"device id never whitelists", Facts{DeviceID: "alice"}, "stable", "", "", ReasonNotSelected},
+		{"second release whitelist", Facts{Subject: "vip-1"}, "canary", "search-v3", "whitelist", ReasonWhitelist},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -95,13 +95,13 @@ releases:
 		if v.salt != "vectors" {
 			continue
 		}
-		d := e.Decide(&Request{Subject: v.key})
+		d := e.Decide(&Facts{Subject: v.key})
 		wantGray := v.bucket < 5000
 		if (d.Env == "gray") != wantGray || d.Bucket != v.bucket {
 			t.Errorf("%s: env=%q bucket=%d, want gray=%v bucket=%d", v.key, d.Env, d.Bucket, wantGray, v.bucket)
 		}
 		// An anonymous caller is bucketed on its device id the same way.
-		dd := e.Decide(&Request{DeviceID: v.key})
+		dd := e.Decide(&Facts{DeviceID: v.key})
 		if dd.Env != d.Env || dd.Bucket != d.Bucket {
 			t.Errorf("device %s: %+v differs from subject %+v", v.key, dd, d)
 		}
@@ -112,7 +112,7 @@ func TestDecideDeterministic(t *testing.T) {
 	a := mustEngine(t, precedenceConfig+"\n")
 	b := mustEngine(t, precedenceConfig+"\n")
 	for i := 0; i < 1000; i++ {
-		req := Request{Subject: subject(i)}
+		req := Facts{Subject: subject(i)}
 		if da, db := a.Decide(&req), b.Decide(&req); da != db {
 			t.Fatalf("%s: %+v != %+v", req.Subject, da, db)
 		}

@@ -33,7 +33,7 @@ releases:
 		{"2026-12-02T12:00:00Z", "alice", "stable", ""},
 	}
 	for _, tt := range tests {
-		d := e.Decide(&Request{Subject: tt.subject, Now: at(tt.now)})
+		d := e.Decide(&Facts{Subject: tt.subject, Now: at(tt.now)})
 		if d.Env != tt.env || d.Rule != tt.rule {
 			t.Errorf("%s at %s: env %s rule %q, want %s %q", tt.subject, tt.now, d.Env, d.Rule, tt.env, tt.rule)
 		}
@@ -43,7 +43,7 @@ releases:
 		s := subject(i)
 		wasIn := false
 		for _, now := range []string{"2026-11-30T00:00:00Z", "2026-12-01T00:00:00Z", "2026-12-02T00:00:00Z", "2026-12-03T00:00:00Z"} {
-			in := e.Decide(&Request{Subject: s, Now: at(now)}).Env == "gray"
+			in := e.Decide(&Facts{Subject: s, Now: at(now)}).Env == "gray"
 			if wasIn && !in {
 				t.Fatalf("%s left gray at %s", s, now)
 			}
@@ -82,7 +82,7 @@ releases:
 	}
 	for _, tt := range tests {
 		e := mustEngine(t, strings.Replace(base, "STATE", tt.state, 1))
-		d := e.Decide(&Request{Subject: tt.subject, Member: tt.member})
+		d := e.Decide(&Facts{Subject: tt.subject, Member: tt.member})
 		if d.Env != tt.env || d.Reason != tt.reason {
 			t.Errorf("%s %s member=%q: env %s reason %s, want %s %s", tt.state, tt.subject, tt.member, d.Env, d.Reason, tt.env, tt.reason)
 		}

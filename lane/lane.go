@@ -134,3 +134,12 @@ func WithLane(header, token string) string {
 	}
 	return strings.Join(out, ",")
 }
+
+// DeriveKey returns a 32-byte key for another purpose, derived from the
+// mesh key with HMAC-SHA256 over the purpose's name, so the mesh key itself
+// signs nothing but lanes and memberships.
+func (s *Signer) DeriveKey(purpose string) []byte {
+	m := hmac.New(sha256.New, s.key)
+	m.Write([]byte("derive:" + purpose))
+	return m.Sum(nil)
+}

@@ -20,6 +20,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 
 	"github.com/graymesh/graymesh/envoy"
+	"github.com/graymesh/graymesh/plan"
 	"github.com/graymesh/graymesh/xds"
 )
 
@@ -33,7 +34,11 @@ const (
 // Envoys for cfg: the reference the Istio patches must match.
 func edgeHCM(t *testing.T, b *build) *hcmv3.HttpConnectionManager {
 	t.Helper()
-	res, err := xds.Build(loadConfigMapConfig(t, b))
+	p, err := plan.Build(loadConfigMapConfig(t, b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := xds.Build(p)
 	if err != nil {
 		t.Fatal(err)
 	}

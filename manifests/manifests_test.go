@@ -809,7 +809,7 @@ func loadConfigMapConfig(t *testing.T, b *build) *config.Config {
 	if err != nil {
 		t.Fatalf("ConfigMap %s with the Secret's items in place: %v", cm.Name, err)
 	}
-	res, err := xds.Build(p.Config)
+	res, err := xds.Build(p.Plan)
 	if err == nil {
 		err = res.Validate()
 	}

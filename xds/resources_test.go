@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/graymesh/graymesh/config"
+	"github.com/graymesh/graymesh/plan"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -27,11 +28,7 @@ func TestGolden(t *testing.T) {
 	}
 	for _, path := range configs {
 		t.Run(filepath.Base(path), func(t *testing.T) {
-			cfg, err := config.Load(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			groups, err := BuildAll(cfg)
+			groups, err := BuildAll(loadPlan(t, path))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -101,10 +98,9 @@ func render(t *testing.T, r *Resources) []byte {
 }
 
 func TestSnapshotVersionIsContentHash(t *testing.T) {
-	a, _ := config.Load("testdata/demo.yaml")
-	b, _ := config.Load("testdata/weighted.yaml")
-	version := func(cfg *config.Config) string {
-		res, err := Build(cfg)
+	a, b := loadPlan(t, "testdata/demo.yaml"), loadPlan(t, "testdata/weighted.yaml")
+	version := func(p *plan.Plan) string {
+		res, err := Build(p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -120,11 +116,7 @@ func TestSnapshotVersionIsContentHash(t *testing.T) {
 }
 
 func TestWeightedRoute(t *testing.T) {
-	cfg, err := config.Load("testdata/weighted.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := Build(cfg)
+	res, err := Build(loadPlan(t, "testdata/weighted.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,4 +140,17 @@ func TestWeightedRoute(t *testing.T) {
 			t.Fatalf("checkout|canary type %v", c.GetType())
 		}
 	}
+}
+
+func loadPlan(t *testing.T, path string) *plan.Plan {
+	t.Helper()
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.Build(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -22,7 +22,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/graymesh/graymesh/config"
+	"github.com/graymesh/graymesh/plan"
 )
 
 // defaultGroup is the snapshot for every Envoy that is not a configured
@@ -47,14 +47,14 @@ func sidecarGroup(service string) string { return "sidecar/" + service }
 
 // BuildAll builds the resources of every group: the default group and one
 // per sidecar, keyed by group name.
-func BuildAll(cfg *config.Config) (map[string]*Resources, error) {
-	res, err := Build(cfg)
+func BuildAll(p *plan.Plan) (map[string]*Resources, error) {
+	res, err := Build(p)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]*Resources{defaultGroup: res}
-	for _, svc := range cfg.Sidecars() {
-		r, err := BuildSidecar(cfg, svc)
+	for _, svc := range p.Sidecars() {
+		r, err := BuildSidecar(p, svc)
 		if err != nil {
 			return nil, fmt.Errorf("sidecar %s: %w", svc.Name, err)
 		}
@@ -130,13 +130,13 @@ func version(snap *cachev3.Snapshot) string {
 	return snap.GetVersion(resource.ListenerType)
 }
 
-// Update builds resources for the default group and every sidecar from cfg
+// Update builds resources for the default group and every sidecar from p
 // and makes them the snapshots Envoys receive. Nothing is set unless every
 // group builds, validates and is consistent, so a bad config leaves all
 // snapshots in force. A group whose content did not change keeps its
 // version and is not re-pushed.
-func (s *Server) Update(cfg *config.Config) error {
-	groups, err := BuildAll(cfg)
+func (s *Server) Update(p *plan.Plan) error {
+	groups, err := BuildAll(p)
 	if err != nil {
 		return err
 	}
@@ -147,7 +147,7 @@ func (s *Server) Update(cfg *config.Config) error {
 			return fmt.Errorf("%s: %w", group, err)
 		}
 	}
-	for _, svc := range cfg.Sidecars() {
+	for _, svc := range p.Sidecars() {
 		sidecars[svc.Name] = true
 	}
 	s.mu.Lock()
@@ -165,7 +165,7 @@ func (s *Server) Update(cfg *config.Config) error {
 			return err
 		}
 		s.current[group] = snap
-		s.log.Info("snapshot set", "group", group, "version", v, "config_version", cfg.Version)
+		s.log.Info("snapshot set", "group", group, "version", v, "config_version", p.Version)
 	}
 	for group := range s.current {
 		if _, still := snaps[group]; !still {

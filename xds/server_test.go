@@ -11,16 +11,21 @@ import (
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 
 	"github.com/graymesh/graymesh/config"
+	"github.com/graymesh/graymesh/plan"
 )
 
 func TestNACKRestoresLastAcceptedSnapshot(t *testing.T) {
 	s := New(context.Background(), slog.New(slog.DiscardHandler))
-	load := func(port string) *config.Config {
+	load := func(port string) *plan.Plan {
 		cfg, err := config.Parse([]byte("mesh: {listener_port: "+port+"}\nservices: [{name: shop, environments: {stable: [\"127.0.0.1:9101\"]}}]"), "t.yaml")
 		if err != nil {
 			t.Fatal(err)
 		}
-		return cfg
+		p, err := plan.Build(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
 	}
 	if err := s.Update(load("10000")); err != nil {
 		t.Fatal(err)

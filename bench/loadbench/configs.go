@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/graymesh/graymesh/config"
+	"github.com/graymesh/graymesh/plan"
 	"github.com/graymesh/graymesh/wire"
 	"github.com/graymesh/graymesh/xds"
 )
@@ -124,12 +125,16 @@ type builder struct {
 }
 
 // bootstrap renders Envoy's static bootstrap for c: the listener, routes
-// and clusters of xds.Build(cfg) (routes inlined instead of RDS over ADS),
+// and clusters of xds.Build (routes inlined instead of RDS over ADS),
 // with c's filter chain. extProcAddr is where the ext_proc cluster points.
 func bootstrap(c Config, cfg *config.Config, secret []byte, extProcAddr string, adminPort int) ([]byte, error) {
 	cp := *cfg
 	cp.Mesh.ExtProcAddress = extProcAddr
-	res, err := xds.Build(&cp)
+	pl, err := plan.Build(&cp)
+	if err != nil {
+		return nil, err
+	}
+	res, err := xds.Build(pl)
 	if err != nil {
 		return nil, err
 	}

@@ -74,32 +74,30 @@ func BenchmarkCachedDecision(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	req := gray.HTTPRequest{Authorization: "Bearer " + tok, Cookie: "session=s0000002a; theme=dark; gm_device=d-42", Now: time.Now()}
-	if d, _ := p.Decide(req); d.Reason != gray.ReasonPercent && d.Reason != gray.ReasonNotSelected {
+	req := gray.Request{Authorization: "Bearer " + tok, Cookie: "session=s0000002a; theme=dark; gm_device=d-42", Now: time.Now()}
+	if d := p.Decide(req); d.Reason != gray.ReasonPercent && d.Reason != gray.ReasonNotSelected {
 		b.Fatalf("decided by %s, want the percentage", d.Reason)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		_, _ = p.Decide(req)
+		_ = p.Decide(req)
 	}
 }
 
 // BenchmarkHandler is the ext_proc handler's work on one request without
 // the transport: what extproc.Server does between Recv and Send at the
 // edge (Extract, Policy.Decide with a warm token cache, membership and
-// fallback, Response), minus the metrics observer and the tracing check.
+// fallback included, Response), minus the metrics observer and the tracing check.
 func BenchmarkHandler(b *testing.B) {
 	p, secret := benchPolicy(b)
 	hm, attrs := envoyHeaders(b, secret, "user-42")
 	handle := func() {
-		now := time.Now()
 		req := extproc.Extract(p, hm, attrs)
-		req.Now = now
-		d, caller := p.Decide(req.HTTPRequest)
-		_ = p.MembershipFor(d, caller, now)
-		d.Fallback = p.FallbackFor("", d.Env)
-		_ = extproc.Response(extproc.Answer{Decision: d}, hm)
+		req.Now = time.Now()
+		o := p.Decide(req)
+		_ = extproc.Response(&o, hm)
+		_ = p.ResponseHeaders(&o)
 	}
 	handle()
 	b.ReportAllocs()

@@ -277,7 +277,7 @@ func RunBench(ctx context.Context, o Options) (*Result, error) {
 	res.Machine = machine(o.Envoy)
 	res.CPUPlan = h.plan.why
 	for _, s := range subjects(o.Subjects) {
-		d, _ := h.policy.Decide(gray.HTTPRequest{Authorization: "Bearer " + mustToken(h.secret, s)})
+		d := h.policy.Decide(gray.Request{Authorization: "Bearer " + mustToken(h.secret, s)})
 		if d.Env != "" && d.Env != config.Stable {
 			res.WantGrayShare++
 		}

@@ -57,7 +57,7 @@ func newWorkload(c Config, p *gray.Policy, secret []byte, listener int, n int, n
 			return nil, err
 		}
 		cookie := fmt.Sprintf("session=s%08x; theme=dark; gm_device=d-%d", i*2654435761, i)
-		d, _ := p.Decide(gray.HTTPRequest{Authorization: "Bearer " + tok, Cookie: cookie, Now: now})
+		d := p.Decide(gray.Request{Authorization: "Bearer " + tok, Cookie: cookie, Now: now})
 		want := d.Env
 		if want == "" || c.noDecision {
 			want = config.Stable

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -36,7 +35,7 @@ the release, rule or field. Exit status 1 when the file would be refused.`, stde
 	if err != nil {
 		return err
 	}
-	groups, err := xds.BuildAll(p.Config)
+	groups, err := xds.BuildAll(p.Plan)
 	if err != nil {
 		return fmt.Errorf("%s: envoy resources: %w", path, err)
 	}
@@ -65,18 +64,26 @@ func (k *kvFlag) Set(v string) error {
 }
 
 func explain(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("explain", `Usage: graymesh explain --config FILE (--token T | --subject S | --device D) [flags]
+	fs := newFlags("explain", `Usage: graymesh explain (--config FILE | --admin URL) (--token T | --subject S | --device D) [flags]
 
-Prints the decision graymesh makes for a caller and why. --token verifies a
-real token exactly as the ext_proc service does; --subject skips verification
-and treats S (with any --claim) as verified.`, stderr)
+Prints the decision graymesh makes for a caller and why, through the same
+entry point Envoy's requests take: membership, frozen and killed releases,
+lanes and fallback included. --token verifies a real token exactly as the
+ext_proc service does; --subject skips verification and treats S (with any
+--claim) as verified. --admin asks a running graymesh (the config in force)
+and prints the same output.`, stderr)
 	path := fs.String("config", "", "config file (this or --admin)")
 	admin := fs.String("admin", "", "ask a running graymesh's admin API instead of reading --config (e.g. http://127.0.0.1:18080)")
 	tokenFile := fs.String("admin-token-file", "", "file holding the admin bearer token")
-	tok := fs.String("token", "", "a JWT, verified as the service would")
-	subject := fs.String("subject", "", "a verified subject, without a token")
-	device := fs.String("device", "", "device id cookie value of an anonymous caller")
-	ip := fs.String("ip", "", "client IP address as Envoy sees it")
+	var ask gray.Ask
+	fs.StringVar(&ask.Token, "token", "", "a JWT, verified as the service would")
+	fs.StringVar(&ask.Subject, "subject", "", "a verified subject, without a token")
+	fs.StringVar(&ask.Device, "device", "", "device id cookie value of an anonymous caller")
+	fs.StringVar(&ask.IP, "ip", "", "client IP address as Envoy sees it")
+	fs.StringVar(&ask.Membership, "membership", "", "a membership token the caller presents")
+	fs.StringVar(&ask.Service, "service", "", "ask as this service's sidecar (fallback when it lacks the environment)")
+	fs.BoolVar(&ask.Inner, "inner", false, "ask as an inner hop, which follows the lane in --baggage")
+	fs.StringVar(&ask.Baggage, "baggage", "", "W3C baggage header carrying a lane (with --inner)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	at := fs.String("at", "", "decide at this RFC 3339 time instead of now (schedules)")
 	var claims, headers kvFlag
@@ -85,127 +92,84 @@ and treats S (with any --claim) as verified.`, stderr)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if (*path == "") == (*admin == "") || (*tok != "" && *subject != "") {
+	if (*path == "") == (*admin == "") || (ask.Token != "" && ask.Subject != "") {
 		fs.Usage()
 		return errUsage
 	}
-	if *admin != "" {
-		c, err := newAdminClient(*admin, *tokenFile)
-		if err != nil {
-			return err
-		}
-		body := map[string]any{"subject": *subject, "token": *tok, "device": *device, "ip": *ip}
-		claimMap, headerMap := map[string][]string{}, map[string]string{}
-		for _, kv := range claims {
-			k, v, _ := strings.Cut(kv, "=")
-			claimMap[k] = append(claimMap[k], v)
-		}
-		for _, kv := range headers {
-			k, v, _ := strings.Cut(kv, "=")
-			headerMap[strings.ToLower(k)] = v
-		}
-		body["claims"], body["headers"] = claimMap, headerMap
-		out, err := c.do(http.MethodPost, "/v1/explain", body)
-		if err != nil {
-			return err
-		}
-		_, err = stdout.Write(out)
-		return err
-	}
-	p, err := gray.Load(*path)
-	if err != nil {
-		return err
-	}
-	req := gray.Request{Subject: *subject, DeviceID: *device, Now: time.Now()}
 	if *at != "" {
 		t, err := time.Parse(time.RFC3339, *at)
 		if err != nil {
 			return fmt.Errorf("--at: %w", err)
 		}
-		req.Now = t
+		ask.At = &t
 	}
-	if *ip != "" {
-		a, err := netip.ParseAddr(*ip)
+	for _, kv := range claims {
+		k, v, _ := strings.Cut(kv, "=")
+		if ask.Claims == nil {
+			ask.Claims = map[string][]string{}
+		}
+		ask.Claims[k] = append(ask.Claims[k], v)
+	}
+	for _, kv := range headers {
+		k, v, _ := strings.Cut(kv, "=")
+		if ask.Headers == nil {
+			ask.Headers = map[string]string{}
+		}
+		ask.Headers[strings.ToLower(k)] = v
+	}
+	var (
+		ex     gray.Explanation
+		source string
+	)
+	if *admin != "" {
+		c, err := newAdminClient(*admin, *tokenFile)
 		if err != nil {
-			return fmt.Errorf("--ip: %w", err)
+			return err
 		}
-		req.IP = a
-	}
-	for _, h := range headers {
-		k, v, _ := strings.Cut(h, "=")
-		if req.Headers == nil {
-			req.Headers = map[string]string{}
+		out, err := c.do(http.MethodPost, "/v1/explain", ask)
+		if err != nil {
+			return err
 		}
-		req.Headers[strings.ToLower(k)] = v
-	}
-	identitySource := "none"
-	problem := ""
-	switch {
-	case *tok != "":
-		c := p.Verifier.FromRequest("Bearer "+*tok, "")
-		req.Subject, req.Claims, req.InvalidToken, problem = c.Subject, c.Claims, c.Problem != "", c.Problem
-		identitySource = "token"
-		if problem != "" {
-			identitySource = "token rejected: " + problem
+		if err := json.Unmarshal(out, &ex); err != nil {
+			return fmt.Errorf("%s: answer: %w", *admin, err)
 		}
-	case *subject != "":
-		identitySource = "subject (not verified: --subject)"
-		for _, kv := range claims {
-			k, v, _ := strings.Cut(kv, "=")
-			if req.Claims == nil {
-				req.Claims = map[string][]string{}
-			}
-			req.Claims[k] = append(req.Claims[k], v)
+		source = *admin + " (config in force)"
+	} else {
+		p, err := gray.Load(*path)
+		if err != nil {
+			return err
 		}
-	case *device != "":
-		identitySource = "device cookie (anonymous)"
-	}
-	d := p.Engine.Decide(&req)
-	ex := explanation{
-		Env: d.Env, Release: d.Release, Rule: d.Rule, Reason: string(d.Reason), Bucket: d.Bucket,
-		Version: d.Version, Subject: req.Subject, Identity: identitySource, TokenProblem: problem,
-		Served: servedBy(p.Config, d),
+		req, err := p.Request(ask, time.Now())
+		if err != nil {
+			return err
+		}
+		ex, source = p.Explain(req), *path
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(ex)
 	}
-	bucket := "-"
-	if d.Bucket != gray.NoBucket {
-		bucket = fmt.Sprintf("%d of %d (%.2f%%)", d.Bucket, gray.Buckets, float64(d.Bucket)/100)
-	}
-	fmt.Fprintf(stdout, "served by:   %s\nrelease:     %s\nrule:        %s\nreason:      %s\nbucket:      %s\nidentity:    %s\nsubject:     %s\nconfig:      %s (version %s)\n",
-		ex.Served, dash(d.Release), dash(d.Rule), d.Reason, bucket, identitySource, dash(req.Subject), *path, d.Version)
+	printExplanation(stdout, ex, source)
 	return nil
 }
 
-type explanation struct {
-	// Env is what ext_proc sets in x-gray-env ("" = nothing decided).
-	Env string `json:"env"`
-	// Served is where the request goes: Env, or the route default.
-	Served       string `json:"served"`
-	Release      string `json:"release"`
-	Rule         string `json:"rule"`
-	Reason       string `json:"reason"`
-	Bucket       int    `json:"bucket"`
-	Version      string `json:"version"`
-	Subject      string `json:"subject"`
-	Identity     string `json:"identity"`
-	TokenProblem string `json:"token_problem,omitempty"`
-}
-
-// servedBy names where a decision sends the request once Envoy routes it.
-func servedBy(cfg *config.Config, d gray.Decision) string {
-	if d.Env != "" {
-		return d.Env
+// printExplanation writes an explanation for a person, the same for a
+// local config and a running graymesh.
+func printExplanation(w io.Writer, ex gray.Explanation, source string) {
+	bucket := "-"
+	if ex.Bucket != gray.NoBucket {
+		bucket = fmt.Sprintf("%d of %d (%.2f%%)", ex.Bucket, gray.Buckets, float64(ex.Bucket)/100)
 	}
-	for _, r := range cfg.Releases {
-		if r.TrafficPercent > 0 {
-			return fmt.Sprintf("route default: %s, or %s for %.2f%% of such requests (traffic-weighted release %s)", config.Stable, r.Env, r.TrafficPercent, r.Name)
-		}
+	hop := ex.Hop
+	if ex.Service != "" {
+		hop += " (" + ex.Service + " sidecar)"
 	}
-	return config.Stable
+	fmt.Fprintf(w, "served by:   %s\nrelease:     %s\nrule:        %s\nreason:      %s\nbucket:      %s\nidentity:    %s\nsubject:     %s\nhop:         %s\nconfig:      %s (version %s)\n",
+		ex.Served, dash(ex.Release), dash(ex.Rule), ex.Reason, bucket, ex.Identity, dash(ex.Subject), hop, source, ex.Version)
+	if ex.Membership {
+		fmt.Fprintln(w, "membership:  a membership token is handed to the caller")
+	}
 }
 
 func dash(s string) string {

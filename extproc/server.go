@@ -1,0 +1,151 @@
+// Package extproc adapts graymesh's decision entry point (gray.Policy's
+// Decide) to Envoy's external processing (ext_proc) gRPC protocol. It only
+// translates: Envoy's request headers and attributes into a gray.Request,
+// the gray.Outcome into a header mutation that removes every
+// client-supplied graymesh header, sets the decision's and clears the
+// route cache so Envoy routes on them.
+package extproc
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/wire"
+)
+
+// Observer is told about every decision; metrics hook in here.
+type Observer interface {
+	Decided(hop, service string, d gray.Decision, took time.Duration)
+}
+
+// Server implements envoy.service.ext_proc.v3.ExternalProcessor.
+type Server struct {
+	extprocsvcv3.UnimplementedExternalProcessorServer
+
+	policy   atomic.Pointer[gray.Policy]
+	log      *slog.Logger
+	observer Observer
+	streams  atomic.Int64
+	tracer   trace.Tracer
+	now      func() time.Time
+}
+
+var _ extprocsvcv3.ExternalProcessorServer = (*Server)(nil)
+
+// New returns a server deciding with p. observer may be nil.
+func New(p *gray.Policy, log *slog.Logger, observer Observer) *Server {
+	s := &Server{
+		log:      log.With("component", "extproc"),
+		observer: observer,
+		tracer:   otel.Tracer("github.com/graymesh/graymesh/extproc"),
+		now:      time.Now,
+	}
+	s.policy.Store(p)
+	return s
+}
+
+// Swap makes p the policy for every decision from now on.
+func (s *Server) Swap(p *gray.Policy) { s.policy.Store(p) }
+
+// Policy returns the policy in force.
+func (s *Server) Policy() *gray.Policy { return s.policy.Load() }
+
+// ActiveStreams is the number of Process streams open now.
+func (s *Server) ActiveStreams() int64 { return s.streams.Load() }
+
+// Register adds the server to g.
+func (s *Server) Register(g *grpc.Server) { extprocsvcv3.RegisterExternalProcessorServer(g, s) }
+
+// Process answers one HTTP request's messages. Envoy opens one stream per
+// request and ends it with a half-close (io.EOF) or a reset (Canceled); both
+// are a normal end.
+func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) error {
+	s.streams.Add(1)
+	defer s.streams.Add(-1)
+	ctx := stream.Context()
+	st := &streamState{hop: hopOf(ctx)}
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil
+		}
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		resp, err := s.answer(ctx, st, req)
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(resp); err != nil {
+			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// streamState is what one request's stream remembers between messages.
+type streamState struct {
+	hop gray.Hop
+	// responseHeaders are set on the response (a membership token).
+	responseHeaders []gray.Header
+}
+
+// answer returns the single response each ProcessingRequest needs.
+func (s *Server) answer(ctx context.Context, st *streamState, req *extprocsvcv3.ProcessingRequest) (*extprocsvcv3.ProcessingResponse, error) {
+	switch r := req.Request.(type) {
+	case *extprocsvcv3.ProcessingRequest_RequestHeaders:
+		p, o := s.decide(ctx, st.hop, r.RequestHeaders, req.GetAttributes())
+		resp := Response(&o, r.RequestHeaders.GetHeaders())
+		if st.responseHeaders = p.ResponseHeaders(&o); st.responseHeaders != nil {
+			// Response headers are skipped by default; ask for them only on
+			// the requests that need a membership token set.
+			resp.ModeOverride = &extprocv3.ProcessingMode{ResponseHeaderMode: extprocv3.ProcessingMode_SEND}
+		}
+		return resp, nil
+	case *extprocsvcv3.ProcessingRequest_ResponseHeaders:
+		return responseHeadersResponse(st.responseHeaders), nil
+	case *extprocsvcv3.ProcessingRequest_RequestBody:
+		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_RequestBody{RequestBody: &extprocsvcv3.BodyResponse{}}}, nil
+	case *extprocsvcv3.ProcessingRequest_ResponseBody:
+		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocsvcv3.BodyResponse{}}}, nil
+	case *extprocsvcv3.ProcessingRequest_RequestTrailers:
+		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocsvcv3.TrailersResponse{}}}, nil
+	case *extprocsvcv3.ProcessingRequest_ResponseTrailers:
+		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocsvcv3.TrailersResponse{}}}, nil
+	default:
+		return nil, status.Errorf(codes.InvalidArgument, "unexpected ext_proc message %T", r)
+	}
+}
+
+// hopOf reads who is calling from the stream's gRPC metadata, which the
+// filter config sets (grpc_service initial_metadata).
+func hopOf(ctx context.Context) gray.Hop {
+	md, _ := metadata.FromIncomingContext(ctx)
+	var h gray.Hop
+	if v := md.Get(wire.MetadataHop); len(v) > 0 {
+		h.Inner = v[0] == wire.HopInner
+	}
+	if v := md.Get(wire.MetadataService); len(v) > 0 {
+		h.Service = v[0]
+	}
+	return h
+}

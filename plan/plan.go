@@ -1,0 +1,352 @@
+// Package plan is graymesh's routing plan: the one intermediate
+// representation between the config and every output that routes on a
+// decision. The config says what the operator wants; the plan says, once,
+// which environments each service has and in what order they are matched,
+// how undecided traffic is split, where sidecars listen and where their
+// fallback goes. Each output is a translator of the plan: xds for
+// graymesh's own Envoys, the Istio render for meshes run by Istio. Nothing
+// downstream of the plan derives environment order or weights again.
+package plan
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/graymesh/graymesh/config"
+)
+
+// TotalWeight is the sum of the weights of a split: weights are in basis
+// points, the unit of config.BasisPoints and of the decision's buckets.
+const TotalWeight = 10000
+
+// Plan is what graymesh routes, built from one config. It is immutable.
+type Plan struct {
+	// Version is the config version the plan was built from.
+	Version  string
+	Services []Service
+	Mesh     Mesh
+}
+
+// Mesh is where the default listener accepts traffic and how Envoy reaches
+// graymesh and the trace collector.
+type Mesh struct {
+	Listener Endpoint
+	ExtProc  Endpoint
+	// MessageTimeout bounds how long Envoy waits for a decision.
+	MessageTimeout time.Duration
+	// OTLP is the trace collector; nil turns Envoy's tracing off.
+	OTLP        *Endpoint
+	SampleRatio float64
+}
+
+// Endpoint is one host and port.
+type Endpoint struct {
+	Host string
+	Port uint32
+}
+
+// IsIP reports whether Host is an IP address (not a name to resolve).
+func (e Endpoint) IsIP() bool {
+	_, err := netip.ParseAddr(e.Host)
+	return err == nil
+}
+
+// Service is one service: its environments, its routes and, when it has
+// its own Envoy, its sidecar.
+type Service struct {
+	Name    string
+	Domains []string
+	// Envs are the service's environments, stable first, the rest sorted.
+	Envs []Env
+	// Routes are matched in order; the last one matches every request.
+	Routes  []Route
+	Sidecar *Sidecar
+}
+
+// Env is one environment of a service and its endpoints.
+type Env struct {
+	Name      string
+	Endpoints []Endpoint
+}
+
+// Has reports whether the service has its own endpoints for env.
+func (s *Service) Has(env string) bool {
+	for _, e := range s.Envs {
+		if e.Name == env {
+			return true
+		}
+	}
+	return false
+}
+
+// FallbackFor names why the service serves stable to a request whose lane
+// names env: "" when it can serve env itself or env is stable or empty.
+func (s *Service) FallbackFor(env string) string {
+	if env == "" || env == config.Stable || s.Has(env) {
+		return ""
+	}
+	return "no-" + env + "-version"
+}
+
+// Sidecar is a service's own Envoy.
+type Sidecar struct {
+	Address      string
+	InboundPort  uint32
+	OutboundPort uint32
+	// FallbackPort is 0 when the sidecar has no fallback listener.
+	FallbackPort uint32
+	// Edge sidecars decide; the others follow the lane.
+	Edge bool
+	// Peers are the other sidecars this service calls, in config order.
+	Peers []Peer
+}
+
+// Peer is another service's sidecar, reached at its inbound listener.
+type Peer struct {
+	Name    string
+	Inbound Endpoint
+}
+
+// MatchKind is what a route looks at.
+type MatchKind int
+
+// Route matches, in the order a service's routes use them.
+const (
+	// MatchEnv matches the environment header equal to Match.Env.
+	MatchEnv MatchKind = iota
+	// MatchOtherEnv matches the environment header with any value.
+	MatchOtherEnv
+	// MatchAll matches every request: nothing was decided.
+	MatchAll
+)
+
+// Match is a route's condition.
+type Match struct {
+	Kind MatchKind
+	Env  string
+}
+
+// Route sends the requests it matches to one backend, or splits them over
+// several by weight.
+type Route struct {
+	// Name is short and unique within the service: the environment,
+	// "other-env" or "default".
+	Name     string
+	Match    Match
+	Backends []Backend
+}
+
+// Backend is one environment a route sends requests to.
+type Backend struct {
+	Env string
+	// Weight is the backend's share in TotalWeight; 0 for a route's only
+	// backend.
+	Weight uint32
+	// StampEnv adds the environment header (when absent) naming Env, so
+	// every later hop sees what this hop chose.
+	StampEnv bool
+}
+
+// Route names.
+const (
+	RouteOtherEnv = "other-env"
+	RouteDefault  = "default"
+)
+
+// Build makes the plan for a config. cfg is expected to be valid (from
+// config.Load); Build still refuses what no output could route, naming the
+// field.
+func Build(cfg *config.Config) (*Plan, error) {
+	p := &Plan{Version: cfg.Version}
+	var errs []error
+	mesh, err := buildMesh(cfg)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	p.Mesh = mesh
+	split := weightedRelease(cfg)
+	sidecars := cfg.Sidecars()
+	for i, s := range cfg.Services {
+		svc, err := buildService(i, s, split, sidecars)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		p.Services = append(p.Services, svc)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Service returns the named service, or nil.
+func (p *Plan) Service(name string) *Service {
+	for i := range p.Services {
+		if p.Services[i].Name == name {
+			return &p.Services[i]
+		}
+	}
+	return nil
+}
+
+// Sidecars returns the services that have their own Envoy, in config order.
+func (p *Plan) Sidecars() []*Service {
+	var out []*Service
+	for i := range p.Services {
+		if p.Services[i].Sidecar != nil {
+			out = append(out, &p.Services[i])
+		}
+	}
+	return out
+}
+
+func buildMesh(cfg *config.Config) (Mesh, error) {
+	m := Mesh{
+		Listener:       Endpoint{Host: cfg.Mesh.ListenerAddress, Port: cfg.Mesh.ListenerPort},
+		MessageTimeout: cfg.Mesh.MessageTimeout.Duration,
+	}
+	var errs []error
+	ep, err := ParseEndpoint(cfg.Mesh.ExtProcAddress)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("mesh.extproc_address: %w", err))
+	}
+	m.ExtProc = ep
+	if cfg.Tracing.OTLPEndpoint != "" {
+		ep, err := ParseEndpoint(cfg.Tracing.OTLPEndpoint)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("tracing.otlp_endpoint: %w", err))
+		}
+		m.OTLP = &ep
+		m.SampleRatio = 1
+		if cfg.Tracing.SampleRatio != nil {
+			m.SampleRatio = *cfg.Tracing.SampleRatio
+		}
+	}
+	return m, errors.Join(errs...)
+}
+
+// split is the traffic-weighted release: undecided requests go to env for
+// basisPoints of TotalWeight.
+type split struct {
+	env         string
+	basisPoints uint32
+}
+
+// weightedRelease returns the traffic-weighted release's split, or nil
+// (config validation allows at most one).
+func weightedRelease(cfg *config.Config) *split {
+	var out *split
+	for _, r := range cfg.Releases {
+		if r.TrafficPercent > 0 {
+			out = &split{env: r.Env, basisPoints: config.BasisPoints(r.TrafficPercent)}
+		}
+	}
+	return out
+}
+
+func buildService(i int, s config.Service, w *split, sidecars []config.Service) (Service, error) {
+	field := fmt.Sprintf("services[%d] (%s)", i, s.Name)
+	svc := Service{Name: s.Name, Domains: s.Domains}
+	var errs []error
+	for _, env := range envOrder(s) {
+		e := Env{Name: env}
+		for j, addr := range s.Environments[env] {
+			ep, err := ParseEndpoint(addr)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s.environments.%s[%d]: %w", field, env, j, err))
+				continue
+			}
+			e.Endpoints = append(e.Endpoints, ep)
+		}
+		svc.Envs = append(svc.Envs, e)
+	}
+	if len(s.Environments[config.Stable]) == 0 {
+		errs = append(errs, fmt.Errorf("%s.environments.%s: every service needs stable endpoints; it is where undecided and fallback traffic goes", field, config.Stable))
+	}
+	svc.Routes = routes(svc, w)
+	if s.Sidecar != nil {
+		svc.Sidecar = buildSidecar(s, sidecars)
+	}
+	return svc, errors.Join(errs...)
+}
+
+// routes are a service's routes, in match order:
+//  1. the environment header names an environment the service has → it;
+//  2. the header names any other environment → stable, header kept so a
+//     later hop that has that environment serves it again;
+//  3. no header (nothing decided) → stable, stamping the header; or, with a
+//     traffic-weighted release whose environment the service has, the
+//     split, each branch stamping the environment it chose.
+func routes(svc Service, w *split) []Route {
+	var out []Route
+	for _, env := range svc.Envs[1:] {
+		out = append(out, Route{Name: env.Name, Match: Match{Kind: MatchEnv, Env: env.Name}, Backends: []Backend{{Env: env.Name}}})
+	}
+	out = append(out, Route{Name: RouteOtherEnv, Match: Match{Kind: MatchOtherEnv}, Backends: []Backend{{Env: config.Stable}}})
+	def := Route{Name: RouteDefault, Match: Match{Kind: MatchAll}}
+	if w != nil && svc.Has(w.env) && len(svc.endpoints(w.env)) > 0 {
+		for _, b := range []Backend{{Env: config.Stable, Weight: TotalWeight - w.basisPoints}, {Env: w.env, Weight: w.basisPoints}} {
+			if b.Weight > 0 {
+				b.StampEnv = true
+				def.Backends = append(def.Backends, b)
+			}
+		}
+	} else {
+		def.Backends = []Backend{{Env: config.Stable, StampEnv: true}}
+	}
+	return append(out, def)
+}
+
+func (s *Service) endpoints(env string) []Endpoint {
+	for _, e := range s.Envs {
+		if e.Name == env {
+			return e.Endpoints
+		}
+	}
+	return nil
+}
+
+func buildSidecar(s config.Service, sidecars []config.Service) *Sidecar {
+	sc := &Sidecar{
+		Address: s.Sidecar.Address, InboundPort: s.Sidecar.InboundPort, OutboundPort: s.Sidecar.OutboundPort,
+		FallbackPort: s.Sidecar.FallbackPort, Edge: s.Sidecar.Edge,
+	}
+	for _, peer := range sidecars {
+		if peer.Name != s.Name {
+			sc.Peers = append(sc.Peers, Peer{Name: peer.Name, Inbound: Endpoint{Host: peer.Sidecar.Address, Port: peer.Sidecar.InboundPort}})
+		}
+	}
+	return sc
+}
+
+// envOrder returns a service's environments, stable first, the rest
+// sorted: the order routes are matched in.
+func envOrder(s config.Service) []string {
+	out := make([]string, 0, len(s.Environments))
+	for env := range s.Environments {
+		if env != config.Stable {
+			out = append(out, env)
+		}
+	}
+	sort.Strings(out)
+	return append([]string{config.Stable}, out...)
+}
+
+// ParseEndpoint parses host:port with a port in 1..65535.
+func ParseEndpoint(s string) (Endpoint, error) {
+	host, portStr, err := net.SplitHostPort(s)
+	if err != nil {
+		return Endpoint{}, fmt.Errorf("%q is not host:port", s)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil || port == 0 || host == "" {
+		return Endpoint{}, fmt.Errorf("%q is not host:port with a port in 1..65535", s)
+	}
+	return Endpoint{Host: host, Port: uint32(port)}, nil
+}

@@ -1,0 +1,47 @@
+package xds
+
+import (
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/graymesh/graymesh/wire"
+)
+
+// extProcFilter asks graymesh about request headers. failure_mode_allow
+// makes an unreachable, failing or slow graymesh cost gray routing, never
+// the request: it continues without our headers and routes to stable.
+//
+// The hop and service travel as gRPC initial metadata, so one graymesh
+// serves edge and inner hops alike.
+func extProcFilter(timeout time.Duration, hop, service string) *extprocv3.ExternalProcessor {
+	md := []*corev3.HeaderValue{{Key: wire.MetadataHop, Value: hop}}
+	if service != "" {
+		md = append(md, &corev3.HeaderValue{Key: wire.MetadataService, Value: service})
+	}
+	return &extprocv3.ExternalProcessor{
+		GrpcService: &corev3.GrpcService{
+			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
+				EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: ExtProcCluster},
+			},
+			InitialMetadata: md,
+		},
+		FailureModeAllow: true,
+		// Response headers are skipped by default: graymesh asks for them
+		// (allow_mode_override below) only on the requests where it sets a
+		// membership token.
+		ProcessingMode: &extprocv3.ProcessingMode{
+			RequestHeaderMode:   extprocv3.ProcessingMode_SEND,
+			ResponseHeaderMode:  extprocv3.ProcessingMode_SKIP,
+			RequestBodyMode:     extprocv3.ProcessingMode_NONE,
+			ResponseBodyMode:    extprocv3.ProcessingMode_NONE,
+			RequestTrailerMode:  extprocv3.ProcessingMode_SKIP,
+			ResponseTrailerMode: extprocv3.ProcessingMode_SKIP,
+		},
+		MessageTimeout:    durationpb.New(timeout),
+		RequestAttributes: []string{wire.SourceAddressAttribute},
+		AllowModeOverride: true,
+	}
+}

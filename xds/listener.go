@@ -1,0 +1,104 @@
+package xds
+
+import (
+	mutationrulesv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	earlymutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/http/early_header_mutation/header_mutation/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/graymesh/graymesh/plan"
+	"github.com/graymesh/graymesh/wire"
+)
+
+type listenerSpec struct {
+	name                  string
+	address               plan.Endpoint
+	routeName, statPrefix string
+	// traceName is the service name of the spans this listener reports.
+	traceName string
+	// extProc, when set, asks graymesh about every request.
+	extProc *extprocv3.ExternalProcessor
+	// outbound listeners neither strip nor decide.
+	outbound bool
+}
+
+func listener(spec listenerSpec, m plan.Mesh) (*listenerv3.Listener, error) {
+	router, err := anypb.New(&routerv3.Router{})
+	if err != nil {
+		return nil, err
+	}
+	hcm := &hcmv3.HttpConnectionManager{
+		StatPrefix: spec.statPrefix,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			RouteConfigName: spec.routeName,
+			ConfigSource:    adsSource(),
+		}},
+	}
+	if !spec.outbound {
+		strip, err := stripClientHeaders()
+		if err != nil {
+			return nil, err
+		}
+		// Whoever calls this listener does not get to say which
+		// environment serves it: X-Forwarded-For is not trusted, and
+		// every x-gray-* header is removed before any filter runs, so a
+		// spoofed x-gray-env cannot route even when ext_proc is down and
+		// the filter fails open.
+		hcm.UseRemoteAddress = wrapperspb.Bool(true)
+		hcm.EarlyHeaderMutationExtensions = []*corev3.TypedExtensionConfig{strip}
+	}
+	if spec.extProc != nil {
+		extProc, err := anypb.New(spec.extProc)
+		if err != nil {
+			return nil, err
+		}
+		hcm.HttpFilters = append(hcm.HttpFilters, &hcmv3.HttpFilter{Name: wire.ExtProcFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: extProc}})
+	}
+	hcm.HttpFilters = append(hcm.HttpFilters, &hcmv3.HttpFilter{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router}})
+	if m.OTLP != nil {
+		t, err := tracing(spec.traceName, m.SampleRatio)
+		if err != nil {
+			return nil, err
+		}
+		hcm.Tracing = t
+	}
+	hcmAny, err := anypb.New(hcm)
+	if err != nil {
+		return nil, err
+	}
+	return &listenerv3.Listener{
+		Name:    spec.name,
+		Address: socketAddress(spec.address),
+		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{
+			Name:       "envoy.filters.network.http_connection_manager",
+			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcmAny},
+		}}}},
+	}, nil
+}
+
+// stripClientHeaders removes every header with graymesh's prefix as the
+// request arrives, before any filter or route sees it.
+func stripClientHeaders() (*corev3.TypedExtensionConfig, error) {
+	strip, err := anypb.New(&earlymutationv3.HeaderMutation{Mutations: []*mutationrulesv3.HeaderMutation{{
+		Action: &mutationrulesv3.HeaderMutation_RemoveOnMatch_{RemoveOnMatch: &mutationrulesv3.HeaderMutation_RemoveOnMatch{
+			KeyMatcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: wire.HeaderPrefix}},
+		}},
+	}}})
+	if err != nil {
+		return nil, err
+	}
+	return &corev3.TypedExtensionConfig{Name: "graymesh.strip_client_headers", TypedConfig: strip}, nil
+}
+
+func adsSource() *corev3.ConfigSource {
+	return &corev3.ConfigSource{
+		ResourceApiVersion:    corev3.ApiVersion_V3,
+		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+	}
+}

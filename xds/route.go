@@ -1,0 +1,143 @@
+package xds
+
+import (
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	previouspriorities "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/priority/previous_priorities/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/graymesh/graymesh/config"
+	"github.com/graymesh/graymesh/plan"
+	"github.com/graymesh/graymesh/wire"
+)
+
+// virtualHost routes one service's traffic along the plan's routes.
+func virtualHost(s *plan.Service, domains []string) *routev3.VirtualHost {
+	vh := &routev3.VirtualHost{Name: s.Name, Domains: domains,
+		// Responses carry the config version the request was decided
+		// with, so clients see when the rules changed and can refresh.
+		ResponseHeadersToAdd: []*corev3.HeaderValueOption{{
+			Header:         &corev3.HeaderValue{Key: wire.HeaderVersion, Value: "%REQ(" + wire.HeaderVersion + ")%"},
+			AppendAction:   corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+			KeepEmptyValue: false,
+		}},
+	}
+	for _, r := range s.Routes {
+		vh.Routes = append(vh.Routes, route(s.Name, r))
+	}
+	return vh
+}
+
+func route(service string, r plan.Route) *routev3.Route {
+	out := &routev3.Route{Name: service + "/" + r.Name, Match: routeMatch(r.Match)}
+	if len(r.Backends) == 1 {
+		b := r.Backends[0]
+		out.Action = clusterAction(ClusterName(service, b.Env))
+		if b.StampEnv {
+			out.RequestHeadersToAdd = []*corev3.HeaderValueOption{envHeader(b.Env)}
+		}
+		return out
+	}
+	out.Action = weightedAction(service, r.Backends)
+	return out
+}
+
+func routeMatch(m plan.Match) *routev3.RouteMatch {
+	rm := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}
+	switch m.Kind {
+	case plan.MatchEnv:
+		rm.Headers = []*routev3.HeaderMatcher{{Name: wire.HeaderEnv, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
+			StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: m.Env}},
+		}}}
+	case plan.MatchOtherEnv:
+		rm.Headers = []*routev3.HeaderMatcher{{Name: wire.HeaderEnv, HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}}}
+	}
+	return rm
+}
+
+func clusterAction(cluster string) *routev3.Route_Route {
+	return &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster}}}
+}
+
+// weightedAction splits undecided traffic per request. Each branch adds
+// x-gray-env, so every later hop sees the environment this hop chose.
+func weightedAction(service string, backends []plan.Backend) *routev3.Route_Route {
+	clusters := make([]*routev3.WeightedCluster_ClusterWeight, 0, len(backends))
+	for _, b := range backends {
+		cw := &routev3.WeightedCluster_ClusterWeight{Name: ClusterName(service, b.Env), Weight: wrapperspb.UInt32(b.Weight)}
+		if b.StampEnv {
+			cw.RequestHeadersToAdd = []*corev3.HeaderValueOption{envHeader(b.Env)}
+		}
+		clusters = append(clusters, cw)
+	}
+	return &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_WeightedClusters{
+		WeightedClusters: &routev3.WeightedCluster{Clusters: clusters},
+	}}}
+}
+
+// envHeader names the environment a hop chose, unless one is already set.
+func envHeader(env string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: wire.HeaderEnv, Value: env},
+		AppendAction: corev3.HeaderValueOption_ADD_IF_ABSENT,
+	}
+}
+
+// outboundRouteConfig routes a sidecar's outgoing calls, by Host, to each
+// peer's inbound listener; it returns the routes and the peer clusters.
+func outboundRouteConfig(name string, svc *plan.Service) (*routev3.RouteConfiguration, []*clusterv3.Cluster) {
+	out := &routev3.RouteConfiguration{Name: name}
+	var clusters []*clusterv3.Cluster
+	for _, peer := range svc.Sidecar.Peers {
+		cluster := "inbound|" + peer.Name
+		clusters = append(clusters, staticCluster(cluster, []*endpointv3.LbEndpoint{lbEndpoint(peer.Inbound)}, clusterv3.Cluster_STATIC))
+		out.VirtualHosts = append(out.VirtualHosts, &routev3.VirtualHost{
+			Name:    peer.Name,
+			Domains: []string{peer.Name, peer.Name + ":*"},
+			Routes: []*routev3.Route{{
+				Name:   svc.Name + "->" + peer.Name,
+				Match:  routeMatch(plan.Match{Kind: plan.MatchAll}),
+				Action: clusterAction(cluster),
+			}},
+		})
+	}
+	return out, clusters
+}
+
+// fallbackRouteConfig serves stable on the fallback listener and marks the
+// request with why, keeping the lane for later hops.
+func fallbackRouteConfig(name string, svc *plan.Service) *routev3.RouteConfiguration {
+	return &routev3.RouteConfiguration{
+		Name: name,
+		VirtualHosts: []*routev3.VirtualHost{{
+			Name:    svc.Name + "-fallback",
+			Domains: []string{"*"},
+			Routes: []*routev3.Route{{
+				Name:   svc.Name + "/fallback",
+				Match:  routeMatch(plan.Match{Kind: plan.MatchAll}),
+				Action: clusterAction(ClusterName(svc.Name, config.Stable)),
+				RequestHeadersToAdd: []*corev3.HeaderValueOption{{
+					Header:       &corev3.HeaderValue{Key: wire.HeaderFallback, Value: "%REQ(" + wire.HeaderEnv + ")%-unavailable"},
+					AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+				}},
+			}},
+		}},
+	}
+}
+
+// fallbackRetry retries a failed connection once, one priority down.
+func fallbackRetry() *routev3.RetryPolicy {
+	prio, _ := anypb.New(&previouspriorities.PreviousPrioritiesConfig{UpdateFrequency: 1})
+	return &routev3.RetryPolicy{
+		RetryOn:    "connect-failure,refused-stream,reset",
+		NumRetries: wrapperspb.UInt32(1),
+		RetryPriority: &routev3.RetryPolicy_RetryPriority{
+			Name:       "envoy.retry_priorities.previous_priorities",
+			ConfigType: &routev3.RetryPolicy_RetryPriority_TypedConfig{TypedConfig: prio},
+		},
+	}
+}
