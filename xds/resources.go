@@ -9,6 +9,9 @@
 package xds
 
 import (
+	"errors"
+	"fmt"
+
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -129,16 +132,26 @@ func BuildSidecar(p *plan.Plan, svc *plan.Service) (*Resources, error) {
 	return r, nil
 }
 
-// Validate runs Envoy's proto validation over every resource.
+// Validate runs Envoy's proto validation over every resource; an error
+// names the resource.
 func (r *Resources) Validate() error {
-	for _, m := range r.all() {
-		if v, ok := m.(interface{ ValidateAll() error }); ok {
-			if err := v.ValidateAll(); err != nil {
-				return err
-			}
+	var errs []error
+	for _, c := range r.Clusters {
+		if err := c.ValidateAll(); err != nil {
+			errs = append(errs, fmt.Errorf("cluster %s: %w", c.GetName(), err))
 		}
 	}
-	return nil
+	for _, rc := range r.Routes {
+		if err := rc.ValidateAll(); err != nil {
+			errs = append(errs, fmt.Errorf("route configuration %s: %w", rc.GetName(), err))
+		}
+	}
+	for _, l := range r.Listeners {
+		if err := l.ValidateAll(); err != nil {
+			errs = append(errs, fmt.Errorf("listener %s: %w", l.GetName(), err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (r *Resources) all() []proto.Message {

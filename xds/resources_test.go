@@ -3,23 +3,26 @@ package xds
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/graymesh/graymesh/config"
+	"github.com/graymesh/graymesh/internal/golden"
 	"github.com/graymesh/graymesh/plan"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+// kinds are the resource types pinned by golden files, one file per
+// config and kind.
+var kinds = []string{"clusters", "routes", "listeners"}
 
-// TestGolden pins the generated xDS resources for each config in testdata.
+// TestGolden pins the generated xDS resources for each config in testdata,
+// one golden file per resource type holding every group's resources.
 // Regenerate with: go test ./xds -run TestGolden -update
 func TestGolden(t *testing.T) {
 	configs, err := filepath.Glob("testdata/*.yaml")
@@ -32,26 +35,18 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var got []byte
+			got := map[string][]byte{}
 			for _, name := range sortedKeys(groups) {
 				if err := groups[name].Validate(); err != nil {
 					t.Fatalf("%s: %v", name, err)
 				}
-				got = append(got, []byte("// group "+name+"\n")...)
-				got = append(got, render(t, groups[name])...)
-			}
-			golden := strings.TrimSuffix(path, ".yaml") + ".golden"
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
+				for kind, b := range render(t, groups[name]) {
+					got[kind] = append(got[kind], []byte("// group "+name+"\n")...)
+					got[kind] = append(got[kind], b...)
 				}
 			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Fatalf("resources differ from %s; rerun with -update after checking the diff:\n%s", golden, got)
+			for _, kind := range kinds {
+				golden.Check(t, strings.TrimSuffix(path, ".yaml")+"."+kind+".golden", got[kind])
 			}
 		})
 	}
@@ -66,7 +61,8 @@ func sortedKeys(m map[string]*Resources) []string {
 	return keys
 }
 
-func render(t *testing.T, r *Resources) []byte {
+// render prints each kind of r's resources as indented JSON.
+func render(t *testing.T, r *Resources) map[string][]byte {
 	t.Helper()
 	doc := map[string][]json.RawMessage{}
 	add := func(kind string, m proto.Message) {
@@ -90,11 +86,66 @@ func render(t *testing.T, r *Resources) []byte {
 	for _, l := range r.Listeners {
 		add("listeners", l)
 	}
-	out, err := json.MarshalIndent(doc, "", "  ")
-	if err != nil {
-		t.Fatal(err)
+	out := map[string][]byte{}
+	for _, kind := range kinds {
+		b, err := json.MarshalIndent(doc[kind], "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[kind] = append(b, '\n')
 	}
-	return append(out, '\n')
+	return out
+}
+
+// TestValidateNamesTheResource builds from plans no config would give:
+// Envoy's validation must name the resource and the field.
+func TestValidateNamesTheResource(t *testing.T) {
+	base := func() *plan.Plan {
+		return &plan.Plan{Mesh: plan.Mesh{ExtProc: plan.Endpoint{Host: "127.0.0.1", Port: 18081}, MessageTimeout: time.Second}}
+	}
+	tests := []struct {
+		name string
+		plan func() *plan.Plan
+		want []string
+	}{
+		{"endpoint without a host", func() *plan.Plan {
+			p := base()
+			p.Services = []plan.Service{{Name: "shop", Domains: []string{"shop"},
+				Envs:   []plan.Env{{Name: "stable", Endpoints: []plan.Endpoint{{Port: 80}}}},
+				Routes: []plan.Route{{Name: "default", Match: plan.Match{Kind: plan.MatchAll}, Backends: []plan.Backend{{Env: "stable"}}}},
+			}}
+			return p
+		}, []string{"cluster shop|stable", "Address"}},
+		{"virtual host without domains", func() *plan.Plan {
+			p := base()
+			p.Services = []plan.Service{{Name: "shop",
+				Envs:   []plan.Env{{Name: "stable", Endpoints: []plan.Endpoint{{Host: "10.0.0.1", Port: 80}}}},
+				Routes: []plan.Route{{Name: "default", Match: plan.Match{Kind: plan.MatchAll}, Backends: []plan.Backend{{Env: "stable"}}}},
+			}}
+			return p
+		}, []string{"route configuration " + RouteName, "Domains"}},
+		{"negative timeout", func() *plan.Plan {
+			p := base()
+			p.Mesh.MessageTimeout = -time.Second
+			return p
+		}, []string{"listener " + ListenerName}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := Build(tt.plan())
+			if err == nil {
+				err = res.Validate()
+			}
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q: %v", w, err)
+				}
+			}
+		})
+	}
 }
 
 func TestSnapshotVersionIsContentHash(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -17,10 +16,9 @@ import (
 	"gopkg.in/yaml.v3"
 	networkingv1 "istio.io/api/networking/v1"
 
+	"github.com/graymesh/graymesh/internal/golden"
 	"github.com/graymesh/graymesh/wire"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files (testdata and the Istio overlay's routes)")
 
 // renderCases pins `graymesh render istio` output. The last case is the
 // Istio overlay's routes, generated from the base manifests' config.
@@ -45,18 +43,7 @@ func TestRenderIstioGolden(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, errOut)
 			}
-			if *update {
-				if err := os.WriteFile(tc.golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(tc.golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if got != string(want) {
-				t.Fatalf("output differs from %s; rerun with -update after checking it:\n%s", tc.golden, got)
-			}
+			golden.Check(t, tc.golden, []byte(got))
 			checkIstioRoutes(t, []byte(got), tc.namespace)
 		})
 	}
