@@ -44,8 +44,14 @@ type Config struct {
 	// Source is the file the config was read from ("" when parsed from
 	// bytes); relative key paths resolve against its directory.
 	Source string `yaml:"-"`
-	// Version identifies the content: a short hash of the file's bytes.
+	// Version is the version of the config in force, the one every
+	// response (x-gray-version), lane, log line and explanation shows:
+	// graymesh's counter of accepted configs, which only grows. It is ""
+	// for a file that no graymesh has put in force (offline tools).
 	Version string `yaml:"-"`
+	// Content is a short hash of the file's bytes: it tells two files
+	// apart; it is not a version.
+	Content string `yaml:"-"`
 }
 
 // Server holds the addresses graymesh listens on.
@@ -289,7 +295,7 @@ func Parse(data []byte, source string) (*Config, error) {
 	}
 	cfg.Source = source
 	sum := sha256.Sum256(data)
-	cfg.Version = hex.EncodeToString(sum[:6])
+	cfg.Content = hex.EncodeToString(sum[:6])
 	cfg.applyDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err

@@ -53,17 +53,17 @@ func TestParseValidAppliesDefaults(t *testing.T) {
 	if BasisPoints(cfg.Releases[0].Percent) != 1250 {
 		t.Errorf("basis points %d", BasisPoints(cfg.Releases[0].Percent))
 	}
-	if len(cfg.Version) != 12 {
-		t.Errorf("version %q", cfg.Version)
+	if len(cfg.Content) != 12 || cfg.Version != "" {
+		t.Errorf("content %q, version %q: a parsed file has a content hash and no version until it is in force", cfg.Content, cfg.Version)
 	}
 }
 
-func TestParseVersionFollowsContent(t *testing.T) {
+func TestParseContentHashFollowsContent(t *testing.T) {
 	a, _ := Parse([]byte(valid), "a")
 	b, _ := Parse([]byte(valid), "b")
 	c, _ := Parse([]byte(valid+"\n# changed\n"), "c")
-	if a.Version != b.Version || a.Version == c.Version {
-		t.Fatalf("versions a=%s b=%s c=%s", a.Version, b.Version, c.Version)
+	if a.Content != b.Content || a.Content == c.Content {
+		t.Fatalf("content hashes a=%s b=%s c=%s", a.Content, b.Content, c.Content)
 	}
 }
 

@@ -195,12 +195,12 @@ func (d *Daemon) handleStatus(w http.ResponseWriter, _ *http.Request) {
 	if d.pending != nil && d.pending.EffectiveAt != nil {
 		pending = d.pending.EffectiveAt.Format("2006-01-02T15:04:05Z07:00")
 	}
-	content := d.state.Content
+	content := d.state.ContentHash
 	d.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]any{
 		"config_file":            d.path,
 		"config_version":         p.Config.Version,
-		"config_content":         content,
+		"config_content_hash":    content,
 		"pending_effective_at":   pending,
 		"xds_version":            d.xds.Version(),
 		"last_reload":            d.lastReload.Load(),

@@ -217,7 +217,7 @@ func (d *Daemon) apply(next *config.Config, source string) error {
 func (d *Daemon) put(next *config.Config, source string) error {
 	hash := contentHash(next)
 	version := d.state.Version
-	if hash != d.state.Content || version == 0 {
+	if hash != d.state.ContentHash || version == 0 {
 		version++
 	}
 	next.Version = strconv.Itoa(version)
@@ -228,7 +228,7 @@ func (d *Daemon) put(next *config.Config, source string) error {
 	if err := d.xds.Update(p.Plan); err != nil {
 		return err
 	}
-	d.state.Version, d.state.Content, d.state.InForce = version, hash, next
+	d.state.Version, d.state.ContentHash, d.state.InForce = version, hash, next
 	if err := d.state.save(d.opts.StateDir); err != nil {
 		// Serving goes on; only the restart guarantees weaken.
 		d.log.Error("saving state", "dir", d.opts.StateDir, "error", err)
@@ -241,7 +241,7 @@ func (d *Daemon) put(next *config.Config, source string) error {
 	d.metrics.reloads.WithLabelValues("accepted").Inc()
 	d.metrics.setVersion(next.Version)
 	d.lastReload.Store(&reloadStatus{At: d.opts.Now(), Source: source, Result: "accepted", Version: next.Version})
-	d.log.Info("config in force", "source", source, "version", next.Version, "content", hash)
+	d.log.Info("config in force", "source", source, "config_version", next.Version, "content_hash", hash)
 	return nil
 }
 
@@ -404,7 +404,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.ready.Store(true)
 	d.log.Info("serving",
 		"extproc", extLis.Addr().String(), "xds", xdsLis.Addr().String(), "admin", adminLis.Addr().String(),
-		"config", d.path, "version", cfg.Version)
+		"config", d.path, "config_version", cfg.Version)
 
 	g.Go(func() error {
 		<-gctx.Done()

@@ -19,8 +19,9 @@ import (
 type state struct {
 	// Version counts accepted configs; it only grows.
 	Version int `json:"version"`
-	// Content is the hash of the effective config in force.
-	Content string `json:"content"`
+	// ContentHash is the hash of the effective config in force (file and
+	// overrides): a change of it is what makes Version grow.
+	ContentHash string `json:"content"`
 	// Overrides are per-release changes made through the admin API; they
 	// apply on top of the file until reset.
 	Overrides map[string]override `json:"overrides,omitempty"`
@@ -121,7 +122,7 @@ func clone(c *config.Config) (*config.Config, error) {
 // version, source or declared change.
 func contentHash(c *config.Config) string {
 	cc, _ := clone(c)
-	cc.Version, cc.Source, cc.Change = "", "", config.Change{}
+	cc.Version, cc.Content, cc.Source, cc.Change = "", "", "", config.Change{}
 	b, _ := json.Marshal(cc)
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:6])

@@ -370,9 +370,19 @@ func bearer(tok string) map[string]string { return map[string]string{"Authorizat
 
 // explain runs `graymesh explain --json` against the mesh's config.
 func (m *mesh) explain(args ...string) (map[string]any, error) {
+	return runExplain(append([]string{"--config", m.configPath}, args...))
+}
+
+// explainInForce runs `graymesh explain --json` against the running
+// graymesh's admin API: the config in force, overrides included.
+func (m *mesh) explainInForce(args ...string) (map[string]any, error) {
+	return runExplain(append([]string{"--admin", m.admin}, args...))
+}
+
+func runExplain(args []string) (map[string]any, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "graymesh"), append([]string{"explain", "--config", m.configPath, "--json"}, args...)...)
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "graymesh"), append([]string{"explain", "--json"}, args...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

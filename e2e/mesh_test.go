@@ -126,7 +126,9 @@ var exampleApps = []struct {
 	{"pricing", "gray", "v2", 9206, "", 0},
 }
 
-func newFourHop(t *testing.T) *fourHop {
+// newFourHop starts the four-hop example mesh; edits change the example
+// config before graymesh reads it.
+func newFourHop(t *testing.T, edits ...func(cfg string) string) *fourHop {
 	t.Helper()
 	dir := t.TempDir()
 	otlp, query := startJaeger(t, dir)
@@ -151,6 +153,9 @@ func newFourHop(t *testing.T) *fourHop {
 	// decision that misses the 50 ms budget on a loaded 2-core machine
 	// would (correctly) fail open to stable and muddy the check.
 	cfg = strings.Replace(cfg, "message_timeout: 50ms", "message_timeout: 1s", 1)
+	for _, edit := range edits {
+		cfg = edit(cfg)
+	}
 	m.laneKey = regexp.MustCompile(`(?m)^\s+key: (\S+)`).FindStringSubmatch(cfg)[1]
 	m.secret = []byte(regexp.MustCompile(`secret: ([^}\s]+)`).FindStringSubmatch(cfg)[1])
 	m.issuer = regexp.MustCompile(`issuer: (\S+)`).FindStringSubmatch(cfg)[1]

@@ -26,8 +26,10 @@ const TotalWeight = 10000
 
 // Plan is what graymesh routes, built from one config. It is immutable.
 type Plan struct {
-	// Version is the config version the plan was built from.
+	// Version is the config version the plan was built from ("" for a
+	// file not in force); Content is the file's content hash.
 	Version  string
+	Content  string
 	Services []Service
 	Mesh     Mesh
 }
@@ -162,7 +164,7 @@ const (
 // config.Load); Build still refuses what no output could route, naming the
 // field.
 func Build(cfg *config.Config) (*Plan, error) {
-	p := &Plan{Version: cfg.Version}
+	p := &Plan{Version: cfg.Version, Content: cfg.Content}
 	var errs []error
 	mesh, err := buildMesh(cfg)
 	if err != nil {

@@ -58,8 +58,8 @@ report), 1 when one does not.`, stderr)
 	}
 
 	rep := diffReport{
-		Old:    diffFile{File: files[0], Version: old.Version},
-		New:    diffFile{File: files[1], Version: next.Version},
+		Old:    diffFile{File: files[0], Content: old.Content},
+		New:    diffFile{File: files[1], Content: next.Content},
 		At:     at.UTC().Format(time.RFC3339),
 		Sample: *sample,
 	}
@@ -105,7 +105,7 @@ type diffReport struct {
 
 type diffFile struct {
 	File    string `json:"file"`
-	Version string `json:"version"`
+	Content string `json:"content"`
 }
 
 type diffRelease struct {
@@ -117,7 +117,7 @@ type diffRelease struct {
 }
 
 func printDiff(w io.Writer, rep diffReport) {
-	fmt.Fprintf(w, "old:  %s (version %s)\nnew:  %s (version %s)\n", rep.Old.File, rep.Old.Version, rep.New.File, rep.New.Version)
+	fmt.Fprintf(w, "old:  %s (content %s)\nnew:  %s (content %s)\n", rep.Old.File, rep.Old.Content, rep.New.File, rep.New.Content)
 	fmt.Fprintf(w, "at:   %s; %d sampled subjects (identity only: no claims, headers or addresses)\n\n", rep.At, rep.Sample)
 	for _, r := range rep.Releases {
 		fmt.Fprintf(w, "release %s: stable → gray %.2f%%, gray → stable %.2f%%", r.Release, 100*r.ToGray, 100*r.ToStable)

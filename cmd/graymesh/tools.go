@@ -47,7 +47,7 @@ the release, rule or field. Exit status 1 when the file would be refused.`, stde
 	for _, w := range p.Config.Warnings() {
 		fmt.Fprintf(stdout, "warning: %s\n", w)
 	}
-	fmt.Fprintf(stdout, "ok: %s (version %s, %d releases, %d services)\n", path, p.Config.Version, len(p.Config.Releases), len(p.Config.Services))
+	fmt.Fprintf(stdout, "ok: %s (content %s, %d releases, %d services)\n", path, p.Config.Content, len(p.Config.Releases), len(p.Config.Services))
 	return nil
 }
 
@@ -143,7 +143,7 @@ and prints the same output.`, stderr)
 		if err != nil {
 			return err
 		}
-		ex, source = p.Explain(req), *path
+		ex, source = p.Explain(req), fmt.Sprintf("%s, content %s", *path, p.Config.Content)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -165,8 +165,12 @@ func printExplanation(w io.Writer, ex gray.Explanation, source string) {
 	if ex.Service != "" {
 		hop += " (" + ex.Service + " sidecar)"
 	}
-	fmt.Fprintf(w, "served by:   %s\nrelease:     %s\nrule:        %s\nreason:      %s\nbucket:      %s\nidentity:    %s\nsubject:     %s\nhop:         %s\nconfig:      %s (version %s)\n",
-		ex.Served, dash(ex.Release), dash(ex.Rule), ex.Reason, bucket, ex.Identity, dash(ex.Subject), hop, source, ex.Version)
+	version := "version " + ex.Version
+	if ex.Version == "" {
+		version = "not in force: no version yet"
+	}
+	fmt.Fprintf(w, "served by:   %s\nrelease:     %s\nrule:        %s\nreason:      %s\nbucket:      %s\nidentity:    %s\nsubject:     %s\nhop:         %s\nconfig:      %s (%s)\n",
+		ex.Served, dash(ex.Release), dash(ex.Rule), ex.Reason, bucket, ex.Identity, dash(ex.Subject), hop, source, version)
 	if ex.Membership {
 		fmt.Fprintln(w, "membership:  a membership token is handed to the caller")
 	}

@@ -1,0 +1,100 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/graymesh/graymesh/lane"
+)
+
+// TestExplainAgreesWithEnvoy asks `graymesh explain --admin` about callers
+// whose decisions go beyond the rules — a member of a frozen release, a
+// subject the freeze keeps out, a hop whose service falls back — and
+// checks that what it says is exactly what Envoy's hops were told.
+func TestExplainAgreesWithEnvoy(t *testing.T) {
+	m := newFourHop(t, func(cfg string) string {
+		return strings.Replace(cfg, "\nreleases:", "\nmembership: {enabled: true}\nreleases:", 1)
+	})
+	token := func(s string) string { return m.token(s, time.Now().Add(time.Hour)) }
+	// agree compares one hop's graymesh headers with an explanation.
+	agree := func(what string, hop chainReply, ex map[string]any) {
+		t.Helper()
+		for header, field := range map[string]string{
+			"x-gray-env": "env", "x-gray-reason": "reason", "x-gray-release": "release",
+			"x-gray-version": "version", "x-gray-fallback": "fallback",
+		} {
+			got, _ := ex[field].(string)
+			if want := hop.Gray[header]; got != want {
+				t.Errorf("%s: %s is %q at %s's hop, explain says %s %q (%v)", what, header, want, hop.Service, field, got, ex)
+			}
+		}
+	}
+	explain := func(args ...string) map[string]any {
+		t.Helper()
+		ex, err := m.explainInForce(args...)
+		must(t, err)
+		return ex
+	}
+
+	// A subject the percentage admits becomes a member.
+	var member, cookie string
+	for i := 0; i < 200 && cookie == ""; i++ {
+		s := fmt.Sprintf("explain-%d", i)
+		req, _ := http.NewRequest(http.MethodGet, m.edge+"/", nil)
+		req.Header.Set("Authorization", "Bearer "+token(s))
+		resp, err := m.client.Do(req)
+		must(t, err)
+		resp.Body.Close()
+		for _, c := range resp.Cookies() {
+			if c.Name == "gm_member" {
+				member, cookie = s, c.Value
+			}
+		}
+	}
+	if cookie == "" {
+		t.Fatal("no subject of 200 was admitted with a membership cookie")
+	}
+	// A subject the percentage would admit, never seen before the freeze.
+	var fresh string
+	for i := 0; i < 1000 && fresh == ""; i++ {
+		s := fmt.Sprintf("fresh-%d", i)
+		if ex := explain("--subject", s, "--service", "frontend"); ex["reason"] == "percent" {
+			fresh = s
+		}
+	}
+	if fresh == "" {
+		t.Fatal("no fresh subject in range")
+	}
+	m.adminPost(t, "/v1/releases/shop-v2/freeze")
+
+	r, err := m.chain(newTraceID(), map[string]string{"Authorization": "Bearer " + token(member), "Cookie": "gm_member=" + cookie})
+	must(t, err)
+	if r.Gray["x-gray-reason"] != "member" {
+		t.Fatalf("member %s after the freeze: %v", member, r.Gray)
+	}
+	agree("member of a frozen release", r, explain("--token", token(member), "--membership", cookie, "--service", "frontend"))
+
+	r, err = m.chain(newTraceID(), bearer(token(fresh)))
+	must(t, err)
+	if r.Gray["x-gray-reason"] != "frozen" {
+		t.Fatalf("fresh subject %s after the freeze: %v", fresh, r.Gray)
+	}
+	agree("subject kept out by the freeze", r, explain("--token", token(fresh), "--service", "frontend"))
+
+	// alice is whitelisted: inventory has no gray version and falls back,
+	// keeping the lane the edge signed.
+	r, err = m.chain(newTraceID(), bearer(token("alice")))
+	must(t, err)
+	inventory := r.Calls[0].Calls[0]
+	if inventory.Service != "inventory" || inventory.Gray["x-gray-fallback"] != "no-gray-version" {
+		t.Fatalf("inventory hop %s: %v", inventory.Service, inventory.Gray)
+	}
+	signer, err := lane.NewSigner([]byte(m.laneKey), 5*time.Minute)
+	must(t, err)
+	baggage := lane.WithLane("", signer.Sign("gray", "shop-v2", r.Gray["x-gray-version"], time.Now()))
+	agree("inner hop that falls back", inventory, explain("--inner", "--service", "inventory", "--baggage", baggage))
+	agree("edge decision for alice", r, explain("--token", token("alice"), "--service", "frontend"))
+}
