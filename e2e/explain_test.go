@@ -39,6 +39,20 @@ func TestExplainAgreesWithEnvoy(t *testing.T) {
 		return ex
 	}
 
+	// Before any freeze: alice is whitelisted; inventory has no gray version and falls back,
+	// keeping the lane the edge signed.
+	r, err := m.chain(newTraceID(), bearer(token("alice")))
+	must(t, err)
+	inventory := r.Calls[0].Calls[0]
+	if inventory.Service != "inventory" || inventory.Gray["x-gray-fallback"] != "no-gray-version" {
+		t.Fatalf("inventory hop %s: %v", inventory.Service, inventory.Gray)
+	}
+	signer, err := lane.NewSigner([]byte(m.laneKey), 5*time.Minute)
+	must(t, err)
+	baggage := lane.WithLane("", signer.Sign("gray", "shop-v2", r.Gray["x-gray-version"], time.Now()))
+	agree("inner hop that falls back", inventory, explain("--inner", "--service", "inventory", "--baggage", baggage))
+	agree("edge decision for alice", r, explain("--token", token("alice"), "--service", "frontend"))
+
 	// A subject the percentage admits becomes a member.
 	var member, cookie string
 	for i := 0; i < 200 && cookie == ""; i++ {
@@ -70,7 +84,7 @@ func TestExplainAgreesWithEnvoy(t *testing.T) {
 	}
 	m.adminPost(t, "/v1/releases/shop-v2/freeze")
 
-	r, err := m.chain(newTraceID(), map[string]string{"Authorization": "Bearer " + token(member), "Cookie": "gm_member=" + cookie})
+	r, err = m.chain(newTraceID(), map[string]string{"Authorization": "Bearer " + token(member), "Cookie": "gm_member=" + cookie})
 	must(t, err)
 	if r.Gray["x-gray-reason"] != "member" {
 		t.Fatalf("member %s after the freeze: %v", member, r.Gray)
@@ -84,17 +98,4 @@ func TestExplainAgreesWithEnvoy(t *testing.T) {
 	}
 	agree("subject kept out by the freeze", r, explain("--token", token(fresh), "--service", "frontend"))
 
-	// alice is whitelisted: inventory has no gray version and falls back,
-	// keeping the lane the edge signed.
-	r, err = m.chain(newTraceID(), bearer(token("alice")))
-	must(t, err)
-	inventory := r.Calls[0].Calls[0]
-	if inventory.Service != "inventory" || inventory.Gray["x-gray-fallback"] != "no-gray-version" {
-		t.Fatalf("inventory hop %s: %v", inventory.Service, inventory.Gray)
-	}
-	signer, err := lane.NewSigner([]byte(m.laneKey), 5*time.Minute)
-	must(t, err)
-	baggage := lane.WithLane("", signer.Sign("gray", "shop-v2", r.Gray["x-gray-version"], time.Now()))
-	agree("inner hop that falls back", inventory, explain("--inner", "--service", "inventory", "--baggage", baggage))
-	agree("edge decision for alice", r, explain("--token", token("alice"), "--service", "frontend"))
 }
