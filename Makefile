@@ -57,11 +57,15 @@ soak: envoy ## steady load + config changes through real Envoy for SOAK (default
 	set -o pipefail; GRAYMESH_SOAK_DURATION=$${SOAK:-10m} go test -count=1 -run '^TestSoak$$' -timeout 60m -v ./e2e/ | grep -E '^(---|    soak|ok|FAIL)'
 
 .PHONY: lint
-lint: ## gofmt, go vet, and the core's no-gRPC/no-Envoy rule
+lint: ## gofmt, go vet, and the layering rules (core free of gRPC/Envoy, xds free of extproc, wire a leaf)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet ./...
-	@if go list -deps ./gray ./config ./identity ./lane ./tracecheck | grep -qE 'google.golang.org/grpc|envoyproxy'; then \
-		echo "lint: the core (gray, config, identity, lane, tracecheck) must not import gRPC or Envoy"; exit 1; fi
+	@if go list -deps ./gray ./config ./identity ./lane ./plan ./wire ./tracecheck | grep -qE 'google.golang.org/grpc|envoyproxy'; then \
+		echo "lint: the core (gray, config, identity, lane, plan, wire, tracecheck) must not import gRPC or Envoy"; exit 1; fi
+	@if go list -deps ./xds | grep -qx 'github.com/graymesh/graymesh/extproc'; then \
+		echo "lint: xds translates the plan; it must not import extproc (shared names live in wire)"; exit 1; fi
+	@if [ -n "$$(go list -deps ./wire | grep '^github.com/graymesh/' | grep -vx 'github.com/graymesh/graymesh/wire')" ]; then \
+		echo "lint: wire is a leaf: it must not import other graymesh packages"; exit 1; fi
 
 BENCH_OUT   ?= bench/out
 BENCH_FLAGS ?=

@@ -126,8 +126,7 @@ type Lane struct {
 	TTL     Duration `yaml:"ttl"`
 }
 
-// Membership configures sticky membership (seed 004 principle 1): a
-// subject admitted to gray gets a signed, expiring token — a cookie for
+// Membership configures sticky membership: a subject admitted to gray gets a signed, expiring token — a cookie for
 // browsers, a response header for services to send back — and keeps gray
 // while the token is valid, whatever the rules say now, until the release
 // is killed. Tokens are signed with the lane key.

@@ -1,7 +1,6 @@
 package config_test
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -74,25 +73,12 @@ func FuzzParse(f *testing.F) {
 		if _, err := gray.New(cfg); err != nil {
 			t.Fatalf("a valid config does not compile: %v", err)
 		}
-		copied, err := jsonCopy(cfg)
+		copied, err := cfg.Clone()
 		if err != nil {
-			t.Fatalf("the daemon's JSON copy fails: %v", err)
+			t.Fatalf("Clone, the copy the daemon keeps, fails: %v", err)
 		}
 		if err := copied.Validate(); err != nil {
-			t.Fatalf("the JSON copy is no longer valid: %v", err)
+			t.Fatalf("the clone is no longer valid: %v", err)
 		}
 	})
-}
-
-// jsonCopy copies a config as the daemon's state does.
-func jsonCopy(c *config.Config) (*config.Config, error) {
-	b, err := json.Marshal(c)
-	if err != nil {
-		return nil, err
-	}
-	out := &config.Config{}
-	if err := json.Unmarshal(b, out); err != nil {
-		return nil, err
-	}
-	return out, nil
 }

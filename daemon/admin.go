@@ -104,7 +104,7 @@ func (d *Daemon) authed(h http.HandlerFunc) http.HandlerFunc {
 
 func (d *Daemon) releases() []ReleaseStatus {
 	cfg := d.ext.Policy().Config
-	now := d.opts.Now()
+	now := d.opts.Clock.Now()
 	d.mu.Lock()
 	overrides := d.state.Overrides
 	d.mu.Unlock()
@@ -180,7 +180,7 @@ func (d *Daemon) handleExplain(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := d.ext.Policy()
-	req, err := p.Request(ask, d.opts.Now())
+	req, err := p.Request(ask, d.opts.Clock.Now())
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -223,7 +223,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 // redacted is cfg without inline secrets.
 func redacted(cfg *config.Config) *config.Config {
-	c, err := clone(cfg)
+	c, err := cfg.Clone()
 	if err != nil {
 		return &config.Config{}
 	}

@@ -45,8 +45,8 @@ type Options struct {
 	// AdminToken, when set, is required as a bearer token on the admin
 	// API's changing endpoints.
 	AdminToken string
-	// Now replaces time.Now, for tests.
-	Now func() time.Time
+	// Clock is the daemon's time (default: the wall clock).
+	Clock Clock
 }
 
 // envoyKeepalive lets Envoy ping idle ext_proc and ADS connections as often
@@ -68,7 +68,8 @@ type Daemon struct {
 	state *state
 	// pending is an accepted config waiting for its effective_at.
 	pending      *config.Config
-	pendingTimer *time.Timer
+	// stopPending cancels the timer that puts pending in force.
+	stopPending func() bool
 	fileHash     [32]byte
 
 	lastReload atomic.Pointer[reloadStatus]
@@ -93,8 +94,8 @@ func New(ctx context.Context, path string, opts Options, log *slog.Logger) (*Dae
 	if opts.DrainTimeout == 0 {
 		opts.DrainTimeout = 10 * time.Second
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
+	if opts.Clock == nil {
+		opts.Clock = wallClock{}
 	}
 	st, err := loadState(opts.StateDir)
 	if err != nil {
@@ -148,7 +149,7 @@ func (d *Daemon) readFile() (file, next *config.Config, err error) {
 }
 
 // evictionError refuses a change that would move subjects who are gray
-// now back to stable (seed 004 §4.7), naming every cause.
+// now back to stable, naming every cause.
 func evictionError(cur, next *config.Config) error {
 	errs := gray.Evictions(cur, next)
 	if len(errs) == 0 {
@@ -183,29 +184,29 @@ func (d *Daemon) apply(next *config.Config, source string) error {
 			return err
 		}
 	}
-	if d.pendingTimer != nil {
-		d.pendingTimer.Stop()
-		d.pending, d.pendingTimer = nil, nil
+	if d.stopPending != nil {
+		d.stopPending()
+		d.pending, d.stopPending = nil, nil
 	}
-	if at := next.EffectiveAt; at != nil && d.opts.Now().Before(*at) {
+	if at := next.EffectiveAt; at != nil && d.opts.Clock.Now().Before(*at) {
 		// Every node holds the change until the same instant.
 		if _, err := gray.Compile(next); err != nil {
 			return err
 		}
 		d.pending = next
-		d.pendingTimer = time.AfterFunc(at.Sub(d.opts.Now()), func() {
+		d.stopPending = d.opts.Clock.AfterFunc(at.Sub(d.opts.Clock.Now()), func() {
 			d.mu.Lock()
 			defer d.mu.Unlock()
 			if d.pending != next {
 				return
 			}
-			d.pending, d.pendingTimer = nil, nil
+			d.pending, d.stopPending = nil, nil
 			if err := d.put(next, source+" (effective_at)"); err != nil {
 				d.refused(source+" (effective_at)", err)
 			}
 		})
 		d.log.Info("config accepted; takes effect later", "source", source, "effective_at", at.Format(time.RFC3339))
-		d.lastReload.Store(&reloadStatus{At: d.opts.Now(), Source: source, Result: "pending until " + at.Format(time.RFC3339), Version: cur.Version})
+		d.lastReload.Store(&reloadStatus{At: d.opts.Clock.Now(), Source: source, Result: "pending until " + at.Format(time.RFC3339), Version: cur.Version})
 		return nil
 	}
 	return d.put(next, source)
@@ -240,7 +241,7 @@ func (d *Daemon) put(next *config.Config, source string) error {
 	}
 	d.metrics.reloads.WithLabelValues("accepted").Inc()
 	d.metrics.setVersion(next.Version)
-	d.lastReload.Store(&reloadStatus{At: d.opts.Now(), Source: source, Result: "accepted", Version: next.Version})
+	d.lastReload.Store(&reloadStatus{At: d.opts.Clock.Now(), Source: source, Result: "accepted", Version: next.Version})
 	d.log.Info("config in force", "source", source, "config_version", next.Version, "content_hash", hash)
 	return nil
 }
@@ -251,7 +252,7 @@ func (d *Daemon) refused(source string, err error) {
 	if d.ext != nil {
 		inForce = d.ext.Policy().Config.Version
 	}
-	d.lastReload.Store(&reloadStatus{At: d.opts.Now(), Source: source, Result: "refused", Error: err.Error(), Version: inForce})
+	d.lastReload.Store(&reloadStatus{At: d.opts.Clock.Now(), Source: source, Result: "refused", Error: err.Error(), Version: inForce})
 	d.log.Error("config refused; the config in force stays", "source", source, "file", d.path, "version_in_force", inForce, "error", err)
 }
 

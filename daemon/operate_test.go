@@ -102,19 +102,24 @@ func boolInt(b bool) int {
 }
 
 func TestEffectiveAtHoldsTheChangeUntilItsInstant(t *testing.T) {
-	d, path := newDaemon(t)
-	at := time.Now().Add(300 * time.Millisecond).UTC().Format(time.RFC3339Nano)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "graymesh.yaml")
+	write(t, path, good)
+	clock := newFakeClock(time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC))
+	d := start(t, path, Options{Clock: clock})
+	at := clock.Now().Add(time.Minute).Format(time.RFC3339)
 	write(t, path, strings.Replace(good, "percent: 10", "percent: 50", 1)+"effective_at: "+at+"\n")
 	must(t, d.Reload())
 	if d.Config().Releases[0].Percent != 10 {
 		t.Fatal("a future effective_at took effect at once")
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for d.Config().Releases[0].Percent != 50 {
-		if time.Now().After(deadline) {
-			t.Fatal("effective_at passed, change not in force")
-		}
-		time.Sleep(20 * time.Millisecond)
+	clock.Advance(time.Minute - time.Second)
+	if d.Config().Releases[0].Percent != 10 {
+		t.Fatal("the change took effect a second before its instant")
+	}
+	clock.Advance(time.Second)
+	if d.Config().Releases[0].Percent != 50 {
+		t.Fatal("effective_at passed, change not in force")
 	}
 }
 

@@ -80,7 +80,7 @@ func (st *state) save(dir string) error {
 // effective is the file's config with the overrides applied, validated.
 // Overrides naming releases the file no longer has are ignored.
 func effective(file *config.Config, overrides map[string]override) (*config.Config, error) {
-	cfg, err := clone(file)
+	cfg, err := file.Clone()
 	if err != nil {
 		return nil, err
 	}
@@ -104,24 +104,10 @@ func effective(file *config.Config, overrides map[string]override) (*config.Conf
 	return cfg, nil
 }
 
-// clone deep-copies a config.
-func clone(c *config.Config) (*config.Config, error) {
-	b, err := json.Marshal(c)
-	if err != nil {
-		return nil, err
-	}
-	out := &config.Config{}
-	if err := json.Unmarshal(b, out); err != nil {
-		return nil, err
-	}
-	out.Source = c.Source
-	return out, nil
-}
-
 // contentHash identifies an effective config's content, whatever its
 // version, source or declared change.
 func contentHash(c *config.Config) string {
-	cc, _ := clone(c)
+	cc, _ := c.Clone()
 	cc.Version, cc.Content, cc.Source, cc.Change = "", "", "", config.Change{}
 	b, _ := json.Marshal(cc)
 	sum := sha256.Sum256(b)

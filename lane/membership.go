@@ -9,8 +9,8 @@ import (
 // memberVersion prefixes membership tokens.
 const memberVersion = "m1"
 
-// Member records that a subject was admitted to a release's environment
-// (seed 004 principle 1: existing gray state wins over re-evaluation).
+// Member records that a subject was admitted to a release's environment:
+// existing gray state wins over a re-evaluation of the rules.
 type Member struct {
 	Release  string
 	Env      string
