@@ -67,10 +67,10 @@ type Daemon struct {
 	file  *config.Config
 	state *state
 	// pending is an accepted config waiting for its effective_at.
-	pending      *config.Config
+	pending *config.Config
 	// stopPending cancels the timer that puts pending in force.
 	stopPending func() bool
-	fileHash     [32]byte
+	fileHash    [32]byte
 
 	lastReload atomic.Pointer[reloadStatus]
 	ready      atomic.Bool
