@@ -77,7 +77,7 @@ func Evictions(old, new *config.Config) []error {
 // decide whether a token is valid, not who is gray.
 func EvictionsAt(old, new *config.Config, at time.Time) []error {
 	var errs []error
-	for _, c := range changes(old, new, effectiveTime(new, at)) {
+	for _, c := range changes(old, new, new.TakesEffect(at)) {
 		if c.evicts {
 			errs = append(errs, &Eviction{Release: c.release, Rule: c.rule, Detail: c.detail})
 		}
@@ -103,7 +103,7 @@ func changes(old, new *config.Config, te time.Time) []change {
 		o := &old.Releases[i]
 		n := findRelease(new, o.Name)
 		if n == nil {
-			out = append(out, change{release: o.Name, rule: "release", detail: "removed", evicts: admitsAnyone(o, te)})
+			out = append(out, change{release: o.Name, rule: "release", detail: "removed", evicts: o.AdmitsAt(te)})
 			continue
 		}
 		out = append(out, releaseChanges(o, n, te, new.Membership.Enabled)...)
@@ -216,7 +216,7 @@ func stateChanges(o, n *config.Release, te time.Time, membership bool) []change 
 		}
 	}
 	if o.Env != n.Env {
-		l.add(admitsAnyone(o, te), "env", "env changed %s → %s", o.Env, n.Env)
+		l.add(o.AdmitsAt(te), "env", "env changed %s → %s", o.Env, n.Env)
 	}
 	return l.out
 }
@@ -255,7 +255,7 @@ func listChanges(o, n *config.Release) []change {
 // did not in old, when their environments differ: a subject both admit
 // moved from the later release's environment to n's.
 func orderChanges(old, new *config.Config, n *config.Release, te time.Time) []change {
-	if !admitsAnyone(n, te) {
+	if !n.AdmitsAt(te) {
 		return nil
 	}
 	var out []change
@@ -271,7 +271,7 @@ func orderChanges(old, new *config.Config, n *config.Release, te time.Time) []ch
 			continue
 		}
 		om := findRelease(old, m.Name)
-		if om == nil || !admitsAnyone(om, te) || om.Env == n.Env {
+		if om == nil || !om.AdmitsAt(te) || om.Env == n.Env {
 			continue
 		}
 		verb := "added"
@@ -289,17 +289,8 @@ func orderChanges(old, new *config.Config, n *config.Release, te time.Time) []ch
 	return out
 }
 
-// admitsAnyone reports whether r can admit a caller at t.
-func admitsAnyone(r *config.Release, t time.Time) bool {
-	if r.State == config.StateKilled {
-		return false
-	}
-	return len(r.Whitelist)+len(r.Claims)+len(r.CIDRs)+len(r.Headers) > 0 ||
-		percentAt(r, t) > 0 || r.TrafficPercent > 0
-}
-
 func anyAdmits(cfg *config.Config, t time.Time) bool {
-	return slices.ContainsFunc(cfg.Releases, func(r config.Release) bool { return admitsAnyone(&r, t) })
+	return slices.ContainsFunc(cfg.Releases, func(r config.Release) bool { return r.AdmitsAt(t) })
 }
 
 func findRelease(cfg *config.Config, name string) *config.Release {

@@ -288,16 +288,3 @@ func TestEvictionsAdditive(t *testing.T) {
 		})
 	}
 }
-
-// An accepted drop that now starts from a higher level drops more subjects
-// than was accepted: it is reported again.
-func TestEvictionsAcceptedDropFromHigherLevel(t *testing.T) {
-	old, next := parseDiff(t, diffBase), parseDiff(t, diffBase)
-	step := []config.Step{{At: diffAt.Add(time.Hour), Percent: 20}}
-	old.Releases[0].Schedule, next.Releases[0].Schedule = step, step
-	next.Releases[0].Percent = 50
-	want := []string{"release shop-v2: schedule[0] lowers percent 50 → 20 at 2026-11-21T13:00:00Z"}
-	if got := errStrings(EvictionsAt(old, next, diffAt)); !slices.Equal(got, want) {
-		t.Fatalf("got %q, want %q", got, want)
-	}
-}

@@ -57,7 +57,7 @@ func DiffAt(old, new *config.Config, sample int, at time.Time) []ReleaseDiff {
 	if sample < 1 {
 		sample = DefaultSample
 	}
-	te := effectiveTime(new, at)
+	te := new.TakesEffect(at)
 	s := sampling{
 		new: new, te: te, index: map[string]int{},
 		// Under old, the members of a frozen release are (about) the
@@ -98,7 +98,7 @@ func (s *sampling) addCauses(old, new *config.Config) {
 	// Identity, membership and lane changes touch every subject: they are
 	// a cause of every release that admitted anyone.
 	for _, r := range old.Releases {
-		if len(global) > 0 && admitsAnyone(&r, s.te) {
+		if len(global) > 0 && r.AdmitsAt(s.te) {
 			d := &s.out[s.index[r.Name]]
 			d.Causes = append(slices.Clone(global), d.Causes...)
 		}
@@ -186,25 +186,23 @@ func admitted(d Decision) bool { return d.Env != "" && d.Env != config.Stable }
 
 // releaseNames lists the releases of old in order, then those new adds.
 func releaseNames(old, new *config.Config) []string {
-	var names []string
-	for _, cfg := range []*config.Config{old, new} {
-		for _, r := range cfg.Releases {
-			if !slices.Contains(names, r.Name) {
-				names = append(names, r.Name)
-			}
-		}
-	}
-	return names
+	return eachOnce(old, new, func(r *config.Release) []string { return []string{r.Name} })
 }
 
 // listedSubjects are the subjects named by a whitelist or blacklist of
 // either config, in config order, each once.
 func listedSubjects(old, new *config.Config) []string {
+	return eachOnce(old, new, func(r *config.Release) []string { return slices.Concat(r.Whitelist, r.Blacklist) })
+}
+
+// eachOnce lists the names of returns for the releases of old, then of
+// new, in order, each name once.
+func eachOnce(old, new *config.Config, of func(*config.Release) []string) []string {
 	var names []string
 	seen := map[string]bool{}
 	for _, cfg := range []*config.Config{old, new} {
-		for _, r := range cfg.Releases {
-			for _, s := range slices.Concat(r.Whitelist, r.Blacklist) {
+		for i := range cfg.Releases {
+			for _, s := range of(&cfg.Releases[i]) {
 				if !seen[s] {
 					seen[s] = true
 					names = append(names, s)

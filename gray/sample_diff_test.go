@@ -6,7 +6,6 @@ import (
 	"reflect"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/graymesh/graymesh/config"
 )
@@ -165,22 +164,6 @@ func TestDiffFreeze(t *testing.T) {
 				t.Errorf("freezing and unfreezing are not evictions: %q", errStrings(errs))
 			}
 		})
-	}
-}
-
-func TestDiffSchedule(t *testing.T) {
-	old, next := parseDiff(t, diffBase), parseDiff(t, diffBase)
-	next.Releases[0].Schedule = []config.Step{{At: diffAt.Add(time.Hour), Percent: 50}}
-	if d := DiffAt(old, next, 10000, diffAt)[0]; d.ToGray != 0 {
-		t.Errorf("before the step nobody moves: %+v", d)
-	}
-	if d := DiffAt(old, next, 10000, diffAt.Add(2*time.Hour))[0]; math.Abs(d.ToGray-0.20) > 0.01 {
-		t.Errorf("after the step 20%% enter gray: %+v", d)
-	}
-	at := diffAt.Add(2 * time.Hour)
-	next.EffectiveAt = &at
-	if d := DiffAt(old, next, 10000, diffAt)[0]; math.Abs(d.ToGray-0.20) > 0.01 {
-		t.Errorf("effective_at past the step: %+v", d)
 	}
 }
 

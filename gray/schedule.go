@@ -14,13 +14,13 @@ import (
 // percentChanges compares the salt and the percentage in force at te.
 func percentChanges(o, n *config.Release, te time.Time) []change {
 	l := changeList{release: n.Name}
-	po, pn := percentAt(o, te), percentAt(n, te)
+	po, pn := o.PercentAt(te), n.PercentAt(te)
 	if o.Salt != n.Salt {
 		// Nobody is bucketed in at 0%, and at 100% everyone stays in.
 		l.add(po > 0 && pn < 100, "salt", "salt changed (%q → %q): subjects are re-bucketed", o.Salt, n.Salt)
 	}
 	word := "percent"
-	if scheduled(o, te) || scheduled(n, te) {
+	if o.StepAt(te) >= 0 || n.StepAt(te) >= 0 {
 		word = "percent in force"
 	}
 	bo, bn := config.BasisPoints(po), config.BasisPoints(pn)
@@ -39,7 +39,7 @@ func percentChanges(o, n *config.Release, te time.Time) []change {
 // percentage, the new ones that raise it, and removed future steps.
 func scheduleChanges(o, n *config.Release, te time.Time) []change {
 	l := changeList{release: n.Name}
-	level := percentAt(n, te)
+	level := n.PercentAt(te)
 	for i, st := range n.Schedule {
 		if !st.At.After(te) {
 			continue
@@ -51,7 +51,7 @@ func scheduleChanges(o, n *config.Release, te time.Time) []change {
 		case st.Percent < level:
 			// A step the config in force already had, from no higher a
 			// level, was accepted with it; only a new drop evicts.
-			if !kept || levelBefore(o, st.At) < level {
+			if !kept || o.PercentAt(justBefore(st.At)) < level {
 				l.add(true, rule, "%s lowers percent %s → %s at %s", rule, pct(level), pct(st.Percent), at)
 			}
 		case st.Percent > level && !kept:
@@ -80,43 +80,11 @@ func trafficChanges(o, n *config.Release) []change {
 	return l.out
 }
 
-// percentAt is the percentage r admits at t: that of the last schedule step
-// at or before t, else r.Percent. Steps are in time order (validated).
-func percentAt(r *config.Release, t time.Time) float64 {
-	p := r.Percent
-	for _, st := range r.Schedule {
-		if !st.At.After(t) {
-			p = st.Percent
-		}
-	}
-	return p
-}
-
 // sameStep matches a step at the same instant with the same percentage.
 func sameStep(a config.Step) func(config.Step) bool {
 	return func(b config.Step) bool { return a.At.Equal(b.At) && a.Percent == b.Percent }
 }
 
-// levelBefore is the percentage r admits just before t.
-func levelBefore(r *config.Release, t time.Time) float64 {
-	p := r.Percent
-	for _, st := range r.Schedule {
-		if st.At.Before(t) {
-			p = st.Percent
-		}
-	}
-	return p
-}
-
-// scheduled reports whether a schedule step sets r's percentage at t.
-func scheduled(r *config.Release, t time.Time) bool {
-	return len(r.Schedule) > 0 && !r.Schedule[0].At.After(t)
-}
-
-// effectiveTime is when new takes over from old if applied at at.
-func effectiveTime(new *config.Config, at time.Time) time.Time {
-	if new.EffectiveAt != nil && new.EffectiveAt.After(at) {
-		return *new.EffectiveAt
-	}
-	return at
-}
+// justBefore is the last instant before t: a release's level just before a
+// step is its PercentAt(justBefore(step.At)).
+func justBefore(t time.Time) time.Time { return t.Add(-time.Nanosecond) }

@@ -60,11 +60,8 @@ report), 1 when one does not.`, stderr)
 	rep := diffReport{
 		Old:    diffFile{File: files[0], Version: old.Version},
 		New:    diffFile{File: files[1], Version: next.Version},
-		At:     at.UTC().Format(time.RFC3339),
+		At:     next.TakesEffect(at).UTC().Format(time.RFC3339),
 		Sample: *sample,
-	}
-	if next.EffectiveAt != nil && next.EffectiveAt.After(at) {
-		rep.At = next.EffectiveAt.UTC().Format(time.RFC3339)
 	}
 	for _, d := range gray.DiffAt(old, next, *sample, at) {
 		rep.Releases = append(rep.Releases, diffRelease{
