@@ -72,9 +72,11 @@ func Evictions(old, new *config.Config) []error {
 // can be lost (cleared cookies, services that do not send the header back),
 // so a rule change that tokens would cover is still reported. Changes that
 // invalidate tokens (membership turned off, its cookie or header renamed,
-// the lane key changed) are evictions of their own. Token verification
-// settings (keys, issuer, audience, algorithms) are not compared: they
-// decide whether a token is valid, not who is gray.
+// the lane key changed) are evictions of their own, and so are changes
+// that make tokens valid now unverifiable (a key removed or replaced, an
+// algorithm no longer allowed, an issuer or audience set or changed) or
+// re-key subjects (subject_claim): such callers become anonymous or someone
+// else. Adding a key, and removing an issuer or audience, evict nobody.
 func EvictionsAt(old, new *config.Config, at time.Time) []error {
 	var errs []error
 	for _, c := range changes(old, new, new.TakesEffect(at)) {
@@ -96,7 +98,7 @@ type change struct {
 func changes(old, new *config.Config, te time.Time) []change {
 	var out []change
 	if anyAdmits(old, te) {
-		out = append(out, identityChanges(old.Identity, new.Identity)...)
+		out = append(out, identityChanges(old, new)...)
 		out = append(out, membershipChanges(old, new)...)
 	}
 	for i := range old.Releases {
@@ -116,51 +118,6 @@ func changes(old, new *config.Config, te time.Time) []change {
 		}
 		out = append(out, change{release: n.Name, rule: "release", detail: "added"})
 		out = append(out, orderChanges(old, new, n, te)...)
-	}
-	return out
-}
-
-func identityChanges(o, n config.Identity) []change {
-	var out []change
-	if o.JWT.SubjectClaim != n.JWT.SubjectClaim {
-		out = append(out, change{rule: "identity.jwt.subject_claim", evicts: true,
-			detail: fmt.Sprintf("identity.jwt.subject_claim changed %q → %q: every verified subject is re-keyed", o.JWT.SubjectClaim, n.JWT.SubjectClaim)})
-	}
-	if o.JWT.Cookie != "" && o.JWT.Cookie != n.JWT.Cookie {
-		out = append(out, change{rule: "identity.jwt.cookie", evicts: true,
-			detail: fmt.Sprintf("identity.jwt.cookie changed %q → %q: callers whose token is in that cookie become anonymous", o.JWT.Cookie, n.JWT.Cookie)})
-	}
-	if o.DeviceCookie != "" && o.DeviceCookie != n.DeviceCookie {
-		out = append(out, change{rule: "identity.device_cookie", evicts: true,
-			detail: fmt.Sprintf("identity.device_cookie changed %q → %q: anonymous callers lose their bucketing key", o.DeviceCookie, n.DeviceCookie)})
-	}
-	return out
-}
-
-// membershipChanges reports changes that make membership tokens (which
-// keep a subject gray whatever the rules say) unreadable or invalid. A
-// rotated key_file with the same path is not visible here.
-func membershipChanges(old, new *config.Config) []change {
-	o, n := old.Membership, new.Membership
-	if !o.Enabled {
-		return nil
-	}
-	var out []change
-	add := func(rule, format string, args ...any) {
-		out = append(out, change{rule: rule, detail: fmt.Sprintf(format, args...), evicts: true})
-	}
-	if !n.Enabled {
-		add("membership.enabled", "membership.enabled turned off: subjects gray by their membership token alone go to stable")
-		return out
-	}
-	if o.Cookie != n.Cookie {
-		add("membership.cookie", "membership.cookie changed %q → %q: tokens in the old cookie are no longer read", o.Cookie, n.Cookie)
-	}
-	if o.Header != n.Header {
-		add("membership.header", "membership.header changed %q → %q: tokens sent back in the old header are no longer read", o.Header, n.Header)
-	}
-	if old.Lane.Key != new.Lane.Key || old.Lane.KeyFile != new.Lane.KeyFile {
-		add("lane.key", "lane key changed (lane.key or lane.key_file): membership tokens signed with the old key no longer verify")
 	}
 	return out
 }

@@ -129,3 +129,23 @@ func TestDiffCommandErrors(t *testing.T) {
 		t.Errorf("bad --at: %v", err)
 	}
 }
+
+func TestDiffCommandIdentityEviction(t *testing.T) {
+	const withKey = diffOld + "identity:\n  jwt:\n    keys: [{kid: k1, alg: HS256, secret: \"k1-secret-0123456789abcdef0123456\"}]\n"
+	old := writeConfig(t, "old.yaml", withKey)
+	next := writeConfig(t, "new.yaml", strings.Replace(withKey, "kid: k1, alg: HS256", "kid: k2, alg: HS256", 1))
+	out, _, err := runDiff(old, next, "--sample", "1000")
+	if err != nil {
+		t.Fatalf("diff: %v", err)
+	}
+	for _, want := range []string{
+		"  - identity.jwt.keys: key \"k1\" (HS256) removed: tokens signed with it become anonymous\n",
+		"  - identity.jwt.keys: key \"k2\" (HS256) added\n",
+		"evictions (1):\n  identity.jwt.keys: key \"k1\" (HS256) removed: tokens signed with it become anonymous\n",
+		"this change would be refused",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
