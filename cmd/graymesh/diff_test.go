@@ -149,3 +149,29 @@ func TestDiffCommandIdentityEviction(t *testing.T) {
 		}
 	}
 }
+
+// README's tour shows what graymesh diff prints for the demo's ramp from
+// 30% to 50%; the figures are deterministic, so they must match.
+func TestDiffREADMEFigures(t *testing.T) {
+	demo, err := os.ReadFile("../../examples/demo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(demo), "percent: 30 ") {
+		t.Fatal("examples/demo.yaml no longer has the README's \"percent: 30 \"")
+	}
+	next := writeConfig(t, "next.yaml", strings.Replace(string(demo), "percent: 30 ", "percent: 50 ", 1))
+	out, _, err := runDiff("../../examples/demo.yaml", next)
+	if err != nil {
+		t.Fatalf("diff: %v", err)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(out, "\n")[3:] {
+		if line != "" && !strings.Contains(string(readme), "# "+line+"\n") {
+			t.Errorf("README does not show %q as graymesh diff prints it:\n%s", line, out)
+		}
+	}
+}
