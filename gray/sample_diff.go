@@ -16,18 +16,19 @@ const DefaultSample = 100000
 
 // ReleaseDiff is how one release's membership changes between two configs.
 type ReleaseDiff struct {
-	Release string
+	Release string `json:"release"`
 	// ToGray is the share (0–1) of the sampled subject space that is stable
 	// under the old config and admitted by this release under the new one;
 	// ToStable the share admitted by this release under the old config and
 	// stable under the new one.
-	ToGray, ToStable float64
+	ToGray   float64 `json:"to_gray"`
+	ToStable float64 `json:"to_stable"`
 	// ToOther is the share admitted by this release under the old config
 	// that the new one sends to a different non-stable environment.
-	ToOther float64
+	ToOther float64 `json:"to_other_env"`
 	// Causes name the rule changes of this release (evicting or not) and
 	// any whitelisted or blacklisted subject whose environment changes.
-	Causes []string
+	Causes []string `json:"causes"`
 }
 
 // Diff is DiffAt with the change applied now.

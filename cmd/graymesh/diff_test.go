@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/graymesh/graymesh/gray"
 )
 
 const diffOld = `
@@ -99,7 +101,7 @@ func TestDiffCommandJSON(t *testing.T) {
 	if err != nil {
 		t.Fatalf("diff: %v", err)
 	}
-	var rep diffReport
+	var rep gray.Report
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, out)
 	}
@@ -150,8 +152,10 @@ func TestDiffCommandIdentityEviction(t *testing.T) {
 	}
 }
 
-// README's tour shows what graymesh diff prints for the demo's ramp from
-// 30% to 50%; the figures are deterministic, so they must match.
+// README's tour shows what graymesh diff --admin prints for the demo's ramp
+// from 30% to 50%, with the demo config in force; the figures are
+// deterministic, so they must match (comparing the two files prints the
+// same).
 func TestDiffREADMEFigures(t *testing.T) {
 	demo, err := os.ReadFile("../../examples/demo.yaml")
 	if err != nil {
@@ -161,9 +165,16 @@ func TestDiffREADMEFigures(t *testing.T) {
 		t.Fatal("examples/demo.yaml no longer has the README's \"percent: 30 \"")
 	}
 	next := writeConfig(t, "next.yaml", strings.Replace(string(demo), "percent: 30 ", "percent: 50 ", 1))
-	out, _, err := runDiff("../../examples/demo.yaml", next)
+	out, _, err := runDiff("--admin", startDaemon(t, "../../examples/demo.yaml", ""), next)
+	if err != nil {
+		t.Fatalf("diff --admin: %v", err)
+	}
+	files, _, err := runDiff("../../examples/demo.yaml", next)
 	if err != nil {
 		t.Fatalf("diff: %v", err)
+	}
+	if strings.SplitN(out, "\n", 4)[3] != strings.SplitN(files, "\n", 4)[3] {
+		t.Errorf("diff --admin and the diff of the files differ:\n%s\n%s", out, files)
 	}
 	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
