@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -196,14 +197,18 @@ func (c *Config) Warnings() []string {
 	for i, r := range c.Releases {
 		field := fmt.Sprintf("releases[%d] (%s)", i, r.Name)
 		for j, s := range r.Whitelist {
-			if contains(r.Blacklist, s) {
+			if slices.Contains(r.Blacklist, s) {
 				out = append(out, fmt.Sprintf("%s.whitelist[%d]: %q is also blacklisted; the blacklist wins", field, j, s))
 			}
 		}
 		if len(c.Services) > 0 && !envs[r.Env] {
 			out = append(out, fmt.Sprintf("%s.env: no service has a %q environment, so admitted requests are served by stable", field, r.Env))
 		}
-		if len(r.Whitelist)+len(r.Claims)+len(r.CIDRs)+len(r.Headers) == 0 && r.Percent == 0 && r.TrafficPercent == 0 {
+		admits := r.admitsWith(r.Percent)
+		for _, st := range r.Schedule {
+			admits = admits || r.admitsWith(st.Percent)
+		}
+		if !admits {
 			out = append(out, fmt.Sprintf("%s: admits nobody (no whitelist, matchers or percentage)", field))
 		}
 	}
@@ -261,7 +266,7 @@ func (id Identity) validate() []error {
 		if !symmetric && k.PublicKeyFile == "" {
 			add(field+".public_key_file", "%s needs a public key file", k.Algorithm)
 		}
-		if len(j.Algorithms) > 0 && !contains(j.Algorithms, k.Algorithm) {
+		if len(j.Algorithms) > 0 && !slices.Contains(j.Algorithms, k.Algorithm) {
 			add(field+".alg", "%s is not in jwt.algorithms, so this key would never be used", k.Algorithm)
 		}
 	}
@@ -437,13 +442,4 @@ func checkHostPort(addr string) error {
 	return nil
 }
 
-func isSupported(alg string) bool { return contains(SupportedAlgorithms, alg) }
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
+func isSupported(alg string) bool { return slices.Contains(SupportedAlgorithms, alg) }

@@ -75,6 +75,7 @@ func (d *Daemon) adminHandler() http.Handler {
 	}))
 	mux.HandleFunc("POST /v1/releases/{name}/{action}", d.authed(d.handleReleaseAction))
 	mux.HandleFunc("POST /v1/explain", d.authed(d.handleExplain))
+	mux.HandleFunc("POST /v1/diff", d.authed(d.handleDiff))
 	mux.HandleFunc("GET /v1/config", d.authed(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/yaml")
 		enc := yaml.NewEncoder(w)

@@ -155,7 +155,7 @@ func evictionError(cur, next *config.Config) error {
 	if len(errs) == 0 {
 		return nil
 	}
-	return fmt.Errorf("change would move gray subjects back to stable; set change.rollback: true (or pass rollback) to allow it:\n%w", errors.Join(errs...))
+	return fmt.Errorf("change would move gray subjects back to stable; to allow it, declare change: {rollback: true, reason: ...} in the config file (graymesh release: pass --rollback):\n%w", errors.Join(errs...))
 }
 
 // Reload re-reads the config file. A file that fails validation, or that

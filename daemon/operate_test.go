@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/graymesh/graymesh/config"
 )
 
@@ -179,4 +181,59 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Removing the key current tokens are signed with makes them unverifiable:
+// every gray subject holding one becomes anonymous. The reload is refused
+// and the old key keeps verifying, unless the file declares a rollback.
+func TestReloadRefusesRemovedTokenKey(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "graymesh.yaml")
+	keys := func(list string) string {
+		return good + "identity:\n  jwt:\n    keys:\n" + list
+	}
+	const k1 = "      - {kid: k1, alg: HS256, secret: \"k1-secret-0123456789abcdef0123456\"}\n"
+	const k2 = "      - {kid: k2, alg: HS256, secret: \"k2-secret-0123456789abcdef0123456\"}\n"
+	write(t, path, keys(k1))
+	d := start(t, path, Options{})
+	before := d.Config().Version
+	tok := mintHS256(t, "k1", "k1-secret-0123456789abcdef0123456", "alice")
+	if c := d.ext.Policy().Verifier.FromRequest("Bearer "+tok, ""); c.Subject != "alice" {
+		t.Fatalf("token signed with k1 before the change: %+v", c)
+	}
+
+	write(t, path, keys(k1+k2)) // rotation: add k2, keep k1
+	must(t, d.Reload())
+	rotated := d.Config().Version
+
+	write(t, path, keys(k2)) // k1 removed
+	err := d.Reload()
+	want := `identity.jwt.keys: key "k1" (HS256) removed: tokens signed with it become anonymous`
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "declare change: {rollback: true, reason: ...} in the config file (graymesh release: pass --rollback)") {
+		t.Fatalf("reload without k1: %v", err)
+	}
+	if d.Config().Version != rotated || rotated == before {
+		t.Fatalf("config in force %s, want %s", d.Config().Version, rotated)
+	}
+	if c := d.ext.Policy().Verifier.FromRequest("Bearer "+tok, ""); c.Subject != "alice" {
+		t.Fatalf("token signed with k1 after the refused reload: %+v", c)
+	}
+	if st := d.lastReload.Load(); st.Result != "refused" || !strings.Contains(st.Error, want) {
+		t.Fatalf("last reload %+v", st)
+	}
+
+	write(t, path, keys(k2)+"change: {rollback: true, reason: k1 leaked}\n")
+	must(t, d.Reload())
+	if c := d.ext.Policy().Verifier.FromRequest("Bearer "+tok, ""); c.Subject != "" || c.Problem == "" {
+		t.Fatalf("token signed with k1 after the declared rollback: %+v", c)
+	}
+}
+
+func mintHS256(t *testing.T, kid, secret, subject string) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": subject, "exp": time.Now().Add(time.Hour).Unix()})
+	tok.Header["kid"] = kid
+	s, err := tok.SignedString([]byte(secret))
+	must(t, err)
+	return s
 }

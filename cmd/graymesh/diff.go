@@ -4,6 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/graymesh/graymesh/config"
@@ -12,6 +17,7 @@ import (
 
 func diffCmd(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("diff", `Usage: graymesh diff OLD NEW [--sample N] [--at TIME] [--json]
+       graymesh diff --admin URL [--admin-token-file FILE] NEW [--sample N] [--at TIME] [--json]
 
 Compares the config in force (OLD) with a candidate (NEW). For every release it
 prints the share of subjects moving from stable to gray and back, measured by
@@ -19,12 +25,19 @@ deciding N synthetic subjects under both files, and the rule changes that
 cause it. Then it lists the evictions — changes that can move a subject who is
 gray now back to stable — which graymesh refuses unless NEW declares
 change: {rollback: true, reason: ...}. Schedules are read at --at, or at
-NEW's effective_at when later. Exit status 0 when both files load (it is a
-report), 1 when one does not.`, stderr)
+NEW's effective_at when later.
+
+With --admin, OLD is the config in force of a running graymesh, as its next
+reload would see it: secrets unredacted and admin overrides applied on top
+of NEW. NEW's relative key paths resolve against NEW's directory on the
+machine running graymesh (run it where the files are). Exit status 0 when
+both configs load (it is a report), 1 when one does not.`, stderr)
 	sample := fs.Int("sample", gray.DefaultSample, "synthetic subjects to decide under both configs")
 	atFlag := fs.String("at", "", "when NEW is applied, RFC 3339 (default: now)")
 	asJSON := fs.Bool("json", false, "print JSON")
-	// Flags may follow the two files: parse, take a file, parse the rest.
+	admin := fs.String("admin", "", "compare NEW with the config in force of the graymesh whose admin API is at this URL (e.g. http://127.0.0.1:18080)")
+	tokenFile := fs.String("admin-token-file", "", "file holding the admin bearer token (with --admin)")
+	// Flags may follow the files: parse, take a file, parse the rest.
 	var files []string
 	for {
 		if err := parse(fs, args); err != nil {
@@ -36,7 +49,11 @@ report), 1 when one does not.`, stderr)
 		files = append(files, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
-	if len(files) != 2 || *sample < 1 {
+	want := 2
+	if *admin != "" {
+		want = 1
+	}
+	if len(files) != want || *sample < 1 {
 		fs.Usage()
 		return errUsage
 	}
@@ -48,37 +65,16 @@ report), 1 when one does not.`, stderr)
 		}
 		at = t
 	}
-	old, err := config.Load(files[0])
+	var rep gray.Report
+	var err error
+	if *admin != "" {
+		rep, err = diffWithAdmin(*admin, *tokenFile, files[0], *sample, *atFlag)
+	} else {
+		rep, err = diffFiles(files[0], files[1], *sample, at)
+	}
 	if err != nil {
 		return err
 	}
-	next, err := config.Load(files[1])
-	if err != nil {
-		return err
-	}
-
-	rep := diffReport{
-		Old:    diffFile{File: files[0], Content: old.Content},
-		New:    diffFile{File: files[1], Content: next.Content},
-		At:     at.UTC().Format(time.RFC3339),
-		Sample: *sample,
-	}
-	if next.EffectiveAt != nil && next.EffectiveAt.After(at) {
-		rep.At = next.EffectiveAt.UTC().Format(time.RFC3339)
-	}
-	for _, d := range gray.DiffAt(old, next, *sample, at) {
-		rep.Releases = append(rep.Releases, diffRelease{
-			Release: d.Release, ToGray: d.ToGray, ToStable: d.ToStable, ToOther: d.ToOther,
-			Causes: append([]string{}, d.Causes...),
-		})
-	}
-	rep.Evictions = []string{}
-	for _, err := range gray.EvictionsAt(old, next, at) {
-		rep.Evictions = append(rep.Evictions, err.Error())
-	}
-	rep.Rollback, rep.Reason = next.Change.Rollback, next.Change.Reason
-	rep.Refused = len(rep.Evictions) > 0 && !rep.Rollback
-
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -88,36 +84,56 @@ report), 1 when one does not.`, stderr)
 	return nil
 }
 
-type diffReport struct {
-	Old    diffFile `json:"old"`
-	New    diffFile `json:"new"`
-	At     string   `json:"at"`
-	Sample int      `json:"sample"`
-	// Releases hold shares 0–1 of the sampled subjects.
-	Releases  []diffRelease `json:"releases"`
-	Evictions []string      `json:"evictions"`
-	// Rollback and Reason are NEW's change declaration; Refused says
-	// whether graymesh would refuse NEW in place of OLD.
-	Rollback bool   `json:"rollback"`
-	Reason   string `json:"reason,omitempty"`
-	Refused  bool   `json:"refused"`
+func diffFiles(oldPath, newPath string, sample int, at time.Time) (gray.Report, error) {
+	old, err := config.Load(oldPath)
+	if err != nil {
+		return gray.Report{}, err
+	}
+	next, err := config.Load(newPath)
+	if err != nil {
+		return gray.Report{}, err
+	}
+	return gray.NewReport(old, next, sample, at), nil
 }
 
-type diffFile struct {
-	File    string `json:"file"`
-	Content string `json:"content"`
+// diffWithAdmin has the graymesh at admin diff the file at path against its
+// config in force (POST /v1/diff), so that config's secrets, which
+// GET /v1/config redacts, never leave it. The file is checked here first,
+// so its problems name it; the server reads its key files by absolute path.
+func diffWithAdmin(admin, tokenFile, path string, sample int, at string) (gray.Report, error) {
+	if _, err := config.Load(path); err != nil {
+		return gray.Report{}, err
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return gray.Report{}, err
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return gray.Report{}, err
+	}
+	c, err := newAdminClient(admin, tokenFile)
+	if err != nil {
+		return gray.Report{}, err
+	}
+	q := url.Values{"source": {abs}, "sample": {strconv.Itoa(sample)}}
+	if at != "" {
+		q.Set("at", at)
+	}
+	out, err := c.do(http.MethodPost, "/v1/diff?"+q.Encode(), rawBody(data))
+	if err != nil {
+		return gray.Report{}, err
+	}
+	var rep gray.Report
+	if err := json.Unmarshal(out, &rep); err != nil {
+		return gray.Report{}, fmt.Errorf("%s/v1/diff: %w", admin, err)
+	}
+	rep.New.File = path
+	return rep, nil
 }
 
-type diffRelease struct {
-	Release  string   `json:"release"`
-	ToGray   float64  `json:"to_gray"`
-	ToStable float64  `json:"to_stable"`
-	ToOther  float64  `json:"to_other_env"`
-	Causes   []string `json:"causes"`
-}
-
-func printDiff(w io.Writer, rep diffReport) {
-	fmt.Fprintf(w, "old:  %s (content %s)\nnew:  %s (content %s)\n", rep.Old.File, rep.Old.Content, rep.New.File, rep.New.Content)
+func printDiff(w io.Writer, rep gray.Report) {
+	fmt.Fprintf(w, "old:  %s\nnew:  %s\n", rep.Old, rep.New)
 	fmt.Fprintf(w, "at:   %s; %d sampled subjects (identity only: no claims, headers or addresses)\n\n", rep.At, rep.Sample)
 	for _, r := range rep.Releases {
 		fmt.Fprintf(w, "release %s: stable → gray %.2f%%, gray → stable %.2f%%", r.Release, 100*r.ToGray, 100*r.ToStable)

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/graymesh/graymesh/gray"
 )
 
 const diffOld = `
@@ -99,7 +101,7 @@ func TestDiffCommandJSON(t *testing.T) {
 	if err != nil {
 		t.Fatalf("diff: %v", err)
 	}
-	var rep diffReport
+	var rep gray.Report
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, out)
 	}
@@ -127,5 +129,60 @@ func TestDiffCommandErrors(t *testing.T) {
 	}
 	if _, _, err := runDiff(old, old, "--at", "tomorrow"); err == nil || !strings.Contains(err.Error(), "--at") {
 		t.Errorf("bad --at: %v", err)
+	}
+}
+
+func TestDiffCommandIdentityEviction(t *testing.T) {
+	const withKey = diffOld + "identity:\n  jwt:\n    keys: [{kid: k1, alg: HS256, secret: \"k1-secret-0123456789abcdef0123456\"}]\n"
+	old := writeConfig(t, "old.yaml", withKey)
+	next := writeConfig(t, "new.yaml", strings.Replace(withKey, "kid: k1, alg: HS256", "kid: k2, alg: HS256", 1))
+	out, _, err := runDiff(old, next, "--sample", "1000")
+	if err != nil {
+		t.Fatalf("diff: %v", err)
+	}
+	for _, want := range []string{
+		"  - identity.jwt.keys: key \"k1\" (HS256) removed: tokens signed with it become anonymous\n",
+		"  - identity.jwt.keys: key \"k2\" (HS256) added\n",
+		"evictions (1):\n  identity.jwt.keys: key \"k1\" (HS256) removed: tokens signed with it become anonymous\n",
+		"this change would be refused",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// README's tour shows what graymesh diff --admin prints for the demo's ramp
+// from 30% to 50%, with the demo config in force; the figures are
+// deterministic, so they must match (comparing the two files prints the
+// same).
+func TestDiffREADMEFigures(t *testing.T) {
+	demo, err := os.ReadFile("../../examples/demo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(demo), "percent: 30 ") {
+		t.Fatal("examples/demo.yaml no longer has the README's \"percent: 30 \"")
+	}
+	next := writeConfig(t, "next.yaml", strings.Replace(string(demo), "percent: 30 ", "percent: 50 ", 1))
+	out, _, err := runDiff("--admin", startDaemon(t, "../../examples/demo.yaml", ""), next)
+	if err != nil {
+		t.Fatalf("diff --admin: %v", err)
+	}
+	files, _, err := runDiff("../../examples/demo.yaml", next)
+	if err != nil {
+		t.Fatalf("diff: %v", err)
+	}
+	if strings.SplitN(out, "\n", 4)[3] != strings.SplitN(files, "\n", 4)[3] {
+		t.Errorf("diff --admin and the diff of the files differ:\n%s\n%s", out, files)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(out, "\n")[3:] {
+		if line != "" && !strings.Contains(string(readme), "# "+line+"\n") {
+			t.Errorf("README does not show %q as graymesh diff prints it:\n%s", line, out)
+		}
 	}
 }

@@ -34,9 +34,14 @@ type adminClient struct {
 	http        *http.Client
 }
 
+// rawBody is a request body sent as it is, not encoded as JSON.
+type rawBody []byte
+
 func (c adminClient) do(method, path string, body any) ([]byte, error) {
 	var rd io.Reader
-	if body != nil {
+	if raw, ok := body.(rawBody); ok {
+		rd = bytes.NewReader(raw)
+	} else if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			return nil, err

@@ -1,0 +1,195 @@
+package gray
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/graymesh/graymesh/config"
+)
+
+// identityBase is the config in force in the identity eviction tests: one
+// HS256 key tokens are signed with, and a release that admits someone.
+const identityBase = `
+identity:
+  jwt:
+    keys:
+      - {kid: k1, alg: HS256, secret: "k1-secret-0123456789abcdef0123456"}
+releases:
+  - {name: shop-v2, env: gray, percent: 30}
+`
+
+var rsaKey = sync.OnceValue(func() *rsa.PrivateKey {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	return k
+})
+
+// keyFiles writes key files into a test's directory.
+type keyFiles struct {
+	t   *testing.T
+	dir string
+}
+
+func newKeyFiles(t *testing.T) keyFiles { return keyFiles{t, t.TempDir()} }
+
+func (f keyFiles) write(name, content string) string {
+	f.t.Helper()
+	p := filepath.Join(f.dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		f.t.Fatal(err)
+	}
+	return p
+}
+
+// rsaPEM writes the test RSA public key as PEM.
+func (f keyFiles) rsaPEM(name string) string {
+	der, err := x509.MarshalPKIXPublicKey(&rsaKey().PublicKey)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return f.write(name, string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})))
+}
+
+// jwks writes a JWKS file holding the test RSA key once per kid.
+func (f keyFiles) jwks(name string, kids ...string) string {
+	pub := &rsaKey().PublicKey
+	var keys []map[string]string
+	for _, kid := range kids {
+		keys = append(keys, map[string]string{
+			"kty": "RSA", "kid": kid, "alg": "RS256",
+			"n": base64.RawURLEncoding.EncodeToString(pub.N.Bytes()),
+			"e": base64.RawURLEncoding.EncodeToString([]byte{1, 0, 1}),
+		})
+	}
+	b, err := json.Marshal(map[string]any{"keys": keys})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return f.write(name, string(b))
+}
+
+func hsKey(kid, secret string) config.Key {
+	return config.Key{ID: kid, Algorithm: "HS256", Secret: secret}
+}
+
+const k1Secret = "k1-secret-0123456789abcdef0123456"
+
+func TestIdentityEvictions(t *testing.T) {
+	f := newKeyFiles(t)
+	tests := []struct {
+		name        string
+		old, change func(c *config.Config)
+		want        []string // nil: accepted
+	}{
+		{"token key replaced HS256 → RS256", nil, func(c *config.Config) {
+			c.Identity.JWT.Keys = []config.Key{{ID: "k1", Algorithm: "RS256", PublicKeyFile: f.rsaPEM("k1.pem")}}
+		}, []string{`identity.jwt.keys: key "k1" (HS256) replaced by a different key (RS256): tokens signed with the old key become anonymous`}},
+		{"secret changed", nil, func(c *config.Config) {
+			c.Identity.JWT.Keys[0].Secret = "another-secret-0123456789abcdef01"
+		}, []string{`identity.jwt.keys: key "k1" (HS256) replaced by a different key (HS256): tokens signed with the old key become anonymous`}},
+		{"key removed", nil, func(c *config.Config) {
+			c.Identity.JWT.Keys = []config.Key{hsKey("k2", "k2-secret-0123456789abcdef0123456")}
+		}, []string{`identity.jwt.keys: key "k1" (HS256) removed: tokens signed with it become anonymous`}},
+		{"kid renamed", nil, func(c *config.Config) { c.Identity.JWT.Keys[0].ID = "k1-new" },
+			[]string{`identity.jwt.keys: key "k1" (HS256) removed: tokens signed with it become anonymous`}},
+		{"key without kid removed", func(c *config.Config) {
+			c.Identity.JWT.Keys = append(c.Identity.JWT.Keys, hsKey("", "anon-secret-0123456789abcdef01234"))
+		}, func(c *config.Config) { c.Identity.JWT.Keys = c.Identity.JWT.Keys[:1] },
+			[]string{`identity.jwt.keys: key without kid (HS256) removed: tokens signed with it become anonymous`}},
+		{"algorithm removed", func(c *config.Config) {
+			c.Identity.JWT.Algorithms = []string{"HS256", "HS384"}
+			c.Identity.JWT.Keys = append(c.Identity.JWT.Keys, config.Key{ID: "k2", Algorithm: "HS384", Secret: "k2-secret-0123456789abcdef0123456"})
+		}, func(c *config.Config) {
+			c.Identity.JWT.Algorithms = []string{"HS256"}
+			c.Identity.JWT.Keys = c.Identity.JWT.Keys[:1]
+		}, []string{
+			`identity.jwt.keys: key "k2" (HS384) removed: tokens signed with it become anonymous`,
+			"identity.jwt.algorithms: HS384 removed: tokens signed with HS384 become anonymous",
+		}},
+		{"algorithm of a JWKS key removed", func(c *config.Config) {
+			c.Identity.JWT.Algorithms = []string{"HS256", "RS256"}
+			c.Identity.JWT.JWKSFile = f.jwks("algs.json", "j1")
+		}, func(c *config.Config) { c.Identity.JWT.Algorithms = []string{"HS256"} },
+			[]string{"identity.jwt.algorithms: RS256 removed: tokens signed with RS256 become anonymous"}},
+		{"issuer added", nil, func(c *config.Config) { c.Identity.JWT.Issuer = "https://id.example" },
+			[]string{`identity.jwt.issuer set to "https://id.example": tokens with another or no iss become anonymous`}},
+		{"issuer changed", func(c *config.Config) { c.Identity.JWT.Issuer = "https://a.example" },
+			func(c *config.Config) { c.Identity.JWT.Issuer = "https://b.example" },
+			[]string{`identity.jwt.issuer changed "https://a.example" → "https://b.example": tokens with iss "https://a.example" become anonymous`}},
+		{"audience changed", func(c *config.Config) { c.Identity.JWT.Audience = "shop" },
+			func(c *config.Config) { c.Identity.JWT.Audience = "pay" },
+			[]string{`identity.jwt.audience changed "shop" → "pay": tokens with aud "shop" become anonymous`}},
+		{"subject claim changed", nil, func(c *config.Config) { c.Identity.JWT.SubjectClaim = "uid" },
+			[]string{`identity.jwt.subject_claim changed "sub" → "uid": every verified subject is re-keyed`}},
+		{"JWKS file without one of the keys", func(c *config.Config) { c.Identity.JWT.JWKSFile = f.jwks("a.json", "j1", "j2") },
+			func(c *config.Config) { c.Identity.JWT.JWKSFile = f.jwks("b.json", "j2") },
+			[]string{`identity.jwt.jwks_file: key "j1" (RS256) removed: tokens signed with it become anonymous`}},
+		{"JWKS file removed", func(c *config.Config) { c.Identity.JWT.JWKSFile = f.jwks("c.json", "j1") },
+			func(c *config.Config) { c.Identity.JWT.JWKSFile = "" },
+			[]string{`identity.jwt.jwks_file: key "j1" (RS256) removed: tokens signed with it become anonymous`}},
+		{"unreadable JWKS file replaced", func(c *config.Config) { c.Identity.JWT.JWKSFile = filepath.Join(f.dir, "gone.json") },
+			func(c *config.Config) { c.Identity.JWT.JWKSFile = f.jwks("d.json", "j1") },
+			[]string{"identity.jwt.jwks_file: " + filepath.Join(f.dir, "gone.json") + " could not be read to compare its keys, and the new config no longer uses it: tokens signed with its keys may become anonymous"}},
+
+		// Rotation done right, and changes that only widen what verifies.
+		{"key added (rotation)", nil, func(c *config.Config) {
+			c.Identity.JWT.Keys = append(c.Identity.JWT.Keys, config.Key{ID: "k2", Algorithm: "RS256", PublicKeyFile: f.rsaPEM("k2.pem")})
+		}, nil},
+		{"old key dropped after rotation to a key without kid", func(c *config.Config) {
+			c.Identity.JWT.Keys = []config.Key{hsKey("", k1Secret)}
+		}, func(c *config.Config) { c.Identity.JWT.Keys = []config.Key{hsKey("k9", k1Secret)} }, nil},
+		{"keys reordered", func(c *config.Config) {
+			c.Identity.JWT.Keys = append(c.Identity.JWT.Keys, hsKey("k2", "k2-secret-0123456789abcdef0123456"))
+		}, func(c *config.Config) { slices.Reverse(c.Identity.JWT.Keys) }, nil},
+		{"inline secret moved to a file", nil, func(c *config.Config) {
+			c.Identity.JWT.Keys[0] = config.Key{ID: "k1", Algorithm: "HS256", SecretFile: f.write("k1.secret", k1Secret+"\n")}
+		}, nil},
+		{"key file moved", func(c *config.Config) {
+			c.Identity.JWT.Keys = []config.Key{{ID: "k1", Algorithm: "RS256", PublicKeyFile: f.rsaPEM("old.pem")}}
+		}, func(c *config.Config) {
+			c.Identity.JWT.Keys = []config.Key{{ID: "k1", Algorithm: "RS256", PublicKeyFile: f.rsaPEM("new.pem")}}
+		}, nil},
+		{"key moved into the JWKS file", func(c *config.Config) {
+			c.Identity.JWT.Keys = append(c.Identity.JWT.Keys, config.Key{ID: "j1", Algorithm: "RS256", PublicKeyFile: f.rsaPEM("j1.pem")})
+		}, func(c *config.Config) {
+			c.Identity.JWT.Keys = c.Identity.JWT.Keys[:1]
+			c.Identity.JWT.JWKSFile = f.jwks("e.json", "j1", "j2")
+		}, nil},
+		{"algorithms listed", nil, func(c *config.Config) { c.Identity.JWT.Algorithms = []string{"HS256"} }, nil},
+		{"issuer removed", func(c *config.Config) { c.Identity.JWT.Issuer = "https://a.example" },
+			func(c *config.Config) { c.Identity.JWT.Issuer = "" }, nil},
+		{"release killed: nobody is gray", func(c *config.Config) { c.Releases[0].State = config.StateKilled },
+			func(c *config.Config) { c.Identity.JWT.Keys[0].ID = "k1-new" }, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			old, next := parseDiff(t, identityBase), parseDiff(t, identityBase)
+			if tt.old != nil {
+				tt.old(old)
+				tt.old(next)
+			}
+			tt.change(next)
+			if err := next.Validate(); err != nil {
+				t.Fatalf("the new config does not validate: %v", err)
+			}
+			if got := errStrings(EvictionsAt(old, next, diffAt)); !slices.Equal(got, tt.want) {
+				t.Fatalf("evictions:\n got  %q\n want %q", got, tt.want)
+			}
+			if _, err := Compile(next); err != nil && !strings.Contains(tt.name, "unreadable") {
+				t.Fatalf("the new config does not compile: %v", err)
+			}
+		})
+	}
+}
