@@ -268,21 +268,29 @@ func (m *fourHop) verifyTraces() (report, int, error) {
 
 type report struct {
 	TracesChecked int     `json:"traces_checked"`
+	Undecided     int     `json:"undecided"`
 	HopsChecked   int     `json:"hops_checked"`
 	Leaks         int     `json:"leaks"`
 	LeakRate      float64 `json:"leak_rate"`
 	Traces        []struct {
 		TraceID string `json:"trace_id"`
+		Decided bool   `json:"decided"`
 		Lane    string `json:"lane"`
 		Hops    []struct {
-			Service, Served, Lane, Fallback string
-			Leak                            bool
+			Service, Served, Lane, Fallback, Reason, From string
+			Leak                                          bool
 		} `json:"hops"`
 		Leaks int `json:"leaks"`
 	} `json:"traces"`
+	Read struct {
+		Requests int  `json:"requests"`
+		Complete bool `json:"complete"`
+	} `json:"read"`
 }
 
-// waitForTraces polls verify-traces until every id has all want hops.
+// waitForTraces polls verify-traces until every id has its edge decision
+// span and want hops read from the services' own spans (until a service's
+// span arrives, verify-traces reads that hop from its sidecar's span).
 func (m *fourHop) waitForTraces(ids []string, want int) (report, int) {
 	m.t.Helper()
 	var (
@@ -299,7 +307,13 @@ func (m *fourHop) waitForTraces(ids []string, want int) (report, int) {
 		}
 		complete := map[string]bool{}
 		for _, tr := range r.Traces {
-			if len(tr.Hops) >= want {
+			own := 0 // hops read from the service's own span
+			for _, h := range tr.Hops {
+				if h.From == "" {
+					own++
+				}
+			}
+			if own >= want && tr.Decided {
 				complete[tr.TraceID] = true
 			}
 		}
@@ -362,8 +376,8 @@ func TestMeshLanesProvenByTraces(t *testing.T) {
 	}
 
 	r, code := m.waitForTraces(ids, 4)
-	if code != 0 || r.Leaks != 0 {
-		t.Fatalf("verify-traces exit %d, %d leaks in %d traces", code, r.Leaks, r.TracesChecked)
+	if code != 0 || r.Leaks != 0 || !r.Read.Complete {
+		t.Fatalf("verify-traces exit %d, %d leaks in %d traces, read complete %v", code, r.Leaks, r.TracesChecked, r.Read.Complete)
 	}
 	byID := map[string]int{}
 	for i, tr := range r.Traces {
@@ -386,8 +400,15 @@ func TestMeshLanesProvenByTraces(t *testing.T) {
 		if strings.Join(got, " ") != want || tr.Lane != sentByTrace[id].explained {
 			t.Fatalf("trace %s in Jaeger: lane %s hops %v, want %s", id, tr.Lane, got, want)
 		}
+		// Each hop's reason comes from its own sidecar's span: the edge's
+		// decision at frontend, the followed lane at every inner hop.
+		for i, h := range tr.Hops {
+			if (i == 0) == (h.Reason == "lane") || h.Reason == "" || h.From != "" {
+				t.Fatalf("trace %s: hop %d %s reason %q from %q", id, i, h.Service, h.Reason, h.From)
+			}
+		}
 	}
-	t.Logf("verify-traces: %d traces checked (%d ours, %d gray), %d hops, %d leaks", r.TracesChecked, len(ids), grays, r.HopsChecked, r.Leaks)
+	t.Logf("verify-traces: %d traces checked (%d ours, %d gray, %d undecided), %d hops, %d leaks, %d searches", r.TracesChecked, len(ids), grays, r.Undecided, r.HopsChecked, r.Leaks, r.Read.Requests)
 	m.assertDecisionUnderEnvoy(ids[0])
 }
 

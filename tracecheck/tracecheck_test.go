@@ -1,6 +1,9 @@
 package tracecheck
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+)
 
 func decision(hop, env string) Span {
 	return Span{OperationName: "graymesh.decision", StartTime: 1, Tags: []Tag{{"graymesh.hop", hop}, {"graymesh.env", env}, {"graymesh.reason", "whitelist"}}}
@@ -39,17 +42,17 @@ func TestCheck(t *testing.T) {
 	routeDefault := Trace{TraceID: "route-default", Spans: []Span{decision("edge", "route-default"), hop(2, "orders", "stable", "stable", "")}}
 
 	r := Check([]Trace{grayChain, stableChain, dropped, unexplained, grayInStable, undecided, routeDefault})
-	if r.TracesSeen != 7 || r.TracesChecked != 6 || r.Undecided != 1 {
+	if r.TracesSeen != 7 || r.TracesChecked != 7 || r.Undecided != 1 {
 		t.Fatalf("seen %d checked %d undecided %d", r.TracesSeen, r.TracesChecked, r.Undecided)
 	}
-	if r.HopsChecked != 4+2+3+1+1+1 || r.Leaks != 3 || r.Fallbacks != 2 {
+	if r.HopsChecked != 4+2+3+1+1+1+1 || r.Leaks != 3 || r.Fallbacks != 2 {
 		t.Fatalf("hops %d leaks %d fallbacks %d", r.HopsChecked, r.Leaks, r.Fallbacks)
 	}
 	leaking := map[string]bool{}
 	for _, tr := range r.LeakingTraces(10) {
 		leaking[tr.TraceID] = true
 	}
-	for id, want := range map[string]bool{"gray": false, "stable": false, "dropped": true, "unexplained": true, "gray-in-stable": true, "route-default": false} {
+	for id, want := range map[string]bool{"gray": false, "stable": false, "dropped": true, "unexplained": true, "gray-in-stable": true, "route-default": false, "undecided": false} {
 		if leaking[id] != want {
 			t.Errorf("trace %s leaking=%v, want %v", id, leaking[id], want)
 		}
@@ -59,9 +62,260 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// builder makes traces shaped like the mesh's (as Jaeger returned one from
+// the e2e mesh): per hop, the sidecar's inbound server span (lane, reason
+// and fallback tags from graymesh's headers, upstream_cluster "svc|env"),
+// its ext_proc call, graymesh's gRPC server span and decision span under
+// it, the service's own span, and the sidecar's outbound span
+// (upstream_cluster "inbound|next") towards the next hop.
+type builder struct {
+	t     Trace
+	clock int64
+	// tree false leaves out every reference: the check must fall back to
+	// start order.
+	tree bool
+}
+
+func newBuilder(id string, tree bool) *builder {
+	return &builder{t: Trace{TraceID: id, Processes: map[string]Process{}}, tree: tree}
+}
+
+func (b *builder) span(parent, process, op string, tags ...Tag) string {
+	b.clock += 10
+	id := fmt.Sprintf("s%d", len(b.t.Spans)+1)
+	b.t.Processes[process] = Process{ServiceName: process}
+	s := Span{SpanID: id, OperationName: op, StartTime: b.clock, Tags: tags, ProcessID: process}
+	if parent != "" && b.tree {
+		s.References = []Reference{{RefType: "CHILD_OF", SpanID: parent}}
+	}
+	b.t.Spans = append(b.t.Spans, s)
+	return id
+}
+
+// hopSpec is one hop as the sidecar and the service saw it.
+type hopSpec struct {
+	service string
+	// decision is graymesh's decision span for this hop: "" for none
+	// (graymesh down or its spans lost), else env/reason.
+	env, reason string
+	// headers graymesh set: the lane and fallback; reasonTag false leaves
+	// graymesh.reason off the sidecar span (a sidecar without tracing tags).
+	lane, fallback string
+	noReasonTag    bool
+	noDecision     bool
+	// served is the environment that served; cluster the sidecar's
+	// upstream cluster env (served when empty).
+	served, cluster string
+	// noServiceSpan: the service reports no span of its own.
+	noServiceSpan bool
+}
+
+// chain builds a call chain, each hop called by the previous service.
+func (b *builder) chain(edge bool, hops ...hopSpec) *builder {
+	parent := ""
+	for i, h := range hops {
+		tags := []Tag{{"span.kind", "server"}}
+		if h.lane != "" {
+			tags = append(tags, Tag{"graymesh.lane", h.lane})
+		}
+		if h.reason != "" && !h.noReasonTag {
+			tags = append(tags, Tag{"graymesh.reason", h.reason})
+		}
+		if h.fallback != "" {
+			tags = append(tags, Tag{"graymesh.fallback", h.fallback})
+		}
+		cluster := h.cluster
+		if cluster == "" {
+			cluster = h.served
+		}
+		tags = append(tags, Tag{"upstream_cluster", h.service + "|" + cluster})
+		inbound := b.span(parent, h.service+"-sidecar", "ingress", tags...)
+		if !h.noDecision && h.reason != "" {
+			call := b.span(inbound, h.service+"-sidecar", "async envoy.service.ext_proc.v3.ExternalProcessor.Process egress", Tag{"span.kind", "client"})
+			hopName := "inner"
+			if i == 0 && edge {
+				hopName = "edge"
+			}
+			env := h.env
+			if env == "" {
+				env = h.lane
+			}
+			// graymesh's gRPC server span sits between the sidecar's
+			// call and the decision, as otelgrpc reports it.
+			grpc := b.span(call, "graymesh", "envoy.service.ext_proc.v3.ExternalProcessor/Process", Tag{"span.kind", "server"})
+			b.span(grpc, "graymesh", "graymesh.decision",
+				Tag{"graymesh.hop", hopName}, Tag{"graymesh.service", h.service}, Tag{"graymesh.env", env}, Tag{"graymesh.reason", h.reason})
+		}
+		parent = inbound
+		if !h.noServiceSpan {
+			parent = b.span(inbound, h.service, "GET /", Tag{"span.kind", "server"},
+				Tag{"graymesh.service", h.service}, Tag{"graymesh.served_env", h.served}, Tag{"graymesh.lane", h.lane}, Tag{"graymesh.fallback", h.fallback})
+		}
+		if i+1 < len(hops) {
+			call := b.span(parent, h.service, "HTTP GET", Tag{"span.kind", "client"})
+			parent = b.span(call, h.service+"-sidecar", "ingress", Tag{"span.kind", "server"}, Tag{"upstream_cluster", "inbound|" + hops[i+1].service})
+		}
+	}
+	return b
+}
+
+func (b *builder) trace() Trace { return b.t }
+
+// grayChain is the healthy four-hop chain of the mesh demo for a gray
+// request: inventory has no gray version.
+func grayChain() []hopSpec {
+	return []hopSpec{
+		{service: "frontend", reason: "whitelist", lane: "gray", served: "gray"},
+		{service: "orders", reason: "lane", lane: "gray", served: "gray"},
+		{service: "inventory", reason: "lane", lane: "gray", fallback: "no-gray-version", served: "stable"},
+		{service: "pricing", reason: "lane", lane: "gray", served: "gray"},
+	}
+}
+
+// killedAtOrders: the release is killed while the request is at
+// frontend; orders finds it killed (stable, the lane dropped), the hops
+// after it see no lane.
+func killedAtOrders() []hopSpec {
+	return []hopSpec{
+		{service: "frontend", reason: "whitelist", lane: "gray", served: "gray"},
+		{service: "orders", reason: "killed", lane: "stable", served: "stable"},
+		{service: "inventory", reason: "lane-missing", lane: "stable", served: "stable"},
+		{service: "pricing", reason: "lane-missing", lane: "stable", served: "stable"},
+	}
+}
+
+func withoutDecisions(in []hopSpec) []hopSpec {
+	hops := append([]hopSpec(nil), in...)
+	for i := range hops {
+		hops[i].noDecision = true
+	}
+	return hops
+}
+
+func TestCheckCategories(t *testing.T) {
+	type want struct {
+		checked, undecided, unchecked, hops, leaks, switches, fallbacks int
+		lane, switchAt                                                  string
+		leakAt                                                          []string
+	}
+	stableDown := []hopSpec{ // graymesh down everywhere: no headers, route defaults
+		{service: "frontend", served: "stable"}, {service: "orders", served: "stable"},
+		{service: "inventory", served: "stable"}, {service: "pricing", served: "stable"},
+	}
+	downWithGrayHop := []hopSpec{
+		{service: "frontend", served: "stable"}, {service: "orders", served: "gray"},
+	}
+	lostAfterDecision := grayChain()
+	lostAfterDecision[3] = hopSpec{service: "pricing", reason: "lane-missing", lane: "stable", served: "stable"}
+	killedThenGray := killedAtOrders()
+	killedThenGray[3] = hopSpec{service: "pricing", reason: "lane", lane: "gray", served: "gray"}
+	uninstrumented := grayChain()
+	uninstrumented[1].noServiceSpan = true
+	uninstrumentedWrong := grayChain()
+	uninstrumentedWrong[1].noServiceSpan = true
+	uninstrumentedWrong[1].served = "stable"
+	killedSidecarOnly := killedAtOrders()
+	for i := range killedSidecarOnly {
+		killedSidecarOnly[i].noReasonTag = true
+	}
+
+	for name, c := range map[string]struct {
+		trace Trace
+		want  want
+	}{
+		"decided gray chain": {newBuilder("t", true).chain(true, grayChain()...).trace(),
+			want{checked: 1, hops: 4, fallbacks: 1, lane: "gray"}},
+		"undecided, graymesh down: all stable": {newBuilder("t", true).chain(false, stableDown...).trace(),
+			want{checked: 1, undecided: 1, hops: 4, lane: "stable"}},
+		"undecided, graymesh down: a hop served gray": {newBuilder("t", true).chain(false, downWithGrayHop...).trace(),
+			want{checked: 1, undecided: 1, hops: 2, leaks: 1, lane: "stable", leakAt: []string{"orders"}}},
+		"undecided, decision spans lost: lane carried by the sidecars": {newBuilder("t", true).chain(false, withoutDecisions(grayChain())...).trace(),
+			want{checked: 1, undecided: 1, hops: 4, fallbacks: 1, lane: "gray"}},
+		"undecided, decision spans lost: lane dropped": {newBuilder("t", true).chain(false, withoutDecisions(lostAfterDecision)...).trace(),
+			want{checked: 1, undecided: 1, hops: 4, fallbacks: 1, leaks: 1, lane: "gray", leakAt: []string{"pricing"}}},
+		"killed mid-flight: explained switch": {newBuilder("t", true).chain(true, killedAtOrders()...).trace(),
+			want{checked: 1, hops: 4, switches: 1, lane: "gray", switchAt: "orders"}},
+		"killed mid-flight, reason only in graymesh's decision span": {newBuilder("t", true).chain(true, killedSidecarOnly...).trace(),
+			want{checked: 1, hops: 4, switches: 1, lane: "gray", switchAt: "orders"}},
+		"killed mid-flight, no span references: start order": {newBuilder("t", false).chain(true, killedAtOrders()...).trace(),
+			want{checked: 1, hops: 4, switches: 1, lane: "gray", switchAt: "orders"}},
+		"killed mid-flight, decision span lost": {newBuilder("t", true).chain(false, withoutDecisions(killedAtOrders())...).trace(),
+			want{checked: 1, undecided: 1, hops: 4, switches: 1, lane: "gray", switchAt: "orders"}},
+		"lane lost without a kill: leaks": {newBuilder("t", true).chain(true, lostAfterDecision...).trace(),
+			want{checked: 1, hops: 4, fallbacks: 1, leaks: 1, lane: "gray", leakAt: []string{"pricing"}}},
+		"gray again after the kill: leak": {newBuilder("t", true).chain(true, killedThenGray...).trace(),
+			want{checked: 1, hops: 4, switches: 1, leaks: 1, lane: "gray", switchAt: "orders", leakAt: []string{"pricing"}}},
+		"service without its own span: hop from its sidecar": {newBuilder("t", true).chain(true, uninstrumented...).trace(),
+			want{checked: 1, hops: 4, fallbacks: 1, lane: "gray"}},
+		"service without its own span, sidecar routed to stable: leak": {newBuilder("t", true).chain(true, uninstrumentedWrong...).trace(),
+			want{checked: 1, hops: 4, fallbacks: 1, leaks: 1, lane: "gray", leakAt: []string{"orders"}}},
+		"nothing to check": {Trace{TraceID: "t", Spans: []Span{{SpanID: "a", OperationName: "GET /", ProcessID: "p"}}, Processes: map[string]Process{"p": {ServiceName: "frontend"}}},
+			want{unchecked: 1}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := Check([]Trace{c.trace})
+			got := want{checked: r.TracesChecked, undecided: r.Undecided, unchecked: r.Unchecked, hops: r.HopsChecked, leaks: r.Leaks, switches: r.Switches, fallbacks: r.Fallbacks}
+			if len(r.Traces) == 1 {
+				got.lane, got.switchAt = r.Traces[0].Lane, r.Traces[0].Switch
+				for _, h := range r.Traces[0].Hops {
+					if h.Leak {
+						got.leakAt = append(got.leakAt, h.Service)
+					}
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(c.want) {
+				t.Fatalf("got  %+v\nwant %+v\n%+v", got, c.want, r.Traces)
+			}
+		})
+	}
+}
+
+func TestKillInAnotherBranchExplainsNothing(t *testing.T) {
+	// frontend calls orders and payments; orders finds the release
+	// killed, payments serves stable with no kill on its path: a leak.
+	b := newBuilder("t", true)
+	in := b.span("", "frontend-sidecar", "ingress", Tag{"span.kind", "server"}, Tag{"graymesh.lane", "gray"}, Tag{"graymesh.reason", "whitelist"}, Tag{"upstream_cluster", "frontend|gray"})
+	call := b.span(in, "frontend-sidecar", "ext_proc", Tag{"span.kind", "client"})
+	b.span(call, "graymesh", "graymesh.decision", Tag{"graymesh.hop", "edge"}, Tag{"graymesh.env", "gray"}, Tag{"graymesh.reason", "whitelist"})
+	fe := b.span(in, "frontend", "GET /", Tag{"graymesh.served_env", "gray"}, Tag{"graymesh.lane", "gray"})
+	o := b.span(fe, "orders-sidecar", "ingress", Tag{"span.kind", "server"}, Tag{"graymesh.lane", "stable"}, Tag{"graymesh.reason", "killed"})
+	b.span(o, "orders", "GET /", Tag{"graymesh.served_env", "stable"}, Tag{"graymesh.lane", "stable"})
+	p := b.span(fe, "payments-sidecar", "ingress", Tag{"span.kind", "server"}, Tag{"graymesh.lane", "gray"}, Tag{"graymesh.reason", "lane"})
+	b.span(p, "payments", "GET /", Tag{"graymesh.served_env", "stable"}, Tag{"graymesh.lane", "gray"})
+	r := Check([]Trace{b.trace()})
+	if r.Leaks != 1 || r.Switches != 1 {
+		t.Fatalf("leaks %d switches %d: %+v", r.Leaks, r.Switches, r.Traces)
+	}
+	for _, h := range r.Traces[0].Hops {
+		if h.Leak != (h.Service == "payments") || h.Switch != (h.Service == "orders") {
+			t.Fatalf("hop %+v", h)
+		}
+	}
+}
+
+func TestSidecarHopUsesTheFallbackListenersSpan(t *testing.T) {
+	// pricing reports no span; its gray version is down, so its inbound
+	// span names pricing|gray and the fallback listener's span under it
+	// pricing|stable, marked.
+	b := newBuilder("t", true)
+	in := b.span("", "frontend-sidecar", "ingress", Tag{"span.kind", "server"}, Tag{"graymesh.lane", "gray"}, Tag{"upstream_cluster", "frontend|gray"})
+	call := b.span(in, "frontend-sidecar", "ext_proc", Tag{"span.kind", "client"})
+	b.span(call, "graymesh", "graymesh.decision", Tag{"graymesh.hop", "edge"}, Tag{"graymesh.env", "gray"}, Tag{"graymesh.reason", "whitelist"})
+	fe := b.span(in, "frontend", "GET /", Tag{"graymesh.served_env", "gray"}, Tag{"graymesh.lane", "gray"})
+	p := b.span(fe, "pricing-sidecar", "ingress", Tag{"span.kind", "server"}, Tag{"graymesh.lane", "gray"}, Tag{"upstream_cluster", "pricing|gray"})
+	b.span(p, "pricing-sidecar", "fallback", Tag{"span.kind", "server"}, Tag{"graymesh.lane", "gray"}, Tag{"graymesh.fallback", "gray-unavailable"}, Tag{"upstream_cluster", "pricing|stable"})
+	// An outbound span names a peer's inbound cluster, not an environment.
+	b.span(fe, "frontend-sidecar", "egress", Tag{"upstream_cluster", "inbound|pricing"})
+	r := Check([]Trace{b.trace()})
+	hops := r.Traces[0].Hops
+	if r.Leaks != 0 || len(hops) != 2 || hops[1].Served != "stable" || hops[1].Fallback != "gray-unavailable" || hops[1].From != "sidecar" {
+		t.Fatalf("leaks %d hops %+v", r.Leaks, hops)
+	}
+}
+
 func TestParse(t *testing.T) {
-	traces, err := Parse([]byte(`{"data":[{"traceID":"t1","spans":[{"spanID":"s","operationName":"x","startTime":5,"tags":[{"key":"graymesh.served_env","type":"string","value":"gray"}],"processID":"p1"}],"processes":{"p1":{"serviceName":"orders"}}}]}`))
-	if err != nil || len(traces) != 1 || traces[0].Processes["p1"].ServiceName != "orders" || traces[0].Spans[0].tag("graymesh.served_env") != "gray" {
+	traces, err := Parse([]byte(`{"data":[{"traceID":"t1","spans":[{"spanID":"s","operationName":"x","references":[{"refType":"CHILD_OF","traceID":"t1","spanID":"p"}],"startTime":5,"tags":[{"key":"graymesh.served_env","type":"string","value":"gray"}],"processID":"p1"}],"processes":{"p1":{"serviceName":"orders"}}}]}`))
+	if err != nil || len(traces) != 1 || traces[0].Processes["p1"].ServiceName != "orders" || traces[0].Spans[0].tag("graymesh.served_env") != "gray" || traces[0].Spans[0].References[0].SpanID != "p" {
 		t.Fatalf("%v %+v", err, traces)
 	}
 	if _, err := Parse([]byte("<html>")); err == nil {

@@ -6,10 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/graymesh/graymesh/tracecheck"
@@ -20,50 +16,51 @@ var errLeaks = errors.New("lane leaks found")
 func verifyTraces(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("verify-traces", `Usage: graymesh verify-traces --jaeger URL --service NAME [--since 15m] [--json]
 
-Reads the traces of a service from Jaeger's query API and checks every hop of
-every trace: the environment that served it must be the one the edge decided
-(graymesh's decision span), unless the hop carries an explained fallback to
-stable. Prints traces and hops checked, leaks, the leak rate and the first
-leaking traces. Exit status 1 on any leak or when no trace could be checked.`, stderr)
+Reads every trace of a service in the window from Jaeger's query API and
+checks every hop: the environment that served it must be the one the edge
+decided (graymesh's decision span), unless the hop carries an explained
+fallback to stable or the chain switched to stable because its release was
+killed mid-flight (reason "killed" on the switching hop).
+
+Jaeger's search returns at most --page-size traces and no total, so a full
+answer is split in two halves of the window, and so on, until every search
+comes back short: then every trace was read. Windows still full when
+--max-requests runs out are reported unread.
+
+Traces without an edge decision span (graymesh down, or killed before it
+exported) are checked against the lane their sidecar and service spans
+carry and reported as undecided.
+
+Exit status 1 on any leak, when no trace could be checked, when traces were
+left unread (unless --allow-unread) and, with --fail-undecided, on any
+undecided trace.`, stderr)
 	jaeger := fs.String("jaeger", "http://127.0.0.1:16686", "Jaeger query base URL")
 	service := fs.String("service", "frontend", "service whose traces to read (the edge service)")
 	since := fs.Duration("since", 15*time.Minute, "window: traces that started this long ago until now")
-	limit := fs.Int("limit", 1000, "most traces to read")
-	show := fs.Int("show", 5, "leaking traces to print")
+	pageSize := fs.Int("page-size", tracecheck.DefaultPageSize, "traces per Jaeger search (its limit; Jaeger's memory store refuses more than its max_traces)")
+	maxRequests := fs.Int("max-requests", tracecheck.DefaultMaxRequests, "most Jaeger searches; windows left are reported unread")
+	allowUnread := fs.Bool("allow-unread", false, "exit 0 even when some traces in the window were not read")
+	failUndecided := fs.Bool("fail-undecided", false, "exit 1 when a trace has no edge decision span")
+	timeout := fs.Duration("timeout", 2*time.Minute, "give up reading Jaeger after this long")
+	show := fs.Int("show", 5, "leaking and undecided traces to print")
 	asJSON := fs.Bool("json", false, "print the full report as JSON")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	end := time.Now()
-	q := url.Values{}
-	q.Set("service", *service)
-	q.Set("start", strconv.FormatInt(end.Add(-*since).UnixMicro(), 10))
-	q.Set("end", strconv.FormatInt(end.UnixMicro(), 10))
-	q.Set("limit", strconv.Itoa(*limit))
-	u := strings.TrimRight(*jaeger, "/") + "/api/traces?" + q.Encode()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	if *pageSize < 1 || *maxRequests < 1 || *since <= 0 {
+		fmt.Fprintln(stderr, "verify-traces: --page-size, --max-requests and --since must be positive")
+		return errUsage
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("jaeger: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 512<<20))
-	if err != nil {
-		return fmt.Errorf("jaeger: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("jaeger %s: %s: %s", u, resp.Status, strings.TrimSpace(string(body)))
-	}
-	traces, err := tracecheck.Parse(body)
+	end := time.Now()
+	rd := &tracecheck.Reader{BaseURL: *jaeger, PageSize: *pageSize, MaxRequests: *maxRequests}
+	traces, stats, err := rd.Read(ctx, *service, tracecheck.Window{Start: end.Add(-*since), End: end})
 	if err != nil {
 		return err
 	}
 	r := tracecheck.Check(traces)
+	r.Read = stats
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -71,24 +68,74 @@ leaking traces. Exit status 1 on any leak or when no trace could be checked.`, s
 			return err
 		}
 	} else {
-		fmt.Fprintf(stdout, "traces: %d read, %d checked, %d without an edge decision\nhops:   %d checked, %d explained fallbacks\nleaks:  %d (leak rate %.4f)\n",
-			r.TracesSeen, r.TracesChecked, r.Undecided, r.HopsChecked, r.Fallbacks, r.Leaks, r.LeakRate)
-		for _, t := range r.LeakingTraces(*show) {
-			fmt.Fprintf(stdout, "\nleaking trace %s (edge decided %s, reason %s):\n", t.TraceID, t.Lane, t.Reason)
-			for _, h := range t.Hops {
-				mark := "  "
-				if h.Leak {
-					mark = "✗ "
-				}
-				fmt.Fprintf(stdout, "  %s%-12s served by %-8s lane %-8s fallback %s\n", mark, h.Service, h.Served, dash(h.Lane), dash(h.Fallback))
-			}
-		}
+		printReport(stdout, r, *show)
 	}
 	switch {
 	case r.Leaks > 0:
 		return errLeaks
+	case !stats.Complete && !*allowUnread:
+		return fmt.Errorf("%s: not every trace in the window was read (raise --max-requests, or --allow-unread)", unreadSummary(stats))
+	case r.Undecided > 0 && *failUndecided:
+		return fmt.Errorf("%d traces without an edge decision span", r.Undecided)
 	case r.TracesChecked == 0:
-		return fmt.Errorf("no trace of service %q with an edge decision in the last %s", *service, *since)
+		return fmt.Errorf("no trace of service %q to check in the last %s", *service, *since)
 	}
 	return nil
+}
+
+func printReport(w io.Writer, r *tracecheck.Report, show int) {
+	st := r.Read
+	if st == nil {
+		st = &tracecheck.ReadStats{Complete: true}
+	}
+	read := "every trace in the window"
+	if !st.Complete {
+		read = "INCOMPLETE: " + unreadSummary(st)
+	}
+	fmt.Fprintf(w, "traces: %d read in %d searches (%s), %d checked, %d undecided (no edge decision span), %d with nothing to check\n",
+		r.TracesSeen, st.Requests, read, r.TracesChecked, r.Undecided, r.Unchecked)
+	fmt.Fprintf(w, "hops:   %d checked, %d explained fallbacks, %d chains switched to stable by a kill\n", r.HopsChecked, r.Fallbacks, r.Switches)
+	fmt.Fprintf(w, "leaks:  %d (leak rate %.4f)\n", r.Leaks, r.LeakRate)
+	for i, u := range st.Unread {
+		if i == show {
+			fmt.Fprintf(w, "  … %d more windows not read completely\n", len(st.Unread)-show)
+			break
+		}
+		fmt.Fprintf(w, "  not read completely: traces starting %s … %s\n", u.Start.Format(time.RFC3339Nano), u.End.Format(time.RFC3339Nano))
+	}
+	for _, t := range r.LeakingTraces(show) {
+		fmt.Fprintf(w, "\nleaking trace %s (%s %s, reason %s):\n", t.TraceID, decidedBy(t), t.Lane, dash(t.Reason))
+		printHops(w, t)
+	}
+	if r.Undecided > 0 {
+		fmt.Fprintf(w, "\nundecided traces (%d; the lane is the one their spans carry):\n", r.Undecided)
+		for _, t := range r.UndecidedTraces(show) {
+			fmt.Fprintf(w, "  %s lane %s, %d hops, %d leaks\n", t.TraceID, t.Lane, len(t.Hops), t.Leaks)
+		}
+	}
+}
+
+func printHops(w io.Writer, t tracecheck.TraceResult) {
+	for _, h := range t.Hops {
+		mark := "  "
+		switch {
+		case h.Leak:
+			mark = "✗ "
+		case h.Switch:
+			mark = "↓ "
+		}
+		fmt.Fprintf(w, "  %s%-12s served by %-8s lane %-8s fallback %-18s reason %s\n", mark, h.Service, h.Served, dash(h.Lane), dash(h.Fallback), dash(h.Reason))
+	}
+}
+
+func decidedBy(t tracecheck.TraceResult) string {
+	if t.Decided {
+		return "edge decided"
+	}
+	return "no edge decision span; lane carried"
+}
+
+func unreadSummary(st *tracecheck.ReadStats) string {
+	return fmt.Sprintf("%d windows may hold traces not read (each search returns at most %d and Jaeger gives no total; %d searches made)",
+		len(st.Unread), st.PageSize, st.Requests)
 }
