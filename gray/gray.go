@@ -22,8 +22,6 @@ package gray
 import (
 	"fmt"
 	"net/netip"
-	"regexp"
-	"strings"
 	"time"
 
 	"github.com/graymesh/graymesh/config"
@@ -103,13 +101,12 @@ type Engine struct {
 type release struct {
 	name, env, salt string
 	blacklist       map[string]struct{}
-	whitelist       map[string]struct{}
-	claims          []claimMatcher
-	cidrs           []netip.Prefix
-	headers         []headerMatcher
-	basisPoints     uint32
-	percentRule     string
-	steps           []step
+	// rules admit by who or what the request is, in evaluation order;
+	// the percentage comes after them.
+	rules       []rule
+	basisPoints uint32
+	percentRule string
+	steps       []step
 	// ramps is true when any percentage (now or scheduled) is above 0.
 	ramps bool
 	state string
@@ -121,28 +118,16 @@ type step struct {
 	rule        string
 }
 
-type claimMatcher struct {
-	claim string
-	in    map[string]struct{}
-	rule  string
-}
-
-type headerMatcher struct {
-	name, exact, prefix string
-	regex               *regexp.Regexp
-	rule                string
-}
-
 // New compiles a validated config.
 func New(cfg *config.Config) (*Engine, error) {
 	e := &Engine{version: cfg.Version, headerNames: map[string]bool{}}
-	for _, r := range cfg.Releases {
+	for i := range cfg.Releases {
+		r := &cfg.Releases[i]
 		cr := release{
 			name:        r.Name,
 			env:         r.Env,
 			salt:        r.Salt,
 			blacklist:   set(r.Blacklist),
-			whitelist:   set(r.Whitelist),
 			basisPoints: config.BasisPoints(r.Percent),
 			percentRule: fmt.Sprintf("percent:%.2f", r.Percent),
 			state:       r.State,
@@ -152,29 +137,12 @@ func New(cfg *config.Config) (*Engine, error) {
 			cr.steps = append(cr.steps, step{at: st.At, basisPoints: config.BasisPoints(st.Percent), rule: fmt.Sprintf("schedule[%d]:%.2f", i, st.Percent)})
 			cr.ramps = cr.ramps || st.Percent > 0
 		}
-		for i, m := range r.Claims {
-			cr.claims = append(cr.claims, claimMatcher{
-				claim: m.Claim, in: set(m.In), rule: fmt.Sprintf("claims[%d]:%s", i, m.Claim),
-			})
-		}
-		for i, c := range r.CIDRs {
-			p, err := netip.ParsePrefix(c)
+		for _, kind := range ruleKinds {
+			rules, err := kind.compile(r, e.headerNames)
 			if err != nil {
-				return nil, fmt.Errorf("release %s: cidrs[%d]: %w", r.Name, i, err)
+				return nil, fmt.Errorf("release %s: %w", r.Name, err)
 			}
-			cr.cidrs = append(cr.cidrs, p.Masked())
-		}
-		for i, h := range r.Headers {
-			hm := headerMatcher{name: h.Name, exact: h.Exact, prefix: h.Prefix, rule: fmt.Sprintf("headers[%d]:%s", i, h.Name)}
-			if h.Regex != "" {
-				re, err := regexp.Compile(h.Regex)
-				if err != nil {
-					return nil, fmt.Errorf("release %s: headers[%d].regex: %w", r.Name, i, err)
-				}
-				hm.regex = re
-			}
-			cr.headers = append(cr.headers, hm)
-			e.headerNames[h.Name] = true
+			cr.rules = append(cr.rules, rules...)
 		}
 		e.releases = append(e.releases, cr)
 	}
@@ -205,7 +173,7 @@ func (e *Engine) Decide(req *Facts) Decision {
 			}
 		}
 		member := req.Member != "" && req.Member == r.name
-		m, matched := r.match(req, key, verified)
+		m, matched := r.match(req, key)
 		if m.bucket != NoBucket && firstBucket == NoBucket {
 			firstBucket, firstRelease = m.bucket, r.name
 		}
@@ -253,35 +221,17 @@ type match struct {
 // match applies r's admitting rules (not blacklist, state or membership)
 // in order. The bucket is computed whenever the release has a ramp, so a
 // non-admitted subject can still be told where it stands.
-func (r *release) match(req *Facts, key string, verified bool) (match, bool) {
-	if verified {
-		if _, ok := r.whitelist[req.Subject]; ok {
-			return match{"whitelist", ReasonWhitelist, NoBucket}, true
-		}
-		for j := range r.claims {
-			if r.claims[j].matches(req.Claims) {
-				return match{r.claims[j].rule, ReasonClaim, NoBucket}, true
-			}
-		}
-	}
-	if req.IP.IsValid() {
-		ip := req.IP.Unmap()
-		for _, p := range r.cidrs {
-			if p.Contains(ip) {
-				return match{"cidrs", ReasonCIDR, NoBucket}, true
-			}
-		}
-	}
-	for j := range r.headers {
-		if r.headers[j].matches(req.Headers) {
-			return match{r.headers[j].rule, ReasonHeader, NoBucket}, true
+func (r *release) match(f *Facts, key string) (match, bool) {
+	for i := range r.rules {
+		if r.rules[i].admits(f) {
+			return match{r.rules[i].name, r.rules[i].reason, NoBucket}, true
 		}
 	}
 	if key == "" || !r.ramps {
 		return match{bucket: NoBucket}, false
 	}
 	b := Bucket(r.salt, key)
-	bp, rule := r.percentAt(req.Now)
+	bp, rule := r.percentAt(f.Now)
 	if uint32(b) < bp {
 		return match{rule, ReasonPercent, b}, true
 	}
@@ -304,30 +254,6 @@ func (r *release) percentAt(now time.Time) (uint32, string) {
 
 func (e *Engine) admit(r *release, rule string, reason Reason, bucket int) Decision {
 	return Decision{Env: r.env, Release: r.name, Rule: rule, Reason: reason, Bucket: bucket, Version: e.version}
-}
-
-func (m *claimMatcher) matches(claims map[string][]string) bool {
-	for _, v := range claims[m.claim] {
-		if _, ok := m.in[v]; ok {
-			return true
-		}
-	}
-	return false
-}
-
-func (m *headerMatcher) matches(headers map[string]string) bool {
-	v, ok := headers[m.name]
-	if !ok {
-		return false
-	}
-	switch {
-	case m.regex != nil:
-		return m.regex.MatchString(v)
-	case m.prefix != "":
-		return strings.HasPrefix(v, m.prefix)
-	default:
-		return v == m.exact
-	}
 }
 
 func set(list []string) map[string]struct{} {
