@@ -63,3 +63,15 @@ func TestUsage(t *testing.T) {
 		t.Fatalf("serve without --config: %d", code)
 	}
 }
+
+func TestVersion(t *testing.T) {
+	old := version
+	version = "v1.2.3-test"
+	defer func() { version = old }()
+	for _, args := range [][]string{{"version"}, {"--version"}, {"-version"}, {"-v"}} {
+		code, out, errOut := runCLI(args...)
+		if code != 0 || out != "v1.2.3-test\n" {
+			t.Errorf("%v: code %d, stdout %q, stderr %q", args, code, out, errOut)
+		}
+	}
+}
