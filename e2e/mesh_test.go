@@ -154,6 +154,7 @@ func newFourHop(t *testing.T) *fourHop {
 	m.laneKey = regexp.MustCompile(`(?m)^\s+key: (\S+)`).FindStringSubmatch(cfg)[1]
 	m.secret = []byte(regexp.MustCompile(`secret: ([^}\s]+)`).FindStringSubmatch(cfg)[1])
 	m.issuer = regexp.MustCompile(`issuer: (\S+)`).FindStringSubmatch(cfg)[1]
+	m.audience = regexp.MustCompile(`audience: (\S+)`).FindStringSubmatch(cfg)[1]
 	m.configPath = filepath.Join(dir, "mesh.yaml")
 	must(t, os.WriteFile(m.configPath, []byte(cfg), 0o600))
 	m.admin = fmt.Sprintf("http://127.0.0.1:%d", m.ports[18180])

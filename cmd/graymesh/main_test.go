@@ -75,3 +75,27 @@ func TestVersion(t *testing.T) {
 		}
 	}
 }
+
+// TestValidateWarnsWithoutAudience: keys without an audience are accepted
+// but said loudly.
+func TestValidateWarnsWithoutAudience(t *testing.T) {
+	b, err := os.ReadFile("../../examples/demo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "no-aud.yaml")
+	noAud := strings.Replace(string(b), "    audience: graymesh-demo", "", 1)
+	if noAud == string(b) {
+		t.Fatal("examples/demo.yaml sets no audience")
+	}
+	if err := os.WriteFile(path, []byte(noAud), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := runCLI("validate", path)
+	if code != 0 || !strings.Contains(out, "warning: identity.jwt.audience: not set") {
+		t.Fatalf("code %d:\n%s", code, out)
+	}
+	if _, out, _ = runCLI("validate", "../../examples/demo.yaml"); strings.Contains(out, "audience") {
+		t.Fatalf("demo config warns about its audience:\n%s", out)
+	}
+}

@@ -164,7 +164,7 @@ func TestTokenHMACFromConfig(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("token: %d %s", code, errOut)
 	}
-	if c := parse(out); c["iss"] != "graymesh-demo" || c["sub"] != "alice" {
+	if c := parse(out); c["iss"] != "graymesh-demo" || c["aud"] != "graymesh-demo" || c["sub"] != "alice" {
 		t.Fatalf("claims %v", c)
 	}
 	_, out, _ = runCLI("token", "--config", "../../examples/demo.yaml", "--subject", "alice", "--audience", "other", "--issuer", "me")
