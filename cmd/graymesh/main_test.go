@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,5 +100,22 @@ func TestValidateWarnsWithoutAudience(t *testing.T) {
 	}
 	if _, out, _ = runCLI("validate", "../../examples/demo.yaml"); strings.Contains(out, "audience") {
 		t.Fatalf("demo config warns about its audience:\n%s", out)
+	}
+}
+
+// TestReleaseAdminFromEnv: $GRAYMESH_ADMIN moves release's default admin
+// address (the README test runs `graymesh release` against a demo on its
+// own ports that way).
+func TestReleaseAdminFromEnv(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %s", r.Method, r.URL.Path)
+	}))
+	defer srv.Close()
+	t.Setenv("GRAYMESH_ADMIN", srv.URL)
+	if code, out, errOut := runCLI("release", "list"); code != 0 || out != "GET /v1/releases" {
+		t.Fatalf("code %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if code, out, _ := runCLI("release", "freeze", "shop-v2", "--admin", srv.URL+"/x"); code != 0 || out != "POST /x/v1/releases/shop-v2/freeze" {
+		t.Fatalf("--admin beats the environment: code %d, %q", code, out)
 	}
 }
