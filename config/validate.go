@@ -212,6 +212,9 @@ func (c *Config) Warnings() []string {
 			out = append(out, fmt.Sprintf("%s: admits nobody (no whitelist, matchers or percentage)", field))
 		}
 	}
+	if j := c.Identity.JWT; (len(j.Keys) > 0 || j.JWKSFile != "") && j.Audience == "" {
+		out = append(out, "identity.jwt.audience: not set, so a token the identity provider issued for any other audience (another service, another app) is accepted here; set the audience your tokens carry in aud")
+	}
 	for i, k := range c.Identity.JWT.Keys {
 		if k.Secret != "" {
 			out = append(out, fmt.Sprintf("identity.jwt.keys[%d].secret: inline secret; use secret_file from a mounted Secret outside demos", i))

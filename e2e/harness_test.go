@@ -206,6 +206,7 @@ type mesh struct {
 	graymesh   *process
 	secret     []byte
 	issuer     string
+	audience   string
 	rsa        *rsa.PrivateKey
 	rsaPEM     []byte
 	client     *http.Client
@@ -226,6 +227,7 @@ identity:
   jwt:
     algorithms: [HS256, RS256]
     issuer: e2e
+    audience: e2e
     cache_size: 1000
     keys:
       - {kid: hs, alg: HS256, secret_file: hs.secret}
@@ -242,7 +244,7 @@ services:
 func newMesh(t *testing.T, releases string) *mesh {
 	t.Helper()
 	dir := t.TempDir()
-	m := &mesh{t: t, dir: dir, issuer: "e2e", secret: []byte("e2e-secret-0123456789abcdef-0123456789")}
+	m := &mesh{t: t, dir: dir, issuer: "e2e", audience: "e2e", secret: []byte("e2e-secret-0123456789abcdef-0123456789")}
 	var err error
 	if m.rsa, err = rsa.GenerateKey(crand.Reader, 2048); err != nil {
 		t.Fatal(err)
@@ -358,10 +360,15 @@ func (m *mesh) mustGet(headers map[string]string) shopReply {
 	return r
 }
 
-// token signs claims for subject with the mesh's HS256 secret.
+// token signs claims for subject with the mesh's HS256 secret, issuer and
+// audience.
 func (m *mesh) token(subject string, exp time.Time) string {
 	m.t.Helper()
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": subject, "iss": m.issuer, "exp": exp.Unix()}).SignedString(m.secret)
+	claims := jwt.MapClaims{"sub": subject, "iss": m.issuer, "exp": exp.Unix()}
+	if m.audience != "" {
+		claims["aud"] = m.audience
+	}
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(m.secret)
 	must(m.t, err)
 	return s
 }

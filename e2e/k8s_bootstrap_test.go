@@ -189,7 +189,7 @@ func getText(t *testing.T, url string) string {
 
 func hsToken(t *testing.T, secret []byte, subject string) string {
 	t.Helper()
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": subject, "iss": "e2e", "exp": time.Now().Add(time.Hour).Unix()}).SignedString(secret)
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": subject, "iss": "e2e", "aud": "e2e", "exp": time.Now().Add(time.Hour).Unix()}).SignedString(secret)
 	must(t, err)
 	return s
 }

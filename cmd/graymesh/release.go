@@ -75,7 +75,11 @@ func (c adminClient) do(method, path string, body any) ([]byte, error) {
 func adminFlags(fs interface {
 	String(name, value, usage string) *string
 }) (admin, tokenFile *string) {
-	admin = fs.String("admin", "http://127.0.0.1:18080", "admin API base URL of the graymesh to operate")
+	def := "http://127.0.0.1:18080"
+	if v := os.Getenv("GRAYMESH_ADMIN"); v != "" {
+		def = v
+	}
+	admin = fs.String("admin", def, "admin API base URL of the graymesh to operate (default from $GRAYMESH_ADMIN when set)")
 	tokenFile = fs.String("admin-token-file", "", "file holding the admin bearer token (when the admin API needs one)")
 	return admin, tokenFile
 }

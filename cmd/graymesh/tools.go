@@ -2,17 +2,12 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
-
-	"github.com/graymesh/graymesh/config"
 	"github.com/graymesh/graymesh/gray"
 	"github.com/graymesh/graymesh/xds"
 )
@@ -181,71 +176,4 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-func token(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("token", `Usage: graymesh token --config FILE --subject S [--claim k=v]... [--ttl 24h]
-
-Mints an HS256/384/512 token signed with an HMAC key from the config, with
-the config's issuer and audience. For demos and tests: production tokens
-come from your identity provider.`, stderr)
-	path := fs.String("config", "", "config file (required)")
-	subject := fs.String("subject", "", "subject (required)")
-	kid := fs.String("kid", "", "key id to sign with (default: the first HMAC key)")
-	ttl := fs.Duration("ttl", 24*time.Hour, "lifetime; exp = now + ttl")
-	var claims kvFlag
-	fs.Var(&claims, "claim", "claim=value (repeatable)")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if *path == "" || *subject == "" {
-		fs.Usage()
-		return errUsage
-	}
-	cfg, err := config.Load(*path)
-	if err != nil {
-		return err
-	}
-	if _, err := gray.Compile(cfg); err != nil {
-		return err
-	}
-	var key *config.Key
-	for i, k := range cfg.Identity.JWT.Keys {
-		if strings.HasPrefix(k.Algorithm, "HS") && (*kid == "" || k.ID == *kid) {
-			key = &cfg.Identity.JWT.Keys[i]
-			break
-		}
-	}
-	if key == nil {
-		return errors.New("the config has no matching HMAC key to sign with")
-	}
-	secret := []byte(key.Secret)
-	if key.SecretFile != "" {
-		b, err := os.ReadFile(cfg.ResolvePath(key.SecretFile))
-		if err != nil {
-			return err
-		}
-		secret = []byte(strings.TrimRight(string(b), "\r\n"))
-	}
-	mc := jwt.MapClaims{cfg.Identity.JWT.SubjectClaim: *subject, "exp": time.Now().Add(*ttl).Unix(), "iat": time.Now().Unix()}
-	if cfg.Identity.JWT.Issuer != "" {
-		mc["iss"] = cfg.Identity.JWT.Issuer
-	}
-	if cfg.Identity.JWT.Audience != "" {
-		mc["aud"] = cfg.Identity.JWT.Audience
-	}
-	for _, kv := range claims {
-		k, v, _ := strings.Cut(kv, "=")
-		mc[k] = v
-	}
-	t := jwt.NewWithClaims(jwt.GetSigningMethod(key.Algorithm), mc)
-	if key.ID != "" {
-		t.Header["kid"] = key.ID
-	}
-	s, err := t.SignedString(secret)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(stdout, s)
-	return nil
 }
