@@ -32,6 +32,8 @@ var (
 
 // Validate reports every problem in the config, each naming the field
 // (and the release or service) it is about.
+//
+//nolint:funlen // one check per field, read top to bottom like the config reference
 func (c *Config) Validate() error {
 	var errs []error
 	add := func(field, format string, args ...any) {
@@ -279,6 +281,9 @@ func (id Identity) validate() []error {
 	return errs
 }
 
+// validate checks one release's fields.
+//
+//nolint:funlen // one check per field, read top to bottom like the config reference
 func (r Release) validate(field string) []error {
 	var errs []error
 	add := func(sub, format string, args ...any) {

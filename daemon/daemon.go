@@ -337,6 +337,8 @@ func (d *Daemon) watch(ctx context.Context) {
 // Run listens on the configured addresses and serves until ctx is done,
 // then drains: readiness goes false, ext_proc streams get DrainTimeout to
 // finish, and the xDS streams (which never end by themselves) are closed.
+//
+//nolint:funlen // the servers' lifecycle in the order it happens: listen, serve, drain, stop
 func (d *Daemon) Run(ctx context.Context) error {
 	cfg := d.ext.Policy().Config
 	if !d.adminOpen {

@@ -112,33 +112,9 @@ and prints the same output.`, stderr)
 		}
 		ask.Headers[strings.ToLower(k)] = v
 	}
-	var (
-		ex     gray.Explanation
-		source string
-	)
-	if *admin != "" {
-		c, err := newAdminClient(*admin, *tokenFile)
-		if err != nil {
-			return err
-		}
-		out, err := c.do(http.MethodPost, "/v1/explain", ask)
-		if err != nil {
-			return err
-		}
-		if err := json.Unmarshal(out, &ex); err != nil {
-			return fmt.Errorf("%s: answer: %w", *admin, err)
-		}
-		source = *admin + " (config in force)"
-	} else {
-		p, err := gray.Load(*path)
-		if err != nil {
-			return err
-		}
-		req, err := p.Request(ask, time.Now())
-		if err != nil {
-			return err
-		}
-		ex, source = p.Explain(req), fmt.Sprintf("%s, content %s", *path, p.Config.Content)
+	ex, source, err := explainAsk(ask, *path, *admin, *tokenFile)
+	if err != nil {
+		return err
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -147,6 +123,34 @@ and prints the same output.`, stderr)
 	}
 	printExplanation(stdout, ex, source)
 	return nil
+}
+
+// explainAsk explains ask with the config file at path, or asks the
+// running graymesh at admin; source names where the answer came from.
+func explainAsk(ask gray.Ask, path, admin, tokenFile string) (ex gray.Explanation, source string, err error) {
+	if admin != "" {
+		c, err := newAdminClient(admin, tokenFile)
+		if err != nil {
+			return ex, "", err
+		}
+		out, err := c.do(http.MethodPost, "/v1/explain", ask)
+		if err != nil {
+			return ex, "", err
+		}
+		if err := json.Unmarshal(out, &ex); err != nil {
+			return ex, "", fmt.Errorf("%s: answer: %w", admin, err)
+		}
+		return ex, admin + " (config in force)", nil
+	}
+	p, err := gray.Load(path)
+	if err != nil {
+		return ex, "", err
+	}
+	req, err := p.Request(ask, time.Now())
+	if err != nil {
+		return ex, "", err
+	}
+	return p.Explain(req), fmt.Sprintf("%s, content %s", path, p.Config.Content), nil
 }
 
 // printExplanation writes an explanation for a person, the same for a
