@@ -110,14 +110,10 @@ func (d *Daemon) releases() []ReleaseStatus {
 	overrides := d.state.Overrides
 	d.mu.Unlock()
 	out := []ReleaseStatus{}
-	for _, r := range cfg.Releases {
-		rs := ReleaseStatus{Name: r.Name, Env: r.Env, State: r.State, Percent: r.Percent, TrafficPercent: r.TrafficPercent,
-			ScheduleStep: -1, ScheduleSteps: len(r.Schedule), Whitelist: len(r.Whitelist), Blacklist: len(r.Blacklist)}
-		for i, st := range r.Schedule {
-			if !now.Before(st.At) {
-				rs.ScheduleStep, rs.Percent = i, st.Percent
-			}
-		}
+	for i := range cfg.Releases {
+		r := &cfg.Releases[i]
+		rs := ReleaseStatus{Name: r.Name, Env: r.Env, State: r.State, Percent: r.PercentAt(now), TrafficPercent: r.TrafficPercent,
+			ScheduleStep: r.StepAt(now), ScheduleSteps: len(r.Schedule), Whitelist: len(r.Whitelist), Blacklist: len(r.Blacklist)}
 		if o, ok := overrides[r.Name]; ok {
 			o := o
 			rs.Override = &o
