@@ -3,7 +3,8 @@ package e2e
 import (
 	"fmt"
 	"net/http"
-	"strings"
+	"os"
+	"regexp"
 	"testing"
 	"time"
 
@@ -15,9 +16,10 @@ import (
 // subject the freeze keeps out, a hop whose service falls back — and
 // checks that what it says is exactly what Envoy's hops were told.
 func TestExplainAgreesWithEnvoy(t *testing.T) {
-	m := newFourHop(t, func(cfg string) string {
-		return strings.Replace(cfg, "\nreleases:", "\nmembership: {enabled: true}\nreleases:", 1)
-	})
+	m := newFourHop(t)
+	if cfg, err := os.ReadFile(m.configPath); err != nil || !regexp.MustCompile(`(?m)^membership:\s+enabled: true`).Match(cfg) {
+		t.Fatalf("the mesh example must enable membership for this test (%v)", err)
+	}
 	token := func(s string) string { return m.token(s, time.Now().Add(time.Hour)) }
 	// agree compares one hop's graymesh headers with an explanation.
 	agree := func(what string, hop chainReply, ex map[string]any) {

@@ -139,7 +139,7 @@ func TestReadmeCommands(t *testing.T) {
 		{block: `# Where do we stand?`,
 			want: []string{`"name": "shop-v2"`, `"config_version": "1"`}},
 		{block: `cfg=.tools/shop/config.yaml`, // ramp 30 → 50
-			want: []string{"percent raised 30 → 50", "no subject leaves gray", "in force: 2", `"subject": "u7"`, `"version": "2"`}},
+			want: []string{"percent raised 30 → 50", "no subject leaves gray", "in force: 2", "subject:     u7", "(config in force) (version 2)"}},
 		{block: `s/percent: 50 /percent: 10 /`, // the refusal, with its reason, then the rollback
 			want: []string{"percent lowered 50 → 10", `"result": "refused"`, `"error": "change would move gray subjects back to stable`, "in force: 3"}},
 		{block: `release freeze shop-v2`,
