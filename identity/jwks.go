@@ -47,12 +47,8 @@ func (v *Verifier) refreshJWKS() *keySet {
 		return v.keys.Load()
 	}
 	set := newKeySet()
-	for _, list := range [][]namedKey{v.static, keys} {
-		for _, k := range list {
-			if set.add(k.kid, k.alg, k.key) != nil {
-				return v.keys.Load()
-			}
-		}
+	if len(set.addAll(v.static)) > 0 || len(set.addAll(keys)) > 0 {
+		return v.keys.Load()
 	}
 	v.keys.Store(set)
 	return set

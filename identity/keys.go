@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -36,6 +37,7 @@ func newKeySet() *keySet {
 }
 
 // add registers key; it is only called on a set no verification sees yet.
+// A kid is unique across the config's keys and the JWKS file's.
 func (s *keySet) add(kid, alg string, key any) error {
 	if kid != "" {
 		if _, dup := s.byKid[kid]; dup {
@@ -47,6 +49,54 @@ func (s *keySet) add(kid, alg string, key any) error {
 	return nil
 }
 
+// addAll adds keys in order and returns every refusal.
+func (s *keySet) addAll(keys []namedKey) []error {
+	var errs []error
+	for _, k := range keys {
+		if err := s.add(k.kid, k.alg, k.key); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+// loadKeys builds the first key set: the config's keys, then the JWKS
+// file's. It records the config's keys and the JWKS path on v for
+// refreshJWKS, and names the offending key or file in every error.
+func (v *Verifier) loadKeys(cfg config.JWT, resolve func(string) string) (*keySet, error) {
+	set := newKeySet()
+	var errs []error
+	for i, k := range cfg.Keys {
+		key, err := loadKey(k, resolve)
+		if err == nil {
+			err = set.add(k.ID, k.Algorithm, key)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("identity.jwt.keys[%d]: %w", i, err))
+			continue
+		}
+		v.static = append(v.static, namedKey{kid: k.ID, alg: k.Algorithm, key: key})
+	}
+	if cfg.JWKSFile != "" {
+		v.jwksPath = resolve(cfg.JWKSFile)
+		keys, err := readJWKS(v.jwksPath)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("identity.jwt.jwks_file: %w", err))
+		}
+		for _, err := range set.addAll(keys) {
+			errs = append(errs, fmt.Errorf("identity.jwt.jwks_file: %w", err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return set, nil
+}
+
+// minSecretBytes is the shortest HMAC secret accepted from a secret file:
+// 256 bits, the output size of HS256's hash.
+const minSecretBytes = 32
+
 func loadKey(k config.Key, resolve func(string) string) (any, error) {
 	switch {
 	case k.Secret != "":
@@ -57,8 +107,8 @@ func loadKey(k config.Key, resolve func(string) string) (any, error) {
 			return nil, err
 		}
 		secret := []byte(strings.TrimRight(string(b), "\r\n"))
-		if len(secret) < 32 {
-			return nil, fmt.Errorf("secret_file: %d bytes; an HMAC secret needs at least 32", len(secret))
+		if len(secret) < minSecretBytes {
+			return nil, fmt.Errorf("secret_file: %d bytes; an HMAC secret needs at least %d", len(secret), minSecretBytes)
 		}
 		return secret, nil
 	default:

@@ -12,7 +12,7 @@ import (
 // stable reason each maps to for logs, metrics and explain output.
 
 var (
-	errOversized      = errors.New("token larger than 8 KiB")
+	errOversized      = fmt.Errorf("token larger than %d KiB", MaxTokenBytes>>10)
 	errNoSubject      = errors.New("token has no subject claim")
 	errSubjectType    = fmt.Errorf("token subject claim is not a string: %w", jwt.ErrInvalidType)
 	errUnknownKid     = errors.New("token names an unknown kid")

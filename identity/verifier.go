@@ -2,8 +2,6 @@ package identity
 
 import (
 	"crypto/sha256"
-	"errors"
-	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -74,33 +72,8 @@ func New(cfg config.Identity, resolve func(string) string, opts ...Option) (*Ver
 	for _, o := range opts {
 		o(v)
 	}
-	set := newKeySet()
-	var errs []error
-	for i, k := range cfg.JWT.Keys {
-		key, err := loadKey(k, resolve)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("identity.jwt.keys[%d]: %w", i, err))
-			continue
-		}
-		if err := set.add(k.ID, k.Algorithm, key); err != nil {
-			errs = append(errs, fmt.Errorf("identity.jwt.keys[%d]: %w", i, err))
-			continue
-		}
-		v.static = append(v.static, namedKey{kid: k.ID, alg: k.Algorithm, key: key})
-	}
-	if cfg.JWT.JWKSFile != "" {
-		v.jwksPath = resolve(cfg.JWT.JWKSFile)
-		keys, err := readJWKS(v.jwksPath)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("identity.jwt.jwks_file: %w", err))
-		}
-		for _, k := range keys {
-			if err := set.add(k.kid, k.alg, k.key); err != nil {
-				errs = append(errs, fmt.Errorf("identity.jwt.jwks_file: %w", err))
-			}
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
+	set, err := v.loadKeys(cfg.JWT, resolve)
+	if err != nil {
 		return nil, err
 	}
 	v.keys.Store(set)
