@@ -29,7 +29,7 @@ type agg struct {
 func aggregate(res *Result, config string, rate int) (agg, bool) {
 	var steps []Step
 	for _, s := range res.Steps {
-		if s.Config == config && s.Rate == rate && (s.Kind == "fixed" || s.Kind == "ladder") {
+		if s.Config == config && s.Rate == rate && s.rated() {
 			steps = append(steps, s)
 		}
 	}
@@ -93,6 +93,10 @@ func aggregate(res *Result, config string, rate int) (agg, bool) {
 	return a, true
 }
 
+// rated reports whether s is one of a run's fixed-rate or step-up steps,
+// the ones the tables read (not the profiling run's).
+func (s Step) rated() bool { return s.Kind == "fixed" || s.Kind == "ladder" }
+
 func median(v []float64) float64 {
 	if len(v) == 0 {
 		return 0
@@ -131,7 +135,7 @@ func stepRates(res *Result, config string) []int {
 	seen := map[int]bool{}
 	var out []int
 	for _, s := range res.Steps {
-		if s.Config == config && (s.Kind == "fixed" || s.Kind == "ladder") && !seen[s.Rate] {
+		if s.Config == config && s.rated() && !seen[s.Rate] {
 			seen[s.Rate] = true
 			out = append(out, s.Rate)
 		}

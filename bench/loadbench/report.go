@@ -221,7 +221,7 @@ func writeMaxRates(p func(string, ...any), res *Result) {
 	for _, c := range res.Configs {
 		var why []string
 		for _, s := range res.Steps {
-			if s.Config == c.Name && !s.KeepsUp && (s.Kind == "fixed" || s.Kind == "ladder") {
+			if s.Config == c.Name && !s.KeepsUp && s.rated() {
 				why = append(why, fmt.Sprintf("round %d at %s rps: %s", s.Round, fmtRate(float64(s.Rate)), unsustainableWhy(s, o.MaxP50)))
 			}
 		}
