@@ -10,7 +10,49 @@ import (
 	"fmt"
 	"math/big"
 	"os"
+	"time"
 )
+
+// DefaultJWKSRefreshInterval is the least time between two re-reads of the
+// JWKS file. A re-read happens only when a token names a kid no key has;
+// anyone can send such tokens, so the interval bounds the file reads a
+// flood of them costs.
+const DefaultJWKSRefreshInterval = 5 * time.Second
+
+// refreshJWKS re-reads the JWKS file after a token named a kid no key has,
+// so a key added to the file is used without a restart. It re-reads at
+// most once per refresh interval however many such tokens arrive; callers
+// that wait while another re-reads get the set it produced. A file that no
+// longer reads or holds a conflicting kid leaves the keys in use unchanged.
+// It returns the key set in force afterwards.
+func (v *Verifier) refreshJWKS() *keySet {
+	if v.jwksPath == "" {
+		return v.keys.Load()
+	}
+	now := v.now().UnixNano()
+	if now < v.nextRefresh.Load() {
+		return v.keys.Load()
+	}
+	v.refreshMu.Lock()
+	defer v.refreshMu.Unlock()
+	if now < v.nextRefresh.Load() {
+		return v.keys.Load()
+	}
+	// Set after the read, so callers that arrive meanwhile wait for its
+	// keys instead of failing on the old ones.
+	defer v.nextRefresh.Store(now + int64(v.refreshEvery))
+	v.jwksReads.Add(1)
+	keys, err := readJWKS(v.jwksPath)
+	if err != nil {
+		return v.keys.Load()
+	}
+	set := newKeySet()
+	if len(set.addAll(v.static)) > 0 || len(set.addAll(keys)) > 0 {
+		return v.keys.Load()
+	}
+	v.keys.Store(set)
+	return set
+}
 
 type jwk struct {
 	Kty string `json:"kty"`

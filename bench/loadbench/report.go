@@ -4,240 +4,13 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 )
 
-// TargetRate is the rate the issue's latency and CPU targets are read at.
-const TargetRate = 1000
-
-// Check is a pass/fail check run by the bench, such as the token-cache test.
-type Check struct {
-	Command string
-	Output  string
-	Passed  bool
-}
-
-// Target is one of the issue's targets, evaluated.
-type Target struct {
-	Name     string
-	Bound    string
-	Measured string
-	Met      bool
-	// Load targets come from the harness; the others from go test.
-	Load bool
-	// Known is false when the run did not measure what the target needs.
-	Known bool
-}
-
-// agg is one configuration at one rate, across rounds: medians of the
-// per-round figures, sums of the counts.
-type agg struct {
-	rounds              int
-	p50, p90, p99, p999 time.Duration
-	svcP50, svcP99      time.Duration
-	lagP99              time.Duration
-	cpu                 map[string]float64
-	otherCPU, stealCPU  float64
-	keepsUp             int
-	sent, errors, late  int
-	routingOK           int
-	sustainable         int
-	wantGray, gotGray   int64
-	wantStable, gotStbl int64
-}
-
-func aggregate(res *Result, config string, rate int) (agg, bool) {
-	var steps []Step
-	for _, s := range res.Steps {
-		if s.Config == config && s.Rate == rate && (s.Kind == "fixed" || s.Kind == "ladder") {
-			steps = append(steps, s)
-		}
-	}
-	if len(steps) == 0 {
-		return agg{}, false
-	}
-	a := agg{rounds: len(steps), cpu: map[string]float64{}}
-	med := func(f func(Step) time.Duration) time.Duration {
-		v := make([]float64, len(steps))
-		for i, s := range steps {
-			v[i] = float64(f(s))
-		}
-		return time.Duration(median(v))
-	}
-	a.p50 = med(func(s Step) time.Duration { return s.P50 })
-	a.p90 = med(func(s Step) time.Duration { return s.P90 })
-	a.p99 = med(func(s Step) time.Duration { return s.P99 })
-	a.p999 = med(func(s Step) time.Duration { return s.P999 })
-	a.svcP50 = med(func(s Step) time.Duration { return s.ServiceP50 })
-	a.svcP99 = med(func(s Step) time.Duration { return s.ServiceP99 })
-	a.lagP99 = med(func(s Step) time.Duration { return s.SendLagP99 })
-	var other []float64
-	for _, s := range steps {
-		other = append(other, s.OtherCPU)
-	}
-	a.otherCPU = median(other)
-	var steal []float64
-	for _, s := range steps {
-		steal = append(steal, s.StealCPU)
-	}
-	a.stealCPU = median(steal)
-	for _, role := range []string{"envoy", "extproc", "upstream", "client"} {
-		var v []float64
-		for _, s := range steps {
-			if c, ok := s.CPU[role]; ok {
-				v = append(v, c)
-			}
-		}
-		if len(v) > 0 {
-			a.cpu[role] = median(v)
-		}
-	}
-	for _, s := range steps {
-		a.sent += s.Sent
-		a.errors += s.Errors
-		a.late += s.Late
-		if s.RoutingOK {
-			a.routingOK++
-		}
-		if s.Sustainable {
-			a.sustainable++
-		}
-		if s.KeepsUp {
-			a.keepsUp++
-		}
-		a.wantGray += int64(s.WantGray)
-		a.gotGray += s.GotGray
-		a.wantStable += int64(s.WantStable)
-		a.gotStbl += s.GotStable
-	}
-	return a, true
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	sort.Float64s(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
-
-// maxRates are a configuration's per-round maximum sustainable rates
-// (p99 bound, the issue's definition).
-func maxRates(res *Result, config string) []float64 {
-	return runRates(res, config, func(r Run) int { return r.MaxRate })
-}
-
-// maxRatesP50 are the per-round maximum rates under the p50 bound.
-func maxRatesP50(res *Result, config string) []float64 {
-	return runRates(res, config, func(r Run) int { return r.MaxRateP50 })
-}
-
-func runRates(res *Result, config string, f func(Run) int) []float64 {
-	var v []float64
-	for _, r := range res.Runs {
-		if r.Config == config {
-			v = append(v, float64(f(r)))
-		}
-	}
-	return v
-}
-
-// Evaluate marks each of the issue's targets met or missed. micro and
-// cache may be nil; then only the load targets are known.
-func Evaluate(res *Result, micro *Micro, cache ...*Check) []Target {
-	var out []Target
-	p99 := res.Options.MaxP99
-	p50 := res.Options.MaxP50
-	ratioTarget := func(name, other string, bound float64) Target {
-		t := Target{Name: name, Bound: fmt.Sprintf("C1 ≥ %.2f × %s (p99 < %s)", bound, other, fmtUs(p99)), Load: true}
-		strictO, strictC := maxRates(res, other), maxRates(res, "C1")
-		relaxO, relaxC := maxRatesP50(res, other), maxRatesP50(res, "C1")
-		if len(strictO) == 0 || len(strictC) == 0 {
-			return t
-		}
-		o, c := median(strictO), median(strictC)
-		relaxed := ""
-		if ro, rc := median(relaxO), median(relaxC); ro > 0 {
-			verdict := "missed"
-			if rc/ro >= bound {
-				verdict = "met"
-			}
-			relaxed = fmt.Sprintf("; with p50 < %s instead: %.2f (C1 %s / %s %s rps), %s", fmtUs(p50), rc/ro, fmtRate(rc), other, fmtRate(ro), verdict)
-		}
-		if o == 0 {
-			// The reference itself never met the bound: no ratio exists.
-			t.Measured = fmt.Sprintf("no ratio: %s never met p99 < %s, not even at the lowest rate%s", other, fmtUs(p99), relaxed)
-			return t
-		}
-		t.Known = true
-		t.Measured = fmt.Sprintf("%.2f (C1 %s rps / %s %s rps)%s", c/o, fmtRate(c), other, fmtRate(o), relaxed)
-		t.Met = c/o >= bound
-		return t
-	}
-	out = append(out,
-		ratioTarget("Maximum sustainable rate vs Envoy alone", "B0", 0.60),
-		ratioTarget("Maximum sustainable rate vs the no-op ext_proc server", "E0", 0.95))
-
-	aB, okB := aggregate(res, "B0", TargetRate)
-	aC, okC1 := aggregate(res, "C1", TargetRate)
-	aE, okE1 := aggregate(res, "E0", TargetRate)
-	added := func(name string, bound time.Duration, f func(agg) time.Duration) Target {
-		t := Target{Name: name, Bound: "≤ " + fmtUs(bound), Load: true, Known: okB && okC1}
-		if t.Known {
-			d := f(aC) - f(aB)
-			t.Measured = fmt.Sprintf("%s (C1 %s − B0 %s)", fmtUs(d), fmtUs(f(aC)), fmtUs(f(aB)))
-			t.Met = d <= bound
-		}
-		return t
-	}
-	out = append(out,
-		added(fmt.Sprintf("Added p50 over B0 at %s rps", fmtRate(TargetRate)), 100*time.Microsecond, func(a agg) time.Duration { return a.p50 }),
-		added(fmt.Sprintf("Added p99 over B0 at %s rps", fmtRate(TargetRate)), 300*time.Microsecond, func(a agg) time.Duration { return a.p99 }))
-	cpu := Target{Name: fmt.Sprintf("graymesh CPU per request vs the no-op server's (%s rps)", fmtRate(TargetRate)), Bound: "≤ 1.10 ×", Load: true, Known: okC1 && okE1 && aE.cpu["extproc"] > 0}
-	if cpu.Known {
-		r := aC.cpu["extproc"] / aE.cpu["extproc"]
-		cpu.Measured = fmt.Sprintf("%.2f × (graymesh %.1f µs, no-op %.1f µs)", r, aC.cpu["extproc"], aE.cpu["extproc"])
-		cpu.Met = r <= 1.10
-	}
-	out = append(out, cpu)
-
-	microTarget := func(name, bench string, maxNs float64, zeroAllocs bool) Target {
-		t := Target{Name: name, Bound: "≤ " + fmtNs(maxNs)}
-		if zeroAllocs {
-			t.Bound += " and 0 allocs/op"
-		}
-		row, ok := micro.Find(bench)
-		t.Known = ok
-		if ok {
-			t.Measured = fmt.Sprintf("%s, %g allocs/op (`%s`)", fmtNs(row.NsOp), row.AllocsOp, bench)
-			t.Met = row.NsOp <= maxNs && (!zeroAllocs || row.AllocsOp == 0)
-		}
-		return t
-	}
-	out = append(out,
-		microTarget("Decision on a cached identity", "BenchmarkCachedDecision", 1000, true),
-		microTarget("Handler excluding transport", "BenchmarkHandler", 3000, false),
-		microTarget("Uncached HS256 verification", "BenchmarkVerify/uncached/HS256", 10000, false),
-		microTarget("Uncached RS256 verification", "BenchmarkVerify/uncached/RS256", 50000, false))
-	t := Target{Name: "Token cache bounded in memory, never serves a token past its exp", Bound: "test passes"}
-	if len(cache) > 0 && cache[0] != nil {
-		t.Known, t.Met = true, cache[0].Passed
-		t.Measured = "fails"
-		if cache[0].Passed {
-			t.Measured = "passes"
-		}
-		t.Measured += " (`" + cache[0].Command + "`)"
-	}
-	out = append(out, t)
-	return out
-}
+// bench/RESULTS.md: WriteReport writes the sections in order; each section
+// is one function. The tables' figures come from aggregate.go, the
+// targets from targets.go.
 
 // ReportInput is what the report is written from.
 type ReportInput struct {
@@ -253,12 +26,28 @@ type ReportInput struct {
 // WriteReport writes bench/RESULTS.md.
 func WriteReport(w io.Writer, in ReportInput) error {
 	res := in.Result
-	o := res.Options
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	p("# Benchmark results\n\n")
 	p("Written by the load harness (`bench/cmd/loadbench`) at the end of `make bench`; do not edit by hand. Every figure here was measured by the run described below, on this machine, with the command shown.\n\n")
+	writeMachine(p, res, in.Command)
+	writeConfigs(p, res)
+	writeMethod(p, res)
+	writeTargetRate(p, res)
+	writeTargets(p, Evaluate(res, in.Micro, in.Cache))
+	writeRatios(p, res)
+	writeSteps(p, res, in.Chart)
+	writeMaxRates(p, res)
+	writeRouting(p, res)
+	writeProfile(p, res)
+	writeMicro(p, in.Micro)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
 
+// writeMachine describes the machine, the other load on it and the command.
+func writeMachine(p func(string, ...any), res *Result, command string) {
+	o := res.Options
 	p("## Machine and command\n\n")
 	m := res.Machine
 	p("- Machine: %d × `%s`, %s, %s, Envoy `%s`.\n", m.NumCPU, m.CPU, m.Kernel, m.Go, m.Envoy)
@@ -279,8 +68,11 @@ func WriteReport(w io.Writer, in ReportInput) error {
 		}
 	}
 	p("- Run: started %s, took %s; %s, configurations interleaved (the order rotates every round).\n", res.Started.UTC().Format("2006-01-02 15:04 MST"), res.Took.Round(time.Second), plural(o.Rounds, "round"))
-	p("- Command:\n\n```sh\nmake bench\n# which runs, after the micro-benchmarks:\n%s\n```\n\n", in.Command)
+	p("- Command:\n\n```sh\nmake bench\n# which runs, after the micro-benchmarks:\n%s\n```\n\n", command)
+}
 
+// writeConfigs lists the configurations and their filter chains.
+func writeConfigs(p func(string, ...any), res *Result) {
 	p("## Configurations\n\n")
 	p("One Envoy 1.40 per run, `--concurrency 1`, started from a static bootstrap the harness renders with graymesh's own `xds.Build`: the same listener, routes (`x-gray-env: gray` → `shop|gray`, anything else → `shop|stable`) and clusters in every configuration; only the HTTP filters before the router change (B0 also has no early `x-gray-*` strip, since its client sends `x-gray-env`).\n\n")
 	p("| config | filter chain |\n|---|---|\n")
@@ -288,7 +80,11 @@ func WriteReport(w io.Writer, in ReportInput) error {
 		p("| %s | %s |\n", c.Name, c.What)
 	}
 	p("\n")
+}
 
+// writeMethod says how load was sent and what was measured.
+func writeMethod(p func(string, ...any), res *Result) {
+	o := res.Options
 	p("## Method\n\n")
 	p("- Workload: %d callers (`user-0`…), each with its own HS256 token and its own path, sent with 9 browser-like headers (bearer token and cookies included) plus vegeta's `X-Vegeta-Seq` and `X-Vegeta-Attack`; requests go round-robin over the callers. graymesh's config: one release, blacklist, whitelist, 30%% salted percentage: %.1f%% of the callers must reach gray.\n", res.Subjects, 100*res.WantGrayShare)
 	ladder := "no step-up"
@@ -306,7 +102,11 @@ func WriteReport(w io.Writer, in ReportInput) error {
 	p("- Sustainable (the issue's definition): 0 errors, routing correct, p99 < %s and ≥ 97%% of the scheduled requests sent. The maximum sustainable rate is the highest rate at and below which every step of the run was sustainable. Because a virtual machine's wake-up tail can keep p99 above that bound at any rate, the step-up runs on while steps *keep up* — the same with p50 < %s instead of the p99 bound — and the report gives both maxima (\"p99 bound\" and \"p50 bound\").\n", fmtUs(o.MaxP99), fmtUs(o.MaxP50))
 	p("- CPU per request: utime+stime deltas from `/proc/<pid>/stat` over each step, per process: Envoy, the ext_proc server (graymesh or the no-op server), the upstream, and the client (this harness: vegeta and the result checks).\n")
 	p("- Routing is checked in every step twice: each response's `%s` (set by the upstream) against graymesh's own decision for that caller (`gray.Policy.Decide` on the same token; all stable for E0), and Envoy's per-cluster counters (`cluster.shop|{stable,gray}.upstream_rq_total` from admin `/stats`) against the expected split. Envoy's failure counters (ext_proc `failure_mode_allowed`, `message_timeouts`, `streams_failed`, `clear_route_cache_ignored`, Lua errors) must not move.\n\n", ServedEnvHeader)
+}
 
+// writeTargetRate is every configuration at TargetRate.
+func writeTargetRate(p func(string, ...any), res *Result) {
+	o := res.Options
 	p("## Every configuration at %s rps (medians of %s)\n\n", fmtRate(TargetRate), plural(o.Rounds, "round"))
 	p("| config | p50 | p90 | p99 | p99.9 | errors | routing ok | CPU µs/req Envoy | ext_proc server | upstream | client | max rps, p99 bound (median [min–max]) | max rps, p50 bound |\n")
 	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -322,8 +122,10 @@ func WriteReport(w io.Writer, in ReportInput) error {
 			fmtCPU(a.cpu, "envoy"), fmtCPU(a.cpu, "extproc"), fmtCPU(a.cpu, "upstream"), fmtCPU(a.cpu, "client"), fmtMaxRate(mr), fmtMaxRate(mr50))
 	}
 	p("\n")
+}
 
-	targets := Evaluate(res, in.Micro, in.Cache)
+// writeTargets is the table of the issue's targets.
+func writeTargets(p func(string, ...any), targets []Target) {
 	p("## Targets\n\n")
 	p("| target | bound | measured | |\n|---|---|---|---|\n")
 	for _, t := range targets {
@@ -344,7 +146,10 @@ func WriteReport(w io.Writer, in ReportInput) error {
 		p("| %s | %s | %s | %s |\n", t.Name, t.Bound, measured, mark)
 	}
 	p("\nLoad targets: medians across rounds of the table above (maximum rates: median of the per-round maxima). Micro-benchmark targets: the section at the end.\n\n")
+}
 
+// writeRatios compares every configuration with B0 and E0.
+func writeRatios(p func(string, ...any), res *Result) {
 	p("## Ratios\n\n")
 	p("| config | max rate × B0 (p99 bound) | × E0 (p99 bound) | max rate × B0 (p50 bound) | × E0 (p50 bound) | p50 − B0 at %s rps | p99 − B0 at %s rps | ext_proc server CPU × E0's |\n|---|---:|---:|---:|---:|---:|---:|---:|\n", fmtRate(TargetRate), fmtRate(TargetRate))
 	b0, e0 := median(maxRates(res, "B0")), median(maxRates(res, "E0"))
@@ -364,10 +169,13 @@ func WriteReport(w io.Writer, in ReportInput) error {
 		p("| %s |\n", strings.Join(row, " | "))
 	}
 	p("\n")
+}
 
+// writeSteps is every step, with the chart above it.
+func writeSteps(p func(string, ...any), res *Result, chart string) {
 	p("## Latency vs offered rate\n\n")
-	if in.Chart != "" {
-		p("![p50 and p99 latency vs offered rate, per configuration](%s)\n\n", in.Chart)
+	if chart != "" {
+		p("![p50 and p99 latency vs offered rate, per configuration](%s)\n\n", chart)
 	}
 	p("Every step, medians across the rounds that ran it (the step-up stops at a run's first step that does not keep up, so high rates have fewer rounds). Latency from the scheduled send time; `svc p99` is vegeta's own latency from the actual send, for comparison; `client lag p99` is how late the client sent (included in the latency columns).\n\n")
 	p("| config | rps | rounds | p50 | p90 | p99 | p99.9 | svc p99 | client lag p99 | errors | late sends | routing ok | sustainable (p99) | keeps up (p50) | CPU µs/req Envoy | ext_proc server | client | other load / steal (cores) |\n")
@@ -381,7 +189,11 @@ func WriteReport(w io.Writer, in ReportInput) error {
 		}
 	}
 	p("\n")
+}
 
+// writeMaxRates is each round's maximum rates and what ended each step-up.
+func writeMaxRates(p func(string, ...any), res *Result) {
+	o := res.Options
 	p("## Maximum rate per round\n\nEach cell: p99 bound / p50 bound.\n\n")
 	p("| config |")
 	for r := 1; r <= o.Rounds; r++ {
@@ -409,7 +221,7 @@ func WriteReport(w io.Writer, in ReportInput) error {
 	for _, c := range res.Configs {
 		var why []string
 		for _, s := range res.Steps {
-			if s.Config == c.Name && !s.KeepsUp && (s.Kind == "fixed" || s.Kind == "ladder") {
+			if s.Config == c.Name && !s.KeepsUp && s.rated() {
 				why = append(why, fmt.Sprintf("round %d at %s rps: %s", s.Round, fmtRate(float64(s.Rate)), unsustainableWhy(s, o.MaxP50)))
 			}
 		}
@@ -420,7 +232,10 @@ func WriteReport(w io.Writer, in ReportInput) error {
 		p("- %s: %s.\n", c.Name, strings.Join(why, "; "))
 	}
 	p("\n")
+}
 
+// writeRouting sums the routing checks per configuration.
+func writeRouting(p func(string, ...any), res *Result) {
 	p("## Routing correctness\n\n")
 	p("| config | steps checked | steps routed correctly | requests sent | gray: expected / Envoy counted | stable: expected / Envoy counted | misrouted responses | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, c := range res.Configs {
@@ -445,11 +260,6 @@ func WriteReport(w io.Writer, in ReportInput) error {
 		p("| %s | %d | %d | %d | %d / %d | %d / %d | %d | %d |\n", c.Name, n, ok, sent, wg, gg, ws, gs, mis, errs)
 	}
 	p("\nSteps past a configuration's limit may fail open (ext_proc `message_timeout` → stable) or time out; those are the steps that did not keep up.\n\n")
-
-	writeProfile(p, res)
-	writeMicro(p, in.Micro)
-	_, err := io.WriteString(w, b.String())
-	return err
 }
 
 func firstPerRound(why []string) []string {
@@ -481,192 +291,4 @@ func unsustainableWhy(s Step, maxP50 time.Duration) string {
 		why = append(why, fmt.Sprintf("client sent %d of %d", s.Sent, expected))
 	}
 	return strings.Join(why, ", ")
-}
-
-func stepRates(res *Result, config string) []int {
-	seen := map[int]bool{}
-	var out []int
-	for _, s := range res.Steps {
-		if s.Config == config && (s.Kind == "fixed" || s.Kind == "ladder") && !seen[s.Rate] {
-			seen[s.Rate] = true
-			out = append(out, s.Rate)
-		}
-	}
-	sort.Ints(out)
-	return out
-}
-
-func writeProfile(p func(string, ...any), res *Result) {
-	pr := res.Profile
-	p("## Where graymesh's time goes\n\n")
-	if pr == nil {
-		p("No profile taken in this run (every load target was met, or profiling was off).\n\n")
-		return
-	}
-	st := pr.Step
-	p("A load target was missed, so the harness ran C1 once more with `graymesh serve --pprof` (loopback) and took a CPU profile and a delta allocation profile while it served %s rps for %s (sent %d, %d errors, p50 %s, p99 %s; graymesh %.1f µs CPU per request, Envoy %.1f µs).\n\n",
-		fmtRate(float64(pr.Rate)), pr.Duration, st.Sent, st.Errors, fmtUs(st.P50), fmtUs(st.P99), st.CPU["extproc"], st.CPU["envoy"])
-	p("```sh\n%s\n```\n\n", strings.Join(pr.Commands, "\n"))
-	perReq := func(v float64) string {
-		if st.Sent == 0 || pr.Wall == 0 {
-			return "—"
-		}
-		// The profile covers Wall of the step's Duration.
-		reqs := float64(st.Sent) * pr.Wall.Seconds() / st.Duration.Seconds()
-		return fmt.Sprintf("%.1f µs", v*1e6/reqs)
-	}
-	p("CPU sampled: %s over %s of wall time. By where the time is spent (flat time of each function, grouped):\n\n", pr.CPUTotal.Round(time.Millisecond), pr.Wall)
-	p("| where | CPU | share | per request |\n|---|---:|---:|---:|\n")
-	for _, c := range pr.Categories {
-		p("| %s | %s | %.1f%% | %s |\n", c.Name, time.Duration(c.Value*float64(time.Second)).Round(time.Millisecond), 100*c.Frac, perReq(c.Value))
-	}
-	if len(pr.Cum) > 0 {
-		p("\nCumulative time of the functions on the decision path (a function's own time plus its callees'):\n\n| function | CPU | share |\n|---|---:|---:|\n")
-		for _, c := range pr.Cum {
-			p("| %s | %s | %.1f%% |\n", c.Name, time.Duration(c.Value*float64(time.Second)).Round(time.Millisecond), 100*c.Frac)
-		}
-	}
-	p("\nTop functions by own (flat) CPU time:\n\n| function | CPU | share |\n|---|---:|---:|\n")
-	for _, c := range pr.TopFlat {
-		p("| `%s` | %s | %.1f%% |\n", c.Name, time.Duration(c.Value*float64(time.Second)).Round(time.Millisecond), 100*c.Frac)
-	}
-	reqs := float64(st.Sent) * pr.Wall.Seconds() / st.Duration.Seconds()
-	if reqs > 0 {
-		p("\nAllocations in the profile window: %.1f MB, %.0f objects — about %.0f B and %.0f objects per request. Top allocation sites (bytes):\n\n", pr.AllocBytes/(1<<20), pr.AllocObjects, pr.AllocBytes/reqs, pr.AllocObjects/reqs)
-		p("| function | bytes | share |\n|---|---:|---:|\n")
-		for _, c := range pr.TopAlloc {
-			p("| `%s` | %.1f MB | %.1f%% |\n", c.Name, c.Value/(1<<20), 100*c.Frac)
-		}
-	}
-	p("\n")
-	var own, transport, gc, sched float64
-	for _, c := range pr.Categories {
-		switch {
-		case strings.HasPrefix(c.Name, "graymesh's own"), strings.HasPrefix(c.Name, "JWT"):
-			own += c.Frac
-		case strings.HasPrefix(c.Name, "gRPC"), strings.HasPrefix(c.Name, "protobuf"), strings.HasPrefix(c.Name, "syscalls"):
-			transport += c.Frac
-		case strings.HasPrefix(c.Name, "allocation"):
-			gc += c.Frac
-		case strings.HasPrefix(c.Name, "goroutine"):
-			sched += c.Frac
-		}
-	}
-	p("In short, measured above: the decision itself (graymesh's code plus token hashing and JWT work) is %.0f%% of graymesh's CPU; gRPC, HTTP/2, protobuf and the socket syscalls of one stream per request are %.0f%%; allocation and GC %.0f%%; goroutine scheduling and the rest of the runtime %.0f%%.\n\n", 100*own, 100*transport, 100*gc, 100*sched)
-}
-
-func writeMicro(p func(string, ...any), m *Micro) {
-	p("## Micro-benchmarks (decision path)\n\n")
-	if m == nil {
-		p("Not run in this invocation (no `--micro` file).\n")
-		return
-	}
-	p("One run, default benchtime, on the machine above (`cpu: %s`), before the load harness:\n\n```sh\n%s\n```\n\n", m.CPU, m.Command)
-	p("| benchmark | ns/op | B/op | allocs/op |\n|---|---:|---:|---:|\n")
-	rows := slices.Clone(m.Rows)
-	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Name < rows[j].Name })
-	for _, r := range rows {
-		mem := "— | —"
-		if r.HasMem {
-			mem = fmt.Sprintf("%g | %g", r.BOp, r.AllocsOp)
-		}
-		p("| %s | %s | %s |\n", r.Name, fmtFloat(r.NsOp), mem)
-	}
-	p(`
-What the rows mean:
-
-- ` + "`Bucket`, `Decide/*`, `DecideManySubjects`" + ` (gray): the pure decision on a resolved
-  identity (no token work): whitelist hit, percentage bucket, anonymous with a
-  header rule.
-- ` + "`CachedDecision`" + ` (bench/loadbench): the decision on a cached identity through
-  ` + "`gray.Policy.Decide`" + `: the verified-token cache lookup (SHA-256 of the token is
-  the key) and the rules, for the harness's HS256 callers.
-- ` + "`Handler`" + ` (bench/loadbench): the ext_proc handler's work between Recv and Send
-  without the transport: ` + "`Extract`" + ` over the header map Envoy sends for a harness
-  request, ` + "`Policy.Decide`" + ` with a warm cache, membership and fallback, ` + "`Response`" + `
-  (without the metrics observer and the tracing check).
-- ` + "`Verify/uncached/*`" + ` (identity): one full JWT verification per algorithm, cache
-  off. ` + "`Verify/cached/*`" + `: a returning token served from the cache.
-- ` + "`Extract`, `Response`" + ` (extproc): reading a realistic 15-header request;
-  building the answer (4 headers set, clear_route_cache).
-- ` + "`Process`" + ` (extproc): the whole handler over bufconn, one gRPC stream per
-  request as Envoy does it — dominated by gRPC stream setup, not by the decision.
-`)
-}
-
-func fmtUs(d time.Duration) string {
-	v := float64(d) / float64(time.Microsecond)
-	switch {
-	case v >= 1e6 || v <= -1e6:
-		return fmt.Sprintf("%.2f s", v/1e6)
-	case v >= 10000 || v <= -10000:
-		return fmt.Sprintf("%.1f ms", v/1000)
-	case v >= 1000 || v <= -1000:
-		return fmt.Sprintf("%.2f ms", v/1000)
-	}
-	return fmt.Sprintf("%.0f µs", v)
-}
-
-func fmtNs(ns float64) string {
-	if ns >= 1000 {
-		return fmt.Sprintf("%.2f µs", ns/1000)
-	}
-	return fmt.Sprintf("%.0f ns", ns)
-}
-
-func fmtFloat(v float64) string {
-	if v >= 100 {
-		return fmt.Sprintf("%.0f", v)
-	}
-	return fmt.Sprintf("%.2f", v)
-}
-
-func fmtRate(v float64) string {
-	n := int64(v + 0.5)
-	s := fmt.Sprint(n)
-	if n >= 1000 {
-		s = fmt.Sprintf("%d,%03d", n/1000, n%1000)
-	}
-	return s
-}
-
-func fmtMaxRate(v []float64) string {
-	if len(v) == 0 {
-		return "—"
-	}
-	lo, hi := slices.Min(v), slices.Max(v)
-	return fmt.Sprintf("%s [%s–%s]", fmtRate(median(v)), fmtRate(lo), fmtRate(hi))
-}
-
-func fmtCPU(cpu map[string]float64, role string) string {
-	v, ok := cpu[role]
-	if !ok {
-		return "—"
-	}
-	return fmt.Sprintf("%.1f", v)
-}
-
-func ratio(a, b float64) string {
-	if b == 0 {
-		return "—"
-	}
-	return fmt.Sprintf("%.2f", a/b)
-}
-
-func plural(n int, what string) string {
-	if n == 1 {
-		return "1 " + what
-	}
-	return fmt.Sprintf("%d %ss", n, what)
-}
-
-func joinRates(r []int) string {
-	if len(r) == 0 {
-		return "none"
-	}
-	s := make([]string, len(r))
-	for i, v := range r {
-		s[i] = fmtRate(float64(v))
-	}
-	return strings.Join(s, ", ")
 }

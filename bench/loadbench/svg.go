@@ -24,10 +24,37 @@ type point struct {
 	sustainable bool
 }
 
+// The chart's layout: two panels (p50, p99) side by side, legend below.
+const (
+	chartWidth, chartHeight = 980, 460
+	panelW                  = 400
+	panelH                  = 320
+	panelTop                = 60
+)
+
 // WriteChart draws p50 and p99 latency against offered rate for every
 // configuration as an SVG: medians across rounds, log latency axis, a
 // filled marker where every round was sustainable at that rate.
 func WriteChart(w io.Writer, res *Result) error {
+	all := chartSeries(res)
+	ax := newChartAxes(all)
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	p(`<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="Helvetica, Arial, sans-serif" font-size="12">`+"\n", chartWidth, chartHeight, chartWidth, chartHeight)
+	p(`<rect width="100%%" height="100%%" fill="white"/>` + "\n")
+	p(`<text x="%d" y="24" font-size="16" text-anchor="middle">Latency vs offered rate through Envoy (medians across rounds; from scheduled send time)</text>`+"\n", chartWidth/2)
+	lefts := []float64{70, 70 + panelW + 90}
+	for i, title := range []string{"p50", "p99"} {
+		drawPanel(p, ax, lefts[i], title, res.Options, all)
+	}
+	drawLegend(p, all)
+	p("</svg>\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// chartSeries is every configuration's medians per rate.
+func chartSeries(res *Result) []series {
 	var all []series
 	for i, c := range res.Configs {
 		s := series{name: c.Name, color: chartColors[i%len(chartColors)]}
@@ -37,13 +64,17 @@ func WriteChart(w io.Writer, res *Result) error {
 		}
 		all = append(all, s)
 	}
-	const (
-		width, height = 980, 460
-		panelW        = 400
-		panelH        = 320
-		top           = 60
-	)
-	lefts := []float64{70, 70 + panelW + 90}
+	return all
+}
+
+// chartAxes maps a rate (linear, from 0) and a latency in µs (log, whole
+// decades) to panel coordinates; both panels share them.
+type chartAxes struct {
+	xHi, xStep float64
+	yLo, yHi   float64
+}
+
+func newChartAxes(all []series) chartAxes {
 	maxRate, minLat, maxLat := 0.0, math.Inf(1), 0.0
 	for _, s := range all {
 		for _, pt := range s.points {
@@ -60,86 +91,88 @@ func WriteChart(w io.Writer, res *Result) error {
 		maxRate, minLat, maxLat = 1000, 100, 1000
 	}
 	maxLat = math.Min(maxLat, 1e7)
-	yLo := math.Pow(10, math.Floor(math.Log10(minLat)))
-	yHi := math.Pow(10, math.Ceil(math.Log10(math.Max(maxLat, 5000))))
-	xStep := niceStep(maxRate / 6)
-	xHi := math.Ceil(maxRate*1.02/xStep) * xStep
-	x := func(left, rate float64) float64 { return left + rate/xHi*panelW }
-	y := func(us float64) float64 {
-		us = math.Min(math.Max(us, yLo), yHi)
-		return top + panelH - (math.Log10(us)-math.Log10(yLo))/(math.Log10(yHi)-math.Log10(yLo))*panelH
+	ax := chartAxes{
+		yLo:   math.Pow(10, math.Floor(math.Log10(minLat))),
+		yHi:   math.Pow(10, math.Ceil(math.Log10(math.Max(maxLat, 5000)))),
+		xStep: niceStep(maxRate / 6),
 	}
+	ax.xHi = math.Ceil(maxRate*1.02/ax.xStep) * ax.xStep
+	return ax
+}
 
-	var b strings.Builder
-	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	p(`<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="Helvetica, Arial, sans-serif" font-size="12">`+"\n", width, height, width, height)
-	p(`<rect width="100%%" height="100%%" fill="white"/>` + "\n")
-	p(`<text x="%d" y="24" font-size="16" text-anchor="middle">Latency vs offered rate through Envoy (medians across rounds; from scheduled send time)</text>`+"\n", width/2)
-	for i, title := range []string{"p50", "p99"} {
-		left := lefts[i]
-		p(`<text x="%.0f" y="%d" font-size="14" text-anchor="middle">%s</text>`+"\n", left+panelW/2, top-10, title)
-		// Grid and ticks.
-		for v := yLo; v <= yHi*1.0001; v *= 10 {
-			for _, m := range []float64{1, 2, 5} {
-				t := v * m
-				if t > yHi*1.0001 {
-					break
-				}
-				p(`<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="#e5e5e5"/>`+"\n", left, left+panelW, y(t), y(t))
-				p(`<text x="%.1f" y="%.1f" text-anchor="end" dominant-baseline="middle">%s</text>`+"\n", left-6, y(t), fmtAxisUs(t))
+func (ax chartAxes) x(left, rate float64) float64 { return left + rate/ax.xHi*panelW }
+
+func (ax chartAxes) y(us float64) float64 {
+	us = math.Min(math.Max(us, ax.yLo), ax.yHi)
+	return panelTop + panelH - (math.Log10(us)-math.Log10(ax.yLo))/(math.Log10(ax.yHi)-math.Log10(ax.yLo))*panelH
+}
+
+// drawPanel draws one latency panel ("p50" or "p99") at left: grid, axes,
+// the bound that panel is judged by, and every configuration's line.
+func drawPanel(p func(string, ...any), ax chartAxes, left float64, title string, o Options, all []series) {
+	x, y, yLo, yHi, xHi, xStep := ax.x, ax.y, ax.yLo, ax.yHi, ax.xHi, ax.xStep
+	p(`<text x="%.0f" y="%d" font-size="14" text-anchor="middle">%s</text>`+"\n", left+panelW/2, panelTop-10, title)
+	// Grid and ticks.
+	for v := yLo; v <= yHi*1.0001; v *= 10 {
+		for _, m := range []float64{1, 2, 5} {
+			t := v * m
+			if t > yHi*1.0001 {
+				break
 			}
-		}
-		for r := 0.0; r <= xHi+1e-9; r += xStep {
-			p(`<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="#e5e5e5"/>`+"\n", x(left, r), x(left, r), top, top+panelH)
-			p(`<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", x(left, r), top+panelH+16, fmtRate(r))
-		}
-		p(`<rect x="%.1f" y="%d" width="%d" height="%d" fill="none" stroke="#333"/>`+"\n", left, top, panelW, panelH)
-		p(`<text x="%.1f" y="%d" text-anchor="middle">offered rate (requests/s)</text>`+"\n", left+panelW/2, top+panelH+34)
-		p(`<text transform="translate(%.1f %d) rotate(-90)" text-anchor="middle">latency</text>`+"\n", left-52, top+panelH/2)
-		bound, label := res.Options.MaxP99, "sustainable: p99 bound"
-		if title == "p50" {
-			bound, label = res.Options.MaxP50, "keeps up: p50 bound"
-		}
-		if bound > 0 {
-			b := float64(bound) / float64(time.Microsecond)
-			p(`<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="#d62728" stroke-dasharray="6 4"/>`+"\n", left, left+panelW, y(b), y(b))
-			p(`<text x="%.1f" y="%.1f" fill="#d62728" text-anchor="end">%s %s</text>`+"\n", left+panelW-4, y(b)-5, label, fmtAxisUs(b))
-		}
-		for _, s := range all {
-			lat := func(pt point) float64 {
-				if title == "p50" {
-					return float64(pt.p50) / float64(time.Microsecond)
-				}
-				return float64(pt.p99) / float64(time.Microsecond)
-			}
-			var path []string
-			for _, pt := range s.points {
-				path = append(path, fmt.Sprintf("%.1f,%.1f", x(left, pt.rate), y(lat(pt))))
-			}
-			if len(path) > 1 {
-				p(`<polyline fill="none" stroke="%s" stroke-width="1.8" points="%s"/>`+"\n", s.color, strings.Join(path, " "))
-			}
-			for _, pt := range s.points {
-				fill := s.color
-				if !pt.sustainable {
-					fill = "white"
-				}
-				p(`<circle cx="%.1f" cy="%.1f" r="3.5" fill="%s" stroke="%s" stroke-width="1.5"><title>%s %s rps: %s</title></circle>`+"\n",
-					x(left, pt.rate), y(lat(pt)), fill, s.color, html.EscapeString(s.name), fmtRate(pt.rate), fmtUs(time.Duration(lat(pt)*float64(time.Microsecond))))
-			}
+			p(`<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="#e5e5e5"/>`+"\n", left, left+panelW, y(t), y(t))
+			p(`<text x="%.1f" y="%.1f" text-anchor="end" dominant-baseline="middle">%s</text>`+"\n", left-6, y(t), fmtAxisUs(t))
 		}
 	}
-	// Legend.
-	lx, ly := 70.0, float64(top+panelH+52)
+	for r := 0.0; r <= xHi+1e-9; r += xStep {
+		p(`<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="#e5e5e5"/>`+"\n", x(left, r), x(left, r), panelTop, panelTop+panelH)
+		p(`<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", x(left, r), panelTop+panelH+16, fmtRate(r))
+	}
+	p(`<rect x="%.1f" y="%d" width="%d" height="%d" fill="none" stroke="#333"/>`+"\n", left, panelTop, panelW, panelH)
+	p(`<text x="%.1f" y="%d" text-anchor="middle">offered rate (requests/s)</text>`+"\n", left+panelW/2, panelTop+panelH+34)
+	p(`<text transform="translate(%.1f %d) rotate(-90)" text-anchor="middle">latency</text>`+"\n", left-52, panelTop+panelH/2)
+	bound, label := o.MaxP99, "sustainable: p99 bound"
+	if title == "p50" {
+		bound, label = o.MaxP50, "keeps up: p50 bound"
+	}
+	if bound > 0 {
+		b := float64(bound) / float64(time.Microsecond)
+		p(`<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="#d62728" stroke-dasharray="6 4"/>`+"\n", left, left+panelW, y(b), y(b))
+		p(`<text x="%.1f" y="%.1f" fill="#d62728" text-anchor="end">%s %s</text>`+"\n", left+panelW-4, y(b)-5, label, fmtAxisUs(b))
+	}
+	for _, s := range all {
+		lat := func(pt point) float64 {
+			if title == "p50" {
+				return float64(pt.p50) / float64(time.Microsecond)
+			}
+			return float64(pt.p99) / float64(time.Microsecond)
+		}
+		var path []string
+		for _, pt := range s.points {
+			path = append(path, fmt.Sprintf("%.1f,%.1f", x(left, pt.rate), y(lat(pt))))
+		}
+		if len(path) > 1 {
+			p(`<polyline fill="none" stroke="%s" stroke-width="1.8" points="%s"/>`+"\n", s.color, strings.Join(path, " "))
+		}
+		for _, pt := range s.points {
+			fill := s.color
+			if !pt.sustainable {
+				fill = "white"
+			}
+			p(`<circle cx="%.1f" cy="%.1f" r="3.5" fill="%s" stroke="%s" stroke-width="1.5"><title>%s %s rps: %s</title></circle>`+"\n",
+				x(left, pt.rate), y(lat(pt)), fill, s.color, html.EscapeString(s.name), fmtRate(pt.rate), fmtUs(time.Duration(lat(pt)*float64(time.Microsecond))))
+		}
+	}
+}
+
+// drawLegend names every configuration's colour below the panels.
+func drawLegend(p func(string, ...any), all []series) {
+	lx, ly := 70.0, float64(panelTop+panelH+52)
 	for _, s := range all {
 		p(`<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="%s" stroke-width="2.5"/>`+"\n", lx, lx+22, ly, ly, s.color)
 		p(`<text x="%.1f" y="%.1f" dominant-baseline="middle">%s</text>`+"\n", lx+27, ly, html.EscapeString(s.name))
 		lx += 40 + 8*float64(len(s.name))
 	}
 	p(`<text x="%.1f" y="%.1f" dominant-baseline="middle" fill="#555">filled: kept up (p50 bound) in every round; hollow: not</text>`+"\n", lx+10, ly)
-	p("</svg>\n")
-	_, err := io.WriteString(w, b.String())
-	return err
 }
 
 // niceStep rounds v up to 1, 2 or 5 × 10^k.

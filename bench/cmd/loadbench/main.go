@@ -53,6 +53,56 @@ func run(ctx context.Context, args []string) error {
 			return loadbench.ServeNoop(ctx, *listen)
 		}
 	}
+	o, f, err := parseFlags(args)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(o.WorkDir, 0o755); err != nil {
+		return err
+	}
+	in := loadbench.ReportInput{Command: command(args)}
+	if in.Micro, err = loadMicro(ctx, o.WorkDir, f); err != nil {
+		return err
+	}
+	if f.cacheTest {
+		in.Cache = runCacheTest(ctx)
+	}
+	res, err := loadbench.RunBench(ctx, o)
+	if res != nil {
+		if b, jerr := json.MarshalIndent(res, "", "  "); jerr == nil {
+			_ = os.WriteFile(filepath.Join(o.WorkDir, "results.json"), b, 0o644)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	in.Result = res
+	if err := writeOutputs(in, f); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "loadbench: wrote %s and %s in %s\n", f.out, f.chart, res.Took.Round(time.Second))
+	for _, t := range loadbench.Evaluate(res, in.Micro, in.Cache) {
+		state := "not measured"
+		if t.Known {
+			state = map[bool]string{true: "met", false: "MISSED"}[t.Met]
+		}
+		fmt.Fprintf(os.Stderr, "  %-8s %s: %s\n", state, t.Name, t.Measured)
+	}
+	return nil
+}
+
+// outputFlags are the flags about what the run reads and writes besides
+// the load itself.
+type outputFlags struct {
+	out, chart          string
+	micro, microCmd     string
+	microRun, cacheTest bool
+}
+
+// parseFlags reads the harness's flags into its options and the output
+// flags; paths in the options are made absolute.
+func parseFlags(args []string) (loadbench.Options, outputFlags, error) {
+	var o loadbench.Options
 	fs := flag.NewFlagSet("loadbench", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: loadbench [flags]   (run from the repository root; `make bench` does)\n\nFlags:\n")
@@ -69,7 +119,7 @@ func run(ctx context.Context, args []string) error {
 		out       = fs.String("out", "bench/RESULTS.md", "report to write")
 		chart     = fs.String("chart", "bench/latency.svg", "chart to write (referenced from the report)")
 		micro     = fs.String("micro", "", "go test -bench -benchmem output to include in the report instead of running the micro-benchmarks")
-		microCmd  = fs.String("micro-cmd", "go test -run='^$' -bench=. -benchmem ./gray ./identity ./extproc ./bench/loadbench", "the command that produced --micro")
+		microCmd  = fs.String("micro-cmd", microCommand, "the command that produced --micro")
 		microRun  = fs.Bool("micro-run", true, "run the micro-benchmarks (after waiting up to 60 s for a quiet machine) when --micro is not given; output to WORK/micro.txt")
 		cacheTest = fs.Bool("cache-test", true, "run identity's token-cache test (bounded, honours exp) for the targets table")
 		rounds    = fs.Int("rounds", 3, "interleaved rounds of every configuration")
@@ -84,77 +134,69 @@ func run(ctx context.Context, args []string) error {
 		profile   = fs.String("profile", "auto", "profile graymesh: auto (when a target is missed), always, never")
 	)
 	if err := fs.Parse(args); err != nil {
-		return err
+		return o, outputFlags{}, err
 	}
 	self, err := os.Executable()
 	if err != nil {
-		return err
+		return o, outputFlags{}, err
 	}
-	o := loadbench.Options{
+	o = loadbench.Options{
 		Envoy: *envoy, Graymesh: *graymesh, Self: self, WorkDir: *work,
 		Rounds: *rounds, FixedDuration: *fixedDur, StepDuration: *stepDur, Warmup: *warmup, Subjects: *subjects,
 		Pin: *pin, PinSelf: *pin, Profile: *profile, Log: os.Stderr,
 	}
+	f := outputFlags{out: *out, chart: *chart, micro: *micro, microCmd: *microCmd, microRun: *microRun, cacheTest: *cacheTest}
 	if o.Fixed, err = rates(*fixed); err != nil {
-		return fmt.Errorf("--fixed: %w", err)
+		return o, f, fmt.Errorf("--fixed: %w", err)
 	}
 	if o.Ladder, err = rates(*ladder); err != nil {
-		return fmt.Errorf("--ladder: %w", err)
+		return o, f, fmt.Errorf("--ladder: %w", err)
 	}
 	if *configs != "" {
 		o.Configs = strings.Split(*configs, ",")
 	}
 	for _, p := range []*string{&o.Envoy, &o.Graymesh, &o.WorkDir} {
 		if *p, err = filepath.Abs(*p); err != nil {
-			return err
+			return o, f, err
 		}
 	}
-	if err := os.MkdirAll(o.WorkDir, 0o755); err != nil {
-		return err
-	}
-	in := loadbench.ReportInput{Command: command(args)}
-	if *micro == "" && *microRun {
-		*micro = filepath.Join(o.WorkDir, "micro.txt")
-		if err := runMicro(ctx, *micro); err != nil {
-			return err
+	return o, f, nil
+}
+
+// loadMicro returns the micro-benchmarks for the report: the --micro file,
+// else a fresh run into WORK/micro.txt (--micro-run), else none.
+func loadMicro(ctx context.Context, workDir string, f outputFlags) (*loadbench.Micro, error) {
+	if f.micro == "" && f.microRun {
+		f.micro = filepath.Join(workDir, "micro.txt")
+		if err := runMicro(ctx, f.micro); err != nil {
+			return nil, err
 		}
-		*microCmd = microCommand
+		f.microCmd = microCommand
 	}
-	if *micro != "" {
-		f, err := os.Open(*micro)
-		if err != nil {
-			return err
-		}
-		in.Micro, err = loadbench.ParseMicro(f, *microCmd)
-		f.Close()
-		if err != nil {
-			return err
-		}
+	if f.micro == "" {
+		return nil, nil
 	}
-	if *cacheTest {
-		in.Cache = runCacheTest(ctx)
-	}
-	res, err := loadbench.RunBench(ctx, o)
-	if res != nil {
-		if b, jerr := json.MarshalIndent(res, "", "  "); jerr == nil {
-			_ = os.WriteFile(filepath.Join(o.WorkDir, "results.json"), b, 0o644)
-		}
-	}
+	file, err := os.Open(f.micro)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	in.Result = res
-	if *chart != "" {
+	defer file.Close()
+	return loadbench.ParseMicro(file, f.microCmd)
+}
+
+// writeOutputs writes the chart (when --chart is set) and the report.
+func writeOutputs(in loadbench.ReportInput, f outputFlags) error {
+	if f.chart != "" {
 		var buf bytes.Buffer
-		if err := loadbench.WriteChart(&buf, res); err != nil {
+		if err := loadbench.WriteChart(&buf, in.Result); err != nil {
 			return err
 		}
-		if err := os.WriteFile(*chart, buf.Bytes(), 0o644); err != nil {
+		if err := os.WriteFile(f.chart, buf.Bytes(), 0o644); err != nil {
 			return err
 		}
-		rel, err := filepath.Rel(filepath.Dir(*out), *chart)
+		rel, err := filepath.Rel(filepath.Dir(f.out), f.chart)
 		if err != nil {
-			rel = *chart
+			rel = f.chart
 		}
 		in.Chart = rel
 	}
@@ -162,18 +204,7 @@ func run(ctx context.Context, args []string) error {
 	if err := loadbench.WriteReport(&buf, in); err != nil {
 		return err
 	}
-	if err := os.WriteFile(*out, buf.Bytes(), 0o644); err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stderr, "loadbench: wrote %s and %s in %s\n", *out, *chart, res.Took.Round(time.Second))
-	for _, t := range loadbench.Evaluate(res, in.Micro, in.Cache) {
-		state := "not measured"
-		if t.Known {
-			state = map[bool]string{true: "met", false: "MISSED"}[t.Met]
-		}
-		fmt.Fprintf(os.Stderr, "  %-8s %s: %s\n", state, t.Name, t.Measured)
-	}
-	return nil
+	return os.WriteFile(f.out, buf.Bytes(), 0o644)
 }
 
 func rates(s string) ([]int, error) {
