@@ -61,6 +61,7 @@ soak: envoy ## steady load + config changes through real Envoy for SOAK (default
 lint: ## gofmt, go vet, and the layering rules (core free of gRPC/Envoy, xds free of extproc, wire a leaf)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet ./...
+	$$(scripts/install-golangci-lint.sh) run ./...
 	@if go list -deps ./gray ./config ./identity ./lane ./plan ./wire ./tracecheck | grep -qE 'google.golang.org/grpc|envoyproxy'; then \
 		echo "lint: the core (gray, config, identity, lane, plan, wire, tracecheck) must not import gRPC or Envoy"; exit 1; fi
 	@if go list -deps ./xds | grep -qx 'github.com/graymesh/graymesh/extproc'; then \

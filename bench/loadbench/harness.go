@@ -214,10 +214,10 @@ func (h *harness) runConfig(ctx context.Context, c Config, round int, pprofAddr 
 		}
 	}
 	if r.proc != nil && r.proc.exited() {
-		return steps, run, fmt.Errorf("%s exited during the run: %v\n%s", r.proc.name, r.proc.err, r.proc.logTail(2000))
+		return steps, run, fmt.Errorf("%s exited during the run: %w\n%s", r.proc.name, r.proc.err, r.proc.logTail(2000))
 	}
 	if r.envoy.exited() {
-		return steps, run, fmt.Errorf("envoy exited during the run: %v\n%s", r.envoy.err, r.envoy.logTail(2000))
+		return steps, run, fmt.Errorf("envoy exited during the run: %w\n%s", r.envoy.err, r.envoy.logTail(2000))
 	}
 	return steps, run, nil
 }

@@ -159,11 +159,11 @@ func waitReady(ctx context.Context, p *proc, what string, timeout time.Duration,
 			return nil
 		}
 		if p != nil && p.exited() {
-			return fmt.Errorf("%s exited before it was ready: %v\n%s", p.name, p.err, p.logTail(2000))
+			return fmt.Errorf("%s exited before it was ready: %w\n%s", p.name, p.err, p.logTail(2000))
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s not ready after %s: %v", what, timeout, err)
+			return fmt.Errorf("%s not ready after %s: %w", what, timeout, err)
 		case <-tick.C:
 		}
 	}
