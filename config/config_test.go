@@ -17,7 +17,7 @@ identity:
     cookie: gm_token
     algorithms: [HS256]
     keys:
-      - {kid: demo, alg: HS256, secret: demo-secret}
+      - {kid: demo, alg: HS256, secret: demo-secret-0123456789abcdef-0123456789}
 releases:
   - name: shop-v2
     env: gray
@@ -87,8 +87,9 @@ func TestValidateNegative(t *testing.T) {
 		{"claim empty in", "percent: 12.5", "claims: [{claim: tier}]", "releases[0] (shop-v2).claims[0].in"},
 		{"alg none", "algorithms: [HS256]", "algorithms: [none]", "identity.jwt.algorithms[0]"},
 		{"key alg none", "alg: HS256, secret", "alg: none, secret", "identity.jwt.keys[0] (demo).alg"},
-		{"hs key with public key", "secret: demo-secret", "public_key_file: k.pem", "identity.jwt.keys[0] (demo).public_key_file"},
-		{"key two materials", "secret: demo-secret", "secret: a, secret_file: b", "identity.jwt.keys[0] (demo): set exactly one"},
+		{"short inline secret", "secret: demo-secret-0123456789abcdef-0123456789", "secret: too-short", "identity.jwt.keys[0] (demo).secret: 9 bytes; a secret needs at least 32"},
+		{"hs key with public key", "secret: demo-secret-0123456789abcdef-0123456789", "public_key_file: k.pem", "identity.jwt.keys[0] (demo).public_key_file"},
+		{"key two materials", "secret: demo-secret-0123456789abcdef-0123456789", "secret: a, secret_file: b", "identity.jwt.keys[0] (demo): set exactly one"},
 		{"no stable endpoints", "stable: [127.0.0.1:9101]", "canary: [127.0.0.1:9101]", "services[0] (shop).environments"},
 		{"bad endpoint", "gray: [127.0.0.1:9102]", "gray: [127.0.0.1]", "services[0] (shop).environments.gray[0]"},
 		{"bad timeout", "listener_port: 10000", "message_timeout: 20s", "mesh.message_timeout"},
@@ -173,8 +174,8 @@ func TestAudienceWarning(t *testing.T) {
 	}{
 		{"keys, no audience", "", "", true},
 		{"keys and an audience", "algorithms: [HS256]", "algorithms: [HS256]\n    audience: shop", false},
-		{"jwks file, no audience", "keys:\n      - {kid: demo, alg: HS256, secret: demo-secret}", "jwks_file: jwks.json", true},
-		{"no keys", "keys:\n      - {kid: demo, alg: HS256, secret: demo-secret}", "", false},
+		{"jwks file, no audience", "keys:\n      - {kid: demo, alg: HS256, secret: demo-secret-0123456789abcdef-0123456789}", "jwks_file: jwks.json", true},
+		{"no keys", "keys:\n      - {kid: demo, alg: HS256, secret: demo-secret-0123456789abcdef-0123456789}", "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := Parse([]byte(strings.Replace(valid, tc.from, tc.to, 1)), "a.yaml")

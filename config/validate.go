@@ -129,8 +129,8 @@ func (c *Config) validateLaneAndTracing() []error {
 	switch {
 	case l.Key != "" && l.KeyFile != "":
 		add("lane", "set one of key, key_file")
-	case l.Key != "" && len(l.Key) < 32:
-		add("lane.key", "%d bytes; the mesh key needs at least 32", len(l.Key))
+	case l.Key != "" && len(l.Key) < MinSecretBytes:
+		add("lane.key", "%d bytes; the mesh key needs at least %d", len(l.Key), MinSecretBytes)
 	case l.Key == "" && l.KeyFile == "" && len(c.Sidecars()) > 0:
 		add("lane", "services have sidecars, so the lane needs a signing key: set key_file (or key)")
 	}
@@ -270,6 +270,9 @@ func (id Identity) validate() []error {
 		}
 		if !symmetric && k.PublicKeyFile == "" {
 			add(field+".public_key_file", "%s needs a public key file", k.Algorithm)
+		}
+		if k.Secret != "" && len(k.Secret) < MinSecretBytes {
+			add(field+".secret", "%d bytes; a secret needs at least %d", len(k.Secret), MinSecretBytes)
 		}
 		if len(j.Algorithms) > 0 && !slices.Contains(j.Algorithms, k.Algorithm) {
 			add(field+".alg", "%s is not in jwt.algorithms, so this key would never be used", k.Algorithm)

@@ -1,10 +1,8 @@
 package gray
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/graymesh/graymesh/config"
 	"github.com/graymesh/graymesh/identity"
@@ -43,11 +41,10 @@ func Compile(cfg *config.Config) (*Policy, error) {
 func laneSigner(cfg *config.Config) (*lane.Signer, error) {
 	key := []byte(cfg.Lane.Key)
 	if cfg.Lane.KeyFile != "" {
-		b, err := os.ReadFile(cfg.ResolvePath(cfg.Lane.KeyFile))
-		if err != nil {
-			return nil, fmt.Errorf("lane.key_file: %w", err)
+		var err error
+		if key, err = config.ReadSecret(cfg.ResolvePath(cfg.Lane.KeyFile), "lane.key_file"); err != nil {
+			return nil, err
 		}
-		key = bytes.TrimRight(b, "\r\n")
 	}
 	if len(key) == 0 {
 		return nil, nil

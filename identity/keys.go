@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -93,24 +92,12 @@ func (v *Verifier) loadKeys(cfg config.JWT, resolve func(string) string) (*keySe
 	return set, nil
 }
 
-// minSecretBytes is the shortest HMAC secret accepted from a secret file:
-// 256 bits, the output size of HS256's hash.
-const minSecretBytes = 32
-
 func loadKey(k config.Key, resolve func(string) string) (any, error) {
 	switch {
 	case k.Secret != "":
 		return []byte(k.Secret), nil
 	case k.SecretFile != "":
-		b, err := os.ReadFile(resolve(k.SecretFile))
-		if err != nil {
-			return nil, err
-		}
-		secret := []byte(strings.TrimRight(string(b), "\r\n"))
-		if len(secret) < minSecretBytes {
-			return nil, fmt.Errorf("secret_file: %d bytes; an HMAC secret needs at least %d", len(secret), minSecretBytes)
-		}
-		return secret, nil
+		return config.ReadSecret(resolve(k.SecretFile), "secret_file")
 	default:
 		b, err := os.ReadFile(resolve(k.PublicKeyFile))
 		if err != nil {

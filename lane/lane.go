@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/graymesh/graymesh/config"
 	"github.com/graymesh/graymesh/wire"
 )
 
@@ -40,8 +41,8 @@ type Signer struct {
 
 // NewSigner returns a signer; lanes it signs expire after ttl.
 func NewSigner(key []byte, ttl time.Duration) (*Signer, error) {
-	if len(key) < 32 {
-		return nil, errors.New("lane key must be at least 32 bytes")
+	if err := config.CheckSecret(key, "lane key"); err != nil {
+		return nil, err
 	}
 	if ttl <= 0 {
 		return nil, errors.New("lane ttl must be positive")

@@ -123,11 +123,10 @@ func hmacKey(cfg *config.Config, kid, alg string) (jwt.SigningMethod, []byte, st
 		}
 		secret := []byte(k.Secret)
 		if k.SecretFile != "" {
-			b, err := os.ReadFile(cfg.ResolvePath(k.SecretFile))
-			if err != nil {
+			var err error
+			if secret, err = config.ReadSecret(cfg.ResolvePath(k.SecretFile), "secret_file"); err != nil {
 				return nil, nil, "", err
 			}
-			secret = []byte(strings.TrimRight(string(b), "\r\n"))
 		}
 		return jwt.GetSigningMethod(k.Algorithm), secret, k.ID, nil
 	}
