@@ -3,6 +3,7 @@ package xds
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -193,9 +194,20 @@ func TestWeightedRoute(t *testing.T) {
 	}
 }
 
+// loadPlan builds the plan of the config file at path.
 func loadPlan(t *testing.T, path string) *plan.Plan {
 	t.Helper()
-	cfg, err := config.Load(path)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parsePlan(t, string(b))
+}
+
+// parsePlan builds the plan of a config document.
+func parsePlan(t *testing.T, doc string) *plan.Plan {
+	t.Helper()
+	cfg, err := config.Parse([]byte(doc), "t.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

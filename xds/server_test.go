@@ -10,22 +10,13 @@ import (
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 
-	"github.com/graymesh/graymesh/config"
 	"github.com/graymesh/graymesh/plan"
 )
 
 func TestNACKRestoresLastAcceptedSnapshot(t *testing.T) {
 	s := New(context.Background(), slog.New(slog.DiscardHandler))
 	load := func(port string) *plan.Plan {
-		cfg, err := config.Parse([]byte("mesh: {listener_port: "+port+"}\nservices: [{name: shop, environments: {stable: [\"127.0.0.1:9101\"]}}]"), "t.yaml")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := plan.Build(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
+		return parsePlan(t, "mesh: {listener_port: "+port+"}\nservices: [{name: shop, environments: {stable: [\"127.0.0.1:9101\"]}}]")
 	}
 	if err := s.Update(load("10000")); err != nil {
 		t.Fatal(err)
