@@ -18,6 +18,10 @@ import (
 	"syscall"
 	"time"
 
+	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc/health"
+	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
+
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -376,6 +380,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	extGRPC := grpc.NewServer(extOpts...)
 	d.ext.Register(extGRPC)
+	// grpc.health.v1 on the ext_proc port: what Envoy's gRPC health check
+	// and a Kubernetes gRPC probe ask. NOT_SERVING from the start of the
+	// drain, so checkers stop sending new streams before they are refused.
+	extHealth := health.NewServer()
+	healthgrpc.RegisterHealthServer(extGRPC, extHealth)
 	xdsGRPC := grpc.NewServer(grpc.KeepaliveEnforcementPolicy(envoyKeepalive))
 	d.xds.Register(xdsGRPC)
 	admin := &http.Server{Handler: d.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
@@ -405,6 +414,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { d.watch(gctx); return nil })
 	d.ready.Store(true)
+	extHealth.SetServingStatus("", healthgrpc.HealthCheckResponse_SERVING)
+	extHealth.SetServingStatus(extprocsvcv3.ExternalProcessor_ServiceDesc.ServiceName, healthgrpc.HealthCheckResponse_SERVING)
 	d.log.Info("serving",
 		"extproc", extLis.Addr().String(), "xds", xdsLis.Addr().String(), "admin", adminLis.Addr().String(),
 		"config", d.path, "config_version", cfg.Version)
@@ -412,6 +423,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	g.Go(func() error {
 		<-gctx.Done()
 		d.ready.Store(false)
+		extHealth.Shutdown()
 		d.log.Info("draining", "timeout", d.opts.DrainTimeout)
 		stopped := make(chan struct{})
 		go func() { extGRPC.GracefulStop(); close(stopped) }()

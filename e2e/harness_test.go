@@ -202,6 +202,7 @@ type mesh struct {
 	configPath string
 	listener   string
 	admin      string
+	extproc    string
 	envoyAdmin string
 	graymesh   *process
 	secret     []byte
@@ -266,6 +267,7 @@ func newMesh(t *testing.T, releases string) *mesh {
 	must(t, os.WriteFile(m.configPath, []byte(cfg), 0o600))
 	m.listener = fmt.Sprintf("http://127.0.0.1:%d", ports["LISTENER"])
 	m.admin = fmt.Sprintf("http://127.0.0.1:%d", ports["ADMIN"])
+	m.extproc = fmt.Sprintf("127.0.0.1:%d", ports["EXTPROC"])
 	m.envoyAdmin = fmt.Sprintf("http://127.0.0.1:%d", ports["ENVOY_ADMIN"])
 
 	start(t, dir, "shop-stable", filepath.Join(binDir, "demo-service"), "--listen", fmt.Sprintf("127.0.0.1:%d", ports["STABLE"]), "--env", "stable", "--version", "v1")

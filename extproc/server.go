@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
@@ -24,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/internal/extprocmode"
 	"github.com/graymesh/graymesh/wire"
 )
 
@@ -118,7 +118,7 @@ func (s *Server) answer(ctx context.Context, st *streamState, req *extprocsvcv3.
 		if st.responseHeaders = p.ResponseHeaders(&o); st.responseHeaders != nil {
 			// Response headers are skipped by default; ask for them only on
 			// the requests that need a membership token set.
-			resp.ModeOverride = &extprocv3.ProcessingMode{ResponseHeaderMode: extprocv3.ProcessingMode_SEND}
+			resp.ModeOverride = extprocmode.WithResponseHeaders()
 		}
 		return resp, nil
 	case *extprocsvcv3.ProcessingRequest_ResponseHeaders:

@@ -7,6 +7,7 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/graymesh/graymesh/internal/extprocmode"
 	"github.com/graymesh/graymesh/wire"
 )
 
@@ -32,16 +33,18 @@ func extProcFilter(timeout time.Duration, hop, service string) *extprocv3.Extern
 		// Response headers are skipped by default: graymesh asks for them
 		// (allow_mode_override below) only on the requests where it sets a
 		// membership token.
-		ProcessingMode: &extprocv3.ProcessingMode{
-			RequestHeaderMode:   extprocv3.ProcessingMode_SEND,
-			ResponseHeaderMode:  extprocv3.ProcessingMode_SKIP,
-			RequestBodyMode:     extprocv3.ProcessingMode_NONE,
-			ResponseBodyMode:    extprocv3.ProcessingMode_NONE,
-			RequestTrailerMode:  extprocv3.ProcessingMode_SKIP,
-			ResponseTrailerMode: extprocv3.ProcessingMode_SKIP,
-		},
+		ProcessingMode:    extprocmode.Default(),
 		MessageTimeout:    durationpb.New(timeout),
 		RequestAttributes: []string{wire.SourceAddressAttribute},
 		AllowModeOverride: true,
+		// The one override graymesh sends (extproc's answer to request
+		// headers that hand out a membership token): also send the
+		// response headers. Envoy refuses any other, so a processor can
+		// never turn on body or trailer processing for the request.
+		AllowedOverrideModes: []*extprocv3.ProcessingMode{extprocmode.WithResponseHeaders()},
+		// Re-pick the route after graymesh answered request headers: the
+		// route depends on x-gray-env, which graymesh sets. Explicit, not
+		// left to the response's clear_route_cache bit.
+		RouteCacheAction: extprocv3.ExternalProcessor_CLEAR,
 	}
 }
