@@ -43,5 +43,11 @@ func extProcFilter(timeout time.Duration, hop, service string) *extprocv3.Extern
 		MessageTimeout:    durationpb.New(timeout),
 		RequestAttributes: []string{wire.SourceAddressAttribute},
 		AllowModeOverride: true,
+		// graymesh hands the decision's reason, as traces say it, to the
+		// sidecar's span as dynamic metadata; Envoy drops received
+		// metadata outside the namespaces named here.
+		MetadataOptions: &extprocv3.MetadataOptions{ReceivingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{
+			Untyped: []string{wire.MetadataNamespace},
+		}},
 	}
 }
