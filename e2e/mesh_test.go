@@ -20,6 +20,7 @@ import (
 
 	"github.com/graymesh/graymesh/envoy"
 	"github.com/graymesh/graymesh/lane"
+	"github.com/graymesh/graymesh/wire"
 )
 
 // jaegerConfig runs Jaeger v2 all-in-one with in-memory storage on the given
@@ -411,6 +412,13 @@ func TestMeshLanesProvenByTraces(t *testing.T) {
 	}
 	t.Logf("verify-traces: %d traces checked (%d ours, %d gray, %d undecided), %d hops, %d leaks, %d searches", r.TracesChecked, len(ids), grays, r.Undecided, r.HopsChecked, r.Leaks, r.Read.Requests)
 	m.assertDecisionUnderEnvoy(ids[0])
+	m.assertGrayTraceVocabulary(ids[0])
+
+	anonymous := newTraceID()
+	if r, err := m.chain(anonymous, nil); err != nil || strings.Join(r.hops(), " ") != strings.Join(stableChain, " ") {
+		t.Fatalf("anonymous chain %v: %v", r.hops(), err)
+	}
+	m.assertAnonymousTraceVocabulary(anonymous)
 }
 
 // assertDecisionUnderEnvoy checks that graymesh's edge decision span
@@ -419,35 +427,14 @@ func TestMeshLanesProvenByTraces(t *testing.T) {
 func (m *fourHop) assertDecisionUnderEnvoy(traceID string) {
 	t := m.t
 	t.Helper()
-	resp, err := http.Get(m.query + "/api/traces/" + traceID)
+	spans, err := m.traceSpans(traceID)
 	must(t, err)
-	defer resp.Body.Close()
-	var body struct {
-		Data []struct {
-			Spans []struct {
-				SpanID, OperationName, ProcessID string
-				References                       []struct{ SpanID string }
-				Tags                             []struct {
-					Key   string
-					Value any
-				}
-			}
-			Processes map[string]struct{ ServiceName string }
-		}
-	}
-	must(t, json.NewDecoder(resp.Body).Decode(&body))
-	if len(body.Data) != 1 {
-		t.Fatalf("trace %s: %d traces", traceID, len(body.Data))
-	}
-	tr := body.Data[0]
 	byID := map[string]int{}
 	decision := -1
-	for i, s := range tr.Spans {
-		byID[s.SpanID] = i
-		for _, tag := range s.Tags {
-			if s.OperationName == "graymesh.decision" && tag.Key == "graymesh.hop" && tag.Value == "edge" {
-				decision = i
-			}
+	for i, s := range spans {
+		byID[s.ID] = i
+		if s.tag(wire.AttrHop) == wire.HopEdge {
+			decision = i
 		}
 	}
 	if decision < 0 {
@@ -455,23 +442,81 @@ func (m *fourHop) assertDecisionUnderEnvoy(traceID string) {
 	}
 	var chain []string
 	for i, hops := decision, 0; hops < 5; hops++ {
-		s := tr.Spans[i]
-		svc := tr.Processes[s.ProcessID].ServiceName
-		chain = append(chain, svc+":"+s.OperationName)
-		if svc == "frontend-sidecar" {
+		s := spans[i]
+		chain = append(chain, s.Process+":"+s.Name)
+		if s.Process == "frontend-sidecar" {
 			t.Logf("decision span ancestry: %s", strings.Join(chain, " ← "))
 			return
 		}
-		if len(s.References) == 0 {
-			break
-		}
-		next, ok := byID[s.References[0].SpanID]
+		next, ok := byID[s.Parent]
 		if !ok {
 			break
 		}
 		i = next
 	}
 	t.Fatalf("edge decision span does not descend from the edge Envoy's span: %s", strings.Join(chain, " ← "))
+}
+
+// assertGrayTraceVocabulary checks, on one of alice's gray chains, that
+// every span says in the trace vocabulary which environment served its
+// hop and why: the edge decides gray by whitelist, inventory (no gray
+// version) is served by stable with the lane kept, and the outbound
+// spans are the client side of each call.
+func (m *fourHop) assertGrayTraceVocabulary(traceID string) {
+	m.t.Helper()
+	got := m.waitForSpans(traceID,
+		"frontend-sidecar inbound frontend", "orders-sidecar inbound orders", "inventory-sidecar inbound inventory", "pricing-sidecar inbound pricing",
+		"frontend-sidecar outbound frontend->orders", "orders-sidecar outbound orders->inventory", "inventory-sidecar outbound inventory->pricing",
+		"graymesh decide frontend", "graymesh follow-lane orders", "graymesh follow-lane inventory", "graymesh follow-lane pricing",
+		"frontend serve frontend gray", "orders serve orders gray", "inventory serve inventory stable", "pricing serve pricing gray")
+	const (
+		variant, reason, lane, fallback = wire.AttrVariant, wire.AttrReason, wire.AttrLane, wire.AttrFallback
+	)
+	gray := func(r string) map[string]string {
+		return map[string]string{variant: "gray", reason: r, lane: "gray", fallback: ""}
+	}
+	inventory := map[string]string{variant: "stable", reason: "lane", lane: "gray", fallback: "no-gray-version"}
+	for name, want := range map[string]map[string]string{
+		"frontend-sidecar inbound frontend":   gray("whitelist"),
+		"graymesh decide frontend":            gray("whitelist"),
+		"orders-sidecar inbound orders":       gray("lane"),
+		"graymesh follow-lane orders":         gray("lane"),
+		"inventory-sidecar inbound inventory": inventory,
+		"graymesh follow-lane inventory":      inventory,
+		"pricing-sidecar inbound pricing":     gray("lane"),
+		"graymesh follow-lane pricing":        gray("lane"),
+		"orders serve orders gray":            {variant: "gray", lane: "gray", fallback: ""},
+		"inventory serve inventory stable":    {variant: "stable", lane: "gray", fallback: "no-gray-version"},
+	} {
+		m.expectTags(got[name], want)
+	}
+	m.expectTags(got["graymesh decide frontend"], map[string]string{
+		wire.AttrFlagKey: wire.FlagKey, wire.AttrProvider: wire.ProviderName, wire.AttrRelease: "shop-v2", wire.AttrHop: wire.HopEdge,
+	})
+	for _, name := range []string{"frontend-sidecar outbound frontend->orders", "orders-sidecar outbound orders->inventory", "inventory-sidecar outbound inventory->pricing"} {
+		m.expectTags(got[name], map[string]string{"span.kind": "client", variant: "", reason: "", lane: ""})
+	}
+	m.assertNoEmptyAttributes(traceID)
+	m.logTrace(traceID)
+}
+
+// assertAnonymousTraceVocabulary checks an anonymous caller's chain:
+// stable everywhere, the edge says why (no-identity), and the inner hops,
+// handed no lane, are served by default — not in error.
+func (m *fourHop) assertAnonymousTraceVocabulary(traceID string) {
+	m.t.Helper()
+	got := m.waitForSpans(traceID,
+		"frontend-sidecar inbound frontend", "orders-sidecar inbound orders", "inventory-sidecar inbound inventory", "pricing-sidecar inbound pricing",
+		"graymesh decide frontend", "graymesh follow-lane orders", "graymesh follow-lane inventory", "graymesh follow-lane pricing")
+	for _, name := range []string{"frontend-sidecar inbound frontend", "graymesh decide frontend"} {
+		m.expectTags(got[name], map[string]string{wire.AttrVariant: "stable", wire.AttrReason: "no-identity"})
+	}
+	for _, svc := range []string{"orders", "inventory", "pricing"} {
+		for _, name := range []string{svc + "-sidecar inbound " + svc, "graymesh follow-lane " + svc} {
+			m.expectTags(got[name], map[string]string{wire.AttrVariant: "stable", wire.AttrReason: wire.ReasonDefault, wire.AttrLane: "stable", wire.AttrFallback: ""})
+		}
+	}
+	m.assertNoEmptyAttributes(traceID)
 }
 
 func TestMeshForgedLaneAtEdgeStaysStable(t *testing.T) {
@@ -583,6 +628,16 @@ func TestMeshGrayUnavailableFallsBackAndReenters(t *testing.T) {
 	if code != 0 || rep.Leaks != 0 {
 		t.Fatalf("verify-traces exit %d, %d leaks", code, rep.Leaks)
 	}
+	// pricing's sidecar span says stable served, the lane stayed gray,
+	// and why: the endpoint that served is the fallback listener. Its
+	// fallback listener's span says the same.
+	spans := m.waitForSpans(ids[0], "pricing-sidecar inbound pricing", "pricing-sidecar fallback pricing", "pricing serve pricing stable")
+	fellBack := map[string]string{wire.AttrVariant: "stable", wire.AttrLane: "gray", wire.AttrFallback: "gray-unavailable"}
+	for _, name := range []string{"pricing-sidecar inbound pricing", "pricing-sidecar fallback pricing", "pricing serve pricing stable"} {
+		m.expectTags(spans[name], fellBack)
+	}
+	m.expectTags(spans["pricing-sidecar inbound pricing"], map[string]string{wire.AttrReason: "lane"})
+	m.assertNoEmptyAttributes(ids[0])
 	a := exampleApps[6]
 	m.startApp(a.service, a.env, a.version, a.port, a.calls, a.outbound)
 	waitFor(t, "gray pricing to serve again", 15*time.Second, func() error {

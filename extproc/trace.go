@@ -3,45 +3,130 @@ package extproc
 import (
 	"context"
 
+	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/graymesh/graymesh/config"
 	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/plan"
+	"github.com/graymesh/graymesh/wire"
 )
 
 // trace records the decision as a span, a child of the span Envoy opened
-// for this ext_proc call (its context arrives in the gRPC metadata). Names
-// follow OpenTelemetry's feature_flag conventions where they fit.
+// for this ext_proc call (its context arrives in the gRPC metadata), in
+// the trace vocabulary of package wire: which environment serves the hop
+// and why, the lane apart when a fallback serves stable.
 func (s *Server) trace(ctx context.Context, p *gray.Policy, h gray.Hop, o *gray.Outcome) {
 	if !trace.SpanContextFromContext(ctx).IsValid() {
 		return
 	}
-	_, span := s.tracer.Start(ctx, "graymesh.decision", trace.WithSpanKind(trace.SpanKindInternal))
+	_, span := s.tracer.Start(ctx, decisionSpanName(h), trace.WithSpanKind(trace.SpanKindInternal))
 	defer span.End()
-	env := o.Env
-	if env == "" {
-		env = "route-default"
+	span.SetAttributes(decisionAttributes(p, h, o)...)
+}
+
+// decisionSpanName is "decide <service>" at the edge and
+// "follow-lane <service>" at an inner hop.
+func decisionSpanName(h gray.Hop) string {
+	name := wire.SpanDecide
+	if h.Inner {
+		name = wire.SpanFollow
 	}
-	span.SetAttributes(
-		attribute.String("feature_flag.key", "graymesh.env"),
-		attribute.String("feature_flag.provider.name", "graymesh"),
-		attribute.String("feature_flag.result.variant", env),
-		attribute.String("feature_flag.result.reason", string(o.Reason)),
-		attribute.String("feature_flag.version", o.Version),
-		attribute.String("graymesh.hop", h.Name()),
-		attribute.String("graymesh.service", h.Service),
-		attribute.String("graymesh.env", env),
-		attribute.String("graymesh.release", o.Release),
-		attribute.String("graymesh.rule", o.Rule),
-		attribute.String("graymesh.reason", string(o.Reason)),
-		attribute.Int("graymesh.bucket", o.Bucket),
-		attribute.String("graymesh.config_version", o.Version),
-		attribute.String("graymesh.fallback", o.Fallback),
-	)
-	if o.Caller.Problem != "" {
-		span.SetAttributes(attribute.String("graymesh.token_problem", o.Caller.Problem))
+	if h.Service == "" {
+		return name
 	}
-	if o.Caller.Subject != "" {
-		span.SetAttributes(attribute.String("graymesh.subject_hash", p.SubjectHash(o.Caller.Subject)))
+	return name + " " + h.Service
+}
+
+// decisionAttributes are the decision span's attributes; those with
+// nothing to say are left off.
+func decisionAttributes(p *gray.Policy, h gray.Hop, o *gray.Outcome) []attribute.KeyValue {
+	attrs := make([]attribute.KeyValue, 0, 14)
+	add := func(key, value string) {
+		if value != "" {
+			attrs = append(attrs, attribute.String(key, value))
+		}
+	}
+	add(wire.AttrFlagKey, wire.FlagKey)
+	add(wire.AttrProvider, wire.ProviderName)
+	add(wire.AttrVariant, servedEnv(p.Plan, h.Service, o.Decision))
+	add(wire.AttrReason, traceReason(o.Reason))
+	add(wire.AttrVersion, o.Version)
+	add(wire.AttrLane, o.Env)
+	add(wire.AttrFallback, o.Fallback)
+	add(wire.AttrHop, h.Name())
+	add(wire.AttrService, h.Service)
+	add(wire.AttrRelease, o.Release)
+	add(wire.AttrRule, o.Rule)
+	if o.Bucket != gray.NoBucket {
+		attrs = append(attrs, attribute.Int(wire.AttrBucket, o.Bucket))
+	}
+	add(wire.AttrTokenProblem, o.Caller.Problem)
+	add(wire.AttrContextID, p.SubjectHash(o.Caller.Subject))
+	return attrs
+}
+
+// servedEnv is the environment that serves the hop d decided: stable at a
+// fallback, the decided environment otherwise, and, when nothing was
+// decided, the route default when it is one environment ("" when Envoy
+// splits undecided traffic by weight: its span says which one served).
+func servedEnv(pl *plan.Plan, service string, d gray.Decision) string {
+	switch {
+	case d.Fallback != "":
+		return config.Stable
+	case d.Env != "":
+		return d.Env
+	}
+	if pl == nil {
+		return ""
+	}
+	services := pl.Services
+	if s := pl.Service(service); s != nil {
+		services = []plan.Service{*s}
+	}
+	env := ""
+	for i := range services {
+		routes := services[i].Routes
+		if len(routes) == 0 {
+			return ""
+		}
+		def := routes[len(routes)-1].Backends
+		if len(def) != 1 || (env != "" && def[0].Env != env) {
+			return ""
+		}
+		env = def[0].Env
+	}
+	return env
+}
+
+// traceReason is a decision's reason as traces say it: an inner hop
+// handed no lane is served by default, not in error.
+func traceReason(r gray.Reason) string {
+	if r == gray.ReasonLaneMissing {
+		return wire.ReasonDefault
+	}
+	return string(r)
+}
+
+// traceMetadata is the dynamic metadata that hands the decision's reason,
+// in the trace vocabulary, to the sidecar's span (a custom tag reads it).
+// Only for traced requests: untraced ones would carry it for nothing.
+func traceMetadata(ctx context.Context, o *gray.Outcome) *structpb.Struct {
+	if !trace.SpanContextFromContext(ctx).IsSampled() || o.Reason == "" {
+		return nil
+	}
+	return &structpb.Struct{Fields: map[string]*structpb.Value{
+		wire.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+			wire.MetadataReason: structpb.NewStringValue(traceReason(o.Reason)),
+		}}),
+	}}
+}
+
+// withTraceMetadata attaches traceMetadata to a request-headers answer.
+func withTraceMetadata(ctx context.Context, resp *extprocsvcv3.ProcessingResponse, o *gray.Outcome) {
+	if md := traceMetadata(ctx, o); md != nil {
+		resp.DynamicMetadata = md
 	}
 }

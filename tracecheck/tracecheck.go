@@ -3,14 +3,20 @@
 // decided, unless the hop carries an explained fallback to stable, or the
 // chain switched to stable because its release was killed mid-flight.
 //
-// It reads traces in the Jaeger query API's JSON form. A hop is a server
-// span tagged graymesh.served_env (demo services and any service that
-// reports what served it) or, for a service that reports no such span, its
-// sidecar's span (process "<service>-sidecar", tag upstream_cluster
-// "<service>|<env>"). The edge's decision is graymesh's graymesh.decision
-// span tagged graymesh.hop=edge. A trace without one (graymesh down, or
-// its spans lost) is still checked, against the lane its sidecar and
-// service spans carry, and counted apart as undecided.
+// It reads traces in the Jaeger query API's JSON form, in the trace
+// vocabulary of package wire (docs/traces.md). A hop is a service's own
+// span that says which environment served it (feature_flag.result.variant,
+// from demo services and any service that reports it) or, for a service
+// that reports no such span, its sidecar's span (process
+// "<service>-sidecar": its variant, else its upstream_cluster
+// "<service>|<env>"). The edge's decision is graymesh's decision span
+// tagged graymesh.hop=edge. A trace without one (graymesh down, or its
+// spans lost) is still checked, against the lane its sidecar and service
+// spans carry, and counted apart as undecided.
+//
+// Traces recorded before the vocabulary (decision span "graymesh.decision"
+// with graymesh.env, graymesh.reason on sidecar spans, graymesh.served_env
+// on service spans) still check: those names are read too.
 package tracecheck
 
 import (
@@ -18,6 +24,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/graymesh/graymesh/wire"
 )
 
 // Jaeger API types, only the fields the check reads.
@@ -67,26 +75,44 @@ func (s Span) tag(key string) string {
 	return ""
 }
 
-// Span names and attributes the check reads.
+// Attributes the check reads besides the trace vocabulary's, and the
+// names traces recorded before it used.
 const (
-	opDecision      = "graymesh.decision"
-	tagHop          = "graymesh.hop"
-	tagEnv          = "graymesh.env"
-	tagService      = "graymesh.service"
-	tagServedEnv    = "graymesh.served_env"
-	tagLane         = "graymesh.lane"
-	tagReason       = "graymesh.reason"
-	tagFallback     = "graymesh.fallback"
-	tagRelease      = "graymesh.release"
 	tagSpanKind     = "span.kind"
 	tagUpstream     = "upstream_cluster"
-	hopEdge         = "edge"
 	reasonKilled    = "killed"
 	sidecarSuffix   = "-sidecar"
 	stable          = "stable"
-	routeDefault    = "route-default"
 	maxAncestorWalk = 256
+
+	legacyOpDecision   = "graymesh.decision"
+	legacyTagEnv       = "graymesh.env"
+	legacyTagServedEnv = "graymesh.served_env"
+	legacyTagReason    = "graymesh.reason"
+	legacyRouteDefault = "route-default"
+	// legacyReasonLaneMissing is what an inner hop handed no lane said
+	// before; it reads as wire.ReasonDefault.
+	legacyReasonLaneMissing = "lane-missing"
 )
+
+// firstTag is the first of keys s carries.
+func (s Span) firstTag(keys ...string) string {
+	for _, k := range keys {
+		if v := s.tag(k); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// reason is graymesh's reason a span carries, in the trace vocabulary.
+func (s Span) reason() string {
+	r := s.firstTag(wire.AttrReason, legacyTagReason)
+	if r == legacyReasonLaneMissing {
+		return wire.ReasonDefault
+	}
+	return r
+}
 
 // Hop is one service's part of a trace.
 type Hop struct {
@@ -207,8 +233,8 @@ func checkTrace(t Trace) (TraceResult, bool) {
 	res := TraceResult{TraceID: t.TraceID}
 	if d, ok := x.edgeDecision(); ok {
 		res.Decided = true
-		res.Lane = d.tag(tagEnv)
-		res.Release, res.Reason = d.tag(tagRelease), d.tag(tagReason)
+		res.Lane = d.firstTag(wire.AttrLane, legacyTagEnv)
+		res.Release, res.Reason = d.tag(wire.AttrRelease), d.reason()
 	}
 	hops := x.hops()
 	if !res.Decided {
@@ -217,7 +243,7 @@ func checkTrace(t Trace) (TraceResult, bool) {
 		}
 		res.Lane, res.Reason = x.carriedLane()
 	}
-	if res.Lane == routeDefault || res.Lane == "" {
+	if res.Lane == legacyRouteDefault || res.Lane == "" {
 		// Nothing decided at the edge: no lane travels, every later hop
 		// serves stable.
 		res.Lane = stable
@@ -255,8 +281,8 @@ type index struct {
 	spans  []Span
 	parent []int // index into spans, -1 for none or unknown
 	// reason is graymesh's reason for the hop a span begins: set on
-	// sidecar spans (their graymesh.reason tag) and, from an inner
-	// decision span, on the server span the decision was made for.
+	// sidecar spans (their reason tag) and, from an inner decision span,
+	// on the server span the decision was made for.
 	reason map[int]string
 }
 
@@ -281,7 +307,7 @@ func newIndex(t Trace) *index {
 		}
 	}
 	for i, s := range x.spans {
-		reason := s.tag(tagReason)
+		reason := s.reason()
 		if reason == "" {
 			continue
 		}
@@ -289,7 +315,7 @@ func newIndex(t Trace) *index {
 			x.reason[i] = reason
 			continue
 		}
-		if s.tag(tagHop) == hopEdge {
+		if s.tag(wire.AttrHop) == wire.HopEdge {
 			continue
 		}
 		if a := x.serverAncestor(i); a >= 0 {
@@ -301,7 +327,29 @@ func newIndex(t Trace) *index {
 	return x
 }
 
-func (x *index) isDecision(i int) bool { return x.spans[i].OperationName == opDecision }
+// isDecision: graymesh's decision spans are the ones that name their hop.
+func (x *index) isDecision(i int) bool {
+	return x.spans[i].tag(wire.AttrHop) != "" || x.spans[i].OperationName == legacyOpDecision
+}
+
+// isEnvoy: a sidecar's span, or any Envoy's (they name their upstream
+// cluster).
+func (x *index) isEnvoy(i int) bool {
+	return strings.HasSuffix(x.serviceName(i), sidecarSuffix) || x.spans[i].tag(tagUpstream) != ""
+}
+
+// served is the environment a service's own span says served it; "" for
+// any other span.
+func (x *index) served(i int) string {
+	s := x.spans[i]
+	if served := s.tag(legacyTagServedEnv); served != "" {
+		return served
+	}
+	if x.isDecision(i) || x.isEnvoy(i) {
+		return ""
+	}
+	return s.tag(wire.AttrVariant)
+}
 
 func (x *index) serviceName(i int) string {
 	return x.t.Processes[x.spans[i].ProcessID].ServiceName
@@ -323,7 +371,7 @@ func (x *index) serverAncestor(i int) int {
 
 func (x *index) edgeDecision() (Span, bool) {
 	for i, s := range x.spans {
-		if x.isDecision(i) && s.tag(tagHop) == hopEdge {
+		if x.isDecision(i) && s.tag(wire.AttrHop) == wire.HopEdge {
 			return s, true
 		}
 	}
@@ -338,8 +386,8 @@ func (x *index) carriedLane() (lane, reason string) {
 		if x.isDecision(i) {
 			continue
 		}
-		if lane := s.tag(tagLane); lane != "" {
-			return lane, s.tag(tagReason)
+		if lane := s.tag(wire.AttrLane); lane != "" {
+			return lane, s.reason()
 		}
 	}
 	return stable, ""
@@ -351,23 +399,23 @@ type hopSpan struct {
 }
 
 // hops are the spans that say which environment served a service, in
-// start order: every service span tagged graymesh.served_env, and, for a
-// service with none, the innermost of its sidecar spans that name the
-// service's environment cluster.
+// start order: every service span that says so, and, for a service with
+// none, the innermost of its sidecar spans that name the service's
+// environment cluster.
 func (x *index) hops() []hopSpan {
 	var out []hopSpan
 	reported := map[string]bool{}
 	for i, s := range x.spans {
-		served := s.tag(tagServedEnv)
+		served := x.served(i)
 		if served == "" {
 			continue
 		}
-		service := s.tag(tagService)
+		service := s.tag(wire.AttrService)
 		if service == "" {
 			service = x.serviceName(i)
 		}
 		reported[service] = true
-		out = append(out, hopSpan{i, Hop{Service: service, Served: served, Lane: s.tag(tagLane), Fallback: s.tag(tagFallback)}})
+		out = append(out, hopSpan{i, Hop{Service: service, Served: served, Lane: s.tag(wire.AttrLane), Fallback: s.tag(wire.AttrFallback)}})
 	}
 	sidecar := map[string][]int{}
 	for i, s := range x.spans {
@@ -387,8 +435,13 @@ func (x *index) hops() []hopSpan {
 				continue
 			}
 			s := x.spans[i]
-			_, env, _ := strings.Cut(s.tag(tagUpstream), "|")
-			out = append(out, hopSpan{i, Hop{Service: service, Served: env, Lane: s.tag(tagLane), Fallback: s.tag(tagFallback), From: "sidecar"}})
+			// The endpoint that served says which environment it is;
+			// traces from before the vocabulary only name the cluster.
+			served := s.tag(wire.AttrVariant)
+			if served == "" {
+				_, served, _ = strings.Cut(s.tag(tagUpstream), "|")
+			}
+			out = append(out, hopSpan{i, Hop{Service: service, Served: served, Lane: s.tag(wire.AttrLane), Fallback: s.tag(wire.AttrFallback), From: "sidecar"}})
 		}
 	}
 	sort.SliceStable(out, func(a, b int) bool { return out[a].span < out[b].span })
@@ -426,8 +479,8 @@ func (x *index) ownReason(i int, service string) string {
 			if ok && (x.serviceName(j) == service+sidecarSuffix || j == i) {
 				reason = r
 			}
-			if x.isDecision(j) && s.tag(tagHop) != hopEdge && s.tag(tagService) == service && s.tag(tagReason) != "" {
-				reason = s.tag(tagReason)
+			if x.isDecision(j) && s.tag(wire.AttrHop) != wire.HopEdge && s.tag(wire.AttrService) == service && s.reason() != "" {
+				reason = s.reason()
 			}
 		}
 		return reason
@@ -436,7 +489,7 @@ func (x *index) ownReason(i int, service string) string {
 		if r, ok := x.reason[a]; ok {
 			return r
 		}
-		if a != i && x.spans[a].tag(tagServedEnv) != "" {
+		if a != i && x.served(a) != "" {
 			return ""
 		}
 	}
@@ -452,7 +505,7 @@ func (x *index) killedOnPath(i int) bool {
 			if x.reason[j] == reasonKilled {
 				return true
 			}
-			if x.isDecision(j) && s.tag(tagHop) != hopEdge && s.tag(tagReason) == reasonKilled {
+			if x.isDecision(j) && s.tag(wire.AttrHop) != wire.HopEdge && s.reason() == reasonKilled {
 				return true
 			}
 		}

@@ -2,17 +2,108 @@ package tracecheck
 
 import (
 	"fmt"
+	"strings"
 	"testing"
+
+	"github.com/graymesh/graymesh/wire"
 )
 
-func decision(hop, env string) Span {
-	return Span{OperationName: "graymesh.decision", StartTime: 1, Tags: []Tag{{"graymesh.hop", hop}, {"graymesh.env", env}, {"graymesh.reason", "whitelist"}}}
+// decision is an edge decision span; lane "" for nothing decided (the
+// route default, stable, served).
+func decision(hop, lane string) Span {
+	tags := []Tag{{wire.AttrHop, hop}, {wire.AttrVariant, "stable"}, {wire.AttrReason, "no-identity"}}
+	if lane != "" {
+		tags = []Tag{{wire.AttrHop, hop}, {wire.AttrVariant, lane}, {wire.AttrLane, lane}, {wire.AttrReason, "whitelist"}}
+	}
+	return Span{OperationName: "decide", StartTime: 1, Tags: tags}
 }
 
+// hop is a service's own span.
 func hop(start int64, service, served, lane, fallback string) Span {
-	return Span{OperationName: service, StartTime: start, Tags: []Tag{
-		{"graymesh.service", service}, {"graymesh.served_env", served}, {"graymesh.lane", lane}, {"graymesh.fallback", fallback},
-	}}
+	return Span{OperationName: "serve " + service, StartTime: start, Tags: tags(
+		wire.AttrService, service, wire.AttrVariant, served, wire.AttrLane, lane, wire.AttrFallback, fallback,
+	)}
+}
+
+// tags are key, value pairs; empty values are left off, as every span
+// writer does.
+func tags(kv ...string) []Tag {
+	var out []Tag
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] != "" {
+			out = append(out, Tag{kv[i], kv[i+1]})
+		}
+	}
+	return out
+}
+
+// legacy rewrites a trace into the names traces used before the trace
+// vocabulary: decision spans "graymesh.decision" with graymesh.env
+// (route-default when nothing was decided) and graymesh.reason, sidecar
+// spans "ingress" tagged graymesh.reason (lane-missing, not default) and
+// no variant, service spans tagged graymesh.served_env.
+func legacy(t Trace) Trace {
+	out := t
+	out.Spans = nil
+	for _, s := range t.Spans {
+		get := func(key string) string { return s.tag(key) }
+		decision := get(wire.AttrHop) != ""
+		envoy := strings.HasSuffix(t.Processes[s.ProcessID].ServiceName, sidecarSuffix)
+		ls := s
+		ls.Tags = nil
+		for _, tag := range s.Tags {
+			switch tag.Key {
+			case wire.AttrReason:
+				if tag.Value == wire.ReasonDefault {
+					tag.Value = "lane-missing"
+				}
+				ls.Tags = append(ls.Tags, Tag{legacyTagReason, tag.Value})
+			case wire.AttrVariant:
+				if !decision && !envoy {
+					ls.Tags = append(ls.Tags, Tag{legacyTagServedEnv, tag.Value})
+				}
+			case wire.AttrLane:
+				if decision {
+					tag.Key = legacyTagEnv
+				}
+				ls.Tags = append(ls.Tags, tag)
+			case "span.kind":
+				// Outbound listeners were servers too.
+				if envoy && tag.Value == "client" && strings.HasPrefix(s.OperationName, wire.SpanOutbound) {
+					tag.Value = "server"
+				}
+				ls.Tags = append(ls.Tags, tag)
+			default:
+				ls.Tags = append(ls.Tags, tag)
+			}
+		}
+		switch {
+		case decision:
+			ls.OperationName = legacyOpDecision
+			if get(wire.AttrLane) == "" {
+				ls.Tags = append(ls.Tags, Tag{legacyTagEnv, legacyRouteDefault})
+			}
+		case envoy && !strings.HasPrefix(s.OperationName, "async "):
+			ls.OperationName = "ingress"
+		}
+		out.Spans = append(out.Spans, ls)
+	}
+	return out
+}
+
+// checkBoth checks traces as written and in the legacy names, and fails
+// unless both reports agree.
+func checkBoth(t *testing.T, traces ...Trace) *Report {
+	t.Helper()
+	var old []Trace
+	for _, tr := range traces {
+		old = append(old, legacy(tr))
+	}
+	r, rl := Check(traces), Check(old)
+	if a, b := fmt.Sprintf("%+v", *r), fmt.Sprintf("%+v", *rl); a != b {
+		t.Fatalf("the legacy names check differently:\nnew    %s\nlegacy %s", a, b)
+	}
+	return r
 }
 
 func TestCheck(t *testing.T) {
@@ -39,9 +130,9 @@ func TestCheck(t *testing.T) {
 		decision("edge", "stable"), hop(2, "orders", "gray", "gray", ""),
 	}}
 	undecided := Trace{TraceID: "undecided", Spans: []Span{hop(2, "orders", "gray", "gray", "")}}
-	routeDefault := Trace{TraceID: "route-default", Spans: []Span{decision("edge", "route-default"), hop(2, "orders", "stable", "stable", "")}}
+	routeDefault := Trace{TraceID: "route-default", Spans: []Span{decision("edge", ""), hop(2, "orders", "stable", "stable", "")}}
 
-	r := Check([]Trace{grayChain, stableChain, dropped, unexplained, grayInStable, undecided, routeDefault})
+	r := checkBoth(t, grayChain, stableChain, dropped, unexplained, grayInStable, undecided, routeDefault)
 	if r.TracesSeen != 7 || r.TracesChecked != 7 || r.Undecided != 1 {
 		t.Fatalf("seen %d checked %d undecided %d", r.TracesSeen, r.TracesChecked, r.Undecided)
 	}
@@ -62,12 +153,13 @@ func TestCheck(t *testing.T) {
 	}
 }
 
-// builder makes traces shaped like the mesh's (as Jaeger returned one from
-// the e2e mesh): per hop, the sidecar's inbound server span (lane, reason
-// and fallback tags from graymesh's headers, upstream_cluster "svc|env"),
-// its ext_proc call, graymesh's gRPC server span and decision span under
-// it, the service's own span, and the sidecar's outbound span
-// (upstream_cluster "inbound|next") towards the next hop.
+// builder makes traces shaped like the mesh's (as Jaeger returns one from
+// the e2e mesh), in the trace vocabulary: per hop, the sidecar's inbound
+// server span (variant from the endpoint that served, reason from
+// graymesh, lane and fallback from its headers, upstream_cluster
+// "svc|env"), its ext_proc call, graymesh's gRPC server span and decision
+// span under it, the service's own span, and the sidecar's outbound
+// client span (upstream_cluster "inbound|next") towards the next hop.
 type builder struct {
 	t     Trace
 	clock int64
@@ -98,8 +190,8 @@ type hopSpec struct {
 	// decision is graymesh's decision span for this hop: "" for none
 	// (graymesh down or its spans lost), else env/reason.
 	env, reason string
-	// headers graymesh set: the lane and fallback; reasonTag false leaves
-	// graymesh.reason off the sidecar span (a sidecar without tracing tags).
+	// headers graymesh set: the lane and fallback; noReasonTag leaves
+	// the reason off the sidecar span (a sidecar without tracing tags).
 	lane, fallback string
 	noReasonTag    bool
 	noDecision     bool
@@ -114,46 +206,46 @@ type hopSpec struct {
 func (b *builder) chain(edge bool, hops ...hopSpec) *builder {
 	parent := ""
 	for i, h := range hops {
-		tags := []Tag{{"span.kind", "server"}}
-		if h.lane != "" {
-			tags = append(tags, Tag{"graymesh.lane", h.lane})
-		}
-		if h.reason != "" && !h.noReasonTag {
-			tags = append(tags, Tag{"graymesh.reason", h.reason})
-		}
-		if h.fallback != "" {
-			tags = append(tags, Tag{"graymesh.fallback", h.fallback})
-		}
 		cluster := h.cluster
 		if cluster == "" {
 			cluster = h.served
 		}
-		tags = append(tags, Tag{"upstream_cluster", h.service + "|" + cluster})
-		inbound := b.span(parent, h.service+"-sidecar", "ingress", tags...)
+		reason := h.reason
+		if h.noReasonTag {
+			reason = ""
+		}
+		inTags := append([]Tag{{"span.kind", "server"}}, tags(wire.AttrVariant, cluster, wire.AttrReason, reason,
+			wire.AttrLane, h.lane, wire.AttrFallback, h.fallback, "upstream_cluster", h.service+"|"+cluster)...)
+		inbound := b.span(parent, h.service+"-sidecar", "inbound "+h.service, inTags...)
 		if !h.noDecision && h.reason != "" {
 			call := b.span(inbound, h.service+"-sidecar", "async envoy.service.ext_proc.v3.ExternalProcessor.Process egress", Tag{"span.kind", "client"})
-			hopName := "inner"
+			hopName, op := wire.HopInner, "follow-lane "+h.service
 			if i == 0 && edge {
-				hopName = "edge"
+				hopName, op = wire.HopEdge, "decide "+h.service
 			}
-			env := h.env
-			if env == "" {
-				env = h.lane
+			lane := h.env
+			if lane == "" {
+				lane = h.lane
+			}
+			variant := lane
+			if h.fallback != "" {
+				variant = "stable"
 			}
 			// graymesh's gRPC server span sits between the sidecar's
 			// call and the decision, as otelgrpc reports it.
 			grpc := b.span(call, "graymesh", "envoy.service.ext_proc.v3.ExternalProcessor/Process", Tag{"span.kind", "server"})
-			b.span(grpc, "graymesh", "graymesh.decision",
-				Tag{"graymesh.hop", hopName}, Tag{"graymesh.service", h.service}, Tag{"graymesh.env", env}, Tag{"graymesh.reason", h.reason})
+			b.span(grpc, "graymesh", op, tags(wire.AttrHop, hopName, wire.AttrService, h.service,
+				wire.AttrVariant, variant, wire.AttrLane, lane, wire.AttrReason, h.reason, wire.AttrFallback, h.fallback)...)
 		}
 		parent = inbound
 		if !h.noServiceSpan {
-			parent = b.span(inbound, h.service, "GET /", Tag{"span.kind", "server"},
-				Tag{"graymesh.service", h.service}, Tag{"graymesh.served_env", h.served}, Tag{"graymesh.lane", h.lane}, Tag{"graymesh.fallback", h.fallback})
+			parent = b.span(inbound, h.service, "serve "+h.service+" "+h.served, append([]Tag{{"span.kind", "server"}},
+				tags(wire.AttrService, h.service, wire.AttrVariant, h.served, wire.AttrLane, h.lane, wire.AttrFallback, h.fallback)...)...)
 		}
 		if i+1 < len(hops) {
-			call := b.span(parent, h.service, "HTTP GET", Tag{"span.kind", "client"})
-			parent = b.span(call, h.service+"-sidecar", "ingress", Tag{"span.kind", "server"}, Tag{"upstream_cluster", "inbound|" + hops[i+1].service})
+			next := hops[i+1].service
+			call := b.span(parent, h.service, "call "+next, Tag{"span.kind", "client"})
+			parent = b.span(call, h.service+"-sidecar", "outbound "+h.service+"->"+next, Tag{"span.kind", "client"}, Tag{"upstream_cluster", "inbound|" + next})
 		}
 	}
 	return b
@@ -179,8 +271,8 @@ func killedAtOrders() []hopSpec {
 	return []hopSpec{
 		{service: "frontend", reason: "whitelist", lane: "gray", served: "gray"},
 		{service: "orders", reason: "killed", lane: "stable", served: "stable"},
-		{service: "inventory", reason: "lane-missing", lane: "stable", served: "stable"},
-		{service: "pricing", reason: "lane-missing", lane: "stable", served: "stable"},
+		{service: "inventory", reason: wire.ReasonDefault, lane: "stable", served: "stable"},
+		{service: "pricing", reason: wire.ReasonDefault, lane: "stable", served: "stable"},
 	}
 }
 
@@ -206,7 +298,7 @@ func TestCheckCategories(t *testing.T) {
 		{service: "frontend", served: "stable"}, {service: "orders", served: "gray"},
 	}
 	lostAfterDecision := grayChain()
-	lostAfterDecision[3] = hopSpec{service: "pricing", reason: "lane-missing", lane: "stable", served: "stable"}
+	lostAfterDecision[3] = hopSpec{service: "pricing", reason: wire.ReasonDefault, lane: "stable", served: "stable"}
 	killedThenGray := killedAtOrders()
 	killedThenGray[3] = hopSpec{service: "pricing", reason: "lane", lane: "gray", served: "gray"}
 	uninstrumented := grayChain()
@@ -253,7 +345,7 @@ func TestCheckCategories(t *testing.T) {
 			want{unchecked: 1}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			r := Check([]Trace{c.trace})
+			r := checkBoth(t, c.trace)
 			got := want{checked: r.TracesChecked, undecided: r.Undecided, unchecked: r.Unchecked, hops: r.HopsChecked, leaks: r.Leaks, switches: r.Switches, fallbacks: r.Fallbacks}
 			if len(r.Traces) == 1 {
 				got.lane, got.switchAt = r.Traces[0].Lane, r.Traces[0].Switch
@@ -274,15 +366,15 @@ func TestKillInAnotherBranchExplainsNothing(t *testing.T) {
 	// frontend calls orders and payments; orders finds the release
 	// killed, payments serves stable with no kill on its path: a leak.
 	b := newBuilder("t", true)
-	in := b.span("", "frontend-sidecar", "ingress", Tag{"span.kind", "server"}, Tag{"graymesh.lane", "gray"}, Tag{"graymesh.reason", "whitelist"}, Tag{"upstream_cluster", "frontend|gray"})
+	in := b.span("", "frontend-sidecar", "inbound frontend", Tag{"span.kind", "server"}, Tag{wire.AttrVariant, "gray"}, Tag{wire.AttrLane, "gray"}, Tag{wire.AttrReason, "whitelist"}, Tag{"upstream_cluster", "frontend|gray"})
 	call := b.span(in, "frontend-sidecar", "ext_proc", Tag{"span.kind", "client"})
-	b.span(call, "graymesh", "graymesh.decision", Tag{"graymesh.hop", "edge"}, Tag{"graymesh.env", "gray"}, Tag{"graymesh.reason", "whitelist"})
-	fe := b.span(in, "frontend", "GET /", Tag{"graymesh.served_env", "gray"}, Tag{"graymesh.lane", "gray"})
-	o := b.span(fe, "orders-sidecar", "ingress", Tag{"span.kind", "server"}, Tag{"graymesh.lane", "stable"}, Tag{"graymesh.reason", "killed"})
-	b.span(o, "orders", "GET /", Tag{"graymesh.served_env", "stable"}, Tag{"graymesh.lane", "stable"})
-	p := b.span(fe, "payments-sidecar", "ingress", Tag{"span.kind", "server"}, Tag{"graymesh.lane", "gray"}, Tag{"graymesh.reason", "lane"})
-	b.span(p, "payments", "GET /", Tag{"graymesh.served_env", "stable"}, Tag{"graymesh.lane", "gray"})
-	r := Check([]Trace{b.trace()})
+	b.span(call, "graymesh", "decide frontend", Tag{wire.AttrHop, "edge"}, Tag{wire.AttrVariant, "gray"}, Tag{wire.AttrLane, "gray"}, Tag{wire.AttrReason, "whitelist"})
+	fe := b.span(in, "frontend", "serve frontend gray", Tag{wire.AttrVariant, "gray"}, Tag{wire.AttrLane, "gray"})
+	o := b.span(fe, "orders-sidecar", "inbound orders", Tag{"span.kind", "server"}, Tag{wire.AttrVariant, "stable"}, Tag{wire.AttrLane, "stable"}, Tag{wire.AttrReason, "killed"})
+	b.span(o, "orders", "serve orders stable", Tag{wire.AttrVariant, "stable"}, Tag{wire.AttrLane, "stable"})
+	p := b.span(fe, "payments-sidecar", "inbound payments", Tag{"span.kind", "server"}, Tag{wire.AttrVariant, "stable"}, Tag{wire.AttrLane, "gray"}, Tag{wire.AttrReason, "lane"})
+	b.span(p, "payments", "serve payments stable", Tag{wire.AttrVariant, "stable"}, Tag{wire.AttrLane, "gray"})
+	r := checkBoth(t, b.trace())
 	if r.Leaks != 1 || r.Switches != 1 {
 		t.Fatalf("leaks %d switches %d: %+v", r.Leaks, r.Switches, r.Traces)
 	}
@@ -298,17 +390,31 @@ func TestSidecarHopUsesTheFallbackListenersSpan(t *testing.T) {
 	// span names pricing|gray and the fallback listener's span under it
 	// pricing|stable, marked.
 	b := newBuilder("t", true)
-	in := b.span("", "frontend-sidecar", "ingress", Tag{"span.kind", "server"}, Tag{"graymesh.lane", "gray"}, Tag{"upstream_cluster", "frontend|gray"})
+	in := b.span("", "frontend-sidecar", "inbound frontend", Tag{"span.kind", "server"}, Tag{wire.AttrVariant, "gray"}, Tag{wire.AttrLane, "gray"}, Tag{"upstream_cluster", "frontend|gray"})
 	call := b.span(in, "frontend-sidecar", "ext_proc", Tag{"span.kind", "client"})
-	b.span(call, "graymesh", "graymesh.decision", Tag{"graymesh.hop", "edge"}, Tag{"graymesh.env", "gray"}, Tag{"graymesh.reason", "whitelist"})
-	fe := b.span(in, "frontend", "GET /", Tag{"graymesh.served_env", "gray"}, Tag{"graymesh.lane", "gray"})
-	p := b.span(fe, "pricing-sidecar", "ingress", Tag{"span.kind", "server"}, Tag{"graymesh.lane", "gray"}, Tag{"upstream_cluster", "pricing|gray"})
-	b.span(p, "pricing-sidecar", "fallback", Tag{"span.kind", "server"}, Tag{"graymesh.lane", "gray"}, Tag{"graymesh.fallback", "gray-unavailable"}, Tag{"upstream_cluster", "pricing|stable"})
+	b.span(call, "graymesh", "decide frontend", Tag{wire.AttrHop, "edge"}, Tag{wire.AttrVariant, "gray"}, Tag{wire.AttrLane, "gray"}, Tag{wire.AttrReason, "whitelist"})
+	fe := b.span(in, "frontend", "serve frontend gray", Tag{wire.AttrVariant, "gray"}, Tag{wire.AttrLane, "gray"})
+	p := b.span(fe, "pricing-sidecar", "inbound pricing", Tag{"span.kind", "server"}, Tag{wire.AttrLane, "gray"}, Tag{"upstream_cluster", "pricing|gray"})
+	b.span(p, "pricing-sidecar", "fallback pricing", Tag{"span.kind", "server"}, Tag{wire.AttrVariant, "stable"}, Tag{wire.AttrLane, "gray"}, Tag{wire.AttrFallback, "gray-unavailable"}, Tag{"upstream_cluster", "pricing|stable"})
 	// An outbound span names a peer's inbound cluster, not an environment.
-	b.span(fe, "frontend-sidecar", "egress", Tag{"upstream_cluster", "inbound|pricing"})
-	r := Check([]Trace{b.trace()})
+	b.span(fe, "frontend-sidecar", "outbound frontend->pricing", Tag{"span.kind", "client"}, Tag{"upstream_cluster", "inbound|pricing"})
+	r := checkBoth(t, b.trace())
 	hops := r.Traces[0].Hops
 	if r.Leaks != 0 || len(hops) != 2 || hops[1].Served != "stable" || hops[1].Fallback != "gray-unavailable" || hops[1].From != "sidecar" {
+		t.Fatalf("leaks %d hops %+v", r.Leaks, hops)
+	}
+}
+
+func TestSidecarHopReadsTheServingEndpointsVariant(t *testing.T) {
+	// pricing reports no span and its fallback listener's span was lost:
+	// the inbound span names the gray cluster, but the endpoint that
+	// served (the fallback listener) says stable, and why.
+	b := newBuilder("t", true).chain(true, hopSpec{service: "frontend", reason: "whitelist", lane: "gray", served: "gray"})
+	b.span("s5", "pricing-sidecar", "inbound pricing", Tag{"span.kind", "server"}, Tag{wire.AttrVariant, "stable"}, Tag{wire.AttrLane, "gray"},
+		Tag{wire.AttrReason, "lane"}, Tag{wire.AttrFallback, "gray-unavailable"}, Tag{"upstream_cluster", "pricing|gray"})
+	r := Check([]Trace{b.trace()})
+	hops := r.Traces[0].Hops
+	if r.Leaks != 0 || len(hops) != 2 || hops[1].Served != "stable" || hops[1].Fallback != "gray-unavailable" || r.Fallbacks != 1 {
 		t.Fatalf("leaks %d hops %+v", r.Leaks, hops)
 	}
 }

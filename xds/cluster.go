@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/graymesh/graymesh/config"
 	"github.com/graymesh/graymesh/plan"
 )
 
@@ -48,26 +49,39 @@ func baseClusters(m plan.Mesh) (*Resources, error) {
 	return r, nil
 }
 
-// addServiceClusters adds one cluster per environment of s.
+// addServiceClusters adds one cluster per environment of s, its
+// endpoints marked with the environment they serve.
 func (r *Resources) addServiceClusters(s *plan.Service) {
 	for _, env := range s.Envs {
-		r.Clusters = append(r.Clusters, endpointsCluster(ClusterName(s.Name, env.Name), env.Endpoints))
+		c := endpointsCluster(ClusterName(s.Name, env.Name), env.Endpoints)
+		for _, lbs := range c.LoadAssignment.Endpoints {
+			for _, lb := range lbs.LbEndpoints {
+				lb.Metadata = endpointMetadata(env.Name, "")
+			}
+		}
+		r.Clusters = append(r.Clusters, c)
 	}
 }
+
+// unavailableSuffix follows the environment a fallback stands in for in
+// its reason: gray-unavailable.
+const unavailableSuffix = "-unavailable"
 
 // withFallback makes each non-stable environment cluster of svc fail over
 // to the sidecar's fallback listener: its own endpoints at priority 0,
 // health-checked, and the fallback listener at priority 1.
 func (r *Resources) withFallback(svc *plan.Service) {
-	fallback := lbEndpoint(plan.Endpoint{Host: svc.Sidecar.Address, Port: svc.Sidecar.FallbackPort})
-	gray := map[string]bool{}
+	gray := map[string]string{}
 	for _, env := range svc.Envs[1:] {
-		gray[ClusterName(svc.Name, env.Name)] = true
+		gray[ClusterName(svc.Name, env.Name)] = env.Name
 	}
 	for _, c := range r.Clusters {
-		if !gray[c.GetName()] {
+		env, ok := gray[c.GetName()]
+		if !ok {
 			continue
 		}
+		fallback := lbEndpoint(plan.Endpoint{Host: svc.Sidecar.Address, Port: svc.Sidecar.FallbackPort})
+		fallback.Metadata = endpointMetadata(config.Stable, env+unavailableSuffix)
 		c.LoadAssignment.Endpoints = append(c.LoadAssignment.Endpoints, &endpointv3.LocalityLbEndpoints{
 			Priority:    1,
 			LbEndpoints: []*endpointv3.LbEndpoint{fallback},

@@ -46,5 +46,11 @@ func extProcFilter(timeout time.Duration, hop, service string) *extprocv3.Extern
 		// route depends on x-gray-env, which graymesh sets. Explicit, not
 		// left to the response's clear_route_cache bit.
 		RouteCacheAction: extprocv3.ExternalProcessor_CLEAR,
+		// graymesh hands the decision's reason, as traces say it, to the
+		// sidecar's span as dynamic metadata; Envoy drops received
+		// metadata outside the namespaces named here.
+		MetadataOptions: &extprocv3.MetadataOptions{ReceivingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{
+			Untyped: []string{wire.MetadataNamespace},
+		}},
 	}
 }

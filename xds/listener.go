@@ -20,13 +20,28 @@ type listenerSpec struct {
 	name                  string
 	address               plan.Endpoint
 	routeName, statPrefix string
-	// traceName is the service name of the spans this listener reports.
-	traceName string
+	// traceName is the service name of the spans this listener reports,
+	// operation their name (Envoy's format specifiers apply).
+	traceName, operation string
 	// extProc, when set, asks graymesh about every request.
 	extProc *extprocv3.ExternalProcessor
-	// outbound listeners neither strip nor decide.
-	outbound bool
+	kind    listenerKind
 }
+
+// listenerKind is what a listener is for.
+type listenerKind int
+
+const (
+	// inbound listeners take requests from outside the sidecar: they
+	// strip client-supplied graymesh headers and decide.
+	inbound listenerKind = iota
+	// outbound listeners route the service's own calls to its peers;
+	// they neither strip nor decide.
+	outbound
+	// fallback listeners serve stable to requests retried from a gray
+	// cluster; they neither strip nor decide, keeping the lane.
+	fallback
+)
 
 func listener(spec listenerSpec, m plan.Mesh) (*listenerv3.Listener, error) {
 	router, err := anypb.New(&routerv3.Router{})
@@ -40,7 +55,7 @@ func listener(spec listenerSpec, m plan.Mesh) (*listenerv3.Listener, error) {
 			ConfigSource:    adsSource(),
 		}},
 	}
-	if !spec.outbound {
+	if spec.kind == inbound {
 		strip, err := stripClientHeaders()
 		if err != nil {
 			return nil, err
@@ -62,7 +77,7 @@ func listener(spec listenerSpec, m plan.Mesh) (*listenerv3.Listener, error) {
 	}
 	hcm.HttpFilters = append(hcm.HttpFilters, &hcmv3.HttpFilter{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router}})
 	if m.OTLP != nil {
-		t, err := tracing(spec.traceName, m.SampleRatio)
+		t, err := tracing(spec, m.SampleRatio)
 		if err != nil {
 			return nil, err
 		}
@@ -72,9 +87,17 @@ func listener(spec listenerSpec, m plan.Mesh) (*listenerv3.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The direction makes Envoy report an outbound listener's span as
+	// the client side of the call (span kind client), the others as
+	// servers.
+	direction := corev3.TrafficDirection_INBOUND
+	if spec.kind == outbound {
+		direction = corev3.TrafficDirection_OUTBOUND
+	}
 	return &listenerv3.Listener{
-		Name:    spec.name,
-		Address: socketAddress(spec.address),
+		Name:             spec.name,
+		Address:          socketAddress(spec.address),
+		TrafficDirection: direction,
 		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{
 			Name:       "envoy.filters.network.http_connection_manager",
 			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcmAny},

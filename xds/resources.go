@@ -53,7 +53,7 @@ func Build(p *plan.Plan) (*Resources, error) {
 	r.Routes = append(r.Routes, rc)
 	l, err := listener(listenerSpec{
 		name: ListenerName, address: p.Mesh.Listener,
-		routeName: RouteName, statPrefix: "ingress", traceName: "graymesh-edge",
+		routeName: RouteName, statPrefix: "ingress", traceName: "graymesh-edge", operation: wire.SpanInbound,
 		extProc: extProcFilter(p.Mesh.MessageTimeout, wire.HopEdge, ""),
 	}, p.Mesh)
 	if err != nil {
@@ -75,8 +75,8 @@ func BuildSidecar(p *plan.Plan, svc *plan.Service) (*Resources, error) {
 		return nil, err
 	}
 	r.addServiceClusters(svc)
-	fallback := sc.FallbackPort != 0
-	if fallback {
+	hasFallback := sc.FallbackPort != 0
+	if hasFallback {
 		r.withFallback(svc)
 	}
 	hop := wire.HopInner
@@ -84,7 +84,7 @@ func BuildSidecar(p *plan.Plan, svc *plan.Service) (*Resources, error) {
 		hop = wire.HopEdge
 	}
 	inboundVH := virtualHost(svc, []string{"*"})
-	if fallback {
+	if hasFallback {
 		for i, rt := range svc.Routes {
 			if rt.Match.Kind == plan.MatchEnv {
 				// A connection to a gray endpoint that fails is retried
@@ -102,24 +102,28 @@ func BuildSidecar(p *plan.Plan, svc *plan.Service) (*Resources, error) {
 	specs := []listenerSpec{{
 		name: "inbound|" + svc.Name, address: address(sc.InboundPort),
 		routeName: inboundRoutes, statPrefix: "inbound", traceName: svc.Name + "-sidecar",
-		extProc: extProcFilter(p.Mesh.MessageTimeout, hop, svc.Name),
+		operation: wire.SpanInbound + " " + svc.Name,
+		extProc:   extProcFilter(p.Mesh.MessageTimeout, hop, svc.Name),
 	}, {
 		name: "outbound|" + svc.Name, address: address(sc.OutboundPort),
 		routeName: outboundRoutes, statPrefix: "outbound", traceName: svc.Name + "-sidecar",
+		// Named after the peer called: the Host the service sent.
+		operation: wire.SpanOutbound + " " + svc.Name + "->%REQ(:authority)%",
 		// Calls leave with the service's own baggage; the receiving
 		// sidecar strips x-gray-* and re-derives the lane, so nothing is
 		// stripped or decided on the way out.
-		outbound: true,
+		kind: outbound,
 	}}
-	if fallback {
+	if hasFallback {
 		fbRoutes := "fallback|" + svc.Name
 		r.Routes = append(r.Routes, fallbackRouteConfig(fbRoutes, svc))
 		specs = append(specs, listenerSpec{
 			name: "fallback|" + svc.Name, address: address(sc.FallbackPort),
 			routeName: fbRoutes, statPrefix: "fallback", traceName: svc.Name + "-sidecar",
+			operation: wire.SpanFallback + " " + svc.Name,
 			// Reached only from this sidecar's own clusters: the lane must
 			// survive, so nothing is stripped.
-			outbound: true,
+			kind: fallback,
 		})
 	}
 	for _, spec := range specs {

@@ -121,7 +121,7 @@ func fallbackRouteConfig(name string, svc *plan.Service) *routev3.RouteConfigura
 				Match:  routeMatch(plan.Match{Kind: plan.MatchAll}),
 				Action: clusterAction(ClusterName(svc.Name, config.Stable)),
 				RequestHeadersToAdd: []*corev3.HeaderValueOption{{
-					Header:       &corev3.HeaderValue{Key: wire.HeaderFallback, Value: "%REQ(" + wire.HeaderEnv + ")%-unavailable"},
+					Header:       &corev3.HeaderValue{Key: wire.HeaderFallback, Value: "%REQ(" + wire.HeaderEnv + ")%" + unavailableSuffix},
 					AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 				}},
 			}},

@@ -4,37 +4,93 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	metadatav3 "github.com/envoyproxy/go-control-plane/envoy/type/metadata/v3"
 	tracingtypev3 "github.com/envoyproxy/go-control-plane/envoy/type/tracing/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/graymesh/graymesh/wire"
 )
 
 // tracing reports Envoy's spans over OTLP gRPC to the collector cluster,
-// tagged with the lane so a trace shows which environment each hop saw.
-func tracing(serviceName string, sampleRatio float64) (*hcmv3.HttpConnectionManager_Tracing, error) {
+// under the sidecar's service name and the listener's operation name.
+// A listener that routes to a service's environments (inbound, fallback,
+// the shared edge) tags its spans in the trace vocabulary of package
+// wire; an outbound listener only calls a peer, whose own inbound span
+// says what served it, so it adds nothing.
+func tracing(spec listenerSpec, sampleRatio float64) (*hcmv3.HttpConnectionManager_Tracing, error) {
 	otelCfg, err := anypb.New(&tracev3.OpenTelemetryConfig{
 		GrpcService: &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
 			EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: OTelCluster},
 		}},
-		ServiceName: serviceName,
+		ServiceName: spec.traceName,
 	})
 	if err != nil {
 		return nil, err
 	}
-	tag := func(name, header string) *tracingtypev3.CustomTag {
-		return &tracingtypev3.CustomTag{Tag: name, Type: &tracingtypev3.CustomTag_RequestHeader{
-			RequestHeader: &tracingtypev3.CustomTag_Header{Name: header},
-		}}
-	}
-	return &hcmv3.HttpConnectionManager_Tracing{
+	t := &hcmv3.HttpConnectionManager_Tracing{
 		RandomSampling: &typev3.Percent{Value: sampleRatio * 100},
 		Provider:       &tracev3.Tracing_Http{Name: "envoy.tracers.opentelemetry", ConfigType: &tracev3.Tracing_Http_TypedConfig{TypedConfig: otelCfg}},
-		CustomTags: []*tracingtypev3.CustomTag{
-			tag("graymesh.lane", wire.HeaderEnv),
-			tag("graymesh.reason", wire.HeaderReason),
-			tag("graymesh.fallback", wire.HeaderFallback),
-		},
-	}, nil
+		// Without an operation, every span of every listener is named
+		// after the listener's traffic direction ("ingress"): inbound,
+		// outbound and fallback spans of one sidecar look alike.
+		Operation: spec.operation,
+	}
+	if spec.kind != outbound {
+		t.CustomTags = servedTags()
+	}
+	return t, nil
+}
+
+// servedTags say which environment served the request and why. Envoy
+// leaves off a tag whose value is empty or missing.
+//
+//   - variant: the endpoint that served it says (endpoint metadata), so a
+//     request retried on the fallback listener reads stable;
+//   - reason: graymesh's decision, handed over as dynamic metadata by
+//     ext_proc (absent where ext_proc did not run);
+//   - lane and release: the headers graymesh set;
+//   - fallback: the header graymesh (a service without the lane's
+//     environment) or the fallback listener's route set, or, on the span
+//     whose request was retried on the fallback listener, that endpoint's
+//     metadata. At most one of the two is ever set.
+func servedTags() []*tracingtypev3.CustomTag {
+	header := func(tag, name string) *tracingtypev3.CustomTag {
+		return &tracingtypev3.CustomTag{Tag: tag, Type: &tracingtypev3.CustomTag_RequestHeader{
+			RequestHeader: &tracingtypev3.CustomTag_Header{Name: name},
+		}}
+	}
+	metadata := func(tag string, kind *metadatav3.MetadataKind, key string) *tracingtypev3.CustomTag {
+		return &tracingtypev3.CustomTag{Tag: tag, Type: &tracingtypev3.CustomTag_Metadata_{Metadata: &tracingtypev3.CustomTag_Metadata{
+			Kind: kind,
+			MetadataKey: &metadatav3.MetadataKey{Key: wire.MetadataNamespace, Path: []*metadatav3.MetadataKey_PathSegment{{
+				Segment: &metadatav3.MetadataKey_PathSegment_Key{Key: key},
+			}}},
+		}}}
+	}
+	host := &metadatav3.MetadataKind{Kind: &metadatav3.MetadataKind_Host_{Host: &metadatav3.MetadataKind_Host{}}}
+	request := &metadatav3.MetadataKind{Kind: &metadatav3.MetadataKind_Request_{Request: &metadatav3.MetadataKind_Request{}}}
+	return []*tracingtypev3.CustomTag{
+		metadata(wire.AttrVariant, host, wire.MetadataEnv),
+		metadata(wire.AttrReason, request, wire.MetadataReason),
+		header(wire.AttrLane, wire.HeaderEnv),
+		header(wire.AttrRelease, wire.HeaderRelease),
+		{Tag: wire.AttrFallback, Type: &tracingtypev3.CustomTag_Value{
+			Value: "%REQ(" + wire.HeaderFallback + ")%%UPSTREAM_METADATA(" + wire.MetadataNamespace + ":" + wire.MetadataFallback + ")%",
+		}},
+	}
+}
+
+// endpointMetadata marks an endpoint of a service's environment cluster
+// with the environment it serves and, for a fallback endpoint, why it
+// serves stable: the sidecar's span reads it (servedTags).
+func endpointMetadata(env, fallback string) *corev3.Metadata {
+	fields := map[string]*structpb.Value{wire.MetadataEnv: structpb.NewStringValue(env)}
+	if fallback != "" {
+		fields[wire.MetadataFallback] = structpb.NewStringValue(fallback)
+	}
+	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
+		wire.MetadataNamespace: {Fields: fields},
+	}}
 }

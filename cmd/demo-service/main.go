@@ -86,12 +86,15 @@ func main() {
 		os.Exit(1)
 	}
 
-	client := &http.Client{Timeout: 5 * time.Second, Transport: otelhttp.NewTransport(http.DefaultTransport)}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: otelhttp.NewTransport(http.DefaultTransport,
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return "call " + r.Host }))}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	// Spans named for what they are: "serve frontend gray" for a request
+	// this version serves, "call orders" for a call to the next service.
 	mux.Handle("/", otelhttp.NewHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		serve(w, r, o, client)
-	}), o.service))
+	}), o.service, otelhttp.WithSpanNameFormatter(func(string, *http.Request) string { return "serve " + o.service + " " + o.env })))
 	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
@@ -114,14 +117,19 @@ func serve(w http.ResponseWriter, r *http.Request, o options, client *http.Clien
 			out.Gray[lk] = strings.Join(v, ",")
 		}
 	}
-	// What served this hop, for the trace checker.
-	trace.SpanFromContext(r.Context()).SetAttributes(
-		attribute.String("graymesh.service", o.service),
-		attribute.String("graymesh.served_env", o.env),
-		attribute.String("graymesh.version", o.version),
-		attribute.String("graymesh.lane", r.Header.Get(wire.HeaderEnv)),
-		attribute.String("graymesh.fallback", r.Header.Get(wire.HeaderFallback)),
+	// What served this hop, in the trace vocabulary, for the trace
+	// checker: this service's environment, the lane the request travels
+	// in and, when the two differ, why. Empty ones are left off.
+	span := trace.SpanFromContext(r.Context())
+	span.SetAttributes(
+		attribute.String(wire.AttrService, o.service),
+		attribute.String(wire.AttrVariant, o.env),
 	)
+	for _, a := range [][2]string{{wire.AttrLane, wire.HeaderEnv}, {wire.AttrFallback, wire.HeaderFallback}} {
+		if v := r.Header.Get(a[1]); v != "" {
+			span.SetAttributes(attribute.String(a[0], v))
+		}
+	}
 	ctx := r.Context()
 	if o.dropLane {
 		ctx = baggage.ContextWithoutBaggage(ctx)

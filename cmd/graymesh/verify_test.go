@@ -10,39 +10,66 @@ import (
 
 	"github.com/graymesh/graymesh/tracecheck"
 	"github.com/graymesh/graymesh/tracecheck/jaegertest"
+	"github.com/graymesh/graymesh/wire"
 )
 
-// meshTrace is a four-hop chain as the mesh reports it: per hop the
-// sidecar's server span and the service's span; decided adds graymesh's
-// edge decision span. served lists what served each hop.
+// meshTrace is a four-hop chain as the mesh reports it, in the trace
+// vocabulary: per hop the sidecar's inbound span and the service's span;
+// decided adds graymesh's edge decision span. served lists what served
+// each hop.
 func meshTrace(id string, start time.Time, decided bool, lane string, served ...string) tracecheck.Trace {
+	return chainTrace(id, start, decided, lane, false, served...)
+}
+
+// legacyMeshTrace is meshTrace in the names traces carried before the
+// trace vocabulary (graymesh.decision, graymesh.env, graymesh.served_env).
+func legacyMeshTrace(id string, start time.Time, lane string, served ...string) tracecheck.Trace {
+	return chainTrace(id, start, true, lane, true, served...)
+}
+
+func chainTrace(id string, start time.Time, decided bool, lane string, legacy bool, served ...string) tracecheck.Trace {
 	t := tracecheck.Trace{TraceID: id, Processes: map[string]tracecheck.Process{"gm": {ServiceName: "graymesh"}}}
 	us := start.UnixMicro()
 	parent := ""
 	add := func(process, op string, tags ...tracecheck.Tag) string {
 		t.Processes[process] = tracecheck.Process{ServiceName: process}
-		s := tracecheck.Span{SpanID: fmt.Sprintf("%s-%d", id, len(t.Spans)), OperationName: op, StartTime: us + int64(len(t.Spans)), ProcessID: process, Tags: tags}
+		var kept []tracecheck.Tag
+		for _, tag := range tags {
+			if tag.Value != "" {
+				kept = append(kept, tag)
+			}
+		}
+		s := tracecheck.Span{SpanID: fmt.Sprintf("%s-%d", id, len(t.Spans)), OperationName: op, StartTime: us + int64(len(t.Spans)), ProcessID: process, Tags: kept}
 		if parent != "" {
 			s.References = []tracecheck.Reference{{RefType: "CHILD_OF", SpanID: parent}}
 		}
 		t.Spans = append(t.Spans, s)
 		return s.SpanID
 	}
+	tag := func(k, v string) tracecheck.Tag { return tracecheck.Tag{Key: k, Value: v} }
 	services := []string{"frontend", "orders", "inventory", "pricing"}
 	for i, env := range served {
 		svc := services[i]
-		in := add(svc+"-sidecar", "ingress", tracecheck.Tag{Key: "span.kind", Value: "server"}, tracecheck.Tag{Key: "graymesh.lane", Value: lane})
-		if i == 0 && decided {
-			parent = in
-			add("gm", "graymesh.decision", tracecheck.Tag{Key: "graymesh.hop", Value: "edge"}, tracecheck.Tag{Key: "graymesh.env", Value: lane}, tracecheck.Tag{Key: "graymesh.reason", Value: "whitelist"})
-		}
-		parent = in
 		fallback := ""
-		if env != lane && svc == "inventory" {
+		if lane != "" && env != lane && svc == "inventory" {
 			// inventory has no gray version.
 			fallback = "no-" + lane + "-version"
 		}
-		parent = add(svc, "GET /", tracecheck.Tag{Key: "graymesh.served_env", Value: env}, tracecheck.Tag{Key: "graymesh.lane", Value: lane}, tracecheck.Tag{Key: "graymesh.fallback", Value: fallback})
+		in := add(svc+"-sidecar", "inbound "+svc, tag("span.kind", "server"), tag(wire.AttrLane, lane))
+		if i == 0 && decided {
+			parent = in
+			if legacy {
+				add("gm", "graymesh.decision", tag(wire.AttrHop, "edge"), tag("graymesh.env", lane), tag("graymesh.reason", "whitelist"))
+			} else {
+				add("gm", "decide "+svc, tag(wire.AttrHop, "edge"), tag(wire.AttrVariant, lane), tag(wire.AttrLane, lane), tag(wire.AttrReason, "whitelist"))
+			}
+		}
+		parent = in
+		variant := wire.AttrVariant
+		if legacy {
+			variant = "graymesh.served_env"
+		}
+		parent = add(svc, "serve "+svc+" "+env, tag(variant, env), tag(wire.AttrLane, lane), tag(wire.AttrFallback, fallback))
 	}
 	return t
 }
@@ -108,10 +135,12 @@ func TestVerifyTracesChecksUndecidedTraces(t *testing.T) {
 	decided := meshTrace("aa", now, true, "gray", "gray", "gray", "stable", "gray")
 	// graymesh down: no decision span, no lane; everything stable.
 	down := meshTrace("bb", now.Add(time.Second), false, "", "stable", "stable", "stable", "stable")
-	url := fakeJaeger(t, decided, down)
+	// Recorded before the trace vocabulary: still checked.
+	old := legacyMeshTrace("dd", now.Add(2*time.Second), "gray", "gray", "gray", "stable", "gray")
+	url := fakeJaeger(t, decided, down, old)
 	code, r, errOut := verifyJSON(t, "--jaeger", url, "--since", "5m")
-	if code != 0 || r.TracesChecked != 2 || r.Undecided != 1 || r.Leaks != 0 {
-		t.Fatalf("exit %d, %d checked, %d undecided, %d leaks: %s", code, r.TracesChecked, r.Undecided, r.Leaks, errOut)
+	if code != 0 || r.TracesChecked != 3 || r.Undecided != 1 || r.Leaks != 0 || r.HopsChecked != 12 || r.Fallbacks != 2 {
+		t.Fatalf("exit %d, %d checked, %d undecided, %d leaks, %d hops, %d fallbacks: %s", code, r.TracesChecked, r.Undecided, r.Leaks, r.HopsChecked, r.Fallbacks, errOut)
 	}
 	code, _, errOut = verifyJSON(t, "--jaeger", url, "--since", "5m", "--fail-undecided")
 	if code != 1 || !strings.Contains(errOut, "1 traces without an edge decision span") {

@@ -1,0 +1,181 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/graymesh/graymesh/wire"
+)
+
+// traceSpan is one span of a trace as Jaeger returns it, flattened.
+type traceSpan struct {
+	ID, Parent, Process, Name string
+	Tags                      map[string]any
+}
+
+func (s traceSpan) tag(key string) string {
+	if v, ok := s.Tags[key]; ok {
+		return fmt.Sprint(v)
+	}
+	return ""
+}
+
+func (s traceSpan) String() string {
+	keys := make([]string, 0, len(s.Tags))
+	for k := range s.Tags {
+		if strings.HasPrefix(k, "feature_flag.") || strings.HasPrefix(k, "graymesh.") || k == "span.kind" {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %q", s.Process, s.Name)
+	for _, k := range keys {
+		fmt.Fprintf(&b, " %s=%v", k, s.Tags[k])
+	}
+	return b.String()
+}
+
+// traceSpans reads one trace from Jaeger.
+func (m *fourHop) traceSpans(traceID string) ([]traceSpan, error) {
+	resp, err := http.Get(m.query + "/api/traces/" + traceID)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("trace %s: %s", traceID, resp.Status)
+	}
+	var body struct {
+		Data []struct {
+			Spans []struct {
+				SpanID, OperationName, ProcessID string
+				References                       []struct{ SpanID string }
+				Tags                             []struct {
+					Key   string
+					Value any
+				}
+			}
+			Processes map[string]struct{ ServiceName string }
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return nil, err
+	}
+	if len(body.Data) != 1 {
+		return nil, fmt.Errorf("trace %s: %d traces", traceID, len(body.Data))
+	}
+	tr := body.Data[0]
+	out := make([]traceSpan, 0, len(tr.Spans))
+	for _, s := range tr.Spans {
+		ts := traceSpan{ID: s.SpanID, Process: tr.Processes[s.ProcessID].ServiceName, Name: s.OperationName, Tags: map[string]any{}}
+		if len(s.References) > 0 {
+			ts.Parent = s.References[0].SpanID
+		}
+		for _, t := range s.Tags {
+			ts.Tags[t.Key] = t.Value
+		}
+		out = append(out, ts)
+	}
+	return out, nil
+}
+
+// waitForSpans polls Jaeger until the trace holds a span for every name
+// in want (by process and span name: "orders-sidecar inbound orders"),
+// and returns them by that key. Envoy flushes its spans on its own
+// schedule, after the services' spans verify-traces waited for.
+func (m *fourHop) waitForSpans(traceID string, want ...string) map[string]traceSpan {
+	m.t.Helper()
+	var got map[string]traceSpan
+	var all []traceSpan
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		spans, err := m.traceSpans(traceID)
+		if err == nil {
+			all = spans
+			got = map[string]traceSpan{}
+			for _, s := range spans {
+				got[s.Process+" "+s.Name] = s
+			}
+			missing := 0
+			for _, w := range want {
+				if _, ok := got[w]; !ok {
+					missing++
+				}
+			}
+			if missing == 0 {
+				return got
+			}
+		}
+		if time.Now().After(deadline) {
+			var names []string
+			for _, s := range all {
+				names = append(names, s.String())
+			}
+			m.t.Fatalf("trace %s: spans %v not all in Jaeger (err %v); have:\n%s", traceID, want, err, strings.Join(names, "\n"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// assertNoEmptyAttributes fails on a graymesh or feature_flag attribute
+// that carries nothing: an empty string, or bucket -1.
+func (m *fourHop) assertNoEmptyAttributes(traceID string) {
+	m.t.Helper()
+	spans, err := m.traceSpans(traceID)
+	must(m.t, err)
+	for _, s := range spans {
+		for k, v := range s.Tags {
+			if !strings.HasPrefix(k, "feature_flag.") && !strings.HasPrefix(k, "graymesh.") {
+				continue
+			}
+			if str := fmt.Sprint(v); str == "" || (k == wire.AttrBucket && str == "-1") {
+				m.t.Errorf("trace %s: span %s carries %s=%q", traceID, s, k, str)
+			}
+		}
+	}
+}
+
+// expectTags fails unless span carries exactly these vocabulary values
+// ("" = the attribute is absent).
+func (m *fourHop) expectTags(s traceSpan, want map[string]string) {
+	m.t.Helper()
+	for k, v := range want {
+		if got := s.tag(k); got != v {
+			m.t.Errorf("span %s: %s=%q, want %q", s, k, got, v)
+		}
+	}
+}
+
+// logTrace logs a trace's spans, parents first, as a reader sees them.
+func (m *fourHop) logTrace(traceID string) {
+	m.t.Helper()
+	spans, err := m.traceSpans(traceID)
+	must(m.t, err)
+	children := map[string][]traceSpan{}
+	ids := map[string]bool{}
+	for _, s := range spans {
+		ids[s.ID] = true
+	}
+	for _, s := range spans {
+		parent := s.Parent
+		if !ids[parent] {
+			parent = ""
+		}
+		children[parent] = append(children[parent], s)
+	}
+	var b strings.Builder
+	var walk func(parent string, depth int)
+	walk = func(parent string, depth int) {
+		for _, s := range children[parent] {
+			fmt.Fprintf(&b, "\n%s%s", strings.Repeat("  ", depth), s)
+			walk(s.ID, depth+1)
+		}
+	}
+	walk("", 0)
+	m.t.Logf("trace %s:%s", traceID, b.String())
+}
