@@ -151,6 +151,12 @@ releases:
     traffic_percent: 20
 `)
 	m.serveMany(t, 1000, 20, 5, func(int) map[string]string { return nil })
+	// graymesh itself made the split (it draws on x-request-id), so the
+	// edge can sign it into a lane; Envoy's weighted route default only
+	// serves when graymesh does not answer.
+	if r := m.mustGet(nil); r.Gray["x-gray-reason"] != "traffic" || r.Gray["x-gray-release"] != "shop-v2-traffic" {
+		t.Fatalf("anonymous request decided by %v, want the traffic split", r.Gray)
+	}
 }
 
 // serveMany sends n requests (headers from headersFor), checks that every

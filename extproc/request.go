@@ -48,6 +48,8 @@ func Extract(p *gray.Policy, hm *corev3.HeaderMap, attrs map[string]*structpb.St
 			r.Baggage = join(r.Baggage, ",", value(h))
 		case "authorization":
 			r.Authorization = value(h)
+		case wire.HeaderRequestID:
+			r.RequestID = value(h)
 		case "cookie":
 			// HTTP/2 clients may split cookies over several headers.
 			r.Cookie = join(r.Cookie, "; ", value(h))

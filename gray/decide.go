@@ -73,6 +73,7 @@ func (p *Policy) facts(r Request, c identity.Caller) *Facts {
 		IP:           r.IP,
 		Headers:      r.Headers,
 		Now:          r.Now,
+		RequestID:    r.RequestID,
 	}
 	if p.membershipOn() {
 		token := r.Membership

@@ -97,6 +97,9 @@ type Ask struct {
 	// Inner asks as an inner hop, which follows the lane in Baggage.
 	Inner   bool   `json:"inner,omitempty"`
 	Baggage string `json:"baggage,omitempty"`
+	// RequestID is Envoy's x-request-id (a traffic-weighted release draws
+	// on it).
+	RequestID string `json:"request_id,omitempty"`
 	// At decides at this time instead of now (schedules, effective_at).
 	At *time.Time `json:"at,omitempty"`
 }
@@ -107,6 +110,7 @@ func (p *Policy) Request(a Ask, now time.Time) (Request, error) {
 		Hop:        Hop{Inner: a.Inner, Service: a.Service},
 		Membership: a.Membership,
 		Baggage:    a.Baggage,
+		RequestID:  a.RequestID,
 		Now:        now,
 	}
 	if a.At != nil {

@@ -48,6 +48,9 @@ const (
 	ReasonMember Reason = "member"
 	ReasonFrozen Reason = "frozen"
 	ReasonKilled Reason = "killed"
+	// ReasonTraffic: a traffic-weighted release split a request that no
+	// rule decided and that carries no identity.
+	ReasonTraffic Reason = "traffic"
 )
 
 // NoBucket marks a decision that computed no bucket.
@@ -69,6 +72,9 @@ type Facts struct {
 	Member string
 	// Now is the decision's time; schedules are evaluated at it.
 	Now time.Time
+	// RequestID identifies the request (Envoy's x-request-id): a
+	// traffic-weighted release draws on it.
+	RequestID string
 }
 
 // Decision is the outcome for one request.
@@ -96,6 +102,8 @@ type Engine struct {
 	version     string
 	releases    []release
 	headerNames map[string]bool
+	// traffic is the traffic-weighted release, if any.
+	traffic *trafficSplit
 }
 
 type release struct {
@@ -145,6 +153,9 @@ func New(cfg *config.Config) (*Engine, error) {
 			cr.rules = append(cr.rules, rules...)
 		}
 		e.releases = append(e.releases, cr)
+		if r.TrafficPercent > 0 {
+			e.traffic = newTrafficSplit(r)
+		}
 	}
 	return e, nil
 }
@@ -205,8 +216,10 @@ func (e *Engine) Decide(req *Facts) Decision {
 		d.Reason = ReasonNotSelected
 	case req.InvalidToken:
 		d.Env, d.Reason = "", ReasonInvalidToken
+		d = e.split(req, d)
 	default:
 		d.Env, d.Reason = "", ReasonNoIdentity
+		d = e.split(req, d)
 	}
 	return d
 }

@@ -23,6 +23,8 @@ type Request struct {
 	Membership string
 	// Baggage is the W3C baggage header, several joined with ",".
 	Baggage string
+	// RequestID is Envoy's x-request-id.
+	RequestID string
 	Now     time.Time
 	// Asserted, when set, is taken as the verified caller instead of
 	// reading a token: the explain tools use it to ask "what if this

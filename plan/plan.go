@@ -241,11 +241,14 @@ type split struct {
 }
 
 // weightedRelease returns the traffic-weighted release's split, or nil
-// (config validation allows at most one).
+// (config validation allows at most one). Envoy applies it to requests
+// graymesh did not decide (graymesh down, or no request id); graymesh
+// makes the same split itself and signs it into the lane.
 func weightedRelease(cfg *config.Config) *split {
 	var out *split
 	for _, r := range cfg.Releases {
-		if r.TrafficPercent > 0 {
+		// A frozen or killed release admits no new request: no split.
+		if r.TrafficPercent > 0 && (r.State == "" || r.State == config.StateActive) {
 			out = &split{env: r.Env, basisPoints: config.BasisPoints(r.TrafficPercent)}
 		}
 	}

@@ -54,6 +54,16 @@ services:
 			{Name: RouteOtherEnv, Match: Match{Kind: MatchOtherEnv}, Backends: []Backend{{Env: config.Stable}}},
 			{Name: RouteDefault, Match: Match{Kind: MatchAll}, Backends: stable},
 		}},
+		{"a killed weighted release splits nothing", "releases: [{name: c, env: canary, traffic_percent: 12.5, state: killed}]", "search", []Route{
+			{Name: RouteOtherEnv, Match: Match{Kind: MatchOtherEnv}, Backends: []Backend{{Env: config.Stable}}},
+			{Name: RouteDefault, Match: Match{Kind: MatchAll}, Backends: stable},
+		}},
+		{"a frozen weighted release splits nothing", "lane: {key: 0123456789abcdef0123456789abcdef}\nmembership: {enabled: true}\nreleases: [{name: c, env: canary, traffic_percent: 12.5, state: frozen}]", "checkout", []Route{
+			{Name: "blue", Match: Match{Kind: MatchEnv, Env: "blue"}, Backends: []Backend{{Env: "blue"}}},
+			{Name: "canary", Match: Match{Kind: MatchEnv, Env: "canary"}, Backends: []Backend{{Env: "canary"}}},
+			{Name: RouteOtherEnv, Match: Match{Kind: MatchOtherEnv}, Backends: []Backend{{Env: config.Stable}}},
+			{Name: RouteDefault, Match: Match{Kind: MatchAll}, Backends: stable},
+		}},
 		{"all traffic weighted leaves one branch", "releases: [{name: c, env: canary, traffic_percent: 100}]", "checkout", []Route{
 			{Name: "blue", Match: Match{Kind: MatchEnv, Env: "blue"}, Backends: []Backend{{Env: "blue"}}},
 			{Name: "canary", Match: Match{Kind: MatchEnv, Env: "canary"}, Backends: []Backend{{Env: "canary"}}},

@@ -23,6 +23,10 @@ const (
 	HeaderFallback = HeaderPrefix + "fallback"
 )
 
+// HeaderRequestID is the request id Envoy sets on every request it
+// accepts (x-request-id); a traffic-weighted release draws on it.
+const HeaderRequestID = "x-request-id"
+
 // HeaderBaggage is the W3C Baggage header (W3C Baggage, "baggage"), which
 // carries the signed lane from hop to hop.
 const HeaderBaggage = "baggage"

@@ -79,6 +79,7 @@ and prints the same output.`, stderr)
 	fs.StringVar(&ask.Service, "service", "", "ask as this service's sidecar (fallback when it lacks the environment)")
 	fs.BoolVar(&ask.Inner, "inner", false, "ask as an inner hop, which follows the lane in --baggage")
 	fs.StringVar(&ask.Baggage, "baggage", "", "W3C baggage header carrying a lane (with --inner)")
+	fs.StringVar(&ask.RequestID, "request-id", "", "the request's x-request-id (a traffic-weighted release draws on it)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	at := fs.String("at", "", "decide at this RFC 3339 time instead of now (schedules)")
 	var claims, headers kvFlag
