@@ -25,7 +25,7 @@ type Request struct {
 	Baggage string
 	// RequestID is Envoy's x-request-id.
 	RequestID string
-	Now     time.Time
+	Now       time.Time
 	// Asserted, when set, is taken as the verified caller instead of
 	// reading a token: the explain tools use it to ask "what if this
 	// subject called". ext_proc never sets it.
