@@ -39,7 +39,8 @@ func (p *Policy) Decide(r Request) Outcome {
 		}
 	} else {
 		o.Caller = p.caller(r)
-		o.Decision = p.Engine.Decide(p.facts(r, o.Caller))
+		f := p.facts(r, o.Caller)
+		o.Decision = p.Engine.Decide(&f)
 		o.Membership = p.membershipFor(o.Decision, o.Caller, r.Now)
 		if p.Lanes != nil {
 			token := ""
@@ -64,8 +65,8 @@ func (p *Policy) caller(r Request) identity.Caller {
 
 // facts are what the rules see: the verified caller, the request's
 // address and headers, and the release a verified membership names.
-func (p *Policy) facts(r Request, c identity.Caller) *Facts {
-	f := &Facts{
+func (p *Policy) facts(r Request, c identity.Caller) Facts {
+	f := Facts{
 		Subject:      c.Subject,
 		Claims:       c.Claims,
 		DeviceID:     c.DeviceID,

@@ -8,38 +8,41 @@ import (
 	"github.com/graymesh/graymesh/config"
 )
 
-// compileHeaders admits a request whose header matches exactly, by prefix
-// or by regular expression. Header names are lower case.
+// headerRule admits a request whose header matches exactly, by prefix or
+// by regular expression. Header names are lower case.
+type headerRule struct {
+	name, exact, prefix string
+	regex               *regexp.Regexp
+}
+
 func compileHeaders(r *config.Release, headerNames map[string]bool) ([]rule, error) {
 	out := make([]rule, 0, len(r.Headers))
 	for i, h := range r.Headers {
-		match, err := headerValueMatcher(h)
-		if err != nil {
-			return nil, fmt.Errorf("headers[%d].regex: %w", i, err)
+		hr := &headerRule{name: h.Name, exact: h.Exact, prefix: h.Prefix}
+		if h.Regex != "" {
+			re, err := regexp.Compile(h.Regex)
+			if err != nil {
+				return nil, fmt.Errorf("headers[%d].regex: %w", i, err)
+			}
+			hr.regex = re
 		}
-		name := h.Name
-		headerNames[name] = true
-		out = append(out, rule{name: fmt.Sprintf("headers[%d]:%s", i, h.Name), reason: ReasonHeader, admits: func(f *Facts) bool {
-			v, ok := f.Headers[name]
-			return ok && match(v)
-		}})
+		headerNames[h.Name] = true
+		out = append(out, rule{name: fmt.Sprintf("headers[%d]:%s", i, h.Name), reason: ReasonHeader, header: hr})
 	}
 	return out, nil
 }
 
-func headerValueMatcher(h config.HeaderMatcher) (func(string) bool, error) {
+func (h *headerRule) admits(f *Facts) bool {
+	v, ok := f.Headers[h.name]
+	if !ok {
+		return false
+	}
 	switch {
-	case h.Regex != "":
-		re, err := regexp.Compile(h.Regex)
-		if err != nil {
-			return nil, err
-		}
-		return re.MatchString, nil
-	case h.Prefix != "":
-		prefix := h.Prefix
-		return func(v string) bool { return strings.HasPrefix(v, prefix) }, nil
+	case h.regex != nil:
+		return h.regex.MatchString(v)
+	case h.prefix != "":
+		return strings.HasPrefix(v, h.prefix)
 	default:
-		exact := h.Exact
-		return func(v string) bool { return v == exact }, nil
+		return v == h.exact
 	}
 }

@@ -2,14 +2,17 @@ package gray
 
 import "github.com/graymesh/graymesh/config"
 
-// compileWhitelist admits the verified subjects listed in whitelist.
+// whitelistRule admits the verified subjects listed in whitelist.
+type whitelistRule struct{ listed map[string]struct{} }
+
 func compileWhitelist(r *config.Release, _ map[string]bool) ([]rule, error) {
 	if len(r.Whitelist) == 0 {
 		return nil, nil
 	}
-	listed := set(r.Whitelist)
-	return []rule{{name: "whitelist", reason: ReasonWhitelist, admits: func(f *Facts) bool {
-		_, ok := listed[f.Subject]
-		return ok && f.Subject != ""
-	}}}, nil
+	return []rule{{name: "whitelist", reason: ReasonWhitelist, whitelist: &whitelistRule{listed: set(r.Whitelist)}}}, nil
+}
+
+func (w *whitelistRule) admits(f *Facts) bool {
+	_, ok := w.listed[f.Subject]
+	return ok && f.Subject != ""
 }

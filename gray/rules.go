@@ -9,7 +9,27 @@ type rule struct {
 	// name says which rule decided, e.g. "claims[0]:tier".
 	name   string
 	reason Reason
-	admits func(f *Facts) bool
+	// Exactly one kind is set. The kinds are called directly, not through
+	// a func value or an interface: an indirect call would make the
+	// request's Facts escape to the heap on every decision.
+	whitelist *whitelistRule
+	claim     *claimRule
+	cidrs     *cidrRule
+	header    *headerRule
+}
+
+func (r *rule) admits(f *Facts) bool {
+	switch {
+	case r.whitelist != nil:
+		return r.whitelist.admits(f)
+	case r.claim != nil:
+		return r.claim.admits(f)
+	case r.cidrs != nil:
+		return r.cidrs.admits(f)
+	case r.header != nil:
+		return r.header.admits(f)
+	}
+	return false
 }
 
 // ruleKind compiles one kind of rule from a release. headerNames collects
@@ -19,8 +39,9 @@ type ruleKind struct {
 }
 
 // ruleKinds are tried in this order within a release. A new kind is a
-// file of its own (rule_<kind>.go with its table test), one line here,
-// its config field and its docs (docs/config.md).
+// file of its own (rule_<kind>.go with its table test), one line here, a
+// field and a case in rule, its config field and its docs
+// (docs/config.md).
 var ruleKinds = []ruleKind{
 	{compileWhitelist},
 	{compileClaims},

@@ -63,3 +63,28 @@ func TestTrafficSplit(t *testing.T) {
 		}
 	}
 }
+
+// TestDecideDoesNotAllocate guards the decision path against a request's
+// Facts escaping to the heap (an indirect call on them does that).
+func TestDecideDoesNotAllocate(t *testing.T) {
+	cfg, err := config.Parse([]byte(`
+releases:
+  - {name: shop-v2, env: gray, salt: s, whitelist: [alice], claims: [{claim: tier, in: [beta]}], cidrs: [10.0.0.0/8], headers: [{name: x-region, exact: hz}], percent: 30}
+services:
+  - {name: shop, environments: {stable: ["127.0.0.1:9001"], gray: ["127.0.0.1:9002"]}}
+`), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Compile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := Request{Asserted: &Asserted{Subject: "bob"}, Headers: map[string]string{"x-region": "sh"}, Hop: Hop{Service: "shop"}}
+	if o := p.Decide(req); o.Reason != ReasonPercent && o.Reason != ReasonNotSelected {
+		t.Fatalf("decided by %s, want every rule tried", o.Reason)
+	}
+	if n := testing.AllocsPerRun(200, func() { _ = p.Decide(req) }); n != 0 {
+		t.Fatalf("%.0f allocations per decision, want 0", n)
+	}
+}
