@@ -115,6 +115,7 @@ func (s *Server) answer(ctx context.Context, st *streamState, req *extprocsvcv3.
 	case *extprocsvcv3.ProcessingRequest_RequestHeaders:
 		p, o := s.decide(ctx, st.hop, r.RequestHeaders, req.GetAttributes())
 		resp := Response(&o, r.RequestHeaders.GetHeaders())
+		setCallerMetadata(resp, p, &o)
 		if st.responseHeaders = p.ResponseHeaders(&o); st.responseHeaders != nil {
 			// Response headers are skipped by default; ask for them only on
 			// the requests that need a membership token set.

@@ -1,0 +1,32 @@
+package extproc
+
+import (
+	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/wire"
+)
+
+// setCallerMetadata adds, when Envoy streams its access log to graymesh
+// for analysis, the keyed hash of the caller this edge decided for as
+// dynamic metadata: the access-log entry then says who was served, without
+// a header reaching the service. Anonymous callers are keyed by their
+// device id; a caller with neither is not counted.
+func setCallerMetadata(resp *extprocsvcv3.ProcessingResponse, p *gray.Policy, o *gray.Outcome) {
+	if p.Plan == nil || !p.Plan.Mesh.AccessLog {
+		return
+	}
+	key := o.Caller.Subject
+	if key == "" && o.Caller.DeviceID != "" {
+		key = "device:" + o.Caller.DeviceID
+	}
+	if key == "" {
+		return
+	}
+	resp.DynamicMetadata = &structpb.Struct{Fields: map[string]*structpb.Value{
+		wire.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+			wire.MetadataCaller: structpb.NewStringValue(p.SubjectHash(key)),
+		}}),
+	}}
+}
