@@ -62,8 +62,8 @@ lint: ## gofmt, go vet, and the layering rules (core free of gRPC/Envoy, xds fre
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet ./...
 	$$(scripts/install-golangci-lint.sh) run ./...
-	@if go list -deps ./gray ./config ./identity ./lane ./plan ./wire ./tracecheck | grep -qE 'google.golang.org/grpc|envoyproxy'; then \
-		echo "lint: the core (gray, config, identity, lane, plan, wire, tracecheck) must not import gRPC or Envoy"; exit 1; fi
+	@if go list -deps ./gray ./config ./identity ./lane ./plan ./wire ./tracecheck ./analysis | grep -qE 'google.golang.org/grpc|envoyproxy'; then \
+		echo "lint: the core (gray, config, identity, lane, plan, wire, tracecheck, analysis) must not import gRPC or Envoy"; exit 1; fi
 	@if go list -deps ./xds | grep -qx 'github.com/graymesh/graymesh/extproc'; then \
 		echo "lint: xds translates the plan; it must not import extproc (shared names live in wire)"; exit 1; fi
 	@if [ -n "$$(go list -deps ./wire | grep '^github.com/graymesh/' | grep -vx 'github.com/graymesh/graymesh/wire')" ]; then \

@@ -3,6 +3,7 @@ package analysis
 import (
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/graymesh/graymesh/config"
@@ -166,6 +167,8 @@ func Judge(s Settings, obs *Observations) Report {
 }
 
 func judgeService(s Settings, alpha float64, o Observation) ServiceReport {
+	// A source need not sort its samples; percentiles and medians need it.
+	o.Gray.Latencies, o.Stable.Latencies = sorted(o.Gray.Latencies), sorted(o.Stable.Latencies)
 	sr := ServiceReport{Service: o.Service, Gray: summarize(o.Gray), Stable: summarize(o.Stable), Verdict: Pass}
 	if total := o.Gray.Requests + o.Stable.Requests; total > 0 {
 		sr.GrayRequestShare = 100 * float64(o.Gray.Requests) / float64(total)
@@ -257,4 +260,13 @@ func verdict(t TestResult, unit, sides string) (Verdict, string) {
 		return Pass, fmt.Sprintf("%s: %+.2f %s within tolerance %.2f (p=%.3g)", sides, t.Effect, unit, t.Threshold, t.P)
 	}
 	return Pass, fmt.Sprintf("%s: %+.2f %s, not significant (p=%.3g ≥ %.3g)", sides, t.Effect, unit, t.P, t.Alpha)
+}
+
+func sorted(x []float64) []float64 {
+	if slices.IsSorted(x) {
+		return x
+	}
+	x = slices.Clone(x)
+	slices.Sort(x)
+	return x
 }
