@@ -28,13 +28,14 @@ jaeger: ## build Jaeger v2 from the tools module into ~/.cache/graymesh (once, ~
 
 DEMO   ?= shop
 CONFIG ?=
+GRAY_FLAGS ?=
 .PHONY: run
-run: build envoy ## start the demo on loopback: DEMO=shop (one Envoy) or DEMO=mesh (4 hops + Jaeger); CONFIG=FILE for another config
+run: build envoy ## start the demo on loopback: DEMO=shop (one Envoy) or DEMO=mesh (4 hops + Jaeger); CONFIG=FILE for another config; GRAY_FLAGS='--error-rate 0.1' spoils gray
 ifeq ($(DEMO),mesh)
 	@scripts/install-jaeger.sh
 	GRAYMESH_DEMO_CONFIG='$(CONFIG)' scripts/run-mesh.sh
 else
-	GRAYMESH_DEMO_CONFIG='$(CONFIG)' scripts/run-demo.sh
+	GRAYMESH_DEMO_CONFIG='$(CONFIG)' GRAYMESH_DEMO_GRAY_FLAGS='$(GRAY_FLAGS)' scripts/run-demo.sh
 endif
 
 .PHONY: test

@@ -68,7 +68,14 @@ func main() {
 	fs.StringVar(&o.outbound, "outbound", "", "host:port of the sidecar's outbound listener (required with --calls)")
 	otlp := fs.String("otlp", "", "OTLP gRPC endpoint to export spans to (empty: no export)")
 	fs.BoolVar(&o.dropLane, "drop-lane", false, "negative control: call the next services WITHOUT the incoming baggage, as a badly behaved service would")
+	errorRate := fs.Float64("error-rate", 0, "fault injection: answer this share of requests (0–1) with 500; also POST /fault?error_rate=R&latency=D")
+	addLatency := fs.Duration("add-latency", 0, "fault injection: delay every request by this much")
 	_ = fs.Parse(os.Args[1:])
+	faults := &fault{}
+	if err := faults.set(*errorRate, *addLatency); err != nil {
+		fmt.Fprintln(os.Stderr, "demo-service:", err)
+		os.Exit(2)
+	}
 	if *calls != "" {
 		o.calls = strings.Split(*calls, ",")
 		if o.outbound == "" {
@@ -89,9 +96,10 @@ func main() {
 	client := &http.Client{Timeout: 5 * time.Second, Transport: otelhttp.NewTransport(http.DefaultTransport)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.Handle("/", otelhttp.NewHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/fault", faults.handle)
+	mux.Handle("/", otelhttp.NewHandler(faults.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		serve(w, r, o, client)
-	}), o.service))
+	})), o.service))
 	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
@@ -100,7 +108,7 @@ func main() {
 		_ = srv.Shutdown(shutdown)
 		_ = shutdownTracing(shutdown)
 	}()
-	log.Info("serving", "listen", *listen, "version", o.version, "calls", o.calls)
+	log.Info("serving", "listen", *listen, "version", o.version, "calls", o.calls, "fault", faults.settings())
 	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 		log.Error("serve", "error", err)
 		os.Exit(1)
