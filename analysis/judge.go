@@ -253,13 +253,13 @@ func verdict(t TestResult, unit, sides string) (Verdict, string) {
 	significant := t.P < t.Alpha
 	switch {
 	case significant && t.Critical > 0 && t.Effect >= t.Critical:
-		return Critical, fmt.Sprintf("%s: +%.2f %s ≥ critical %.2f (p=%.3g < %.3g)", sides, t.Effect, unit, t.Critical, t.P, t.Alpha)
+		return Critical, fmt.Sprintf("%s: +%.2f %s ≥ critical %.2f (p%s < %.3g)", sides, t.Effect, unit, t.Critical, pval(t.P), t.Alpha)
 	case significant && t.Effect > t.Threshold:
-		return Fail, fmt.Sprintf("%s: +%.2f %s > tolerance %.2f (p=%.3g < %.3g)", sides, t.Effect, unit, t.Threshold, t.P, t.Alpha)
+		return Fail, fmt.Sprintf("%s: +%.2f %s > tolerance %.2f (p%s < %.3g)", sides, t.Effect, unit, t.Threshold, pval(t.P), t.Alpha)
 	case significant:
-		return Pass, fmt.Sprintf("%s: %+.2f %s within tolerance %.2f (p=%.3g)", sides, t.Effect, unit, t.Threshold, t.P)
+		return Pass, fmt.Sprintf("%s: %+.2f %s within tolerance %.2f (p%s)", sides, t.Effect, unit, t.Threshold, pval(t.P))
 	}
-	return Pass, fmt.Sprintf("%s: %+.2f %s, not significant (p=%.3g ≥ %.3g)", sides, t.Effect, unit, t.P, t.Alpha)
+	return Pass, fmt.Sprintf("%s: %+.2f %s, not significant (p%s ≥ %.3g)", sides, t.Effect, unit, pval(t.P), t.Alpha)
 }
 
 func sorted(x []float64) []float64 {
@@ -269,4 +269,13 @@ func sorted(x []float64) []float64 {
 	x = slices.Clone(x)
 	slices.Sort(x)
 	return x
+}
+
+// pval prints "=p"; below double precision's reach, "<1e-15" instead of
+// a meaningless 0.
+func pval(p float64) string {
+	if p < 1e-15 {
+		return "<1e-15"
+	}
+	return fmt.Sprintf("=%.3g", p)
 }
