@@ -92,7 +92,11 @@ func verdictSet(s string) (map[analysis.Verdict]bool, error) {
 
 func printAnalysis(w io.Writer, st *daemon.AnalysisStatus) error {
 	a := st.Settings
-	fmt.Fprintf(w, "release %s → %s: state %s, percent %g, schedule step %d of %d\n", st.Release, st.Env, st.State, st.Percent, st.ScheduleStep+1, st.ScheduleSteps)
+	schedule := "no schedule"
+	if st.ScheduleSteps > 0 {
+		schedule = fmt.Sprintf("schedule[%d] of %d steps in force (-1: none yet)", st.ScheduleStep, st.ScheduleSteps)
+	}
+	fmt.Fprintf(w, "release %s → %s: state %s, percent %g, %s\n", st.Release, st.Env, st.State, st.Percent, schedule)
 	fmt.Fprintf(w, "analysis: %s source, windows of %s, services %s, at least %d requests a side, alpha %g; on fail: %s, on critical: %s\n",
 		a.Source, a.Interval.Duration, strings.Join(st.Services, ", "), a.MinRequests, a.Alpha, a.OnFail, a.OnCritical)
 	if len(st.Windows) == 0 {
