@@ -135,6 +135,7 @@ func (a *analyser) sync(ctx context.Context) {
 		if want[name] != key {
 			a.cancel[name]()
 			delete(a.loops, name)
+			delete(a.cancel, name)
 			a.collector.Forget(name)
 		}
 	}

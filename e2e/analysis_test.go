@@ -230,14 +230,17 @@ func getMetrics(t *testing.T, admin string) string {
 }
 
 func TestAnalysisFreezesAGrayWithFivePointsMoreErrors(t *testing.T) {
-	const minRequests = 100
+	// 200 a side: 10 failures against none is significant at the
+	// window's alpha (Fisher p ≈ 0.0009), so the first window with enough
+	// data already fails.
+	const minRequests = 200
 	m := newMesh(t, analysisLane+`
 releases:
   - name: shop-v2
     env: gray
     salt: e2e-analysis
     percent: 50
-    analysis: {interval: 2s, min_requests: 100, on_fail: freeze}
+    analysis: {interval: 2s, min_requests: 200, on_fail: freeze}
 `)
 	spoil(t, m.grayAddress(t), "error_rate=0.05")
 	load := startAnalysisLoad(t, m, 3, 300)
