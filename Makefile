@@ -28,13 +28,14 @@ jaeger: ## build Jaeger v2 from the tools module into ~/.cache/graymesh (once, ~
 
 DEMO   ?= shop
 CONFIG ?=
+GRAY_FLAGS ?=
 .PHONY: run
-run: build envoy ## start the demo on loopback: DEMO=shop (one Envoy) or DEMO=mesh (4 hops + Jaeger); CONFIG=FILE for another config
+run: build envoy ## start the demo on loopback: DEMO=shop (one Envoy) or DEMO=mesh (4 hops + Jaeger); CONFIG=FILE for another config; GRAY_FLAGS='--error-rate 0.1' spoils gray
 ifeq ($(DEMO),mesh)
 	@scripts/install-jaeger.sh
 	GRAYMESH_DEMO_CONFIG='$(CONFIG)' scripts/run-mesh.sh
 else
-	GRAYMESH_DEMO_CONFIG='$(CONFIG)' scripts/run-demo.sh
+	GRAYMESH_DEMO_CONFIG='$(CONFIG)' GRAYMESH_DEMO_GRAY_FLAGS='$(GRAY_FLAGS)' scripts/run-demo.sh
 endif
 
 .PHONY: test
@@ -62,8 +63,8 @@ lint: ## gofmt, go vet, and the layering rules (core free of gRPC/Envoy, xds fre
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet ./...
 	$$(scripts/install-golangci-lint.sh) run ./...
-	@if go list -deps ./gray ./config ./identity ./lane ./plan ./wire ./tracecheck | grep -qE 'google.golang.org/grpc|envoyproxy'; then \
-		echo "lint: the core (gray, config, identity, lane, plan, wire, tracecheck) must not import gRPC or Envoy"; exit 1; fi
+	@if go list -deps ./gray ./config ./identity ./lane ./plan ./wire ./tracecheck ./analysis | grep -qE 'google.golang.org/grpc|envoyproxy'; then \
+		echo "lint: the core (gray, config, identity, lane, plan, wire, tracecheck, analysis) must not import gRPC or Envoy"; exit 1; fi
 	@if go list -deps ./xds | grep -qx 'github.com/graymesh/graymesh/extproc'; then \
 		echo "lint: xds translates the plan; it must not import extproc (shared names live in wire)"; exit 1; fi
 	@if [ -n "$$(go list -deps ./wire | grep '^github.com/graymesh/' | grep -vx 'github.com/graymesh/graymesh/wire')" ]; then \

@@ -175,6 +175,9 @@ type Release struct {
 	// State is active (default), frozen (no new subject enters gray;
 	// subjects already admitted stay) or killed (everyone to stable).
 	State string `yaml:"state"`
+	// Analysis, when set, compares gray with stable every window and acts
+	// on the verdict (docs/analysis.md).
+	Analysis *Analysis `yaml:"analysis"`
 }
 
 // Release states.
@@ -354,6 +357,9 @@ func (c *Config) applyDefaults() {
 		}
 		if c.Releases[i].Salt == "" {
 			c.Releases[i].Salt = c.Releases[i].Name
+		}
+		if a := c.Releases[i].Analysis; a != nil {
+			a.ApplyDefaults()
 		}
 	}
 	for i := range c.Services {

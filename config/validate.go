@@ -90,7 +90,11 @@ func (c *Config) Validate() error {
 		}
 	}
 
-	for i, r := range c.Releases {
+	for i := range c.Releases {
+		r := &c.Releases[i]
+		if r.Analysis != nil {
+			errs = append(errs, r.Analysis.validate(fmt.Sprintf("releases[%d] (%s)", i, r.Name), r, c)...)
+		}
 		if r.State == StateFrozen && !c.Membership.Enabled {
 			errs = append(errs, fmt.Errorf("releases[%d] (%s).state: frozen keeps only subjects holding a membership token, and membership.enabled is off, so it would send everyone to stable: turn membership on, or kill the release", i, r.Name))
 		}

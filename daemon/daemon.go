@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/graymesh/graymesh/analysis"
 	"github.com/graymesh/graymesh/config"
 	"github.com/graymesh/graymesh/extproc"
 	"github.com/graymesh/graymesh/gray"
@@ -51,6 +52,9 @@ type Options struct {
 	AdminToken string
 	// Clock is the daemon's time (default: the wall clock).
 	Clock Clock
+	// AnalysisSource, when set, gives every analysed release's
+	// observations instead of Envoy's access log or Prometheus (tests).
+	AnalysisSource analysis.Source
 }
 
 // envoyKeepalive lets Envoy ping idle ext_proc and ADS connections as often
@@ -65,6 +69,8 @@ type Daemon struct {
 	ext     *extproc.Server
 	xds     *xds.Server
 	metrics *metrics
+	// analyser judges analysed releases and acts on the verdicts.
+	analyser *analyser
 
 	mu sync.Mutex // serialises changes to the config in force
 	// file is the last accepted config file, before overrides.
@@ -89,6 +95,9 @@ type reloadStatus struct {
 	Result  string    `json:"result"`
 	Version string    `json:"version,omitempty"`
 	Error   string    `json:"error,omitempty"`
+	// Reason is the declared reason of the change (change.reason, or the
+	// analysis verdict that made it).
+	Reason string `json:"reason,omitempty"`
 }
 
 // New loads the state and the config and prepares the servers; it does no
@@ -108,6 +117,7 @@ func New(ctx context.Context, path string, opts Options, log *slog.Logger) (*Dae
 	d := &Daemon{path: path, opts: opts, log: log, state: st}
 	d.xds = xds.New(ctx, log)
 	d.metrics = newMetrics(func() int64 { return d.ext.ActiveStreams() }, d.xds)
+	d.analyser = newAnalyser(d, log, newAnalysisMetrics(d.metrics.registry), opts.AnalysisSource)
 
 	file, next, err := d.readFile()
 	if err == nil && st.InForce != nil && !next.Change.Rollback {
@@ -233,6 +243,7 @@ func (d *Daemon) put(next *config.Config, source string) error {
 	if err := d.xds.Update(p.Plan); err != nil {
 		return err
 	}
+	d.analyser.receiver.SetPlan(p.Plan)
 	d.state.Version, d.state.ContentHash, d.state.InForce = version, hash, next
 	if err := d.state.save(d.opts.StateDir); err != nil {
 		// Serving goes on; only the restart guarantees weaken.
@@ -245,8 +256,9 @@ func (d *Daemon) put(next *config.Config, source string) error {
 	}
 	d.metrics.reloads.WithLabelValues("accepted").Inc()
 	d.metrics.setVersion(next.Version)
-	d.lastReload.Store(&reloadStatus{At: d.opts.Clock.Now(), Source: source, Result: "accepted", Version: next.Version})
-	d.log.Info("config in force", "source", source, "config_version", next.Version, "content_hash", hash)
+	d.lastReload.Store(&reloadStatus{At: d.opts.Clock.Now(), Source: source, Result: "accepted", Version: next.Version, Reason: next.Change.Reason})
+	d.log.Info("config in force", "source", source, "config_version", next.Version, "content_hash", hash, "reason", next.Change.Reason)
+	d.analyser.configChanged()
 	return nil
 }
 
@@ -264,6 +276,12 @@ func (d *Daemon) refused(source string, err error) {
 // change persists in the state directory and stays on top of the file
 // until reset. Evicting changes need rollback.
 func (d *Daemon) Override(release string, change func(*override), rollback bool) error {
+	return d.overrideFor(release, change, rollback, "admin", "admin API")
+}
+
+// overrideFor is Override by source ("admin", "analysis"), recording
+// reason as the change's declared reason.
+func (d *Daemon) overrideFor(release string, change func(*override), rollback bool, source, reason string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	found := false
@@ -286,17 +304,37 @@ func (d *Daemon) Override(release string, change func(*override), rollback bool)
 	}
 	next, err := effective(d.file, overrides)
 	if err == nil {
-		next.Change = config.Change{Rollback: rollback, Reason: "admin API"}
+		next.Change = config.Change{Rollback: rollback, Reason: reason}
 		old := d.state.Overrides
 		d.state.Overrides = overrides
-		if err = d.apply(next, "admin"); err != nil {
+		if err = d.apply(next, source); err != nil {
 			d.state.Overrides = old
 		}
 	}
 	if err != nil {
-		d.refused("admin", err)
+		d.refused(source, err)
 	}
 	return err
+}
+
+// overrideOf is release's runtime override (zero when none).
+func (d *Daemon) overrideOf(release string) override {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.state.Overrides[release]
+}
+
+// fileSchedule is release's whole schedule in the config file, before an
+// analysis holds it.
+func (d *Daemon) fileSchedule(release string) []config.Step {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, r := range d.file.Releases {
+		if r.Name == release {
+			return r.Schedule
+		}
+	}
+	return nil
 }
 
 var errNoRelease = errors.New("no such release")
@@ -385,6 +423,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// drain, so checkers stop sending new streams before they are refused.
 	extHealth := health.NewServer()
 	healthgrpc.RegisterHealthServer(extGRPC, extHealth)
+	// Envoy's access log for analysis arrives on the same port.
+	d.analyser.receiver.Register(extGRPC)
 	xdsGRPC := grpc.NewServer(grpc.KeepaliveEnforcementPolicy(envoyKeepalive))
 	d.xds.Register(xdsGRPC)
 	admin := &http.Server{Handler: d.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
@@ -413,6 +453,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	})
 	g.Go(func() error { d.watch(gctx); return nil })
+	g.Go(func() error { d.analyser.run(gctx); return nil })
 	d.ready.Store(true)
 	extHealth.SetServingStatus("", healthgrpc.HealthCheckResponse_SERVING)
 	extHealth.SetServingStatus(extprocsvcv3.ExternalProcessor_ServiceDesc.ServiceName, healthgrpc.HealthCheckResponse_SERVING)
@@ -425,6 +466,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.ready.Store(false)
 		extHealth.Shutdown()
 		d.log.Info("draining", "timeout", d.opts.DrainTimeout)
+		// Access-log streams last as long as Envoy: end them, or the
+		// graceful stop would wait for the drain timeout.
+		d.analyser.receiver.Close()
 		stopped := make(chan struct{})
 		go func() { extGRPC.GracefulStop(); close(stopped) }()
 		select {

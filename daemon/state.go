@@ -33,6 +33,9 @@ type state struct {
 type override struct {
 	State   string   `json:"state,omitempty"`
 	Percent *float64 `json:"percent,omitempty"`
+	// Step is the last schedule step an analysis approved (absent: none
+	// yet) for a release whose analysis gates its schedule.
+	Step *int `json:"schedule_step,omitempty"`
 }
 
 const stateFile = "state.json"
@@ -86,6 +89,7 @@ func effective(file *config.Config, overrides map[string]override) (*config.Conf
 	}
 	for i := range cfg.Releases {
 		o, ok := overrides[cfg.Releases[i].Name]
+		holdSchedule(&cfg.Releases[i], o.Step)
 		if !ok {
 			continue
 		}
@@ -112,4 +116,20 @@ func contentHash(c *config.Config) string {
 	b, _ := json.Marshal(cc)
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:6])
+}
+
+// holdSchedule makes an analysed release's schedule wait for its analysis:
+// only the steps up to step (the last one a window passed; none when nil)
+// are in force, whatever their time, so a step is taken once its at has
+// come and the analysis passed, and an inconclusive analysis never
+// advances the ramp.
+func holdSchedule(r *config.Release, step *int) {
+	if r.Analysis == nil || len(r.Schedule) == 0 {
+		return
+	}
+	n := 0
+	if step != nil {
+		n = min(max(*step+1, 0), len(r.Schedule))
+	}
+	r.Schedule = r.Schedule[:n]
 }

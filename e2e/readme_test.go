@@ -71,6 +71,7 @@ func TestReadmeCommands(t *testing.T) {
 		"127.0.0.1:10000", strings.TrimPrefix(d.listener, "http://"),
 		"127.0.0.1:18080", strings.TrimPrefix(d.admin, "http://"),
 		".tools/shop/", d.work+"/",
+		"127.0.0.1:9102", fmt.Sprintf("127.0.0.1:%d", d.ports["GRAY"]),
 	)
 	var script strings.Builder
 	// No -e: a failing command shows in its block's output, and the checks
@@ -144,6 +145,8 @@ func TestReadmeCommands(t *testing.T) {
 			want: []string{"percent lowered 50 → 10", `"result": "refused"`, `"error": "change would move gray subjects back to stable`, "in force: 3"}},
 		{block: `release freeze shop-v2`,
 			want: []string{`"state": "frozen"`, `"state": "killed"`, `"percent": 60`}},
+		{block: `fault?error_rate=0.1`, // a bad gray version caught by the analysis
+			want: []string{"verdict: FAIL — shop: errors: gray", "action:  freeze", `"state": "frozen"`, `"error_rate":0`}},
 	} {
 		got := output(c.block)
 		for _, w := range c.want {

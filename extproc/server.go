@@ -116,6 +116,7 @@ func (s *Server) answer(ctx context.Context, st *streamState, req *extprocsvcv3.
 		p, o := s.decide(ctx, st.hop, r.RequestHeaders, req.GetAttributes())
 		resp := Response(&o, r.RequestHeaders.GetHeaders())
 		withTraceMetadata(ctx, resp, &o)
+		setCallerMetadata(resp, p, &o)
 		if st.responseHeaders = p.ResponseHeaders(&o); st.responseHeaders != nil {
 			// Response headers are skipped by default; ask for them only on
 			// the requests that need a membership token set.

@@ -6,7 +6,6 @@ import (
 	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/graymesh/graymesh/config"
 	"github.com/graymesh/graymesh/gray"
@@ -110,23 +109,12 @@ func traceReason(r gray.Reason) string {
 	return string(r)
 }
 
-// traceMetadata is the dynamic metadata that hands the decision's reason,
-// in the trace vocabulary, to the sidecar's span (a custom tag reads it).
-// Only for traced requests: untraced ones would carry it for nothing.
-func traceMetadata(ctx context.Context, o *gray.Outcome) *structpb.Struct {
-	if !trace.SpanContextFromContext(ctx).IsSampled() || o.Reason == "" {
-		return nil
-	}
-	return &structpb.Struct{Fields: map[string]*structpb.Value{
-		wire.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
-			wire.MetadataReason: structpb.NewStringValue(traceReason(o.Reason)),
-		}}),
-	}}
-}
-
-// withTraceMetadata attaches traceMetadata to a request-headers answer.
+// withTraceMetadata hands the decision's reason, in the trace vocabulary,
+// to the sidecar's span as dynamic metadata (a custom tag reads it). Only
+// for traced requests: untraced ones would carry it for nothing.
 func withTraceMetadata(ctx context.Context, resp *extprocsvcv3.ProcessingResponse, o *gray.Outcome) {
-	if md := traceMetadata(ctx, o); md != nil {
-		resp.DynamicMetadata = md
+	if !trace.SpanContextFromContext(ctx).IsSampled() || o.Reason == "" {
+		return
 	}
+	addMetadata(resp, wire.MetadataReason, traceReason(o.Reason))
 }

@@ -44,6 +44,10 @@ type Mesh struct {
 	// OTLP is the trace collector; nil turns Envoy's tracing off.
 	OTLP        *Endpoint
 	SampleRatio float64
+	// AccessLog asks Envoy to stream each request it routes to an
+	// environment to graymesh (for a release's analysis), with the caller
+	// graymesh decided for.
+	AccessLog bool
 }
 
 // Endpoint is one host and port.
@@ -212,6 +216,7 @@ func buildMesh(cfg *config.Config) (Mesh, error) {
 	m := Mesh{
 		Listener:       Endpoint{Host: cfg.Mesh.ListenerAddress, Port: cfg.Mesh.ListenerPort},
 		MessageTimeout: cfg.Mesh.MessageTimeout.Duration,
+		AccessLog:      cfg.AnalysesFromEnvoy(),
 	}
 	var errs []error
 	ep, err := ParseEndpoint(cfg.Mesh.ExtProcAddress)

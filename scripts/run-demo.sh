@@ -29,7 +29,10 @@ echo "$name: work folder $work (logs, config.yaml, state)"
 
 "$bindir/demo-service" --listen "127.0.0.1:$stable" --env stable --version v1 >"$work/shop-stable.log" 2>&1 &
 started shop-stable
-"$bindir/demo-service" --listen "127.0.0.1:$gray" --env gray --version v2 >"$work/shop-gray.log" 2>&1 &
+# GRAYMESH_DEMO_GRAY_FLAGS (make run GRAY_FLAGS=...) spoils gray on purpose,
+# e.g. "--error-rate 0.1" or "--add-latency 50ms", for the analysis to catch.
+# shellcheck disable=SC2086
+"$bindir/demo-service" --listen "127.0.0.1:$gray" --env gray --version v2 ${GRAYMESH_DEMO_GRAY_FLAGS:-} >"$work/shop-gray.log" 2>&1 &
 started shop-gray
 : >"$work/graymesh.log"
 supervise graymesh "$work/graymesh.log" "$bindir/graymesh" serve --config "$work/config.yaml" \

@@ -60,3 +60,15 @@ const ExtProcFilterName = "envoy.filters.http.ext_proc"
 // downstream peer's address as Envoy saw it; unlike X-Forwarded-For, a
 // client cannot forge it.
 const SourceAddressAttribute = "source.address"
+
+// Dynamic metadata graymesh's ext_proc answer sets at the edge, which
+// Envoy's access log then carries back to graymesh's analysis: the
+// namespace (the only one the filter accepts from graymesh) and the key of
+// the keyed hash of the caller the decision was for.
+//
+// MetadataNamespace is declared with the trace metadata (trace.go).
+const MetadataCaller = "caller"
+
+// AccessLogName is the log_name of the access log Envoy streams to
+// graymesh.
+const AccessLogName = "graymesh.analysis"

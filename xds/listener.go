@@ -68,6 +68,15 @@ func listener(spec listenerSpec, m plan.Mesh) (*listenerv3.Listener, error) {
 		hcm.UseRemoteAddress = wrapperspb.Bool(true)
 		hcm.EarlyHeaderMutationExtensions = []*corev3.TypedExtensionConfig{strip}
 	}
+	if m.AccessLog && spec.kind == inbound {
+		// Listeners that route to environments report what they served;
+		// outbound and fallback listeners would count a request twice.
+		al, err := accessLog()
+		if err != nil {
+			return nil, err
+		}
+		hcm.AccessLog = append(hcm.AccessLog, al)
+	}
 	if spec.extProc != nil {
 		extProc, err := anypb.New(spec.extProc)
 		if err != nil {

@@ -5,7 +5,8 @@
 // One file per Envoy feature: cluster.go (clusters and fallback failover),
 // route.go (routes from the plan's routes), listener.go (listeners, the
 // client-header strip), extproc.go (the ext_proc filter), tracing.go
-// (Envoy's OpenTelemetry tracer), server.go (snapshots and ADS).
+// (Envoy's OpenTelemetry tracer), accesslog.go (the access log streamed to
+// graymesh for analysis), server.go (snapshots and ADS).
 package xds
 
 import (

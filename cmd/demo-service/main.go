@@ -68,7 +68,14 @@ func main() {
 	fs.StringVar(&o.outbound, "outbound", "", "host:port of the sidecar's outbound listener (required with --calls)")
 	otlp := fs.String("otlp", "", "OTLP gRPC endpoint to export spans to (empty: no export)")
 	fs.BoolVar(&o.dropLane, "drop-lane", false, "negative control: call the next services WITHOUT the incoming baggage, as a badly behaved service would")
+	errorRate := fs.Float64("error-rate", 0, "fault injection: answer this share of requests (0–1) with 500; also POST /fault?error_rate=R&latency=D")
+	addLatency := fs.Duration("add-latency", 0, "fault injection: delay every request by this much")
 	_ = fs.Parse(os.Args[1:])
+	faults := &fault{}
+	if err := faults.set(*errorRate, *addLatency); err != nil {
+		fmt.Fprintln(os.Stderr, "demo-service:", err)
+		os.Exit(2)
+	}
 	if *calls != "" {
 		o.calls = strings.Split(*calls, ",")
 		if o.outbound == "" {
@@ -92,9 +99,10 @@ func main() {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	// Spans named for what they are: "serve frontend gray" for a request
 	// this version serves, "call orders" for a call to the next service.
-	mux.Handle("/", otelhttp.NewHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/fault", faults.handle)
+	mux.Handle("/", otelhttp.NewHandler(faults.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		serve(w, r, o, client)
-	}), o.service, otelhttp.WithSpanNameFormatter(func(string, *http.Request) string { return "serve " + o.service + " " + o.env })))
+	})), o.service, otelhttp.WithSpanNameFormatter(func(string, *http.Request) string { return "serve " + o.service + " " + o.env })))
 	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
@@ -103,7 +111,7 @@ func main() {
 		_ = srv.Shutdown(shutdown)
 		_ = shutdownTracing(shutdown)
 	}()
-	log.Info("serving", "listen", *listen, "version", o.version, "calls", o.calls)
+	log.Info("serving", "listen", *listen, "version", o.version, "calls", o.calls, "fault", faults.settings())
 	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 		log.Error("serve", "error", err)
 		os.Exit(1)

@@ -38,6 +38,7 @@ Commands:
   verify-traces  check from Jaeger that every hop stayed in its lane
   diff           what a config change does: subjects moving each way, and evictions
   release        list, freeze, unfreeze, kill, revive or re-percent releases of a running graymesh
+  analysis       a release's gray-versus-stable windows: sides, tests, verdicts and actions
   render         print Istio routes for the config: graymesh render istio --config FILE
   version        print the version (also: graymesh --version)
 
@@ -60,6 +61,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		"token":         token,
 		"verify-traces": verifyTraces,
 		"release":       release,
+		"analysis":      analysisCmd,
 		"diff":          diffCmd,
 		"render":        render,
 		"version": func([]string, io.Writer, io.Writer) error {

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/graymesh/graymesh/analysis"
+	"github.com/graymesh/graymesh/daemon"
+)
+
+const analysisUsage = `Usage: graymesh analysis NAME [flags]
+
+Shows a release's gray-versus-stable analysis from a running graymesh
+(GET /v1/releases/NAME/analysis): every window's requests, errors and
+latency percentiles on each side, the share gray served against the
+configured percent, each test's statistic, p-value, effect and threshold,
+the verdict and the action taken. docs/analysis.md explains how to read it.
+
+With --until, waits (polling) until a shown window has one of the given
+verdicts, then prints; exit status 1 if none came within --timeout.`
+
+func analysisCmd(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("analysis", analysisUsage, stderr)
+	admin, tokenFile := adminFlags(fs)
+	asJSON := fs.Bool("json", false, "print the admin API's JSON")
+	windows := fs.Int("windows", 5, "how many of the latest windows to show")
+	until := fs.String("until", "", "comma-separated verdicts to wait for (pass, inconclusive, fail, critical)")
+	timeout := fs.Duration("timeout", time.Minute, "how long --until waits")
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fs.Usage()
+		return errUsage
+	}
+	name := args[0]
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	want, err := verdictSet(*until)
+	if err != nil {
+		return err
+	}
+	c, err := newAdminClient(*admin, *tokenFile)
+	if err != nil {
+		return err
+	}
+	path := fmt.Sprintf("/v1/releases/%s/analysis?windows=%d", url.PathEscape(name), max(1, *windows))
+	deadline := time.Now().Add(*timeout)
+	for {
+		body, err := c.do(http.MethodGet, path, nil)
+		if err != nil {
+			return err
+		}
+		var st daemon.AnalysisStatus
+		if err := json.Unmarshal(body, &st); err != nil {
+			return fmt.Errorf("admin API answered: %w", err)
+		}
+		done := len(want) == 0 || slices.ContainsFunc(st.Windows, func(w daemon.Window) bool { return want[w.Verdict] })
+		if done || time.Now().After(deadline) {
+			if *asJSON {
+				_, err = stdout.Write(body)
+			} else {
+				err = printAnalysis(stdout, &st)
+			}
+			if err == nil && !done {
+				err = fmt.Errorf("no window judged %s within %s", *until, *timeout)
+			}
+			return err
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func verdictSet(s string) (map[analysis.Verdict]bool, error) {
+	out := map[analysis.Verdict]bool{}
+	if s == "" {
+		return out, nil
+	}
+	for _, v := range strings.Split(s, ",") {
+		if !slices.Contains(analysis.Verdicts, analysis.Verdict(v)) {
+			return nil, fmt.Errorf("--until: %q is not one of pass, inconclusive, fail, critical", v)
+		}
+		out[analysis.Verdict(v)] = true
+	}
+	return out, nil
+}
+
+func printAnalysis(w io.Writer, st *daemon.AnalysisStatus) error {
+	a := st.Settings
+	schedule := "no schedule"
+	if st.ScheduleSteps > 0 {
+		schedule = fmt.Sprintf("schedule[%d] of %d steps in force (-1: none yet)", st.ScheduleStep, st.ScheduleSteps)
+	}
+	fmt.Fprintf(w, "release %s → %s: state %s, percent %g, %s\n", st.Release, st.Env, st.State, st.Percent, schedule)
+	fmt.Fprintf(w, "analysis: %s source, windows of %s, services %s, at least %d requests a side, alpha %g; on fail: %s, on critical: %s\n",
+		a.Source, a.Interval.Duration, strings.Join(st.Services, ", "), a.MinRequests, a.Alpha, a.OnFail, a.OnCritical)
+	if len(st.Windows) == 0 {
+		fmt.Fprintf(w, "\nno window judged yet (the first ends %s after graymesh started analysing)\n", a.Interval.Duration)
+		return nil
+	}
+	for i := len(st.Windows) - 1; i >= 0; i-- {
+		printWindow(w, &st.Windows[i])
+	}
+	return nil
+}
+
+func printWindow(w io.Writer, win *daemon.Window) {
+	fmt.Fprintf(w, "\nwindow %d  %s – %s  config %s  state %s  configured %g%%\n", win.Index,
+		win.From.Local().Format("15:04:05"), win.To.Local().Format("15:04:05"), win.ConfigVersion, win.State, win.Percent)
+	fmt.Fprintf(w, "  verdict: %s — %s\n", strings.ToUpper(string(win.Verdict)), win.Reason)
+	action := win.Action
+	if win.ActionError != "" {
+		action += " (refused: " + win.ActionError + ")"
+	}
+	fmt.Fprintf(w, "  action:  %s\n", action)
+	if win.Error != "" {
+		fmt.Fprintf(w, "  source:  %s\n", win.Error)
+	}
+	for _, s := range win.Services {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintf(tw, "  %s\trequests\terrors\tp50 ms\tp90 ms\tp99 ms\tcallers\t\n", s.Service)
+		for _, side := range []struct {
+			name string
+			s    analysis.SideSummary
+		}{{"gray", s.Gray}, {"stable", s.Stable}} {
+			fmt.Fprintf(tw, "    %s\t%d\t%d (%.2f%%)\t%.1f\t%.1f\t%.1f\t%d\t\n", side.name, side.s.Requests, side.s.Errors, side.s.ErrorRate, side.s.P50, side.s.P90, side.s.P99, side.s.Callers)
+		}
+		_ = tw.Flush()
+		callers := "no caller known"
+		if s.GrayCallerShare != nil {
+			callers = fmt.Sprintf("%.1f%% of distinct callers", *s.GrayCallerShare)
+		}
+		fmt.Fprintf(w, "    gray served %.1f%% of requests, %s (configured %g%%)\n", s.GrayRequestShare, callers, win.Percent)
+		for _, t := range s.Tests {
+			fmt.Fprintf(w, "    %-8s %-17s stat %-9.4g p %-9.3g alpha %-7.3g effect %+.2f  threshold %.2f", t.Metric, t.Method, t.Statistic, t.P, t.Alpha, t.Effect, t.Threshold)
+			if t.Critical > 0 {
+				fmt.Fprintf(w, "  critical %.2f", t.Critical)
+			}
+			fmt.Fprintf(w, "  → %s\n", t.Verdict)
+		}
+		if len(s.Tests) == 0 {
+			fmt.Fprintf(w, "    %s: %s\n", s.Verdict, s.Reason)
+		}
+	}
+}

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/graymesh/graymesh/analysis"
+	"github.com/graymesh/graymesh/config"
+	"github.com/graymesh/graymesh/daemon"
+)
+
+func analysisServer(t *testing.T, st daemon.AnalysisStatus) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/releases/shop-v2/analysis" {
+			http.NotFound(w, r)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(st)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func TestAnalysisCommandShowsEveryPart(t *testing.T) {
+	a := &config.Analysis{}
+	a.ApplyDefaults()
+	share := 41.5
+	st := daemon.AnalysisStatus{Release: "shop-v2", Env: "gray", Services: []string{"shop"}, Settings: a, State: "frozen", Percent: 30, ScheduleStep: -1,
+		Windows: []daemon.Window{{Index: 7, From: time.Unix(0, 0), To: time.Unix(30, 0), ConfigVersion: "4", State: "active", Percent: 30,
+			Report: analysis.Report{Verdict: analysis.Fail, Reason: "shop: errors: gray 6.00% vs stable 1.00% errors: +5.00 points > tolerance 1.00 (p=1e-05 < 0.025)",
+				Services: []analysis.ServiceReport{{Service: "shop", Gray: analysis.SideSummary{Requests: 400, Errors: 24, ErrorRate: 6, P50: 12},
+					Stable: analysis.SideSummary{Requests: 900, Errors: 9, ErrorRate: 1}, GrayRequestShare: 30.8, GrayCallerShare: &share, Verdict: analysis.Fail,
+					Tests: []analysis.TestResult{{Metric: "errors", Method: analysis.MethodZ, Statistic: 4.2, P: 1e-5, Alpha: 0.025, Effect: 5, Threshold: 1, Critical: 20, Verdict: analysis.Fail}}}}},
+			Action: "freeze"}}}
+	url := analysisServer(t, st)
+	code, out, errOut := runCLI("analysis", "shop-v2", "--admin", url)
+	if code != 0 {
+		t.Fatalf("code %d: %s", code, errOut)
+	}
+	for _, want := range []string{"release shop-v2 → gray: state frozen", "window 7", "verdict: FAIL — shop: errors:", "action:  freeze",
+		"400", "24 (6.00%)", "gray served 30.8% of requests, 41.5% of distinct callers (configured 30%)",
+		"two-proportion-z", "threshold 1.00", "critical 20.00", "→ fail"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	// --until returns at once when a shown window has the verdict, and
+	// fails after its timeout when none does.
+	if code, _, _ := runCLI("analysis", "shop-v2", "--admin", url, "--until", "fail,critical", "--timeout", "1s"); code != 0 {
+		t.Fatalf("--until fail: code %d", code)
+	}
+	if code, _, errOut := runCLI("analysis", "shop-v2", "--admin", url, "--until", "pass", "--timeout", "100ms"); code != 1 || !strings.Contains(errOut, "no window judged pass") {
+		t.Fatalf("--until pass: code %d, %s", code, errOut)
+	}
+	if code, _, _ := runCLI("analysis", "shop-v2", "--admin", url, "--until", "great"); code == 0 {
+		t.Fatal("an unknown verdict was accepted")
+	}
+	if code, _, errOut := runCLI("analysis", "nope", "--admin", url); code != 1 || !strings.Contains(errOut, "404") {
+		t.Fatalf("unknown release: code %d, %s", code, errOut)
+	}
+}
