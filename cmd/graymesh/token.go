@@ -82,12 +82,22 @@ func token(args []string, stdout, stderr io.Writer) error {
 
 	subjectClaim, iss, aud := config.DefaultSubjectClaim, *issuer, *audience
 	if cfg != nil {
-		subjectClaim = cfg.Identity.JWT.SubjectClaim
+		// The first issuer's claims (with jwt.issuers, --issuer picks
+		// another by its iss).
+		prov := cfg.Identity.JWT.Providers()[0]
+		for _, p := range cfg.Identity.JWT.Providers() {
+			if *issuer != "" && p.Issuer == *issuer {
+				prov = p
+			}
+		}
+		subjectClaim = prov.SubjectClaim
 		if iss == "" {
-			iss = cfg.Identity.JWT.Issuer
+			iss = prov.Issuer
 		}
 		if aud == "" {
-			aud = cfg.Identity.JWT.Audience
+			if auds := prov.AllAudiences(); len(auds) > 0 {
+				aud = auds[0]
+			}
 		}
 	}
 	now := time.Now()
@@ -117,7 +127,11 @@ func token(args []string, stdout, stderr io.Writer) error {
 // hmacKey finds the config's first HMAC key matching kid and alg (either
 // may be empty) and returns its method, secret and key id.
 func hmacKey(cfg *config.Config, kid, alg string) (jwt.SigningMethod, []byte, string, error) {
-	for _, k := range cfg.Identity.JWT.Keys {
+	var keys []config.Key
+	for _, p := range cfg.Identity.JWT.Providers() {
+		keys = append(keys, p.Keys...)
+	}
+	for _, k := range keys {
 		if !strings.HasPrefix(k.Algorithm, "HS") || (kid != "" && k.ID != kid) || (alg != "" && k.Algorithm != alg) {
 			continue
 		}
