@@ -40,6 +40,8 @@ func Problem(err error) string {
 		return "keys-unavailable"
 	case errors.Is(err, errUnknownKid):
 		return "unknown-kid"
+	case errors.Is(err, errUnknownIssuer):
+		return "issuer"
 	case errors.Is(err, errDuplicateClaim):
 		return "duplicate-claim"
 	case errors.Is(err, errCritical):
