@@ -425,7 +425,7 @@ func TestIssuers(t *testing.T) {
 	for name, tt := range map[string]struct {
 		token, problem string
 	}{
-		"staff token with a customer key":  {tok(k.rs, "c1", jwt.MapClaims{"sub": "x", "iss": "https://staff.example", "aud": "admin"}), "unknown-kid"},
+		"staff token with a customer key":   {tok(k.rs, "c1", jwt.MapClaims{"sub": "x", "iss": "https://staff.example", "aud": "admin"}), "unknown-kid"},
 		"customer token with the staff kid": {tok(staffKey, "s1", jwt.MapClaims{"sub": "x", "iss": "https://customers.example", "aud": "shop"}), "unknown-kid"},
 		"customer token for the staff aud":  {tok(k.rs, "c1", jwt.MapClaims{"sub": "x", "iss": "https://customers.example", "aud": "admin"}), "audience"},
 		"unknown issuer":                    {tok(k.rs, "c1", jwt.MapClaims{"sub": "x", "iss": "https://evil.example", "aud": "shop"}), "issuer"},
