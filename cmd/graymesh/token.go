@@ -80,26 +80,7 @@ func token(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	subjectClaim, iss, aud := config.DefaultSubjectClaim, *issuer, *audience
-	if cfg != nil {
-		// The first issuer's claims (with jwt.issuers, --issuer picks
-		// another by its iss).
-		prov := cfg.Identity.JWT.Providers()[0]
-		for _, p := range cfg.Identity.JWT.Providers() {
-			if *issuer != "" && p.Issuer == *issuer {
-				prov = p
-			}
-		}
-		subjectClaim = prov.SubjectClaim
-		if iss == "" {
-			iss = prov.Issuer
-		}
-		if aud == "" {
-			if auds := prov.AllAudiences(); len(auds) > 0 {
-				aud = auds[0]
-			}
-		}
-	}
+	subjectClaim, iss, aud := tokenClaims(cfg, *issuer, *audience)
 	now := time.Now()
 	mc := jwt.MapClaims{subjectClaim: *subject, "exp": now.Add(*ttl).Unix(), "iat": now.Unix()}
 	if iss != "" {
@@ -122,6 +103,29 @@ func token(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stdout, s)
 	return nil
+}
+
+// tokenClaims returns the subject claim, iss and aud to mint with: the
+// flags, else the config's first issuer (with jwt.issuers, --issuer picks
+// another by its iss).
+func tokenClaims(cfg *config.Config, issuer, audience string) (subjectClaim, iss, aud string) {
+	if cfg == nil {
+		return config.DefaultSubjectClaim, issuer, audience
+	}
+	prov := cfg.Identity.JWT.Providers()[0]
+	for _, p := range cfg.Identity.JWT.Providers() {
+		if issuer != "" && p.Issuer == issuer {
+			prov = p
+		}
+	}
+	iss, aud = issuer, audience
+	if iss == "" {
+		iss = prov.Issuer
+	}
+	if auds := prov.AllAudiences(); aud == "" && len(auds) > 0 {
+		aud = auds[0]
+	}
+	return prov.SubjectClaim, iss, aud
 }
 
 // hmacKey finds the config's first HMAC key matching kid and alg (either
