@@ -8,9 +8,9 @@
 #
 # What it adds, measured on 2 shared cores (2026-11-28): the zip is 160 MB
 # (kept in Maven's local repository, 153 MB on disk) and unpacks to 170 MB;
-# a first install took 23 s (Maven resolving the dependency plugin, then
-# the zip), a re-install with the zip already in Maven's repository 4 s,
-# a cache hit 0 s. In the e2e run Keycloak starts in 15–20 s here (allow
+# the first install took 23 s (Maven resolving its dependency plugin, then
+# the zip), one with the plugin already resolved 11 s, one with the zip
+# already in Maven's repository 4 s, a cache hit 0 s. In the e2e run Keycloak starts in 15–20 s here (allow
 # up to 90 s on busy cores) and TestOIDCKeycloak takes about 21 s.
 set -euo pipefail
 version=26.4.0
