@@ -479,3 +479,36 @@ func TestSourcesSurviveReload(t *testing.T) {
 		t.Fatalf("reloads fetched %d times", n)
 	}
 }
+
+// FuzzParseJWKS: whatever a provider answers, parsing never panics and
+// never yields a key that is symmetric, of an algorithm outside the
+// allowed ones, or of a type that does not fit its algorithm.
+func FuzzParseJWKS(f *testing.F) {
+	k := newKeys(f)
+	b64 := base64.RawURLEncoding
+	for _, seed := range []any{
+		map[string]any{"keys": []any{rsaJWK("r1", k.rs), ecJWK("e1", k.es)}},
+		map[string]any{"keys": []any{map[string]string{"kty": "oct", "k": "c2VjcmV0", "alg": "HS256"}}},
+		map[string]any{"keys": []any{map[string]string{"kty": "OKP", "crv": "Ed25519", "x": b64.EncodeToString(k.ed.Public().(ed25519.PublicKey))}}},
+		map[string]any{"keys": []any{map[string]string{"kty": "RSA", "alg": "none", "n": "AQAB", "e": "AQAB"}}},
+	} {
+		b, _ := json.Marshal(seed)
+		f.Add(b)
+	}
+	f.Add([]byte(`{"keys":[{"kty":"EC","crv":"P-256","x":"","y":""}]}`))
+	allow := func(alg string) bool { return alg == "RS256" || alg == "ES256" || alg == "EdDSA" || alg == "HS256" }
+	f.Fuzz(func(t *testing.T, data []byte) {
+		keys, _, err := parseJWKS(data, allow)
+		if err != nil && len(keys) > 0 {
+			t.Fatal("keys with an error")
+		}
+		for _, key := range keys {
+			if !allow(key.alg) || !isAsymmetric(key.alg) {
+				t.Fatalf("key %q with alg %q", key.kid, key.alg)
+			}
+			if err := fits(key.alg, key.key); err != nil {
+				t.Fatalf("key %q: %v", key.kid, err)
+			}
+		}
+	})
+}
