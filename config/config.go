@@ -82,19 +82,93 @@ type Identity struct {
 	DeviceCookie string `yaml:"device_cookie"`
 }
 
-// JWT configures token verification.
+// JWT configures token verification: where the token is read and who may
+// issue it. One issuer is written directly under jwt (every config before
+// issuers had that form); several go in Issuers, each with its own keys,
+// audiences and claims.
 type JWT struct {
 	// Cookie, when set, is read when there is no Authorization header.
-	Cookie       string   `yaml:"cookie"`
-	SubjectClaim string   `yaml:"subject_claim"`
-	Algorithms   []string `yaml:"algorithms"`
-	Issuer       string   `yaml:"issuer"`
-	Audience     string   `yaml:"audience"`
-	Leeway       Duration `yaml:"leeway"`
-	Keys         []Key    `yaml:"keys"`
-	JWKSFile     string   `yaml:"jwks_file"`
+	Cookie string   `yaml:"cookie"`
+	Leeway Duration `yaml:"leeway"`
 	// CacheSize bounds the verified-token cache; 0 turns it off.
 	CacheSize int `yaml:"cache_size"`
+	// Provider is the single issuer written directly under jwt. It must
+	// stay empty when Issuers is set.
+	Provider `yaml:",inline"`
+	// Issuers, when set, are the issuers tokens may come from: a token is
+	// verified by the entry whose issuer its iss claim names.
+	Issuers []Provider `yaml:"issuers" json:",omitempty"`
+}
+
+// Provider is one token issuer: what its tokens must say and where its
+// verification keys are. The fields added with OpenID Connect support are
+// omitted from the JSON form when unset, so a config written before them
+// keeps its content hash.
+type Provider struct {
+	SubjectClaim string `yaml:"subject_claim"`
+	// SubjectPrefix is put before every subject this issuer's tokens name,
+	// so that two issuers' subjects never collide ("staff:").
+	SubjectPrefix string   `yaml:"subject_prefix" json:",omitzero"`
+	Algorithms    []string `yaml:"algorithms"`
+	Issuer        string   `yaml:"issuer"`
+	// Audience and Audiences: a token's aud must name one of them.
+	Audience  string   `yaml:"audience"`
+	Audiences []string `yaml:"audiences" json:",omitzero"`
+	// Claims maps a claim name the releases match on to the token claim
+	// it is read from: a top-level name, or a dotted path into nested
+	// objects (realm_access.roles).
+	Claims   map[string]string `yaml:"claims" json:",omitzero"`
+	Keys     []Key             `yaml:"keys"`
+	JWKSFile string            `yaml:"jwks_file"`
+	// Discovery reads the JWKS URI from Issuer/.well-known/openid-configuration.
+	Discovery bool `yaml:"discovery" json:",omitzero"`
+	// JWKSURI is where the issuer publishes its key set.
+	JWKSURI string `yaml:"jwks_uri" json:",omitzero"`
+	// CAFile is a PEM bundle of the CAs trusted for discovery and JWKS
+	// fetches (default: the system's).
+	CAFile string `yaml:"ca_file" json:",omitzero"`
+	// RefreshInterval is the longest a fetched key set is used before it
+	// is fetched again; the provider's Cache-Control max-age or Expires
+	// shortens it, down to MinRefreshInterval.
+	RefreshInterval Duration `yaml:"refresh_interval" json:",omitzero"`
+	// MinRefreshInterval is the least time between two fetches, whatever
+	// asks for them (cache headers, tokens naming an unknown kid).
+	MinRefreshInterval Duration `yaml:"min_refresh_interval" json:",omitzero"`
+}
+
+// Remote reports whether the provider fetches its keys over HTTP(S).
+func (p *Provider) Remote() bool { return p.Discovery || p.JWKSURI != "" }
+
+// HasKeySource reports whether any key can verify the provider's tokens.
+func (p *Provider) HasKeySource() bool {
+	return len(p.Keys) > 0 || p.JWKSFile != "" || p.Remote()
+}
+
+// AllAudiences lists Audience and Audiences together.
+func (p *Provider) AllAudiences() []string {
+	var out []string
+	if p.Audience != "" {
+		out = append(out, p.Audience)
+	}
+	return append(out, p.Audiences...)
+}
+
+// Providers lists the issuers tokens may come from: those of Issuers, or
+// else the one written directly under jwt.
+func (j *JWT) Providers() []Provider {
+	if len(j.Issuers) > 0 {
+		return j.Issuers
+	}
+	return []Provider{j.Provider}
+}
+
+// ProviderField names the i-th of Providers in messages: "identity.jwt"
+// or "identity.jwt.issuers[1]".
+func (j *JWT) ProviderField(i int) string {
+	if len(j.Issuers) > 0 {
+		return fmt.Sprintf("identity.jwt.issuers[%d]", i)
+	}
+	return "identity.jwt"
 }
 
 // Key is one verification key. Exactly one of Secret, SecretFile and
@@ -271,6 +345,10 @@ const (
 	DefaultSubjectClaim   = "sub"
 	DefaultCacheSize      = 10000
 	DefaultLaneTTL        = 5 * time.Minute
+	// DefaultRefreshInterval and DefaultMinRefreshInterval bound how often
+	// a provider's key set is fetched.
+	DefaultRefreshInterval    = 10 * time.Minute
+	DefaultMinRefreshInterval = 30 * time.Second
 )
 
 // Load reads, decodes and validates the file at path.
@@ -327,9 +405,7 @@ func (c *Config) applyDefaults() {
 	if c.Mesh.MessageTimeout.Duration == 0 {
 		c.Mesh.MessageTimeout.Duration = DefaultMessageTimeout
 	}
-	if c.Identity.JWT.SubjectClaim == "" {
-		c.Identity.JWT.SubjectClaim = DefaultSubjectClaim
-	}
+	c.Identity.JWT.applyDefaults()
 	if c.Membership.Cookie == "" {
 		c.Membership.Cookie = wire.DefaultMembershipCookie
 	}
@@ -386,4 +462,28 @@ func (c *Config) ResolvePath(p string) string {
 		return p
 	}
 	return filepath.Join(filepath.Dir(c.Source), p)
+}
+
+func (j *JWT) applyDefaults() {
+	if len(j.Issuers) == 0 {
+		j.Provider.applyDefaults()
+	}
+	for i := range j.Issuers {
+		j.Issuers[i].applyDefaults()
+	}
+}
+
+func (p *Provider) applyDefaults() {
+	if p.SubjectClaim == "" {
+		p.SubjectClaim = DefaultSubjectClaim
+	}
+	if !p.Remote() {
+		return
+	}
+	if p.RefreshInterval.Duration == 0 {
+		p.RefreshInterval.Duration = DefaultRefreshInterval
+	}
+	if p.MinRefreshInterval.Duration == 0 {
+		p.MinRefreshInterval.Duration = min(DefaultMinRefreshInterval, p.RefreshInterval.Duration)
+	}
 }

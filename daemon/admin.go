@@ -59,6 +59,12 @@ func (d *Daemon) adminHandler() http.Handler {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
+		// Until an issuer's key set has been fetched once, its tokens are
+		// anonymous: not ready, so a rollout waits for the provider.
+		if pending := d.ext.Policy().Verifier.Pending(); len(pending) > 0 {
+			http.Error(w, "not ready: "+strings.Join(pending, "; "), http.StatusServiceUnavailable)
+			return
+		}
 		fmt.Fprintln(w, "ready")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.registry, promhttp.HandlerOpts{}))
@@ -219,16 +225,23 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = enc.Encode(v)
 }
 
+func redactKeys(keys []config.Key) {
+	for i := range keys {
+		if keys[i].Secret != "" {
+			keys[i].Secret = "<redacted>"
+		}
+	}
+}
+
 // redacted is cfg without inline secrets.
 func redacted(cfg *config.Config) *config.Config {
 	c, err := cfg.Clone()
 	if err != nil {
 		return &config.Config{}
 	}
-	for i := range c.Identity.JWT.Keys {
-		if c.Identity.JWT.Keys[i].Secret != "" {
-			c.Identity.JWT.Keys[i].Secret = "<redacted>"
-		}
+	redactKeys(c.Identity.JWT.Keys)
+	for i := range c.Identity.JWT.Issuers {
+		redactKeys(c.Identity.JWT.Issuers[i].Keys)
 	}
 	if c.Lane.Key != "" {
 		c.Lane.Key = "<redacted>"

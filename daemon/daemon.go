@@ -31,6 +31,7 @@ import (
 	"github.com/graymesh/graymesh/config"
 	"github.com/graymesh/graymesh/extproc"
 	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/identity"
 	"github.com/graymesh/graymesh/xds"
 )
 
@@ -71,6 +72,9 @@ type Daemon struct {
 	metrics *metrics
 	// analyser judges analysed releases and acts on the verdicts.
 	analyser *analyser
+	// sources fetches issuers' key sets for every config compiled, so a
+	// reload finds them already fetched.
+	sources *identity.Sources
 
 	mu sync.Mutex // serialises changes to the config in force
 	// file is the last accepted config file, before overrides.
@@ -116,7 +120,8 @@ func New(ctx context.Context, path string, opts Options, log *slog.Logger) (*Dae
 	}
 	d := &Daemon{path: path, opts: opts, log: log, state: st}
 	d.xds = xds.New(ctx, log)
-	d.metrics = newMetrics(func() int64 { return d.ext.ActiveStreams() }, d.xds)
+	d.sources = identity.NewSources(log.With("component", "identity"))
+	d.metrics = newMetrics(func() int64 { return d.ext.ActiveStreams() }, d.xds, d.sources)
 	d.analyser = newAnalyser(d, log, newAnalysisMetrics(d.metrics.registry), opts.AnalysisSource)
 
 	file, next, err := d.readFile()
@@ -204,7 +209,7 @@ func (d *Daemon) apply(next *config.Config, source string) error {
 	}
 	if at := next.EffectiveAt; at != nil && d.opts.Clock.Now().Before(*at) {
 		// Every node holds the change until the same instant.
-		if _, err := gray.Compile(next); err != nil {
+		if _, err := gray.Compile(next, identity.WithSources(d.sources)); err != nil {
 			return err
 		}
 		d.pending = next
@@ -236,7 +241,7 @@ func (d *Daemon) put(next *config.Config, source string) error {
 		version++
 	}
 	next.Version = strconv.Itoa(version)
-	p, err := gray.Compile(next)
+	p, err := gray.Compile(next, identity.WithSources(d.sources))
 	if err != nil {
 		return err
 	}
@@ -254,6 +259,7 @@ func (d *Daemon) put(next *config.Config, source string) error {
 	} else {
 		d.ext.Swap(p)
 	}
+	d.sources.Retain(p.Verifier)
 	d.metrics.reloads.WithLabelValues("accepted").Inc()
 	d.metrics.setVersion(next.Version)
 	d.lastReload.Store(&reloadStatus{At: d.opts.Clock.Now(), Source: source, Result: "accepted", Version: next.Version, Reason: next.Change.Reason})
@@ -434,6 +440,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer signal.Stop(hup)
 
 	g, gctx := errgroup.WithContext(ctx)
+	// Key sets are fetched in the background from now on; decisions never
+	// wait for them.
+	d.sources.Start(gctx)
 	g.Go(func() error { return extGRPC.Serve(extLis) })
 	g.Go(func() error { return xdsGRPC.Serve(xdsLis) })
 	g.Go(func() error {

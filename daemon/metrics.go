@@ -1,12 +1,14 @@
 package daemon
 
 import (
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/identity"
 	"github.com/graymesh/graymesh/xds"
 )
 
@@ -20,7 +22,7 @@ type metrics struct {
 	version   *prometheus.GaugeVec
 }
 
-func newMetrics(activeStreams func() int64, x *xds.Server) *metrics {
+func newMetrics(activeStreams func() int64, x *xds.Server, sources *identity.Sources) *metrics {
 	m := &metrics{
 		registry: prometheus.NewRegistry(),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -48,7 +50,7 @@ func newMetrics(activeStreams func() int64, x *xds.Server) *metrics {
 	m.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.decisions, m.fallbacks, m.latency, m.reloads, m.version,
+		m.decisions, m.fallbacks, m.latency, m.reloads, m.version, keySetCollector{sources},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "graymesh_extproc_active_streams",
 			Help: "ext_proc streams open now (one per in-flight request).",
@@ -84,4 +86,41 @@ func (m *metrics) Decided(hop, service string, d gray.Decision, took time.Durati
 func (m *metrics) setVersion(v string) {
 	m.version.Reset()
 	m.version.WithLabelValues(v).Set(1)
+}
+
+// keySetCollector reports the issuers' fetched key sets, labelled by
+// source (the configured jwks_uri or discovery URL) and the algorithms
+// its keys may have ("" for any): both bounded by the config.
+type keySetCollector struct{ sources *identity.Sources }
+
+var (
+	keySetAge = prometheus.NewDesc("graymesh_identity_keyset_age_seconds",
+		"Age of the key set in force, by source (absent until one was fetched).", []string{"source", "algorithms"}, nil)
+	keySetKeys = prometheus.NewDesc("graymesh_identity_keyset_keys",
+		"Verification keys in the key set in force, by source (0 until one was fetched).", []string{"source", "algorithms"}, nil)
+	keySetFetches = prometheus.NewDesc("graymesh_identity_jwks_fetches_total",
+		"Key sets fetched and accepted, by source.", []string{"source", "algorithms"}, nil)
+	keySetErrors = prometheus.NewDesc("graymesh_identity_jwks_fetch_errors_total",
+		"Key set fetches that failed or were refused (the set in force stays), by source.", []string{"source", "algorithms"}, nil)
+	keySetUnknownKid = prometheus.NewDesc("graymesh_identity_jwks_unknown_kid_refreshes_total",
+		"Fetches made because a token named a kid the set lacked (a rotation, or junk), by source.", []string{"source", "algorithms"}, nil)
+)
+
+func (keySetCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{keySetAge, keySetKeys, keySetFetches, keySetErrors, keySetUnknownKid} {
+		ch <- d
+	}
+}
+
+func (c keySetCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, st := range c.sources.Status() {
+		algs := strings.Join(st.Algorithms, ",")
+		if !st.Fetched.IsZero() {
+			ch <- prometheus.MustNewConstMetric(keySetAge, prometheus.GaugeValue, time.Since(st.Fetched).Seconds(), st.Source, algs)
+		}
+		ch <- prometheus.MustNewConstMetric(keySetKeys, prometheus.GaugeValue, float64(len(st.Keys)), st.Source, algs)
+		ch <- prometheus.MustNewConstMetric(keySetFetches, prometheus.CounterValue, float64(st.Fetches), st.Source, algs)
+		ch <- prometheus.MustNewConstMetric(keySetErrors, prometheus.CounterValue, float64(st.Errors), st.Source, algs)
+		ch <- prometheus.MustNewConstMetric(keySetUnknownKid, prometheus.CounterValue, float64(st.UnknownKidRefreshes), st.Source, algs)
+	}
 }

@@ -126,12 +126,21 @@ type process struct {
 
 func start(t *testing.T, dir, name string, bin string, args ...string) *process {
 	t.Helper()
+	return startEnv(t, dir, name, nil, bin, args...)
+}
+
+// startEnv is start with env added to the test's environment.
+func startEnv(t *testing.T, dir, name string, env []string, bin string, args ...string) *process {
+	t.Helper()
 	logPath := filepath.Join(dir, name+".log")
 	f, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
@@ -213,8 +222,8 @@ type mesh struct {
 	client     *http.Client
 }
 
-// meshConfig is rendered with the mesh's ports. {{RELEASES}} is replaced by
-// the test's releases section.
+// meshConfig is rendered with the mesh's ports. {{IDENTITY}} and
+// {{RELEASES}} are replaced by the test's identity and releases sections.
 const meshConfig = `
 server:
   extproc_listen: 127.0.0.1:{{EXTPROC}}
@@ -223,16 +232,7 @@ server:
 mesh:
   listener_port: {{LISTENER}}
   message_timeout: 200ms
-identity:
-  device_cookie: gm_device
-  jwt:
-    algorithms: [HS256, RS256]
-    issuer: e2e
-    audience: e2e
-    cache_size: 1000
-    keys:
-      - {kid: hs, alg: HS256, secret_file: hs.secret}
-      - {kid: rs, alg: RS256, public_key_file: rs.pem}
+{{IDENTITY}}
 {{RELEASES}}
 services:
   - name: shop
@@ -242,7 +242,27 @@ services:
       gray: [127.0.0.1:{{GRAY}}]
 `
 
+// meshIdentity is the identity section of most tests: the mesh's own HS256
+// secret and RSA key, issuer and audience e2e.
+const meshIdentity = `identity:
+  device_cookie: gm_device
+  jwt:
+    algorithms: [HS256, RS256]
+    issuer: e2e
+    audience: e2e
+    cache_size: 1000
+    keys:
+      - {kid: hs, alg: HS256, secret_file: hs.secret}
+      - {kid: rs, alg: RS256, public_key_file: rs.pem}`
+
 func newMesh(t *testing.T, releases string) *mesh {
+	t.Helper()
+	return newMeshWith(t, meshIdentity, releases)
+}
+
+// newMeshWith is newMesh with another identity section (a real identity
+// provider's issuer, for one).
+func newMeshWith(t *testing.T, identity, releases string) *mesh {
 	t.Helper()
 	dir := t.TempDir()
 	m := &mesh{t: t, dir: dir, issuer: "e2e", audience: "e2e", secret: []byte("e2e-secret-0123456789abcdef-0123456789")}
@@ -259,7 +279,7 @@ func newMesh(t *testing.T, releases string) *mesh {
 	for _, k := range []string{"EXTPROC", "XDS", "ADMIN", "LISTENER", "STABLE", "GRAY", "ENVOY_ADMIN"} {
 		ports[k] = freePort(t)
 	}
-	cfg := strings.Replace(meshConfig, "{{RELEASES}}", releases, 1)
+	cfg := strings.Replace(strings.Replace(meshConfig, "{{RELEASES}}", releases, 1), "{{IDENTITY}}", identity, 1)
 	for k, v := range ports {
 		cfg = strings.ReplaceAll(cfg, "{{"+k+"}}", fmt.Sprint(v))
 	}

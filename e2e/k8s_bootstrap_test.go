@@ -99,7 +99,7 @@ func TestK8sSidecarBootstrap(t *testing.T) {
 	for _, name := range []string{"EXTPROC", "XDS", "ADMIN", "LISTENER", "STABLE", "GRAY", "ENVOY_ADMIN"} {
 		ports[name] = freePort(t)
 	}
-	cfg := strings.Replace(meshConfig, "{{RELEASES}}", "releases:\n  - {name: shop-v2, env: gray, whitelist: [alice]}", 1)
+	cfg := strings.Replace(strings.Replace(meshConfig, "{{RELEASES}}", "releases:\n  - {name: shop-v2, env: gray, whitelist: [alice]}", 1), "{{IDENTITY}}", meshIdentity, 1)
 	for name, port := range ports {
 		cfg = strings.ReplaceAll(cfg, "{{"+name+"}}", fmt.Sprint(port))
 	}

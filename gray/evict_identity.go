@@ -2,9 +2,12 @@ package gray
 
 import (
 	"bytes"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/graymesh/graymesh/config"
 	"github.com/graymesh/graymesh/identity"
@@ -15,45 +18,168 @@ import (
 // someone else (or anonymous) under the new config, whatever the rules say.
 
 // identityChanges compares how callers are identified: where the token and
-// the device id are read, which tokens verify, and which claim names the
-// subject.
+// the device id are read, and, issuer by issuer, which tokens verify and
+// how they name the subject.
 func identityChanges(old, new *config.Config) []change {
 	o, n := old.Identity, new.Identity
 	l := changeList{}
-	if o.JWT.SubjectClaim != n.JWT.SubjectClaim {
-		l.add(true, "identity.jwt.subject_claim", "identity.jwt.subject_claim changed %q → %q: every verified subject is re-keyed", o.JWT.SubjectClaim, n.JWT.SubjectClaim)
-	}
 	if o.JWT.Cookie != "" && o.JWT.Cookie != n.JWT.Cookie {
 		l.add(true, "identity.jwt.cookie", "identity.jwt.cookie changed %q → %q: callers whose token is in that cookie become anonymous", o.JWT.Cookie, n.JWT.Cookie)
 	}
 	if o.DeviceCookie != "" && o.DeviceCookie != n.DeviceCookie {
 		l.add(true, "identity.device_cookie", "identity.device_cookie changed %q → %q: anonymous callers lose their bucketing key", o.DeviceCookie, n.DeviceCookie)
 	}
-	for _, c := range []struct{ field, old, new, claim string }{
-		{"identity.jwt.issuer", o.JWT.Issuer, n.JWT.Issuer, "iss"},
-		{"identity.jwt.audience", o.JWT.Audience, n.JWT.Audience, "aud"},
-	} {
-		switch {
-		case c.new == "" || c.old == c.new:
-			// Unset, a token's claim is not checked: nobody loses.
-		case c.old == "":
-			l.add(true, c.field, "%s set to %q: tokens with another or no %s become anonymous", c.field, c.new, c.claim)
-		default:
-			l.add(true, c.field, "%s changed %q → %q: tokens with %s %q become anonymous", c.field, c.old, c.new, c.claim, c.old)
+	oldP, newP := o.JWT.Providers(), n.JWT.Providers()
+	// One issuer on each side is compared as one, whatever its iss (a
+	// changed issuer is reported as such); several are paired by issuer.
+	single := len(oldP) == 1 && len(newP) == 1
+	paired := map[int]bool{}
+	for i, op := range oldP {
+		j := 0
+		if !single {
+			j = slices.IndexFunc(newP, func(np config.Provider) bool { return np.Issuer == op.Issuer })
+		}
+		if j < 0 {
+			if op.HasKeySource() {
+				field := o.JWT.ProviderField(i)
+				l.add(true, field, "%s (issuer %q) removed: tokens it issued become anonymous", field, op.Issuer)
+			}
+			continue
+		}
+		paired[j] = true
+		l.out = append(l.out, issuerChanges(old, new, o.JWT.ProviderField(i), n.JWT.ProviderField(j), op, newP[j])...)
+	}
+	for j, np := range newP {
+		if !paired[j] && np.HasKeySource() {
+			field := n.JWT.ProviderField(j)
+			l.add(false, field, "%s (issuer %q) added", field, np.Issuer)
 		}
 	}
-	return append(l.out, keyChanges(old, new)...)
+	return l.out
 }
 
-// keyChanges compares the verification keys. A token verifies under new
-// when new holds a key it reaches — by its kid, or by its algorithm when
-// the key has no kid — with the same material, and allows its algorithm.
-// Keys are compared by the material in their files now (identity
-// .ConfiguredKeys): a key file moved or re-encoded is the same key; a file
-// replaced in place is not visible here, as both configs read it.
-func keyChanges(old, new *config.Config) []change {
-	oldKeys := identity.ConfiguredKeys(old.Identity, old.ResolvePath)
-	newKeys := identity.ConfiguredKeys(new.Identity, new.ResolvePath)
+// issuerChanges compares one issuer in the old and the new config; of and
+// nf name it in each.
+func issuerChanges(old, new *config.Config, of, nf string, o, n config.Provider) []change {
+	l := changeList{}
+	if o.SubjectClaim != n.SubjectClaim {
+		l.add(true, nf+".subject_claim", "%s.subject_claim changed %q → %q: every verified subject is re-keyed", nf, o.SubjectClaim, n.SubjectClaim)
+	}
+	if o.SubjectPrefix != n.SubjectPrefix {
+		l.add(true, nf+".subject_prefix", "%s.subject_prefix changed %q → %q: every verified subject is re-keyed", nf, o.SubjectPrefix, n.SubjectPrefix)
+	}
+	for _, name := range slices.Sorted(maps.Keys(mergedKeys(o.Claims, n.Claims))) {
+		if from, to := o.Claims[name], n.Claims[name]; from != to {
+			l.add(true, nf+".claims", "%s.claims: %q read from %s, now from %s: callers admitted by a claim rule on it may leave", nf, name, claimSource(name, from), claimSource(name, to))
+		}
+	}
+	switch {
+	case n.Issuer == "" || o.Issuer == n.Issuer:
+		// Unset, a token's iss is not checked: nobody loses.
+	case o.Issuer == "":
+		l.add(true, nf+".issuer", "%s.issuer set to %q: tokens with another or no iss become anonymous", nf, n.Issuer)
+	default:
+		l.add(true, nf+".issuer", "%s.issuer changed %q → %q: tokens with iss %q become anonymous", nf, o.Issuer, n.Issuer, o.Issuer)
+	}
+	l.out = append(l.out, audienceChanges(nf, o, n)...)
+	l.out = append(l.out, sourceChanges(nf, o, n)...)
+	l.out = append(l.out, keyChanges(old, new, of, nf, o, n)...)
+	return l.out
+}
+
+func mergedKeys(a, b map[string]string) map[string]string {
+	out := maps.Clone(a)
+	if out == nil {
+		out = map[string]string{}
+	}
+	maps.Copy(out, b)
+	return out
+}
+
+func claimSource(name, from string) string {
+	if from == "" {
+		return fmt.Sprintf("the token's own %q claim", name)
+	}
+	return fmt.Sprintf("%q", from)
+}
+
+// audienceChanges: a token's aud must name one of the audiences; an
+// audience no longer listed loses the tokens that name it alone.
+func audienceChanges(nf string, o, n config.Provider) []change {
+	l := changeList{}
+	oa, na := o.AllAudiences(), n.AllAudiences()
+	field := nf + ".audience"
+	if len(n.Audiences) > 0 {
+		field = nf + ".audiences"
+	}
+	switch {
+	case len(na) == 0:
+	case len(oa) == 0:
+		l.add(true, field, "%s set to %q: tokens with another or no aud become anonymous", field, strings.Join(na, ", "))
+	case len(oa) == 1 && len(na) == 1 && oa[0] != na[0]:
+		l.add(true, field, "%s changed %q → %q: tokens with aud %q become anonymous", field, oa[0], na[0], oa[0])
+	default:
+		for _, a := range oa {
+			if !slices.Contains(na, a) {
+				l.add(true, field, "%s: %q removed: tokens whose aud names only %q become anonymous", field, a, a)
+			}
+		}
+	}
+	return l.out
+}
+
+// sourceChanges compares where keys are fetched from. Fetched keys are
+// known only at runtime, so pointing an issuer elsewhere (another
+// jwks_uri, discovery on or off) cannot be shown to keep every key: it is
+// reported as an eviction. So is no longer allowing an algorithm of a
+// fetched set.
+func sourceChanges(nf string, o, n config.Provider) []change {
+	l := changeList{}
+	os, ns := keySource(o), keySource(n)
+	switch {
+	case os == "" || os == ns:
+	case ns == "":
+		l.add(true, nf+".jwks_uri", "%s: keys are no longer fetched from %s: tokens signed with them become anonymous", nf, os)
+	default:
+		l.add(true, nf+".jwks_uri", "%s: keys fetched from %s, now from %s: tokens signed with keys only the first publishes become anonymous", nf, os, ns)
+	}
+	if os == "" || os != ns || len(n.Algorithms) == 0 {
+		return l.out
+	}
+	var lost []string
+	for _, a := range config.SupportedAlgorithms {
+		was := !strings.HasPrefix(a, "HS") && (len(o.Algorithms) == 0 || slices.Contains(o.Algorithms, a))
+		if was && !slices.Contains(n.Algorithms, a) {
+			lost = append(lost, a)
+		}
+	}
+	if len(lost) > 0 {
+		l.add(true, nf+".algorithms", "%s.algorithms: %s no longer allowed: tokens signed with them by keys from %s become anonymous", nf, strings.Join(lost, ", "), os)
+	}
+	return l.out
+}
+
+// keySource names where an issuer's keys are fetched from ("" when none).
+func keySource(p config.Provider) string {
+	switch {
+	case p.Discovery:
+		return "the discovery document of " + p.Issuer
+	case p.JWKSURI != "":
+		return p.JWKSURI
+	}
+	return ""
+}
+
+// keyChanges compares the verification keys from the config and files. A
+// token verifies under new when new holds a key it reaches — by its kid,
+// or by its algorithm when the key has no kid — with the same material,
+// and allows its algorithm. Keys are compared by the material in their
+// files now (identity.ConfiguredKeys): a key file moved or re-encoded is
+// the same key; a file replaced in place is not visible here, as both
+// configs read it.
+func keyChanges(old, new *config.Config, of, nf string, o, n config.Provider) []change {
+	oldKeys := identity.ConfiguredKeys(o, of, old.ResolvePath)
+	newKeys := identity.ConfiguredKeys(n, nf, new.ResolvePath)
 	l := changeList{}
 	for _, k := range oldKeys {
 		if k.Unread != "" && k.Alg == "" { // a JWKS file that does not read
@@ -77,7 +203,7 @@ func keyChanges(old, new *config.Config) []change {
 			l.add(false, k.Field, "%s: %s added", k.Field, k.Name())
 		}
 	}
-	return append(l.out, algorithmChanges(old.Identity.JWT, new.Identity.JWT, oldKeys)...)
+	return append(l.out, algorithmChanges(nf, o, n, oldKeys)...)
 }
 
 // reaches matches a key of the other config that verifies the tokens k
@@ -93,7 +219,7 @@ func reaches(k identity.KeyRef) func(identity.KeyRef) bool {
 // algorithmChanges reports algorithms of keys old verified with that new
 // no longer allows by listing jwt.algorithms. (When new lists none, it
 // allows the algorithms of its keys, and a key gone is reported as such.)
-func algorithmChanges(o, n config.JWT, oldKeys []identity.KeyRef) []change {
+func algorithmChanges(nf string, o, n config.Provider, oldKeys []identity.KeyRef) []change {
 	if len(n.Algorithms) == 0 {
 		return nil
 	}
@@ -106,7 +232,7 @@ func algorithmChanges(o, n config.JWT, oldKeys []identity.KeyRef) []change {
 		seen = append(seen, k.Alg)
 		allowed := len(o.Algorithms) == 0 || slices.Contains(o.Algorithms, k.Alg)
 		if allowed && !slices.Contains(n.Algorithms, k.Alg) {
-			l.add(true, "identity.jwt.algorithms", "identity.jwt.algorithms: %s removed: tokens signed with %s become anonymous", k.Alg, k.Alg)
+			l.add(true, nf+".algorithms", "%s.algorithms: %s removed: tokens signed with %s become anonymous", nf, k.Alg, k.Alg)
 		}
 	}
 	return l.out

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/graymesh/graymesh/config"
 )
@@ -189,6 +190,71 @@ func TestIdentityEvictions(t *testing.T) {
 			}
 			if _, err := Compile(next); err != nil && !strings.Contains(tt.name, "unreadable") {
 				t.Fatalf("the new config does not compile: %v", err)
+			}
+		})
+	}
+}
+
+// TestIssuerEvictions: fetched keys are known only at runtime, so pointing
+// an issuer's keys elsewhere is an eviction; issuers are paired by iss.
+func TestIssuerEvictions(t *testing.T) {
+	const kc = "https://kc.example/realms/shop"
+	remote := func(c *config.Config) {
+		c.Identity.JWT.Keys = nil
+		c.Identity.JWT.Issuer, c.Identity.JWT.Audience, c.Identity.JWT.Discovery = kc, "shop", true
+		c.Identity.JWT.Algorithms = []string{"RS256"}
+	}
+	issuers := func(c *config.Config) {
+		remote(c)
+		c.Identity.JWT.Issuers = []config.Provider{c.Identity.JWT.Provider, {
+			Issuer: "https://staff.example", JWKSURI: "https://staff.example/keys", SubjectPrefix: "staff:", Audience: "gm", Algorithms: []string{"ES256"},
+		}}
+		c.Identity.JWT.Provider = config.Provider{}
+	}
+	tests := []struct {
+		name        string
+		old, change func(c *config.Config)
+		want        []string
+	}{
+		{"discovery → explicit jwks_uri", remote, func(c *config.Config) {
+			c.Identity.JWT.Discovery, c.Identity.JWT.JWKSURI = false, kc+"/protocol/openid-connect/certs"
+		}, []string{"identity.jwt: keys fetched from the discovery document of " + kc + ", now from " + kc + "/protocol/openid-connect/certs: tokens signed with keys only the first publishes become anonymous"}},
+		{"issuer changed with discovery", remote, func(c *config.Config) { c.Identity.JWT.Issuer = "https://kc.example/realms/other" }, []string{
+			`identity.jwt.issuer changed "` + kc + `" → "https://kc.example/realms/other": tokens with iss "` + kc + `" become anonymous`,
+			"identity.jwt: keys fetched from the discovery document of " + kc + ", now from the discovery document of https://kc.example/realms/other: tokens signed with keys only the first publishes become anonymous",
+		}},
+		{"fetching stopped", remote, func(c *config.Config) {
+			c.Identity.JWT.Discovery = false
+			c.Identity.JWT.Keys = []config.Key{hsKey("k1", k1Secret)}
+		}, []string{"identity.jwt: keys are no longer fetched from the discovery document of " + kc + ": tokens signed with them become anonymous"}},
+		{"fetched algorithm dropped", func(c *config.Config) { remote(c); c.Identity.JWT.Algorithms = []string{"RS256", "ES256"} },
+			func(c *config.Config) { c.Identity.JWT.Algorithms = []string{"RS256"} },
+			[]string{"identity.jwt.algorithms: ES256 no longer allowed: tokens signed with them by keys from the discovery document of " + kc + " become anonymous"}},
+		{"audience added to a list", remote, func(c *config.Config) { c.Identity.JWT.Audiences = []string{"admin"} }, nil},
+		{"audience dropped from a list", func(c *config.Config) { remote(c); c.Identity.JWT.Audiences = []string{"admin"} },
+			func(c *config.Config) { c.Identity.JWT.Audiences = nil },
+			[]string{`identity.jwt.audience: "admin" removed: tokens whose aud names only "admin" become anonymous`}},
+		{"claims mapping changed", remote, func(c *config.Config) { c.Identity.JWT.Claims = map[string]string{"tier": "plan"} },
+			[]string{`identity.jwt.claims: "tier" read from the token's own "tier" claim, now from "plan": callers admitted by a claim rule on it may leave`}},
+		{"moved into issuers", remote, issuers, nil},
+		{"issuer removed from issuers", issuers, func(c *config.Config) { c.Identity.JWT.Issuers = c.Identity.JWT.Issuers[:1] },
+			[]string{`identity.jwt.issuers[1] (issuer "https://staff.example") removed: tokens it issued become anonymous`}},
+		{"issuers reordered", issuers, func(c *config.Config) { slices.Reverse(c.Identity.JWT.Issuers) }, nil},
+		{"subject prefix changed", issuers, func(c *config.Config) { c.Identity.JWT.Issuers[1].SubjectPrefix = "s:" },
+			[]string{`identity.jwt.issuers[1].subject_prefix changed "staff:" → "s:": every verified subject is re-keyed`}},
+		{"CA bundle and intervals changed", remote, func(c *config.Config) {
+			c.Identity.JWT.CAFile = "ca.pem"
+			c.Identity.JWT.RefreshInterval.Duration = time.Hour
+		}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			old, next := parseDiff(t, identityBase), parseDiff(t, identityBase)
+			tt.old(old)
+			tt.old(next)
+			tt.change(next)
+			if got := errStrings(EvictionsAt(old, next, diffAt)); !slices.Equal(got, tt.want) {
+				t.Fatalf("evictions:\n got  %q\n want %q", got, tt.want)
 			}
 		})
 	}

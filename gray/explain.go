@@ -30,6 +30,12 @@ type Explanation struct {
 	Subject      string `json:"subject"`
 	Identity     string `json:"identity"`
 	TokenProblem string `json:"token_problem,omitempty"`
+	// Issuer, KeyID and KeySource say what verified the token: the
+	// configured issuer, the key's kid, and where the key is configured or
+	// the URL of the fetched key set it came from.
+	Issuer    string `json:"issuer,omitempty"`
+	KeyID     string `json:"kid,omitempty"`
+	KeySource string `json:"key_source,omitempty"`
 	// Membership is true when the response would hand the caller a
 	// membership token.
 	Membership bool `json:"membership"`
@@ -42,6 +48,7 @@ func (p *Policy) Explain(r Request) Explanation {
 		Env: o.Env, Served: p.servedBy(o.Decision), Release: o.Release, Rule: o.Rule, Reason: o.Reason,
 		Bucket: o.Bucket, Version: o.Version, Fallback: o.Fallback, Hop: r.Hop.Name(), Service: r.Hop.Service,
 		Subject: o.Caller.Subject, Identity: identitySource(r, o), TokenProblem: o.Caller.Problem,
+		Issuer: o.Caller.Issuer, KeyID: o.Caller.KeyID, KeySource: o.Caller.KeySource,
 		Membership: o.Membership != "",
 	}
 }

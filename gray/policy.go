@@ -24,10 +24,12 @@ type Policy struct {
 	subjectKey []byte
 }
 
-// Compile builds a Policy from a validated config, loading key files.
-func Compile(cfg *config.Config) (*Policy, error) {
+// Compile builds a Policy from a validated config, loading key files; opts
+// go to identity.New (a daemon passes identity.WithSources, so fetched key
+// sets survive reloads).
+func Compile(cfg *config.Config, opts ...identity.Option) (*Policy, error) {
 	engine, engErr := New(cfg)
-	verifier, idErr := identity.New(cfg.Identity, cfg.ResolvePath)
+	verifier, idErr := identity.New(cfg.Identity, cfg.ResolvePath, opts...)
 	signer, laneErr := laneSigner(cfg)
 	routing, planErr := plan.Build(cfg)
 	if err := errors.Join(engErr, idErr, laneErr, planErr); err != nil {

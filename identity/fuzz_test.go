@@ -61,12 +61,14 @@ func newFuzzEnv(tb testing.TB) *fuzzEnv {
 	cfg := config.Identity{
 		DeviceCookie: "gm_device",
 		JWT: config.JWT{
-			Cookie:       "gm_token",
-			SubjectClaim: "sub",
-			Algorithms:   []string{"HS256", "RS256"},
-			Keys: []config.Key{
-				{ID: "hs", Algorithm: "HS256", SecretFile: "hs.secret"},
-				{ID: "rs", Algorithm: "RS256", PublicKeyFile: "rs.pem"},
+			Cookie: "gm_token",
+			Provider: config.Provider{
+				SubjectClaim: "sub",
+				Algorithms:   []string{"HS256", "RS256"},
+				Keys: []config.Key{
+					{ID: "hs", Algorithm: "HS256", SecretFile: "hs.secret"},
+					{ID: "rs", Algorithm: "RS256", PublicKeyFile: "rs.pem"},
+				},
 			},
 		},
 	}

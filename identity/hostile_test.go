@@ -21,7 +21,13 @@ import (
 func TestHostileTokens(t *testing.T) {
 	k := sharedKeys(t)
 	now := t0
-	v := k.verifier(t, k.identity(), &now)
+	t.Run("keys from files", func(t *testing.T) { hostileTokens(t, k, k.verifier(t, k.identity(), &now)) })
+	// The same tokens against the RS256, ES256 and EdDSA keys fetched from
+	// an issuer's key set over HTTP (HMAC keys never come from one).
+	t.Run("keys fetched", func(t *testing.T) { hostileTokens(t, k, fetchedVerifier(t, k, &now)) })
+}
+
+func hostileTokens(t *testing.T, k *keys, v *Verifier) {
 	exp := strconv.FormatInt(t0.Add(time.Hour).Unix(), 10)
 	const iss = `"iss":"https://id.example","aud":"shop"`
 	hs := func(header, payload string) string { return signRaw(t, jwt.SigningMethodHS256, header, payload, k.hs) }

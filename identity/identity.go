@@ -16,6 +16,9 @@ type Caller struct {
 	// Problem is why a presented token was not accepted ("" when none was
 	// presented or it verified).
 	Problem string
+	// Issuer, KeyID and KeySource say what verified the token (see
+	// Identity).
+	Issuer, KeyID, KeySource string
 }
 
 // Identity is a verified token's content.
@@ -23,4 +26,9 @@ type Identity struct {
 	Subject string
 	Claims  map[string][]string
 	Expiry  time.Time
+	// Issuer is the configured issuer that verified the token ("" when
+	// the config names none); KeyID and Algorithm the key's kid and alg;
+	// KeySource where the key is configured ("identity.jwt.keys[0]",
+	// "identity.jwt.jwks_file") or the URL of the fetched key set.
+	Issuer, KeyID, Algorithm, KeySource string
 }

@@ -70,18 +70,20 @@ func (k *keys) identity() config.Identity {
 	return config.Identity{
 		DeviceCookie: "gm_device",
 		JWT: config.JWT{
-			Cookie:       "gm_token",
-			SubjectClaim: "sub",
-			Algorithms:   []string{"HS256", "RS256", "ES256", "EdDSA"},
-			Issuer:       "https://id.example",
-			Audience:     "shop",
-			Leeway:       config.Duration{Duration: 30 * time.Second},
-			CacheSize:    4,
-			Keys: []config.Key{
-				{ID: "hs", Algorithm: "HS256", SecretFile: "hs.secret"},
-				{ID: "rs", Algorithm: "RS256", PublicKeyFile: "rs.pem"},
-				{ID: "es", Algorithm: "ES256", PublicKeyFile: "es.pem"},
-				{ID: "ed", Algorithm: "EdDSA", PublicKeyFile: "ed.pem"},
+			Cookie:    "gm_token",
+			Leeway:    config.Duration{Duration: 30 * time.Second},
+			CacheSize: 4,
+			Provider: config.Provider{
+				SubjectClaim: "sub",
+				Algorithms:   []string{"HS256", "RS256", "ES256", "EdDSA"},
+				Issuer:       "https://id.example",
+				Audience:     "shop",
+				Keys: []config.Key{
+					{ID: "hs", Algorithm: "HS256", SecretFile: "hs.secret"},
+					{ID: "rs", Algorithm: "RS256", PublicKeyFile: "rs.pem"},
+					{ID: "es", Algorithm: "ES256", PublicKeyFile: "es.pem"},
+					{ID: "ed", Algorithm: "EdDSA", PublicKeyFile: "ed.pem"},
+				},
 			},
 		},
 	}
@@ -250,7 +252,7 @@ func TestJWKS(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := t0
-	v := k.verifier(t, config.Identity{JWT: config.JWT{SubjectClaim: "sub", JWKSFile: "jwks.json"}}, &now)
+	v := k.verifier(t, config.Identity{JWT: config.JWT{Provider: config.Provider{SubjectClaim: "sub", JWKSFile: "jwks.json"}}}, &now)
 	exp := t0.Add(time.Hour)
 	for name, tok := range map[string]string{
 		"RS256": sign(t, jwt.SigningMethodRS256, "jw-rs", claims("alice", exp), k.rs),

@@ -3,15 +3,23 @@ package identity
 import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rsa"
-	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"math/big"
 	"os"
+	"slices"
+	"strings"
 	"time"
+
+	"github.com/MicahParks/jwkset"
+
+	"github.com/graymesh/graymesh/config"
 )
+
+// JSON Web Key Sets, from a file or fetched (remote.go): one parser and one
+// acceptance rule for both. Key material is decoded and validated by
+// jwkset; which keys may verify tokens is decided here.
 
 // DefaultJWKSRefreshInterval is the least time between two re-reads of the
 // JWKS file. A re-read happens only when a token names a kid no key has;
@@ -19,128 +27,210 @@ import (
 // flood of them costs.
 const DefaultJWKSRefreshInterval = 5 * time.Second
 
-// refreshJWKS re-reads the JWKS file after a token named a kid no key has,
-// so a key added to the file is used without a restart. It re-reads at
-// most once per refresh interval however many such tokens arrive; callers
-// that wait while another re-reads get the set it produced. A file that no
-// longer reads or holds a conflicting kid leaves the keys in use unchanged.
-// It returns the key set in force afterwards.
-func (v *Verifier) refreshJWKS() *keySet {
-	if v.jwksPath == "" {
-		return v.keys.Load()
+// minRSABits is the shortest RSA modulus a key set may provide.
+const minRSABits = 2048
+
+// skippedKey is a key of a set that verifies nothing, and why. Broken keys
+// (material that does not decode, a type graymesh does not know) refuse a
+// JWKS file; keys that are simply not for us (encryption keys, symmetric
+// keys, algorithms not configured) are ignored in files and fetched sets
+// alike.
+type skippedKey struct {
+	kid, why string
+	broken   bool
+}
+
+func (s skippedKey) String() string { return fmt.Sprintf("kid %q: %s", s.kid, s.why) }
+
+// parseJWKS reads the signature keys of a JSON Web Key Set (RFC 7517) for
+// the algorithms allow accepts. A key never verifies when it is meant for
+// encryption ("use" other than "sig", "key_ops" without "verify"), is
+// symmetric ("kty": "oct": a published key set is public, so an HMAC key
+// from it would let anyone sign), names "alg": "none" or an algorithm
+// allow refuses, or names an algorithm that does not fit its type. A key
+// without "alg" gets the usual algorithm of its type (RS256, ES256/384/512
+// by curve, EdDSA). The error is for a document that is not a key set.
+func parseJWKS(data []byte, allow func(alg string) bool) ([]namedKey, []skippedKey, error) {
+	var doc struct {
+		Keys *[]json.RawMessage `json:"keys"`
 	}
-	now := v.now().UnixNano()
-	if now < v.nextRefresh.Load() {
-		return v.keys.Load()
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, nil, fmt.Errorf("not a JSON key set: %w", err)
 	}
-	v.refreshMu.Lock()
-	defer v.refreshMu.Unlock()
-	if now < v.nextRefresh.Load() {
-		return v.keys.Load()
+	if doc.Keys == nil {
+		return nil, nil, errors.New(`not a JSON key set: no "keys" array`)
 	}
-	// Set after the read, so callers that arrive meanwhile wait for its
-	// keys instead of failing on the old ones.
-	defer v.nextRefresh.Store(now + int64(v.refreshEvery))
-	v.jwksReads.Add(1)
-	keys, err := readJWKS(v.jwksPath)
+	var (
+		keys    []namedKey
+		skipped []skippedKey
+	)
+	for i, raw := range *doc.Keys {
+		k, skip := parseJWK(raw, allow)
+		if skip != nil {
+			if skip.kid == "" {
+				skip.kid = fmt.Sprintf("keys[%d]", i)
+			}
+			skipped = append(skipped, *skip)
+			continue
+		}
+		keys = append(keys, k)
+	}
+	return keys, skipped, nil
+}
+
+func parseJWK(raw json.RawMessage, allow func(alg string) bool) (namedKey, *skippedKey) {
+	var m jwkset.JWKMarshal
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return namedKey{}, &skippedKey{why: "not a JSON Web Key: " + err.Error(), broken: true}
+	}
+	skip := func(broken bool, format string, args ...any) (namedKey, *skippedKey) {
+		return namedKey{}, &skippedKey{kid: m.KID, why: fmt.Sprintf(format, args...), broken: broken}
+	}
+	switch {
+	case m.USE != "" && m.USE != jwkset.UseSig:
+		return skip(false, "use %q: not a signature key", m.USE)
+	case len(m.KEYOPS) > 0 && !slices.Contains(m.KEYOPS, jwkset.KeyOpsVerify):
+		return skip(false, "key_ops %v lack verify", m.KEYOPS)
+	case m.KTY == jwkset.KtyOct:
+		return skip(false, "symmetric (oct) key: a key set is public, so its HMAC keys are never used")
+	}
+	alg := string(m.ALG)
+	if alg == "" {
+		alg = defaultAlg(m)
+	}
+	if alg == "" {
+		return skip(true, "kty %q (crv %q) is not a signature key type graymesh knows", m.KTY, m.CRV)
+	}
+	if !isAsymmetric(alg) {
+		return skip(false, "alg %q is not an asymmetric signature algorithm graymesh verifies", alg)
+	}
+	if !allow(alg) {
+		return skip(false, "alg %s is not configured", alg)
+	}
+	// Public material only: a key set that carries private parameters has
+	// them ignored.
+	jwk, err := jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
 	if err != nil {
-		return v.keys.Load()
+		return skip(true, "%v", err)
 	}
-	set := newKeySet()
-	if len(set.addAll(v.static)) > 0 || len(set.addAll(keys)) > 0 {
-		return v.keys.Load()
+	key := jwk.Key()
+	if err := fits(alg, key); err != nil {
+		return skip(true, "%v", err)
 	}
-	v.keys.Store(set)
-	return set
+	return namedKey{kid: m.KID, alg: alg, key: key}, nil
 }
 
-type jwk struct {
-	Kty string `json:"kty"`
-	Kid string `json:"kid"`
-	Alg string `json:"alg"`
-	Use string `json:"use"`
-	N   string `json:"n"`
-	E   string `json:"e"`
-	Crv string `json:"crv"`
-	X   string `json:"x"`
-	Y   string `json:"y"`
+// defaultAlg is the algorithm a key without "alg" is used with.
+func defaultAlg(m jwkset.JWKMarshal) string {
+	switch {
+	case m.KTY == jwkset.KtyRSA:
+		return "RS256"
+	case m.KTY == jwkset.KtyEC && m.CRV == jwkset.CrvP256:
+		return "ES256"
+	case m.KTY == jwkset.KtyEC && m.CRV == jwkset.CrvP384:
+		return "ES384"
+	case m.KTY == jwkset.KtyEC && m.CRV == jwkset.CrvP521:
+		return "ES512"
+	case m.KTY == jwkset.KtyOKP && m.CRV == jwkset.CrvEd25519:
+		return "EdDSA"
+	}
+	return ""
 }
 
-// readJWKS reads public keys from a JSON Web Key Set file (RFC 7517). Keys
-// meant for encryption ("use": "enc") are skipped; a key without "alg" gets
-// the usual algorithm of its type.
-func readJWKS(path string) ([]namedKey, error) {
+// fits checks that key is a public key of the kind alg verifies with.
+func fits(alg string, key any) error {
+	switch k := key.(type) {
+	case *rsa.PublicKey:
+		if !strings.HasPrefix(alg, "RS") && !strings.HasPrefix(alg, "PS") {
+			return fmt.Errorf("alg %s on an RSA key", alg)
+		}
+		if k.N.BitLen() < minRSABits {
+			return fmt.Errorf("RSA key of %d bits; at least %d", k.N.BitLen(), minRSABits)
+		}
+	case *ecdsa.PublicKey:
+		want := map[string]string{"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}[k.Curve.Params().Name]
+		if alg != want {
+			return fmt.Errorf("alg %s on an EC %s key", alg, k.Curve.Params().Name)
+		}
+	case ed25519.PublicKey:
+		if alg != "EdDSA" {
+			return fmt.Errorf("alg %s on an Ed25519 key", alg)
+		}
+	default:
+		return fmt.Errorf("a %T is not a signature key", key)
+	}
+	return nil
+}
+
+func isAsymmetric(alg string) bool {
+	return alg != "" && !strings.HasPrefix(alg, "HS") && slices.Contains(config.SupportedAlgorithms, alg)
+}
+
+// readJWKS reads a JWKS file. Unlike a fetched set, a file with a broken
+// key is refused whole: the file is ours, and a typo should fail loudly.
+func readJWKS(path string, allow func(alg string) bool) ([]namedKey, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	var set struct {
-		Keys []jwk `json:"keys"`
-	}
-	if err := json.Unmarshal(data, &set); err != nil {
+	keys, skipped, err := parseJWKS(data, allow)
+	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	var out []namedKey
-	for i, k := range set.Keys {
-		if k.Use == "enc" {
-			continue
+	var errs []error
+	for _, s := range skipped {
+		if s.broken {
+			errs = append(errs, fmt.Errorf("%s: %s", path, s))
 		}
-		key, alg, err := k.public()
-		if err != nil {
-			return nil, fmt.Errorf("%s: keys[%d] (kid %q): %w", path, i, k.Kid, err)
-		}
-		out = append(out, namedKey{kid: k.Kid, alg: alg, key: key})
 	}
-	return out, nil
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return keys, nil
 }
 
-func (k jwk) public() (any, string, error) {
-	b64 := base64.RawURLEncoding
-	switch k.Kty {
-	case "RSA":
-		n, err1 := b64.DecodeString(k.N)
-		e, err2 := b64.DecodeString(k.E)
-		if err1 != nil || err2 != nil || len(n) == 0 || len(e) == 0 {
-			return nil, "", fmt.Errorf("bad RSA n or e")
-		}
-		alg := or(k.Alg, "RS256")
-		return &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}, alg, nil
-	case "EC":
-		var curve elliptic.Curve
-		var alg string
-		switch k.Crv {
-		case "P-256":
-			curve, alg = elliptic.P256(), "ES256"
-		case "P-384":
-			curve, alg = elliptic.P384(), "ES384"
-		case "P-521":
-			curve, alg = elliptic.P521(), "ES512"
-		default:
-			return nil, "", fmt.Errorf("unsupported curve %q", k.Crv)
-		}
-		x, err1 := b64.DecodeString(k.X)
-		y, err2 := b64.DecodeString(k.Y)
-		if err1 != nil || err2 != nil {
-			return nil, "", fmt.Errorf("bad EC x or y")
-		}
-		pub := &ecdsa.PublicKey{Curve: curve, X: new(big.Int).SetBytes(x), Y: new(big.Int).SetBytes(y)}
-		if !curve.IsOnCurve(pub.X, pub.Y) {
-			return nil, "", fmt.Errorf("EC point is not on %s", k.Crv)
-		}
-		return pub, or(k.Alg, alg), nil
-	case "OKP":
-		x, err := b64.DecodeString(k.X)
-		if k.Crv != "Ed25519" || err != nil || len(x) != ed25519.PublicKeySize {
-			return nil, "", fmt.Errorf("only Ed25519 OKP keys are supported")
-		}
-		return ed25519.PublicKey(x), "EdDSA", nil
+// refreshJWKS re-reads the provider's JWKS file after a token named a kid
+// no key has, so a key added to the file is used without a restart. It
+// re-reads at most once per refresh interval however many such tokens
+// arrive; callers that wait while another re-reads get the set it
+// produced. A file that no longer reads or holds a conflicting kid leaves
+// the keys in use unchanged. It returns the local key set in force
+// afterwards.
+func (p *provider) refreshJWKS() *keySet {
+	if p.jwksPath == "" {
+		return p.local.Load()
 	}
-	return nil, "", fmt.Errorf("unsupported kty %q", k.Kty)
+	v := p.v
+	now := v.now().UnixNano()
+	if now < p.nextRefresh.Load() {
+		return p.local.Load()
+	}
+	p.refreshMu.Lock()
+	defer p.refreshMu.Unlock()
+	if now < p.nextRefresh.Load() {
+		return p.local.Load()
+	}
+	// Set after the read, so callers that arrive meanwhile wait for its
+	// keys instead of failing on the old ones.
+	defer p.nextRefresh.Store(now + int64(v.refreshEvery))
+	v.jwksReads.Add(1)
+	keys, err := readJWKS(p.jwksPath, p.allowsAny)
+	if err != nil {
+		return p.local.Load()
+	}
+	set := newKeySet()
+	if len(set.addAll(p.static)) > 0 || len(set.addAll(withSource(keys, p.field+".jwks_file"))) > 0 {
+		return p.local.Load()
+	}
+	p.local.Store(set)
+	return set
 }
 
-func or(a, b string) string {
-	if a != "" {
-		return a
+func withSource(keys []namedKey, source string) []namedKey {
+	out := make([]namedKey, len(keys))
+	for i, k := range keys {
+		k.source = source
+		out[i] = k
 	}
-	return b
+	return out
 }

@@ -23,8 +23,8 @@ type KeyRef struct {
 	// read or parsed; then Fingerprint, and for a JWKS file Kid and Alg,
 	// are empty.
 	Unread string
-	// Field is where the key is configured: "identity.jwt.keys" or
-	// "identity.jwt.jwks_file".
+	// Field is where the key is configured: "identity.jwt.keys",
+	// "identity.jwt.jwks_file", "identity.jwt.issuers[1].keys"….
 	Field string
 }
 
@@ -37,15 +37,18 @@ func (k KeyRef) Name() string {
 	return fmt.Sprintf("key %q (%s)", k.Kid, k.Alg)
 }
 
-// ConfiguredKeys lists the keys a Verifier built from cfg would hold now:
-// those of jwt.keys in order, then those of jwt.jwks_file. resolve turns a
-// path from the config into a file path, as for New. A file that cannot be
-// read (or parsed) is listed with Unread set instead of failing: callers
-// compare configs, and New reports the error when one is compiled.
-func ConfiguredKeys(cfg config.Identity, resolve func(string) string) []KeyRef {
+// ConfiguredKeys lists the keys from files and the config that a
+// provider built from cfg would hold now: those of keys in order, then
+// those of jwks_file; field names the provider ("identity.jwt" or
+// "identity.jwt.issuers[1]"). Keys fetched over HTTP(S) are not listed:
+// they are only known at runtime. resolve turns a path from the config
+// into a file path, as for New. A file that cannot be read (or parsed) is
+// listed with Unread set instead of failing: callers compare configs, and
+// New reports the error when one is compiled.
+func ConfiguredKeys(cfg config.Provider, field string, resolve func(string) string) []KeyRef {
 	var out []KeyRef
-	for _, k := range cfg.JWT.Keys {
-		ref := KeyRef{Kid: k.ID, Alg: k.Algorithm, Field: "identity.jwt.keys"}
+	for _, k := range cfg.Keys {
+		ref := KeyRef{Kid: k.ID, Alg: k.Algorithm, Field: field + ".keys"}
 		if key, err := loadKey(k, resolve); err == nil {
 			ref.Fingerprint = fingerprint(key)
 		} else {
@@ -57,16 +60,18 @@ func ConfiguredKeys(cfg config.Identity, resolve func(string) string) []KeyRef {
 		}
 		out = append(out, ref)
 	}
-	if cfg.JWT.JWKSFile == "" {
+	if cfg.JWKSFile == "" {
 		return out
 	}
-	path := resolve(cfg.JWT.JWKSFile)
-	keys, err := readJWKS(path)
+	path := resolve(cfg.JWKSFile)
+	// Every key of the file, allowed or not: a key whose algorithm the
+	// new config stops allowing is reported as an algorithm change.
+	keys, err := readJWKS(path, func(string) bool { return true })
 	if err != nil {
-		return append(out, KeyRef{Unread: absPath(path), Field: "identity.jwt.jwks_file"})
+		return append(out, KeyRef{Unread: absPath(path), Field: field + ".jwks_file"})
 	}
 	for _, k := range keys {
-		out = append(out, KeyRef{Kid: k.kid, Alg: k.alg, Fingerprint: fingerprint(k.key), Field: "identity.jwt.jwks_file"})
+		out = append(out, KeyRef{Kid: k.kid, Alg: k.alg, Fingerprint: fingerprint(k.key), Field: field + ".jwks_file"})
 	}
 	return out
 }

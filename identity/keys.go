@@ -16,35 +16,36 @@ import (
 
 // keySet is an immutable set of verification keys.
 type keySet struct {
-	byAlg map[string][]any
+	byAlg map[string][]verificationKey
 	byKid map[string]verificationKey
 }
 
+// verificationKey is a key with the kid and algorithm it is registered
+// for and where it came from (the config field, or the URL of a fetched
+// key set), which explain reports.
 type verificationKey struct {
-	alg string
-	key any
-}
-
-// namedKey is a key with the kid and algorithm it is registered for.
-type namedKey struct {
 	kid, alg string
 	key      any
+	source   string
 }
+
+// namedKey is a key as read, before it joins a set.
+type namedKey = verificationKey
 
 func newKeySet() *keySet {
-	return &keySet{byAlg: map[string][]any{}, byKid: map[string]verificationKey{}}
+	return &keySet{byAlg: map[string][]verificationKey{}, byKid: map[string]verificationKey{}}
 }
 
-// add registers key; it is only called on a set no verification sees yet.
-// A kid is unique across the config's keys and the JWKS file's.
-func (s *keySet) add(kid, alg string, key any) error {
-	if kid != "" {
-		if _, dup := s.byKid[kid]; dup {
-			return fmt.Errorf("kid %q is defined twice", kid)
+// add registers k; it is only called on a set no verification sees yet.
+// A kid is unique within a set.
+func (s *keySet) add(k verificationKey) error {
+	if k.kid != "" {
+		if _, dup := s.byKid[k.kid]; dup {
+			return fmt.Errorf("kid %q is defined twice", k.kid)
 		}
-		s.byKid[kid] = verificationKey{alg: alg, key: key}
+		s.byKid[k.kid] = k
 	}
-	s.byAlg[alg] = append(s.byAlg[alg], key)
+	s.byAlg[k.alg] = append(s.byAlg[k.alg], k)
 	return nil
 }
 
@@ -52,38 +53,39 @@ func (s *keySet) add(kid, alg string, key any) error {
 func (s *keySet) addAll(keys []namedKey) []error {
 	var errs []error
 	for _, k := range keys {
-		if err := s.add(k.kid, k.alg, k.key); err != nil {
+		if err := s.add(k); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errs
 }
 
-// loadKeys builds the first key set: the config's keys, then the JWKS
-// file's. It records the config's keys and the JWKS path on v for
+// loadKeys builds the provider's first local key set: the config's keys,
+// then the JWKS file's. It records the config's keys and the JWKS path for
 // refreshJWKS, and names the offending key or file in every error.
-func (v *Verifier) loadKeys(cfg config.JWT, resolve func(string) string) (*keySet, error) {
+func (p *provider) loadKeys(cfg config.Provider, resolve func(string) string) (*keySet, error) {
 	set := newKeySet()
 	var errs []error
 	for i, k := range cfg.Keys {
 		key, err := loadKey(k, resolve)
+		nk := namedKey{kid: k.ID, alg: k.Algorithm, key: key, source: fmt.Sprintf("%s.keys[%d]", p.field, i)}
 		if err == nil {
-			err = set.add(k.ID, k.Algorithm, key)
+			err = set.add(nk)
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("identity.jwt.keys[%d]: %w", i, err))
+			errs = append(errs, fmt.Errorf("%s.keys[%d]: %w", p.field, i, err))
 			continue
 		}
-		v.static = append(v.static, namedKey{kid: k.ID, alg: k.Algorithm, key: key})
+		p.static = append(p.static, nk)
 	}
 	if cfg.JWKSFile != "" {
-		v.jwksPath = resolve(cfg.JWKSFile)
-		keys, err := readJWKS(v.jwksPath)
+		p.jwksPath = resolve(cfg.JWKSFile)
+		keys, err := readJWKS(p.jwksPath, p.allowsAny)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("identity.jwt.jwks_file: %w", err))
+			errs = append(errs, fmt.Errorf("%s.jwks_file: %w", p.field, err))
 		}
-		for _, err := range set.addAll(keys) {
-			errs = append(errs, fmt.Errorf("identity.jwt.jwks_file: %w", err))
+		for _, err := range set.addAll(withSource(keys, p.field+".jwks_file")) {
+			errs = append(errs, fmt.Errorf("%s.jwks_file: %w", p.field, err))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

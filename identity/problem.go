@@ -21,6 +21,7 @@ var (
 	errCritical       = errors.New("token header has crit: graymesh supports no critical extension")
 	errDuplicateClaim = errors.New("token payload repeats a claim")
 	errPayload        = fmt.Errorf("token payload is not a JSON object: %w", jwt.ErrTokenMalformed)
+	errUnknownIssuer  = fmt.Errorf("token iss names no configured issuer: %w", jwt.ErrTokenInvalidIssuer)
 )
 
 // Problem turns a verification error into a short stable reason for logs,
@@ -33,8 +34,14 @@ func Problem(err error) string {
 		return "oversized"
 	case errors.Is(err, errNoSubject):
 		return "no-subject"
+	case errors.Is(err, errNotFetched):
+		// The issuer's key set has not arrived yet (provider unreachable
+		// since startup): readiness says so too.
+		return "keys-unavailable"
 	case errors.Is(err, errUnknownKid):
 		return "unknown-kid"
+	case errors.Is(err, errUnknownIssuer):
+		return "issuer"
 	case errors.Is(err, errDuplicateClaim):
 		return "duplicate-claim"
 	case errors.Is(err, errCritical):

@@ -51,12 +51,12 @@ func writeFile(t testing.TB, dir string, b []byte) {
 }
 
 func jwksIdentity() config.Identity {
-	return config.Identity{JWT: config.JWT{
+	return config.Identity{JWT: config.JWT{Provider: config.Provider{
 		SubjectClaim: "sub",
 		Algorithms:   []string{"HS256", "RS256", "ES256"},
 		Keys:         []config.Key{{ID: "hs", Algorithm: "HS256", SecretFile: "hs.secret"}},
 		JWKSFile:     "jwks.json",
-	}}
+	}}}
 }
 
 // TestJWKSRotation: a key added to the JWKS file verifies without a

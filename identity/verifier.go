@@ -1,9 +1,13 @@
 package identity
 
 import (
+	"context"
 	"crypto/sha256"
+	"errors"
+	"fmt"
+	"slices"
 	"strconv"
-	"sync"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -23,27 +27,23 @@ const MaxTokenBytes = 8 << 10
 
 // Verifier verifies tokens. It is safe for concurrent use.
 type Verifier struct {
-	parser *jwt.Parser
-	// keys is replaced whole when the JWKS file is re-read; a verification
-	// loads it once and never sees half a rotation.
-	keys         atomic.Pointer[keySet]
-	subjectClaim string
+	// parser checks the signature with the union of every issuer's
+	// algorithms; each issuer's validator then checks its claims.
+	parser    *jwt.Parser
+	providers []*provider
+	// byIssuer finds the provider of a token's iss when there are several.
+	byIssuer     map[string]*provider
 	cookie       string
 	deviceCookie string
 	cache        *tokenCache
 	now          func() time.Time
-
-	// static are the keys listed in the config; every key set holds them.
-	static []namedKey
-	// jwksPath is the resolved jwks_file ("" when none is configured).
-	jwksPath     string
 	refreshEvery time.Duration
-	// refreshMu serialises re-reads; nextRefresh (Unix nanoseconds on the
-	// verifier's clock) is the earliest time the next one may start.
-	refreshMu   sync.Mutex
-	nextRefresh atomic.Int64
-	// jwksReads counts re-reads of the JWKS file after New.
+	// jwksReads counts re-reads of JWKS files after New.
 	jwksReads atomic.Int64
+
+	sources *Sources
+	// closeOwn stops the Sources New made for itself (none was given).
+	closeOwn context.CancelFunc
 }
 
 // Option adjusts a Verifier.
@@ -59,11 +59,16 @@ func WithJWKSRefreshInterval(d time.Duration) Option {
 	return func(v *Verifier) { v.refreshEvery = d }
 }
 
+// WithSources fetches key sets through s, shared with the other Verifiers
+// built with it; s fetches once started. Without it, New starts a Sources
+// of its own when an issuer fetches its keys, stopped by Close.
+func WithSources(s *Sources) Option { return func(v *Verifier) { v.sources = s } }
+
 // New compiles the identity section of a validated config; resolve turns a
-// key path from the config into a file path.
+// key path from the config into a file path. It reads key files but makes
+// no network request: fetched key sets arrive in the background.
 func New(cfg config.Identity, resolve func(string) string, opts ...Option) (*Verifier, error) {
 	v := &Verifier{
-		subjectClaim: cfg.JWT.SubjectClaim,
 		cookie:       cfg.JWT.Cookie,
 		deviceCookie: cfg.DeviceCookie,
 		now:          time.Now,
@@ -72,40 +77,98 @@ func New(cfg config.Identity, resolve func(string) string, opts ...Option) (*Ver
 	for _, o := range opts {
 		o(v)
 	}
-	set, err := v.loadKeys(cfg.JWT, resolve)
-	if err != nil {
-		return nil, err
+	providers := cfg.JWT.Providers()
+	if v.sources == nil && slices.ContainsFunc(providers, func(p config.Provider) bool { return p.Remote() }) {
+		ctx, cancel := context.WithCancel(context.Background())
+		v.sources, v.closeOwn = NewSources(nil), cancel
+		v.sources.Start(ctx)
 	}
-	v.keys.Store(set)
-	algs := cfg.JWT.Algorithms
-	if len(algs) == 0 {
-		for alg := range set.byAlg {
-			algs = append(algs, alg)
+	var errs []error
+	var algs []string
+	for i, pc := range providers {
+		p, err := newProvider(v, cfg.JWT.ProviderField(i), pc, resolve, cfg.JWT.Leeway.Duration)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		v.providers = append(v.providers, p)
+		for _, a := range p.algs {
+			if !slices.Contains(algs, a) {
+				algs = append(algs, a)
+			}
 		}
 	}
-	popts := []jwt.ParserOption{
-		// Explicit algorithms stop alg:none and HS/RS confusion before any
-		// key is consulted.
-		jwt.WithValidMethods(algs),
-		jwt.WithExpirationRequired(),
-		jwt.WithLeeway(cfg.JWT.Leeway.Duration),
-		jwt.WithTimeFunc(func() time.Time { return v.now() }),
+	if err := errors.Join(errs...); err != nil {
+		v.Close()
+		return nil, err
 	}
-	if cfg.JWT.Issuer != "" {
-		popts = append(popts, jwt.WithIssuer(cfg.JWT.Issuer))
+	if len(v.providers) > 1 {
+		v.byIssuer = make(map[string]*provider, len(v.providers))
+		for _, p := range v.providers {
+			v.byIssuer[p.issuer] = p
+		}
 	}
-	if cfg.JWT.Audience != "" {
-		popts = append(popts, jwt.WithAudience(cfg.JWT.Audience))
-	}
-	v.parser = jwt.NewParser(popts...)
+	// Explicit algorithms stop alg:none and HS/RS confusion before any key
+	// is consulted; claims are checked per issuer after the signature.
+	v.parser = jwt.NewParser(jwt.WithValidMethods(algs), jwt.WithoutClaimsValidation())
 	if cfg.JWT.CacheSize > 0 {
 		v.cache = newTokenCache(cfg.JWT.CacheSize)
 	}
 	return v, nil
 }
 
+// Close stops fetching key sets when New started its own Sources; with
+// WithSources the registry's owner stops them.
+func (v *Verifier) Close() {
+	if v.closeOwn != nil {
+		v.closeOwn()
+	}
+}
+
 // HasKeys reports whether any token can verify at all.
-func (v *Verifier) HasKeys() bool { return len(v.keys.Load().byAlg) > 0 }
+func (v *Verifier) HasKeys() bool {
+	for _, p := range v.providers {
+		if len(p.local.Load().byAlg) > 0 || p.remote != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// Pending names the fetched key sets that have not arrived yet: until one
+// has, every token of its issuer is anonymous (reason keys-unavailable).
+func (v *Verifier) Pending() []string {
+	var out []string
+	for _, p := range v.providers {
+		if !p.fetched() {
+			st := p.remote.status()
+			msg := fmt.Sprintf("%s: no key set from %s yet", p.field, st.Source)
+			if st.LastError != "" {
+				msg += " (last error: " + st.LastError + ")"
+			}
+			out = append(out, msg)
+		}
+	}
+	return out
+}
+
+// WaitFetched waits until every fetched key set has arrived once, or ctx
+// ends; for offline tools (graymesh explain), never the request path.
+func (v *Verifier) WaitFetched(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		pending := v.Pending()
+		if len(pending) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %s", ctx.Err(), strings.Join(pending, "; "))
+		case <-t.C:
+		}
+	}
+}
 
 // Verify checks token and returns its identity.
 func (v *Verifier) Verify(token string) (*Identity, error) {
@@ -120,78 +183,85 @@ func (v *Verifier) Verify(token string) (*Identity, error) {
 		}
 	}
 	claims := jwt.MapClaims{}
-	if _, err := v.parser.ParseWithClaims(token, claims, v.keyFor); err != nil {
+	var (
+		p    *provider
+		used verificationKey
+	)
+	keyFunc := func(t *jwt.Token) (any, error) {
+		var (
+			all []jwt.VerificationKey
+			err error
+		)
+		if p, err = v.providerFor(t); err != nil {
+			return nil, err
+		}
+		if used, all, err = v.keyFor(p, t); err != nil {
+			return nil, err
+		}
+		if all != nil {
+			return jwt.VerificationKeySet{Keys: all}, nil
+		}
+		return used.key, nil
+	}
+	if _, err := v.parser.ParseWithClaims(token, claims, keyFunc); err != nil {
+		return nil, err
+	}
+	if err := p.validator.Validate(claims); err != nil {
 		return nil, err
 	}
 	if err := v.uniqueClaims(token); err != nil {
 		return nil, err
 	}
-	var subject string
-	switch s := claims[v.subjectClaim].(type) {
-	case nil:
-	case string:
-		subject = s
-	default:
-		return nil, errSubjectType
+	id, err := p.identity(claims, used)
+	if err != nil {
+		return nil, err
 	}
-	if subject == "" {
-		return nil, errNoSubject
-	}
-	exp, err := claims.GetExpirationTime()
-	if err != nil || exp == nil {
-		return nil, jwt.ErrTokenRequiredClaimMissing
-	}
-	id := &Identity{Subject: subject, Claims: flatten(claims), Expiry: exp.Time}
 	if v.cache != nil {
 		v.cache.put(sum, id)
 	}
 	return id, nil
 }
 
-// keyFor returns only keys registered for the token's own algorithm, so a
-// public RSA key is never used as an HMAC secret. Header parameters that
-// point at keys elsewhere (jku, x5u, jwk, x5c) are never read: only keys
-// from the config and the JWKS file verify.
-func (v *Verifier) keyFor(t *jwt.Token) (any, error) {
+// providerFor picks the issuer a token claims to come from: the only one,
+// or the one its iss names. The claim is read before the signature is
+// checked, only to choose keys; the issuer's validator checks it again.
+func (v *Verifier) providerFor(t *jwt.Token) (*provider, error) {
+	if v.byIssuer == nil {
+		return v.providers[0], nil
+	}
+	mc, _ := t.Claims.(jwt.MapClaims)
+	switch iss := mc["iss"].(type) {
+	case string:
+		if p, ok := v.byIssuer[iss]; ok {
+			return p, nil
+		}
+	case nil:
+	default:
+		return nil, fmt.Errorf("%w: iss", jwt.ErrInvalidType)
+	}
+	return nil, errUnknownIssuer
+}
+
+// keyFor applies the header rules every issuer shares, then asks the
+// issuer for the key. Header parameters that point at keys elsewhere (jku,
+// x5u, jwk, x5c) are never read: only keys from the config, the JWKS file
+// and the issuer's configured key set verify.
+func (v *Verifier) keyFor(p *provider, t *jwt.Token) (verificationKey, []jwt.VerificationKey, error) {
 	if _, ok := t.Header["crit"]; ok {
 		// RFC 7515 4.1.11: a recipient must refuse a token whose crit
 		// names extensions it does not understand; graymesh understands
 		// none.
-		return nil, errCritical
+		return verificationKey{}, nil, errCritical
 	}
-	alg := t.Method.Alg()
-	keys := v.keys.Load()
+	kid, hasKid := "", false
 	if raw, ok := t.Header["kid"]; ok {
-		kid, isString := raw.(string)
+		s, isString := raw.(string)
 		if !isString {
-			return nil, errKidType
+			return verificationKey{}, nil, errKidType
 		}
-		if kid != "" {
-			k, found := keys.byKid[kid]
-			if !found {
-				k, found = v.refreshJWKS().byKid[kid]
-			}
-			if !found {
-				return nil, errUnknownKid
-			}
-			if k.alg != alg {
-				return nil, errAlgMismatch
-			}
-			return k.key, nil
-		}
+		kid, hasKid = s, s != ""
 	}
-	algKeys := keys.byAlg[alg]
-	switch len(algKeys) {
-	case 0:
-		return nil, errAlgMismatch
-	case 1:
-		return algKeys[0], nil
-	}
-	set := jwt.VerificationKeySet{}
-	for _, k := range algKeys {
-		set.Keys = append(set.Keys, k)
-	}
-	return set, nil
+	return p.keyFor(t.Method.Alg(), kid, hasKid)
 }
 
 // flatten turns claims into string lists for matchers: strings as is,
@@ -200,24 +270,29 @@ func (v *Verifier) keyFor(t *jwt.Token) (any, error) {
 func flatten(claims jwt.MapClaims) map[string][]string {
 	out := make(map[string][]string, len(claims))
 	for k, v := range claims {
-		var vals []string
-		switch x := v.(type) {
-		case []any:
-			for _, e := range x {
-				if s, ok := scalar(e); ok {
-					vals = append(vals, s)
-				}
-			}
-		default:
-			if s, ok := scalar(x); ok {
-				vals = []string{s}
-			}
-		}
-		if vals != nil {
+		if vals := values(v); vals != nil {
 			out[k] = vals
 		}
 	}
 	return out
+}
+
+// values flattens one claim value (nil for an object or nothing usable).
+func values(v any) []string {
+	var vals []string
+	switch x := v.(type) {
+	case []any:
+		for _, e := range x {
+			if s, ok := scalar(e); ok {
+				vals = append(vals, s)
+			}
+		}
+	default:
+		if s, ok := scalar(x); ok {
+			vals = []string{s}
+		}
+	}
+	return vals
 }
 
 func scalar(v any) (string, bool) {

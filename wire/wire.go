@@ -61,12 +61,10 @@ const ExtProcFilterName = "envoy.filters.http.ext_proc"
 // client cannot forge it.
 const SourceAddressAttribute = "source.address"
 
-// Dynamic metadata graymesh's ext_proc answer sets at the edge, which
-// Envoy's access log then carries back to graymesh's analysis: the
-// namespace (the only one the filter accepts from graymesh) and the key of
-// the keyed hash of the caller the decision was for.
-//
-// MetadataNamespace is declared with the trace metadata (trace.go).
+// MetadataCaller is the key, in MetadataNamespace, of the dynamic metadata
+// graymesh's ext_proc answer sets at the edge for Envoy's access log to
+// carry back to graymesh's analysis: the keyed hash of the caller the
+// decision was for.
 const MetadataCaller = "caller"
 
 // AccessLogName is the log_name of the access log Envoy streams to

@@ -46,6 +46,13 @@ func TestTokenAndExplainAgree(t *testing.T) {
 	if code != 0 || !strings.Contains(out, `"served": "gray"`) || !strings.Contains(out, `"reason": "whitelist"`) {
 		t.Fatalf("explain alice: %d %s %s", code, out, errOut)
 	}
+	if !strings.Contains(out, `"kid": "demo"`) || !strings.Contains(out, `"key_source": "identity.jwt.keys[0]"`) {
+		t.Fatalf("explain names no key: %s", out)
+	}
+	_, out, _ = runCLI("explain", "--config", "../../examples/demo.yaml", "--token", strings.TrimSpace(tok))
+	if !strings.Contains(out, "verified by: issuer graymesh-demo, key \"demo\" from identity.jwt.keys[0]\n") {
+		t.Fatalf("explain text names no key:\n%s", out)
+	}
 	_, out, _ = runCLI("explain", "--config", "../../examples/demo.yaml", "--token", strings.TrimSpace(tok)+"x", "--json")
 	if !strings.Contains(out, `"reason": "invalid-token"`) || !strings.Contains(out, `"token_problem": "signature"`) {
 		t.Fatalf("explain forged: %s", out)

@@ -80,16 +80,7 @@ func token(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	subjectClaim, iss, aud := config.DefaultSubjectClaim, *issuer, *audience
-	if cfg != nil {
-		subjectClaim = cfg.Identity.JWT.SubjectClaim
-		if iss == "" {
-			iss = cfg.Identity.JWT.Issuer
-		}
-		if aud == "" {
-			aud = cfg.Identity.JWT.Audience
-		}
-	}
+	subjectClaim, iss, aud := tokenClaims(cfg, *issuer, *audience)
 	now := time.Now()
 	mc := jwt.MapClaims{subjectClaim: *subject, "exp": now.Add(*ttl).Unix(), "iat": now.Unix()}
 	if iss != "" {
@@ -114,10 +105,37 @@ func token(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// tokenClaims returns the subject claim, iss and aud to mint with: the
+// flags, else the config's first issuer (with jwt.issuers, --issuer picks
+// another by its iss).
+func tokenClaims(cfg *config.Config, issuer, audience string) (subjectClaim, iss, aud string) {
+	if cfg == nil {
+		return config.DefaultSubjectClaim, issuer, audience
+	}
+	prov := cfg.Identity.JWT.Providers()[0]
+	for _, p := range cfg.Identity.JWT.Providers() {
+		if issuer != "" && p.Issuer == issuer {
+			prov = p
+		}
+	}
+	iss, aud = issuer, audience
+	if iss == "" {
+		iss = prov.Issuer
+	}
+	if auds := prov.AllAudiences(); aud == "" && len(auds) > 0 {
+		aud = auds[0]
+	}
+	return prov.SubjectClaim, iss, aud
+}
+
 // hmacKey finds the config's first HMAC key matching kid and alg (either
 // may be empty) and returns its method, secret and key id.
 func hmacKey(cfg *config.Config, kid, alg string) (jwt.SigningMethod, []byte, string, error) {
-	for _, k := range cfg.Identity.JWT.Keys {
+	var keys []config.Key
+	for _, p := range cfg.Identity.JWT.Providers() {
+		keys = append(keys, p.Keys...)
+	}
+	for _, k := range keys {
 		if !strings.HasPrefix(k.Algorithm, "HS") || (kid != "" && k.ID != kid) || (alg != "" && k.Algorithm != alg) {
 			continue
 		}

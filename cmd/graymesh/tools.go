@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -57,6 +59,9 @@ func (k *kvFlag) Set(v string) error {
 	*k = append(*k, v)
 	return nil
 }
+
+// explainFetchTimeout bounds the wait for fetched key sets offline.
+const explainFetchTimeout = 15 * time.Second
 
 func explain(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("explain", `Usage: graymesh explain (--config FILE | --admin URL) (--token T | --subject S | --device D) [flags]
@@ -147,6 +152,18 @@ func explainAsk(ask gray.Ask, path, admin, tokenFile string) (ex gray.Explanatio
 	if err != nil {
 		return ex, "", err
 	}
+	defer p.Verifier.Close()
+	if ask.Token != "" {
+		// Offline, the issuers' key sets are fetched now; a token of an
+		// issuer whose set does not arrive is explained as anonymous
+		// (keys-unavailable), as graymesh would treat it.
+		ctx, cancel := context.WithTimeout(context.Background(), explainFetchTimeout)
+		err := p.Verifier.WaitFetched(ctx)
+		cancel()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "explain: %v\n", err)
+		}
+	}
 	req, err := p.Request(ask, time.Now())
 	if err != nil {
 		return ex, "", err
@@ -171,9 +188,26 @@ func printExplanation(w io.Writer, ex gray.Explanation, source string) {
 	}
 	fmt.Fprintf(w, "served by:   %s\nrelease:     %s\nrule:        %s\nreason:      %s\nbucket:      %s\nidentity:    %s\nsubject:     %s\nhop:         %s\nconfig:      %s (%s)\n",
 		ex.Served, dash(ex.Release), dash(ex.Rule), ex.Reason, bucket, ex.Identity, dash(ex.Subject), hop, source, version)
+	if ex.KeySource != "" {
+		fmt.Fprintf(w, "verified by: %s\n", verifiedBy(ex))
+	}
 	if ex.Membership {
 		fmt.Fprintln(w, "membership:  a membership token is handed to the caller")
 	}
+}
+
+// verifiedBy names the issuer and key that verified the token.
+func verifiedBy(ex gray.Explanation) string {
+	var b strings.Builder
+	if ex.Issuer != "" {
+		fmt.Fprintf(&b, "issuer %s, ", ex.Issuer)
+	}
+	if ex.KeyID != "" {
+		fmt.Fprintf(&b, "key %q from %s", ex.KeyID, ex.KeySource)
+	} else {
+		fmt.Fprintf(&b, "key without kid from %s", ex.KeySource)
+	}
+	return b.String()
 }
 
 func dash(s string) string {
