@@ -47,6 +47,9 @@ type Options struct {
 	AdminToken string
 	// Clock is the daemon's time (default: the wall clock).
 	Clock Clock
+	// Console, when set, builds the web console served under /ui/ on the
+	// admin server (package console); nil serves none.
+	Console func(*Daemon) http.Handler
 }
 
 // envoyKeepalive lets Envoy ping idle ext_proc and ADS connections as often
@@ -73,7 +76,12 @@ type Daemon struct {
 	fileHash    [32]byte
 
 	lastReload atomic.Pointer[reloadStatus]
-	ready      atomic.Bool
+	history    history
+	console    http.Handler
+	// api is the admin handler APIGet serves from, built once.
+	apiOnce sync.Once
+	api     http.Handler
+	ready   atomic.Bool
 	// adminOpen is false when the admin server listens beyond loopback
 	// without a token: then only health, readiness and metrics answer.
 	adminOpen bool
@@ -121,9 +129,12 @@ func New(ctx context.Context, path string, opts Options, log *slog.Logger) (*Dae
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if err != nil {
-		d.refused("startup", err)
+		d.refused("startup", err, nil)
 	}
 	d.adminOpen = isLoopback(next.Server.AdminListen) || opts.AdminToken != ""
+	if opts.Console != nil {
+		d.console = opts.Console(d)
+	}
 	return d, nil
 }
 
@@ -169,7 +180,7 @@ func (d *Daemon) Reload() error {
 		err = d.apply(next, "file")
 	}
 	if err != nil {
-		d.refused("file", err)
+		d.refused("file", err, next)
 		return err
 	}
 	d.file = file
@@ -202,11 +213,12 @@ func (d *Daemon) apply(next *config.Config, source string) error {
 			}
 			d.pending, d.stopPending = nil, nil
 			if err := d.put(next, source+" (effective_at)"); err != nil {
-				d.refused(source+" (effective_at)", err)
+				d.refused(source+" (effective_at)", err, next)
 			}
 		})
 		d.log.Info("config accepted; takes effect later", "source", source, "effective_at", at.Format(time.RFC3339))
 		d.lastReload.Store(&reloadStatus{At: d.opts.Clock.Now(), Source: source, Result: "pending until " + at.Format(time.RFC3339), Version: cur.Version})
+		d.recordChange("pending", source, cur, next, nil)
 		return nil
 	}
 	return d.put(next, source)
@@ -234,11 +246,14 @@ func (d *Daemon) put(next *config.Config, source string) error {
 		// Serving goes on; only the restart guarantees weaken.
 		d.log.Error("saving state", "dir", d.opts.StateDir, "error", err)
 	}
+	var cur *config.Config
 	if d.ext == nil {
 		d.ext = extproc.New(p, d.log, d.metrics)
 	} else {
+		cur = d.ext.Policy().Config
 		d.ext.Swap(p)
 	}
+	d.recordChange("accepted", source, cur, next, nil)
 	d.metrics.reloads.WithLabelValues("accepted").Inc()
 	d.metrics.setVersion(next.Version)
 	d.lastReload.Store(&reloadStatus{At: d.opts.Clock.Now(), Source: source, Result: "accepted", Version: next.Version})
@@ -246,7 +261,9 @@ func (d *Daemon) put(next *config.Config, source string) error {
 	return nil
 }
 
-func (d *Daemon) refused(source string, err error) {
+// refused records a refused change; next is the config refused, when it
+// got as far as being read.
+func (d *Daemon) refused(source string, err error, next *config.Config) {
 	d.metrics.reloads.WithLabelValues("refused").Inc()
 	inForce := ""
 	if d.ext != nil {
@@ -254,12 +271,23 @@ func (d *Daemon) refused(source string, err error) {
 	}
 	d.lastReload.Store(&reloadStatus{At: d.opts.Clock.Now(), Source: source, Result: "refused", Error: err.Error(), Version: inForce})
 	d.log.Error("config refused; the config in force stays", "source", source, "file", d.path, "version_in_force", inForce, "error", err)
+	var cur *config.Config
+	if d.ext != nil {
+		cur = d.ext.Policy().Config
+	}
+	d.recordChange("refused", source, cur, next, err)
 }
 
 // Override changes one release at runtime (freeze, kill, percentage). The
 // change persists in the state directory and stays on top of the file
 // until reset. Evicting changes need rollback.
 func (d *Daemon) Override(release string, change func(*override), rollback bool) error {
+	return d.override(release, change, config.Change{Rollback: rollback, Reason: "admin API"})
+}
+
+// override is Override with the change's declaration (rollback and the
+// operator's reason), which the history records.
+func (d *Daemon) override(release string, change func(*override), decl config.Change) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	found := false
@@ -282,7 +310,7 @@ func (d *Daemon) Override(release string, change func(*override), rollback bool)
 	}
 	next, err := effective(d.file, overrides)
 	if err == nil {
-		next.Change = config.Change{Rollback: rollback, Reason: "admin API"}
+		next.Change = decl
 		old := d.state.Overrides
 		d.state.Overrides = overrides
 		if err = d.apply(next, "admin"); err != nil {
@@ -290,7 +318,7 @@ func (d *Daemon) Override(release string, change func(*override), rollback bool)
 		}
 	}
 	if err != nil {
-		d.refused("admin", err)
+		d.refused("admin", err, next)
 	}
 	return err
 }
@@ -404,6 +432,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	})
 	g.Go(func() error { d.watch(gctx); return nil })
+	g.Go(func() error { d.runConsole(gctx); return nil })
 	d.ready.Store(true)
 	d.log.Info("serving",
 		"extproc", extLis.Addr().String(), "xds", xdsLis.Addr().String(), "admin", adminLis.Addr().String(),
