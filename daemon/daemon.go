@@ -48,8 +48,9 @@ type Options struct {
 	// Clock is the daemon's time (default: the wall clock).
 	Clock Clock
 	// Console, when set, builds the web console served under /ui/ on the
-	// admin server (package console); nil serves none.
-	Console func(*Daemon) http.Handler
+	// admin server (package console); nil serves none. If the handler
+	// has a Run(context.Context) method, Run runs it beside the servers.
+	Console func(*Daemon) (http.Handler, error)
 }
 
 // envoyKeepalive lets Envoy ping idle ext_proc and ADS connections as often
@@ -133,7 +134,9 @@ func New(ctx context.Context, path string, opts Options, log *slog.Logger) (*Dae
 	}
 	d.adminOpen = isLoopback(next.Server.AdminListen) || opts.AdminToken != ""
 	if opts.Console != nil {
-		d.console = opts.Console(d)
+		if d.console, err = opts.Console(d); err != nil {
+			return nil, fmt.Errorf("console: %w", err)
+		}
 	}
 	return d, nil
 }
