@@ -27,6 +27,8 @@ const (
 	chartWidth  = 600
 	chartHeight = 120
 	chartSpan   = keepSamples * 2 * time.Second
+	// chartStep is the shortest interval one point covers.
+	chartStep = 4 * time.Second
 )
 
 func newChart(pts []point, configured float64) chart {
@@ -34,7 +36,7 @@ func newChart(pts []point, configured float64) chart {
 	y := func(p float64) float64 { return float64(chartHeight) * (1 - p/100) }
 	c.ConfiguredY = y(configured)
 	if c.Empty {
-		c.Summary = "No edge decisions counted yet."
+		c.Summary = "No interval with edge decisions yet."
 		return c
 	}
 	end := time.Now()

@@ -108,6 +108,12 @@ type releaseView struct {
 	AnalysisStatus int
 }
 
+// AnalysisMissing says this graymesh has no analysis endpoint: the path
+// is unknown (404) or only matches the actions' POST route (405).
+func (v releaseView) AnalysisMissing() bool {
+	return v.AnalysisStatus == http.StatusNotFound || v.AnalysisStatus == http.StatusMethodNotAllowed
+}
+
 // Row is the release's row, for the templates shared with the releases
 // page.
 func (v releaseView) Row() releaseRow { return v.releaseRow }
@@ -118,7 +124,7 @@ func (c *Console) releaseView(ctx context.Context, name string) (releaseView, bo
 			continue
 		}
 		v := releaseView{releaseRow: row, History: c.d.History(name)}
-		v.Chart = newChart(c.observed.series(name, 10*time.Second), row.Percent)
+		v.Chart = newChart(c.observed.series(name, chartStep), row.Percent)
 		code, body := c.d.APIGet(ctx, "/v1/releases/"+name+"/analysis")
 		v.AnalysisStatus = code
 		if code == http.StatusOK {
