@@ -412,3 +412,71 @@ func consoleSecurity(t *testing.T, d *demo, token string) {
 		t.Errorf("a refused console request changed routing: alice served by %s", r.Env)
 	}
 }
+
+// TestConsoleChainsInBrowser shows the four-hop mesh's chains, read from a
+// real Jaeger, in the console: a clean gray chain with inventory's
+// explained fallback, then chains that leak at pricing once inventory drops
+// the lane — each hop labelled with the environment that served it, the
+// leaks marked and counted, and each chain linked to its trace.
+func TestConsoleChainsInBrowser(t *testing.T) {
+	findChromium(t)
+	out := filepath.Join(os.TempDir(), "graymesh-e2e-artifacts", "console-chains")
+	must(t, os.RemoveAll(out))
+	must(t, os.MkdirAll(out, 0o755))
+	m := newFourHop(t)
+	// The same graymesh (state, config, ports), now with the chains page
+	// reading the test's Jaeger; the sidecars reconnect over ADS.
+	m.graymesh.kill()
+	state := filepath.Join(m.dir, "state")
+	m.graymesh = start(t, m.dir, "graymesh-console", filepath.Join(binDir, "graymesh"), "serve", "--config", m.configPath,
+		"--state-dir", state, "--console-jaeger", m.query, "--console-jaeger-ui", m.query, "--console-trace-service", "frontend")
+	waitFor(t, "graymesh with the console", 10*time.Second, httpOK(m.admin+"/readyz"))
+	alice := bearer(m.token("alice", time.Now().Add(time.Hour)))
+	var clean string
+	waitFor(t, "alice's chain in gray again", 20*time.Second, func() error {
+		clean = newTraceID()
+		r, err := m.chain(clean, alice)
+		if err == nil && strings.Join(r.hops(), " ") != "frontend:gray orders:gray inventory:stable pricing:gray" {
+			err = fmt.Errorf("chain %v", r.hops())
+		}
+		return err
+	})
+	// inventory is killed next: its span of this chain must be in Jaeger
+	// first (SIGKILL loses what the exporter still holds).
+	m.waitForTraces([]string{clean}, 4)
+	m.services["inventory-stable"].kill()
+	a := exampleApps[4]
+	m.startApp(a.service, a.env, a.version, a.port, a.calls, a.outbound, "--drop-lane")
+	ids := []string{clean}
+	for i := 0; i < 3; i++ {
+		id := newTraceID()
+		_, err := m.chain(id, alice)
+		must(t, err)
+		ids = append(ids, id)
+	}
+	m.waitForTraces(ids, 4)
+
+	b := newBrowser(t, m.admin, out)
+	tok, err := os.ReadFile(filepath.Join(state, "console-token"))
+	must(t, err)
+	b.do("log in", chromedp.Navigate(m.admin+"/ui/login"), chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), strings.TrimSpace(string(tok))), chromedp.Submit(chromedp.ID("token")),
+		chromedp.WaitVisible(chromedp.CSS("table.releases")))
+	b.do("chains", chromedp.Navigate(m.admin+"/ui/chains"), chromedp.WaitVisible(chromedp.CSS("table.chains")))
+	b.contains("table.chains", "frontend gray", "orders gray", "inventory stable", "↩ fallback: no-gray-version", "pricing stable ✕ leak", "pricing gray")
+	if leaks := b.text("#leaks"); leaks == "0" || strings.HasPrefix(leaks, "(") {
+		t.Errorf("leaks %q, want the dropped lane's", leaks)
+	}
+	for _, id := range ids {
+		href, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](fmt.Sprintf(`(() => { const a = [...document.querySelectorAll('table.chains a')].find(a => a.textContent === %q); return a ? a.href : ''; })()`, id)))
+		if href != m.query+"/trace/"+id {
+			t.Errorf("chain %s links to %q", id, href)
+		}
+	}
+	b.shot("08-chains")
+	if *updateScreenshots && !t.Failed() {
+		data, err := os.ReadFile(filepath.Join(out, "08-chains.png"))
+		must(t, err)
+		must(t, os.WriteFile(filepath.Join(repoRoot, "docs", "console", "08-chains.png"), data, 0o644))
+	}
+}
