@@ -97,6 +97,10 @@ func (d *Daemon) authed(h http.HandlerFunc) http.HandlerFunc {
 			http.Error(w, "admin API disabled: listening beyond loopback without an admin token (--admin-token-file)", http.StatusForbidden)
 			return
 		}
+		if fromOtherSite(r) {
+			http.Error(w, "refused: a browser sent this request from another site", http.StatusForbidden)
+			return
+		}
 		if tok := d.opts.AdminToken; tok != "" {
 			got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
 			if subtle.ConstantTimeCompare([]byte(got), []byte(tok)) != 1 {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"net/http"
+	"net/url"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -89,6 +90,23 @@ func (w *bufferWriter) WriteHeader(code int) {
 func (w *bufferWriter) Write(b []byte) (int, error) {
 	w.wrote = true
 	return w.body.Write(b)
+}
+
+// fromOtherSite reports a request that a browser sent on behalf of a page
+// from another site. Any web page can make the operator's browser POST to
+// a loopback admin API that needs no token (a form needs no CORS
+// preflight); the CLI and curl send neither header, and the console's
+// pages are same-origin.
+func fromOtherSite(r *http.Request) bool {
+	if site := r.Header.Get("Sec-Fetch-Site"); site == "cross-site" || site == "same-site" {
+		return true
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return false
+	}
+	u, err := url.Parse(origin)
+	return err != nil || u.Host != r.Host
 }
 
 // consoleGate turns the console off wherever the admin API is off

@@ -91,3 +91,31 @@ func TestReleaseActionReasonAndCodes(t *testing.T) {
 		t.Fatalf("APIGet of a missing endpoint: %d", code)
 	}
 }
+
+func TestAdminRefusesRequestsFromOtherSites(t *testing.T) {
+	d, _ := newDaemon(t)
+	srv := httptest.NewServer(d.AdminHandler())
+	defer srv.Close()
+	for _, tt := range []struct {
+		name   string
+		header map[string]string
+		code   int
+	}{
+		{"curl", nil, http.StatusOK},
+		{"same origin", map[string]string{"Origin": srv.URL, "Sec-Fetch-Site": "same-origin"}, http.StatusOK},
+		{"a form on another site", map[string]string{"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
+		{"another origin, no fetch metadata", map[string]string{"Origin": "http://evil.example"}, http.StatusForbidden},
+		{"opaque origin", map[string]string{"Origin": "null"}, http.StatusForbidden},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/releases/shop-v2/freeze", nil)
+		for k, v := range tt.header {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		must(t, err)
+		resp.Body.Close()
+		if resp.StatusCode != tt.code && !(tt.code == http.StatusOK && resp.StatusCode == http.StatusUnprocessableEntity) {
+			t.Errorf("%s: %d, want %d", tt.name, resp.StatusCode, tt.code)
+		}
+	}
+}
