@@ -11,8 +11,10 @@ import (
 // style), with the configured percentage as a reference line.
 type chart struct {
 	Width, Height int
-	// Points is the polyline's points attribute.
+	// Points is the polyline's points attribute; Dots the same points,
+	// drawn so that a single interval shows too.
 	Points string
+	Dots   []dot
 	// ConfiguredY is the y of the configured percentage.
 	ConfiguredY float64
 	// Span is how much time the x axis covers.
@@ -23,32 +25,46 @@ type chart struct {
 	Empty   bool
 }
 
+type dot struct{ X, Y float64 }
+
 const (
 	chartWidth  = 600
 	chartHeight = 120
 	chartSpan   = keepSamples * 2 * time.Second
+	// chartMinSpan is the shortest x axis; chartPad keeps the dots inside.
+	chartMinSpan = time.Minute
+	chartPad     = 6
 	// chartStep is the shortest interval one point covers.
 	chartStep = 4 * time.Second
 )
 
 func newChart(pts []point, configured float64) chart {
-	c := chart{Width: chartWidth, Height: chartHeight, Span: roughly(chartSpan), Empty: len(pts) == 0}
-	y := func(p float64) float64 { return float64(chartHeight) * (1 - p/100) }
+	c := chart{Width: chartWidth, Height: chartHeight, Empty: len(pts) == 0}
+	y := func(p float64) float64 { return chartPad + float64(chartHeight-2*chartPad)*(1-p/100) }
 	c.ConfiguredY = y(configured)
+	end := time.Now()
+	// The x axis covers the samples held (a minute at least), so the first
+	// minutes of a graymesh draw across the chart rather than in a corner.
+	span := chartMinSpan
+	if !c.Empty {
+		span = max(span, end.Sub(pts[0].At)+chartStep)
+	}
+	span = min(span, chartSpan)
+	c.Span = roughly(span)
 	if c.Empty {
 		c.Summary = "No interval with edge decisions yet."
 		return c
 	}
-	end := time.Now()
-	start := end.Add(-chartSpan)
+	start := end.Add(-span)
 	var b strings.Builder
 	lo, hi := 100.0, 0.0
 	for _, p := range pts {
-		x := float64(chartWidth) * float64(p.At.Sub(start)) / float64(chartSpan)
-		if x < 0 {
+		if p.At.Before(start) {
 			continue
 		}
+		x := chartPad + float64(chartWidth-2*chartPad)*float64(p.At.Sub(start))/float64(span)
 		fmt.Fprintf(&b, "%.1f,%.1f ", x, y(p.Percent))
+		c.Dots = append(c.Dots, dot{X: x, Y: y(p.Percent)})
 		lo, hi = min(lo, p.Percent), max(hi, p.Percent)
 	}
 	c.Points = strings.TrimSpace(b.String())

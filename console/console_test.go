@@ -423,3 +423,22 @@ func TestObservedShare(t *testing.T) {
 		t.Fatal("an empty share is known")
 	}
 }
+
+func TestChartKeepsItsPointsInside(t *testing.T) {
+	now := time.Now()
+	c := newChart([]point{{At: now.Add(-30 * time.Second), Percent: 30, Total: 100}, {At: now, Percent: 50, Total: 100}}, 50)
+	if c.Empty || len(c.Dots) != 2 || c.Span != "1 min" || !strings.Contains(c.Summary, "between 30.0% and 50.0%") {
+		t.Fatalf("chart %+v", c)
+	}
+	for _, d := range c.Dots {
+		if d.X < chartPad || d.X > chartWidth-chartPad || d.Y < chartPad || d.Y > chartHeight-chartPad {
+			t.Errorf("dot %+v outside the chart", d)
+		}
+	}
+	if c.Dots[1].Y != c.ConfiguredY {
+		t.Errorf("a point at the configured 50%% (y %.1f) is off its line (y %.1f)", c.Dots[1].Y, c.ConfiguredY)
+	}
+	if e := newChart(nil, 30); !e.Empty || e.Points != "" {
+		t.Fatalf("empty chart %+v", e)
+	}
+}

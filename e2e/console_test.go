@@ -275,6 +275,17 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Errorf("Tab never reached #%s (reached %v)", id, reached)
 		}
 	}
+	// The chart draws the share per interval: the 30% and the 50% ones.
+	var dots []float64
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		dots, _ = chromedp.Run(b.ctx, chromedp.Evaluate[[]float64](`[...document.querySelectorAll('circle.observed-dot')].map(c => +c.getAttribute('cy'))`))
+		if len(dots) >= 2 && dots[len(dots)-1] < dots[0] {
+			break
+		}
+	}
+	if len(dots) < 2 || dots[len(dots)-1] >= dots[0] {
+		t.Errorf("the chart does not show the share rising: dots at y %v", dots)
+	}
 	b.shot("05-release")
 
 	// Freeze, then kill, each with a reason that the timeline shows.
