@@ -44,17 +44,23 @@ type fixture struct {
 	client *http.Client
 	token  string
 	logs   *bytes.Buffer
+	path   string // the config file
 }
 
 func newFixture(t *testing.T, opts daemon.Options, copts Options) *fixture {
 	t.Helper()
+	return newFixtureWith(t, testConfig, opts, copts)
+}
+
+func newFixtureWith(t *testing.T, config string, opts daemon.Options, copts Options) *fixture {
+	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "graymesh.yaml")
-	must(t, os.WriteFile(path, []byte(testConfig), 0o600))
+	must(t, os.WriteFile(path, []byte(config), 0o600))
 	if opts.StateDir == "" {
 		opts.StateDir = filepath.Join(dir, "state")
 	}
-	f := &fixture{t: t, logs: &bytes.Buffer{}}
+	f := &fixture{t: t, logs: &bytes.Buffer{}, path: path}
 	log := slog.New(slog.NewTextHandler(f.logs, nil))
 	opts.Console = func(d *daemon.Daemon) (http.Handler, error) {
 		c, err := New(d, copts, log)
@@ -440,5 +446,36 @@ func TestChartKeepsItsPointsInside(t *testing.T) {
 	}
 	if e := newChart(nil, 30); !e.Empty || e.Points != "" {
 		t.Fatalf("empty chart %+v", e)
+	}
+}
+
+func TestScheduleAndRefusedReload(t *testing.T) {
+	past, next := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), time.Now().Add(3*time.Hour).UTC().Format(time.RFC3339)
+	cfg := strings.Replace(testConfig, "percent: 30}", "percent: 5, schedule: [{at: "+past+", percent: 10}, {at: "+next+", percent: 50}]}", 1)
+	f := newFixtureWith(t, cfg, daemon.Options{}, Options{})
+	f.login()
+	_, page := f.do("GET", "/ui/", nil, nil)
+	for _, want := range []string{"step 1 of 2", "next: <strong>50%</strong>", "<strong>10%</strong>"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("releases page lacks %q", want)
+		}
+	}
+	_, page = f.do("GET", "/ui/releases/shop-v2", nil, nil)
+	if !strings.Contains(page, "in force") || !strings.Contains(page, "to come") {
+		t.Error("the release page's schedule does not say which step is in force and which is to come")
+	}
+
+	// A file that would evict is refused; the console says so, with why.
+	must(t, os.WriteFile(f.path, []byte(strings.Replace(cfg, "whitelist: [alice], ", "", 1)), 0o600))
+	if err := f.d.Reload(); err == nil {
+		t.Fatal("an evicting file was accepted")
+	}
+	_, page = f.do("GET", "/ui/live/releases", nil, nil)
+	if !strings.Contains(page, "The last change was refused") || !strings.Contains(page, `whitelist entry &#34;alice&#34; removed`) {
+		t.Errorf("the refusal is not shown:\n%s", page)
+	}
+	_, page = f.do("GET", "/ui/releases/shop-v2", nil, nil)
+	if !strings.Contains(page, "✕ refused") || !strings.Contains(page, ">file<") {
+		t.Error("the refused file is not in the timeline")
 	}
 }

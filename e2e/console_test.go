@@ -43,6 +43,19 @@ func findChromium(t *testing.T) string {
 	return ""
 }
 
+// artifacts is a new folder for a test's screenshots, kept after the
+// test: under $GRAYMESH_E2E_ARTIFACTS when set, else the temp folder.
+func artifacts(t *testing.T, name string) string {
+	t.Helper()
+	base := os.Getenv("GRAYMESH_E2E_ARTIFACTS")
+	if base != "" {
+		must(t, os.MkdirAll(base, 0o755))
+	}
+	dir, err := os.MkdirTemp(base, "graymesh-e2e-"+name+"-")
+	must(t, err)
+	return dir
+}
+
 // browser is one headless Chromium with a fresh profile, and what it saw:
 // every request URL and every console and security log entry.
 type browser struct {
@@ -186,13 +199,9 @@ func sendDevices(t *testing.T, d *demo, n int) {
 // change refused with graymesh's message. Then it checks that the token
 // appeared in no URL and no log, and that actions without the session or
 // the CSRF token are refused.
-//
-//nolint:funlen // one operator's session, step by step: splitting it would hide the story
 func TestConsoleInBrowser(t *testing.T) {
 	chromium := findChromium(t)
-	out := filepath.Join(os.TempDir(), "graymesh-e2e-artifacts", "console")
-	must(t, os.RemoveAll(out))
-	must(t, os.MkdirAll(out, 0o755))
+	out := artifacts(t, "console")
 	t.Logf("screenshots: %s (Chromium %s)", out, chromium)
 
 	d := startDemo(t)
@@ -431,9 +440,8 @@ func consoleSecurity(t *testing.T, d *demo, token string) {
 // leaks marked and counted, and each chain linked to its trace.
 func TestConsoleChainsInBrowser(t *testing.T) {
 	findChromium(t)
-	out := filepath.Join(os.TempDir(), "graymesh-e2e-artifacts", "console-chains")
-	must(t, os.RemoveAll(out))
-	must(t, os.MkdirAll(out, 0o755))
+	out := artifacts(t, "console-chains")
+	t.Logf("screenshots: %s", out)
 	m := newFourHop(t)
 	// The same graymesh (state, config, ports), now with the chains page
 	// reading the test's Jaeger; the sidecars reconnect over ADS.
