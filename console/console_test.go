@@ -479,3 +479,18 @@ func TestScheduleAndRefusedReload(t *testing.T) {
 		t.Error("the refused file is not in the timeline")
 	}
 }
+
+func TestConsoleIsOffWhereTheAdminAPIIs(t *testing.T) {
+	cfg := strings.Replace(testConfig, "admin_listen: 127.0.0.1:18080", "admin_listen: 0.0.0.0:18080", 1)
+	f := newFixtureWith(t, cfg, daemon.Options{}, Options{})
+	if resp, _ := f.do("GET", "/ui/login", nil, nil); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("console beyond loopback without an admin token: %s", resp.Status)
+	}
+	tok := strings.Repeat("b2", 20)
+	f = newFixtureWith(t, cfg, daemon.Options{AdminToken: tok}, Options{})
+	// Beyond loopback with a token: any Host, the token to log in.
+	if resp, _ := f.do("GET", "/ui/login", nil, map[string]string{"Host": "graymesh.internal:18080"}); resp.StatusCode != http.StatusOK {
+		t.Fatalf("console beyond loopback with an admin token: %s", resp.Status)
+	}
+	f.login()
+}
