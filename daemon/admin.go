@@ -8,7 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strconv"
+	"slices"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -89,6 +89,11 @@ func (d *Daemon) adminHandler() http.Handler {
 		enc.SetIndent(2)
 		_ = enc.Encode(redacted(d.ext.Policy().Config))
 	}))
+	if d.console != nil {
+		// The console has its own login (a session cookie for the same
+		// token), and is off wherever the admin API is.
+		mux.Handle("/ui/", d.consoleGate(d.console))
+	}
 	return mux
 }
 
@@ -97,6 +102,10 @@ func (d *Daemon) authed(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !d.adminOpen {
 			http.Error(w, "admin API disabled: listening beyond loopback without an admin token (--admin-token-file)", http.StatusForbidden)
+			return
+		}
+		if fromOtherSite(r) {
+			http.Error(w, "refused: a browser sent this request from another site", http.StatusForbidden)
 			return
 		}
 		if tok := d.opts.AdminToken; tok != "" {
@@ -131,31 +140,17 @@ func (d *Daemon) releases() []ReleaseStatus {
 }
 
 func (d *Daemon) handleReleaseAction(w http.ResponseWriter, r *http.Request) {
-	name, action := r.PathValue("name"), r.PathValue("action")
-	rollback := r.URL.Query().Get("rollback") == "true"
-	var change func(*override)
-	switch action {
-	case "freeze":
-		change = func(o *override) { o.State = config.StateFrozen }
-	case "unfreeze", "revive":
-		change = func(o *override) { o.State = config.StateActive }
-	case "kill":
-		change = func(o *override) { o.State = config.StateKilled }
-	case "reset":
-		change = func(o *override) { *o = override{} }
-		rollback = rollback || r.URL.Query().Get("rollback") == ""
-	case "percent":
-		v, err := strconv.ParseFloat(r.URL.Query().Get("value"), 64)
-		if err != nil {
-			http.Error(w, "percent needs ?value=0..100", http.StatusBadRequest)
-			return
+	a, err := ParseAction(r.PathValue("name"), r.PathValue("action"), r.URL.Query())
+	if err != nil {
+		code := http.StatusBadRequest
+		if !slices.Contains(ActionKinds, r.PathValue("action")) {
+			code = http.StatusNotFound
 		}
-		change = func(o *override) { o.Percent = &v }
-	default:
-		http.Error(w, fmt.Sprintf("unknown action %q: freeze, unfreeze, kill, revive, percent, reset", action), http.StatusNotFound)
+		http.Error(w, strings.TrimPrefix(err.Error(), errBadAction.Error()+": "), code)
 		return
 	}
-	if err := d.Override(name, change, rollback); err != nil {
+	rs, err := d.Act(a)
+	if err != nil {
 		code := http.StatusUnprocessableEntity
 		if errors.Is(err, errNoRelease) {
 			code = http.StatusNotFound
@@ -163,13 +158,7 @@ func (d *Daemon) handleReleaseAction(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), code)
 		return
 	}
-	for _, rs := range d.releases() {
-		if rs.Name == name {
-			writeJSON(w, http.StatusOK, rs)
-			return
-		}
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"release": name, "result": d.lastReload.Load().Result})
+	writeJSON(w, http.StatusOK, rs)
 }
 
 // handleExplain answers what the decision is for a described caller
@@ -183,13 +172,12 @@ func (d *Daemon) handleExplain(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "body: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	p := d.ext.Policy()
-	req, err := p.Request(ask, d.opts.Clock.Now())
+	ex, err := d.Explain(ask)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	writeJSON(w, http.StatusOK, p.Explain(req))
+	writeJSON(w, http.StatusOK, ex)
 }
 
 func (d *Daemon) handleStatus(w http.ResponseWriter, _ *http.Request) {

@@ -66,7 +66,7 @@ func (a *analyser) advance(r *config.Release, now time.Time) (string, error) {
 		return fmt.Sprintf("%s: schedule[%d] is not due before %s", actHold, next, at.UTC().Format(time.RFC3339)), nil
 	}
 	action := fmt.Sprintf("%s to schedule[%d] (%s%%)", actAdvance, next, trimFloat(steps[next].Percent))
-	return action, a.d.overrideFor(r.Name, func(o *override) { o.Step = &next }, false, "analysis", "analysis: "+action)
+	return action, a.d.override(r.Name, func(o *override) { o.Step = &next }, "analysis", config.Change{Reason: "analysis: " + action})
 }
 
 // apply takes a fail or critical verdict's configured action.
@@ -92,7 +92,7 @@ func (a *analyser) apply(r *config.Release, action string, w *Window) (string, e
 		change = func(o *override) { o.Percent, o.Step = &zero, nil }
 		rollback = true
 	}
-	return action, a.d.overrideFor(r.Name, change, rollback, "analysis", reason)
+	return action, a.d.override(r.Name, change, "analysis", config.Change{Rollback: rollback, Reason: reason})
 }
 
 func trimFloat(f float64) string { return fmt.Sprintf("%g", f) }

@@ -56,6 +56,10 @@ type Options struct {
 	// AnalysisSource, when set, gives every analysed release's
 	// observations instead of Envoy's access log or Prometheus (tests).
 	AnalysisSource analysis.Source
+	// Console, when set, builds the web console served under /ui/ on the
+	// admin server (package console); nil serves none. If the handler
+	// has a Run(context.Context) method, Run runs it beside the servers.
+	Console func(*Daemon) (http.Handler, error)
 }
 
 // envoyKeepalive lets Envoy ping idle ext_proc and ADS connections as often
@@ -87,7 +91,12 @@ type Daemon struct {
 	fileHash    [32]byte
 
 	lastReload atomic.Pointer[reloadStatus]
-	ready      atomic.Bool
+	history    history
+	console    http.Handler
+	// api is the admin handler APIGet serves from, built once.
+	apiOnce sync.Once
+	api     http.Handler
+	ready   atomic.Bool
 	// adminOpen is false when the admin server listens beyond loopback
 	// without a token: then only health, readiness and metrics answer.
 	adminOpen bool
@@ -140,9 +149,14 @@ func New(ctx context.Context, path string, opts Options, log *slog.Logger) (*Dae
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if err != nil {
-		d.refused("startup", err)
+		d.refused("startup", err, nil)
 	}
 	d.adminOpen = isLoopback(next.Server.AdminListen) || opts.AdminToken != ""
+	if opts.Console != nil {
+		if d.console, err = opts.Console(d); err != nil {
+			return nil, fmt.Errorf("console: %w", err)
+		}
+	}
 	return d, nil
 }
 
@@ -188,7 +202,7 @@ func (d *Daemon) Reload() error {
 		err = d.apply(next, "file")
 	}
 	if err != nil {
-		d.refused("file", err)
+		d.refused("file", err, next)
 		return err
 	}
 	d.file = file
@@ -221,11 +235,12 @@ func (d *Daemon) apply(next *config.Config, source string) error {
 			}
 			d.pending, d.stopPending = nil, nil
 			if err := d.put(next, source+" (effective_at)"); err != nil {
-				d.refused(source+" (effective_at)", err)
+				d.refused(source+" (effective_at)", err, next)
 			}
 		})
 		d.log.Info("config accepted; takes effect later", "source", source, "effective_at", at.Format(time.RFC3339))
 		d.lastReload.Store(&reloadStatus{At: d.opts.Clock.Now(), Source: source, Result: "pending until " + at.Format(time.RFC3339), Version: cur.Version})
+		d.recordChange("pending", source, cur, next, nil)
 		return nil
 	}
 	return d.put(next, source)
@@ -254,12 +269,15 @@ func (d *Daemon) put(next *config.Config, source string) error {
 		// Serving goes on; only the restart guarantees weaken.
 		d.log.Error("saving state", "dir", d.opts.StateDir, "error", err)
 	}
+	var cur *config.Config
 	if d.ext == nil {
 		d.ext = extproc.New(p, d.log, d.metrics)
 	} else {
+		cur = d.ext.Policy().Config
 		d.ext.Swap(p)
 	}
 	d.sources.Retain(p.Verifier)
+	d.recordChange("accepted", source, cur, next, nil)
 	d.metrics.reloads.WithLabelValues("accepted").Inc()
 	d.metrics.setVersion(next.Version)
 	d.lastReload.Store(&reloadStatus{At: d.opts.Clock.Now(), Source: source, Result: "accepted", Version: next.Version, Reason: next.Change.Reason})
@@ -268,7 +286,9 @@ func (d *Daemon) put(next *config.Config, source string) error {
 	return nil
 }
 
-func (d *Daemon) refused(source string, err error) {
+// refused records a refused change; next is the config refused, when it
+// got as far as being read.
+func (d *Daemon) refused(source string, err error, next *config.Config) {
 	d.metrics.reloads.WithLabelValues("refused").Inc()
 	inForce := ""
 	if d.ext != nil {
@@ -276,18 +296,23 @@ func (d *Daemon) refused(source string, err error) {
 	}
 	d.lastReload.Store(&reloadStatus{At: d.opts.Clock.Now(), Source: source, Result: "refused", Error: err.Error(), Version: inForce})
 	d.log.Error("config refused; the config in force stays", "source", source, "file", d.path, "version_in_force", inForce, "error", err)
+	var cur *config.Config
+	if d.ext != nil {
+		cur = d.ext.Policy().Config
+	}
+	d.recordChange("refused", source, cur, next, err)
 }
 
 // Override changes one release at runtime (freeze, kill, percentage). The
 // change persists in the state directory and stays on top of the file
 // until reset. Evicting changes need rollback.
 func (d *Daemon) Override(release string, change func(*override), rollback bool) error {
-	return d.overrideFor(release, change, rollback, "admin", "admin API")
+	return d.override(release, change, "admin", config.Change{Rollback: rollback, Reason: "admin API"})
 }
 
-// overrideFor is Override by source ("admin", "analysis"), recording
-// reason as the change's declared reason.
-func (d *Daemon) overrideFor(release string, change func(*override), rollback bool, source, reason string) error {
+// override is Override by source ("admin", "analysis") with the change's
+// declaration (rollback and the reason), which the history records.
+func (d *Daemon) override(release string, change func(*override), source string, decl config.Change) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	found := false
@@ -310,7 +335,7 @@ func (d *Daemon) overrideFor(release string, change func(*override), rollback bo
 	}
 	next, err := effective(d.file, overrides)
 	if err == nil {
-		next.Change = config.Change{Rollback: rollback, Reason: reason}
+		next.Change = decl
 		old := d.state.Overrides
 		d.state.Overrides = overrides
 		if err = d.apply(next, source); err != nil {
@@ -318,7 +343,7 @@ func (d *Daemon) overrideFor(release string, change func(*override), rollback bo
 		}
 	}
 	if err != nil {
-		d.refused(source, err)
+		d.refused(source, err, next)
 	}
 	return err
 }
@@ -463,6 +488,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { d.watch(gctx); return nil })
 	g.Go(func() error { d.analyser.run(gctx); return nil })
+	g.Go(func() error { d.runConsole(gctx); return nil })
 	d.ready.Store(true)
 	extHealth.SetServingStatus("", healthgrpc.HealthCheckResponse_SERVING)
 	extHealth.SetServingStatus(extprocsvcv3.ExternalProcessor_ServiceDesc.ServiceName, healthgrpc.HealthCheckResponse_SERVING)

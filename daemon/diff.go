@@ -67,8 +67,5 @@ func (d *Daemon) handleDiff(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	next.Version = file.Version
-	cur := d.ext.Policy().Config
-	rep := gray.NewReport(cur, next, sample, at)
-	rep.Old.File = "config in force (" + d.path + ")"
-	writeJSON(w, http.StatusOK, rep)
+	writeJSON(w, http.StatusOK, d.report(next, sample, at))
 }

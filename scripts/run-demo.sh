@@ -51,6 +51,7 @@ cat <<MSG
 graymesh demo is up:
   Envoy listener   http://127.0.0.1:$listener   (every route from graymesh over ADS)
   graymesh admin   http://127.0.0.1:$admin/status  /metrics
+  console          http://127.0.0.1:$admin/ui/   (log in with the token in $work/state/console-token)
   Envoy admin      http://127.0.0.1:$envoy_admin
   config           $work/config.yaml   (a copy of $src; edit it, graymesh picks it up within a second)
   logs             $work/

@@ -46,7 +46,8 @@ svc pricing   gray   v2 9206 "" ""
 
 : >"$work/graymesh.log"
 supervise graymesh "$work/graymesh.log" "$bindir/graymesh" serve --config "$work/config.yaml" \
-  --state-dir "$work/state" --drain-timeout 2s --log-format text
+  --state-dir "$work/state" --drain-timeout 2s --log-format text \
+  --console-jaeger http://127.0.0.1:16686 --console-trace-service frontend
 wait_for http://127.0.0.1:18180/readyz graymesh
 
 admin=9911
@@ -65,6 +66,7 @@ cat <<MSG
 graymesh mesh demo is up (logs in $work/):
   edge (frontend's sidecar)  http://127.0.0.1:10001
   graymesh admin             http://127.0.0.1:18180/status
+  console                    http://127.0.0.1:18180/ui/   (log in with the token in $work/state/console-token; Chains reads Jaeger)
   Jaeger UI                  http://127.0.0.1:16686   (service "frontend")
   config                     $work/config.yaml   (a copy of $src; edit it, graymesh picks it up within a second)
 

@@ -136,6 +136,7 @@ validation is refused and the one in force stays. SIGTERM drains and exits 0.`, 
 	watch := fs.Duration("watch-interval", time.Second, "how often to check the config file for changes (0: only SIGHUP and POST /reload)")
 	tokenFile := fs.String("admin-token-file", "", "file holding the admin API bearer token (required for the admin API when admin_listen is not loopback)")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this loopback address, e.g. 127.0.0.1:6060 (off when empty)")
+	ui := consoleFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -170,6 +171,7 @@ validation is refused and the one in force stays. SIGTERM drains and exits 0.`, 
 	}
 	d, err := daemon.New(ctx, *path, daemon.Options{
 		DrainTimeout: *drain, Version: version, StateDir: *stateDir, WatchInterval: *watch, AdminToken: token,
+		Console: ui.build(log),
 	}, log)
 	if err != nil {
 		return err

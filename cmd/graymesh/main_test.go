@@ -126,3 +126,24 @@ func TestReleaseAdminFromEnv(t *testing.T) {
 		t.Fatalf("--admin beats the environment: code %d, %q", code, out)
 	}
 }
+
+// TestReleaseQuery: value, rollback and reason travel in the query.
+func TestReleaseQuery(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %s?%s", r.Method, r.URL.Path, r.URL.RawQuery)
+	}))
+	defer srv.Close()
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"kill", "shop-v2", "--reason", "5xx spike"}, "POST /v1/releases/shop-v2/kill?reason=5xx+spike"},
+		{[]string{"percent", "shop-v2", "--value", "12.5", "--rollback", "--reason", "slo"}, "POST /v1/releases/shop-v2/percent?reason=slo&rollback=true&value=12.5"},
+		{[]string{"reset", "shop-v2"}, "POST /v1/releases/shop-v2/reset?"},
+	} {
+		args := append([]string{"release"}, tt.args...)
+		if code, out, errOut := runCLI(append(args, "--admin", srv.URL)...); code != 0 || out != tt.want {
+			t.Errorf("%v: code %d, %q (want %q) %s", tt.args, code, out, tt.want, errOut)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -24,6 +25,9 @@ Operates releases through a running graymesh's admin API:
   revive NAME               undo a kill
   percent NAME --value P    set the percentage (lowering it needs --rollback)
   reset NAME                drop the admin overrides; the config file's values apply
+
+--reason says why; graymesh records it with the change (the console's
+release timeline shows it).
 
 Changes persist across restarts (graymesh serve --state-dir) and stay on top
 of the config file until reset.`
@@ -101,6 +105,7 @@ func release(args []string, stdout, stderr io.Writer) error {
 	admin, tokenFile := adminFlags(fs)
 	value := fs.Float64("value", -1, "percentage for percent")
 	rollback := fs.Bool("rollback", false, "allow a change that moves gray subjects back to stable")
+	reason := fs.String("reason", "", "why: recorded in graymesh's change history (the console's timeline)")
 	if len(args) == 0 {
 		fs.Usage()
 		return errUsage
@@ -122,16 +127,28 @@ func release(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	var out []byte
+	q := url.Values{}
+	if *rollback {
+		q.Set("rollback", "true")
+	}
+	if *reason != "" {
+		q.Set("reason", *reason)
+	}
 	switch action {
 	case "list":
 		out, err = c.do(http.MethodGet, "/v1/releases", nil)
-	case "freeze", "unfreeze", "kill", "revive", "reset":
-		out, err = c.do(http.MethodPost, "/v1/releases/"+url.PathEscape(name)+"/"+action+rollbackQuery(*rollback, "?"), nil)
-	case "percent":
-		if *value < 0 {
-			return fmt.Errorf("percent needs --value")
+	case "freeze", "unfreeze", "kill", "revive", "reset", "percent":
+		if action == "percent" {
+			if *value < 0 {
+				return fmt.Errorf("percent needs --value")
+			}
+			q.Set("value", strconv.FormatFloat(*value, 'f', -1, 64))
 		}
-		out, err = c.do(http.MethodPost, fmt.Sprintf("/v1/releases/%s/percent?value=%v%s", url.PathEscape(name), *value, rollbackQuery(*rollback, "&")), nil)
+		path := "/v1/releases/" + url.PathEscape(name) + "/" + action
+		if len(q) > 0 {
+			path += "?" + q.Encode()
+		}
+		out, err = c.do(http.MethodPost, path, nil)
 	default:
 		fs.Usage()
 		return errUsage
@@ -141,11 +158,4 @@ func release(args []string, stdout, stderr io.Writer) error {
 	}
 	_, err = stdout.Write(out)
 	return err
-}
-
-func rollbackQuery(rollback bool, sep string) string {
-	if rollback {
-		return sep + "rollback=true"
-	}
-	return ""
 }

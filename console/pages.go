@@ -1,0 +1,169 @@
+package console
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/graymesh/graymesh/config"
+	"github.com/graymesh/graymesh/daemon"
+)
+
+// observedWindow is the window of the "last minute" observed share.
+const observedWindow = time.Minute
+
+// releaseRow is one release as the releases page and the release page
+// show it.
+type releaseRow struct {
+	daemon.ReleaseStatus
+	// Release is the release as in force (rules, schedule).
+	Release config.Release
+	// Next is the next schedule step, if any.
+	Next *config.Step
+	// Window is the observed share over the last minute; Since the share
+	// since SinceVersion took effect.
+	Window       share
+	Since        share
+	SinceVersion string
+	// Changed is the newest accepted change that touched the release.
+	Changed *daemon.Change
+}
+
+// StepNumber is the schedule step in force, counted from 1.
+func (r releaseRow) StepNumber() int { return r.ScheduleStep + 1 }
+
+// Frozen reports a frozen release.
+func (r releaseRow) Frozen() bool { return r.State == config.StateFrozen }
+
+// Killed reports the kill switch.
+func (r releaseRow) Killed() bool { return r.State == config.StateKilled }
+
+func (c *Console) releaseRows() []releaseRow {
+	c.observed.fresh()
+	cfg := c.d.Config()
+	now := time.Now()
+	var rows []releaseRow
+	for _, rs := range c.d.Releases() {
+		row := releaseRow{ReleaseStatus: rs}
+		for i := range cfg.Releases {
+			if cfg.Releases[i].Name == rs.Name {
+				row.Release = cfg.Releases[i]
+			}
+		}
+		for i, st := range row.Release.Schedule {
+			if st.At.After(now) {
+				row.Next = &row.Release.Schedule[i]
+				break
+			}
+		}
+		row.Window = c.observed.window(rs.Name, observedWindow)
+		row.Since, row.SinceVersion = c.observed.sinceVersion(rs.Name)
+		for _, ch := range c.d.History(rs.Name) {
+			if ch.Result == "accepted" {
+				ch := ch
+				row.Changed = &ch
+				break
+			}
+		}
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+// releasesView is the releases page.
+type releasesView struct {
+	Rows []releaseRow
+	// LastResult, LastSource and LastError are the last change's outcome.
+	LastResult, LastSource, LastError string
+}
+
+func (c *Console) releasesView() releasesView {
+	v := releasesView{Rows: c.releaseRows()}
+	v.LastResult, v.LastSource, v.LastError = c.d.LastReload()
+	return v
+}
+
+func (c *Console) releasesPage(w http.ResponseWriter, _ *http.Request, s *session) {
+	v := c.newView(s, "releases", "Releases", c.releasesView())
+	v.Live = "/ui/live/releases"
+	c.render(w, http.StatusOK, "releases", v)
+}
+
+func (c *Console) releasesFragment(w http.ResponseWriter, _ *http.Request, s *session) {
+	c.renderTemplate(w, http.StatusOK, "releases", "live", c.newView(s, "releases", "", c.releasesView()))
+}
+
+// releaseView is the release page.
+type releaseView struct {
+	releaseRow
+	History []daemon.Change
+	Chart   chart
+	// Done names the action just taken (from the redirect after it).
+	Done string
+	// Analysis is the analysis endpoint's answer, when it has one;
+	// AnalysisStatus its HTTP status (404: none in this build).
+	Analysis       string
+	AnalysisStatus int
+}
+
+// AnalysisMissing says this graymesh has no analysis endpoint: the path
+// is unknown (404) or only matches the actions' POST route (405).
+func (v releaseView) AnalysisMissing() bool {
+	return v.AnalysisStatus == http.StatusNotFound || v.AnalysisStatus == http.StatusMethodNotAllowed
+}
+
+// Row is the release's row, for the templates shared with the releases
+// page.
+func (v releaseView) Row() releaseRow { return v.releaseRow }
+
+func (c *Console) releaseView(ctx context.Context, name string) (releaseView, bool) {
+	for _, row := range c.releaseRows() {
+		if row.Name != name {
+			continue
+		}
+		v := releaseView{releaseRow: row, History: c.d.History(name)}
+		v.Chart = newChart(c.observed.series(name, chartStep), row.Percent)
+		code, body := c.d.APIGet(ctx, "/v1/releases/"+name+"/analysis")
+		v.AnalysisStatus = code
+		if code == http.StatusOK {
+			var out bytes.Buffer
+			if json.Indent(&out, body, "", "  ") == nil {
+				v.Analysis = out.String()
+			} else {
+				v.Analysis = string(body)
+			}
+		}
+		return v, true
+	}
+	return releaseView{}, false
+}
+
+func (c *Console) releasePage(w http.ResponseWriter, r *http.Request, s *session) {
+	rv, ok := c.releaseView(r.Context(), r.PathValue("name"))
+	if !ok {
+		http.Error(w, "no such release", http.StatusNotFound)
+		return
+	}
+	rv.Done = doneText[r.URL.Query().Get("done")]
+	v := c.newView(s, "releases", "Release "+rv.Name, rv)
+	v.Live = "/ui/live/releases/" + rv.Name
+	c.render(w, http.StatusOK, "release", v)
+}
+
+func (c *Console) releaseFragment(w http.ResponseWriter, r *http.Request, s *session) {
+	rv, ok := c.releaseView(r.Context(), r.PathValue("name"))
+	if !ok {
+		http.Error(w, "no such release", http.StatusNotFound)
+		return
+	}
+	c.renderTemplate(w, http.StatusOK, "release", "live", c.newView(s, "releases", "", rv))
+}
+
+// doneText is the notice after an action (the redirect names the kind
+// only: nothing a person typed travels in a URL).
+var doneText = map[string]string{
+	"freeze": "Frozen.", "unfreeze": "Unfrozen.", "kill": "Killed: everyone it admitted is served by stable.",
+	"revive": "Revived.", "percent": "Percentage changed.", "reset": "Runtime changes dropped: the file's values apply.",
+}
