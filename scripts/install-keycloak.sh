@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Keycloak server distribution (org.keycloak:keycloak-quarkus-dist
-# 26.4.0, the org.keycloak:keycloak-quarkus-dist zip, fetched with mvn) into a cache outside the
+# Installs the Keycloak server distribution (the zip of the Maven artifact
+# org.keycloak:keycloak-quarkus-dist 26.4.0, fetched with mvn) into a cache outside the
 # repository, once; later runs reuse it. Prints nothing on a cache hit.
 # The e2e test e2e/oidc_test.go starts it on loopback as a real OpenID
 # Connect provider, with the machine's JDK 25 (KEYCLOAK_JAVA_HOME,
