@@ -1,10 +1,11 @@
 package console
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
+	"strconv"
 	"time"
 
 	"github.com/graymesh/graymesh/config"
@@ -102,14 +103,20 @@ type releaseView struct {
 	Chart   chart
 	// Done names the action just taken (from the redirect after it).
 	Done string
-	// Analysis is the analysis endpoint's answer, when it has one;
-	// AnalysisStatus its HTTP status (404: none in this build).
-	Analysis       string
+	// Analysis is the analysis endpoint's answer, when it has one (its
+	// newest windows); AnalysisStatus its HTTP status (404: the release has
+	// no analysis).
+	Analysis       *daemon.AnalysisStatus
 	AnalysisStatus int
 }
 
-// AnalysisMissing says this graymesh has no analysis endpoint: the path
-// is unknown (404) or only matches the actions' POST route (405).
+// analysisWindows is how many of the newest analysis windows the release
+// page shows.
+const analysisWindows = 10
+
+// AnalysisMissing says the release has no analysis (404), or this
+// graymesh no analysis endpoint (405: the path only matches the actions'
+// POST route).
 func (v releaseView) AnalysisMissing() bool {
 	return v.AnalysisStatus == http.StatusNotFound || v.AnalysisStatus == http.StatusMethodNotAllowed
 }
@@ -125,14 +132,13 @@ func (c *Console) releaseView(ctx context.Context, name string) (releaseView, bo
 		}
 		v := releaseView{releaseRow: row, History: c.d.History(name)}
 		v.Chart = newChart(c.observed.series(name, chartStep), row.Percent)
-		code, body := c.d.APIGet(ctx, "/v1/releases/"+name+"/analysis")
+		code, body := c.d.APIGet(ctx, "/v1/releases/"+name+"/analysis?windows="+strconv.Itoa(analysisWindows))
 		v.AnalysisStatus = code
 		if code == http.StatusOK {
-			var out bytes.Buffer
-			if json.Indent(&out, body, "", "  ") == nil {
-				v.Analysis = out.String()
-			} else {
-				v.Analysis = string(body)
+			var st daemon.AnalysisStatus
+			if err := json.Unmarshal(body, &st); err == nil {
+				slices.Reverse(st.Windows) // newest first
+				v.Analysis = &st
 			}
 		}
 		return v, true
