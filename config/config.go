@@ -428,15 +428,7 @@ func (c *Config) applyDefaults() {
 		}
 	}
 	for i := range c.Releases {
-		if c.Releases[i].State == "" {
-			c.Releases[i].State = StateActive
-		}
-		if c.Releases[i].Salt == "" {
-			c.Releases[i].Salt = c.Releases[i].Name
-		}
-		if a := c.Releases[i].Analysis; a != nil {
-			a.ApplyDefaults()
-		}
+		c.Releases[i].ApplyDefaults()
 	}
 	for i := range c.Services {
 		if len(c.Services[i].Domains) == 0 && c.Services[i].Name != "" {

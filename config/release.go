@@ -2,6 +2,21 @@ package config
 
 import "time"
 
+// ApplyDefaults fills r's empty fields as Load does: state active, the
+// release name as salt, the analysis defaults. A release that did not come
+// from a file (a Kubernetes GrayRelease) gets them here.
+func (r *Release) ApplyDefaults() {
+	if r.State == "" {
+		r.State = StateActive
+	}
+	if r.Salt == "" {
+		r.Salt = r.Name
+	}
+	if r.Analysis != nil {
+		r.Analysis.ApplyDefaults()
+	}
+}
+
 // PercentAt is the percentage r admits at t: that of the last schedule step
 // at or before t, else Percent.
 func (r *Release) PercentAt(t time.Time) float64 {

@@ -59,6 +59,13 @@ func (d *Daemon) adminHandler() http.Handler {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
+		// Kubernetes mode: not ready before the initial list of
+		// GrayRelease objects is in force, so a pod never serves a
+		// release killed while it was away.
+		if f := d.opts.Fleet; f != nil && !f.Synced() {
+			http.Error(w, "not ready: waiting for the initial list of GrayRelease objects", http.StatusServiceUnavailable)
+			return
+		}
 		// Until an issuer's key set has been fetched once, its tokens are
 		// anonymous: not ready, so a rollout waits for the provider.
 		if pending := d.ext.Policy().Verifier.Pending(); len(pending) > 0 {
@@ -189,7 +196,12 @@ func (d *Daemon) handleStatus(w http.ResponseWriter, _ *http.Request) {
 	}
 	content := d.state.ContentHash
 	d.mu.Unlock()
+	var fleet map[string]any
+	if d.opts.Fleet != nil {
+		fleet = d.opts.Fleet.Status()
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
+		"fleet":                  fleet,
 		"config_file":            d.path,
 		"config_version":         p.Config.Version,
 		"config_content_hash":    content,

@@ -27,6 +27,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/graymesh/graymesh/analysis"
 	"github.com/graymesh/graymesh/config"
 	"github.com/graymesh/graymesh/extproc"
@@ -60,6 +62,10 @@ type Options struct {
 	// admin server (package console); nil serves none. If the handler
 	// has a Run(context.Context) method, Run runs it beside the servers.
 	Console func(*Daemon) (http.Handler, error)
+	// Fleet, when set, is Kubernetes mode: releases come from it through
+	// ApplyFleet, the file gives the static settings only, and local
+	// overrides are refused.
+	Fleet Fleet
 }
 
 // envoyKeepalive lets Envoy ping idle ext_proc and ADS connections as often
@@ -132,13 +138,19 @@ func New(ctx context.Context, path string, opts Options, log *slog.Logger) (*Dae
 	d.sources = identity.NewSources(log.With("component", "identity"))
 	d.metrics = newMetrics(func() int64 { return d.ext.ActiveStreams() }, d.xds, d.sources)
 	d.analyser = newAnalyser(d, log, newAnalysisMetrics(d.metrics.registry), opts.AnalysisSource)
+	if opts.Fleet != nil {
+		d.metrics.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "graymesh_fleet_stale_seconds",
+			Help: "How long the Kubernetes watch of GrayRelease objects has not been known to be current (0: healthy). The last state keeps being served meanwhile.",
+		}, func() float64 { return opts.Fleet.Staleness().Seconds() }))
+	}
 
 	file, next, err := d.readFile()
-	if err == nil && st.InForce != nil && !next.Change.Rollback {
+	if err == nil && st.InForce != nil && !next.Change.Rollback && opts.Fleet == nil {
 		err = evictionError(st.InForce, next)
 	}
 	if err != nil {
-		if st.InForce == nil {
+		if st.InForce == nil || opts.Fleet != nil {
 			return nil, err
 		}
 		log.Error("config refused at startup; serving the last config in force", "file", path, "version", st.Version)
@@ -170,6 +182,11 @@ func (d *Daemon) readFile() (file, next *config.Config, err error) {
 	file, err = config.Parse(data, d.path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", d.path, err)
+	}
+	if d.opts.Fleet != nil {
+		if err := d.fleetFile(file); err != nil {
+			return nil, nil, err
+		}
 	}
 	for _, w := range file.Warnings() {
 		d.log.Warn("config warning", "file", d.path, "warning", w)
@@ -255,7 +272,9 @@ func (d *Daemon) put(next *config.Config, source string) error {
 	if hash != d.state.ContentHash || version == 0 {
 		version++
 	}
-	next.Version = strconv.Itoa(version)
+	if d.opts.Fleet == nil {
+		next.Version = strconv.Itoa(version)
+	}
 	p, err := gray.Compile(next, identity.WithSources(d.sources))
 	if err != nil {
 		return err
@@ -313,6 +332,9 @@ func (d *Daemon) Override(release string, change func(*override), rollback bool)
 // override is Override by source ("admin", "analysis") with the change's
 // declaration (rollback and the reason), which the history records.
 func (d *Daemon) override(release string, change func(*override), source string, decl config.Change) error {
+	if d.opts.Fleet != nil {
+		return errFleetMode
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	found := false

@@ -122,12 +122,17 @@ func parse(fs *flag.FlagSet, args []string) error {
 }
 
 func serve(args []string, _, stderr io.Writer) error {
-	fs := newFlags("serve", `Usage: graymesh serve --config FILE
+	fs := newFlags("serve", `Usage: graymesh serve --config FILE [--kube [--kubeconfig FILE] [--namespace NS]]
 
 Runs the ext_proc decision service, the xDS (ADS) server and the admin HTTP
 server on the addresses in the config's "server" section. SIGHUP or
 POST /reload on the admin server re-reads the config; a config that fails
-validation is refused and the one in force stays. SIGTERM drains and exits 0.`, stderr)
+validation is refused and the one in force stays. SIGTERM drains and exits 0.
+
+With --kube, releases come from the GrayRelease objects of one namespace
+(Kubernetes mode, docs/kubernetes.md): the file keeps the static settings
+only, every node serves the same objects under the same version, and the
+node is ready once the initial list is in force.`, stderr)
 	path := fs.String("config", "", "config file (required)")
 	level := fs.String("log-level", "info", "log level: debug (one line per decision), info, warn, error")
 	format := fs.String("log-format", "json", "log format: json or text")
@@ -137,6 +142,7 @@ validation is refused and the one in force stays. SIGTERM drains and exits 0.`, 
 	tokenFile := fs.String("admin-token-file", "", "file holding the admin API bearer token (required for the admin API when admin_listen is not loopback)")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this loopback address, e.g. 127.0.0.1:6060 (off when empty)")
 	ui := consoleFlags(fs)
+	kf := kubeServeFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -169,10 +175,14 @@ validation is refused and the one in force stays. SIGTERM drains and exits 0.`, 
 		}
 		token = strings.TrimSpace(string(b))
 	}
-	d, err := daemon.New(ctx, *path, daemon.Options{
+	opts := daemon.Options{
 		DrainTimeout: *drain, Version: version, StateDir: *stateDir, WatchInterval: *watch, AdminToken: token,
 		Console: ui.build(log),
-	}, log)
+	}
+	if kf.on() {
+		return serveKube(ctx, *path, opts, kf, log)
+	}
+	d, err := daemon.New(ctx, *path, opts, log)
 	if err != nil {
 		return err
 	}

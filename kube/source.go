@@ -1,0 +1,335 @@
+package kube
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/graymesh/graymesh/config"
+	"github.com/graymesh/graymesh/daemon"
+)
+
+// Applier puts one release change in force: *daemon.Daemon.
+type Applier interface {
+	ApplyFleet(daemon.FleetChange) error
+}
+
+// probeInterval is how often a stale source lists the objects to learn
+// whether its watch has caught up again.
+const probeInterval = time.Second
+
+// Source lists and watches the GrayRelease objects of one namespace and
+// puts every change in force, one object at a time, in name order, so a
+// change graymesh refuses leaves every other release's change standing.
+// It implements daemon.Fleet.
+type Source struct {
+	client *Client
+	log    *slog.Logger
+	inf    cache.SharedIndexInformer
+	kick   chan struct{}
+
+	mu sync.Mutex
+	// accepted is, per release, the object and generation in force.
+	accepted map[string]objGen
+	// refused is, per release, the generation refused and why; it is not
+	// tried again until the object changes.
+	refused map[string]refusal
+
+	synced     atomic.Bool
+	staleSince atomic.Int64 // unix nanoseconds; 0 while current
+}
+
+type objGen struct {
+	uid types.UID
+	gen int64
+}
+
+type refusal struct {
+	objGen
+	err error
+}
+
+var _ daemon.Fleet = (*Source)(nil)
+
+// NewSource prepares the informer; it does no I/O.
+func NewSource(c *Client, log *slog.Logger) *Source {
+	s := &Source{client: c, log: log.With("component", "kube", "namespace", c.Namespace),
+		kick: make(chan struct{}, 1), accepted: map[string]objGen{}, refused: map[string]refusal{}}
+	// No resync: the watch delivers every change; a periodic resync would
+	// only replay the cache.
+	f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(c.Dynamic, 0, c.Namespace, nil)
+	s.inf = f.ForResource(GVR).Informer()
+	kick := func(any) { s.poke() }
+	_, _ = s.inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: kick, DeleteFunc: kick, UpdateFunc: func(_, n any) { kick(n) },
+	})
+	_ = s.inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
+		s.markStale(err)
+	})
+	return s
+}
+
+func (s *Source) poke() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Start runs the informer and waits for its initial list (the reflector
+// retries with backoff meanwhile). It returns once the cache holds every
+// object, or ctx's error.
+func (s *Source) Start(ctx context.Context) error {
+	go s.inf.RunWithContext(ctx)
+	s.log.Info("listing GrayRelease objects")
+	if !cache.WaitForCacheSync(ctx.Done(), s.inf.HasSynced) {
+		return ctx.Err()
+	}
+	return nil
+}
+
+// Sync puts the listed objects in force before the node reports ready.
+// An object whose current generation the fleet refused (status
+// Accepted=False) starts from its last accepted spec, so a node that
+// starts with nothing still has something to compare the refused change
+// against, and refuses it as the others did.
+func (s *Source) Sync(ap Applier) {
+	for _, u := range s.objects() {
+		gr, err := fromUnstructured(u)
+		if err != nil || gr.Status.AcceptedSpec == nil || gr.Status.AcceptedGeneration == gr.Generation || !refusedNow(gr.Status.Conditions, gr.Generation) {
+			continue
+		}
+		rel, err := Release(gr.Name, gr.Status.AcceptedSpec)
+		if err != nil {
+			continue
+		}
+		og := objGen{uid: gr.UID, gen: gr.Status.AcceptedGeneration}
+		ch, _ := declaration(gr.Status.AcceptedSpec)
+		if s.applyOne(ap, gr.Name, og, &rel, ch, nil) == nil {
+			s.log.Info("starting from the last accepted spec", "release", gr.Name, "generation", og.gen)
+		}
+	}
+	s.pass(ap)
+	s.synced.Store(true)
+}
+
+// refusedNow reports whether the conditions say generation gen was refused.
+func refusedNow(conds []metav1.Condition, gen int64) bool {
+	for _, c := range conds {
+		if c.Type == CondAccepted {
+			return c.Status == metav1.ConditionFalse && c.ObservedGeneration == gen
+		}
+	}
+	return false
+}
+
+// Run keeps the daemon in step with the objects until ctx is done.
+func (s *Source) Run(ctx context.Context, ap Applier) {
+	t := time.NewTicker(probeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.kick:
+			s.pass(ap)
+		case <-t.C:
+			if s.staleSince.Load() != 0 {
+				s.probe(ctx)
+			}
+		}
+	}
+}
+
+// objects lists the cache in name order.
+func (s *Source) objects() []*unstructured.Unstructured {
+	var out []*unstructured.Unstructured
+	for _, o := range s.inf.GetStore().List() {
+		if u, ok := o.(*unstructured.Unstructured); ok {
+			out = append(out, u)
+		}
+	}
+	slices.SortFunc(out, func(a, b *unstructured.Unstructured) int { return strings.Compare(a.GetName(), b.GetName()) })
+	return out
+}
+
+// pass puts in force every object whose generation is neither in force
+// nor refused, then removes the releases whose objects are gone.
+func (s *Source) pass(ap Applier) {
+	seen := map[string]bool{}
+	for _, u := range s.objects() {
+		name := u.GetName()
+		seen[name] = true
+		og := objGen{uid: u.GetUID(), gen: u.GetGeneration()}
+		s.mu.Lock()
+		done := s.accepted[name] == og || s.refused[name].objGen == og
+		s.mu.Unlock()
+		if done {
+			continue
+		}
+		gr, err := fromUnstructured(u)
+		var rel config.Release
+		if err == nil {
+			rel, err = Release(name, &gr.Spec)
+		}
+		if err != nil {
+			s.refuse(name, og, err)
+			continue
+		}
+		ch, at := declaration(&gr.Spec)
+		_ = s.applyOne(ap, name, og, &rel, ch, at)
+	}
+	s.mu.Lock()
+	var gone []string
+	for name := range s.accepted {
+		if !seen[name] {
+			gone = append(gone, name)
+		}
+	}
+	for name := range s.refused {
+		if !seen[name] {
+			delete(s.refused, name)
+		}
+	}
+	s.mu.Unlock()
+	slices.Sort(gone)
+	for _, name := range gone {
+		// Deleting the object is the operator's explicit act: it counts
+		// as a declared rollback, as removing the item from a file with
+		// change.rollback would.
+		_ = s.applyOne(ap, name, objGen{}, nil, config.Change{Rollback: true, Reason: "GrayRelease deleted"}, nil)
+	}
+}
+
+// applyOne offers one change to the daemon and records the outcome.
+// og zero with rel nil removes the release.
+func (s *Source) applyOne(ap Applier, name string, og objGen, rel *config.Release, ch config.Change, at *time.Time) error {
+	err := ap.ApplyFleet(daemon.FleetChange{Name: name, Release: rel, EffectiveAt: at, Change: ch, Version: s.versionWith(name, og)})
+	if err != nil {
+		s.refuse(name, og, err)
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rel == nil {
+		delete(s.accepted, name)
+	} else {
+		s.accepted[name] = og
+	}
+	delete(s.refused, name)
+	return nil
+}
+
+func (s *Source) refuse(name string, og objGen, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refused[name] = refusal{objGen: og, err: err}
+	s.log.Warn("GrayRelease refused; the release keeps its state in force", "release", name, "generation", og.gen, "error", err)
+}
+
+// versionWith is the fleet version once name is at og (removed when og is
+// zero): the sum of the generations in force. Every node that has put the
+// same objects in force computes the same number, and every accepted
+// change of a spec raises it (the API server raises an object's
+// generation on each spec change, never on a status write).
+func (s *Source) versionWith(name string, og objGen) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var sum int64
+	for n, a := range s.accepted {
+		if n != name {
+			sum += a.gen
+		}
+	}
+	return strconv.FormatInt(sum+og.gen, 10)
+}
+
+// markStale records that the watch broke: logged once per outage.
+func (s *Source) markStale(err error) {
+	if s.staleSince.CompareAndSwap(0, time.Now().UnixNano()) {
+		s.log.Warn("GrayRelease watch broken; serving the last state and reconnecting with backoff", "error", err)
+	}
+}
+
+// probe lists the objects and compares them with the cache: once they
+// agree, the watch has caught up and the source is current again.
+func (s *Source) probe(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	list, err := s.client.Resource().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return
+	}
+	live := map[string]string{}
+	for _, u := range list.Items {
+		live[u.GetName()] = u.GetResourceVersion()
+	}
+	cached := map[string]string{}
+	for _, u := range s.objects() {
+		cached[u.GetName()] = u.GetResourceVersion()
+	}
+	if !mapsEqual(live, cached) {
+		return
+	}
+	since := s.staleSince.Swap(0)
+	if since != 0 {
+		s.log.Info("GrayRelease watch current again", "stale_for", time.Since(time.Unix(0, since)).Round(time.Millisecond).String())
+	}
+	s.poke()
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Synced implements daemon.Fleet.
+func (s *Source) Synced() bool { return s.synced.Load() }
+
+// Staleness implements daemon.Fleet.
+func (s *Source) Staleness() time.Duration {
+	since := s.staleSince.Load()
+	if since == 0 {
+		return 0
+	}
+	return time.Since(time.Unix(0, since))
+}
+
+// Status implements daemon.Fleet.
+func (s *Source) Status() map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	accepted := map[string]int64{}
+	for n, a := range s.accepted {
+		accepted[n] = a.gen
+	}
+	refused := map[string]any{}
+	for n, r := range s.refused {
+		refused[n] = map[string]any{"generation": r.gen, "error": r.err.Error()}
+	}
+	return map[string]any{
+		"source": "kubernetes", "namespace": s.client.Namespace, "synced": s.synced.Load(),
+		"stale_seconds": s.Staleness().Seconds(), "accepted_generations": accepted, "refused": refused,
+	}
+}
+
+// CondAccepted is the condition type graymesh writes.
+const CondAccepted = "Accepted"
