@@ -1,7 +1,11 @@
 package kube
 
 import (
+	"context"
 	"fmt"
+	"net"
+	"sync/atomic"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
@@ -20,6 +24,10 @@ type Client struct {
 	Namespace string
 	// Config is the connection, for clients of other resources (leases).
 	Config *rest.Config
+	// dialFailed is told of every connection to the API server that
+	// could not be made: the reflector retries those silently, so this
+	// is how a broken watch is noticed.
+	dialFailed atomic.Pointer[func(error)]
 }
 
 // Connect reads the connection as kubectl does: kubeconfig, or $KUBECONFIG
@@ -40,11 +48,21 @@ func Connect(kubeconfig, namespace string) (*Client, error) {
 		}
 	}
 	cfg.UserAgent = "graymesh"
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
+	c := &Client{Namespace: namespace, Config: cfg}
+	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	cfg.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := dialer.DialContext(ctx, network, addr)
+		if err != nil {
+			if f := c.dialFailed.Load(); f != nil {
+				(*f)(err)
+			}
+		}
+		return conn, err
+	}
+	if c.Dynamic, err = dynamic.NewForConfig(cfg); err != nil {
 		return nil, err
 	}
-	return &Client{Dynamic: dyn, Namespace: namespace, Config: cfg}, nil
+	return c, nil
 }
 
 // Resource is the GrayRelease resource of the client's namespace.

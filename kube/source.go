@@ -38,6 +38,9 @@ type Source struct {
 	log    *slog.Logger
 	inf    cache.SharedIndexInformer
 	kick   chan struct{}
+	// passed wakes the status writer, and reported the node report,
+	// after each pass.
+	passed, reported chan struct{}
 
 	mu sync.Mutex
 	// accepted is, per release, the object and generation in force.
@@ -65,7 +68,7 @@ var _ daemon.Fleet = (*Source)(nil)
 // NewSource prepares the informer; it does no I/O.
 func NewSource(c *Client, log *slog.Logger) *Source {
 	s := &Source{client: c, log: log.With("component", "kube", "namespace", c.Namespace),
-		kick: make(chan struct{}, 1), accepted: map[string]objGen{}, refused: map[string]refusal{}}
+		kick: make(chan struct{}, 1), passed: make(chan struct{}, 1), reported: make(chan struct{}, 1), accepted: map[string]objGen{}, refused: map[string]refusal{}}
 	// No resync: the watch delivers every change; a periodic resync would
 	// only replay the cache.
 	f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(c.Dynamic, 0, c.Namespace, nil)
@@ -77,6 +80,10 @@ func NewSource(c *Client, log *slog.Logger) *Source {
 	_ = s.inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
 		s.markStale(err)
 	})
+	// A refused connection is retried by the reflector without calling
+	// the handler above; the dialer tells.
+	stale := s.markStale
+	c.dialFailed.Store(&stale)
 	return s
 }
 
@@ -209,6 +216,12 @@ func (s *Source) pass(ap Applier) {
 		// as a declared rollback, as removing the item from a file with
 		// change.rollback would.
 		_ = s.applyOne(ap, name, objGen{}, nil, config.Change{Rollback: true, Reason: "GrayRelease deleted"}, nil)
+	}
+	for _, c := range []chan struct{}{s.passed, s.reported} {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
 	}
 }
 

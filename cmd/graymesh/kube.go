@@ -3,7 +3,15 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
+	"io"
 	"log/slog"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"golang.org/x/sync/errgroup"
 
@@ -16,6 +24,7 @@ type kubeFlags struct {
 	enabled    *bool
 	kubeconfig *string
 	namespace  *string
+	nodeName   *string
 }
 
 func kubeServeFlags(fs *flag.FlagSet) kubeFlags {
@@ -23,10 +32,55 @@ func kubeServeFlags(fs *flag.FlagSet) kubeFlags {
 		enabled:    fs.Bool("kube", false, "Kubernetes mode: releases are the GrayRelease objects of --namespace (the config file keeps the static settings)"),
 		kubeconfig: fs.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or the pod's service account in a cluster)"),
 		namespace:  fs.String("namespace", "", "namespace of the GrayRelease objects (default: the kubeconfig context's, or the pod's)"),
+		nodeName:   fs.String("node-name", os.Getenv("NODE_NAME"), "this node's name in the status writer election (default $NODE_NAME, else the host name)"),
 	}
 }
 
 func (k kubeFlags) on() bool { return *k.enabled }
+
+// kubeReleaseFlags are graymesh release's Kubernetes-mode flags.
+func kubeReleaseFlags(fs *flag.FlagSet) kubeFlags {
+	return kubeFlags{
+		enabled:    fs.Bool("kube", false, "patch the GrayRelease object through the Kubernetes API instead of one graymesh's admin API"),
+		kubeconfig: fs.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)"),
+		namespace:  fs.String("namespace", "", "namespace of the GrayRelease objects (default: the kubeconfig context's)"),
+	}
+}
+
+// releaseKube runs graymesh release ACTION NAME --kube.
+func releaseKube(k kubeFlags, action, name string, value float64, rollback bool, reason string, stdout io.Writer) error {
+	c, err := kube.Connect(*k.kubeconfig, *k.namespace)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if action == "list" {
+		list, err := c.Resource().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tSTATE\tPERCENT\tVERSION\tNODES\tACCEPTED")
+		for _, u := range list.Items {
+			st, _, _ := unstructured.NestedString(u.Object, "status", "state")
+			pct, _, _ := unstructured.NestedFieldNoCopy(u.Object, "status", "percent")
+			ver, _, _ := unstructured.NestedString(u.Object, "status", "version")
+			nodes, _, _ := unstructured.NestedString(u.Object, "status", "nodes")
+			fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\t%s\n", u.GetName(), st, pct, ver, nodes, kube.AcceptedOf(&u))
+		}
+		return tw.Flush()
+	}
+	if action == "percent" && value < 0 {
+		return fmt.Errorf("percent needs --value")
+	}
+	u, err := kube.Act(ctx, c, name, action, value, rollback, reason)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "grayrelease/%s patched (generation %d): every node puts it in force from the watch\n", u.GetName(), u.GetGeneration())
+	return nil
+}
 
 // serveKube runs the daemon with the GrayRelease objects as its releases:
 // the daemon starts with none, the initial list is put in force before any
@@ -38,6 +92,13 @@ func serveKube(ctx context.Context, path string, opts daemon.Options, k kubeFlag
 	if err != nil {
 		return err
 	}
+	identity := *k.nodeName
+	if identity == "" {
+		if identity, err = os.Hostname(); err != nil {
+			return err
+		}
+	}
+	log = log.With("node", identity)
 	src := kube.NewSource(c, log)
 	opts.Fleet = src
 	d, err := daemon.New(ctx, path, opts, log)
@@ -51,5 +112,7 @@ func serveKube(ctx context.Context, path string, opts daemon.Options, k kubeFlag
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { src.Run(gctx, d); return nil })
 	g.Go(func() error { return d.Run(gctx) })
+	g.Go(func() error { return src.RunStatusWriter(gctx, identity) })
+	g.Go(func() error { return src.RunReporter(gctx, identity) })
 	return g.Wait()
 }

@@ -30,7 +30,12 @@ Operates releases through a running graymesh's admin API:
 release timeline shows it).
 
 Changes persist across restarts (graymesh serve --state-dir) and stay on top
-of the config file until reset.`
+of the config file until reset.
+
+With --kube (Kubernetes mode), kill, freeze, unfreeze, revive and percent
+patch the GrayRelease object instead, through the kubeconfig as kubectl
+does (--kubeconfig, --namespace): every node serves the change, and the API
+server refuses an evicting one without --rollback. list shows the objects.`
 
 // adminClient calls the admin API.
 type adminClient struct {
@@ -106,6 +111,7 @@ func release(args []string, stdout, stderr io.Writer) error {
 	value := fs.Float64("value", -1, "percentage for percent")
 	rollback := fs.Bool("rollback", false, "allow a change that moves gray subjects back to stable")
 	reason := fs.String("reason", "", "why: recorded in graymesh's change history (the console's timeline)")
+	kf := kubeReleaseFlags(fs)
 	if len(args) == 0 {
 		fs.Usage()
 		return errUsage
@@ -121,6 +127,9 @@ func release(args []string, stdout, stderr io.Writer) error {
 	}
 	if err := parse(fs, rest); err != nil {
 		return err
+	}
+	if kf.on() {
+		return releaseKube(kf, action, name, *value, *rollback, *reason, stdout)
 	}
 	c, err := newAdminClient(*admin, *tokenFile)
 	if err != nil {

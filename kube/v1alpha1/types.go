@@ -18,7 +18,7 @@ import (
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=grel,categories=graymesh
-// +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.spec.state`
+// +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.status.state`,description="state in force on the fleet"
 // +kubebuilder:printcolumn:name="Percent",type=number,JSONPath=`.status.percent`,description="percentage in force on the fleet"
 // +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.status.version`,description="fleet version the nodes serve"
 // +kubebuilder:printcolumn:name="Nodes",type=string,JSONPath=`.status.nodes`,description="nodes serving this generation / nodes reporting"
@@ -202,6 +202,9 @@ type GrayReleaseStatus struct {
 	AcceptedGeneration int64 `json:"acceptedGeneration,omitempty"`
 	// +optional
 	AcceptedSpec *GrayReleaseSpec `json:"acceptedSpec,omitempty"`
+	// State is the state in force: active, frozen or killed.
+	// +optional
+	State string `json:"state,omitempty"`
 	// Percent is the percentage in force (a schedule's current step).
 	// +optional
 	Percent float64 `json:"percent,omitempty"`
