@@ -214,7 +214,7 @@ func (k *kubeCP) release(name string) (map[string]any, error) {
 // served, then creates the namespace.
 func (k *kubeCP) installCRD() {
 	k.t.Helper()
-	k.mustKubectl("", "apply", "-f", filepath.Join(repoRoot, "manifests", "base", "crd", "graymesh.io_grayreleases.yaml"))
+	k.mustKubectl("", "apply", "-f", filepath.Join(repoRoot, "manifests", "crd", "graymesh.io_grayreleases.yaml"))
 	k.mustKubectl("", "wait", "--for=condition=Established", "--timeout=60s", "crd/grayreleases.graymesh.io")
 	k.mustKubectl("", "create", "namespace", "graymesh")
 	waitFor(k.t, "GrayRelease resource served", 30*time.Second, func() error {

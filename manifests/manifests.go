@@ -13,7 +13,7 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
 
-//go:embed base overlays
+//go:embed base overlays components crd
 var files embed.FS
 
 // Object is one Kubernetes object of a build.

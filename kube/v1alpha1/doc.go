@@ -1,6 +1,6 @@
 // Package v1alpha1 is graymesh's Kubernetes API, group graymesh.io: the
 // GrayRelease, one release of the config file's releases[] per object. The
-// CustomResourceDefinition in manifests/base/crd is generated from these
+// CustomResourceDefinition in manifests/crd is generated from these
 // types (make crd); its OpenAPI schema and CEL rules come from the markers
 // below. No client-go here: the types are plain structs converted from the
 // API server's JSON.

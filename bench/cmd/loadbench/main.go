@@ -204,8 +204,19 @@ func writeOutputs(in loadbench.ReportInput, f outputFlags) error {
 	if err := loadbench.WriteReport(&buf, in); err != nil {
 		return err
 	}
+	// Sections measured by other commands (the Kubernetes kill
+	// convergence) follow keptMarker and survive a new report.
+	if old, err := os.ReadFile(f.out); err == nil {
+		if i := bytes.Index(old, []byte(keptMarker)); i >= 0 {
+			buf.WriteString("\n")
+			buf.Write(old[i:])
+		}
+	}
 	return os.WriteFile(f.out, buf.Bytes(), 0o644)
 }
+
+// keptMarker starts the part of RESULTS.md that loadbench keeps as it is.
+const keptMarker = "<!-- kept by loadbench: measured by other commands -->"
 
 func rates(s string) ([]int, error) {
 	var out []int
