@@ -39,8 +39,13 @@ func TestKubeCRDRefusesEvictions(t *testing.T) {
 	}
 	k.mustKubectl(grayRelease("checkout", "  env: gray\n  percent: 5\n  whitelist: [alice]\n  change: {rollback: true, reason: e2e}\n"), "apply", "-f", "-")
 	k.mustKubectl(grayRelease("checkout", "  env: gray\n  percent: 0\n  state: killed\n  whitelist: [alice]\n"), "apply", "-f", "-")
+	if st := k.mustKubectl("", "get", "grayrelease", "checkout", "-o", "jsonpath={.spec.state}"); st != "killed" {
+		t.Errorf("spec.state %q after a kill, want killed", st)
+	}
+	// The columns show the fleet's status (no graymesh runs here; the
+	// fleet test checks their values).
 	out := k.mustKubectl("", "get", "grayreleases")
-	for _, col := range []string{"STATE", "PERCENT", "VERSION", "NODES", "ACCEPTED", "AGE", "killed"} {
+	for _, col := range []string{"STATE", "PERCENT", "VERSION", "NODES", "ACCEPTED", "AGE", "checkout"} {
 		if !strings.Contains(out, col) {
 			t.Errorf("kubectl get grayreleases lacks %s:\n%s", col, out)
 		}

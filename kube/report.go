@@ -49,25 +49,49 @@ func (s *Source) RunReporter(ctx context.Context, identity string) error {
 	leases := coord.Leases(s.client.Namespace)
 	t := time.NewTicker(reportEvery)
 	defer t.Stop()
+	last, heartbeat := "", true
 	for {
-		if err := s.report(ctx, leases, identity); err != nil && ctx.Err() == nil {
-			s.log.Debug("node report", "error", err)
+		// A pass that changed nothing this node serves (a status write,
+		// another node's report) writes nothing; the heartbeat always does.
+		if cur := s.reportContent(); heartbeat || cur != last {
+			if err := s.report(ctx, leases, identity); err != nil && ctx.Err() == nil {
+				s.log.Debug("node report", "error", err)
+			} else {
+				last = cur
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+			heartbeat = true
 		case <-s.reported:
+			heartbeat = false
 		}
 	}
 }
 
-func (s *Source) report(ctx context.Context, leases coordinationv1.LeaseInterface, identity string) error {
+// reportContent is what the report says now: generations in force and
+// the version.
+func (s *Source) reportContent() string {
 	s.mu.Lock()
+	b, _ := json.Marshal(s.acceptedGenerations())
+	s.mu.Unlock()
+	return string(b) + " " + s.versionWith("", objGen{})
+}
+
+// acceptedGenerations is release → generation in force. The caller holds mu.
+func (s *Source) acceptedGenerations() map[string]int64 {
 	acc := map[string]int64{}
 	for n, a := range s.accepted {
 		acc[n] = a.gen
 	}
+	return acc
+}
+
+func (s *Source) report(ctx context.Context, leases coordinationv1.LeaseInterface, identity string) error {
+	s.mu.Lock()
+	acc := s.acceptedGenerations()
 	s.mu.Unlock()
 	b, err := json.Marshal(acc)
 	if err != nil {

@@ -330,10 +330,7 @@ func (s *Source) Staleness() time.Duration {
 func (s *Source) Status() map[string]any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	accepted := map[string]int64{}
-	for n, a := range s.accepted {
-		accepted[n] = a.gen
-	}
+	accepted := s.acceptedGenerations()
 	refused := map[string]any{}
 	for n, r := range s.refused {
 		refused[n] = map[string]any{"generation": r.gen, "error": r.err.Error()}
