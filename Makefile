@@ -64,6 +64,8 @@ lint: ## gofmt, go vet, and the layering rules (core free of gRPC/Envoy, xds fre
 	$$(scripts/install-golangci-lint.sh) run ./...
 	@if go list -deps ./gray ./config ./identity ./lane ./plan ./wire ./tracecheck | grep -qE 'google.golang.org/grpc|envoyproxy'; then \
 		echo "lint: the core (gray, config, identity, lane, plan, wire, tracecheck) must not import gRPC or Envoy"; exit 1; fi
+	@if [ -n "$$(go list -deps ./laneprop | grep -E '^github.com/graymesh/|google.golang.org/grpc|envoyproxy' | grep -vxE 'github.com/graymesh/graymesh/(laneprop|wire)')" ]; then \
+		echo "lint: laneprop goes into services: it imports only wire of graymesh, and no gRPC or Envoy"; exit 1; fi
 	@if go list -deps ./xds | grep -qx 'github.com/graymesh/graymesh/extproc'; then \
 		echo "lint: xds translates the plan; it must not import extproc (shared names live in wire)"; exit 1; fi
 	@if [ -n "$$(go list -deps ./wire | grep '^github.com/graymesh/' | grep -vx 'github.com/graymesh/graymesh/wire')" ]; then \
