@@ -46,6 +46,9 @@ const (
 	AttrService = "graymesh.service"
 	// AttrTokenProblem says why the caller's token was rejected.
 	AttrTokenProblem = "graymesh.token_problem"
+	// AttrLaneProblem says why an inner hop refused the lane it was
+	// handed (Envoy's words: "Jwt is expired", "Jwt verification fails").
+	AttrLaneProblem = "graymesh.lane_problem"
 )
 
 // Values of the trace vocabulary.

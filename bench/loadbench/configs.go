@@ -202,11 +202,12 @@ func (b *builder) extProcWith(change func(*extprocv3.ExternalProcessor)) ([]*hcm
 	return []*hcmv3.HttpFilter{hf}, nil
 }
 
-// forwardRules lists what graymesh reads from a request: the token
-// (header or cookie), device and membership cookies, the lane's baggage,
-// the membership header and any header a release matches on.
+// forwardRules lists what graymesh reads from a request at the edge: the
+// token (header or cookie), device and membership cookies, the membership
+// header and any header a release matches on. (The edge writes the lane;
+// it never reads one.)
 func (b *builder) forwardRules() *extprocv3.HeaderForwardingRules {
-	names := []string{"authorization", "cookie", wire.HeaderBaggage, b.cfg.Membership.Header}
+	names := []string{"authorization", "cookie", b.cfg.Membership.Header}
 	for _, r := range b.cfg.Releases {
 		for _, h := range r.Headers {
 			names = append(names, h.Name)
