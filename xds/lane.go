@@ -89,10 +89,8 @@ func laneConfig(l *plan.Lane) (*corev3.TypedExtensionConfig, error) {
 	cfg := &jwtauthnv3.JwtAuthentication{
 		Providers: map[string]*jwtauthnv3.JwtProvider{laneProvider: provider},
 		Rules: []*jwtauthnv3.RequirementRule{{
-			Match: routeMatch(plan.Match{Kind: plan.MatchAll}),
-			RequirementType: &jwtauthnv3.RequirementRule_Requires{Requires: &jwtauthnv3.JwtRequirement{
-				RequiresType: &jwtauthnv3.JwtRequirement_AllowMissingOrFailed{AllowMissingOrFailed: &emptypb.Empty{}},
-			}},
+			Match:           routeMatch(plan.Match{Kind: plan.MatchAll}),
+			RequirementType: &jwtauthnv3.RequirementRule_Requires{Requires: laneRequirement()},
 		}},
 	}
 	a, err := anypb.New(cfg)
@@ -100,6 +98,20 @@ func laneConfig(l *plan.Lane) (*corev3.TypedExtensionConfig, error) {
 		return nil, err
 	}
 	return &corev3.TypedExtensionConfig{Name: LaneFilterName, TypedConfig: a}, nil
+}
+
+// laneRequirement accepts a request whatever its lane (the routes send
+// one that did not verify to stable), but names the provider first: only
+// an authenticator bound to a provider uses the JWT cache, so a bare
+// allow_missing_or_failed would verify the signature of every request.
+// The fallback runs only when the lane is missing or did not verify.
+func laneRequirement() *jwtauthnv3.JwtRequirement {
+	return &jwtauthnv3.JwtRequirement{RequiresType: &jwtauthnv3.JwtRequirement_RequiresAny{RequiresAny: &jwtauthnv3.JwtRequirementOrList{
+		Requirements: []*jwtauthnv3.JwtRequirement{
+			{RequiresType: &jwtauthnv3.JwtRequirement_ProviderName{ProviderName: laneProvider}},
+			{RequiresType: &jwtauthnv3.JwtRequirement_AllowMissingOrFailed{AllowMissingOrFailed: &emptypb.Empty{}}},
+		},
+	}}}
 }
 
 // laneProblem is Envoy's own words for why the lane failed (jwt_authn's
