@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/graymesh/graymesh/bench/loadbench"
+	"github.com/graymesh/graymesh/bench/section"
 )
 
 func main() {
@@ -203,6 +204,10 @@ func writeOutputs(in loadbench.ReportInput, f outputFlags) error {
 	var buf bytes.Buffer
 	if err := loadbench.WriteReport(&buf, in); err != nil {
 		return err
+	}
+	// Sections other harnesses wrote (make bench-ir) stay.
+	if old, err := os.ReadFile(f.out); err == nil {
+		buf.WriteString(section.Kept(string(old)))
 	}
 	return os.WriteFile(f.out, buf.Bytes(), 0o644)
 }
