@@ -346,6 +346,7 @@ func TestMeshLanesProvenByTraces(t *testing.T) {
 	sentByTrace := map[string]sent{}
 	var ids []string
 	streamsBefore := m.extProcStreams()
+	missesBefore := m.envoyStats(`jwt_authn\.jwt_cache_miss$`)
 	for i := 0; i < subjects; i++ {
 		subject := fmt.Sprintf("user-%d", i)
 		if i == 0 {
@@ -391,7 +392,16 @@ func TestMeshLanesProvenByTraces(t *testing.T) {
 			t.Fatalf("%s's Envoy opened %d ext_proc streams for %d chains, want %d (all: before %v, after %v)", svc, got, len(ids), want, streamsBefore, streams)
 		}
 	}
-	t.Logf("ext_proc streams for %d chains: %v; lanes verified in Envoy: %v", len(ids), streams, m.envoyStats(`jwt_authn\.allowed$`))
+	// Every chain carried one of a handful of lanes (gray or stable, one
+	// per window), so each inner sidecar verified a signature only for
+	// the first of each; the rest came from its JWT cache.
+	misses, hits := m.envoyStats(`jwt_authn\.jwt_cache_miss$`), m.envoyStats(`jwt_authn\.jwt_cache_hit$`)
+	for _, svc := range []string{"orders", "inventory", "pricing"} {
+		if n := misses[svc] - missesBefore[svc]; n > 4 || hits[svc] < len(ids)-4 {
+			t.Fatalf("%s's Envoy verified %d lanes (cache hits %d) for %d chains: the lane is not one per window", svc, n, hits[svc], len(ids))
+		}
+	}
+	t.Logf("ext_proc streams for %d chains: %v; lane signatures verified by the inner sidecars: %v, the rest from their JWT cache: %v", len(ids), streams, misses, hits)
 
 	r, code := m.waitForTraces(ids, 4)
 	if code != 0 || r.Leaks != 0 || !r.Read.Complete {
