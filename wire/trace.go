@@ -58,7 +58,7 @@ const (
 	// ProviderName is graymesh as a feature-flag provider.
 	ProviderName = "graymesh"
 	// ReasonDefault is the reason of an inner hop handed no lane (an
-	// anonymous caller's request, or a service that dropped the baggage):
+	// anonymous caller's request, or a service that dropped the lane):
 	// the default environment, stable, serves it. OpenTelemetry's
 	// well-known reason "default"; graymesh's decision calls it
 	// lane-missing.

@@ -94,7 +94,7 @@ func Configs() []Config {
 			filters: extProcAsPushed,
 		},
 		{
-			Name: "C1-fwd", What: "C1 + forward_rules: Envoy forwards only the headers graymesh reads (authorization, cookie, baggage, the membership header)",
+			Name: "C1-fwd", What: "C1 + forward_rules: Envoy forwards only the headers graymesh reads at the edge (authorization, cookie, the membership header)",
 			proc: procGraymesh, cacheSize: productionCacheSize,
 			filters: func(b *builder) ([]*hcmv3.HttpFilter, error) {
 				return b.extProcWith(func(ep *extprocv3.ExternalProcessor) { ep.ForwardRules = b.forwardRules() })
