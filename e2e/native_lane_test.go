@@ -136,6 +136,20 @@ func craftedLanes(t *testing.T, m *fourHop, signer *lane.Signer) {
 			}
 		})
 	}
+	// The trace says it too: the sidecar's span, from its route, without
+	// graymesh.
+	id := newTraceID()
+	h := withLane(forged)
+	h["traceparent"] = "00-" + id + "-" + id[:16] + "-01"
+	_, err = m.inner("orders", h)
+	must(t, err)
+	spans := m.waitForSpans(id, "orders-sidecar inbound orders", "inventory-sidecar inbound inventory")
+	m.expectTags(spans["orders-sidecar inbound orders"], map[string]string{
+		wire.AttrVariant: "stable", wire.AttrReason: "lane-refused", wire.AttrLane: "stable",
+		wire.AttrLaneProblem: "Jwks doesn't have key to match kid or alg from Jwt",
+	})
+	m.expectTags(spans["inventory-sidecar inbound inventory"], map[string]string{wire.AttrReason: wire.ReasonDefault, wire.AttrLaneProblem: ""})
+	m.assertOnlyTheEdgeAsksGraymesh(id)
 }
 
 // keyRotation rotates the mesh key in place: the new key signs, the old
@@ -195,11 +209,18 @@ func killStopsLanes(t *testing.T, m *fourHop, signer *lane.Signer) {
 		}
 		return servedFrom(r, stableFromOrders, "killed")
 	})
-	r, err = m.inner("orders", withLane(travelling))
+	id := newTraceID()
+	h := withLane(travelling)
+	h["traceparent"] = "00-" + id + "-" + id[:16] + "-01"
+	r, err = m.inner("orders", h)
 	must(t, err)
 	if next := r.Calls[0]; next.Gray[wire.HeaderReason] != "lane-missing" {
 		t.Fatalf("the killed lane went on to inventory: %v", next.Gray)
 	}
+	spans := m.waitForSpans(id, "orders-sidecar inbound orders")
+	m.expectTags(spans["orders-sidecar inbound orders"], map[string]string{
+		wire.AttrVariant: "stable", wire.AttrReason: "killed", wire.AttrLane: "stable", wire.AttrRelease: "shop-v2",
+	})
 	for _, svc := range []string{"inventory", "pricing"} {
 		r, err := m.inner(svc, withLane(travelling))
 		must(t, err)
