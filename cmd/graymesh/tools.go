@@ -171,6 +171,9 @@ func printExplanation(w io.Writer, ex gray.Explanation, source string) {
 	}
 	fmt.Fprintf(w, "served by:   %s\nrelease:     %s\nrule:        %s\nreason:      %s\nbucket:      %s\nidentity:    %s\nsubject:     %s\nhop:         %s\nconfig:      %s (%s)\n",
 		ex.Served, dash(ex.Release), dash(ex.Rule), ex.Reason, bucket, ex.Identity, dash(ex.Subject), hop, source, version)
+	if ex.LaneProblem != "" {
+		fmt.Fprintf(w, "lane:        refused (%s)\n", ex.LaneProblem)
+	}
 	if ex.Membership {
 		fmt.Fprintln(w, "membership:  a membership token is handed to the caller")
 	}
