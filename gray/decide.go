@@ -107,7 +107,8 @@ func (p *Policy) follow(token string, now time.Time) (Decision, string) {
 	}
 	if p.Engine.state(l.Release) == config.StateKilled {
 		// A kill reaches lanes already travelling, not only new decisions.
-		stable.Release, stable.Rule, stable.Reason = l.Release, "state", ReasonKilled
+		// The version stays the lane's, as the sidecar's route leaves it.
+		stable.Release, stable.Rule, stable.Reason, stable.Version = l.Release, "state", ReasonKilled, l.Version
 		return stable, ""
 	}
 	return Decision{Env: l.Env, Release: l.Release, Reason: ReasonLane, Bucket: NoBucket, Version: l.Version}, ""
