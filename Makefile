@@ -83,6 +83,8 @@ lint: ## gofmt, go vet, and the layering rules (core free of gRPC/Envoy, xds fre
 		echo "lint: the core (gray, config, identity, lane, plan, wire, tracecheck, analysis) must not import gRPC, Envoy or client-go"; exit 1; fi
 	@if go list -deps ./daemon | grep -qx 'k8s.io/client-go/rest'; then \
 		echo "lint: daemon must not import client-go; Kubernetes mode lives in kube/ and is wired by cmd/graymesh"; exit 1; fi
+	@if [ -n "$$(go list -deps ./laneprop | grep -E '^github.com/graymesh/|google.golang.org/grpc|envoyproxy' | grep -vxE 'github.com/graymesh/graymesh/(laneprop|wire)')" ]; then \
+		echo "lint: laneprop goes into services: it imports only wire of graymesh, and no gRPC or Envoy"; exit 1; fi
 	@if go list -deps ./xds | grep -qx 'github.com/graymesh/graymesh/extproc'; then \
 		echo "lint: xds translates the plan; it must not import extproc (shared names live in wire)"; exit 1; fi
 	@if [ -n "$$(go list -deps ./wire | grep '^github.com/graymesh/' | grep -vx 'github.com/graymesh/graymesh/wire')" ]; then \
@@ -94,6 +96,15 @@ BENCH_FLAGS ?=
 bench: build envoy ## micro-benchmarks, then B0/E0/L1/C1 side by side through real Envoy; rewrites bench/RESULTS.md (~10 min)
 	go build -o bin/ ./bench/cmd/loadbench
 	bin/loadbench --work $(BENCH_OUT) $(BENCH_FLAGS)
+
+BENCH_IR_BEFORE ?= $(shell git merge-base HEAD main 2>/dev/null)
+BENCH_IR_FLAGS  ?=
+.PHONY: bench-ir
+bench-ir: build envoy ## instructions per request under callgrind: an inner hop's Envoy (native lane, plain header, lane in baggage, ext_proc of before) and the edge; writes its section of bench/RESULTS.md (~5 min)
+	@command -v valgrind >/dev/null || { echo "bench-ir: valgrind not found (Debian package valgrind)"; exit 1; }
+	scripts/build-graymesh-at.sh $(BENCH_IR_BEFORE) $(BENCH_OUT)/ir/graymesh-before
+	go build -o bin/ ./bench/cmd/irbench
+	bin/irbench --work $(BENCH_OUT)/ir --graymesh-before $(BENCH_OUT)/ir/graymesh-before $(BENCH_IR_FLAGS)
 
 .PHONY: bench-smoke
 bench-smoke: build envoy ## the load harness for a few seconds, every configuration, one rate: routing and errors, not timings

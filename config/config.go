@@ -190,14 +190,23 @@ type Change struct {
 	Reason   string `yaml:"reason"`
 }
 
-// Lane configures how the edge's decision travels to later hops: signed
-// with the mesh key, in the W3C baggage member graymesh-lane.
+// Lane configures how the edge's decision travels to later hops: a
+// compact JWS in the x-graymesh-lane header, signed with an Ed25519 key
+// derived from the mesh key, which every inner hop's Envoy verifies with
+// the public key graymesh pushes to it.
 type Lane struct {
 	// Exactly one of Key and KeyFile is needed when any service has a
 	// sidecar; the key is at least 32 bytes and shared by every node.
-	Key     string   `yaml:"key"`
-	KeyFile string   `yaml:"key_file"`
-	TTL     Duration `yaml:"ttl"`
+	Key     string `yaml:"key"`
+	KeyFile string `yaml:"key_file"`
+	// VerifyKeys and VerifyKeyFiles are other mesh keys whose lanes (and
+	// membership tokens) are still accepted, though nothing new is signed
+	// with them: the next key, published everywhere before it signs, or
+	// the previous one, while the lanes it signed expire.
+	VerifyKeys     []string `yaml:"verify_keys"`
+	VerifyKeyFiles []string `yaml:"verify_key_files"`
+	// TTL bounds how long a lane is honoured after the edge signed it.
+	TTL Duration `yaml:"ttl"`
 }
 
 // Membership configures sticky membership: a subject admitted to gray gets a signed, expiring token — a cookie for

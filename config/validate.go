@@ -138,6 +138,14 @@ func (c *Config) validateLaneAndTracing() []error {
 	case l.Key == "" && l.KeyFile == "" && len(c.Sidecars()) > 0:
 		add("lane", "services have sidecars, so the lane needs a signing key: set key_file (or key)")
 	}
+	if (len(l.VerifyKeys) > 0 || len(l.VerifyKeyFiles) > 0) && l.Key == "" && l.KeyFile == "" {
+		add("lane", "verify_keys and verify_key_files are accepted beside a signing key: set key_file (or key)")
+	}
+	for i, k := range l.VerifyKeys {
+		if len(k) < MinSecretBytes {
+			add(fmt.Sprintf("lane.verify_keys[%d]", i), "%d bytes; a mesh key needs at least %d", len(k), MinSecretBytes)
+		}
+	}
 	if l.TTL.Duration < time.Second || l.TTL.Duration > 24*time.Hour {
 		add("lane.ttl", "%s is outside [1s, 24h]", l.TTL.Duration)
 	}

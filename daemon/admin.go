@@ -246,5 +246,8 @@ func redacted(cfg *config.Config) *config.Config {
 	if c.Lane.Key != "" {
 		c.Lane.Key = "<redacted>"
 	}
+	for i := range c.Lane.VerifyKeys {
+		c.Lane.VerifyKeys[i] = "<redacted>"
+	}
 	return c
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/graymesh/graymesh/analysis"
 	"github.com/graymesh/graymesh/daemon"
 	"github.com/graymesh/graymesh/lane"
+	"github.com/graymesh/graymesh/wire"
 )
 
 // analysisLoad sends requests through Envoy for many subjects until
@@ -342,12 +343,12 @@ func TestAnalysisKillStopsLanesAlreadyTravelling(t *testing.T) {
 	})
 	signer, err := lane.NewSigner([]byte(m.laneKey), 5*time.Minute)
 	must(t, err)
-	travelling := map[string]string{"baggage": lane.WithLane("", signer.Sign("gray", "shop-v2", "1", time.Now()))}
+	travelling := signer.Sign("gray", "shop-v2", "1", time.Now())
 	orders := fmt.Sprintf("http://127.0.0.1:%d", m.ports[10002])
 	inner := func() chainReply {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodGet, orders+"/", nil)
-		req.Header.Set("baggage", travelling["baggage"])
+		req.Header.Set(wire.HeaderLane, travelling)
 		resp, err := m.client.Do(req)
 		must(t, err)
 		defer resp.Body.Close()

@@ -51,8 +51,10 @@ func TestExplainAgreesWithEnvoy(t *testing.T) {
 	}
 	signer, err := lane.NewSigner([]byte(m.laneKey), 5*time.Minute)
 	must(t, err)
-	baggage := lane.WithLane("", signer.Sign("gray", "shop-v2", r.Gray["x-gray-version"], time.Now()))
-	agree("inner hop that falls back", inventory, explain("--inner", "--service", "inventory", "--baggage", baggage))
+	// inventory's Envoy verified the lane itself; explain verifies the
+	// same lane in graymesh and must say what inventory's routes said.
+	laneToken := signer.Sign("gray", "shop-v2", r.Gray["x-gray-version"], time.Now())
+	agree("inner hop that falls back", inventory, explain("--inner", "--service", "inventory", "--lane", laneToken))
 	agree("edge decision for alice", r, explain("--token", token("alice"), "--service", "frontend"))
 
 	// A subject the percentage admits becomes a member.

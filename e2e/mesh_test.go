@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -343,6 +345,8 @@ func TestMeshLanesProvenByTraces(t *testing.T) {
 	}
 	sentByTrace := map[string]sent{}
 	var ids []string
+	streamsBefore := m.extProcStreams()
+	missesBefore := m.envoyStats(`jwt_authn\.jwt_cache_miss$`)
 	for i := 0; i < subjects; i++ {
 		subject := fmt.Sprintf("user-%d", i)
 		if i == 0 {
@@ -376,6 +380,28 @@ func TestMeshLanesProvenByTraces(t *testing.T) {
 	if grays == 0 || grays == len(sentByTrace) {
 		t.Fatalf("%d of %d requests gray: the sample must mix gray and stable", grays, len(sentByTrace))
 	}
+	// Each 4-hop request opened exactly one ext_proc stream, at the edge:
+	// the inner sidecars verified the lane in Envoy.
+	streams := m.extProcStreams()
+	for _, svc := range []string{"frontend", "orders", "inventory", "pricing"} {
+		want := 0
+		if svc == "frontend" {
+			want = len(ids)
+		}
+		if got := streams[svc] - streamsBefore[svc]; got != want {
+			t.Fatalf("%s's Envoy opened %d ext_proc streams for %d chains, want %d (all: before %v, after %v)", svc, got, len(ids), want, streamsBefore, streams)
+		}
+	}
+	// Every chain carried one of a handful of lanes (gray or stable, one
+	// per window), so each inner sidecar verified a signature only for
+	// the first of each; the rest came from its JWT cache.
+	misses, hits := m.envoyStats(`jwt_authn\.jwt_cache_miss$`), m.envoyStats(`jwt_authn\.jwt_cache_hit$`)
+	for _, svc := range []string{"orders", "inventory", "pricing"} {
+		if n := misses[svc] - missesBefore[svc]; n > 4 || hits[svc] < len(ids)-4 {
+			t.Fatalf("%s's Envoy verified %d lanes (cache hits %d) for %d chains: the lane is not one per window", svc, n, hits[svc], len(ids))
+		}
+	}
+	t.Logf("ext_proc streams for %d chains: %v; lane signatures verified by the inner sidecars: %v, the rest from their JWT cache: %v", len(ids), streams, misses, hits)
 
 	r, code := m.waitForTraces(ids, 4)
 	if code != 0 || r.Leaks != 0 || !r.Read.Complete {
@@ -421,6 +447,29 @@ func TestMeshLanesProvenByTraces(t *testing.T) {
 	m.assertAnonymousTraceVocabulary(anonymous)
 }
 
+// extProcStreams reads, from each sidecar's Envoy admin /stats, how many
+// ext_proc streams it has opened (every ext_proc filter's streams_started;
+// 0 where it has none).
+func (m *fourHop) extProcStreams() map[string]int {
+	return m.envoyStats(`ext_proc\.streams_started$`)
+}
+
+// envoyStats sums, per sidecar, the counters of its Envoy whose names
+// match the regular expression filter.
+func (m *fourHop) envoyStats(filter string) map[string]int {
+	out := map[string]int{}
+	for svc, admin := range m.envoyAdmins {
+		for _, line := range strings.Split(getText(m.t, admin+"/stats?filter="+url.QueryEscape(filter)), "\n") {
+			if _, v, ok := strings.Cut(line, ": "); ok {
+				n, err := strconv.Atoi(strings.TrimSpace(v))
+				must(m.t, err)
+				out[svc] += n
+			}
+		}
+	}
+	return out
+}
+
 // assertDecisionUnderEnvoy checks that graymesh's edge decision span
 // descends from the span the edge Envoy opened for its ext_proc call: the
 // trace context crossed the gRPC metadata.
@@ -459,16 +508,18 @@ func (m *fourHop) assertDecisionUnderEnvoy(traceID string) {
 
 // assertGrayTraceVocabulary checks, on one of alice's gray chains, that
 // every span says in the trace vocabulary which environment served its
-// hop and why: the edge decides gray by whitelist, inventory (no gray
-// version) is served by stable with the lane kept, and the outbound
-// spans are the client side of each call.
+// hop and why: the edge decides gray by whitelist, each inner sidecar
+// follows the lane its Envoy verified (no graymesh span: graymesh is not
+// asked), inventory (no gray version) is served by stable with the lane
+// kept, and the outbound spans are the client side of each call.
 func (m *fourHop) assertGrayTraceVocabulary(traceID string) {
 	m.t.Helper()
 	got := m.waitForSpans(traceID,
 		"frontend-sidecar inbound frontend", "orders-sidecar inbound orders", "inventory-sidecar inbound inventory", "pricing-sidecar inbound pricing",
 		"frontend-sidecar outbound frontend->orders", "orders-sidecar outbound orders->inventory", "inventory-sidecar outbound inventory->pricing",
-		"graymesh decide frontend", "graymesh follow-lane orders", "graymesh follow-lane inventory", "graymesh follow-lane pricing",
+		"graymesh decide frontend",
 		"frontend serve frontend gray", "orders serve orders gray", "inventory serve inventory stable", "pricing serve pricing gray")
+	m.assertOnlyTheEdgeAsksGraymesh(traceID)
 	const (
 		variant, reason, lane, fallback = wire.AttrVariant, wire.AttrReason, wire.AttrLane, wire.AttrFallback
 	)
@@ -480,11 +531,8 @@ func (m *fourHop) assertGrayTraceVocabulary(traceID string) {
 		"frontend-sidecar inbound frontend":   gray("whitelist"),
 		"graymesh decide frontend":            gray("whitelist"),
 		"orders-sidecar inbound orders":       gray("lane"),
-		"graymesh follow-lane orders":         gray("lane"),
 		"inventory-sidecar inbound inventory": inventory,
-		"graymesh follow-lane inventory":      inventory,
 		"pricing-sidecar inbound pricing":     gray("lane"),
-		"graymesh follow-lane pricing":        gray("lane"),
 		"orders serve orders gray":            {variant: "gray", lane: "gray", fallback: ""},
 		"inventory serve inventory stable":    {variant: "stable", lane: "gray", fallback: "no-gray-version"},
 	} {
@@ -507,28 +555,47 @@ func (m *fourHop) assertAnonymousTraceVocabulary(traceID string) {
 	m.t.Helper()
 	got := m.waitForSpans(traceID,
 		"frontend-sidecar inbound frontend", "orders-sidecar inbound orders", "inventory-sidecar inbound inventory", "pricing-sidecar inbound pricing",
-		"graymesh decide frontend", "graymesh follow-lane orders", "graymesh follow-lane inventory", "graymesh follow-lane pricing")
+		"graymesh decide frontend")
 	for _, name := range []string{"frontend-sidecar inbound frontend", "graymesh decide frontend"} {
 		m.expectTags(got[name], map[string]string{wire.AttrVariant: "stable", wire.AttrReason: "no-identity"})
 	}
 	for _, svc := range []string{"orders", "inventory", "pricing"} {
-		for _, name := range []string{svc + "-sidecar inbound " + svc, "graymesh follow-lane " + svc} {
-			m.expectTags(got[name], map[string]string{wire.AttrVariant: "stable", wire.AttrReason: wire.ReasonDefault, wire.AttrLane: "stable", wire.AttrFallback: ""})
+		m.expectTags(got[svc+"-sidecar inbound "+svc], map[string]string{
+			wire.AttrVariant: "stable", wire.AttrReason: wire.ReasonDefault, wire.AttrLane: "stable", wire.AttrFallback: "", wire.AttrLaneProblem: "",
+		})
+	}
+	m.assertOnlyTheEdgeAsksGraymesh(traceID)
+	m.assertNoEmptyAttributes(traceID)
+}
+
+// assertOnlyTheEdgeAsksGraymesh fails when a trace holds a graymesh span
+// other than the edge's decision, or an ext_proc call from an inner
+// sidecar: inner hops verify the lane in Envoy.
+func (m *fourHop) assertOnlyTheEdgeAsksGraymesh(traceID string) {
+	m.t.Helper()
+	spans, err := m.traceSpans(traceID)
+	must(m.t, err)
+	for _, s := range spans {
+		innerCall := strings.HasSuffix(s.Process, "-sidecar") && s.Process != "frontend-sidecar" && strings.Contains(s.Name, "ExternalProcessor")
+		if strings.HasPrefix(s.Name, wire.SpanFollow) || s.tag(wire.AttrHop) == wire.HopInner || innerCall {
+			m.t.Errorf("trace %s: %s — an inner hop asked graymesh", traceID, s)
 		}
 	}
-	m.assertNoEmptyAttributes(traceID)
 }
 
 func TestMeshForgedLaneAtEdgeStaysStable(t *testing.T) {
 	m := newFourHop(t)
 	signer, err := lane.NewSigner([]byte(m.laneKey), time.Minute)
 	must(t, err)
+	other, err := lane.NewSigner([]byte("not-the-mesh-key-0123456789abcdef-0123"), time.Minute)
+	must(t, err)
 	genuine := signer.Sign("gray", "shop-v2", "any", time.Now())
 	forged := map[string]map[string]string{
 		"x-gray-env header":              {"x-gray-env": "gray"},
-		"forged baggage member":          {"baggage": "graymesh-lane=v1:gray:shop-v2:v:9999999999:AAAAAAAAAAAAAAAAAAAAAA"},
-		"replayed genuine lane":          {"baggage": "userId=1,graymesh-lane=" + genuine},
-		"genuine lane and forged header": {"baggage": "graymesh-lane=" + genuine, "x-gray-env": "gray", "x-gray-fallback": "x"},
+		"lane signed with another key":   {wire.HeaderLane: other.Sign("gray", "shop-v2", "any", time.Now())},
+		"replayed genuine lane":          {wire.HeaderLane: genuine},
+		"genuine lane in baggage":        {"baggage": "userId=1,graymesh-lane=" + genuine},
+		"genuine lane and forged header": {wire.HeaderLane: genuine, "x-gray-env": "gray", "x-gray-fallback": "x"},
 	}
 	for name, h := range forged {
 		t.Run(name, func(t *testing.T) {

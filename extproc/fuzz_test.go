@@ -14,7 +14,6 @@ import (
 
 	"github.com/graymesh/graymesh/config"
 	"github.com/graymesh/graymesh/gray"
-	"github.com/graymesh/graymesh/lane"
 	"github.com/graymesh/graymesh/wire"
 )
 
@@ -59,7 +58,7 @@ func forgedAlice(tb testing.TB) string {
 // hostileHeaders builds the request Envoy would hand graymesh: header names
 // lower-cased as Envoy does; values as given, in raw_value or (for every
 // other header) in value; x-gray-env repeated; an arbitrary extra header.
-func hostileHeaders(name, value, authorization, cookie, baggage string, repeat uint8) *corev3.HeaderMap {
+func hostileHeaders(name, value, authorization, cookie, laneHeader string, repeat uint8) *corev3.HeaderMap {
 	hm := &corev3.HeaderMap{}
 	add := func(k, v string) {
 		h := &corev3.HeaderValue{Key: k}
@@ -81,9 +80,9 @@ func hostileHeaders(name, value, authorization, cookie, baggage string, repeat u
 		add("cookie", cookie)
 		add("cookie", "gm_device=d-"+value)
 	}
-	if baggage != "" {
-		add("baggage", baggage)
-		add("baggage", baggage+",graymesh-lane="+value)
+	if laneHeader != "" {
+		add(wire.HeaderLane, laneHeader)
+		add(wire.HeaderLane, value)
 	}
 	add(strings.ToLower(name), value)
 	add("x-graymesh-member", value)
@@ -96,35 +95,39 @@ func addHostileSeeds(f *testing.F) {
 	bob := token(f, "bob")
 	forged := forgedAlice(f)
 	stableLane := p.Lanes.Sign(config.Stable, "", p.Engine.Version(), time.Now())
-	forgedLane := "v1:gray:shop-v2:" + p.Engine.Version() + ":9999999999:AAAAAAAAAAAAAAAAAAAAAA"
+	genuine := strings.Split(p.Lanes.Sign("gray", "shop-v2", p.Engine.Version(), time.Now()), ".")
+	// A genuine gray lane's header and claims under a stable lane's
+	// signature.
+	forgedLane := genuine[0] + "." + genuine[1] + "." + strings.Split(stableLane, ".")[2]
 	huge := strings.Repeat("a", 64<<10)
 	for _, s := range []struct {
-		name, value, auth, cookie, baggage string
-		repeat                             uint8
-		source                             string
-		inner                              bool
+		name, value, auth, cookie, laneHeader string
+		repeat                                uint8
+		source                                string
+		inner                                 bool
 	}{
 		{"x-gray-env", "gray", "", "", "", 3, "", false},
-		{"x-gray-lane", "gray", "Bearer " + forged, "gm_token=" + forged, "graymesh-lane=" + forgedLane, 2, "10.0.0.1:5555", false},
-		{"x-gray-env", "gray", "Bearer " + bob, "gm_member=m1:shop-v2:gray:v:1:9999999999:forged", "userId=alice,graymesh-lane=" + forgedLane, 1, "", false},
+		{"x-gray-lane", "gray", "Bearer " + forged, "gm_token=" + forged, forgedLane, 2, "10.0.0.1:5555", false},
+		{"x-gray-env", "gray", "Bearer " + bob, "gm_member=m1:shop-v2:gray:v:1:9999999999:forged", forgedLane, 1, "", false},
 		{"x-region", "\xff\xfe\xfd", "Bearer " + forged + "\xff", "gm_token=\xff; gm_device=\xfe", "\xff=\xfe", 5, "\xff", false},
 		{"x-big", huge, "Bearer " + huge, "gm_token=" + huge, huge, 4, "", false},
-		{"x-gray-env", "gray", "", "", "graymesh-lane=" + stableLane, 1, "", true},
-		{"baggage", "graymesh-lane=" + forgedLane, "Bearer " + bob, "", "graymesh-lane=" + forgedLane + ";p=1", 2, "", true},
-		{"X-Gray-Env", "GRAY", "bearer  " + bob, "gm_token=\"" + forged + "\"", " graymesh-lane = " + forgedLane, 0, "[::1]:1", false},
+		{"x-gray-env", "gray", "", "", stableLane, 1, "", true},
+		{"baggage", "graymesh-lane=" + stableLane, "Bearer " + bob, "", forgedLane + " " + stableLane, 2, "", true},
+		{"X-Gray-Env", "GRAY", "bearer  " + bob, "gm_token=\"" + forged + "\"", " " + forgedLane, 0, "[::1]:1", false},
 	} {
-		f.Add(s.name, s.value, s.auth, s.cookie, s.baggage, s.repeat, s.source, s.inner)
+		f.Add(s.name, s.value, s.auth, s.cookie, s.laneHeader, s.repeat, s.source, s.inner)
 	}
 }
 
 // FuzzExtract: Extract never panics, whatever the headers; it keeps the
-// last Authorization and membership header, every Cookie and baggage
-// value, and only the headers a matcher reads.
+// last Authorization and membership header, every Cookie value, the first
+// lane header (as Envoy's jwt_authn reads it), and only the headers a
+// matcher reads.
 func FuzzExtract(f *testing.F) {
 	p := testPolicy(f) // has a header matcher on x-region
 	addHostileSeeds(f)
-	f.Fuzz(func(t *testing.T, name, value, authorization, cookie, baggage string, repeat uint8, source string, inner bool) {
-		hm := hostileHeaders(name, value, authorization, cookie, baggage, repeat)
+	f.Fuzz(func(t *testing.T, name, value, authorization, cookie, laneHeader string, repeat uint8, source string, inner bool) {
+		hm := hostileHeaders(name, value, authorization, cookie, laneHeader, repeat)
 		r := Extract(p, hm, requestHeaders(hm, source).Attributes)
 		first := map[string]string{}
 		for _, h := range hm.Headers {
@@ -134,9 +137,9 @@ func FuzzExtract(f *testing.F) {
 				if !strings.Contains(r.Cookie, v) {
 					t.Fatalf("cookie %q lost", v)
 				}
-			case wire.HeaderBaggage:
-				if !strings.Contains(r.Baggage, v) {
-					t.Fatalf("baggage %q lost", v)
+			case wire.HeaderLane:
+				if _, seen := first[k]; !seen && r.Lane != v {
+					t.Fatalf("lane %q, want the first value %q", r.Lane, v)
 				}
 			}
 			if _, seen := first[k]; !seen {
@@ -166,16 +169,16 @@ func value0(h *corev3.HeaderValue) string {
 // request-headers path (Extract, Decide at the edge or an inner hop, membership, lane,
 // Response) at the edge and at an inner hop. Without a token for alice,
 // x-gray-env is never set to anything but stable, no client x-gray-*
-// header survives, no membership is handed out, the baggage passed on
-// carries no lane an inner hop would follow into gray, and the response
-// always marshals.
+// header survives, no membership is handed out, the lane passed on is
+// none an inner hop would follow into gray, and the response always
+// marshals.
 func FuzzProcessHeaders(f *testing.F) {
 	p := hostilePolicy(f)
 	s := New(p, slog.New(slog.DiscardHandler), nil)
 	addHostileSeeds(f)
-	ours := map[string]bool{wire.HeaderEnv: true, wire.HeaderRelease: true, wire.HeaderReason: true, wire.HeaderVersion: true, wire.HeaderFallback: true, wire.HeaderBaggage: true}
-	f.Fuzz(func(t *testing.T, name, value, authorization, cookie, baggage string, repeat uint8, source string, inner bool) {
-		hm := hostileHeaders(name, value, authorization, cookie, baggage, repeat)
+	ours := map[string]bool{wire.HeaderEnv: true, wire.HeaderRelease: true, wire.HeaderReason: true, wire.HeaderVersion: true, wire.HeaderFallback: true, wire.HeaderLane: true, wire.HeaderLaneProblem: true}
+	f.Fuzz(func(t *testing.T, name, value, authorization, cookie, laneHeader string, repeat uint8, source string, inner bool) {
+		hm := hostileHeaders(name, value, authorization, cookie, laneHeader, repeat)
 		st := &streamState{hop: gray.Hop{Inner: inner, Service: "frontend"}}
 		resp, err := s.answer(context.Background(), st, requestHeaders(hm, source))
 		if err != nil {
@@ -210,14 +213,14 @@ func FuzzProcessHeaders(f *testing.F) {
 				}
 			}
 		}
-		if bag, ok := set[wire.HeaderBaggage]; ok || removed[wire.HeaderBaggage] {
-			if d := p.Decide(gray.Request{Hop: gray.Hop{Inner: true}, Baggage: bag, Now: time.Now()}); d.Env != config.Stable {
-				t.Fatalf("baggage %q passed on leads the next hop to %q", bag, d.Env)
+		passedOn, touched := set[wire.HeaderLane]
+		if !touched && !removed[wire.HeaderLane] {
+			if v := values(hm, wire.HeaderLane); len(v) > 0 {
+				passedOn = v[0]
 			}
-		} else if inner && lane.FromBaggage(strings.Join(values(hm, wire.HeaderBaggage), ",")) != "" {
-			if d := p.Decide(gray.Request{Hop: gray.Hop{Inner: true}, Baggage: strings.Join(values(hm, wire.HeaderBaggage), ","), Now: time.Now()}); d.Env != config.Stable {
-				t.Fatalf("inner hop kept a baggage that leads to %q", d.Env)
-			}
+		}
+		if d := p.Decide(gray.Request{Hop: gray.Hop{Inner: true}, Lane: passedOn, Now: time.Now()}); d.Env != config.Stable {
+			t.Fatalf("lane %q passed on leads the next hop to %q", passedOn, d.Env)
 		}
 		// Envoy names headers in RFC 9110 token characters, so a client's
 		// header name is always valid UTF-8; then the answer must marshal.

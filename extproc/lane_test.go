@@ -27,6 +27,10 @@ services:
 
 func meshPolicy(t *testing.T) *gray.Policy { return compile(t, meshConfig) }
 
+// TestLaneAcrossHops: the edge replaces any lane the client sent with the
+// one it signs; an inner hop asked over ext_proc (graymesh's own inner
+// sidecars verify lanes in Envoy instead) follows a valid lane, keeps it,
+// and drops one it refuses.
 func TestLaneAcrossHops(t *testing.T) {
 	p := meshPolicy(t)
 	client := dial(t, New(p, slog.New(slog.DiscardHandler), nil))
@@ -47,33 +51,38 @@ func TestLaneAcrossHops(t *testing.T) {
 		return mutation(t, resp)
 	}
 
-	// Edge: alice is whitelisted; a forged lane the client sent is replaced.
-	set, _ := call(wire.HopEdge, "frontend", "authorization", "Bearer "+token(t, "alice"), "baggage", "userId=alice,graymesh-lane=v1:gray:x:y:9999999999:forged")
+	// Edge: alice is whitelisted; the lane the client sent is replaced.
+	set, _ := call(wire.HopEdge, "frontend", "authorization", "Bearer "+token(t, "alice"), wire.HeaderLane, "forged.lane.x")
 	if set[wire.HeaderEnv] != "gray" || set[wire.HeaderFallback] != "no-gray-version" {
 		t.Fatalf("edge set %v", set)
 	}
-	bag := set[wire.HeaderBaggage]
-	if !strings.HasPrefix(bag, "userId=alice,graymesh-lane=v1:gray:shop-v2:") || strings.Contains(bag, "forged") {
-		t.Fatalf("edge baggage %q", bag)
+	signed := set[wire.HeaderLane]
+	if l, err := p.Lanes.Verify(signed, time.Now()); err != nil || l.Env != "gray" || l.Release != "shop-v2" {
+		t.Fatalf("edge lane %q: %+v %v", signed, l, err)
+	}
+	// Edge, anonymous: nothing decided, the client's lane removed.
+	set, removed := call(wire.HopEdge, "frontend", wire.HeaderLane, signed)
+	if _, ok := set[wire.HeaderLane]; ok || !strings.Contains(strings.Join(removed, ","), wire.HeaderLane) {
+		t.Fatalf("anonymous edge: set %v removed %v", set, removed)
 	}
 
-	// Inner hop with the edge's baggage: honours the lane, keeps baggage.
-	set, removed := call(wire.HopInner, "orders", "baggage", bag)
+	// Inner hop with the edge's lane: honours it and leaves it alone.
+	set, removed = call(wire.HopInner, "orders", wire.HeaderLane, signed)
 	if set[wire.HeaderEnv] != "gray" || set[wire.HeaderReason] != "lane" || set[wire.HeaderRelease] != "shop-v2" {
 		t.Fatalf("inner set %v", set)
 	}
-	if _, touched := set[wire.HeaderBaggage]; touched || len(removed) != 0 {
-		t.Fatalf("inner hop rewrote a valid baggage: set %v removed %v", set, removed)
+	if _, touched := set[wire.HeaderLane]; touched || len(removed) != 0 {
+		t.Fatalf("inner hop rewrote a valid lane: set %v removed %v", set, removed)
 	}
 
-	// Inner hop with a forged lane: stable, forged member dropped.
-	forged := strings.Replace(bag, ":gray:", ":canary:", 1)
-	set, _ = call(wire.HopInner, "orders", "baggage", forged)
-	if set[wire.HeaderEnv] != "stable" || set[wire.HeaderReason] != string(lane.ErrSignature.Error()) {
+	// Inner hop with a forged lane: stable, the lane dropped, why said.
+	other, _ := lane.NewSigner([]byte("other-key-0123456789abcdef-01234567"), time.Minute)
+	set, removed = call(wire.HopInner, "orders", wire.HeaderLane, other.Sign("gray", "shop-v2", "1", time.Now()))
+	if set[wire.HeaderEnv] != "stable" || set[wire.HeaderReason] != "lane-refused" || set[wire.HeaderLaneProblem] != lane.ErrUnknownKey.Error() {
 		t.Fatalf("forged lane set %v", set)
 	}
-	if set[wire.HeaderBaggage] != "userId=alice" {
-		t.Fatalf("forged member passed on: %q", set[wire.HeaderBaggage])
+	if !strings.Contains(strings.Join(removed, ","), wire.HeaderLane) {
+		t.Fatalf("forged lane passed on: removed %v", removed)
 	}
 
 	// No lane at all, and a spoofed x-gray-env: stable.
@@ -85,8 +94,8 @@ func TestLaneAcrossHops(t *testing.T) {
 	// An expired lane: stable.
 	s, _ := lane.NewSigner([]byte("mesh-key-0123456789abcdef-0123456789"), time.Second)
 	old := s.Sign("gray", "shop-v2", "v", time.Now().Add(-time.Hour))
-	set, _ = call(wire.HopInner, "orders", "baggage", "graymesh-lane="+old)
-	if set[wire.HeaderEnv] != "stable" || set[wire.HeaderReason] != "lane-expired" {
+	set, _ = call(wire.HopInner, "orders", wire.HeaderLane, old)
+	if set[wire.HeaderEnv] != "stable" || set[wire.HeaderReason] != "lane-refused" || set[wire.HeaderLaneProblem] != "lane-expired" {
 		t.Fatalf("expired lane set %v", set)
 	}
 }

@@ -44,8 +44,11 @@ func Extract(p *gray.Policy, hm *corev3.HeaderMap, attrs map[string]*structpb.St
 		switch name := h.GetKey(); name {
 		case memberHeader:
 			r.Membership = value(h)
-		case wire.HeaderBaggage:
-			r.Baggage = join(r.Baggage, ",", value(h))
+		case wire.HeaderLane:
+			// The first, as Envoy's jwt_authn reads it.
+			if r.Lane == "" {
+				r.Lane = value(h)
+			}
 		case "authorization":
 			r.Authorization = value(h)
 		case wire.HeaderRequestID:

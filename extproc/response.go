@@ -22,8 +22,8 @@ func Response(o *gray.Outcome, in *corev3.HeaderMap) *extprocsvcv3.ProcessingRes
 		set = append(set, headerOption(h, corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD))
 	}
 	var remove []string
-	if o.RemovesBaggage() {
-		remove = append(remove, wire.HeaderBaggage)
+	if o.RemovesLane() {
+		remove = append(remove, wire.HeaderLane)
 	}
 	for _, h := range in.GetHeaders() {
 		k := h.GetKey()

@@ -43,7 +43,7 @@ func TestDecisionAttributes(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	grayLane := "graymesh-lane=" + signer.Sign("gray", "shop-v2", p.Engine.Version(), now)
+	grayLane := signer.Sign("gray", "shop-v2", p.Engine.Version(), now)
 	const common = "feature_flag.key=graymesh.env feature_flag.provider.name=graymesh "
 	for name, c := range map[string]struct {
 		p    *gray.Policy
@@ -60,9 +60,9 @@ func TestDecisionAttributes(t *testing.T) {
 			"feature_flag.result.reason=no-identity graymesh.hop=edge graymesh.service=search"},
 		"inner, handed no lane: default, not an error": {p, gray.Request{Hop: gray.Hop{Inner: true, Service: "orders"}},
 			"feature_flag.result.reason=default feature_flag.result.variant=stable graymesh.hop=inner graymesh.lane=stable graymesh.service=orders"},
-		"inner, gray lane": {p, gray.Request{Hop: gray.Hop{Inner: true, Service: "orders"}, Baggage: grayLane},
+		"inner, gray lane": {p, gray.Request{Hop: gray.Hop{Inner: true, Service: "orders"}, Lane: grayLane},
 			"feature_flag.result.reason=lane feature_flag.result.variant=gray graymesh.hop=inner graymesh.lane=gray graymesh.release=shop-v2 graymesh.service=orders"},
-		"inner, no gray version: stable serves, the lane stays gray": {p, gray.Request{Hop: gray.Hop{Inner: true, Service: "frontend"}, Baggage: grayLane},
+		"inner, no gray version: stable serves, the lane stays gray": {p, gray.Request{Hop: gray.Hop{Inner: true, Service: "frontend"}, Lane: grayLane},
 			"feature_flag.result.reason=lane feature_flag.result.variant=stable graymesh.fallback=no-gray-version graymesh.hop=inner graymesh.lane=gray graymesh.release=shop-v2 graymesh.service=frontend"},
 	} {
 		t.Run(name, func(t *testing.T) {

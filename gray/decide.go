@@ -5,7 +5,6 @@ import (
 
 	"github.com/graymesh/graymesh/config"
 	"github.com/graymesh/graymesh/identity"
-	"github.com/graymesh/graymesh/lane"
 )
 
 // Outcome is everything a hop needs to act on one request.
@@ -14,28 +13,31 @@ type Outcome struct {
 	// Caller is who the request says it is; empty at inner hops, which
 	// do not read identity.
 	Caller identity.Caller
-	// Baggage replaces the request's baggage header when SetBaggage is
-	// true; "" removes it. The edge always sets it (dropping any lane the
-	// client sent, adding its own); an inner hop drops a lane that failed
-	// verification.
-	Baggage    string
-	SetBaggage bool
+	// Lane replaces the request's lane header when SetLane is true; ""
+	// removes it. The edge always sets it (dropping any lane the client
+	// sent, adding its own); an inner hop drops a lane it does not honour.
+	Lane    string
+	SetLane bool
+	// LaneProblem says why an inner hop refused the lane ("" otherwise).
+	LaneProblem string
 	// Membership is a fresh membership token to hand the caller on the
 	// response ("" when none).
 	Membership string
 }
 
 // Decide is graymesh's one decision entry point. The edge resolves the
-// caller and decides by the rules (membership first); an inner hop
-// honours the signed lane. Either way the hop's own service may lack the
-// chosen environment, which Fallback then says.
+// caller and decides by the rules (membership first) and signs the lane;
+// an inner hop honours the signed lane exactly as its Envoy does when it
+// verifies the lane itself (explain and any ext_proc inner hop ask here).
+// Either way the hop's own service may lack the chosen environment, which
+// Fallback then says.
 func (p *Policy) Decide(r Request) Outcome {
 	var o Outcome
 	if r.Hop.Inner {
-		o.Decision = p.follow(r.Baggage, r.Now)
-		if o.Reason != ReasonLane && r.Baggage != "" {
-			// Do not pass on a lane that failed verification.
-			o.Baggage, o.SetBaggage = lane.WithLane(r.Baggage, ""), true
+		o.Decision, o.LaneProblem = p.follow(r.Lane, r.Now)
+		if o.Reason != ReasonLane && r.Lane != "" {
+			// Do not pass on a lane that is not honoured.
+			o.SetLane = true
 		}
 	} else {
 		o.Caller = p.caller(r)
@@ -43,12 +45,12 @@ func (p *Policy) Decide(r Request) Outcome {
 		o.Decision = p.Engine.Decide(&f)
 		o.Membership = p.membershipFor(o.Decision, o.Caller, r.Now)
 		if p.Lanes != nil {
-			token := ""
+			// Whatever lane the client sent is replaced by ours, or
+			// removed when nothing was decided.
+			o.SetLane = true
 			if o.Env != "" {
-				token = p.Lanes.Sign(o.Env, o.Release, o.Version, r.Now)
+				o.Lane = p.Lanes.Sign(o.Env, o.Release, o.Version, r.Now)
 			}
-			// Whatever lane the client sent is dropped; ours is added.
-			o.Baggage, o.SetBaggage = lane.WithLane(r.Baggage, token), true
 		}
 	}
 	o.Fallback = p.fallbackFor(r.Hop.Service, o.Env)
@@ -90,23 +92,27 @@ func (p *Policy) facts(r Request, c identity.Caller) Facts {
 	return f
 }
 
-// follow is the decision of an inner hop: it never re-decides, it honours
-// the lane in the baggage header if the lane's signature and expiry check
-// out, and otherwise serves stable and says why.
-func (p *Policy) follow(baggage string, now time.Time) Decision {
-	token := lane.FromBaggage(baggage)
+// follow is the decision of an inner hop: it never re-decides. It honours
+// the lane if its signature and expiry check out and its release is not
+// killed, and otherwise serves stable and says why — the routes graymesh
+// pushes to an inner sidecar (plan.Service.InnerRoutes) say the same.
+func (p *Policy) follow(token string, now time.Time) (Decision, string) {
+	stable := Decision{Env: config.Stable, Reason: ReasonLaneMissing, Bucket: NoBucket, Version: p.Engine.version}
 	if token == "" || p.Lanes == nil {
-		return Decision{Env: config.Stable, Reason: ReasonLaneMissing, Bucket: NoBucket, Version: p.Engine.version}
+		return stable, ""
 	}
 	l, err := p.Lanes.Verify(token, now)
 	if err != nil {
-		return Decision{Env: config.Stable, Reason: Reason(err.Error()), Bucket: NoBucket, Version: p.Engine.version}
+		stable.Reason = ReasonLaneRefused
+		return stable, err.Error()
 	}
 	if p.Engine.state(l.Release) == config.StateKilled {
 		// A kill reaches lanes already travelling, not only new decisions.
-		return Decision{Env: config.Stable, Release: l.Release, Rule: "state", Reason: ReasonKilled, Bucket: NoBucket, Version: p.Engine.version}
+		// The version stays the lane's, as the sidecar's route leaves it.
+		stable.Release, stable.Rule, stable.Reason, stable.Version = l.Release, "state", ReasonKilled, l.Version
+		return stable, ""
 	}
-	return Decision{Env: l.Env, Release: l.Release, Reason: ReasonLane, Bucket: NoBucket, Version: l.Version}
+	return Decision{Env: l.Env, Release: l.Release, Reason: ReasonLane, Bucket: NoBucket, Version: l.Version}, ""
 }
 
 // fallbackFor names why service cannot serve env itself ("" when it can,

@@ -257,10 +257,25 @@ func membershipChanges(old, new *config.Config) []change {
 	if o.Header != n.Header {
 		l.add(true, "membership.header", "membership.header changed %q → %q: tokens sent back in the old header are no longer read", o.Header, n.Header)
 	}
-	if old.Lane.Key != new.Lane.Key || !sameFile(old.ResolvePath(old.Lane.KeyFile), new.ResolvePath(new.Lane.KeyFile)) {
-		l.add(true, "lane.key", "lane key changed (lane.key or lane.key_file): membership tokens signed with the old key no longer verify")
+	laneKeyChanged := old.Lane.Key != new.Lane.Key || !sameFile(old.ResolvePath(old.Lane.KeyFile), new.ResolvePath(new.Lane.KeyFile))
+	if laneKeyChanged && !stillVerifies(old, new) {
+		l.add(true, "lane.key", "lane key changed (lane.key or lane.key_file): membership tokens signed with the old key no longer verify (keep it in lane.verify_keys or verify_key_files while they expire)")
 	}
 	return l.out
+}
+
+// stillVerifies reports whether new keeps old's lane key among its verify
+// keys, so tokens old signed still verify.
+func stillVerifies(old, new *config.Config) bool {
+	if old.Lane.Key != "" {
+		return slices.Contains(new.Lane.VerifyKeys, old.Lane.Key)
+	}
+	for _, f := range new.Lane.VerifyKeyFiles {
+		if sameFile(old.ResolvePath(old.Lane.KeyFile), new.ResolvePath(f)) {
+			return true
+		}
+	}
+	return false
 }
 
 // sameFile reports whether two paths name the same file, or files with the

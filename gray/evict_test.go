@@ -137,7 +137,7 @@ func TestEvictionsRefused(t *testing.T) {
 		{"membership cookie renamed", withMembership, func(c *config.Config) { c.Membership.Cookie = "member" },
 			[]string{`membership.cookie changed "gm_member" → "member": tokens in the old cookie are no longer read`}},
 		{"lane key changed", withMembership, func(c *config.Config) { c.Lane.Key = strings.Repeat("n", 32) },
-			[]string{"lane key changed (lane.key or lane.key_file): membership tokens signed with the old key no longer verify"}},
+			[]string{"lane key changed (lane.key or lane.key_file): membership tokens signed with the old key no longer verify (keep it in lane.verify_keys or verify_key_files while they expire)"}},
 		{"release added in front with another env", nil, func(c *config.Config) {
 			r := config.Release{Name: "pay-v3", Env: "blue", Salt: "pay-v3", Percent: 5, State: config.StateActive}
 			c.Releases = append([]config.Release{r}, c.Releases...)
@@ -237,6 +237,11 @@ func TestEvictionsAdditive(t *testing.T) {
 		{"frozen", nil, func(c *config.Config) { c.Releases[0].State = config.StateFrozen }},
 		{"unfrozen", func(c *config.Config) { c.Releases[0].State = config.StateFrozen },
 			func(c *config.Config) { c.Releases[0].State = config.StateActive }},
+		{"lane key rotated, the old one still verifying", func(c *config.Config) {
+			c.Membership.Enabled, c.Lane.Key = true, strings.Repeat("o", 32)
+		}, func(c *config.Config) {
+			c.Lane.Key, c.Lane.VerifyKeys = strings.Repeat("n", 32), []string{strings.Repeat("o", 32)}
+		}},
 		// Killing is the emergency stop: never held back for a rollback.
 		{"killed", nil, func(c *config.Config) { c.Releases[0].State = config.StateKilled }},
 		{"killed and cut back", nil, func(c *config.Config) {

@@ -36,6 +36,8 @@ type Explanation struct {
 	Issuer    string `json:"issuer,omitempty"`
 	KeyID     string `json:"kid,omitempty"`
 	KeySource string `json:"key_source,omitempty"`
+	// LaneProblem says why an inner hop refused the lane.
+	LaneProblem string `json:"lane_problem,omitempty"`
 	// Membership is true when the response would hand the caller a
 	// membership token.
 	Membership bool `json:"membership"`
@@ -47,7 +49,7 @@ func (p *Policy) Explain(r Request) Explanation {
 	return Explanation{
 		Env: o.Env, Served: p.servedBy(o.Decision), Release: o.Release, Rule: o.Rule, Reason: o.Reason,
 		Bucket: o.Bucket, Version: o.Version, Fallback: o.Fallback, Hop: r.Hop.Name(), Service: r.Hop.Service,
-		Subject: o.Caller.Subject, Identity: identitySource(r, o), TokenProblem: o.Caller.Problem,
+		Subject: o.Caller.Subject, Identity: identitySource(r, o), TokenProblem: o.Caller.Problem, LaneProblem: o.LaneProblem,
 		Issuer: o.Caller.Issuer, KeyID: o.Caller.KeyID, KeySource: o.Caller.KeySource,
 		Membership: o.Membership != "",
 	}
@@ -101,9 +103,10 @@ type Ask struct {
 	Membership string `json:"membership,omitempty"`
 	// Service is the sidecar's service that asks ("" = the edge listener).
 	Service string `json:"service,omitempty"`
-	// Inner asks as an inner hop, which follows the lane in Baggage.
-	Inner   bool   `json:"inner,omitempty"`
-	Baggage string `json:"baggage,omitempty"`
+	// Inner asks as an inner hop, which follows Lane (the lane header's
+	// value), as its Envoy does.
+	Inner bool   `json:"inner,omitempty"`
+	Lane  string `json:"lane,omitempty"`
 	// RequestID is Envoy's x-request-id (a traffic-weighted release draws
 	// on it).
 	RequestID string `json:"request_id,omitempty"`
@@ -116,7 +119,7 @@ func (p *Policy) Request(a Ask, now time.Time) (Request, error) {
 	r := Request{
 		Hop:        Hop{Inner: a.Inner, Service: a.Service},
 		Membership: a.Membership,
-		Baggage:    a.Baggage,
+		Lane:       a.Lane,
 		RequestID:  a.RequestID,
 		Now:        now,
 	}

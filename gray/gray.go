@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/graymesh/graymesh/config"
+	"github.com/graymesh/graymesh/wire"
 )
 
 // Reason says why a decision came out the way it did.
@@ -42,12 +43,15 @@ const (
 	ReasonNoIdentity   Reason = "no-identity"
 	ReasonInvalidToken Reason = "invalid-token"
 	// Inner hops: the lane the edge signed, or why it was not honoured.
-	ReasonLane        Reason = "lane"
-	ReasonLaneMissing Reason = "lane-missing"
+	// Inner hops' Envoys say these themselves (their routes), so they are
+	// part of the wire contract.
+	ReasonLane        Reason = wire.ReasonLane
+	ReasonLaneMissing Reason = wire.ReasonLaneMissing
+	ReasonLaneRefused Reason = wire.ReasonLaneRefused
 	// Operating a release.
 	ReasonMember Reason = "member"
 	ReasonFrozen Reason = "frozen"
-	ReasonKilled Reason = "killed"
+	ReasonKilled Reason = wire.ReasonKilled
 	// ReasonTraffic: a traffic-weighted release split a request that no
 	// rule decided and that carries no identity.
 	ReasonTraffic Reason = "traffic"

@@ -35,27 +35,51 @@ func Compile(cfg *config.Config, opts ...identity.Option) (*Policy, error) {
 	if err := errors.Join(engErr, idErr, laneErr, planErr); err != nil {
 		return nil, err
 	}
+	// The plan carries the lane's public keys: the signer that holds
+	// them reads key files, which building a plan never does.
+	routing.Lane = laneCheck(signer)
 	p := &Policy{Config: cfg, Engine: engine, Verifier: verifier, Plan: routing, Lanes: signer}
 	p.subjectKey = subjectHashKey(signer)
 	return p, nil
 }
 
 func laneSigner(cfg *config.Config) (*lane.Signer, error) {
-	key := []byte(cfg.Lane.Key)
-	if cfg.Lane.KeyFile != "" {
-		var err error
-		if key, err = config.ReadSecret(cfg.ResolvePath(cfg.Lane.KeyFile), "lane.key_file"); err != nil {
+	key, err := secret(cfg, cfg.Lane.Key, cfg.Lane.KeyFile, "lane.key_file")
+	if err != nil || len(key) == 0 {
+		return nil, err
+	}
+	var verify [][]byte
+	for _, k := range cfg.Lane.VerifyKeys {
+		verify = append(verify, []byte(k))
+	}
+	for i, f := range cfg.Lane.VerifyKeyFiles {
+		k, err := secret(cfg, "", f, fmt.Sprintf("lane.verify_key_files[%d]", i))
+		if err != nil {
 			return nil, err
 		}
+		verify = append(verify, k)
 	}
-	if len(key) == 0 {
-		return nil, nil
-	}
-	s, err := lane.NewSigner(key, cfg.Lane.TTL.Duration)
+	s, err := lane.NewSigner(key, cfg.Lane.TTL.Duration, verify...)
 	if err != nil {
 		return nil, fmt.Errorf("lane: %w", err)
 	}
 	return s, nil
+}
+
+// secret is an inline secret, or the content of file when one is named.
+func secret(cfg *config.Config, inline, file, what string) ([]byte, error) {
+	if file == "" {
+		return []byte(inline), nil
+	}
+	return config.ReadSecret(cfg.ResolvePath(file), what)
+}
+
+// laneCheck is what inner hops' Envoys need to verify the lanes s signs.
+func laneCheck(s *lane.Signer) *plan.Lane {
+	if s == nil {
+		return nil
+	}
+	return &plan.Lane{Keys: s.JWKS(), TTL: s.TTL(), ClockSkew: lane.ClockSkew}
 }
 
 // Load reads, validates and compiles the config file at path.

@@ -21,8 +21,9 @@ type Request struct {
 	Headers map[string]string
 	// Membership is the membership request header's value, if any.
 	Membership string
-	// Baggage is the W3C baggage header, several joined with ",".
-	Baggage string
+	// Lane is the lane header's value (x-graymesh-lane): the signed lane
+	// an inner hop follows.
+	Lane string
 	// RequestID is Envoy's x-request-id.
 	RequestID string
 	Now       time.Time

@@ -15,8 +15,8 @@ import (
 type Header struct{ Name, Value string }
 
 // RequestHeaders are the headers to set on the request before it is
-// routed: the decision's (empty values omitted) and, when the baggage
-// changes and is not removed, the new baggage. Every other header with
+// routed: the decision's (empty values omitted) and, when the lane
+// changes and is not removed, the new lane. Every other header with
 // wire.HeaderPrefix that the client sent must be removed by the adapter.
 func (o *Outcome) RequestHeaders() []Header {
 	out := make([]Header, 0, 6)
@@ -30,14 +30,15 @@ func (o *Outcome) RequestHeaders() []Header {
 	add(wire.HeaderReason, string(o.Reason))
 	add(wire.HeaderVersion, o.Version)
 	add(wire.HeaderFallback, o.Fallback)
-	if o.SetBaggage {
-		add(wire.HeaderBaggage, o.Baggage)
+	add(wire.HeaderLaneProblem, o.LaneProblem)
+	if o.SetLane {
+		add(wire.HeaderLane, o.Lane)
 	}
 	return out
 }
 
-// RemovesBaggage reports whether the request's baggage header must go.
-func (o *Outcome) RemovesBaggage() bool { return o.SetBaggage && o.Baggage == "" }
+// RemovesLane reports whether the request's lane header must go.
+func (o *Outcome) RemovesLane() bool { return o.SetLane && o.Lane == "" }
 
 // ResponseHeaders hand a fresh membership token to the caller: as a
 // cookie for browsers and as a header for services to send back. None

@@ -1,29 +1,45 @@
 // Package lane carries the edge's decision to every later hop of a call
 // chain. The edge signs the lane (environment, release, config version,
-// expiry) with the mesh key and puts it in the W3C baggage header as member
-// "graymesh-lane", so services instrumented with OpenTelemetry forward it
-// without code. An inner hop trusts a lane only when its signature and
-// expiry check out.
+// expiry) as a compact JWS with an Ed25519 key derived from the mesh key
+// and sends it in the x-graymesh-lane header; every inner hop's Envoy
+// verifies it itself (jwt_authn) with the public keys graymesh pushes to
+// it (JWKS), so inner hops never ask graymesh. Sidecars hold only public
+// keys.
+//
+// A lane names no caller, so one lane serves every request of the same
+// environment, release and version in one expiry window: the signer signs
+// it once per window and Envoy's JWT cache verifies it once per sidecar.
 package lane
 
 import (
+	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
-	"strconv"
-	"strings"
+	"fmt"
+	"sync"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/graymesh/graymesh/config"
 	"github.com/graymesh/graymesh/wire"
 )
 
-// version prefixes every token so the format can change safely.
-const version = "v1"
+// ClockSkew is how long past its expiry a lane is still honoured, by
+// graymesh and by Envoy (jwt_authn clock_skew_seconds): nodes run NTP, and
+// a lane has at least half its TTL left when the edge hands it out, so
+// skew only widens the replay window.
+const ClockSkew = 5 * time.Second
 
-// sigBytes is the truncated HMAC-SHA256 length: 128 bits.
-const sigBytes = 16
+// maxTokenBytes bounds what Verify parses.
+const maxTokenBytes = 1024
+
+// maxCached bounds the signed lanes kept for one window. A config has a
+// handful of (environment, release) pairs; the bound only guards memory.
+const maxCached = 1024
 
 // Lane is the decision the edge made.
 type Lane struct {
@@ -33,114 +49,217 @@ type Lane struct {
 	Expires time.Time
 }
 
-// Signer signs and verifies lanes with one mesh key.
+// Verification failures, as reasons.
+var (
+	ErrMalformed  = errors.New("lane-malformed")
+	ErrSignature  = errors.New("lane-bad-signature")
+	ErrExpired    = errors.New("lane-expired")
+	ErrUnknownKey = errors.New("lane-unknown-key")
+)
+
+// Signer signs lanes with the key derived from one mesh key and verifies
+// them with it and the keys derived from the verify keys. It also signs
+// membership tokens (HMAC with the mesh key). Safe for concurrent use.
 type Signer struct {
-	key []byte
-	ttl time.Duration
+	ttl, window time.Duration
+	// macKeys are the mesh keys: the first signs, all verify.
+	macKeys [][]byte
+	private ed25519.PrivateKey
+	kid     string
+	// public holds every key lanes verify with, by kid, and jwks their
+	// JSON Web Key Set, the signing key first.
+	public map[string]ed25519.PublicKey
+	kids   []string
+	jwks   string
+
+	mu    sync.Mutex
+	cache windowCache
 }
 
-// NewSigner returns a signer; lanes it signs expire after ttl.
-func NewSigner(key []byte, ttl time.Duration) (*Signer, error) {
-	if err := config.CheckSecret(key, "lane key"); err != nil {
-		return nil, err
-	}
+type laneKey struct{ env, release, version string }
+
+// windowCache holds the lanes signed for one window.
+type windowCache struct {
+	start  int64
+	tokens map[laneKey]string
+}
+
+// NewSigner returns a signer for the mesh key; lanes it signs expire at
+// most ttl after they are handed out. Lanes signed with a key derived from
+// any of verify are accepted too (key rotation).
+func NewSigner(key []byte, ttl time.Duration, verify ...[]byte) (*Signer, error) {
 	if ttl <= 0 {
 		return nil, errors.New("lane ttl must be positive")
 	}
-	return &Signer{key: key, ttl: ttl}, nil
+	s := &Signer{ttl: ttl, window: windowFor(ttl), public: map[string]ed25519.PublicKey{}}
+	for i, k := range append([][]byte{key}, verify...) {
+		what := "lane key"
+		if i > 0 {
+			what = fmt.Sprintf("lane verify key %d", i)
+		}
+		if err := config.CheckSecret(k, what); err != nil {
+			return nil, err
+		}
+		private := ed25519.NewKeyFromSeed(derive(k, "lane ed25519"))
+		public, _ := private.Public().(ed25519.PublicKey)
+		kid := keyID(public)
+		if i == 0 {
+			s.private, s.kid = private, kid
+		}
+		if _, dup := s.public[kid]; !dup {
+			s.public[kid] = public
+			s.kids = append(s.kids, kid)
+		}
+		s.macKeys = append(s.macKeys, k)
+	}
+	s.jwks = s.buildJWKS()
+	return s, nil
 }
 
-// Sign returns the token for a lane decided now. Fields are separated by
-// ':' which never occurs in environment, release or version names, and every
-// character is legal in a baggage value.
+// windowFor is the length of an expiry window: half the TTL in whole
+// seconds (at least one), so a lane handed out at any moment of its window
+// has at least ttl/2 left.
+func windowFor(ttl time.Duration) time.Duration {
+	return max((ttl / 2).Truncate(time.Second), time.Second)
+}
+
+func keyID(pub ed25519.PublicKey) string {
+	sum := sha256.Sum256(pub)
+	return base64.RawURLEncoding.EncodeToString(sum[:9])
+}
+
+// TTL is how long a lane is valid at most after it is handed out.
+func (s *Signer) TTL() time.Duration { return s.ttl }
+
+// KeyID is the kid of the key new lanes are signed with.
+func (s *Signer) KeyID() string { return s.kid }
+
+// JWKS is the JSON Web Key Set of every key a lane verifies with: what
+// inner hops' Envoys are given (jwt_authn local_jwks).
+func (s *Signer) JWKS() string { return s.jwks }
+
+type jwk struct {
+	Kty string `json:"kty"`
+	Crv string `json:"crv"`
+	Alg string `json:"alg"`
+	Use string `json:"use"`
+	Kid string `json:"kid"`
+	X   string `json:"x"`
+}
+
+func (s *Signer) buildJWKS() string {
+	set := struct {
+		Keys []jwk `json:"keys"`
+	}{}
+	for _, kid := range s.kids {
+		set.Keys = append(set.Keys, jwk{Kty: "OKP", Crv: "Ed25519", Alg: "EdDSA", Use: "sig", Kid: kid,
+			X: base64.RawURLEncoding.EncodeToString(s.public[kid])})
+	}
+	b, _ := json.Marshal(set)
+	return string(b)
+}
+
+// claims are a lane's JWT claims; wire names the ones Envoy copies into
+// headers.
+type claims struct {
+	Env     string `json:"env"`
+	Release string `json:"rel,omitempty"`
+	Version string `json:"ver,omitempty"`
+	jwt.RegisteredClaims
+}
+
+// Sign returns the lane for a decision made at now. Every request of the
+// same environment, release and version in one window gets the same
+// token, which expires ttl after the window began; Ed25519 signatures are
+// deterministic, so every graymesh with the same mesh key hands out the
+// very same token.
 func (s *Signer) Sign(env, release, configVersion string, now time.Time) string {
-	exp := strconv.FormatInt(now.Add(s.ttl).Unix(), 10)
-	payload := version + ":" + env + ":" + release + ":" + configVersion + ":" + exp
-	return payload + ":" + s.mac(payload)
+	w := int64(s.window / time.Second)
+	start := now.Unix() / w * w
+	k := laneKey{env, release, configVersion}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cache.start != start || s.cache.tokens == nil {
+		s.cache = windowCache{start: start, tokens: map[laneKey]string{}}
+	}
+	if tok, ok := s.cache.tokens[k]; ok {
+		return tok
+	}
+	tok := s.sign(k, time.Unix(start, 0).Add(s.ttl))
+	if len(s.cache.tokens) < maxCached {
+		s.cache.tokens[k] = tok
+	}
+	return tok
 }
 
-func (s *Signer) mac(payload string) string {
-	m := hmac.New(sha256.New, s.key)
-	m.Write([]byte(payload))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:sigBytes])
-}
-
-// Verification failures, as reasons.
-var (
-	ErrMalformed = errors.New("lane-malformed")
-	ErrSignature = errors.New("lane-bad-signature")
-	ErrExpired   = errors.New("lane-expired")
-)
-
-// Verify checks a token's signature and expiry.
-func (s *Signer) Verify(token string, now time.Time) (Lane, error) {
-	if len(token) > 512 {
-		return Lane{}, ErrMalformed
-	}
-	i := strings.LastIndexByte(token, ':')
-	if i < 0 {
-		return Lane{}, ErrMalformed
-	}
-	payload, sig := token[:i], token[i+1:]
-	parts := strings.Split(payload, ":")
-	if len(parts) != 5 || parts[0] != version || parts[1] == "" {
-		return Lane{}, ErrMalformed
-	}
-	if !equal(sig, s.mac(payload)) {
-		return Lane{}, ErrSignature
-	}
-	exp, err := strconv.ParseInt(parts[4], 10, 64)
+func (s *Signer) sign(k laneKey, exp time.Time) string {
+	t := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims{Env: k.env, Release: k.release, Version: k.version,
+		RegisteredClaims: jwt.RegisteredClaims{Issuer: wire.LaneIssuer, ExpiresAt: jwt.NewNumericDate(exp)}})
+	t.Header["kid"] = s.kid
+	tok, err := t.SignedString(s.private)
 	if err != nil {
+		// Ed25519 signing of a JSON payload cannot fail.
+		panic(fmt.Sprintf("lane: signing: %v", err))
+	}
+	return tok
+}
+
+// Verify checks a lane as an inner hop's Envoy does: EdDSA only, a key
+// from the set (by kid, or any without one), graymesh's issuer, an expiry
+// not passed by more than ClockSkew.
+func (s *Signer) Verify(token string, now time.Time) (Lane, error) {
+	if len(token) > maxTokenBytes || token == "" {
 		return Lane{}, ErrMalformed
 	}
-	l := Lane{Env: parts[1], Release: parts[2], Version: parts[3], Expires: time.Unix(exp, 0)}
-	if !now.Before(l.Expires) {
+	var c claims
+	_, err := jwt.ParseWithClaims(token, &c, s.keyFor,
+		jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}),
+		jwt.WithIssuer(wire.LaneIssuer),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(ClockSkew),
+		jwt.WithTimeFunc(func() time.Time { return now }),
+		// One spelling per token: base64 with stray trailing bits is not
+		// another way to write a lane graymesh signed.
+		jwt.WithStrictDecoding(),
+	)
+	switch {
+	case errors.Is(err, ErrUnknownKey):
+		return Lane{}, ErrUnknownKey
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return Lane{}, ErrSignature
+	case errors.Is(err, jwt.ErrTokenExpired):
 		return Lane{}, ErrExpired
+	case err != nil:
+		return Lane{}, ErrMalformed
+	case c.Env == "":
+		return Lane{}, ErrMalformed
 	}
-	return l, nil
+	return Lane{Env: c.Env, Release: c.Release, Version: c.Version, Expires: c.ExpiresAt.Time}, nil
 }
 
-func equal(a, b string) bool { return hmac.Equal([]byte(a), []byte(b)) }
-
-// FromBaggage returns the value of the graymesh-lane member in a baggage
-// header ("" when absent). Several baggage headers are joined with ','.
-func FromBaggage(header string) string {
-	for header != "" {
-		var member string
-		member, header, _ = strings.Cut(header, ",")
-		kv, _, _ := strings.Cut(member, ";")
-		k, v, ok := strings.Cut(kv, "=")
-		if ok && strings.TrimSpace(k) == wire.BaggageLaneKey {
-			return strings.TrimSpace(v)
+func (s *Signer) keyFor(t *jwt.Token) (any, error) {
+	kid, ok := t.Header["kid"].(string)
+	if !ok {
+		set := jwt.VerificationKeySet{}
+		for _, k := range s.kids {
+			set.Keys = append(set.Keys, s.public[k])
 		}
+		return set, nil
 	}
-	return ""
+	if k, found := s.public[kid]; found {
+		return k, nil
+	}
+	return nil, ErrUnknownKey
 }
 
-// WithLane returns header with every graymesh-lane member removed and, when
-// token is not "", one member holding token appended. Other members are
-// kept unchanged: graymesh adds to baggage, never overwrites others'.
-func WithLane(header, token string) string {
-	var out []string
-	for _, member := range strings.Split(header, ",") {
-		kv, _, _ := strings.Cut(member, ";")
-		k, _, _ := strings.Cut(kv, "=")
-		if strings.TrimSpace(member) == "" || strings.TrimSpace(k) == wire.BaggageLaneKey {
-			continue
-		}
-		out = append(out, strings.TrimSpace(member))
-	}
-	if token != "" {
-		out = append(out, wire.BaggageLaneKey+"="+token)
-	}
-	return strings.Join(out, ",")
-}
-
-// DeriveKey returns a 32-byte key for another purpose, derived from the
-// mesh key with HMAC-SHA256 over the purpose's name, so the mesh key itself
-// signs nothing but lanes and memberships.
-func (s *Signer) DeriveKey(purpose string) []byte {
-	m := hmac.New(sha256.New, s.key)
+// derive returns a 32-byte key for purpose, derived from a mesh key with
+// HMAC-SHA256 over the purpose's name.
+func derive(key []byte, purpose string) []byte {
+	m := hmac.New(sha256.New, key)
 	m.Write([]byte("derive:" + purpose))
 	return m.Sum(nil)
 }
+
+// DeriveKey returns a 32-byte key for another purpose, derived from the
+// mesh key, so the mesh key itself signs nothing but memberships.
+func (s *Signer) DeriveKey(purpose string) []byte { return derive(s.macKeys[0], purpose) }

@@ -1,17 +1,33 @@
 package lane
 
 import (
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/graymesh/graymesh/wire"
 )
 
 var now = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
 
-func signer(t testing.TB, key string) *Signer {
+const (
+	meshKey  = "mesh-key-0123456789abcdef-0123456789"
+	otherKey = "other-key-0123456789abcdef-01234567"
+)
+
+func signer(t testing.TB, key string, verify ...string) *Signer {
 	t.Helper()
-	s, err := NewSigner([]byte(key), time.Minute)
+	var v [][]byte
+	for _, k := range verify {
+		v = append(v, []byte(k))
+	}
+	s, err := NewSigner([]byte(key), time.Minute, v...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -19,31 +35,123 @@ func signer(t testing.TB, key string) *Signer {
 }
 
 func TestSignVerify(t *testing.T) {
-	s := signer(t, "mesh-key-0123456789abcdef-0123456789")
-	tok := s.Sign("gray", "shop-v2", "9d338e2ddac7", now)
+	s := signer(t, meshKey)
+	tok := s.Sign("gray", "shop-v2", "7", now)
 	l, err := s.Verify(tok, now.Add(30*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l.Env != "gray" || l.Release != "shop-v2" || l.Version != "9d338e2ddac7" {
+	if l.Env != "gray" || l.Release != "shop-v2" || l.Version != "7" || !l.Expires.Equal(now.Add(time.Minute)) {
 		t.Fatalf("%+v", l)
 	}
-	other := signer(t, "other-key-0123456789abcdef-01234567")
+	if _, err := s.Verify(s.Sign("stable", "", "", now), now); err != nil {
+		t.Fatalf("a stable lane with no release: %v", err)
+	}
+}
+
+// TestOneLanePerWindow: the lanes of one environment, release and version
+// are one token for a whole window (half the TTL), expiring a TTL after
+// the window began, whichever graymesh signs them.
+func TestOneLanePerWindow(t *testing.T) {
+	s := signer(t, meshKey)
+	tok := s.Sign("gray", "shop-v2", "7", now)
+	for _, at := range []time.Duration{time.Second, 29 * time.Second} {
+		if got := s.Sign("gray", "shop-v2", "7", now.Add(at)); got != tok {
+			t.Fatalf("%s into the window: a new token", at)
+		}
+	}
+	if signer(t, meshKey).Sign("gray", "shop-v2", "7", now.Add(10*time.Second)) != tok {
+		t.Fatal("another graymesh with the same mesh key signs another token")
+	}
+	next := s.Sign("gray", "shop-v2", "7", now.Add(30*time.Second))
+	if next == tok {
+		t.Fatal("the next window reuses the token")
+	}
+	l, _ := s.Verify(next, now.Add(30*time.Second))
+	if !l.Expires.Equal(now.Add(90 * time.Second)) {
+		t.Fatalf("next window's lane expires %s", l.Expires)
+	}
+	for _, other := range [][3]string{{"stable", "shop-v2", "7"}, {"gray", "shop-v3", "7"}, {"gray", "shop-v2", "8"}} {
+		if s.Sign(other[0], other[1], other[2], now) == tok {
+			t.Fatalf("%v signs the same token", other)
+		}
+	}
+}
+
+// reencode returns tok with its payload replaced by edit(payload) and the
+// signature kept.
+func reencode(t *testing.T, tok string, edit func(map[string]any)) string {
+	t.Helper()
+	parts := strings.Split(tok, ".")
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	edit(m)
+	b, _ = json.Marshal(m)
+	return parts[0] + "." + base64.RawURLEncoding.EncodeToString(b) + "." + parts[2]
+}
+
+// rawSign signs claims with the lane key of mesh key but a header of our
+// choosing.
+func rawSign(t *testing.T, s *Signer, method jwt.SigningMethod, key any, c jwt.MapClaims, kid string) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(method, c)
+	if kid != "" {
+		tok.Header["kid"] = kid
+	}
+	out, err := tok.SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestVerifyRefuses(t *testing.T) {
+	s := signer(t, meshKey)
+	tok := s.Sign("gray", "shop-v2", "7", now)
+	other := signer(t, otherKey)
+	forged := other.Sign("gray", "shop-v2", "7", now)
+	valid := jwt.MapClaims{"env": "gray", "iss": wire.LaneIssuer, "exp": now.Add(time.Minute).Unix()}
+	with := func(k string, v any) jwt.MapClaims {
+		c := jwt.MapClaims{}
+		for a, b := range valid {
+			c[a] = b
+		}
+		if v == nil {
+			delete(c, k)
+		} else {
+			c[k] = v
+		}
+		return c
+	}
+	pub := s.public[s.kid]
 	tests := []struct {
 		name  string
 		token string
 		at    time.Time
 		want  error
 	}{
-		{"expired", tok, now.Add(time.Minute), ErrExpired},
-		{"other key", other.Sign("gray", "shop-v2", "v", now), now, ErrSignature},
-		{"env swapped", strings.Replace(tok, ":gray:", ":prod:", 1), now, ErrSignature},
-		{"expiry extended", strings.Replace(tok, tok[strings.LastIndex(tok[:strings.LastIndex(tok, ":")], ":")+1:strings.LastIndex(tok, ":")], "9999999999", 1), now, ErrSignature},
-		{"no signature", "v1:gray:r:v:9999999999", now, ErrMalformed},
+		{"expired", tok, now.Add(time.Minute + ClockSkew), ErrExpired},
+		{"another mesh key", forged, now, ErrUnknownKey},
+		{"another mesh key, our kid", strings.Replace(forged, strings.Split(forged, ".")[0], strings.Split(tok, ".")[0], 1), now, ErrSignature},
+		{"env altered", reencode(t, tok, func(m map[string]any) { m["env"] = "canary" }), now, ErrSignature},
+		{"release altered", reencode(t, tok, func(m map[string]any) { m["rel"] = "other" }), now, ErrSignature},
+		{"expiry extended", reencode(t, tok, func(m map[string]any) { m["exp"] = 9999999999 }), now, ErrSignature},
+		{"signature dropped", strings.Join(strings.Split(tok, ".")[:2], ".") + ".", now, ErrSignature},
+		{"alg none", rawSign(t, s, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, valid, s.kid), now, ErrSignature},
+		{"HS256 keyed with the public key", rawSign(t, s, jwt.SigningMethodHS256, []byte(pub), valid, s.kid), now, ErrSignature},
+		{"another issuer", rawSign(t, s, jwt.SigningMethodEdDSA, s.private, with("iss", "graymesh-demo"), s.kid), now, ErrMalformed},
+		{"no expiry", rawSign(t, s, jwt.SigningMethodEdDSA, s.private, with("exp", nil), s.kid), now, ErrMalformed},
+		{"no environment", rawSign(t, s, jwt.SigningMethodEdDSA, s.private, with("env", nil), s.kid), now, ErrMalformed},
+		{"a membership token", s.SignMember("shop-v2", "gray", "7", "sub:alice", now, time.Hour), now, ErrMalformed},
 		{"garbage", "gray", now, ErrMalformed},
-		{"wrong version", "v0:gray:r:v:1:sig", now, ErrMalformed},
-		{"empty env", "v1::r:v:1:sig", now, ErrMalformed},
-		{"huge", strings.Repeat("a", 1000), now, ErrMalformed},
+		{"empty", "", now, ErrMalformed},
+		{"huge", strings.Repeat("a", 2000), now, ErrMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -52,59 +160,87 @@ func TestSignVerify(t *testing.T) {
 			}
 		})
 	}
+	if _, err := s.Verify(tok, now.Add(time.Minute+ClockSkew-time.Second)); err != nil {
+		t.Fatalf("within the clock skew: %v", err)
+	}
+	noKid := rawSign(t, s, jwt.SigningMethodEdDSA, s.private, valid, "")
+	if _, err := s.Verify(noKid, now); err != nil {
+		t.Fatalf("no kid: Envoy tries every key, so does Verify: %v", err)
+	}
 }
 
-func TestNewSignerRefusesShortKey(t *testing.T) {
+// TestRotation: a signer given the previous mesh key as a verify key
+// signs with the new one and accepts lanes and memberships either signed;
+// its key set publishes both, the signing key first.
+func TestRotation(t *testing.T) {
+	old := signer(t, otherKey)
+	rotated := signer(t, meshKey, otherKey)
+	if rotated.KeyID() != signer(t, meshKey).KeyID() || rotated.KeyID() == old.KeyID() {
+		t.Fatal("the signing key is not the new mesh key's")
+	}
+	for name, tok := range map[string]string{"old": old.Sign("gray", "r", "1", now), "new": rotated.Sign("gray", "r", "1", now)} {
+		if _, err := rotated.Verify(tok, now); err != nil {
+			t.Errorf("%s lane: %v", name, err)
+		}
+	}
+	if _, err := old.Verify(rotated.Sign("gray", "r", "1", now), now); !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("a signer without the new key: %v", err)
+	}
+	member := old.SignMember("r", "gray", "1", "sub:alice", now, time.Hour)
+	if _, err := rotated.VerifyMember(member, "sub:alice", now); err != nil {
+		t.Fatalf("membership signed with the previous key: %v", err)
+	}
+	var set struct {
+		Keys []struct{ Kty, Crv, Alg, Kid, X string }
+	}
+	if err := json.Unmarshal([]byte(rotated.JWKS()), &set); err != nil || len(set.Keys) != 2 {
+		t.Fatalf("JWKS %s: %v", rotated.JWKS(), err)
+	}
+	for i, want := range []*Signer{rotated, old} {
+		k := set.Keys[i]
+		x, _ := base64.RawURLEncoding.DecodeString(k.X)
+		if k.Kty != "OKP" || k.Crv != "Ed25519" || k.Alg != "EdDSA" || k.Kid != want.KeyID() || !ed25519.PublicKey(x).Equal(want.private.Public()) {
+			t.Errorf("key %d: %+v", i, k)
+		}
+	}
+	if dup := signer(t, meshKey, meshKey); strings.Count(dup.JWKS(), `"kid"`) != 1 {
+		t.Fatalf("a verify key equal to the signing key is published twice: %s", dup.JWKS())
+	}
+}
+
+func TestNewSignerRefuses(t *testing.T) {
 	if _, err := NewSigner([]byte("short"), time.Minute); err == nil {
 		t.Fatal("short key accepted")
 	}
-}
-
-func TestBaggage(t *testing.T) {
-	tests := []struct {
-		header, token, want, lane string
-	}{
-		{"", "T", "graymesh-lane=T", ""},
-		{"userId=alice,session=1;prop=x", "T", "userId=alice,session=1;prop=x,graymesh-lane=T", ""},
-		{"graymesh-lane=forged,userId=alice", "T", "userId=alice,graymesh-lane=T", "forged"},
-		{" graymesh-lane = a ; p=1 , graymesh-lane=b", "", "", "a"},
-		{"a=1", "", "a=1", ""},
+	if _, err := NewSigner([]byte(meshKey), time.Minute, []byte("short")); err == nil {
+		t.Fatal("short verify key accepted")
 	}
-	for _, tt := range tests {
-		if got := WithLane(tt.header, tt.token); got != tt.want {
-			t.Errorf("WithLane(%q, %q) = %q, want %q", tt.header, tt.token, got, tt.want)
-		}
-		if got := FromBaggage(tt.header); got != tt.lane {
-			t.Errorf("FromBaggage(%q) = %q, want %q", tt.header, got, tt.lane)
-		}
+	if _, err := NewSigner([]byte(meshKey), 0); err == nil {
+		t.Fatal("no ttl accepted")
 	}
 }
 
 func FuzzVerify(f *testing.F) {
-	s := signer(f, "mesh-key-0123456789abcdef-0123456789")
+	s := signer(f, meshKey)
 	f.Add(s.Sign("gray", "shop-v2", "v", now))
-	f.Add("v1:gray:r:v:1:sig")
+	f.Add("eyJhbGciOiJub25lIn0.eyJlbnYiOiJncmF5In0.")
 	f.Add("")
 	f.Fuzz(func(t *testing.T, tok string) {
 		l, err := s.Verify(tok, now)
-		if err == nil && s.Sign(l.Env, l.Release, l.Version, l.Expires.Add(-time.Minute)) != tok {
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrSignature) && !errors.Is(err, ErrExpired) && !errors.Is(err, ErrUnknownKey) {
+				t.Fatalf("unnamed error %v", err)
+			}
+			return
+		}
+		if s.Sign(l.Env, l.Release, l.Version, l.Expires.Add(-s.TTL())) != tok {
 			t.Fatalf("accepted a token the signer would not produce: %q", tok)
 		}
 	})
 }
 
-func FuzzBaggage(f *testing.F) {
-	f.Add("userId=alice,graymesh-lane=x;p=1")
-	f.Fuzz(func(t *testing.T, header string) {
-		out := WithLane(header, "T")
-		if FromBaggage(out) != "T" {
-			t.Fatalf("WithLane(%q) = %q loses the lane", header, out)
-		}
-	})
-}
-
 func TestMembership(t *testing.T) {
-	s := signer(t, "mesh-key-0123456789abcdef-0123456789")
+	s := signer(t, meshKey)
 	tok := s.SignMember("shop-v2", "gray", "7", "alice", now, time.Hour)
 	m, err := s.VerifyMember(tok, "alice", now.Add(time.Minute))
 	if err != nil || m.Release != "shop-v2" || m.Env != "gray" || m.Version != "7" || !m.Admitted.Equal(now) {
@@ -123,6 +259,7 @@ func TestMembership(t *testing.T) {
 		{"release swapped", strings.Replace(tok, "shop-v2", "shop-v3", 1), "alice", now, ErrSignature},
 		{"a lane is not a membership", s.Sign("gray", "shop-v2", "7", now), "alice", now, ErrMalformed},
 		{"no subject", tok, "", now, ErrMalformed},
+		{"another mesh key", signer(t, otherKey).SignMember("shop-v2", "gray", "7", "alice", now, time.Hour), "alice", now, ErrSignature},
 	} {
 		if _, err := s.VerifyMember(c.tok, c.subject, c.at); !errors.Is(err, c.want) {
 			t.Errorf("%s: %v, want %v", c.name, err, c.want)

@@ -1,6 +1,9 @@
 package lane
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"strconv"
 	"strings"
 	"time"
@@ -25,10 +28,31 @@ type Member struct {
 func (s *Signer) SignMember(release, env, configVersion, subject string, admitted time.Time, ttl time.Duration) string {
 	payload := memberVersion + ":" + release + ":" + env + ":" + configVersion + ":" +
 		strconv.FormatInt(admitted.Unix(), 10) + ":" + strconv.FormatInt(admitted.Add(ttl).Unix(), 10)
-	return payload + ":" + s.mac(payload+"\x00"+subject)
+	return payload + ":" + mac(s.macKeys[0], payload+"\x00"+subject)
 }
 
-// VerifyMember checks a membership token for subject at now.
+// sigBytes is the truncated HMAC-SHA256 length of a membership token:
+// 128 bits.
+const sigBytes = 16
+
+func mac(key []byte, payload string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(payload))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:sigBytes])
+}
+
+// signedByAny reports whether sig is payload's MAC under any mesh key.
+func (s *Signer) signedByAny(payload, sig string) bool {
+	for _, k := range s.macKeys {
+		if hmac.Equal([]byte(sig), []byte(mac(k, payload))) {
+			return true
+		}
+	}
+	return false
+}
+
+// VerifyMember checks a membership token for subject at now, signed with
+// the mesh key or one of the verify keys.
 func (s *Signer) VerifyMember(token, subject string, now time.Time) (Member, error) {
 	if len(token) > 512 || subject == "" {
 		return Member{}, ErrMalformed
@@ -42,7 +66,7 @@ func (s *Signer) VerifyMember(token, subject string, now time.Time) (Member, err
 	if len(parts) != 6 || parts[0] != memberVersion || parts[1] == "" || parts[2] == "" {
 		return Member{}, ErrMalformed
 	}
-	if !equal(sig, s.mac(payload+"\x00"+subject)) {
+	if !s.signedByAny(payload+"\x00"+subject, sig) {
 		return Member{}, ErrSignature
 	}
 	admitted, err1 := strconv.ParseInt(parts[4], 10, 64)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/graymesh/graymesh/config"
+	"github.com/graymesh/graymesh/wire"
 )
 
 // TotalWeight is the sum of the weights of a split: weights are in basis
@@ -32,6 +33,23 @@ type Plan struct {
 	Content  string
 	Services []Service
 	Mesh     Mesh
+	// Lane is how inner hops verify the lane the edge signs; nil without
+	// a lane key (inner hops then have nothing to verify: stable).
+	// gray.Compile sets it from the compiled key set.
+	Lane *Lane
+	// Killed names the killed releases, in config order: inner hops send
+	// the lanes of these releases to stable.
+	Killed []string
+}
+
+// Lane is what an inner hop's Envoy needs to verify lanes itself.
+type Lane struct {
+	// Keys is the JSON Web Key Set of every public key a lane verifies
+	// with (the signing key and the verify keys).
+	Keys string
+	// TTL is the longest a lane lives after the edge hands it out;
+	// ClockSkew how long past its expiry it is still honoured.
+	TTL, ClockSkew time.Duration
 }
 
 // Mesh is where the default listener accepts traffic and how Envoy reaches
@@ -70,8 +88,14 @@ type Service struct {
 	// Envs are the service's environments, stable first, the rest sorted.
 	Envs []Env
 	// Routes are matched in order; the last one matches every request.
-	Routes  []Route
-	Sidecar *Sidecar
+	// Edges route on them: the shared listener and edge sidecars, where
+	// graymesh decides.
+	Routes []Route
+	// InnerRoutes are the routes of an inner sidecar (nil without one),
+	// which follows the lane its Envoy verified: no graymesh is asked, so
+	// each route also says the hop's reason.
+	InnerRoutes []Route
+	Sidecar     *Sidecar
 }
 
 // Env is one environment of a service and its endpoints.
@@ -96,8 +120,12 @@ func (s *Service) FallbackFor(env string) string {
 	if env == "" || env == config.Stable || s.Has(env) {
 		return ""
 	}
-	return "no-" + env + "-version"
+	return NoVersion(env)
 }
+
+// NoVersion is the fallback reason of a service that has no version of
+// env.
+func NoVersion(env string) string { return "no-" + env + "-version" }
 
 // Sidecar is a service's own Envoy.
 type Sidecar struct {
@@ -129,12 +157,19 @@ const (
 	MatchOtherEnv
 	// MatchAll matches every request: nothing was decided.
 	MatchAll
+	// MatchRelease matches the release header equal to Match.Release
+	// (inner hops: the release of a lane that verified).
+	MatchRelease
+	// MatchLane matches a request that carries a lane header (inner
+	// hops: after the environment routes, a lane that did not verify).
+	MatchLane
 )
 
 // Match is a route's condition.
 type Match struct {
-	Kind MatchKind
-	Env  string
+	Kind    MatchKind
+	Env     string
+	Release string
 }
 
 // Route sends the requests it matches to one backend, or splits them over
@@ -145,6 +180,15 @@ type Route struct {
 	Name     string
 	Match    Match
 	Backends []Backend
+	// Reason is what an inner hop says (x-gray-reason) about the requests
+	// this route serves; "" on edge routes, where graymesh decides.
+	Reason string
+	// DropLane: the lane is not honoured here; the request goes on
+	// without it, its environment header naming the backend's.
+	DropLane bool
+	// Fallback: the route serves stable for a lane whose environment the
+	// service has no version of, and says so (NoVersion of the lane's).
+	Fallback bool
 }
 
 // Backend is one environment a route sends requests to.
@@ -160,8 +204,11 @@ type Backend struct {
 
 // Route names.
 const (
-	RouteOtherEnv = "other-env"
-	RouteDefault  = "default"
+	RouteOtherEnv    = "other-env"
+	RouteDefault     = "default"
+	RouteLaneRefused = "lane-refused"
+	// RouteKilledPrefix precedes a killed release's name.
+	RouteKilledPrefix = "killed:"
 )
 
 // Build makes the plan for a config. cfg is expected to be valid (from
@@ -177,11 +224,19 @@ func Build(cfg *config.Config) (*Plan, error) {
 	p.Mesh = mesh
 	split := weightedRelease(cfg)
 	sidecars := cfg.Sidecars()
+	for _, r := range cfg.Releases {
+		if r.State == config.StateKilled {
+			p.Killed = append(p.Killed, r.Name)
+		}
+	}
 	for i, s := range cfg.Services {
 		svc, err := buildService(i, s, split, sidecars)
 		if err != nil {
 			errs = append(errs, err)
 			continue
+		}
+		if svc.Sidecar != nil && !svc.Sidecar.Edge {
+			svc.InnerRoutes = innerRoutes(svc, p.Killed)
 		}
 		p.Services = append(p.Services, svc)
 	}
@@ -311,6 +366,39 @@ func routes(svc Service, w *split) []Route {
 		def.Backends = []Backend{{Env: config.Stable, StampEnv: true}}
 	}
 	return append(out, def)
+}
+
+// innerRoutes are an inner sidecar's routes, in match order. Its Envoy
+// verified the lane before routing: a lane that verified set the
+// environment and release headers, one that did not left them absent
+// (every client-sent x-gray-* header is stripped on arrival).
+//  1. the lane's release is killed → stable, the lane dropped: a kill
+//     reaches lanes already travelling;
+//  2. the lane names an environment the service has → it;
+//  3. the lane names another environment → stable, saying so, the lane
+//     kept so a later hop that has it serves it again;
+//  4. a lane came but did not verify → stable, the lane dropped;
+//  5. no lane → stable.
+//
+// Nothing splits by weight here: the edge made that choice and signed it.
+func innerRoutes(svc Service, killed []string) []Route {
+	stable := func() []Backend { return []Backend{{Env: config.Stable, StampEnv: true}} }
+	var out []Route
+	for _, r := range killed {
+		out = append(out, Route{Name: RouteKilledPrefix + r, Match: Match{Kind: MatchRelease, Release: r},
+			Backends: stable(), Reason: wire.ReasonKilled, DropLane: true})
+	}
+	for _, env := range svc.Envs {
+		out = append(out, Route{Name: env.Name, Match: Match{Kind: MatchEnv, Env: env.Name},
+			Backends: []Backend{{Env: env.Name}}, Reason: wire.ReasonLane})
+	}
+	return append(out,
+		Route{Name: RouteOtherEnv, Match: Match{Kind: MatchOtherEnv}, Backends: []Backend{{Env: config.Stable}},
+			Reason: wire.ReasonLane, Fallback: true},
+		Route{Name: RouteLaneRefused, Match: Match{Kind: MatchLane}, Backends: stable(),
+			Reason: wire.ReasonLaneRefused, DropLane: true},
+		Route{Name: RouteDefault, Match: Match{Kind: MatchAll}, Backends: stable(), Reason: wire.ReasonLaneMissing},
+	)
 }
 
 func (s *Service) endpoints(env string) []Endpoint {

@@ -123,6 +123,50 @@ services:
 	}
 }
 
+// TestInnerRoutes: an inner sidecar routes on the lane its Envoy verified,
+// each route saying the hop's reason: a killed release's lanes go stable
+// first, a weighted release splits nothing (the edge chose), a lane that
+// did not verify goes stable without being passed on.
+func TestInnerRoutes(t *testing.T) {
+	p, err := Build(parse(t, `
+lane: {key: 0123456789abcdef0123456789abcdef}
+releases:
+  - {name: old, env: gray, percent: 10, state: killed}
+  - {name: split, env: gray, traffic_percent: 50}
+services:
+  - name: frontend
+    environments: {stable: [127.0.0.1:9001], gray: [127.0.0.1:9002]}
+    sidecar: {inbound_port: 10001, outbound_port: 10101, edge: true}
+  - name: orders
+    environments: {stable: [127.0.0.1:9011], gray: [127.0.0.1:9012]}
+    sidecar: {inbound_port: 10002, outbound_port: 10102}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Service("frontend").InnerRoutes != nil {
+		t.Fatal("an edge sidecar has inner routes")
+	}
+	if !reflect.DeepEqual(p.Killed, []string{"old"}) {
+		t.Fatalf("killed %v", p.Killed)
+	}
+	stable := []Backend{{Env: config.Stable, StampEnv: true}}
+	want := []Route{
+		{Name: "killed:old", Match: Match{Kind: MatchRelease, Release: "old"}, Backends: stable, Reason: "killed", DropLane: true},
+		{Name: "stable", Match: Match{Kind: MatchEnv, Env: "stable"}, Backends: []Backend{{Env: "stable"}}, Reason: "lane"},
+		{Name: "gray", Match: Match{Kind: MatchEnv, Env: "gray"}, Backends: []Backend{{Env: "gray"}}, Reason: "lane"},
+		{Name: RouteOtherEnv, Match: Match{Kind: MatchOtherEnv}, Backends: []Backend{{Env: config.Stable}}, Reason: "lane", Fallback: true},
+		{Name: RouteLaneRefused, Match: Match{Kind: MatchLane}, Backends: stable, Reason: "lane-refused", DropLane: true},
+		{Name: RouteDefault, Match: Match{Kind: MatchAll}, Backends: stable, Reason: "lane-missing"},
+	}
+	if got := p.Service("orders").InnerRoutes; !reflect.DeepEqual(got, want) {
+		t.Fatalf("inner routes\n got %+v\nwant %+v", got, want)
+	}
+	if def := p.Service("orders").Routes; len(def[len(def)-1].Backends) != 2 {
+		t.Fatalf("the edge routes of orders (shared listener) lost the split: %+v", def)
+	}
+}
+
 // TestBuildRefuses feeds configs that skipped validation: the plan names
 // the field no output could route.
 func TestBuildRefuses(t *testing.T) {

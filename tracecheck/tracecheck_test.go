@@ -276,6 +276,16 @@ func killedAtOrders() []hopSpec {
 	}
 }
 
+// native is a chain whose inner hops verified the lane in Envoy: only the
+// edge asked graymesh, each inner sidecar's span says its route's reason.
+func native(in []hopSpec) []hopSpec {
+	hops := append([]hopSpec(nil), in...)
+	for i := range hops[1:] {
+		hops[i+1].noDecision = true
+	}
+	return hops
+}
+
 func withoutDecisions(in []hopSpec) []hopSpec {
 	hops := append([]hopSpec(nil), in...)
 	for i := range hops {
@@ -306,6 +316,8 @@ func TestCheckCategories(t *testing.T) {
 	uninstrumentedWrong := grayChain()
 	uninstrumentedWrong[1].noServiceSpan = true
 	uninstrumentedWrong[1].served = "stable"
+	refusedAtPricing := grayChain()
+	refusedAtPricing[3] = hopSpec{service: "pricing", reason: wire.ReasonLaneRefused, lane: "stable", served: "stable"}
 	killedSidecarOnly := killedAtOrders()
 	for i := range killedSidecarOnly {
 		killedSidecarOnly[i].noReasonTag = true
@@ -341,6 +353,12 @@ func TestCheckCategories(t *testing.T) {
 			want{checked: 1, hops: 4, fallbacks: 1, lane: "gray"}},
 		"service without its own span, sidecar routed to stable: leak": {newBuilder("t", true).chain(true, uninstrumentedWrong...).trace(),
 			want{checked: 1, hops: 4, fallbacks: 1, leaks: 1, lane: "gray", leakAt: []string{"orders"}}},
+		"inner hops verified in Envoy": {newBuilder("t", true).chain(true, native(grayChain())...).trace(),
+			want{checked: 1, hops: 4, fallbacks: 1, lane: "gray"}},
+		"inner hops verified in Envoy, killed at orders": {newBuilder("t", true).chain(true, native(killedAtOrders())...).trace(),
+			want{checked: 1, hops: 4, switches: 1, lane: "gray", switchAt: "orders"}},
+		"inner hops verified in Envoy, lane refused at pricing: leak": {newBuilder("t", true).chain(true, native(refusedAtPricing)...).trace(),
+			want{checked: 1, hops: 4, fallbacks: 1, leaks: 1, lane: "gray", leakAt: []string{"pricing"}}},
 		"nothing to check": {Trace{TraceID: "t", Spans: []Span{{SpanID: "a", OperationName: "GET /", ProcessID: "p"}}, Processes: map[string]Process{"p": {ServiceName: "frontend"}}},
 			want{unchecked: 1}},
 	} {

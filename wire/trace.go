@@ -46,6 +46,9 @@ const (
 	AttrService = "graymesh.service"
 	// AttrTokenProblem says why the caller's token was rejected.
 	AttrTokenProblem = "graymesh.token_problem"
+	// AttrLaneProblem says why an inner hop refused the lane it was
+	// handed (Envoy's words: "Jwt is expired", "Jwt verification fails").
+	AttrLaneProblem = "graymesh.lane_problem"
 )
 
 // Values of the trace vocabulary.
@@ -55,7 +58,7 @@ const (
 	// ProviderName is graymesh as a feature-flag provider.
 	ProviderName = "graymesh"
 	// ReasonDefault is the reason of an inner hop handed no lane (an
-	// anonymous caller's request, or a service that dropped the baggage):
+	// anonymous caller's request, or a service that dropped the lane):
 	// the default environment, stable, serves it. OpenTelemetry's
 	// well-known reason "default"; graymesh's decision calls it
 	// lane-missing.

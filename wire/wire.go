@@ -27,12 +27,45 @@ const (
 // accepts (x-request-id); a traffic-weighted release draws on it.
 const HeaderRequestID = "x-request-id"
 
-// HeaderBaggage is the W3C Baggage header (W3C Baggage, "baggage"), which
-// carries the signed lane from hop to hop.
-const HeaderBaggage = "baggage"
+// HeaderLane carries the signed lane from hop to hop: a compact JWS that
+// graymesh signs at the edge and each inner hop's Envoy verifies itself
+// (jwt_authn). It is its own header, not a W3C baggage member: Envoy's
+// extractor takes a header's whole value, and OpenTelemetry does not keep
+// baggage members in order. It does not start with HeaderPrefix because
+// inner hops must keep it: only edge listeners strip it from clients.
+const HeaderLane = "x-graymesh-lane"
 
-// BaggageLaneKey is the baggage member that holds the signed lane.
-const BaggageLaneKey = "graymesh-lane"
+// HeaderLaneProblem says why an inner hop refused the lane it was handed
+// (Envoy's jwt_authn status message, e.g. "Jwt is expired").
+const HeaderLaneProblem = HeaderPrefix + "lane-problem"
+
+// The lane's JWS: its issuer and the claims an inner hop's Envoy copies
+// into the decision's headers.
+const (
+	// LaneIssuer is the iss of every lane; Envoy accepts no other.
+	LaneIssuer = "graymesh-lane"
+	// LaneClaimEnv, LaneClaimRelease and LaneClaimVersion become
+	// HeaderEnv, HeaderRelease and HeaderVersion.
+	LaneClaimEnv     = "env"
+	LaneClaimRelease = "rel"
+	LaneClaimVersion = "ver"
+)
+
+// Reasons an inner hop gives in HeaderReason: its sidecar's route says
+// them (graymesh is not asked). The edge's reasons are the decision's.
+const (
+	// ReasonLane: the lane verified and this hop serves it.
+	ReasonLane = "lane"
+	// ReasonLaneMissing: no lane came with the request (traces say
+	// ReasonDefault).
+	ReasonLaneMissing = "lane-missing"
+	// ReasonLaneRefused: a lane came but did not verify (forged, altered,
+	// expired, signed with a key no longer published); HeaderLaneProblem
+	// says why.
+	ReasonLaneRefused = "lane-refused"
+	// ReasonKilled: the lane's release is killed.
+	ReasonKilled = "killed"
+)
 
 // Default names of the membership token a caller sends back.
 const (

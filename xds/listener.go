@@ -25,16 +25,24 @@ type listenerSpec struct {
 	traceName, operation string
 	// extProc, when set, asks graymesh about every request.
 	extProc *extprocv3.ExternalProcessor
-	kind    listenerKind
+	// lane has Envoy verify the lane itself (inner listeners), configured
+	// by the extension config of that name.
+	lane bool
+	kind listenerKind
 }
 
 // listenerKind is what a listener is for.
 type listenerKind int
 
 const (
-	// inbound listeners take requests from outside the sidecar: they
-	// strip client-supplied graymesh headers and decide.
+	// inbound listeners take requests from outside the mesh, at its edge:
+	// they strip client-supplied graymesh headers and any lane, and
+	// graymesh decides.
 	inbound listenerKind = iota
+	// inner listeners take requests from other services of the mesh: they
+	// strip client-supplied graymesh headers and route on the lane their
+	// Envoy verifies, without asking graymesh.
+	inner
 	// outbound listeners route the service's own calls to its peers;
 	// they neither strip nor decide.
 	outbound
@@ -55,8 +63,8 @@ func listener(spec listenerSpec, m plan.Mesh) (*listenerv3.Listener, error) {
 			ConfigSource:    adsSource(),
 		}},
 	}
-	if spec.kind == inbound {
-		strip, err := stripClientHeaders()
+	if spec.kind == inbound || spec.kind == inner {
+		strip, err := stripClientHeaders(spec.kind == inbound)
 		if err != nil {
 			return nil, err
 		}
@@ -68,7 +76,7 @@ func listener(spec listenerSpec, m plan.Mesh) (*listenerv3.Listener, error) {
 		hcm.UseRemoteAddress = wrapperspb.Bool(true)
 		hcm.EarlyHeaderMutationExtensions = []*corev3.TypedExtensionConfig{strip}
 	}
-	if m.AccessLog && spec.kind == inbound {
+	if m.AccessLog && (spec.kind == inbound || spec.kind == inner) {
 		// Listeners that route to environments report what they served;
 		// outbound and fallback listeners would count a request twice.
 		al, err := accessLog()
@@ -76,6 +84,9 @@ func listener(spec listenerSpec, m plan.Mesh) (*listenerv3.Listener, error) {
 			return nil, err
 		}
 		hcm.AccessLog = append(hcm.AccessLog, al)
+	}
+	if spec.lane {
+		hcm.HttpFilters = append(hcm.HttpFilters, laneFilter())
 	}
 	if spec.extProc != nil {
 		extProc, err := anypb.New(spec.extProc)
@@ -115,13 +126,20 @@ func listener(spec listenerSpec, m plan.Mesh) (*listenerv3.Listener, error) {
 }
 
 // stripClientHeaders removes every header with graymesh's prefix as the
-// request arrives, before any filter or route sees it.
-func stripClientHeaders() (*corev3.TypedExtensionConfig, error) {
-	strip, err := anypb.New(&earlymutationv3.HeaderMutation{Mutations: []*mutationrulesv3.HeaderMutation{{
-		Action: &mutationrulesv3.HeaderMutation_RemoveOnMatch_{RemoveOnMatch: &mutationrulesv3.HeaderMutation_RemoveOnMatch{
-			KeyMatcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: wire.HeaderPrefix}},
-		}},
-	}}})
+// request arrives, before any filter or route sees it, and at the edge
+// also any lane: only graymesh hands one out there, and a lane a client
+// replays must not reach the inner hops (not even while graymesh is down).
+func stripClientHeaders(edge bool) (*corev3.TypedExtensionConfig, error) {
+	remove := func(m *matcherv3.StringMatcher) *mutationrulesv3.HeaderMutation {
+		return &mutationrulesv3.HeaderMutation{Action: &mutationrulesv3.HeaderMutation_RemoveOnMatch_{
+			RemoveOnMatch: &mutationrulesv3.HeaderMutation_RemoveOnMatch{KeyMatcher: m},
+		}}
+	}
+	mutations := []*mutationrulesv3.HeaderMutation{remove(&matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: wire.HeaderPrefix}})}
+	if edge {
+		mutations = append(mutations, remove(&matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: wire.HeaderLane}}))
+	}
+	strip, err := anypb.New(&earlymutationv3.HeaderMutation{Mutations: mutations})
 	if err != nil {
 		return nil, err
 	}

@@ -4,7 +4,8 @@
 //
 // One file per Envoy feature: cluster.go (clusters and fallback failover),
 // route.go (routes from the plan's routes), listener.go (listeners, the
-// client-header strip), extproc.go (the ext_proc filter), tracing.go
+// client-header strip), extproc.go (the ext_proc filter at the edge),
+// lane.go (inner hops verifying the lane in Envoy: jwt_authn), tracing.go
 // (Envoy's OpenTelemetry tracer), accesslog.go (the access log streamed to
 // graymesh for analysis), server.go (snapshots and ADS).
 package xds
@@ -14,10 +15,13 @@ import (
 	"fmt"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/graymesh/graymesh/config"
 	"github.com/graymesh/graymesh/plan"
 	"github.com/graymesh/graymesh/wire"
 )
@@ -35,6 +39,9 @@ type Resources struct {
 	Clusters  []*clusterv3.Cluster
 	Routes    []*routev3.RouteConfiguration
 	Listeners []*listenerv3.Listener
+	// Extensions are HTTP filter configs listeners discover over ADS
+	// (ECDS): an inner sidecar's lane check.
+	Extensions []*corev3.TypedExtensionConfig
 }
 
 // Build translates p into the resources of the default group: one
@@ -49,7 +56,7 @@ func Build(p *plan.Plan) (*Resources, error) {
 	for i := range p.Services {
 		s := &p.Services[i]
 		r.addServiceClusters(s)
-		rc.VirtualHosts = append(rc.VirtualHosts, virtualHost(s, s.Domains))
+		rc.VirtualHosts = append(rc.VirtualHosts, virtualHost(s.Name, s.Routes, s.Domains))
 	}
 	r.Routes = append(r.Routes, rc)
 	l, err := listener(listenerSpec{
@@ -80,14 +87,16 @@ func BuildSidecar(p *plan.Plan, svc *plan.Service) (*Resources, error) {
 	if hasFallback {
 		r.withFallback(svc)
 	}
-	hop := wire.HopInner
+	routes, kind := svc.InnerRoutes, inner
+	var extProc *extprocv3.ExternalProcessor
 	if sc.Edge {
-		hop = wire.HopEdge
+		routes, kind = svc.Routes, inbound
+		extProc = extProcFilter(p.Mesh.MessageTimeout, wire.HopEdge, svc.Name)
 	}
-	inboundVH := virtualHost(svc, []string{"*"})
+	inboundVH := virtualHost(svc.Name, routes, []string{"*"})
 	if hasFallback {
-		for i, rt := range svc.Routes {
-			if rt.Match.Kind == plan.MatchEnv {
+		for i, rt := range routes {
+			if rt.Match.Kind == plan.MatchEnv && rt.Match.Env != config.Stable {
 				// A connection to a gray endpoint that fails is retried
 				// one priority down: on the fallback listener.
 				inboundVH.Routes[i].GetRoute().RetryPolicy = fallbackRetry()
@@ -100,19 +109,30 @@ func BuildSidecar(p *plan.Plan, svc *plan.Service) (*Resources, error) {
 	r.Routes = append(r.Routes, out)
 	r.Clusters = append(r.Clusters, peerClusters...)
 	address := func(port uint32) plan.Endpoint { return plan.Endpoint{Host: sc.Address, Port: port} }
-	specs := []listenerSpec{{
+	in := listenerSpec{
 		name: "inbound|" + svc.Name, address: address(sc.InboundPort),
 		routeName: inboundRoutes, statPrefix: "inbound", traceName: svc.Name + "-sidecar",
 		operation: wire.SpanInbound + " " + svc.Name,
-		extProc:   extProcFilter(p.Mesh.MessageTimeout, hop, svc.Name),
-	}, {
+		extProc:   extProc, kind: kind,
+	}
+	if kind == inner && p.Lane != nil {
+		// Inner hops verify the lane in Envoy and never ask graymesh: no
+		// ext_proc filter at all on their inbound listener.
+		check, err := laneConfig(p.Lane)
+		if err != nil {
+			return nil, err
+		}
+		in.lane = true
+		r.Extensions = append(r.Extensions, check)
+	}
+	specs := []listenerSpec{in, {
 		name: "outbound|" + svc.Name, address: address(sc.OutboundPort),
 		routeName: outboundRoutes, statPrefix: "outbound", traceName: svc.Name + "-sidecar",
 		// Named after the peer called: the Host the service sent.
 		operation: wire.SpanOutbound + " " + svc.Name + "->%REQ(:authority)%",
-		// Calls leave with the service's own baggage; the receiving
-		// sidecar strips x-gray-* and re-derives the lane, so nothing is
-		// stripped or decided on the way out.
+		// Calls leave with the lane the service passed on; the receiving
+		// sidecar strips x-gray-* and verifies the lane again, so nothing
+		// is stripped or decided on the way out.
 		kind: outbound,
 	}}
 	if hasFallback {
@@ -156,6 +176,11 @@ func (r *Resources) Validate() error {
 			errs = append(errs, fmt.Errorf("listener %s: %w", l.GetName(), err))
 		}
 	}
+	for _, e := range r.Extensions {
+		if err := validateExtension(e); err != nil {
+			errs = append(errs, fmt.Errorf("extension config %s: %w", e.GetName(), err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -170,5 +195,24 @@ func (r *Resources) all() []proto.Message {
 	for _, l := range r.Listeners {
 		out = append(out, l)
 	}
+	for _, e := range r.Extensions {
+		out = append(out, e)
+	}
 	return out
+}
+
+// validateExtension validates an extension config and the filter config
+// it carries.
+func validateExtension(e *corev3.TypedExtensionConfig) error {
+	if err := e.ValidateAll(); err != nil {
+		return err
+	}
+	m, err := e.GetTypedConfig().UnmarshalNew()
+	if err != nil {
+		return err
+	}
+	if v, ok := m.(interface{ ValidateAll() error }); ok {
+		return v.ValidateAll()
+	}
+	return nil
 }

@@ -5,22 +5,28 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	earlymutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/http/early_header_mutation/header_mutation/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/graymesh/graymesh/config"
+	"github.com/graymesh/graymesh/gray"
 	"github.com/graymesh/graymesh/internal/golden"
 	"github.com/graymesh/graymesh/plan"
+	"github.com/graymesh/graymesh/wire"
 )
 
 // kinds are the resource types pinned by golden files, one file per
 // config and kind.
-var kinds = []string{"clusters", "routes", "listeners"}
+var kinds = []string{"clusters", "routes", "listeners", "extensions"}
 
 // TestGolden pins the generated xDS resources for each config in testdata,
 // one golden file per resource type holding every group's resources.
@@ -87,8 +93,14 @@ func render(t *testing.T, r *Resources) map[string][]byte {
 	for _, l := range r.Listeners {
 		add("listeners", l)
 	}
+	for _, e := range r.Extensions {
+		add("extensions", e)
+	}
 	out := map[string][]byte{}
 	for _, kind := range kinds {
+		if doc[kind] == nil {
+			doc[kind] = []json.RawMessage{}
+		}
 		b, err := json.MarshalIndent(doc[kind], "", "  ")
 		if err != nil {
 			t.Fatal(err)
@@ -204,16 +216,73 @@ func loadPlan(t *testing.T, path string) *plan.Plan {
 	return parsePlan(t, string(b))
 }
 
-// parsePlan builds the plan of a config document.
+// parsePlan builds the plan of a config document, compiled as graymesh
+// compiles it: the plan then carries the lane's public keys.
 func parsePlan(t *testing.T, doc string) *plan.Plan {
 	t.Helper()
 	cfg, err := config.Parse([]byte(doc), "t.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := plan.Build(cfg)
+	p, err := gray.Compile(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return p
+	return p.Plan
+}
+
+// TestInnerSidecarAsksNoGraymesh: only the edge sidecar's inbound listener
+// has the ext_proc filter; every inner sidecar's verifies the lane in
+// Envoy (jwt_authn) with the plan's public keys, and only the edge strips
+// a client's lane.
+func TestInnerSidecarAsksNoGraymesh(t *testing.T) {
+	p := loadPlan(t, "testdata/mesh.yaml")
+	for _, svc := range p.Sidecars() {
+		res, err := BuildSidecar(p, svc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := res.Listeners[0]
+		var hcm hcmv3.HttpConnectionManager
+		if err := in.GetFilterChains()[0].GetFilters()[0].GetTypedConfig().UnmarshalTo(&hcm); err != nil {
+			t.Fatal(err)
+		}
+		var filters []string
+		for _, f := range hcm.GetHttpFilters() {
+			filters = append(filters, f.GetName())
+		}
+		want := []string{LaneFilterName, "envoy.filters.http.router"}
+		if svc.Sidecar.Edge {
+			want = []string{wire.ExtProcFilterName, "envoy.filters.http.router"}
+		}
+		if !slices.Equal(filters, want) {
+			t.Errorf("%s inbound filters %v, want %v", svc.Name, filters, want)
+		}
+		var strip earlymutationv3.HeaderMutation
+		if err := hcm.GetEarlyHeaderMutationExtensions()[0].GetTypedConfig().UnmarshalTo(&strip); err != nil {
+			t.Fatal(err)
+		}
+		stripsLane := strings.Contains(strip.String(), wire.HeaderLane)
+		if stripsLane != svc.Sidecar.Edge {
+			t.Errorf("%s strips the lane: %v", svc.Name, stripsLane)
+		}
+		if svc.Sidecar.Edge {
+			if len(res.Extensions) != 0 {
+				t.Errorf("the edge sidecar has a lane check: %v", res.Extensions)
+			}
+			continue
+		}
+		// The lane check's config comes over ECDS: a key change replaces
+		// no listener.
+		if hcm.GetHttpFilters()[0].GetConfigDiscovery() == nil || len(res.Extensions) != 1 || res.Extensions[0].GetName() != LaneFilterName {
+			t.Fatalf("%s: lane check %v, extensions %v", svc.Name, hcm.GetHttpFilters()[0], res.Extensions)
+		}
+		var check jwtauthnv3.JwtAuthentication
+		if err := res.Extensions[0].GetTypedConfig().UnmarshalTo(&check); err != nil {
+			t.Fatal(err)
+		}
+		if got := check.GetProviders()["graymesh_lane"].GetLocalJwks().GetInlineString(); got != p.Lane.Keys {
+			t.Errorf("%s: the lane filter's keys %s, want the plan's %s", svc.Name, got, p.Lane.Keys)
+		}
+	}
 }

@@ -8,6 +8,7 @@ import (
 	previouspriorities "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/priority/previous_priorities/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/graymesh/graymesh/config"
@@ -15,9 +16,9 @@ import (
 	"github.com/graymesh/graymesh/wire"
 )
 
-// virtualHost routes one service's traffic along the plan's routes.
-func virtualHost(s *plan.Service, domains []string) *routev3.VirtualHost {
-	vh := &routev3.VirtualHost{Name: s.Name, Domains: domains,
+// virtualHost routes one service's traffic along routes of the plan.
+func virtualHost(service string, routes []plan.Route, domains []string) *routev3.VirtualHost {
+	vh := &routev3.VirtualHost{Name: service, Domains: domains,
 		// Responses carry the config version the request was decided
 		// with, so clients see when the rules changed and can refresh.
 		ResponseHeadersToAdd: []*corev3.HeaderValueOption{{
@@ -26,8 +27,8 @@ func virtualHost(s *plan.Service, domains []string) *routev3.VirtualHost {
 			KeepEmptyValue: false,
 		}},
 	}
-	for _, r := range s.Routes {
-		vh.Routes = append(vh.Routes, route(s.Name, r))
+	for _, r := range routes {
+		vh.Routes = append(vh.Routes, route(service, r))
 	}
 	return vh
 }
@@ -37,24 +38,74 @@ func route(service string, r plan.Route) *routev3.Route {
 	if len(r.Backends) == 1 {
 		b := r.Backends[0]
 		out.Action = clusterAction(ClusterName(service, b.Env))
-		if b.StampEnv {
+		switch {
+		case r.DropLane:
+			out.RequestHeadersToAdd = []*corev3.HeaderValueOption{overwrite(wire.HeaderEnv, b.Env)}
+		case b.StampEnv:
 			out.RequestHeadersToAdd = []*corev3.HeaderValueOption{envHeader(b.Env)}
 		}
-		return out
+	} else {
+		out.Action = weightedAction(service, r.Backends)
 	}
-	out.Action = weightedAction(service, r.Backends)
+	if r.Reason != "" {
+		innerRoute(out, r)
+	}
 	return out
+}
+
+// innerRoute makes a route of an inner hop say what graymesh would have
+// said there, since no graymesh is asked: the reason, to the service
+// (x-gray-reason) and, in the trace vocabulary, to the sidecar's span
+// (route metadata); why stable serves a lane the service has no version
+// of; why a lane was refused. A lane that is not honoured goes no further.
+func innerRoute(out *routev3.Route, r plan.Route) {
+	out.RequestHeadersToAdd = append(out.RequestHeadersToAdd, overwrite(wire.HeaderReason, r.Reason))
+	traceReason := r.Reason
+	if traceReason == wire.ReasonLaneMissing {
+		traceReason = wire.ReasonDefault
+	}
+	out.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
+		wire.MetadataNamespace: {Fields: map[string]*structpb.Value{wire.MetadataReason: structpb.NewStringValue(traceReason)}},
+	}}
+	if r.Fallback {
+		out.RequestHeadersToAdd = append(out.RequestHeadersToAdd, overwrite(wire.HeaderFallback, plan.NoVersion("%REQ("+wire.HeaderEnv+")%")))
+	}
+	if r.Match.Kind == plan.MatchLane {
+		out.RequestHeadersToAdd = append(out.RequestHeadersToAdd, overwrite(wire.HeaderLaneProblem, laneProblem))
+	}
+	if r.DropLane {
+		out.RequestHeadersToRemove = []string{wire.HeaderLane}
+	}
+}
+
+// overwrite sets a request header, replacing any value (an empty value
+// is left off).
+func overwrite(name, value string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: name, Value: value},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}
 }
 
 func routeMatch(m plan.Match) *routev3.RouteMatch {
 	rm := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}
+	exact := func(name, value string) []*routev3.HeaderMatcher {
+		return []*routev3.HeaderMatcher{{Name: name, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
+			StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: value}},
+		}}}
+	}
+	present := func(name string) []*routev3.HeaderMatcher {
+		return []*routev3.HeaderMatcher{{Name: name, HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}}}
+	}
 	switch m.Kind {
 	case plan.MatchEnv:
-		rm.Headers = []*routev3.HeaderMatcher{{Name: wire.HeaderEnv, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
-			StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: m.Env}},
-		}}}
+		rm.Headers = exact(wire.HeaderEnv, m.Env)
 	case plan.MatchOtherEnv:
-		rm.Headers = []*routev3.HeaderMatcher{{Name: wire.HeaderEnv, HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}}}
+		rm.Headers = present(wire.HeaderEnv)
+	case plan.MatchRelease:
+		rm.Headers = exact(wire.HeaderRelease, m.Release)
+	case plan.MatchLane:
+		rm.Headers = present(wire.HeaderLane)
 	}
 	return rm
 }

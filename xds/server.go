@@ -205,6 +205,9 @@ func (r *Resources) Snapshot() (*cachev3.Snapshot, error) {
 	for _, l := range r.Listeners {
 		byType[resource.ListenerType] = append(byType[resource.ListenerType], l)
 	}
+	for _, e := range r.Extensions {
+		byType[resource.ExtensionConfigType] = append(byType[resource.ExtensionConfigType], e)
+	}
 	snap, err := cachev3.NewSnapshot(version, byType)
 	if err != nil {
 		return nil, err
@@ -252,8 +255,9 @@ func (s *Server) callbacks() xdsserver.CallbackFuncs {
 	}
 }
 
-// snapshotTypes are the resource types every snapshot carries.
-var snapshotTypes = []string{resource.ClusterType, resource.RouteType, resource.ListenerType}
+// snapshotTypes are the resource types a snapshot may carry; every
+// snapshot has clusters, routes and listeners.
+var snapshotTypes = []string{resource.ClusterType, resource.RouteType, resource.ListenerType, resource.ExtensionConfigType}
 
 // acked records that an Envoy of group accepted version of typeURL. A
 // snapshot is good once every one of its types was accepted at its
@@ -271,7 +275,7 @@ func (s *Server) acked(group, typeURL, v string) {
 		return
 	}
 	for _, t := range snapshotTypes {
-		if s.acks[group][t] != v {
+		if len(cur.GetResources(t)) > 0 && s.acks[group][t] != v {
 			return
 		}
 	}

@@ -38,7 +38,7 @@ func tracing(spec listenerSpec, sampleRatio float64) (*hcmv3.HttpConnectionManag
 		Operation: spec.operation,
 	}
 	if spec.kind != outbound {
-		t.CustomTags = servedTags()
+		t.CustomTags = servedTags(spec.kind == inner)
 	}
 	return t, nil
 }
@@ -48,14 +48,17 @@ func tracing(spec listenerSpec, sampleRatio float64) (*hcmv3.HttpConnectionManag
 //
 //   - variant: the endpoint that served it says (endpoint metadata), so a
 //     request retried on the fallback listener reads stable;
-//   - reason: graymesh's decision, handed over as dynamic metadata by
-//     ext_proc (absent where ext_proc did not run);
+//   - reason: at the edge, graymesh's decision, handed over as dynamic
+//     metadata by ext_proc (absent where ext_proc did not run); at an
+//     inner hop, which asks no graymesh, the route that served says it
+//     (route metadata), and when it refused the lane, Envoy's reason why
+//     (lane problem);
 //   - lane and release: the headers graymesh set;
 //   - fallback: the header graymesh (a service without the lane's
 //     environment) or the fallback listener's route set, or, on the span
 //     whose request was retried on the fallback listener, that endpoint's
 //     metadata. At most one of the two is ever set.
-func servedTags() []*tracingtypev3.CustomTag {
+func servedTags(innerHop bool) []*tracingtypev3.CustomTag {
 	header := func(tag, name string) *tracingtypev3.CustomTag {
 		return &tracingtypev3.CustomTag{Tag: tag, Type: &tracingtypev3.CustomTag_RequestHeader{
 			RequestHeader: &tracingtypev3.CustomTag_Header{Name: name},
@@ -70,16 +73,23 @@ func servedTags() []*tracingtypev3.CustomTag {
 		}}}
 	}
 	host := &metadatav3.MetadataKind{Kind: &metadatav3.MetadataKind_Host_{Host: &metadatav3.MetadataKind_Host{}}}
-	request := &metadatav3.MetadataKind{Kind: &metadatav3.MetadataKind_Request_{Request: &metadatav3.MetadataKind_Request{}}}
-	return []*tracingtypev3.CustomTag{
+	reason := &metadatav3.MetadataKind{Kind: &metadatav3.MetadataKind_Request_{Request: &metadatav3.MetadataKind_Request{}}}
+	if innerHop {
+		reason = &metadatav3.MetadataKind{Kind: &metadatav3.MetadataKind_Route_{Route: &metadatav3.MetadataKind_Route{}}}
+	}
+	tags := []*tracingtypev3.CustomTag{
 		metadata(wire.AttrVariant, host, wire.MetadataEnv),
-		metadata(wire.AttrReason, request, wire.MetadataReason),
+		metadata(wire.AttrReason, reason, wire.MetadataReason),
 		header(wire.AttrLane, wire.HeaderEnv),
 		header(wire.AttrRelease, wire.HeaderRelease),
 		{Tag: wire.AttrFallback, Type: &tracingtypev3.CustomTag_Value{
 			Value: "%REQ(" + wire.HeaderFallback + ")%%UPSTREAM_METADATA(" + wire.MetadataNamespace + ":" + wire.MetadataFallback + ")%",
 		}},
 	}
+	if innerHop {
+		tags = append(tags, header(wire.AttrLaneProblem, wire.HeaderLaneProblem))
+	}
+	return tags
 }
 
 // endpointMetadata marks an endpoint of a service's environment cluster

@@ -94,7 +94,7 @@ func Configs() []Config {
 			filters: extProcAsPushed,
 		},
 		{
-			Name: "C1-fwd", What: "C1 + forward_rules: Envoy forwards only the headers graymesh reads (authorization, cookie, baggage, the membership header)",
+			Name: "C1-fwd", What: "C1 + forward_rules: Envoy forwards only the headers graymesh reads at the edge (authorization, cookie, the membership header)",
 			proc: procGraymesh, cacheSize: productionCacheSize,
 			filters: func(b *builder) ([]*hcmv3.HttpFilter, error) {
 				return b.extProcWith(func(ep *extprocv3.ExternalProcessor) { ep.ForwardRules = b.forwardRules() })
@@ -202,11 +202,12 @@ func (b *builder) extProcWith(change func(*extprocv3.ExternalProcessor)) ([]*hcm
 	return []*hcmv3.HttpFilter{hf}, nil
 }
 
-// forwardRules lists what graymesh reads from a request: the token
-// (header or cookie), device and membership cookies, the lane's baggage,
-// the membership header and any header a release matches on.
+// forwardRules lists what graymesh reads from a request at the edge: the
+// token (header or cookie), device and membership cookies, the membership
+// header and any header a release matches on. (The edge writes the lane;
+// it never reads one.)
 func (b *builder) forwardRules() *extprocv3.HeaderForwardingRules {
-	names := []string{"authorization", "cookie", wire.HeaderBaggage, b.cfg.Membership.Header}
+	names := []string{"authorization", "cookie", b.cfg.Membership.Header}
 	for _, r := range b.cfg.Releases {
 		for _, h := range r.Headers {
 			names = append(names, h.Name)

@@ -3,8 +3,8 @@
 // request and the graymesh headers it received, and, with --calls, calls the
 // next services through its sidecar's outbound listener and includes their
 // answers, so one curl shows a whole call chain. It is instrumented with
-// OpenTelemetry (otelhttp), so trace context and baggage — and with them
-// graymesh's lane — cross it without code.
+// OpenTelemetry (otelhttp), so trace context, baggage and — with
+// laneprop's propagator — graymesh's lane cross it without code.
 package main
 
 import (
@@ -33,6 +33,7 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/graymesh/graymesh/laneprop"
 	"github.com/graymesh/graymesh/wire"
 )
 
@@ -67,7 +68,7 @@ func main() {
 	calls := fs.String("calls", "", "comma-separated services to call for every request")
 	fs.StringVar(&o.outbound, "outbound", "", "host:port of the sidecar's outbound listener (required with --calls)")
 	otlp := fs.String("otlp", "", "OTLP gRPC endpoint to export spans to (empty: no export)")
-	fs.BoolVar(&o.dropLane, "drop-lane", false, "negative control: call the next services WITHOUT the incoming baggage, as a badly behaved service would")
+	fs.BoolVar(&o.dropLane, "drop-lane", false, "negative control: call the next services WITHOUT the incoming lane (and baggage), as a badly behaved service would")
 	errorRate := fs.Float64("error-rate", 0, "fault injection: answer this share of requests (0–1) with 500; also POST /fault?error_rate=R&latency=D")
 	addLatency := fs.Duration("add-latency", 0, "fault injection: delay every request by this much")
 	_ = fs.Parse(os.Args[1:])
@@ -140,7 +141,7 @@ func serve(w http.ResponseWriter, r *http.Request, o options, client *http.Clien
 	}
 	ctx := r.Context()
 	if o.dropLane {
-		ctx = baggage.ContextWithoutBaggage(ctx)
+		ctx = laneprop.Without(baggage.ContextWithoutBaggage(ctx))
 	}
 	for _, next := range o.calls {
 		body, err := call(ctx, client, o.outbound, next, r.URL.Path)
@@ -182,7 +183,9 @@ func call(ctx context.Context, client *http.Client, outbound, service, path stri
 }
 
 func setupTracing(ctx context.Context, endpoint string, o options) (func(context.Context) error, error) {
-	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
+	// The lane travels in its own header; laneprop's propagator carries it
+	// from the request this service serves to the calls it makes.
+	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}, laneprop.Propagator{}))
 	if endpoint == "" {
 		return func(context.Context) error { return nil }, nil
 	}

@@ -82,8 +82,8 @@ and prints the same output.`, stderr)
 	fs.StringVar(&ask.IP, "ip", "", "client IP address as Envoy sees it")
 	fs.StringVar(&ask.Membership, "membership", "", "a membership token the caller presents")
 	fs.StringVar(&ask.Service, "service", "", "ask as this service's sidecar (fallback when it lacks the environment)")
-	fs.BoolVar(&ask.Inner, "inner", false, "ask as an inner hop, which follows the lane in --baggage")
-	fs.StringVar(&ask.Baggage, "baggage", "", "W3C baggage header carrying a lane (with --inner)")
+	fs.BoolVar(&ask.Inner, "inner", false, "ask as an inner hop, which follows the lane in --lane as its Envoy does")
+	fs.StringVar(&ask.Lane, "lane", "", "the x-graymesh-lane header's value: a signed lane (with --inner)")
 	fs.StringVar(&ask.RequestID, "request-id", "", "the request's x-request-id (a traffic-weighted release draws on it)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	at := fs.String("at", "", "decide at this RFC 3339 time instead of now (schedules)")
@@ -190,6 +190,9 @@ func printExplanation(w io.Writer, ex gray.Explanation, source string) {
 		ex.Served, dash(ex.Release), dash(ex.Rule), ex.Reason, bucket, ex.Identity, dash(ex.Subject), hop, source, version)
 	if ex.KeySource != "" {
 		fmt.Fprintf(w, "verified by: %s\n", verifiedBy(ex))
+	}
+	if ex.LaneProblem != "" {
+		fmt.Fprintf(w, "lane:        refused (%s)\n", ex.LaneProblem)
 	}
 	if ex.Membership {
 		fmt.Fprintln(w, "membership:  a membership token is handed to the caller")

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/graymesh/graymesh/bench/loadbench"
+	"github.com/graymesh/graymesh/bench/section"
 )
 
 func main() {
@@ -204,19 +205,13 @@ func writeOutputs(in loadbench.ReportInput, f outputFlags) error {
 	if err := loadbench.WriteReport(&buf, in); err != nil {
 		return err
 	}
-	// Sections measured by other commands (the Kubernetes kill
-	// convergence) follow keptMarker and survive a new report.
+	// Sections other harnesses wrote (make bench-ir, the Kubernetes kill
+	// convergence) stay.
 	if old, err := os.ReadFile(f.out); err == nil {
-		if i := bytes.Index(old, []byte(keptMarker)); i >= 0 {
-			buf.WriteString("\n")
-			buf.Write(old[i:])
-		}
+		buf.WriteString(section.Kept(string(old)))
 	}
 	return os.WriteFile(f.out, buf.Bytes(), 0o644)
 }
-
-// keptMarker starts the part of RESULTS.md that loadbench keeps as it is.
-const keptMarker = "<!-- kept by loadbench: measured by other commands -->"
 
 func rates(s string) ([]int, error) {
 	var out []int

@@ -1,0 +1,257 @@
+// Package irbench counts the CPU instructions an inner hop's Envoy spends
+// per request, under valgrind's callgrind, for each way an inner hop can
+// route on the edge's decision: the lane verified in Envoy (graymesh's
+// inner sidecars), a plain header nobody checks (the floor), the lane
+// pulled out of W3C baggage first, and the ext_proc call every inner hop
+// made before. Instruction counts do not depend on the machine's other
+// load, which wall-clock figures on a shared two-core machine do.
+package irbench
+
+import (
+	"fmt"
+	"strings"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	luav3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/lua/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/graymesh/graymesh/plan"
+	"github.com/graymesh/graymesh/wire"
+	"github.com/graymesh/graymesh/xds"
+)
+
+// Config is one way an inner hop's Envoy routes.
+type Config struct {
+	Name string
+	What string
+	// graymesh is the graymesh the configuration asks (whose instructions
+	// are counted too): current, before, or none.
+	graymesh graymeshBuild
+	// edge: the edge sidecar's inbound listener, not the inner one.
+	edge bool
+	// freshLanes: every request carries a lane Envoy has not seen.
+	freshLanes bool
+	// beforeLane: the request carries a lane in the format of before this
+	// change.
+	beforeLane bool
+	// build changes the inbound listener's filters and routes (nil: as
+	// graymesh pushes them).
+	build func(s *sidecars, hcm *hcmv3.HttpConnectionManager) error
+	// headers are what the client sends, given the request's lane.
+	headers func(lane string) map[string]string
+}
+
+// Configs are every configuration, in report order; the first is the
+// floor the others are compared with.
+func Configs() []Config {
+	laneHeader := func(lane string) map[string]string { return map[string]string{wire.HeaderLane: lane} }
+	return []Config{
+		{
+			Name: "H0", What: "plain header: the inner listener's routes, no lane check, no x-gray-* strip; the client sends x-gray-env: gray (nobody verifies it — the floor)",
+			build:   (*sidecars).plainHeader,
+			headers: func(string) map[string]string { return map[string]string{wire.HeaderEnv: "gray"} },
+		},
+		{
+			Name: "N1", What: "native lane (this change): the inner listener exactly as graymesh pushes it — x-gray-* strip, jwt_authn with the lane's public keys (inlined here, pushed over ECDS in the mesh), the routes; one lane for every request (one per window in the mesh), so Envoy's JWT cache verifies it once",
+			build:   (*sidecars).native,
+			headers: laneHeader,
+		},
+		{
+			Name: "N1-fresh", What: "N1 with a lane Envoy has not seen on every request: a full Ed25519 verification each time (what signing a lane per request would cost every inner hop)",
+			freshLanes: true,
+			build:      (*sidecars).native,
+			headers:    laneHeader,
+		},
+		{
+			Name: "N1-baggage", What: "the lane as a W3C baggage member instead of its own header: a Lua filter extracts it (OpenTelemetry reorders members; jwt_authn reads a header to its end), then N1",
+			build: (*sidecars).baggage,
+			headers: func(lane string) map[string]string {
+				return map[string]string{"baggage": "userId=alice,graymesh-lane=" + lane + ",session=s-1"}
+			},
+		},
+		{
+			Name: "E1", What: "before this change: the inner listener with graymesh's ext_proc filter (hop inner) and routes on the x-gray-env graymesh sets; graymesh as built before this change (`--graymesh-before`) verifies the lane it signed then (HMAC, in baggage)",
+			graymesh: graymeshBefore, beforeLane: true,
+			build: (*sidecars).extProc,
+			headers: func(lane string) map[string]string {
+				return map[string]string{"baggage": "userId=alice,graymesh-lane=" + lane + ",session=s-1"}
+			},
+		},
+		{
+			Name: "EDGE", What: "the edge sidecar's inbound listener as graymesh pushes it (x-gray-* and lane strip, ext_proc); graymesh decides gray by a header rule and hands out the window's lane (for the whole chain)",
+			graymesh: graymeshCurrent, edge: true,
+			headers: func(string) map[string]string { return map[string]string{betaHeader: "1"} },
+		},
+		{
+			Name: "EDGE-before", What: "EDGE answered by graymesh as built before this change, which signed an HMAC lane into baggage",
+			graymesh: graymeshBefore, edge: true,
+			headers: func(string) map[string]string { return map[string]string{betaHeader: "1"} },
+		},
+	}
+}
+
+// graymeshBuild says which graymesh answers a configuration's ext_proc
+// calls.
+type graymeshBuild int
+
+const (
+	graymeshNone graymeshBuild = iota
+	graymeshCurrent
+	graymeshBefore
+)
+
+// betaHeader admits a request to gray at the bench mesh's edge.
+const betaHeader = "x-beta"
+
+// sidecars are the resources graymesh builds for the bench mesh: the
+// inner sidecar (orders) whose inbound listener is measured, and the edge
+// sidecar (frontend), whose ext_proc filter and routes the old inner hop
+// used.
+type sidecars struct {
+	inner, edge *xds.Resources
+}
+
+func newSidecars(p *plan.Plan) (*sidecars, error) {
+	inner, err := xds.BuildSidecar(p, p.Service(innerService))
+	if err != nil {
+		return nil, err
+	}
+	edge, err := xds.BuildSidecar(p, p.Service(edgeService))
+	if err != nil {
+		return nil, err
+	}
+	return &sidecars{inner: inner, edge: edge}, nil
+}
+
+// native inlines the lane check's config (an ECDS resource in the mesh)
+// into its filter.
+func (s *sidecars) native(hcm *hcmv3.HttpConnectionManager) error {
+	for _, f := range hcm.HttpFilters {
+		if f.GetName() == xds.LaneFilterName {
+			if len(s.inner.Extensions) != 1 {
+				return fmt.Errorf("the inner sidecar has %d extension configs, want the lane check", len(s.inner.Extensions))
+			}
+			f.ConfigType = &hcmv3.HttpFilter_TypedConfig{TypedConfig: s.inner.Extensions[0].GetTypedConfig()}
+			return nil
+		}
+	}
+	return fmt.Errorf("the inner listener has no %s filter", xds.LaneFilterName)
+}
+
+// plainHeader drops the lane check and the strip: the client's x-gray-env
+// routes.
+func (s *sidecars) plainHeader(hcm *hcmv3.HttpConnectionManager) error {
+	hcm.EarlyHeaderMutationExtensions = nil
+	hcm.HttpFilters = hcm.HttpFilters[len(hcm.HttpFilters)-1:]
+	return nil
+}
+
+// laneFromBaggage copies the graymesh-lane member of the baggage header
+// into the lane header, wherever the member stands in the list.
+const laneFromBaggage = `
+function envoy_on_request(h)
+  local b = h:headers():get("baggage")
+  if b == nil then return end
+  local lane = string.match("," .. b .. ",", ",%s*graymesh%-lane%s*=%s*([^,;%s]+)")
+  if lane ~= nil then h:headers():replace("` + wire.HeaderLane + `", lane) end
+end
+`
+
+// baggage is native behind a Lua filter that extracts the lane.
+func (s *sidecars) baggage(hcm *hcmv3.HttpConnectionManager) error {
+	if err := s.native(hcm); err != nil {
+		return err
+	}
+	lua, err := anypb.New(&luav3.Lua{DefaultSourceCode: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: laneFromBaggage}}})
+	if err != nil {
+		return err
+	}
+	hcm.HttpFilters = append([]*hcmv3.HttpFilter{{Name: "envoy.filters.http.lua", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: lua}}}, hcm.HttpFilters...)
+	return nil
+}
+
+// extProc is the inner listener as graymesh pushed it before this change:
+// the x-gray-* strip, graymesh's ext_proc filter asking as an inner hop,
+// and routes on the x-gray-env graymesh sets (an edge sidecar's routes,
+// which inner sidecars used then).
+func (s *sidecars) extProc(hcm *hcmv3.HttpConnectionManager) error {
+	edgeHCM, err := inboundHCM(s.edge.Listeners[0])
+	if err != nil {
+		return err
+	}
+	filter := edgeHCM.HttpFilters[0]
+	ep := &extprocv3.ExternalProcessor{}
+	if filter.GetName() != wire.ExtProcFilterName || filter.GetTypedConfig().UnmarshalTo(ep) != nil {
+		return fmt.Errorf("the edge listener's first filter is %s, not ext_proc", filter.GetName())
+	}
+	ep.GrpcService.InitialMetadata = []*corev3.HeaderValue{{Key: wire.MetadataHop, Value: wire.HopInner}, {Key: wire.MetadataService, Value: innerService}}
+	a, err := anypb.New(ep)
+	if err != nil {
+		return err
+	}
+	router := hcm.HttpFilters[len(hcm.HttpFilters)-1]
+	hcm.HttpFilters = []*hcmv3.HttpFilter{{Name: wire.ExtProcFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}}, router}
+	hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: s.edge.Routes[0]}
+	return nil
+}
+
+// inboundHCM is the HTTP connection manager of a listener.
+func inboundHCM(l *listenerv3.Listener) (*hcmv3.HttpConnectionManager, error) {
+	hcm := &hcmv3.HttpConnectionManager{}
+	if err := l.GetFilterChains()[0].GetFilters()[0].GetTypedConfig().UnmarshalTo(hcm); err != nil {
+		return nil, err
+	}
+	return hcm, nil
+}
+
+// bootstrap renders a static Envoy bootstrap for c: the inner (or edge)
+// sidecar's inbound listener with its routes inlined (RDS in the mesh),
+// changed by c, and the clusters it needs.
+func (s *sidecars) bootstrap(c Config, adminPort int) ([]byte, error) {
+	side := s.inner
+	if c.edge {
+		side = s.edge
+	}
+	l, _ := proto.Clone(side.Listeners[0]).(*listenerv3.Listener)
+	hcm, err := inboundHCM(l)
+	if err != nil {
+		return nil, err
+	}
+	hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: side.Routes[0]}
+	if c.build != nil {
+		if err := c.build(s, hcm); err != nil {
+			return nil, fmt.Errorf("%s: %w", c.Name, err)
+		}
+	}
+	hcmAny, err := anypb.New(hcm)
+	if err != nil {
+		return nil, err
+	}
+	l.FilterChains[0].Filters[0].ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: hcmAny}
+	clusters := map[string]*clusterv3.Cluster{}
+	var ordered []*clusterv3.Cluster
+	for _, c := range append(append([]*clusterv3.Cluster{}, s.inner.Clusters...), s.edge.Clusters...) {
+		if _, dup := clusters[c.GetName()]; !dup && !strings.HasPrefix(c.GetName(), "inbound|") {
+			clusters[c.GetName()] = c
+			ordered = append(ordered, c)
+		}
+	}
+	boot := &bootstrapv3.Bootstrap{
+		Node: &corev3.Node{Id: "irbench-" + c.Name, Cluster: innerService},
+		Admin: &bootstrapv3.Admin{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+			Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(adminPort)},
+		}}}},
+		StaticResources: &bootstrapv3.Bootstrap_StaticResources{Listeners: []*listenerv3.Listener{l}, Clusters: ordered},
+	}
+	if err := boot.ValidateAll(); err != nil {
+		return nil, fmt.Errorf("%s: %w", c.Name, err)
+	}
+	return protojson.MarshalOptions{Indent: "  "}.Marshal(boot)
+}

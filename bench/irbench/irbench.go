@@ -1,0 +1,394 @@
+package irbench
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/graymesh/graymesh/config"
+	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/lane"
+)
+
+// The bench mesh's services: the edge decides, the inner hop is measured.
+const (
+	edgeService  = "frontend"
+	innerService = "orders"
+	laneKey      = "irbench-lane-key-0123456789abcdef-0123456789"
+)
+
+// Options say what to run.
+type Options struct {
+	Envoy, Graymesh, Valgrind, Control string
+	// GraymeshBefore is graymesh built from before this change, for the
+	// ext_proc inner hop it served then.
+	GraymeshBefore string
+	// WorkDir holds configs, logs and callgrind's dumps.
+	WorkDir string
+	// Warmup requests run before counting starts; Small and Large are the
+	// two request counts whose difference is measured.
+	Warmup, Small, Large int
+	// GraymeshScale multiplies Small and Large for the configurations that
+	// ask graymesh: a Go garbage collection every few hundred requests
+	// needs longer counts to average out.
+	GraymeshScale int
+	Rounds        int
+	// Configs names the configurations to run (all when empty).
+	Configs []string
+	Log     io.Writer
+}
+
+// Count is one measured run of one configuration.
+type Count struct {
+	// SmallN and LargeN are the two request counts; Small and Large
+	// Envoy's instructions over them, GraymeshSmall and GraymeshLarge
+	// graymesh's, for a configuration that asks it.
+	SmallN, LargeN               int
+	Small, Large                 uint64
+	GraymeshSmall, GraymeshLarge uint64
+}
+
+// PerRequest is the difference between Envoy's two counts per request:
+// what one more request costs, without start-up, warm-up or per-dump
+// overhead.
+func (c Count) PerRequest() float64 { return c.perRequest(c.Small, c.Large) }
+
+// GraymeshPerRequest is the same for graymesh (0 when not asked).
+func (c Count) GraymeshPerRequest() float64 { return c.perRequest(c.GraymeshSmall, c.GraymeshLarge) }
+
+func (c Count) perRequest(a, b uint64) float64 {
+	return float64(int64(b)-int64(a)) / float64(c.LargeN-c.SmallN)
+}
+
+// Result is every configuration's counts, round by round.
+type Result struct {
+	Options  Options
+	Envoy    string
+	Valgrind string
+	Configs  []Config
+	Counts   map[string][]Count
+	Started  time.Time
+	Took     time.Duration
+}
+
+// Run measures every configuration Options.Rounds times, the
+// configurations interleaved.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	res := &Result{Options: o, Counts: map[string][]Count{}, Started: time.Now()}
+	for _, c := range Configs() {
+		if len(o.Configs) == 0 || contains(o.Configs, c.Name) {
+			res.Configs = append(res.Configs, c)
+		}
+	}
+	if err := os.MkdirAll(o.WorkDir, 0o755); err != nil {
+		return nil, err
+	}
+	h, err := newHarness(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer h.close()
+	res.Envoy, res.Valgrind = versionOf(ctx, o.Envoy, "--version"), versionOf(ctx, o.Valgrind, "--version")
+	for round := 1; round <= o.Rounds; round++ {
+		for _, c := range res.Configs {
+			cnt, err := h.measure(ctx, c, round)
+			if err != nil {
+				return nil, fmt.Errorf("%s round %d: %w", c.Name, round, err)
+			}
+			fmt.Fprintf(o.Log, "irbench: %s round %d: Envoy %.0f, graymesh %.0f instructions/request\n", c.Name, round,
+				cnt.PerRequest(), cnt.GraymeshPerRequest())
+			res.Counts[c.Name] = append(res.Counts[c.Name], cnt)
+		}
+	}
+	res.Took = time.Since(res.Started)
+	return res, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func versionOf(ctx context.Context, bin, flag string) string {
+	out, err := exec.CommandContext(ctx, bin, flag).CombinedOutput()
+	if err != nil {
+		return "unknown"
+	}
+	s := strings.TrimSpace(string(out))
+	if i := strings.LastIndex(s, "version: "); i >= 0 {
+		s = s[i+len("version: "):]
+	}
+	return s
+}
+
+// harness is what every measurement shares: the upstreams, graymesh (for
+// the configuration that asks it), the lanes and the resources.
+type harness struct {
+	o         Options
+	upstreams *upstreams
+	cfgPath   string
+	cfg       *config.Config
+	sidecars  *sidecars
+	signer    *lane.Signer
+	version   string
+}
+
+func newHarness(ctx context.Context, o Options) (*harness, error) {
+	ups, err := startUpstreams()
+	if err != nil {
+		return nil, err
+	}
+	h := &harness{o: o, upstreams: ups}
+	cfgPath, err := h.writeConfig()
+	if err != nil {
+		h.close()
+		return nil, err
+	}
+	p, err := gray.Load(cfgPath)
+	if err != nil {
+		h.close()
+		return nil, err
+	}
+	h.signer, h.version, h.cfgPath, h.cfg = p.Lanes, p.Config.Version, cfgPath, p.Config
+	if h.sidecars, err = newSidecars(p.Plan); err != nil {
+		h.close()
+		return nil, err
+	}
+	return h, nil
+}
+
+func (h *harness) close() { h.upstreams.close() }
+
+// writeConfig writes the bench mesh's graymesh config: an edge and an
+// inner service, both with a stable and a gray version (the upstreams).
+func (h *harness) writeConfig() (string, error) {
+	ports, err := freePorts(7)
+	if err != nil {
+		return "", err
+	}
+	cfg := fmt.Sprintf(`server: {extproc_listen: "127.0.0.1:%d", xds_listen: "127.0.0.1:%d", admin_listen: "127.0.0.1:%d"}
+mesh: {message_timeout: 10s}
+lane: {key: %s, ttl: 5m}
+releases: [{name: shop-v2, env: gray, salt: irbench, headers: [{name: %s, exact: "1"}]}]
+services:
+  - name: %s
+    sidecar: {inbound_port: %d, outbound_port: %d, edge: true}
+    environments: {stable: ["%s"], gray: ["%s"]}
+  - name: %s
+    sidecar: {inbound_port: %d, outbound_port: %d}
+    environments: {stable: ["%s"], gray: ["%s"]}
+`, ports[0], ports[1], ports[2], laneKey, betaHeader,
+		edgeService, ports[3], ports[4], h.upstreams.stable, h.upstreams.gray,
+		innerService, ports[5], ports[6], h.upstreams.stable, h.upstreams.gray)
+	path := filepath.Join(h.o.WorkDir, "graymesh.yaml")
+	return path, os.WriteFile(path, []byte(cfg), 0o600)
+}
+
+// startGraymesh runs the graymesh a configuration asks, under callgrind
+// too, from a fresh state directory.
+func (h *harness) startGraymesh(ctx context.Context, b graymeshBuild, tag string) (*proc, error) {
+	bin := h.o.Graymesh
+	if b == graymeshBefore {
+		if bin = h.o.GraymeshBefore; bin == "" {
+			return nil, errors.New("no --graymesh-before: build graymesh from before this change (make bench-ir does)")
+		}
+	}
+	state := filepath.Join(h.o.WorkDir, "state-"+tag)
+	_ = os.RemoveAll(state)
+	// Go preempts goroutines with signals, which callgrind 3.19 trips
+	// over (an assertion in its signal handling); without them graymesh
+	// runs the same code, only yielding at function calls. Valgrind runs
+	// one thread at a time, so with several Ps the runtime's spinning
+	// threads (idle Ms looking for work, waits for a stop-the-world)
+	// would be counted for whole time slices: one P.
+	return startCounted(ctx, h.o, "graymesh-"+tag, []string{"GODEBUG=asyncpreemptoff=1", "GOMAXPROCS=1"}, bin,
+		[]string{"serve", "--config", h.cfgPath, "--state-dir", state},
+		func() error { return get("http://" + h.cfg.Server.AdminListen + "/readyz") })
+}
+
+// measure runs one configuration once: Envoy under callgrind with
+// instrumentation off, warmed up, then the two counts.
+func (h *harness) measure(ctx context.Context, c Config, round int) (Count, error) {
+	adminPort, err := freePorts(1)
+	if err != nil {
+		return Count{}, err
+	}
+	boot, err := h.sidecars.bootstrap(c, adminPort[0])
+	if err != nil {
+		return Count{}, err
+	}
+	tag := fmt.Sprintf("%s-r%d", c.Name, round)
+	bootPath := filepath.Join(h.o.WorkDir, tag+".json")
+	if err := os.WriteFile(bootPath, boot, 0o600); err != nil {
+		return Count{}, err
+	}
+	procs := []*proc{}
+	defer func() {
+		for _, p := range procs {
+			p.stop()
+		}
+	}()
+	e, err := startEnvoy(ctx, h.o, tag, bootPath, adminPort[0])
+	if err != nil {
+		return Count{}, err
+	}
+	procs = append(procs, e)
+	if c.graymesh != graymeshNone {
+		g, err := h.startGraymesh(ctx, c.graymesh, tag)
+		if err != nil {
+			return Count{}, err
+		}
+		procs = append(procs, g)
+	}
+	client := newClient()
+	defer client.CloseIdleConnections()
+	send := func(n int) error { return h.send(ctx, client, c, n) }
+	if err := send(h.o.Warmup); err != nil {
+		return Count{}, fmt.Errorf("warm-up: %w (Envoy log: %s)", err, e.logPath)
+	}
+	for _, p := range procs {
+		if err := p.control(ctx, "-i", "on"); err != nil {
+			return Count{}, err
+		}
+	}
+	cnt := Count{SmallN: h.o.Small, LargeN: h.o.Large}
+	if c.graymesh != graymeshNone {
+		cnt.SmallN, cnt.LargeN = cnt.SmallN*h.o.GraymeshScale, cnt.LargeN*h.o.GraymeshScale
+	}
+	small, err := count(ctx, procs, func() error { return send(cnt.SmallN) })
+	if err != nil {
+		return Count{}, err
+	}
+	large, err := count(ctx, procs, func() error { return send(cnt.LargeN) })
+	if err != nil {
+		return Count{}, err
+	}
+	cnt.Small, cnt.Large = small[0], large[0]
+	if len(procs) > 1 {
+		cnt.GraymeshSmall, cnt.GraymeshLarge = small[1], large[1]
+	}
+	return cnt, nil
+}
+
+// send sends n requests on one kept-alive connection, one after the
+// other, and checks that gray served each.
+func (h *harness) send(ctx context.Context, client *http.Client, c Config, n int) error {
+	base := h.signer.Sign("gray", "shop-v2", h.version, time.Now())
+	if c.beforeLane {
+		base = beforeLane("gray", "shop-v2", h.version, time.Now().Add(time.Hour))
+	}
+	for i := 0; i < n; i++ {
+		l := base
+		if c.freshLanes {
+			// Another config version is another lane: one Envoy has not
+			// verified yet.
+			l = h.signer.Sign("gray", "shop-v2", h.version+"."+strconv.Itoa(i)+"."+strconv.FormatInt(time.Now().UnixNano(), 36), time.Now())
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.sidecarURL(c), nil)
+		if err != nil {
+			return err
+		}
+		for k, v := range c.headers(l) {
+			req.Header.Set(k, v)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if served := resp.Header.Get(servedHeader); resp.StatusCode != http.StatusOK || served != "gray" {
+			return fmt.Errorf("request %d: %s, served by %q, want gray", i, resp.Status, served)
+		}
+	}
+	return nil
+}
+
+func (h *harness) sidecarURL(c Config) string {
+	side := h.sidecars.inner
+	if c.edge {
+		side = h.sidecars.edge
+	}
+	sc := side.Listeners[0].GetAddress().GetSocketAddress()
+	return fmt.Sprintf("http://%s:%d/", sc.GetAddress(), sc.GetPortValue())
+}
+
+// beforeLane is a lane in the format graymesh signed before this change,
+// for the graymesh of before: v1:env:release:version:expiry, then
+// HMAC-SHA256 with the mesh key truncated to 128 bits, base64url.
+func beforeLane(env, release, version string, exp time.Time) string {
+	payload := "v1:" + env + ":" + release + ":" + version + ":" + strconv.FormatInt(exp.Unix(), 10)
+	m := hmac.New(sha256.New, []byte(laneKey))
+	m.Write([]byte(payload))
+	return payload + ":" + base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
+}
+
+func newClient() *http.Client {
+	return &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1}}
+}
+
+func freePorts(n int) ([]int, error) {
+	var out []int
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().(*net.TCPAddr).Port)
+	}
+	return out, nil
+}
+
+// poll calls check until it succeeds or timeout passes.
+func poll(ctx context.Context, timeout time.Duration, check func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func get(url string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return errors.New(url + ": " + resp.Status)
+	}
+	return nil
+}

@@ -1,0 +1,121 @@
+package irbench
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+
+	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/wire"
+	"github.com/graymesh/graymesh/xds"
+)
+
+// TestBootstraps renders every configuration's bootstrap (Envoy's own
+// validation passes) and checks the filter chain each one measures.
+func TestBootstraps(t *testing.T) {
+	h := &harness{o: Options{WorkDir: t.TempDir()}, upstreams: &upstreams{stable: "127.0.0.1:9001", gray: "127.0.0.1:9002"}}
+	path, err := h.writeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := gray.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := newSidecars(p.Plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{
+		"H0":          {"envoy.filters.http.router"},
+		"N1":          {xds.LaneFilterName, "envoy.filters.http.router"},
+		"N1-fresh":    {xds.LaneFilterName, "envoy.filters.http.router"},
+		"N1-baggage":  {"envoy.filters.http.lua", xds.LaneFilterName, "envoy.filters.http.router"},
+		"E1":          {wire.ExtProcFilterName, "envoy.filters.http.router"},
+		"EDGE":        {wire.ExtProcFilterName, "envoy.filters.http.router"},
+		"EDGE-before": {wire.ExtProcFilterName, "envoy.filters.http.router"},
+	}
+	for _, c := range Configs() {
+		b, err := s.bootstrap(c, 9901)
+		if err != nil {
+			t.Fatalf("%s: %v", c.Name, err)
+		}
+		boot := &bootstrapv3.Bootstrap{}
+		if err := protojson.Unmarshal(b, boot); err != nil {
+			t.Fatal(err)
+		}
+		hcm := &hcmv3.HttpConnectionManager{}
+		if err := boot.GetStaticResources().GetListeners()[0].GetFilterChains()[0].GetFilters()[0].GetTypedConfig().UnmarshalTo(hcm); err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, f := range hcm.GetHttpFilters() {
+			names = append(names, f.GetName())
+			if f.GetConfigDiscovery() != nil {
+				t.Errorf("%s: %s is not inlined", c.Name, f.GetName())
+			}
+			if f.GetName() == wire.ExtProcFilterName {
+				ep := &extprocv3.ExternalProcessor{}
+				if err := f.GetTypedConfig().UnmarshalTo(ep); err != nil {
+					t.Fatal(err)
+				}
+				hop := ep.GetGrpcService().GetInitialMetadata()[0].GetValue()
+				if (hop == wire.HopEdge) != c.edge {
+					t.Errorf("%s asks graymesh as hop %s", c.Name, hop)
+				}
+			}
+		}
+		if strings.Join(names, " ") != strings.Join(want[c.Name], " ") {
+			t.Errorf("%s: filters %v, want %v", c.Name, names, want[c.Name])
+		}
+		if strips := len(hcm.GetEarlyHeaderMutationExtensions()) > 0; strips != (c.Name != "H0") {
+			t.Errorf("%s: strips x-gray-*: %v", c.Name, strips)
+		}
+	}
+	if _, err := p.Lanes.Verify(p.Lanes.Sign("gray", "shop-v2", "1", time.Now()), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestParseTotal(t *testing.T) {
+	dump := "version: 1\ncreator: callgrind-3.19.0\nevents: Ir\nsummary: 44907987\nfn=(1) main\n10 5\ntotals: 44908090\n"
+	if n, err := parseTotal(strings.NewReader(dump)); err != nil || n != 44908090 {
+		t.Fatalf("%d %v", n, err)
+	}
+	if _, err := parseTotal(strings.NewReader(dump[:strings.Index(dump, "totals")])); err == nil {
+		t.Fatal("a dump without its totals line (still being written) read as complete")
+	}
+}
+
+func TestWriteSection(t *testing.T) {
+	res := &Result{
+		Options: Options{Warmup: 50, Small: 200, Large: 400, Rounds: 2, GraymeshScale: 1},
+		Envoy:   "envoy", Valgrind: "valgrind-3.19.0", Configs: Configs(),
+		Counts: map[string][]Count{
+			"H0":   {{SmallN: 200, LargeN: 400, Small: 200 * 170000, Large: 400 * 170000}, {SmallN: 200, LargeN: 400, Small: 200 * 170000, Large: 400 * 170000}},
+			"N1":   {{SmallN: 200, LargeN: 400, Small: 200 * 180000, Large: 400 * 180000}, {SmallN: 200, LargeN: 400, Small: 200 * 182000, Large: 400 * 182000}},
+			"E1":   {{SmallN: 200, LargeN: 400, Small: 200 * 430000, Large: 400 * 430000, GraymeshSmall: 200 * 250000, GraymeshLarge: 400 * 250000}},
+			"EDGE": {{SmallN: 200, LargeN: 400, Small: 200 * 430000, Large: 400 * 430000, GraymeshSmall: 200 * 200000, GraymeshLarge: 400 * 200000}},
+		},
+	}
+	var b bytes.Buffer
+	if err := WriteSection(&b, res, "bin/irbench"); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"| N1 |", "180,000 | 182,000 | 181,000 | 1.06× | — |", "N1 ≤ 1.10 × H0 | 1.06×", "| met |", "bin/irbench", "(B − A) / 200",
+		"| E1 |", "430,000 | — | 430,000 | 2.53× | 250,000 |",
+		// chain before: 430k + 200k + 3 × 680k = 2,670k; now: 630k + 3 × 181k = 1,173k
+		"0.44× (now 1,173,000, before 2,670,000)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("section lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -1,0 +1,119 @@
+package xds
+
+import (
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/graymesh/graymesh/plan"
+	"github.com/graymesh/graymesh/wire"
+)
+
+// Names of the inner hops' lane check in Envoy's config.
+const (
+	// LaneFilterName names the lane check's HTTP filter and the extension
+	// config (ECDS) resource that configures it.
+	LaneFilterName = "graymesh.lane"
+	// jwtAuthnMetadata is where jwt_authn writes dynamic metadata, whatever
+	// the filter is named.
+	jwtAuthnMetadata = "envoy.filters.http.jwt_authn"
+	// laneProvider names the lane's provider, and the dynamic metadata
+	// entry where jwt_authn says why a lane failed (code, message).
+	laneProvider = "graymesh_lane"
+)
+
+// laneCacheSize bounds each inner sidecar's cache of verified lanes. The
+// edge signs one lane per environment, release and config version per
+// expiry window, so a sidecar sees a handful at a time; the cache means
+// each is verified once per sidecar, not once per request.
+const laneCacheSize = 1024
+
+// laneFilter is the inner listener's lane check. Its config (laneConfig)
+// comes over ADS as an extension config (ECDS), not inside the listener:
+// a new key set then applies to the next request on every connection,
+// where a changed listener would be replaced and its open connections
+// drained for minutes on the old keys — refusing the lanes of a new key,
+// or honouring a retired one.
+func laneFilter() *hcmv3.HttpFilter {
+	return &hcmv3.HttpFilter{Name: LaneFilterName, ConfigType: &hcmv3.HttpFilter_ConfigDiscovery{
+		ConfigDiscovery: &corev3.ExtensionConfigSource{
+			ConfigSource: adsSource(),
+			TypeUrls:     []string{"type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication"},
+		},
+	}}
+}
+
+// laneConfig verifies the lane an inner hop is handed inside Envoy, with
+// the public keys graymesh pushes (nothing to ask, no private key on the
+// sidecar):
+//
+//   - a lane that verifies sets x-gray-env, x-gray-release and
+//     x-gray-version from its claims and re-picks the route, which then
+//     matches on them (plan.Service.InnerRoutes);
+//   - a missing or failing lane lets the request go on without those
+//     headers (allow_missing_or_failed), so the routes send it to stable;
+//     why it failed is left in dynamic metadata for the route to say;
+//   - the lane stays on the request (forward) for the service to pass on.
+//
+// Every x-gray-* header a client sent is gone before this runs (the
+// listener's early header mutation), so only a verified lane routes.
+func laneConfig(l *plan.Lane) (*corev3.TypedExtensionConfig, error) {
+	provider := &jwtauthnv3.JwtProvider{
+		Issuer:      wire.LaneIssuer,
+		FromHeaders: []*jwtauthnv3.JwtHeader{{Name: wire.HeaderLane}},
+		// The service passes the lane on to the next hop.
+		Forward: true,
+		JwksSourceSpecifier: &jwtauthnv3.JwtProvider_LocalJwks{LocalJwks: &corev3.DataSource{
+			Specifier: &corev3.DataSource_InlineString{InlineString: l.Keys},
+		}},
+		ClaimToHeaders: []*jwtauthnv3.JwtClaimToHeader{
+			{HeaderName: wire.HeaderEnv, ClaimName: wire.LaneClaimEnv},
+			{HeaderName: wire.HeaderRelease, ClaimName: wire.LaneClaimRelease},
+			{HeaderName: wire.HeaderVersion, ClaimName: wire.LaneClaimVersion},
+		},
+		// The route was picked before the claims became headers.
+		ClearRouteCache:        true,
+		FailedStatusInMetadata: laneProvider,
+		RequireExpiration:      true,
+		// A lane graymesh signed never lives longer than the TTL (plus
+		// the skew): refuse one that claims to.
+		MaxLifetime:      durationpb.New(l.TTL + l.ClockSkew),
+		ClockSkewSeconds: uint32(max(l.ClockSkew/time.Second, 1)),
+		JwtCacheConfig:   &jwtauthnv3.JwtCacheConfig{JwtCacheSize: laneCacheSize},
+	}
+	cfg := &jwtauthnv3.JwtAuthentication{
+		Providers: map[string]*jwtauthnv3.JwtProvider{laneProvider: provider},
+		Rules: []*jwtauthnv3.RequirementRule{{
+			Match:           routeMatch(plan.Match{Kind: plan.MatchAll}),
+			RequirementType: &jwtauthnv3.RequirementRule_Requires{Requires: laneRequirement()},
+		}},
+	}
+	a, err := anypb.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &corev3.TypedExtensionConfig{Name: LaneFilterName, TypedConfig: a}, nil
+}
+
+// laneRequirement accepts a request whatever its lane (the routes send
+// one that did not verify to stable), but names the provider first: only
+// an authenticator bound to a provider uses the JWT cache, so a bare
+// allow_missing_or_failed would verify the signature of every request.
+// The fallback runs only when the lane is missing or did not verify.
+func laneRequirement() *jwtauthnv3.JwtRequirement {
+	return &jwtauthnv3.JwtRequirement{RequiresType: &jwtauthnv3.JwtRequirement_RequiresAny{RequiresAny: &jwtauthnv3.JwtRequirementOrList{
+		Requirements: []*jwtauthnv3.JwtRequirement{
+			{RequiresType: &jwtauthnv3.JwtRequirement_ProviderName{ProviderName: laneProvider}},
+			{RequiresType: &jwtauthnv3.JwtRequirement_AllowMissingOrFailed{AllowMissingOrFailed: &emptypb.Empty{}}},
+		},
+	}}}
+}
+
+// laneProblem is Envoy's own words for why the lane failed (jwt_authn's
+// status message), e.g. "Jwt is expired".
+const laneProblem = "%DYNAMIC_METADATA(" + jwtAuthnMetadata + ":" + laneProvider + ":message)%"
