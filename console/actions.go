@@ -101,6 +101,7 @@ func (c *Console) act(w http.ResponseWriter, r *http.Request, s *session) {
 		c.render(w, http.StatusBadRequest, "confirm", c.newView(s, "releases", title, cv))
 		return
 	}
+	a.Source = "console"
 	if _, err := c.d.Act(a); err != nil {
 		cv.Refused = err.Error()
 		c.log.Info("console: action refused", "release", name, "action", a.Kind, "error", err)

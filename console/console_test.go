@@ -235,7 +235,7 @@ func TestLoginSessionCookieAndCSRF(t *testing.T) {
 		t.Fatalf("after kill: %s, history %+v", f.d.Config().Releases[0].State, h)
 	}
 	_, page = f.do("GET", "/ui/releases/shop-v2?done=kill", nil, nil)
-	for _, want := range []string{"Killed: everyone it admitted is served by stable.", "5xx spike", "state active → killed", "Revive…"} {
+	for _, want := range []string{"Killed: everyone it admitted is served by stable.", "5xx spike", "state active → killed", "Revive…", "<td>console"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("release page lacks %q", want)
 		}

@@ -24,6 +24,9 @@ type Action struct {
 	Rollback bool
 	// Reason is the operator's reason, recorded in the history.
 	Reason string
+	// Source names who asked, as the history shows it: "admin" (the
+	// admin API and the CLI, the default) or "console".
+	Source string
 }
 
 // ActionKinds are the actions, in the order the admin API lists them.
@@ -93,7 +96,11 @@ func (d *Daemon) Act(a Action) (ReleaseStatus, error) {
 	if change == nil {
 		return ReleaseStatus{}, fmt.Errorf("%w: unknown action %q", errBadAction, a.Kind)
 	}
-	if err := d.override(a.Release, change, "admin", a.declaration()); err != nil {
+	source := a.Source
+	if source == "" {
+		source = "admin"
+	}
+	if err := d.override(a.Release, change, source, a.declaration()); err != nil {
 		return ReleaseStatus{}, err
 	}
 	for _, rs := range d.releases() {
