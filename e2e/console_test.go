@@ -251,6 +251,21 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	b.shot("03-explain")
 
+	// The chart draws one point per closed interval of at least 4 s: wait
+	// until the 30% traffic has its own point, so the 50% traffic cannot
+	// fall into the same interval however fast this machine runs.
+	var dots []float64
+	readDots := func() {
+		dots, _ = chromedp.Run(b.ctx, chromedp.Evaluate[[]float64](`[...document.querySelectorAll('circle.observed-dot')].map(c => +c.getAttribute('cy'))`))
+	}
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && len(dots) == 0; time.Sleep(500 * time.Millisecond) {
+		b.do("release page", chromedp.Navigate(d.admin+"/ui/releases/shop-v2"), chromedp.WaitVisible(chromedp.ID("ramp-value")))
+		readDots()
+	}
+	if len(dots) == 0 {
+		t.Fatal("the chart never drew the 30% interval")
+	}
+
 	// Ramp 30 → 50: the confirmation shows the blast radius first.
 	b.do("preview 50%", chromedp.Navigate(d.admin+"/ui/releases/shop-v2"), chromedp.WaitVisible(chromedp.ID("ramp-value")),
 		chromedp.SetValue(chromedp.ID("ramp-value"), "50"), chromedp.Click(chromedp.ID("ramp-preview")),
@@ -285,9 +300,8 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	}
 	// The chart draws the share per interval: the 30% and the 50% ones.
-	var dots []float64
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
-		dots, _ = chromedp.Run(b.ctx, chromedp.Evaluate[[]float64](`[...document.querySelectorAll('circle.observed-dot')].map(c => +c.getAttribute('cy'))`))
+		readDots()
 		if len(dots) >= 2 && dots[len(dots)-1] < dots[0] {
 			break
 		}
