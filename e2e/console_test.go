@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -258,13 +259,13 @@ func TestConsoleInBrowser(t *testing.T) {
 	readDots := func() {
 		dots, _ = chromedp.Run(b.ctx, chromedp.Evaluate[[]float64](`[...document.querySelectorAll('circle.observed-dot')].map(c => +c.getAttribute('cy'))`))
 	}
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && len(dots) == 0; time.Sleep(500 * time.Millisecond) {
+	waitFor(t, "the chart's point for the 30% interval", 20*time.Second, func() error {
 		b.do("release page", chromedp.Navigate(d.admin+"/ui/releases/shop-v2"), chromedp.WaitVisible(chromedp.ID("ramp-value")))
-		readDots()
-	}
-	if len(dots) == 0 {
-		t.Fatal("the chart never drew the 30% interval")
-	}
+		if readDots(); len(dots) == 0 {
+			return errors.New("no point yet")
+		}
+		return nil
+	})
 
 	// Ramp 30 → 50: the confirmation shows the blast radius first.
 	b.do("preview 50%", chromedp.Navigate(d.admin+"/ui/releases/shop-v2"), chromedp.WaitVisible(chromedp.ID("ramp-value")),
@@ -300,15 +301,12 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	}
 	// The chart draws the share per interval: the 30% and the 50% ones.
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
-		readDots()
-		if len(dots) >= 2 && dots[len(dots)-1] < dots[0] {
-			break
+	waitFor(t, "the chart showing the share rising", 20*time.Second, func() error {
+		if readDots(); len(dots) >= 2 && dots[len(dots)-1] < dots[0] {
+			return nil
 		}
-	}
-	if len(dots) < 2 || dots[len(dots)-1] >= dots[0] {
-		t.Errorf("the chart does not show the share rising: dots at y %v", dots)
-	}
+		return fmt.Errorf("dots at y %v", dots)
+	})
 	b.shot("05-release")
 
 	// Freeze, then kill, each with a reason that the timeline shows.

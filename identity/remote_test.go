@@ -252,8 +252,10 @@ func TestFetchedKeySetRotation(t *testing.T) {
 	for i := 0; i < 500; i++ {
 		_, _ = v.Verify(sign(t, jwt.SigningMethodRS256, fmt.Sprintf("junk-%d", i), claims("mallory", exp), k.rs))
 	}
+	// The flood asked for a fetch: wait until it has been made, then count
+	// every fetch since the flood began.
+	eventually(t, "the fetch the flood asked for", func() bool { return v.sources.Status()[0].UnknownKidRefreshes == 2 })
 	elapsed := time.Since(floodStart)
-	time.Sleep(100 * time.Millisecond) //nolint:forbidigo // let a fetch the flood asked for start before counting
 	allowed := int64(elapsed/cfg.JWT.MinRefreshInterval.Duration) + 2
 	if n := srv.hits.Load() - before; n > allowed {
 		t.Fatalf("%d fetches for 500 unknown kids in %s, want at most %d", n, elapsed, allowed)
