@@ -254,7 +254,7 @@ func TestFetchedKeySetRotation(t *testing.T) {
 	}
 	// The flood asked for a fetch: wait until it has been made, then count
 	// every fetch since the flood began.
-	eventually(t, "the fetch the flood asked for", func() bool { return v.sources.Status()[0].UnknownKidRefreshes == 2 })
+	eventually(t, "the fetch the flood asked for", func() bool { return v.sources.Status()[0].UnknownKidRefreshes >= 2 })
 	elapsed := time.Since(floodStart)
 	allowed := int64(elapsed/cfg.JWT.MinRefreshInterval.Duration) + 2
 	if n := srv.hits.Load() - before; n > allowed {
