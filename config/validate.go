@@ -287,17 +287,25 @@ func checkPercent(p float64) error {
 func BasisPoints(p float64) uint32 { return uint32(math.Round(p * 100)) }
 
 func checkHostPort(addr string) error {
-	host, port, err := net.SplitHostPort(addr)
+	_, _, err := SplitHostPort(addr)
+	return err
+}
+
+// SplitHostPort splits an address the config names (an endpoint, the
+// ext_proc or collector address) into a host and a port in 1..65535.
+func SplitHostPort(addr string) (host string, port uint32, err error) {
+	host, p, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("%q is not host:port", addr)
+		return "", 0, fmt.Errorf("%q is not host:port", addr)
 	}
 	if host == "" {
-		return fmt.Errorf("%q has no host", addr)
+		return "", 0, fmt.Errorf("%q has no host", addr)
 	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return fmt.Errorf("%q has no valid port", addr)
+	n, err := strconv.ParseUint(p, 10, 16)
+	if err != nil || n == 0 {
+		return "", 0, fmt.Errorf("%q is not host:port with a port in 1..65535", addr)
 	}
-	return nil
+	return host, uint32(n), nil
 }
 
 func isSupported(alg string) bool { return slices.Contains(SupportedAlgorithms, alg) }

@@ -11,10 +11,8 @@ package plan
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"sort"
-	"strconv"
 	"time"
 
 	"github.com/graymesh/graymesh/config"
@@ -436,15 +434,12 @@ func envOrder(s config.Service) []string {
 	return append([]string{config.Stable}, out...)
 }
 
-// ParseEndpoint parses host:port with a port in 1..65535.
+// ParseEndpoint parses host:port with a port in 1..65535, by the config's
+// own rule (config.SplitHostPort).
 func ParseEndpoint(s string) (Endpoint, error) {
-	host, portStr, err := net.SplitHostPort(s)
+	host, port, err := config.SplitHostPort(s)
 	if err != nil {
-		return Endpoint{}, fmt.Errorf("%q is not host:port", s)
+		return Endpoint{}, err
 	}
-	port, err := strconv.ParseUint(portStr, 10, 16)
-	if err != nil || port == 0 || host == "" {
-		return Endpoint{}, fmt.Errorf("%q is not host:port with a port in 1..65535", s)
-	}
-	return Endpoint{Host: host, Port: uint32(port)}, nil
+	return Endpoint{Host: host, Port: port}, nil
 }
