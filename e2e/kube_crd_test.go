@@ -13,7 +13,8 @@ func grayRelease(name, spec string) string {
 // TestKubeCRDRefusesEvictions: the API server itself, through the CRD's
 // CEL transition rules, refuses an evicting kubectl apply with the rule's
 // name, accepts a ramp, and accepts the same evicting change once it
-// declares a rollback; a kill is never refused.
+// declares a rollback; a kill is never refused. A whitelist entry that is
+// also blacklisted goes without a rollback.
 func TestKubeCRDRefusesEvictions(t *testing.T) {
 	k := startKube(t)
 	k.installCRD()
@@ -36,6 +37,15 @@ func TestKubeCRDRefusesEvictions(t *testing.T) {
 				t.Errorf("refusal names neither the rule %q nor the release:\n%s", tt.rule, out)
 			}
 		})
+	}
+	// The blacklist wins over the whitelist: a whitelisted subject the old
+	// spec also blacklists was never admitted through the whitelist, so
+	// removing that entry evicts nobody and is accepted; removing a plain
+	// whitelist entry still is not.
+	k.mustKubectl(grayRelease("search", "  env: gray\n  whitelist: [alice, bob]\n  blacklist: [bob]\n"), "apply", "-f", "-")
+	k.mustKubectl(grayRelease("search", "  env: gray\n  whitelist: [alice]\n  blacklist: [bob]\n"), "apply", "-f", "-")
+	if out, err := k.kubectl(grayRelease("search", "  env: gray\n  blacklist: [bob]\n"), "apply", "-f", "-"); err == nil || !strings.Contains(out, "rule whitelist-removed") {
+		t.Errorf("removing plain whitelist entry alice: err %v, want rule whitelist-removed:\n%s", err, out)
 	}
 	k.mustKubectl(grayRelease("checkout", "  env: gray\n  percent: 5\n  whitelist: [alice]\n  change: {rollback: true, reason: e2e}\n"), "apply", "-f", "-")
 	k.mustKubectl(grayRelease("checkout", "  env: gray\n  percent: 0\n  state: killed\n  whitelist: [alice]\n"), "apply", "-f", "-")

@@ -30,7 +30,15 @@ type GrayRelease struct {
 
 	// +kubebuilder:validation:XValidation:rule="(has(self.state) && self.state == 'killed') || (has(oldSelf.state) && oldSelf.state == 'killed') || (has(self.change) && has(self.change.rollback) && self.change.rollback) || (has(self.percent) ? self.percent : 0.0) >= (has(oldSelf.percent) ? oldSelf.percent : 0.0)",message="rule percent-lowered: a lower percent moves gray subjects back to stable; set spec.change.rollback: true (and a reason) to allow it"
 	// +kubebuilder:validation:XValidation:rule="(has(self.state) && self.state == 'killed') || (has(oldSelf.state) && oldSelf.state == 'killed') || (has(self.change) && has(self.change.rollback) && self.change.rollback) || (has(self.salt) ? self.salt : '') == (has(oldSelf.salt) ? oldSelf.salt : '')",message="rule salt-changed: a new salt re-buckets every subject; set spec.change.rollback: true (and a reason) to allow it"
-	// +kubebuilder:validation:XValidation:rule="(has(self.state) && self.state == 'killed') || (has(oldSelf.state) && oldSelf.state == 'killed') || (has(self.change) && has(self.change.rollback) && self.change.rollback) || !has(oldSelf.whitelist) || oldSelf.whitelist.all(w, has(self.whitelist) && w in self.whitelist)",message="rule whitelist-removed: removing a whitelist entry moves that subject back to stable; set spec.change.rollback: true (and a reason) to allow it"
+	// Rule whitelist-removed lets an entry go that the old spec also
+	// blacklists: the blacklist wins over the whitelist (package gray's
+	// evaluation order), so that subject was never admitted through it and
+	// nobody moves (the daemon's eviction gate, gray/evict.go, says the
+	// same). An entry blacklisted in the new spec only needs no clause of
+	// its own: adding it to the blacklist is rule blacklist-added's
+	// refusal, which would make the pair evicting anyway.
+
+	// +kubebuilder:validation:XValidation:rule="(has(self.state) && self.state == 'killed') || (has(oldSelf.state) && oldSelf.state == 'killed') || (has(self.change) && has(self.change.rollback) && self.change.rollback) || !has(oldSelf.whitelist) || oldSelf.whitelist.all(w, (has(self.whitelist) && w in self.whitelist) || (has(oldSelf.blacklist) && w in oldSelf.blacklist))",message="rule whitelist-removed: removing a whitelist entry (one not blacklisted) moves that subject back to stable; set spec.change.rollback: true (and a reason) to allow it"
 	// +kubebuilder:validation:XValidation:rule="(has(self.state) && self.state == 'killed') || (has(oldSelf.state) && oldSelf.state == 'killed') || (has(self.change) && has(self.change.rollback) && self.change.rollback) || !has(self.blacklist) || self.blacklist.all(b, has(oldSelf.blacklist) && b in oldSelf.blacklist)",message="rule blacklist-added: a new blacklist entry moves that subject back to stable; set spec.change.rollback: true (and a reason) to allow it"
 	// +kubebuilder:validation:XValidation:rule="(has(self.state) && self.state == 'killed') || (has(oldSelf.state) && oldSelf.state == 'killed') || (has(self.change) && has(self.change.rollback) && self.change.rollback) || self.env == oldSelf.env",message="rule env-changed: moving the release to another environment moves its gray subjects; set spec.change.rollback: true (and a reason) to allow it"
 	Spec   GrayReleaseSpec   `json:"spec"`
