@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	coordv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -24,6 +26,12 @@ const (
 	// annAccepted holds the report: release → generation in force.
 	annAccepted = "graymesh.io/accepted-generations"
 	annVersion  = "graymesh.io/version"
+	// annRefused holds release → generation refused and why (absent when
+	// the node refuses nothing); a reason is cut to maxReportReason bytes
+	// so the report stays a small object however long graymesh's
+	// explanation is.
+	annRefused      = "graymesh.io/refused-generations"
+	maxReportReason = 300
 	// reportEvery is the heartbeat; a report older than reportTTL is a
 	// node that is gone.
 	reportEvery = 10 * time.Second
@@ -71,13 +79,42 @@ func (s *Source) RunReporter(ctx context.Context, identity string) error {
 	}
 }
 
-// reportContent is what the report says now: generations in force and
-// the version.
+// reportContent is what the report says now: generations in force,
+// refusals and the version.
 func (s *Source) reportContent() string {
 	s.mu.Lock()
 	b, _ := json.Marshal(s.acceptedGenerations())
+	r, _ := json.Marshal(s.refusedGenerations())
 	s.mu.Unlock()
-	return string(b) + " " + s.versionWith("", objGen{})
+	return string(b) + " " + string(r) + " " + s.versionWith("", objGen{})
+}
+
+// reportedRefusal is one refusal in a node report, with short keys: the
+// report is rewritten on every change and heartbeat.
+type reportedRefusal struct {
+	Gen    int64  `json:"g"`
+	Reason string `json:"r"`
+}
+
+// refusedGenerations is release → generation refused and why. The caller
+// holds mu.
+func (s *Source) refusedGenerations() map[string]reportedRefusal {
+	ref := map[string]reportedRefusal{}
+	for n, r := range s.refused {
+		ref[n] = reportedRefusal{Gen: r.gen, Reason: truncateUTF8(r.err.Error(), maxReportReason)}
+	}
+	return ref
+}
+
+// truncateUTF8 cuts s to at most n bytes without splitting a character.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // acceptedGenerations is release → generation in force. The caller holds mu.
@@ -91,9 +128,13 @@ func (s *Source) acceptedGenerations() map[string]int64 {
 
 func (s *Source) report(ctx context.Context, leases coordinationv1.LeaseInterface, identity string) error {
 	s.mu.Lock()
-	acc := s.acceptedGenerations()
+	acc, ref := s.acceptedGenerations(), s.refusedGenerations()
 	s.mu.Unlock()
 	b, err := json.Marshal(acc)
+	if err != nil {
+		return err
+	}
+	rb, err := json.Marshal(ref)
 	if err != nil {
 		return err
 	}
@@ -112,6 +153,11 @@ func (s *Source) report(ctx context.Context, leases coordinationv1.LeaseInterfac
 		l.Annotations = map[string]string{}
 	}
 	l.Annotations[annAccepted], l.Annotations[annVersion] = string(b), s.versionWith("", objGen{})
+	if len(ref) > 0 {
+		l.Annotations[annRefused] = string(rb)
+	} else {
+		delete(l.Annotations, annRefused)
+	}
 	l.Spec.HolderIdentity, l.Spec.RenewTime, l.Spec.LeaseDurationSeconds = &identity, &now, &ttl
 	if l.ResourceVersion == "" {
 		_, err = leases.Create(ctx, l, metav1.CreateOptions{FieldManager: "graymesh"})
@@ -121,31 +167,60 @@ func (s *Source) report(ctx context.Context, leases coordinationv1.LeaseInterfac
 	return err
 }
 
-// nodeReports reads the live node reports: per node, release → generation.
-func (s *Source) nodeReports(ctx context.Context, leases coordinationv1.LeaseInterface) ([]map[string]int64, error) {
+// nodeReport is one node's live report.
+type nodeReport struct {
+	// Node is the reporting node's identity (--node-name).
+	Node string
+	// Accepted is release → generation in force; Refused, release →
+	// generation refused and why.
+	Accepted map[string]int64
+	Refused  map[string]reportedRefusal
+	Version  string
+}
+
+// nodeReports reads the live node reports, in node name order.
+func (s *Source) nodeReports(ctx context.Context, leases coordinationv1.LeaseInterface) ([]nodeReport, error) {
 	list, err := leases.List(ctx, metav1.ListOptions{LabelSelector: reportLabel + "=true"})
 	if err != nil {
 		return nil, err
 	}
-	var out []map[string]int64
-	for _, l := range list.Items {
-		if l.Spec.RenewTime == nil || time.Since(l.Spec.RenewTime.Time) > reportTTL {
-			continue
-		}
-		acc := map[string]int64{}
-		if json.Unmarshal([]byte(l.Annotations[annAccepted]), &acc) == nil {
-			out = append(out, acc)
+	var out []nodeReport
+	for i := range list.Items {
+		if r, ok := parseReport(&list.Items[i], time.Now()); ok {
+			out = append(out, r)
 		}
 	}
+	slices.SortFunc(out, func(a, b nodeReport) int { return strings.Compare(a.Node, b.Node) })
 	return out, nil
+}
+
+// parseReport reads one report Lease; false when it is stale (its node
+// is gone) or unreadable.
+func parseReport(l *coordv1.Lease, now time.Time) (nodeReport, bool) {
+	if l.Spec.RenewTime == nil || now.Sub(l.Spec.RenewTime.Time) > reportTTL {
+		return nodeReport{}, false
+	}
+	r := nodeReport{Node: l.Name, Accepted: map[string]int64{}, Refused: map[string]reportedRefusal{}, Version: l.Annotations[annVersion]}
+	if l.Spec.HolderIdentity != nil {
+		r.Node = *l.Spec.HolderIdentity
+	}
+	if json.Unmarshal([]byte(l.Annotations[annAccepted]), &r.Accepted) != nil {
+		return nodeReport{}, false
+	}
+	// A report without refusals has no annotation; an unreadable one
+	// (written by a newer graymesh, say) counts as none.
+	if ann, ok := l.Annotations[annRefused]; ok && json.Unmarshal([]byte(ann), &r.Refused) != nil {
+		r.Refused = map[string]reportedRefusal{}
+	}
+	return r, true
 }
 
 // nodesServing is status.nodes: reports whose generation in force for
 // name is gen, out of all live reports.
-func nodesServing(reports []map[string]int64, name string, gen int64) string {
+func nodesServing(reports []nodeReport, name string, gen int64) string {
 	n := 0
 	for _, r := range reports {
-		if r[name] == gen {
+		if r.Accepted[name] == gen {
 			n++
 		}
 	}

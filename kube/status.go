@@ -89,7 +89,7 @@ func (s *Source) writeStatusLoop(ctx context.Context, leases coordinationv1.Leas
 
 // writeStatus patches u's status when this node's outcome for its current
 // generation differs from what the status says.
-func (s *Source) writeStatus(ctx context.Context, u *unstructured.Unstructured, reports []map[string]int64) error {
+func (s *Source) writeStatus(ctx context.Context, u *unstructured.Unstructured, reports []nodeReport) error {
 	gr, err := fromUnstructured(u)
 	if err != nil {
 		return err
@@ -97,6 +97,7 @@ func (s *Source) writeStatus(ctx context.Context, u *unstructured.Unstructured, 
 	want, ok := s.desiredStatus(gr)
 	if ok && reports != nil {
 		want.Nodes = nodesServing(reports, gr.Name, want.AcceptedGeneration)
+		tallyNodes(&want, reports, gr.Name, gr.Generation, gr.Status.Conditions)
 	}
 	if !ok || sameStatus(gr.Status, want) {
 		return nil

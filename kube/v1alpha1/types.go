@@ -22,6 +22,7 @@ import (
 // +kubebuilder:printcolumn:name="Percent",type=number,JSONPath=`.status.percent`,description="percentage in force on the fleet"
 // +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.status.version`,description="fleet version the nodes serve"
 // +kubebuilder:printcolumn:name="Nodes",type=string,JSONPath=`.status.nodes`,description="nodes serving this generation / nodes reporting"
+// +kubebuilder:printcolumn:name="Refused",type=integer,JSONPath=`.status.nodesRefused`,description="nodes that refused this generation",priority=1
 // +kubebuilder:printcolumn:name="Accepted",type=string,JSONPath=`.status.conditions[?(@.type=="Accepted")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type GrayRelease struct {
@@ -223,4 +224,25 @@ type GrayReleaseStatus struct {
 	// out of the nodes that reported.
 	// +optional
 	Nodes string `json:"nodes,omitempty"`
+	// NodesAccepted is how many reporting nodes have the current
+	// generation in force, and NodesRefused how many refused it (each
+	// node checks a change against its own state, so nodes can differ).
+	// +optional
+	NodesAccepted int `json:"nodesAccepted,omitempty"`
+	// +optional
+	NodesRefused int `json:"nodesRefused,omitempty"`
+	// RefusedBy names the first nodes, by name, that refused the current
+	// generation, with the reason: a few, so the status stays small on a
+	// large fleet (NodesRefused counts them all).
+	// +optional
+	// +kubebuilder:validation:MaxItems=5
+	RefusedBy []NodeRefusal `json:"refusedBy,omitempty"`
+}
+
+// NodeRefusal is one node's refusal of a generation.
+type NodeRefusal struct {
+	Node string `json:"node"`
+	// Reason is graymesh's refusal, shortened.
+	// +kubebuilder:validation:MaxLength=1024
+	Reason string `json:"reason"`
 }
