@@ -66,14 +66,16 @@ func (a *analyser) advance(r *config.Release, now time.Time) (string, error) {
 		return fmt.Sprintf("%s: schedule[%d] is not due before %s", actHold, next, at.UTC().Format(time.RFC3339)), nil
 	}
 	action := fmt.Sprintf("%s to schedule[%d] (%s%%)", actAdvance, next, trimFloat(steps[next].Percent))
-	return action, a.d.override(r.Name, func(o *override) { o.Step = &next }, "analysis", config.Change{Reason: "analysis: " + action})
+	fa := FleetAction{Release: r.Name, Kind: FleetAdvance, Step: steps[next], Reason: fmt.Sprintf("%s — %s", analysis.Pass, action)}
+	note, err := a.changeRelease(fa, func(o *override) { o.Step = &next }, config.Change{Reason: "analysis: " + action})
+	return withNote(action, note), err
 }
 
 // apply takes a fail or critical verdict's configured action.
 func (a *analyser) apply(r *config.Release, action string, w *Window) (string, error) {
 	reason := fmt.Sprintf("analysis of %s: %s — %s", r.Name, w.Verdict, w.Reason)
 	var change func(*override)
-	rollback := false
+	rollback, kind := false, action
 	switch action {
 	case config.ActionNone:
 		return actNone + " (on_fail: none)", nil
@@ -90,9 +92,19 @@ func (a *analyser) apply(r *config.Release, action string, w *Window) (string, e
 		}
 		zero := 0.0
 		change = func(o *override) { o.Percent, o.Step = &zero, nil }
-		rollback = true
+		rollback, kind = true, FleetRollback
 	}
-	return action, a.d.override(r.Name, change, "analysis", config.Change{Rollback: rollback, Reason: reason})
+	fa := FleetAction{Release: r.Name, Kind: kind, Reason: fmt.Sprintf("%s — %s", w.Verdict, w.Reason)}
+	note, err := a.changeRelease(fa, change, config.Change{Rollback: rollback, Reason: reason})
+	return withNote(action, note), err
+}
+
+// withNote adds what the fleet actor did to an action's record.
+func withNote(action, note string) string {
+	if note == "" {
+		return action
+	}
+	return action + " (" + note + ")"
 }
 
 func trimFloat(f float64) string { return fmt.Sprintf("%g", f) }

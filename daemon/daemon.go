@@ -66,6 +66,8 @@ type Options struct {
 	// ApplyFleet, the file gives the static settings only, and local
 	// overrides are refused.
 	Fleet Fleet
+	// FleetActor, with Fleet, is how the analysis acts in that mode.
+	FleetActor FleetActor
 }
 
 // envoyKeepalive lets Envoy ping idle ext_proc and ADS connections as often

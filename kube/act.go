@@ -22,6 +22,15 @@ var ErrAction = errors.New("no such action in Kubernetes mode")
 // carries over to this one. `kubectl patch grayrelease NAME --type merge
 // -p PATCH` sends the same bytes (docs/kubernetes.md).
 func Patch(kind string, percent float64, rollback bool, reason string) ([]byte, error) {
+	spec, err := patchSpec(kind, percent, rollback, reason)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(map[string]any{"spec": spec})
+}
+
+// patchSpec is Patch's spec, which the analysis's fleet actions reuse.
+func patchSpec(kind string, percent float64, rollback bool, reason string) (map[string]any, error) {
 	if reason == "" {
 		reason = "graymesh release " + kind
 	}
@@ -40,7 +49,7 @@ func Patch(kind string, percent float64, rollback bool, reason string) ([]byte, 
 	default:
 		return nil, fmt.Errorf("%w: %q (kill, freeze, unfreeze, revive, percent)", ErrAction, kind)
 	}
-	return json.Marshal(map[string]any{"spec": spec})
+	return spec, nil
 }
 
 // Act patches GrayRelease name; the API server's CEL rules refuse an

@@ -35,7 +35,7 @@ components: [../components/kubernetes-mode]
 		t.Errorf("%d cluster-wide RBAC objects", n)
 	}
 	want := []rbacv1.PolicyRule{
-		{APIGroups: []string{"graymesh.io"}, Resources: []string{"grayreleases"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{"graymesh.io"}, Resources: []string{"grayreleases"}, Verbs: []string{"get", "list", "watch", "patch"}},
 		{APIGroups: []string{"graymesh.io"}, Resources: []string{"grayreleases/status"}, Verbs: []string{"patch"}},
 		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "list", "create", "update"}},
 	}

@@ -101,6 +101,9 @@ func serveKube(ctx context.Context, path string, opts daemon.Options, k kubeFlag
 	log = log.With("node", identity)
 	src := kube.NewSource(c, log)
 	opts.Fleet = src
+	// The analysis acts on the fleet's object, not through local
+	// overrides, which this mode refuses.
+	opts.FleetActor = kube.NewActor(c, identity)
 	d, err := daemon.New(ctx, path, opts, log)
 	if err != nil {
 		return err
