@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/graymesh/graymesh/config"
@@ -108,6 +109,11 @@ type releaseView struct {
 	// no analysis).
 	Analysis       *daemon.AnalysisStatus
 	AnalysisStatus int
+	// Fleet is how the fleet serves the release, in Kubernetes mode (GET
+	// /v1/releases/{name}/fleet); FleetError why it could not be read
+	// there. Both are empty in file mode (404).
+	Fleet      *daemon.FleetRelease
+	FleetError string
 }
 
 // analysisWindows is how many of the newest analysis windows the release
@@ -141,9 +147,29 @@ func (c *Console) releaseView(ctx context.Context, name string) (releaseView, bo
 				v.Analysis = &st
 			}
 		}
+		v.Fleet, v.FleetError = c.fleet(ctx, name)
 		return v, true
 	}
 	return releaseView{}, false
+}
+
+// fleet reads the release's fleet status through the admin API, as the
+// analysis above: a 404 is file mode (or no object yet), shown as not
+// available; another failure is shown with its text.
+func (c *Console) fleet(ctx context.Context, name string) (*daemon.FleetRelease, string) {
+	code, body := c.d.APIGet(ctx, "/v1/releases/"+name+"/fleet")
+	switch code {
+	case http.StatusOK:
+		var fr daemon.FleetRelease
+		if err := json.Unmarshal(body, &fr); err != nil {
+			return nil, err.Error()
+		}
+		return &fr, ""
+	case http.StatusNotFound:
+		return nil, ""
+	default:
+		return nil, strings.TrimSpace(string(body))
+	}
 }
 
 func (c *Console) releasePage(w http.ResponseWriter, r *http.Request, s *session) {

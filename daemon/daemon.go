@@ -68,6 +68,8 @@ type Options struct {
 	Fleet Fleet
 	// FleetActor, with Fleet, is how the analysis acts in that mode.
 	FleetActor FleetActor
+	// FleetView, with Fleet, gives the fleet status of a release.
+	FleetView FleetView
 }
 
 // envoyKeepalive lets Envoy ping idle ext_proc and ADS connections as often

@@ -114,3 +114,20 @@ func leaseRenewed(at time.Time) *coordv1.Lease {
 	return &coordv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: reportName(id), Annotations: map[string]string{annAccepted: `{"checkout":2}`}},
 		Spec: coordv1.LeaseSpec{HolderIdentity: &id, RenewTime: &rt}}
 }
+
+// TestViewNodes: the console's node list says, per node, the generation in
+// force and any refusal of the release, and is bounded.
+func TestViewNodes(t *testing.T) {
+	var reports []nodeReport
+	for i := range maxViewNodes + 3 {
+		reports = append(reports, nodeReport{Node: fmt.Sprintf("n%03d", i), Accepted: map[string]int64{"checkout": 2}, Version: "9"})
+	}
+	reports[1].Refused = map[string]reportedRefusal{"checkout": {Gen: 3, Reason: "why"}}
+	nodes, more := viewNodes(reports, "checkout")
+	if len(nodes) != maxViewNodes || more != 3 {
+		t.Fatalf("%d nodes, %d more", len(nodes), more)
+	}
+	if n := nodes[1]; n.Name != "n001" || n.Generation != 2 || n.Version != "9" || n.RefusedGeneration != 3 || n.Refused != "why" {
+		t.Errorf("node %+v", n)
+	}
+}

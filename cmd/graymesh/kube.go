@@ -104,6 +104,8 @@ func serveKube(ctx context.Context, path string, opts daemon.Options, k kubeFlag
 	// The analysis acts on the fleet's object, not through local
 	// overrides, which this mode refuses.
 	opts.FleetActor = kube.NewActor(c, identity)
+	// The console's release page shows the fleet: status and node reports.
+	opts.FleetView = kube.NewFleetView(src)
 	d, err := daemon.New(ctx, path, opts, log)
 	if err != nil {
 		return err
