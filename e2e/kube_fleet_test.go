@@ -226,6 +226,7 @@ func TestKubeFleet(t *testing.T) {
 		return nil
 	})
 	eachNode(t, "previous state kept after a refused spec", nodes, func(nd *fleetNode) error { return nd.serves("u1", "gray", "2") })
+	checkFleetRefused(t, k, nodes, 3, 2, "not-a-cidr")
 	t.Log(strings.TrimSpace(k.mustKubectl("", "get", "grayreleases")))
 
 	must(t, k.patchRelease("checkout", map[string]any{"cidrs": nil}))
@@ -245,6 +246,7 @@ func TestKubeFleet(t *testing.T) {
 		}
 		return nil
 	})
+	checkConsoleFleet(t, nodes[0], fleetNodes, 4)
 	t.Log(strings.TrimSpace(k.mustKubectl("", "get", "grayreleases")))
 
 	// A node down during a kill, restarted with an empty state directory,
