@@ -194,6 +194,23 @@ func TestKubeAnalysisKillsTheFleet(t *testing.T) {
 		t.Errorf("generation %d after the kill, want 2: the nodes patched more than once", g)
 	}
 	t.Logf("killed by: %s", reason)
+	// Across the nodes' windows exactly one patch landed; a node that
+	// reached the verdict later found the object killed (or the release
+	// already killed in force) and patched nothing.
+	patched := 0
+	for _, nd := range nodes {
+		for _, w := range analysisOf(t, nd.admin, "checkout").Windows {
+			if w.Action != "hold" && w.Action != "none: no schedule" {
+				t.Logf("%s window %d: %s → %s %s", nd.name, w.Index, w.Verdict, w.Action, w.ActionError)
+			}
+			if strings.Contains(w.Action, "GrayRelease patched") {
+				patched++
+			}
+		}
+	}
+	if patched != 1 {
+		t.Errorf("%d windows patched the GrayRelease, want 1", patched)
+	}
 	eachNode(t, "every node serves stable", nodes, func(nd *fleetNode) error {
 		for d := range 20 {
 			if err := nd.serves(fmt.Sprintf("after-%d", d), "stable", "2"); err != nil {
