@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -127,4 +128,15 @@ func fleetSkip(spec v1alpha1.GrayReleaseSpec, fa daemon.FleetAction) string {
 		}
 	}
 	return ""
+}
+
+// percentInForce is status.percent: with an analysis the schedule waits
+// for a passing window, and in this mode a step taken becomes
+// spec.percent (fleetPatch), so the steps left in the schedule are not in
+// force yet, whatever their at.
+func percentInForce(rel *config.Release, now time.Time) float64 {
+	if rel.Analysis != nil {
+		return rel.Percent
+	}
+	return rel.PercentAt(now)
 }

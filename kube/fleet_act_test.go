@@ -67,3 +67,17 @@ func TestFleetPatch(t *testing.T) {
 		t.Error("an unknown analysis action was patched")
 	}
 }
+
+// TestPercentInForceHeldByAnalysis: status.percent of an analysed release
+// is spec.percent until a window passes, even with steps due by time.
+func TestPercentInForceHeldByAnalysis(t *testing.T) {
+	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	r := config.Release{Percent: 1, Schedule: []config.Step{{At: now.Add(-time.Hour), Percent: 10}}}
+	if p := percentInForce(&r, now); p != 10 {
+		t.Errorf("without analysis: %v, want the due step's 10", p)
+	}
+	r.Analysis = &config.Analysis{}
+	if p := percentInForce(&r, now); p != 1 {
+		t.Errorf("with analysis: %v, want spec.percent 1", p)
+	}
+}

@@ -130,7 +130,7 @@ func (s *Source) desiredStatus(gr *v1alpha1.GrayRelease) (v1alpha1.GrayReleaseSt
 		spec := gr.Spec
 		st.AcceptedGeneration, st.AcceptedSpec = gr.Generation, &spec
 		if rel, err := Release(gr.Name, &spec); err == nil {
-			st.State, st.Percent = rel.State, rel.PercentAt(time.Now())
+			st.State, st.Percent = rel.State, percentInForce(&rel, time.Now())
 			if rel.State == config.StateKilled {
 				st.Percent = 0
 			}
