@@ -220,3 +220,49 @@ func TestKubeAnalysisKillsTheFleet(t *testing.T) {
 		return nil
 	})
 }
+
+// TestKubeAnalysisAdvancesTheFleet: a healthy gray's passing windows take
+// the schedule's steps on the GrayRelease, each exactly once however many
+// nodes pass: spec.percent becomes each step's percentage, the step leaves
+// the schedule, and the object ends one generation per step later.
+func TestKubeAnalysisAdvancesTheFleet(t *testing.T) {
+	const n = 3
+	k := startKube(t)
+	k.installCRD()
+	nodes := startFleet(t, k, n)
+	k.mustKubectl(grayRelease("checkout", "  env: gray\n  percent: 20\n  analysis: {interval: 1s, min_requests: 30}\n"+
+		"  schedule:\n  - {at: \"2020-01-01T00:00:00Z\", percent: 40}\n  - {at: \"2020-01-01T00:01:00Z\", percent: 60}\n"), "apply", "-f", "-")
+	stop := fleetLoad(t, nodes, 400)
+	waitFor(t, "both steps taken on the GrayRelease", 90*time.Second, func() error {
+		obj, err := k.release("checkout")
+		if err != nil {
+			return err
+		}
+		spec, _ := obj["spec"].(map[string]any)
+		if spec["percent"] != 60.0 || spec["schedule"] != nil {
+			return fmt.Errorf("spec.percent %v, schedule %v", spec["percent"], spec["schedule"])
+		}
+		return nil
+	})
+	stop()
+	obj, err := k.release("checkout")
+	must(t, err)
+	if g := generation(obj); g != 3 {
+		t.Errorf("generation %d after two steps, want 3: a step was taken more than once", g)
+	}
+	spec, _ := obj["spec"].(map[string]any)
+	change, _ := spec["change"].(map[string]any)
+	if r := fmt.Sprint(change["reason"]); !regexp.MustCompile(`^analysis on node node-\d: pass — advance to schedule\[0\] \(60%\)$`).MatchString(r) {
+		t.Errorf("change.reason %q", r)
+	}
+	eachNode(t, "every node at 60% under version 3", nodes, func(nd *fleetNode) error {
+		fr, err := nd.fleetOf("checkout")
+		if err != nil {
+			return err
+		}
+		if fr.Percent != 60 || fr.Version != "3" {
+			return fmt.Errorf("%s: fleet status percent %v version %s", nd.name, fr.Percent, fr.Version)
+		}
+		return nil
+	})
+}
