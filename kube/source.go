@@ -20,9 +20,10 @@ import (
 	"github.com/graymesh/graymesh/daemon"
 )
 
-// Applier puts one release change in force: *daemon.Daemon.
+// Applier puts one release change in force, or holds it for its
+// effective_at (pending): *daemon.Daemon.
 type Applier interface {
-	ApplyFleet(daemon.FleetChange) error
+	ApplyFleet(daemon.FleetChange) (pending bool, err error)
 }
 
 // probeInterval is how often a stale source lists the objects to learn
@@ -48,6 +49,9 @@ type Source struct {
 	// refused is, per release, the generation refused and why; it is not
 	// tried again until the object changes.
 	refused map[string]refusal
+	// held is, per release, the generation the daemon holds for its
+	// effective_at: not in force, so not in the version, until Due.
+	held map[string]objGen
 
 	synced     atomic.Bool
 	staleSince atomic.Int64 // unix nanoseconds; 0 while current
@@ -68,7 +72,7 @@ var _ daemon.Fleet = (*Source)(nil)
 // NewSource prepares the informer; it does no I/O.
 func NewSource(c *Client, log *slog.Logger) *Source {
 	s := &Source{client: c, log: log.With("component", "kube", "namespace", c.Namespace),
-		kick: make(chan struct{}, 1), passed: make(chan struct{}, 1), reported: make(chan struct{}, 1), accepted: map[string]objGen{}, refused: map[string]refusal{}}
+		kick: make(chan struct{}, 1), passed: make(chan struct{}, 1), reported: make(chan struct{}, 1), accepted: map[string]objGen{}, refused: map[string]refusal{}, held: map[string]objGen{}}
 	// No resync: the watch delivers every change; a periodic resync would
 	// only replay the cache.
 	f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(c.Dynamic, 0, c.Namespace, nil)
@@ -110,11 +114,16 @@ func (s *Source) Start(ctx context.Context) error {
 // An object whose current generation the fleet refused (status
 // Accepted=False) starts from its last accepted spec, so a node that
 // starts with nothing still has something to compare the refused change
-// against, and refuses it as the others did.
+// against, and refuses it as the others did. So does an object whose
+// current generation waits for its effective_at: the running nodes serve
+// the last accepted spec until then, and so does this one.
 func (s *Source) Sync(ap Applier) {
 	for _, u := range s.objects() {
 		gr, err := fromUnstructured(u)
-		if err != nil || gr.Status.AcceptedSpec == nil || gr.Status.AcceptedGeneration == gr.Generation || !refusedNow(gr.Status.Conditions, gr.Generation) {
+		if err != nil || gr.Status.AcceptedSpec == nil || gr.Status.AcceptedGeneration == gr.Generation || u.GetDeletionTimestamp() != nil {
+			continue
+		}
+		if _, at := declaration(&gr.Spec); !refusedNow(gr.Status.Conditions, gr.Generation) && (at == nil || !time.Now().Before(*at)) {
 			continue
 		}
 		rel, err := Release(gr.Name, gr.Status.AcceptedSpec)
@@ -180,7 +189,7 @@ func (s *Source) pass(ap Applier) {
 		seen[name] = true
 		og := objGen{uid: u.GetUID(), gen: u.GetGeneration()}
 		s.mu.Lock()
-		done := s.accepted[name] == og || s.refused[name].objGen == og
+		done := s.accepted[name] == og || s.refused[name].objGen == og || s.held[name] == og
 		s.mu.Unlock()
 		if done {
 			continue
@@ -209,6 +218,11 @@ func (s *Source) pass(ap Applier) {
 			delete(s.refused, name)
 		}
 	}
+	for name := range s.held {
+		if !seen[name] {
+			delete(s.held, name)
+		}
+	}
 	s.mu.Unlock()
 	slices.Sort(gone)
 	for _, name := range gone {
@@ -228,13 +242,20 @@ func (s *Source) pass(ap Applier) {
 // applyOne offers one change to the daemon and records the outcome.
 // og zero with rel nil removes the release.
 func (s *Source) applyOne(ap Applier, name string, og objGen, rel *config.Release, ch config.Change, at *time.Time) error {
-	err := ap.ApplyFleet(daemon.FleetChange{Name: name, Release: rel, EffectiveAt: at, Change: ch, Version: s.versionWith(name, og)})
+	pending, err := ap.ApplyFleet(daemon.FleetChange{Name: name, Release: rel, EffectiveAt: at, Change: ch, Version: s.versionWith(name, og)})
 	if err != nil {
 		s.refuse(name, og, err)
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	delete(s.held, name)
+	if pending {
+		// The release keeps its generation in force, and the version
+		// counts that one, until the daemon says the change is due.
+		s.held[name] = og
+		return nil
+	}
 	if rel == nil {
 		delete(s.accepted, name)
 	} else {
@@ -248,6 +269,7 @@ func (s *Source) refuse(name string, og objGen, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.refused[name] = refusal{objGen: og, err: err}
+	delete(s.held, name)
 	s.log.Warn("GrayRelease refused; the release keeps its state in force", "release", name, "generation", og.gen, "error", err)
 }
 
@@ -314,6 +336,15 @@ func mapsEqual(a, b map[string]string) bool {
 	return true
 }
 
+// Due implements daemon.Fleet: release's held change has reached its
+// effective_at; the next pass offers it again.
+func (s *Source) Due(release string) {
+	s.mu.Lock()
+	delete(s.held, release)
+	s.mu.Unlock()
+	s.poke()
+}
+
 // Synced implements daemon.Fleet.
 func (s *Source) Synced() bool { return s.synced.Load() }
 
@@ -335,9 +366,14 @@ func (s *Source) Status() map[string]any {
 	for n, r := range s.refused {
 		refused[n] = map[string]any{"generation": r.gen, "error": r.err.Error()}
 	}
+	held := map[string]int64{}
+	for n, h := range s.held {
+		held[n] = h.gen
+	}
 	return map[string]any{
 		"source": "kubernetes", "namespace": s.client.Namespace, "synced": s.synced.Load(),
 		"stale_seconds": s.Staleness().Seconds(), "accepted_generations": accepted, "refused": refused,
+		"held_generations": held,
 	}
 }
 
