@@ -97,8 +97,8 @@ type Daemon struct {
 	// held is, in Kubernetes mode, per release, the change waiting for its
 	// effective_at: one release's future change never holds (or is
 	// pulled forward by) another's.
-	held map[string]*heldChange
-	fileHash    [32]byte
+	held     map[string]*heldChange
+	fileHash [32]byte
 
 	lastReload atomic.Pointer[reloadStatus]
 	history    history
