@@ -88,7 +88,7 @@ var _ daemon.Fleet = (*Source)(nil)
 func NewSource(c *Client, log *slog.Logger) *Source {
 	s := &Source{client: c, log: log.With("component", "kube", "namespace", c.Namespace),
 		kick: make(chan struct{}, 1), passed: make(chan struct{}, 1), reported: make(chan struct{}, 1), accepted: map[string]objGen{}, refused: map[string]refusal{}, held: map[string]objGen{},
-		deleting: map[string]objGen{}, gone: map[types.UID]int64{}}
+		deleting: map[string]objGen{}, gone: map[types.UID]int64{}, served: "0"}
 	// No resync: the watch delivers every change; a periodic resync would
 	// only replay the cache.
 	f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(c.Dynamic, 0, c.Namespace, nil)
