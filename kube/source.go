@@ -304,11 +304,9 @@ func (s *Source) forgetGone(seen map[string]bool) []string {
 			delete(s.deleting, name)
 		}
 	}
-	for _, m := range []map[string]objGen{s.held} {
-		for name := range m {
-			if !seen[name] {
-				delete(m, name)
-			}
+	for name := range s.held {
+		if !seen[name] {
+			delete(s.held, name)
 		}
 	}
 	for name := range s.refused {
