@@ -195,6 +195,7 @@ func (d *Daemon) handleStatus(w http.ResponseWriter, _ *http.Request) {
 	if d.pending != nil && d.pending.EffectiveAt != nil {
 		pending = d.pending.EffectiveAt.Format("2006-01-02T15:04:05Z07:00")
 	}
+	held := d.heldReleases()
 	content := d.state.ContentHash
 	d.mu.Unlock()
 	var fleet map[string]any
@@ -207,6 +208,7 @@ func (d *Daemon) handleStatus(w http.ResponseWriter, _ *http.Request) {
 		"config_version":         p.Config.Version,
 		"config_content_hash":    content,
 		"pending_effective_at":   pending,
+		"pending_releases":       held,
 		"xds_version":            d.xds.Version(),
 		"last_reload":            d.lastReload.Load(),
 		"releases":               d.releases(),

@@ -98,7 +98,11 @@ type Daemon struct {
 	pending *config.Config
 	// stopPending cancels the timer that puts pending in force.
 	stopPending func() bool
-	fileHash    [32]byte
+	// held is, in Kubernetes mode, per release, the change waiting for its
+	// effective_at: one release's future change never holds (or is
+	// pulled forward by) another's.
+	held     map[string]*heldChange
+	fileHash [32]byte
 
 	lastReload atomic.Pointer[reloadStatus]
 	history    history
@@ -137,7 +141,7 @@ func New(ctx context.Context, path string, opts Options, log *slog.Logger) (*Dae
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{path: path, opts: opts, log: log, state: st}
+	d := &Daemon{path: path, opts: opts, log: log, state: st, held: map[string]*heldChange{}}
 	d.xds = xds.New(ctx, log)
 	d.sources = identity.NewSources(log.With("component", "identity"))
 	d.metrics = newMetrics(func() int64 { return d.ext.ActiveStreams() }, d.xds, d.sources)
@@ -230,13 +234,20 @@ func (d *Daemon) Reload() error {
 	return nil
 }
 
+// gate is the eviction gate: a change that would move gray subjects back
+// to stable passes only when it declares a rollback.
+func gate(cur, next *config.Config) error {
+	if next.Change.Rollback {
+		return nil
+	}
+	return evictionError(cur, next)
+}
+
 // apply puts next in force now, or at its effective_at. The caller holds mu.
 func (d *Daemon) apply(next *config.Config, source string) error {
 	cur := d.ext.Policy().Config
-	if !next.Change.Rollback {
-		if err := evictionError(cur, next); err != nil {
-			return err
-		}
+	if err := gate(cur, next); err != nil {
+		return err
 	}
 	if d.stopPending != nil {
 		d.stopPending()

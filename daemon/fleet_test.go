@@ -23,6 +23,7 @@ type fakeFleet struct{}
 func (fakeFleet) Synced() bool             { return true }
 func (fakeFleet) Staleness() time.Duration { return 0 }
 func (fakeFleet) Status() map[string]any   { return nil }
+func (fakeFleet) Due(string)               {}
 
 func newFleetDaemon(t *testing.T, file string) (*Daemon, error) {
 	t.Helper()
@@ -59,7 +60,7 @@ func TestApplyFleet(t *testing.T) {
 		{"deleted, a declared rollback", FleetChange{Name: "shop-v2", Change: config.Change{Rollback: true}, Version: "1"}, "", "1"},
 	}
 	for _, st := range steps {
-		err := d.ApplyFleet(st.change)
+		_, err := d.ApplyFleet(st.change)
 		switch {
 		case st.refused == "" && err != nil:
 			t.Fatalf("%s: refused: %v", st.name, err)

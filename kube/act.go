@@ -19,8 +19,10 @@ var ErrAction = errors.New("no such action in Kubernetes mode")
 // Patch is the JSON merge patch of GrayRelease spec that an emergency
 // control makes: kill, freeze, unfreeze (revive) or percent. It always
 // writes change, so a rollback declared by an earlier change never
-// carries over to this one. `kubectl patch grayrelease NAME --type merge
-// -p PATCH` sends the same bytes (docs/kubernetes.md).
+// carries over to this one, and clears effective_at: an emergency control
+// takes effect now, never at a time an earlier change set (a change of
+// the release held for its time is replaced). `kubectl patch grayrelease
+// NAME --type merge -p PATCH` sends the same bytes (docs/kubernetes.md).
 func Patch(kind string, percent float64, rollback bool, reason string) ([]byte, error) {
 	spec, err := patchSpec(kind, percent, rollback, reason)
 	if err != nil {
@@ -34,7 +36,7 @@ func patchSpec(kind string, percent float64, rollback bool, reason string) (map[
 	if reason == "" {
 		reason = "graymesh release " + kind
 	}
-	spec := map[string]any{"change": map[string]any{"rollback": rollback, "reason": reason}}
+	spec := map[string]any{"change": map[string]any{"rollback": rollback, "reason": reason}, "effective_at": nil}
 	switch kind {
 	case "kill":
 		spec["state"] = config.StateKilled

@@ -12,10 +12,10 @@ func TestPatch(t *testing.T) {
 		rollback bool
 		want     string
 	}{
-		{"kill", 0, false, `{"spec":{"change":{"reason":"graymesh release kill","rollback":false},"state":"killed"}}`},
-		{"freeze", 0, false, `{"spec":{"change":{"reason":"graymesh release freeze","rollback":false},"state":"frozen"}}`},
-		{"unfreeze", 0, false, `{"spec":{"change":{"reason":"graymesh release unfreeze","rollback":false},"state":"active"}}`},
-		{"percent", 5, true, `{"spec":{"change":{"reason":"graymesh release percent","rollback":true},"percent":5,"schedule":null}}`},
+		{"kill", 0, false, `{"spec":{"change":{"reason":"graymesh release kill","rollback":false},"effective_at":null,"state":"killed"}}`},
+		{"freeze", 0, false, `{"spec":{"change":{"reason":"graymesh release freeze","rollback":false},"effective_at":null,"state":"frozen"}}`},
+		{"unfreeze", 0, false, `{"spec":{"change":{"reason":"graymesh release unfreeze","rollback":false},"effective_at":null,"state":"active"}}`},
+		{"percent", 5, true, `{"spec":{"change":{"reason":"graymesh release percent","rollback":true},"effective_at":null,"percent":5,"schedule":null}}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.kind, func(t *testing.T) {

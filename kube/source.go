@@ -14,15 +14,17 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic/dynamicinformer"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/graymesh/graymesh/config"
 	"github.com/graymesh/graymesh/daemon"
 )
 
-// Applier puts one release change in force: *daemon.Daemon.
+// Applier puts one release change in force, or holds it for its
+// effective_at (pending): *daemon.Daemon.
 type Applier interface {
-	ApplyFleet(daemon.FleetChange) error
+	ApplyFleet(daemon.FleetChange) (pending bool, err error)
 }
 
 // probeInterval is how often a stale source lists the objects to learn
@@ -48,6 +50,23 @@ type Source struct {
 	// refused is, per release, the generation refused and why; it is not
 	// tried again until the object changes.
 	refused map[string]refusal
+	// held is, per release, the generation the daemon holds for its
+	// effective_at: not in force, so not in the version, until Due.
+	held map[string]objGen
+	// deleting is, per release, the object being deleted (deletionTimestamp
+	// set, held by the finalizer): out of the policy, its current
+	// generation still in the version.
+	deleting map[string]objGen
+	// gone is, per object this node saw deleted, its final generation,
+	// until the fleet record lists it.
+	gone map[types.UID]int64
+	// record is the fleet record (ConfigMap FleetConfigMap) as last seen.
+	record fleetRecord
+	// served is the version last put in force.
+	served string
+	// fleetInf watches the fleet record; core writes it.
+	fleetInf cache.SharedIndexInformer
+	core     corev1client.CoreV1Interface
 
 	synced     atomic.Bool
 	staleSince atomic.Int64 // unix nanoseconds; 0 while current
@@ -68,14 +87,28 @@ var _ daemon.Fleet = (*Source)(nil)
 // NewSource prepares the informer; it does no I/O.
 func NewSource(c *Client, log *slog.Logger) *Source {
 	s := &Source{client: c, log: log.With("component", "kube", "namespace", c.Namespace),
-		kick: make(chan struct{}, 1), passed: make(chan struct{}, 1), reported: make(chan struct{}, 1), accepted: map[string]objGen{}, refused: map[string]refusal{}}
+		kick: make(chan struct{}, 1), passed: make(chan struct{}, 1), reported: make(chan struct{}, 1), accepted: map[string]objGen{}, refused: map[string]refusal{}, held: map[string]objGen{},
+		deleting: map[string]objGen{}, gone: map[types.UID]int64{}, served: "0"}
 	// No resync: the watch delivers every change; a periodic resync would
 	// only replay the cache.
 	f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(c.Dynamic, 0, c.Namespace, nil)
 	s.inf = f.ForResource(GVR).Informer()
 	kick := func(any) { s.poke() }
 	_, _ = s.inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: kick, DeleteFunc: kick, UpdateFunc: func(_, n any) { kick(n) },
+		AddFunc: kick, DeleteFunc: s.deleted, UpdateFunc: func(_, n any) { kick(n) },
+	})
+	s.fleetInf = newFleetInformer(c)
+	// NewForConfig does no I/O.
+	s.core, _ = corev1client.NewForConfig(c.Config)
+	record := func(o any) {
+		if u, ok := o.(*unstructured.Unstructured); ok {
+			s.setRecord(u)
+		}
+	}
+	// A deleted ConfigMap keeps the last record: forgetting it would lower
+	// the version.
+	_, _ = s.fleetInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: record, UpdateFunc: func(_, n any) { record(n) },
 	})
 	_ = s.inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
 		s.markStale(err)
@@ -99,8 +132,9 @@ func (s *Source) poke() {
 // object, or ctx's error.
 func (s *Source) Start(ctx context.Context) error {
 	go s.inf.RunWithContext(ctx)
-	s.log.Info("listing GrayRelease objects")
-	if !cache.WaitForCacheSync(ctx.Done(), s.inf.HasSynced) {
+	go s.fleetInf.RunWithContext(ctx)
+	s.log.Info("listing GrayRelease objects and the fleet record")
+	if !cache.WaitForCacheSync(ctx.Done(), s.inf.HasSynced, s.fleetInf.HasSynced) {
 		return ctx.Err()
 	}
 	return nil
@@ -110,11 +144,16 @@ func (s *Source) Start(ctx context.Context) error {
 // An object whose current generation the fleet refused (status
 // Accepted=False) starts from its last accepted spec, so a node that
 // starts with nothing still has something to compare the refused change
-// against, and refuses it as the others did.
+// against, and refuses it as the others did. So does an object whose
+// current generation waits for its effective_at: the running nodes serve
+// the last accepted spec until then, and so does this one.
 func (s *Source) Sync(ap Applier) {
 	for _, u := range s.objects() {
 		gr, err := fromUnstructured(u)
-		if err != nil || gr.Status.AcceptedSpec == nil || gr.Status.AcceptedGeneration == gr.Generation || !refusedNow(gr.Status.Conditions, gr.Generation) {
+		if err != nil || gr.Status.AcceptedSpec == nil || gr.Status.AcceptedGeneration == gr.Generation || u.GetDeletionTimestamp() != nil {
+			continue
+		}
+		if _, at := declaration(&gr.Spec); !refusedNow(gr.Status.Conditions, gr.Generation) && (at == nil || !time.Now().Before(*at)) {
 			continue
 		}
 		rel, err := Release(gr.Name, gr.Status.AcceptedSpec)
@@ -172,15 +211,21 @@ func (s *Source) objects() []*unstructured.Unstructured {
 }
 
 // pass puts in force every object whose generation is neither in force
-// nor refused, then removes the releases whose objects are gone.
+// nor refused, then removes the releases whose objects are gone, then
+// moves the version when only deleted objects' generations moved it.
 func (s *Source) pass(ap Applier) {
 	seen := map[string]bool{}
 	for _, u := range s.objects() {
 		name := u.GetName()
 		seen[name] = true
 		og := objGen{uid: u.GetUID(), gen: u.GetGeneration()}
+		s.replaced(name, og.uid)
+		if u.GetDeletionTimestamp() != nil {
+			s.removeDeleting(ap, name, og)
+			continue
+		}
 		s.mu.Lock()
-		done := s.accepted[name] == og || s.refused[name].objGen == og
+		done := s.accepted[name] == og || s.refused[name].objGen == og || s.held[name] == og
 		s.mu.Unlock()
 		if done {
 			continue
@@ -197,26 +242,13 @@ func (s *Source) pass(ap Applier) {
 		ch, at := declaration(&gr.Spec)
 		_ = s.applyOne(ap, name, og, &rel, ch, at)
 	}
-	s.mu.Lock()
-	var gone []string
-	for name := range s.accepted {
-		if !seen[name] {
-			gone = append(gone, name)
-		}
-	}
-	for name := range s.refused {
-		if !seen[name] {
-			delete(s.refused, name)
-		}
-	}
-	s.mu.Unlock()
-	slices.Sort(gone)
-	for _, name := range gone {
+	for _, name := range s.forgetGone(seen) {
 		// Deleting the object is the operator's explicit act: it counts
 		// as a declared rollback, as removing the item from a file with
 		// change.rollback would.
 		_ = s.applyOne(ap, name, objGen{}, nil, config.Change{Rollback: true, Reason: "GrayRelease deleted"}, nil)
 	}
+	s.syncVersion(ap)
 	for _, c := range []chan struct{}{s.passed, s.reported} {
 		select {
 		case c <- struct{}{}:
@@ -225,16 +257,148 @@ func (s *Source) pass(ap Applier) {
 	}
 }
 
+// removeDeleting takes a deleting object's release out of the policy, as
+// its deletion would (a declared rollback), while its generation keeps
+// counting in the version until the fleet record holds it.
+func (s *Source) removeDeleting(ap Applier, name string, og objGen) {
+	s.mu.Lock()
+	_, inForce := s.accepted[name]
+	done := s.deleting[name] == og && !inForce
+	s.deleting[name] = og
+	s.mu.Unlock()
+	if !done {
+		_ = s.applyOne(ap, name, og, nil, config.Change{Rollback: true, Reason: "GrayRelease deleted"}, nil)
+	}
+}
+
+// replaced notes that name is now object uid: a previous object of that
+// name was deleted without this node seeing it go, and its generation
+// moves to gone.
+func (s *Source) replaced(name string, uid types.UID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range []map[string]objGen{s.accepted, s.deleting} {
+		if og, ok := m[name]; ok && og.uid != uid {
+			s.goneLocked(og.uid, og.gen)
+			delete(m, name)
+		}
+	}
+}
+
+// forgetGone drops the releases whose objects are no longer listed: their
+// generations move to gone. It returns the names still in force, for the
+// caller to remove.
+func (s *Source) forgetGone(seen map[string]bool) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var inForce []string
+	for name, og := range s.accepted {
+		if !seen[name] {
+			s.goneLocked(og.uid, og.gen)
+			inForce = append(inForce, name)
+		}
+	}
+	for name, og := range s.deleting {
+		if !seen[name] {
+			s.goneLocked(og.uid, og.gen)
+			delete(s.deleting, name)
+		}
+	}
+	for name := range s.held {
+		if !seen[name] {
+			delete(s.held, name)
+		}
+	}
+	for name := range s.refused {
+		if !seen[name] {
+			delete(s.refused, name)
+		}
+	}
+	slices.Sort(inForce)
+	return inForce
+}
+
+// goneLocked records that object uid is gone at generation gen (the
+// highest seen), unless the fleet record already counts it. The caller
+// holds mu.
+func (s *Source) goneLocked(uid types.UID, gen int64) {
+	if s.record.lists(uid) {
+		return
+	}
+	if gen > s.gone[uid] {
+		s.gone[uid] = gen
+	}
+}
+
+// deleted is the informer's DeleteFunc: the object's final state (or the
+// last state known, after a relist) gives the generation it goes with.
+func (s *Source) deleted(o any) {
+	if t, ok := o.(cache.DeletedFinalStateUnknown); ok {
+		o = t.Obj
+	}
+	if u, ok := o.(*unstructured.Unstructured); ok {
+		s.mu.Lock()
+		s.goneLocked(u.GetUID(), u.GetGeneration())
+		s.mu.Unlock()
+	}
+	s.poke()
+}
+
+// setRecord takes the fleet record from the ConfigMap and forgets the
+// deletions it lists.
+func (s *Source) setRecord(u *unstructured.Unstructured) {
+	data, _, _ := unstructured.NestedStringMap(u.Object, "data")
+	rec := parseRecord(data)
+	s.mu.Lock()
+	s.record = rec
+	for uid := range s.gone {
+		if rec.lists(uid) {
+			delete(s.gone, uid)
+		}
+	}
+	s.mu.Unlock()
+	s.poke()
+}
+
+// syncVersion puts the version in force when deleted objects' generations
+// moved it with no release changing (a deletion this node saw later than
+// the record, or the other way round, after a restart).
+func (s *Source) syncVersion(ap Applier) {
+	v := s.versionWith("", objGen{})
+	s.mu.Lock()
+	same := v == s.served
+	s.mu.Unlock()
+	if same {
+		return
+	}
+	if _, err := ap.ApplyFleet(daemon.FleetChange{Version: v, Change: config.Change{Reason: "deleted GrayRelease generations recorded"}}); err != nil {
+		s.log.Warn("fleet version not moved", "version", v, "error", err)
+		return
+	}
+	s.mu.Lock()
+	s.served = v
+	s.mu.Unlock()
+}
+
 // applyOne offers one change to the daemon and records the outcome.
 // og zero with rel nil removes the release.
 func (s *Source) applyOne(ap Applier, name string, og objGen, rel *config.Release, ch config.Change, at *time.Time) error {
-	err := ap.ApplyFleet(daemon.FleetChange{Name: name, Release: rel, EffectiveAt: at, Change: ch, Version: s.versionWith(name, og)})
+	version := s.versionWith(name, og)
+	pending, err := ap.ApplyFleet(daemon.FleetChange{Name: name, Release: rel, EffectiveAt: at, Change: ch, Version: version})
 	if err != nil {
 		s.refuse(name, og, err)
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	delete(s.held, name)
+	if pending {
+		// The release keeps its generation in force, and the version
+		// counts that one, until the daemon says the change is due.
+		s.held[name] = og
+		return nil
+	}
+	s.served = version
 	if rel == nil {
 		delete(s.accepted, name)
 	} else {
@@ -248,24 +412,35 @@ func (s *Source) refuse(name string, og objGen, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.refused[name] = refusal{objGen: og, err: err}
+	delete(s.held, name)
 	s.log.Warn("GrayRelease refused; the release keeps its state in force", "release", name, "generation", og.gen, "error", err)
 }
 
-// versionWith is the fleet version once name is at og (removed when og is
-// zero): the sum of the generations in force. Every node that has put the
-// same objects in force computes the same number, and every accepted
-// change of a spec raises it (the API server raises an object's
-// generation on each spec change, never on a status write).
+// versionWith is the fleet version once name is at og (out of the sum
+// when og is zero): the sum of the generations in force, of the objects
+// being deleted, and of the objects deleted (deletedSum). Every node that
+// has put the same objects in force computes the same number, and it
+// never goes down: the API server raises an object's generation on each
+// spec change (never on a status or metadata write) and once more when a
+// deletion starts, and a deleted object's generation stays in the sum.
 func (s *Source) versionWith(name string, og objGen) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var sum int64
+	sum := og.gen
+	live := map[types.UID]bool{og.uid: og.uid != ""}
 	for n, a := range s.accepted {
-		if n != name {
+		live[a.uid] = true
+		if _, del := s.deleting[n]; n != name && !del {
 			sum += a.gen
 		}
 	}
-	return strconv.FormatInt(sum+og.gen, 10)
+	for n, d := range s.deleting {
+		live[d.uid] = true
+		if n != name {
+			sum += d.gen
+		}
+	}
+	return strconv.FormatInt(sum+deletedSum(live, s.record, s.gone), 10)
 }
 
 // markStale records that the watch broke: logged once per outage.
@@ -314,6 +489,15 @@ func mapsEqual(a, b map[string]string) bool {
 	return true
 }
 
+// Due implements daemon.Fleet: release's held change has reached its
+// effective_at; the next pass offers it again.
+func (s *Source) Due(release string) {
+	s.mu.Lock()
+	delete(s.held, release)
+	s.mu.Unlock()
+	s.poke()
+}
+
 // Synced implements daemon.Fleet.
 func (s *Source) Synced() bool { return s.synced.Load() }
 
@@ -335,9 +519,14 @@ func (s *Source) Status() map[string]any {
 	for n, r := range s.refused {
 		refused[n] = map[string]any{"generation": r.gen, "error": r.err.Error()}
 	}
+	held := map[string]int64{}
+	for n, h := range s.held {
+		held[n] = h.gen
+	}
 	return map[string]any{
 		"source": "kubernetes", "namespace": s.client.Namespace, "synced": s.synced.Load(),
 		"stale_seconds": s.Staleness().Seconds(), "accepted_generations": accepted, "refused": refused,
+		"held_generations": held,
 	}
 }
 

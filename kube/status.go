@@ -73,6 +73,9 @@ func (s *Source) writeStatusLoop(ctx context.Context, leases coordinationv1.Leas
 		if err != nil && ctx.Err() == nil {
 			s.log.Warn("reading node reports", "error", err)
 		}
+		if err := s.keepFleetVersion(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("keeping the fleet version's record of deleted GrayReleases", "error", err)
+		}
 		for _, u := range s.objects() {
 			if err := s.writeStatus(ctx, u, reports); err != nil && ctx.Err() == nil {
 				s.log.Warn("writing GrayRelease status", "release", u.GetName(), "error", err)

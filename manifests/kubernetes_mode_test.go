@@ -38,6 +38,8 @@ components: [../components/kubernetes-mode]
 		{APIGroups: []string{"graymesh.io"}, Resources: []string{"grayreleases"}, Verbs: []string{"get", "list", "watch", "patch"}},
 		{APIGroups: []string{"graymesh.io"}, Resources: []string{"grayreleases/status"}, Verbs: []string{"patch"}},
 		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "list", "create", "update"}},
+		{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{"graymesh-fleet"}, Verbs: []string{"get", "list", "watch", "update"}},
+		{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"create"}},
 	}
 	var granted []rbacv1.PolicyRule
 	for _, o := range byKind["Role"] {

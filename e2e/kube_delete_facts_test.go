@@ -1,0 +1,119 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestKubeDeletionFacts pins down what the API server does on a DELETE of
+// a GrayRelease that carries a finalizer, the facts the fleet version's
+// tombstones rest on (Kubernetes API docs, "Finalizers" and "Object
+// Meta": generation): a metadata-only patch (adding a finalizer) does not
+// raise the generation; a patch carrying a stale resourceVersion is a
+// conflict; a DELETE leaves the object with deletionTimestamp set and its
+// generation raised by one (a second DELETE does not raise it again); a
+// spec patch of the deleting object raises it again; the object is gone
+// once the finalizer is removed. Then the kubernetes-mode RBAC, as
+// graymesh's ServiceAccount.
+func TestKubeDeletionFacts(t *testing.T) {
+	k := startKube(t)
+	k.installCRD()
+	k.mustKubectl(grayRelease("facts", "  env: gray\n  percent: 10\n"), "apply", "-f", "-")
+	obj, err := k.release("facts")
+	must(t, err)
+	g0 := generation(obj)
+	// A merge patch carrying a resourceVersion other than the object's is
+	// refused with a conflict: the writer's finalizer patches rely on it.
+	_, err = k.do(http.MethodPatch, releasePath("facts"), "application/merge-patch+json", []byte(`{"metadata":{"resourceVersion":"1","finalizers":["graymesh.io/fleet-version"]}}`))
+	if err == nil || !strings.Contains(err.Error(), "409") {
+		t.Fatalf("patch with a stale resourceVersion: %v, want 409 Conflict", err)
+	}
+	_, err = k.do(http.MethodPatch, releasePath("facts"), "application/merge-patch+json", []byte(`{"metadata":{"finalizers":["graymesh.io/fleet-version"]}}`))
+	must(t, err)
+	obj, err = k.release("facts")
+	must(t, err)
+	if g := generation(obj); g != g0 {
+		t.Fatalf("adding a finalizer moved the generation %d → %d", g0, g)
+	}
+	_, err = k.do(http.MethodDelete, releasePath("facts"), "", nil)
+	must(t, err)
+	obj, err = k.release("facts")
+	must(t, err)
+	meta, _ := obj["metadata"].(map[string]any)
+	if meta["deletionTimestamp"] == nil {
+		t.Fatalf("deleted object with a finalizer has no deletionTimestamp: %v", meta)
+	}
+	if g := generation(obj); g != g0+1 {
+		t.Fatalf("generation after DELETE with a finalizer: %d, want %d", g, g0+1)
+	}
+	t.Logf("DELETE with a finalizer: deletionTimestamp %v, generation %d → %d", meta["deletionTimestamp"], g0, generation(obj))
+	// A second DELETE while the finalizer holds leaves the generation.
+	_, err = k.do(http.MethodDelete, releasePath("facts"), "", nil)
+	must(t, err)
+	obj, err = k.release("facts")
+	must(t, err)
+	if g := generation(obj); g != g0+1 {
+		t.Fatalf("generation after a second DELETE: %d, want %d", g, g0+1)
+	}
+	// A deleting object still takes spec changes, each raising its
+	// generation: the writer records the generation it removes the
+	// finalizer at, not the one the deletion started with.
+	_, err = k.do(http.MethodPatch, releasePath("facts"), "application/merge-patch+json", []byte(`{"spec":{"percent":20}}`))
+	must(t, err)
+	obj, err = k.release("facts")
+	must(t, err)
+	if g := generation(obj); g != g0+2 {
+		t.Fatalf("generation after a spec patch of a deleting object: %d, want %d", g, g0+2)
+	}
+	_, err = k.do(http.MethodPatch, releasePath("facts"), "application/merge-patch+json", []byte(`{"metadata":{"finalizers":null}}`))
+	must(t, err)
+	waitFor(t, "object gone once its finalizer is removed", 10*time.Second, func() error {
+		if _, err := k.release("facts"); err == nil {
+			return fmt.Errorf("still there")
+		}
+		return nil
+	})
+	k.checkModeRBAC(t)
+}
+
+// checkModeRBAC installs the kubernetes-mode Role and RoleBinding and,
+// impersonating graymesh's ServiceAccount, checks that the one ConfigMap
+// can be listed and watched by name (a metadata.name field selector is
+// what lets resourceNames authorise a list or a watch) but no other, and
+// that the writer can create it and patch a GrayRelease's finalizers.
+func (k *kubeCP) checkModeRBAC(t *testing.T) {
+	t.Helper()
+	k.mustKubectl("", "apply", "-n", "graymesh", "-f", filepath.Join(repoRoot, "manifests", "components", "kubernetes-mode", "rbac.yaml"))
+	as := []string{"--as", "system:serviceaccount:graymesh:graymesh", "-n", "graymesh"}
+	byName := "/api/v1/namespaces/graymesh/configmaps?fieldSelector=metadata.name%3Dgraymesh-fleet"
+	for _, tt := range []struct {
+		what  string
+		args  []string
+		stdin string
+		allow bool
+	}{
+		{"create the fleet ConfigMap", []string{"create", "configmap", "graymesh-fleet"}, "", true},
+		{"list it by name", []string{"get", "--raw", byName}, "", true},
+		{"watch it by name", []string{"get", "--raw", byName + "&watch=true&timeoutSeconds=1"}, "", true},
+		{"list every ConfigMap", []string{"get", "--raw", "/api/v1/namespaces/graymesh/configmaps"}, "", false},
+		{"read another ConfigMap", []string{"get", "configmap", "kube-root-ca.crt"}, "", false},
+	} {
+		out, err := k.kubectl(tt.stdin, append(tt.args, as...)...)
+		if allowed := err == nil; allowed != tt.allow {
+			t.Errorf("as graymesh: %s: allowed %v, want %v:\n%s", tt.what, allowed, tt.allow, out)
+		}
+	}
+	cm := k.mustKubectl("", "get", "configmap", "graymesh-fleet", "-o", "json")
+	if out, err := k.kubectl(cm, append([]string{"replace", "-f", "-"}, as...)...); err != nil {
+		t.Errorf("as graymesh: update the fleet ConfigMap: %v\n%s", err, out)
+	}
+	k.mustKubectl(grayRelease("rbac", "  env: gray\n  percent: 10\n"), "apply", "-f", "-")
+	if out, err := k.kubectl("", append([]string{"patch", "grayrelease", "rbac", "--type", "merge", "-p", `{"metadata":{"finalizers":["graymesh.io/fleet-version"]}}`}, as...)...); err != nil {
+		t.Errorf("as graymesh: patch a GrayRelease's finalizers: %v\n%s", err, out)
+	}
+	k.mustKubectl("", "patch", "grayrelease", "rbac", "--type", "merge", "-p", `{"metadata":{"finalizers":null}}`)
+}
