@@ -55,7 +55,7 @@ func fleetAnalysedDaemon(t *testing.T) (*Daemon, *fakeSource, *fakeClock, *fakeA
 		{At: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), Percent: 100},
 	}, Analysis: &config.Analysis{Interval: config.Duration{Duration: time.Second}, MinRequests: 50, OnFail: config.ActionFreeze}}
 	r.ApplyDefaults()
-	if err := d.ApplyFleet(FleetChange{Name: r.Name, Release: &r, Version: "1"}); err != nil {
+	if _, err := d.ApplyFleet(FleetChange{Name: r.Name, Release: &r, Version: "1"}); err != nil {
 		t.Fatal(err)
 	}
 	return d, src, clock, actor
