@@ -46,13 +46,16 @@ type Config struct {
 	build func(s *sidecars, hcm *hcmv3.HttpConnectionManager) error
 	// headers are what the client sends, given the request's lane.
 	headers func(lane string) map[string]string
+	// namedOnly: run only when named in Options.Configs (the inner hop's
+	// attribution configurations, innerconfigs.go).
+	namedOnly bool
 }
 
 // Configs are every configuration, in report order; the first is the
 // floor the others are compared with.
 func Configs() []Config {
 	laneHeader := func(lane string) map[string]string { return map[string]string{wire.HeaderLane: lane} }
-	return []Config{
+	return append([]Config{
 		{
 			Name: "H0", What: "plain header: the inner listener's routes, no lane check, no x-gray-* strip; the client sends x-gray-env: gray (nobody verifies it — the floor)",
 			build:   (*sidecars).plainHeader,
@@ -94,7 +97,7 @@ func Configs() []Config {
 			graymesh: graymeshBefore, edge: true,
 			headers: func(string) map[string]string { return map[string]string{betaHeader: "1"} },
 		},
-	}
+	}, innerVariants()...)
 }
 
 // graymeshBuild says which graymesh answers a configuration's ext_proc

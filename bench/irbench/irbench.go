@@ -88,7 +88,7 @@ type Result struct {
 func Run(ctx context.Context, o Options) (*Result, error) {
 	res := &Result{Options: o, Counts: map[string][]Count{}, Started: time.Now()}
 	for _, c := range Configs() {
-		if len(o.Configs) == 0 || contains(o.Configs, c.Name) {
+		if (len(o.Configs) == 0 && !c.namedOnly) || contains(o.Configs, c.Name) {
 			res.Configs = append(res.Configs, c)
 		}
 	}
@@ -166,6 +166,12 @@ func newHarness(ctx context.Context, o Options) (*harness, error) {
 		return nil, err
 	}
 	h.signer, h.version, h.cfgPath, h.cfg = p.Lanes, p.Config.Version, cfgPath, p.Config
+	if h.version == "" {
+		// A config no graymesh has put in force has no version; a running
+		// graymesh's is a counter from 1, and every lane it hands out
+		// carries it (the claim is bytes every hop parses).
+		h.version = "1"
+	}
 	if h.sidecars, err = newSidecars(p.Plan); err != nil {
 		h.close()
 		return nil, err

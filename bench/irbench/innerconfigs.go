@@ -1,0 +1,108 @@
+package irbench
+
+import (
+	"fmt"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/graymesh/graymesh/wire"
+	"github.com/graymesh/graymesh/xds"
+)
+
+// innerVariants are N1 changed one thing at a time, to say where an inner
+// hop's instructions go (the report's reading). The first three run by
+// default; the attribution ones only when named (--configs).
+func innerVariants() []Config {
+	lane := func(l string) map[string]string { return map[string]string{wire.HeaderLane: l} }
+	laneAndEnv := func(l string) map[string]string { return map[string]string{wire.HeaderLane: l, wire.HeaderEnv: "gray"} }
+	return []Config{
+		{
+			Name: "H0-lane", What: "H0 with the lane sent too, which nothing reads: what carrying the lane's header costs before anything verifies it",
+			build: (*sidecars).plainHeader, headers: laneAndEnv,
+		},
+		{
+			Name: "N1-claims3", What: "N1 as pushed before this change: the lane's config version copied to x-gray-version too (a third claim header) and copied back to the response by the inner virtual host",
+			build: editLane(func(p *jwtauthnv3.JwtProvider) {
+				p.ClaimToHeaders = append(p.ClaimToHeaders, &jwtauthnv3.JwtClaimToHeader{HeaderName: wire.HeaderVersion, ClaimName: wire.LaneClaimVersion})
+			}, func(hcm *hcmv3.HttpConnectionManager) {
+				hcm.GetRouteConfig().GetVirtualHosts()[0].ResponseHeadersToAdd = []*corev3.HeaderValueOption{{
+					Header:       &corev3.HeaderValue{Key: wire.HeaderVersion, Value: "%REQ(" + wire.HeaderVersion + ")%"},
+					AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+				}}
+			}),
+			headers: lane,
+		},
+		{
+			Name: "N1-env", What: "N1 with the environment the only claim header (no x-gray-release): not kept, killed releases' routes and the span's release tag read it",
+			build:   editLane(func(p *jwtauthnv3.JwtProvider) { p.ClaimToHeaders = p.ClaimToHeaders[:1] }, nil),
+			headers: lane,
+		},
+		{
+			Name: "N1-nostrip", What: "N1 without the early x-gray-* strip (attribution only: a caller's x-gray-env would route)", namedOnly: true,
+			build: editLane(nil, noStrip), headers: lane,
+		},
+		{
+			Name: "N1-bare", What: "jwt_authn verifying the cached lane with no claim headers, no route cache clearing and no strip; the client sends x-gray-env (attribution only)", namedOnly: true,
+			build: editLane(func(p *jwtauthnv3.JwtProvider) {
+				p.ClaimToHeaders, p.ClearRouteCache = nil, false
+			}, noStrip),
+			headers: laneAndEnv,
+		},
+		{
+			Name: "N1-bare-clear", What: "N1-bare clearing the route cache: the route picked a second time (attribution only)", namedOnly: true,
+			build:   editLane(func(p *jwtauthnv3.JwtProvider) { p.ClaimToHeaders = nil }, noStrip),
+			headers: laneAndEnv,
+		},
+		{
+			Name: "N1-norules", What: "jwt_authn in the chain with no rules, so it verifies nothing; no strip; the client sends x-gray-env and the lane (attribution only)", namedOnly: true,
+			build:   editConfig(func(c *jwtauthnv3.JwtAuthentication) { c.Rules = nil }, noStrip),
+			headers: laneAndEnv,
+		},
+	}
+}
+
+// editLane is native with the lane's provider changed by edit and the
+// connection manager by hcmEdit (either may be nil).
+func editLane(edit func(*jwtauthnv3.JwtProvider), hcmEdit func(*hcmv3.HttpConnectionManager)) func(*sidecars, *hcmv3.HttpConnectionManager) error {
+	return editConfig(func(c *jwtauthnv3.JwtAuthentication) {
+		if edit != nil {
+			for _, p := range c.GetProviders() {
+				edit(p)
+			}
+		}
+	}, hcmEdit)
+}
+
+// editConfig is native with the lane check's whole config changed.
+func editConfig(edit func(*jwtauthnv3.JwtAuthentication), hcmEdit func(*hcmv3.HttpConnectionManager)) func(*sidecars, *hcmv3.HttpConnectionManager) error {
+	return func(s *sidecars, hcm *hcmv3.HttpConnectionManager) error {
+		if err := s.native(hcm); err != nil {
+			return err
+		}
+		for _, f := range hcm.GetHttpFilters() {
+			if f.GetName() != xds.LaneFilterName {
+				continue
+			}
+			cfg := &jwtauthnv3.JwtAuthentication{}
+			if err := f.GetTypedConfig().UnmarshalTo(cfg); err != nil {
+				return err
+			}
+			edit(cfg)
+			a, err := anypb.New(cfg)
+			if err != nil {
+				return err
+			}
+			f.ConfigType = &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}
+			if hcmEdit != nil {
+				hcmEdit(hcm)
+			}
+			return nil
+		}
+		return fmt.Errorf("the inner listener has no %s filter", xds.LaneFilterName)
+	}
+}
+
+func noStrip(hcm *hcmv3.HttpConnectionManager) { hcm.EarlyHeaderMutationExtensions = nil }
