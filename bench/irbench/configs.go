@@ -46,9 +46,6 @@ type Config struct {
 	build func(s *sidecars, hcm *hcmv3.HttpConnectionManager) error
 	// headers are what the client sends, given the request's lane.
 	headers func(lane string) map[string]string
-	// namedOnly: run only when named in Options.Configs (the inner hop's
-	// attribution configurations, innerconfigs.go).
-	namedOnly bool
 }
 
 // Configs are every configuration, in report order; the first is the

@@ -81,6 +81,9 @@ type Result struct {
 	Counts   map[string][]Count
 	Started  time.Time
 	Took     time.Duration
+	// LaneBytes is the length of the lane the inner-hop configurations
+	// send.
+	LaneBytes int
 }
 
 // Run measures every configuration Options.Rounds times, the
@@ -88,7 +91,7 @@ type Result struct {
 func Run(ctx context.Context, o Options) (*Result, error) {
 	res := &Result{Options: o, Counts: map[string][]Count{}, Started: time.Now()}
 	for _, c := range Configs() {
-		if (len(o.Configs) == 0 && !c.namedOnly) || contains(o.Configs, c.Name) {
+		if len(o.Configs) == 0 || contains(o.Configs, c.Name) {
 			res.Configs = append(res.Configs, c)
 		}
 	}
@@ -100,6 +103,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer h.close()
+	res.LaneBytes = len(h.signer.Sign("gray", "shop-v2", h.version, time.Now()))
 	res.Envoy, res.Valgrind = versionOf(ctx, o.Envoy, "--version"), versionOf(ctx, o.Valgrind, "--version")
 	for round := 1; round <= o.Rounds; round++ {
 		for _, c := range res.Configs {
