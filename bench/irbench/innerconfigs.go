@@ -4,8 +4,10 @@ import (
 	"fmt"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/graymesh/graymesh/wire"
@@ -38,6 +40,21 @@ func innerVariants() []Config {
 		{
 			Name: "N1-env", What: "N1 with the environment the only claim header (no x-gray-release): not kept, killed releases' routes and the span's release tag read it",
 			build:   editLane(func(p *jwtauthnv3.JwtProvider) { p.ClaimToHeaders = p.ClaimToHeaders[:1] }, nil),
+			headers: lane,
+		},
+		{
+			Name: "N1-metadata", What: "N1 routing on the lane's payload in dynamic metadata (payload_in_metadata, route dynamic_metadata matchers) instead of claim headers",
+			build: editLane(func(p *jwtauthnv3.JwtProvider) {
+				p.ClaimToHeaders, p.PayloadInMetadata = nil, "lane"
+			}, metadataRoutes),
+			headers: lane,
+		},
+		{
+			Name: "N1-perroute", What: "N1 with the requirement named per route (requirement_map, the virtual host's per-filter config) instead of a rule matching every path",
+			build: editConfig(func(c *jwtauthnv3.JwtAuthentication) {
+				c.RequirementMap = map[string]*jwtauthnv3.JwtRequirement{"lane": c.GetRules()[0].GetRequires()}
+				c.Rules = nil
+			}, perRouteRequirement),
 			headers: lane,
 		},
 		{
@@ -125,9 +142,56 @@ func writeInnerReading(p func(string, ...any), res *Result) {
 	if env := m("N1-env"); env > 0 {
 		p("- x-gray-release as a claim header (N1 − N1-env): %s. Kept: killed releases' routes and the sidecar span's release tag read it.\\n", thousands(n1-env))
 	}
+	if md := m("N1-metadata"); md > 0 {
+		p("- Routing on the lane's payload in dynamic metadata instead of claim headers (N1-metadata − N1): %s. Not kept: jwt_authn copies the payload into the metadata, and the metadata matchers cost more than the headers they replace.\n", signed(md-n1))
+	}
+	if pr := m("N1-perroute"); pr > 0 {
+		p("- The requirement named per route instead of a rule matching every path (N1-perroute − N1): %s. Not kept: no gain beyond the runs' spread, and a route without the per-filter config would go unchecked.\n", signed(pr-n1))
+	}
 	lane, norules, bare, clear, nostrip := m("H0-lane"), m("N1-norules"), m("N1-bare"), m("N1-bare-clear"), m("N1-nostrip")
 	if lane > 0 && norules > 0 && bare > 0 && clear > 0 && nostrip > 0 {
 		p("- The check proper, step by step: jwt_authn in the filter chain, verifying nothing (N1-norules − H0-lane) %s; verifying the cached lane (N1-bare − N1-norules) %s; clearing the route cache, so the route is picked again (N1-bare-clear − N1-bare) %s; the claims set as headers instead of the client's x-gray-env (N1-nostrip − N1-bare-clear) %s; the early x-gray-* strip (N1 − N1-nostrip) %s.\\n",
 			thousands(norules-lane), thousands(bare-norules), thousands(clear-bare), thousands(nostrip-clear), thousands(n1-nostrip))
 	}
+}
+
+// metadataRoutes has the routes match the lane's payload in dynamic
+// metadata instead of claim headers.
+func metadataRoutes(hcm *hcmv3.HttpConnectionManager) {
+	claim := map[string]string{wire.HeaderEnv: wire.LaneClaimEnv, wire.HeaderRelease: wire.LaneClaimRelease}
+	for _, r := range hcm.GetRouteConfig().GetVirtualHosts()[0].GetRoutes() {
+		var kept []*routev3.HeaderMatcher
+		for _, h := range r.GetMatch().GetHeaders() {
+			c, ok := claim[h.GetName()]
+			if !ok {
+				kept = append(kept, h)
+				continue
+			}
+			v := &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_PresentMatch{PresentMatch: true}}
+			if exact := h.GetStringMatch().GetExact(); exact != "" {
+				v = &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: exact}}}}
+			}
+			r.Match.DynamicMetadata = append(r.Match.DynamicMetadata, &matcherv3.MetadataMatcher{
+				Filter: "envoy.filters.http.jwt_authn",
+				Path:   []*matcherv3.MetadataMatcher_PathSegment{{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: "lane"}}, {Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: c}}},
+				Value:  v,
+			})
+		}
+		r.Match.Headers = kept
+	}
+}
+
+// perRouteRequirement names the lane's requirement on the inner virtual
+// host (N1-perroute).
+func perRouteRequirement(hcm *hcmv3.HttpConnectionManager) {
+	a, _ := anypb.New(&jwtauthnv3.PerRouteConfig{RequirementSpecifier: &jwtauthnv3.PerRouteConfig_RequirementName{RequirementName: "lane"}})
+	hcm.GetRouteConfig().GetVirtualHosts()[0].TypedPerFilterConfig = map[string]*anypb.Any{xds.LaneFilterName: a}
+}
+
+// signed is thousands with a sign.
+func signed(n float64) string {
+	if n >= 0 {
+		return "+" + thousands(n)
+	}
+	return thousands(n)
 }
