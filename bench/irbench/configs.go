@@ -15,6 +15,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	luav3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/lua/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -224,7 +225,9 @@ func (s *sidecars) bootstrap(c Config, adminPort int) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: side.Routes[0]}
+	// A copy: a configuration's build may change the routes.
+	routes, _ := proto.Clone(side.Routes[0]).(*routev3.RouteConfiguration)
+	hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: routes}
 	if c.build != nil {
 		if err := c.build(s, hcm); err != nil {
 			return nil, fmt.Errorf("%s: %w", c.Name, err)

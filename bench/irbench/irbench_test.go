@@ -49,6 +49,17 @@ func TestBootstraps(t *testing.T) {
 		noStrip[c.Name] = c.Name == "H0-lane" || c.Name == "N1-nostrip" || c.Name == "N1-norules" || strings.HasPrefix(c.Name, "N1-bare")
 	}
 	want["H0-lane"] = want["H0"]
+	n1 := Configs()[1]
+	first, err := s.bootstrap(n1, 9901)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		// No configuration's build changes what the next one starts from.
+		if again, err := s.bootstrap(n1, 9901); err != nil || !bytes.Equal(again, first) {
+			t.Errorf("N1 rendered after every configuration differs from the first (%v)", err)
+		}
+	}()
 	for _, c := range Configs() {
 		b, err := s.bootstrap(c, 9901)
 		if err != nil {
