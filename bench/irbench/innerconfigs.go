@@ -133,14 +133,14 @@ func writeInnerReading(p func(string, ...any), res *Result) {
 		return
 	}
 	if lane := m("H0-lane"); lane > 0 {
-		p("- Of that, %s is only carrying the lane (H0-lane − H0): Envoy parses, checks and forwards a request header byte by byte, and the lane is %d bytes (86 of them the Ed25519 signature). H0-lane alone is %s H0: no check of a lane this size, in a header, fits in %.2f× H0. The check proper (N1 − H0-lane) is %s.\\n",
+		p("- Of that, %s is only carrying the lane (H0-lane − H0): Envoy parses, checks and forwards a request header byte by byte, and the lane is %d bytes (86 of them the Ed25519 signature). H0-lane alone is %s H0: no check of a lane this size, in a header, fits in %.2f× H0. The check proper (N1 − H0-lane) is %s.\n",
 			thousands(lane-h0), res.LaneBytes, ratio(lane, h0), nativeBound, thousands(n1-lane))
 	}
 	if c3 := m("N1-claims3"); c3 > 0 {
-		p("- The config version as a third claim header, x-gray-version, copied back to the response (N1-claims3 − N1): %s. Nothing at an inner hop reads it, so this change dropped it (the version stays in the lane).\\n", thousands(c3-n1))
+		p("- The config version as a third claim header, x-gray-version, copied back to the response (N1-claims3 − N1): %s. Nothing at an inner hop reads it, so this change dropped it (the version stays in the lane).\n", thousands(c3-n1))
 	}
 	if env := m("N1-env"); env > 0 {
-		p("- x-gray-release as a claim header (N1 − N1-env): %s. Kept: killed releases' routes and the sidecar span's release tag read it.\\n", thousands(n1-env))
+		p("- x-gray-release as a claim header (N1 − N1-env): %s. Kept: killed releases' routes and the sidecar span's release tag read it.\n", thousands(n1-env))
 	}
 	if md := m("N1-metadata"); md > 0 {
 		p("- Routing on the lane's payload in dynamic metadata instead of claim headers (N1-metadata − N1): %s. Not kept: jwt_authn copies the payload into the metadata, and the metadata matchers cost more than the headers they replace.\n", signed(md-n1))
@@ -150,7 +150,7 @@ func writeInnerReading(p func(string, ...any), res *Result) {
 	}
 	lane, norules, bare, clear, nostrip := m("H0-lane"), m("N1-norules"), m("N1-bare"), m("N1-bare-clear"), m("N1-nostrip")
 	if lane > 0 && norules > 0 && bare > 0 && clear > 0 && nostrip > 0 {
-		p("- The check proper, step by step: jwt_authn in the filter chain, verifying nothing (N1-norules − H0-lane) %s; verifying the cached lane (N1-bare − N1-norules) %s; clearing the route cache, so the route is picked again (N1-bare-clear − N1-bare) %s; the claims set as headers instead of the client's x-gray-env (N1-nostrip − N1-bare-clear) %s; the early x-gray-* strip (N1 − N1-nostrip) %s.\\n",
+		p("- The check proper, step by step: jwt_authn in the filter chain, verifying nothing (N1-norules − H0-lane) %s; verifying the cached lane (N1-bare − N1-norules) %s; clearing the route cache, so the route is picked again (N1-bare-clear − N1-bare) %s; the claims set as headers instead of the client's x-gray-env (N1-nostrip − N1-bare-clear) %s; the early x-gray-* strip (N1 − N1-nostrip) %s.\n",
 			thousands(norules-lane), thousands(bare-norules), thousands(clear-bare), thousands(nostrip-clear), thousands(n1-nostrip))
 	}
 }

@@ -131,6 +131,9 @@ func TestWriteSection(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := b.String()
+	if strings.Contains(out, `\n`) {
+		t.Errorf("section has an escaped newline:\n%s", out)
+	}
 	for _, want := range []string{"| N1 |", "180,000 | 182,000 | 181,000 | 1.06× | — |", "N1 ≤ 1.10 × H0 | 1.06×", "| met |", "bin/irbench", "(B − A) / 200",
 		"| E1 |", "430,000 | — | 430,000 | 2.53× | 250,000 |",
 		// chain before: 430k + 200k + 3 × 680k = 2,670k; now: 630k + 3 × 181k = 1,173k
