@@ -44,8 +44,9 @@ const HeaderLaneProblem = HeaderPrefix + "lane-problem"
 const (
 	// LaneIssuer is the iss of every lane; Envoy accepts no other.
 	LaneIssuer = "graymesh-lane"
-	// LaneClaimEnv, LaneClaimRelease and LaneClaimVersion become
-	// HeaderEnv, HeaderRelease and HeaderVersion.
+	// LaneClaimEnv and LaneClaimRelease become HeaderEnv and
+	// HeaderRelease at an inner hop; LaneClaimVersion stays in the lane
+	// (no header: nothing there reads it).
 	LaneClaimEnv     = "env"
 	LaneClaimRelease = "rel"
 	LaneClaimVersion = "ver"

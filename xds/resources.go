@@ -94,6 +94,12 @@ func BuildSidecar(p *plan.Plan, svc *plan.Service) (*Resources, error) {
 		extProc = extProcFilter(p.Mesh.MessageTimeout, wire.HopEdge, svc.Name)
 	}
 	inboundVH := virtualHost(svc.Name, routes, []string{"*"})
+	if kind == inner {
+		// An inner hop's request never carries x-gray-version (the
+		// strip removes a caller's; the lane's version is no claim
+		// header, laneConfig), so there is nothing to copy back.
+		inboundVH.ResponseHeadersToAdd = nil
+	}
 	if hasFallback {
 		for i, rt := range routes {
 			if rt.Match.Kind == plan.MatchEnv && rt.Match.Env != config.Stable {

@@ -15,6 +15,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	luav3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/lua/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -52,7 +53,7 @@ type Config struct {
 // floor the others are compared with.
 func Configs() []Config {
 	laneHeader := func(lane string) map[string]string { return map[string]string{wire.HeaderLane: lane} }
-	return []Config{
+	return append([]Config{
 		{
 			Name: "H0", What: "plain header: the inner listener's routes, no lane check, no x-gray-* strip; the client sends x-gray-env: gray (nobody verifies it — the floor)",
 			build:   (*sidecars).plainHeader,
@@ -94,7 +95,7 @@ func Configs() []Config {
 			graymesh: graymeshBefore, edge: true,
 			headers: func(string) map[string]string { return map[string]string{betaHeader: "1"} },
 		},
-	}
+	}, innerVariants()...)
 }
 
 // graymeshBuild says which graymesh answers a configuration's ext_proc
@@ -224,7 +225,9 @@ func (s *sidecars) bootstrap(c Config, adminPort int) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: side.Routes[0]}
+	// A copy: a configuration's build may change the routes.
+	routes, _ := proto.Clone(side.Routes[0]).(*routev3.RouteConfiguration)
+	hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: routes}
 	if c.build != nil {
 		if err := c.build(s, hcm); err != nil {
 			return nil, fmt.Errorf("%s: %w", c.Name, err)

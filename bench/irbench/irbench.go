@@ -81,6 +81,9 @@ type Result struct {
 	Counts   map[string][]Count
 	Started  time.Time
 	Took     time.Duration
+	// LaneBytes is the length of the lane the inner-hop configurations
+	// send.
+	LaneBytes int
 }
 
 // Run measures every configuration Options.Rounds times, the
@@ -100,6 +103,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer h.close()
+	res.LaneBytes = len(h.signer.Sign("gray", "shop-v2", h.version, time.Now()))
 	res.Envoy, res.Valgrind = versionOf(ctx, o.Envoy, "--version"), versionOf(ctx, o.Valgrind, "--version")
 	for round := 1; round <= o.Rounds; round++ {
 		for _, c := range res.Configs {
@@ -166,6 +170,12 @@ func newHarness(ctx context.Context, o Options) (*harness, error) {
 		return nil, err
 	}
 	h.signer, h.version, h.cfgPath, h.cfg = p.Lanes, p.Config.Version, cfgPath, p.Config
+	if h.version == "" {
+		// A config no graymesh has put in force has no version; a running
+		// graymesh's is a counter from 1, and every lane it hands out
+		// carries it (the claim is bytes every hop parses).
+		h.version = "1"
+	}
 	if h.sidecars, err = newSidecars(p.Plan); err != nil {
 		h.close()
 		return nil, err

@@ -42,6 +42,24 @@ func TestBootstraps(t *testing.T) {
 		"EDGE":        {wire.ExtProcFilterName, "envoy.filters.http.router"},
 		"EDGE-before": {wire.ExtProcFilterName, "envoy.filters.http.router"},
 	}
+	// The inner hop's variants: N1's filters; some without the strip.
+	noStrip := map[string]bool{"H0": true, "H0-lane": true}
+	for _, c := range innerVariants() {
+		want[c.Name] = want["N1"]
+		noStrip[c.Name] = c.Name == "H0-lane" || c.Name == "N1-nostrip" || c.Name == "N1-norules" || strings.HasPrefix(c.Name, "N1-bare")
+	}
+	want["H0-lane"] = want["H0"]
+	n1 := Configs()[1]
+	first, err := s.bootstrap(n1, 9901)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		// No configuration's build changes what the next one starts from.
+		if again, err := s.bootstrap(n1, 9901); err != nil || !bytes.Equal(again, first) {
+			t.Errorf("N1 rendered after every configuration differs from the first (%v)", err)
+		}
+	}()
 	for _, c := range Configs() {
 		b, err := s.bootstrap(c, 9901)
 		if err != nil {
@@ -75,7 +93,7 @@ func TestBootstraps(t *testing.T) {
 		if strings.Join(names, " ") != strings.Join(want[c.Name], " ") {
 			t.Errorf("%s: filters %v, want %v", c.Name, names, want[c.Name])
 		}
-		if strips := len(hcm.GetEarlyHeaderMutationExtensions()) > 0; strips != (c.Name != "H0") {
+		if strips := len(hcm.GetEarlyHeaderMutationExtensions()) > 0; strips == noStrip[c.Name] {
 			t.Errorf("%s: strips x-gray-*: %v", c.Name, strips)
 		}
 	}
@@ -99,21 +117,28 @@ func TestWriteSection(t *testing.T) {
 		Options: Options{Warmup: 50, Small: 200, Large: 400, Rounds: 2, GraymeshScale: 1},
 		Envoy:   "envoy", Valgrind: "valgrind-3.19.0", Configs: Configs(),
 		Counts: map[string][]Count{
-			"H0":   {{SmallN: 200, LargeN: 400, Small: 200 * 170000, Large: 400 * 170000}, {SmallN: 200, LargeN: 400, Small: 200 * 170000, Large: 400 * 170000}},
-			"N1":   {{SmallN: 200, LargeN: 400, Small: 200 * 180000, Large: 400 * 180000}, {SmallN: 200, LargeN: 400, Small: 200 * 182000, Large: 400 * 182000}},
-			"E1":   {{SmallN: 200, LargeN: 400, Small: 200 * 430000, Large: 400 * 430000, GraymeshSmall: 200 * 250000, GraymeshLarge: 400 * 250000}},
-			"EDGE": {{SmallN: 200, LargeN: 400, Small: 200 * 430000, Large: 400 * 430000, GraymeshSmall: 200 * 200000, GraymeshLarge: 400 * 200000}},
+			"H0":         {{SmallN: 200, LargeN: 400, Small: 200 * 170000, Large: 400 * 170000}, {SmallN: 200, LargeN: 400, Small: 200 * 170000, Large: 400 * 170000}},
+			"N1":         {{SmallN: 200, LargeN: 400, Small: 200 * 180000, Large: 400 * 180000}, {SmallN: 200, LargeN: 400, Small: 200 * 182000, Large: 400 * 182000}},
+			"E1":         {{SmallN: 200, LargeN: 400, Small: 200 * 430000, Large: 400 * 430000, GraymeshSmall: 200 * 250000, GraymeshLarge: 400 * 250000}},
+			"EDGE":       {{SmallN: 200, LargeN: 400, Small: 200 * 430000, Large: 400 * 430000, GraymeshSmall: 200 * 200000, GraymeshLarge: 400 * 200000}},
+			"H0-lane":    {{SmallN: 200, LargeN: 400, Small: 200 * 175000, Large: 400 * 175000}},
+			"N1-claims3": {{SmallN: 200, LargeN: 400, Small: 200 * 187000, Large: 400 * 187000}},
 		},
+		LaneBytes: 251,
 	}
 	var b bytes.Buffer
 	if err := WriteSection(&b, res, "bin/irbench"); err != nil {
 		t.Fatal(err)
 	}
 	out := b.String()
+	if strings.Contains(out, `\n`) {
+		t.Errorf("section has an escaped newline:\n%s", out)
+	}
 	for _, want := range []string{"| N1 |", "180,000 | 182,000 | 181,000 | 1.06× | — |", "N1 ≤ 1.10 × H0 | 1.06×", "| met |", "bin/irbench", "(B − A) / 200",
 		"| E1 |", "430,000 | — | 430,000 | 2.53× | 250,000 |",
 		// chain before: 430k + 200k + 3 × 680k = 2,670k; now: 630k + 3 × 181k = 1,173k
-		"0.44× (now 1,173,000, before 2,670,000)"} {
+		"0.44× (now 1,173,000, before 2,670,000)",
+		"5,000 is only carrying the lane (H0-lane − H0)", "the lane is 251 bytes", "(N1 − H0-lane) is 6,000", "(N1-claims3 − N1): 6,000"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("section lacks %q:\n%s", want, out)
 		}

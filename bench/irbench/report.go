@@ -132,8 +132,9 @@ func writeReading(p func(string, ...any), res *Result) {
 			thousands(n1), thousands(e1Envoy), thousands(e1Graymesh), ratio(n1, e1Envoy+e1Graymesh))
 	}
 	if h0 > 0 && n1 > 0 {
-		p("- The lane check itself (N1 − H0) is %s instructions: the x-gray-* strip, jwt_authn's per-request work around a cached token (its cache is keyed by the whole token and used only under a named provider, hence requires_any [graymesh_lane, allow_missing_or_failed]), the three claims copied to headers, and the route picked a second time after they are set.\n", thousands(n1-h0))
+		p("- The lane check itself (N1 − H0) is %s instructions: carrying the lane's header, the x-gray-* strip, jwt_authn's per-request work around a cached token (its cache is keyed by the whole token and used only under a named provider, hence requires_any [graymesh_lane, allow_missing_or_failed]), the two claims copied to headers, and the route picked a second time after they are set.\n", thousands(n1-h0))
 	}
+	writeInnerReading(p, res)
 	if fresh > 0 && n1 > 0 {
 		p("- A lane Envoy has not seen costs %s more (N1-fresh − N1): an Ed25519 verification. One lane per environment, release, version and window keeps that to once per sidecar per window; a lane per request would put it on every hop of every request.\n", thousands(fresh-n1))
 	}

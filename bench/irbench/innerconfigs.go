@@ -1,0 +1,197 @@
+package irbench
+
+import (
+	"fmt"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/graymesh/graymesh/wire"
+	"github.com/graymesh/graymesh/xds"
+)
+
+// innerVariants are N1 changed one thing at a time, to say where an inner
+// hop's instructions go (the report's reading). The last four are for
+// attribution only: each leaves out part of the check.
+func innerVariants() []Config {
+	lane := func(l string) map[string]string { return map[string]string{wire.HeaderLane: l} }
+	laneAndEnv := func(l string) map[string]string { return map[string]string{wire.HeaderLane: l, wire.HeaderEnv: "gray"} }
+	return []Config{
+		{
+			Name: "H0-lane", What: "H0 with the lane sent too, which nothing reads: what carrying the lane's header costs before anything verifies it",
+			build: (*sidecars).plainHeader, headers: laneAndEnv,
+		},
+		{
+			Name: "N1-claims3", What: "N1 as pushed before this change: the lane's config version copied to x-gray-version too (a third claim header) and copied back to the response by the inner virtual host",
+			build: editLane(func(p *jwtauthnv3.JwtProvider) {
+				p.ClaimToHeaders = append(p.ClaimToHeaders, &jwtauthnv3.JwtClaimToHeader{HeaderName: wire.HeaderVersion, ClaimName: wire.LaneClaimVersion})
+			}, func(hcm *hcmv3.HttpConnectionManager) {
+				hcm.GetRouteConfig().GetVirtualHosts()[0].ResponseHeadersToAdd = []*corev3.HeaderValueOption{{
+					Header:       &corev3.HeaderValue{Key: wire.HeaderVersion, Value: "%REQ(" + wire.HeaderVersion + ")%"},
+					AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+				}}
+			}),
+			headers: lane,
+		},
+		{
+			Name: "N1-env", What: "N1 with the environment the only claim header (no x-gray-release): not kept, killed releases' routes and the span's release tag read it",
+			build:   editLane(func(p *jwtauthnv3.JwtProvider) { p.ClaimToHeaders = p.ClaimToHeaders[:1] }, nil),
+			headers: lane,
+		},
+		{
+			Name: "N1-metadata", What: "N1 routing on the lane's payload in dynamic metadata (payload_in_metadata, route dynamic_metadata matchers) instead of claim headers",
+			build: editLane(func(p *jwtauthnv3.JwtProvider) {
+				p.ClaimToHeaders, p.PayloadInMetadata = nil, "lane"
+			}, metadataRoutes),
+			headers: lane,
+		},
+		{
+			Name: "N1-perroute", What: "N1 with the requirement named per route (requirement_map, the virtual host's per-filter config) instead of a rule matching every path",
+			build: editConfig(func(c *jwtauthnv3.JwtAuthentication) {
+				c.RequirementMap = map[string]*jwtauthnv3.JwtRequirement{"lane": c.GetRules()[0].GetRequires()}
+				c.Rules = nil
+			}, perRouteRequirement),
+			headers: lane,
+		},
+		{
+			Name: "N1-nostrip", What: "N1 without the early x-gray-* strip (attribution only: a caller's x-gray-env would route)",
+			build: editLane(nil, noStrip), headers: lane,
+		},
+		{
+			Name: "N1-bare", What: "jwt_authn verifying the cached lane with no claim headers, no route cache clearing and no strip; the client sends x-gray-env (attribution only)",
+			build: editLane(func(p *jwtauthnv3.JwtProvider) {
+				p.ClaimToHeaders, p.ClearRouteCache = nil, false
+			}, noStrip),
+			headers: laneAndEnv,
+		},
+		{
+			Name: "N1-bare-clear", What: "N1-bare clearing the route cache: the route picked a second time (attribution only)",
+			build:   editLane(func(p *jwtauthnv3.JwtProvider) { p.ClaimToHeaders = nil }, noStrip),
+			headers: laneAndEnv,
+		},
+		{
+			Name: "N1-norules", What: "jwt_authn in the chain with no rules, so it verifies nothing; no strip; the client sends x-gray-env and the lane (attribution only)",
+			build:   editConfig(func(c *jwtauthnv3.JwtAuthentication) { c.Rules = nil }, noStrip),
+			headers: laneAndEnv,
+		},
+	}
+}
+
+// editLane is native with the lane's provider changed by edit and the
+// connection manager by hcmEdit (either may be nil).
+func editLane(edit func(*jwtauthnv3.JwtProvider), hcmEdit func(*hcmv3.HttpConnectionManager)) func(*sidecars, *hcmv3.HttpConnectionManager) error {
+	return editConfig(func(c *jwtauthnv3.JwtAuthentication) {
+		if edit != nil {
+			for _, p := range c.GetProviders() {
+				edit(p)
+			}
+		}
+	}, hcmEdit)
+}
+
+// editConfig is native with the lane check's whole config changed.
+func editConfig(edit func(*jwtauthnv3.JwtAuthentication), hcmEdit func(*hcmv3.HttpConnectionManager)) func(*sidecars, *hcmv3.HttpConnectionManager) error {
+	return func(s *sidecars, hcm *hcmv3.HttpConnectionManager) error {
+		if err := s.native(hcm); err != nil {
+			return err
+		}
+		for _, f := range hcm.GetHttpFilters() {
+			if f.GetName() != xds.LaneFilterName {
+				continue
+			}
+			cfg := &jwtauthnv3.JwtAuthentication{}
+			if err := f.GetTypedConfig().UnmarshalTo(cfg); err != nil {
+				return err
+			}
+			edit(cfg)
+			a, err := anypb.New(cfg)
+			if err != nil {
+				return err
+			}
+			f.ConfigType = &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}
+			if hcmEdit != nil {
+				hcmEdit(hcm)
+			}
+			return nil
+		}
+		return fmt.Errorf("the inner listener has no %s filter", xds.LaneFilterName)
+	}
+}
+
+func noStrip(hcm *hcmv3.HttpConnectionManager) { hcm.EarlyHeaderMutationExtensions = nil }
+
+// writeInnerReading says where N1's instructions go, from the variants
+// that ran.
+func writeInnerReading(p func(string, ...any), res *Result) {
+	m := res.mean
+	h0, n1 := m("H0"), m("N1")
+	if h0 == 0 || n1 == 0 {
+		return
+	}
+	if lane := m("H0-lane"); lane > 0 {
+		p("- Of that, %s is only carrying the lane (H0-lane − H0): Envoy parses, checks and forwards a request header byte by byte, and the lane is %d bytes (86 of them the Ed25519 signature). H0-lane alone is %s H0: no check of a lane this size, in a header, fits in %.2f× H0. The check proper (N1 − H0-lane) is %s.\n",
+			thousands(lane-h0), res.LaneBytes, ratio(lane, h0), nativeBound, thousands(n1-lane))
+	}
+	if c3 := m("N1-claims3"); c3 > 0 {
+		p("- The config version as a third claim header, x-gray-version, copied back to the response (N1-claims3 − N1): %s. Nothing at an inner hop reads it, so this change dropped it (the version stays in the lane).\n", thousands(c3-n1))
+	}
+	if env := m("N1-env"); env > 0 {
+		p("- x-gray-release as a claim header (N1 − N1-env): %s. Kept: killed releases' routes and the sidecar span's release tag read it.\n", thousands(n1-env))
+	}
+	if md := m("N1-metadata"); md > 0 {
+		p("- Routing on the lane's payload in dynamic metadata instead of claim headers (N1-metadata − N1): %s. Not kept: jwt_authn copies the payload into the metadata, and the metadata matchers cost more than the headers they replace.\n", signed(md-n1))
+	}
+	if pr := m("N1-perroute"); pr > 0 {
+		p("- The requirement named per route instead of a rule matching every path (N1-perroute − N1): %s. Not kept: no gain beyond the runs' spread, and a route without the per-filter config would go unchecked.\n", signed(pr-n1))
+	}
+	lane, norules, bare, clear, nostrip := m("H0-lane"), m("N1-norules"), m("N1-bare"), m("N1-bare-clear"), m("N1-nostrip")
+	if lane > 0 && norules > 0 && bare > 0 && clear > 0 && nostrip > 0 {
+		p("- The check proper, step by step: jwt_authn in the filter chain, verifying nothing (N1-norules − H0-lane) %s; verifying the cached lane (N1-bare − N1-norules) %s; clearing the route cache, so the route is picked again (N1-bare-clear − N1-bare) %s; the claims set as headers instead of the client's x-gray-env (N1-nostrip − N1-bare-clear) %s; the early x-gray-* strip (N1 − N1-nostrip) %s.\n",
+			thousands(norules-lane), thousands(bare-norules), thousands(clear-bare), thousands(nostrip-clear), thousands(n1-nostrip))
+	}
+}
+
+// metadataRoutes has the routes match the lane's payload in dynamic
+// metadata instead of claim headers.
+func metadataRoutes(hcm *hcmv3.HttpConnectionManager) {
+	claim := map[string]string{wire.HeaderEnv: wire.LaneClaimEnv, wire.HeaderRelease: wire.LaneClaimRelease}
+	for _, r := range hcm.GetRouteConfig().GetVirtualHosts()[0].GetRoutes() {
+		var kept []*routev3.HeaderMatcher
+		for _, h := range r.GetMatch().GetHeaders() {
+			c, ok := claim[h.GetName()]
+			if !ok {
+				kept = append(kept, h)
+				continue
+			}
+			v := &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_PresentMatch{PresentMatch: true}}
+			if exact := h.GetStringMatch().GetExact(); exact != "" {
+				v = &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: exact}}}}
+			}
+			r.Match.DynamicMetadata = append(r.Match.DynamicMetadata, &matcherv3.MetadataMatcher{
+				Filter: "envoy.filters.http.jwt_authn",
+				Path:   []*matcherv3.MetadataMatcher_PathSegment{{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: "lane"}}, {Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: c}}},
+				Value:  v,
+			})
+		}
+		r.Match.Headers = kept
+	}
+}
+
+// perRouteRequirement names the lane's requirement on the inner virtual
+// host (N1-perroute).
+func perRouteRequirement(hcm *hcmv3.HttpConnectionManager) {
+	a, _ := anypb.New(&jwtauthnv3.PerRouteConfig{RequirementSpecifier: &jwtauthnv3.PerRouteConfig_RequirementName{RequirementName: "lane"}})
+	hcm.GetRouteConfig().GetVirtualHosts()[0].TypedPerFilterConfig = map[string]*anypb.Any{xds.LaneFilterName: a}
+}
+
+// signed is thousands with a sign.
+func signed(n float64) string {
+	if n >= 0 {
+		return "+" + thousands(n)
+	}
+	return thousands(n)
+}
