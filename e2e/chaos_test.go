@@ -119,6 +119,13 @@ func TestKill9UnderLoad(t *testing.T) {
 	t.Logf("%d requests, 0 failed across kill -9 and restart; %d served by gray after the restart; Envoy config versions unchanged (%s)", n, grayAfter.Load(), before)
 }
 
+// envoyCounter sums the counters of the Envoy whose names match the
+// regular expression filter.
+func (m *mesh) envoyCounter(t *testing.T, filter string) int {
+	t.Helper()
+	return sumEnvoyCounters(t, m.envoyAdmin, filter)
+}
+
 // envoyConfigVersions reads the version_info of every dynamic resource
 // from Envoy's admin config_dump.
 func (m *mesh) envoyConfigVersions(t *testing.T) string {
@@ -144,12 +151,16 @@ func (m *mesh) envoyConfigVersions(t *testing.T) string {
 
 // TestSlowExtProcFailsOpenWithinBudget freezes graymesh (SIGSTOP: its
 // sockets accept but nothing answers) and checks every request is still
-// served, by stable, with latency bounded by the ext_proc budget.
+// served, by stable, each one cut by ext_proc's message_timeout (Envoy's
+// ext_proc filter counts it in message_timeouts) rather than failed or
+// held: the budget is proved by Envoy's counter, not by wall-clock time on
+// a shared machine. The latencies are logged.
 func TestSlowExtProcFailsOpenWithinBudget(t *testing.T) {
 	m := newMesh(t, listReleases)
 	if r := m.mustGet(bearer(m.token("alice", time.Now().Add(time.Hour)))); r.Env != "gray" {
 		t.Fatalf("before: %s", r.Env)
 	}
+	timeoutsBefore := m.envoyCounter(t, `ext_proc\.message_timeouts$`)
 	must(t, m.graymesh.cmd.Process.Signal(syscall.SIGSTOP))
 	defer func() { _ = m.graymesh.cmd.Process.Signal(syscall.SIGCONT) }()
 	const n = 100
@@ -168,13 +179,10 @@ func TestSlowExtProcFailsOpenWithinBudget(t *testing.T) {
 	})
 	must(t, err)
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	p99 := lat[n*99/100-1]
-	// The harness sets message_timeout to 200 ms; allow loopback and
-	// scheduling slack on a loaded 2-core machine, not another budget.
-	if p99 > 400*time.Millisecond {
-		t.Fatalf("p99 %s with graymesh hung, budget 200 ms", p99)
+	if cut := m.envoyCounter(t, `ext_proc\.message_timeouts$`) - timeoutsBefore; cut != n {
+		t.Fatalf("with graymesh hung, Envoy's ext_proc message_timeouts rose by %d over %d requests: each should be cut by message_timeout and continue", cut, n)
 	}
-	t.Logf("graymesh hung: %d requests all served by stable, p50 %s p99 %s (budget 200 ms)", n, lat[n/2], p99)
+	t.Logf("graymesh hung: %d requests all served by stable, each cut by message_timeout (200 ms); p50 %s p99 %s (wall clock, noisy)", n, lat[n/2], lat[n*99/100-1])
 	must(t, m.graymesh.cmd.Process.Signal(syscall.SIGCONT))
 	waitFor(t, "gray routing to resume", 10*time.Second, func() error {
 		if r := m.mustGet(bearer(m.token("alice", time.Now().Add(time.Hour)))); r.Env != "gray" {

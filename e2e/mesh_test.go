@@ -459,15 +459,24 @@ func (m *fourHop) extProcStreams() map[string]int {
 func (m *fourHop) envoyStats(filter string) map[string]int {
 	out := map[string]int{}
 	for svc, admin := range m.envoyAdmins {
-		for _, line := range strings.Split(getText(m.t, admin+"/stats?filter="+url.QueryEscape(filter)), "\n") {
-			if _, v, ok := strings.Cut(line, ": "); ok {
-				n, err := strconv.Atoi(strings.TrimSpace(v))
-				must(m.t, err)
-				out[svc] += n
-			}
-		}
+		out[svc] = sumEnvoyCounters(m.t, admin, filter)
 	}
 	return out
+}
+
+// sumEnvoyCounters sums the counters whose names match the regular
+// expression filter on the Envoy whose admin address is admin (/stats).
+func sumEnvoyCounters(t *testing.T, admin, filter string) int {
+	t.Helper()
+	sum := 0
+	for _, line := range strings.Split(getText(t, admin+"/stats?filter="+url.QueryEscape(filter)), "\n") {
+		if _, v, ok := strings.Cut(line, ": "); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			must(t, err)
+			sum += n
+		}
+	}
+	return sum
 }
 
 // assertDecisionUnderEnvoy checks that graymesh's edge decision span
