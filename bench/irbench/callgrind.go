@@ -26,10 +26,11 @@ type proc struct {
 	done    chan struct{}
 }
 
-// startCounted starts bin under callgrind with instrumentation off (so
-// start-up and warm-up are not counted; callgrind_control -i on starts
-// counting), every thread in one count, and waits until ready passes.
-func startCounted(ctx context.Context, o Options, tag string, env []string, bin string, args []string, ready func() error) (*proc, error) {
+// startProc starts bin, when counted under callgrind with instrumentation
+// off (so start-up and warm-up are not counted; callgrind_control -i on
+// starts counting), every thread in one count, and waits until ready
+// passes.
+func startProc(ctx context.Context, o Options, tag string, env []string, bin string, args []string, ready func() error, counted bool) (*proc, error) {
 	out := filepath.Join(o.WorkDir, "callgrind-"+tag+".out")
 	old, _ := filepath.Glob(out + "*")
 	for _, f := range old {
@@ -40,8 +41,12 @@ func startCounted(ctx context.Context, o Options, tag string, env []string, bin 
 	if err != nil {
 		return nil, err
 	}
-	vg := append([]string{"--tool=callgrind", "--instr-atstart=no", "--callgrind-out-file=" + out, bin}, args...)
-	p.cmd = exec.CommandContext(ctx, o.Valgrind, vg...)
+	if counted {
+		vg := append([]string{"--tool=callgrind", "--instr-atstart=no", "--callgrind-out-file=" + out, bin}, args...)
+		p.cmd = exec.CommandContext(ctx, o.Valgrind, vg...)
+	} else {
+		p.cmd = exec.CommandContext(ctx, bin, args...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = log, log
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -64,12 +69,30 @@ func startCounted(ctx context.Context, o Options, tag string, env []string, bin 
 	return p, nil
 }
 
-// startEnvoy starts Envoy under callgrind from a bootstrap.
-func startEnvoy(ctx context.Context, o Options, tag, bootPath string, adminPort int) (*proc, error) {
+// startEnvoy starts Envoy (under callgrind when counted) from a bootstrap.
+func startEnvoy(ctx context.Context, o Options, tag, bootPath string, adminPort int, counted bool) (*proc, error) {
 	ready := fmt.Sprintf("http://127.0.0.1:%d/ready", adminPort)
-	return startCounted(ctx, o, "envoy-"+tag, nil, o.Envoy,
+	return startProc(ctx, o, "envoy-"+tag, nil, o.Envoy,
 		[]string{"-c", bootPath, "--concurrency", "1", "--disable-hot-restart", "-l", "error"},
-		func() error { return get(ready) })
+		func() error { return get(ready) }, counted)
+}
+
+// peakRSS is the process's peak resident set (VmHWM), in kB.
+func (p *proc) peakRSS() (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseVmHWM(string(b))
+}
+
+func parseVmHWM(status string) (uint64, error) {
+	for _, line := range strings.Split(status, "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			return strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM in /proc status")
 }
 
 func (p *proc) stop() {

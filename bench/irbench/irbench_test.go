@@ -34,13 +34,16 @@ func TestBootstraps(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string][]string{
-		"H0":          {"envoy.filters.http.router"},
-		"N1":          {xds.LaneFilterName, "envoy.filters.http.router"},
-		"N1-fresh":    {xds.LaneFilterName, "envoy.filters.http.router"},
-		"N1-baggage":  {"envoy.filters.http.lua", xds.LaneFilterName, "envoy.filters.http.router"},
-		"E1":          {wire.ExtProcFilterName, "envoy.filters.http.router"},
-		"EDGE":        {wire.ExtProcFilterName, "envoy.filters.http.router"},
-		"EDGE-before": {wire.ExtProcFilterName, "envoy.filters.http.router"},
+		"H0":            {"envoy.filters.http.router"},
+		"N1":            {xds.LaneFilterName, "envoy.filters.http.router"},
+		"N1-fresh":      {xds.LaneFilterName, "envoy.filters.http.router"},
+		"N1-baggage":    {"envoy.filters.http.lua", xds.LaneFilterName, "envoy.filters.http.router"},
+		"E1":            {wire.ExtProcFilterName, "envoy.filters.http.router"},
+		"EDGE":          {wire.ExtProcFilterName, "envoy.filters.http.router"},
+		"EDGE-before":   {wire.ExtProcFilterName, "envoy.filters.http.router"},
+		"EDGE-noop":     {wire.ExtProcFilterName, "envoy.filters.http.router"},
+		"EDGE-cached":   {wire.ExtProcFilterName, "envoy.filters.http.router"},
+		"EDGE-uncached": {wire.ExtProcFilterName, "envoy.filters.http.router"},
 	}
 	for _, c := range Configs() {
 		b, err := s.bootstrap(c, 9901)
@@ -81,6 +84,33 @@ func TestBootstraps(t *testing.T) {
 	}
 	if _, err := p.Lanes.Verify(p.Lanes.Sign("gray", "shop-v2", "1", time.Now()), time.Now()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCallersGoGray: every caller's token verifies, with the token cache
+// on and off, and admits the caller to gray at the edge, as the harness
+// checks on every response.
+func TestCallersGoGray(t *testing.T) {
+	h := &harness{o: Options{WorkDir: t.TempDir()}, upstreams: &upstreams{stable: "127.0.0.1:9001", gray: "127.0.0.1:9002"}}
+	path, err := h.writeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := callerTokens(3, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cfg := range []string{path, h.noCachePath} {
+		p, err := gray.Load(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tok := range tokens {
+			o := p.Decide(gray.Request{Authorization: "Bearer " + tok, Hop: gray.Hop{Service: edgeService}, Now: time.Now()})
+			if o.Env != "gray" || o.Caller.Subject == "" {
+				t.Fatalf("%s: decided %+v, want a verified caller in gray", cfg, o.Decision)
+			}
+		}
 	}
 }
 
