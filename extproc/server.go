@@ -139,14 +139,16 @@ func (s *Server) answer(ctx context.Context, st *streamState, req *extprocsvcv3.
 }
 
 // hopOf reads who is calling from the stream's gRPC metadata, which the
-// filter config sets (grpc_service initial_metadata).
+// filter config sets (grpc_service initial_metadata). It looks the two
+// keys up (grpc-go's ValueFromIncomingContext) rather than copying the
+// whole metadata map, every key lower-cased, per stream as
+// FromIncomingContext does.
 func hopOf(ctx context.Context) gray.Hop {
-	md, _ := metadata.FromIncomingContext(ctx)
 	var h gray.Hop
-	if v := md.Get(wire.MetadataHop); len(v) > 0 {
+	if v := metadata.ValueFromIncomingContext(ctx, wire.MetadataHop); len(v) > 0 {
 		h.Inner = v[0] == wire.HopInner
 	}
-	if v := md.Get(wire.MetadataService); len(v) > 0 {
+	if v := metadata.ValueFromIncomingContext(ctx, wire.MetadataService); len(v) > 0 {
 		h.Service = v[0]
 	}
 	return h
