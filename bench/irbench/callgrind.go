@@ -121,32 +121,37 @@ func (p *proc) control(ctx context.Context, args ...string) error {
 }
 
 // count zeroes the processes' counters, runs work and dumps them: the
-// instructions work cost each process (every thread).
-func count(ctx context.Context, procs []*proc, work func() error) ([]uint64, error) {
+// instructions work cost each process (every thread), and the garbage
+// collections each began (0 for a process that is not Go's).
+func count(ctx context.Context, procs []*proc, work func() error) ([]uint64, []int, error) {
 	for _, p := range procs {
 		if err := p.control(ctx, "-z"); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if err := work(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	out := make([]uint64, len(procs))
+	out, gcs := make([]uint64, len(procs)), make([]int, len(procs))
 	for i, p := range procs {
-		n, err := p.dump(ctx)
+		n, path, err := p.dump(ctx)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+		if gcs[i], err = gcCycles(path); err != nil {
+			return nil, nil, err
 		}
 		out[i] = n
 	}
-	return out, nil
+	return out, gcs, nil
 }
 
-// dump has callgrind write its counts and returns the total.
-func (p *proc) dump(ctx context.Context) (uint64, error) {
+// dump has callgrind write its counts and returns the total and the
+// dump's path.
+func (p *proc) dump(ctx context.Context) (uint64, string, error) {
 	before, _ := filepath.Glob(p.out + ".*")
 	if err := p.control(ctx, "-d"); err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	var dump string
 	if err := poll(ctx, time.Minute, func() error {
@@ -158,7 +163,7 @@ func (p *proc) dump(ctx context.Context) (uint64, error) {
 		dump = after[len(after)-1]
 		return nil
 	}); err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	var total uint64
 	err := poll(ctx, time.Minute, func() error {
@@ -166,7 +171,7 @@ func (p *proc) dump(ctx context.Context) (uint64, error) {
 		total, err = readTotal(dump)
 		return err
 	})
-	return total, err
+	return total, dump, err
 }
 
 func dumpIndex(path string) int {
@@ -183,6 +188,43 @@ func readTotal(path string) (uint64, error) {
 	}
 	defer f.Close()
 	return parseTotal(f)
+}
+
+// gcCycles counts the calls of runtime.gcStart in a callgrind dump: the
+// Go garbage collections that began during the count.
+func gcCycles(path string) (int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return parseGCStarts(f)
+}
+
+func parseGCStarts(r io.Reader) (int, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	names := map[string]string{}
+	callee, n := "", 0
+	for sc.Scan() {
+		line := sc.Text()
+		if rest, ok := strings.CutPrefix(line, "cfn=("); ok {
+			id, name, _ := strings.Cut(rest, ")")
+			if name = strings.TrimSpace(name); name != "" {
+				names[id] = name
+			}
+			callee = names[id]
+			continue
+		}
+		if rest, ok := strings.CutPrefix(line, "calls="); ok && callee == "runtime.gcStart" {
+			c, err := strconv.Atoi(strings.Fields(rest)[0])
+			if err != nil {
+				return 0, err
+			}
+			n += c
+		}
+	}
+	return n, sc.Err()
 }
 
 func parseTotal(r io.Reader) (uint64, error) {

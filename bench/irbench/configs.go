@@ -3,8 +3,11 @@
 // route on the edge's decision: the lane verified in Envoy (graymesh's
 // inner sidecars), a plain header nobody checks (the floor), the lane
 // pulled out of W3C baggage first, and the ext_proc call every inner hop
-// made before. Instruction counts do not depend on the machine's other
-// load, which wall-clock figures on a shared two-core machine do.
+// made before — and the edge's ext_proc server: graymesh deciding from
+// HS256 tokens, cached and not, against the repository's naive no-op
+// server behind the same listener. Instruction counts do not depend on
+// the machine's other load, which wall-clock figures on a shared two-core
+// machine do.
 package irbench
 
 import (

@@ -67,6 +67,9 @@ type Count struct {
 	SmallN, LargeN               int
 	Small, Large                 uint64
 	GraymeshSmall, GraymeshLarge uint64
+	// GCSmall and GCLarge are the garbage collections the ext_proc server
+	// began during each count.
+	GCSmall, GCLarge int
 }
 
 // PerRequest is the difference between Envoy's two counts per request:
@@ -91,6 +94,8 @@ type Result struct {
 	// RSS is the ext_proc server's peak resident set (VmHWM, kB) in a run
 	// outside valgrind of the same requests, per configuration.
 	RSS map[string]uint64
+	// Outside is what graymesh's own metrics said over that run.
+	Outside map[string]OutsideRun
 	// CachedDecision is BenchmarkCachedDecision's result, when run, and
 	// CachedDecisionCommand how.
 	CachedDecision        *loadbench.BenchRow
@@ -102,7 +107,7 @@ type Result struct {
 // Run measures every configuration Options.Rounds times, the
 // configurations interleaved.
 func Run(ctx context.Context, o Options) (*Result, error) {
-	res := &Result{Options: o, Counts: map[string][]Count{}, RSS: map[string]uint64{}, Started: time.Now()}
+	res := &Result{Options: o, Counts: map[string][]Count{}, RSS: map[string]uint64{}, Outside: map[string]OutsideRun{}, Started: time.Now()}
 	for _, c := range Configs() {
 		if len(o.Configs) == 0 || contains(o.Configs, c.Name) {
 			res.Configs = append(res.Configs, c)
@@ -132,12 +137,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if c.graymesh == graymeshNone || !c.edge {
 			continue
 		}
-		kb, err := h.peakRSS(ctx, c)
+		kb, out, err := h.peakRSS(ctx, c)
 		if err != nil {
 			return nil, fmt.Errorf("%s, RSS run: %w", c.Name, err)
 		}
-		fmt.Fprintf(o.Log, "irbench: %s: ext_proc server VmHWM %d kB\n", c.Name, kb)
-		res.RSS[c.Name] = kb
+		fmt.Fprintf(o.Log, "irbench: %s: ext_proc server VmHWM %d kB, %+v\n", c.Name, kb, out)
+		res.RSS[c.Name], res.Outside[c.Name] = kb, out
 	}
 	res.Took = time.Since(res.Started)
 	return res, nil
@@ -364,17 +369,18 @@ func (h *harness) measure(ctx context.Context, c Config, round int) (Count, erro
 	if c.graymesh != graymeshNone {
 		cnt.SmallN, cnt.LargeN = cnt.SmallN*h.o.GraymeshScale, cnt.LargeN*h.o.GraymeshScale
 	}
-	small, err := count(ctx, procs, func() error { return send(cnt.SmallN) })
+	small, smallGC, err := count(ctx, procs, func() error { return send(cnt.SmallN) })
 	if err != nil {
 		return Count{}, err
 	}
-	large, err := count(ctx, procs, func() error { return send(cnt.LargeN) })
+	large, largeGC, err := count(ctx, procs, func() error { return send(cnt.LargeN) })
 	if err != nil {
 		return Count{}, err
 	}
 	cnt.Small, cnt.Large = small[0], large[0]
 	if len(procs) > 1 {
 		cnt.GraymeshSmall, cnt.GraymeshLarge = small[1], large[1]
+		cnt.GCSmall, cnt.GCLarge = smallGC[1], largeGC[1]
 	}
 	return cnt, nil
 }
@@ -388,40 +394,86 @@ func (h *harness) warmup(c Config) int {
 	return h.o.Warmup
 }
 
+// OutsideRun is what graymesh's Go metrics (admin /metrics) said over
+// the run outside valgrind: the garbage collections it made and the bytes
+// it allocated, over Requests requests (zero for the no-op server, which
+// has no metrics).
+type OutsideRun struct {
+	Requests int
+	GCs      float64
+	Bytes    float64
+}
+
 // peakRSS runs c's requests (warm-up and both counts) once outside
-// valgrind and returns the ext_proc server's VmHWM in kB: the memory its
-// settings cost, which valgrind's own would hide.
-func (h *harness) peakRSS(ctx context.Context, c Config) (uint64, error) {
+// valgrind and returns the ext_proc server's VmHWM in kB — the memory its
+// settings cost, which valgrind's own would hide — and, for graymesh, its
+// collections and allocations over the counted requests.
+func (h *harness) peakRSS(ctx context.Context, c Config) (uint64, OutsideRun, error) {
+	var out OutsideRun
 	adminPort, err := freePorts(1)
 	if err != nil {
-		return 0, err
+		return 0, out, err
 	}
 	boot, err := h.sidecars.bootstrap(c, adminPort[0])
 	if err != nil {
-		return 0, err
+		return 0, out, err
 	}
 	tag := c.Name + "-rss"
 	bootPath := filepath.Join(h.o.WorkDir, tag+".json")
 	if err := os.WriteFile(bootPath, boot, 0o600); err != nil {
-		return 0, err
+		return 0, out, err
 	}
 	e, err := startEnvoy(ctx, h.o, tag, bootPath, adminPort[0], false)
 	if err != nil {
-		return 0, err
+		return 0, out, err
 	}
 	defer e.stop()
 	srv, err := h.startServer(ctx, c, tag, false)
 	if err != nil {
-		return 0, err
+		return 0, out, err
 	}
 	defer srv.stop()
 	client := newClient()
 	defer client.CloseIdleConnections()
-	n := h.warmup(c) + (h.o.Small+h.o.Large)*h.o.GraymeshScale
-	if err := h.send(ctx, client, c, n); err != nil {
-		return 0, err
+	if err := h.send(ctx, client, c, h.warmup(c)); err != nil {
+		return 0, out, err
 	}
-	return srv.peakRSS()
+	out.Requests = (h.o.Small + h.o.Large) * h.o.GraymeshScale
+	gcs, bytes := h.goMetrics(c)
+	if err := h.send(ctx, client, c, out.Requests); err != nil {
+		return 0, out, err
+	}
+	gcs2, bytes2 := h.goMetrics(c)
+	out.GCs, out.Bytes = gcs2-gcs, bytes2-bytes
+	kb, err := srv.peakRSS()
+	return kb, out, err
+}
+
+// goMetrics reads graymesh's collections and allocated bytes so far from
+// its admin /metrics (zero for the no-op server).
+func (h *harness) goMetrics(c Config) (gcs, bytes float64) {
+	if c.graymesh == graymeshNoop {
+		return 0, 0
+	}
+	resp, err := http.Get("http://" + h.cfg.Server.AdminListen + "/metrics")
+	if err != nil {
+		return 0, 0
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return metricValue(string(b), "go_gc_duration_seconds_count"), metricValue(string(b), "go_memstats_alloc_bytes_total")
+}
+
+// metricValue is the value of an unlabelled metric in Prometheus's text
+// format (0 when absent).
+func metricValue(text, name string) float64 {
+	for _, line := range strings.Split(text, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f
+		}
+	}
+	return 0
 }
 
 // send sends n requests on one kept-alive connection, one after the

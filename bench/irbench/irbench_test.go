@@ -124,16 +124,34 @@ func TestParseTotal(t *testing.T) {
 	}
 }
 
+func TestParseGCStarts(t *testing.T) {
+	dump := "fn=(1) main\ncfn=(2) runtime.gcStart\ncalls=2 10\n5 100\ncfn=(3) runtime.mallocgc\ncalls=7 3\n1 1\nfn=(4) other\ncfn=(2)\ncalls=1 4\n1 1\n"
+	if n, err := parseGCStarts(strings.NewReader(dump)); err != nil || n != 3 {
+		t.Fatalf("%d %v, want 3", n, err)
+	}
+	if v := metricValue("# HELP x\ngo_gc_duration_seconds_count 12\ngo_gc_duration_seconds_sum 0.1\n", "go_gc_duration_seconds_count"); v != 12 {
+		t.Fatalf("metric %v", v)
+	}
+	if kb, err := parseVmHWM("Name:\tx\nVmHWM:\t   24588 kB\nVmRSS:\t 1 kB\n"); err != nil || kb != 24588 {
+		t.Fatalf("VmHWM %d %v", kb, err)
+	}
+}
+
 func TestWriteSection(t *testing.T) {
 	res := &Result{
 		Options: Options{Warmup: 50, Small: 200, Large: 400, Rounds: 2, GraymeshScale: 1},
 		Envoy:   "envoy", Valgrind: "valgrind-3.19.0", Configs: Configs(),
 		Counts: map[string][]Count{
-			"H0":   {{SmallN: 200, LargeN: 400, Small: 200 * 170000, Large: 400 * 170000}, {SmallN: 200, LargeN: 400, Small: 200 * 170000, Large: 400 * 170000}},
-			"N1":   {{SmallN: 200, LargeN: 400, Small: 200 * 180000, Large: 400 * 180000}, {SmallN: 200, LargeN: 400, Small: 200 * 182000, Large: 400 * 182000}},
-			"E1":   {{SmallN: 200, LargeN: 400, Small: 200 * 430000, Large: 400 * 430000, GraymeshSmall: 200 * 250000, GraymeshLarge: 400 * 250000}},
-			"EDGE": {{SmallN: 200, LargeN: 400, Small: 200 * 430000, Large: 400 * 430000, GraymeshSmall: 200 * 200000, GraymeshLarge: 400 * 200000}},
+			"H0":            {{SmallN: 200, LargeN: 400, Small: 200 * 170000, Large: 400 * 170000}, {SmallN: 200, LargeN: 400, Small: 200 * 170000, Large: 400 * 170000}},
+			"N1":            {{SmallN: 200, LargeN: 400, Small: 200 * 180000, Large: 400 * 180000}, {SmallN: 200, LargeN: 400, Small: 200 * 182000, Large: 400 * 182000}},
+			"E1":            {{SmallN: 200, LargeN: 400, Small: 200 * 430000, Large: 400 * 430000, GraymeshSmall: 200 * 250000, GraymeshLarge: 400 * 250000}},
+			"EDGE":          {{SmallN: 200, LargeN: 400, Small: 200 * 430000, Large: 400 * 430000, GraymeshSmall: 200 * 200000, GraymeshLarge: 400 * 200000}},
+			"EDGE-noop":     {{SmallN: 200, LargeN: 400, Small: 200 * 400000, Large: 400 * 400000, GraymeshSmall: 200 * 160000, GraymeshLarge: 400 * 160000, GCSmall: 1, GCLarge: 2}},
+			"EDGE-cached":   {{SmallN: 200, LargeN: 400, Small: 200 * 420000, Large: 400 * 420000, GraymeshSmall: 200 * 96000, GraymeshLarge: 400 * 96000}},
+			"EDGE-uncached": {{SmallN: 200, LargeN: 400, Small: 200 * 420000, Large: 400 * 420000, GraymeshSmall: 200 * 216000, GraymeshLarge: 400 * 216000}},
 		},
+		RSS:     map[string]uint64{"EDGE-cached": 70 * 1024},
+		Outside: map[string]OutsideRun{"EDGE-cached": {Requests: 600, GCs: 1, Bytes: 600 * 1500}},
 	}
 	var b bytes.Buffer
 	if err := WriteSection(&b, res, "bin/irbench"); err != nil {
@@ -143,7 +161,10 @@ func TestWriteSection(t *testing.T) {
 	for _, want := range []string{"| N1 |", "180,000 | 182,000 | 181,000 | 1.06× | — |", "N1 ≤ 1.10 × H0 | 1.06×", "| met |", "bin/irbench", "(B − A) / 200",
 		"| E1 |", "430,000 | — | 430,000 | 2.53× | 250,000 |",
 		// chain before: 430k + 200k + 3 × 680k = 2,670k; now: 630k + 3 × 181k = 1,173k
-		"0.44× (now 1,173,000, before 2,670,000)"} {
+		"0.44× (now 1,173,000, before 2,670,000)",
+		"| EDGE-cached | 96,000 | — | 96,000 | 0.60× | 420,000 | 0/0 | 70.0 MiB | 1 GCs in 600 requests, 1500 B |",
+		"EDGE-cached ≤ 0.85 × EDGE-noop | 0.60× (cached 96,000, no-op 160,000) | met",
+		"EDGE-uncached ≤ 1.30 × EDGE-noop | 1.35× (uncached 216,000, no-op 160,000) | **missed**"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("section lacks %q:\n%s", want, out)
 		}

@@ -187,7 +187,7 @@ func writeEdgeTable(p func(string, ...any), res *Result) {
 	for i := 1; i <= rounds; i++ {
 		p("server, round %d | ", i)
 	}
-	p("server, mean | × EDGE-noop | Envoy, mean | server VmHWM |\n|---|%s\n", strings.Repeat("---:|", rounds+4))
+	p("server, mean | × EDGE-noop | Envoy, mean | GCs in the counts (A/B per round) | server VmHWM | outside valgrind: GCs, allocated per request |\n|---|%s\n", strings.Repeat("---:|", rounds+6))
 	for _, name := range []string{"EDGE-noop", "EDGE-cached", "EDGE-uncached"} {
 		counts := res.Counts[name]
 		if len(counts) == 0 {
@@ -201,12 +201,20 @@ func writeEdgeTable(p func(string, ...any), res *Result) {
 				p("— | ")
 			}
 		}
-		rss := "—"
+		rss, outside := "—", "—"
 		if kb := res.RSS[name]; kb > 0 {
 			rss = fmt.Sprintf("%.1f MiB", float64(kb)/1024)
 		}
-		p("%s | %s | %s | %s |\n", thousands(res.graymeshMean(name)), ratio(res.graymeshMean(name), noop), thousands(res.mean(name)), rss)
+		if o := res.Outside[name]; o.Requests > 0 && o.Bytes > 0 {
+			outside = fmt.Sprintf("%.0f GCs in %d requests, %.0f B", o.GCs, o.Requests, o.Bytes/float64(o.Requests))
+		}
+		var gcs []string
+		for _, c := range counts {
+			gcs = append(gcs, fmt.Sprintf("%d/%d", c.GCSmall, c.GCLarge))
+		}
+		p("%s | %s | %s | %s | %s | %s |\n", thousands(res.graymeshMean(name)), ratio(res.graymeshMean(name), noop), thousands(res.mean(name)), strings.Join(gcs, ", "), rss, outside)
 	}
+	p("\nBoth servers sit behind the same edge listener as graymesh pushes it, so Envoy sends the no-op server, too, only the headers graymesh's decision reads (forward_rules) and no request attributes (the bench config has no cidrs rule). The no-op server runs grpc-go's defaults and Go's default GOGC (100); graymesh `serve` its own settings (stream workers, GC target 400). A count in which the server began no garbage collection carries no share of one: such a figure is what a request costs between collections; the run outside valgrind says how many collections graymesh made and how much it allocated per request over the same number of requests.\n")
 	if m := res.CachedDecision; m != nil {
 		p("\nThe cached decision alone (`gray.Policy.Decide` on a cached HS256 identity; wall-clock ns/op, which moves with the machine's load): %.0f ns/op, %.0f B/op, %.0f allocs/op, from\n\n```sh\n%s\n```\n", m.NsOp, m.BOp, m.AllocsOp, res.CachedDecisionCommand)
 	}
