@@ -100,7 +100,7 @@ bench: build envoy ## micro-benchmarks, then B0/E0/L1/C1 side by side through re
 BENCH_IR_BEFORE ?= $(shell git merge-base HEAD main 2>/dev/null)
 BENCH_IR_FLAGS  ?=
 .PHONY: bench-ir
-bench-ir: build envoy ## instructions per request under callgrind: an inner hop's Envoy (native lane, plain header, lane in baggage, ext_proc of before) and the edge (graymesh cached and uncached vs the no-op ext_proc server); writes its section of bench/RESULTS.md (~5 min)
+bench-ir: build envoy ## instructions per request under callgrind: an inner hop's Envoy (native lane, plain header, lane in baggage, ext_proc of before) and the edge (graymesh cached and uncached vs the no-op ext_proc server); writes its section of bench/RESULTS.md (~10 min)
 	@command -v valgrind >/dev/null || { echo "bench-ir: valgrind not found (Debian package valgrind)"; exit 1; }
 	scripts/build-graymesh-at.sh $(BENCH_IR_BEFORE) $(BENCH_OUT)/ir/graymesh-before
 	go build -o bin/ ./bench/cmd/irbench ./bench/cmd/loadbench
