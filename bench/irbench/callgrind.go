@@ -83,10 +83,10 @@ func (p *proc) peakRSS() (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return parseVmHWM(string(b))
+	return parseVMHWM(string(b))
 }
 
-func parseVmHWM(status string) (uint64, error) {
+func parseVMHWM(status string) (uint64, error) {
 	for _, line := range strings.Split(status, "\n") {
 		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
 			return strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)

@@ -132,7 +132,7 @@ func TestParseGCStarts(t *testing.T) {
 	if v := metricValue("# HELP x\ngo_gc_duration_seconds_count 12\ngo_gc_duration_seconds_sum 0.1\n", "go_gc_duration_seconds_count"); v != 12 {
 		t.Fatalf("metric %v", v)
 	}
-	if kb, err := parseVmHWM("Name:\tx\nVmHWM:\t   24588 kB\nVmRSS:\t 1 kB\n"); err != nil || kb != 24588 {
+	if kb, err := parseVMHWM("Name:\tx\nVmHWM:\t   24588 kB\nVmRSS:\t 1 kB\n"); err != nil || kb != 24588 {
 		t.Fatalf("VmHWM %d %v", kb, err)
 	}
 }
