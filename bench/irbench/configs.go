@@ -232,6 +232,9 @@ func (s *sidecars) extProc(hcm *hcmv3.HttpConnectionManager) error {
 		return fmt.Errorf("the edge listener's first filter is %s, not ext_proc", filter.GetName())
 	}
 	ep.GrpcService.InitialMetadata = []*corev3.HeaderValue{{Key: wire.MetadataHop, Value: wire.HopInner}, {Key: wire.MetadataService, Value: innerService}}
+	// The filter of before forwarded every header (the lane travelled in
+	// baggage) and the client address.
+	ep.ForwardRules, ep.RequestAttributes = nil, []string{wire.SourceAddressAttribute}
 	a, err := anypb.New(ep)
 	if err != nil {
 		return err

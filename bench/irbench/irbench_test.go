@@ -69,6 +69,9 @@ func TestBootstraps(t *testing.T) {
 				if err := f.GetTypedConfig().UnmarshalTo(ep); err != nil {
 					t.Fatal(err)
 				}
+				if c.Name == "E1" && (ep.GetForwardRules() != nil || len(ep.GetRequestAttributes()) == 0) {
+					t.Error("E1 must forward every header (the lane of before is in baggage) and source.address, as before")
+				}
 				hop := ep.GetGrpcService().GetInitialMetadata()[0].GetValue()
 				if (hop == wire.HopEdge) != c.edge {
 					t.Errorf("%s asks graymesh as hop %s", c.Name, hop)
