@@ -97,7 +97,9 @@ bench: build envoy ## micro-benchmarks, then B0/E0/L1/C1 side by side through re
 	go build -o bin/ ./bench/cmd/loadbench
 	bin/loadbench --work $(BENCH_OUT) $(BENCH_FLAGS)
 
-BENCH_IR_BEFORE ?= $(shell git merge-base HEAD main 2>/dev/null)
+# E1 and EDGE-before need graymesh from before inner hops verified lanes in
+# Envoy (HMAC lanes in baggage): main just before that change was merged.
+BENCH_IR_BEFORE ?= c80d5000d863c789f5cd3a4d019d315cc59a4117
 BENCH_IR_FLAGS  ?=
 .PHONY: bench-ir
 bench-ir: build envoy ## instructions per request under callgrind: an inner hop's Envoy (native lane, plain header, lane in baggage, ext_proc of before) and the edge (graymesh cached and uncached vs the no-op ext_proc server); writes its section of bench/RESULTS.md (~10 min)
