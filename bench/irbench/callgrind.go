@@ -191,7 +191,8 @@ func readTotal(path string) (uint64, error) {
 }
 
 // gcCycles counts the calls of runtime.gcStart in a callgrind dump: the
-// Go garbage collections that began during the count.
+// Go garbage collections that began during the count (-1 when the binary
+// has no symbols to tell).
 func gcCycles(path string) (int, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -205,13 +206,24 @@ func parseGCStarts(r io.Reader) (int, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	names := map[string]string{}
-	callee, n := "", 0
+	callee, n, symbols := "", 0, false
 	for sc.Scan() {
 		line := sc.Text()
+		// Callgrind names a function once, at its first fn= or cfn=, and
+		// by its id after that.
+		if rest, ok := strings.CutPrefix(line, "fn=("); ok {
+			id, name, _ := strings.Cut(rest, ")")
+			if name = strings.TrimSpace(name); name != "" {
+				names[id] = name
+				symbols = symbols || strings.HasPrefix(name, "runtime.")
+			}
+			continue
+		}
 		if rest, ok := strings.CutPrefix(line, "cfn=("); ok {
 			id, name, _ := strings.Cut(rest, ")")
 			if name = strings.TrimSpace(name); name != "" {
 				names[id] = name
+				symbols = symbols || strings.HasPrefix(name, "runtime.")
 			}
 			callee = names[id]
 			continue
@@ -223,6 +235,9 @@ func parseGCStarts(r io.Reader) (int, error) {
 			}
 			n += c
 		}
+	}
+	if !symbols {
+		return -1, sc.Err()
 	}
 	return n, sc.Err()
 }

@@ -132,6 +132,13 @@ func TestParseGCStarts(t *testing.T) {
 	if n, err := parseGCStarts(strings.NewReader(dump)); err != nil || n != 3 {
 		t.Fatalf("%d %v, want 3", n, err)
 	}
+	named := "fn=(7) runtime.gcStart\n1 5\nfn=(1) main\ncfn=(7)\ncalls=4 1\n1 1\n"
+	if n, err := parseGCStarts(strings.NewReader(named)); err != nil || n != 4 {
+		t.Fatalf("named by fn=: %d %v, want 4", n, err)
+	}
+	if n, err := parseGCStarts(strings.NewReader("fn=(1) 0x0000000000401000\ncfn=(2) 0x0000000000402000\ncalls=1 1\n1 1\n")); err != nil || n != -1 {
+		t.Fatalf("stripped: %d %v, want -1", n, err)
+	}
 	if v := metricValue("# HELP x\ngo_gc_duration_seconds_count 12\ngo_gc_duration_seconds_sum 0.1\n", "go_gc_duration_seconds_count"); v != 12 {
 		t.Fatalf("metric %v", v)
 	}

@@ -21,7 +21,7 @@ func WriteSection(w io.Writer, res *Result, command string) error {
 	o := res.Options
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	p("## Inner hop: instructions per request (callgrind)\n\n")
+	p("## Inner hop and edge: instructions per request (callgrind)\n\n")
 	p("Written by `bench/cmd/irbench` (`make bench-ir`); `make bench` keeps this section when it rewrites the rest of the file. Instruction counts, unlike the wall-clock and CPU-time tables above, do not move with the machine's other load.\n\n")
 	p("- Run: started %s, took %s; %s, Envoy `%s`, `%s`.\n", res.Started.UTC().Format("2006-01-02 15:04 MST"), res.Took.Round(1e9), runtime.Version(), res.Envoy, res.Valgrind)
 	p("- Command:\n\n```sh\n%s\n```\n\n", command)
@@ -210,11 +210,15 @@ func writeEdgeTable(p func(string, ...any), res *Result) {
 		}
 		var gcs []string
 		for _, c := range counts {
+			if c.GCSmall < 0 || c.GCLarge < 0 {
+				gcs = append(gcs, "? (no symbols)")
+				continue
+			}
 			gcs = append(gcs, fmt.Sprintf("%d/%d", c.GCSmall, c.GCLarge))
 		}
 		p("%s | %s | %s | %s | %s | %s |\n", thousands(res.graymeshMean(name)), ratio(res.graymeshMean(name), noop), thousands(res.mean(name)), strings.Join(gcs, ", "), rss, outside)
 	}
-	p("\nBoth servers sit behind the same edge listener as graymesh pushes it, so Envoy sends the no-op server, too, only the headers graymesh's decision reads (forward_rules) and no request attributes (the bench config has no cidrs rule). The no-op server runs grpc-go's defaults and Go's default GOGC (100); graymesh `serve` its own settings (stream workers, GC target 400). A count in which the server began no garbage collection carries no share of one: such a figure is what a request costs between collections; the run outside valgrind says how many collections graymesh made and how much it allocated per request over the same number of requests.\n")
+	p("\nBoth servers sit behind the same edge listener as graymesh pushes it, so Envoy sends the no-op server, too, only the headers graymesh's decision reads (forward_rules) and no request attributes (the bench config has no cidrs rule). The no-op server runs grpc-go's defaults and Go's default GOGC (100); graymesh `serve` its own settings (stream workers, GC target 400). A count in which the server began no garbage collection carries no share of one: such a figure is what a request costs between collections; the run outside valgrind says how many collections graymesh made over the same number of requests, and how much it allocated in that time per request (its background work — metrics sampling, the config watch, the /metrics reads that take these figures — included).\n")
 	if m := res.CachedDecision; m != nil {
 		p("\nThe cached decision alone (`gray.Policy.Decide` on a cached HS256 identity; wall-clock ns/op, which moves with the machine's load): %.0f ns/op, %.0f B/op, %.0f allocs/op, from\n\n```sh\n%s\n```\n", m.NsOp, m.BOp, m.AllocsOp, res.CachedDecisionCommand)
 	}
