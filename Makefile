@@ -97,16 +97,18 @@ bench: build envoy ## micro-benchmarks, then B0/E0/L1/C1 side by side through re
 	go build -o bin/ ./bench/cmd/loadbench
 	bin/loadbench --work $(BENCH_OUT) $(BENCH_FLAGS)
 
-# "Before" is before inner hops verified the lane in Envoy (12f9845): once
-# that is on main, main's merge base no longer is.
-BENCH_IR_BEFORE ?= $(shell git rev-parse 12f9845^ 2>/dev/null)
+# E1 and EDGE-before need graymesh from before inner hops verified lanes in
+# Envoy (HMAC lanes in baggage): main just before that change was merged.
+BENCH_IR_BEFORE ?= c80d5000d863c789f5cd3a4d019d315cc59a4117
 BENCH_IR_FLAGS  ?=
 .PHONY: bench-ir
-bench-ir: build envoy ## instructions per request under callgrind: an inner hop's Envoy (native lane, plain header, lane in baggage, ext_proc of before) and the edge; writes its section of bench/RESULTS.md (~5 min)
+bench-ir: build envoy ## instructions per request under callgrind: an inner hop's Envoy (native lane, plain header, lane in baggage, ext_proc of before) and the edge (graymesh cached and uncached vs the no-op ext_proc server); writes its section of bench/RESULTS.md (~10 min)
 	@command -v valgrind >/dev/null || { echo "bench-ir: valgrind not found (Debian package valgrind)"; exit 1; }
 	scripts/build-graymesh-at.sh $(BENCH_IR_BEFORE) $(BENCH_OUT)/ir/graymesh-before
-	go build -o bin/ ./bench/cmd/irbench
-	bin/irbench --work $(BENCH_OUT)/ir --graymesh-before $(BENCH_OUT)/ir/graymesh-before $(BENCH_IR_FLAGS)
+	go build -o bin/ ./bench/cmd/irbench ./bench/cmd/loadbench
+	# The same code as bin/graymesh, with the symbols callgrind needs to count its collections.
+	CGO_ENABLED=0 go build -o $(BENCH_OUT)/ir/graymesh ./cmd/graymesh
+	bin/irbench --work $(BENCH_OUT)/ir --graymesh $(BENCH_OUT)/ir/graymesh --graymesh-before $(BENCH_OUT)/ir/graymesh-before $(BENCH_IR_FLAGS)
 
 .PHONY: bench-smoke
 bench-smoke: build envoy ## the load harness for a few seconds, every configuration, one rate: routing and errors, not timings

@@ -401,7 +401,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return fmt.Errorf("admin listener: %w", err)
 	}
 
-	extOpts := []grpc.ServerOption{grpc.KeepaliveEnforcementPolicy(envoyKeepalive)}
+	extOpts := append(extproc.ServerOptions(), grpc.KeepaliveEnforcementPolicy(envoyKeepalive))
 	flushTraces := func(context.Context) error { return nil }
 	if ep := cfg.Tracing.OTLPEndpoint; ep != "" {
 		if flushTraces, err = startTracing(ctx, ep, d.opts.Version); err != nil {

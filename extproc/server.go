@@ -42,6 +42,7 @@ type Server struct {
 	streams  atomic.Int64
 	tracer   trace.Tracer
 	now      func() time.Time
+	prepared preparedAnswers
 }
 
 var _ extprocsvcv3.ExternalProcessorServer = (*Server)(nil)
@@ -89,11 +90,11 @@ func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) er
 		if err != nil {
 			return err
 		}
-		resp, err := s.answer(ctx, st, req)
+		msg, err := s.reply(ctx, stream, st, req)
 		if err != nil {
 			return err
 		}
-		if err := stream.Send(resp); err != nil {
+		if err := stream.SendMsg(msg); err != nil {
 			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
 				return nil
 			}
@@ -109,20 +110,28 @@ type streamState struct {
 	responseHeaders []gray.Header
 }
 
+// reply is answer's message to send: for request headers whose answer is
+// the same for every request with the same outcome, that answer encoded
+// once (reuse.go).
+func (s *Server) reply(ctx context.Context, stream grpc.ServerStream, st *streamState, req *extprocsvcv3.ProcessingRequest) (any, error) {
+	r, ok := req.Request.(*extprocsvcv3.ProcessingRequest_RequestHeaders)
+	if !ok {
+		return s.answer(ctx, st, req)
+	}
+	p, o := s.decide(ctx, st.hop, r.RequestHeaders, req.GetAttributes())
+	if reusable(ctx, p, &o, r.RequestHeaders.GetHeaders()) {
+		st.responseHeaders = nil
+		return s.prepared.get(stream, &o)
+	}
+	return requestHeadersResponse(ctx, st, p, &o, r.RequestHeaders), nil
+}
+
 // answer returns the single response each ProcessingRequest needs.
 func (s *Server) answer(ctx context.Context, st *streamState, req *extprocsvcv3.ProcessingRequest) (*extprocsvcv3.ProcessingResponse, error) {
 	switch r := req.Request.(type) {
 	case *extprocsvcv3.ProcessingRequest_RequestHeaders:
 		p, o := s.decide(ctx, st.hop, r.RequestHeaders, req.GetAttributes())
-		resp := Response(&o, r.RequestHeaders.GetHeaders())
-		withTraceMetadata(ctx, resp, &o)
-		setCallerMetadata(resp, p, &o)
-		if st.responseHeaders = p.ResponseHeaders(&o); st.responseHeaders != nil {
-			// Response headers are skipped by default; ask for them only on
-			// the requests that need a membership token set.
-			resp.ModeOverride = extprocmode.WithResponseHeaders()
-		}
-		return resp, nil
+		return requestHeadersResponse(ctx, st, p, &o, r.RequestHeaders), nil
 	case *extprocsvcv3.ProcessingRequest_ResponseHeaders:
 		return responseHeadersResponse(st.responseHeaders), nil
 	case *extprocsvcv3.ProcessingRequest_RequestBody:
@@ -138,15 +147,30 @@ func (s *Server) answer(ctx context.Context, st *streamState, req *extprocsvcv3.
 	}
 }
 
+// requestHeadersResponse answers the request headers with the decision o.
+func requestHeadersResponse(ctx context.Context, st *streamState, p *gray.Policy, o *gray.Outcome, in *extprocsvcv3.HttpHeaders) *extprocsvcv3.ProcessingResponse {
+	resp := Response(o, in.GetHeaders())
+	withTraceMetadata(ctx, resp, o)
+	setCallerMetadata(resp, p, o)
+	if st.responseHeaders = p.ResponseHeaders(o); st.responseHeaders != nil {
+		// Response headers are skipped by default; ask for them only on
+		// the requests that need a membership token set.
+		resp.ModeOverride = extprocmode.WithResponseHeaders()
+	}
+	return resp
+}
+
 // hopOf reads who is calling from the stream's gRPC metadata, which the
-// filter config sets (grpc_service initial_metadata).
+// filter config sets (grpc_service initial_metadata). It looks the two
+// keys up (grpc-go's ValueFromIncomingContext) rather than copying the
+// whole metadata map, every key lower-cased, per stream as
+// FromIncomingContext does.
 func hopOf(ctx context.Context) gray.Hop {
-	md, _ := metadata.FromIncomingContext(ctx)
 	var h gray.Hop
-	if v := md.Get(wire.MetadataHop); len(v) > 0 {
+	if v := metadata.ValueFromIncomingContext(ctx, wire.MetadataHop); len(v) > 0 {
 		h.Inner = v[0] == wire.HopInner
 	}
-	if v := md.Get(wire.MetadataService); len(v) > 0 {
+	if v := metadata.ValueFromIncomingContext(ctx, wire.MetadataService); len(v) > 0 {
 		h.Service = v[0]
 	}
 	return h

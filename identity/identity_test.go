@@ -302,3 +302,44 @@ func TestCookieValue(t *testing.T) {
 		}
 	}
 }
+
+// TestCacheCollisionIsAMiss: an entry found by the token's hash is served
+// only for the very token stored with it. Two real tokens with the same
+// 64-bit hash cannot be made to order, so the collision is planted: the
+// slot of bob's token holds alice's token and identity.
+func TestCacheCollisionIsAMiss(t *testing.T) {
+	k := newKeys(t)
+	now := t0
+	v := k.verifier(t, k.identity(), &now)
+	alice := sign(t, jwt.SigningMethodHS256, "hs", claims("alice", t0.Add(time.Hour)), k.hs)
+	bob := sign(t, jwt.SigningMethodHS256, "hs", claims("bob", t0.Add(time.Hour)), k.hs)
+	id, err := v.Verify(alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.cache.entries[v.cache.key(bob)] = cacheEntry{token: alice, id: id}
+	if _, hit := v.cache.get(bob, now); hit {
+		t.Fatal("a colliding slot served another token's identity")
+	}
+	got, err := v.Verify(bob)
+	if err != nil || got.Subject != "bob" {
+		t.Fatalf("bob verified as %+v, %v", got, err)
+	}
+	if got, _ := v.cache.get(bob, now); got == nil || got.Subject != "bob" {
+		t.Fatalf("bob's verification did not replace the colliding entry: %+v", got)
+	}
+}
+
+// TestCachedVerifyDoesNotAllocate: a cache hit costs no allocation.
+func TestCachedVerifyDoesNotAllocate(t *testing.T) {
+	k := newKeys(t)
+	now := t0
+	v := k.verifier(t, k.identity(), &now)
+	tok := sign(t, jwt.SigningMethodHS256, "hs", claims("alice", t0.Add(time.Hour)), k.hs)
+	if _, err := v.Verify(tok); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = v.Verify(tok) }); n != 0 {
+		t.Fatalf("%.0f allocations per cached verification, want 0", n)
+	}
+}

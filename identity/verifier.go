@@ -2,7 +2,6 @@ package identity
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
@@ -175,10 +174,8 @@ func (v *Verifier) Verify(token string) (*Identity, error) {
 	if len(token) > MaxTokenBytes {
 		return nil, errOversized
 	}
-	var sum [sha256.Size]byte
 	if v.cache != nil {
-		sum = sha256.Sum256([]byte(token))
-		if id, ok := v.cache.get(sum, v.now()); ok {
+		if id, ok := v.cache.get(token, v.now()); ok {
 			return id, nil
 		}
 	}
@@ -217,7 +214,7 @@ func (v *Verifier) Verify(token string) (*Identity, error) {
 		return nil, err
 	}
 	if v.cache != nil {
-		v.cache.put(sum, id)
+		v.cache.put(token, id)
 	}
 	return id, nil
 }

@@ -149,6 +149,15 @@ func checkExtProcPatch(t *testing.T, b *build, value []byte, ref *hcmv3.HttpConn
 		t.Fatal("graymesh's edge listener has no ext_proc filter")
 	}
 	want.GetGrpcService().TargetSpecifier = got.GetGrpcService().GetTargetSpecifier()
+	// graymesh narrows what its own edge Envoys send to what the config in
+	// force reads (forward_rules; request_attributes only for a cidrs
+	// rule). The static patch cannot follow the ConfigMap, so it sends
+	// the superset any config reads: every header, and source.address.
+	if got.GetForwardRules() != nil || len(got.GetRequestAttributes()) != 1 || got.GetRequestAttributes()[0] != "source.address" {
+		t.Errorf("the gateway's ext_proc filter must forward every header and source.address (any config's inputs): forward_rules %v, request_attributes %v",
+			got.GetForwardRules(), got.GetRequestAttributes())
+	}
+	want.ForwardRules, want.RequestAttributes = nil, got.GetRequestAttributes()
 	if !proto.Equal(got, want) {
 		t.Errorf("the gateway's ext_proc filter differs from graymesh's own edge filter:\n got %v\nwant %v", got, want)
 	}

@@ -12,7 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/graymesh/graymesh/config"
@@ -64,6 +66,13 @@ type Mesh struct {
 	// environment to graymesh (for a release's analysis), with the caller
 	// graymesh decided for.
 	AccessLog bool
+	// DecisionHeaders are the request headers graymesh's decision reads
+	// (lower case, sorted): Envoy's ext_proc filter sends graymesh only
+	// these, and the x-gray-* headers graymesh removes.
+	DecisionHeaders []string
+	// PeerAddress: a release has a cidrs rule, which needs the client
+	// address Envoy saw (the request attribute source.address).
+	PeerAddress bool
 }
 
 // Endpoint is one host and port.
@@ -267,9 +276,15 @@ func (p *Plan) Sidecars() []*Service {
 
 func buildMesh(cfg *config.Config) (Mesh, error) {
 	m := Mesh{
-		Listener:       Endpoint{Host: cfg.Mesh.ListenerAddress, Port: cfg.Mesh.ListenerPort},
-		MessageTimeout: cfg.Mesh.MessageTimeout.Duration,
-		AccessLog:      cfg.AnalysesFromEnvoy(),
+		Listener:        Endpoint{Host: cfg.Mesh.ListenerAddress, Port: cfg.Mesh.ListenerPort},
+		MessageTimeout:  cfg.Mesh.MessageTimeout.Duration,
+		AccessLog:       cfg.AnalysesFromEnvoy(),
+		DecisionHeaders: decisionHeaders(cfg),
+	}
+	for i := range cfg.Releases {
+		if len(cfg.Releases[i].CIDRs) > 0 {
+			m.PeerAddress = true
+		}
 	}
 	var errs []error
 	ep, err := ParseEndpoint(cfg.Mesh.ExtProcAddress)
@@ -289,6 +304,25 @@ func buildMesh(cfg *config.Config) (Mesh, error) {
 		}
 	}
 	return m, errors.Join(errs...)
+}
+
+// decisionHeaders are the request headers a decision reads (what
+// extproc.Extract copies): the token's and the cookies' headers, Envoy's
+// request id (a traffic-weighted release draws by it), the lane, the
+// membership header when membership is on, and every header a release
+// matches on.
+func decisionHeaders(cfg *config.Config) []string {
+	names := []string{"authorization", "cookie", wire.HeaderRequestID, wire.HeaderLane}
+	if cfg.Membership.Enabled {
+		names = append(names, strings.ToLower(cfg.Membership.Header))
+	}
+	for i := range cfg.Releases {
+		for _, h := range cfg.Releases[i].Headers {
+			names = append(names, strings.ToLower(h.Name))
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
 }
 
 // split is the traffic-weighted release: undecided requests go to env for

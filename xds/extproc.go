@@ -1,13 +1,13 @@
 package xds
 
 import (
-	"time"
-
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/graymesh/graymesh/internal/extprocmode"
+	"github.com/graymesh/graymesh/plan"
 	"github.com/graymesh/graymesh/wire"
 )
 
@@ -17,12 +17,12 @@ import (
 //
 // The hop and service travel as gRPC initial metadata, so one graymesh
 // serves edge and inner hops alike.
-func extProcFilter(timeout time.Duration, hop, service string) *extprocv3.ExternalProcessor {
+func extProcFilter(m plan.Mesh, hop, service string) *extprocv3.ExternalProcessor {
 	md := []*corev3.HeaderValue{{Key: wire.MetadataHop, Value: hop}}
 	if service != "" {
 		md = append(md, &corev3.HeaderValue{Key: wire.MetadataService, Value: service})
 	}
-	return &extprocv3.ExternalProcessor{
+	ep := &extprocv3.ExternalProcessor{
 		GrpcService: &corev3.GrpcService{
 			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
 				EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: ExtProcCluster},
@@ -34,9 +34,13 @@ func extProcFilter(timeout time.Duration, hop, service string) *extprocv3.Extern
 		// (allow_mode_override below) only on the requests where it sets a
 		// membership token.
 		ProcessingMode:    extprocmode.Default(),
-		MessageTimeout:    durationpb.New(timeout),
-		RequestAttributes: []string{wire.SourceAddressAttribute},
+		MessageTimeout:    durationpb.New(m.MessageTimeout),
 		AllowModeOverride: true,
+		// Envoy sends every request header unless told otherwise; each
+		// costs both sides an encode, a decode and allocations per
+		// request. graymesh reads only these, and removes any x-gray-*
+		// header a client sent.
+		ForwardRules: forwardRules(m.DecisionHeaders),
 		// The one override graymesh sends (extproc's answer to request
 		// headers that hand out a membership token): also send the
 		// response headers. Envoy refuses any other, so a processor can
@@ -53,4 +57,21 @@ func extProcFilter(timeout time.Duration, hop, service string) *extprocv3.Extern
 			Untyped: []string{wire.MetadataNamespace},
 		}},
 	}
+	if m.PeerAddress {
+		// The TCP peer Envoy saw, for the releases' cidrs rules: only
+		// then, since Envoy builds an attributes struct per request.
+		ep.RequestAttributes = []string{wire.SourceAddressAttribute}
+	}
+	return ep
+}
+
+// forwardRules lets Envoy send graymesh only the named request headers and
+// those starting with x-gray-.
+func forwardRules(names []string) *extprocv3.HeaderForwardingRules {
+	patterns := make([]*matcherv3.StringMatcher, 0, len(names)+1)
+	for _, n := range names {
+		patterns = append(patterns, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: n}})
+	}
+	patterns = append(patterns, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: wire.HeaderPrefix}})
+	return &extprocv3.HeaderForwardingRules{AllowedHeaders: &matcherv3.ListStringMatcher{Patterns: patterns}}
 }

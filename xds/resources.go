@@ -62,7 +62,7 @@ func Build(p *plan.Plan) (*Resources, error) {
 	l, err := listener(listenerSpec{
 		name: ListenerName, address: p.Mesh.Listener,
 		routeName: RouteName, statPrefix: "ingress", traceName: "graymesh-edge", operation: wire.SpanInbound,
-		extProc: extProcFilter(p.Mesh.MessageTimeout, wire.HopEdge, ""),
+		extProc: extProcFilter(p.Mesh, wire.HopEdge, ""),
 	}, p.Mesh)
 	if err != nil {
 		return nil, err
@@ -91,7 +91,7 @@ func BuildSidecar(p *plan.Plan, svc *plan.Service) (*Resources, error) {
 	var extProc *extprocv3.ExternalProcessor
 	if sc.Edge {
 		routes, kind = svc.Routes, inbound
-		extProc = extProcFilter(p.Mesh.MessageTimeout, wire.HopEdge, svc.Name)
+		extProc = extProcFilter(p.Mesh, wire.HopEdge, svc.Name)
 	}
 	inboundVH := virtualHost(svc.Name, routes, []string{"*"})
 	if kind == inner {

@@ -26,10 +26,11 @@ type proc struct {
 	done    chan struct{}
 }
 
-// startCounted starts bin under callgrind with instrumentation off (so
-// start-up and warm-up are not counted; callgrind_control -i on starts
-// counting), every thread in one count, and waits until ready passes.
-func startCounted(ctx context.Context, o Options, tag string, env []string, bin string, args []string, ready func() error) (*proc, error) {
+// startProc starts bin, when counted under callgrind with instrumentation
+// off (so start-up and warm-up are not counted; callgrind_control -i on
+// starts counting), every thread in one count, and waits until ready
+// passes.
+func startProc(ctx context.Context, o Options, tag string, env []string, bin string, args []string, ready func() error, counted bool) (*proc, error) {
 	out := filepath.Join(o.WorkDir, "callgrind-"+tag+".out")
 	old, _ := filepath.Glob(out + "*")
 	for _, f := range old {
@@ -40,8 +41,12 @@ func startCounted(ctx context.Context, o Options, tag string, env []string, bin 
 	if err != nil {
 		return nil, err
 	}
-	vg := append([]string{"--tool=callgrind", "--instr-atstart=no", "--callgrind-out-file=" + out, bin}, args...)
-	p.cmd = exec.CommandContext(ctx, o.Valgrind, vg...)
+	if counted {
+		vg := append([]string{"--tool=callgrind", "--instr-atstart=no", "--callgrind-out-file=" + out, bin}, args...)
+		p.cmd = exec.CommandContext(ctx, o.Valgrind, vg...)
+	} else {
+		p.cmd = exec.CommandContext(ctx, bin, args...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = log, log
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -64,12 +69,30 @@ func startCounted(ctx context.Context, o Options, tag string, env []string, bin 
 	return p, nil
 }
 
-// startEnvoy starts Envoy under callgrind from a bootstrap.
-func startEnvoy(ctx context.Context, o Options, tag, bootPath string, adminPort int) (*proc, error) {
+// startEnvoy starts Envoy (under callgrind when counted) from a bootstrap.
+func startEnvoy(ctx context.Context, o Options, tag, bootPath string, adminPort int, counted bool) (*proc, error) {
 	ready := fmt.Sprintf("http://127.0.0.1:%d/ready", adminPort)
-	return startCounted(ctx, o, "envoy-"+tag, nil, o.Envoy,
+	return startProc(ctx, o, "envoy-"+tag, nil, o.Envoy,
 		[]string{"-c", bootPath, "--concurrency", "1", "--disable-hot-restart", "-l", "error"},
-		func() error { return get(ready) })
+		func() error { return get(ready) }, counted)
+}
+
+// peakRSS is the process's peak resident set (VmHWM), in kB.
+func (p *proc) peakRSS() (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseVMHWM(string(b))
+}
+
+func parseVMHWM(status string) (uint64, error) {
+	for _, line := range strings.Split(status, "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			return strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM in /proc status")
 }
 
 func (p *proc) stop() {
@@ -98,32 +121,37 @@ func (p *proc) control(ctx context.Context, args ...string) error {
 }
 
 // count zeroes the processes' counters, runs work and dumps them: the
-// instructions work cost each process (every thread).
-func count(ctx context.Context, procs []*proc, work func() error) ([]uint64, error) {
+// instructions work cost each process (every thread), and the garbage
+// collections each began (0 for a process that is not Go's).
+func count(ctx context.Context, procs []*proc, work func() error) ([]uint64, []int, error) {
 	for _, p := range procs {
 		if err := p.control(ctx, "-z"); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if err := work(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	out := make([]uint64, len(procs))
+	out, gcs := make([]uint64, len(procs)), make([]int, len(procs))
 	for i, p := range procs {
-		n, err := p.dump(ctx)
+		n, path, err := p.dump(ctx)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+		if gcs[i], err = gcCycles(path); err != nil {
+			return nil, nil, err
 		}
 		out[i] = n
 	}
-	return out, nil
+	return out, gcs, nil
 }
 
-// dump has callgrind write its counts and returns the total.
-func (p *proc) dump(ctx context.Context) (uint64, error) {
+// dump has callgrind write its counts and returns the total and the
+// dump's path.
+func (p *proc) dump(ctx context.Context) (uint64, string, error) {
 	before, _ := filepath.Glob(p.out + ".*")
 	if err := p.control(ctx, "-d"); err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	var dump string
 	if err := poll(ctx, time.Minute, func() error {
@@ -135,7 +163,7 @@ func (p *proc) dump(ctx context.Context) (uint64, error) {
 		dump = after[len(after)-1]
 		return nil
 	}); err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	var total uint64
 	err := poll(ctx, time.Minute, func() error {
@@ -143,7 +171,7 @@ func (p *proc) dump(ctx context.Context) (uint64, error) {
 		total, err = readTotal(dump)
 		return err
 	})
-	return total, err
+	return total, dump, err
 }
 
 func dumpIndex(path string) int {
@@ -160,6 +188,58 @@ func readTotal(path string) (uint64, error) {
 	}
 	defer f.Close()
 	return parseTotal(f)
+}
+
+// gcCycles counts the calls of runtime.gcStart in a callgrind dump: the
+// Go garbage collections that began during the count (-1 when the binary
+// has no symbols to tell).
+func gcCycles(path string) (int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return parseGCStarts(f)
+}
+
+func parseGCStarts(r io.Reader) (int, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	names := map[string]string{}
+	callee, n, symbols := "", 0, false
+	for sc.Scan() {
+		line := sc.Text()
+		// Callgrind names a function once, at its first fn= or cfn=, and
+		// by its id after that.
+		if rest, ok := strings.CutPrefix(line, "fn=("); ok {
+			id, name, _ := strings.Cut(rest, ")")
+			if name = strings.TrimSpace(name); name != "" {
+				names[id] = name
+				symbols = symbols || strings.HasPrefix(name, "runtime.")
+			}
+			continue
+		}
+		if rest, ok := strings.CutPrefix(line, "cfn=("); ok {
+			id, name, _ := strings.Cut(rest, ")")
+			if name = strings.TrimSpace(name); name != "" {
+				names[id] = name
+				symbols = symbols || strings.HasPrefix(name, "runtime.")
+			}
+			callee = names[id]
+			continue
+		}
+		if rest, ok := strings.CutPrefix(line, "calls="); ok && callee == "runtime.gcStart" {
+			c, err := strconv.Atoi(strings.Fields(rest)[0])
+			if err != nil {
+				return 0, err
+			}
+			n += c
+		}
+	}
+	if !symbols {
+		return -1, sc.Err()
+	}
+	return n, sc.Err()
 }
 
 func parseTotal(r io.Reader) (uint64, error) {

@@ -3,8 +3,11 @@
 // route on the edge's decision: the lane verified in Envoy (graymesh's
 // inner sidecars), a plain header nobody checks (the floor), the lane
 // pulled out of W3C baggage first, and the ext_proc call every inner hop
-// made before. Instruction counts do not depend on the machine's other
-// load, which wall-clock figures on a shared two-core machine do.
+// made before — and the edge's ext_proc server: graymesh deciding from
+// HS256 tokens, cached and not, against the repository's naive no-op
+// server behind the same listener. Instruction counts do not depend on
+// the machine's other load, which wall-clock figures on a shared two-core
+// machine do.
 package irbench
 
 import (
@@ -32,9 +35,17 @@ import (
 type Config struct {
 	Name string
 	What string
-	// graymesh is the graymesh the configuration asks (whose instructions
-	// are counted too): current, before, or none.
+	// graymesh is the ext_proc server the configuration asks (whose
+	// instructions are counted too): graymesh current or before, the
+	// naive no-op server, or none.
 	graymesh graymeshBuild
+	// callers: every request carries the bearer token of one of
+	// Options.Callers callers, cycled, and browser-like headers.
+	callers bool
+	// noCache: graymesh runs with its token cache off.
+	noCache bool
+	// stable: the request must be served by stable (nothing decides gray).
+	stable bool
 	// edge: the edge sidecar's inbound listener, not the inner one.
 	edge bool
 	// freshLanes: every request carries a lane Envoy has not seen.
@@ -95,7 +106,35 @@ func Configs() []Config {
 			graymesh: graymeshBefore, edge: true,
 			headers: func(string) map[string]string { return map[string]string{betaHeader: "1"} },
 		},
+		{
+			Name: "EDGE-noop", What: "EDGE's listener answered by the repository's naive no-op ext_proc server (`loadbench noop`: default `grpc.NewServer()`, default GOGC, CONTINUE with an empty response); the same requests as EDGE-cached, served by stable (the floor the edge targets compare with)",
+			graymesh: graymeshNoop, edge: true, callers: true, stable: true,
+			headers: browserHeaders,
+		},
+		{
+			Name: "EDGE-cached", What: "EDGE with graymesh deciding from an HS256 JWT: 1,000 distinct callers cycled (each verified once in the warm-up), token cache on, admitted by a 100% percentage rule",
+			graymesh: graymeshCurrent, edge: true, callers: true,
+			headers: browserHeaders,
+		},
+		{
+			Name: "EDGE-uncached", What: "EDGE-cached with graymesh's token cache off (`jwt.cache_size: 0`): every request's HS256 token is verified",
+			graymesh: graymeshCurrent, edge: true, callers: true, noCache: true,
+			headers: browserHeaders,
+		},
 	}, innerVariants()...)
+}
+
+// browserHeaders are what a browser sends besides the bearer token (the
+// harness adds it): what Envoy forwards to the ext_proc server unless told
+// otherwise.
+func browserHeaders(string) map[string]string {
+	return map[string]string{
+		"user-agent":      "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
+		"accept":          "application/json, text/plain, */*",
+		"accept-language": "en-US,en;q=0.9,zh-CN;q=0.8",
+		"cookie":          "session=s0000002a; theme=dark",
+		"referer":         "https://shop.example.com/cart",
+	}
 }
 
 // graymeshBuild says which graymesh answers a configuration's ext_proc
@@ -106,6 +145,7 @@ const (
 	graymeshNone graymeshBuild = iota
 	graymeshCurrent
 	graymeshBefore
+	graymeshNoop
 )
 
 // betaHeader admits a request to gray at the bench mesh's edge.
@@ -193,6 +233,9 @@ func (s *sidecars) extProc(hcm *hcmv3.HttpConnectionManager) error {
 		return fmt.Errorf("the edge listener's first filter is %s, not ext_proc", filter.GetName())
 	}
 	ep.GrpcService.InitialMetadata = []*corev3.HeaderValue{{Key: wire.MetadataHop, Value: wire.HopInner}, {Key: wire.MetadataService, Value: innerService}}
+	// The filter of before forwarded every header (the lane travelled in
+	// baggage) and the client address.
+	ep.ForwardRules, ep.RequestAttributes = nil, []string{wire.SourceAddressAttribute}
 	a, err := anypb.New(ep)
 	if err != nil {
 		return err

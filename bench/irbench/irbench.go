@@ -17,6 +17,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/graymesh/graymesh/bench/loadbench"
 	"github.com/graymesh/graymesh/config"
 	"github.com/graymesh/graymesh/gray"
 	"github.com/graymesh/graymesh/lane"
@@ -35,6 +38,12 @@ type Options struct {
 	// GraymeshBefore is graymesh built from before this change, for the
 	// ext_proc inner hop it served then.
 	GraymeshBefore string
+	// Noop is the load harness's binary, whose "noop" command is the
+	// naive no-op ext_proc server.
+	Noop string
+	// Callers is how many distinct callers (HS256 tokens) the
+	// configurations with callers cycle through.
+	Callers int
 	// WorkDir holds configs, logs and callgrind's dumps.
 	WorkDir string
 	// Warmup requests run before counting starts; Small and Large are the
@@ -58,6 +67,9 @@ type Count struct {
 	SmallN, LargeN               int
 	Small, Large                 uint64
 	GraymeshSmall, GraymeshLarge uint64
+	// GCSmall and GCLarge are the garbage collections the ext_proc server
+	// began during each count.
+	GCSmall, GCLarge int
 }
 
 // PerRequest is the difference between Envoy's two counts per request:
@@ -79,8 +91,17 @@ type Result struct {
 	Valgrind string
 	Configs  []Config
 	Counts   map[string][]Count
-	Started  time.Time
-	Took     time.Duration
+	// RSS is the ext_proc server's peak resident set (VmHWM, kB) in a run
+	// outside valgrind of the same requests, per configuration.
+	RSS map[string]uint64
+	// Outside is what graymesh's own metrics said over that run.
+	Outside map[string]OutsideRun
+	// CachedDecision is BenchmarkCachedDecision's result, when run, and
+	// CachedDecisionCommand how.
+	CachedDecision        *loadbench.BenchRow
+	CachedDecisionCommand string
+	Started               time.Time
+	Took                  time.Duration
 	// LaneBytes is the length of the lane the inner-hop configurations
 	// send.
 	LaneBytes int
@@ -89,7 +110,7 @@ type Result struct {
 // Run measures every configuration Options.Rounds times, the
 // configurations interleaved.
 func Run(ctx context.Context, o Options) (*Result, error) {
-	res := &Result{Options: o, Counts: map[string][]Count{}, Started: time.Now()}
+	res := &Result{Options: o, Counts: map[string][]Count{}, RSS: map[string]uint64{}, Outside: map[string]OutsideRun{}, Started: time.Now()}
 	for _, c := range Configs() {
 		if len(o.Configs) == 0 || contains(o.Configs, c.Name) {
 			res.Configs = append(res.Configs, c)
@@ -115,6 +136,17 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 				cnt.PerRequest(), cnt.GraymeshPerRequest())
 			res.Counts[c.Name] = append(res.Counts[c.Name], cnt)
 		}
+	}
+	for _, c := range res.Configs {
+		if c.graymesh == graymeshNone || !c.edge {
+			continue
+		}
+		kb, out, err := h.peakRSS(ctx, c)
+		if err != nil {
+			return nil, fmt.Errorf("%s, RSS run: %w", c.Name, err)
+		}
+		fmt.Fprintf(o.Log, "irbench: %s: ext_proc server VmHWM %d kB, %+v\n", c.Name, kb, out)
+		res.RSS[c.Name], res.Outside[c.Name] = kb, out
 	}
 	res.Took = time.Since(res.Started)
 	return res, nil
@@ -147,10 +179,15 @@ type harness struct {
 	o         Options
 	upstreams *upstreams
 	cfgPath   string
-	cfg       *config.Config
-	sidecars  *sidecars
-	signer    *lane.Signer
-	version   string
+	// noCachePath is the same config with the token cache off.
+	noCachePath string
+	cfg         *config.Config
+	// tokens are the callers' HS256 tokens; next is the next caller.
+	tokens   []string
+	next     int
+	sidecars *sidecars
+	signer   *lane.Signer
+	version  string
 }
 
 func newHarness(ctx context.Context, o Options) (*harness, error) {
@@ -176,6 +213,10 @@ func newHarness(ctx context.Context, o Options) (*harness, error) {
 		// carries it (the claim is bytes every hop parses).
 		h.version = "1"
 	}
+	if h.tokens, err = callerTokens(o.Callers, time.Now()); err != nil {
+		h.close()
+		return nil, err
+	}
 	if h.sidecars, err = newSidecars(p.Plan); err != nil {
 		h.close()
 		return nil, err
@@ -186,16 +227,28 @@ func newHarness(ctx context.Context, o Options) (*harness, error) {
 func (h *harness) close() { h.upstreams.close() }
 
 // writeConfig writes the bench mesh's graymesh config: an edge and an
-// inner service, both with a stable and a gray version (the upstreams).
+// inner service, both with a stable and a gray version (the upstreams),
+// and HS256 callers; the same config with the token cache off is written
+// beside it.
 func (h *harness) writeConfig() (string, error) {
 	ports, err := freePorts(7)
 	if err != nil {
 		return "", err
 	}
-	cfg := fmt.Sprintf(`server: {extproc_listen: "127.0.0.1:%d", xds_listen: "127.0.0.1:%d", admin_listen: "127.0.0.1:%d"}
+	if err := os.WriteFile(filepath.Join(h.o.WorkDir, "hs.secret"), []byte(hsSecret), 0o600); err != nil {
+		return "", err
+	}
+	render := func(cacheSize int) string {
+		return fmt.Sprintf(`server: {extproc_listen: "127.0.0.1:%d", xds_listen: "127.0.0.1:%d", admin_listen: "127.0.0.1:%d"}
 mesh: {message_timeout: 10s}
 lane: {key: %s, ttl: 5m}
-releases: [{name: shop-v2, env: gray, salt: irbench, headers: [{name: %s, exact: "1"}]}]
+identity:
+  jwt:
+    algorithms: [HS256]
+    issuer: %s
+    cache_size: %d
+    keys: [{kid: hs, alg: HS256, secret_file: hs.secret}]
+releases: [{name: shop-v2, env: gray, salt: irbench, headers: [{name: %s, exact: "1"}], percent: 100}]
 services:
   - name: %s
     sidecar: {inbound_port: %d, outbound_port: %d, edge: true}
@@ -203,33 +256,78 @@ services:
   - name: %s
     sidecar: {inbound_port: %d, outbound_port: %d}
     environments: {stable: ["%s"], gray: ["%s"]}
-`, ports[0], ports[1], ports[2], laneKey, betaHeader,
-		edgeService, ports[3], ports[4], h.upstreams.stable, h.upstreams.gray,
-		innerService, ports[5], ports[6], h.upstreams.stable, h.upstreams.gray)
+`, ports[0], ports[1], ports[2], laneKey, tokenIssuer, cacheSize, betaHeader,
+			edgeService, ports[3], ports[4], h.upstreams.stable, h.upstreams.gray,
+			innerService, ports[5], ports[6], h.upstreams.stable, h.upstreams.gray)
+	}
+	h.noCachePath = filepath.Join(h.o.WorkDir, "graymesh-nocache.yaml")
+	if err := os.WriteFile(h.noCachePath, []byte(render(0)), 0o600); err != nil {
+		return "", err
+	}
 	path := filepath.Join(h.o.WorkDir, "graymesh.yaml")
-	return path, os.WriteFile(path, []byte(cfg), 0o600)
+	return path, os.WriteFile(path, []byte(render(tokenCacheSize)), 0o600)
 }
 
-// startGraymesh runs the graymesh a configuration asks, under callgrind
-// too, from a fresh state directory.
-func (h *harness) startGraymesh(ctx context.Context, b graymeshBuild, tag string) (*proc, error) {
+// The callers' tokens: HS256 with this secret and issuer; graymesh's
+// production token cache size.
+const (
+	hsSecret       = "irbench-hs256-secret-0123456789abcdef"
+	tokenIssuer    = "irbench"
+	tokenCacheSize = 10000
+)
+
+// callerTokens signs one HS256 token for each of n callers, user-0 …
+func callerTokens(n int, now time.Time) ([]string, error) {
+	out := make([]string, n)
+	for i := range out {
+		t := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+			"sub": "user-" + strconv.Itoa(i), "iss": tokenIssuer, "iat": now.Unix(), "exp": now.Add(12 * time.Hour).Unix(),
+		})
+		t.Header["kid"] = "hs"
+		var err error
+		if out[i], err = t.SignedString([]byte(hsSecret)); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// serverEnv is the environment of every ext_proc server the harness
+// runs. Go preempts goroutines with signals, which callgrind 3.19 trips
+// over (an assertion in its signal handling); without them the server
+// runs the same code, only yielding at function calls. Valgrind runs one
+// thread at a time, so with several Ps the runtime's spinning threads
+// (idle Ms looking for work, waits for a stop-the-world) would be counted
+// for whole time slices: one P.
+var serverEnv = []string{"GODEBUG=asyncpreemptoff=1", "GOMAXPROCS=1"}
+
+// startServer runs the ext_proc server a configuration asks — graymesh
+// (from a fresh state directory) or the no-op server — under callgrind
+// when counted.
+func (h *harness) startServer(ctx context.Context, c Config, tag string, counted bool) (*proc, error) {
+	addr := h.cfg.Server.ExtProcListen
+	if c.graymesh == graymeshNoop {
+		if h.o.Noop == "" {
+			return nil, errors.New("no --noop: the load harness's binary (bin/loadbench) runs the no-op server")
+		}
+		return startProc(ctx, h.o, "noop-"+tag, serverEnv, h.o.Noop, []string{"noop", "--listen", addr},
+			func() error { return dial(addr) }, counted)
+	}
 	bin := h.o.Graymesh
-	if b == graymeshBefore {
+	if c.graymesh == graymeshBefore {
 		if bin = h.o.GraymeshBefore; bin == "" {
 			return nil, errors.New("no --graymesh-before: build graymesh from before this change (make bench-ir does)")
 		}
 	}
+	cfgPath := h.cfgPath
+	if c.noCache {
+		cfgPath = h.noCachePath
+	}
 	state := filepath.Join(h.o.WorkDir, "state-"+tag)
 	_ = os.RemoveAll(state)
-	// Go preempts goroutines with signals, which callgrind 3.19 trips
-	// over (an assertion in its signal handling); without them graymesh
-	// runs the same code, only yielding at function calls. Valgrind runs
-	// one thread at a time, so with several Ps the runtime's spinning
-	// threads (idle Ms looking for work, waits for a stop-the-world)
-	// would be counted for whole time slices: one P.
-	return startCounted(ctx, h.o, "graymesh-"+tag, []string{"GODEBUG=asyncpreemptoff=1", "GOMAXPROCS=1"}, bin,
-		[]string{"serve", "--config", h.cfgPath, "--state-dir", state},
-		func() error { return get("http://" + h.cfg.Server.AdminListen + "/readyz") })
+	return startProc(ctx, h.o, "graymesh-"+tag, serverEnv, bin,
+		[]string{"serve", "--config", cfgPath, "--state-dir", state},
+		func() error { return get("http://" + h.cfg.Server.AdminListen + "/readyz") }, counted)
 }
 
 // measure runs one configuration once: Envoy under callgrind with
@@ -254,13 +352,13 @@ func (h *harness) measure(ctx context.Context, c Config, round int) (Count, erro
 			p.stop()
 		}
 	}()
-	e, err := startEnvoy(ctx, h.o, tag, bootPath, adminPort[0])
+	e, err := startEnvoy(ctx, h.o, tag, bootPath, adminPort[0], true)
 	if err != nil {
 		return Count{}, err
 	}
 	procs = append(procs, e)
 	if c.graymesh != graymeshNone {
-		g, err := h.startGraymesh(ctx, c.graymesh, tag)
+		g, err := h.startServer(ctx, c, tag, true)
 		if err != nil {
 			return Count{}, err
 		}
@@ -269,7 +367,7 @@ func (h *harness) measure(ctx context.Context, c Config, round int) (Count, erro
 	client := newClient()
 	defer client.CloseIdleConnections()
 	send := func(n int) error { return h.send(ctx, client, c, n) }
-	if err := send(h.o.Warmup); err != nil {
+	if err := send(h.warmup(c)); err != nil {
 		return Count{}, fmt.Errorf("warm-up: %w (Envoy log: %s)", err, e.logPath)
 	}
 	for _, p := range procs {
@@ -281,19 +379,111 @@ func (h *harness) measure(ctx context.Context, c Config, round int) (Count, erro
 	if c.graymesh != graymeshNone {
 		cnt.SmallN, cnt.LargeN = cnt.SmallN*h.o.GraymeshScale, cnt.LargeN*h.o.GraymeshScale
 	}
-	small, err := count(ctx, procs, func() error { return send(cnt.SmallN) })
+	small, smallGC, err := count(ctx, procs, func() error { return send(cnt.SmallN) })
 	if err != nil {
 		return Count{}, err
 	}
-	large, err := count(ctx, procs, func() error { return send(cnt.LargeN) })
+	large, largeGC, err := count(ctx, procs, func() error { return send(cnt.LargeN) })
 	if err != nil {
 		return Count{}, err
 	}
 	cnt.Small, cnt.Large = small[0], large[0]
 	if len(procs) > 1 {
 		cnt.GraymeshSmall, cnt.GraymeshLarge = small[1], large[1]
+		cnt.GCSmall, cnt.GCLarge = smallGC[1], largeGC[1]
 	}
 	return cnt, nil
+}
+
+// warmup is how many requests warm a configuration up: with callers,
+// every caller once at least (each token verified and cached).
+func (h *harness) warmup(c Config) int {
+	if c.callers && len(h.tokens) > h.o.Warmup {
+		return len(h.tokens)
+	}
+	return h.o.Warmup
+}
+
+// OutsideRun is what graymesh's Go metrics (admin /metrics) said over
+// the run outside valgrind: the garbage collections it made and the bytes
+// it allocated, over Requests requests (zero for the no-op server, which
+// has no metrics).
+type OutsideRun struct {
+	Requests int
+	GCs      float64
+	Bytes    float64
+}
+
+// peakRSS runs c's requests (warm-up and both counts) once outside
+// valgrind and returns the ext_proc server's VmHWM in kB — the memory its
+// settings cost, which valgrind's own would hide — and, for graymesh, its
+// collections and allocations over the counted requests.
+func (h *harness) peakRSS(ctx context.Context, c Config) (uint64, OutsideRun, error) {
+	var out OutsideRun
+	adminPort, err := freePorts(1)
+	if err != nil {
+		return 0, out, err
+	}
+	boot, err := h.sidecars.bootstrap(c, adminPort[0])
+	if err != nil {
+		return 0, out, err
+	}
+	tag := c.Name + "-rss"
+	bootPath := filepath.Join(h.o.WorkDir, tag+".json")
+	if err := os.WriteFile(bootPath, boot, 0o600); err != nil {
+		return 0, out, err
+	}
+	e, err := startEnvoy(ctx, h.o, tag, bootPath, adminPort[0], false)
+	if err != nil {
+		return 0, out, err
+	}
+	defer e.stop()
+	srv, err := h.startServer(ctx, c, tag, false)
+	if err != nil {
+		return 0, out, err
+	}
+	defer srv.stop()
+	client := newClient()
+	defer client.CloseIdleConnections()
+	if err := h.send(ctx, client, c, h.warmup(c)); err != nil {
+		return 0, out, err
+	}
+	out.Requests = (h.o.Small + h.o.Large) * h.o.GraymeshScale
+	gcs, bytes := h.goMetrics(c)
+	if err := h.send(ctx, client, c, out.Requests); err != nil {
+		return 0, out, err
+	}
+	gcs2, bytes2 := h.goMetrics(c)
+	out.GCs, out.Bytes = gcs2-gcs, bytes2-bytes
+	kb, err := srv.peakRSS()
+	return kb, out, err
+}
+
+// goMetrics reads graymesh's collections and allocated bytes so far from
+// its admin /metrics (zero for the no-op server).
+func (h *harness) goMetrics(c Config) (gcs, bytes float64) {
+	if c.graymesh == graymeshNoop {
+		return 0, 0
+	}
+	resp, err := http.Get("http://" + h.cfg.Server.AdminListen + "/metrics")
+	if err != nil {
+		return 0, 0
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return metricValue(string(b), "go_gc_duration_seconds_count"), metricValue(string(b), "go_memstats_alloc_bytes_total")
+}
+
+// metricValue is the value of an unlabelled metric in Prometheus's text
+// format (0 when absent).
+func metricValue(text, name string) float64 {
+	for _, line := range strings.Split(text, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f
+		}
+	}
+	return 0
 }
 
 // send sends n requests on one kept-alive connection, one after the
@@ -317,14 +507,22 @@ func (h *harness) send(ctx context.Context, client *http.Client, c Config, n int
 		for k, v := range c.headers(l) {
 			req.Header.Set(k, v)
 		}
+		if c.callers {
+			req.Header.Set("Authorization", "Bearer "+h.tokens[h.next%len(h.tokens)])
+			h.next++
+		}
 		resp, err := client.Do(req)
 		if err != nil {
 			return err
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
-		if served := resp.Header.Get(servedHeader); resp.StatusCode != http.StatusOK || served != "gray" {
-			return fmt.Errorf("request %d: %s, served by %q, want gray", i, resp.Status, served)
+		want := "gray"
+		if c.stable {
+			want = "stable"
+		}
+		if served := resp.Header.Get(servedHeader); resp.StatusCode != http.StatusOK || served != want {
+			return fmt.Errorf("request %d: %s, served by %q, want %s", i, resp.Status, served, want)
 		}
 	}
 	return nil
@@ -389,6 +587,15 @@ func poll(ctx context.Context, timeout time.Duration, check func() error) error 
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// dial checks that something listens on addr.
+func dial(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	return c.Close()
 }
 
 func get(url string) error {

@@ -21,7 +21,7 @@ func WriteSection(w io.Writer, res *Result, command string) error {
 	o := res.Options
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	p("## Inner hop: instructions per request (callgrind)\n\n")
+	p("## Inner hop and edge: instructions per request (callgrind)\n\n")
 	p("Written by `bench/cmd/irbench` (`make bench-ir`); `make bench` keeps this section when it rewrites the rest of the file. Instruction counts, unlike the wall-clock and CPU-time tables above, do not move with the machine's other load.\n\n")
 	p("- Run: started %s, took %s; %s, Envoy `%s`, `%s`.\n", res.Started.UTC().Format("2006-01-02 15:04 MST"), res.Took.Round(1e9), runtime.Version(), res.Envoy, res.Valgrind)
 	p("- Command:\n\n```sh\n%s\n```\n\n", command)
@@ -30,6 +30,7 @@ func WriteSection(w io.Writer, res *Result, command string) error {
 	p("Instructions per request = (B − A) / %d: what one more request costs, start-up, warm-up and per-dump overhead cancelled; every Envoy thread counted. graymesh, where a configuration asks it, runs under callgrind too and is counted the same way, over %d× the requests (%d and %d). One client, one kept-alive HTTP/1.1 connection, requests one after another, each checked to be served by gray. %d rounds, the configurations interleaved.\n\n",
 		o.Large-o.Small, o.GraymeshScale, o.Small*o.GraymeshScale, o.Large*o.GraymeshScale, o.Rounds)
 	writeConfigTable(p, res)
+	writeEdgeTable(p, res)
 	writeIRTargets(p, res)
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -101,6 +102,7 @@ func writeIRTargets(p func(string, ...any), res *Result) {
 	}
 	p("| target | bound | measured | |\n|---|---|---|---|\n")
 	p("| native lane vs plain header, an inner hop's Envoy | N1 ≤ %.2f × H0 | %s (N1 %s, H0 %s) | %s |\n", nativeBound, ratio(n1, h0), thousands(n1), thousands(h0), verdict(n1 > 0 && h0 > 0, n1 <= nativeBound*h0))
+	writeEdgeTargets(p, res)
 	if e1 > 0 && n1 > 0 && edge > 0 {
 		before, now := edgeBefore+chainHops*e1, edge+chainHops*n1
 		p("| the whole 4-hop chain (4 Envoys + graymesh) vs before | ≤ %.2f × | %s (now %s, before %s) | %s |\n", chainBound, ratio(now, before), thousands(now), thousands(before), verdict(true, now <= chainBound*before))
@@ -165,4 +167,77 @@ func thousands(n float64) string {
 		return "−" + s
 	}
 	return s
+}
+
+// The issue's edge targets: graymesh's instructions per request at the
+// edge, as a multiple of the naive no-op ext_proc server's.
+const (
+	edgeCachedBound   = 0.85
+	edgeUncachedBound = 1.30
+)
+
+// writeEdgeTable compares the edge's ext_proc servers, the graymesh
+// process against the no-op server's.
+func writeEdgeTable(p func(string, ...any), res *Result) {
+	noop := res.graymeshMean("EDGE-noop")
+	if noop == 0 {
+		return
+	}
+	rounds := res.Options.Rounds
+	p("The edge's ext_proc server alone (the process Envoy's ext_proc filter calls), instructions per request; Envoy's side beside it (it changes with what the filter sends); peak RSS (VmHWM from `/proc/PID/status`) of the server in one more run of the same requests outside valgrind, same environment:\n\n| config | ")
+	for i := 1; i <= rounds; i++ {
+		p("server, round %d | ", i)
+	}
+	p("server, mean | × EDGE-noop | Envoy, mean | GCs in the counts (A/B per round) | server VmHWM | outside valgrind: GCs, allocated per request |\n|---|%s\n", strings.Repeat("---:|", rounds+6))
+	for _, name := range []string{"EDGE-noop", "EDGE-cached", "EDGE-uncached"} {
+		counts := res.Counts[name]
+		if len(counts) == 0 {
+			continue
+		}
+		p("| %s | ", name)
+		for i := 0; i < rounds; i++ {
+			if i < len(counts) {
+				p("%s | ", thousands(counts[i].GraymeshPerRequest()))
+			} else {
+				p("— | ")
+			}
+		}
+		rss, outside := "—", "—"
+		if kb := res.RSS[name]; kb > 0 {
+			rss = fmt.Sprintf("%.1f MiB", float64(kb)/1024)
+		}
+		if o := res.Outside[name]; o.Requests > 0 && o.Bytes > 0 {
+			outside = fmt.Sprintf("%.0f GCs in %d requests, %.0f B", o.GCs, o.Requests, o.Bytes/float64(o.Requests))
+		}
+		var gcs []string
+		for _, c := range counts {
+			if c.GCSmall < 0 || c.GCLarge < 0 {
+				gcs = append(gcs, "? (no symbols)")
+				continue
+			}
+			gcs = append(gcs, fmt.Sprintf("%d/%d", c.GCSmall, c.GCLarge))
+		}
+		p("%s | %s | %s | %s | %s | %s |\n", thousands(res.graymeshMean(name)), ratio(res.graymeshMean(name), noop), thousands(res.mean(name)), strings.Join(gcs, ", "), rss, outside)
+	}
+	p("\nBoth servers sit behind the same edge listener as graymesh pushes it, so Envoy sends the no-op server, too, only the headers graymesh's decision reads (forward_rules) and no request attributes (the bench config has no cidrs rule). The no-op server runs grpc-go's defaults and Go's default GOGC (100); graymesh `serve` its own settings (stream workers, GC target 400). A count in which the server began no garbage collection carries no share of one: such a figure is what a request costs between collections; the run outside valgrind says how many collections graymesh made over the same number of requests, and how much it allocated in that time per request (its background work — metrics sampling, the config watch, the /metrics reads that take these figures — included).\n")
+	if m := res.CachedDecision; m != nil {
+		p("\nThe cached decision alone (`gray.Policy.Decide` on a cached HS256 identity; wall-clock ns/op, which moves with the machine's load): %.0f ns/op, %.0f B/op, %.0f allocs/op, from\n\n```sh\n%s\n```\n", m.NsOp, m.BOp, m.AllocsOp, res.CachedDecisionCommand)
+	}
+	p("\n")
+}
+
+func writeEdgeTargets(p func(string, ...any), res *Result) {
+	noop, cached, uncached := res.graymeshMean("EDGE-noop"), res.graymeshMean("EDGE-cached"), res.graymeshMean("EDGE-uncached")
+	if noop == 0 {
+		return
+	}
+	if cached > 0 {
+		p("| graymesh edge, token cached, vs the naive no-op server (the server process) | EDGE-cached ≤ %.2f × EDGE-noop | %s (cached %s, no-op %s) | %s |\n", edgeCachedBound, ratio(cached, noop), thousands(cached), thousands(noop), verdict(true, cached <= edgeCachedBound*noop))
+	}
+	if uncached > 0 {
+		p("| graymesh edge, uncached HS256, vs the naive no-op server | EDGE-uncached ≤ %.2f × EDGE-noop | %s (uncached %s, no-op %s) | %s |\n", edgeUncachedBound, ratio(uncached, noop), thousands(uncached), thousands(noop), verdict(true, uncached <= edgeUncachedBound*noop))
+	}
+	if m := res.CachedDecision; m != nil {
+		p("| cached decision | 0 allocs/op | %.0f allocs/op | %s |\n", m.AllocsOp, verdict(true, m.AllocsOp == 0))
+	}
 }

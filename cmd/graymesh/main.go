@@ -141,6 +141,7 @@ node is ready once the initial list is in force.`, stderr)
 	watch := fs.Duration("watch-interval", time.Second, "how often to check the config file for changes (0: only SIGHUP and POST /reload)")
 	tokenFile := fs.String("admin-token-file", "", "file holding the admin API bearer token (required for the admin API when admin_listen is not loopback)")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this loopback address, e.g. 127.0.0.1:6060 (off when empty)")
+	gcPercent := gcFlag(fs)
 	ui := consoleFlags(fs)
 	kf := kubeServeFlags(fs)
 	if err := parse(fs, args); err != nil {
@@ -155,6 +156,7 @@ node is ready once the initial list is in force.`, stderr)
 		return err
 	}
 	log = log.With("version", version)
+	setGCPercent(*gcPercent)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if *pprofAddr != "" {
