@@ -119,6 +119,27 @@ func TestKill9UnderLoad(t *testing.T) {
 	t.Logf("%d requests, 0 failed across kill -9 and restart; %d served by gray after the restart; Envoy config versions unchanged (%s)", n, grayAfter.Load(), before)
 }
 
+// processStopped says whether every thread of process pid is stopped
+// (state T in /proc/PID/task/TID/stat, proc(5)).
+func processStopped(pid int) error {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return err
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+		if err != nil {
+			return err
+		}
+		// The state follows the command name, which is in parentheses.
+		rest := string(b[strings.LastIndexByte(string(b), ')')+1:])
+		if f := strings.Fields(rest); len(f) == 0 || f[0] != "T" {
+			return fmt.Errorf("thread %s not stopped yet (%s)", task.Name(), strings.Join(f[:min(1, len(f))], ""))
+		}
+	}
+	return nil
+}
+
 // envoyCounter sums the counters of the Envoy whose names match the
 // regular expression filter.
 func (m *mesh) envoyCounter(t *testing.T, filter string) int {
@@ -163,6 +184,11 @@ func TestSlowExtProcFailsOpenWithinBudget(t *testing.T) {
 	timeoutsBefore := m.envoyCounter(t, `ext_proc\.message_timeouts$`)
 	must(t, m.graymesh.cmd.Process.Signal(syscall.SIGSTOP))
 	defer func() { _ = m.graymesh.cmd.Process.Signal(syscall.SIGCONT) }()
+	// kill(2) returns before every thread of the process has stopped; on a
+	// loaded machine a thread can still answer a stream meanwhile.
+	waitFor(t, "graymesh stopped", 10*time.Second, func() error {
+		return processStopped(m.graymesh.cmd.Process.Pid)
+	})
 	const n = 100
 	lat := make([]time.Duration, n)
 	err := parallel(n, 5, func(i int) error {
