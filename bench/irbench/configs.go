@@ -58,6 +58,9 @@ type Config struct {
 	build func(s *sidecars, hcm *hcmv3.HttpConnectionManager) error
 	// headers are what the client sends, given the request's lane.
 	headers func(lane string) map[string]string
+	// h2: the client speaks HTTP/2 without TLS (prior knowledge), as a
+	// caller's sidecar may, instead of HTTP/1.1.
+	h2 bool
 }
 
 // Configs are every configuration, in report order; the first is the

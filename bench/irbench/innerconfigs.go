@@ -22,6 +22,15 @@ func innerVariants() []Config {
 	laneAndEnv := func(l string) map[string]string { return map[string]string{wire.HeaderLane: l, wire.HeaderEnv: "gray"} }
 	return []Config{
 		{
+			Name: "H0-h2", What: "H0 with the client speaking HTTP/2 (cleartext, prior knowledge) on its one connection: HPACK sends a header seen before as an index",
+			build: (*sidecars).plainHeader, h2: true,
+			headers: func(string) map[string]string { return map[string]string{wire.HeaderEnv: "gray"} },
+		},
+		{
+			Name: "N1-h2", What: "N1 with the client speaking HTTP/2 (cleartext, prior knowledge): the lane, the same on every request of a window, travels as an HPACK index",
+			build: (*sidecars).native, h2: true, headers: lane,
+		},
+		{
 			Name: "H0-lane", What: "H0 with the lane sent too, which nothing reads: what carrying the lane's header costs before anything verifies it",
 			build: (*sidecars).plainHeader, headers: laneAndEnv,
 		},
@@ -135,6 +144,10 @@ func writeInnerReading(p func(string, ...any), res *Result) {
 	if lane := m("H0-lane"); lane > 0 {
 		p("- Of that, %s is only carrying the lane (H0-lane − H0): Envoy parses, checks and forwards a request header byte by byte, and the lane is %d bytes (86 of them the Ed25519 signature). H0-lane alone is %s H0: no check of a lane this size, in a header, fits in %.2f× H0. The check proper (N1 − H0-lane) is %s.\n",
 			thousands(lane-h0), res.LaneBytes, ratio(lane, h0), nativeBound, thousands(n1-lane))
+	}
+	if h2, n2 := m("H0-h2"), m("N1-h2"); h2 > 0 && n2 > 0 {
+		p("- Over HTTP/2 (cleartext, prior knowledge, as a caller's sidecar may speak), where HPACK sends the window's lane as an index after its first request: N1-h2 is %s H0-h2 (N1-h2 %s, H0-h2 %s). The plain-header floor costs more over HTTP/2 (H0-h2 − H0: %s) and the native lane about the same (N1-h2 − N1: %s).\n",
+			ratio(n2, h2), thousands(n2), thousands(h2), signed(h2-h0), signed(n2-n1))
 	}
 	if c3 := m("N1-claims3"); c3 > 0 {
 		p("- The config version as a third claim header, x-gray-version, copied back to the response (N1-claims3 − N1): %s. Nothing at an inner hop reads it, so this change dropped it (the version stays in the lane).\n", thousands(c3-n1))

@@ -364,7 +364,7 @@ func (h *harness) measure(ctx context.Context, c Config, round int) (Count, erro
 		}
 		procs = append(procs, g)
 	}
-	client := newClient()
+	client := newClient(c.h2)
 	defer client.CloseIdleConnections()
 	send := func(n int) error { return h.send(ctx, client, c, n) }
 	if err := send(h.warmup(c)); err != nil {
@@ -443,7 +443,7 @@ func (h *harness) peakRSS(ctx context.Context, c Config) (uint64, OutsideRun, er
 		return 0, out, err
 	}
 	defer srv.stop()
-	client := newClient()
+	client := newClient(c.h2)
 	defer client.CloseIdleConnections()
 	if err := h.send(ctx, client, c, h.warmup(c)); err != nil {
 		return 0, out, err
@@ -547,8 +547,15 @@ func beforeLane(env, release, version string, exp time.Time) string {
 	return payload + ":" + base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
 }
 
-func newClient() *http.Client {
-	return &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1}}
+// newClient keeps one connection; h2 makes it HTTP/2 without TLS (prior
+// knowledge, which Envoy's AUTO codec detects by the connection preface).
+func newClient(h2 bool) *http.Client {
+	tr := &http.Transport{MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1}
+	if h2 {
+		tr.Protocols = new(http.Protocols)
+		tr.Protocols.SetUnencryptedHTTP2(true)
+	}
+	return &http.Client{Timeout: 60 * time.Second, Transport: tr}
 }
 
 func freePorts(n int) ([]int, error) {

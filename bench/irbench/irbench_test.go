@@ -51,7 +51,8 @@ func TestBootstraps(t *testing.T) {
 		want[c.Name] = want["N1"]
 		noStrip[c.Name] = c.Name == "H0-lane" || c.Name == "N1-nostrip" || c.Name == "N1-norules" || strings.HasPrefix(c.Name, "N1-bare")
 	}
-	want["H0-lane"] = want["H0"]
+	want["H0-lane"], want["H0-h2"] = want["H0"], want["H0"]
+	noStrip["H0-h2"] = true
 	n1 := Configs()[1]
 	first, err := s.bootstrap(n1, 9901)
 	if err != nil {
