@@ -143,6 +143,7 @@ func TestVerifyRefuses(t *testing.T) {
 		{"release altered", reencode(t, tok, func(m map[string]any) { m["rel"] = "other" }), now, ErrSignature},
 		{"expiry extended", reencode(t, tok, func(m map[string]any) { m["exp"] = 9999999999 }), now, ErrSignature},
 		{"signature dropped", strings.Join(strings.Split(tok, ".")[:2], ".") + ".", now, ErrSignature},
+		{"line break in the signature", tok[:len(tok)-20] + "\r\n" + tok[len(tok)-20:], now, ErrMalformed},
 		{"alg none", rawSign(t, s, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, valid, s.kid), now, ErrSignature},
 		{"HS256 keyed with the public key", rawSign(t, s, jwt.SigningMethodHS256, []byte(pub), valid, s.kid), now, ErrSignature},
 		{"another issuer", rawSign(t, s, jwt.SigningMethodEdDSA, s.private, with("iss", "graymesh-demo"), s.kid), now, ErrMalformed},
