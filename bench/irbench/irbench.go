@@ -2,17 +2,13 @@ package irbench
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -112,7 +108,7 @@ type Result struct {
 func Run(ctx context.Context, o Options) (*Result, error) {
 	res := &Result{Options: o, Counts: map[string][]Count{}, RSS: map[string]uint64{}, Outside: map[string]OutsideRun{}, Started: time.Now()}
 	for _, c := range Configs() {
-		if len(o.Configs) == 0 || contains(o.Configs, c.Name) {
+		if len(o.Configs) == 0 || slices.Contains(o.Configs, c.Name) {
 			res.Configs = append(res.Configs, c)
 		}
 	}
@@ -150,15 +146,6 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	res.Took = time.Since(res.Started)
 	return res, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 func versionOf(ctx context.Context, bin, flag string) string {
@@ -402,217 +389,4 @@ func (h *harness) warmup(c Config) int {
 		return len(h.tokens)
 	}
 	return h.o.Warmup
-}
-
-// OutsideRun is what graymesh's Go metrics (admin /metrics) said over
-// the run outside valgrind: the garbage collections it made and the bytes
-// it allocated, over Requests requests (zero for the no-op server, which
-// has no metrics).
-type OutsideRun struct {
-	Requests int
-	GCs      float64
-	Bytes    float64
-}
-
-// peakRSS runs c's requests (warm-up and both counts) once outside
-// valgrind and returns the ext_proc server's VmHWM in kB — the memory its
-// settings cost, which valgrind's own would hide — and, for graymesh, its
-// collections and allocations over the counted requests.
-func (h *harness) peakRSS(ctx context.Context, c Config) (uint64, OutsideRun, error) {
-	var out OutsideRun
-	adminPort, err := freePorts(1)
-	if err != nil {
-		return 0, out, err
-	}
-	boot, err := h.sidecars.bootstrap(c, adminPort[0])
-	if err != nil {
-		return 0, out, err
-	}
-	tag := c.Name + "-rss"
-	bootPath := filepath.Join(h.o.WorkDir, tag+".json")
-	if err := os.WriteFile(bootPath, boot, 0o600); err != nil {
-		return 0, out, err
-	}
-	e, err := startEnvoy(ctx, h.o, tag, bootPath, adminPort[0], false)
-	if err != nil {
-		return 0, out, err
-	}
-	defer e.stop()
-	srv, err := h.startServer(ctx, c, tag, false)
-	if err != nil {
-		return 0, out, err
-	}
-	defer srv.stop()
-	client := newClient(c.h2)
-	defer client.CloseIdleConnections()
-	if err := h.send(ctx, client, c, h.warmup(c)); err != nil {
-		return 0, out, err
-	}
-	out.Requests = (h.o.Small + h.o.Large) * h.o.GraymeshScale
-	gcs, bytes := h.goMetrics(c)
-	if err := h.send(ctx, client, c, out.Requests); err != nil {
-		return 0, out, err
-	}
-	gcs2, bytes2 := h.goMetrics(c)
-	out.GCs, out.Bytes = gcs2-gcs, bytes2-bytes
-	kb, err := srv.peakRSS()
-	return kb, out, err
-}
-
-// goMetrics reads graymesh's collections and allocated bytes so far from
-// its admin /metrics (zero for the no-op server).
-func (h *harness) goMetrics(c Config) (gcs, bytes float64) {
-	if c.graymesh == graymeshNoop {
-		return 0, 0
-	}
-	resp, err := http.Get("http://" + h.cfg.Server.AdminListen + "/metrics")
-	if err != nil {
-		return 0, 0
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return metricValue(string(b), "go_gc_duration_seconds_count"), metricValue(string(b), "go_memstats_alloc_bytes_total")
-}
-
-// metricValue is the value of an unlabelled metric in Prometheus's text
-// format (0 when absent).
-func metricValue(text, name string) float64 {
-	for _, line := range strings.Split(text, "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return f
-		}
-	}
-	return 0
-}
-
-// send sends n requests on one kept-alive connection, one after the
-// other, and checks that gray served each.
-func (h *harness) send(ctx context.Context, client *http.Client, c Config, n int) error {
-	base := h.signer.Sign("gray", "shop-v2", h.version, time.Now())
-	if c.beforeLane {
-		base = beforeLane("gray", "shop-v2", h.version, time.Now().Add(time.Hour))
-	}
-	for i := 0; i < n; i++ {
-		l := base
-		if c.freshLanes {
-			// Another config version is another lane: one Envoy has not
-			// verified yet.
-			l = h.signer.Sign("gray", "shop-v2", h.version+"."+strconv.Itoa(i)+"."+strconv.FormatInt(time.Now().UnixNano(), 36), time.Now())
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.sidecarURL(c), nil)
-		if err != nil {
-			return err
-		}
-		for k, v := range c.headers(l) {
-			req.Header.Set(k, v)
-		}
-		if c.callers {
-			req.Header.Set("Authorization", "Bearer "+h.tokens[h.next%len(h.tokens)])
-			h.next++
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		want := "gray"
-		if c.stable {
-			want = "stable"
-		}
-		if served := resp.Header.Get(servedHeader); resp.StatusCode != http.StatusOK || served != want {
-			return fmt.Errorf("request %d: %s, served by %q, want %s", i, resp.Status, served, want)
-		}
-	}
-	return nil
-}
-
-func (h *harness) sidecarURL(c Config) string {
-	side := h.sidecars.inner
-	if c.edge {
-		side = h.sidecars.edge
-	}
-	sc := side.Listeners[0].GetAddress().GetSocketAddress()
-	return fmt.Sprintf("http://%s:%d/", sc.GetAddress(), sc.GetPortValue())
-}
-
-// beforeLane is a lane in the format graymesh signed before this change,
-// for the graymesh of before: v1:env:release:version:expiry, then
-// HMAC-SHA256 with the mesh key truncated to 128 bits, base64url.
-func beforeLane(env, release, version string, exp time.Time) string {
-	payload := "v1:" + env + ":" + release + ":" + version + ":" + strconv.FormatInt(exp.Unix(), 10)
-	m := hmac.New(sha256.New, []byte(laneKey))
-	m.Write([]byte(payload))
-	return payload + ":" + base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
-}
-
-// newClient keeps one connection; h2 makes it HTTP/2 without TLS (prior
-// knowledge, which Envoy's AUTO codec detects by the connection preface).
-func newClient(h2 bool) *http.Client {
-	tr := &http.Transport{MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1}
-	if h2 {
-		tr.Protocols = new(http.Protocols)
-		tr.Protocols.SetUnencryptedHTTP2(true)
-	}
-	return &http.Client{Timeout: 60 * time.Second, Transport: tr}
-}
-
-func freePorts(n int) ([]int, error) {
-	var out []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
-	}
-	return out, nil
-}
-
-// poll calls check until it succeeds or timeout passes.
-func poll(ctx context.Context, timeout time.Duration, check func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
-// dial checks that something listens on addr.
-func dial(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return err
-	}
-	return c.Close()
-}
-
-func get(url string) error {
-	resp, err := http.Get(url)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return errors.New(url + ": " + resp.Status)
-	}
-	return nil
 }

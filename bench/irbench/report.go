@@ -36,30 +36,25 @@ func WriteSection(w io.Writer, res *Result, command string) error {
 	return err
 }
 
-// mean is a configuration's instructions per request, averaged over its
-// rounds (0 when it did not run).
-func (r *Result) mean(name string) float64 {
-	counts := r.Counts[name]
-	if len(counts) == 0 {
-		return 0
-	}
-	var sum float64
-	for _, c := range counts {
-		sum += c.PerRequest()
-	}
-	return sum / float64(len(counts))
-}
+// mean is a configuration's instructions per request in Envoy, averaged
+// over its rounds (0 when it did not run).
+func (r *Result) mean(name string) float64 { return r.average(name, Count.PerRequest) }
 
 // graymeshMean is the mean of graymesh's instructions per request for a
 // configuration that asks it (0 otherwise).
 func (r *Result) graymeshMean(name string) float64 {
+	return r.average(name, Count.GraymeshPerRequest)
+}
+
+// average is of over name's rounds (0 when it did not run).
+func (r *Result) average(name string, of func(Count) float64) float64 {
 	counts := r.Counts[name]
 	if len(counts) == 0 {
 		return 0
 	}
 	var sum float64
 	for _, c := range counts {
-		sum += c.GraymeshPerRequest()
+		sum += of(c)
 	}
 	return sum / float64(len(counts))
 }
