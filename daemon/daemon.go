@@ -255,7 +255,7 @@ func (d *Daemon) apply(next *config.Config, source string) error {
 	}
 	if at := next.EffectiveAt; at != nil && d.opts.Clock.Now().Before(*at) {
 		// Every node holds the change until the same instant.
-		if _, err := gray.Compile(next, identity.WithSources(d.sources)); err != nil {
+		if err := d.compiles(next); err != nil {
 			return err
 		}
 		d.pending = next
@@ -270,12 +270,25 @@ func (d *Daemon) apply(next *config.Config, source string) error {
 				d.refused(source+" (effective_at)", err, next)
 			}
 		})
-		d.log.Info("config accepted; takes effect later", "source", source, "effective_at", at.Format(time.RFC3339))
-		d.lastReload.Store(&reloadStatus{At: d.opts.Clock.Now(), Source: source, Result: "pending until " + at.Format(time.RFC3339), Version: cur.Version})
-		d.recordChange("pending", source, cur, next, nil)
+		d.notePending(source, *at, cur, next)
 		return nil
 	}
 	return d.put(next, source)
+}
+
+// compiles checks that next compiles, as a change held for its
+// effective_at must before it is accepted.
+func (d *Daemon) compiles(next *config.Config) error {
+	_, err := gray.Compile(next, identity.WithSources(d.sources))
+	return err
+}
+
+// notePending logs, reports in /status and records in the history a
+// change accepted to take effect at at.
+func (d *Daemon) notePending(source string, at time.Time, cur, next *config.Config, logAttrs ...any) {
+	d.log.Info("change accepted; takes effect later", append([]any{"source", source, "effective_at", at.Format(time.RFC3339)}, logAttrs...)...)
+	d.lastReload.Store(&reloadStatus{At: d.opts.Clock.Now(), Source: source, Result: "pending until " + at.Format(time.RFC3339), Version: cur.Version})
+	d.recordChange("pending", source, cur, next, nil)
 }
 
 // put makes next the config in force: a new version when its content

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/graymesh/graymesh/config"
-	"github.com/graymesh/graymesh/gray"
-	"github.com/graymesh/graymesh/identity"
 )
 
 // Fleet is a source of releases beside the config file: the Kubernetes
@@ -134,7 +132,7 @@ func (d *Daemon) hold(name string, at time.Time, next *config.Config) error {
 	if err := gate(cur, next); err != nil {
 		return err
 	}
-	if _, err := gray.Compile(next, identity.WithSources(d.sources)); err != nil {
+	if err := d.compiles(next); err != nil {
 		return err
 	}
 	h := &heldChange{at: at}
@@ -150,9 +148,7 @@ func (d *Daemon) hold(name string, at time.Time, next *config.Config) error {
 		}
 	})
 	d.held[name] = h
-	d.log.Info("release change accepted; takes effect later", "source", sourceFleet, "release", name, "effective_at", at.Format(time.RFC3339))
-	d.lastReload.Store(&reloadStatus{At: d.opts.Clock.Now(), Source: sourceFleet, Result: "pending until " + at.Format(time.RFC3339), Version: cur.Version})
-	d.recordChange("pending", sourceFleet, cur, next, nil)
+	d.notePending(sourceFleet, at, cur, next, "release", name)
 	return nil
 }
 
