@@ -127,7 +127,7 @@ func (s *Source) desiredStatus(gr *v1alpha1.GrayRelease) (v1alpha1.GrayReleaseSt
 	cond := metav1.Condition{Type: CondAccepted, ObservedGeneration: gr.Generation}
 	switch {
 	case refused && ref.objGen == og:
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "Refused", truncate(ref.err.Error(), 32000)
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "Refused", truncateUTF8(ref.err.Error(), 32000)
 	case accepted && acc == og:
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, "InForce", "graymesh put this generation in force"
 		spec := gr.Spec
@@ -159,11 +159,4 @@ func sameStatus(a, b v1alpha1.GrayReleaseStatus) bool {
 	_ = json.Unmarshal(ja, &x)
 	_ = json.Unmarshal(jb, &y)
 	return reflect.DeepEqual(x, y)
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }
