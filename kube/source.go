@@ -428,17 +428,23 @@ func (s *Source) versionWith(name string, og objGen) string {
 	defer s.mu.Unlock()
 	sum := og.gen
 	live := map[types.UID]bool{og.uid: og.uid != ""}
+	// name's entries are what og replaces: an object removed (og zero) is
+	// no longer live, so its generation counts through gone.
 	for n, a := range s.accepted {
+		if n == name {
+			continue
+		}
 		live[a.uid] = true
-		if _, del := s.deleting[n]; n != name && !del {
+		if _, del := s.deleting[n]; !del {
 			sum += a.gen
 		}
 	}
 	for n, d := range s.deleting {
-		live[d.uid] = true
-		if n != name {
-			sum += d.gen
+		if n == name {
+			continue
 		}
+		live[d.uid] = true
+		sum += d.gen
 	}
 	return strconv.FormatInt(sum+deletedSum(live, s.record, s.gone), 10)
 }
