@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -9,7 +10,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/graymesh/graymesh/daemon"
+	"github.com/graymesh/graymesh/admin"
 	"github.com/graymesh/graymesh/gray"
 )
 
@@ -18,7 +19,7 @@ import (
 // does it.
 type confirmView struct {
 	Release string
-	Action  daemon.Action
+	Action  admin.Action
 	// Verb is the action in words ("ramp to 50%", "kill").
 	Verb string
 	// Report is the blast radius; PreviewError is why there is none.
@@ -34,24 +35,24 @@ type confirmView struct {
 }
 
 // readAction reads an action from a query or a form.
-func readAction(release string, q url.Values) (daemon.Action, error) {
+func readAction(release string, q url.Values) (admin.Action, error) {
 	kind := q.Get("action")
-	if !slices.Contains(daemon.ActionKinds, kind) {
-		return daemon.Action{}, fmt.Errorf("unknown action %q", kind)
+	if !slices.Contains(admin.ActionKinds, kind) {
+		return admin.Action{}, fmt.Errorf("unknown action %q", kind)
 	}
-	a := daemon.Action{Release: release, Kind: kind, Reason: strings.TrimSpace(q.Get("reason"))}
+	a := admin.Action{Release: release, Kind: kind, Reason: strings.TrimSpace(q.Get("reason"))}
 	a.Rollback = q.Get("rollback") == "on" || kind == "reset"
 	if kind == "percent" {
 		v, err := strconv.ParseFloat(strings.TrimSpace(q.Get("value")), 64)
 		if err != nil {
-			return daemon.Action{}, errors.New("the percentage must be a number from 0 to 100")
+			return admin.Action{}, errors.New("the percentage must be a number from 0 to 100")
 		}
 		a.Percent = v
 	}
 	return a, nil
 }
 
-func verb(a daemon.Action) string {
+func verb(a admin.Action) string {
 	switch {
 	case a.Kind == "percent" && a.Rollback:
 		return fmt.Sprintf("roll back to %g%%", a.Percent)
@@ -63,9 +64,9 @@ func verb(a daemon.Action) string {
 	return a.Kind
 }
 
-func (c *Console) confirmView(a daemon.Action) confirmView {
+func (c *Console) confirmView(ctx context.Context, a admin.Action) confirmView {
 	v := confirmView{Release: a.Release, Action: a, Verb: verb(a), ReasonRequired: a.Kind != "percent" || a.Rollback}
-	rep, err := c.d.Preview(a, c.opts.PreviewSample)
+	rep, err := c.d.Preview(ctx, a, c.opts.PreviewSample)
 	if err != nil {
 		v.PreviewError = err.Error()
 	} else {
@@ -80,7 +81,7 @@ func (c *Console) confirmPage(w http.ResponseWriter, r *http.Request, s *session
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	cv := c.confirmView(a)
+	cv := c.confirmView(r.Context(), a)
 	c.render(w, http.StatusOK, "confirm", c.newView(s, "releases", "Confirm: "+cv.Verb+" "+a.Release, cv))
 }
 
@@ -94,7 +95,7 @@ func (c *Console) act(w http.ResponseWriter, r *http.Request, s *session) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	cv := c.confirmView(a)
+	cv := c.confirmView(r.Context(), a)
 	title := "Confirm: " + cv.Verb + " " + name
 	if cv.ReasonRequired && a.Reason == "" {
 		cv.Problem = "Say why: the reason is recorded in the release's timeline."
@@ -102,7 +103,7 @@ func (c *Console) act(w http.ResponseWriter, r *http.Request, s *session) {
 		return
 	}
 	a.Source = "console"
-	if _, err := c.d.Act(a); err != nil {
+	if _, err := c.d.Act(r.Context(), a); err != nil {
 		cv.Refused = err.Error()
 		c.log.Info("console: action refused", "release", name, "action", a.Kind, "error", err)
 		c.render(w, http.StatusUnprocessableEntity, "confirm", c.newView(s, "releases", title, cv))

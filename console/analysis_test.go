@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/graymesh/graymesh/admin"
 	"github.com/graymesh/graymesh/analysis"
 	"github.com/graymesh/graymesh/config"
-	"github.com/graymesh/graymesh/daemon"
 )
 
 // TestReleasePageShowsAnalysisWindows renders the release page with an
@@ -19,10 +19,10 @@ func TestReleasePageShowsAnalysisWindows(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := time.Date(2026, 11, 28, 10, 0, 5, 0, time.UTC)
-	st := &daemon.AnalysisStatus{
+	st := &admin.AnalysisStatus{
 		Release: "shop-v2", Env: "gray", Services: []string{"shop"},
 		Settings: &config.Analysis{Interval: config.Duration{Duration: 5 * time.Second}},
-		Windows: []daemon.Window{
+		Windows: []admin.Window{
 			{Index: 7, To: at, Action: "freeze", Report: analysis.Report{Verdict: analysis.Fail, Reason: "error rate: gray 6.0% vs stable 1.0%",
 				Services: []analysis.ServiceReport{{Service: "shop",
 					Gray:   analysis.SideSummary{Requests: 400, Errors: 24, P50: 12, P99: 40},
@@ -33,7 +33,7 @@ func TestReleasePageShowsAnalysisWindows(t *testing.T) {
 	}
 	var buf bytes.Buffer
 	err = pages["release"].ExecuteTemplate(&buf, "layout", view{Title: "Release shop-v2", Page: releaseView{
-		releaseRow: releaseRow{ReleaseStatus: daemon.ReleaseStatus{Name: "shop-v2"}}, Analysis: st, AnalysisStatus: 200,
+		releaseRow: releaseRow{ReleaseStatus: admin.ReleaseStatus{Name: "shop-v2"}}, Analysis: st, AnalysisStatus: 200,
 	}})
 	if err != nil {
 		t.Fatal(err)

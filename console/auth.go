@@ -19,7 +19,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/graymesh/graymesh/daemon"
+	"github.com/graymesh/graymesh/admin"
 )
 
 // Cookie names and lifetimes.
@@ -40,7 +40,7 @@ const (
 
 // auth checks logins and holds the sessions.
 type auth struct {
-	d *daemon.Daemon
+	d *admin.Service
 	// consoleToken is the token a login needs when the admin API needs
 	// none; "" when the admin token is the console's too.
 	consoleToken string
@@ -60,9 +60,9 @@ type session struct {
 // directory. A browser is the one client of a loopback-only admin API that
 // also runs code from everywhere, so the console never goes without a
 // secret.
-func newAuth(d *daemon.Daemon, log *slog.Logger) (*auth, error) {
+func newAuth(d *admin.Service, log *slog.Logger) (*auth, error) {
 	a := &auth{d: d, sessions: map[string]*session{}}
-	if d.HasAdminToken() {
+	if d.HasToken() {
 		return a, nil
 	}
 	if d.StateDir() == "" {
@@ -117,14 +117,14 @@ func hashID(id string) string {
 
 // tokenOK reports whether tok opens the console.
 func (a *auth) tokenOK(tok string) bool {
-	if a.d.HasAdminToken() {
-		return a.d.AdminTokenIs(tok)
+	if a.d.HasToken() {
+		return a.d.TokenIs(tok)
 	}
 	return a.consoleToken != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(a.consoleToken)) == 1
 }
 
 // canLogIn reports whether any token opens the console.
-func (a *auth) canLogIn() bool { return a.d.HasAdminToken() || a.consoleToken != "" }
+func (a *auth) canLogIn() bool { return a.d.HasToken() || a.consoleToken != "" }
 
 // open starts a session and returns the cookie's value.
 func (a *auth) open(now time.Time) (id string, s *session) {
@@ -286,7 +286,7 @@ func (c *Console) renderLogin(w http.ResponseWriter, r *http.Request, code int, 
 	http.SetCookie(w, cookie(r, loginCookie, nonce, 600))
 	c.render(w, code, "login", c.newView(nil, "", "Log in", loginView{
 		LoginCSRF: nonce, Problem: problem, CanLogIn: c.auth.canLogIn(),
-		AdminToken: c.d.HasAdminToken(), TokenFile: c.auth.tokenFile,
+		AdminToken: c.d.HasToken(), TokenFile: c.auth.tokenFile,
 	}))
 }
 

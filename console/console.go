@@ -26,7 +26,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/graymesh/graymesh/daemon"
+	"github.com/graymesh/graymesh/admin"
 )
 
 //go:embed templates/*.html
@@ -57,7 +57,7 @@ type Options struct {
 
 // Console serves /ui/.
 type Console struct {
-	d        *daemon.Daemon
+	d        *admin.Service
 	opts     Options
 	log      *slog.Logger
 	pages    map[string]*template.Template
@@ -69,7 +69,7 @@ type Console struct {
 
 // New builds the console for d. Where the admin API needs no token it
 // reads, or creates, the console token in d's state directory.
-func New(d *daemon.Daemon, opts Options, log *slog.Logger) (*Console, error) {
+func New(d *admin.Service, opts Options, log *slog.Logger) (*Console, error) {
 	if opts.TraceService == "" {
 		opts.TraceService = "frontend"
 	}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/graymesh/graymesh/admin"
 	"github.com/graymesh/graymesh/daemon"
 	"github.com/graymesh/graymesh/gray"
 	"github.com/graymesh/graymesh/tracecheck"
@@ -62,7 +63,7 @@ func newFixtureWith(t *testing.T, config string, opts daemon.Options, copts Opti
 	}
 	f := &fixture{t: t, logs: &bytes.Buffer{}, path: path}
 	log := slog.New(slog.NewTextHandler(f.logs, nil))
-	opts.Console = func(d *daemon.Daemon) (http.Handler, error) {
+	opts.Console = func(d *admin.Service) (http.Handler, error) {
 		c, err := New(d, copts, log)
 		f.c = c
 		return c, err
@@ -231,7 +232,7 @@ func TestLoginSessionCookieAndCSRF(t *testing.T) {
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/releases/shop-v2?done=kill" {
 		t.Fatalf("kill: %s %s", resp.Status, resp.Header.Get("Location"))
 	}
-	if h := f.d.History("shop-v2")[0]; f.d.Config().Releases[0].State != "killed" || h.Reason != "5xx spike" {
+	if h := f.d.Pipeline().History("shop-v2")[0]; f.d.Config().Releases[0].State != "killed" || h.Reason != "5xx spike" {
 		t.Fatalf("after kill: %s, history %+v", f.d.Config().Releases[0].State, h)
 	}
 	_, page = f.do("GET", "/ui/releases/shop-v2?done=kill", nil, nil)
@@ -266,7 +267,7 @@ func TestAdminTokenOpensTheConsole(t *testing.T) {
 	if f.c.TokenFile() != "" {
 		t.Fatalf("a console token file %s beside an admin token", f.c.TokenFile())
 	}
-	if _, err := os.Stat(filepath.Join(f.d.StateDir(), tokenFileName)); err == nil {
+	if _, err := os.Stat(filepath.Join(f.d.API().StateDir(), tokenFileName)); err == nil {
 		t.Fatal("console token written although the admin token opens the console")
 	}
 	f.login()
@@ -326,7 +327,7 @@ func TestExplainIsTheAPIsExplanation(t *testing.T) {
 	f := newFixture(t, daemon.Options{}, Options{})
 	csrf := f.login()
 	for _, subject := range []string{"alice", "carol", "u7"} {
-		want, err := f.d.Explain(gray.Ask{Subject: subject})
+		want, err := f.d.API().Explain(context.Background(), gray.Ask{Subject: subject})
 		must(t, err)
 		resp, page := f.do("POST", "/ui/explain", url.Values{"csrf": {csrf}, "subject": {subject}}, nil)
 		if resp.StatusCode != http.StatusOK || !strings.Contains(page, `<dd class="reason">`+string(want.Reason)+`</dd>`) ||

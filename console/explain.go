@@ -47,7 +47,7 @@ func (c *Console) explain(w http.ResponseWriter, r *http.Request, s *session) {
 	code := http.StatusOK
 	if err == nil {
 		var ex gray.Explanation
-		if ex, err = c.d.Explain(ask); err == nil {
+		if ex, err = c.d.Explain(r.Context(), ask); err == nil {
 			ev.Result = &ex
 		}
 	}

@@ -4,7 +4,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/graymesh/graymesh/daemon"
+	"github.com/graymesh/graymesh/admin"
 )
 
 // The observed gray share comes from graymesh's own decision counter
@@ -33,12 +33,12 @@ type sample struct {
 }
 
 type observer struct {
-	d       *daemon.Daemon
+	d       *admin.Service
 	mu      sync.Mutex
 	samples []sample // oldest first
 }
 
-func newObserver(d *daemon.Daemon) *observer { return &observer{d: d} }
+func newObserver(d *admin.Service) *observer { return &observer{d: d} }
 
 // sample reads the counters now.
 func (o *observer) sample() {

@@ -2,15 +2,12 @@ package console
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
+	"github.com/graymesh/graymesh/admin"
 	"github.com/graymesh/graymesh/config"
-	"github.com/graymesh/graymesh/daemon"
 )
 
 // observedWindow is the window of the "last minute" observed share.
@@ -19,7 +16,7 @@ const observedWindow = time.Minute
 // releaseRow is one release as the releases page and the release page
 // show it.
 type releaseRow struct {
-	daemon.ReleaseStatus
+	admin.ReleaseStatus
 	// Release is the release as in force (rules, schedule).
 	Release config.Release
 	// Next is the next schedule step, if any.
@@ -30,7 +27,7 @@ type releaseRow struct {
 	Since        share
 	SinceVersion string
 	// Changed is the newest accepted change that touched the release.
-	Changed *daemon.Change
+	Changed *admin.Change
 }
 
 // StepNumber is the schedule step in force, counted from 1.
@@ -42,12 +39,13 @@ func (r releaseRow) Frozen() bool { return r.State == config.StateFrozen }
 // Killed reports the kill switch.
 func (r releaseRow) Killed() bool { return r.State == config.StateKilled }
 
-func (c *Console) releaseRows() []releaseRow {
+func (c *Console) releaseRows(ctx context.Context) []releaseRow {
 	c.observed.fresh()
 	cfg := c.d.Config()
 	now := time.Now()
 	var rows []releaseRow
-	for _, rs := range c.d.Releases() {
+	releases, _ := c.d.Releases(ctx)
+	for _, rs := range releases {
 		row := releaseRow{ReleaseStatus: rs}
 		for i := range cfg.Releases {
 			if cfg.Releases[i].Name == rs.Name {
@@ -62,7 +60,8 @@ func (c *Console) releaseRows() []releaseRow {
 		}
 		row.Window = c.observed.window(rs.Name, observedWindow)
 		row.Since, row.SinceVersion = c.observed.sinceVersion(rs.Name)
-		for _, ch := range c.d.History(rs.Name) {
+		history, _ := c.d.History(ctx, rs.Name)
+		for _, ch := range history {
 			if ch.Result == "accepted" {
 				ch := ch
 				row.Changed = &ch
@@ -81,38 +80,40 @@ type releasesView struct {
 	LastResult, LastSource, LastError string
 }
 
-func (c *Console) releasesView() releasesView {
-	v := releasesView{Rows: c.releaseRows()}
-	v.LastResult, v.LastSource, v.LastError = c.d.LastReload()
+func (c *Console) releasesView(ctx context.Context) releasesView {
+	v := releasesView{Rows: c.releaseRows(ctx)}
+	if last := c.d.Last(); last != nil {
+		v.LastResult, v.LastSource, v.LastError = last.Result, last.Source, last.Error
+	}
 	return v
 }
 
-func (c *Console) releasesPage(w http.ResponseWriter, _ *http.Request, s *session) {
-	v := c.newView(s, "releases", "Releases", c.releasesView())
+func (c *Console) releasesPage(w http.ResponseWriter, r *http.Request, s *session) {
+	v := c.newView(s, "releases", "Releases", c.releasesView(r.Context()))
 	v.Live = "/ui/live/releases"
 	c.render(w, http.StatusOK, "releases", v)
 }
 
-func (c *Console) releasesFragment(w http.ResponseWriter, _ *http.Request, s *session) {
-	c.renderTemplate(w, http.StatusOK, "releases", "live", c.newView(s, "releases", "", c.releasesView()))
+func (c *Console) releasesFragment(w http.ResponseWriter, r *http.Request, s *session) {
+	c.renderTemplate(w, http.StatusOK, "releases", "live", c.newView(s, "releases", "", c.releasesView(r.Context())))
 }
 
 // releaseView is the release page.
 type releaseView struct {
 	releaseRow
-	History []daemon.Change
+	History []admin.Change
 	Chart   chart
 	// Done names the action just taken (from the redirect after it).
 	Done string
 	// Analysis is the analysis endpoint's answer, when it has one (its
 	// newest windows); AnalysisStatus its HTTP status (404: the release has
 	// no analysis).
-	Analysis       *daemon.AnalysisStatus
+	Analysis       *admin.AnalysisStatus
 	AnalysisStatus int
 	// Fleet is how the fleet serves the release, in Kubernetes mode (GET
 	// /v1/releases/{name}/fleet); FleetError why it could not be read
 	// there. Both are empty in file mode (404).
-	Fleet      *daemon.FleetRelease
+	Fleet      *admin.FleetRelease
 	FleetError string
 }
 
@@ -132,20 +133,18 @@ func (v releaseView) AnalysisMissing() bool {
 func (v releaseView) Row() releaseRow { return v.releaseRow }
 
 func (c *Console) releaseView(ctx context.Context, name string) (releaseView, bool) {
-	for _, row := range c.releaseRows() {
+	for _, row := range c.releaseRows(ctx) {
 		if row.Name != name {
 			continue
 		}
-		v := releaseView{releaseRow: row, History: c.d.History(name)}
+		history, _ := c.d.History(ctx, name)
+		v := releaseView{releaseRow: row, History: history}
 		v.Chart = newChart(c.observed.series(name, chartStep), row.Percent)
-		code, body := c.d.APIGet(ctx, "/v1/releases/"+name+"/analysis?windows="+strconv.Itoa(analysisWindows))
-		v.AnalysisStatus = code
-		if code == http.StatusOK {
-			var st daemon.AnalysisStatus
-			if err := json.Unmarshal(body, &st); err == nil {
-				slices.Reverse(st.Windows) // newest first
-				v.Analysis = &st
-			}
+		st, err := c.d.Analysis(ctx, name, analysisWindows)
+		v.AnalysisStatus = admin.Code(err)
+		if err == nil {
+			slices.Reverse(st.Windows) // newest first
+			v.Analysis = st
 		}
 		v.Fleet, v.FleetError = c.fleet(ctx, name)
 		return v, true
@@ -156,19 +155,15 @@ func (c *Console) releaseView(ctx context.Context, name string) (releaseView, bo
 // fleet reads the release's fleet status through the admin API, as the
 // analysis above: a 404 is file mode (or no object yet), shown as not
 // available; another failure is shown with its text.
-func (c *Console) fleet(ctx context.Context, name string) (*daemon.FleetRelease, string) {
-	code, body := c.d.APIGet(ctx, "/v1/releases/"+name+"/fleet")
-	switch code {
+func (c *Console) fleet(ctx context.Context, name string) (*admin.FleetRelease, string) {
+	fr, err := c.d.Fleet(ctx, name)
+	switch admin.Code(err) {
 	case http.StatusOK:
-		var fr daemon.FleetRelease
-		if err := json.Unmarshal(body, &fr); err != nil {
-			return nil, err.Error()
-		}
-		return &fr, ""
+		return fr, ""
 	case http.StatusNotFound:
 		return nil, ""
 	default:
-		return nil, strings.TrimSpace(string(body))
+		return nil, err.Error()
 	}
 }
 

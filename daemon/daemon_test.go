@@ -55,7 +55,7 @@ func TestReloadRefusesBadConfigAndKeepsTheOneInForce(t *testing.T) {
 	if d.Config().Version != before || d.xds.Version() != xdsBefore {
 		t.Fatal("a refused config replaced the one in force")
 	}
-	if st := d.lastReload.Load(); st.Result != "refused" || st.Version != before {
+	if st := d.last(); st.Result != "refused" || st.Version != before {
 		t.Fatalf("status %+v", st)
 	}
 
@@ -81,7 +81,7 @@ func TestReloadRefusesBadConfigAndKeepsTheOneInForce(t *testing.T) {
 
 func TestAdminEndpoints(t *testing.T) {
 	d, path := newDaemon(t)
-	srv := httptest.NewServer(d.adminHandler())
+	srv := httptest.NewServer(d.AdminHandler())
 	defer srv.Close()
 	get := func(p string) (int, string) {
 		resp, err := http.Get(srv.URL + p)

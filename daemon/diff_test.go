@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/graymesh/graymesh/control"
 	"github.com/graymesh/graymesh/gray"
 )
 
@@ -15,7 +16,8 @@ func TestDiffEndpoint(t *testing.T) {
 	d, _ := newDaemon(t)
 	// An admin override raises shop-v2 to 50%: it stays on top of any file
 	// reloaded, so the diff of a file at 10% shows no change.
-	must(t, d.Override("shop-v2", func(o *override) { v := 50.0; o.Percent = &v }, false))
+	_, err := d.Act(control.Action{Release: "shop-v2", Kind: "percent", Percent: 50})
+	must(t, err)
 	srv := httptest.NewServer(d.AdminHandler())
 	defer srv.Close()
 	post := func(query, body string) (int, string) {

@@ -2,12 +2,15 @@ package daemon
 
 import (
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/graymesh/graymesh/config"
+	"github.com/graymesh/graymesh/control"
+	"github.com/graymesh/graymesh/control/clocktest"
 )
 
 // offeringFleet stands for the kube source: when a held change is due it
@@ -15,7 +18,7 @@ import (
 type offeringFleet struct {
 	fakeFleet
 	d       *Daemon
-	latest  map[string]FleetChange
+	latest  map[string]control.ReleaseChange
 	version func() string
 }
 
@@ -32,8 +35,8 @@ func (f *offeringFleet) Due(name string) {
 // at a's time, a's change goes in force with the fleet's version then.
 func TestFleetHoldsPerRelease(t *testing.T) {
 	t0 := time.Date(2026, 11, 28, 4, 0, 0, 0, time.UTC)
-	clock := newFakeClock(t0)
-	f := &offeringFleet{latest: map[string]FleetChange{}}
+	clock := clocktest.New(t0)
+	f := &offeringFleet{latest: map[string]control.ReleaseChange{}}
 	path := filepath.Join(t.TempDir(), "graymesh.yaml")
 	write(t, path, staticOnly)
 	d, err := New(t.Context(), path, Options{Fleet: f, Clock: clock}, slog.New(slog.DiscardHandler))
@@ -46,7 +49,7 @@ func TestFleetHoldsPerRelease(t *testing.T) {
 		r.ApplyDefaults()
 		return &r
 	}
-	offer := func(ch FleetChange) bool {
+	offer := func(ch control.ReleaseChange) bool {
 		t.Helper()
 		f.latest[ch.Name] = ch
 		pending, err := d.ApplyFleet(ch)
@@ -63,20 +66,20 @@ func TestFleetHoldsPerRelease(t *testing.T) {
 		return out
 	}
 	// Generations: a 1, b 1 → version 2.
-	offer(FleetChange{Name: "a", Release: rel("a", 10), Version: "1"})
-	offer(FleetChange{Name: "b", Release: rel("b", 10), Version: "2"})
+	offer(control.ReleaseChange{Name: "a", Release: rel("a", 10), Version: "1"})
+	offer(control.ReleaseChange{Name: "b", Release: rel("b", 10), Version: "2"})
 
 	at := t0.Add(10 * time.Minute)
 	// a generation 2, at 50% in ten minutes: the version in force keeps
 	// a's generation 1 until then.
-	if !offer(FleetChange{Name: "a", Release: rel("a", 50), EffectiveAt: &at, Version: "3"}) {
+	if !offer(control.ReleaseChange{Name: "a", Release: rel("a", 50), EffectiveAt: &at, Version: "3"}) {
 		t.Fatal("a's future change was not held")
 	}
 	if p := percents(); p["a"] != 10 || d.Config().Version != "2" {
 		t.Fatalf("after holding a: %v at version %s, want a at 10 under version 2", p, d.Config().Version)
 	}
 	// b generation 2, now: in force, a's held change not with it.
-	if offer(FleetChange{Name: "b", Release: rel("b", 20), Version: "3"}) {
+	if offer(control.ReleaseChange{Name: "b", Release: rel("b", 20), Version: "3"}) {
 		t.Fatal("b's change held")
 	}
 	if p := percents(); p["a"] != 10 || p["b"] != 20 || d.Config().Version != "3" {
@@ -111,22 +114,15 @@ func TestFleetHoldsPerRelease(t *testing.T) {
 
 // heldOf is the releases held, sorted.
 func (d *Daemon) heldOf() []string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	var out []string
-	for n := range d.held {
-		out = append(out, n)
-	}
-	slices.Sort(out)
-	return out
+	return slices.Sorted(maps.Keys(d.pipe.Status().PendingReleases))
 }
 
 // TestFleetHeldChangeReplaced: a newer change of the release (here its
 // deletion) replaces its held change, which never comes into force.
 func TestFleetHeldChangeReplaced(t *testing.T) {
 	t0 := time.Date(2026, 11, 28, 4, 0, 0, 0, time.UTC)
-	clock := newFakeClock(t0)
-	f := &offeringFleet{latest: map[string]FleetChange{}, version: func() string { return "9" }}
+	clock := clocktest.New(t0)
+	f := &offeringFleet{latest: map[string]control.ReleaseChange{}, version: func() string { return "9" }}
 	path := filepath.Join(t.TempDir(), "graymesh.yaml")
 	write(t, path, staticOnly)
 	d, err := New(t.Context(), path, Options{Fleet: f, Clock: clock}, slog.New(slog.DiscardHandler))
@@ -136,18 +132,18 @@ func TestFleetHeldChangeReplaced(t *testing.T) {
 	f.d = d
 	r := config.Release{Name: "a", Env: "gray", Salt: "a", Percent: 10}
 	r.ApplyDefaults()
-	if _, err := d.ApplyFleet(FleetChange{Name: "a", Release: &r, Version: "1"}); err != nil {
+	if _, err := d.ApplyFleet(control.ReleaseChange{Name: "a", Release: &r, Version: "1"}); err != nil {
 		t.Fatal(err)
 	}
 	at := t0.Add(time.Minute)
 	later := r
 	later.Percent = 50
-	if p, err := d.ApplyFleet(FleetChange{Name: "a", Release: &later, EffectiveAt: &at, Version: "2"}); err != nil || !p {
+	if p, err := d.ApplyFleet(control.ReleaseChange{Name: "a", Release: &later, EffectiveAt: &at, Version: "2"}); err != nil || !p {
 		t.Fatalf("held: %v %v", p, err)
 	}
 	// The object is deleted before its time: the removal replaces the
 	// held change, which never comes into force.
-	if _, err := d.ApplyFleet(FleetChange{Name: "a", Change: config.Change{Rollback: true}, Version: "3"}); err != nil {
+	if _, err := d.ApplyFleet(control.ReleaseChange{Name: "a", Change: config.Change{Rollback: true}, Version: "3"}); err != nil {
 		t.Fatal(err)
 	}
 	clock.Advance(time.Hour)

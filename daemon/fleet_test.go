@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/graymesh/graymesh/config"
+	"github.com/graymesh/graymesh/control"
 )
 
 // staticOnly is a Kubernetes-mode config file: no releases.
@@ -24,6 +26,13 @@ func (fakeFleet) Synced() bool             { return true }
 func (fakeFleet) Staleness() time.Duration { return 0 }
 func (fakeFleet) Status() map[string]any   { return nil }
 func (fakeFleet) Due(string)               {}
+func (fakeFleet) ActOnFleet(context.Context, control.FleetAction) (string, error) {
+	return "", errors.New("no fleet actions in this test")
+}
+
+func (fakeFleet) ReleaseFleet(context.Context, string) (*control.FleetRelease, error) {
+	return nil, nil
+}
 
 func newFleetDaemon(t *testing.T, file string) (*Daemon, error) {
 	t.Helper()
@@ -47,17 +56,17 @@ func TestApplyFleet(t *testing.T) {
 	}
 	steps := []struct {
 		name    string
-		change  FleetChange
+		change  control.ReleaseChange
 		refused string
 		version string
 	}{
-		{"added", FleetChange{Name: "shop-v2", Release: rel(10, ""), Version: "1"}, "", "1"},
-		{"ramped", FleetChange{Name: "shop-v2", Release: rel(20, ""), Version: "2"}, "", "2"},
-		{"evicting without rollback", FleetChange{Name: "shop-v2", Release: rel(5, ""), Version: "3"}, "percent", "2"},
-		{"invalid", FleetChange{Name: "shop-v2", Release: rel(300, ""), Version: "4"}, "percent", "2"},
-		{"killed", FleetChange{Name: "shop-v2", Release: rel(20, config.StateKilled), Version: "5"}, "", "5"},
-		{"another release sorts first", FleetChange{Name: "a-first", Release: &config.Release{Name: "a-first", Env: "gray", Salt: "a", State: config.StateActive}, Version: "6"}, "", "6"},
-		{"deleted, a declared rollback", FleetChange{Name: "shop-v2", Change: config.Change{Rollback: true}, Version: "1"}, "", "1"},
+		{"added", control.ReleaseChange{Name: "shop-v2", Release: rel(10, ""), Version: "1"}, "", "1"},
+		{"ramped", control.ReleaseChange{Name: "shop-v2", Release: rel(20, ""), Version: "2"}, "", "2"},
+		{"evicting without rollback", control.ReleaseChange{Name: "shop-v2", Release: rel(5, ""), Version: "3"}, "percent", "2"},
+		{"invalid", control.ReleaseChange{Name: "shop-v2", Release: rel(300, ""), Version: "4"}, "percent", "2"},
+		{"killed", control.ReleaseChange{Name: "shop-v2", Release: rel(20, config.StateKilled), Version: "5"}, "", "5"},
+		{"another release sorts first", control.ReleaseChange{Name: "a-first", Release: &config.Release{Name: "a-first", Env: "gray", Salt: "a", State: config.StateActive}, Version: "6"}, "", "6"},
+		{"deleted, a declared rollback", control.ReleaseChange{Name: "shop-v2", Change: config.Change{Rollback: true}, Version: "1"}, "", "1"},
 	}
 	for _, st := range steps {
 		_, err := d.ApplyFleet(st.change)
@@ -78,8 +87,8 @@ func TestApplyFleet(t *testing.T) {
 	if strings.Join(names, ",") != "a-first" {
 		t.Errorf("releases in force %v", names)
 	}
-	if err := d.Override("a-first", func(o *override) { o.State = config.StateKilled }, false); !errors.Is(err, errFleetMode) {
-		t.Errorf("local override in Kubernetes mode: %v, want errFleetMode", err)
+	if _, err := d.Act(control.Action{Release: "a-first", Kind: "kill"}); err == nil || !strings.Contains(err.Error(), "releases come from the Kubernetes API") {
+		t.Errorf("local override in Kubernetes mode: %v, want it refused", err)
 	}
 	// A file reload keeps the fleet's releases and version.
 	if err := d.Reload(); err != nil || d.Config().Version != "1" || len(d.Config().Releases) != 1 {

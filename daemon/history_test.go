@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/graymesh/graymesh/control"
 )
 
 func TestActPreviewAndHistory(t *testing.T) {
@@ -14,7 +16,7 @@ func TestActPreviewAndHistory(t *testing.T) {
 		t.Fatalf("history at start: %+v", h)
 	}
 
-	rep, err := d.Preview(Action{Release: "shop-v2", Kind: "percent", Percent: 50}, 2000)
+	rep, err := d.Preview(control.Action{Release: "shop-v2", Kind: "percent", Percent: 50}, 2000)
 	must(t, err)
 	if rep.Refused || len(rep.Releases) != 1 || rep.Releases[0].ToGray < 0.3 || rep.Releases[0].ToStable != 0 {
 		t.Fatalf("preview of 10 → 50: %+v", rep)
@@ -22,23 +24,23 @@ func TestActPreviewAndHistory(t *testing.T) {
 	if d.Config().Releases[0].Percent != 10 {
 		t.Fatal("a preview changed the config in force")
 	}
-	rep, err = d.Preview(Action{Release: "shop-v2", Kind: "percent", Percent: 5}, 2000)
+	rep, err = d.Preview(control.Action{Release: "shop-v2", Kind: "percent", Percent: 5}, 2000)
 	must(t, err)
 	if !rep.Refused || len(rep.Evictions) != 1 || !strings.Contains(rep.Evictions[0], "percent lowered 10 → 5") {
 		t.Fatalf("preview of 10 → 5: %+v", rep)
 	}
-	if _, err := d.Preview(Action{Release: "nope", Kind: "kill"}, 100); err == nil {
+	if _, err := d.Preview(control.Action{Release: "nope", Kind: "kill"}, 100); err == nil {
 		t.Fatal("preview of an unknown release")
 	}
 
-	rs, err := d.Act(Action{Release: "shop-v2", Kind: "kill", Reason: "error budget review"})
+	rs, err := d.Act(control.Action{Release: "shop-v2", Kind: "kill", Reason: "error budget review"})
 	must(t, err)
 	if rs.State != "killed" {
 		t.Fatalf("after kill: %+v", rs)
 	}
-	_, err = d.Act(Action{Release: "shop-v2", Kind: "revive", Reason: "fixed"})
+	_, err = d.Act(control.Action{Release: "shop-v2", Kind: "revive", Reason: "fixed"})
 	must(t, err)
-	if _, err := d.Act(Action{Release: "shop-v2", Kind: "percent", Percent: 5, Reason: "too hot"}); err == nil ||
+	if _, err := d.Act(control.Action{Release: "shop-v2", Kind: "percent", Percent: 5, Reason: "too hot"}); err == nil ||
 		!strings.Contains(err.Error(), "change would move gray subjects back to stable") {
 		t.Fatalf("evicting percent: %v", err)
 	}
@@ -72,7 +74,7 @@ func TestReleaseActionReasonAndCodes(t *testing.T) {
 		{"/v1/releases/shop-v2/percent?value=x", http.StatusBadRequest},
 		{"/v1/releases/shop-v2/explode", http.StatusNotFound},
 		{"/v1/releases/nope/kill", http.StatusNotFound},
-		{"/v1/releases/shop-v2/kill?reason=" + strings.Repeat("x", maxReason+1), http.StatusBadRequest},
+		{"/v1/releases/shop-v2/kill?reason=" + strings.Repeat("x", 501), http.StatusBadRequest},
 	} {
 		resp, err := http.Post(srv.URL+tt.path, "", nil)
 		must(t, err)

@@ -53,7 +53,7 @@ identity:
 	defer cancel()
 	d.sources.Start(ctx)
 	d.ready.Store(true)
-	admin := httptest.NewServer(d.adminHandler())
+	admin := httptest.NewServer(d.AdminHandler())
 	defer admin.Close()
 	get := func(p string) (int, string) {
 		resp, err := http.Get(admin.URL + p)

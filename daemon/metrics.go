@@ -18,8 +18,6 @@ type metrics struct {
 	decisions *prometheus.CounterVec
 	fallbacks *prometheus.CounterVec
 	latency   prometheus.Histogram
-	reloads   *prometheus.CounterVec
-	version   *prometheus.GaugeVec
 }
 
 func newMetrics(activeStreams func() int64, x *xds.Server, sources *identity.Sources) *metrics {
@@ -38,19 +36,11 @@ func newMetrics(activeStreams func() int64, x *xds.Server, sources *identity.Sou
 			Name: "graymesh_fallbacks_total",
 			Help: "Requests served by stable at a hop although their lane names another environment, by service, lane environment and reason.",
 		}, []string{"service", "env", "reason"}),
-		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "graymesh_config_reloads_total",
-			Help: "Config reloads, by result (accepted, refused).",
-		}, []string{"result"}),
-		version: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "graymesh_config_info",
-			Help: "The config version in force (value is always 1).",
-		}, []string{"version"}),
 	}
 	m.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.decisions, m.fallbacks, m.latency, m.reloads, m.version, keySetCollector{sources},
+		m.decisions, m.fallbacks, m.latency, keySetCollector{sources},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "graymesh_extproc_active_streams",
 			Help: "ext_proc streams open now (one per in-flight request).",
@@ -68,9 +58,6 @@ func newMetrics(activeStreams func() int64, x *xds.Server, sources *identity.Sou
 			Name: "graymesh_xds_restores_total", Help: "Last accepted snapshots put back after Envoy rejected a newer one.",
 		}, func() float64 { return float64(x.Stats.Restores.Load()) }),
 	)
-	for _, r := range []string{"accepted", "refused"} {
-		m.reloads.WithLabelValues(r)
-	}
 	return m
 }
 
@@ -81,11 +68,6 @@ func (m *metrics) Decided(hop, service string, d gray.Decision, took time.Durati
 	if d.Fallback != "" {
 		m.fallbacks.WithLabelValues(service, d.Env, d.Fallback).Inc()
 	}
-}
-
-func (m *metrics) setVersion(v string) {
-	m.version.Reset()
-	m.version.WithLabelValues(v).Set(1)
 }
 
 // keySetCollector reports the issuers' fetched key sets, labelled by

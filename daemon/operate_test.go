@@ -12,6 +12,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/graymesh/graymesh/config"
+	"github.com/graymesh/graymesh/control/clocktest"
 )
 
 func version(t *testing.T, d *Daemon) int {
@@ -67,7 +68,7 @@ func TestRestartWithBadOrEvictingFileServesTheConfigInForce(t *testing.T) {
 		if got := d.Config().Releases[0].Percent; got != 40 {
 			t.Fatalf("%s file at restart: percent %v in force, want 40", name, got)
 		}
-		if st := d.lastReload.Load(); st.Result != "refused" {
+		if st := d.last(); st.Result != "refused" {
 			t.Fatalf("%s file at restart: last reload %+v", name, st)
 		}
 	}
@@ -107,7 +108,7 @@ func TestEffectiveAtHoldsTheChangeUntilItsInstant(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "graymesh.yaml")
 	write(t, path, good)
-	clock := newFakeClock(time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC))
+	clock := clocktest.New(time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC))
 	d := start(t, path, Options{Clock: clock})
 	at := clock.Now().Add(time.Minute).Format(time.RFC3339)
 	write(t, path, strings.Replace(good, "percent: 10", "percent: 50", 1)+"effective_at: "+at+"\n")
@@ -130,7 +131,7 @@ func TestAdminOverridesPersist(t *testing.T) {
 	path, stateDir := filepath.Join(dir, "graymesh.yaml"), filepath.Join(dir, "state")
 	write(t, path, good+"lane: {key: \"daemon-test-lane-key-0123456789abcdef\"}\nmembership: {enabled: true}\n")
 	d := start(t, path, Options{StateDir: stateDir, AdminToken: "s3cret"})
-	srv := httptest.NewServer(d.adminHandler())
+	srv := httptest.NewServer(d.AdminHandler())
 	defer srv.Close()
 	post := func(p, token string) int {
 		req, _ := http.NewRequest(http.MethodPost, srv.URL+p, nil)
@@ -166,7 +167,7 @@ func TestAdminOverridesPersist(t *testing.T) {
 	if r := d2.Config().Releases[0]; r.State != config.StateFrozen || r.Percent != 50 {
 		t.Fatalf("after restart: state %s percent %v", r.State, r.Percent)
 	}
-	srv2 := httptest.NewServer(d2.adminHandler())
+	srv2 := httptest.NewServer(d2.AdminHandler())
 	defer srv2.Close()
 	resp, err := http.Post(srv2.URL+"/v1/releases/shop-v2/kill", "", nil)
 	must(t, err)
@@ -218,7 +219,7 @@ func TestReloadRefusesRemovedTokenKey(t *testing.T) {
 	if c := d.ext.Policy().Verifier.FromRequest("Bearer "+tok, ""); c.Subject != "alice" {
 		t.Fatalf("token signed with k1 after the refused reload: %+v", c)
 	}
-	if st := d.lastReload.Load(); st.Result != "refused" || !strings.Contains(st.Error, want) {
+	if st := d.last(); st.Result != "refused" || !strings.Contains(st.Error, want) {
 		t.Fatalf("last reload %+v", st)
 	}
 

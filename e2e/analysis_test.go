@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/graymesh/graymesh/admin"
 	"github.com/graymesh/graymesh/analysis"
-	"github.com/graymesh/graymesh/daemon"
 	"github.com/graymesh/graymesh/lane"
 	"github.com/graymesh/graymesh/wire"
 )
@@ -88,12 +88,12 @@ func (l *analysisLoad) String() string {
 }
 
 // analysisOf reads a release's analysis from the admin API.
-func analysisOf(t *testing.T, admin, release string) daemon.AnalysisStatus {
+func analysisOf(t *testing.T, adminURL, release string) admin.AnalysisStatus {
 	t.Helper()
-	resp, err := http.Get(admin + "/v1/releases/" + release + "/analysis?windows=100")
+	resp, err := http.Get(adminURL + "/v1/releases/" + release + "/analysis?windows=100")
 	must(t, err)
 	defer resp.Body.Close()
-	var st daemon.AnalysisStatus
+	var st admin.AnalysisStatus
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(resp.Body)
 		t.Fatalf("analysis of %s: %s %s", release, resp.Status, b)
@@ -103,11 +103,11 @@ func analysisOf(t *testing.T, admin, release string) daemon.AnalysisStatus {
 }
 
 // analysisCLI runs `graymesh analysis RELEASE` against the admin API.
-func analysisCLI(t *testing.T, admin, release string, args ...string) string {
+func analysisCLI(t *testing.T, adminURL, release string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, filepath.Join(binDir, "graymesh"), append([]string{"analysis", release, "--admin", admin}, args...)...).CombinedOutput()
+	out, err := exec.CommandContext(ctx, filepath.Join(binDir, "graymesh"), append([]string{"analysis", release, "--admin", adminURL}, args...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("graymesh analysis %v: %v\n%s", args, err, out)
 	}
@@ -136,11 +136,11 @@ func spoil(t *testing.T, addr, query string) {
 
 // waitForRelease polls the analysis until ok says the release is where
 // the test wants it.
-func waitForRelease(t *testing.T, admin, what string, timeout time.Duration, ok func(daemon.AnalysisStatus) bool) daemon.AnalysisStatus {
+func waitForRelease(t *testing.T, adminURL, what string, timeout time.Duration, ok func(admin.AnalysisStatus) bool) admin.AnalysisStatus {
 	t.Helper()
-	var st daemon.AnalysisStatus
+	var st admin.AnalysisStatus
 	waitFor(t, what, timeout, func() error {
-		st = analysisOf(t, admin, "shop-v2")
+		st = analysisOf(t, adminURL, "shop-v2")
 		if ok(st) {
 			return nil
 		}
@@ -149,7 +149,7 @@ func waitForRelease(t *testing.T, admin, what string, timeout time.Duration, ok 
 	return st
 }
 
-func lastWindow(st daemon.AnalysisStatus) string {
+func lastWindow(st admin.AnalysisStatus) string {
 	if len(st.Windows) == 0 {
 		return "none"
 	}
@@ -159,7 +159,7 @@ func lastWindow(st daemon.AnalysisStatus) string {
 
 // gated is the index of the first window whose both sides passed the
 // sample gate (0 if none): the first that could judge at all.
-func gated(st daemon.AnalysisStatus, minRequests int) int {
+func gated(st admin.AnalysisStatus, minRequests int) int {
 	for _, w := range st.Windows {
 		if len(w.Services) > 0 && w.Services[0].Gray.Requests >= minRequests && w.Services[0].Stable.Requests >= minRequests {
 			return w.Index
@@ -189,7 +189,7 @@ releases:
 		t.Fatalf("before any window: percent %g, step %d of %d; the schedule must wait for the analysis", st.Percent, st.ScheduleStep, st.ScheduleSteps)
 	}
 	load := startAnalysisLoad(t, m, 3, 300)
-	st := waitForRelease(t, m.admin, "the schedule's last step", 90*time.Second, func(st daemon.AnalysisStatus) bool { return st.ScheduleStep == 1 })
+	st := waitForRelease(t, m.admin, "the schedule's last step", 90*time.Second, func(st admin.AnalysisStatus) bool { return st.ScheduleStep == 1 })
 	load.finish()
 	t.Logf("%s; %d windows", load, len(st.Windows))
 	advances := 0
@@ -221,9 +221,9 @@ releases:
 	}
 }
 
-func getMetrics(t *testing.T, admin string) string {
+func getMetrics(t *testing.T, adminURL string) string {
 	t.Helper()
-	resp, err := http.Get(admin + "/metrics")
+	resp, err := http.Get(adminURL + "/metrics")
 	must(t, err)
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
@@ -245,10 +245,10 @@ releases:
 `)
 	spoil(t, m.grayAddress(t), "error_rate=0.05")
 	load := startAnalysisLoad(t, m, 3, 300)
-	st := waitForRelease(t, m.admin, "the freeze", 90*time.Second, func(st daemon.AnalysisStatus) bool { return st.State == "frozen" })
+	st := waitForRelease(t, m.admin, "the freeze", 90*time.Second, func(st admin.AnalysisStatus) bool { return st.State == "frozen" })
 	load.finish()
 	first := gated(st, minRequests)
-	var fail *daemon.Window
+	var fail *admin.Window
 	for i := range st.Windows {
 		if st.Windows[i].Verdict == analysis.Fail {
 			fail = &st.Windows[i]
@@ -281,9 +281,9 @@ releases:
 `)
 	spoil(t, m.grayAddress(t), "latency=50ms")
 	load := startAnalysisLoad(t, m, 6, 300)
-	st := waitForRelease(t, m.admin, "the rollback", 90*time.Second, func(st daemon.AnalysisStatus) bool { return st.Percent == 0 })
+	st := waitForRelease(t, m.admin, "the rollback", 90*time.Second, func(st admin.AnalysisStatus) bool { return st.Percent == 0 })
 	load.finish()
-	var fail *daemon.Window
+	var fail *admin.Window
 	for i := range st.Windows {
 		if st.Windows[i].Verdict == analysis.Fail {
 			fail = &st.Windows[i]
@@ -319,7 +319,7 @@ releases:
     analysis: {interval: 1s, min_requests: 20}
 `)
 	load := startAnalysisLoad(t, m, 2, 100)
-	st := waitForRelease(t, m.admin, "four windows", 60*time.Second, func(st daemon.AnalysisStatus) bool {
+	st := waitForRelease(t, m.admin, "four windows", 60*time.Second, func(st admin.AnalysisStatus) bool {
 		return len(st.Windows) >= 4 && st.Windows[len(st.Windows)-1].Services[0].Stable.Requests >= 20
 	})
 	load.finish()
@@ -361,7 +361,7 @@ func TestAnalysisKillStopsLanesAlreadyTravelling(t *testing.T) {
 	}
 	spoil(t, fmt.Sprintf("127.0.0.1:%d", m.ports[9207]), "error_rate=0.5") // frontend v2 (gray)
 	load := startAnalysisLoad(t, m.mesh, 3, 200)
-	st := waitForRelease(t, m.admin, "the kill", 90*time.Second, func(st daemon.AnalysisStatus) bool { return st.State == "killed" })
+	st := waitForRelease(t, m.admin, "the kill", 90*time.Second, func(st admin.AnalysisStatus) bool { return st.State == "killed" })
 	load.finish()
 	last := st.Windows[len(st.Windows)-1]
 	if last.Verdict != analysis.Critical || last.Action != "kill" {

@@ -15,13 +15,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/graymesh/graymesh/daemon"
+	"github.com/graymesh/graymesh/admin"
 )
 
 // fleetOf reads GET /v1/releases/{name}/fleet from the node's admin API
 // (loopback, no admin token): what the console's Nodes section shows.
-func (nd *fleetNode) fleetOf(name string) (daemon.FleetRelease, error) {
-	var fr daemon.FleetRelease
+func (nd *fleetNode) fleetOf(name string) (admin.FleetRelease, error) {
+	var fr admin.FleetRelease
 	resp, err := nd.client.Get(nd.admin + "/v1/releases/" + name + "/fleet")
 	if err != nil {
 		return fr, err

@@ -1,7 +1,7 @@
 // Package kube is graymesh's Kubernetes mode: it lists and watches
 // GrayRelease objects (package v1alpha1) with a client-go informer and puts
 // each change in force through the daemon's one change path
-// (daemon.ApplyFleet: validate, eviction gate, effective_at, compile, xDS
+// (control.Pipeline.Submit: validate, eviction gate, effective_at, compile, xDS
 // push, ext_proc swap), reports staleness while the watch is broken, and,
 // on the one elected node, writes each object's status. The core packages
 // never import it.

@@ -12,14 +12,14 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/graymesh/graymesh/config"
-	"github.com/graymesh/graymesh/daemon"
+	"github.com/graymesh/graymesh/control"
 	"github.com/graymesh/graymesh/kube/v1alpha1"
 )
 
 // Actor is how a node's analysis acts in Kubernetes mode: it patches the
 // release's GrayRelease with the same patch as `graymesh release
 // freeze|kill|percent --kube`, and every node puts the change in force
-// from its watch. It implements daemon.FleetActor.
+// from its watch. It is part of Fleet (control.Fleet).
 //
 // Every node judges the release on its own Envoy's logs, so many may act
 // on one verdict at once. Each patch is conditional twice over: it is not
@@ -35,8 +35,6 @@ type Actor struct {
 	node   string
 }
 
-var _ daemon.FleetActor = (*Actor)(nil)
-
 // NewActor acts as node (its name in the reasons it records).
 func NewActor(c *Client, node string) *Actor { return &Actor{client: c, node: node} }
 
@@ -47,8 +45,8 @@ const actAttempts = 3
 // maxChangeReason is the CRD's MaxLength of spec.change.reason.
 const maxChangeReason = 500
 
-// ActOnFleet implements daemon.FleetActor.
-func (a *Actor) ActOnFleet(ctx context.Context, fa daemon.FleetAction) (string, error) {
+// ActOnFleet is part of control.Fleet.
+func (a *Actor) ActOnFleet(ctx context.Context, fa control.FleetAction) (string, error) {
 	reason := truncateUTF8(fmt.Sprintf("analysis on node %s: %s", a.node, fa.Reason), maxChangeReason)
 	for range actAttempts {
 		u, err := a.client.Resource().Get(ctx, fa.Release, metav1.GetOptions{})
@@ -73,7 +71,7 @@ func (a *Actor) ActOnFleet(ctx context.Context, fa daemon.FleetAction) (string, 
 
 // fleetPatch decides fa on object u: a note when there is nothing to do,
 // else the merge patch, with u's resourceVersion as its precondition.
-func fleetPatch(u *unstructured.Unstructured, fa daemon.FleetAction, reason string) (string, []byte, error) {
+func fleetPatch(u *unstructured.Unstructured, fa control.FleetAction, reason string) (string, []byte, error) {
 	gr, err := fromUnstructured(u)
 	if err != nil {
 		return "", nil, err
@@ -83,11 +81,11 @@ func fleetPatch(u *unstructured.Unstructured, fa daemon.FleetAction, reason stri
 	}
 	var spec map[string]any
 	switch fa.Kind {
-	case daemon.FleetFreeze, daemon.FleetKill:
+	case control.FleetFreeze, control.FleetKill:
 		spec, err = patchSpec(fa.Kind, 0, false, reason)
-	case daemon.FleetRollback:
+	case control.FleetRollback:
 		spec, err = patchSpec("percent", 0, true, reason)
-	case daemon.FleetAdvance:
+	case control.FleetAdvance:
 		// The step becomes the percentage, and the schedule keeps the
 		// steps after it, as they are stored.
 		spec, err = patchSpec("percent", fa.Step.Percent, false, reason)
@@ -105,21 +103,21 @@ func fleetPatch(u *unstructured.Unstructured, fa daemon.FleetAction, reason stri
 }
 
 // fleetSkip is why fa has nothing left to do on spec ("" when it has).
-func fleetSkip(spec v1alpha1.GrayReleaseSpec, fa daemon.FleetAction) string {
+func fleetSkip(spec v1alpha1.GrayReleaseSpec, fa control.FleetAction) string {
 	state := spec.State
 	if state == config.StateKilled {
 		return "release already killed on the fleet"
 	}
 	switch fa.Kind {
-	case daemon.FleetFreeze:
+	case control.FleetFreeze:
 		if state == config.StateFrozen {
 			return "release already frozen on the fleet"
 		}
-	case daemon.FleetRollback:
+	case control.FleetRollback:
 		if spec.Percent == 0 && len(spec.Schedule) == 0 {
 			return "release already rolled back on the fleet"
 		}
-	case daemon.FleetAdvance:
+	case control.FleetAdvance:
 		if state == config.StateFrozen {
 			return "release frozen on the fleet"
 		}

@@ -8,7 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/graymesh/graymesh/config"
-	"github.com/graymesh/graymesh/daemon"
+	"github.com/graymesh/graymesh/control"
 )
 
 // object is a stored GrayRelease as the API server returns it.
@@ -29,28 +29,28 @@ func TestFleetPatch(t *testing.T) {
 	ramp := `{"env":"gray","percent":1,"schedule":[{"at":"2026-01-01T00:00:00Z","percent":10},{"at":"2030-01-01T00:00:00Z","percent":100}]}`
 	tests := []struct {
 		name, spec string
-		fa         daemon.FleetAction
+		fa         control.FleetAction
 		skip, want string
 	}{
-		{"freeze", `{"env":"gray","percent":5}`, daemon.FleetAction{Kind: daemon.FleetFreeze}, "",
+		{"freeze", `{"env":"gray","percent":5}`, control.FleetAction{Kind: control.FleetFreeze}, "",
 			`{"metadata":{"resourceVersion":"41"},"spec":{"change":{"reason":"R","rollback":false},"effective_at":null,"state":"frozen"}}`},
-		{"freeze, already frozen", `{"env":"gray","state":"frozen"}`, daemon.FleetAction{Kind: daemon.FleetFreeze}, "release already frozen on the fleet", ""},
-		{"freeze, killed", `{"env":"gray","state":"killed"}`, daemon.FleetAction{Kind: daemon.FleetFreeze}, "release already killed on the fleet", ""},
-		{"kill", `{"env":"gray","state":"frozen"}`, daemon.FleetAction{Kind: daemon.FleetKill}, "",
+		{"freeze, already frozen", `{"env":"gray","state":"frozen"}`, control.FleetAction{Kind: control.FleetFreeze}, "release already frozen on the fleet", ""},
+		{"freeze, killed", `{"env":"gray","state":"killed"}`, control.FleetAction{Kind: control.FleetFreeze}, "release already killed on the fleet", ""},
+		{"kill", `{"env":"gray","state":"frozen"}`, control.FleetAction{Kind: control.FleetKill}, "",
 			`{"metadata":{"resourceVersion":"41"},"spec":{"change":{"reason":"R","rollback":false},"effective_at":null,"state":"killed"}}`},
-		{"rollback", ramp, daemon.FleetAction{Kind: daemon.FleetRollback}, "",
+		{"rollback", ramp, control.FleetAction{Kind: control.FleetRollback}, "",
 			`{"metadata":{"resourceVersion":"41"},"spec":{"change":{"reason":"R","rollback":true},"effective_at":null,"percent":0,"schedule":null}}`},
-		{"rollback, already", `{"env":"gray"}`, daemon.FleetAction{Kind: daemon.FleetRollback}, "release already rolled back on the fleet", ""},
-		{"advance", ramp, daemon.FleetAction{Kind: daemon.FleetAdvance, Step: config.Step{At: step0, Percent: 10}}, "",
+		{"rollback, already", `{"env":"gray"}`, control.FleetAction{Kind: control.FleetRollback}, "release already rolled back on the fleet", ""},
+		{"advance", ramp, control.FleetAction{Kind: control.FleetAdvance, Step: config.Step{At: step0, Percent: 10}}, "",
 			`{"metadata":{"resourceVersion":"41"},"spec":{"change":{"reason":"R","rollback":false},"effective_at":null,"percent":10,"schedule":[{"at":"2030-01-01T00:00:00Z","percent":100}]}}`},
 		{"advance, the last step", `{"env":"gray","percent":1,"schedule":[{"at":"2026-01-01T00:00:00Z","percent":10}]}`,
-			daemon.FleetAction{Kind: daemon.FleetAdvance, Step: config.Step{At: step0, Percent: 10}}, "",
+			control.FleetAction{Kind: control.FleetAdvance, Step: config.Step{At: step0, Percent: 10}}, "",
 			`{"metadata":{"resourceVersion":"41"},"spec":{"change":{"reason":"R","rollback":false},"effective_at":null,"percent":10,"schedule":null}}`},
 		// Another node took the step first: this node's view is behind.
 		{"advance, step taken", `{"env":"gray","percent":10,"schedule":[{"at":"2030-01-01T00:00:00Z","percent":100}]}`,
-			daemon.FleetAction{Kind: daemon.FleetAdvance, Step: config.Step{At: step0, Percent: 10}}, "step already taken on the fleet", ""},
+			control.FleetAction{Kind: control.FleetAdvance, Step: config.Step{At: step0, Percent: 10}}, "step already taken on the fleet", ""},
 		{"advance, frozen", `{"env":"gray","state":"frozen","schedule":[{"at":"2026-01-01T00:00:00Z","percent":10}]}`,
-			daemon.FleetAction{Kind: daemon.FleetAdvance, Step: config.Step{At: step0, Percent: 10}}, "release frozen on the fleet", ""},
+			control.FleetAction{Kind: control.FleetAdvance, Step: config.Step{At: step0, Percent: 10}}, "release frozen on the fleet", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -63,7 +63,7 @@ func TestFleetPatch(t *testing.T) {
 			}
 		})
 	}
-	if _, _, err := fleetPatch(object(t, "41", `{"env":"gray"}`), daemon.FleetAction{Kind: "revive"}, "R"); err == nil {
+	if _, _, err := fleetPatch(object(t, "41", `{"env":"gray"}`), control.FleetAction{Kind: "revive"}, "R"); err == nil {
 		t.Error("an unknown analysis action was patched")
 	}
 }

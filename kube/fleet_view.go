@@ -8,7 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	coordinationv1 "k8s.io/client-go/kubernetes/typed/coordination/v1"
 
-	"github.com/graymesh/graymesh/daemon"
+	"github.com/graymesh/graymesh/control"
 )
 
 // maxViewNodes bounds the nodes one fleet view lists (the rest are
@@ -17,7 +17,7 @@ const maxViewNodes = 200
 
 // FleetView is the fleet status of a release as the console shows it:
 // the GrayRelease's status from the informer's cache, and every live node
-// report read afresh. It implements daemon.FleetView.
+// report read afresh. It is part of Fleet (control.Fleet).
 type FleetView struct {
 	src *Source
 
@@ -25,8 +25,6 @@ type FleetView struct {
 	leases coordinationv1.LeaseInterface
 	err    error
 }
-
-var _ daemon.FleetView = (*FleetView)(nil)
 
 // NewFleetView reads through src's cache and connection.
 func NewFleetView(src *Source) *FleetView { return &FleetView{src: src} }
@@ -43,8 +41,8 @@ func (v *FleetView) leaseClient() (coordinationv1.LeaseInterface, error) {
 	return v.leases, v.err
 }
 
-// ReleaseFleet implements daemon.FleetView.
-func (v *FleetView) ReleaseFleet(ctx context.Context, name string) (*daemon.FleetRelease, error) {
+// ReleaseFleet is part of control.Fleet.
+func (v *FleetView) ReleaseFleet(ctx context.Context, name string) (*control.FleetRelease, error) {
 	obj, ok, err := v.src.inf.GetStore().GetByKey(v.src.client.Namespace + "/" + name)
 	if err != nil || !ok {
 		return nil, err
@@ -68,7 +66,7 @@ func (v *FleetView) ReleaseFleet(ctx context.Context, name string) (*daemon.Flee
 		return nil, err
 	}
 	st := gr.Status
-	fr := &daemon.FleetRelease{Release: name, Generation: gr.Generation, AcceptedGeneration: st.AcceptedGeneration,
+	fr := &control.FleetRelease{Release: name, Generation: gr.Generation, AcceptedGeneration: st.AcceptedGeneration,
 		State: st.State, Percent: st.Percent, Version: st.Version, Nodes: st.Nodes,
 		NodesAccepted: st.NodesAccepted, NodesRefused: st.NodesRefused, ReadAt: time.Now().UTC()}
 	for _, c := range st.Conditions {
@@ -82,13 +80,13 @@ func (v *FleetView) ReleaseFleet(ctx context.Context, name string) (*daemon.Flee
 
 // viewNodes is what each report says of release name, the first
 // maxViewNodes by node name, and how many more there are.
-func viewNodes(reports []nodeReport, name string) ([]daemon.FleetNode, int) {
-	out := []daemon.FleetNode{}
+func viewNodes(reports []nodeReport, name string) ([]control.FleetNode, int) {
+	out := []control.FleetNode{}
 	for _, r := range reports {
 		if len(out) == maxViewNodes {
 			return out, len(reports) - maxViewNodes
 		}
-		n := daemon.FleetNode{Name: r.Node, Generation: r.Accepted[name], Version: r.Version}
+		n := control.FleetNode{Name: r.Node, Generation: r.Accepted[name], Version: r.Version}
 		if ref, ok := r.Refused[name]; ok {
 			n.RefusedGeneration, n.Refused = ref.Gen, ref.Reason
 		}

@@ -18,13 +18,13 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/graymesh/graymesh/config"
-	"github.com/graymesh/graymesh/daemon"
+	"github.com/graymesh/graymesh/control"
 )
 
 // Applier puts one release change in force, or holds it for its
-// effective_at (pending): *daemon.Daemon.
+// effective_at (Result.Pending): the change pipeline, *control.Pipeline.
 type Applier interface {
-	ApplyFleet(daemon.FleetChange) (pending bool, err error)
+	Submit(control.Change) (control.Result, error)
 }
 
 // probeInterval is how often a stale source lists the objects to learn
@@ -34,7 +34,7 @@ const probeInterval = time.Second
 // Source lists and watches the GrayRelease objects of one namespace and
 // puts every change in force, one object at a time, in name order, so a
 // change graymesh refuses leaves every other release's change standing.
-// It implements daemon.Fleet.
+// It is part of Fleet (control.Fleet).
 type Source struct {
 	client *Client
 	log    *slog.Logger
@@ -81,8 +81,6 @@ type refusal struct {
 	objGen
 	err error
 }
-
-var _ daemon.Fleet = (*Source)(nil)
 
 // NewSource prepares the informer; it does no I/O.
 func NewSource(c *Client, log *slog.Logger) *Source {
@@ -371,7 +369,7 @@ func (s *Source) syncVersion(ap Applier) {
 	if same {
 		return
 	}
-	if _, err := ap.ApplyFleet(daemon.FleetChange{Version: v, Change: config.Change{Reason: "deleted GrayRelease generations recorded"}}); err != nil {
+	if _, err := ap.Submit(control.ReleaseChange{Version: v, Change: config.Change{Reason: "deleted GrayRelease generations recorded"}}); err != nil {
 		s.log.Warn("fleet version not moved", "version", v, "error", err)
 		return
 	}
@@ -384,7 +382,8 @@ func (s *Source) syncVersion(ap Applier) {
 // og zero with rel nil removes the release.
 func (s *Source) applyOne(ap Applier, name string, og objGen, rel *config.Release, ch config.Change, at *time.Time) error {
 	version := s.versionWith(name, og)
-	pending, err := ap.ApplyFleet(daemon.FleetChange{Name: name, Release: rel, EffectiveAt: at, Change: ch, Version: version})
+	res, err := ap.Submit(control.ReleaseChange{Name: name, Release: rel, EffectiveAt: at, Change: ch, Version: version})
+	pending := res.Pending
 	if err != nil {
 		s.refuse(name, og, err)
 		return err
@@ -495,7 +494,7 @@ func mapsEqual(a, b map[string]string) bool {
 	return true
 }
 
-// Due implements daemon.Fleet: release's held change has reached its
+// Due is part of control.Fleet: release's held change has reached its
 // effective_at; the next pass offers it again.
 func (s *Source) Due(release string) {
 	s.mu.Lock()
@@ -504,10 +503,10 @@ func (s *Source) Due(release string) {
 	s.poke()
 }
 
-// Synced implements daemon.Fleet.
+// Synced is part of control.Fleet.
 func (s *Source) Synced() bool { return s.synced.Load() }
 
-// Staleness implements daemon.Fleet.
+// Staleness is part of control.Fleet.
 func (s *Source) Staleness() time.Duration {
 	since := s.staleSince.Load()
 	if since == 0 {
@@ -516,7 +515,7 @@ func (s *Source) Staleness() time.Duration {
 	return time.Since(time.Unix(0, since))
 }
 
-// Status implements daemon.Fleet.
+// Status is part of control.Fleet.
 func (s *Source) Status() map[string]any {
 	s.mu.Lock()
 	defer s.mu.Unlock()

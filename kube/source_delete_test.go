@@ -15,7 +15,7 @@ import (
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/rest"
 
-	"github.com/graymesh/graymesh/daemon"
+	"github.com/graymesh/graymesh/control"
 )
 
 // recorder is an Applier that accepts everything and fails the test when
@@ -25,7 +25,11 @@ type recorder struct {
 	versions []int64
 }
 
-func (r *recorder) ApplyFleet(ch daemon.FleetChange) (bool, error) {
+func (r *recorder) Submit(c control.Change) (control.Result, error) {
+	ch, ok := c.(control.ReleaseChange)
+	if !ok {
+		r.t.Fatalf("the source submitted a %T", c)
+	}
 	v, err := strconv.ParseInt(ch.Version, 10, 64)
 	if err != nil {
 		r.t.Fatalf("version %q", ch.Version)
@@ -34,7 +38,7 @@ func (r *recorder) ApplyFleet(ch daemon.FleetChange) (bool, error) {
 		r.t.Errorf("version went down: %d after %d (change of %q)", v, r.versions[n-1], ch.Name)
 	}
 	r.versions = append(r.versions, v)
-	return false, nil
+	return control.Result{}, nil
 }
 
 // testSource is a Source whose caches the test fills by hand (the

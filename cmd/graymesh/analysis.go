@@ -1,18 +1,16 @@
 package main
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/graymesh/graymesh/admin"
 	"github.com/graymesh/graymesh/analysis"
-	"github.com/graymesh/graymesh/daemon"
 )
 
 const analysisUsage = `Usage: graymesh analysis NAME [flags]
@@ -28,7 +26,7 @@ verdicts, then prints; exit status 1 if none came within --timeout.`
 
 func analysisCmd(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("analysis", analysisUsage, stderr)
-	admin, tokenFile := adminFlags(fs)
+	adminURL, tokenFile := adminFlags(fs)
 	asJSON := fs.Bool("json", false, "print the admin API's JSON")
 	windows := fs.Int("windows", 5, "how many of the latest windows to show")
 	until := fs.String("until", "", "comma-separated verdicts to wait for (pass, inconclusive, fail, critical)")
@@ -45,27 +43,24 @@ func analysisCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	c, err := newAdminClient(*admin, *tokenFile)
+	c, err := admin.NewClient(*adminURL, *tokenFile)
 	if err != nil {
 		return err
 	}
-	path := fmt.Sprintf("/v1/releases/%s/analysis?windows=%d", url.PathEscape(name), max(1, *windows))
 	deadline := time.Now().Add(*timeout)
 	for {
-		body, err := c.do(http.MethodGet, path, nil)
+		ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
+		st, err := c.Analysis(ctx, name, max(1, *windows))
+		cancel()
 		if err != nil {
 			return err
 		}
-		var st daemon.AnalysisStatus
-		if err := json.Unmarshal(body, &st); err != nil {
-			return fmt.Errorf("admin API answered: %w", err)
-		}
-		done := len(want) == 0 || slices.ContainsFunc(st.Windows, func(w daemon.Window) bool { return want[w.Verdict] })
+		done := len(want) == 0 || slices.ContainsFunc(st.Windows, func(w admin.Window) bool { return want[w.Verdict] })
 		if done || time.Now().After(deadline) {
 			if *asJSON {
-				_, err = stdout.Write(body)
+				err = printJSON(stdout, st)
 			} else {
-				err = printAnalysis(stdout, &st)
+				err = printAnalysis(stdout, st)
 			}
 			if err == nil && !done {
 				err = fmt.Errorf("no window judged %s within %s", *until, *timeout)
@@ -90,7 +85,7 @@ func verdictSet(s string) (map[analysis.Verdict]bool, error) {
 	return out, nil
 }
 
-func printAnalysis(w io.Writer, st *daemon.AnalysisStatus) error {
+func printAnalysis(w io.Writer, st *admin.AnalysisStatus) error {
 	a := st.Settings
 	schedule := "no schedule"
 	if st.ScheduleSteps > 0 {
@@ -109,7 +104,7 @@ func printAnalysis(w io.Writer, st *daemon.AnalysisStatus) error {
 	return nil
 }
 
-func printWindow(w io.Writer, win *daemon.Window) {
+func printWindow(w io.Writer, win *admin.Window) {
 	fmt.Fprintf(w, "\nwindow %d  %s – %s  config %s  state %s  configured %g%%\n", win.Index,
 		win.From.Local().Format("15:04:05"), win.To.Local().Format("15:04:05"), win.ConfigVersion, win.State, win.Percent)
 	fmt.Fprintf(w, "  verdict: %s — %s\n", strings.ToUpper(string(win.Verdict)), win.Reason)

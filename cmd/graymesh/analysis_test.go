@@ -8,12 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/graymesh/graymesh/admin"
 	"github.com/graymesh/graymesh/analysis"
 	"github.com/graymesh/graymesh/config"
-	"github.com/graymesh/graymesh/daemon"
 )
 
-func analysisServer(t *testing.T, st daemon.AnalysisStatus) string {
+func analysisServer(t *testing.T, st admin.AnalysisStatus) string {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/v1/releases/shop-v2/analysis" {
@@ -30,8 +30,8 @@ func TestAnalysisCommandShowsEveryPart(t *testing.T) {
 	a := &config.Analysis{}
 	a.ApplyDefaults()
 	share := 41.5
-	st := daemon.AnalysisStatus{Release: "shop-v2", Env: "gray", Services: []string{"shop"}, Settings: a, State: "frozen", Percent: 30, ScheduleStep: -1,
-		Windows: []daemon.Window{{Index: 7, From: time.Unix(0, 0), To: time.Unix(30, 0), ConfigVersion: "4", State: "active", Percent: 30,
+	st := admin.AnalysisStatus{Release: "shop-v2", Env: "gray", Services: []string{"shop"}, Settings: a, State: "frozen", Percent: 30, ScheduleStep: -1,
+		Windows: []admin.Window{{Index: 7, From: time.Unix(0, 0), To: time.Unix(30, 0), ConfigVersion: "4", State: "active", Percent: 30,
 			Report: analysis.Report{Verdict: analysis.Fail, Reason: "shop: errors: gray 6.00% vs stable 1.00% errors: +5.00 points > tolerance 1.00 (p=1e-05 < 0.025)",
 				Services: []analysis.ServiceReport{{Service: "shop", Gray: analysis.SideSummary{Requests: 400, Errors: 24, ErrorRate: 6, P50: 12},
 					Stable: analysis.SideSummary{Requests: 900, Errors: 9, ErrorRate: 1}, GrayRequestShare: 30.8, GrayCallerShare: &share, Verdict: analysis.Fail,

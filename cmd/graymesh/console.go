@@ -5,8 +5,8 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/graymesh/graymesh/admin"
 	"github.com/graymesh/graymesh/console"
-	"github.com/graymesh/graymesh/daemon"
 )
 
 // consoleOptions are serve's --console* flags.
@@ -26,11 +26,11 @@ func consoleFlags(fs *flag.FlagSet) consoleOptions {
 }
 
 // build returns the daemon's Console option (nil with --console=false).
-func (o consoleOptions) build(log *slog.Logger) func(*daemon.Daemon) (http.Handler, error) {
+func (o consoleOptions) build(log *slog.Logger) func(*admin.Service) (http.Handler, error) {
 	if !*o.on {
 		return nil
 	}
-	return func(d *daemon.Daemon) (http.Handler, error) {
+	return func(d *admin.Service) (http.Handler, error) {
 		return console.New(d, console.Options{Jaeger: *o.jaeger, JaegerUI: *o.jaegerUI, TraceService: *o.traceEdge}, log)
 	}
 }

@@ -1,16 +1,15 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
+	"github.com/graymesh/graymesh/admin"
 	"github.com/graymesh/graymesh/config"
 	"github.com/graymesh/graymesh/gray"
 )
@@ -100,7 +99,7 @@ func diffFiles(oldPath, newPath string, sample int, at time.Time) (gray.Report, 
 // config in force (POST /v1/diff), so that config's secrets, which
 // GET /v1/config redacts, never leave it. The file is checked here first,
 // so its problems name it; the server reads its key files by absolute path.
-func diffWithAdmin(admin, tokenFile, path string, sample int, at string) (gray.Report, error) {
+func diffWithAdmin(adminURL, tokenFile, path string, sample int, at string) (gray.Report, error) {
 	if _, err := config.Load(path); err != nil {
 		return gray.Report{}, err
 	}
@@ -112,21 +111,21 @@ func diffWithAdmin(admin, tokenFile, path string, sample int, at string) (gray.R
 	if err != nil {
 		return gray.Report{}, err
 	}
-	c, err := newAdminClient(admin, tokenFile)
+	c, err := admin.NewClient(adminURL, tokenFile)
 	if err != nil {
 		return gray.Report{}, err
 	}
-	q := url.Values{"source": {abs}, "sample": {strconv.Itoa(sample)}}
+	req := admin.DiffRequest{Data: data, Source: abs, Sample: sample}
 	if at != "" {
-		q.Set("at", at)
+		if req.At, err = time.Parse(time.RFC3339, at); err != nil {
+			return gray.Report{}, fmt.Errorf("--at: %q is not an RFC 3339 time", at)
+		}
 	}
-	out, err := c.do(http.MethodPost, "/v1/diff?"+q.Encode(), rawBody(data))
+	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
+	defer cancel()
+	rep, err := c.Diff(ctx, req)
 	if err != nil {
 		return gray.Report{}, err
-	}
-	var rep gray.Report
-	if err := json.Unmarshal(out, &rep); err != nil {
-		return gray.Report{}, fmt.Errorf("%s/v1/diff: %w", admin, err)
 	}
 	rep.New.File = path
 	return rep, nil

@@ -100,12 +100,10 @@ func serveKube(ctx context.Context, path string, opts daemon.Options, k kubeFlag
 	}
 	log = log.With("node", identity)
 	src := kube.NewSource(c, log)
-	opts.Fleet = src
 	// The analysis acts on the fleet's object, not through local
-	// overrides, which this mode refuses.
-	opts.FleetActor = kube.NewActor(c, identity)
-	// The console's release page shows the fleet: status and node reports.
-	opts.FleetView = kube.NewFleetView(src)
+	// overrides, which this mode refuses; the console's release page
+	// shows the fleet: status and node reports.
+	opts.Fleet = kube.Fleet{Source: src, Actor: kube.NewActor(c, identity), FleetView: kube.NewFleetView(src)}
 	d, err := daemon.New(ctx, path, opts, log)
 	if err != nil {
 		return err
@@ -113,9 +111,9 @@ func serveKube(ctx context.Context, path string, opts daemon.Options, k kubeFlag
 	if err := src.Start(ctx); err != nil {
 		return err
 	}
-	src.Sync(d)
+	src.Sync(d.Pipeline())
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { src.Run(gctx, d); return nil })
+	g.Go(func() error { src.Run(gctx, d.Pipeline()); return nil })
 	g.Go(func() error { return d.Run(gctx) })
 	g.Go(func() error { return src.RunStatusWriter(gctx, identity) })
 	g.Go(func() error { return src.RunReporter(gctx, identity) })

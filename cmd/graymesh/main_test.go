@@ -2,7 +2,7 @@ package main
 
 import (
 	"bytes"
-	"fmt"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -114,36 +114,49 @@ func TestValidateWarnsWithoutAudience(t *testing.T) {
 // address (the README test runs `graymesh release` against a demo on its
 // own ports that way).
 func TestReleaseAdminFromEnv(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "%s %s", r.Method, r.URL.Path)
-	}))
-	defer srv.Close()
+	srv := echoAdmin(t, func(r *http.Request) string { return r.Method + " " + r.URL.Path })
 	t.Setenv("GRAYMESH_ADMIN", srv.URL)
-	if code, out, errOut := runCLI("release", "list"); code != 0 || out != "GET /v1/releases" {
+	if code, out, errOut := runCLI("release", "list"); code != 0 || !strings.Contains(out, `"name": "GET /v1/releases"`) {
 		t.Fatalf("code %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	if code, out, _ := runCLI("release", "freeze", "shop-v2", "--admin", srv.URL+"/x"); code != 0 || out != "POST /x/v1/releases/shop-v2/freeze" {
+	if code, out, _ := runCLI("release", "freeze", "shop-v2", "--admin", srv.URL+"/x"); code != 0 || !strings.Contains(out, `"name": "POST /x/v1/releases/shop-v2/freeze"`) {
 		t.Fatalf("--admin beats the environment: code %d, %q", code, out)
 	}
 }
 
 // TestReleaseQuery: value, rollback and reason travel in the query.
 func TestReleaseQuery(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "%s %s?%s", r.Method, r.URL.Path, r.URL.RawQuery)
-	}))
-	defer srv.Close()
+	srv := echoAdmin(t, func(r *http.Request) string { return r.Method + " " + r.URL.Path + "?" + r.URL.RawQuery })
 	for _, tt := range []struct {
 		args []string
 		want string
 	}{
 		{[]string{"kill", "shop-v2", "--reason", "5xx spike"}, "POST /v1/releases/shop-v2/kill?reason=5xx+spike"},
 		{[]string{"percent", "shop-v2", "--value", "12.5", "--rollback", "--reason", "slo"}, "POST /v1/releases/shop-v2/percent?reason=slo&rollback=true&value=12.5"},
-		{[]string{"reset", "shop-v2"}, "POST /v1/releases/shop-v2/reset?"},
+		{[]string{"reset", "shop-v2"}, "POST /v1/releases/shop-v2/reset?rollback=true"},
 	} {
 		args := append([]string{"release"}, tt.args...)
-		if code, out, errOut := runCLI(append(args, "--admin", srv.URL)...); code != 0 || out != tt.want {
+		code, out, errOut := runCLI(append(args, "--admin", srv.URL)...)
+		var got struct{ Name string }
+		if code != 0 || json.Unmarshal([]byte(out), &got) != nil || got.Name != tt.want {
 			t.Errorf("%v: code %d, %q (want %q) %s", tt.args, code, out, tt.want, errOut)
 		}
 	}
+}
+
+// echoAdmin is an admin API that answers every call with a release (a
+// list of one for GET /v1/releases) named by what echo says of the
+// request.
+func echoAdmin(t *testing.T, echo func(*http.Request) string) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rs := map[string]string{"name": echo(r)}
+		if r.Method == http.MethodGet {
+			_ = json.NewEncoder(w).Encode([]any{rs})
+			return
+		}
+		_ = json.NewEncoder(w).Encode(rs)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
 }

@@ -1,17 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/graymesh/graymesh/admin"
 )
 
 const releaseUsage = `Usage: graymesh release <action> [NAME] [flags]
@@ -37,50 +35,6 @@ patch the GrayRelease object instead, through the kubeconfig as kubectl
 does (--kubeconfig, --namespace): every node serves the change, and the API
 server refuses an evicting one without --rollback. list shows the objects.`
 
-// adminClient calls the admin API.
-type adminClient struct {
-	base, token string
-	http        *http.Client
-}
-
-// rawBody is a request body sent as it is, not encoded as JSON.
-type rawBody []byte
-
-func (c adminClient) do(method, path string, body any) ([]byte, error) {
-	var rd io.Reader
-	if raw, ok := body.(rawBody); ok {
-		rd = bytes.NewReader(raw)
-	} else if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.base, "/")+path, rd)
-	if err != nil {
-		return nil, err
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode/100 != 2 {
-		return nil, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(out)))
-	}
-	return out, nil
-}
-
 func adminFlags(fs interface {
 	String(name, value, usage string) *string
 }) (admin, tokenFile *string) {
@@ -93,21 +47,9 @@ func adminFlags(fs interface {
 	return admin, tokenFile
 }
 
-func newAdminClient(admin, tokenFile string) (adminClient, error) {
-	c := adminClient{base: admin, http: &http.Client{}}
-	if tokenFile != "" {
-		b, err := os.ReadFile(tokenFile)
-		if err != nil {
-			return c, err
-		}
-		c.token = strings.TrimSpace(string(b))
-	}
-	return c, nil
-}
-
 func release(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("release", releaseUsage, stderr)
-	admin, tokenFile := adminFlags(fs)
+	adminURL, tokenFile := adminFlags(fs)
 	value := fs.Float64("value", -1, "percentage for percent")
 	rollback := fs.Bool("rollback", false, "allow a change that moves gray subjects back to stable")
 	reason := fs.String("reason", "", "why: recorded in graymesh's change history (the console's timeline)")
@@ -131,33 +73,24 @@ func release(args []string, stdout, stderr io.Writer) error {
 	if kf.on() {
 		return releaseKube(kf, action, name, *value, *rollback, *reason, stdout)
 	}
-	c, err := newAdminClient(*admin, *tokenFile)
+	c, err := admin.NewClient(*adminURL, *tokenFile)
 	if err != nil {
 		return err
 	}
-	var out []byte
-	q := url.Values{}
-	if *rollback {
-		q.Set("rollback", "true")
-	}
-	if *reason != "" {
-		q.Set("reason", *reason)
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
+	defer cancel()
+	var out any
 	switch action {
 	case "list":
-		out, err = c.do(http.MethodGet, "/v1/releases", nil)
+		out, err = c.Releases(ctx)
 	case "freeze", "unfreeze", "kill", "revive", "reset", "percent":
-		if action == "percent" {
-			if *value < 0 {
-				return fmt.Errorf("percent needs --value")
-			}
-			q.Set("value", strconv.FormatFloat(*value, 'f', -1, 64))
+		if action == "percent" && *value < 0 {
+			return fmt.Errorf("percent needs --value")
 		}
-		path := "/v1/releases/" + url.PathEscape(name) + "/" + action
-		if len(q) > 0 {
-			path += "?" + q.Encode()
-		}
-		out, err = c.do(http.MethodPost, path, nil)
+		// reset drops the overrides, which may lower the percentage: a
+		// rollback by definition.
+		a := admin.Action{Release: name, Kind: action, Percent: *value, Rollback: *rollback || action == "reset", Reason: *reason}
+		out, err = c.Act(ctx, a)
 	default:
 		fs.Usage()
 		return errUsage
@@ -165,6 +98,15 @@ func release(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	_, err = stdout.Write(out)
-	return err
+	return printJSON(stdout, out)
+}
+
+// adminTimeout bounds one call of the admin API from the CLI.
+const adminTimeout = 10 * time.Second
+
+// printJSON writes v as the admin API answers it: indented JSON.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/graymesh/graymesh/admin"
 	"github.com/graymesh/graymesh/gray"
 	"github.com/graymesh/graymesh/xds"
 )
@@ -133,20 +133,18 @@ and prints the same output.`, stderr)
 
 // explainAsk explains ask with the config file at path, or asks the
 // running graymesh at admin; source names where the answer came from.
-func explainAsk(ask gray.Ask, path, admin, tokenFile string) (ex gray.Explanation, source string, err error) {
-	if admin != "" {
-		c, err := newAdminClient(admin, tokenFile)
+func explainAsk(ask gray.Ask, path, adminURL, tokenFile string) (ex gray.Explanation, source string, err error) {
+	if adminURL != "" {
+		c, err := admin.NewClient(adminURL, tokenFile)
 		if err != nil {
 			return ex, "", err
 		}
-		out, err := c.do(http.MethodPost, "/v1/explain", ask)
-		if err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
+		defer cancel()
+		if ex, err = c.Explain(ctx, ask); err != nil {
 			return ex, "", err
 		}
-		if err := json.Unmarshal(out, &ex); err != nil {
-			return ex, "", fmt.Errorf("%s: answer: %w", admin, err)
-		}
-		return ex, admin + " (config in force)", nil
+		return ex, adminURL + " (config in force)", nil
 	}
 	p, err := gray.Load(path)
 	if err != nil {

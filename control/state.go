@@ -1,4 +1,4 @@
-package daemon
+package control
 
 import (
 	"crypto/sha256"
@@ -24,13 +24,15 @@ type state struct {
 	ContentHash string `json:"content"`
 	// Overrides are per-release changes made through the admin API; they
 	// apply on top of the file until reset.
-	Overrides map[string]override `json:"overrides,omitempty"`
+	Overrides map[string]Override `json:"overrides,omitempty"`
 	// InForce is the effective config in force, so a restart with a bad
 	// or evicting file still serves the last good config.
 	InForce *config.Config `json:"in_force,omitempty"`
 }
 
-type override struct {
+// Override is one release's runtime change (an action), kept on top of
+// the file until reset.
+type Override struct {
 	State   string   `json:"state,omitempty"`
 	Percent *float64 `json:"percent,omitempty"`
 	// Step is the last schedule step an analysis approved (absent: none
@@ -41,7 +43,7 @@ type override struct {
 const stateFile = "state.json"
 
 func loadState(dir string) (*state, error) {
-	st := &state{Overrides: map[string]override{}}
+	st := &state{Overrides: map[string]Override{}}
 	if dir == "" {
 		return st, nil
 	}
@@ -56,7 +58,7 @@ func loadState(dir string) (*state, error) {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, stateFile), err)
 	}
 	if st.Overrides == nil {
-		st.Overrides = map[string]override{}
+		st.Overrides = map[string]Override{}
 	}
 	return st, nil
 }
@@ -82,7 +84,7 @@ func (st *state) save(dir string) error {
 
 // effective is the file's config with the overrides applied, validated.
 // Overrides naming releases the file no longer has are ignored.
-func effective(file *config.Config, overrides map[string]override) (*config.Config, error) {
+func effective(file *config.Config, overrides map[string]Override) (*config.Config, error) {
 	cfg, err := file.Clone()
 	if err != nil {
 		return nil, err

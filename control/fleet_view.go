@@ -1,20 +1,6 @@
-package daemon
+package control
 
-import (
-	"context"
-	"fmt"
-	"net/http"
-	"time"
-)
-
-// FleetView reads how the fleet serves one release, in Kubernetes mode
-// (package kube: the GrayRelease's status and the nodes' reports). The
-// console's release page shows it; GET /v1/releases/{name}/fleet serves it.
-type FleetView interface {
-	// ReleaseFleet is release name's fleet status; nil, nil when there is
-	// no such object.
-	ReleaseFleet(ctx context.Context, name string) (*FleetRelease, error)
-}
+import "time"
 
 // FleetRelease is one release's fleet status.
 type FleetRelease struct {
@@ -59,21 +45,3 @@ type FleetNode struct {
 
 // Current reports a node serving generation gen.
 func (n FleetNode) Current(gen int64) bool { return n.Generation == gen }
-
-// handleFleet is GET /v1/releases/{name}/fleet.
-func (d *Daemon) handleFleet(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	if d.opts.FleetView == nil {
-		http.Error(w, "no fleet view: graymesh runs in file mode (the fleet status exists in Kubernetes mode, serve --kube)", http.StatusNotFound)
-		return
-	}
-	fr, err := d.opts.FleetView.ReleaseFleet(r.Context(), name)
-	switch {
-	case err != nil:
-		http.Error(w, fmt.Sprintf("fleet status of %s: %v", name, err), http.StatusBadGateway)
-	case fr == nil:
-		http.Error(w, fmt.Sprintf("no GrayRelease %q", name), http.StatusNotFound)
-	default:
-		writeJSON(w, http.StatusOK, fr)
-	}
-}

@@ -1,4 +1,4 @@
-package daemon
+package analyser
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
@@ -6,8 +6,8 @@ import (
 	"github.com/graymesh/graymesh/analysis"
 )
 
-// analysisMetrics are the analysis series on /metrics.
-type analysisMetrics struct {
+// metrics are the analysis series on /metrics.
+type metrics struct {
 	verdicts   *prometheus.CounterVec
 	pValue     *prometheus.GaugeVec
 	effect     *prometheus.GaugeVec
@@ -15,8 +15,8 @@ type analysisMetrics struct {
 	configured *prometheus.GaugeVec
 }
 
-func newAnalysisMetrics(reg prometheus.Registerer) *analysisMetrics {
-	m := &analysisMetrics{
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
 		verdicts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "graymesh_analysis_verdicts_total",
 			Help: "Analysis windows judged, by release and verdict (pass, inconclusive, fail, critical).",
@@ -42,7 +42,7 @@ func newAnalysisMetrics(reg prometheus.Registerer) *analysisMetrics {
 	return m
 }
 
-func (m *analysisMetrics) observe(release string, w *Window) {
+func (m *metrics) observe(release string, w *Window) {
 	m.verdicts.WithLabelValues(release, string(w.Verdict)).Inc()
 	m.configured.WithLabelValues(release).Set(w.Percent)
 	for _, s := range w.Services {

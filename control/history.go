@@ -1,4 +1,4 @@
-package daemon
+package control
 
 import (
 	"fmt"
@@ -14,10 +14,10 @@ import (
 // ramp's day of changes, a few hundred kilobytes at most.
 const historySize = 256
 
-// Change is one config change graymesh accepted, held for its
+// Record is one config change graymesh accepted, held for its
 // effective_at, or refused: the console's ramp timeline. The history is
 // kept in memory only; a restart starts it again with the startup entry.
-type Change struct {
+type Record struct {
 	At     time.Time `json:"at"`
 	Source string    `json:"source"`
 	// Result is "accepted", "pending" (held until EffectiveAt) or "refused".
@@ -38,17 +38,17 @@ type Change struct {
 }
 
 // Touches reports whether the change names release, or names none.
-func (c Change) Touches(release string) bool {
+func (c Record) Touches(release string) bool {
 	return len(c.Releases) == 0 || slices.Contains(c.Releases, release)
 }
 
 // history is a bounded, newest-last list of changes.
 type history struct {
 	mu      sync.Mutex
-	entries []Change
+	entries []Record
 }
 
-func (h *history) add(c Change) {
+func (h *history) add(c Record) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if len(h.entries) == historySize {
@@ -59,10 +59,10 @@ func (h *history) add(c Change) {
 
 // list returns the changes that touch release ("" = every change), newest
 // first.
-func (h *history) list(release string) []Change {
+func (h *history) list(release string) []Record {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := []Change{}
+	out := []Record{}
 	for i := len(h.entries) - 1; i >= 0; i-- {
 		if release == "" || h.entries[i].Touches(release) {
 			out = append(out, h.entries[i])
@@ -71,13 +71,9 @@ func (h *history) list(release string) []Change {
 	return out
 }
 
-// History returns the changes since graymesh started that touch release
-// ("" = all), newest first.
-func (d *Daemon) History(release string) []Change { return d.history.list(release) }
-
-// recordChange adds a change from cur (nil at startup) to next.
-func (d *Daemon) recordChange(result, source string, cur, next *config.Config, err error) {
-	c := Change{At: d.opts.Clock.Now(), Source: source, Result: result}
+// record adds a change from cur (nil at startup) to next.
+func (p *Pipeline) record(result, source string, cur, next *config.Config, err error) {
+	c := Record{At: p.opts.Clock.Now(), Source: source, Result: result}
 	if next != nil {
 		c.Rollback, c.Reason = next.Change.Rollback, next.Change.Reason
 		c.EffectiveAt = next.EffectiveAt
@@ -95,10 +91,10 @@ func (d *Daemon) recordChange(result, source string, cur, next *config.Config, e
 			c.Releases = named
 		}
 	}
-	if d.ext != nil {
-		c.Version = d.ext.Policy().Config.Version
+	if pol := p.policy.Load(); pol != nil {
+		c.Version = pol.Config.Version
 	}
-	d.history.add(c)
+	p.history.add(c)
 }
 
 // describeChange lists, per release, what a person watching a ramp wants

@@ -1,13 +1,16 @@
-package daemon
+// Package clocktest is a control.Clock a test moves by hand.
+package clocktest
 
 import (
 	"sync"
 	"time"
+
+	"github.com/graymesh/graymesh/control"
 )
 
-// fakeClock is a Clock the test moves by hand; timers fire, in the
+// Clock is a control.Clock the test moves by hand; timers fire, in the
 // caller's goroutine, when Advance passes their instant.
-type fakeClock struct {
+type Clock struct {
 	mu     sync.Mutex
 	now    time.Time
 	timers []*fakeTimer
@@ -19,17 +22,20 @@ type fakeTimer struct {
 	stopped bool
 }
 
-var _ Clock = (*fakeClock)(nil)
+var _ control.Clock = (*Clock)(nil)
 
-func newFakeClock(now time.Time) *fakeClock { return &fakeClock{now: now} }
+// New is a clock standing at now.
+func New(now time.Time) *Clock { return &Clock{now: now} }
 
-func (c *fakeClock) Now() time.Time {
+// Now implements control.Clock.
+func (c *Clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.now
 }
 
-func (c *fakeClock) AfterFunc(d time.Duration, f func()) func() bool {
+// AfterFunc implements control.Clock.
+func (c *Clock) AfterFunc(d time.Duration, f func()) func() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := &fakeTimer{at: c.now.Add(d), f: f}
@@ -44,7 +50,7 @@ func (c *fakeClock) AfterFunc(d time.Duration, f func()) func() bool {
 }
 
 // Advance moves the clock by d and runs every timer due by then.
-func (c *fakeClock) Advance(d time.Duration) {
+func (c *Clock) Advance(d time.Duration) {
 	c.mu.Lock()
 	c.now = c.now.Add(d)
 	var due []func()

@@ -1,4 +1,4 @@
-package daemon
+package analyser
 
 import (
 	"fmt"
@@ -6,6 +6,7 @@ import (
 
 	"github.com/graymesh/graymesh/analysis"
 	"github.com/graymesh/graymesh/config"
+	"github.com/graymesh/graymesh/control"
 )
 
 // Actions a window can take, as its record names them.
@@ -24,7 +25,7 @@ const (
 //   - critical: on_critical (kill by default).
 //
 // A killed release is left alone, and a frozen one is never advanced.
-func (a *analyser) act(r *config.Release, w *Window, now time.Time) (action, errText string) {
+func (a *Runner) act(r *config.Release, w *Window, now time.Time) (action, errText string) {
 	if r.State == config.StateKilled {
 		return actNone + ": release is killed", ""
 	}
@@ -46,9 +47,9 @@ func (a *analyser) act(r *config.Release, w *Window, now time.Time) (action, err
 }
 
 // advance takes the next schedule step after a passing window.
-func (a *analyser) advance(r *config.Release, now time.Time) (string, error) {
-	steps := a.d.fileSchedule(r.Name)
-	o := a.d.overrideOf(r.Name)
+func (a *Runner) advance(r *config.Release, now time.Time) (string, error) {
+	steps := a.pipe.FileSchedule(r.Name)
+	o := a.pipe.OverrideOf(r.Name)
 	switch {
 	case len(steps) == 0:
 		return actNone + ": no schedule", nil
@@ -66,16 +67,15 @@ func (a *analyser) advance(r *config.Release, now time.Time) (string, error) {
 		return fmt.Sprintf("%s: schedule[%d] is not due before %s", actHold, next, at.UTC().Format(time.RFC3339)), nil
 	}
 	action := fmt.Sprintf("%s to schedule[%d] (%s%%)", actAdvance, next, trimFloat(steps[next].Percent))
-	fa := FleetAction{Release: r.Name, Kind: FleetAdvance, Step: steps[next], Reason: fmt.Sprintf("%s — %s", analysis.Pass, action)}
-	note, err := a.changeRelease(fa, func(o *override) { o.Step = &next }, config.Change{Reason: "analysis: " + action})
-	return withNote(action, note), err
+	res, err := a.pipe.Submit(control.Action{Release: r.Name, Kind: control.FleetAdvance, Step: next, Source: control.SourceAnalysis,
+		Reason: "analysis: " + action, FleetReason: fmt.Sprintf("%s — %s", analysis.Pass, action)})
+	return withNote(action, res.Note), err
 }
 
 // apply takes a fail or critical verdict's configured action.
-func (a *analyser) apply(r *config.Release, action string, w *Window) (string, error) {
+func (a *Runner) apply(r *config.Release, action string, w *Window) (string, error) {
 	reason := fmt.Sprintf("analysis of %s: %s — %s", r.Name, w.Verdict, w.Reason)
-	var change func(*override)
-	rollback, kind := false, action
+	kind := action
 	switch action {
 	case config.ActionNone:
 		return actNone + " (on_fail: none)", nil
@@ -83,20 +83,18 @@ func (a *analyser) apply(r *config.Release, action string, w *Window) (string, e
 		if r.State == config.StateFrozen {
 			return actNone + ": already frozen", nil
 		}
-		change = func(o *override) { o.State = config.StateFrozen }
+		kind = control.FleetFreeze
 	case config.ActionKill:
-		change = func(o *override) { o.State = config.StateKilled }
+		kind = control.FleetKill
 	case config.ActionRollback:
-		if r.PercentAt(a.d.opts.Clock.Now()) == 0 && r.TrafficPercent == 0 {
+		if r.PercentAt(a.pipe.Clock().Now()) == 0 && r.TrafficPercent == 0 {
 			return actNone + ": already rolled back", nil
 		}
-		zero := 0.0
-		change = func(o *override) { o.Percent, o.Step = &zero, nil }
-		rollback, kind = true, FleetRollback
+		kind = control.FleetRollback
 	}
-	fa := FleetAction{Release: r.Name, Kind: kind, Reason: fmt.Sprintf("%s — %s", w.Verdict, w.Reason)}
-	note, err := a.changeRelease(fa, change, config.Change{Rollback: rollback, Reason: reason})
-	return withNote(action, note), err
+	res, err := a.pipe.Submit(control.Action{Release: r.Name, Kind: kind, Source: control.SourceAnalysis,
+		Reason: reason, FleetReason: fmt.Sprintf("%s — %s", w.Verdict, w.Reason)})
+	return withNote(action, res.Note), err
 }
 
 // withNote adds what the fleet actor did to an action's record.

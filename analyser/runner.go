@@ -1,14 +1,19 @@
-package daemon
+// Package analyser runs the analysis of every analysed release: a window
+// every interval, judged by package analysis, and the verdict acted on
+// through the change pipeline (package control) — a schedule step on a
+// pass, on_fail or on_critical on a fail — exactly as an operator's action
+// would be, or, in Kubernetes mode, on the fleet's object.
+package analyser
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -17,6 +22,8 @@ import (
 	"github.com/graymesh/graymesh/analysis"
 	"github.com/graymesh/graymesh/analysis/accesslog"
 	"github.com/graymesh/graymesh/config"
+	"github.com/graymesh/graymesh/control"
+	"github.com/graymesh/graymesh/gray"
 )
 
 // maxWindows is how many windows of each release the admin API keeps (in
@@ -44,9 +51,9 @@ type Window struct {
 	ActionError string `json:"action_error,omitempty"`
 }
 
-// AnalysisStatus is a release's analysis as GET
-// /v1/releases/{name}/analysis answers it.
-type AnalysisStatus struct {
+// Status is a release's analysis as GET /v1/releases/{name}/analysis
+// answers it.
+type Status struct {
 	Release       string           `json:"release"`
 	Env           string           `json:"env"`
 	Services      []string         `json:"services"`
@@ -58,17 +65,19 @@ type AnalysisStatus struct {
 	Windows       []Window         `json:"windows"`
 }
 
-// analyser runs every analysed release's windows and acts on their
-// verdicts through the daemon's overrides: the freeze, rollback and kill
-// it applies are the admin API's.
-type analyser struct {
-	d         *Daemon
+// Runner runs every analysed release's windows and acts on their verdicts
+// through the pipeline: the freeze, rollback and kill it applies are the
+// admin API's actions.
+type Runner struct {
+	pipe      *control.Pipeline
 	log       *slog.Logger
 	collector *analysis.Collector
-	receiver  *accesslog.Receiver
+	// Receiver is Envoy's access-log stream, the embedded source's
+	// evidence; register it on a gRPC server.
+	Receiver *accesslog.Receiver
 	// source, when set, replaces every release's source (tests).
 	source  analysis.Source
-	metrics *analysisMetrics
+	metrics *metrics
 	tracer  trace.Tracer
 	changed chan struct{}
 
@@ -86,27 +95,42 @@ type loopKey struct {
 	interval                   time.Duration
 }
 
-func newAnalyser(d *Daemon, log *slog.Logger, m *analysisMetrics, source analysis.Source) *analyser {
-	a := &analyser{
-		d: d, log: log.With("component", "analysis"), collector: analysis.NewCollector(), source: source, metrics: m,
-		tracer: otel.Tracer("github.com/graymesh/graymesh/daemon"), changed: make(chan struct{}, 1),
+// New is a runner; source, when set, gives every analysed release's
+// observations instead of Envoy's access log or Prometheus (tests). Its
+// pipeline is given by Attach, before Run.
+func New(log *slog.Logger, reg prometheus.Registerer, source analysis.Source) *Runner {
+	a := &Runner{
+		log: log.With("component", "analysis"), collector: analysis.NewCollector(), source: source, metrics: newMetrics(reg),
+		tracer: otel.Tracer("github.com/graymesh/graymesh/analyser"), changed: make(chan struct{}, 1),
 		loops: map[string]loopKey{}, cancel: map[string]context.CancelFunc{}, history: map[string][]Window{}, index: map[string]int{},
 	}
-	a.receiver = accesslog.New(a.collector.Observe, log)
+	a.Receiver = accesslog.New(a.collector.Observe, log)
 	return a
 }
 
-// configChanged tells the running analyser to look at the config in force.
-func (a *analyser) configChanged() {
+// Attach gives the runner the pipeline it reads the config in force from
+// and acts through. The pipeline tells the runner of changes
+// (ConfigChanged), so the two are built one after the other.
+func (a *Runner) Attach(p *control.Pipeline) { a.pipe = p }
+
+// Sink keeps the access log's view of the routing plan current: a sink of
+// the pipeline.
+func (a *Runner) Sink() control.Sink {
+	return control.SinkFunc(func(p *gray.Policy) error { a.Receiver.SetPlan(p.Plan); return nil })
+}
+
+// ConfigChanged tells the running runner to look at the config in force;
+// it never blocks.
+func (a *Runner) ConfigChanged() {
 	select {
 	case a.changed <- struct{}{}:
 	default:
 	}
 }
 
-// run starts and stops the releases' loops as the config in force changes,
+// Run starts and stops the releases' loops as the config in force changes,
 // until ctx is done.
-func (a *analyser) run(ctx context.Context) {
+func (a *Runner) Run(ctx context.Context) {
 	a.sync(ctx)
 	for {
 		select {
@@ -118,8 +142,8 @@ func (a *analyser) run(ctx context.Context) {
 	}
 }
 
-func (a *analyser) sync(ctx context.Context) {
-	cfg := a.d.Config()
+func (a *Runner) sync(ctx context.Context) {
+	cfg := a.pipe.Config()
 	want := map[string]loopKey{}
 	for i := range cfg.Releases {
 		r := &cfg.Releases[i]
@@ -150,9 +174,9 @@ func (a *analyser) sync(ctx context.Context) {
 }
 
 // loop judges one release's window every interval.
-func (a *analyser) loop(ctx context.Context, release string, interval time.Duration) {
-	from := a.d.opts.Clock.Now()
-	if q, _, ok := query(a.d.Config(), release, from, from); ok {
+func (a *Runner) loop(ctx context.Context, release string, interval time.Duration) {
+	from := a.pipe.Clock().Now()
+	if q, _, ok := query(a.pipe.Config(), release, from, from); ok {
 		a.collector.Watch(q)
 	}
 	t := time.NewTicker(interval)
@@ -163,8 +187,8 @@ func (a *analyser) loop(ctx context.Context, release string, interval time.Durat
 			return
 		case <-t.C:
 		}
-		to := a.d.opts.Clock.Now()
-		a.window(ctx, release, from, to)
+		to := a.pipe.Clock().Now()
+		a.Window(ctx, release, from, to)
 		from = to
 	}
 }
@@ -179,7 +203,7 @@ func query(cfg *config.Config, release string, from, to time.Time) (analysis.Que
 	return analysis.Query{Release: r.Name, Env: r.Env, Services: cfg.AnalysedServices(r), From: from, To: to}, r, true
 }
 
-func (a *analyser) sourceFor(r *config.Release) analysis.Source {
+func (a *Runner) sourceFor(r *config.Release) analysis.Source {
 	switch {
 	case a.source != nil:
 		return a.source
@@ -189,10 +213,10 @@ func (a *analyser) sourceFor(r *config.Release) analysis.Source {
 	return a.collector
 }
 
-// window judges release's window [from, to), acts on the verdict and
+// Window judges release's window [from, to), acts on the verdict and
 // records it.
-func (a *analyser) window(ctx context.Context, release string, from, to time.Time) {
-	cfg := a.d.Config()
+func (a *Runner) Window(ctx context.Context, release string, from, to time.Time) {
+	cfg := a.pipe.Config()
 	q, r, ok := query(cfg, release, from, to)
 	if !ok {
 		return
@@ -218,7 +242,7 @@ func releaseNamed(cfg *config.Config, name string) *config.Release {
 	return nil
 }
 
-func (a *analyser) record(release string, w *Window) {
+func (a *Runner) record(release string, w *Window) {
 	a.mu.Lock()
 	a.index[release]++
 	w.Index = a.index[release]
@@ -251,16 +275,17 @@ func (a *analyser) record(release string, w *Window) {
 	span.End()
 }
 
-// status is release's analysis, its last n windows (all when n ≤ 0).
-func (a *analyser) status(release string, n int) (*AnalysisStatus, bool) {
-	cfg := a.d.Config()
+// Status is release's analysis, its last n windows (all when n ≤ 0);
+// false when the release is not analysed (or does not exist).
+func (a *Runner) Status(release string, n int) (*Status, bool) {
+	cfg := a.pipe.Config()
 	r := releaseNamed(cfg, release)
 	if r == nil || r.Analysis == nil {
 		return nil, false
 	}
-	now := a.d.opts.Clock.Now()
-	steps := len(a.d.fileSchedule(release))
-	st := &AnalysisStatus{Release: r.Name, Env: r.Env, Services: cfg.AnalysedServices(r), Settings: r.Analysis, State: r.State,
+	now := a.pipe.Clock().Now()
+	steps := len(a.pipe.FileSchedule(release))
+	st := &Status{Release: r.Name, Env: r.Env, Services: cfg.AnalysedServices(r), Settings: r.Analysis, State: r.State,
 		Percent: r.PercentAt(now), ScheduleStep: r.StepAt(now), ScheduleSteps: steps}
 	a.mu.Lock()
 	h := a.history[release]
@@ -270,24 +295,4 @@ func (a *analyser) status(release string, n int) (*AnalysisStatus, bool) {
 	st.Windows = append([]Window{}, h...)
 	a.mu.Unlock()
 	return st, true
-}
-
-// handleAnalysis answers GET /v1/releases/{name}/analysis[?windows=N]:
-// the release's analysis settings and its last windows, newest last.
-func (d *Daemon) handleAnalysis(w http.ResponseWriter, r *http.Request) {
-	n := 0
-	if s := r.URL.Query().Get("windows"); s != "" {
-		v, err := strconv.Atoi(s)
-		if err != nil || v < 1 {
-			http.Error(w, fmt.Sprintf("windows: %q is not a positive number", s), http.StatusBadRequest)
-			return
-		}
-		n = v
-	}
-	st, ok := d.analyser.status(r.PathValue("name"), n)
-	if !ok {
-		http.Error(w, fmt.Sprintf("release %q has no analysis (or does not exist)", r.PathValue("name")), http.StatusNotFound)
-		return
-	}
-	writeJSON(w, http.StatusOK, st)
 }
