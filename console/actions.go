@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/graymesh/graymesh/daemon"
-	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/gate"
 )
 
 // confirmView is the confirmation of an action: what it will do (the
@@ -22,7 +22,7 @@ type confirmView struct {
 	// Verb is the action in words ("ramp to 50%", "kill").
 	Verb string
 	// Report is the blast radius; PreviewError is why there is none.
-	Report       *gray.Report
+	Report       *gate.Report
 	PreviewError string
 	// ReasonRequired: freeze, unfreeze, kill, revive, reset and every
 	// declared rollback ask why; the reason is recorded.

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/graymesh/graymesh/config"
-	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/gate"
 )
 
 // Action is one runtime change to a release, as POST
@@ -114,15 +114,15 @@ func (d *Daemon) Act(a Action) (ReleaseStatus, error) {
 // Preview is what an action would do, without doing it: the blast radius
 // POST /v1/diff reports for the config the action would put in force
 // (subjects moving each way, evictions, whether it would be refused).
-func (d *Daemon) Preview(a Action, sample int) (gray.Report, error) {
+func (d *Daemon) Preview(a Action, sample int) (gate.Report, error) {
 	change := a.change()
 	if change == nil {
-		return gray.Report{}, fmt.Errorf("%w: unknown action %q", errBadAction, a.Kind)
+		return gate.Report{}, fmt.Errorf("%w: unknown action %q", errBadAction, a.Kind)
 	}
 	d.mu.Lock()
 	if findRelease(d.file, a.Release) == nil {
 		d.mu.Unlock()
-		return gray.Report{}, fmt.Errorf("%w: %q", errNoRelease, a.Release)
+		return gate.Report{}, fmt.Errorf("%w: %q", errNoRelease, a.Release)
 	}
 	overrides := make(map[string]override, len(d.state.Overrides)+1)
 	for k, v := range d.state.Overrides {
@@ -134,7 +134,7 @@ func (d *Daemon) Preview(a Action, sample int) (gray.Report, error) {
 	next, err := effective(d.file, overrides)
 	d.mu.Unlock()
 	if err != nil {
-		return gray.Report{}, err
+		return gate.Report{}, err
 	}
 	next.Change = a.declaration()
 	next.Source = fmt.Sprintf("%s %s", a.Kind, a.Release)
@@ -143,8 +143,8 @@ func (d *Daemon) Preview(a Action, sample int) (gray.Report, error) {
 
 // report diffs next against the config in force at at, as POST /v1/diff
 // answers it.
-func (d *Daemon) report(next *config.Config, sample int, at time.Time) gray.Report {
-	rep := gray.NewReport(d.ext.Policy().Config, next, sample, at)
+func (d *Daemon) report(next *config.Config, sample int, at time.Time) gate.Report {
+	rep := gate.NewReport(d.ext.Policy().Config, next, sample, at)
 	rep.Old.File = "config in force (" + d.path + ")"
 	return rep
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/graymesh/graymesh/analysis"
 	"github.com/graymesh/graymesh/config"
 	"github.com/graymesh/graymesh/extproc"
+	"github.com/graymesh/graymesh/gate"
 	"github.com/graymesh/graymesh/gray"
 	"github.com/graymesh/graymesh/identity"
 	"github.com/graymesh/graymesh/xds"
@@ -209,7 +210,7 @@ func (d *Daemon) readFile() (file, next *config.Config, err error) {
 // evictionError refuses a change that would move subjects who are gray
 // now back to stable, naming every cause.
 func evictionError(cur, next *config.Config) error {
-	errs := gray.Evictions(cur, next)
+	errs := gate.Evictions(cur, next)
 	if len(errs) == 0 {
 		return nil
 	}
@@ -234,9 +235,9 @@ func (d *Daemon) Reload() error {
 	return nil
 }
 
-// gate is the eviction gate: a change that would move gray subjects back
-// to stable passes only when it declares a rollback.
-func gate(cur, next *config.Config) error {
+// checkGate is the eviction gate: a change that would move gray subjects
+// back to stable passes only when it declares a rollback.
+func checkGate(cur, next *config.Config) error {
 	if next.Change.Rollback {
 		return nil
 	}
@@ -246,7 +247,7 @@ func gate(cur, next *config.Config) error {
 // apply puts next in force now, or at its effective_at. The caller holds mu.
 func (d *Daemon) apply(next *config.Config, source string) error {
 	cur := d.ext.Policy().Config
-	if err := gate(cur, next); err != nil {
+	if err := checkGate(cur, next); err != nil {
 		return err
 	}
 	if d.stopPending != nil {

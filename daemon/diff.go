@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/graymesh/graymesh/config"
-	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/gate"
 )
 
 // Limits of POST /v1/diff: a config file is small, and sampling is CPU the
@@ -25,12 +25,12 @@ func (d *Daemon) AdminHandler() http.Handler { return d.adminHandler() }
 // handleDiff answers POST /v1/diff: the body is a candidate config file
 // (YAML), diffed against the config in force as a reload would see it —
 // unredacted, with the admin overrides applied on top of the candidate —
-// and answered as a gray.Report in JSON. Query parameters: source, the
+// and answered as a gate.Report in JSON. Query parameters: source, the
 // candidate's path on the caller's machine (relative key paths resolve
 // against its directory, read by this graymesh); sample; at (RFC 3339).
 func (d *Daemon) handleDiff(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	sample := gray.DefaultSample
+	sample := gate.DefaultSample
 	if s := q.Get("sample"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > maxDiffSample {

@@ -129,7 +129,7 @@ func fleetSource(ch FleetChange) string {
 // caller holds mu.
 func (d *Daemon) hold(name string, at time.Time, next *config.Config) error {
 	cur := d.ext.Policy().Config
-	if err := gate(cur, next); err != nil {
+	if err := checkGate(cur, next); err != nil {
 		return err
 	}
 	if err := d.compiles(next); err != nil {

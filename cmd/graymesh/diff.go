@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/graymesh/graymesh/config"
-	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/gate"
 )
 
 func diffCmd(args []string, stdout, stderr io.Writer) error {
@@ -32,7 +32,7 @@ reload would see it: secrets unredacted and admin overrides applied on top
 of NEW. NEW's relative key paths resolve against NEW's directory on the
 machine running graymesh (run it where the files are). Exit status 0 when
 both configs load (it is a report), 1 when one does not.`, stderr)
-	sample := fs.Int("sample", gray.DefaultSample, "synthetic subjects to decide under both configs")
+	sample := fs.Int("sample", gate.DefaultSample, "synthetic subjects to decide under both configs")
 	atFlag := fs.String("at", "", "when NEW is applied, RFC 3339 (default: now)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	admin := fs.String("admin", "", "compare NEW with the config in force of the graymesh whose admin API is at this URL (e.g. http://127.0.0.1:18080)")
@@ -65,7 +65,7 @@ both configs load (it is a report), 1 when one does not.`, stderr)
 		}
 		at = t
 	}
-	var rep gray.Report
+	var rep gate.Report
 	var err error
 	if *admin != "" {
 		rep, err = diffWithAdmin(*admin, *tokenFile, files[0], *sample, *atFlag)
@@ -84,37 +84,37 @@ both configs load (it is a report), 1 when one does not.`, stderr)
 	return nil
 }
 
-func diffFiles(oldPath, newPath string, sample int, at time.Time) (gray.Report, error) {
+func diffFiles(oldPath, newPath string, sample int, at time.Time) (gate.Report, error) {
 	old, err := config.Load(oldPath)
 	if err != nil {
-		return gray.Report{}, err
+		return gate.Report{}, err
 	}
 	next, err := config.Load(newPath)
 	if err != nil {
-		return gray.Report{}, err
+		return gate.Report{}, err
 	}
-	return gray.NewReport(old, next, sample, at), nil
+	return gate.NewReport(old, next, sample, at), nil
 }
 
 // diffWithAdmin has the graymesh at admin diff the file at path against its
 // config in force (POST /v1/diff), so that config's secrets, which
 // GET /v1/config redacts, never leave it. The file is checked here first,
 // so its problems name it; the server reads its key files by absolute path.
-func diffWithAdmin(admin, tokenFile, path string, sample int, at string) (gray.Report, error) {
+func diffWithAdmin(admin, tokenFile, path string, sample int, at string) (gate.Report, error) {
 	if _, err := config.Load(path); err != nil {
-		return gray.Report{}, err
+		return gate.Report{}, err
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return gray.Report{}, err
+		return gate.Report{}, err
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return gray.Report{}, err
+		return gate.Report{}, err
 	}
 	c, err := newAdminClient(admin, tokenFile)
 	if err != nil {
-		return gray.Report{}, err
+		return gate.Report{}, err
 	}
 	q := url.Values{"source": {abs}, "sample": {strconv.Itoa(sample)}}
 	if at != "" {
@@ -122,17 +122,17 @@ func diffWithAdmin(admin, tokenFile, path string, sample int, at string) (gray.R
 	}
 	out, err := c.do(http.MethodPost, "/v1/diff?"+q.Encode(), rawBody(data))
 	if err != nil {
-		return gray.Report{}, err
+		return gate.Report{}, err
 	}
-	var rep gray.Report
+	var rep gate.Report
 	if err := json.Unmarshal(out, &rep); err != nil {
-		return gray.Report{}, fmt.Errorf("%s/v1/diff: %w", admin, err)
+		return gate.Report{}, fmt.Errorf("%s/v1/diff: %w", admin, err)
 	}
 	rep.New.File = path
 	return rep, nil
 }
 
-func printDiff(w io.Writer, rep gray.Report) {
+func printDiff(w io.Writer, rep gate.Report) {
 	fmt.Fprintf(w, "old:  %s\nnew:  %s\n", rep.Old, rep.New)
 	fmt.Fprintf(w, "at:   %s; %d sampled subjects (identity only: no claims, headers or addresses)\n\n", rep.At, rep.Sample)
 	for _, r := range rep.Releases {
