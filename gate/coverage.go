@@ -132,7 +132,8 @@ func covered(p netip.Prefix, by []netip.Prefix) bool {
 	return covered(lo, by) && covered(netip.PrefixFrom(hiAddr, p.Bits()+1), by)
 }
 
-// prefixes parses CIDRs the way New does; an unparsable one is skipped.
+// prefixes parses CIDRs the way gray.New does; an unparsable one is
+// skipped.
 func prefixes(cidrs []string) []netip.Prefix {
 	var out []netip.Prefix
 	for _, c := range cidrs {
