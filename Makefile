@@ -79,8 +79,8 @@ lint: ## gofmt, go vet, and the layering rules (core free of gRPC/Envoy, xds fre
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet ./...
 	$$(scripts/install-golangci-lint.sh) run ./...
-	@if go list -deps ./gray ./config ./identity ./lane ./plan ./wire ./tracecheck ./analysis ./control | grep -qE 'google.golang.org/grpc|envoyproxy|k8s.io/client-go'; then \
-		echo "lint: the core (gray, config, identity, lane, plan, wire, tracecheck, analysis, control) must not import gRPC, Envoy or client-go"; exit 1; fi
+	@if go list -deps ./gray ./config ./identity ./lane ./plan ./wire ./tracecheck ./analysis ./control ./gate | grep -qE 'google.golang.org/grpc|envoyproxy|k8s.io/client-go'; then \
+		echo "lint: the core (gray, config, identity, lane, plan, wire, tracecheck, analysis, control, gate) must not import gRPC, Envoy or client-go"; exit 1; fi
 	@if go list -deps ./daemon ./admin ./analyser | grep -qx 'k8s.io/client-go/rest'; then \
 		echo "lint: daemon, admin and analyser must not import client-go; Kubernetes mode lives in kube/ and is wired by cmd/graymesh"; exit 1; fi
 	@if [ -n "$$(go list -deps ./laneprop | grep -E '^github.com/graymesh/|google.golang.org/grpc|envoyproxy' | grep -vxE 'github.com/graymesh/graymesh/(laneprop|wire)')" ]; then \

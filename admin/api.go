@@ -16,6 +16,7 @@ import (
 
 	"github.com/graymesh/graymesh/analyser"
 	"github.com/graymesh/graymesh/control"
+	"github.com/graymesh/graymesh/gate"
 	"github.com/graymesh/graymesh/gray"
 )
 
@@ -28,13 +29,13 @@ type API interface {
 	Act(ctx context.Context, a Action) (ReleaseStatus, error)
 	// Preview is what an action would do, without doing it (POST
 	// /v1/releases/{name}/{action}/preview).
-	Preview(ctx context.Context, a Action, sample int) (gray.Report, error)
+	Preview(ctx context.Context, a Action, sample int) (gate.Report, error)
 	// Explain decides a described caller with the policy in force (POST
 	// /v1/explain).
 	Explain(ctx context.Context, ask gray.Ask) (gray.Explanation, error)
 	// Diff compares a candidate config file with the config in force
 	// (POST /v1/diff).
-	Diff(ctx context.Context, d DiffRequest) (gray.Report, error)
+	Diff(ctx context.Context, d DiffRequest) (gate.Report, error)
 	// Analysis is a release's analysis and its last windows (all when
 	// windows ≤ 0) (GET /v1/releases/{name}/analysis).
 	Analysis(ctx context.Context, release string, windows int) (*AnalysisStatus, error)
@@ -75,7 +76,7 @@ type DiffRequest struct {
 	// (relative key paths resolve against its directory).
 	Data   []byte
 	Source string
-	// Sample is how many subjects to sample (0: gray.DefaultSample); At
+	// Sample is how many subjects to sample (0: gate.DefaultSample); At
 	// the instant to compare at (zero: now).
 	Sample int
 	At     time.Time

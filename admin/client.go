@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/graymesh/graymesh/gate"
 	"github.com/graymesh/graymesh/gray"
 )
 
@@ -101,12 +102,12 @@ func (c *Client) Act(ctx context.Context, a Action) (ReleaseStatus, error) {
 }
 
 // Preview implements API.
-func (c *Client) Preview(ctx context.Context, a Action, sample int) (gray.Report, error) {
+func (c *Client) Preview(ctx context.Context, a Action, sample int) (gate.Report, error) {
 	q := actionQuery(a)
 	if sample > 0 {
 		q.Set("sample", strconv.Itoa(sample))
 	}
-	var out gray.Report
+	var out gate.Report
 	return out, c.do(ctx, http.MethodPost, actionPath(a)+"/preview?"+q.Encode(), nil, &out)
 }
 
@@ -117,7 +118,7 @@ func (c *Client) Explain(ctx context.Context, ask gray.Ask) (gray.Explanation, e
 }
 
 // Diff implements API.
-func (c *Client) Diff(ctx context.Context, d DiffRequest) (gray.Report, error) {
+func (c *Client) Diff(ctx context.Context, d DiffRequest) (gate.Report, error) {
 	q := url.Values{"source": {d.Source}}
 	if d.Sample > 0 {
 		q.Set("sample", strconv.Itoa(d.Sample))
@@ -125,7 +126,7 @@ func (c *Client) Diff(ctx context.Context, d DiffRequest) (gray.Report, error) {
 	if !d.At.IsZero() {
 		q.Set("at", d.At.Format(time.RFC3339))
 	}
-	var out gray.Report
+	var out gate.Report
 	return out, c.do(ctx, http.MethodPost, "/v1/diff?"+q.Encode(), d.Data, &out)
 }
 

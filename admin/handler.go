@@ -18,6 +18,7 @@ import (
 
 	"github.com/graymesh/graymesh/config"
 	"github.com/graymesh/graymesh/control"
+	"github.com/graymesh/graymesh/gate"
 	"github.com/graymesh/graymesh/gray"
 )
 
@@ -234,7 +235,7 @@ func (s *Service) handleExplain(w http.ResponseWriter, r *http.Request) {
 // handleDiff answers POST /v1/diff: the body is a candidate config file
 // (YAML), diffed against the config in force as a reload would see it —
 // unredacted, with the admin overrides applied on top of the candidate —
-// and answered as a gray.Report in JSON. Query parameters: source, the
+// and answered as a gate.Report in JSON. Query parameters: source, the
 // candidate's path on the caller's machine (relative key paths resolve
 // against its directory, read by this graymesh); sample; at (RFC 3339).
 func (s *Service) handleDiff(w http.ResponseWriter, r *http.Request) {
@@ -259,11 +260,11 @@ func (s *Service) handleDiff(w http.ResponseWriter, r *http.Request) {
 	answer(w, rep, err)
 }
 
-// sampleOf reads ?sample= (gray.DefaultSample when absent).
+// sampleOf reads ?sample= (gate.DefaultSample when absent).
 func sampleOf(q url.Values) (int, error) {
 	v := q.Get("sample")
 	if v == "" {
-		return gray.DefaultSample, nil
+		return gate.DefaultSample, nil
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 || n > maxDiffSample {

@@ -12,6 +12,7 @@ import (
 	"github.com/graymesh/graymesh/analyser"
 	"github.com/graymesh/graymesh/config"
 	"github.com/graymesh/graymesh/control"
+	"github.com/graymesh/graymesh/gate"
 	"github.com/graymesh/graymesh/gray"
 )
 
@@ -60,9 +61,9 @@ func (s *Service) Act(_ context.Context, a Action) (ReleaseStatus, error) {
 }
 
 // Preview implements API.
-func (s *Service) Preview(_ context.Context, a Action, sample int) (gray.Report, error) {
+func (s *Service) Preview(_ context.Context, a Action, sample int) (gate.Report, error) {
 	if sample <= 0 {
-		sample = gray.DefaultSample
+		sample = gate.DefaultSample
 	}
 	rep, err := s.pipe.Preview(a, sample)
 	return rep, apiError(err)
@@ -79,20 +80,20 @@ func (s *Service) Explain(_ context.Context, ask gray.Ask) (gray.Explanation, er
 }
 
 // Diff implements API.
-func (s *Service) Diff(_ context.Context, d DiffRequest) (gray.Report, error) {
+func (s *Service) Diff(_ context.Context, d DiffRequest) (gate.Report, error) {
 	file, err := config.Parse(d.Data, d.Source)
 	if err != nil {
-		return gray.Report{}, &Error{Code: http.StatusUnprocessableEntity, Message: fmt.Sprintf("%s: %v", d.Source, err)}
+		return gate.Report{}, &Error{Code: http.StatusUnprocessableEntity, Message: fmt.Sprintf("%s: %v", d.Source, err)}
 	}
 	if d.Sample <= 0 {
-		d.Sample = gray.DefaultSample
+		d.Sample = gate.DefaultSample
 	}
 	if d.At.IsZero() {
 		d.At = s.pipe.Clock().Now()
 	}
 	rep, err := s.pipe.Diff(file, d.Sample, d.At)
 	if err != nil {
-		return gray.Report{}, &Error{Code: http.StatusUnprocessableEntity, Message: err.Error()}
+		return gate.Report{}, &Error{Code: http.StatusUnprocessableEntity, Message: err.Error()}
 	}
 	return rep, nil
 }

@@ -11,7 +11,7 @@ import (
 	"strings"
 
 	"github.com/graymesh/graymesh/admin"
-	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/gate"
 )
 
 // confirmView is the confirmation of an action: what it will do (the
@@ -23,7 +23,7 @@ type confirmView struct {
 	// Verb is the action in words ("ramp to 50%", "kill").
 	Verb string
 	// Report is the blast radius; PreviewError is why there is none.
-	Report       *gray.Report
+	Report       *gate.Report
 	PreviewError string
 	// ReasonRequired: freeze, unfreeze, kill, revive, reset and every
 	// declared rollback ask why; the reason is recorded.

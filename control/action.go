@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/graymesh/graymesh/config"
-	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/gate"
 )
 
 // Action is one runtime change to a release: an operator's (POST
@@ -135,7 +135,7 @@ func (p *Pipeline) withAction(a Action) (map[string]Override, error) {
 // Preview is what an action would do, without doing it: the blast radius
 // POST /v1/diff reports for the config the action would put in force
 // (subjects moving each way, evictions, whether it would be refused).
-func (p *Pipeline) Preview(a Action, sample int) (gray.Report, error) {
+func (p *Pipeline) Preview(a Action, sample int) (gate.Report, error) {
 	p.mu.Lock()
 	overrides, err := p.withAction(a)
 	var next *config.Config
@@ -144,7 +144,7 @@ func (p *Pipeline) Preview(a Action, sample int) (gray.Report, error) {
 	}
 	p.mu.Unlock()
 	if err != nil {
-		return gray.Report{}, err
+		return gate.Report{}, err
 	}
 	next.Change = a.declaration()
 	next.Source = fmt.Sprintf("%s %s", a.Kind, a.Release)
@@ -154,20 +154,20 @@ func (p *Pipeline) Preview(a Action, sample int) (gray.Report, error) {
 // Diff is POST /v1/diff: a candidate file (already parsed), with the
 // runtime overrides on top as a reload would see it, against the config
 // in force at at.
-func (p *Pipeline) Diff(file *config.Config, sample int, at time.Time) (gray.Report, error) {
+func (p *Pipeline) Diff(file *config.Config, sample int, at time.Time) (gate.Report, error) {
 	p.mu.Lock()
 	next, err := effective(file, p.state.Overrides)
 	p.mu.Unlock()
 	if err != nil {
-		return gray.Report{}, fmt.Errorf("%s with admin overrides: %w", file.Source, err)
+		return gate.Report{}, fmt.Errorf("%s with admin overrides: %w", file.Source, err)
 	}
 	next.Version = file.Version
 	return p.report(next, sample, at), nil
 }
 
 // report diffs next against the config in force at at.
-func (p *Pipeline) report(next *config.Config, sample int, at time.Time) gray.Report {
-	rep := gray.NewReport(p.Config(), next, sample, at)
+func (p *Pipeline) report(next *config.Config, sample int, at time.Time) gate.Report {
+	rep := gate.NewReport(p.Config(), next, sample, at)
 	rep.Old.File = "config in force (" + p.opts.Path + ")"
 	return rep
 }

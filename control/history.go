@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/graymesh/graymesh/config"
-	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/gate"
 )
 
 // historySize bounds the change history kept in memory: enough for a
@@ -168,7 +168,7 @@ func evictedReleases(err error) []string {
 	var walk func(error)
 	walk = func(e error) {
 		switch u := e.(type) { //nolint:errorlint // walking the tree itself
-		case *gray.Eviction:
+		case *gate.Eviction:
 			if u.Release != "" && !slices.Contains(out, u.Release) {
 				out = append(out, u.Release)
 			}

@@ -44,6 +44,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/graymesh/graymesh/config"
+	"github.com/graymesh/graymesh/gate"
 	"github.com/graymesh/graymesh/gray"
 	"github.com/graymesh/graymesh/identity"
 )
@@ -241,7 +242,7 @@ func (p *Pipeline) Submit(ch Change) (Result, error) {
 // it in force. The caller holds mu.
 func (p *Pipeline) enter(prop *proposal) error {
 	cur := p.Config()
-	if err := gate(cur, prop.next); err != nil {
+	if err := checkGate(cur, prop.next); err != nil {
 		return err
 	}
 	if at := prop.holdAt; at != nil && p.opts.Clock.Now().Before(*at) {
@@ -292,16 +293,16 @@ func (p *Pipeline) readFile() (file, next *config.Config, err error) {
 // evictionError refuses a change that would move subjects who are gray
 // now back to stable, naming every cause.
 func evictionError(cur, next *config.Config) error {
-	errs := gray.Evictions(cur, next)
+	errs := gate.Evictions(cur, next)
 	if len(errs) == 0 {
 		return nil
 	}
 	return fmt.Errorf("change would move gray subjects back to stable; to allow it, declare change: {rollback: true, reason: ...} in the config file (graymesh release: pass --rollback):\n%w", errors.Join(errs...))
 }
 
-// gate is the eviction gate: a change that would move gray subjects back
+// checkGate is the eviction gate: a change that would move gray subjects back
 // to stable passes only when it declares a rollback.
-func gate(cur, next *config.Config) error {
+func checkGate(cur, next *config.Config) error {
 	if next.Change.Rollback {
 		return nil
 	}

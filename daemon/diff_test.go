@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/graymesh/graymesh/control"
-	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/gate"
 )
 
 func TestDiffEndpoint(t *testing.T) {
@@ -32,7 +32,7 @@ func TestDiffEndpoint(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("diff: %d %s", code, body)
 	}
-	var rep gray.Report
+	var rep gate.Report
 	must(t, json.Unmarshal([]byte(body), &rep))
 	if rep.Sample != 2000 || len(rep.Releases) != 1 || len(rep.Evictions) != 0 || rep.Refused ||
 		rep.Old.Version != d.Config().Version || rep.New.File != "/tmp/next.yaml" {

@@ -6,7 +6,7 @@ import (
 	"net/http/httptest"
 
 	"github.com/graymesh/graymesh/control"
-	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/gate"
 )
 
 // The pipeline's and the admin API's operations, as the tests of the
@@ -23,7 +23,7 @@ func (d *Daemon) Act(a control.Action) (control.ReleaseStatus, error) {
 	return d.api.Act(context.Background(), a)
 }
 
-func (d *Daemon) Preview(a control.Action, sample int) (gray.Report, error) {
+func (d *Daemon) Preview(a control.Action, sample int) (gate.Report, error) {
 	return d.api.Preview(context.Background(), a, sample)
 }
 

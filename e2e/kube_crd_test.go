@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/graymesh/graymesh/gate"
 )
 
 // grayRelease renders a GrayRelease manifest for kubectl apply.
@@ -14,7 +17,8 @@ func grayRelease(name, spec string) string {
 // CEL transition rules, refuses an evicting kubectl apply with the rule's
 // name, accepts a ramp, and accepts the same evicting change once it
 // declares a rollback; a kill is never refused. A whitelist entry that is
-// also blacklisted goes without a rollback.
+// also blacklisted goes without a rollback. Every rule package gate's
+// table marks CEL has its case.
 func TestKubeCRDRefusesEvictions(t *testing.T) {
 	k := startKube(t)
 	k.installCRD()
@@ -26,6 +30,11 @@ func TestKubeCRDRefusesEvictions(t *testing.T) {
 		{"whitelist entry removed", "  env: gray\n  percent: 20\n  whitelist: [alice]\n", "rule whitelist-removed"},
 		{"blacklist entry added", "  env: gray\n  percent: 20\n  whitelist: [alice, bob]\n  blacklist: [carol]\n", "rule blacklist-added"},
 		{"env changed", "  env: blue\n  percent: 20\n  whitelist: [alice, bob]\n", "rule env-changed"},
+	}
+	for _, r := range gate.Rules() {
+		if r.CEL && !slices.ContainsFunc(refused, func(c struct{ name, spec, rule string }) bool { return c.rule == "rule "+string(r.ID) }) {
+			t.Errorf("rule %s is marked CEL in package gate's table but no case here applies a change it refuses", r.ID)
+		}
 	}
 	for _, tt := range refused {
 		t.Run(tt.name, func(t *testing.T) {

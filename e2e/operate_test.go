@@ -161,7 +161,7 @@ releases:
 	if r := m.editConfig(t, "percent: 20", "percent: 5"); r != "refused" {
 		t.Fatalf("evicting edit 20 → 5: %s, want refused", r)
 	}
-	if st := m.status(t)["last_reload"].(map[string]any); !strings.Contains(fmt.Sprint(st["error"]), "release shop-v2: percent lowered 20 → 5") {
+	if st := m.status(t)["last_reload"].(map[string]any); !strings.Contains(fmt.Sprint(st["error"]), "release shop-v2: rule percent-lowered: percent lowered 20 → 5") {
 		t.Fatalf("refusal does not name the rule: %v", st["error"])
 	}
 	assertSame(t, "after the refused eviction", at20, m.envs(t, all))

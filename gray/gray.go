@@ -1,6 +1,8 @@
 // Package gray is graymesh's domain core: it compiles releases from the
 // config and decides, for one request, which environment serves it. It
 // imports no gRPC and no Envoy types; extproc and xds adapt it to Envoy.
+// It decides under one config; which change from one config to the next
+// may take effect is package gate's.
 //
 // Evaluation order. Releases are tried in config order and the first one that
 // admits the request decides. Within a release:

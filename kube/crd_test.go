@@ -14,7 +14,7 @@ import (
 
 // TestCRDMatchesTypes catches a CRD not regenerated after a change of the
 // Go types (make crd): the schema's spec and status fields are the types'
-// JSON fields, and every CEL rule is there, each naming itself.
+// JSON fields, and every CEL rule is a transition rule.
 func TestCRDMatchesTypes(t *testing.T) {
 	b, err := os.ReadFile("../manifests/crd/graymesh.io_grayreleases.yaml")
 	if err != nil {
@@ -56,15 +56,14 @@ func TestCRDMatchesTypes(t *testing.T) {
 			t.Errorf("CRD %s fields %v, Go type %v: run make crd", field, got, want)
 		}
 	}
-	var rules []string
+	// Which rules the messages name is checked against package gate's rule
+	// table there (TestCRDNamesTableRules).
+	if len(props["spec"].Validations) == 0 {
+		t.Error("spec has no CEL rule")
+	}
 	for _, v := range props["spec"].Validations {
 		if !strings.Contains(v.Rule, "oldSelf") || !strings.Contains(v.Rule, "self.change.rollback") {
 			t.Errorf("rule %q is not a transition rule that yields to a declared rollback", v.Rule)
 		}
-		rules = append(rules, strings.Fields(v.Message)[1])
-	}
-	want := []string{"percent-lowered:", "salt-changed:", "whitelist-removed:", "blacklist-added:", "env-changed:"}
-	if !slices.Equal(rules, want) {
-		t.Errorf("CEL rules %v, want %v", rules, want)
 	}
 }

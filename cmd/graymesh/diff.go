@@ -11,7 +11,7 @@ import (
 
 	"github.com/graymesh/graymesh/admin"
 	"github.com/graymesh/graymesh/config"
-	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/gate"
 )
 
 func diffCmd(args []string, stdout, stderr io.Writer) error {
@@ -31,7 +31,7 @@ reload would see it: secrets unredacted and admin overrides applied on top
 of NEW. NEW's relative key paths resolve against NEW's directory on the
 machine running graymesh (run it where the files are). Exit status 0 when
 both configs load (it is a report), 1 when one does not.`, stderr)
-	sample := fs.Int("sample", gray.DefaultSample, "synthetic subjects to decide under both configs")
+	sample := fs.Int("sample", gate.DefaultSample, "synthetic subjects to decide under both configs")
 	atFlag := fs.String("at", "", "when NEW is applied, RFC 3339 (default: now)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	admin := fs.String("admin", "", "compare NEW with the config in force of the graymesh whose admin API is at this URL (e.g. http://127.0.0.1:18080)")
@@ -64,7 +64,7 @@ both configs load (it is a report), 1 when one does not.`, stderr)
 		}
 		at = t
 	}
-	var rep gray.Report
+	var rep gate.Report
 	var err error
 	if *admin != "" {
 		rep, err = diffWithAdmin(*admin, *tokenFile, files[0], *sample, *atFlag)
@@ -83,55 +83,55 @@ both configs load (it is a report), 1 when one does not.`, stderr)
 	return nil
 }
 
-func diffFiles(oldPath, newPath string, sample int, at time.Time) (gray.Report, error) {
+func diffFiles(oldPath, newPath string, sample int, at time.Time) (gate.Report, error) {
 	old, err := config.Load(oldPath)
 	if err != nil {
-		return gray.Report{}, err
+		return gate.Report{}, err
 	}
 	next, err := config.Load(newPath)
 	if err != nil {
-		return gray.Report{}, err
+		return gate.Report{}, err
 	}
-	return gray.NewReport(old, next, sample, at), nil
+	return gate.NewReport(old, next, sample, at), nil
 }
 
 // diffWithAdmin has the graymesh at admin diff the file at path against its
 // config in force (POST /v1/diff), so that config's secrets, which
 // GET /v1/config redacts, never leave it. The file is checked here first,
 // so its problems name it; the server reads its key files by absolute path.
-func diffWithAdmin(adminURL, tokenFile, path string, sample int, at string) (gray.Report, error) {
+func diffWithAdmin(adminURL, tokenFile, path string, sample int, at string) (gate.Report, error) {
 	if _, err := config.Load(path); err != nil {
-		return gray.Report{}, err
+		return gate.Report{}, err
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return gray.Report{}, err
+		return gate.Report{}, err
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return gray.Report{}, err
+		return gate.Report{}, err
 	}
 	c, err := admin.NewClient(adminURL, tokenFile)
 	if err != nil {
-		return gray.Report{}, err
+		return gate.Report{}, err
 	}
 	req := admin.DiffRequest{Data: data, Source: abs, Sample: sample}
 	if at != "" {
 		if req.At, err = time.Parse(time.RFC3339, at); err != nil {
-			return gray.Report{}, fmt.Errorf("--at: %q is not an RFC 3339 time", at)
+			return gate.Report{}, fmt.Errorf("--at: %q is not an RFC 3339 time", at)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
 	defer cancel()
 	rep, err := c.Diff(ctx, req)
 	if err != nil {
-		return gray.Report{}, err
+		return gate.Report{}, err
 	}
 	rep.New.File = path
 	return rep, nil
 }
 
-func printDiff(w io.Writer, rep gray.Report) {
+func printDiff(w io.Writer, rep gate.Report) {
 	fmt.Fprintf(w, "old:  %s\nnew:  %s\n", rep.Old, rep.New)
 	fmt.Fprintf(w, "at:   %s; %d sampled subjects (identity only: no claims, headers or addresses)\n\n", rep.At, rep.Sample)
 	for _, r := range rep.Releases {

@@ -77,7 +77,7 @@ func TestDiffCommandAdmin(t *testing.T) {
 			"no subject leaves gray",
 		}, []string{"lane key changed", "identity.jwt.keys"}},
 		{"signing key removed", removed, []string{
-			`evictions (1):` + "\n" + `  identity.jwt.keys: key "k1" (HS256) removed: tokens signed with it become anonymous`,
+			`evictions (1):` + "\n" + `  rule key-removed: identity.jwt.keys: key "k1" (HS256) removed: tokens signed with it become anonymous`,
 			"this change would be refused unless NEW declares it a rollback",
 		}, []string{"lane key changed"}},
 	}

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/gate"
 )
 
 const diffOld = `
@@ -48,7 +48,7 @@ func TestDiffCommand(t *testing.T) {
 			// Deterministic: the same 20,000 subjects every run; 10% ± sampling.
 			"release shop-v2: stable → gray 0.00%, gray → stable 9.88%\n",
 			"  - percent lowered 30 → 20 (10.00% of subjects leave gray)",
-			"evictions (1):\n  release shop-v2: percent lowered 30 → 20 (10.00% of subjects leave gray)\n",
+			"evictions (1):\n  release shop-v2: rule percent-lowered: percent lowered 30 → 20 (10.00% of subjects leave gray)\n",
 			"this change would be refused unless NEW declares it a rollback: change: {rollback: true, reason: ...}",
 		}, []string{"no subject leaves gray"}},
 		{"declared rollback", strings.NewReplacer("whitelist: [alice]", "whitelist: []", "percent: 30", "percent: 10").Replace(diffOld) +
@@ -56,8 +56,8 @@ func TestDiffCommand(t *testing.T) {
 			`  - whitelist entry "alice" removed`,
 			`  - subject "alice" moves gray → stable`,
 			"evictions (2):",
-			`release shop-v2: whitelist entry "alice" removed`,
-			"release shop-v2: percent lowered 30 → 10 (20.00% of subjects leave gray)",
+			`release shop-v2: rule whitelist-removed: whitelist entry "alice" removed`,
+			"release shop-v2: rule percent-lowered: percent lowered 30 → 10 (20.00% of subjects leave gray)",
 			`declared a rollback (change.rollback: true, reason: "alice's cart is broken"): it would be accepted`,
 		}, []string{"would be refused"}},
 		{"ramp up is not an eviction", strings.Replace(diffOld, "percent: 30", "percent: 50", 1) +
@@ -101,7 +101,7 @@ func TestDiffCommandJSON(t *testing.T) {
 	if err != nil {
 		t.Fatalf("diff: %v", err)
 	}
-	var rep gray.Report
+	var rep gate.Report
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, out)
 	}
@@ -143,7 +143,7 @@ func TestDiffCommandIdentityEviction(t *testing.T) {
 	for _, want := range []string{
 		"  - identity.jwt.keys: key \"k1\" (HS256) removed: tokens signed with it become anonymous\n",
 		"  - identity.jwt.keys: key \"k2\" (HS256) added\n",
-		"evictions (1):\n  identity.jwt.keys: key \"k1\" (HS256) removed: tokens signed with it become anonymous\n",
+		"evictions (1):\n  rule key-removed: identity.jwt.keys: key \"k1\" (HS256) removed: tokens signed with it become anonymous\n",
 		"this change would be refused",
 	} {
 		if !strings.Contains(out, want) {

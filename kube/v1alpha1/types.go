@@ -10,7 +10,8 @@ import (
 // takes effect and its declaration (change: rollback, reason).
 //
 // The API server refuses an update that would move subjects who are gray
-// back to stable (the CEL rules on spec, each naming itself) unless
+// back to stable (the CEL rules on spec, each message naming its rule by
+// the ID package gate's refusals use for the same rule) unless
 // spec.change.rollback is true or the release is or becomes killed; what
 // CEL cannot see (a schedule's percentage now, release order, membership)
 // graymesh checks and reports in status.conditions (Accepted=False).
@@ -34,10 +35,10 @@ type GrayRelease struct {
 	// Rule whitelist-removed lets an entry go that the old spec also
 	// blacklists: the blacklist wins over the whitelist (package gray's
 	// evaluation order), so that subject was never admitted through it and
-	// nobody moves (the daemon's eviction gate, gray/evict.go, says the
-	// same). An entry blacklisted in the new spec only needs no clause of
-	// its own: adding it to the blacklist is rule blacklist-added's
-	// refusal, which would make the pair evicting anyway.
+	// nobody moves (package gate's rule of the same ID says the same). An
+	// entry blacklisted in the new spec only needs no clause of its own:
+	// adding it to the blacklist is rule blacklist-added's refusal, which
+	// would make the pair evicting anyway.
 
 	// +kubebuilder:validation:XValidation:rule="(has(self.state) && self.state == 'killed') || (has(oldSelf.state) && oldSelf.state == 'killed') || (has(self.change) && has(self.change.rollback) && self.change.rollback) || !has(oldSelf.whitelist) || oldSelf.whitelist.all(w, (has(self.whitelist) && w in self.whitelist) || (has(oldSelf.blacklist) && w in oldSelf.blacklist))",message="rule whitelist-removed: removing a whitelist entry (one not blacklisted) moves that subject back to stable; set spec.change.rollback: true (and a reason) to allow it"
 	// +kubebuilder:validation:XValidation:rule="(has(self.state) && self.state == 'killed') || (has(oldSelf.state) && oldSelf.state == 'killed') || (has(self.change) && has(self.change.rollback) && self.change.rollback) || !has(self.blacklist) || self.blacklist.all(b, has(oldSelf.blacklist) && b in oldSelf.blacklist)",message="rule blacklist-added: a new blacklist entry moves that subject back to stable; set spec.change.rollback: true (and a reason) to allow it"

@@ -1,4 +1,4 @@
-package gray
+package gate
 
 import (
 	"crypto/rand"
@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/graymesh/graymesh/config"
+	"github.com/graymesh/graymesh/gray"
 )
 
 // identityBase is the config in force in the identity eviction tests: one
@@ -96,19 +97,19 @@ func TestIdentityEvictions(t *testing.T) {
 	}{
 		{"token key replaced HS256 → RS256", nil, func(c *config.Config) {
 			c.Identity.JWT.Keys = []config.Key{{ID: "k1", Algorithm: "RS256", PublicKeyFile: f.rsaPEM("k1.pem")}}
-		}, []string{`identity.jwt.keys: key "k1" (HS256) replaced by a different key (RS256): tokens signed with the old key become anonymous`}},
+		}, []string{`rule key-replaced: identity.jwt.keys: key "k1" (HS256) replaced by a different key (RS256): tokens signed with the old key become anonymous`}},
 		{"secret changed", nil, func(c *config.Config) {
 			c.Identity.JWT.Keys[0].Secret = "another-secret-0123456789abcdef01"
-		}, []string{`identity.jwt.keys: key "k1" (HS256) replaced by a different key (HS256): tokens signed with the old key become anonymous`}},
+		}, []string{`rule key-replaced: identity.jwt.keys: key "k1" (HS256) replaced by a different key (HS256): tokens signed with the old key become anonymous`}},
 		{"key removed", nil, func(c *config.Config) {
 			c.Identity.JWT.Keys = []config.Key{hsKey("k2", "k2-secret-0123456789abcdef0123456")}
-		}, []string{`identity.jwt.keys: key "k1" (HS256) removed: tokens signed with it become anonymous`}},
+		}, []string{`rule key-removed: identity.jwt.keys: key "k1" (HS256) removed: tokens signed with it become anonymous`}},
 		{"kid renamed", nil, func(c *config.Config) { c.Identity.JWT.Keys[0].ID = "k1-new" },
-			[]string{`identity.jwt.keys: key "k1" (HS256) removed: tokens signed with it become anonymous`}},
+			[]string{`rule key-removed: identity.jwt.keys: key "k1" (HS256) removed: tokens signed with it become anonymous`}},
 		{"key without kid removed", func(c *config.Config) {
 			c.Identity.JWT.Keys = append(c.Identity.JWT.Keys, hsKey("", "anon-secret-0123456789abcdef01234"))
 		}, func(c *config.Config) { c.Identity.JWT.Keys = c.Identity.JWT.Keys[:1] },
-			[]string{`identity.jwt.keys: key without kid (HS256) removed: tokens signed with it become anonymous`}},
+			[]string{`rule key-removed: identity.jwt.keys: key without kid (HS256) removed: tokens signed with it become anonymous`}},
 		{"algorithm removed", func(c *config.Config) {
 			c.Identity.JWT.Algorithms = []string{"HS256", "HS384"}
 			c.Identity.JWT.Keys = append(c.Identity.JWT.Keys, config.Key{ID: "k2", Algorithm: "HS384", Secret: "k2-secret-0123456789abcdef0123456"})
@@ -116,33 +117,33 @@ func TestIdentityEvictions(t *testing.T) {
 			c.Identity.JWT.Algorithms = []string{"HS256"}
 			c.Identity.JWT.Keys = c.Identity.JWT.Keys[:1]
 		}, []string{
-			`identity.jwt.keys: key "k2" (HS384) removed: tokens signed with it become anonymous`,
-			"identity.jwt.algorithms: HS384 removed: tokens signed with HS384 become anonymous",
+			`rule key-removed: identity.jwt.keys: key "k2" (HS384) removed: tokens signed with it become anonymous`,
+			"rule algorithm-removed: identity.jwt.algorithms: HS384 removed: tokens signed with HS384 become anonymous",
 		}},
 		{"algorithm of a JWKS key removed", func(c *config.Config) {
 			c.Identity.JWT.Algorithms = []string{"HS256", "RS256"}
 			c.Identity.JWT.JWKSFile = f.jwks("algs.json", "j1")
 		}, func(c *config.Config) { c.Identity.JWT.Algorithms = []string{"HS256"} },
-			[]string{"identity.jwt.algorithms: RS256 removed: tokens signed with RS256 become anonymous"}},
+			[]string{"rule algorithm-removed: identity.jwt.algorithms: RS256 removed: tokens signed with RS256 become anonymous"}},
 		{"issuer added", nil, func(c *config.Config) { c.Identity.JWT.Issuer = "https://id.example" },
-			[]string{`identity.jwt.issuer set to "https://id.example": tokens with another or no iss become anonymous`}},
+			[]string{`rule issuer-changed: identity.jwt.issuer set to "https://id.example": tokens with another or no iss become anonymous`}},
 		{"issuer changed", func(c *config.Config) { c.Identity.JWT.Issuer = "https://a.example" },
 			func(c *config.Config) { c.Identity.JWT.Issuer = "https://b.example" },
-			[]string{`identity.jwt.issuer changed "https://a.example" → "https://b.example": tokens with iss "https://a.example" become anonymous`}},
+			[]string{`rule issuer-changed: identity.jwt.issuer changed "https://a.example" → "https://b.example": tokens with iss "https://a.example" become anonymous`}},
 		{"audience changed", func(c *config.Config) { c.Identity.JWT.Audience = "shop" },
 			func(c *config.Config) { c.Identity.JWT.Audience = "pay" },
-			[]string{`identity.jwt.audience changed "shop" → "pay": tokens with aud "shop" become anonymous`}},
+			[]string{`rule audience-changed: identity.jwt.audience changed "shop" → "pay": tokens with aud "shop" become anonymous`}},
 		{"subject claim changed", nil, func(c *config.Config) { c.Identity.JWT.SubjectClaim = "uid" },
-			[]string{`identity.jwt.subject_claim changed "sub" → "uid": every verified subject is re-keyed`}},
+			[]string{`rule subject-claim-changed: identity.jwt.subject_claim changed "sub" → "uid": every verified subject is re-keyed`}},
 		{"JWKS file without one of the keys", func(c *config.Config) { c.Identity.JWT.JWKSFile = f.jwks("a.json", "j1", "j2") },
 			func(c *config.Config) { c.Identity.JWT.JWKSFile = f.jwks("b.json", "j2") },
-			[]string{`identity.jwt.jwks_file: key "j1" (RS256) removed: tokens signed with it become anonymous`}},
+			[]string{`rule key-removed: identity.jwt.jwks_file: key "j1" (RS256) removed: tokens signed with it become anonymous`}},
 		{"JWKS file removed", func(c *config.Config) { c.Identity.JWT.JWKSFile = f.jwks("c.json", "j1") },
 			func(c *config.Config) { c.Identity.JWT.JWKSFile = "" },
-			[]string{`identity.jwt.jwks_file: key "j1" (RS256) removed: tokens signed with it become anonymous`}},
+			[]string{`rule key-removed: identity.jwt.jwks_file: key "j1" (RS256) removed: tokens signed with it become anonymous`}},
 		{"unreadable JWKS file replaced", func(c *config.Config) { c.Identity.JWT.JWKSFile = filepath.Join(f.dir, "gone.json") },
 			func(c *config.Config) { c.Identity.JWT.JWKSFile = f.jwks("d.json", "j1") },
-			[]string{"identity.jwt.jwks_file: " + filepath.Join(f.dir, "gone.json") + " could not be read to compare its keys, and the new config no longer uses it: tokens signed with its keys may become anonymous"}},
+			[]string{"rule unread-keys-dropped: identity.jwt.jwks_file: " + filepath.Join(f.dir, "gone.json") + " could not be read to compare its keys, and the new config no longer uses it: tokens signed with its keys may become anonymous"}},
 
 		// Rotation done right, and changes that only widen what verifies.
 		{"key added (rotation)", nil, func(c *config.Config) {
@@ -188,7 +189,7 @@ func TestIdentityEvictions(t *testing.T) {
 			if got := errStrings(EvictionsAt(old, next, diffAt)); !slices.Equal(got, tt.want) {
 				t.Fatalf("evictions:\n got  %q\n want %q", got, tt.want)
 			}
-			if _, err := Compile(next); err != nil && !strings.Contains(tt.name, "unreadable") {
+			if _, err := gray.Compile(next); err != nil && !strings.Contains(tt.name, "unreadable") {
 				t.Fatalf("the new config does not compile: %v", err)
 			}
 		})
@@ -218,30 +219,30 @@ func TestIssuerEvictions(t *testing.T) {
 	}{
 		{"discovery → explicit jwks_uri", remote, func(c *config.Config) {
 			c.Identity.JWT.Discovery, c.Identity.JWT.JWKSURI = false, kc+"/protocol/openid-connect/certs"
-		}, []string{"identity.jwt: keys fetched from the discovery document of " + kc + ", now from " + kc + "/protocol/openid-connect/certs: tokens signed with keys only the first publishes become anonymous"}},
+		}, []string{"rule key-source-changed: identity.jwt: keys fetched from the discovery document of " + kc + ", now from " + kc + "/protocol/openid-connect/certs: tokens signed with keys only the first publishes become anonymous"}},
 		{"issuer changed with discovery", remote, func(c *config.Config) { c.Identity.JWT.Issuer = "https://kc.example/realms/other" }, []string{
-			`identity.jwt.issuer changed "` + kc + `" → "https://kc.example/realms/other": tokens with iss "` + kc + `" become anonymous`,
-			"identity.jwt: keys fetched from the discovery document of " + kc + ", now from the discovery document of https://kc.example/realms/other: tokens signed with keys only the first publishes become anonymous",
+			`rule issuer-changed: identity.jwt.issuer changed "` + kc + `" → "https://kc.example/realms/other": tokens with iss "` + kc + `" become anonymous`,
+			"rule key-source-changed: identity.jwt: keys fetched from the discovery document of " + kc + ", now from the discovery document of https://kc.example/realms/other: tokens signed with keys only the first publishes become anonymous",
 		}},
 		{"fetching stopped", remote, func(c *config.Config) {
 			c.Identity.JWT.Discovery = false
 			c.Identity.JWT.Keys = []config.Key{hsKey("k1", k1Secret)}
-		}, []string{"identity.jwt: keys are no longer fetched from the discovery document of " + kc + ": tokens signed with them become anonymous"}},
+		}, []string{"rule key-source-changed: identity.jwt: keys are no longer fetched from the discovery document of " + kc + ": tokens signed with them become anonymous"}},
 		{"fetched algorithm dropped", func(c *config.Config) { remote(c); c.Identity.JWT.Algorithms = []string{"RS256", "ES256"} },
 			func(c *config.Config) { c.Identity.JWT.Algorithms = []string{"RS256"} },
-			[]string{"identity.jwt.algorithms: ES256 no longer allowed: tokens signed with them by keys from the discovery document of " + kc + " become anonymous"}},
+			[]string{"rule algorithm-removed: identity.jwt.algorithms: ES256 no longer allowed: tokens signed with them by keys from the discovery document of " + kc + " become anonymous"}},
 		{"audience added to a list", remote, func(c *config.Config) { c.Identity.JWT.Audiences = []string{"admin"} }, nil},
 		{"audience dropped from a list", func(c *config.Config) { remote(c); c.Identity.JWT.Audiences = []string{"admin"} },
 			func(c *config.Config) { c.Identity.JWT.Audiences = nil },
-			[]string{`identity.jwt.audience: "admin" removed: tokens whose aud names only "admin" become anonymous`}},
+			[]string{`rule audience-changed: identity.jwt.audience: "admin" removed: tokens whose aud names only "admin" become anonymous`}},
 		{"claims mapping changed", remote, func(c *config.Config) { c.Identity.JWT.Claims = map[string]string{"tier": "plan"} },
-			[]string{`identity.jwt.claims: "tier" read from the token's own "tier" claim, now from "plan": callers admitted by a claim rule on it may leave`}},
+			[]string{`rule claim-source-changed: identity.jwt.claims: "tier" read from the token's own "tier" claim, now from "plan": callers admitted by a claim rule on it may leave`}},
 		{"moved into issuers", remote, issuers, nil},
 		{"issuer removed from issuers", issuers, func(c *config.Config) { c.Identity.JWT.Issuers = c.Identity.JWT.Issuers[:1] },
-			[]string{`identity.jwt.issuers[1] (issuer "https://staff.example") removed: tokens it issued become anonymous`}},
+			[]string{`rule issuer-removed: identity.jwt.issuers[1] (issuer "https://staff.example") removed: tokens it issued become anonymous`}},
 		{"issuers reordered", issuers, func(c *config.Config) { slices.Reverse(c.Identity.JWT.Issuers) }, nil},
 		{"subject prefix changed", issuers, func(c *config.Config) { c.Identity.JWT.Issuers[1].SubjectPrefix = "s:" },
-			[]string{`identity.jwt.issuers[1].subject_prefix changed "staff:" → "s:": every verified subject is re-keyed`}},
+			[]string{`rule subject-prefix-changed: identity.jwt.issuers[1].subject_prefix changed "staff:" → "s:": every verified subject is re-keyed`}},
 		{"CA bundle and intervals changed", remote, func(c *config.Config) {
 			c.Identity.JWT.CAFile = "ca.pem"
 			c.Identity.JWT.RefreshInterval.Duration = time.Hour

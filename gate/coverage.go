@@ -1,4 +1,4 @@
-package gray
+package gate
 
 // Rule coverage: a change to a release's claims, CIDRs or header matchers
 // evicts when some caller the old rules admit is admitted by none of the new
@@ -21,26 +21,26 @@ func claimChanges(o, n *config.Release) []change {
 	l := changeList{release: n.Name}
 	oldPairs, newPairs := claimPairs(o.Claims), claimPairs(n.Claims)
 	for i, m := range o.Claims {
-		rule := fmt.Sprintf("claims[%d]", i)
+		field := fmt.Sprintf("claims[%d]", i)
 		if newPairs[m.Claim] == nil {
-			l.add(true, rule, "claims[%d] (%s) removed", i, m.Claim)
+			l.refuse(ClaimsNarrowed, field, "claims[%d] (%s) removed", i, m.Claim)
 			continue
 		}
 		for _, v := range m.In {
 			if !newPairs[m.Claim][v] {
-				l.add(true, rule, "claims[%d] (%s) lost value %q", i, m.Claim, v)
+				l.refuse(ClaimsNarrowed, field, "claims[%d] (%s) lost value %q", i, m.Claim, v)
 			}
 		}
 	}
 	for j, m := range n.Claims {
-		rule := fmt.Sprintf("claims[%d]", j)
+		field := fmt.Sprintf("claims[%d]", j)
 		if oldPairs[m.Claim] == nil {
-			l.add(false, rule, "claims[%d] (%s) added", j, m.Claim)
+			l.note(field, "claims[%d] (%s) added", j, m.Claim)
 			continue
 		}
 		for _, v := range m.In {
 			if !oldPairs[m.Claim][v] {
-				l.add(false, rule, "claims[%d] (%s) gained value %q", j, m.Claim, v)
+				l.note(field, "claims[%d] (%s) gained value %q", j, m.Claim, v)
 			}
 		}
 	}
@@ -54,12 +54,12 @@ func cidrChanges(o, n *config.Release) []change {
 	oldCIDRs, newCIDRs := prefixes(o.CIDRs), prefixes(n.CIDRs)
 	for _, p := range oldCIDRs {
 		if !covered(p, newCIDRs) {
-			l.add(true, "cidrs", "cidrs: %s narrowed or removed", p)
+			l.refuse(CIDRsNarrowed, "cidrs", "cidrs: %s narrowed or removed", p)
 		}
 	}
 	for _, p := range newCIDRs {
 		if !covered(p, oldCIDRs) {
-			l.add(false, "cidrs", "cidrs: %s added or widened", p)
+			l.note("cidrs", "cidrs: %s added or widened", p)
 		}
 	}
 	return l.out
@@ -71,12 +71,12 @@ func headerChanges(o, n *config.Release) []change {
 	l := changeList{release: n.Name}
 	for i, m := range o.Headers {
 		if !slices.ContainsFunc(n.Headers, func(w config.HeaderMatcher) bool { return headerCovers(w, m) }) {
-			l.add(true, fmt.Sprintf("headers[%d]", i), "headers[%d] (%s) changed or removed", i, m.Name)
+			l.refuse(HeadersNarrowed, fmt.Sprintf("headers[%d]", i), "headers[%d] (%s) changed or removed", i, m.Name)
 		}
 	}
 	for j, m := range n.Headers {
 		if !slices.ContainsFunc(o.Headers, func(w config.HeaderMatcher) bool { return headerCovers(w, m) }) {
-			l.add(false, fmt.Sprintf("headers[%d]", j), "headers[%d] (%s) added or widened", j, m.Name)
+			l.note(fmt.Sprintf("headers[%d]", j), "headers[%d] (%s) added or widened", j, m.Name)
 		}
 	}
 	return l.out
@@ -132,7 +132,8 @@ func covered(p netip.Prefix, by []netip.Prefix) bool {
 	return covered(lo, by) && covered(netip.PrefixFrom(hiAddr, p.Bits()+1), by)
 }
 
-// prefixes parses CIDRs the way New does; an unparsable one is skipped.
+// prefixes parses CIDRs the way gray.New does; an unparsable one is
+// skipped.
 func prefixes(cidrs []string) []netip.Prefix {
 	var out []netip.Prefix
 	for _, c := range cidrs {

@@ -1,4 +1,4 @@
-package gray
+package gate
 
 import (
 	"net/netip"

@@ -1,4 +1,4 @@
-package gray
+package gate
 
 import (
 	"math"
@@ -16,7 +16,7 @@ func TestEvictionsAcceptedDropFromHigherLevel(t *testing.T) {
 	step := []config.Step{{At: diffAt.Add(time.Hour), Percent: 20}}
 	old.Releases[0].Schedule, next.Releases[0].Schedule = step, step
 	next.Releases[0].Percent = 50
-	want := []string{"release shop-v2: schedule[0] lowers percent 50 → 20 at 2026-11-21T13:00:00Z"}
+	want := []string{"release shop-v2: rule schedule-lowered: schedule[0] lowers percent 50 → 20 at 2026-11-21T13:00:00Z"}
 	if got := errStrings(EvictionsAt(old, next, diffAt)); !slices.Equal(got, want) {
 		t.Fatalf("got %q, want %q", got, want)
 	}

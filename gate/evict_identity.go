@@ -1,4 +1,4 @@
-package gray
+package gate
 
 import (
 	"bytes"
@@ -24,10 +24,10 @@ func identityChanges(old, new *config.Config) []change {
 	o, n := old.Identity, new.Identity
 	l := changeList{}
 	if o.JWT.Cookie != "" && o.JWT.Cookie != n.JWT.Cookie {
-		l.add(true, "identity.jwt.cookie", "identity.jwt.cookie changed %q → %q: callers whose token is in that cookie become anonymous", o.JWT.Cookie, n.JWT.Cookie)
+		l.refuse(TokenCookieChanged, "identity.jwt.cookie", "identity.jwt.cookie changed %q → %q: callers whose token is in that cookie become anonymous", o.JWT.Cookie, n.JWT.Cookie)
 	}
 	if o.DeviceCookie != "" && o.DeviceCookie != n.DeviceCookie {
-		l.add(true, "identity.device_cookie", "identity.device_cookie changed %q → %q: anonymous callers lose their bucketing key", o.DeviceCookie, n.DeviceCookie)
+		l.refuse(DeviceCookieChanged, "identity.device_cookie", "identity.device_cookie changed %q → %q: anonymous callers lose their bucketing key", o.DeviceCookie, n.DeviceCookie)
 	}
 	oldP, newP := o.JWT.Providers(), n.JWT.Providers()
 	// One issuer on each side is compared as one, whatever its iss (a
@@ -42,7 +42,7 @@ func identityChanges(old, new *config.Config) []change {
 		if j < 0 {
 			if op.HasKeySource() {
 				field := o.JWT.ProviderField(i)
-				l.add(true, field, "%s (issuer %q) removed: tokens it issued become anonymous", field, op.Issuer)
+				l.refuse(IssuerRemoved, field, "%s (issuer %q) removed: tokens it issued become anonymous", field, op.Issuer)
 			}
 			continue
 		}
@@ -52,7 +52,7 @@ func identityChanges(old, new *config.Config) []change {
 	for j, np := range newP {
 		if !paired[j] && np.HasKeySource() {
 			field := n.JWT.ProviderField(j)
-			l.add(false, field, "%s (issuer %q) added", field, np.Issuer)
+			l.note(field, "%s (issuer %q) added", field, np.Issuer)
 		}
 	}
 	return l.out
@@ -63,23 +63,23 @@ func identityChanges(old, new *config.Config) []change {
 func issuerChanges(old, new *config.Config, of, nf string, o, n config.Provider) []change {
 	l := changeList{}
 	if o.SubjectClaim != n.SubjectClaim {
-		l.add(true, nf+".subject_claim", "%s.subject_claim changed %q → %q: every verified subject is re-keyed", nf, o.SubjectClaim, n.SubjectClaim)
+		l.refuse(SubjectClaimChanged, nf+".subject_claim", "%s.subject_claim changed %q → %q: every verified subject is re-keyed", nf, o.SubjectClaim, n.SubjectClaim)
 	}
 	if o.SubjectPrefix != n.SubjectPrefix {
-		l.add(true, nf+".subject_prefix", "%s.subject_prefix changed %q → %q: every verified subject is re-keyed", nf, o.SubjectPrefix, n.SubjectPrefix)
+		l.refuse(SubjectPrefixChanged, nf+".subject_prefix", "%s.subject_prefix changed %q → %q: every verified subject is re-keyed", nf, o.SubjectPrefix, n.SubjectPrefix)
 	}
 	for _, name := range slices.Sorted(maps.Keys(mergedKeys(o.Claims, n.Claims))) {
 		if from, to := o.Claims[name], n.Claims[name]; from != to {
-			l.add(true, nf+".claims", "%s.claims: %q read from %s, now from %s: callers admitted by a claim rule on it may leave", nf, name, claimSource(name, from), claimSource(name, to))
+			l.refuse(ClaimSourceChanged, nf+".claims", "%s.claims: %q read from %s, now from %s: callers admitted by a claim rule on it may leave", nf, name, claimSource(name, from), claimSource(name, to))
 		}
 	}
 	switch {
 	case n.Issuer == "" || o.Issuer == n.Issuer:
 		// Unset, a token's iss is not checked: nobody loses.
 	case o.Issuer == "":
-		l.add(true, nf+".issuer", "%s.issuer set to %q: tokens with another or no iss become anonymous", nf, n.Issuer)
+		l.refuse(IssuerChanged, nf+".issuer", "%s.issuer set to %q: tokens with another or no iss become anonymous", nf, n.Issuer)
 	default:
-		l.add(true, nf+".issuer", "%s.issuer changed %q → %q: tokens with iss %q become anonymous", nf, o.Issuer, n.Issuer, o.Issuer)
+		l.refuse(IssuerChanged, nf+".issuer", "%s.issuer changed %q → %q: tokens with iss %q become anonymous", nf, o.Issuer, n.Issuer, o.Issuer)
 	}
 	l.out = append(l.out, audienceChanges(nf, o, n)...)
 	l.out = append(l.out, sourceChanges(nf, o, n)...)
@@ -115,13 +115,13 @@ func audienceChanges(nf string, o, n config.Provider) []change {
 	switch {
 	case len(na) == 0:
 	case len(oa) == 0:
-		l.add(true, field, "%s set to %q: tokens with another or no aud become anonymous", field, strings.Join(na, ", "))
+		l.refuse(AudienceChanged, field, "%s set to %q: tokens with another or no aud become anonymous", field, strings.Join(na, ", "))
 	case len(oa) == 1 && len(na) == 1 && oa[0] != na[0]:
-		l.add(true, field, "%s changed %q → %q: tokens with aud %q become anonymous", field, oa[0], na[0], oa[0])
+		l.refuse(AudienceChanged, field, "%s changed %q → %q: tokens with aud %q become anonymous", field, oa[0], na[0], oa[0])
 	default:
 		for _, a := range oa {
 			if !slices.Contains(na, a) {
-				l.add(true, field, "%s: %q removed: tokens whose aud names only %q become anonymous", field, a, a)
+				l.refuse(AudienceChanged, field, "%s: %q removed: tokens whose aud names only %q become anonymous", field, a, a)
 			}
 		}
 	}
@@ -139,9 +139,9 @@ func sourceChanges(nf string, o, n config.Provider) []change {
 	switch {
 	case os == "" || os == ns:
 	case ns == "":
-		l.add(true, nf+".jwks_uri", "%s: keys are no longer fetched from %s: tokens signed with them become anonymous", nf, os)
+		l.refuse(KeySourceChanged, nf+".jwks_uri", "%s: keys are no longer fetched from %s: tokens signed with them become anonymous", nf, os)
 	default:
-		l.add(true, nf+".jwks_uri", "%s: keys fetched from %s, now from %s: tokens signed with keys only the first publishes become anonymous", nf, os, ns)
+		l.refuse(KeySourceChanged, nf+".jwks_uri", "%s: keys fetched from %s, now from %s: tokens signed with keys only the first publishes become anonymous", nf, os, ns)
 	}
 	if os == "" || os != ns || len(n.Algorithms) == 0 {
 		return l.out
@@ -154,7 +154,7 @@ func sourceChanges(nf string, o, n config.Provider) []change {
 		}
 	}
 	if len(lost) > 0 {
-		l.add(true, nf+".algorithms", "%s.algorithms: %s no longer allowed: tokens signed with them by keys from %s become anonymous", nf, strings.Join(lost, ", "), os)
+		l.refuse(AlgorithmRemoved, nf+".algorithms", "%s.algorithms: %s no longer allowed: tokens signed with them by keys from %s become anonymous", nf, strings.Join(lost, ", "), os)
 	}
 	return l.out
 }
@@ -184,7 +184,7 @@ func keyChanges(old, new *config.Config, of, nf string, o, n config.Provider) []
 	for _, k := range oldKeys {
 		if k.Unread != "" && k.Alg == "" { // a JWKS file that does not read
 			if !slices.ContainsFunc(newKeys, func(m identity.KeyRef) bool { return m.Unread == k.Unread }) {
-				l.add(true, k.Field, "%s: %s could not be read to compare its keys, and the new config no longer uses it: tokens signed with its keys may become anonymous", k.Field, k.Unread)
+				l.refuse(UnreadKeysDropped, k.Field, "%s: %s could not be read to compare its keys, and the new config no longer uses it: tokens signed with its keys may become anonymous", k.Field, k.Unread)
 			}
 			continue
 		}
@@ -193,14 +193,14 @@ func keyChanges(old, new *config.Config, of, nf string, o, n config.Provider) []
 		}
 		i := slices.IndexFunc(newKeys, func(m identity.KeyRef) bool { return k.Kid != "" && m.Kid == k.Kid })
 		if i < 0 {
-			l.add(true, k.Field, "%s: %s removed: tokens signed with it become anonymous", k.Field, k.Name())
+			l.refuse(KeyRemoved, k.Field, "%s: %s removed: tokens signed with it become anonymous", k.Field, k.Name())
 		} else {
-			l.add(true, k.Field, "%s: %s replaced by a different key (%s): tokens signed with the old key become anonymous", k.Field, k.Name(), newKeys[i].Alg)
+			l.refuse(KeyReplaced, k.Field, "%s: %s replaced by a different key (%s): tokens signed with the old key become anonymous", k.Field, k.Name(), newKeys[i].Alg)
 		}
 	}
 	for _, k := range newKeys {
 		if k.Unread == "" && !slices.ContainsFunc(oldKeys, reaches(k)) {
-			l.add(false, k.Field, "%s: %s added", k.Field, k.Name())
+			l.note(k.Field, "%s: %s added", k.Field, k.Name())
 		}
 	}
 	return append(l.out, algorithmChanges(nf, o, n, oldKeys)...)
@@ -232,7 +232,7 @@ func algorithmChanges(nf string, o, n config.Provider, oldKeys []identity.KeyRef
 		seen = append(seen, k.Alg)
 		allowed := len(o.Algorithms) == 0 || slices.Contains(o.Algorithms, k.Alg)
 		if allowed && !slices.Contains(n.Algorithms, k.Alg) {
-			l.add(true, nf+".algorithms", "%s.algorithms: %s removed: tokens signed with %s become anonymous", nf, k.Alg, k.Alg)
+			l.refuse(AlgorithmRemoved, nf+".algorithms", "%s.algorithms: %s removed: tokens signed with %s become anonymous", nf, k.Alg, k.Alg)
 		}
 	}
 	return l.out
@@ -248,18 +248,18 @@ func membershipChanges(old, new *config.Config) []change {
 	}
 	l := changeList{}
 	if !n.Enabled {
-		l.add(true, "membership.enabled", "membership.enabled turned off: subjects gray by their membership token alone go to stable")
+		l.refuse(MembershipDisabled, "membership.enabled", "membership.enabled turned off: subjects gray by their membership token alone go to stable")
 		return l.out
 	}
 	if o.Cookie != n.Cookie {
-		l.add(true, "membership.cookie", "membership.cookie changed %q → %q: tokens in the old cookie are no longer read", o.Cookie, n.Cookie)
+		l.refuse(MembershipCookieChanged, "membership.cookie", "membership.cookie changed %q → %q: tokens in the old cookie are no longer read", o.Cookie, n.Cookie)
 	}
 	if o.Header != n.Header {
-		l.add(true, "membership.header", "membership.header changed %q → %q: tokens sent back in the old header are no longer read", o.Header, n.Header)
+		l.refuse(MembershipHeaderChanged, "membership.header", "membership.header changed %q → %q: tokens sent back in the old header are no longer read", o.Header, n.Header)
 	}
 	laneKeyChanged := old.Lane.Key != new.Lane.Key || !sameFile(old.ResolvePath(old.Lane.KeyFile), new.ResolvePath(new.Lane.KeyFile))
 	if laneKeyChanged && !stillVerifies(old, new) {
-		l.add(true, "lane.key", "lane key changed (lane.key or lane.key_file): membership tokens signed with the old key no longer verify (keep it in lane.verify_keys or verify_key_files while they expire)")
+		l.refuse(LaneKeyChanged, "lane.key", "lane key changed (lane.key or lane.key_file): membership tokens signed with the old key no longer verify (keep it in lane.verify_keys or verify_key_files while they expire)")
 	}
 	return l.out
 }

@@ -1,4 +1,4 @@
-package gray
+package gate
 
 // Schedule maths: the percentage a release admits at an instant, and how a
 // change of percent, salt or schedule moves subjects bucketed by it.
@@ -17,7 +17,7 @@ func percentChanges(o, n *config.Release, te time.Time) []change {
 	po, pn := o.PercentAt(te), n.PercentAt(te)
 	if o.Salt != n.Salt {
 		// Nobody is bucketed in at 0%, and at 100% everyone stays in.
-		l.add(po > 0 && pn < 100, "salt", "salt changed (%q → %q): subjects are re-bucketed", o.Salt, n.Salt)
+		l.refuseIf(po > 0 && pn < 100, SaltChanged, "salt", "salt changed (%q → %q): subjects are re-bucketed", o.Salt, n.Salt)
 	}
 	word := "percent"
 	if o.StepAt(te) >= 0 || n.StepAt(te) >= 0 {
@@ -26,11 +26,11 @@ func percentChanges(o, n *config.Release, te time.Time) []change {
 	bo, bn := config.BasisPoints(po), config.BasisPoints(pn)
 	switch {
 	case bn < bo && o.Salt == n.Salt:
-		l.add(true, "percent", "%s lowered %s → %s (%.2f%% of subjects leave %s)", word, pct(po), pct(pn), float64(bo-bn)/100, o.Env)
+		l.refuse(PercentLowered, "percent", "%s lowered %s → %s (%.2f%% of subjects leave %s)", word, pct(po), pct(pn), float64(bo-bn)/100, o.Env)
 	case bn < bo:
-		l.add(true, "percent", "%s lowered %s → %s", word, pct(po), pct(pn))
+		l.refuse(PercentLowered, "percent", "%s lowered %s → %s", word, pct(po), pct(pn))
 	case bn > bo:
-		l.add(false, "percent", "%s raised %s → %s", word, pct(po), pct(pn))
+		l.note("percent", "%s raised %s → %s", word, pct(po), pct(pn))
 	}
 	return l.out
 }
@@ -45,23 +45,23 @@ func scheduleChanges(o, n *config.Release, te time.Time) []change {
 			continue
 		}
 		at := st.At.UTC().Format(time.RFC3339)
-		rule := fmt.Sprintf("schedule[%d]", i)
+		field := fmt.Sprintf("schedule[%d]", i)
 		kept := slices.ContainsFunc(o.Schedule, sameStep(st))
 		switch {
 		case st.Percent < level:
 			// A step the config in force already had, from no higher a
 			// level, was accepted with it; only a new drop evicts.
 			if !kept || o.PercentAt(justBefore(st.At)) < level {
-				l.add(true, rule, "%s lowers percent %s → %s at %s", rule, pct(level), pct(st.Percent), at)
+				l.refuse(ScheduleLowered, field, "%s lowers percent %s → %s at %s", field, pct(level), pct(st.Percent), at)
 			}
 		case st.Percent > level && !kept:
-			l.add(false, rule, "%s raises percent %s → %s at %s", rule, pct(level), pct(st.Percent), at)
+			l.note(field, "%s raises percent %s → %s at %s", field, pct(level), pct(st.Percent), at)
 		}
 		level = st.Percent
 	}
 	for _, st := range o.Schedule {
 		if st.At.After(te) && !slices.ContainsFunc(n.Schedule, sameStep(st)) {
-			l.add(false, "schedule", "schedule step %s at %s removed", pct(st.Percent), st.At.UTC().Format(time.RFC3339))
+			l.note("schedule", "schedule step %s at %s removed", pct(st.Percent), st.At.UTC().Format(time.RFC3339))
 		}
 	}
 	return l.out
@@ -72,10 +72,10 @@ func trafficChanges(o, n *config.Release) []change {
 	l := changeList{release: n.Name}
 	switch to, tn := config.BasisPoints(o.TrafficPercent), config.BasisPoints(n.TrafficPercent); {
 	case tn < to:
-		l.add(true, "traffic_percent", "traffic_percent lowered %s → %s (%.2f%% of requests without identity leave %s)",
+		l.refuse(TrafficPercentLowered, "traffic_percent", "traffic_percent lowered %s → %s (%.2f%% of requests without identity leave %s)",
 			pct(o.TrafficPercent), pct(n.TrafficPercent), float64(to-tn)/100, o.Env)
 	case tn > to:
-		l.add(false, "traffic_percent", "traffic_percent raised %s → %s", pct(o.TrafficPercent), pct(n.TrafficPercent))
+		l.note("traffic_percent", "traffic_percent raised %s → %s", pct(o.TrafficPercent), pct(n.TrafficPercent))
 	}
 	return l.out
 }

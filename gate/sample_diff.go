@@ -1,4 +1,4 @@
-package gray
+package gate
 
 import (
 	"fmt"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/graymesh/graymesh/config"
+	"github.com/graymesh/graymesh/gray"
 )
 
 // DefaultSample is the number of synthetic subjects Diff decides when asked
@@ -41,7 +42,7 @@ func Diff(old, new *config.Config, sample int) []ReleaseDiff {
 // new replaces old at time at (or at new.EffectiveAt, when later). It decides
 // the synthetic subjects "subject-0" … "subject-<sample-1>" — verified
 // subjects with no claims, headers or address — under both configs with
-// New(cfg).Decide at that time, so the shares measure the salted
+// gray.New(cfg).Decide at that time, so the shares measure the salted
 // percentages (schedules included), release order and states; whitelist and
 // blacklist entries are decided by name and listed in Causes when their
 // environment changes. sample < 1 means DefaultSample.
@@ -78,7 +79,7 @@ func DiffAt(old, new *config.Config, sample int, at time.Time) []ReleaseDiff {
 // sampling is one DiffAt in progress: the two engines and the report per
 // release, indexed by name.
 type sampling struct {
-	oe, ne *Engine
+	oe, ne *gray.Engine
 	new    *config.Config
 	te     time.Time
 	out    []ReleaseDiff
@@ -151,8 +152,8 @@ func (s *sampling) addNamedMoves(old, new *config.Config) {
 // decideBoth decides subject under old's engine and new's at te. A subject
 // old admits to a release that new freezes keeps it as a member when new
 // has membership on (its token says so).
-func (s *sampling) decideBoth(subject string) (before, after Decision) {
-	req := Facts{Subject: subject, Now: s.te}
+func (s *sampling) decideBoth(subject string) (before, after gray.Decision) {
+	req := gray.Facts{Subject: subject, Now: s.te}
 	before = s.oe.Decide(&req)
 	if admitted(before) && s.new.Membership.Enabled {
 		if r := findRelease(s.new, before.Release); r != nil && r.State == config.StateFrozen {
@@ -164,7 +165,7 @@ func (s *sampling) decideBoth(subject string) (before, after Decision) {
 
 // mustCompile compiles cfg, with its frozen releases decided as active
 // when frozenActive is set.
-func mustCompile(cfg *config.Config, frozenActive bool) *Engine {
+func mustCompile(cfg *config.Config, frozenActive bool) *gray.Engine {
 	c := cfg
 	if frozenActive {
 		copied := *cfg
@@ -176,14 +177,14 @@ func mustCompile(cfg *config.Config, frozenActive bool) *Engine {
 		}
 		c = &copied
 	}
-	e, err := New(c)
+	e, err := gray.New(c)
 	if err != nil {
-		panic(fmt.Sprintf("gray: diff of a config that does not compile: %v", err))
+		panic(fmt.Sprintf("gate: diff of a config that does not compile: %v", err))
 	}
 	return e
 }
 
-func admitted(d Decision) bool { return d.Env != "" && d.Env != config.Stable }
+func admitted(d gray.Decision) bool { return d.Env != "" && d.Env != config.Stable }
 
 // releaseNames lists the releases of old in order, then those new adds.
 func releaseNames(old, new *config.Config) []string {

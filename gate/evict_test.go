@@ -1,4 +1,4 @@
-package gray
+package gate
 
 import (
 	"errors"
@@ -72,86 +72,88 @@ func TestEvictionsRefused(t *testing.T) {
 		want   []string
 	}{
 		{"percent lowered", nil, func(c *config.Config) { c.Releases[0].Percent = 20 },
-			[]string{"release shop-v2: percent lowered 30 → 20 (10.00% of subjects leave gray)"}},
+			[]string{"release shop-v2: rule percent-lowered: percent lowered 30 → 20 (10.00% of subjects leave gray)"}},
 		{"percent to zero", nil, func(c *config.Config) { c.Releases[0].Percent = 0 },
-			[]string{"release shop-v2: percent lowered 30 → 0 (30.00% of subjects leave gray)"}},
+			[]string{"release shop-v2: rule percent-lowered: percent lowered 30 → 0 (30.00% of subjects leave gray)"}},
 		{"salt changed", nil, func(c *config.Config) { c.Releases[0].Salt = "s2" },
-			[]string{`release shop-v2: salt changed ("s1" → "s2"): subjects are re-bucketed`}},
+			[]string{`release shop-v2: rule salt-changed: salt changed ("s1" → "s2"): subjects are re-bucketed`}},
 		{"salt changed and percent lowered", nil, func(c *config.Config) { c.Releases[0].Salt, c.Releases[0].Percent = "s2", 20 },
 			[]string{
-				`release shop-v2: salt changed ("s1" → "s2"): subjects are re-bucketed`,
-				"release shop-v2: percent lowered 30 → 20",
+				`release shop-v2: rule salt-changed: salt changed ("s1" → "s2"): subjects are re-bucketed`,
+				"release shop-v2: rule percent-lowered: percent lowered 30 → 20",
 			}},
 		{"whitelist entry removed", nil, func(c *config.Config) { c.Releases[0].Whitelist = []string{"qa-bot"} },
-			[]string{`release shop-v2: whitelist entry "alice" removed`}},
+			[]string{`release shop-v2: rule whitelist-removed: whitelist entry "alice" removed`}},
 		{"blacklist gained", nil, func(c *config.Config) { c.Releases[0].Blacklist = append(c.Releases[0].Blacklist, "bob") },
-			[]string{`release shop-v2: blacklist gained "bob"`}},
+			[]string{`release shop-v2: rule blacklist-added: blacklist gained "bob"`}},
 		{"claim lost value", nil, func(c *config.Config) { c.Releases[0].Claims[0].In = []string{"gold"} },
-			[]string{`release shop-v2: claims[0] (tier) lost value "beta"`}},
+			[]string{`release shop-v2: rule claims-narrowed: claims[0] (tier) lost value "beta"`}},
 		{"claim matcher removed", nil, func(c *config.Config) { c.Releases[0].Claims = c.Releases[0].Claims[:1] },
-			[]string{"release shop-v2: claims[1] (org) removed"}},
+			[]string{"release shop-v2: rule claims-narrowed: claims[1] (org) removed"}},
 		{"cidr narrowed", nil, func(c *config.Config) { c.Releases[0].CIDRs = []string{"10.0.0.0/9", "192.168.1.0/24"} },
-			[]string{"release shop-v2: cidrs: 10.0.0.0/8 narrowed or removed"}},
+			[]string{"release shop-v2: rule cidrs-narrowed: cidrs: 10.0.0.0/8 narrowed or removed"}},
 		{"cidr removed", nil, func(c *config.Config) { c.Releases[0].CIDRs = []string{"10.0.0.0/8"} },
-			[]string{"release shop-v2: cidrs: 192.168.1.0/24 narrowed or removed"}},
+			[]string{"release shop-v2: rule cidrs-narrowed: cidrs: 192.168.1.0/24 narrowed or removed"}},
 		{"cidr split with a hole", nil, func(c *config.Config) {
 			c.Releases[0].CIDRs = []string{"10.0.0.0/9", "10.128.0.0/10", "192.168.1.0/24"}
-		}, []string{"release shop-v2: cidrs: 10.0.0.0/8 narrowed or removed"}},
+		}, []string{"release shop-v2: rule cidrs-narrowed: cidrs: 10.0.0.0/8 narrowed or removed"}},
 		{"header prefix narrowed", nil, func(c *config.Config) { c.Releases[0].Headers[0].Prefix = "2.9.1" },
-			[]string{"release shop-v2: headers[0] (x-app-version) changed or removed"}},
+			[]string{"release shop-v2: rule headers-narrowed: headers[0] (x-app-version) changed or removed"}},
 		{"header exact changed", nil, func(c *config.Config) { c.Releases[0].Headers[1].Exact = "yes" },
-			[]string{"release shop-v2: headers[1] (x-canary) changed or removed"}},
+			[]string{"release shop-v2: rule headers-narrowed: headers[1] (x-canary) changed or removed"}},
 		{"header renamed", nil, func(c *config.Config) { c.Releases[0].Headers[1].Name = "x-beta" },
-			[]string{"release shop-v2: headers[1] (x-canary) changed or removed"}},
+			[]string{"release shop-v2: rule headers-narrowed: headers[1] (x-canary) changed or removed"}},
 		{"release removed", nil, func(c *config.Config) { c.Releases = c.Releases[1:] },
-			[]string{"release shop-v2: removed"}},
+			[]string{"release shop-v2: rule release-removed: removed"}},
 		{"env changed", nil, func(c *config.Config) { c.Releases[0].Env = "canary" },
-			[]string{"release shop-v2: env changed gray → canary"}},
+			[]string{"release shop-v2: rule env-changed: env changed gray → canary"}},
 		{"traffic_percent lowered", nil, func(c *config.Config) { c.Releases[1].TrafficPercent = 2 },
-			[]string{"release search-canary: traffic_percent lowered 5 → 2 (3.00% of requests without identity leave canary)"}},
+			[]string{"release search-canary: rule traffic-percent-lowered: traffic_percent lowered 5 → 2 (3.00% of requests without identity leave canary)"}},
 		{"schedule steps down", nil, func(c *config.Config) {
 			c.Releases[0].Schedule = []config.Step{{At: hour(1), Percent: 50}, {At: hour(2), Percent: 40}}
-		}, []string{"release shop-v2: schedule[1] lowers percent 50 → 40 at 2026-11-21T14:00:00Z"}},
+		}, []string{"release shop-v2: rule schedule-lowered: schedule[1] lowers percent 50 → 40 at 2026-11-21T14:00:00Z"}},
 		{"schedule first step below percent", nil, func(c *config.Config) {
 			c.Releases[0].Schedule = []config.Step{{At: hour(1), Percent: 10}}
-		}, []string{"release shop-v2: schedule[0] lowers percent 30 → 10 at 2026-11-21T13:00:00Z"}},
+		}, []string{"release shop-v2: rule schedule-lowered: schedule[0] lowers percent 30 → 10 at 2026-11-21T13:00:00Z"}},
 		{"schedule in force dropped", func(c *config.Config) {
 			c.Releases[0].Schedule = []config.Step{{At: hour(-2), Percent: 50}}
 		}, func(c *config.Config) { c.Releases[0].Schedule = nil },
-			[]string{"release shop-v2: percent in force lowered 50 → 30 (20.00% of subjects leave gray)"}},
+			[]string{"release shop-v2: rule percent-lowered: percent in force lowered 50 → 30 (20.00% of subjects leave gray)"}},
 		{"effective_at after an old step", func(c *config.Config) {
 			c.Releases[0].Percent, c.Releases[0].Schedule = 10, []config.Step{{At: hour(1), Percent: 40}}
 		}, func(c *config.Config) {
 			at := hour(3)
 			c.EffectiveAt = &at
 			c.Releases[0].Percent, c.Releases[0].Schedule = 30, nil
-		}, []string{"release shop-v2: percent in force lowered 40 → 30 (10.00% of subjects leave gray)"}},
+		}, []string{"release shop-v2: rule percent-lowered: percent in force lowered 40 → 30 (10.00% of subjects leave gray)"}},
 		{"subject claim changed", nil, func(c *config.Config) { c.Identity.JWT.SubjectClaim = "uid" },
-			[]string{`identity.jwt.subject_claim changed "sub" → "uid": every verified subject is re-keyed`}},
+			[]string{`rule subject-claim-changed: identity.jwt.subject_claim changed "sub" → "uid": every verified subject is re-keyed`}},
 		{"device cookie removed", nil, func(c *config.Config) { c.Identity.DeviceCookie = "" },
-			[]string{`identity.device_cookie changed "gm_device" → "": anonymous callers lose their bucketing key`}},
+			[]string{`rule device-cookie-changed: identity.device_cookie changed "gm_device" → "": anonymous callers lose their bucketing key`}},
 		{"token cookie renamed", nil, func(c *config.Config) { c.Identity.JWT.Cookie = "tok" },
-			[]string{`identity.jwt.cookie changed "gm_token" → "tok": callers whose token is in that cookie become anonymous`}},
+			[]string{`rule token-cookie-changed: identity.jwt.cookie changed "gm_token" → "tok": callers whose token is in that cookie become anonymous`}},
 		{"membership turned off", withMembership, func(c *config.Config) { c.Membership.Enabled = false },
-			[]string{"membership.enabled turned off: subjects gray by their membership token alone go to stable"}},
+			[]string{"rule membership-disabled: membership.enabled turned off: subjects gray by their membership token alone go to stable"}},
 		{"membership cookie renamed", withMembership, func(c *config.Config) { c.Membership.Cookie = "member" },
-			[]string{`membership.cookie changed "gm_member" → "member": tokens in the old cookie are no longer read`}},
+			[]string{`rule membership-cookie-changed: membership.cookie changed "gm_member" → "member": tokens in the old cookie are no longer read`}},
+		{"membership header renamed", withMembership, func(c *config.Config) { c.Membership.Header = "x-member" },
+			[]string{`rule membership-header-changed: membership.header changed "x-graymesh-member" → "x-member": tokens sent back in the old header are no longer read`}},
 		{"lane key changed", withMembership, func(c *config.Config) { c.Lane.Key = strings.Repeat("n", 32) },
-			[]string{"lane key changed (lane.key or lane.key_file): membership tokens signed with the old key no longer verify (keep it in lane.verify_keys or verify_key_files while they expire)"}},
+			[]string{"rule lane-key-changed: lane key changed (lane.key or lane.key_file): membership tokens signed with the old key no longer verify (keep it in lane.verify_keys or verify_key_files while they expire)"}},
 		{"release added in front with another env", nil, func(c *config.Config) {
 			r := config.Release{Name: "pay-v3", Env: "blue", Salt: "pay-v3", Percent: 5, State: config.StateActive}
 			c.Releases = append([]config.Release{r}, c.Releases...)
 		}, []string{
-			"release pay-v3: added before shop-v2, whose env is gray: subjects both admit move from gray to blue",
-			"release pay-v3: added before search-canary, whose env is canary: subjects both admit move from canary to blue",
+			"release pay-v3: rule order-changed: added before shop-v2, whose env is gray: subjects both admit move from gray to blue",
+			"release pay-v3: rule order-changed: added before search-canary, whose env is canary: subjects both admit move from canary to blue",
 		}},
 		{"releases reordered", nil, func(c *config.Config) { c.Releases[0], c.Releases[1] = c.Releases[1], c.Releases[0] },
-			[]string{"release search-canary: moved before shop-v2, whose env is gray: subjects both admit move from gray to canary"}},
+			[]string{"release search-canary: rule order-changed: moved before shop-v2, whose env is gray: subjects both admit move from gray to canary"}},
 		{"killed release reactivated in front", func(c *config.Config) {
 			c.Releases[0], c.Releases[1] = c.Releases[1], c.Releases[0]
 			c.Releases[0].State = config.StateKilled
 		}, func(c *config.Config) { c.Releases[0].State = config.StateActive },
-			[]string{"release search-canary: reactivated before shop-v2, whose env is gray: subjects both admit move from gray to canary"}},
+			[]string{"release search-canary: rule order-changed: reactivated before shop-v2, whose env is gray: subjects both admit move from gray to canary"}},
 		{"several at once, in release then rule order", nil, func(c *config.Config) {
 			c.Identity.JWT.SubjectClaim = "uid"
 			c.Releases[1].Whitelist = nil
@@ -161,13 +163,13 @@ func TestEvictionsRefused(t *testing.T) {
 			c.Releases[0].Claims[1].In = []string{"initech"}
 			c.Releases[0].Env = "blue"
 		}, []string{
-			`identity.jwt.subject_claim changed "sub" → "uid": every verified subject is re-keyed`,
-			"release shop-v2: env changed gray → blue",
-			`release shop-v2: blacklist gained "eve"`,
-			`release shop-v2: whitelist entry "alice" removed`,
-			`release shop-v2: claims[1] (org) lost value "acme"`,
-			"release shop-v2: percent lowered 30 → 25 (5.00% of subjects leave gray)",
-			`release search-canary: whitelist entry "dave" removed`,
+			`rule subject-claim-changed: identity.jwt.subject_claim changed "sub" → "uid": every verified subject is re-keyed`,
+			"release shop-v2: rule env-changed: env changed gray → blue",
+			`release shop-v2: rule blacklist-added: blacklist gained "eve"`,
+			`release shop-v2: rule whitelist-removed: whitelist entry "alice" removed`,
+			`release shop-v2: rule claims-narrowed: claims[1] (org) lost value "acme"`,
+			"release shop-v2: rule percent-lowered: percent lowered 30 → 25 (5.00% of subjects leave gray)",
+			`release search-canary: rule whitelist-removed: whitelist entry "dave" removed`,
 		}},
 	}
 	for _, tt := range tests {
@@ -184,12 +186,12 @@ func TestEvictionsRefused(t *testing.T) {
 			}
 			for _, err := range errs {
 				var ev *Eviction
-				if !errors.As(err, &ev) || ev.Rule == "" {
-					t.Errorf("%v: not an *Eviction naming its rule", err)
+				if !errors.As(err, &ev) || !inTable(ev.Rule) || ev.Field == "" {
+					t.Fatalf("%v: not an *Eviction naming a rule of the table and its field", err)
 				}
-				global := strings.HasPrefix(ev.Rule, "identity.") || strings.HasPrefix(ev.Rule, "membership.") || ev.Rule == "lane.key"
+				global := strings.HasPrefix(ev.Field, "identity.") || strings.HasPrefix(ev.Field, "membership.") || ev.Field == "lane.key"
 				if global != (ev.Release == "") {
-					t.Errorf("%v: release %q for rule %s", err, ev.Release, ev.Rule)
+					t.Errorf("%v: release %q for field %s", err, ev.Release, ev.Field)
 				}
 			}
 		})

@@ -1,4 +1,4 @@
-package gray
+package gate
 
 import (
 	"fmt"
@@ -27,19 +27,24 @@ type Eviction struct {
 	// Release is the release the change is about; "" for a change to the
 	// identity, membership or lane settings, which affects every release.
 	Release string
-	// Rule names what changed: "percent", "salt", "whitelist",
+	// Rule is the rule of the table (Rules) that refuses the change.
+	Rule Rule
+	// Field names what changed: "percent", "salt", "whitelist",
 	// "claims[0]", "schedule[2]", "order", "identity.device_cookie"…
-	Rule string
+	Field string
 	// Detail says how, e.g. `percent lowered 30 → 20 (10.00% of subjects
 	// leave gray)`.
 	Detail string
 }
 
+// Error reads "release NAME: rule ID: detail", or "rule ID: detail" for a
+// change that affects every release: the shape of the CRD's CEL messages.
 func (e *Eviction) Error() string {
+	msg := "rule " + string(e.Rule) + ": " + e.Detail
 	if e.Release == "" {
-		return e.Detail
+		return msg
 	}
-	return "release " + e.Release + ": " + e.Detail
+	return "release " + e.Release + ": " + msg
 }
 
 // Evictions is EvictionsAt with the change applied now.
@@ -81,17 +86,19 @@ func EvictionsAt(old, new *config.Config, at time.Time) []error {
 	var errs []error
 	for _, c := range changes(old, new, new.TakesEffect(at)) {
 		if c.evicts {
-			errs = append(errs, &Eviction{Release: c.release, Rule: c.rule, Detail: c.detail})
+			errs = append(errs, &Eviction{Release: c.release, Rule: c.rule, Field: c.field, Detail: c.detail})
 		}
 	}
 	return errs
 }
 
-// change is one difference between two configs. detail is the message
-// without the "release NAME: " prefix.
+// change is one difference between two configs. field names what
+// changed, detail says how (the message without its prefixes); rule is the
+// rule that refuses the change when it evicts.
 type change struct {
-	release, rule, detail string
-	evicts                bool
+	release, field, detail string
+	rule                   Rule
+	evicts                 bool
 }
 
 // changes compares old and new as applied at te.
@@ -105,7 +112,7 @@ func changes(old, new *config.Config, te time.Time) []change {
 		o := &old.Releases[i]
 		n := findRelease(new, o.Name)
 		if n == nil {
-			out = append(out, change{release: o.Name, rule: "release", detail: "removed", evicts: o.AdmitsAt(te)})
+			out = append(out, change{release: o.Name, field: "release", detail: "removed", rule: ReleaseRemoved, evicts: o.AdmitsAt(te)})
 			continue
 		}
 		out = append(out, releaseChanges(o, n, te, new.Membership.Enabled)...)
@@ -116,7 +123,7 @@ func changes(old, new *config.Config, te time.Time) []change {
 		if findRelease(old, n.Name) != nil {
 			continue
 		}
-		out = append(out, change{release: n.Name, rule: "release", detail: "added"})
+		out = append(out, change{release: n.Name, field: "release", detail: "added"})
 		out = append(out, orderChanges(old, new, n, te)...)
 	}
 	return out
@@ -151,8 +158,19 @@ type changeList struct {
 	out     []change
 }
 
-func (l *changeList) add(evicts bool, rule, format string, args ...any) {
-	l.out = append(l.out, change{release: l.release, rule: rule, detail: fmt.Sprintf(format, args...), evicts: evicts})
+// refuse adds a change that evicts, refused by rule.
+func (l *changeList) refuse(rule Rule, field, format string, args ...any) {
+	l.refuseIf(true, rule, field, format, args...)
+}
+
+// refuseIf adds a change that evicts, refused by rule, when evicts is set.
+func (l *changeList) refuseIf(evicts bool, rule Rule, field, format string, args ...any) {
+	l.out = append(l.out, change{release: l.release, field: field, detail: fmt.Sprintf(format, args...), rule: rule, evicts: evicts})
+}
+
+// note adds a change that evicts nobody.
+func (l *changeList) note(field, format string, args ...any) {
+	l.out = append(l.out, change{release: l.release, field: field, detail: fmt.Sprintf(format, args...)})
 }
 
 // stateChanges reports a new state or environment.
@@ -161,19 +179,19 @@ func stateChanges(o, n *config.Release, te time.Time, membership bool) []change 
 	if o.State != n.State {
 		switch {
 		case n.State == config.StateKilled:
-			l.add(false, "state", "state %s → killed: everyone it admitted goes to stable (kill switch: allowed without rollback)", o.State)
+			l.note("state", "state %s → killed: everyone it admitted goes to stable (kill switch: allowed without rollback)", o.State)
 		case o.State == config.StateKilled:
-			l.add(false, "state", "state killed → %s: the release admits again", n.State)
+			l.note("state", "state killed → %s: the release admits again", n.State)
 		case n.State == config.StateFrozen && membership:
-			l.add(false, "state", "state %s → frozen: no new subject enters %s; members keep it", o.State, n.Env)
+			l.note("state", "state %s → frozen: no new subject enters %s; members keep it", o.State, n.Env)
 		case n.State == config.StateFrozen:
-			l.add(false, "state", "state %s → frozen: membership is off, so everyone it admitted goes to stable until unfrozen (emergency stop: allowed without rollback)", o.State)
+			l.note("state", "state %s → frozen: membership is off, so everyone it admitted goes to stable until unfrozen (emergency stop: allowed without rollback)", o.State)
 		default:
-			l.add(false, "state", "state %s → %s", o.State, n.State)
+			l.note("state", "state %s → %s", o.State, n.State)
 		}
 	}
 	if o.Env != n.Env {
-		l.add(o.AdmitsAt(te), "env", "env changed %s → %s", o.Env, n.Env)
+		l.refuseIf(o.AdmitsAt(te), EnvChanged, "env", "env changed %s → %s", o.Env, n.Env)
 	}
 	return l.out
 }
@@ -183,26 +201,26 @@ func listChanges(o, n *config.Release) []change {
 	l := changeList{release: n.Name}
 	for _, s := range n.Blacklist {
 		if !slices.Contains(o.Blacklist, s) {
-			l.add(true, "blacklist", "blacklist gained %q", s)
+			l.refuse(BlacklistAdded, "blacklist", "blacklist gained %q", s)
 		}
 	}
 	for _, s := range o.Blacklist {
 		if !slices.Contains(n.Blacklist, s) {
-			l.add(false, "blacklist", "blacklist entry %q removed", s)
+			l.note("blacklist", "blacklist entry %q removed", s)
 		}
 	}
 	for _, s := range o.Whitelist {
 		if !slices.Contains(n.Whitelist, s) {
 			if slices.Contains(o.Blacklist, s) {
-				l.add(false, "whitelist", "whitelist entry %q removed (it was blacklisted)", s)
+				l.note("whitelist", "whitelist entry %q removed (it was blacklisted)", s)
 			} else {
-				l.add(true, "whitelist", "whitelist entry %q removed", s)
+				l.refuse(WhitelistRemoved, "whitelist", "whitelist entry %q removed", s)
 			}
 		}
 	}
 	for _, s := range n.Whitelist {
 		if !slices.Contains(o.Whitelist, s) {
-			l.add(false, "whitelist", "whitelist gained %q", s)
+			l.note("whitelist", "whitelist gained %q", s)
 		}
 	}
 	return l.out
@@ -240,7 +258,7 @@ func orderChanges(old, new *config.Config, n *config.Release, te time.Time) []ch
 		case on != nil:
 			verb = "moved"
 		}
-		out = append(out, change{release: n.Name, rule: "order", evicts: true,
+		out = append(out, change{release: n.Name, field: "order", rule: OrderChanged, evicts: true,
 			detail: fmt.Sprintf("%s before %s, whose env is %s: subjects both admit move from %s to %s", verb, m.Name, om.Env, om.Env, n.Env)})
 	}
 	return out

@@ -1,4 +1,4 @@
-package gray
+package gate
 
 import (
 	"fmt"
@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/graymesh/graymesh/config"
+	"github.com/graymesh/graymesh/gray"
 )
 
 // sampleShares counts, over the subjects DiffAt samples, those whose bucket
@@ -17,8 +18,8 @@ func sampleShares(n int, saltOld string, pOld float64, saltNew string, pNew floa
 	var in, out int
 	for i := range n {
 		key := fmt.Sprintf("subject-%d", i)
-		was := Bucket(saltOld, key) < int(config.BasisPoints(pOld))
-		is := Bucket(saltNew, key) < int(config.BasisPoints(pNew))
+		was := gray.Bucket(saltOld, key) < int(config.BasisPoints(pOld))
+		is := gray.Bucket(saltNew, key) < int(config.BasisPoints(pNew))
 		switch {
 		case was && !is:
 			out++
