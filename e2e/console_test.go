@@ -21,6 +21,8 @@ import (
 	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+
+	"github.com/graymesh/graymesh/internal/testutil"
 )
 
 var updateScreenshots = flag.Bool("update-screenshots", false, "copy TestConsoleInBrowser's screenshots into docs/console/")
@@ -171,14 +173,15 @@ func (b *browser) observed() observed {
 func (b *browser) waitObserved(what string, ok func(observed) bool) observed {
 	b.t.Helper()
 	var o observed
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if o = b.observed(); ok(o) {
-			return o
+	err := testutil.Poll{Tries: 120, Every: 250 * time.Millisecond}.Until(func() error {
+		if o = b.observed(); !ok(o) {
+			return fmt.Errorf("the page shows %+v", o)
 		}
-		time.Sleep(250 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		b.t.Fatalf("%s: %v", what, err)
 	}
-	b.t.Fatalf("%s: the page shows %+v", what, o)
 	return o
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/graymesh/graymesh/envoy"
+	"github.com/graymesh/graymesh/internal/testutil"
 )
 
 var (
@@ -175,18 +176,11 @@ func tail(b []byte, n int) []byte {
 	return b
 }
 
-// waitFor polls check until it succeeds or the deadline passes.
+// waitFor polls check until it succeeds, for about timeout when each
+// check answers at once (a bounded count of tries, see testutil.Poll).
 func waitFor(t *testing.T, what string, timeout time.Duration, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = check(); err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s not ready after %s: %v", what, timeout, err)
+	testutil.Eventually(t, what+" not ready", testutil.Within(timeout), check)
 }
 
 func httpOK(url string) func() error {

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/graymesh/graymesh/envoy"
+	"github.com/graymesh/graymesh/internal/testutil"
 	"github.com/graymesh/graymesh/lane"
 	"github.com/graymesh/graymesh/wire"
 )
@@ -302,8 +303,7 @@ func (m *fourHop) waitForTraces(ids []string, want int) (report, int) {
 		code    int
 		missing []string
 	)
-	deadline := time.Now().Add(45 * time.Second)
-	for time.Now().Before(deadline) {
+	err := testutil.Poll{Tries: 90, Every: 500 * time.Millisecond}.Until(func() error {
 		var err error
 		r, code, err = m.verifyTraces()
 		if err != nil {
@@ -327,12 +327,14 @@ func (m *fourHop) waitForTraces(ids []string, want int) (report, int) {
 				missing = append(missing, id)
 			}
 		}
-		if len(missing) == 0 {
-			return r, code
+		if len(missing) > 0 {
+			return fmt.Errorf("%d of %d traces not complete in Jaeger, e.g. %v", len(missing), len(ids), missing[:min(3, len(missing))])
 		}
-		time.Sleep(500 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		m.t.Fatal(err)
 	}
-	m.t.Fatalf("%d of %d traces not complete in Jaeger, e.g. %v", len(missing), len(ids), missing[:min(3, len(missing))])
 	return r, code
 }
 

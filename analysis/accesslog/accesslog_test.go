@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/graymesh/graymesh/analysis"
+	"github.com/graymesh/graymesh/internal/testutil"
 	"github.com/graymesh/graymesh/plan"
 	"github.com/graymesh/graymesh/wire"
 )
@@ -70,10 +71,8 @@ func TestReceiverTranslatesEntries(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for r.Entries.Load()+r.Skipped.Load() < int64(len(entries)) && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, "every entry read or skipped", testutil.Within(5*time.Second),
+		testutil.Holds(func() bool { return r.Entries.Load()+r.Skipped.Load() >= int64(len(entries)) }))
 	mu.Lock()
 	defer mu.Unlock()
 	want := []analysis.Sample{
