@@ -362,7 +362,7 @@ func (m *mesh) get(headers map[string]string) (shopReply, error) {
 	}
 	var r shopReply
 	if err := json.Unmarshal(body, &r); err != nil {
-		return shopReply{}, fmt.Errorf("%v: %s", err, body)
+		return shopReply{}, fmt.Errorf("%w: %s", err, body)
 	}
 	return r, nil
 }
@@ -410,7 +410,7 @@ func runExplain(args []string) (map[string]any, error) {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("explain %v: %v: %s", args, err, stderr.String())
+		return nil, fmt.Errorf("explain %v: %w: %s", args, err, stderr.String())
 	}
 	var v map[string]any
 	return v, json.Unmarshal(out, &v)

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -244,7 +245,7 @@ func (m *fourHop) chain(traceID string, headers map[string]string) (chainReply, 
 	}
 	var r chainReply
 	if err := json.Unmarshal(body, &r); err != nil {
-		return chainReply{}, fmt.Errorf("%v: %s", err, body)
+		return chainReply{}, fmt.Errorf("%w: %s", err, body)
 	}
 	return r, nil
 }
@@ -259,14 +260,16 @@ func (m *fourHop) verifyTraces() (report, int, error) {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
+	var exitErr *exec.ExitError
+	switch {
+	case errors.As(err, &exitErr):
+		code = exitErr.ExitCode()
+	case err != nil:
 		return report{}, -1, err
 	}
 	var r report
 	if err := json.Unmarshal(out, &r); err != nil {
-		return report{}, code, fmt.Errorf("%v: %s %s", err, out, stderr.String())
+		return report{}, code, fmt.Errorf("%w: %s %s", err, out, stderr.String())
 	}
 	return r, code, nil
 }
@@ -294,10 +297,12 @@ type report struct {
 }
 
 // waitForTraces polls verify-traces until every id has its edge decision
-// span and want hops read from the services' own spans (until a service's
-// span arrives, verify-traces reads that hop from its sidecar's span).
-func (m *fourHop) waitForTraces(ids []string, want int) (report, int) {
+// span and all four hops read from the services' own spans (until a
+// service's span arrives, verify-traces reads that hop from its sidecar's
+// span).
+func (m *fourHop) waitForTraces(ids []string) (report, int) {
 	m.t.Helper()
+	const hops = 4
 	var (
 		r       report
 		code    int
@@ -317,7 +322,7 @@ func (m *fourHop) waitForTraces(ids []string, want int) (report, int) {
 					own++
 				}
 			}
-			if own >= want && tr.Decided {
+			if own >= hops && tr.Decided {
 				complete[tr.TraceID] = true
 			}
 		}
@@ -405,7 +410,7 @@ func TestMeshLanesProvenByTraces(t *testing.T) {
 	}
 	t.Logf("ext_proc streams for %d chains: %v; lane signatures verified by the inner sidecars: %v, the rest from their JWT cache: %v", len(ids), streams, misses, hits)
 
-	r, code := m.waitForTraces(ids, 4)
+	r, code := m.waitForTraces(ids)
 	if code != 0 || r.Leaks != 0 || !r.Read.Complete {
 		t.Fatalf("verify-traces exit %d, %d leaks in %d traces, read complete %v", code, r.Leaks, r.TracesChecked, r.Read.Complete)
 	}
@@ -635,7 +640,7 @@ func TestMeshVerifyTracesCatchesADroppedLane(t *testing.T) {
 		}
 		ids = append(ids, id)
 	}
-	r, code := m.waitForTraces(ids, 4)
+	r, code := m.waitForTraces(ids)
 	if code != 1 || r.Leaks < len(ids) {
 		t.Fatalf("verify-traces exit %d with %d leaks; want exit 1 and ≥ %d leaks", code, r.Leaks, len(ids))
 	}
@@ -702,7 +707,7 @@ func TestMeshGrayUnavailableFallsBackAndReenters(t *testing.T) {
 		}
 		ids = append(ids, id)
 	}
-	rep, code := m.waitForTraces(ids, 4)
+	rep, code := m.waitForTraces(ids)
 	if code != 0 || rep.Leaks != 0 {
 		t.Fatalf("verify-traces exit %d, %d leaks", code, rep.Leaks)
 	}

@@ -83,7 +83,7 @@ type background struct {
 	firstErr       atomic.Value
 }
 
-func (m *mesh) load(t *testing.T) *background {
+func (m *mesh) load() *background {
 	b := &background{stop: make(chan struct{})}
 	deadline := time.Now().Add(2 * time.Minute) // bounded whatever happens
 	for w := 0; w < 2; w++ {
@@ -133,7 +133,7 @@ releases:
     salt: e2e-ramp
     percent: 10
 `)
-	load := m.load(t)
+	load := m.load()
 	all := subjects(400)
 	at10 := m.envs(t, all)
 

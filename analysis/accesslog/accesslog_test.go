@@ -33,6 +33,12 @@ func entry(cluster string, code uint32, d time.Duration, caller string, flags *a
 	return &accesslogdatav3.HTTPAccessLogEntry{CommonProperties: c, Response: &accesslogdatav3.HTTPResponseProperties{ResponseCode: wrapperspb.UInt32(code)}}
 }
 
+// periodic marks e as Envoy marks an entry flushed while its request runs.
+func periodic(e *accesslogdatav3.HTTPAccessLogEntry) *accesslogdatav3.HTTPAccessLogEntry {
+	e.CommonProperties.AccessLogType = accesslogdatav3.AccessLogType_DownstreamPeriodic
+	return e
+}
+
 func TestReceiverTranslatesEntries(t *testing.T) {
 	var (
 		mu      sync.Mutex
@@ -64,6 +70,7 @@ func TestReceiverTranslatesEntries(t *testing.T) {
 		entry("shop|gray", 0, 5*time.Millisecond, "", &accesslogdatav3.ResponseFlags{DownstreamConnectionTermination: true}),
 		entry("inbound|orders", 200, time.Millisecond, "", nil), // a peer sidecar, no environment
 		entry("graymesh_extproc", 200, time.Millisecond, "", nil),
+		periodic(entry("shop|gray", 200, time.Millisecond, "", nil)), // the request still open: its end counts
 	}
 	if err := stream.Send(&accesslogsvcv3.StreamAccessLogsMessage{
 		Identifier: &accesslogsvcv3.StreamAccessLogsMessage_Identifier{Node: &corev3.Node{Id: "n"}, LogName: wire.AccessLogName},
@@ -81,7 +88,7 @@ func TestReceiverTranslatesEntries(t *testing.T) {
 		{Service: "shop", Env: "gray", Failed: true, Duration: 5 * time.Millisecond},
 		{Service: "shop", Env: "gray", Duration: 5 * time.Millisecond},
 	}
-	if len(samples) != len(want) || r.Skipped.Load() != 2 {
+	if len(samples) != len(want) || r.Skipped.Load() != 3 {
 		t.Fatalf("samples %+v, skipped %d", samples, r.Skipped.Load())
 	}
 	for i := range want {
