@@ -64,7 +64,7 @@ unit: ## unit tests with the race detector, and every benchmark once
 
 .PHONY: e2e
 e2e: envoy jaeger keycloak chromium kube ## end-to-end tests: real Envoy, Jaeger, Keycloak, Chromium, etcd + kube-apiserver, graymesh and demo services as processes
-	go test -count=1 -timeout 15m $(GO_TEST_FLAGS) ./e2e/...
+	GRAYMESH_E2E_STRICT=1 go test -count=1 -timeout 15m $(GO_TEST_FLAGS) ./e2e/...
 
 .PHONY: fuzz
 fuzz: ## run every fuzz target for FUZZTIME (default 60s) each
@@ -72,7 +72,7 @@ fuzz: ## run every fuzz target for FUZZTIME (default 60s) each
 
 .PHONY: soak
 soak: envoy ## steady load + config changes through real Envoy for SOAK (default 10m)
-	set -o pipefail; GRAYMESH_SOAK_DURATION=$${SOAK:-10m} go test -count=1 -run '^TestSoak$$' -timeout 60m -v ./e2e/ | grep -E '^(---|    soak|ok|FAIL)'
+	set -o pipefail; GRAYMESH_SOAK_DURATION=$${SOAK:-10m} GRAYMESH_E2E_STRICT=1 go test -count=1 -run '^TestSoak$$' -timeout 60m -v ./e2e/ | grep -E '^(---|    soak|ok|FAIL)'
 
 .PHONY: lint
 lint: ## gofmt, go vet, golangci-lint on code and tests, with the layering rules in .golangci.yml (core free of gRPC/Envoy, xds free of extproc, wire a leaf)
@@ -102,7 +102,7 @@ bench-ir: build envoy ## instructions per request under callgrind: an inner hop'
 
 .PHONY: bench-smoke
 bench-smoke: build envoy ## the load harness for a few seconds, every configuration, one rate: routing and errors, not timings
-	go test -count=1 -run '^TestBenchSmoke$$' -v ./e2e/
+	GRAYMESH_E2E_STRICT=1 go test -count=1 -run '^TestBenchSmoke$$' -v ./e2e/
 
 .PHONY: image
 image: ## build the container image (needs a Docker engine)

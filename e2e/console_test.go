@@ -27,8 +27,9 @@ import (
 
 var updateScreenshots = flag.Bool("update-screenshots", false, "copy TestConsoleInBrowser's screenshots into docs/console/")
 
-// findChromium returns the Chromium the browser test drives. A missing
-// browser fails the test with the way to install it: never a skip.
+// findChromium returns the Chromium the browser test drives; a missing
+// browser fails the test with the way to install it (skips it outside CI
+// and make e2e, see missingPart).
 func findChromium(t *testing.T) string {
 	t.Helper()
 	for _, c := range []string{os.Getenv("CHROMIUM_BIN"), "/usr/bin/chromium", "/usr/bin/chromium-browser"} {
@@ -42,7 +43,7 @@ func findChromium(t *testing.T) string {
 	if p, err := exec.LookPath("chromium"); err == nil {
 		return p
 	}
-	t.Fatal("no Chromium: run scripts/install-chromium.sh (make e2e runs it; it needs root for apt-get), or set CHROMIUM_BIN")
+	missingPart(t, errors.New("no Chromium (CHROMIUM_BIN, /usr/bin/chromium, PATH)"), "make chromium (needs root for apt-get; or set CHROMIUM_BIN)")
 	return ""
 }
 
