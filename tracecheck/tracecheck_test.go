@@ -294,12 +294,29 @@ func withoutDecisions(in []hopSpec) []hopSpec {
 	return hops
 }
 
-func TestCheckCategories(t *testing.T) {
-	type want struct {
-		checked, undecided, unchecked, hops, leaks, switches, fallbacks int
-		lane, switchAt                                                  string
-		leakAt                                                          []string
+// categories is what a report says of a trace, in the terms the tests
+// compare.
+type categories struct {
+	checked, undecided, unchecked, hops, leaks, switches, fallbacks int
+	lane, switchAt                                                  string
+	leakAt                                                          []string
+}
+
+func categoriesOf(r *Report) categories {
+	got := categories{checked: r.TracesChecked, undecided: r.Undecided, unchecked: r.Unchecked, hops: r.HopsChecked, leaks: r.Leaks, switches: r.Switches, fallbacks: r.Fallbacks}
+	if len(r.Traces) == 1 {
+		got.lane, got.switchAt = r.Traces[0].Lane, r.Traces[0].Switch
+		for _, h := range r.Traces[0].Hops {
+			if h.Leak {
+				got.leakAt = append(got.leakAt, h.Service)
+			}
+		}
 	}
+	return got
+}
+
+func TestCheckCategories(t *testing.T) {
+	type want = categories
 	stableDown := []hopSpec{ // graymesh down everywhere: no headers, route defaults
 		{service: "frontend", served: "stable"}, {service: "orders", served: "stable"},
 		{service: "inventory", served: "stable"}, {service: "pricing", served: "stable"},
@@ -364,16 +381,7 @@ func TestCheckCategories(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := checkBoth(t, c.trace)
-			got := want{checked: r.TracesChecked, undecided: r.Undecided, unchecked: r.Unchecked, hops: r.HopsChecked, leaks: r.Leaks, switches: r.Switches, fallbacks: r.Fallbacks}
-			if len(r.Traces) == 1 {
-				got.lane, got.switchAt = r.Traces[0].Lane, r.Traces[0].Switch
-				for _, h := range r.Traces[0].Hops {
-					if h.Leak {
-						got.leakAt = append(got.leakAt, h.Service)
-					}
-				}
-			}
-			if fmt.Sprint(got) != fmt.Sprint(c.want) {
+			if got := categoriesOf(r); fmt.Sprint(got) != fmt.Sprint(c.want) {
 				t.Fatalf("got  %+v\nwant %+v\n%+v", got, c.want, r.Traces)
 			}
 		})
