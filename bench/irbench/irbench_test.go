@@ -16,6 +16,21 @@ import (
 	"github.com/graymesh/graymesh/xds"
 )
 
+// listenerHCM is the HTTP connection manager of the first listener of a
+// rendered bootstrap.
+func listenerHCM(t *testing.T, bootstrap []byte) *hcmv3.HttpConnectionManager {
+	t.Helper()
+	boot := &bootstrapv3.Bootstrap{}
+	if err := protojson.Unmarshal(bootstrap, boot); err != nil {
+		t.Fatal(err)
+	}
+	hcm := &hcmv3.HttpConnectionManager{}
+	if err := boot.GetStaticResources().GetListeners()[0].GetFilterChains()[0].GetFilters()[0].GetTypedConfig().UnmarshalTo(hcm); err != nil {
+		t.Fatal(err)
+	}
+	return hcm
+}
+
 // TestBootstraps renders every configuration's bootstrap (Envoy's own
 // validation passes) and checks the filter chain each one measures.
 func TestBootstraps(t *testing.T) {
@@ -68,14 +83,7 @@ func TestBootstraps(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", c.Name, err)
 		}
-		boot := &bootstrapv3.Bootstrap{}
-		if err := protojson.Unmarshal(b, boot); err != nil {
-			t.Fatal(err)
-		}
-		hcm := &hcmv3.HttpConnectionManager{}
-		if err := boot.GetStaticResources().GetListeners()[0].GetFilterChains()[0].GetFilters()[0].GetTypedConfig().UnmarshalTo(hcm); err != nil {
-			t.Fatal(err)
-		}
+		hcm := listenerHCM(t, b)
 		var names []string
 		for _, f := range hcm.GetHttpFilters() {
 			names = append(names, f.GetName())
