@@ -204,6 +204,8 @@ func sendDevices(t *testing.T, d *demo, n int) {
 // change refused with graymesh's message. Then it checks that the token
 // appeared in no URL and no log, and that actions without the session or
 // the CSRF token are refused.
+//
+//nolint:funlen // one browser session, one story: each step acts on the page the previous left
 func TestConsoleInBrowser(t *testing.T) {
 	chromium := findChromium(t)
 	out := artifacts(t, "console")

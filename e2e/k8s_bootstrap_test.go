@@ -84,6 +84,8 @@ func loadK8sEnvoy(t *testing.T) k8sEnvoy {
 // graymesh and its admin port to a free one. It must come up, take its
 // listener and clusters from graymesh over ADS and route through
 // graymesh's ext_proc decision.
+//
+//nolint:funlen // one Envoy, one story: bootstrap, ADS, then a routed request
 func TestK8sSidecarBootstrap(t *testing.T) {
 	k := loadK8sEnvoy(t)
 	dir := t.TempDir()
@@ -200,6 +202,8 @@ func hsToken(t *testing.T, secret []byte, subject string) string {
 // projected config and stand-in Secret items, the emptyDir state), and
 // checks the probes, the admin token, the state directory and a drain on
 // SIGTERM well within the grace period.
+//
+//nolint:funlen // one pod, one story: start, probes, token, state, drain on SIGTERM
 func TestK8sDaemonSetPod(t *testing.T) {
 	objs, err := manifests.Build("base")
 	must(t, err)

@@ -342,6 +342,7 @@ func (m *fourHop) waitForTraces(ids []string) (report, int) {
 	return r, code
 }
 
+//nolint:funlen // one mesh, one story: send, then prove every trace in Jaeger
 func TestMeshLanesProvenByTraces(t *testing.T) {
 	m := newFourHop(t)
 	const subjects, perSubject = 100, 2

@@ -215,6 +215,8 @@ const oidcReleases = `releases:
 // TestOIDCKeycloak runs graymesh against a real Keycloak: users sign in by
 // the password grant and call the edge through a real Envoy; the realm's
 // signing key rotates; then Keycloak stops.
+//
+//nolint:funlen // one Keycloak, one story: sign-in, key rotation, then the provider gone
 func TestOIDCKeycloak(t *testing.T) {
 	dir := t.TempDir()
 	kc := startKeycloak(t, dir)
