@@ -155,8 +155,6 @@ func (c *Config) AnalysesFromEnvoy() bool {
 
 // validate checks the analysis fields of release field (e.g.
 // "releases[0] (shop-v2)") against the config it is in.
-//
-//nolint:funlen // one check per field, read top to bottom like the config reference
 func (a *Analysis) validate(field string, r *Release, c *Config) []error {
 	var errs []error
 	add := func(sub, format string, args ...any) {

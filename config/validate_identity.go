@@ -51,7 +51,7 @@ func (id Identity) validate() []error {
 		add("jwt.cache_size", "%d is negative", j.CacheSize)
 	}
 	if len(j.Issuers) == 0 {
-		errs = append(errs, j.Provider.validate("jwt")...)
+		errs = append(errs, j.validate("jwt")...)
 	} else {
 		if !reflect.DeepEqual(j.Provider, Provider{}) {
 			add("jwt", "issuer settings (issuer, audience, keys, jwks_uri, …) are written either directly under jwt or in jwt.issuers, not both: move them into an entry of issuers")
@@ -78,8 +78,6 @@ func (id Identity) validate() []error {
 }
 
 // validate checks one issuer's fields; field is "jwt" or "jwt.issuers[i]".
-//
-//nolint:funlen // one check per field, read top to bottom like the config reference
 func (p Provider) validate(field string) []error {
 	var errs []error
 	add := func(sub, format string, args ...any) {

@@ -138,19 +138,10 @@ func (f *fixture) login() string {
 	return m[2]
 }
 
-func TestLoginSessionCookieAndCSRF(t *testing.T) {
-	f := newFixture(t, daemon.Options{}, Options{})
-	if len(f.token) != 2*tokenBytes {
-		t.Fatalf("console token %d characters", len(f.token))
-	}
-	resp, _ := f.do("GET", "/ui/", nil, nil)
-	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/login" {
-		t.Fatalf("GET /ui/ before login: %s %s", resp.Status, resp.Header.Get("Location"))
-	}
-	if resp, _ := f.do("GET", "/ui/live/releases", nil, nil); resp.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("live fragment before login: %s", resp.Status)
-	}
-
+// refusedLogins tries the logins the console must refuse, each setting no
+// session, and returns the nonce of the fresh login form after them.
+func refusedLogins(t *testing.T, f *fixture) string {
+	t.Helper()
 	_, page := f.do("GET", "/ui/login", nil, nil)
 	nonce := hidden.FindStringSubmatch(page)[2]
 	for _, tt := range []struct {
@@ -177,30 +168,22 @@ func TestLoginSessionCookieAndCSRF(t *testing.T) {
 		nonce = hidden.FindStringSubmatch(page)[2]
 	}
 
-	resp, _ = f.do("POST", "/ui/login", url.Values{"login_csrf": {nonce}, "token": {f.token}}, nil)
-	var session *http.Cookie
-	for _, ck := range resp.Cookies() {
-		if ck.Name == sessionCookie {
-			session = ck
-		}
-	}
-	if resp.StatusCode != http.StatusSeeOther || session == nil || !session.HttpOnly || session.SameSite != http.SameSiteStrictMode || session.Path != "/ui/" {
-		t.Fatalf("login: %s, cookie %+v", resp.Status, session)
-	}
-	_, page = f.do("GET", "/ui/", nil, nil)
-	csrf := hidden.FindStringSubmatch(page)[2]
-	if !strings.Contains(page, "shop-v2") || !strings.Contains(page, "30%") {
-		t.Fatalf("releases page:\n%s", page)
-	}
+	return nonce
+}
 
-	kill := url.Values{"action": {"kill"}, "reason": {"5xx spike"}}
-	withCSRF := func(v url.Values, tok string) url.Values {
-		out := url.Values{"csrf": {tok}}
-		for k, vs := range v {
-			out[k] = vs
-		}
-		return out
+// withCSRF is form v with the CSRF token tok.
+func withCSRF(v url.Values, tok string) url.Values {
+	out := url.Values{"csrf": {tok}}
+	for k, vs := range v {
+		out[k] = vs
 	}
+	return out
+}
+
+// refusedActions sends form (an action) without, with a wrong, and from
+// another site with the right CSRF token: each must be refused.
+func refusedActions(t *testing.T, f *fixture, kill url.Values, csrf string) {
+	t.Helper()
 	for _, tt := range []struct {
 		name string
 		form url.Values
@@ -215,6 +198,40 @@ func TestLoginSessionCookieAndCSRF(t *testing.T) {
 			t.Errorf("%s: %s, want %d", tt.name, resp.Status, tt.code)
 		}
 	}
+}
+
+func TestLoginSessionCookieAndCSRF(t *testing.T) {
+	f := newFixture(t, daemon.Options{}, Options{})
+	if len(f.token) != 2*tokenBytes {
+		t.Fatalf("console token %d characters", len(f.token))
+	}
+	resp, _ := f.do("GET", "/ui/", nil, nil)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/login" {
+		t.Fatalf("GET /ui/ before login: %s %s", resp.Status, resp.Header.Get("Location"))
+	}
+	if resp, _ := f.do("GET", "/ui/live/releases", nil, nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("live fragment before login: %s", resp.Status)
+	}
+
+	nonce := refusedLogins(t, f)
+	resp, _ = f.do("POST", "/ui/login", url.Values{"login_csrf": {nonce}, "token": {f.token}}, nil)
+	var session *http.Cookie
+	for _, ck := range resp.Cookies() {
+		if ck.Name == sessionCookie {
+			session = ck
+		}
+	}
+	if resp.StatusCode != http.StatusSeeOther || session == nil || !session.HttpOnly || session.SameSite != http.SameSiteStrictMode || session.Path != "/ui/" {
+		t.Fatalf("login: %s, cookie %+v", resp.Status, session)
+	}
+	_, page := f.do("GET", "/ui/", nil, nil)
+	csrf := hidden.FindStringSubmatch(page)[2]
+	if !strings.Contains(page, "shop-v2") || !strings.Contains(page, "30%") {
+		t.Fatalf("releases page:\n%s", page)
+	}
+
+	kill := url.Values{"action": {"kill"}, "reason": {"5xx spike"}}
+	refusedActions(t, f, kill, csrf)
 	if f.d.Config().Releases[0].State != "active" {
 		t.Fatal("a refused console action changed the release")
 	}

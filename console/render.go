@@ -100,15 +100,13 @@ func count(v float64) string {
 // ago says how long before now t was, or how long after ("in 3 h").
 func ago(t time.Time) string {
 	d := time.Since(t)
-	suffix := " ago"
 	if d < 0 {
-		d, suffix = -d, ""
-		return "in " + roughly(d)
+		return "in " + roughly(-d)
 	}
 	if d < 2*time.Second {
 		return "just now"
 	}
-	return roughly(d) + suffix
+	return roughly(d) + " ago"
 }
 
 func roughly(d time.Duration) string {

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/graymesh/graymesh/internal/testutil"
 )
 
 // TestReadinessWaitsForTheKeySet: until the issuer's key set has been
@@ -66,12 +68,7 @@ identity:
 	}
 	poll := func(what string, ok func() bool) {
 		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			if ok() {
-				return
-			}
-		}
-		t.Fatalf("%s: not within 10s", what)
+		testutil.Eventually(t, what, testutil.Within(10*time.Second), testutil.Holds(ok))
 	}
 	poll("readyz names the source and its error", func() bool {
 		code, body := get("/readyz")

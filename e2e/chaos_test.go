@@ -195,7 +195,7 @@ func TestSlowExtProcFailsOpenWithinBudget(t *testing.T) {
 		start := time.Now()
 		r, err := m.get(bearer(m.token("alice", time.Now().Add(time.Hour))))
 		if err != nil {
-			return fmt.Errorf("request %d with graymesh hung: %v", i, err)
+			return fmt.Errorf("request %d with graymesh hung: %w", i, err)
 		}
 		lat[i] = time.Since(start)
 		if r.Env != "stable" {
@@ -223,7 +223,7 @@ func TestSlowExtProcFailsOpenWithinBudget(t *testing.T) {
 // exits 0, and no request fails.
 func TestSIGTERMDrainsAndExitsZero(t *testing.T) {
 	m := newMesh(t, listReleases)
-	load := m.load(t)
+	load := m.load()
 	waitFor(t, "load to start", 10*time.Second, func() error {
 		if load.sent.Load() < 50 {
 			return fmt.Errorf("%d sent", load.sent.Load())

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/graymesh/graymesh/internal/testutil"
 )
 
 // demo is scripts/run-demo.sh running as its own process group, as
@@ -156,13 +158,10 @@ func (d *demo) stop() {
 		}
 	}
 	var left []string
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if left = groupMembers(pgid); len(left) == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	_ = testutil.Within(10 * time.Second).Until(testutil.Holds(func() bool {
+		left = groupMembers(pgid)
+		return len(left) == 0
+	}))
 	if len(left) > 0 {
 		_ = syscall.Kill(-pgid, syscall.SIGKILL)
 		d.t.Errorf("processes of the demo left after it stopped: %v", left)

@@ -11,6 +11,29 @@ import (
 	"github.com/graymesh/graymesh/lane"
 )
 
+// agrees compares one hop's graymesh headers with an explanation.
+func agrees(t *testing.T, what string, hop chainReply, ex map[string]any) {
+	t.Helper()
+	for header, field := range map[string]string{
+		"x-gray-env": "env", "x-gray-reason": "reason", "x-gray-release": "release",
+		"x-gray-version": "version", "x-gray-fallback": "fallback",
+	} {
+		got, _ := ex[field].(string)
+		if header == "x-gray-version" && hop.Service != "frontend" {
+			// An inner hop's Envoy is not handed the lane's version as a
+			// header (it stays in the lane); explain still says which
+			// version the lane was decided with.
+			if _, set := hop.Gray[header]; set {
+				t.Errorf("%s: %s's hop was handed %s", what, hop.Service, header)
+			}
+			continue
+		}
+		if want := hop.Gray[header]; got != want {
+			t.Errorf("%s: %s is %q at %s's hop, explain says %s %q (%v)", what, header, want, hop.Service, field, got, ex)
+		}
+	}
+}
+
 // TestExplainAgreesWithEnvoy asks `graymesh explain --admin` about callers
 // whose decisions go beyond the rules — a member of a frozen release, a
 // subject the freeze keeps out, a hop whose service falls back — and
@@ -21,28 +44,6 @@ func TestExplainAgreesWithEnvoy(t *testing.T) {
 		t.Fatalf("the mesh example must enable membership for this test (%v)", err)
 	}
 	token := func(s string) string { return m.token(s, time.Now().Add(time.Hour)) }
-	// agree compares one hop's graymesh headers with an explanation.
-	agree := func(what string, hop chainReply, ex map[string]any) {
-		t.Helper()
-		for header, field := range map[string]string{
-			"x-gray-env": "env", "x-gray-reason": "reason", "x-gray-release": "release",
-			"x-gray-version": "version", "x-gray-fallback": "fallback",
-		} {
-			got, _ := ex[field].(string)
-			if header == "x-gray-version" && hop.Service != "frontend" {
-				// An inner hop's Envoy is not handed the lane's version
-				// as a header (it stays in the lane); explain still
-				// says which version the lane was decided with.
-				if _, set := hop.Gray[header]; set {
-					t.Errorf("%s: %s's hop was handed %s", what, hop.Service, header)
-				}
-				continue
-			}
-			if want := hop.Gray[header]; got != want {
-				t.Errorf("%s: %s is %q at %s's hop, explain says %s %q (%v)", what, header, want, hop.Service, field, got, ex)
-			}
-		}
-	}
 	explain := func(args ...string) map[string]any {
 		t.Helper()
 		ex, err := m.explainInForce(args...)
@@ -63,8 +64,8 @@ func TestExplainAgreesWithEnvoy(t *testing.T) {
 	// inventory's Envoy verified the lane itself; explain verifies the
 	// same lane in graymesh and must say what inventory's routes said.
 	laneToken := signer.Sign("gray", "shop-v2", r.Gray["x-gray-version"], time.Now())
-	agree("inner hop that falls back", inventory, explain("--inner", "--service", "inventory", "--lane", laneToken))
-	agree("edge decision for alice", r, explain("--token", token("alice"), "--service", "frontend"))
+	agrees(t, "inner hop that falls back", inventory, explain("--inner", "--service", "inventory", "--lane", laneToken))
+	agrees(t, "edge decision for alice", r, explain("--token", token("alice"), "--service", "frontend"))
 
 	// A subject the percentage admits becomes a member.
 	var member, cookie string
@@ -102,13 +103,13 @@ func TestExplainAgreesWithEnvoy(t *testing.T) {
 	if r.Gray["x-gray-reason"] != "member" {
 		t.Fatalf("member %s after the freeze: %v", member, r.Gray)
 	}
-	agree("member of a frozen release", r, explain("--token", token(member), "--membership", cookie, "--service", "frontend"))
+	agrees(t, "member of a frozen release", r, explain("--token", token(member), "--membership", cookie, "--service", "frontend"))
 
 	r, err = m.chain(newTraceID(), bearer(token(fresh)))
 	must(t, err)
 	if r.Gray["x-gray-reason"] != "frozen" {
 		t.Fatalf("fresh subject %s after the freeze: %v", fresh, r.Gray)
 	}
-	agree("subject kept out by the freeze", r, explain("--token", token(fresh), "--service", "frontend"))
+	agrees(t, "subject kept out by the freeze", r, explain("--token", token(fresh), "--service", "frontend"))
 
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/graymesh/graymesh/envoy"
+	"github.com/graymesh/graymesh/internal/testutil"
 )
 
 var (
@@ -48,7 +49,10 @@ func runMain(m *testing.M) int {
 	repoRoot = filepath.Dir(wd)
 	envoyBin, err = findEnvoy()
 	if err != nil {
-		// Never skip: a missing Envoy is a broken test setup, in CI and out.
+		if !partsRequired() {
+			fmt.Fprintf(os.Stderr, "e2e: skipped, %v: run make e2e (installs Envoy and the other real parts, then runs these tests)\n", err)
+			return 0
+		}
 		fmt.Fprintf(os.Stderr, "e2e: %v\n  install it with: make envoy   (or set ENVOY_BIN to an Envoy 1.40 binary)\n", err)
 		return 1
 	}
@@ -66,6 +70,27 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	return m.Run()
+}
+
+// partsRequired tells whether a missing real part (Envoy, Jaeger,
+// Keycloak, Chromium, etcd and kube-apiserver) fails the run: in CI
+// (CI=true, as CI services set it) and under make e2e, which installs them
+// all first (GRAYMESH_E2E_STRICT=1). A plain go test ./... on a fresh clone
+// skips the e2e tests instead, naming what to run.
+func partsRequired() bool {
+	ci := os.Getenv("CI")
+	return (ci != "" && ci != "false" && ci != "0") || os.Getenv("GRAYMESH_E2E_STRICT") == "1"
+}
+
+// missingPart fails the test (partsRequired) or skips it when a real part
+// it needs is not installed; install is the command that installs it.
+// Never a skip in CI: a test without its real part proves nothing.
+func missingPart(t *testing.T, err error, install string) {
+	t.Helper()
+	if partsRequired() {
+		t.Fatalf("%v; install it with: %s", err, install)
+	}
+	t.Skipf("e2e: skipped, %v: run %s, or make e2e", err, install)
 }
 
 func findEnvoy() (string, error) {
@@ -175,18 +200,11 @@ func tail(b []byte, n int) []byte {
 	return b
 }
 
-// waitFor polls check until it succeeds or the deadline passes.
+// waitFor polls check until it succeeds, for about timeout when each
+// check answers at once (a bounded count of tries, see testutil.Poll).
 func waitFor(t *testing.T, what string, timeout time.Duration, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = check(); err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s not ready after %s: %v", what, timeout, err)
+	testutil.Eventually(t, what+" not ready", testutil.Within(timeout), check)
 }
 
 func httpOK(url string) func() error {
@@ -368,7 +386,7 @@ func (m *mesh) get(headers map[string]string) (shopReply, error) {
 	}
 	var r shopReply
 	if err := json.Unmarshal(body, &r); err != nil {
-		return shopReply{}, fmt.Errorf("%v: %s", err, body)
+		return shopReply{}, fmt.Errorf("%w: %s", err, body)
 	}
 	return r, nil
 }
@@ -416,7 +434,7 @@ func runExplain(args []string) (map[string]any, error) {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("explain %v: %v: %s", args, err, stderr.String())
+		return nil, fmt.Errorf("explain %v: %w: %s", args, err, stderr.String())
 	}
 	var v map[string]any
 	return v, json.Unmarshal(out, &v)

@@ -122,18 +122,7 @@ func TestK8sSidecarBootstrap(t *testing.T) {
 	must(t, err)
 	bootPath := filepath.Join(dir, "envoy.json")
 	must(t, os.WriteFile(bootPath, boot, 0o600))
-	args := append([]string(nil), k.args...)
-	for i := range args {
-		switch {
-		case i > 0 && args[i-1] == "--config-path":
-			args[i] = bootPath
-		case strings.Contains(args[i], "$(POD_NAME)"):
-			args[i] = strings.ReplaceAll(args[i], "$(POD_NAME)", "graymesh-edge-e2e")
-		}
-	}
-	if !slices.Contains(args, bootPath) {
-		t.Fatalf("the Envoy container's args %v name no --config-path", k.args)
-	}
+	args := sidecarArgs(t, k.args, bootPath)
 	proxy := start(t, dir, "envoy", envoyBin, args...)
 
 	envoyAdmin := fmt.Sprintf("http://127.0.0.1:%d", ports["ENVOY_ADMIN"])
@@ -177,6 +166,25 @@ func TestK8sSidecarBootstrap(t *testing.T) {
 	}
 }
 
+// sidecarArgs are the Envoy container's args with --config-path at the
+// test's bootstrap and the pod name filled in.
+func sidecarArgs(t *testing.T, podArgs []string, bootPath string) []string {
+	t.Helper()
+	args := append([]string(nil), podArgs...)
+	for i := range args {
+		switch {
+		case i > 0 && args[i-1] == "--config-path":
+			args[i] = bootPath
+		case strings.Contains(args[i], "$(POD_NAME)"):
+			args[i] = strings.ReplaceAll(args[i], "$(POD_NAME)", "graymesh-edge-e2e")
+		}
+	}
+	if !slices.Contains(args, bootPath) {
+		t.Fatalf("the Envoy container's args %v name no --config-path", podArgs)
+	}
+	return args
+}
+
 func getText(t *testing.T, url string) string {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -201,20 +209,7 @@ func hsToken(t *testing.T, secret []byte, subject string) string {
 // checks the probes, the admin token, the state directory and a drain on
 // SIGTERM well within the grace period.
 func TestK8sDaemonSetPod(t *testing.T) {
-	objs, err := manifests.Build("base")
-	must(t, err)
-	var ds appsv1.DaemonSet
-	configMaps := map[string]corev1.ConfigMap{}
-	for _, o := range objs {
-		switch o.Kind {
-		case "DaemonSet":
-			must(t, json.Unmarshal(o.JSON, &ds))
-		case "ConfigMap":
-			var cm corev1.ConfigMap
-			must(t, json.Unmarshal(o.JSON, &cm))
-			configMaps[cm.Name] = cm
-		}
-	}
+	ds, configMaps := baseDaemonSet(t)
 	pod := ds.Spec.Template.Spec
 	c := pod.Containers[0]
 	dir := t.TempDir()
@@ -223,58 +218,8 @@ func TestK8sDaemonSetPod(t *testing.T) {
 		ports[name] = freePort(t)
 	}
 
-	// Lay each mounted volume out under dir/<volume>.
-	volumeDirs := map[string]string{}
-	for _, m := range c.VolumeMounts {
-		volumeDirs[m.MountPath] = filepath.Join(dir, m.Name)
-	}
-	for _, v := range pod.Volumes {
-		root := filepath.Join(dir, v.Name)
-		must(t, os.MkdirAll(root, 0o700))
-		if v.Projected == nil {
-			continue
-		}
-		var publicKeys []string
-		for _, src := range v.Projected.Sources {
-			if src.ConfigMap == nil {
-				continue
-			}
-			cm, ok := configMaps[src.ConfigMap.Name]
-			if !ok {
-				t.Fatalf("volume %s: no ConfigMap %s", v.Name, src.ConfigMap.Name)
-			}
-			for _, it := range src.ConfigMap.Items {
-				cfg := loopbackConfig(t, cm.Data[it.Key], ports)
-				parsed, err := config.Parse(cfg, it.Path)
-				must(t, err)
-				for _, k := range parsed.Identity.JWT.Keys {
-					publicKeys = append(publicKeys, k.PublicKeyFile)
-				}
-				writeFile(t, filepath.Join(root, it.Path), cfg)
-			}
-		}
-		for _, src := range v.Projected.Sources {
-			if src.Secret == nil {
-				continue
-			}
-			for _, it := range src.Secret.Items {
-				writeFile(t, filepath.Join(root, it.Path), standInSecret(t, slices.Contains(publicKeys, it.Path)))
-			}
-		}
-	}
-	var args []string
-	for _, a := range c.Args {
-		if name, value, ok := strings.Cut(a, "="); ok && strings.HasPrefix(value, "/") {
-			for mount, local := range volumeDirs {
-				if rest, ok := strings.CutPrefix(value, mount+"/"); ok {
-					a = name + "=" + filepath.Join(local, rest)
-				} else if value == mount {
-					a = name + "=" + local
-				}
-			}
-		}
-		args = append(args, a)
-	}
+	volumeDirs := layOutVolumes(t, dir, pod, c, configMaps, ports)
+	args := mountedArgs(c.Args, volumeDirs)
 	gm := start(t, dir, "graymesh-daemonset", filepath.Join(binDir, "graymesh"), args...)
 
 	admin := fmt.Sprintf("http://127.0.0.1:%d", ports["ADMIN"])
@@ -337,6 +282,92 @@ func TestK8sDaemonSetPod(t *testing.T) {
 	case <-time.After(grace):
 		t.Fatalf("still running %s after SIGTERM: the kubelet would kill it", grace)
 	}
+}
+
+// baseDaemonSet is the base build's DaemonSet and its ConfigMaps by name.
+func baseDaemonSet(t *testing.T) (appsv1.DaemonSet, map[string]corev1.ConfigMap) {
+	t.Helper()
+	objs, err := manifests.Build("base")
+	must(t, err)
+	var ds appsv1.DaemonSet
+	configMaps := map[string]corev1.ConfigMap{}
+	for _, o := range objs {
+		switch o.Kind {
+		case "DaemonSet":
+			must(t, json.Unmarshal(o.JSON, &ds))
+		case "ConfigMap":
+			var cm corev1.ConfigMap
+			must(t, json.Unmarshal(o.JSON, &cm))
+			configMaps[cm.Name] = cm
+		}
+	}
+	return ds, configMaps
+}
+
+// layOutVolumes lays each volume the pod mounts out under dir/<volume>:
+// the projected ConfigMap items (listen addresses moved to ports on
+// loopback) and stand-in Secret items; it returns the local folder of each
+// mount path.
+func layOutVolumes(t *testing.T, dir string, pod corev1.PodSpec, c corev1.Container, configMaps map[string]corev1.ConfigMap, ports map[string]int) map[string]string {
+	t.Helper()
+	volumeDirs := map[string]string{}
+	for _, m := range c.VolumeMounts {
+		volumeDirs[m.MountPath] = filepath.Join(dir, m.Name)
+	}
+	for _, v := range pod.Volumes {
+		root := filepath.Join(dir, v.Name)
+		must(t, os.MkdirAll(root, 0o700))
+		if v.Projected == nil {
+			continue
+		}
+		var publicKeys []string
+		for _, src := range v.Projected.Sources {
+			if src.ConfigMap == nil {
+				continue
+			}
+			cm, ok := configMaps[src.ConfigMap.Name]
+			if !ok {
+				t.Fatalf("volume %s: no ConfigMap %s", v.Name, src.ConfigMap.Name)
+			}
+			for _, it := range src.ConfigMap.Items {
+				cfg := loopbackConfig(t, cm.Data[it.Key], ports)
+				parsed, err := config.Parse(cfg, it.Path)
+				must(t, err)
+				for _, k := range parsed.Identity.JWT.Keys {
+					publicKeys = append(publicKeys, k.PublicKeyFile)
+				}
+				writeFile(t, filepath.Join(root, it.Path), cfg)
+			}
+		}
+		for _, src := range v.Projected.Sources {
+			if src.Secret == nil {
+				continue
+			}
+			for _, it := range src.Secret.Items {
+				writeFile(t, filepath.Join(root, it.Path), standInSecret(t, slices.Contains(publicKeys, it.Path)))
+			}
+		}
+	}
+	return volumeDirs
+}
+
+// mountedArgs rewrites each --flag=/path argument under a mount path to
+// the mount's local folder.
+func mountedArgs(podArgs []string, volumeDirs map[string]string) []string {
+	var args []string
+	for _, a := range podArgs {
+		if name, value, ok := strings.Cut(a, "="); ok && strings.HasPrefix(value, "/") {
+			for mount, local := range volumeDirs {
+				if rest, ok := strings.CutPrefix(value, mount+"/"); ok {
+					a = name + "=" + filepath.Join(local, rest)
+				} else if value == mount {
+					a = name + "=" + local
+				}
+			}
+		}
+		args = append(args, a)
+	}
+	return args
 }
 
 // loopbackConfig moves the config's listen addresses to the test's ports

@@ -14,8 +14,6 @@ import (
 // including a node restarted meanwhile; at the instant every node serves
 // checkout's ramp. The old daemon held one pending config for the whole
 // fleet, so search's change pulled checkout's forward.
-//
-//nolint:funlen // one fleet, one story
 func TestKubeEffectiveAtPerRelease(t *testing.T) {
 	k := startKube(t)
 	k.installCRD()
@@ -27,7 +25,7 @@ func TestKubeEffectiveAtPerRelease(t *testing.T) {
 	waitFor(t, "checkout's status: generation 1 accepted", 30*time.Second, func() error {
 		st, _, _, gen, err := k.accepted("checkout")
 		if err != nil || st != "True" || gen != 1 {
-			return fmt.Errorf("Accepted=%s generation %d (%v)", st, gen, err)
+			return fmt.Errorf("Accepted=%s generation %d (%w)", st, gen, err)
 		}
 		return nil
 	})

@@ -234,7 +234,7 @@ func TestKubeFleet(t *testing.T) {
 	waitFor(t, "Accepted=True again, 5/5 nodes at version 4", 30*time.Second, func() error {
 		st, _, _, gen, err := k.accepted("checkout")
 		if err != nil || st != "True" || gen != 4 {
-			return fmt.Errorf("Accepted=%s generation %d (%v)", st, gen, err)
+			return fmt.Errorf("Accepted=%s generation %d (%w)", st, gen, err)
 		}
 		obj, err := k.release("checkout")
 		if err != nil {

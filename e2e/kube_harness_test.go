@@ -70,8 +70,7 @@ func startKube(t *testing.T) *kubeCP {
 	t.Helper()
 	bin, err := findKube()
 	if err != nil {
-		// Never skip: Kubernetes mode tested against a fake proves nothing.
-		t.Fatalf("%v; install it with: make kube   (or set KUBE_ASSETS)", err)
+		missingPart(t, err, "make kube (or set KUBE_ASSETS)")
 	}
 	dir := t.TempDir()
 	k := &kubeCP{t: t, dir: dir, bin: bin, token: "e2e-admin-token-" + fmt.Sprint(time.Now().UnixNano())}

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/graymesh/graymesh/envoy"
+	"github.com/graymesh/graymesh/internal/testutil"
 	"github.com/graymesh/graymesh/lane"
 	"github.com/graymesh/graymesh/wire"
 )
@@ -84,8 +86,7 @@ func startJaeger(t *testing.T, dir string) (otlp, query string) {
 	t.Helper()
 	bin, err := findJaeger()
 	if err != nil {
-		// Never skip: tracing tests without Jaeger prove nothing.
-		t.Fatalf("%v; build it with: make jaeger   (or set JAEGER_BIN)", err)
+		missingPart(t, err, "make jaeger (or set JAEGER_BIN)")
 	}
 	ports := map[string]int{}
 	cfg := jaegerConfig
@@ -243,7 +244,7 @@ func (m *fourHop) chain(traceID string, headers map[string]string) (chainReply, 
 	}
 	var r chainReply
 	if err := json.Unmarshal(body, &r); err != nil {
-		return chainReply{}, fmt.Errorf("%v: %s", err, body)
+		return chainReply{}, fmt.Errorf("%w: %s", err, body)
 	}
 	return r, nil
 }
@@ -258,14 +259,16 @@ func (m *fourHop) verifyTraces() (report, int, error) {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
+	var exitErr *exec.ExitError
+	switch {
+	case errors.As(err, &exitErr):
+		code = exitErr.ExitCode()
+	case err != nil:
 		return report{}, -1, err
 	}
 	var r report
 	if err := json.Unmarshal(out, &r); err != nil {
-		return report{}, code, fmt.Errorf("%v: %s %s", err, out, stderr.String())
+		return report{}, code, fmt.Errorf("%w: %s %s", err, out, stderr.String())
 	}
 	return r, code, nil
 }
@@ -293,17 +296,18 @@ type report struct {
 }
 
 // waitForTraces polls verify-traces until every id has its edge decision
-// span and want hops read from the services' own spans (until a service's
-// span arrives, verify-traces reads that hop from its sidecar's span).
-func (m *fourHop) waitForTraces(ids []string, want int) (report, int) {
+// span and all four hops read from the services' own spans (until a
+// service's span arrives, verify-traces reads that hop from its sidecar's
+// span).
+func (m *fourHop) waitForTraces(ids []string) (report, int) {
 	m.t.Helper()
+	const hops = 4
 	var (
 		r       report
 		code    int
 		missing []string
 	)
-	deadline := time.Now().Add(45 * time.Second)
-	for time.Now().Before(deadline) {
+	err := testutil.Poll{Tries: 90, Every: 500 * time.Millisecond}.Until(func() error {
 		var err error
 		r, code, err = m.verifyTraces()
 		if err != nil {
@@ -317,7 +321,7 @@ func (m *fourHop) waitForTraces(ids []string, want int) (report, int) {
 					own++
 				}
 			}
-			if own >= want && tr.Decided {
+			if own >= hops && tr.Decided {
 				complete[tr.TraceID] = true
 			}
 		}
@@ -327,15 +331,18 @@ func (m *fourHop) waitForTraces(ids []string, want int) (report, int) {
 				missing = append(missing, id)
 			}
 		}
-		if len(missing) == 0 {
-			return r, code
+		if len(missing) > 0 {
+			return fmt.Errorf("%d of %d traces not complete in Jaeger, e.g. %v", len(missing), len(ids), missing[:min(3, len(missing))])
 		}
-		time.Sleep(500 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		m.t.Fatal(err)
 	}
-	m.t.Fatalf("%d of %d traces not complete in Jaeger, e.g. %v", len(missing), len(ids), missing[:min(3, len(missing))])
 	return r, code
 }
 
+//nolint:funlen // one mesh, one story: send, then prove every trace in Jaeger
 func TestMeshLanesProvenByTraces(t *testing.T) {
 	m := newFourHop(t)
 	const subjects, perSubject = 100, 2
@@ -403,7 +410,7 @@ func TestMeshLanesProvenByTraces(t *testing.T) {
 	}
 	t.Logf("ext_proc streams for %d chains: %v; lane signatures verified by the inner sidecars: %v, the rest from their JWT cache: %v", len(ids), streams, misses, hits)
 
-	r, code := m.waitForTraces(ids, 4)
+	r, code := m.waitForTraces(ids)
 	if code != 0 || r.Leaks != 0 || !r.Read.Complete {
 		t.Fatalf("verify-traces exit %d, %d leaks in %d traces, read complete %v", code, r.Leaks, r.TracesChecked, r.Read.Complete)
 	}
@@ -633,7 +640,7 @@ func TestMeshVerifyTracesCatchesADroppedLane(t *testing.T) {
 		}
 		ids = append(ids, id)
 	}
-	r, code := m.waitForTraces(ids, 4)
+	r, code := m.waitForTraces(ids)
 	if code != 1 || r.Leaks < len(ids) {
 		t.Fatalf("verify-traces exit %d with %d leaks; want exit 1 and ≥ %d leaks", code, r.Leaks, len(ids))
 	}
@@ -700,7 +707,7 @@ func TestMeshGrayUnavailableFallsBackAndReenters(t *testing.T) {
 		}
 		ids = append(ids, id)
 	}
-	rep, code := m.waitForTraces(ids, 4)
+	rep, code := m.waitForTraces(ids)
 	if code != 0 || rep.Leaks != 0 {
 		t.Fatalf("verify-traces exit %d, %d leaks", code, rep.Leaks)
 	}

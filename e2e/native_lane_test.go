@@ -40,7 +40,7 @@ func (m *fourHop) inner(service string, headers map[string]string) (chainReply, 
 	body, _ := io.ReadAll(resp.Body)
 	var r chainReply
 	if err := json.Unmarshal(body, &r); err != nil {
-		return chainReply{}, fmt.Errorf("%s: %v: %s", resp.Status, err, body)
+		return chainReply{}, fmt.Errorf("%s: %w: %s", resp.Status, err, body)
 	}
 	return r, nil
 }

@@ -83,7 +83,7 @@ type background struct {
 	firstErr       atomic.Value
 }
 
-func (m *mesh) load(t *testing.T) *background {
+func (m *mesh) load() *background {
 	b := &background{stop: make(chan struct{})}
 	deadline := time.Now().Add(2 * time.Minute) // bounded whatever happens
 	for w := 0; w < 2; w++ {
@@ -133,7 +133,7 @@ releases:
     salt: e2e-ramp
     percent: 10
 `)
-	load := m.load(t)
+	load := m.load()
 	all := subjects(400)
 	at10 := m.envs(t, all)
 
@@ -194,21 +194,13 @@ func (m *mesh) adminPost(t *testing.T, path string) {
 	}
 }
 
-func TestFreezeKeepsMembersAndKillIsImmediate(t *testing.T) {
-	m := newMesh(t, `
-lane: {key: "e2e-lane-key-0123456789abcdef-0123456789"}
-membership: {enabled: true}
-releases:
-  - name: shop-v2
-    env: gray
-    salt: e2e-freeze
-    percent: 40
-`)
-	// Before the freeze: 60 subjects visit; the gray ones get a membership
-	// cookie from the response.
+// membershipCookies sends one request per subject and returns the
+// membership cookie each subject served by gray was given, by subject;
+// a gray answer without the cookie or the services' header fails.
+func (m *mesh) membershipCookies(t *testing.T, subjects []string) map[string]string {
+	t.Helper()
 	cookies := map[string]string{}
-	visited := subjects(60)
-	for _, s := range visited {
+	for _, s := range subjects {
 		req, _ := http.NewRequest(http.MethodGet, m.listener+"/", nil)
 		req.Header.Set("Authorization", "Bearer "+m.token(s, time.Now().Add(time.Hour)))
 		resp, err := m.client.Do(req)
@@ -231,6 +223,22 @@ releases:
 			t.Fatalf("%s: no membership header for services", s)
 		}
 	}
+	return cookies
+}
+
+func TestFreezeKeepsMembersAndKillIsImmediate(t *testing.T) {
+	m := newMesh(t, `
+lane: {key: "e2e-lane-key-0123456789abcdef-0123456789"}
+membership: {enabled: true}
+releases:
+  - name: shop-v2
+    env: gray
+    salt: e2e-freeze
+    percent: 40
+`)
+	// Before the freeze: 60 subjects visit; the gray ones get a membership
+	// cookie from the response.
+	cookies := m.membershipCookies(t, subjects(60))
 	if len(cookies) == 0 {
 		t.Fatal("nobody admitted before the freeze")
 	}

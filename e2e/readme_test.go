@@ -57,6 +57,8 @@ func readmeBlocks(t *testing.T) []string {
 // operating sections, in order and in one shell, against the demo script
 // started on free ports (the README's addresses and .tools/shop/ folder are
 // replaced by the test's), and checks the outputs the README promises.
+//
+//nolint:funlen // one shell session, one story: the README blocks in order
 func TestReadmeCommands(t *testing.T) {
 	blocks := readmeBlocks(t)
 	if len(blocks) < 10 {

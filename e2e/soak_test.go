@@ -51,6 +51,8 @@ func (m *mesh) processStats(t *testing.T) (rss, goroutines float64) {
 // (a request whose upstream saw an x-gray-env other than the environment
 // that served it, or a whitelisted/blacklisted subject served by the wrong
 // one), or graymesh RSS growing more than 20% after warm-up.
+//
+//nolint:funlen // one soak, one story: load, config changes and the checks they feed
 func TestSoak(t *testing.T) {
 	dur := soakDuration(t)
 	m := newMesh(t, `

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/graymesh/graymesh/internal/testutil"
 	"github.com/graymesh/graymesh/wire"
 )
 
@@ -92,34 +93,31 @@ func (m *fourHop) waitForSpans(traceID string, want ...string) map[string]traceS
 	m.t.Helper()
 	var got map[string]traceSpan
 	var all []traceSpan
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	err := testutil.Poll{Tries: 150, Every: 200 * time.Millisecond}.Until(func() error {
 		spans, err := m.traceSpans(traceID)
-		if err == nil {
-			all = spans
-			got = map[string]traceSpan{}
-			for _, s := range spans {
-				got[s.Process+" "+s.Name] = s
-			}
-			missing := 0
-			for _, w := range want {
-				if _, ok := got[w]; !ok {
-					missing++
-				}
-			}
-			if missing == 0 {
-				return got
+		if err != nil {
+			return err
+		}
+		all = spans
+		got = map[string]traceSpan{}
+		for _, s := range spans {
+			got[s.Process+" "+s.Name] = s
+		}
+		for _, w := range want {
+			if _, ok := got[w]; !ok {
+				return fmt.Errorf("no span %q yet", w)
 			}
 		}
-		if time.Now().After(deadline) {
-			var names []string
-			for _, s := range all {
-				names = append(names, s.String())
-			}
-			m.t.Fatalf("trace %s: spans %v not all in Jaeger (err %v); have:\n%s", traceID, want, err, strings.Join(names, "\n"))
+		return nil
+	})
+	if err != nil {
+		var names []string
+		for _, s := range all {
+			names = append(names, s.String())
 		}
-		time.Sleep(200 * time.Millisecond)
+		m.t.Fatalf("trace %s: spans %v not all in Jaeger (%v); have:\n%s", traceID, want, err, strings.Join(names, "\n"))
 	}
+	return got
 }
 
 // assertNoEmptyAttributes fails on a graymesh or feature_flag attribute

@@ -42,7 +42,7 @@ func TestMeshTrafficSplitKeepsChainsInOneLane(t *testing.T) {
 	if gray < 30 || gray > 70 {
 		t.Fatalf("%d of %d chains gray at traffic_percent 50", gray, n)
 	}
-	if rep, code := m.waitForTraces(ids, 4); code != 0 || rep.Leaks != 0 {
+	if rep, code := m.waitForTraces(ids); code != 0 || rep.Leaks != 0 {
 		t.Fatalf("verify-traces exit %d, %d leaks", code, rep.Leaks)
 	}
 }

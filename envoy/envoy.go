@@ -10,11 +10,9 @@ import (
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3" // types named by "@type" in the bootstrap files
 	"google.golang.org/protobuf/encoding/protojson"
 	"gopkg.in/yaml.v3"
-
-	// Types named by "@type" in the bootstrap files.
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 )
 
 //go:embed *.yaml

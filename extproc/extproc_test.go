@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -169,7 +170,7 @@ func TestProcess(t *testing.T) {
 			if err := stream.CloseSend(); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := stream.Recv(); err != io.EOF {
+			if _, err := stream.Recv(); !errors.Is(err, io.EOF) {
 				t.Fatalf("stream end: %v, want EOF", err)
 			}
 		})

@@ -88,13 +88,17 @@ func hsKey(kid, secret string) config.Key {
 
 const k1Secret = "k1-secret-0123456789abcdef0123456"
 
+// identityChange is an edit of identityBase (old applied to both configs,
+// change to the new one) and the evictions it must report; nil: accepted.
+type identityChange struct {
+	name        string
+	old, change func(c *config.Config)
+	want        []string
+}
+
 func TestIdentityEvictions(t *testing.T) {
 	f := newKeyFiles(t)
-	tests := []struct {
-		name        string
-		old, change func(c *config.Config)
-		want        []string // nil: accepted
-	}{
+	checkIdentityChanges(t, []identityChange{
 		{"token key replaced HS256 → RS256", nil, func(c *config.Config) {
 			c.Identity.JWT.Keys = []config.Key{{ID: "k1", Algorithm: "RS256", PublicKeyFile: f.rsaPEM("k1.pem")}}
 		}, []string{`rule key-replaced: identity.jwt.keys: key "k1" (HS256) replaced by a different key (RS256): tokens signed with the old key become anonymous`}},
@@ -144,8 +148,14 @@ func TestIdentityEvictions(t *testing.T) {
 		{"unreadable JWKS file replaced", func(c *config.Config) { c.Identity.JWT.JWKSFile = filepath.Join(f.dir, "gone.json") },
 			func(c *config.Config) { c.Identity.JWT.JWKSFile = f.jwks("d.json", "j1") },
 			[]string{"rule unread-keys-dropped: identity.jwt.jwks_file: " + filepath.Join(f.dir, "gone.json") + " could not be read to compare its keys, and the new config no longer uses it: tokens signed with its keys may become anonymous"}},
+	})
+}
 
-		// Rotation done right, and changes that only widen what verifies.
+// TestIdentityChangesAccepted: rotation done right, and changes that only
+// widen what verifies.
+func TestIdentityChangesAccepted(t *testing.T) {
+	f := newKeyFiles(t)
+	checkIdentityChanges(t, []identityChange{
 		{"key added (rotation)", nil, func(c *config.Config) {
 			c.Identity.JWT.Keys = append(c.Identity.JWT.Keys, config.Key{ID: "k2", Algorithm: "RS256", PublicKeyFile: f.rsaPEM("k2.pem")})
 		}, nil},
@@ -174,8 +184,12 @@ func TestIdentityEvictions(t *testing.T) {
 			func(c *config.Config) { c.Identity.JWT.Issuer = "" }, nil},
 		{"release killed: nobody is gray", func(c *config.Config) { c.Releases[0].State = config.StateKilled },
 			func(c *config.Config) { c.Identity.JWT.Keys[0].ID = "k1-new" }, nil},
-	}
-	for _, tt := range tests {
+	})
+}
+
+func checkIdentityChanges(t *testing.T, changes []identityChange) {
+	t.Helper()
+	for _, tt := range changes {
 		t.Run(tt.name, func(t *testing.T) {
 			old, next := parseDiff(t, identityBase), parseDiff(t, identityBase)
 			if tt.old != nil {

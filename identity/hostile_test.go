@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"math/big"
@@ -33,18 +34,8 @@ func hostileTokens(t *testing.T, k *keys, v *Verifier) {
 	hs := func(header, payload string) string { return signRaw(t, jwt.SigningMethodHS256, header, payload, k.hs) }
 	body := `{"sub":"alice","exp":` + exp + `,` + iss + `}`
 
-	// A server that counts requests: graymesh must never fetch jku/x5u.
-	var fetched atomic.Int64
 	attacker := newFuzzEnv(t).rs // a key the verifier does not know
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		fetched.Add(1)
-		b64 := base64.RawURLEncoding
-		_ = json.NewEncoder(w).Encode(map[string]any{"keys": []map[string]string{{
-			"kty": "RSA", "kid": "attacker", "alg": "RS256",
-			"n": b64.EncodeToString(attacker.N.Bytes()), "e": b64.EncodeToString(big.NewInt(int64(attacker.E)).Bytes()),
-		}}})
-	}))
-	defer srv.Close()
+	srv, fetched := attackerKeyServer(t, attacker)
 	embedded := `{"kty":"RSA","n":"` + base64.RawURLEncoding.EncodeToString(attacker.N.Bytes()) + `","e":"AQAB"}`
 
 	tests := []struct {
@@ -107,25 +98,47 @@ func hostileTokens(t *testing.T, k *keys, v *Verifier) {
 		{"header not an object", hs(`"HS256"`, body), "malformed"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			id, err := v.Verify(tt.token)
-			if got := Problem(err); got != tt.problem {
-				t.Fatalf("problem %q (err %v), want %q", got, err, tt.problem)
-			}
-			if tt.problem == "" {
-				if id.Subject != "alice" {
-					t.Fatalf("subject %q", id.Subject)
-				}
-				return
-			}
-			c := v.FromRequest("Bearer "+tt.token, "")
-			if c.Subject != "" || c.Claims != nil || c.Problem != tt.problem {
-				t.Fatalf("caller %+v, want anonymous with problem %q", c, tt.problem)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { refusedAsAnonymous(t, v, tt.token, tt.problem) })
 	}
 	if n := fetched.Load(); n != 0 {
 		t.Fatalf("the key server was fetched %d times", n)
+	}
+}
+
+// attackerKeyServer serves a key set holding the attacker's key and counts
+// its requests: graymesh must never fetch jku or x5u.
+func attackerKeyServer(t *testing.T, attacker *rsa.PrivateKey) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	var fetched atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fetched.Add(1)
+		b64 := base64.RawURLEncoding
+		_ = json.NewEncoder(w).Encode(map[string]any{"keys": []map[string]string{{
+			"kty": "RSA", "kid": "attacker", "alg": "RS256",
+			"n": b64.EncodeToString(attacker.N.Bytes()), "e": b64.EncodeToString(big.NewInt(int64(attacker.E)).Bytes()),
+		}}})
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &fetched
+}
+
+// refusedAsAnonymous checks that token is refused for problem (or, for
+// "", verified as alice), and that a request carrying it is anonymous.
+func refusedAsAnonymous(t *testing.T, v *Verifier, token, problem string) {
+	t.Helper()
+	id, err := v.Verify(token)
+	if got := Problem(err); got != problem {
+		t.Fatalf("problem %q (err %v), want %q", got, err, problem)
+	}
+	if problem == "" {
+		if id.Subject != "alice" {
+			t.Fatalf("subject %q", id.Subject)
+		}
+		return
+	}
+	c := v.FromRequest("Bearer "+token, "")
+	if c.Subject != "" || c.Claims != nil || c.Problem != problem {
+		t.Fatalf("caller %+v, want anonymous with problem %q", c, problem)
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/graymesh/graymesh/config"
+	"github.com/graymesh/graymesh/internal/testutil"
 )
 
 // jwksServer is an issuer's key set endpoint whose answer a test changes.
@@ -105,12 +106,7 @@ func waitFetched(t *testing.T, v *Verifier) {
 // eventually polls check (bounded) until it holds.
 func eventually(t *testing.T, what string, check func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if check() {
-			return
-		}
-	}
-	t.Fatalf("%s: not within 10s", what)
+	testutil.Eventually(t, what, testutil.Within(10*time.Second), testutil.Holds(check))
 }
 
 // fetchedVerifier verifies HS256 with the static key "hs" and RS256,

@@ -85,6 +85,26 @@ func (s *Source) served0(t *testing.T) int64 {
 	return v
 }
 
+// TestSourceDeletedInForce: an object created and deleted at once vanishes
+// while its release is in force, never seen deleting; its generation stays
+// in the fleet version.
+func TestSourceDeletedInForce(t *testing.T) {
+	s, r := testSource(t)
+	must(t, s.inf.GetStore().Add(grayObj("a", "uid-a", 2, false)))
+	must(t, s.inf.GetStore().Add(grayObj("q", "uid-q", 1, false)))
+	s.Sync(r)
+	if v := s.served0(t); v != 3 {
+		t.Fatalf("before the deletion: %d, want 3", v)
+	}
+	q := grayObj("q", "uid-q", 1, false)
+	must(t, s.inf.GetStore().Delete(q))
+	s.deleted(q)
+	s.pass(r)
+	if v := s.served0(t); v != 3 {
+		t.Fatalf("after the DELETE: %d, want 3", v)
+	}
+}
+
 // TestSourceDeletion walks release b (generation 4, beside a at 2: version
 // 6) through its deletion as a node sees it in each order of its two
 // watches, as a node started afterwards sees it, and as a node that
@@ -131,24 +151,6 @@ func TestSourceDeletion(t *testing.T) {
 		}
 		s.setRecord(recordObj(t, fleetRecord{Base: 5, Compacted: map[types.UID]time.Time{"uid-b": at}}))
 		check(t, s, r, "after folding")
-	})
-	t.Run("deleted in force, before any finalizer", func(t *testing.T) {
-		// Created and deleted at once: the object vanishes while its
-		// release is in force, never seen deleting; its generation stays.
-		s, r := testSource(t)
-		must(t, s.inf.GetStore().Add(grayObj("a", "uid-a", 2, false)))
-		must(t, s.inf.GetStore().Add(grayObj("q", "uid-q", 1, false)))
-		s.Sync(r)
-		if v := s.served0(t); v != 3 {
-			t.Fatalf("before the deletion: %d, want 3", v)
-		}
-		q := grayObj("q", "uid-q", 1, false)
-		must(t, s.inf.GetStore().Delete(q))
-		s.deleted(q)
-		s.pass(r)
-		if v := s.served0(t); v != 3 {
-			t.Fatalf("after the DELETE: %d, want 3", v)
-		}
 	})
 	t.Run("record before the DELETE", func(t *testing.T) {
 		s, r := start(t)

@@ -98,7 +98,7 @@ func reencode(t *testing.T, tok string, edit func(map[string]any)) string {
 
 // rawSign signs claims with the lane key of mesh key but a header of our
 // choosing.
-func rawSign(t *testing.T, s *Signer, method jwt.SigningMethod, key any, c jwt.MapClaims, kid string) string {
+func rawSign(t *testing.T, method jwt.SigningMethod, key any, c jwt.MapClaims, kid string) string {
 	t.Helper()
 	tok := jwt.NewWithClaims(method, c)
 	if kid != "" {
@@ -144,11 +144,11 @@ func TestVerifyRefuses(t *testing.T) {
 		{"expiry extended", reencode(t, tok, func(m map[string]any) { m["exp"] = 9999999999 }), now, ErrSignature},
 		{"signature dropped", strings.Join(strings.Split(tok, ".")[:2], ".") + ".", now, ErrSignature},
 		{"line break in the signature", tok[:len(tok)-20] + "\r\n" + tok[len(tok)-20:], now, ErrMalformed},
-		{"alg none", rawSign(t, s, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, valid, s.kid), now, ErrSignature},
-		{"HS256 keyed with the public key", rawSign(t, s, jwt.SigningMethodHS256, []byte(pub), valid, s.kid), now, ErrSignature},
-		{"another issuer", rawSign(t, s, jwt.SigningMethodEdDSA, s.private, with("iss", "graymesh-demo"), s.kid), now, ErrMalformed},
-		{"no expiry", rawSign(t, s, jwt.SigningMethodEdDSA, s.private, with("exp", nil), s.kid), now, ErrMalformed},
-		{"no environment", rawSign(t, s, jwt.SigningMethodEdDSA, s.private, with("env", nil), s.kid), now, ErrMalformed},
+		{"alg none", rawSign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, valid, s.kid), now, ErrSignature},
+		{"HS256 keyed with the public key", rawSign(t, jwt.SigningMethodHS256, []byte(pub), valid, s.kid), now, ErrSignature},
+		{"another issuer", rawSign(t, jwt.SigningMethodEdDSA, s.private, with("iss", "graymesh-demo"), s.kid), now, ErrMalformed},
+		{"no expiry", rawSign(t, jwt.SigningMethodEdDSA, s.private, with("exp", nil), s.kid), now, ErrMalformed},
+		{"no environment", rawSign(t, jwt.SigningMethodEdDSA, s.private, with("env", nil), s.kid), now, ErrMalformed},
 		{"a membership token", s.SignMember("shop-v2", "gray", "7", "sub:alice", now, time.Hour), now, ErrMalformed},
 		{"garbage", "gray", now, ErrMalformed},
 		{"empty", "", now, ErrMalformed},
@@ -164,7 +164,7 @@ func TestVerifyRefuses(t *testing.T) {
 	if _, err := s.Verify(tok, now.Add(time.Minute+ClockSkew-time.Second)); err != nil {
 		t.Fatalf("within the clock skew: %v", err)
 	}
-	noKid := rawSign(t, s, jwt.SigningMethodEdDSA, s.private, valid, "")
+	noKid := rawSign(t, jwt.SigningMethodEdDSA, s.private, valid, "")
 	if _, err := s.Verify(noKid, now); err != nil {
 		t.Fatalf("no kid: Envoy tries every key, so does Verify: %v", err)
 	}

@@ -111,9 +111,21 @@ func TestDockerfile(t *testing.T) {
 		}
 	}
 
-	// The build stage: Go at least go.mod's version, and the Makefile's
-	// build command (CGO_ENABLED=0, the same -ldflags with -X main.version).
-	build := df.stages[0]
+	checkBuildStage(t, df.stages[0], makefile, gomod)
+	checkRuntimeStage(t, df.stages[len(df.stages)-1], df.stages[0])
+
+	ignore := strings.Fields(string(read("../.dockerignore")))
+	for _, want := range []string{".git", ".tools", "bin"} {
+		if !slices.Contains(ignore, want) {
+			t.Errorf(".dockerignore lacks %s", want)
+		}
+	}
+}
+
+// checkBuildStage: Go at least go.mod's version, and the Makefile's build
+// command (CGO_ENABLED=0, the same -ldflags with -X main.version).
+func checkBuildStage(t *testing.T, build stage, makefile, gomod string) {
+	t.Helper()
 	gm := goModGoRE.FindStringSubmatch(gomod)
 	bm := golangTags.FindStringSubmatch(build.from)
 	if gm == nil || bm == nil {
@@ -169,10 +181,12 @@ func TestDockerfile(t *testing.T) {
 	if !strings.Contains(makefile, "--build-arg VERSION=") {
 		t.Error("make image does not pass the version")
 	}
+}
 
-	// The runtime stage: distroless, non-root, the binary as entrypoint,
-	// the ports the DaemonSet names.
-	final := df.stages[len(df.stages)-1]
+// checkRuntimeStage: distroless, non-root, the binary (copied from the
+// build stage) as entrypoint, the ports the DaemonSet names.
+func checkRuntimeStage(t *testing.T, final, build stage) {
+	t.Helper()
 	if !strings.HasPrefix(final.from, "gcr.io/distroless/static") {
 		t.Errorf("runtime stage %s; want distroless static", final.from)
 	}
@@ -201,13 +215,6 @@ func TestDockerfile(t *testing.T) {
 	for _, p := range ds.Spec.Template.Spec.Containers[0].Ports {
 		if !slices.Contains(exposed, p.ContainerPort) {
 			t.Errorf("DaemonSet port %s %d is not EXPOSEd", p.Name, p.ContainerPort)
-		}
-	}
-
-	ignore := strings.Fields(string(read("../.dockerignore")))
-	for _, want := range []string{".git", ".tools", "bin"} {
-		if !slices.Contains(ignore, want) {
-			t.Errorf(".dockerignore lacks %s", want)
 		}
 	}
 }

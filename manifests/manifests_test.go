@@ -329,75 +329,87 @@ func checkPod(t *testing.T, b *build, w workload) {
 		t.Error("init containers are not checked here; add them to the test")
 	}
 	for _, c := range pod.Containers {
-		t.Run(c.Name, func(t *testing.T) {
-			if err := imageError(c.Image); err != nil {
-				t.Error(err)
-			}
-			ports := map[string]int32{}
-			for _, p := range c.Ports {
-				if errs := validation.IsValidPortName(p.Name); len(errs) > 0 {
-					t.Errorf("port %d: name %q: %v", p.ContainerPort, p.Name, errs)
-				}
-				ports[p.Name] = p.ContainerPort
-			}
-			if c.ReadinessProbe == nil {
-				t.Error("no readiness probe")
-			}
-			for _, pr := range []*corev1.Probe{c.ReadinessProbe, c.LivenessProbe, c.StartupProbe} {
-				if pr == nil {
-					continue
-				}
-				var port string
-				switch {
-				case pr.HTTPGet != nil:
-					port = pr.HTTPGet.Port.String()
-				case pr.TCPSocket != nil:
-					port = pr.TCPSocket.Port.String()
-				}
-				if _, ok := ports[port]; !ok {
-					t.Errorf("probe port %q is not a named port of the container", port)
-				}
-			}
-			for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
-				if q, ok := c.Resources.Requests[r]; !ok || q.IsZero() {
-					t.Errorf("no %s request", r)
-				}
-			}
-			if q, ok := c.Resources.Limits[corev1.ResourceMemory]; !ok || q.IsZero() {
-				t.Error("no memory limit")
-			} else if q.Cmp(c.Resources.Requests[corev1.ResourceMemory]) < 0 {
-				t.Error("memory limit below request")
-			}
-			sc := c.SecurityContext
-			if sc == nil {
-				t.Fatal("no securityContext")
-			}
-			nonRoot := (sc.RunAsNonRoot != nil && *sc.RunAsNonRoot) || (psc != nil && psc.RunAsNonRoot != nil && *psc.RunAsNonRoot)
-			uid := sc.RunAsUser
-			if uid == nil && psc != nil {
-				uid = psc.RunAsUser
-			}
-			if !nonRoot || uid == nil || *uid == 0 {
-				t.Error("not runAsNonRoot with a non-zero runAsUser")
-			}
-			if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
-				t.Error("allowPrivilegeEscalation is not false")
-			}
-			if sc.Privileged != nil && *sc.Privileged {
-				t.Error("privileged")
-			}
-			if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
-				t.Error("readOnlyRootFilesystem is not true")
-			}
-			if sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") || len(sc.Capabilities.Add) > 0 {
-				t.Error("capabilities: want drop [ALL] and nothing added")
-			}
-			for _, m := range c.VolumeMounts {
-				if _, ok := volumes[m.Name]; !ok {
-					t.Errorf("volumeMount %s: no such volume", m.Name)
-				}
-			}
-		})
+		t.Run(c.Name, func(t *testing.T) { checkContainer(t, c, psc, volumes) })
+	}
+}
+
+// checkContainer: a pinned image, named ports its probes use, requests and
+// a memory limit, a locked-down security context, mounts of real volumes.
+func checkContainer(t *testing.T, c corev1.Container, psc *corev1.PodSecurityContext, volumes map[string]corev1.Volume) {
+	t.Helper()
+	if err := imageError(c.Image); err != nil {
+		t.Error(err)
+	}
+	ports := map[string]int32{}
+	for _, p := range c.Ports {
+		if errs := validation.IsValidPortName(p.Name); len(errs) > 0 {
+			t.Errorf("port %d: name %q: %v", p.ContainerPort, p.Name, errs)
+		}
+		ports[p.Name] = p.ContainerPort
+	}
+	if c.ReadinessProbe == nil {
+		t.Error("no readiness probe")
+	}
+	for _, pr := range []*corev1.Probe{c.ReadinessProbe, c.LivenessProbe, c.StartupProbe} {
+		if pr == nil {
+			continue
+		}
+		var port string
+		switch {
+		case pr.HTTPGet != nil:
+			port = pr.HTTPGet.Port.String()
+		case pr.TCPSocket != nil:
+			port = pr.TCPSocket.Port.String()
+		}
+		if _, ok := ports[port]; !ok {
+			t.Errorf("probe port %q is not a named port of the container", port)
+		}
+	}
+	for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		if q, ok := c.Resources.Requests[r]; !ok || q.IsZero() {
+			t.Errorf("no %s request", r)
+		}
+	}
+	if q, ok := c.Resources.Limits[corev1.ResourceMemory]; !ok || q.IsZero() {
+		t.Error("no memory limit")
+	} else if q.Cmp(c.Resources.Requests[corev1.ResourceMemory]) < 0 {
+		t.Error("memory limit below request")
+	}
+	checkContainerSecurity(t, c.SecurityContext, psc)
+	for _, m := range c.VolumeMounts {
+		if _, ok := volumes[m.Name]; !ok {
+			t.Errorf("volumeMount %s: no such volume", m.Name)
+		}
+	}
+}
+
+// checkContainerSecurity: non-root with a non-zero uid (the container's or
+// the pod's), no privilege escalation, a read-only root, all capabilities
+// dropped.
+func checkContainerSecurity(t *testing.T, sc *corev1.SecurityContext, psc *corev1.PodSecurityContext) {
+	t.Helper()
+	if sc == nil {
+		t.Fatal("no securityContext")
+	}
+	nonRoot := (sc.RunAsNonRoot != nil && *sc.RunAsNonRoot) || (psc != nil && psc.RunAsNonRoot != nil && *psc.RunAsNonRoot)
+	uid := sc.RunAsUser
+	if uid == nil && psc != nil {
+		uid = psc.RunAsUser
+	}
+	if !nonRoot || uid == nil || *uid == 0 {
+		t.Error("not runAsNonRoot with a non-zero runAsUser")
+	}
+	if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+		t.Error("allowPrivilegeEscalation is not false")
+	}
+	if sc.Privileged != nil && *sc.Privileged {
+		t.Error("privileged")
+	}
+	if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+		t.Error("readOnlyRootFilesystem is not true")
+	}
+	if sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") || len(sc.Capabilities.Add) > 0 {
+		t.Error("capabilities: want drop [ALL] and nothing added")
 	}
 }
 
@@ -500,55 +512,14 @@ func TestDaemonSet(t *testing.T) {
 				}
 			}
 
-			drain := flagValue(c.Args, "--drain-timeout")
-			d := defaultDrain
-			if drain != "" {
-				var err error
-				if d, err = time.ParseDuration(drain); err != nil {
-					t.Fatal(err)
-				}
-			}
-			var preStop time.Duration
-			if h := c.Lifecycle; h != nil && h.PreStop != nil && h.PreStop.Sleep != nil {
-				preStop = time.Duration(h.PreStop.Sleep.Seconds) * time.Second
-			}
-			grace := time.Duration(*pod.TerminationGracePeriodSeconds) * time.Second
-			if grace < preStop+d+shutdownMargin {
-				t.Errorf("terminationGracePeriodSeconds %s < preStop %s + drain %s + %s", grace, preStop, d, shutdownMargin)
-			}
+			checkGraceCoversDrain(t, pod, c)
 
 			ann := ds.Spec.Template.Annotations
 			if ann["prometheus.io/scrape"] != "true" || ann["prometheus.io/port"] != strconv.Itoa(adminPort) || ann["prometheus.io/path"] != "/metrics" {
 				t.Errorf("prometheus annotations %v", ann)
 			}
 
-			// The config path lies in a mount whose volume projects the
-			// generated ConfigMap's graymesh.yaml and the keys Secret.
-			cfgPath := flagValue(c.Args, "--config")
-			vol, rel := mountFor(t, pod, c, cfgPath)
-			if vol.Projected == nil {
-				t.Fatalf("volume %s is not projected", vol.Name)
-			}
-			var haveConfig, haveSecret bool
-			for _, s := range vol.Projected.Sources {
-				if s.ConfigMap != nil && strings.HasPrefix(s.ConfigMap.Name, configMapPrefix) {
-					for _, it := range s.ConfigMap.Items {
-						haveConfig = haveConfig || (it.Key == configKey && it.Path == rel)
-					}
-				}
-				if s.Secret != nil && s.Secret.Name == keysSecret {
-					haveSecret = len(s.Secret.Items) > 0
-					if s.Secret.Optional != nil && *s.Secret.Optional {
-						t.Error("the keys Secret is optional; graymesh cannot start without it")
-					}
-				}
-			}
-			if !haveConfig || !haveSecret {
-				t.Errorf("%s: config item %v, secret %v", cfgPath, haveConfig, haveSecret)
-			}
-			if m := vol.Projected.DefaultMode; m == nil || *m&0o007 != 0 {
-				t.Error("projected files are world-readable; keys should not be")
-			}
+			vol := checkConfigVolume(t, pod, c)
 
 			// The root filesystem is read-only: the state directory must be
 			// a writable volume, and the admin token a file from the Secret.
@@ -570,6 +541,61 @@ func TestDaemonSet(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkGraceCoversDrain: the termination grace period covers the preStop
+// sleep, graymesh's drain and a margin to exit.
+func checkGraceCoversDrain(t *testing.T, pod corev1.PodSpec, c corev1.Container) {
+	t.Helper()
+	drain := flagValue(c.Args, "--drain-timeout")
+	d := defaultDrain
+	if drain != "" {
+		var err error
+		if d, err = time.ParseDuration(drain); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var preStop time.Duration
+	if h := c.Lifecycle; h != nil && h.PreStop != nil && h.PreStop.Sleep != nil {
+		preStop = time.Duration(h.PreStop.Sleep.Seconds) * time.Second
+	}
+	grace := time.Duration(*pod.TerminationGracePeriodSeconds) * time.Second
+	if grace < preStop+d+shutdownMargin {
+		t.Errorf("terminationGracePeriodSeconds %s < preStop %s + drain %s + %s", grace, preStop, d, shutdownMargin)
+	}
+}
+
+// checkConfigVolume: the config path lies in a mount whose volume projects
+// the generated ConfigMap's graymesh.yaml and the keys Secret; it returns
+// that volume.
+func checkConfigVolume(t *testing.T, pod corev1.PodSpec, c corev1.Container) corev1.Volume {
+	t.Helper()
+	cfgPath := flagValue(c.Args, "--config")
+	vol, rel := mountFor(t, pod, c, cfgPath)
+	if vol.Projected == nil {
+		t.Fatalf("volume %s is not projected", vol.Name)
+	}
+	var haveConfig, haveSecret bool
+	for _, s := range vol.Projected.Sources {
+		if s.ConfigMap != nil && strings.HasPrefix(s.ConfigMap.Name, configMapPrefix) {
+			for _, it := range s.ConfigMap.Items {
+				haveConfig = haveConfig || (it.Key == configKey && it.Path == rel)
+			}
+		}
+		if s.Secret != nil && s.Secret.Name == keysSecret {
+			haveSecret = len(s.Secret.Items) > 0
+			if s.Secret.Optional != nil && *s.Secret.Optional {
+				t.Error("the keys Secret is optional; graymesh cannot start without it")
+			}
+		}
+	}
+	if !haveConfig || !haveSecret {
+		t.Errorf("%s: config item %v, secret %v", cfgPath, haveConfig, haveSecret)
+	}
+	if m := vol.Projected.DefaultMode; m == nil || *m&0o007 != 0 {
+		t.Error("projected files are world-readable; keys should not be")
+	}
+	return vol
 }
 
 // secretItem reports whether rel is where v projects an item of the keys

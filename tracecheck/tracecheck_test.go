@@ -10,10 +10,10 @@ import (
 
 // decision is an edge decision span; lane "" for nothing decided (the
 // route default, stable, served).
-func decision(hop, lane string) Span {
-	tags := []Tag{{wire.AttrHop, hop}, {wire.AttrVariant, "stable"}, {wire.AttrReason, "no-identity"}}
+func decision(lane string) Span {
+	tags := []Tag{{wire.AttrHop, "edge"}, {wire.AttrVariant, "stable"}, {wire.AttrReason, "no-identity"}}
 	if lane != "" {
-		tags = []Tag{{wire.AttrHop, hop}, {wire.AttrVariant, lane}, {wire.AttrLane, lane}, {wire.AttrReason, "whitelist"}}
+		tags = []Tag{{wire.AttrHop, "edge"}, {wire.AttrVariant, lane}, {wire.AttrLane, lane}, {wire.AttrReason, "whitelist"}}
 	}
 	return Span{OperationName: "decide", StartTime: 1, Tags: tags}
 }
@@ -108,29 +108,29 @@ func checkBoth(t *testing.T, traces ...Trace) *Report {
 
 func TestCheck(t *testing.T) {
 	grayChain := Trace{TraceID: "gray", Spans: []Span{
-		decision("edge", "gray"),
+		decision("gray"),
 		hop(2, "frontend", "gray", "gray", ""),
 		hop(3, "orders", "gray", "gray", ""),
 		hop(4, "inventory", "stable", "gray", "no-gray-version"),
 		hop(5, "pricing", "gray", "gray", ""),
 	}}
 	stableChain := Trace{TraceID: "stable", Spans: []Span{
-		decision("edge", "stable"), hop(2, "frontend", "stable", "stable", ""), hop(3, "orders", "stable", "stable", ""),
+		decision("stable"), hop(2, "frontend", "stable", "stable", ""), hop(3, "orders", "stable", "stable", ""),
 	}}
 	dropped := Trace{TraceID: "dropped", Spans: []Span{
-		decision("edge", "gray"),
+		decision("gray"),
 		hop(2, "frontend", "gray", "gray", ""),
 		hop(4, "inventory", "stable", "gray", "no-gray-version"),
 		hop(5, "pricing", "stable", "stable", ""), // lane lost: a leak
 	}}
 	unexplained := Trace{TraceID: "unexplained", Spans: []Span{
-		decision("edge", "gray"), hop(2, "orders", "stable", "gray", ""),
+		decision("gray"), hop(2, "orders", "stable", "gray", ""),
 	}}
 	grayInStable := Trace{TraceID: "gray-in-stable", Spans: []Span{
-		decision("edge", "stable"), hop(2, "orders", "gray", "gray", ""),
+		decision("stable"), hop(2, "orders", "gray", "gray", ""),
 	}}
 	undecided := Trace{TraceID: "undecided", Spans: []Span{hop(2, "orders", "gray", "gray", "")}}
-	routeDefault := Trace{TraceID: "route-default", Spans: []Span{decision("edge", ""), hop(2, "orders", "stable", "stable", "")}}
+	routeDefault := Trace{TraceID: "route-default", Spans: []Span{decision(""), hop(2, "orders", "stable", "stable", "")}}
 
 	r := checkBoth(t, grayChain, stableChain, dropped, unexplained, grayInStable, undecided, routeDefault)
 	if r.TracesSeen != 7 || r.TracesChecked != 7 || r.Undecided != 1 {
@@ -168,8 +168,8 @@ type builder struct {
 	tree bool
 }
 
-func newBuilder(id string, tree bool) *builder {
-	return &builder{t: Trace{TraceID: id, Processes: map[string]Process{}}, tree: tree}
+func newBuilder(tree bool) *builder {
+	return &builder{t: Trace{TraceID: "t", Processes: map[string]Process{}}, tree: tree}
 }
 
 func (b *builder) span(parent, process, op string, tags ...Tag) string {
@@ -294,12 +294,29 @@ func withoutDecisions(in []hopSpec) []hopSpec {
 	return hops
 }
 
-func TestCheckCategories(t *testing.T) {
-	type want struct {
-		checked, undecided, unchecked, hops, leaks, switches, fallbacks int
-		lane, switchAt                                                  string
-		leakAt                                                          []string
+// categories is what a report says of a trace, in the terms the tests
+// compare.
+type categories struct {
+	checked, undecided, unchecked, hops, leaks, switches, fallbacks int
+	lane, switchAt                                                  string
+	leakAt                                                          []string
+}
+
+func categoriesOf(r *Report) categories {
+	got := categories{checked: r.TracesChecked, undecided: r.Undecided, unchecked: r.Unchecked, hops: r.HopsChecked, leaks: r.Leaks, switches: r.Switches, fallbacks: r.Fallbacks}
+	if len(r.Traces) == 1 {
+		got.lane, got.switchAt = r.Traces[0].Lane, r.Traces[0].Switch
+		for _, h := range r.Traces[0].Hops {
+			if h.Leak {
+				got.leakAt = append(got.leakAt, h.Service)
+			}
+		}
 	}
+	return got
+}
+
+func TestCheckCategories(t *testing.T) {
+	type want = categories
 	stableDown := []hopSpec{ // graymesh down everywhere: no headers, route defaults
 		{service: "frontend", served: "stable"}, {service: "orders", served: "stable"},
 		{service: "inventory", served: "stable"}, {service: "pricing", served: "stable"},
@@ -327,53 +344,44 @@ func TestCheckCategories(t *testing.T) {
 		trace Trace
 		want  want
 	}{
-		"decided gray chain": {newBuilder("t", true).chain(true, grayChain()...).trace(),
+		"decided gray chain": {newBuilder(true).chain(true, grayChain()...).trace(),
 			want{checked: 1, hops: 4, fallbacks: 1, lane: "gray"}},
-		"undecided, graymesh down: all stable": {newBuilder("t", true).chain(false, stableDown...).trace(),
+		"undecided, graymesh down: all stable": {newBuilder(true).chain(false, stableDown...).trace(),
 			want{checked: 1, undecided: 1, hops: 4, lane: "stable"}},
-		"undecided, graymesh down: a hop served gray": {newBuilder("t", true).chain(false, downWithGrayHop...).trace(),
+		"undecided, graymesh down: a hop served gray": {newBuilder(true).chain(false, downWithGrayHop...).trace(),
 			want{checked: 1, undecided: 1, hops: 2, leaks: 1, lane: "stable", leakAt: []string{"orders"}}},
-		"undecided, decision spans lost: lane carried by the sidecars": {newBuilder("t", true).chain(false, withoutDecisions(grayChain())...).trace(),
+		"undecided, decision spans lost: lane carried by the sidecars": {newBuilder(true).chain(false, withoutDecisions(grayChain())...).trace(),
 			want{checked: 1, undecided: 1, hops: 4, fallbacks: 1, lane: "gray"}},
-		"undecided, decision spans lost: lane dropped": {newBuilder("t", true).chain(false, withoutDecisions(lostAfterDecision)...).trace(),
+		"undecided, decision spans lost: lane dropped": {newBuilder(true).chain(false, withoutDecisions(lostAfterDecision)...).trace(),
 			want{checked: 1, undecided: 1, hops: 4, fallbacks: 1, leaks: 1, lane: "gray", leakAt: []string{"pricing"}}},
-		"killed mid-flight: explained switch": {newBuilder("t", true).chain(true, killedAtOrders()...).trace(),
+		"killed mid-flight: explained switch": {newBuilder(true).chain(true, killedAtOrders()...).trace(),
 			want{checked: 1, hops: 4, switches: 1, lane: "gray", switchAt: "orders"}},
-		"killed mid-flight, reason only in graymesh's decision span": {newBuilder("t", true).chain(true, killedSidecarOnly...).trace(),
+		"killed mid-flight, reason only in graymesh's decision span": {newBuilder(true).chain(true, killedSidecarOnly...).trace(),
 			want{checked: 1, hops: 4, switches: 1, lane: "gray", switchAt: "orders"}},
-		"killed mid-flight, no span references: start order": {newBuilder("t", false).chain(true, killedAtOrders()...).trace(),
+		"killed mid-flight, no span references: start order": {newBuilder(false).chain(true, killedAtOrders()...).trace(),
 			want{checked: 1, hops: 4, switches: 1, lane: "gray", switchAt: "orders"}},
-		"killed mid-flight, decision span lost": {newBuilder("t", true).chain(false, withoutDecisions(killedAtOrders())...).trace(),
+		"killed mid-flight, decision span lost": {newBuilder(true).chain(false, withoutDecisions(killedAtOrders())...).trace(),
 			want{checked: 1, undecided: 1, hops: 4, switches: 1, lane: "gray", switchAt: "orders"}},
-		"lane lost without a kill: leaks": {newBuilder("t", true).chain(true, lostAfterDecision...).trace(),
+		"lane lost without a kill: leaks": {newBuilder(true).chain(true, lostAfterDecision...).trace(),
 			want{checked: 1, hops: 4, fallbacks: 1, leaks: 1, lane: "gray", leakAt: []string{"pricing"}}},
-		"gray again after the kill: leak": {newBuilder("t", true).chain(true, killedThenGray...).trace(),
+		"gray again after the kill: leak": {newBuilder(true).chain(true, killedThenGray...).trace(),
 			want{checked: 1, hops: 4, switches: 1, leaks: 1, lane: "gray", switchAt: "orders", leakAt: []string{"pricing"}}},
-		"service without its own span: hop from its sidecar": {newBuilder("t", true).chain(true, uninstrumented...).trace(),
+		"service without its own span: hop from its sidecar": {newBuilder(true).chain(true, uninstrumented...).trace(),
 			want{checked: 1, hops: 4, fallbacks: 1, lane: "gray"}},
-		"service without its own span, sidecar routed to stable: leak": {newBuilder("t", true).chain(true, uninstrumentedWrong...).trace(),
+		"service without its own span, sidecar routed to stable: leak": {newBuilder(true).chain(true, uninstrumentedWrong...).trace(),
 			want{checked: 1, hops: 4, fallbacks: 1, leaks: 1, lane: "gray", leakAt: []string{"orders"}}},
-		"inner hops verified in Envoy": {newBuilder("t", true).chain(true, native(grayChain())...).trace(),
+		"inner hops verified in Envoy": {newBuilder(true).chain(true, native(grayChain())...).trace(),
 			want{checked: 1, hops: 4, fallbacks: 1, lane: "gray"}},
-		"inner hops verified in Envoy, killed at orders": {newBuilder("t", true).chain(true, native(killedAtOrders())...).trace(),
+		"inner hops verified in Envoy, killed at orders": {newBuilder(true).chain(true, native(killedAtOrders())...).trace(),
 			want{checked: 1, hops: 4, switches: 1, lane: "gray", switchAt: "orders"}},
-		"inner hops verified in Envoy, lane refused at pricing: leak": {newBuilder("t", true).chain(true, native(refusedAtPricing)...).trace(),
+		"inner hops verified in Envoy, lane refused at pricing: leak": {newBuilder(true).chain(true, native(refusedAtPricing)...).trace(),
 			want{checked: 1, hops: 4, fallbacks: 1, leaks: 1, lane: "gray", leakAt: []string{"pricing"}}},
 		"nothing to check": {Trace{TraceID: "t", Spans: []Span{{SpanID: "a", OperationName: "GET /", ProcessID: "p"}}, Processes: map[string]Process{"p": {ServiceName: "frontend"}}},
 			want{unchecked: 1}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := checkBoth(t, c.trace)
-			got := want{checked: r.TracesChecked, undecided: r.Undecided, unchecked: r.Unchecked, hops: r.HopsChecked, leaks: r.Leaks, switches: r.Switches, fallbacks: r.Fallbacks}
-			if len(r.Traces) == 1 {
-				got.lane, got.switchAt = r.Traces[0].Lane, r.Traces[0].Switch
-				for _, h := range r.Traces[0].Hops {
-					if h.Leak {
-						got.leakAt = append(got.leakAt, h.Service)
-					}
-				}
-			}
-			if fmt.Sprint(got) != fmt.Sprint(c.want) {
+			if got := categoriesOf(r); fmt.Sprint(got) != fmt.Sprint(c.want) {
 				t.Fatalf("got  %+v\nwant %+v\n%+v", got, c.want, r.Traces)
 			}
 		})
@@ -383,7 +391,7 @@ func TestCheckCategories(t *testing.T) {
 func TestKillInAnotherBranchExplainsNothing(t *testing.T) {
 	// frontend calls orders and payments; orders finds the release
 	// killed, payments serves stable with no kill on its path: a leak.
-	b := newBuilder("t", true)
+	b := newBuilder(true)
 	in := b.span("", "frontend-sidecar", "inbound frontend", Tag{"span.kind", "server"}, Tag{wire.AttrVariant, "gray"}, Tag{wire.AttrLane, "gray"}, Tag{wire.AttrReason, "whitelist"}, Tag{"upstream_cluster", "frontend|gray"})
 	call := b.span(in, "frontend-sidecar", "ext_proc", Tag{"span.kind", "client"})
 	b.span(call, "graymesh", "decide frontend", Tag{wire.AttrHop, "edge"}, Tag{wire.AttrVariant, "gray"}, Tag{wire.AttrLane, "gray"}, Tag{wire.AttrReason, "whitelist"})
@@ -407,7 +415,7 @@ func TestSidecarHopUsesTheFallbackListenersSpan(t *testing.T) {
 	// pricing reports no span; its gray version is down, so its inbound
 	// span names pricing|gray and the fallback listener's span under it
 	// pricing|stable, marked.
-	b := newBuilder("t", true)
+	b := newBuilder(true)
 	in := b.span("", "frontend-sidecar", "inbound frontend", Tag{"span.kind", "server"}, Tag{wire.AttrVariant, "gray"}, Tag{wire.AttrLane, "gray"}, Tag{"upstream_cluster", "frontend|gray"})
 	call := b.span(in, "frontend-sidecar", "ext_proc", Tag{"span.kind", "client"})
 	b.span(call, "graymesh", "decide frontend", Tag{wire.AttrHop, "edge"}, Tag{wire.AttrVariant, "gray"}, Tag{wire.AttrLane, "gray"}, Tag{wire.AttrReason, "whitelist"})
@@ -427,7 +435,7 @@ func TestSidecarHopReadsTheServingEndpointsVariant(t *testing.T) {
 	// pricing reports no span and its fallback listener's span was lost:
 	// the inbound span names the gray cluster, but the endpoint that
 	// served (the fallback listener) says stable, and why.
-	b := newBuilder("t", true).chain(true, hopSpec{service: "frontend", reason: "whitelist", lane: "gray", served: "gray"})
+	b := newBuilder(true).chain(true, hopSpec{service: "frontend", reason: "whitelist", lane: "gray", served: "gray"})
 	b.span("s5", "pricing-sidecar", "inbound pricing", Tag{"span.kind", "server"}, Tag{wire.AttrVariant, "stable"}, Tag{wire.AttrLane, "gray"},
 		Tag{wire.AttrReason, "lane"}, Tag{wire.AttrFallback, "gray-unavailable"}, Tag{"upstream_cluster", "pricing|gray"})
 	r := Check([]Trace{b.trace()})

@@ -30,8 +30,10 @@ var kinds = []string{"clusters", "routes", "listeners", "extensions"}
 
 // TestGolden pins the generated xDS resources for each config in testdata,
 // one golden file per resource type holding every group's resources.
-// Regenerate with: go test ./xds -run TestGolden -update
+// Regenerate with: go test ./xds -run TestGolden -update (which also
+// removes a golden file no config produces any more).
 func TestGolden(t *testing.T) {
+	golden.Own(t, "testdata/*.golden")
 	configs, err := filepath.Glob("testdata/*.yaml")
 	if err != nil || len(configs) == 0 {
 		t.Fatalf("no testdata configs: %v", err)

@@ -10,6 +10,7 @@ import (
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 
+	"github.com/graymesh/graymesh/internal/testutil"
 	"github.com/graymesh/graymesh/plan"
 )
 
@@ -44,10 +45,8 @@ func TestNACKRestoresLastAcceptedSnapshot(t *testing.T) {
 	// Envoy accepts the new clusters, then rejects the listener.
 	_ = cb.OnStreamRequest(1, &discoverygrpc.DiscoveryRequest{TypeUrl: cds, VersionInfo: bad, ResponseNonce: "2"})
 	_ = cb.OnStreamRequest(1, &discoverygrpc.DiscoveryRequest{Node: node, TypeUrl: lds, VersionInfo: good, ResponseNonce: "3", ErrorDetail: &statuspb.Status{Message: "cannot bind"}})
-	deadline := time.Now().Add(5 * time.Second)
-	for s.Stats.Restores.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	testutil.Eventually(t, "the last good snapshot restored", testutil.Within(5*time.Second),
+		testutil.Holds(func() bool { return s.Stats.Restores.Load() > 0 }))
 	if s.Version() != good || s.Stats.Restores.Load() != 1 || s.Stats.NACKs.Load() != 1 {
 		t.Fatalf("version %s (good %s, bad %s), restores %d", s.Version(), good, bad, s.Stats.Restores.Load())
 	}

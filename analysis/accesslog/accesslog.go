@@ -110,10 +110,28 @@ func (r *Receiver) StreamAccessLogs(stream accesslogsvcv3.AccessLogService_Strea
 	}
 }
 
+// intermediate are the access log types Envoy gives an entry written while
+// a request or connection is still open (at its start, periodically, once
+// a pool or tunnel is ready): the entry that ends it is counted instead.
+// access_log_type replaces the deprecated intermediate_log_entry flag
+// (Envoy's data/accesslog/v3 API reference).
+var intermediate = map[accesslogdatav3.AccessLogType]bool{
+	accesslogdatav3.AccessLogType_TcpUpstreamConnected:                    true,
+	accesslogdatav3.AccessLogType_TcpPeriodic:                             true,
+	accesslogdatav3.AccessLogType_TcpConnectionStart:                      true,
+	accesslogdatav3.AccessLogType_DownstreamStart:                         true,
+	accesslogdatav3.AccessLogType_DownstreamPeriodic:                      true,
+	accesslogdatav3.AccessLogType_UpstreamPoolReady:                       true,
+	accesslogdatav3.AccessLogType_UpstreamPeriodic:                        true,
+	accesslogdatav3.AccessLogType_DownstreamTunnelSuccessfullyEstablished: true,
+	accesslogdatav3.AccessLogType_UdpTunnelUpstreamConnected:              true,
+	accesslogdatav3.AccessLogType_UdpPeriodic:                             true,
+}
+
 func (r *Receiver) entry(e *accesslogdatav3.HTTPAccessLogEntry) {
 	c := e.GetCommonProperties()
 	m := r.clusters.Load()
-	if m == nil || c.GetIntermediateLogEntry() {
+	if m == nil || intermediate[c.GetAccessLogType()] {
 		r.Skipped.Add(1)
 		return
 	}

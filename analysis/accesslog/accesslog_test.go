@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/graymesh/graymesh/analysis"
+	"github.com/graymesh/graymesh/internal/testutil"
 	"github.com/graymesh/graymesh/plan"
 	"github.com/graymesh/graymesh/wire"
 )
@@ -30,6 +31,12 @@ func entry(cluster string, code uint32, d time.Duration, caller string, flags *a
 		c.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{wire.MetadataNamespace: md}}
 	}
 	return &accesslogdatav3.HTTPAccessLogEntry{CommonProperties: c, Response: &accesslogdatav3.HTTPResponseProperties{ResponseCode: wrapperspb.UInt32(code)}}
+}
+
+// periodic marks e as Envoy marks an entry flushed while its request runs.
+func periodic(e *accesslogdatav3.HTTPAccessLogEntry) *accesslogdatav3.HTTPAccessLogEntry {
+	e.CommonProperties.AccessLogType = accesslogdatav3.AccessLogType_DownstreamPeriodic
+	return e
 }
 
 func TestReceiverTranslatesEntries(t *testing.T) {
@@ -63,6 +70,7 @@ func TestReceiverTranslatesEntries(t *testing.T) {
 		entry("shop|gray", 0, 5*time.Millisecond, "", &accesslogdatav3.ResponseFlags{DownstreamConnectionTermination: true}),
 		entry("inbound|orders", 200, time.Millisecond, "", nil), // a peer sidecar, no environment
 		entry("graymesh_extproc", 200, time.Millisecond, "", nil),
+		periodic(entry("shop|gray", 200, time.Millisecond, "", nil)), // the request still open: its end counts
 	}
 	if err := stream.Send(&accesslogsvcv3.StreamAccessLogsMessage{
 		Identifier: &accesslogsvcv3.StreamAccessLogsMessage_Identifier{Node: &corev3.Node{Id: "n"}, LogName: wire.AccessLogName},
@@ -70,10 +78,8 @@ func TestReceiverTranslatesEntries(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for r.Entries.Load()+r.Skipped.Load() < int64(len(entries)) && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, "every entry read or skipped", testutil.Within(5*time.Second),
+		testutil.Holds(func() bool { return r.Entries.Load()+r.Skipped.Load() >= int64(len(entries)) }))
 	mu.Lock()
 	defer mu.Unlock()
 	want := []analysis.Sample{
@@ -82,7 +88,7 @@ func TestReceiverTranslatesEntries(t *testing.T) {
 		{Service: "shop", Env: "gray", Failed: true, Duration: 5 * time.Millisecond},
 		{Service: "shop", Env: "gray", Duration: 5 * time.Millisecond},
 	}
-	if len(samples) != len(want) || r.Skipped.Load() != 2 {
+	if len(samples) != len(want) || r.Skipped.Load() != 3 {
 		t.Fatalf("samples %+v, skipped %d", samples, r.Skipped.Load())
 	}
 	for i := range want {

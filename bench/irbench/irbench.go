@@ -115,7 +115,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := os.MkdirAll(o.WorkDir, 0o755); err != nil {
 		return nil, err
 	}
-	h, err := newHarness(ctx, o)
+	h, err := newHarness(o)
 	if err != nil {
 		return nil, err
 	}
@@ -177,7 +177,7 @@ type harness struct {
 	version  string
 }
 
-func newHarness(ctx context.Context, o Options) (*harness, error) {
+func newHarness(o Options) (*harness, error) {
 	ups, err := startUpstreams()
 	if err != nil {
 		return nil, err

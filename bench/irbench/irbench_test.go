@@ -6,16 +6,30 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protojson"
-
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/graymesh/graymesh/gray"
 	"github.com/graymesh/graymesh/wire"
 	"github.com/graymesh/graymesh/xds"
 )
+
+// listenerHCM is the HTTP connection manager of the first listener of a
+// rendered bootstrap.
+func listenerHCM(t *testing.T, bootstrap []byte) *hcmv3.HttpConnectionManager {
+	t.Helper()
+	boot := &bootstrapv3.Bootstrap{}
+	if err := protojson.Unmarshal(bootstrap, boot); err != nil {
+		t.Fatal(err)
+	}
+	hcm := &hcmv3.HttpConnectionManager{}
+	if err := boot.GetStaticResources().GetListeners()[0].GetFilterChains()[0].GetFilters()[0].GetTypedConfig().UnmarshalTo(hcm); err != nil {
+		t.Fatal(err)
+	}
+	return hcm
+}
 
 // TestBootstraps renders every configuration's bootstrap (Envoy's own
 // validation passes) and checks the filter chain each one measures.
@@ -69,14 +83,7 @@ func TestBootstraps(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", c.Name, err)
 		}
-		boot := &bootstrapv3.Bootstrap{}
-		if err := protojson.Unmarshal(b, boot); err != nil {
-			t.Fatal(err)
-		}
-		hcm := &hcmv3.HttpConnectionManager{}
-		if err := boot.GetStaticResources().GetListeners()[0].GetFilterChains()[0].GetFilters()[0].GetTypedConfig().UnmarshalTo(hcm); err != nil {
-			t.Fatal(err)
-		}
+		hcm := listenerHCM(t, b)
 		var names []string
 		for _, f := range hcm.GetHttpFilters() {
 			names = append(names, f.GetName())

@@ -123,7 +123,7 @@ func newHarness(ctx context.Context, o Options) (*harness, error) {
 	if h.policy, err = gray.Compile(h.cfg); err != nil {
 		return nil, fmt.Errorf("bench config: %w", err)
 	}
-	h.upstream, err = startProc(h.logDir, "upstream", h.plan, h.plan.rest, nil, o.Self, "upstream", "--stable", h.ports.stable, "--gray", h.ports.gray)
+	h.upstream, err = startProc(h.logDir, "upstream", h.plan, h.plan.rest, o.Self, "upstream", "--stable", h.ports.stable, "--gray", h.ports.gray)
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +133,7 @@ func newHarness(ctx context.Context, o Options) (*harness, error) {
 		h.close()
 		return nil, err
 	}
-	h.noop, err = startProc(h.logDir, "noop-extproc", h.plan, h.plan.rest, nil, o.Self, "noop", "--listen", h.ports.noop)
+	h.noop, err = startProc(h.logDir, "noop-extproc", h.plan, h.plan.rest, o.Self, "noop", "--listen", h.ports.noop)
 	if err != nil {
 		h.close()
 		return nil, err

@@ -86,7 +86,7 @@ func pinSelf(cpu int) error {
 
 // startProc starts a child process (via taskset when pinned); its stdout
 // and stderr go to dir/name.log.
-func startProc(dir, name string, plan cpuPlan, cpu int, env []string, bin string, args ...string) (*proc, error) {
+func startProc(dir, name string, plan cpuPlan, cpu int, bin string, args ...string) (*proc, error) {
 	logPath := filepath.Join(dir, name+".log")
 	f, err := os.Create(logPath)
 	if err != nil {
@@ -95,7 +95,6 @@ func startProc(dir, name string, plan cpuPlan, cpu int, env []string, bin string
 	path, argv := plan.command(cpu, bin, args...)
 	cmd := exec.Command(path, argv...)
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Env = append(os.Environ(), env...)
 	// The child dies with the harness even if the harness is killed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

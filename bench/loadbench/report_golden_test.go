@@ -78,6 +78,7 @@ func goldenResult() (*Result, *Micro, *Check) {
 // TestReportGolden pins bench/RESULTS.md's format: the report and the
 // chart of a synthetic run must not change unless the golden files do.
 func TestReportGolden(t *testing.T) {
+	golden.Own(t, "testdata/*.golden.*")
 	res, micro, cache := goldenResult()
 	var report, chart bytes.Buffer
 	if err := WriteReport(&report, ReportInput{Result: res, Micro: micro, Cache: cache, Command: "bin/loadbench --rounds 2", Chart: "latency.svg"}); err != nil {

@@ -55,7 +55,7 @@ func (r *runner) start(ctx context.Context) error {
 	if err := os.WriteFile(bootPath, boot, 0o600); err != nil {
 		return err
 	}
-	r.envoy, err = startProc(h.logDir, tag+"-envoy", h.plan, h.plan.envoy, nil, h.opts.Envoy,
+	r.envoy, err = startProc(h.logDir, tag+"-envoy", h.plan, h.plan.envoy, h.opts.Envoy,
 		"-c", bootPath, "--concurrency", "1", "--disable-hot-restart", "-l", "warn")
 	if err != nil {
 		return err
@@ -102,7 +102,7 @@ func (r *runner) startGraymesh(ctx context.Context, tag string) error {
 	if r.pprof != "" {
 		args = append(args, "--pprof", r.pprof)
 	}
-	p, err := startProc(h.logDir, tag+"-graymesh", h.plan, h.plan.rest, nil, h.opts.Graymesh, args...)
+	p, err := startProc(h.logDir, tag+"-graymesh", h.plan, h.plan.rest, h.opts.Graymesh, args...)
 	if err != nil {
 		return err
 	}

@@ -60,7 +60,7 @@ func analysisCmd(args []string, stdout, stderr io.Writer) error {
 			if *asJSON {
 				err = printJSON(stdout, st)
 			} else {
-				err = printAnalysis(stdout, st)
+				printAnalysis(stdout, st)
 			}
 			if err == nil && !done {
 				err = fmt.Errorf("no window judged %s within %s", *until, *timeout)
@@ -85,7 +85,7 @@ func verdictSet(s string) (map[analysis.Verdict]bool, error) {
 	return out, nil
 }
 
-func printAnalysis(w io.Writer, st *admin.AnalysisStatus) error {
+func printAnalysis(w io.Writer, st *admin.AnalysisStatus) {
 	a := st.Settings
 	schedule := "no schedule"
 	if st.ScheduleSteps > 0 {
@@ -96,12 +96,11 @@ func printAnalysis(w io.Writer, st *admin.AnalysisStatus) error {
 		a.Source, a.Interval.Duration, strings.Join(st.Services, ", "), a.MinRequests, a.Alpha, a.OnFail, a.OnCritical)
 	if len(st.Windows) == 0 {
 		fmt.Fprintf(w, "\nno window judged yet (the first ends %s after graymesh started analysing)\n", a.Interval.Duration)
-		return nil
+		return
 	}
 	for i := len(st.Windows) - 1; i >= 0; i-- {
 		printWindow(w, &st.Windows[i])
 	}
-	return nil
 }
 
 func printWindow(w io.Writer, win *admin.Window) {
