@@ -23,8 +23,11 @@ latency percentiles on each side, the share gray served against the
 configured percent, each test's statistic, p-value, effect and threshold,
 the verdict and the action taken. docs/analysis.md explains how to read it.
 
-With --until, waits (polling) until a shown window has one of the given
-verdicts, then prints; exit status 1 if none came within --timeout.`
+With --until, waits (polling) until a window has one of the given
+verdicts, then prints; exit status 1 if none came within --timeout. Every
+window the running graymesh keeps counts (its last 100), not only the
+shown ones: a fail judged a minute ago ends the wait at once, and is
+printed with the latest windows.`
 
 func analysisCmd(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("analysis", analysisUsage, stderr)
@@ -49,7 +52,7 @@ func analysisCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	path := fmt.Sprintf("/v1/releases/%s/analysis?windows=%d", url.PathEscape(name), max(1, *windows))
+	path := analysisPath(name, *windows, len(want) > 0)
 	deadline := time.Now().Add(*timeout)
 	for {
 		body, err := c.do(http.MethodGet, path, nil)
@@ -60,10 +63,12 @@ func analysisCmd(args []string, stdout, stderr io.Writer) error {
 		if err := json.Unmarshal(body, &st); err != nil {
 			return fmt.Errorf("admin API answered: %w", err)
 		}
-		done := len(want) == 0 || slices.ContainsFunc(st.Windows, func(w daemon.Window) bool { return want[w.Verdict] })
+		match := newestWith(st.Windows, want)
+		done := len(want) == 0 || match >= 0
 		if done || time.Now().After(deadline) {
+			st.Windows = shownWindows(st.Windows, max(1, *windows), match)
 			if *asJSON {
-				_, err = stdout.Write(body)
+				err = writeIndentedJSON(stdout, &st)
 			} else {
 				err = printAnalysis(stdout, &st)
 			}
@@ -74,6 +79,47 @@ func analysisCmd(args []string, stdout, stderr io.Writer) error {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// analysisPath asks for the latest n windows, or for every window graymesh
+// keeps when waiting for a verdict: a window judged before the wait began
+// (while the traffic that spoiled it was still being sent) must end it too.
+func analysisPath(release string, n int, waiting bool) string {
+	path := "/v1/releases/" + url.PathEscape(release) + "/analysis"
+	if waiting {
+		return path
+	}
+	return fmt.Sprintf("%s?windows=%d", path, max(1, n))
+}
+
+// newestWith is the position of the newest window (windows are oldest
+// first) whose verdict is wanted, or -1.
+func newestWith(windows []daemon.Window, want map[analysis.Verdict]bool) int {
+	for i := len(windows) - 1; i >= 0; i-- {
+		if want[windows[i].Verdict] {
+			return i
+		}
+	}
+	return -1
+}
+
+// shownWindows is the latest n windows and, when the window at match is
+// older than those, that one before them: the window that ended a wait is
+// always shown.
+func shownWindows(windows []daemon.Window, n, match int) []daemon.Window {
+	first := max(0, len(windows)-n)
+	shown := windows[first:]
+	if match >= 0 && match < first {
+		shown = append([]daemon.Window{windows[match]}, shown...)
+	}
+	return shown
+}
+
+// writeIndentedJSON prints v as the admin API does.
+func writeIndentedJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 func verdictSet(s string) (map[analysis.Verdict]bool, error) {
