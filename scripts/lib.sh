@@ -12,7 +12,7 @@ mkdir -p "$work"
 work="$(cd "$work" && pwd)"
 
 # copy_config SRC: graymesh watches $work/config.yaml, a fresh copy of SRC
-# for each run, so editing it (as README.md's operating section does) never
+# for each run, so editing it (as docs/operating.md does) never
 # touches a tracked file. The state directory starts empty with it: the
 # copy and the state in force always agree at start.
 copy_config() {

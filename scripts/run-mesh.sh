@@ -21,7 +21,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 cache="${GRAYMESH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/graymesh}"
-jaeger="$cache/jaeger-v1.76.0/jaeger"
+jaeger="${JAEGER_BIN:-$cache/jaeger-v1.76.0/jaeger}"
 name=run-mesh
 demo=mesh
 # shellcheck source=scripts/lib.sh
