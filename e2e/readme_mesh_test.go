@@ -159,7 +159,7 @@ func TestReadmeMesh(t *testing.T) {
 		{block: `for i in $(seq 30)`,
 			want: []string{`"service":"pricing","env":"gray"`}},
 		{block: `grep -c '"spanID"'`,
-			want: []string{`"traceID"`, `"processes"`}},
+			want: []string{`"traceID"`, `"spans"`}},
 		{block: `--service frontend --since 10m`,
 			want: []string{"leaks:  0"}},
 	})
