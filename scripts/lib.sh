@@ -123,6 +123,26 @@ wait_ready() {
   exit 1
 }
 
+# token_hint SRC URL DOC is a banner's suggestion for trying the demo at
+# URL: a demo token where SRC has an HMAC key to mint one (graymesh
+# token), else a plain request and why there is no token line. DOC is the
+# guide to read next.
+token_hint() {
+  if "$bindir/graymesh" token --config "$1" --subject alice >/dev/null 2>&1; then
+    cat <<TRY
+Try, in another terminal ($3 has the whole tour):
+  TOKEN=\$(bin/graymesh token --config $1 --subject alice)
+  curl -s -H "Authorization: Bearer \$TOKEN" $2
+TRY
+  else
+    cat <<TRY
+Try, in another terminal ($3 has the whole tour; $1 has no HMAC key
+for graymesh token to mint a demo token with: send a token from your issuer):
+  curl -s $2
+TRY
+  fi
+}
+
 # supervise WHAT LOG CMD...: runs CMD in the background and starts it again
 # whenever it dies with a non-zero status (a crash, kill -9), with a line on
 # stderr, until the demo stops. Its pid is in $work/WHAT.pid. A clean exit

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -31,7 +32,36 @@ func TestMain(m *testing.M) {
 		defer l.Close()
 		select {}
 	}
-	os.Exit(m.Run())
+	dir, err := os.MkdirTemp("", "scripts-test-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// binDir holds the binaries built for the tests that need them.
+var (
+	binDir    string
+	buildOnce sync.Once
+	buildErr  error
+)
+
+// buildGraymesh builds bin/graymesh into binDir, once.
+func buildGraymesh(t *testing.T) {
+	t.Helper()
+	buildOnce.Do(func() {
+		out, err := exec.Command("go", "build", "-o", binDir+"/", "../cmd/graymesh").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/graymesh: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
 }
 
 // reusePortListen listens on 127.0.0.1:port with SO_REUSEPORT, as Envoy's
@@ -243,6 +273,40 @@ func TestDemosRefuseATakenPort(t *testing.T) {
 		}
 		if entries, _ := os.ReadDir(work); len(entries) != 0 {
 			t.Errorf("%s wrote %d entries to its work folder before refusing", c.script, len(entries))
+		}
+	}
+}
+
+// The banner offers a token command only for a config graymesh token can
+// mint with (an HMAC key): for any other, `make run CONFIG=FILE` would
+// suggest a command that fails.
+func TestTokenHintOnlyWhereATokenCanBeMinted(t *testing.T) {
+	buildGraymesh(t)
+	demo, err := os.ReadFile("../examples/demo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hmacKey := "    keys:\n      # Demo only: a real deployment uses secret_file or public keys.\n      - {kid: demo, alg: HS256, secret: graymesh-demo-secret-not-for-production}\n"
+	if !strings.Contains(string(demo), hmacKey) {
+		t.Fatal("examples/demo.yaml's HMAC key changed; update this test")
+	}
+	noHMAC := filepath.Join(t.TempDir(), "rs256.yaml")
+	cfg := strings.Replace(strings.Replace(string(demo), hmacKey, "    jwks_uri: http://127.0.0.1:9/keys\n", 1), "algorithms: [HS256]", "algorithms: [RS256]", 1)
+	if err := os.WriteFile(noHMAC, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	root, _ := filepath.Abs("..")
+	for _, c := range []struct {
+		config   string
+		want     string
+		withhold string
+	}{
+		{filepath.Join(root, "examples", "demo.yaml"), "TOKEN=$(bin/graymesh token --config", "no HMAC key"},
+		{noHMAC, "has no HMAC key", "graymesh token --config"},
+	} {
+		code, out := lib(t, fmt.Sprintf("token_hint %s http://127.0.0.1:10000/ docs/tour.md", c.config), "GRAYMESH_BIN_DIR="+binDir)
+		if code != 0 || !strings.Contains(out, c.want) || strings.Contains(out, c.withhold) || !strings.Contains(out, "curl -s") {
+			t.Errorf("%s: %d\n%s", c.config, code, out)
 		}
 	}
 }

@@ -58,24 +58,6 @@ wait_ready shop-gray "$shop_gray" "$gray" "http://127.0.0.1:$gray/healthz"
 wait_ready envoy "$envoy_pid" "$envoy_admin" "http://127.0.0.1:$envoy_admin/ready"
 wait_ready "envoy listener (from xDS)" "$envoy_pid" "$listener"
 
-# try_lines is the banner's suggestion: a demo token where the config
-# has an HMAC key to mint one (graymesh token), else a plain request.
-try_lines() {
-  if "$bindir/graymesh" token --config "$src" --subject alice >/dev/null 2>&1; then
-    cat <<TRY
-Try, in another terminal (docs/tour.md has the whole tour):
-  TOKEN=\$(bin/graymesh token --config $src --subject alice)
-  curl -s -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:$listener/
-TRY
-  else
-    cat <<TRY
-Try, in another terminal (this config has no HMAC key for graymesh token
-to mint a demo token: send a token from your issuer):
-  curl -s http://127.0.0.1:$listener/
-TRY
-  fi
-}
-
 cat <<MSG
 
 graymesh demo is up:
@@ -86,7 +68,7 @@ graymesh demo is up:
   config           $work/config.yaml   (a copy of $src; edit it, graymesh picks it up within a second)
   logs             $work/
 
-$(try_lines)
+$(token_hint "$src" "http://127.0.0.1:$listener/" docs/tour.md)
 
 If graymesh dies it is restarted; Envoy serves stable meanwhile.
 Ctrl-C stops the demo.

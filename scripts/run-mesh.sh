@@ -142,9 +142,7 @@ $traces
   config                     $work/config.yaml   (a copy of $src; edit it, graymesh picks it up within a second)
   a service's pid            $work/SERVICE-ENV.pid   (kill it to watch the fallback; it is started again ${restart_after}s later)
 
-Try (docs/mesh.md has the whole tour):
-  TOKEN=\$(bin/graymesh token --config $src --subject alice)
-  curl -s -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:${inbound[frontend]}/
+$(token_hint "$src" "http://127.0.0.1:${inbound[frontend]}/" docs/mesh.md)
   bin/graymesh verify-traces --jaeger http://127.0.0.1:$jaeger_ui --service frontend --since 5m
 
 If graymesh dies it is restarted; the sidecars keep serving meanwhile.
