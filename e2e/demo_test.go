@@ -79,39 +79,49 @@ func startDemo(t *testing.T) *demo {
 	d.listener = fmt.Sprintf("http://127.0.0.1:%d", d.ports["LISTENER"])
 	d.admin = fmt.Sprintf("http://127.0.0.1:%d", d.ports["ADMIN"])
 
-	d.out = filepath.Join(dir, "run-demo.out")
+	d.launch("run-demo.sh", env, "graymesh demo is up", "work/graymesh.log", "work/envoy.log")
+	must(t, httpOK(d.listener+"/")())
+	d.client = &mesh{t: t, listener: d.listener, client: newClient(t)}
+	return d
+}
+
+// launch starts scripts/SCRIPT with env as its own process group, as a
+// terminal's foreground job (Ctrl-C is SIGINT to the whole group), stops
+// it at the end of the test (dumping its output and logs, relative to
+// d.dir, when the test failed) and waits until it prints up.
+func (d *demo) launch(script string, env []string, up string, logs ...string) {
+	t := d.t
+	t.Helper()
+	out := strings.TrimSuffix(script, ".sh") + ".out"
+	d.out = filepath.Join(d.dir, out)
 	f, err := os.Create(d.out)
 	must(t, err)
-	d.cmd = exec.Command(filepath.Join(repoRoot, "scripts", "run-demo.sh"))
+	d.cmd = exec.Command(filepath.Join(repoRoot, "scripts", script))
 	d.cmd.Env = env
 	d.cmd.Stdout, d.cmd.Stderr = f, f
-	// Its own process group, as a terminal's foreground job: Ctrl-C is
-	// SIGINT to the whole group.
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	must(t, d.cmd.Start())
 	go func() { _ = d.cmd.Wait(); f.Close(); close(d.done) }()
 	t.Cleanup(func() {
 		d.stop()
 		if t.Failed() {
-			for _, name := range []string{"run-demo.out", "work/graymesh.log", "work/envoy.log"} {
-				b, _ := os.ReadFile(filepath.Join(dir, name))
+			for _, name := range append([]string{out}, logs...) {
+				b, _ := os.ReadFile(filepath.Join(d.dir, name))
 				t.Logf("---- %s ----\n%s", name, tail(b, 4000))
 			}
 		}
 	})
-	waitFor(t, "the demo script", 60*time.Second, func() error {
+	waitFor(t, "the "+script+" script", 90*time.Second, func() error {
 		select {
 		case <-d.done:
 			return errors.New("the script exited")
 		default:
 		}
-		if !strings.Contains(d.output(), "graymesh demo is up") {
-			return errors.New("no 'graymesh demo is up' yet")
+		if !strings.Contains(d.output(), up) {
+			return fmt.Errorf("no %q yet", up)
 		}
-		return httpOK(d.listener + "/")()
+		return nil
 	})
-	d.client = &mesh{t: t, listener: d.listener, client: newClient(t)}
-	return d
 }
 
 // output is what the script printed so far.

@@ -13,7 +13,7 @@
 # directory, the npm package name jaeger-ui has no published version, and no
 # other registry reachable here carries the built UI. The query API (what
 # verify-traces reads) is complete. examples/jaeger.yaml serves a built UI
-# from $JAEGER_UI_ASSETS when you have one (README.md, mesh section).
+# from $JAEGER_UI_ASSETS when you have one (docs/mesh.md).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cache="${GRAYMESH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/graymesh}"

@@ -3,81 +3,152 @@
 # examples/mesh.yaml): graymesh, Jaeger (when built; see
 # scripts/install-jaeger.sh), one sidecar Envoy per service and the demo
 # services frontend → orders → inventory → pricing. graymesh is restarted
-# when it dies; the sidecars keep serving meanwhile. Ctrl-C stops everything.
+# when it dies, and a service version stopped by hand is started again
+# GRAYMESH_DEMO_RESTART_AFTER seconds later (default 20); the sidecars keep
+# serving meanwhile. Ctrl-C stops everything.
 #
 # The config is copied to the work folder (default .tools/mesh/, one per
 # clone; GRAYMESH_DEMO_DIR overrides it) and graymesh watches the copy. The
-# config must keep the addresses of examples/mesh.yaml.
+# config must keep the addresses of examples/mesh.yaml. Every port can be
+# moved, each with GRAYMESH_DEMO_<NAME>_PORT (the names below) or all with
+# GRAYMESH_DEMO_PORT_OFFSET: the copy, the sidecars' bootstraps and
+# Jaeger's config follow. The demo refuses to start while another process
+# listens on one of its ports.
+#
+# JAEGER_UI_ASSETS (a built Jaeger UI, see examples/jaeger.yaml) makes
+# Jaeger serve its UI, and the console link each chain to it.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 cache="${GRAYMESH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/graymesh}"
-jaeger="$cache/jaeger-v1.76.0/jaeger"
+jaeger="${JAEGER_BIN:-$cache/jaeger-v1.76.0/jaeger}"
 name=run-mesh
 demo=mesh
 # shellcheck source=scripts/lib.sh
 . "$root/scripts/lib.sh"
 src="${GRAYMESH_DEMO_CONFIG:-examples/mesh.yaml}"
+restart_after="${GRAYMESH_DEMO_RESTART_AFTER:-20}"
+
+port admin ADMIN 18180
+port extproc EXTPROC 18181
+port xds XDS 18100
+port jaeger_ui JAEGER_UI 16686
+port jaeger_grpc JAEGER_GRPC 16685
+port otlp OTLP 4317
+services=(frontend orders inventory pricing)
+# Per service: its sidecar's inbound, outbound, fallback and admin ports,
+# and its versions' ports (inventory has no gray version, nor a fallback).
+declare -A inbound outbound fallback envoy_admin version_port
+i=1
+for s in "${services[@]}"; do
+  up=${s^^}
+  port "inbound[$s]" "${up}_INBOUND" $((10000 + i))
+  port "outbound[$s]" "${up}_OUTBOUND" $((15000 + i))
+  [ "$s" = inventory ] || port "fallback[$s]" "${up}_FALLBACK" $((16000 + i))
+  port "envoy_admin[$s]" "${up}_ENVOY_ADMIN" $((9910 + i))
+  i=$((i + 1))
+done
+port "version_port[frontend-stable]" FRONTEND_STABLE 9201
+port "version_port[frontend-gray]" FRONTEND_GRAY 9207
+port "version_port[orders-stable]" ORDERS_STABLE 9202
+port "version_port[orders-gray]" ORDERS_GRAY 9203
+port "version_port[inventory-stable]" INVENTORY_STABLE 9204
+port "version_port[pricing-stable]" PRICING_STABLE 9205
+port "version_port[pricing-gray]" PRICING_GRAY 9206
+
+check_ports
 copy_config "$src"
+render_ports "$work/config.yaml"
 echo "$name: work folder $work (logs, config.yaml, state)"
 
+jaeger_query=
+jaeger_ui_flags=()
 if [ -x "$jaeger" ]; then
-  "$jaeger" --config examples/jaeger.yaml >"$work/jaeger.log" 2>&1 &
+  # examples/jaeger.yaml reads its addresses from these.
+  GRAYMESH_JAEGER_UI_PORT=$jaeger_ui GRAYMESH_JAEGER_GRPC_PORT=$jaeger_grpc GRAYMESH_JAEGER_OTLP_PORT=$otlp \
+    "$jaeger" --config examples/jaeger.yaml >"$work/jaeger.log" 2>&1 &
   started jaeger
-  wait_for http://127.0.0.1:16686/ jaeger
+  jaeger_pid=$!
+  wait_ready jaeger "$jaeger_pid" "$otlp"
+  wait_ready jaeger "$jaeger_pid" "$jaeger_ui" "http://127.0.0.1:$jaeger_ui/"
+  jaeger_query="http://127.0.0.1:$jaeger_ui"
+  # Only a Jaeger given a built UI has one to link to: ours serves a
+  # placeholder page at / otherwise.
+  [ -z "${JAEGER_UI_ASSETS:-}" ] || jaeger_ui_flags=(--console-jaeger-ui "$jaeger_query")
 else
   echo "run-mesh: no Jaeger at $jaeger (make jaeger builds it); running without trace storage" >&2
 fi
 
-otlp=127.0.0.1:4317
-svc() { # name env version port calls outbound [extra...]
-  local name=$1 env=$2 version=$3 port=$4 calls=$5 outbound=$6; shift 6
-  "$bindir/demo-service" --service "$name" --env "$env" --version "$version" --listen "127.0.0.1:$port" \
-    ${calls:+--calls "$calls" --outbound "$outbound"} --otlp "$otlp" "$@" >"$work/$name-$env.log" 2>&1 &
-  started "$name-$env"
+# version NAME ENV VERSION [CALLS [extra...]]: one version of a service,
+# kept up; CALLS is the next service, reached through this service's
+# sidecar's outbound listener.
+version() {
+  local svc=$1 env=$2 ver=$3 calls=${4:-}
+  shift 3
+  [ $# -eq 0 ] || shift
+  : >"$work/$svc-$env.log"
+  keep_up "$svc-$env" "$restart_after" "$work/$svc-$env.log" "$bindir/demo-service" --service "$svc" --env "$env" --version "$ver" \
+    --listen "127.0.0.1:${version_port[$svc-$env]}" ${calls:+--calls "$calls" --outbound "127.0.0.1:${outbound[$svc]}"} \
+    --otlp "127.0.0.1:$otlp" "$@"
 }
-svc frontend  stable v1 9201 orders    127.0.0.1:15001
-svc frontend  gray   v2 9207 orders    127.0.0.1:15001
-svc orders    stable v1 9202 inventory 127.0.0.1:15002
-svc orders    gray   v2 9203 inventory 127.0.0.1:15002
-svc inventory stable v1 9204 pricing   127.0.0.1:15003 ${GRAYMESH_DROP_LANE:+--drop-lane}
-svc pricing   stable v1 9205 "" ""
-svc pricing   gray   v2 9206 "" ""
+version frontend stable v1 orders
+version frontend gray v2 orders
+version orders stable v1 inventory
+version orders gray v2 inventory
+# shellcheck disable=SC2046
+version inventory stable v1 pricing $([ -z "${GRAYMESH_DROP_LANE:-}" ] || echo --drop-lane)
+version pricing stable v1
+version pricing gray v2
 
 : >"$work/graymesh.log"
 supervise graymesh "$work/graymesh.log" "$bindir/graymesh" serve --config "$work/config.yaml" \
   --state-dir "$work/state" --drain-timeout 2s --log-format text \
-  --console-jaeger http://127.0.0.1:16686 --console-trace-service frontend
-wait_for http://127.0.0.1:18180/readyz graymesh
+  ${jaeger_query:+--console-jaeger "$jaeger_query"} "${jaeger_ui_flags[@]}" --console-trace-service frontend
+wait_ready graymesh "$work/graymesh.pid" "$admin" "http://127.0.0.1:$admin/readyz"
 
-admin=9911
-for s in frontend orders inventory pricing; do
+declare -A envoy_pid
+for s in "${services[@]}"; do
   boot="$work/envoy-$s.yaml"
   sed -e "s/id: sidecar-frontend/id: sidecar-$s/" -e "s/cluster: frontend/cluster: $s/" \
-      -e "s/port_value: 9902/port_value: $admin/" -e "s/port_value: 18000/port_value: 18100/" envoy/sidecar.yaml >"$boot"
+      -e "s/port_value: 9902/port_value: ${envoy_admin[$s]}/" -e "s/port_value: 18000/port_value: $xds/" envoy/sidecar.yaml >"$boot"
   "$envoy" -c "$boot" --disable-hot-restart --concurrency 1 -l warn >"$work/envoy-$s.log" 2>&1 &
   started "envoy-$s"
-  admin=$((admin + 1))
+  envoy_pid[$s]=$!
 done
-for p in 10001 10002 10003 10004; do wait_for "http://127.0.0.1:$p/" "sidecar inbound :$p"; done
+for v in "${!version_port[@]}"; do
+  wait_ready "$v" "$work/$v.pid" "${version_port[$v]}" "http://127.0.0.1:${version_port[$v]}/healthz"
+done
+# A sidecar is ready once its admin says so (listeners from xDS warmed)
+# and it holds its inbound port. No request through the chain: it would
+# leave a trace of its own in Jaeger (a 502 while the chain starts).
+for s in "${services[@]}"; do
+  wait_ready "envoy-$s" "${envoy_pid[$s]}" "${envoy_admin[$s]}" "http://127.0.0.1:${envoy_admin[$s]}/ready"
+  wait_ready "envoy-$s inbound" "${envoy_pid[$s]}" "${inbound[$s]}"
+done
 
+traces="  Jaeger             none (make jaeger builds it)"
+if [ -n "$jaeger_query" ] && [ -n "${JAEGER_UI_ASSETS:-}" ]; then
+  traces="  Jaeger UI          $jaeger_query   (service \"frontend\"; the console's Chains link to it)"
+elif [ -n "$jaeger_query" ]; then
+  traces="  Jaeger query API   $jaeger_query/api/traces?service=frontend   (no UI: JAEGER_UI_ASSETS serves one, docs/mesh.md)"
+fi
 cat <<MSG
 
 graymesh mesh demo is up (logs in $work/):
-  edge (frontend's sidecar)  http://127.0.0.1:10001
-  graymesh admin             http://127.0.0.1:18180/status
-  console                    http://127.0.0.1:18180/ui/   (log in with the token in $work/state/console-token; Chains reads Jaeger)
-  Jaeger UI                  http://127.0.0.1:16686   (service "frontend")
+  edge (frontend's sidecar)  http://127.0.0.1:${inbound[frontend]}
+  graymesh admin             http://127.0.0.1:$admin/status
+  console                    http://127.0.0.1:$admin/ui/   (log in with the token in $work/state/console-token; Chains reads Jaeger)
+$traces
   config                     $work/config.yaml   (a copy of $src; edit it, graymesh picks it up within a second)
+  a service's pid            $work/SERVICE-ENV.pid   (kill it to watch the fallback; it is started again ${restart_after}s later)
 
-Try (README.md has the whole tour):
-  TOKEN=\$(bin/graymesh token --config $src --subject alice)
-  curl -s -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:10001/
-  bin/graymesh verify-traces --jaeger http://127.0.0.1:16686 --service frontend --since 5m
+$(token_hint "$src" "http://127.0.0.1:${inbound[frontend]}/" docs/mesh.md)
+  bin/graymesh verify-traces --jaeger http://127.0.0.1:$jaeger_ui --service frontend --since 5m
 
 If graymesh dies it is restarted; the sidecars keep serving meanwhile.
 Ctrl-C stops the demo.
 MSG
-# Wait for Ctrl-C. A service version stopped by hand (to watch the fallback)
-# does not end the demo, nor does graymesh dying (it is restarted).
+# Wait for Ctrl-C. A service version stopped by hand (to watch the
+# fallback) is started again, and graymesh dying is restarted: neither
+# ends the demo.
 wait || true

@@ -21,8 +21,11 @@ latency percentiles on each side, the share gray served against the
 configured percent, each test's statistic, p-value, effect and threshold,
 the verdict and the action taken. docs/analysis.md explains how to read it.
 
-With --until, waits (polling) until a shown window has one of the given
-verdicts, then prints; exit status 1 if none came within --timeout.`
+With --until, waits (polling) until a window has one of the given
+verdicts, then prints; exit status 1 if none came within --timeout. Every
+window the running graymesh keeps counts (its last 100), not only the
+shown ones: a fail judged a minute ago ends the wait at once, and is
+printed with the latest windows.`
 
 func analysisCmd(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("analysis", analysisUsage, stderr)
@@ -47,16 +50,24 @@ func analysisCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Waiting for a verdict reads every window graymesh keeps, so a
+	// verdict older than the latest few is not missed.
+	fetch := max(1, *windows)
+	if len(want) > 0 {
+		fetch = 0
+	}
 	deadline := time.Now().Add(*timeout)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
-		st, err := c.Analysis(ctx, name, max(1, *windows))
+		st, err := c.Analysis(ctx, name, fetch)
 		cancel()
 		if err != nil {
 			return err
 		}
-		done := len(want) == 0 || slices.ContainsFunc(st.Windows, func(w admin.Window) bool { return want[w.Verdict] })
+		match := newestWith(st.Windows, want)
+		done := len(want) == 0 || match >= 0
 		if done || time.Now().After(deadline) {
+			st.Windows = shownWindows(st.Windows, max(1, *windows), match)
 			if *asJSON {
 				err = printJSON(stdout, st)
 			} else {
@@ -69,6 +80,29 @@ func analysisCmd(args []string, stdout, stderr io.Writer) error {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// newestWith is the position of the newest window (windows are oldest
+// first) whose verdict is wanted, or -1.
+func newestWith(windows []admin.Window, want map[analysis.Verdict]bool) int {
+	for i := len(windows) - 1; i >= 0; i-- {
+		if want[windows[i].Verdict] {
+			return i
+		}
+	}
+	return -1
+}
+
+// shownWindows is the latest n windows and, when the window at match is
+// older than those, that one before them: the window that ended a wait is
+// always shown.
+func shownWindows(windows []admin.Window, n, match int) []admin.Window {
+	first := max(0, len(windows)-n)
+	shown := windows[first:]
+	if match >= 0 && match < first {
+		shown = append([]admin.Window{windows[match]}, shown...)
+	}
+	return shown
 }
 
 func verdictSet(s string) (map[analysis.Verdict]bool, error) {

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -62,5 +64,61 @@ func TestAnalysisCommandShowsEveryPart(t *testing.T) {
 	}
 	if code, _, errOut := runCLI("analysis", "nope", "--admin", url); code != 1 || !strings.Contains(errOut, "404") {
 		t.Fatalf("unknown release: code %d, %s", code, errOut)
+	}
+}
+
+// windowsServer answers like the admin API, its windows trimmed to the
+// latest ?windows=N when asked.
+func windowsServer(t *testing.T, st admin.AnalysisStatus) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		out := st
+		if n, err := strconv.Atoi(r.URL.Query().Get("windows")); err == nil && n < len(out.Windows) {
+			out.Windows = out.Windows[len(out.Windows)-n:]
+		}
+		_ = json.NewEncoder(w).Encode(out)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// A fail judged before the latest five windows (the release already
+// frozen by it) still ends --until fail, and is shown.
+func TestAnalysisUntilSeesOlderWindows(t *testing.T) {
+	a := &config.Analysis{}
+	a.ApplyDefaults()
+	st := admin.AnalysisStatus{Release: "shop-v2", Env: "gray", Services: []string{"shop"}, Settings: a, State: "frozen", Percent: 10, ScheduleStep: -1}
+	for i := 1; i <= 7; i++ {
+		w := admin.Window{Index: i, From: time.Unix(int64(5*i), 0), To: time.Unix(int64(5*i+5), 0), State: "frozen",
+			Report: analysis.Report{Verdict: analysis.Inconclusive, Reason: "too few requests"}, Action: "hold"}
+		if i == 1 {
+			w.State, w.Verdict, w.Reason, w.Action = "active", analysis.Fail, "shop: errors: gray 9.00% vs stable 0.00%", "freeze"
+		}
+		st.Windows = append(st.Windows, w)
+	}
+	url := windowsServer(t, st)
+	code, out, errOut := runCLI("analysis", "shop-v2", "--admin", url, "--until", "fail", "--timeout", "1s")
+	if code != 0 {
+		t.Fatalf("--until fail with the fail 7 windows back: code %d: %s", code, errOut)
+	}
+	for _, want := range []string{"window 1 ", "verdict: FAIL", "action:  freeze", "window 3 ", "window 7 "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "window 2 ") {
+		t.Errorf("window 2 is neither among the latest 5 nor the match:\n%s", out)
+	}
+	code, out, errOut = runCLI("analysis", "shop-v2", "--admin", url, "--until", "fail", "--json", "--windows", "2")
+	var got admin.AnalysisStatus
+	if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil {
+		t.Fatalf("--json: code %d, %v: %s", code, err, errOut)
+	}
+	var indexes []int
+	for _, w := range got.Windows {
+		indexes = append(indexes, w.Index)
+	}
+	if !slices.Equal(indexes, []int{1, 6, 7}) {
+		t.Errorf("--json --windows 2 showed windows %v, want the match and the latest two: [1 6 7]", indexes)
 	}
 }

@@ -152,17 +152,17 @@ func TestDiffCommandIdentityEviction(t *testing.T) {
 	}
 }
 
-// README's tour shows what graymesh diff --admin prints for the demo's ramp
+// docs/operating.md shows what graymesh diff --admin prints for the demo's ramp
 // from 30% to 50%, with the demo config in force; the figures are
 // deterministic, so they must match (comparing the two files prints the
 // same).
-func TestDiffREADMEFigures(t *testing.T) {
+func TestDiffOperatingGuideFigures(t *testing.T) {
 	demo, err := os.ReadFile("../../examples/demo.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(demo), "percent: 30 ") {
-		t.Fatal("examples/demo.yaml no longer has the README's \"percent: 30 \"")
+		t.Fatal("examples/demo.yaml no longer has docs/operating.md's \"percent: 30 \"")
 	}
 	next := writeConfig(t, "next.yaml", strings.Replace(string(demo), "percent: 30 ", "percent: 50 ", 1))
 	out, _, err := runDiff("--admin", startDaemon(t, "../../examples/demo.yaml", ""), next)
@@ -176,13 +176,13 @@ func TestDiffREADMEFigures(t *testing.T) {
 	if strings.SplitN(out, "\n", 4)[3] != strings.SplitN(files, "\n", 4)[3] {
 		t.Errorf("diff --admin and the diff of the files differ:\n%s\n%s", out, files)
 	}
-	readme, err := os.ReadFile("../../README.md")
+	guide, err := os.ReadFile("../../docs/operating.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(out, "\n")[3:] {
-		if line != "" && !strings.Contains(string(readme), "# "+line+"\n") {
-			t.Errorf("README does not show %q as graymesh diff prints it:\n%s", line, out)
+		if line != "" && !strings.Contains(string(guide), "# "+line+"\n") {
+			t.Errorf("docs/operating.md does not show %q as graymesh diff prints it:\n%s", line, out)
 		}
 	}
 }
