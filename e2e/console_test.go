@@ -22,7 +22,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
-	"github.com/graymesh/graymesh/internal/testutil"
+	"github.com/graymesh/graymesh/internal/testing/testutil"
 )
 
 var updateScreenshots = flag.Bool("update-screenshots", false, "copy TestConsoleInBrowser's screenshots into docs/console/")

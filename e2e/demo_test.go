@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/graymesh/graymesh/internal/testutil"
+	"github.com/graymesh/graymesh/internal/testing/testutil"
 )
 
 // demo is scripts/run-demo.sh running as its own process group, as

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/graymesh/graymesh/lane"
+	"github.com/graymesh/graymesh/internal/core/lane"
 )
 
 // agrees compares one hop's graymesh headers with an explanation.

@@ -27,7 +27,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/graymesh/graymesh/envoy"
-	"github.com/graymesh/graymesh/internal/testutil"
+	"github.com/graymesh/graymesh/internal/testing/testutil"
 )
 
 var (

@@ -24,8 +24,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/graymesh/graymesh/config"
 	"github.com/graymesh/graymesh/envoy"
+	"github.com/graymesh/graymesh/internal/contract/config"
 	"github.com/graymesh/graymesh/manifests"
 )
 

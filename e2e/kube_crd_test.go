@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/graymesh/graymesh/gate"
+	"github.com/graymesh/graymesh/internal/core/gate"
 )
 
 // grayRelease renders a GrayRelease manifest for kubectl apply.

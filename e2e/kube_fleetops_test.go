@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/graymesh/graymesh/admin"
+	"github.com/graymesh/graymesh/internal/runtime/admin"
 )
 
 // fleetOf reads GET /v1/releases/{name}/fleet from the node's admin API

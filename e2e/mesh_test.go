@@ -22,9 +22,9 @@ import (
 	"time"
 
 	"github.com/graymesh/graymesh/envoy"
-	"github.com/graymesh/graymesh/internal/testutil"
-	"github.com/graymesh/graymesh/lane"
-	"github.com/graymesh/graymesh/wire"
+	"github.com/graymesh/graymesh/internal/contract/wire"
+	"github.com/graymesh/graymesh/internal/core/lane"
+	"github.com/graymesh/graymesh/internal/testing/testutil"
 )
 
 // jaegerConfig runs Jaeger v2 all-in-one with in-memory storage on the given

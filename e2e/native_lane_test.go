@@ -12,8 +12,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/graymesh/graymesh/lane"
-	"github.com/graymesh/graymesh/wire"
+	"github.com/graymesh/graymesh/internal/contract/wire"
+	"github.com/graymesh/graymesh/internal/core/lane"
 )
 
 // innerPorts are the example's inbound ports of the inner sidecars.

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/graymesh/graymesh/internal/testutil"
+	"github.com/graymesh/graymesh/internal/testing/testutil"
 )
 
 // keycloakVersion is the distribution scripts/install-keycloak.sh installs.

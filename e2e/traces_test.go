@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/graymesh/graymesh/internal/testutil"
-	"github.com/graymesh/graymesh/wire"
+	"github.com/graymesh/graymesh/internal/contract/wire"
+	"github.com/graymesh/graymesh/internal/testing/testutil"
 )
 
 // traceSpan is one span of a trace as Jaeger returns it, flattened.

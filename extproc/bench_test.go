@@ -7,7 +7,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
-	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/internal/core/gray"
 )
 
 // realisticHeaders is what Envoy forwards for a browser request: pseudo

@@ -9,9 +9,9 @@ import (
 
 	"google.golang.org/grpc/metadata"
 
-	"github.com/graymesh/graymesh/gray"
-	"github.com/graymesh/graymesh/lane"
-	"github.com/graymesh/graymesh/wire"
+	"github.com/graymesh/graymesh/internal/contract/wire"
+	"github.com/graymesh/graymesh/internal/core/gray"
+	"github.com/graymesh/graymesh/internal/core/lane"
 )
 
 const meshConfig = testConfig + `

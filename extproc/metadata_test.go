@@ -6,8 +6,8 @@ import (
 
 	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
-	"github.com/graymesh/graymesh/gray"
-	"github.com/graymesh/graymesh/wire"
+	"github.com/graymesh/graymesh/internal/contract/wire"
+	"github.com/graymesh/graymesh/internal/core/gray"
 )
 
 // TestCallerMetadataOnlyWithAnalysis: the caller's hash rides in dynamic

@@ -9,8 +9,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 
-	"github.com/graymesh/graymesh/gray"
-	"github.com/graymesh/graymesh/wire"
+	"github.com/graymesh/graymesh/internal/contract/wire"
+	"github.com/graymesh/graymesh/internal/core/gray"
 )
 
 // Reusing answers: most requests get one of a handful of answers to their

@@ -22,9 +22,9 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/graymesh/graymesh/gray"
-	"github.com/graymesh/graymesh/internal/extprocmode"
-	"github.com/graymesh/graymesh/wire"
+	"github.com/graymesh/graymesh/internal/adapters/extprocmode"
+	"github.com/graymesh/graymesh/internal/contract/wire"
+	"github.com/graymesh/graymesh/internal/core/gray"
 )
 
 // Observer is told about every decision; metrics hook in here.

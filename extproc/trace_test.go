@@ -14,9 +14,9 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/graymesh/graymesh/gray"
-	"github.com/graymesh/graymesh/lane"
-	"github.com/graymesh/graymesh/wire"
+	"github.com/graymesh/graymesh/internal/contract/wire"
+	"github.com/graymesh/graymesh/internal/core/gray"
+	"github.com/graymesh/graymesh/internal/core/lane"
 )
 
 // attrs renders attributes as sorted key=value pairs.

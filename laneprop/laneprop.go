@@ -17,7 +17,7 @@ import (
 
 	"go.opentelemetry.io/otel/propagation"
 
-	"github.com/graymesh/graymesh/wire"
+	"github.com/graymesh/graymesh/internal/contract/wire"
 )
 
 // Propagator extracts the lane header into a context and injects it into

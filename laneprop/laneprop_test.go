@@ -7,7 +7,7 @@ import (
 
 	"go.opentelemetry.io/otel/propagation"
 
-	"github.com/graymesh/graymesh/wire"
+	"github.com/graymesh/graymesh/internal/contract/wire"
 )
 
 func TestPropagator(t *testing.T) {

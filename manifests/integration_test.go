@@ -20,7 +20,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 
 	"github.com/graymesh/graymesh/envoy"
-	"github.com/graymesh/graymesh/plan"
+	"github.com/graymesh/graymesh/internal/core/plan"
 	"github.com/graymesh/graymesh/xds"
 )
 

@@ -4,6 +4,7 @@ package scripts
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -56,7 +57,7 @@ func buildGraymesh(t *testing.T) {
 	buildOnce.Do(func() {
 		out, err := exec.Command("go", "build", "-o", binDir+"/", "../cmd/graymesh").CombinedOutput()
 		if err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/graymesh: %v\n%s", err, out)
+			buildErr = fmt.Errorf("go build ./cmd/graymesh: %w\n%s", err, out)
 		}
 	})
 	if buildErr != nil {
@@ -128,13 +129,14 @@ func lib(t *testing.T, script string, env ...string) (int, string) {
 	if ctx.Err() != nil {
 		t.Fatalf("script timed out: %s", out)
 	}
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		return ee.ExitCode(), string(out)
+	case err != nil:
 		t.Fatal(err)
 	}
-	return code, string(out)
+	return 0, string(out)
 }
 
 // holds says a port is the demo's only when the demo's process holds

@@ -12,8 +12,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/graymesh/graymesh/config"
-	"github.com/graymesh/graymesh/plan"
+	"github.com/graymesh/graymesh/internal/contract/config"
+	"github.com/graymesh/graymesh/internal/core/plan"
 )
 
 // extProcMaxRequests lifts the ext_proc cluster's circuit breakers: every

@@ -21,9 +21,9 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/graymesh/graymesh/config"
-	"github.com/graymesh/graymesh/plan"
-	"github.com/graymesh/graymesh/wire"
+	"github.com/graymesh/graymesh/internal/contract/config"
+	"github.com/graymesh/graymesh/internal/contract/wire"
+	"github.com/graymesh/graymesh/internal/core/plan"
 )
 
 // Resource names graymesh pushes.

@@ -22,7 +22,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/graymesh/graymesh/plan"
+	"github.com/graymesh/graymesh/internal/core/plan"
 )
 
 // defaultGroup is the snapshot for every Envoy that is not a configured

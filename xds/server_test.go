@@ -10,8 +10,8 @@ import (
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 
-	"github.com/graymesh/graymesh/internal/testutil"
-	"github.com/graymesh/graymesh/plan"
+	"github.com/graymesh/graymesh/internal/core/plan"
+	"github.com/graymesh/graymesh/internal/testing/testutil"
 )
 
 func TestNACKRestoresLastAcceptedSnapshot(t *testing.T) {

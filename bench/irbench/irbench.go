@@ -16,9 +16,9 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/graymesh/graymesh/bench/loadbench"
-	"github.com/graymesh/graymesh/config"
-	"github.com/graymesh/graymesh/gray"
-	"github.com/graymesh/graymesh/lane"
+	"github.com/graymesh/graymesh/internal/contract/config"
+	"github.com/graymesh/graymesh/internal/core/gray"
+	"github.com/graymesh/graymesh/internal/core/lane"
 )
 
 // The bench mesh's services: the edge decides, the inner hop is measured.

@@ -16,7 +16,7 @@ import (
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 	"golang.org/x/sys/unix"
 
-	"github.com/graymesh/graymesh/config"
+	"github.com/graymesh/graymesh/internal/contract/config"
 )
 
 // Step is one fixed-rate attack on one configuration in one round.

@@ -22,9 +22,9 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
 
-	"github.com/graymesh/graymesh/config"
-	"github.com/graymesh/graymesh/plan"
-	"github.com/graymesh/graymesh/wire"
+	"github.com/graymesh/graymesh/internal/contract/config"
+	"github.com/graymesh/graymesh/internal/contract/wire"
+	"github.com/graymesh/graymesh/internal/core/plan"
 	"github.com/graymesh/graymesh/xds"
 )
 

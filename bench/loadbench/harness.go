@@ -10,8 +10,8 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/graymesh/graymesh/config"
-	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/internal/contract/config"
+	"github.com/graymesh/graymesh/internal/core/gray"
 )
 
 // The harness: state shared by every run (ports, the upstream and no-op

@@ -24,8 +24,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/graymesh/graymesh/config"
-	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/internal/contract/config"
+	"github.com/graymesh/graymesh/internal/core/gray"
 )
 
 // Options configure a run. Zero values take the defaults of a full run.

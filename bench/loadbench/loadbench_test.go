@@ -15,7 +15,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/graymesh/graymesh/config"
+	"github.com/graymesh/graymesh/internal/contract/config"
 )
 
 // TestBootstrapsDifferOnlyInFilters renders every configuration's Envoy

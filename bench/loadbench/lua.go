@@ -5,8 +5,8 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/graymesh/graymesh/config"
-	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/internal/contract/config"
+	"github.com/graymesh/graymesh/internal/core/gray"
 )
 
 // luaSource is L1's filter: graymesh's bucketing done inside Envoy. The

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/graymesh/graymesh/internal/golden"
+	"github.com/graymesh/graymesh/internal/testing/golden"
 )
 
 // goldenResult is a synthetic run that reaches every section of the
@@ -65,13 +65,13 @@ func goldenResult() (*Result, *Micro, *Check) {
 		Cum:        []Share{{"gray.(*Policy).Decide", 1.2, 0.4}},
 		TopFlat:    []Share{{"runtime.mallocgc", 0.3, 0.1}},
 		AllocBytes: 64 << 20, AllocObjects: 800000, TopAlloc: []Share{{"google.golang.org/protobuf/proto.Marshal", 16 << 20, 0.25}}}
-	micro := &Micro{Command: "go test -run='^$' -bench=. -benchmem ./gray", CPU: "Test CPU @ 2.0GHz", Rows: []BenchRow{
-		{Pkg: "github.com/graymesh/graymesh/identity", Name: "BenchmarkVerify/uncached/HS256", NsOp: 4321, BOp: 2048, AllocsOp: 30, HasMem: true},
+	micro := &Micro{Command: "go test -run='^$' -bench=. -benchmem ./internal/core/gray", CPU: "Test CPU @ 2.0GHz", Rows: []BenchRow{
+		{Pkg: "github.com/graymesh/graymesh/internal/core/identity", Name: "BenchmarkVerify/uncached/HS256", NsOp: 4321, BOp: 2048, AllocsOp: 30, HasMem: true},
 		{Pkg: "github.com/graymesh/graymesh/bench/loadbench", Name: "BenchmarkCachedDecision", NsOp: 812.5, BOp: 0, AllocsOp: 0, HasMem: true},
 		{Pkg: "github.com/graymesh/graymesh/bench/loadbench", Name: "BenchmarkHandler", NsOp: 2500, BOp: 512, AllocsOp: 9, HasMem: true},
-		{Pkg: "github.com/graymesh/graymesh/gray", Name: "BenchmarkBucket", NsOp: 35.25},
+		{Pkg: "github.com/graymesh/graymesh/internal/core/gray", Name: "BenchmarkBucket", NsOp: 35.25},
 	}}
-	cache := &Check{Command: "go test -count=1 -run '^TestCacheHonoursExpAndBound$' ./identity", Output: "ok", Passed: true}
+	cache := &Check{Command: "go test -count=1 -run '^TestCacheHonoursExpAndBound$' ./internal/core/identity", Output: "ok", Passed: true}
 	return res, micro, cache
 }
 

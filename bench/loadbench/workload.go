@@ -8,9 +8,9 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
-	"github.com/graymesh/graymesh/config"
-	"github.com/graymesh/graymesh/gray"
-	"github.com/graymesh/graymesh/wire"
+	"github.com/graymesh/graymesh/internal/contract/config"
+	"github.com/graymesh/graymesh/internal/contract/wire"
+	"github.com/graymesh/graymesh/internal/core/gray"
 )
 
 // workload is the requests of one configuration: one per subject, sent

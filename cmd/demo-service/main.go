@@ -33,8 +33,8 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/graymesh/graymesh/internal/contract/wire"
 	"github.com/graymesh/graymesh/laneprop"
-	"github.com/graymesh/graymesh/wire"
 )
 
 type reply struct {

@@ -9,8 +9,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/graymesh/graymesh/admin"
-	"github.com/graymesh/graymesh/analysis"
+	"github.com/graymesh/graymesh/internal/core/analysis"
+	"github.com/graymesh/graymesh/internal/runtime/admin"
 )
 
 const analysisUsage = `Usage: graymesh analysis NAME [flags]

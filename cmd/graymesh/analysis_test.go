@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/graymesh/graymesh/admin"
-	"github.com/graymesh/graymesh/analysis"
-	"github.com/graymesh/graymesh/config"
+	"github.com/graymesh/graymesh/internal/contract/config"
+	"github.com/graymesh/graymesh/internal/core/analysis"
+	"github.com/graymesh/graymesh/internal/runtime/admin"
 )
 
 func analysisServer(t *testing.T, st admin.AnalysisStatus) string {

@@ -5,8 +5,8 @@ import (
 	"log/slog"
 	"net/http"
 
-	"github.com/graymesh/graymesh/admin"
-	"github.com/graymesh/graymesh/console"
+	"github.com/graymesh/graymesh/internal/runtime/admin"
+	"github.com/graymesh/graymesh/internal/runtime/console"
 )
 
 // consoleOptions are serve's --console* flags.

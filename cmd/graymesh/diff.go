@@ -9,9 +9,9 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/graymesh/graymesh/admin"
-	"github.com/graymesh/graymesh/config"
-	"github.com/graymesh/graymesh/gate"
+	"github.com/graymesh/graymesh/internal/contract/config"
+	"github.com/graymesh/graymesh/internal/core/gate"
+	"github.com/graymesh/graymesh/internal/runtime/admin"
 )
 
 func diffCmd(args []string, stdout, stderr io.Writer) error {

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/graymesh/graymesh/daemon"
+	"github.com/graymesh/graymesh/internal/runtime/daemon"
 )
 
 // inForce has secrets inline, which GET /v1/config redacts.

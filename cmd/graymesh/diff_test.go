@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/graymesh/graymesh/gate"
+	"github.com/graymesh/graymesh/internal/core/gate"
 )
 
 const diffOld = `

@@ -14,8 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/graymesh/graymesh/daemon"
-	"github.com/graymesh/graymesh/kube"
+	"github.com/graymesh/graymesh/internal/adapters/kube"
+	"github.com/graymesh/graymesh/internal/runtime/daemon"
 )
 
 // kubeFlags select Kubernetes mode and the connection, as kubectl's.

@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/graymesh/graymesh/daemon"
+	"github.com/graymesh/graymesh/internal/runtime/daemon"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/graymesh/graymesh/admin"
+	"github.com/graymesh/graymesh/internal/runtime/admin"
 )
 
 const releaseUsage = `Usage: graymesh release <action> [NAME] [flags]

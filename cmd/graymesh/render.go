@@ -6,9 +6,9 @@ import (
 	"io"
 	"path/filepath"
 
-	"github.com/graymesh/graymesh/config"
-	"github.com/graymesh/graymesh/internal/istio"
-	"github.com/graymesh/graymesh/plan"
+	"github.com/graymesh/graymesh/internal/adapters/istio"
+	"github.com/graymesh/graymesh/internal/contract/config"
+	"github.com/graymesh/graymesh/internal/core/plan"
 )
 
 const renderSynopsis = `Usage: graymesh render istio --config FILE [--namespace NS] [--subset-label KEY]

@@ -16,8 +16,8 @@ import (
 	"gopkg.in/yaml.v3"
 	networkingv1 "istio.io/api/networking/v1"
 
-	"github.com/graymesh/graymesh/internal/golden"
-	"github.com/graymesh/graymesh/wire"
+	"github.com/graymesh/graymesh/internal/contract/wire"
+	"github.com/graymesh/graymesh/internal/testing/golden"
 )
 
 // renderCases pins `graymesh render istio` output. The last case is the

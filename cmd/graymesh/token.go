@@ -17,8 +17,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/graymesh/graymesh/config"
-	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/internal/contract/config"
+	"github.com/graymesh/graymesh/internal/core/gray"
 )
 
 const tokenUsage = `Usage: graymesh token --subject S (--config FILE | --key PEM) [flags]

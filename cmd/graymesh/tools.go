@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/graymesh/graymesh/admin"
-	"github.com/graymesh/graymesh/gray"
+	"github.com/graymesh/graymesh/internal/core/gray"
+	"github.com/graymesh/graymesh/internal/runtime/admin"
 	"github.com/graymesh/graymesh/xds"
 )
 

@@ -8,7 +8,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/graymesh/graymesh/tracecheck"
+	"github.com/graymesh/graymesh/internal/core/tracecheck"
 )
 
 var errLeaks = errors.New("lane leaks found")

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/graymesh/graymesh/tracecheck"
-	"github.com/graymesh/graymesh/tracecheck/jaegertest"
-	"github.com/graymesh/graymesh/wire"
+	"github.com/graymesh/graymesh/internal/contract/wire"
+	"github.com/graymesh/graymesh/internal/core/tracecheck"
+	"github.com/graymesh/graymesh/internal/core/tracecheck/jaegertest"
 )
 
 // meshTrace is a four-hop chain as the mesh reports it, in the trace

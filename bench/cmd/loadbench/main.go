@@ -243,14 +243,14 @@ func command(args []string) string {
 
 // microCommand runs the micro-benchmarks: the decision core, token
 // verification, the ext_proc adapter and the harness's handler benchmarks.
-const microCommand = "go test -run='^$' -bench=. -benchmem ./gray ./identity ./extproc ./bench/loadbench"
+const microCommand = "go test -run='^$' -bench=. -benchmem ./internal/core/gray ./internal/core/identity ./extproc ./bench/loadbench"
 
 func runMicro(ctx context.Context, out string) error {
 	waited, quiet := loadbench.WaitQuiet(ctx, time.Minute, 0)
 	fmt.Fprintf(os.Stderr, "loadbench: micro-benchmarks (waited %s for a quiet machine, quiet: %v): %s\n", waited.Round(time.Second), quiet, microCommand)
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "test", "-run=^$", "-bench=.", "-benchmem", "./gray", "./identity", "./extproc", "./bench/loadbench")
+	cmd := exec.CommandContext(ctx, "go", "test", "-run=^$", "-bench=.", "-benchmem", "./internal/core/gray", "./internal/core/identity", "./extproc", "./bench/loadbench")
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = io.MultiWriter(&buf, os.Stderr), os.Stderr
 	if err := cmd.Run(); err != nil {
@@ -262,8 +262,8 @@ func runMicro(ctx context.Context, out string) error {
 // runCacheTest runs identity's token-cache test: the cache stays within
 // cache_size and never serves a token at or past its exp.
 func runCacheTest(ctx context.Context) *loadbench.Check {
-	args := []string{"test", "-count=1", "-run", "^TestCacheHonoursExpAndBound$", "./identity"}
-	c := &loadbench.Check{Command: "go test -count=1 -run '^TestCacheHonoursExpAndBound$' ./identity"}
+	args := []string{"test", "-count=1", "-run", "^TestCacheHonoursExpAndBound$", "./internal/core/identity"}
+	c := &loadbench.Check{Command: "go test -count=1 -run '^TestCacheHonoursExpAndBound$' ./internal/core/identity"}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput()

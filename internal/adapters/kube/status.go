@@ -1,0 +1,162 @@
+package kube
+
+import (
+	"context"
+	"encoding/json"
+	"reflect"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	coordinationv1 "k8s.io/client-go/kubernetes/typed/coordination/v1"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+
+	"github.com/graymesh/graymesh/api/v1alpha1"
+	"github.com/graymesh/graymesh/internal/contract/config"
+)
+
+// Leader election timing, client-go's usual values: a writer that died is
+// replaced within LeaseDuration; status is never on the kill path, so a
+// few seconds without a writer only delay the conditions.
+const (
+	leaseDuration = 15 * time.Second
+	renewDeadline = 10 * time.Second
+	retryPeriod   = 2 * time.Second
+	// statusEvery bounds how stale the status is on the writer.
+	statusEvery = 2 * time.Second
+	// LeaseName is the Lease the nodes elect the status writer with.
+	LeaseName = "graymesh-status-writer"
+)
+
+// RunStatusWriter takes part in the election of the one node that writes
+// every GrayRelease's status (so 50 nodes never race on one status) and,
+// while elected, writes it from this node's outcome: Accepted with the
+// reason, the accepted generation and spec, the percentage in force and
+// the fleet version. It returns when ctx is done.
+func (s *Source) RunStatusWriter(ctx context.Context, identity string) error {
+	coord, err := coordinationv1.NewForConfig(s.client.Config)
+	if err != nil {
+		return err
+	}
+	lock := &resourcelock.LeaseLock{
+		LeaseMeta:  metav1.ObjectMeta{Name: LeaseName, Namespace: s.client.Namespace},
+		Client:     coord,
+		LockConfig: resourcelock.ResourceLockConfig{Identity: identity},
+	}
+	for ctx.Err() == nil {
+		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+			Lock: lock, LeaseDuration: leaseDuration, RenewDeadline: renewDeadline, RetryPeriod: retryPeriod,
+			ReleaseOnCancel: true, Name: LeaseName,
+			Callbacks: leaderelection.LeaderCallbacks{
+				OnStartedLeading: func(ctx context.Context) {
+					s.log.Info("elected status writer", "identity", identity)
+					s.writeStatusLoop(ctx, coord.Leases(s.client.Namespace))
+				},
+				OnStoppedLeading: func() { s.log.Info("no longer the status writer", "identity", identity) },
+			},
+		})
+		if err != nil {
+			return err
+		}
+		le.Run(ctx) // returns when leadership is lost; stand again
+	}
+	return nil
+}
+
+func (s *Source) writeStatusLoop(ctx context.Context, leases coordinationv1.LeaseInterface) {
+	t := time.NewTicker(statusEvery)
+	defer t.Stop()
+	for {
+		reports, err := s.nodeReports(ctx, leases)
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("reading node reports", "error", err)
+		}
+		if err := s.keepFleetVersion(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("keeping the fleet version's record of deleted GrayReleases", "error", err)
+		}
+		for _, u := range s.objects() {
+			if err := s.writeStatus(ctx, u, reports); err != nil && ctx.Err() == nil {
+				s.log.Warn("writing GrayRelease status", "release", u.GetName(), "error", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-s.passed:
+		}
+	}
+}
+
+// writeStatus patches u's status when this node's outcome for its current
+// generation differs from what the status says.
+func (s *Source) writeStatus(ctx context.Context, u *unstructured.Unstructured, reports []nodeReport) error {
+	gr, err := fromUnstructured(u)
+	if err != nil {
+		return err
+	}
+	want, ok := s.desiredStatus(gr)
+	if ok && reports != nil {
+		want.Nodes = nodesServing(reports, gr.Name, want.AcceptedGeneration)
+		tallyNodes(&want, reports, gr.Name, gr.Generation, gr.Status.Conditions)
+	}
+	if !ok || sameStatus(gr.Status, want) {
+		return nil
+	}
+	b, err := json.Marshal(map[string]any{"status": want})
+	if err != nil {
+		return err
+	}
+	_, err = s.client.Resource().Patch(ctx, gr.Name, types.MergePatchType, b, metav1.PatchOptions{FieldManager: "graymesh"}, "status")
+	return err
+}
+
+// desiredStatus is gr's status from this node's outcome; false while this
+// node has not yet decided on gr's current generation.
+func (s *Source) desiredStatus(gr *v1alpha1.GrayRelease) (v1alpha1.GrayReleaseStatus, bool) {
+	s.mu.Lock()
+	acc, accepted := s.accepted[gr.Name]
+	ref, refused := s.refused[gr.Name]
+	s.mu.Unlock()
+	og := objGen{uid: gr.UID, gen: gr.Generation}
+	st := gr.Status
+	st.ObservedGeneration = gr.Generation
+	st.Version = s.versionWith("", objGen{})
+	cond := metav1.Condition{Type: CondAccepted, ObservedGeneration: gr.Generation}
+	switch {
+	case refused && ref.objGen == og:
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "Refused", truncateUTF8(ref.err.Error(), 32000)
+	case accepted && acc == og:
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, "InForce", "graymesh put this generation in force"
+		spec := gr.Spec
+		st.AcceptedGeneration, st.AcceptedSpec = gr.Generation, &spec
+		if rel, err := Release(gr.Name, &spec); err == nil {
+			st.State, st.Percent = rel.State, percentInForce(&rel, time.Now())
+			if rel.State == config.StateKilled {
+				st.Percent = 0
+			}
+		}
+	default:
+		return st, false
+	}
+	cond.LastTransitionTime = metav1.Now()
+	for _, c := range gr.Status.Conditions {
+		if c.Type == CondAccepted && c.Status == cond.Status {
+			cond.LastTransitionTime = c.LastTransitionTime
+		}
+	}
+	st.Conditions = []metav1.Condition{cond}
+	return st, true
+}
+
+// sameStatus compares statuses as JSON, the form they are stored in.
+func sameStatus(a, b v1alpha1.GrayReleaseStatus) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	var x, y any
+	_ = json.Unmarshal(ja, &x)
+	_ = json.Unmarshal(jb, &y)
+	return reflect.DeepEqual(x, y)
+}

@@ -1,0 +1,144 @@
+package gray
+
+import (
+	"time"
+
+	"github.com/graymesh/graymesh/internal/contract/config"
+	"github.com/graymesh/graymesh/internal/core/identity"
+)
+
+// Outcome is everything a hop needs to act on one request.
+type Outcome struct {
+	Decision
+	// Caller is who the request says it is; empty at inner hops, which
+	// do not read identity.
+	Caller identity.Caller
+	// Lane replaces the request's lane header when SetLane is true; ""
+	// removes it. The edge always sets it (dropping any lane the client
+	// sent, adding its own); an inner hop drops a lane it does not honour.
+	Lane    string
+	SetLane bool
+	// LaneProblem says why an inner hop refused the lane ("" otherwise).
+	LaneProblem string
+	// Membership is a fresh membership token to hand the caller on the
+	// response ("" when none).
+	Membership string
+}
+
+// Decide is graymesh's one decision entry point. The edge resolves the
+// caller and decides by the rules (membership first) and signs the lane;
+// an inner hop honours the signed lane exactly as its Envoy does when it
+// verifies the lane itself (explain and any ext_proc inner hop ask here).
+// Either way the hop's own service may lack the chosen environment, which
+// Fallback then says.
+func (p *Policy) Decide(r Request) Outcome {
+	var o Outcome
+	if r.Hop.Inner {
+		o.Decision, o.LaneProblem = p.follow(r.Lane, r.Now)
+		if o.Reason != ReasonLane && r.Lane != "" {
+			// Do not pass on a lane that is not honoured.
+			o.SetLane = true
+		}
+	} else {
+		o.Caller = p.caller(r)
+		f := p.facts(r, o.Caller)
+		o.Decision = p.Engine.Decide(&f)
+		o.Membership = p.membershipFor(o.Decision, o.Caller, r.Now)
+		if p.Lanes != nil {
+			// Whatever lane the client sent is replaced by ours, or
+			// removed when nothing was decided.
+			o.SetLane = true
+			if o.Env != "" {
+				o.Lane = p.Lanes.Sign(o.Env, o.Release, o.Version, r.Now)
+			}
+		}
+	}
+	o.Fallback = p.fallbackFor(r.Hop.Service, o.Env)
+	return o
+}
+
+// caller verifies the request's token (or takes an asserted identity).
+func (p *Policy) caller(r Request) identity.Caller {
+	if a := r.Asserted; a != nil {
+		return identity.Caller{Subject: a.Subject, Claims: a.Claims}
+	}
+	return p.Verifier.FromRequest(r.Authorization, r.Cookie)
+}
+
+// facts are what the rules see: the verified caller, the request's
+// address and headers, and the release a verified membership names.
+func (p *Policy) facts(r Request, c identity.Caller) Facts {
+	f := Facts{
+		Subject:      c.Subject,
+		Claims:       c.Claims,
+		DeviceID:     c.DeviceID,
+		InvalidToken: c.Problem != "",
+		IP:           r.IP,
+		Headers:      r.Headers,
+		Now:          r.Now,
+		RequestID:    r.RequestID,
+	}
+	if p.membershipOn() {
+		token := r.Membership
+		if token == "" {
+			token = identity.CookieValue(r.Cookie, p.Config.Membership.Cookie)
+		}
+		if token != "" {
+			if m, err := p.Lanes.VerifyMember(token, bucketKey(c), r.Now); err == nil {
+				f.Member = m.Release
+			}
+		}
+	}
+	return f
+}
+
+// follow is the decision of an inner hop: it never re-decides. It honours
+// the lane if its signature and expiry check out and its release is not
+// killed, and otherwise serves stable and says why — the routes graymesh
+// pushes to an inner sidecar (plan.Service.InnerRoutes) say the same.
+func (p *Policy) follow(token string, now time.Time) (Decision, string) {
+	stable := Decision{Env: config.Stable, Reason: ReasonLaneMissing, Bucket: NoBucket, Version: p.Engine.version}
+	if token == "" || p.Lanes == nil {
+		return stable, ""
+	}
+	l, err := p.Lanes.Verify(token, now)
+	if err != nil {
+		stable.Reason = ReasonLaneRefused
+		return stable, err.Error()
+	}
+	if p.Engine.state(l.Release) == config.StateKilled {
+		// A kill reaches lanes already travelling, not only new decisions.
+		// The version stays the lane's, as the sidecar's route leaves it.
+		stable.Release, stable.Rule, stable.Reason, stable.Version = l.Release, "state", ReasonKilled, l.Version
+		return stable, ""
+	}
+	return Decision{Env: l.Env, Release: l.Release, Reason: ReasonLane, Bucket: NoBucket, Version: l.Version}, ""
+}
+
+// fallbackFor names why service cannot serve env itself ("" when it can,
+// when env is stable, or when service is not a configured service).
+func (p *Policy) fallbackFor(service, env string) string {
+	if s := p.Plan.Service(service); s != nil {
+		return s.FallbackFor(env)
+	}
+	return ""
+}
+
+// membershipFor returns a membership token to hand the caller when d newly
+// admits it to a release ("" when membership is off, the caller has no
+// identity, or d is not a fresh admission).
+func (p *Policy) membershipFor(d Decision, c identity.Caller, now time.Time) string {
+	if !p.membershipOn() || d.Env == "" || d.Env == config.Stable {
+		return ""
+	}
+	switch d.Reason {
+	case ReasonWhitelist, ReasonClaim, ReasonCIDR, ReasonHeader, ReasonPercent:
+	default:
+		return ""
+	}
+	key := bucketKey(c)
+	if key == "" {
+		return ""
+	}
+	return p.Lanes.SignMember(d.Release, d.Env, d.Version, key, now, p.Config.Membership.TTL.Duration)
+}

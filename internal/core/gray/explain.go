@@ -1,0 +1,159 @@
+package gray
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/graymesh/graymesh/internal/contract/config"
+)
+
+// Explanation is a decision told to a person: what Envoy is told for the
+// request, where it is served, and who the caller was taken to be. The
+// explain CLI, the admin API and the console all print this one shape.
+type Explanation struct {
+	// Env is what the hop sets in x-gray-env ("" = nothing decided).
+	Env string `json:"env"`
+	// Served is where the request goes once Envoy routes it.
+	Served  string `json:"served"`
+	Release string `json:"release"`
+	Rule    string `json:"rule"`
+	Reason  Reason `json:"reason"`
+	Bucket  int    `json:"bucket"`
+	Version string `json:"version"`
+	// Fallback says why the hop's service serves stable instead of Env.
+	Fallback     string `json:"fallback,omitempty"`
+	Hop          string `json:"hop"`
+	Service      string `json:"service,omitempty"`
+	Subject      string `json:"subject"`
+	Identity     string `json:"identity"`
+	TokenProblem string `json:"token_problem,omitempty"`
+	// Issuer, KeyID and KeySource say what verified the token: the
+	// configured issuer, the key's kid, and where the key is configured or
+	// the URL of the fetched key set it came from.
+	Issuer    string `json:"issuer,omitempty"`
+	KeyID     string `json:"kid,omitempty"`
+	KeySource string `json:"key_source,omitempty"`
+	// LaneProblem says why an inner hop refused the lane.
+	LaneProblem string `json:"lane_problem,omitempty"`
+	// Membership is true when the response would hand the caller a
+	// membership token.
+	Membership bool `json:"membership"`
+}
+
+// Explain decides r exactly as for Envoy and tells why.
+func (p *Policy) Explain(r Request) Explanation {
+	o := p.Decide(r)
+	return Explanation{
+		Env: o.Env, Served: p.servedBy(o.Decision), Release: o.Release, Rule: o.Rule, Reason: o.Reason,
+		Bucket: o.Bucket, Version: o.Version, Fallback: o.Fallback, Hop: r.Hop.Name(), Service: r.Hop.Service,
+		Subject: o.Caller.Subject, Identity: identitySource(r, o), TokenProblem: o.Caller.Problem, LaneProblem: o.LaneProblem,
+		Issuer: o.Caller.Issuer, KeyID: o.Caller.KeyID, KeySource: o.Caller.KeySource,
+		Membership: o.Membership != "",
+	}
+}
+
+// servedBy names where a decision sends the request once Envoy routes it.
+func (p *Policy) servedBy(d Decision) string {
+	switch {
+	case d.Fallback != "":
+		return fmt.Sprintf("%s (fallback: %s)", config.Stable, d.Fallback)
+	case d.Env != "":
+		return d.Env
+	}
+	for _, r := range p.Config.Releases {
+		if r.TrafficPercent > 0 {
+			return fmt.Sprintf("route default: %s, or %s for %.2f%% of such requests (traffic-weighted release %s)", config.Stable, r.Env, r.TrafficPercent, r.Name)
+		}
+	}
+	return config.Stable
+}
+
+func identitySource(r Request, o Outcome) string {
+	switch {
+	case r.Hop.Inner:
+		return "none read (inner hop: follows the lane)"
+	case r.Asserted != nil:
+		return "subject (asserted, not verified)"
+	case o.Caller.Problem != "":
+		return "token rejected: " + o.Caller.Problem
+	case o.Caller.Subject != "":
+		return "token"
+	case o.Caller.DeviceID != "":
+		return "device cookie (anonymous)"
+	}
+	return "none"
+}
+
+// Ask describes a caller to explain, as the explain CLI flags and the
+// admin API's POST /v1/explain body state it.
+type Ask struct {
+	// Token is a JWT, verified as for Envoy.
+	Token string `json:"token,omitempty"`
+	// Subject (with Claims) is asserted instead of a token.
+	Subject string              `json:"subject,omitempty"`
+	Claims  map[string][]string `json:"claims,omitempty"`
+	// Device is the device cookie's value of an anonymous caller.
+	Device  string            `json:"device,omitempty"`
+	IP      string            `json:"ip,omitempty"`
+	Headers map[string]string `json:"headers,omitempty"`
+	// Membership is a membership token the caller presents.
+	Membership string `json:"membership,omitempty"`
+	// Service is the sidecar's service that asks ("" = the edge listener).
+	Service string `json:"service,omitempty"`
+	// Inner asks as an inner hop, which follows Lane (the lane header's
+	// value), as its Envoy does.
+	Inner bool   `json:"inner,omitempty"`
+	Lane  string `json:"lane,omitempty"`
+	// RequestID is Envoy's x-request-id (a traffic-weighted release draws
+	// on it).
+	RequestID string `json:"request_id,omitempty"`
+	// At decides at this time instead of now (schedules, effective_at).
+	At *time.Time `json:"at,omitempty"`
+}
+
+// Request turns an Ask into the Request Envoy would send for it.
+func (p *Policy) Request(a Ask, now time.Time) (Request, error) {
+	r := Request{
+		Hop:        Hop{Inner: a.Inner, Service: a.Service},
+		Membership: a.Membership,
+		Lane:       a.Lane,
+		RequestID:  a.RequestID,
+		Now:        now,
+	}
+	if a.At != nil {
+		r.Now = *a.At
+	}
+	if a.Token != "" && a.Subject != "" {
+		return Request{}, errors.New("token and subject: give one")
+	}
+	if a.Token != "" {
+		r.Authorization = "Bearer " + a.Token
+	}
+	if a.Subject != "" {
+		r.Asserted = &Asserted{Subject: a.Subject, Claims: a.Claims}
+	}
+	if a.Device != "" {
+		name := p.Config.Identity.DeviceCookie
+		if name == "" {
+			return Request{}, errors.New("device: the config names no identity.device_cookie, so a device id is never read")
+		}
+		r.Cookie = name + "=" + a.Device
+	}
+	if a.IP != "" {
+		ip, err := netip.ParseAddr(a.IP)
+		if err != nil {
+			return Request{}, fmt.Errorf("ip: %w", err)
+		}
+		r.IP = ip
+	}
+	for k, v := range a.Headers {
+		if r.Headers == nil {
+			r.Headers = map[string]string{}
+		}
+		r.Headers[strings.ToLower(k)] = v
+	}
+	return r, nil
+}

@@ -1,0 +1,204 @@
+package plan
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/graymesh/graymesh/internal/contract/config"
+)
+
+func parse(t *testing.T, doc string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse([]byte(doc), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func TestRoutes(t *testing.T) {
+	const services = `
+services:
+  - name: checkout
+    environments:
+      stable: [10.0.0.1:8080]
+      canary: [checkout-canary.shop.svc:8080]
+      blue: [10.0.0.3:8080]
+  - name: search
+    environments:
+      stable: [10.0.1.1:8080]
+`
+	stable := []Backend{{Env: config.Stable, StampEnv: true}}
+	tests := []struct {
+		name     string
+		releases string
+		service  string
+		want     []Route
+	}{
+		{"environments in order, then other-env, then stable", "", "checkout", []Route{
+			{Name: "blue", Match: Match{Kind: MatchEnv, Env: "blue"}, Backends: []Backend{{Env: "blue"}}},
+			{Name: "canary", Match: Match{Kind: MatchEnv, Env: "canary"}, Backends: []Backend{{Env: "canary"}}},
+			{Name: RouteOtherEnv, Match: Match{Kind: MatchOtherEnv}, Backends: []Backend{{Env: config.Stable}}},
+			{Name: RouteDefault, Match: Match{Kind: MatchAll}, Backends: stable},
+		}},
+		{"weighted release splits the default", "releases: [{name: c, env: canary, traffic_percent: 12.5}]", "checkout", []Route{
+			{Name: "blue", Match: Match{Kind: MatchEnv, Env: "blue"}, Backends: []Backend{{Env: "blue"}}},
+			{Name: "canary", Match: Match{Kind: MatchEnv, Env: "canary"}, Backends: []Backend{{Env: "canary"}}},
+			{Name: RouteOtherEnv, Match: Match{Kind: MatchOtherEnv}, Backends: []Backend{{Env: config.Stable}}},
+			{Name: RouteDefault, Match: Match{Kind: MatchAll}, Backends: []Backend{
+				{Env: config.Stable, Weight: 8750, StampEnv: true}, {Env: "canary", Weight: 1250, StampEnv: true},
+			}},
+		}},
+		{"weighted release skips a service without its environment", "releases: [{name: c, env: canary, traffic_percent: 12.5}]", "search", []Route{
+			{Name: RouteOtherEnv, Match: Match{Kind: MatchOtherEnv}, Backends: []Backend{{Env: config.Stable}}},
+			{Name: RouteDefault, Match: Match{Kind: MatchAll}, Backends: stable},
+		}},
+		{"a killed weighted release splits nothing", "releases: [{name: c, env: canary, traffic_percent: 12.5, state: killed}]", "search", []Route{
+			{Name: RouteOtherEnv, Match: Match{Kind: MatchOtherEnv}, Backends: []Backend{{Env: config.Stable}}},
+			{Name: RouteDefault, Match: Match{Kind: MatchAll}, Backends: stable},
+		}},
+		{"a frozen weighted release splits nothing", "lane: {key: 0123456789abcdef0123456789abcdef}\nmembership: {enabled: true}\nreleases: [{name: c, env: canary, traffic_percent: 12.5, state: frozen}]", "checkout", []Route{
+			{Name: "blue", Match: Match{Kind: MatchEnv, Env: "blue"}, Backends: []Backend{{Env: "blue"}}},
+			{Name: "canary", Match: Match{Kind: MatchEnv, Env: "canary"}, Backends: []Backend{{Env: "canary"}}},
+			{Name: RouteOtherEnv, Match: Match{Kind: MatchOtherEnv}, Backends: []Backend{{Env: config.Stable}}},
+			{Name: RouteDefault, Match: Match{Kind: MatchAll}, Backends: stable},
+		}},
+		{"all traffic weighted leaves one branch", "releases: [{name: c, env: canary, traffic_percent: 100}]", "checkout", []Route{
+			{Name: "blue", Match: Match{Kind: MatchEnv, Env: "blue"}, Backends: []Backend{{Env: "blue"}}},
+			{Name: "canary", Match: Match{Kind: MatchEnv, Env: "canary"}, Backends: []Backend{{Env: "canary"}}},
+			{Name: RouteOtherEnv, Match: Match{Kind: MatchOtherEnv}, Backends: []Backend{{Env: config.Stable}}},
+			{Name: RouteDefault, Match: Match{Kind: MatchAll}, Backends: []Backend{{Env: "canary", Weight: TotalWeight, StampEnv: true}}},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := Build(parse(t, tt.releases+services))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := p.Service(tt.service).Routes; !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("routes\n got %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSidecarsAndFallback(t *testing.T) {
+	p, err := Build(parse(t, `
+lane: {key: 0123456789abcdef0123456789abcdef}
+services:
+  - name: frontend
+    environments: {stable: [127.0.0.1:9001], gray: [127.0.0.1:9002]}
+    sidecar: {address: 127.0.0.1, inbound_port: 10001, outbound_port: 10101, edge: true, fallback_port: 10201}
+  - name: orders
+    environments: {stable: [127.0.0.1:9011]}
+    sidecar: {address: 127.0.0.1, inbound_port: 10002, outbound_port: 10102}
+  - name: plain
+    environments: {stable: [127.0.0.1:9021]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(p.Sidecars()); got != 2 {
+		t.Fatalf("%d sidecars, want 2", got)
+	}
+	fe := p.Service("frontend")
+	if want := []Peer{{Name: "orders", Inbound: Endpoint{Host: "127.0.0.1", Port: 10002}}}; !reflect.DeepEqual(fe.Sidecar.Peers, want) {
+		t.Fatalf("frontend peers %+v, want %+v", fe.Sidecar.Peers, want)
+	}
+	for _, tt := range []struct{ service, env, want string }{
+		{"frontend", "gray", ""},
+		{"frontend", "stable", ""},
+		{"frontend", "", ""},
+		{"orders", "gray", "no-gray-version"},
+		{"orders", "stable", ""},
+	} {
+		if got := p.Service(tt.service).FallbackFor(tt.env); got != tt.want {
+			t.Errorf("%s serving %q: fallback %q, want %q", tt.service, tt.env, got, tt.want)
+		}
+	}
+	if p.Service("nope") != nil {
+		t.Fatal("unknown service found")
+	}
+}
+
+// TestInnerRoutes: an inner sidecar routes on the lane its Envoy verified,
+// each route saying the hop's reason: a killed release's lanes go stable
+// first, a weighted release splits nothing (the edge chose), a lane that
+// did not verify goes stable without being passed on.
+func TestInnerRoutes(t *testing.T) {
+	p, err := Build(parse(t, `
+lane: {key: 0123456789abcdef0123456789abcdef}
+releases:
+  - {name: old, env: gray, percent: 10, state: killed}
+  - {name: split, env: gray, traffic_percent: 50}
+services:
+  - name: frontend
+    environments: {stable: [127.0.0.1:9001], gray: [127.0.0.1:9002]}
+    sidecar: {inbound_port: 10001, outbound_port: 10101, edge: true}
+  - name: orders
+    environments: {stable: [127.0.0.1:9011], gray: [127.0.0.1:9012]}
+    sidecar: {inbound_port: 10002, outbound_port: 10102}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Service("frontend").InnerRoutes != nil {
+		t.Fatal("an edge sidecar has inner routes")
+	}
+	if !reflect.DeepEqual(p.Killed, []string{"old"}) {
+		t.Fatalf("killed %v", p.Killed)
+	}
+	stable := []Backend{{Env: config.Stable, StampEnv: true}}
+	want := []Route{
+		{Name: "killed:old", Match: Match{Kind: MatchRelease, Release: "old"}, Backends: stable, Reason: "killed", DropLane: true},
+		{Name: "stable", Match: Match{Kind: MatchEnv, Env: "stable"}, Backends: []Backend{{Env: "stable"}}, Reason: "lane"},
+		{Name: "gray", Match: Match{Kind: MatchEnv, Env: "gray"}, Backends: []Backend{{Env: "gray"}}, Reason: "lane"},
+		{Name: RouteOtherEnv, Match: Match{Kind: MatchOtherEnv}, Backends: []Backend{{Env: config.Stable}}, Reason: "lane", Fallback: true},
+		{Name: RouteLaneRefused, Match: Match{Kind: MatchLane}, Backends: stable, Reason: "lane-refused", DropLane: true},
+		{Name: RouteDefault, Match: Match{Kind: MatchAll}, Backends: stable, Reason: "lane-missing"},
+	}
+	if got := p.Service("orders").InnerRoutes; !reflect.DeepEqual(got, want) {
+		t.Fatalf("inner routes\n got %+v\nwant %+v", got, want)
+	}
+	if def := p.Service("orders").Routes; len(def[len(def)-1].Backends) != 2 {
+		t.Fatalf("the edge routes of orders (shared listener) lost the split: %+v", def)
+	}
+}
+
+// TestBuildRefuses feeds configs that skipped validation: the plan names
+// the field no output could route.
+func TestBuildRefuses(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  config.Config
+		want []string
+	}{
+		{"endpoint without a port", config.Config{Mesh: config.Mesh{ExtProcAddress: "127.0.0.1:18081"}, Services: []config.Service{
+			{Name: "shop", Environments: map[string][]string{"stable": {"10.0.0.1"}}},
+		}}, []string{`services[0] (shop).environments.stable[0]: "10.0.0.1" is not host:port`}},
+		{"port out of range", config.Config{Mesh: config.Mesh{ExtProcAddress: "127.0.0.1:18081"}, Services: []config.Service{
+			{Name: "shop", Environments: map[string][]string{"stable": {"10.0.0.1:80"}, "gray": {"10.0.0.2:70000"}}},
+		}}, []string{`services[0] (shop).environments.gray[0]: "10.0.0.2:70000" is not host:port with a port in 1..65535`}},
+		{"no stable", config.Config{Mesh: config.Mesh{ExtProcAddress: "127.0.0.1:18081"}, Services: []config.Service{
+			{Name: "shop", Environments: map[string][]string{"gray": {"10.0.0.2:80"}}},
+		}}, []string{"services[0] (shop).environments.stable: every service needs stable endpoints"}},
+		{"bad ext_proc and collector addresses", config.Config{
+			Mesh: config.Mesh{ExtProcAddress: "graymesh"}, Tracing: config.Tracing{OTLPEndpoint: "jaeger:0"},
+		}, []string{`mesh.extproc_address: "graymesh" is not host:port`, "tracing.otlp_endpoint:"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := Build(&tt.cfg)
+			if err == nil {
+				t.Fatalf("built %+v", p)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}

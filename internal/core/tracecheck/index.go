@@ -1,0 +1,255 @@
+// The span tree of one trace: which spans are decisions or Envoy's, who
+// is whose ancestor, which hop served what.
+
+package tracecheck
+
+import (
+	"sort"
+	"strings"
+
+	"github.com/graymesh/graymesh/internal/contract/wire"
+)
+
+// index is one trace's spans in start order, with their parents.
+type index struct {
+	t      Trace
+	spans  []Span
+	parent []int // index into spans, -1 for none or unknown
+	// reason is graymesh's reason for the hop a span begins: set on
+	// sidecar spans (their reason tag) and, from an inner decision span,
+	// on the server span the decision was made for.
+	reason map[int]string
+}
+
+func newIndex(t Trace) *index {
+	x := &index{t: t, spans: append([]Span(nil), t.Spans...), reason: map[int]string{}}
+	sort.SliceStable(x.spans, func(i, j int) bool { return x.spans[i].StartTime < x.spans[j].StartTime })
+	byID := make(map[string]int, len(x.spans))
+	for i, s := range x.spans {
+		byID[s.SpanID] = i
+	}
+	x.parent = make([]int, len(x.spans))
+	for i, s := range x.spans {
+		x.parent[i] = -1
+		for _, ref := range s.References {
+			p, ok := byID[ref.SpanID]
+			if !ok || p == i {
+				continue
+			}
+			if x.parent[i] < 0 || ref.RefType == "CHILD_OF" {
+				x.parent[i] = p
+			}
+		}
+	}
+	for i, s := range x.spans {
+		reason := s.reason()
+		if reason == "" {
+			continue
+		}
+		if !x.isDecision(i) {
+			x.reason[i] = reason
+			continue
+		}
+		if s.tag(wire.AttrHop) == wire.HopEdge {
+			continue
+		}
+		if a := x.serverAncestor(i); a >= 0 {
+			if _, set := x.reason[a]; !set {
+				x.reason[a] = reason
+			}
+		}
+	}
+	return x
+}
+
+// isDecision: graymesh's decision spans are the ones that name their hop.
+func (x *index) isDecision(i int) bool {
+	return x.spans[i].tag(wire.AttrHop) != "" || x.spans[i].OperationName == legacyOpDecision
+}
+
+// isEnvoy: a sidecar's span, or any Envoy's (they name their upstream
+// cluster).
+func (x *index) isEnvoy(i int) bool {
+	return strings.HasSuffix(x.serviceName(i), sidecarSuffix) || x.spans[i].tag(tagUpstream) != ""
+}
+
+// served is the environment a service's own span says served it; "" for
+// any other span.
+func (x *index) served(i int) string {
+	s := x.spans[i]
+	if served := s.tag(legacyTagServedEnv); served != "" {
+		return served
+	}
+	if x.isDecision(i) || x.isEnvoy(i) {
+		return ""
+	}
+	return s.tag(wire.AttrVariant)
+}
+
+func (x *index) serviceName(i int) string {
+	return x.t.Processes[x.spans[i].ProcessID].ServiceName
+}
+
+// serverAncestor is the nearest server span above span i reported by
+// another process: for a decision, the sidecar span of the request it
+// decided (above graymesh's own gRPC server span and the sidecar's
+// ext_proc call).
+func (x *index) serverAncestor(i int) int {
+	own := x.spans[i].ProcessID
+	for n, a := 0, x.parent[i]; a >= 0 && n < maxAncestorWalk; n, a = n+1, x.parent[a] {
+		if s := x.spans[a]; s.ProcessID != own && s.tag(tagSpanKind) == "server" {
+			return a
+		}
+	}
+	return -1
+}
+
+func (x *index) edgeDecision() (Span, bool) {
+	for i, s := range x.spans {
+		if x.isDecision(i) && s.tag(wire.AttrHop) == wire.HopEdge {
+			return s, true
+		}
+	}
+	return Span{}, false
+}
+
+// carriedLane is the lane and reason of the first span that carries a
+// lane, for a trace whose edge decision is missing: the edge sidecar's
+// span when it was exported, else the first service's.
+func (x *index) carriedLane() (lane, reason string) {
+	for i, s := range x.spans {
+		if x.isDecision(i) {
+			continue
+		}
+		if lane := s.tag(wire.AttrLane); lane != "" {
+			return lane, s.reason()
+		}
+	}
+	return stable, ""
+}
+
+type hopSpan struct {
+	span int
+	hop  Hop
+}
+
+// hops are the spans that say which environment served a service, in
+// start order: every service span that says so, and, for a service with
+// none, the innermost of its sidecar spans that name the service's
+// environment cluster.
+func (x *index) hops() []hopSpan {
+	var out []hopSpan
+	reported := map[string]bool{}
+	for i, s := range x.spans {
+		served := x.served(i)
+		if served == "" {
+			continue
+		}
+		service := s.tag(wire.AttrService)
+		if service == "" {
+			service = x.serviceName(i)
+		}
+		reported[service] = true
+		out = append(out, hopSpan{i, Hop{Service: service, Served: served, Lane: s.tag(wire.AttrLane), Fallback: s.tag(wire.AttrFallback)}})
+	}
+	sidecar := map[string][]int{}
+	for i, s := range x.spans {
+		service, ok := strings.CutSuffix(x.serviceName(i), sidecarSuffix)
+		if !ok || reported[service] {
+			continue
+		}
+		if svc, env, ok := strings.Cut(s.tag(tagUpstream), "|"); ok && svc == service && env != "" {
+			sidecar[service] = append(sidecar[service], i)
+		}
+	}
+	for service, spans := range sidecar {
+		for _, i := range spans {
+			if x.hasDescendantIn(i, spans) {
+				// The fallback listener's span under the inbound span
+				// names the cluster that really served.
+				continue
+			}
+			s := x.spans[i]
+			// The endpoint that served says which environment it is;
+			// traces from before the vocabulary only name the cluster.
+			served := s.tag(wire.AttrVariant)
+			if served == "" {
+				_, served, _ = strings.Cut(s.tag(tagUpstream), "|")
+			}
+			out = append(out, hopSpan{i, Hop{Service: service, Served: served, Lane: s.tag(wire.AttrLane), Fallback: s.tag(wire.AttrFallback), From: "sidecar"}})
+		}
+	}
+	sort.SliceStable(out, func(a, b int) bool { return out[a].span < out[b].span })
+	return out
+}
+
+// hasDescendantIn reports whether one of spans descends from span i.
+func (x *index) hasDescendantIn(i int, spans []int) bool {
+	for _, j := range spans {
+		if j != i && x.isAncestor(i, j) {
+			return true
+		}
+	}
+	return false
+}
+
+func (x *index) isAncestor(a, i int) bool {
+	for n, p := 0, x.parent[i]; p >= 0 && n < maxAncestorWalk; n, p = n+1, x.parent[p] {
+		if p == a {
+			return true
+		}
+	}
+	return false
+}
+
+// ownReason is graymesh's reason for the hop of service that span i
+// belongs to: from the nearest span above it (or itself) that carries
+// one, stopping at the previous hop. A span with no parent in the trace
+// falls back to the latest reason recorded for the service before it.
+func (x *index) ownReason(i int, service string) string {
+	if x.parent[i] < 0 {
+		reason := ""
+		for j, s := range x.spans[:i+1] {
+			r, ok := x.reason[j]
+			if ok && (x.serviceName(j) == service+sidecarSuffix || j == i) {
+				reason = r
+			}
+			if x.isDecision(j) && s.tag(wire.AttrHop) != wire.HopEdge && s.tag(wire.AttrService) == service && s.reason() != "" {
+				reason = s.reason()
+			}
+		}
+		return reason
+	}
+	for n, a := 0, i; a >= 0 && n < maxAncestorWalk; n, a = n+1, x.parent[a] {
+		if r, ok := x.reason[a]; ok {
+			return r
+		}
+		if a != i && x.served(a) != "" {
+			return ""
+		}
+	}
+	return ""
+}
+
+// killedOnPath reports whether a hop on the way to span i (or its own)
+// found the release killed. A span with no parent in the trace falls back
+// to start order: any kill seen before it.
+func (x *index) killedOnPath(i int) bool {
+	if x.parent[i] < 0 {
+		for j, s := range x.spans[:i+1] {
+			if x.reason[j] == reasonKilled {
+				return true
+			}
+			if x.isDecision(j) && s.tag(wire.AttrHop) != wire.HopEdge && s.reason() == reasonKilled {
+				return true
+			}
+		}
+		return false
+	}
+	for n, a := 0, i; a >= 0 && n < maxAncestorWalk; n, a = n+1, x.parent[a] {
+		if x.reason[a] == reasonKilled {
+			return true
+		}
+	}
+	return false
+}

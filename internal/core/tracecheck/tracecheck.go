@@ -1,0 +1,283 @@
+// Package tracecheck proves from traces that call chains stayed in their
+// lane: every hop of a trace must be served by the environment the edge
+// decided, unless the hop carries an explained fallback to stable, or the
+// chain switched to stable because its release was killed mid-flight.
+//
+// It reads traces in the Jaeger query API's JSON form, in the trace
+// vocabulary of package wire (docs/traces.md). A hop is a service's own
+// span that says which environment served it (feature_flag.result.variant,
+// from demo services and any service that reports it) or, for a service
+// that reports no such span, its sidecar's span (process
+// "<service>-sidecar": its variant, else its upstream_cluster
+// "<service>|<env>"). The edge's decision is graymesh's decision span
+// tagged graymesh.hop=edge. A trace without one (graymesh down, or its
+// spans lost) is still checked, against the lane its sidecar and service
+// spans carry, and counted apart as undecided.
+//
+// Traces recorded before the vocabulary (decision span "graymesh.decision"
+// with graymesh.env, graymesh.reason on sidecar spans, graymesh.served_env
+// on service spans) still check: those names are read too.
+package tracecheck
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/graymesh/graymesh/internal/contract/wire"
+)
+
+// Jaeger API types, only the fields the check reads.
+type (
+	// Response is the body of GET /api/traces.
+	Response struct {
+		Data []Trace `json:"data"`
+	}
+	// Trace is one trace.
+	Trace struct {
+		TraceID   string             `json:"traceID"`
+		Spans     []Span             `json:"spans"`
+		Processes map[string]Process `json:"processes"`
+	}
+	// Span is one span.
+	Span struct {
+		SpanID        string      `json:"spanID"`
+		OperationName string      `json:"operationName"`
+		References    []Reference `json:"references,omitempty"`
+		StartTime     int64       `json:"startTime"`
+		Tags          []Tag       `json:"tags"`
+		ProcessID     string      `json:"processID"`
+	}
+	// Reference links a span to its parent (refType CHILD_OF) or to a
+	// span it follows (FOLLOWS_FROM).
+	Reference struct {
+		RefType string `json:"refType"`
+		SpanID  string `json:"spanID"`
+	}
+	// Tag is a span attribute.
+	Tag struct {
+		Key   string `json:"key"`
+		Value any    `json:"value"`
+	}
+	// Process names the service that reported a span.
+	Process struct {
+		ServiceName string `json:"serviceName"`
+	}
+)
+
+func (s Span) tag(key string) string {
+	for _, t := range s.Tags {
+		if t.Key == key {
+			return fmt.Sprint(t.Value)
+		}
+	}
+	return ""
+}
+
+// Attributes the check reads besides the trace vocabulary's, and the
+// names traces recorded before it used.
+const (
+	tagSpanKind     = "span.kind"
+	tagUpstream     = "upstream_cluster"
+	reasonKilled    = "killed"
+	sidecarSuffix   = "-sidecar"
+	stable          = "stable"
+	maxAncestorWalk = 256
+
+	legacyOpDecision   = "graymesh.decision"
+	legacyTagEnv       = "graymesh.env"
+	legacyTagServedEnv = "graymesh.served_env"
+	legacyTagReason    = "graymesh.reason"
+	legacyRouteDefault = "route-default"
+	// legacyReasonLaneMissing is what an inner hop handed no lane said
+	// before; it reads as wire.ReasonDefault.
+	legacyReasonLaneMissing = "lane-missing"
+)
+
+// firstTag is the first of keys s carries.
+func (s Span) firstTag(keys ...string) string {
+	for _, k := range keys {
+		if v := s.tag(k); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// reason is graymesh's reason a span carries, in the trace vocabulary.
+func (s Span) reason() string {
+	r := s.firstTag(wire.AttrReason, legacyTagReason)
+	if r == legacyReasonLaneMissing {
+		return wire.ReasonDefault
+	}
+	return r
+}
+
+// Hop is one service's part of a trace.
+type Hop struct {
+	Service  string `json:"service"`
+	Served   string `json:"served"`
+	Lane     string `json:"lane"`
+	Fallback string `json:"fallback,omitempty"`
+	// Reason is why this hop's sidecar routed as it did (graymesh's
+	// decision for the hop), when a span says so.
+	Reason string `json:"reason,omitempty"`
+	// Switch marks the hop where the chain switched to stable because its
+	// release was killed mid-flight: explained, not a leak.
+	Switch bool `json:"switch,omitempty"`
+	// From is "sidecar" when the hop was read from the service's sidecar
+	// span because the service reported none of its own.
+	From string `json:"from,omitempty"`
+	Leak bool   `json:"leak"`
+}
+
+// TraceResult is the check of one trace.
+type TraceResult struct {
+	TraceID string `json:"trace_id"`
+	// Decided is false when the trace has no edge decision span; Lane
+	// and Reason are then read from its first span that carries a lane
+	// (stable when none does: nothing decided, the route default served).
+	Decided bool `json:"decided"`
+	// Lane is what the edge decided.
+	Lane    string `json:"lane"`
+	Release string `json:"release,omitempty"`
+	Reason  string `json:"reason"`
+	// Switch names the service where the chain switched to stable because
+	// its release was killed mid-flight.
+	Switch string `json:"switch,omitempty"`
+	Hops   []Hop  `json:"hops"`
+	Leaks  int    `json:"leaks"`
+}
+
+// Report summarises a check.
+type Report struct {
+	TracesSeen    int `json:"traces_seen"`
+	TracesChecked int `json:"traces_checked"`
+	// Undecided counts the checked traces with no edge decision span
+	// (graymesh down at the edge, or killed before it exported the span).
+	Undecided int `json:"undecided"`
+	// Unchecked counts the traces with neither an edge decision nor a hop:
+	// nothing in them says which environment served what.
+	Unchecked   int     `json:"unchecked"`
+	HopsChecked int     `json:"hops_checked"`
+	Leaks       int     `json:"leaks"`
+	LeakRate    float64 `json:"leak_rate"`
+	Fallbacks   int     `json:"fallbacks"`
+	// Switches counts chains that switched to stable mid-flight because
+	// their release was killed.
+	Switches int           `json:"switches"`
+	Traces   []TraceResult `json:"traces"`
+	// Read says how the traces were read, when they came from Jaeger.
+	Read *ReadStats `json:"read,omitempty"`
+}
+
+// LeakingTraces returns the traces with at least one leak, at most n.
+func (r *Report) LeakingTraces(n int) []TraceResult {
+	return r.filter(n, func(t TraceResult) bool { return t.Leaks > 0 })
+}
+
+// UndecidedTraces returns the checked traces without an edge decision, at
+// most n.
+func (r *Report) UndecidedTraces(n int) []TraceResult {
+	return r.filter(n, func(t TraceResult) bool { return !t.Decided })
+}
+
+func (r *Report) filter(n int, keep func(TraceResult) bool) []TraceResult {
+	var out []TraceResult
+	for _, t := range r.Traces {
+		if len(out) == n {
+			break
+		}
+		if keep(t) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// Check verifies every trace.
+func Check(traces []Trace) *Report {
+	r := &Report{TracesSeen: len(traces)}
+	for _, t := range traces {
+		res, ok := checkTrace(t)
+		if !ok {
+			r.Unchecked++
+			continue
+		}
+		r.TracesChecked++
+		if !res.Decided {
+			r.Undecided++
+		}
+		if res.Switch != "" {
+			r.Switches++
+		}
+		r.HopsChecked += len(res.Hops)
+		r.Leaks += res.Leaks
+		for _, h := range res.Hops {
+			if h.Fallback != "" && !h.Leak {
+				r.Fallbacks++
+			}
+		}
+		r.Traces = append(r.Traces, res)
+	}
+	if r.HopsChecked > 0 {
+		r.LeakRate = float64(r.Leaks) / float64(r.HopsChecked)
+	}
+	return r
+}
+
+// checkTrace checks one trace; false when it holds nothing to check.
+func checkTrace(t Trace) (TraceResult, bool) {
+	x := newIndex(t)
+	res := TraceResult{TraceID: t.TraceID}
+	if d, ok := x.edgeDecision(); ok {
+		res.Decided = true
+		res.Lane = d.firstTag(wire.AttrLane, legacyTagEnv)
+		res.Release, res.Reason = d.tag(wire.AttrRelease), d.reason()
+	}
+	hops := x.hops()
+	if !res.Decided {
+		if len(hops) == 0 {
+			return res, false
+		}
+		res.Lane, res.Reason = x.carriedLane()
+	}
+	if res.Lane == legacyRouteDefault || res.Lane == "" {
+		// Nothing decided at the edge: no lane travels, every later hop
+		// serves stable.
+		res.Lane = stable
+	}
+	for _, hs := range hops {
+		h := hs.hop
+		h.Reason = x.ownReason(hs.span, h.Service)
+		want, killed := res.Lane, false
+		if want != stable && x.killedOnPath(hs.span) {
+			// The release was killed while the request travelled: from
+			// the hop that saw the kill on, the chain serves stable.
+			want, killed = stable, true
+		}
+		switch {
+		case h.Served == want:
+			if killed && h.Reason == reasonKilled && res.Switch == "" {
+				h.Switch = true
+				res.Switch = h.Service
+			}
+		case h.Served == stable && h.Fallback != "" && h.Lane == want:
+			// An explained fallback: this service has no version for the
+			// lane, and the lane itself travelled on unchanged.
+		default:
+			h.Leak = true
+			res.Leaks++
+		}
+		res.Hops = append(res.Hops, h)
+	}
+	return res, true
+}
+
+// Parse reads a Jaeger /api/traces response body.
+func Parse(body []byte) ([]Trace, error) {
+	var r Response
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, fmt.Errorf("not a Jaeger traces response: %w", err)
+	}
+	return r.Data, nil
+}

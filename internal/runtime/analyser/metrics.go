@@ -1,0 +1,63 @@
+package analyser
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/graymesh/graymesh/internal/core/analysis"
+)
+
+// metrics are the analysis series on /metrics.
+type metrics struct {
+	verdicts   *prometheus.CounterVec
+	pValue     *prometheus.GaugeVec
+	effect     *prometheus.GaugeVec
+	share      *prometheus.GaugeVec
+	configured *prometheus.GaugeVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		verdicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "graymesh_analysis_verdicts_total",
+			Help: "Analysis windows judged, by release and verdict (pass, inconclusive, fail, critical).",
+		}, []string{"release", "verdict"}),
+		pValue: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "graymesh_analysis_p_value",
+			Help: "The last window's p-value, by release, service and metric (errors, latency).",
+		}, []string{"release", "service", "metric"}),
+		effect: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "graymesh_analysis_effect",
+			Help: "The last window's effect, gray minus stable: error rate in percentage points, latency shift (Hodges–Lehmann) in milliseconds.",
+		}, []string{"release", "service", "metric"}),
+		share: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "graymesh_analysis_gray_share_percent",
+			Help: "The last window's share served by gray, in percent, of a service's requests or distinct callers (kind).",
+		}, []string{"release", "service", "kind"}),
+		configured: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "graymesh_analysis_configured_percent",
+			Help: "The percentage the release was configured to admit during its last window.",
+		}, []string{"release"}),
+	}
+	reg.MustRegister(m.verdicts, m.pValue, m.effect, m.share, m.configured)
+	return m
+}
+
+func (m *metrics) observe(release string, w *Window) {
+	m.verdicts.WithLabelValues(release, string(w.Verdict)).Inc()
+	m.configured.WithLabelValues(release).Set(w.Percent)
+	for _, s := range w.Services {
+		if s.Gray.Requests+s.Stable.Requests > 0 {
+			m.share.WithLabelValues(release, s.Service, "requests").Set(s.GrayRequestShare)
+		}
+		if s.GrayCallerShare != nil {
+			m.share.WithLabelValues(release, s.Service, "callers").Set(*s.GrayCallerShare)
+		}
+		for _, t := range s.Tests {
+			if t.Verdict == analysis.Inconclusive {
+				continue
+			}
+			m.pValue.WithLabelValues(release, s.Service, t.Metric).Set(t.P)
+			m.effect.WithLabelValues(release, s.Service, t.Metric).Set(t.Effect)
+		}
+	}
+}

@@ -1,0 +1,52 @@
+package console
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/graymesh/graymesh/internal/contract/config"
+	"github.com/graymesh/graymesh/internal/core/analysis"
+	"github.com/graymesh/graymesh/internal/runtime/admin"
+)
+
+// TestReleasePageShowsAnalysisWindows renders the release page with an
+// analysis answer: one row per window and service, the verdict in words.
+func TestReleasePageShowsAnalysisWindows(t *testing.T) {
+	pages, err := parsePages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 28, 10, 0, 5, 0, time.UTC)
+	st := &admin.AnalysisStatus{
+		Release: "shop-v2", Env: "gray", Services: []string{"shop"},
+		Settings: &config.Analysis{Interval: config.Duration{Duration: 5 * time.Second}},
+		Windows: []admin.Window{
+			{Index: 7, To: at, Action: "freeze", Report: analysis.Report{Verdict: analysis.Fail, Reason: "error rate: gray 6.0% vs stable 1.0%",
+				Services: []analysis.ServiceReport{{Service: "shop",
+					Gray:   analysis.SideSummary{Requests: 400, Errors: 24, P50: 12, P99: 40},
+					Stable: analysis.SideSummary{Requests: 900, Errors: 9, P50: 11, P99: 38}}}}},
+			{Index: 6, To: at.Add(-5 * time.Second), Action: "hold", Error: "analysis source unavailable",
+				Report: analysis.Report{Verdict: analysis.Inconclusive, Reason: "no observations"}},
+		},
+	}
+	var buf bytes.Buffer
+	err = pages["release"].ExecuteTemplate(&buf, "layout", view{Title: "Release shop-v2", Page: releaseView{
+		releaseRow: releaseRow{ReleaseStatus: admin.ReleaseStatus{Name: "shop-v2"}}, Analysis: st, AnalysisStatus: 200,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := buf.String()
+	for _, want := range []string{
+		"Every 5s graymesh compares gray with stable on shop",
+		"#7 10:00:05", "400 / 24 / 12 ms / 40 ms", "900 / 9 / 11 ms / 38 ms",
+		`<strong class="verdict-fail">fail</strong> error rate: gray 6.0% vs stable 1.0%`, "freeze",
+		"#6 10:00:00", "analysis source unavailable", `<strong class="verdict-inconclusive">inconclusive</strong>`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("release page lacks %q", want)
+		}
+	}
+}
