@@ -494,3 +494,22 @@ func TestConsoleIsOffWhereTheAdminAPIIs(t *testing.T) {
 	}
 	f.login()
 }
+
+// A kill (and a freeze) sends gray subjects back to stable without being
+// an "eviction" the change gate refuses: the confirmation must say how many
+// leave, never the all-clear.
+func TestConfirmOfAKillSaysWhoLeavesGray(t *testing.T) {
+	f := newFixture(t, daemon.Options{}, Options{PreviewSample: 4000})
+	f.login()
+	_, page := f.do("GET", "/ui/releases/shop-v2/confirm?action=kill", nil, nil)
+	if strings.Contains(page, "No subject leaves gray") {
+		t.Errorf("a kill's confirmation shows the all-clear:\n%s", page)
+	}
+	if !strings.Contains(page, `id="leaving"`) || !regexp.MustCompile(`3\d\.\d\d% of subjects leave gray`).MatchString(page) {
+		t.Errorf("a kill's confirmation does not say how many leave gray:\n%s", page)
+	}
+	_, page = f.do("GET", "/ui/releases/shop-v2/confirm?action=percent&value=50", nil, nil)
+	if !strings.Contains(page, "No subject leaves gray") || strings.Contains(page, `id="leaving"`) {
+		t.Errorf("a ramp's confirmation lacks the all-clear:\n%s", page)
+	}
+}
