@@ -22,6 +22,7 @@ package tracecheck
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/graymesh/graymesh/wire"
 )
@@ -144,8 +145,15 @@ type TraceResult struct {
 	// Switch names the service where the chain switched to stable because
 	// its release was killed mid-flight.
 	Switch string `json:"switch,omitempty"`
-	Hops   []Hop  `json:"hops"`
-	Leaks  int    `json:"leaks"`
+	// FailOpen is true when graymesh decided but its answer never took
+	// effect: the edge sidecar's span says the ext_proc call failed open
+	// (reason "error"), or names another lane than the decision. Lane is
+	// then what the edge really routed on, DecidedLane what graymesh
+	// decided too late.
+	FailOpen    bool   `json:"fail_open,omitempty"`
+	DecidedLane string `json:"decided_lane,omitempty"`
+	Hops        []Hop  `json:"hops"`
+	Leaks       int    `json:"leaks"`
 }
 
 // Report summarises a check.
@@ -160,7 +168,17 @@ type Report struct {
 	Unchecked   int     `json:"unchecked"`
 	HopsChecked int     `json:"hops_checked"`
 	Leaks       int     `json:"leaks"`
-	LeakRate    float64 `json:"leak_rate"`
+	// LeakingChains counts the chains with at least one leaking hop.
+	LeakingChains int     `json:"leaking_chains"`
+	LeakRate      float64 `json:"leak_rate"`
+	// FailOpens counts the chains whose edge decision never took effect
+	// (ext_proc failed open: the edge served as if graymesh had not
+	// answered); they are checked against what the edge routed on.
+	FailOpens int `json:"fail_opens"`
+	// Pending counts the traces left unjudged because their newest span
+	// is younger than the settle time: their other spans may still be on
+	// their way to Jaeger.
+	Pending int `json:"pending"`
 	Fallbacks   int     `json:"fallbacks"`
 	// Switches counts chains that switched to stable mid-flight because
 	// their release was killed.
@@ -173,6 +191,12 @@ type Report struct {
 // LeakingTraces returns the traces with at least one leak, at most n.
 func (r *Report) LeakingTraces(n int) []TraceResult {
 	return r.filter(n, func(t TraceResult) bool { return t.Leaks > 0 })
+}
+
+// FailOpenTraces returns the traces whose edge decision never took
+// effect, at most n.
+func (r *Report) FailOpenTraces(n int) []TraceResult {
+	return r.filter(n, func(t TraceResult) bool { return t.FailOpen })
 }
 
 // UndecidedTraces returns the checked traces without an edge decision, at
@@ -195,9 +219,20 @@ func (r *Report) filter(n int, keep func(TraceResult) bool) []TraceResult {
 }
 
 // Check verifies every trace.
-func Check(traces []Trace) *Report {
+func Check(traces []Trace) *Report { return CheckSettled(traces, time.Time{}, 0) }
+
+// CheckSettled verifies every trace whose newest span started at least
+// settle before now; younger ones are counted as pending, not judged: the
+// spans of one chain reach Jaeger from several processes, each on its own
+// flush interval (Envoy's 5 s, graymesh's batch), so a young trace may
+// look undecided or leaking only because a span is still on its way.
+func CheckSettled(traces []Trace, now time.Time, settle time.Duration) *Report {
 	r := &Report{TracesSeen: len(traces)}
 	for _, t := range traces {
+		if settle > 0 && newestStart(t).After(now.Add(-settle)) {
+			r.Pending++
+			continue
+		}
 		res, ok := checkTrace(t)
 		if !ok {
 			r.Unchecked++
@@ -212,6 +247,12 @@ func Check(traces []Trace) *Report {
 		}
 		r.HopsChecked += len(res.Hops)
 		r.Leaks += res.Leaks
+		if res.Leaks > 0 {
+			r.LeakingChains++
+		}
+		if res.FailOpen {
+			r.FailOpens++
+		}
 		for _, h := range res.Hops {
 			if h.Fallback != "" && !h.Leak {
 				r.Fallbacks++
@@ -229,10 +270,13 @@ func Check(traces []Trace) *Report {
 func checkTrace(t Trace) (TraceResult, bool) {
 	x := newIndex(t)
 	res := TraceResult{TraceID: t.TraceID}
-	if d, ok := x.edgeDecision(); ok {
+	if d, i, ok := x.edgeDecision(); ok {
 		res.Decided = true
 		res.Lane = d.firstTag(wire.AttrLane, legacyTagEnv)
 		res.Release, res.Reason = d.tag(wire.AttrRelease), d.reason()
+		if routed, lost := x.answerLost(i, res.Lane); lost {
+			res.FailOpen, res.DecidedLane, res.Lane = true, res.Lane, routed
+		}
 	}
 	hops := x.hops()
 	if !res.Decided {
@@ -271,6 +315,15 @@ func checkTrace(t Trace) (TraceResult, bool) {
 		res.Hops = append(res.Hops, h)
 	}
 	return res, true
+}
+
+// newestStart is when the trace's newest span started.
+func newestStart(t Trace) time.Time {
+	var newest int64
+	for _, s := range t.Spans {
+		newest = max(newest, s.StartTime)
+	}
+	return time.UnixMicro(newest)
 }
 
 // Parse reads a Jaeger /api/traces response body.

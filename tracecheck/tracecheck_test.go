@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/graymesh/graymesh/wire"
 )
@@ -444,5 +445,93 @@ func TestParse(t *testing.T) {
 	}
 	if _, err := Parse([]byte("<html>")); err == nil {
 		t.Fatal("garbage accepted")
+	}
+}
+
+// failOpen is a gray chain whose edge decision came too late: Envoy's
+// ext_proc message timeout expired, the filter failed open, the edge
+// sidecar's span says "error" and no lane, and every hop served stable;
+// graymesh's decision span, finished later, still says gray.
+func failOpen() []hopSpec {
+	return []hopSpec{
+		{service: "frontend", env: "gray", reason: "whitelist", lane: "stable", served: "stable"},
+		{service: "orders", reason: wire.ReasonDefault, lane: "stable", served: "stable", noDecision: true},
+		{service: "pricing", reason: wire.ReasonDefault, lane: "stable", served: "stable", noDecision: true},
+	}
+}
+
+func TestFailOpenIsNotALeak(t *testing.T) {
+	hops := failOpen()
+	b := newBuilder("t", true).chain(true, hops...)
+	// The edge sidecar's span: the reason tag's default, since graymesh's
+	// dynamic metadata never arrived.
+	for i, tag := range b.t.Spans[0].Tags {
+		if tag.Key == wire.AttrReason {
+			b.t.Spans[0].Tags[i].Value = wire.ReasonError
+		}
+	}
+	r := Check([]Trace{b.trace()})
+	if r.Leaks != 0 || r.LeakingChains != 0 || r.FailOpens != 1 || len(r.FailOpenTraces(5)) != 1 {
+		t.Fatalf("leaks %d, leaking chains %d, fail-opens %d: %+v", r.Leaks, r.LeakingChains, r.FailOpens, r.Traces)
+	}
+	if tr := r.Traces[0]; !tr.Decided || tr.Lane != "stable" || tr.DecidedLane != "gray" {
+		t.Fatalf("trace %+v", tr)
+	}
+
+	// Traces recorded without the "error" default: the edge sidecar's span
+	// has no reason of graymesh's and the route default's lane.
+	hops[0].noReasonTag = true
+	b = newBuilder("t", true).chain(true, hops...)
+	if r := checkBoth(t, b.trace()); r.Leaks != 0 || r.FailOpens != 1 {
+		t.Fatalf("without the error reason: leaks %d, fail-opens %d: %+v", r.Leaks, r.FailOpens, r.Traces)
+	}
+
+	// A fail-open chain that then serves gray somewhere still leaks.
+	grayAfter := failOpen()
+	grayAfter[0].noReasonTag = true
+	grayAfter[2] = hopSpec{service: "pricing", reason: "lane", lane: "gray", served: "gray", noDecision: true}
+	if r := Check([]Trace{newBuilder("t", true).chain(true, grayAfter...).trace()}); r.Leaks != 1 || r.FailOpens != 1 {
+		t.Fatalf("gray after a fail-open: leaks %d, fail-opens %d", r.Leaks, r.FailOpens)
+	}
+	// A decision that took effect is no fail-open.
+	if r := checkBoth(t, newBuilder("t", true).chain(true, grayChain()...).trace()); r.FailOpens != 0 {
+		t.Fatalf("a healthy chain counted as a fail-open: %+v", r.Traces)
+	}
+}
+
+// TestCallerAtTheFallbackListenerIsNoLane: a caller that reaches a
+// service's fallback listener directly chooses the x-gray-env its span
+// carries; nobody decided, so the hops after it serving stable are not
+// leaks.
+func TestCallerAtTheFallbackListenerIsNoLane(t *testing.T) {
+	b := newBuilder("t", true)
+	fb := b.span("", "orders-sidecar", "fallback orders", Tag{"span.kind", "server"}, Tag{wire.AttrVariant, "stable"}, Tag{wire.AttrLane, "gray"},
+		Tag{wire.AttrFallback, "gray-unavailable"}, Tag{"upstream_cluster", "orders|stable"})
+	o := b.span(fb, "orders", "serve orders stable", Tag{"span.kind", "server"}, Tag{wire.AttrService, "orders"}, Tag{wire.AttrVariant, "stable"}, Tag{wire.AttrLane, "gray"})
+	p := b.span(o, "pricing-sidecar", "inbound pricing", Tag{"span.kind", "server"}, Tag{wire.AttrVariant, "stable"}, Tag{wire.AttrReason, wire.ReasonDefault}, Tag{"upstream_cluster", "pricing|stable"})
+	b.span(p, "pricing", "serve pricing stable", Tag{"span.kind", "server"}, Tag{wire.AttrService, "pricing"}, Tag{wire.AttrVariant, "stable"})
+	r := Check([]Trace{b.trace()})
+	if r.Leaks != 0 || r.Undecided != 1 || r.Traces[0].Lane != "stable" {
+		t.Fatalf("leaks %d undecided %d: %+v", r.Leaks, r.Undecided, r.Traces)
+	}
+}
+
+func TestYoungTracesArePendingAndLeaksCountPerChain(t *testing.T) {
+	lost := grayChain()
+	lost[1] = hopSpec{service: "orders", reason: wire.ReasonDefault, lane: "stable", served: "stable", noDecision: true}
+	lost[3] = hopSpec{service: "pricing", reason: wire.ReasonDefault, lane: "stable", served: "stable", noDecision: true}
+	old := newBuilder("old", true).chain(true, lost...).trace()
+	young := newBuilder("young", true).chain(true, lost...).trace()
+	now := time.UnixMicro(1_000_000_000)
+	for i := range old.Spans {
+		old.Spans[i].StartTime += now.Add(-time.Minute).UnixMicro()
+		young.Spans[i].StartTime += now.Add(-time.Second).UnixMicro()
+	}
+	r := CheckSettled([]Trace{old, young}, now, 10*time.Second)
+	if r.Pending != 1 || r.TracesChecked != 1 || r.Traces[0].TraceID != "old" {
+		t.Fatalf("pending %d checked %d: %+v", r.Pending, r.TracesChecked, r.Traces)
+	}
+	if r.Leaks < 2 || r.LeakingChains != 1 {
+		t.Fatalf("leaks %d (hops), leaking chains %d", r.Leaks, r.LeakingChains)
 	}
 }
