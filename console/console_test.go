@@ -360,7 +360,7 @@ func TestHeadersAndForeignHost(t *testing.T) {
 
 func TestChainsFromJaeger(t *testing.T) {
 	store := &jaegertest.Store{}
-	now := time.Now().UnixMicro()
+	now := time.Now().Add(-time.Minute).UnixMicro()
 	store.Add(chain("t-ok", now-2000, "gray", hopTags{"frontend", "gray", ""}, hopTags{"inventory", "stable", "no-gray-version"}, hopTags{"pricing", "gray", ""}),
 		chain("t-leak", now-1000, "gray", hopTags{"frontend", "gray", ""}, hopTags{"pricing", "stable", ""}))
 	jaeger := httptest.NewServer(store)

@@ -229,7 +229,7 @@ func Check(traces []Trace) *Report { return CheckSettled(traces, time.Time{}, 0)
 func CheckSettled(traces []Trace, now time.Time, settle time.Duration) *Report {
 	r := &Report{TracesSeen: len(traces)}
 	for _, t := range traces {
-		if settle > 0 && newestStart(t).After(now.Add(-settle)) {
+		if !Settled(t, now, settle) {
 			r.Pending++
 			continue
 		}
@@ -238,32 +238,45 @@ func CheckSettled(traces []Trace, now time.Time, settle time.Duration) *Report {
 			r.Unchecked++
 			continue
 		}
-		r.TracesChecked++
-		if !res.Decided {
-			r.Undecided++
-		}
-		if res.Switch != "" {
-			r.Switches++
-		}
-		r.HopsChecked += len(res.Hops)
-		r.Leaks += res.Leaks
-		if res.Leaks > 0 {
-			r.LeakingChains++
-		}
-		if res.FailOpen {
-			r.FailOpens++
-		}
-		for _, h := range res.Hops {
-			if h.Fallback != "" && !h.Leak {
-				r.Fallbacks++
-			}
-		}
-		r.Traces = append(r.Traces, res)
-	}
-	if r.HopsChecked > 0 {
-		r.LeakRate = float64(r.Leaks) / float64(r.HopsChecked)
+		r.Add(res)
 	}
 	return r
+}
+
+// Settled reports whether t's newest span started at least settle before
+// now (always, for a settle of 0).
+func Settled(t Trace, now time.Time, settle time.Duration) bool {
+	return settle <= 0 || !newestStart(t).After(now.Add(-settle))
+}
+
+// CheckTrace checks one trace; false when it holds nothing to check.
+func CheckTrace(t Trace) (TraceResult, bool) { return checkTrace(t) }
+
+// Add counts one checked trace into the report, as Check does: a caller
+// that keeps results across reads (the console) tallies them with it.
+func (r *Report) Add(res TraceResult) {
+	r.TracesChecked++
+	if !res.Decided {
+		r.Undecided++
+	}
+	if res.Switch != "" {
+		r.Switches++
+	}
+	r.HopsChecked += len(res.Hops)
+	r.Leaks += res.Leaks
+	if res.Leaks > 0 {
+		r.LeakingChains++
+	}
+	if res.FailOpen {
+		r.FailOpens++
+	}
+	for _, h := range res.Hops {
+		if h.Fallback != "" && !h.Leak {
+			r.Fallbacks++
+		}
+	}
+	r.Traces = append(r.Traces, res)
+	r.LeakRate = float64(r.Leaks) / float64(max(r.HopsChecked, 1))
 }
 
 // checkTrace checks one trace; false when it holds nothing to check.
