@@ -165,9 +165,9 @@ type Report struct {
 	Undecided int `json:"undecided"`
 	// Unchecked counts the traces with neither an edge decision nor a hop:
 	// nothing in them says which environment served what.
-	Unchecked   int     `json:"unchecked"`
-	HopsChecked int     `json:"hops_checked"`
-	Leaks       int     `json:"leaks"`
+	Unchecked   int `json:"unchecked"`
+	HopsChecked int `json:"hops_checked"`
+	Leaks       int `json:"leaks"`
 	// LeakingChains counts the chains with at least one leaking hop.
 	LeakingChains int     `json:"leaking_chains"`
 	LeakRate      float64 `json:"leak_rate"`
@@ -178,8 +178,8 @@ type Report struct {
 	// Pending counts the traces left unjudged because their newest span
 	// is younger than the settle time: their other spans may still be on
 	// their way to Jaeger.
-	Pending int `json:"pending"`
-	Fallbacks   int     `json:"fallbacks"`
+	Pending   int `json:"pending"`
+	Fallbacks int `json:"fallbacks"`
 	// Switches counts chains that switched to stable mid-flight because
 	// their release was killed.
 	Switches int           `json:"switches"`
