@@ -3,6 +3,7 @@ package console
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -422,7 +423,7 @@ func TestObservedShare(t *testing.T) {
 	if w := o.window("r", time.Minute); w.Total != 200 || w.Gray != 100 {
 		t.Fatalf("last minute: %+v", w)
 	}
-	if s := o.series("r", 20*time.Second); len(s) != 3 || s[0].Percent != 30 || s[2].Percent != 50 {
+	if s := o.series("r", 20*time.Second); len(s) != 4 || s[0].Percent != 30 || s[1].Total != 0 || s[2].Percent != 50 {
 		t.Fatalf("series: %+v", s)
 	}
 	if (share{}).Known() || (&observer{}).window("r", time.Minute).Known() {
@@ -432,20 +433,68 @@ func TestObservedShare(t *testing.T) {
 
 func TestChartKeepsItsPointsInside(t *testing.T) {
 	now := time.Now()
-	c := newChart([]point{{At: now.Add(-30 * time.Second), Percent: 30, Total: 100}, {At: now, Percent: 50, Total: 100}}, 50)
+	c := newChart([]point{{At: now.Add(-30 * time.Second), Percent: 30, Total: 100}, {At: now, Percent: 50, Total: 100}},
+		[]targetAt{{At: now.Add(-40 * time.Second), Percent: 50}})
 	if c.Empty || len(c.Dots) != 2 || c.Span != "1 min" || !strings.Contains(c.Summary, "between 30.0% and 50.0%") {
 		t.Fatalf("chart %+v", c)
 	}
 	for _, d := range c.Dots {
-		if d.X < chartPad || d.X > chartWidth-chartPad || d.Y < chartPad || d.Y > chartHeight-chartPad {
+		if d.X < c.Left || d.X > c.Right || d.Y < c.Top || d.Y > c.Bottom {
 			t.Errorf("dot %+v outside the chart", d)
 		}
 	}
-	if c.Dots[1].Y != c.ConfiguredY {
-		t.Errorf("a point at the configured 50%% (y %.1f) is off its line (y %.1f)", c.Dots[1].Y, c.ConfiguredY)
+	if !strings.HasSuffix(c.Target, fmt.Sprintf(",%.1f", c.Dots[1].Y)) {
+		t.Errorf("a point at the 50%% in force (y %.1f) is off its line %q", c.Dots[1].Y, c.Target)
 	}
-	if e := newChart(nil, 30); !e.Empty || e.Points != "" {
+	if e := newChart(nil, nil); !e.Empty || len(e.Segments) != 0 {
 		t.Fatalf("empty chart %+v", e)
+	}
+}
+
+// The chart draws the percentage in force as it was (a kill drops it to
+// 0), labels both axes, and breaks the observed line where an interval
+// had no traffic instead of joining across it.
+func TestChartDrawsTheTargetAsItWasAndBreaksOnGaps(t *testing.T) {
+	now := time.Now()
+	pts := []point{
+		{At: now.Add(-50 * time.Second), Percent: 60, Total: 100},
+		{At: now.Add(-40 * time.Second), Percent: 61, Total: 100},
+		{At: now.Add(-30 * time.Second), Total: 0},
+		{At: now.Add(-10 * time.Second), Percent: 0, Total: 100},
+	}
+	targets := []targetAt{{At: now.Add(-55 * time.Second), Percent: 60}, {At: now.Add(-35 * time.Second), Percent: 60}, {At: now.Add(-20 * time.Second), Percent: 0}}
+	c := newChart(pts, targets)
+	if len(c.Segments) != 2 || strings.Count(c.Segments[0], ",") != 2 || strings.Count(c.Segments[1], ",") != 1 {
+		t.Errorf("observed segments %q: want the line broken at the interval without traffic", c.Segments)
+	}
+	y := func(p float64) string { return fmt.Sprintf(",%.1f", c.Top+(c.Bottom-c.Top)*(1-p/100)) }
+	if !strings.Contains(c.Target, y(60)) || !strings.HasSuffix(c.Target, y(0)) {
+		t.Errorf("target %q: want 60%% then 0%% after the kill", c.Target)
+	}
+	var labels []string
+	for _, tk := range append(c.YTicks, c.XTicks...) {
+		labels = append(labels, tk.Label)
+	}
+	if got := strings.Join(labels, " "); got != "0% 50% 100% −1 min −30 s now" {
+		t.Errorf("axis labels %q", got)
+	}
+}
+
+// A killed release admits nobody: the page says 0% in force, and why,
+// whatever percentage it keeps for a revive.
+func TestKilledReleaseShowsNothingInForce(t *testing.T) {
+	f := newFixture(t, daemon.Options{}, Options{})
+	f.login()
+	if _, err := f.d.Act(daemon.Action{Release: "shop-v2", Kind: "kill", Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	_, page := f.do("GET", "/ui/live/releases/shop-v2", nil, nil)
+	if !strings.Contains(page, `<strong id="in-force">0%</strong>`) || !strings.Contains(page, "killed: everyone is served by stable") {
+		t.Errorf("a killed release's page does not say 0%% in force and why:\n%s", page)
+	}
+	_, page = f.do("GET", "/ui/live/releases", nil, nil)
+	if !strings.Contains(page, "<strong>0%</strong><br><span class=\"why\">killed") {
+		t.Errorf("the releases page shows a killed release's percentage as in force:\n%s", page)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/graymesh/graymesh/config"
 	"github.com/graymesh/graymesh/daemon"
 )
 
@@ -30,6 +31,9 @@ type sample struct {
 	// admitted to its (non-stable) environment.
 	edge float64
 	gray map[string]float64
+	// inForce is, per release, the percentage in force when the sample
+	// was taken: 0 while the release was killed.
+	inForce map[string]float64
 }
 
 type observer struct {
@@ -42,7 +46,10 @@ func newObserver(d *daemon.Daemon) *observer { return &observer{d: d} }
 
 // sample reads the counters now.
 func (o *observer) sample() {
-	s := sample{at: time.Now(), version: o.d.Config().Version, gray: map[string]float64{}}
+	s := sample{at: time.Now(), version: o.d.Config().Version, gray: map[string]float64{}, inForce: map[string]float64{}}
+	for _, rs := range o.d.Releases() {
+		s.inForce[rs.Name] = percentInForce(rs)
+	}
 	fams, err := o.d.Gatherer().Gather()
 	if err != nil {
 		return
@@ -155,10 +162,40 @@ func (o *observer) series(release string, step time.Duration) []point {
 		if b.at.Sub(a.at) < step {
 			continue
 		}
-		if s := between(release, a, b); s.Known() {
-			out = append(out, point{At: b.at, Percent: s.Percent(), Total: s.Total})
-		}
+		// An interval without traffic is kept (Total 0): the chart breaks
+		// its line there rather than joining across the gap.
+		s := between(release, a, b)
+		out = append(out, point{At: b.at, Percent: s.Percent(), Total: s.Total})
 		i = j
 	}
 	return out
+}
+
+// targetAt is the percentage in force at a sample.
+type targetAt struct {
+	At      time.Time
+	Percent float64
+}
+
+// targets is release's percentage in force at every sample held, oldest
+// first.
+func (o *observer) targets(release string) []targetAt {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make([]targetAt, 0, len(o.samples))
+	for _, s := range o.samples {
+		if p, ok := s.inForce[release]; ok {
+			out = append(out, targetAt{At: s.at, Percent: p})
+		}
+	}
+	return out
+}
+
+// percentInForce is the percentage a release admits now: none while it
+// is killed, whatever its configured percentage.
+func percentInForce(rs daemon.ReleaseStatus) float64 {
+	if rs.State == config.StateKilled {
+		return 0
+	}
+	return rs.Percent
 }

@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -41,6 +42,22 @@ func (r releaseRow) Frozen() bool { return r.State == config.StateFrozen }
 
 // Killed reports the kill switch.
 func (r releaseRow) Killed() bool { return r.State == config.StateKilled }
+
+// InForce is the percentage the release admits now: 0 while killed, its
+// configured percentage kept for a revive.
+func (r releaseRow) InForce() float64 { return percentInForce(r.ReleaseStatus) }
+
+// InForceWhy says why the percentage in force is not the configured one
+// ("" when it is).
+func (r releaseRow) InForceWhy() string {
+	switch r.State {
+	case config.StateKilled:
+		return fmt.Sprintf("killed: everyone is served by stable; %s applies again on revive", strconv.FormatFloat(r.Percent, 'f', -1, 64)+"%")
+	case config.StateFrozen:
+		return "frozen: nobody new joins; members stay in gray"
+	}
+	return ""
+}
 
 func (c *Console) releaseRows() []releaseRow {
 	c.observed.fresh()
@@ -137,7 +154,7 @@ func (c *Console) releaseView(ctx context.Context, name string) (releaseView, bo
 			continue
 		}
 		v := releaseView{releaseRow: row, History: c.d.History(name)}
-		v.Chart = newChart(c.observed.series(name, chartStep), row.Percent)
+		v.Chart = newChart(c.observed.series(name, chartStep), c.observed.targets(name))
 		code, body := c.d.APIGet(ctx, "/v1/releases/"+name+"/analysis?windows="+strconv.Itoa(analysisWindows))
 		v.AnalysisStatus = code
 		if code == http.StatusOK {

@@ -82,6 +82,8 @@ var funcs = template.FuncMap{
 	"envClass": envClass,
 	"join":     strings.Join,
 	"lower":    strings.ToLower,
+	"add":      func(a, b float64) float64 { return a + b },
+	"sub":      func(a, b float64) float64 { return a - b },
 }
 
 // count formats a counter value with thousands separators.
