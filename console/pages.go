@@ -23,8 +23,10 @@ type releaseRow struct {
 	daemon.ReleaseStatus
 	// Release is the release as in force (rules, schedule).
 	Release config.Release
-	// Next is the next schedule step, if any.
-	Next *config.Step
+	// Next is the next schedule step, if any; NextWaits what it waits for
+	// besides its time ("" for nothing else).
+	Next      *config.Step
+	NextWaits string
 	// Window is the observed share over the last minute; Since the share
 	// since SinceVersion took effect.
 	Window       share
@@ -32,6 +34,60 @@ type releaseRow struct {
 	SinceVersion string
 	// Changed is the newest accepted change that touched the release.
 	Changed *daemon.Change
+}
+
+// waitsForAnalysis is what a step held by an analysis waits for.
+func waitsForAnalysis(at, now time.Time) string {
+	if at.After(now) {
+		return "waits for its time, then a passing analysis window"
+	}
+	return "waits for a passing analysis window"
+}
+
+// nextStep is r's next schedule step: the first one an analysis still
+// holds, else the first whose time has not come.
+func nextStep(r *config.Release, now time.Time) (*config.Step, string) {
+	if len(r.HeldSchedule) > 0 {
+		return &r.HeldSchedule[0], waitsForAnalysis(r.HeldSchedule[0].At, now)
+	}
+	for i, st := range r.Schedule {
+		if st.At.After(now) {
+			return &r.Schedule[i], ""
+		}
+	}
+	return nil, ""
+}
+
+// stepRow is one schedule step as the release page lists it.
+type stepRow struct {
+	Index   int
+	At      time.Time
+	Percent float64
+	// Status is "in force", "done", "to come" or what a held step waits
+	// for.
+	Status  string
+	Current bool
+}
+
+// Steps are the release's schedule steps, those in force and those an
+// analysis still holds.
+func (r releaseRow) Steps() []stepRow {
+	now := time.Now()
+	var out []stepRow
+	for i, st := range r.Release.Schedule {
+		row := stepRow{Index: i, At: st.At, Percent: st.Percent, Status: "to come", Current: i == r.ScheduleStep}
+		switch {
+		case row.Current:
+			row.Status = "in force"
+		case i < r.ScheduleStep:
+			row.Status = "done"
+		}
+		out = append(out, row)
+	}
+	for i, st := range r.Release.HeldSchedule {
+		out = append(out, stepRow{Index: len(r.Release.Schedule) + i, At: st.At, Percent: st.Percent, Status: "to come: " + waitsForAnalysis(st.At, now)})
+	}
+	return out
 }
 
 // StepNumber is the schedule step in force, counted from 1.
@@ -71,12 +127,7 @@ func (c *Console) releaseRows() []releaseRow {
 				row.Release = cfg.Releases[i]
 			}
 		}
-		for i, st := range row.Release.Schedule {
-			if st.At.After(now) {
-				row.Next = &row.Release.Schedule[i]
-				break
-			}
-		}
+		row.Next, row.NextWaits = nextStep(&row.Release, now)
 		row.Window = c.observed.window(rs.Name, observedWindow)
 		row.Since, row.SinceVersion = c.observed.sinceVersion(rs.Name)
 		for _, ch := range c.d.History(rs.Name) {

@@ -137,7 +137,7 @@ func (d *Daemon) releases() []ReleaseStatus {
 	for i := range cfg.Releases {
 		r := &cfg.Releases[i]
 		rs := ReleaseStatus{Name: r.Name, Env: r.Env, State: r.State, Percent: r.PercentAt(now), TrafficPercent: r.TrafficPercent,
-			ScheduleStep: r.StepAt(now), ScheduleSteps: len(r.Schedule), Whitelist: len(r.Whitelist), Blacklist: len(r.Blacklist)}
+			ScheduleStep: r.StepAt(now), ScheduleSteps: len(r.Schedule) + len(r.HeldSchedule), Whitelist: len(r.Whitelist), Blacklist: len(r.Blacklist)}
 		if o, ok := overrides[r.Name]; ok {
 			o := o
 			rs.Override = &o
