@@ -520,7 +520,8 @@ func TestScheduleAndRefusedReload(t *testing.T) {
 		t.Fatal("an evicting file was accepted")
 	}
 	_, page = f.do("GET", "/ui/live/releases", nil, nil)
-	if !strings.Contains(page, "The last change was refused") || !strings.Contains(page, `whitelist entry &#34;alice&#34; removed`) {
+	if !strings.Contains(page, "The last change was refused") || !strings.Contains(page, `whitelist entry &#34;alice&#34; removed`) ||
+		!regexp.MustCompile(`The last change was refused</strong> <time datetime="[0-9T:Z-]+"[^>]*>just now</time>`).MatchString(page) {
 		t.Errorf("the refusal is not shown:\n%s", page)
 	}
 	_, page = f.do("GET", "/ui/releases/shop-v2", nil, nil)
@@ -560,5 +561,32 @@ func TestConfirmOfAKillSaysWhoLeavesGray(t *testing.T) {
 	_, page = f.do("GET", "/ui/releases/shop-v2/confirm?action=percent&value=50", nil, nil)
 	if !strings.Contains(page, "No subject leaves gray") || strings.Contains(page, `id="leaving"`) {
 		t.Errorf("a ramp's confirmation lacks the all-clear:\n%s", page)
+	}
+}
+
+// An action given no reason records none: the timeline must not show a
+// reason nobody gave.
+func TestActionWithoutReasonRecordsNone(t *testing.T) {
+	f := newFixture(t, daemon.Options{}, Options{PreviewSample: 1000})
+	csrf := f.login()
+	if resp, _ := f.do("POST", "/ui/releases/shop-v2/act", url.Values{"csrf": {csrf}, "action": {"percent"}, "value": {"40"}}, nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("ramp: %s", resp.Status)
+	}
+	if h := f.d.History("shop-v2"); len(h) == 0 || h[0].Reason != "" || h[0].Source != "console" {
+		t.Fatalf("newest change %+v: want source console and no reason", h[0])
+	}
+}
+
+// A decision that computed no bucket shows none, never "-1".
+func TestExplainShowsNoBucketAsNone(t *testing.T) {
+	f := newFixture(t, daemon.Options{}, Options{})
+	csrf := f.login()
+	_, page := f.do("POST", "/ui/explain", url.Values{"csrf": {csrf}, "subject": {"alice"}}, nil)
+	if strings.Contains(page, `id="bucket">-1`) || !strings.Contains(page, "none: no percentage rule hashed this caller") {
+		t.Errorf("explain of a whitelisted subject shows a bucket:\n%s", page)
+	}
+	_, page = f.do("POST", "/ui/explain", url.Values{"csrf": {csrf}, "subject": {"u7"}}, nil)
+	if !regexp.MustCompile(`id="bucket">\d+ <span class="muted">of 0–9999`).MatchString(page) {
+		t.Errorf("explain of a hashed subject shows no bucket:\n%s", page)
 	}
 }

@@ -145,13 +145,24 @@ func (c *Console) releaseRows() []releaseRow {
 // releasesView is the releases page.
 type releasesView struct {
 	Rows []releaseRow
-	// LastResult, LastSource and LastError are the last change's outcome.
+	// LastResult, LastSource and LastError are the last change's outcome;
+	// LastAt when it was refused (zero when the timeline no longer holds
+	// it).
 	LastResult, LastSource, LastError string
+	LastAt                            time.Time
 }
 
 func (c *Console) releasesView() releasesView {
 	v := releasesView{Rows: c.releaseRows()}
 	v.LastResult, v.LastSource, v.LastError = c.d.LastReload()
+	if v.LastResult == "refused" {
+		for _, ch := range c.d.History("") {
+			if ch.Result == "refused" {
+				v.LastAt = ch.At
+				break
+			}
+		}
+	}
 	return v
 }
 

@@ -79,13 +79,11 @@ func (a Action) change() func(*override) {
 	return nil
 }
 
-// declaration is the change declaration an action puts in force.
+// declaration is the change declaration an action puts in force. An
+// action given no reason records none: the change's source already says
+// where it came from.
 func (a Action) declaration() config.Change {
-	reason := a.Reason
-	if reason == "" {
-		reason = "admin API"
-	}
-	return config.Change{Rollback: a.Rollback, Reason: reason}
+	return config.Change{Rollback: a.Rollback, Reason: a.Reason}
 }
 
 // Act applies an action through the same gate as every change: an

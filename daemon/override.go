@@ -15,7 +15,7 @@ import (
 // change persists in the state directory and stays on top of the file
 // until reset. Evicting changes need rollback.
 func (d *Daemon) Override(release string, change func(*override), rollback bool) error {
-	return d.override(release, change, "admin", config.Change{Rollback: rollback, Reason: "admin API"})
+	return d.override(release, change, "admin", config.Change{Rollback: rollback})
 }
 
 // override is Override by source ("admin", "analysis") with the change's

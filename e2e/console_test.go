@@ -239,6 +239,30 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	b.shot("02-releases")
 
+	// A refresh keeps the keyboard focus where it was and does not
+	// re-announce the live footer to screen readers.
+	_, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`(() => {
+		window.gmSeen = {live: 0, status: 0};
+		new MutationObserver(() => window.gmSeen.live++).observe(document.getElementById('live'), {childList: true});
+		new MutationObserver(() => window.gmSeen.status++).observe(document.getElementById('live-status'), {childList: true, characterData: true, subtree: true});
+		document.querySelector('table.releases a').focus();
+		return true;
+	})()`))
+	must(t, err)
+	sendDevices(t, d, 20)
+	waitFor(t, "two refreshes of the releases page", 15*time.Second, func() error {
+		if n, _ := chromedp.Run(b.ctx, chromedp.Evaluate[int](`window.gmSeen.live`)); n < 2 {
+			return fmt.Errorf("%d refreshes", n)
+		}
+		return nil
+	})
+	if href, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.activeElement ? (document.activeElement.getAttribute('href') || document.activeElement.tagName) : ''`)); href != "/ui/releases/shop-v2" {
+		t.Errorf("after a refresh the focus is on %q, not the release link", href)
+	}
+	if n, _ := chromedp.Run(b.ctx, chromedp.Evaluate[int](`window.gmSeen.status`)); n > 1 {
+		t.Errorf("the live footer changed %d times in two refreshes: a screen reader hears each", n)
+	}
+
 	// Explain: the page says what `graymesh explain --admin` says.
 	b.do("explain u7", chromedp.Navigate(d.admin+"/ui/explain"), chromedp.SendKeys(chromedp.ID("subject"), "u7"),
 		chromedp.Click(chromedp.ID("explain-submit")), chromedp.WaitVisible(chromedp.CSS("dd.reason")))
