@@ -22,7 +22,6 @@ import (
 	"google.golang.org/grpc/health"
 	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
 
-	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
@@ -424,8 +423,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return fmt.Errorf("tracing: %w", err)
 		}
 		// Envoy sends its trace context for the ext_proc call in the gRPC
-		// metadata; the stats handler makes it the parent of our spans.
-		extOpts = append(extOpts, grpc.StatsHandler(otelgrpc.NewServerHandler()))
+		// metadata; extproc makes it the parent of the decision's span
+		// itself (no stats handler: its span would last the whole stream).
 	}
 	extGRPC := grpc.NewServer(extOpts...)
 	d.ext.Register(extGRPC)
