@@ -4,12 +4,14 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/graymesh/graymesh/tracecheck"
+	"github.com/graymesh/graymesh/wire"
 )
 
 // The chains page reads what `graymesh verify-traces` reads — every trace
@@ -91,12 +93,29 @@ type chainStore struct {
 	// still pending at the last read, or that read's end less the overlap.
 	// Zero: read the whole window.
 	readFrom time.Time
+	// last is the last read's answer, reused by a view within
+	// chainReuse of it (the release pages refresh every 2 s).
+	last lastRead
 }
 
-// read brings the store up to now and returns what the window holds.
-func (s *chainStore) read(ctx context.Context, rd *tracecheck.Reader, service string, window time.Duration, now time.Time) (*tracecheck.Report, []storedChain, error) {
+// lastRead is one read's answer.
+type lastRead struct {
+	at     time.Time
+	rep    *tracecheck.Report
+	chains []storedChain
+}
+
+// chainReuse is how long a read's answer serves the next view.
+const chainReuse = 2 * time.Second
+
+// read brings the store up to now and returns what the window holds; with
+// reuse, a read less than chainReuse old answers instead.
+func (s *chainStore) read(ctx context.Context, rd *tracecheck.Reader, service string, window time.Duration, now time.Time, reuse bool) (*tracecheck.Report, []storedChain, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if l := s.last; reuse && l.rep != nil && now.Sub(l.at) < chainReuse && !now.Before(l.at) {
+		return l.rep, l.chains, nil
+	}
 	if s.results == nil {
 		s.results, s.unchecked = map[string]storedChain{}, map[string]time.Time{}
 	}
@@ -138,6 +157,7 @@ func (s *chainStore) read(ctx context.Context, rd *tracecheck.Reader, service st
 	if !stats.Complete {
 		s.results, s.unchecked = nil, nil
 	}
+	s.last = lastRead{at: now, rep: rep, chains: chains}
 	return rep, chains, nil
 }
 
@@ -195,7 +215,7 @@ func (c *Console) chainsView(ctx context.Context, only string) chainsView {
 	ctx, cancel := context.WithTimeout(ctx, chainReadTimeout)
 	defer cancel()
 	rd := &tracecheck.Reader{BaseURL: c.opts.Jaeger, Client: c.jaeger, PageSize: chainPageSize, MaxRequests: c.opts.TraceSearches}
-	rep, chains, err := c.chains.read(ctx, rd, c.opts.TraceService, c.opts.TraceWindow, time.Now())
+	rep, chains, err := c.chains.read(ctx, rd, c.opts.TraceService, c.opts.TraceWindow, time.Now(), false)
 	if err != nil {
 		v.Problem = err.Error()
 		return v
@@ -236,4 +256,69 @@ func (c *Console) chainsPage(w http.ResponseWriter, r *http.Request, s *session)
 
 func (c *Console) chainsFragment(w http.ResponseWriter, r *http.Request, s *session) {
 	c.renderTemplate(w, http.StatusOK, "chains", "live", c.newView(s, "chains", "", c.chainsView(r.Context(), r.URL.Query().Get("only"))))
+}
+
+// grayDown is where an environment's endpoints did not answer and the
+// sidecars failed over to stable (fallback "<env>-unavailable"), as the
+// chains judged recently show it.
+type grayDown struct {
+	Env      string
+	Services []string
+	// Hops counts the hops served by stable for it; Newest is the newest
+	// chain with one.
+	Hops   int
+	Newest time.Time
+}
+
+// downWindow is how far back a failover counts as gray being down now.
+const downWindow = 2 * time.Minute
+
+// downIn finds env's failovers among chains (newest first) since since.
+func downIn(chains []storedChain, env string, since time.Time) *grayDown {
+	d := &grayDown{Env: env}
+	for _, c := range chains {
+		if c.start.Before(since) {
+			break
+		}
+		for _, h := range c.res.Hops {
+			if h.Fallback != env+wire.UnavailableSuffix {
+				continue
+			}
+			d.Hops++
+			if d.Newest.IsZero() {
+				d.Newest = c.start
+			}
+			if !slices.Contains(d.Services, h.Service) {
+				d.Services = append(d.Services, h.Service)
+			}
+		}
+	}
+	if d.Hops == 0 {
+		return nil
+	}
+	sort.Strings(d.Services)
+	return d
+}
+
+// grayDownFor reads the chains (when a Jaeger is configured) and says
+// where each environment was down in the last downWindow.
+func (c *Console) grayDownFor(ctx context.Context, envs []string) map[string]*grayDown {
+	if c.opts.Jaeger == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, chainReadTimeout)
+	defer cancel()
+	rd := &tracecheck.Reader{BaseURL: c.opts.Jaeger, Client: c.jaeger, PageSize: chainPageSize, MaxRequests: c.opts.TraceSearches}
+	now := time.Now()
+	_, chains, err := c.chains.read(ctx, rd, c.opts.TraceService, c.opts.TraceWindow, now, true)
+	if err != nil {
+		return nil
+	}
+	out := map[string]*grayDown{}
+	for _, env := range envs {
+		if d := downIn(chains, env, now.Add(-downWindow)); d != nil {
+			out[env] = d
+		}
+	}
+	return out
 }

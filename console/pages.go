@@ -34,6 +34,13 @@ type releaseRow struct {
 	SinceVersion string
 	// Changed is the newest accepted change that touched the release.
 	Changed *daemon.Change
+	// Down is where the release's environment was down lately (its
+	// sidecars failed over to stable), from the traces; nil when none was
+	// seen or no Jaeger is configured.
+	Down *grayDown
+	// DownKnown: traces are read (a Jaeger is configured), so no Down
+	// means no failover was seen.
+	DownKnown bool
 }
 
 // waitsForAnalysis is what a step held by an analysis waits for.
@@ -115,7 +122,7 @@ func (r releaseRow) InForceWhy() string {
 	return ""
 }
 
-func (c *Console) releaseRows() []releaseRow {
+func (c *Console) releaseRows(ctx context.Context) []releaseRow {
 	c.observed.fresh()
 	cfg := c.d.Config()
 	now := time.Now()
@@ -139,6 +146,14 @@ func (c *Console) releaseRows() []releaseRow {
 		}
 		rows = append(rows, row)
 	}
+	var envs []string
+	for _, row := range rows {
+		envs = append(envs, row.Env)
+	}
+	down := c.grayDownFor(ctx, envs)
+	for i := range rows {
+		rows[i].Down, rows[i].DownKnown = down[rows[i].Env], down != nil
+	}
 	return rows
 }
 
@@ -152,8 +167,8 @@ type releasesView struct {
 	LastAt                            time.Time
 }
 
-func (c *Console) releasesView() releasesView {
-	v := releasesView{Rows: c.releaseRows()}
+func (c *Console) releasesView(ctx context.Context) releasesView {
+	v := releasesView{Rows: c.releaseRows(ctx)}
 	v.LastResult, v.LastSource, v.LastError = c.d.LastReload()
 	if v.LastResult == "refused" {
 		for _, ch := range c.d.History("") {
@@ -166,14 +181,14 @@ func (c *Console) releasesView() releasesView {
 	return v
 }
 
-func (c *Console) releasesPage(w http.ResponseWriter, _ *http.Request, s *session) {
-	v := c.newView(s, "releases", "Releases", c.releasesView())
+func (c *Console) releasesPage(w http.ResponseWriter, r *http.Request, s *session) {
+	v := c.newView(s, "releases", "Releases", c.releasesView(r.Context()))
 	v.Live = "/ui/live/releases"
 	c.render(w, http.StatusOK, "releases", v)
 }
 
-func (c *Console) releasesFragment(w http.ResponseWriter, _ *http.Request, s *session) {
-	c.renderTemplate(w, http.StatusOK, "releases", "live", c.newView(s, "releases", "", c.releasesView()))
+func (c *Console) releasesFragment(w http.ResponseWriter, r *http.Request, s *session) {
+	c.renderTemplate(w, http.StatusOK, "releases", "live", c.newView(s, "releases", "", c.releasesView(r.Context())))
 }
 
 // releaseView is the release page.
@@ -211,7 +226,7 @@ func (v releaseView) AnalysisMissing() bool {
 func (v releaseView) Row() releaseRow { return v.releaseRow }
 
 func (c *Console) releaseView(ctx context.Context, name string) (releaseView, bool) {
-	for _, row := range c.releaseRows() {
+	for _, row := range c.releaseRows(ctx) {
 		if row.Name != name {
 			continue
 		}

@@ -69,6 +69,10 @@ const (
 	// without graymesh's headers. OpenTelemetry's well-known reason
 	// "error".
 	ReasonError = "error"
+	// UnavailableSuffix follows the environment a fallback stands in for
+	// when that environment's endpoints did not answer
+	// (graymesh.fallback "gray-unavailable").
+	UnavailableSuffix = "-unavailable"
 )
 
 // Span names. Sidecar spans are named "<direction> <service>" (outbound:

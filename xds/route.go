@@ -177,7 +177,7 @@ func fallbackRouteConfig(name string, svc *plan.Service) *routev3.RouteConfigura
 			Name:                svc.Name + "/fallback-" + e.Name,
 			Match:               routeMatch(plan.Match{Kind: plan.MatchEnv, Env: e.Name}),
 			Action:              clusterAction(ClusterName(svc.Name, config.Stable)),
-			RequestHeadersToAdd: []*corev3.HeaderValueOption{overwrite(wire.HeaderFallback, e.Name+unavailableSuffix)},
+			RequestHeadersToAdd: []*corev3.HeaderValueOption{overwrite(wire.HeaderFallback, e.Name+wire.UnavailableSuffix)},
 		})
 	}
 	routes = append(routes, &routev3.Route{
