@@ -590,3 +590,30 @@ func TestExplainShowsNoBucketAsNone(t *testing.T) {
 		t.Errorf("explain of a hashed subject shows no bucket:\n%s", page)
 	}
 }
+
+// The observed share compares with the configured percentage only over
+// the callers the percentage decided: anonymous callers and those admitted
+// by a list or rule are shown apart, not mixed in as a shortfall.
+func TestObservedShareIsOfTheHashedCallers(t *testing.T) {
+	a := sample{gray: map[string]float64{}, hashed: map[string]float64{}, byPercent: map[string]float64{}, named: map[string]float64{}}
+	b := sample{gray: map[string]float64{}, hashed: map[string]float64{}, byPercent: map[string]float64{}, named: map[string]float64{}}
+	b.count("r", "gray", "percent", 30)
+	b.count("r", "stable", "not-selected", 70)
+	b.count("r", "gray", "whitelist", 20)
+	b.count("r", "stable", "blacklisted", 10)
+	b.count("", "", "no-identity", 170)
+	s := between("r", a, b)
+	if s.HashedPercent() != 30 || s.Hashed != 100 || s.Named != 20 || s.Anonymous != 170 || s.Total != 300 {
+		t.Fatalf("share %+v: hashed %.1f%%", s, s.HashedPercent())
+	}
+	pages, err := parsePages()
+	must(t, err)
+	var buf bytes.Buffer
+	row := releaseRow{ReleaseStatus: daemon.ReleaseStatus{Name: "r", Percent: 30}, Since: s, SinceVersion: "1"}
+	must(t, pages["releases"].ExecuteTemplate(&buf, "observed", row))
+	for _, want := range []string{"<strong>30.0%</strong> <span class=\"muted\">of 100 callers its percentage decided", "20 admitted by name or rule", "170 without a usable identity", "16.7% of 300 edge decisions"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("observed share lacks %q:\n%s", want, buf.String())
+		}
+	}
+}
