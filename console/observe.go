@@ -123,9 +123,9 @@ func (o *observer) fresh() {
 // (ByPercent admitted), Named admitted by a list or rule, Anonymous had no
 // usable identity.
 type share struct {
-	Gray, Total                          float64
+	Gray, Total                         float64
 	Hashed, ByPercent, Named, Anonymous float64
-	From                                 time.Time
+	From                                time.Time
 }
 
 // HashedKnown reports whether the percentage decided any caller.
