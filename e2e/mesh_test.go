@@ -680,6 +680,58 @@ func TestMeshFailOpenIsNotALeak(t *testing.T) {
 	t.Logf("%d of %d chains failed open (ext_proc budget 1 ms); 0 leaks", failOpens, len(ids))
 }
 
+// TestMeshFallbackListenerTakesNoCallerText calls orders' fallback
+// listener directly, as anyone who reaches it can: the x-gray-fallback the
+// service sees is one of graymesh's own values or none, never built from
+// the caller's x-gray-env, and verify-traces (reading orders' traces) does
+// not take the caller's x-gray-env for a lane and count leaks.
+func TestMeshFallbackListenerTakesNoCallerText(t *testing.T) {
+	m := newFourHop(t)
+	m.listener = fmt.Sprintf("http://127.0.0.1:%d", m.ports[16002])
+	var ids []string
+	for _, c := range []struct{ env, wantFallback string }{
+		{"<b>evil</b>", ""}, {"gray", "gray-unavailable"}, {"", ""},
+	} {
+		id := newTraceID()
+		h := map[string]string{"x-gray-fallback": "forged-by-the-caller"}
+		if c.env != "" {
+			h["x-gray-env"] = c.env
+		}
+		r, err := m.chain(id, h)
+		must(t, err)
+		ids = append(ids, id)
+		if got := r.Gray["x-gray-fallback"]; got != c.wantFallback {
+			t.Errorf("x-gray-env %q: orders saw x-gray-fallback %q, want %q", c.env, got, c.wantFallback)
+		}
+		if strings.Contains(fmt.Sprint(r.Gray), "evil") {
+			t.Errorf("the caller's text reached orders: %v", r.Gray)
+		}
+	}
+	waitFor(t, "verify-traces over orders' traces", 60*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, filepath.Join(binDir, "graymesh"), "verify-traces", "--jaeger", m.query,
+			"--service", "orders", "--since", "10m", "--json").Output()
+		var r report
+		if jerr := json.Unmarshal(out, &r); jerr != nil {
+			return fmt.Errorf("%v: %v %s", jerr, err, out)
+		}
+		seen := map[string]bool{}
+		for _, tr := range r.Traces {
+			seen[tr.TraceID] = true
+		}
+		for _, id := range ids {
+			if !seen[id] {
+				return fmt.Errorf("trace %s not judged yet", id)
+			}
+		}
+		if r.Leaks != 0 || err != nil {
+			t.Fatalf("verify-traces --service orders: %d leaks, %v", r.Leaks, err)
+		}
+		return nil
+	})
+}
+
 func TestMeshVerifyTracesCatchesADroppedLane(t *testing.T) {
 	m := newFourHop(t)
 	// inventory, rebuilt to call pricing without the incoming baggage.
