@@ -284,7 +284,7 @@ type report struct {
 		Lane        string `json:"lane"`
 		FailOpen    bool   `json:"fail_open"`
 		DecidedLane string `json:"decided_lane"`
-		Hops    []struct {
+		Hops        []struct {
 			Service, Served, Lane, Fallback, Reason, From string
 			Leak                                          bool
 		} `json:"hops"`
@@ -528,7 +528,7 @@ func (m *fourHop) assertDecisionUnderEnvoy(traceID string) {
 func (m *fourHop) assertGrayTraceVocabulary(traceID string) {
 	m.t.Helper()
 	got := m.waitForSpans(traceID,
-		"frontend-sidecar inbound frontend", "orders-sidecar inbound orders", "inventory-sidecar inbound inventory", "pricing-sidecar inbound pricing",
+		"frontend-sidecar inbound frontend gray", "orders-sidecar inbound orders", "inventory-sidecar inbound inventory", "pricing-sidecar inbound pricing",
 		"frontend-sidecar outbound frontend->orders", "orders-sidecar outbound orders->inventory", "inventory-sidecar outbound inventory->pricing",
 		"graymesh decide frontend",
 		"frontend serve frontend gray", "orders serve orders gray", "inventory serve inventory stable", "pricing serve pricing gray")
@@ -541,13 +541,13 @@ func (m *fourHop) assertGrayTraceVocabulary(traceID string) {
 	}
 	inventory := map[string]string{variant: "stable", reason: "lane", lane: "gray", fallback: "no-gray-version"}
 	for name, want := range map[string]map[string]string{
-		"frontend-sidecar inbound frontend":   gray("whitelist"),
-		"graymesh decide frontend":            gray("whitelist"),
-		"orders-sidecar inbound orders":       gray("lane"),
-		"inventory-sidecar inbound inventory": inventory,
-		"pricing-sidecar inbound pricing":     gray("lane"),
-		"orders serve orders gray":            {variant: "gray", lane: "gray", fallback: ""},
-		"inventory serve inventory stable":    {variant: "stable", lane: "gray", fallback: "no-gray-version"},
+		"frontend-sidecar inbound frontend gray": gray("whitelist"),
+		"graymesh decide frontend":               gray("whitelist"),
+		"orders-sidecar inbound orders":          gray("lane"),
+		"inventory-sidecar inbound inventory":    inventory,
+		"pricing-sidecar inbound pricing":        gray("lane"),
+		"orders serve orders gray":               {variant: "gray", lane: "gray", fallback: ""},
+		"inventory serve inventory stable":       {variant: "stable", lane: "gray", fallback: "no-gray-version"},
 	} {
 		m.expectTags(got[name], want)
 	}
@@ -567,9 +567,9 @@ func (m *fourHop) assertGrayTraceVocabulary(traceID string) {
 func (m *fourHop) assertAnonymousTraceVocabulary(traceID string) {
 	m.t.Helper()
 	got := m.waitForSpans(traceID,
-		"frontend-sidecar inbound frontend", "orders-sidecar inbound orders", "inventory-sidecar inbound inventory", "pricing-sidecar inbound pricing",
+		"frontend-sidecar inbound frontend stable", "orders-sidecar inbound orders", "inventory-sidecar inbound inventory", "pricing-sidecar inbound pricing",
 		"graymesh decide frontend")
-	for _, name := range []string{"frontend-sidecar inbound frontend", "graymesh decide frontend"} {
+	for _, name := range []string{"frontend-sidecar inbound frontend stable", "graymesh decide frontend"} {
 		m.expectTags(got[name], map[string]string{wire.AttrVariant: "stable", wire.AttrReason: "no-identity"})
 	}
 	for _, svc := range []string{"orders", "inventory", "pricing"} {

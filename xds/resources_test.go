@@ -362,6 +362,11 @@ func TestEdgeSpanSaysWhenGraymeshsAnswerWasLost(t *testing.T) {
 			if asks {
 				edges++
 			}
+			// The edge's span, the root of a chain, names the environment
+			// the chain travels in: what Jaeger's search results show.
+			if named := strings.HasSuffix(hcm.GetTracing().GetOperation(), " %REQ(x-gray-env)%"); named != asks {
+				t.Errorf("%s: operation %q names the chain's environment: %v, want %v", l.GetName(), hcm.GetTracing().GetOperation(), named, asks)
+			}
 			if want := map[bool]string{true: wire.ReasonError}[asks]; def != want {
 				t.Errorf("%s: reason tag default %q, want %q", l.GetName(), def, want)
 			}
