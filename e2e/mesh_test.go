@@ -558,6 +558,7 @@ func (m *fourHop) assertGrayTraceVocabulary(traceID string) {
 		m.expectTags(got[name], map[string]string{"span.kind": "client", variant: "", reason: "", lane: ""})
 	}
 	m.assertNoEmptyAttributes(traceID)
+	m.assertDocumentedSearchesFind(traceID)
 	m.logTrace(traceID)
 }
 
