@@ -207,8 +207,8 @@ func (m *fourHop) searchFinds(query, traceID string) (bool, error) {
 func (m *fourHop) assertDocumentedSearchesFind(traceID string) {
 	m.t.Helper()
 	for _, q := range []string{
-		"service=frontend-sidecar&operation=" + url.QueryEscape("inbound frontend gray") + "&lookback=1h&limit=100",
-		"service=frontend-sidecar&tags=" + url.QueryEscape(`{"feature_flag.result.reason":"whitelist"}`) + "&lookback=1h&limit=100",
+		"service=frontend-sidecar&operation=" + url.QueryEscape("inbound frontend gray") + "&lookback=1h&limit=1000",
+		"service=frontend-sidecar&tags=" + url.QueryEscape(`{"feature_flag.result.reason":"whitelist"}`) + "&lookback=1h&limit=1000",
 	} {
 		found, err := m.searchFinds(q, traceID)
 		if err != nil || !found {
