@@ -727,6 +727,12 @@ func TestMeshFallbackListenerTakesNoCallerText(t *testing.T) {
 			}
 		}
 		if r.Leaks != 0 || err != nil {
+			for _, tr := range r.Traces {
+				if tr.Leaks > 0 {
+					m.logTrace(tr.TraceID)
+					t.Logf("leaking trace %+v", tr)
+				}
+			}
 			t.Fatalf("verify-traces --service orders: %d leaks, %v", r.Leaks, err)
 		}
 		return nil

@@ -140,11 +140,12 @@ func (x *index) answerLost(i int, decided string) (routed string, lost bool) {
 }
 
 // enteredAtFallback reports whether span i is a fallback listener's span
-// that starts the trace: someone called the fallback listener directly,
-// so the lane it carries (the x-gray-env header, which that listener does
-// not strip) is the caller's text, not graymesh's.
+// with no parent in the trace (a caller's traceparent may name one that
+// is not): someone called the fallback listener directly, so the lane it
+// carries (the x-gray-env header, which that listener does not strip) is
+// the caller's text, not graymesh's.
 func (x *index) enteredAtFallback(i int) bool {
-	return x.parent[i] < 0 && len(x.spans[i].References) == 0 &&
+	return x.parent[i] < 0 &&
 		strings.HasPrefix(x.spans[i].OperationName, wire.SpanFallback+" ") &&
 		strings.HasSuffix(x.serviceName(i), sidecarSuffix)
 }

@@ -505,7 +505,7 @@ func TestFailOpenIsNotALeak(t *testing.T) {
 // leaks.
 func TestCallerAtTheFallbackListenerIsNoLane(t *testing.T) {
 	b := newBuilder("t", true)
-	fb := b.span("", "orders-sidecar", "fallback orders", Tag{"span.kind", "server"}, Tag{wire.AttrVariant, "stable"}, Tag{wire.AttrLane, "gray"},
+	fb := b.span("caller-span", "orders-sidecar", "fallback orders", Tag{"span.kind", "server"}, Tag{wire.AttrVariant, "stable"}, Tag{wire.AttrLane, "gray"},
 		Tag{wire.AttrFallback, "gray-unavailable"}, Tag{"upstream_cluster", "orders|stable"})
 	o := b.span(fb, "orders", "serve orders stable", Tag{"span.kind", "server"}, Tag{wire.AttrService, "orders"}, Tag{wire.AttrVariant, "stable"}, Tag{wire.AttrLane, "gray"})
 	p := b.span(o, "pricing-sidecar", "inbound pricing", Tag{"span.kind", "server"}, Tag{wire.AttrVariant, "stable"}, Tag{wire.AttrReason, wire.ReasonDefault}, Tag{"upstream_cluster", "pricing|stable"})
