@@ -279,11 +279,14 @@ type report struct {
 	HopsChecked   int     `json:"hops_checked"`
 	Leaks         int     `json:"leaks"`
 	LeakRate      float64 `json:"leak_rate"`
+	FailOpens     int     `json:"fail_opens"`
 	Traces        []struct {
-		TraceID string `json:"trace_id"`
-		Decided bool   `json:"decided"`
-		Lane    string `json:"lane"`
-		Hops    []struct {
+		TraceID     string `json:"trace_id"`
+		Decided     bool   `json:"decided"`
+		Lane        string `json:"lane"`
+		FailOpen    bool   `json:"fail_open"`
+		DecidedLane string `json:"decided_lane"`
+		Hops        []struct {
 			Service, Served, Lane, Fallback, Reason, From string
 			Leak                                          bool
 		} `json:"hops"`
@@ -531,7 +534,7 @@ func (m *fourHop) assertDecisionUnderEnvoy(traceID string) {
 func (m *fourHop) assertGrayTraceVocabulary(traceID string) {
 	m.t.Helper()
 	got := m.waitForSpans(traceID,
-		"frontend-sidecar inbound frontend", "orders-sidecar inbound orders", "inventory-sidecar inbound inventory", "pricing-sidecar inbound pricing",
+		"frontend-sidecar inbound frontend gray", "orders-sidecar inbound orders", "inventory-sidecar inbound inventory", "pricing-sidecar inbound pricing",
 		"frontend-sidecar outbound frontend->orders", "orders-sidecar outbound orders->inventory", "inventory-sidecar outbound inventory->pricing",
 		"graymesh decide frontend",
 		"frontend serve frontend gray", "orders serve orders gray", "inventory serve inventory stable", "pricing serve pricing gray")
@@ -544,13 +547,13 @@ func (m *fourHop) assertGrayTraceVocabulary(traceID string) {
 	}
 	inventory := map[string]string{variant: "stable", reason: "lane", lane: "gray", fallback: "no-gray-version"}
 	for name, want := range map[string]map[string]string{
-		"frontend-sidecar inbound frontend":   gray("whitelist"),
-		"graymesh decide frontend":            gray("whitelist"),
-		"orders-sidecar inbound orders":       gray("lane"),
-		"inventory-sidecar inbound inventory": inventory,
-		"pricing-sidecar inbound pricing":     gray("lane"),
-		"orders serve orders gray":            {variant: "gray", lane: "gray", fallback: ""},
-		"inventory serve inventory stable":    {variant: "stable", lane: "gray", fallback: "no-gray-version"},
+		"frontend-sidecar inbound frontend gray": gray("whitelist"),
+		"graymesh decide frontend":               gray("whitelist"),
+		"orders-sidecar inbound orders":          gray("lane"),
+		"inventory-sidecar inbound inventory":    inventory,
+		"pricing-sidecar inbound pricing":        gray("lane"),
+		"orders serve orders gray":               {variant: "gray", lane: "gray", fallback: ""},
+		"inventory serve inventory stable":       {variant: "stable", lane: "gray", fallback: "no-gray-version"},
 	} {
 		m.expectTags(got[name], want)
 	}
@@ -561,6 +564,7 @@ func (m *fourHop) assertGrayTraceVocabulary(traceID string) {
 		m.expectTags(got[name], map[string]string{"span.kind": "client", variant: "", reason: "", lane: ""})
 	}
 	m.assertNoEmptyAttributes(traceID)
+	m.assertDocumentedSearchesFind(traceID)
 	m.logTrace(traceID)
 }
 
@@ -570,9 +574,9 @@ func (m *fourHop) assertGrayTraceVocabulary(traceID string) {
 func (m *fourHop) assertAnonymousTraceVocabulary(traceID string) {
 	m.t.Helper()
 	got := m.waitForSpans(traceID,
-		"frontend-sidecar inbound frontend", "orders-sidecar inbound orders", "inventory-sidecar inbound inventory", "pricing-sidecar inbound pricing",
+		"frontend-sidecar inbound frontend stable", "orders-sidecar inbound orders", "inventory-sidecar inbound inventory", "pricing-sidecar inbound pricing",
 		"graymesh decide frontend")
-	for _, name := range []string{"frontend-sidecar inbound frontend", "graymesh decide frontend"} {
+	for _, name := range []string{"frontend-sidecar inbound frontend stable", "graymesh decide frontend"} {
 		m.expectTags(got[name], map[string]string{wire.AttrVariant: "stable", wire.AttrReason: "no-identity"})
 	}
 	for _, svc := range []string{"orders", "inventory", "pricing"} {
@@ -622,6 +626,123 @@ func TestMeshForgedLaneAtEdgeStaysStable(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMeshFailOpenIsNotALeak gives ext_proc a 1 ms budget, so that on
+// this machine some of alice's requests go on before graymesh's answer
+// arrives (Envoy fails open: every hop stable) while graymesh, a moment
+// later, still decides gray and reports that decision's span. The edge
+// sidecar's span says reason "error"; verify-traces must count such a
+// chain as a fail-open, not a leak, and exit 0.
+func TestMeshFailOpenIsNotALeak(t *testing.T) {
+	m := newFourHop(t, func(cfg string) string {
+		return strings.Replace(cfg, "message_timeout: 1s", "message_timeout: 1ms", 1)
+	})
+	alice := bearer(m.token("alice", time.Now().Add(time.Hour)))
+	var ids []string
+	stable := map[string]bool{}
+	for i := 0; i < 60; i++ {
+		id := newTraceID()
+		r, err := m.chain(id, alice)
+		must(t, err)
+		ids = append(ids, id)
+		stable[id] = strings.Join(r.hops(), " ") == "frontend:stable orders:stable inventory:stable pricing:stable"
+	}
+	var (
+		r    report
+		code int
+	)
+	waitFor(t, "a fail-open chain judged", 60*time.Second, func() error {
+		var err error
+		if r, code, err = m.verifyTraces(); err != nil {
+			return err
+		}
+		seen := map[string]bool{}
+		for _, tr := range r.Traces {
+			seen[tr.TraceID] = true
+		}
+		for _, id := range ids {
+			if !seen[id] {
+				return fmt.Errorf("trace %s not judged yet", id)
+			}
+		}
+		if r.FailOpens == 0 {
+			return errors.New("no fail-open among the chains yet")
+		}
+		return nil
+	})
+	failOpens := 0
+	for _, tr := range r.Traces {
+		if !tr.FailOpen {
+			continue
+		}
+		failOpens++
+		if !stable[tr.TraceID] || tr.Lane != "stable" || tr.DecidedLane != "gray" || tr.Leaks != 0 {
+			t.Errorf("fail-open trace %s: lane %s, decided %s, %d leaks, served all stable %v", tr.TraceID, tr.Lane, tr.DecidedLane, tr.Leaks, stable[tr.TraceID])
+		}
+	}
+	if r.Leaks != 0 || code != 0 {
+		t.Fatalf("verify-traces exit %d with %d leaks over %d fail-opens", code, r.Leaks, failOpens)
+	}
+	t.Logf("%d of %d chains failed open (ext_proc budget 1 ms); 0 leaks", failOpens, len(ids))
+}
+
+// TestMeshFallbackListenerTakesNoCallerText calls orders' fallback
+// listener directly, as anyone who reaches it can: the x-gray-fallback the
+// service sees is one of graymesh's own values or none, never built from
+// the caller's x-gray-env, and verify-traces (reading orders' traces) does
+// not take the caller's x-gray-env for a lane and count leaks.
+func TestMeshFallbackListenerTakesNoCallerText(t *testing.T) {
+	m := newFourHop(t)
+	m.listener = fmt.Sprintf("http://127.0.0.1:%d", m.ports[16002])
+	var ids []string
+	for _, c := range []struct{ env, wantFallback string }{
+		{"<b>evil</b>", ""}, {"gray", "gray-unavailable"}, {"", ""},
+	} {
+		id := newTraceID()
+		h := map[string]string{"x-gray-fallback": "forged-by-the-caller"}
+		if c.env != "" {
+			h["x-gray-env"] = c.env
+		}
+		r, err := m.chain(id, h)
+		must(t, err)
+		ids = append(ids, id)
+		if got := r.Gray["x-gray-fallback"]; got != c.wantFallback {
+			t.Errorf("x-gray-env %q: orders saw x-gray-fallback %q, want %q", c.env, got, c.wantFallback)
+		}
+		if strings.Contains(fmt.Sprint(r.Gray), "evil") {
+			t.Errorf("the caller's text reached orders: %v", r.Gray)
+		}
+	}
+	waitFor(t, "verify-traces over orders' traces", 60*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, filepath.Join(binDir, "graymesh"), "verify-traces", "--jaeger", m.query,
+			"--service", "orders", "--since", "10m", "--json").Output()
+		var r report
+		if jerr := json.Unmarshal(out, &r); jerr != nil {
+			return fmt.Errorf("%w (exit: %w) %s", jerr, err, out)
+		}
+		seen := map[string]bool{}
+		for _, tr := range r.Traces {
+			seen[tr.TraceID] = true
+		}
+		for _, id := range ids {
+			if !seen[id] {
+				return fmt.Errorf("trace %s not judged yet", id)
+			}
+		}
+		if r.Leaks != 0 || err != nil {
+			for _, tr := range r.Traces {
+				if tr.Leaks > 0 {
+					m.logTrace(tr.TraceID)
+					t.Logf("leaking trace %+v", tr)
+				}
+			}
+			t.Fatalf("verify-traces --service orders: %d leaks, %v", r.Leaks, err)
+		}
+		return nil
+	})
 }
 
 func TestMeshVerifyTracesCatchesADroppedLane(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"time"
@@ -176,4 +177,40 @@ func (m *fourHop) logTrace(traceID string) {
 	}
 	walk("", 0)
 	m.t.Logf("trace %s:%s", traceID, b.String())
+}
+
+// searchFinds reports whether a Jaeger search (the query string of GET
+// /api/traces, as docs/traces.md shows it) returns traceID.
+func (m *fourHop) searchFinds(query, traceID string) (bool, error) {
+	resp, err := http.Get(m.query + "/api/traces?" + query)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	var body struct{ Data []struct{ TraceID string } }
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return false, err
+	}
+	for _, t := range body.Data {
+		if t.TraceID == traceID {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// assertDocumentedSearchesFind runs the searches docs/traces.md shows
+// for a gray chain decided by the whitelist: by the edge span's name and
+// by the reason tag on the edge sidecar's service.
+func (m *fourHop) assertDocumentedSearchesFind(traceID string) {
+	m.t.Helper()
+	for _, q := range []string{
+		"service=frontend-sidecar&operation=" + url.QueryEscape("inbound frontend gray") + "&lookback=1h&limit=1000",
+		"service=frontend-sidecar&tags=" + url.QueryEscape(`{"feature_flag.result.reason":"whitelist"}`) + "&lookback=1h&limit=1000",
+	} {
+		found, err := m.searchFinds(q, traceID)
+		if err != nil || !found {
+			m.t.Errorf("the search %q does not find trace %s (%v)", q, traceID, err)
+		}
+	}
 }

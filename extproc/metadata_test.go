@@ -32,7 +32,7 @@ services:
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := New(tt.policy, slog.New(slog.DiscardHandler), nil)
-			p, o := s.decide(t.Context(), gray.Hop{}, &extprocsvcv3.HttpHeaders{Headers: headers(tt.headers...)}, nil)
+			p, o := s.decide(t.Context(), &streamState{}, &extprocsvcv3.HttpHeaders{Headers: headers(tt.headers...)}, nil)
 			resp := Response(&o, nil)
 			setCallerMetadata(resp, p, &o)
 			got := resp.GetDynamicMetadata().GetFields()[wire.MetadataNamespace].GetStructValue().GetFields()[wire.MetadataCaller].GetStringValue()

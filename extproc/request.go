@@ -15,8 +15,10 @@ import (
 
 // decide makes the decision for one request through the policy's one
 // entry point, then reports it. It returns the policy that decided, so the
-// rest of the stream answers with the same one.
-func (s *Server) decide(ctx context.Context, h gray.Hop, headers *extprocsvcv3.HttpHeaders, attrs map[string]*structpb.Struct) (*gray.Policy, gray.Outcome) {
+// rest of the stream answers with the same one. The decision's span stays
+// open in st until the answer is sent.
+func (s *Server) decide(ctx context.Context, st *streamState, headers *extprocsvcv3.HttpHeaders, attrs map[string]*structpb.Struct) (*gray.Policy, gray.Outcome) {
+	h := st.hop
 	p := s.policy.Load()
 	req := Extract(p, headers.GetHeaders(), attrs)
 	req.Hop, req.Now = h, s.now()
@@ -24,7 +26,7 @@ func (s *Server) decide(ctx context.Context, h gray.Hop, headers *extprocsvcv3.H
 	if s.observer != nil {
 		s.observer.Decided(h.Name(), h.Service, o.Decision, s.now().Sub(req.Now))
 	}
-	s.trace(ctx, p, h, &o)
+	s.trace(ctx, p, h, &o, st)
 	if s.log.Enabled(ctx, slog.LevelDebug) {
 		s.log.Debug("decision", "hop", h.Name(), "service", h.Service,
 			"subject_hash", p.SubjectHash(o.Caller.Subject), "token_problem", o.Caller.Problem,

@@ -77,8 +77,9 @@ func (s *Server) Register(g *grpc.Server) { extprocsvcv3.RegisterExternalProcess
 func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) error {
 	s.streams.Add(1)
 	defer s.streams.Add(-1)
-	ctx := stream.Context()
+	ctx := withEnvoyTrace(stream.Context())
 	st := &streamState{hop: hopOf(ctx)}
+	defer st.endSpan()
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil
@@ -94,7 +95,12 @@ func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) er
 		if err != nil {
 			return err
 		}
-		if err := stream.SendMsg(msg); err != nil {
+		err = stream.SendMsg(msg)
+		// The decision's span ends when its answer is sent, not when
+		// Envoy ends the stream (for a request whose response headers
+		// graymesh asks for, that is the end of the whole request).
+		st.endSpan()
+		if err != nil {
 			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
 				return nil
 			}
@@ -108,6 +114,16 @@ type streamState struct {
 	hop gray.Hop
 	// responseHeaders are set on the response (a membership token).
 	responseHeaders []gray.Header
+	// span is the decision's span until its answer is sent.
+	span trace.Span
+}
+
+// endSpan ends the decision's span, if one is open.
+func (st *streamState) endSpan() {
+	if st.span != nil {
+		st.span.End()
+		st.span = nil
+	}
 }
 
 // reply is answer's message to send: for request headers whose answer is
@@ -118,7 +134,7 @@ func (s *Server) reply(ctx context.Context, stream grpc.ServerStream, st *stream
 	if !ok {
 		return s.answer(ctx, st, req)
 	}
-	p, o := s.decide(ctx, st.hop, r.RequestHeaders, req.GetAttributes())
+	p, o := s.decide(ctx, st, r.RequestHeaders, req.GetAttributes())
 	if reusable(ctx, p, &o, r.RequestHeaders.GetHeaders()) {
 		st.responseHeaders = nil
 		return s.prepared.get(stream, &o)
@@ -130,7 +146,7 @@ func (s *Server) reply(ctx context.Context, stream grpc.ServerStream, st *stream
 func (s *Server) answer(ctx context.Context, st *streamState, req *extprocsvcv3.ProcessingRequest) (*extprocsvcv3.ProcessingResponse, error) {
 	switch r := req.Request.(type) {
 	case *extprocsvcv3.ProcessingRequest_RequestHeaders:
-		p, o := s.decide(ctx, st.hop, r.RequestHeaders, req.GetAttributes())
+		p, o := s.decide(ctx, st, r.RequestHeaders, req.GetAttributes())
 		return requestHeadersResponse(ctx, st, p, &o, r.RequestHeaders), nil
 	case *extprocsvcv3.ProcessingRequest_ResponseHeaders:
 		return responseHeadersResponse(st.responseHeaders), nil

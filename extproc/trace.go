@@ -5,7 +5,9 @@ import (
 
 	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/graymesh/graymesh/internal/contract/config"
 	"github.com/graymesh/graymesh/internal/contract/wire"
@@ -16,15 +18,41 @@ import (
 // trace records the decision as a span, a child of the span Envoy opened
 // for this ext_proc call (its context arrives in the gRPC metadata), in
 // the trace vocabulary of package wire: which environment serves the hop
-// and why, the lane apart when a fallback serves stable.
-func (s *Server) trace(ctx context.Context, p *gray.Policy, h gray.Hop, o *gray.Outcome) {
+// and why, the lane apart when a fallback serves stable. The span is left
+// in st, open until the answer is sent.
+func (s *Server) trace(ctx context.Context, p *gray.Policy, h gray.Hop, o *gray.Outcome, st *streamState) {
 	if !trace.SpanContextFromContext(ctx).IsValid() {
 		return
 	}
+	st.endSpan()
 	_, span := s.tracer.Start(ctx, decisionSpanName(h), trace.WithSpanKind(trace.SpanKindInternal))
-	defer span.End()
 	span.SetAttributes(decisionAttributes(p, h, o)...)
+	st.span = span
 }
+
+// withEnvoyTrace makes the trace context Envoy sent for this ext_proc call
+// (W3C traceparent and tracestate in the stream's gRPC metadata) the
+// parent of the decision's span. A gRPC stats handler would do it by
+// opening a server span of its own that lasts as long as the stream —
+// for a request whose response headers graymesh asks for, the whole
+// request — and make graymesh look as slow as the service.
+func withEnvoyTrace(ctx context.Context) context.Context {
+	parent := metadata.ValueFromIncomingContext(ctx, traceparentKey)
+	if len(parent) == 0 {
+		return ctx
+	}
+	carrier := propagation.MapCarrier{traceparentKey: parent[0]}
+	if state := metadata.ValueFromIncomingContext(ctx, tracestateKey); len(state) > 0 {
+		carrier[tracestateKey] = state[0]
+	}
+	return propagation.TraceContext{}.Extract(ctx, carrier)
+}
+
+// The W3C trace-context headers, as gRPC metadata keys.
+const (
+	traceparentKey = "traceparent"
+	tracestateKey  = "tracestate"
+)
 
 // decisionSpanName is "decide <service>" at the edge and
 // "follow-lane <service>" at an inner hop.

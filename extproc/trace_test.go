@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/graymesh/graymesh/internal/contract/wire"
 	"github.com/graymesh/graymesh/internal/core/gray"
@@ -118,6 +120,7 @@ func TestDecisionSpanAndTraceMetadata(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			st.endSpan() // as Process does once the answer is sent
 			ended := rec.Ended()[before:]
 			if c.span == "" {
 				if len(ended) != 0 || resp.DynamicMetadata != nil {
@@ -134,4 +137,48 @@ func TestDecisionSpanAndTraceMetadata(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDecisionSpanEndsWhenItsAnswerIsSent: over a real gRPC stream with
+// no stats handler, the trace context Envoy sends in the stream's
+// metadata parents the decision's span, and that span has ended once the
+// answer arrives, while Envoy still holds the stream open (as it does for
+// a request whose response headers graymesh asks for).
+func TestDecisionSpanEndsWhenItsAnswerIsSent(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	s := New(meshPolicy(t), slog.New(slog.DiscardHandler), nil)
+	s.tracer = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)).Tracer("test")
+	client := dial(t, s)
+	envoySpan := "00f067aa0ba902b7"
+	ctx := metadata.AppendToOutgoingContext(t.Context(),
+		"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-"+envoySpan+"-01",
+		wire.MetadataHop, wire.HopEdge, wire.MetadataService, "frontend")
+	stream, err := client.Process(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(requestHeaders(headers(), "")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	var ended []sdktrace.ReadOnlySpan
+	for range 100 { // the server sends, then ends the span: poll briefly
+		if ended = rec.Ended(); len(ended) > 0 {
+			break
+		}
+		runtime.Gosched()
+		time.Sleep(time.Millisecond)
+	}
+	if len(ended) != 1 || ended[0].Name() != "decide frontend" {
+		t.Fatalf("ended spans %v while the stream is open, want the decision's", ended)
+	}
+	if got := ended[0].Parent().SpanID().String(); got != envoySpan || ended[0].SpanContext().TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" {
+		t.Fatalf("the decision's span has parent %s, want Envoy's %s", got, envoySpan)
+	}
+	if open := len(rec.Started()) - len(rec.Ended()); open != 0 {
+		t.Fatalf("%d spans still open while the stream is", open)
+	}
+	_ = stream.CloseSend()
 }

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/graymesh/graymesh/internal/contract/config"
+	"github.com/graymesh/graymesh/internal/contract/wire"
 	"github.com/graymesh/graymesh/internal/core/plan"
 )
 
@@ -63,10 +64,6 @@ func (r *Resources) addServiceClusters(s *plan.Service) {
 	}
 }
 
-// unavailableSuffix follows the environment a fallback stands in for in
-// its reason: gray-unavailable.
-const unavailableSuffix = "-unavailable"
-
 // withFallback makes each non-stable environment cluster of svc fail over
 // to the sidecar's fallback listener: its own endpoints at priority 0,
 // health-checked, and the fallback listener at priority 1.
@@ -81,7 +78,7 @@ func (r *Resources) withFallback(svc *plan.Service) {
 			continue
 		}
 		fallback := lbEndpoint(plan.Endpoint{Host: svc.Sidecar.Address, Port: svc.Sidecar.FallbackPort})
-		fallback.Metadata = endpointMetadata(config.Stable, env+unavailableSuffix)
+		fallback.Metadata = endpointMetadata(config.Stable, env+wire.UnavailableSuffix)
 		c.LoadAssignment.Endpoints = append(c.LoadAssignment.Endpoints, &endpointv3.LocalityLbEndpoints{
 			Priority:    1,
 			LbEndpoints: []*endpointv3.LbEndpoint{fallback},

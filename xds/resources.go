@@ -61,7 +61,7 @@ func Build(p *plan.Plan) (*Resources, error) {
 	r.Routes = append(r.Routes, rc)
 	l, err := listener(listenerSpec{
 		name: ListenerName, address: p.Mesh.Listener,
-		routeName: RouteName, statPrefix: "ingress", traceName: "graymesh-edge", operation: wire.SpanInbound,
+		routeName: RouteName, statPrefix: "ingress", traceName: "graymesh-edge", operation: wire.SpanInbound + laneInName,
 		extProc: extProcFilter(p.Mesh, wire.HopEdge, ""),
 	}, p.Mesh)
 	if err != nil {
@@ -120,6 +120,9 @@ func BuildSidecar(p *plan.Plan, svc *plan.Service) (*Resources, error) {
 		routeName: inboundRoutes, statPrefix: "inbound", traceName: svc.Name + "-sidecar",
 		operation: wire.SpanInbound + " " + svc.Name,
 		extProc:   extProc, kind: kind,
+	}
+	if kind == inbound {
+		in.operation += laneInName
 	}
 	if kind == inner && p.Lane != nil {
 		// Inner hops verify the lane in Envoy and never ask graymesh: no
@@ -222,3 +225,10 @@ func validateExtension(e *corev3.TypedExtensionConfig) error {
 	}
 	return nil
 }
+
+// laneInName ends the name of the edge's span with the environment the
+// chain travels in ("inbound frontend gray"), so Jaeger's search results,
+// which list each trace by its root span, tell gray chains from stable
+// ones. Envoy formats the operation when the span ends, after graymesh
+// (or the route default) set x-gray-env.
+const laneInName = " %REQ(" + wire.HeaderEnv + ")%"

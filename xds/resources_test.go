@@ -288,3 +288,93 @@ func TestInnerSidecarAsksNoGraymesh(t *testing.T) {
 		}
 	}
 }
+
+// TestFallbackHeaderIsGraymeshsOwn: the fallback listener strips nothing,
+// so whoever reaches it may send any x-gray-env. The x-gray-fallback it
+// sets is one of graymesh's own values, chosen by an exact match on an
+// environment the service has, never built from the caller's text; any
+// other request is served stable with neither header.
+func TestFallbackHeaderIsGraymeshsOwn(t *testing.T) {
+	p := loadPlan(t, "testdata/mesh.yaml")
+	checked := 0
+	for _, svc := range p.Sidecars() {
+		if svc.Sidecar.FallbackPort == 0 {
+			continue
+		}
+		res, err := BuildSidecar(p, svc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, rc := range res.Routes {
+			if !strings.HasPrefix(rc.GetName(), "fallback|") {
+				continue
+			}
+			checked++
+			routes := rc.GetVirtualHosts()[0].GetRoutes()
+			for _, r := range routes {
+				for _, h := range r.GetRequestHeadersToAdd() {
+					v := h.GetHeader().GetValue()
+					if strings.Contains(v, "%") {
+						t.Errorf("%s: route %s sets %s from a request header: %q", rc.GetName(), r.GetName(), h.GetHeader().GetKey(), v)
+					}
+					env, _ := strings.CutSuffix(v, "-unavailable")
+					if h.GetHeader().GetKey() == wire.HeaderFallback && (env == "stable" || !svc.Has(env) ||
+						r.GetMatch().GetHeaders()[0].GetStringMatch().GetExact() != env) {
+						t.Errorf("%s: route %s sets %q for a request that does not name %q", rc.GetName(), r.GetName(), v, env)
+					}
+				}
+			}
+			last := routes[len(routes)-1]
+			if len(last.GetMatch().GetHeaders()) != 0 || !slices.Contains(last.GetRequestHeadersToRemove(), wire.HeaderFallback) ||
+				!slices.Contains(last.GetRequestHeadersToRemove(), wire.HeaderEnv) {
+				t.Errorf("%s: the last route %v does not drop the caller's x-gray-fallback and x-gray-env", rc.GetName(), last)
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatal("testdata/mesh.yaml has no fallback listener")
+	}
+}
+
+// TestEdgeSpanSaysWhenGraymeshsAnswerWasLost: where graymesh decides, the
+// sidecar's span carries reason "error" when graymesh's answer (which
+// hands the reason over as dynamic metadata) never took effect, so traces
+// tell a fail-open from a decision; listeners that ask no graymesh have no
+// such default.
+func TestEdgeSpanSaysWhenGraymeshsAnswerWasLost(t *testing.T) {
+	p := loadPlan(t, "testdata/mesh.yaml")
+	edges := 0
+	for _, svc := range p.Sidecars() {
+		res, err := BuildSidecar(p, svc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range res.Listeners {
+			var hcm hcmv3.HttpConnectionManager
+			if err := l.GetFilterChains()[0].GetFilters()[0].GetTypedConfig().UnmarshalTo(&hcm); err != nil {
+				t.Fatal(err)
+			}
+			asks := slices.ContainsFunc(hcm.GetHttpFilters(), func(f *hcmv3.HttpFilter) bool { return f.GetName() == wire.ExtProcFilterName })
+			def := ""
+			for _, tag := range hcm.GetTracing().GetCustomTags() {
+				if tag.GetTag() == wire.AttrReason {
+					def = tag.GetMetadata().GetDefaultValue()
+				}
+			}
+			if asks {
+				edges++
+			}
+			// The edge's span, the root of a chain, names the environment
+			// the chain travels in: what Jaeger's search results show.
+			if named := strings.HasSuffix(hcm.GetTracing().GetOperation(), " %REQ(x-gray-env)%"); named != asks {
+				t.Errorf("%s: operation %q names the chain's environment: %v, want %v", l.GetName(), hcm.GetTracing().GetOperation(), named, asks)
+			}
+			if want := map[bool]string{true: wire.ReasonError}[asks]; def != want {
+				t.Errorf("%s: reason tag default %q, want %q", l.GetName(), def, want)
+			}
+		}
+	}
+	if edges == 0 {
+		t.Fatal("testdata/mesh.yaml has no edge listener")
+	}
+}

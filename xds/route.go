@@ -160,23 +160,35 @@ func outboundRouteConfig(name string, svc *plan.Service) (*routev3.RouteConfigur
 }
 
 // fallbackRouteConfig serves stable on the fallback listener and marks the
-// request with why, keeping the lane for later hops.
+// request with why, keeping the lane for later hops. The listener strips
+// nothing (a retried request keeps the headers graymesh set), so whoever
+// reaches it directly may send any x-gray-env: the reason is one of
+// graymesh's own values, chosen by an exact match on an environment the
+// service has, never built from the header's text. A request naming none
+// of them is served stable with neither header, so no caller text reaches
+// the stable service or the span.
 func fallbackRouteConfig(name string, svc *plan.Service) *routev3.RouteConfiguration {
+	var routes []*routev3.Route
+	for _, e := range svc.Envs {
+		if e.Name == config.Stable {
+			continue
+		}
+		routes = append(routes, &routev3.Route{
+			Name:                svc.Name + "/fallback-" + e.Name,
+			Match:               routeMatch(plan.Match{Kind: plan.MatchEnv, Env: e.Name}),
+			Action:              clusterAction(ClusterName(svc.Name, config.Stable)),
+			RequestHeadersToAdd: []*corev3.HeaderValueOption{overwrite(wire.HeaderFallback, e.Name+wire.UnavailableSuffix)},
+		})
+	}
+	routes = append(routes, &routev3.Route{
+		Name:                   svc.Name + "/fallback",
+		Match:                  routeMatch(plan.Match{Kind: plan.MatchAll}),
+		Action:                 clusterAction(ClusterName(svc.Name, config.Stable)),
+		RequestHeadersToRemove: []string{wire.HeaderFallback, wire.HeaderEnv},
+	})
 	return &routev3.RouteConfiguration{
-		Name: name,
-		VirtualHosts: []*routev3.VirtualHost{{
-			Name:    svc.Name + "-fallback",
-			Domains: []string{"*"},
-			Routes: []*routev3.Route{{
-				Name:   svc.Name + "/fallback",
-				Match:  routeMatch(plan.Match{Kind: plan.MatchAll}),
-				Action: clusterAction(ClusterName(svc.Name, config.Stable)),
-				RequestHeadersToAdd: []*corev3.HeaderValueOption{{
-					Header:       &corev3.HeaderValue{Key: wire.HeaderFallback, Value: "%REQ(" + wire.HeaderEnv + ")%" + unavailableSuffix},
-					AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-				}},
-			}},
-		}},
+		Name:         name,
+		VirtualHosts: []*routev3.VirtualHost{{Name: svc.Name + "-fallback", Domains: []string{"*"}, Routes: routes}},
 	}
 }
 

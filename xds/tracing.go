@@ -38,7 +38,7 @@ func tracing(spec listenerSpec, sampleRatio float64) (*hcmv3.HttpConnectionManag
 		Operation: spec.operation,
 	}
 	if spec.kind != outbound {
-		t.CustomTags = servedTags(spec.kind == inner)
+		t.CustomTags = servedTags(spec.kind == inner, spec.extProc != nil)
 	}
 	return t, nil
 }
@@ -58,7 +58,13 @@ func tracing(spec listenerSpec, sampleRatio float64) (*hcmv3.HttpConnectionManag
 //     environment) or the fallback listener's route set, or, on the span
 //     whose request was retried on the fallback listener, that endpoint's
 //     metadata. At most one of the two is ever set.
-func servedTags(innerHop bool) []*tracingtypev3.CustomTag {
+//
+// Where graymesh decides (asks is set), a span without graymesh's reason
+// says "error": graymesh's answer never took effect — its message timeout
+// expired or it was down, and the filter failed open — so traces tell a
+// fail-open from a decision graymesh's own span reports (it may finish
+// after the request went on without it).
+func servedTags(innerHop, asks bool) []*tracingtypev3.CustomTag {
 	header := func(tag, name string) *tracingtypev3.CustomTag {
 		return &tracingtypev3.CustomTag{Tag: tag, Type: &tracingtypev3.CustomTag_RequestHeader{
 			RequestHeader: &tracingtypev3.CustomTag_Header{Name: name},
@@ -77,9 +83,13 @@ func servedTags(innerHop bool) []*tracingtypev3.CustomTag {
 	if innerHop {
 		reason = &metadatav3.MetadataKind{Kind: &metadatav3.MetadataKind_Route_{Route: &metadatav3.MetadataKind_Route{}}}
 	}
+	reasonTag := metadata(wire.AttrReason, reason, wire.MetadataReason)
+	if asks {
+		reasonTag.GetMetadata().DefaultValue = wire.ReasonError
+	}
 	tags := []*tracingtypev3.CustomTag{
 		metadata(wire.AttrVariant, host, wire.MetadataEnv),
-		metadata(wire.AttrReason, reason, wire.MetadataReason),
+		reasonTag,
 		header(wire.AttrLane, wire.HeaderEnv),
 		header(wire.AttrRelease, wire.HeaderRelease),
 		{Tag: wire.AttrFallback, Type: &tracingtypev3.CustomTag_Value{

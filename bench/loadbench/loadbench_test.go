@@ -126,7 +126,7 @@ func TestQuantile(t *testing.T) {
 func TestParseMicro(t *testing.T) {
 	out := `goos: linux
 goarch: amd64
-pkg: github.com/graymesh/graymesh/gray
+pkg: github.com/graymesh/graymesh/internal/core/gray
 cpu: Intel(R) Xeon(R) Processor
 BenchmarkDecide/percent-2         	 8062180	       146.9 ns/op	       0 B/op	       0 allocs/op
 BenchmarkBucket-2   	30000000	        38.70 ns/op
@@ -137,7 +137,7 @@ PASS
 		t.Fatal(err)
 	}
 	r, ok := m.Find("BenchmarkDecide/percent")
-	if !ok || r.NsOp != 146.9 || !r.HasMem || r.AllocsOp != 0 || r.Pkg != "github.com/graymesh/graymesh/gray" {
+	if !ok || r.NsOp != 146.9 || !r.HasMem || r.AllocsOp != 0 || r.Pkg != "github.com/graymesh/graymesh/internal/core/gray" {
 		t.Fatalf("%+v %v", r, ok)
 	}
 	if r, ok := m.Find("BenchmarkBucket"); !ok || r.HasMem {

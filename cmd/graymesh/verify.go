@@ -27,6 +27,13 @@ answer is split in two halves of the window, and so on, until every search
 comes back short: then every trace was read. Windows still full when
 --max-requests runs out are reported unread.
 
+A chain whose edge decision never took effect (the edge sidecar's span
+says reason "error": ext_proc's message timeout expired and the filter
+failed open) is a fail-open, checked against what the edge routed on, not
+against graymesh's late decision. Traces whose newest span started within
+--settle are pending, not judged: their other spans may still be on their
+way to Jaeger.
+
 Traces without an edge decision span (graymesh down, or killed before it
 exported) are checked against the lane their sidecar and service spans
 carry and reported as undecided.
@@ -42,6 +49,7 @@ undecided trace.`, stderr)
 	allowUnread := fs.Bool("allow-unread", false, "exit 0 even when some traces in the window were not read")
 	failUndecided := fs.Bool("fail-undecided", false, "exit 1 when a trace has no edge decision span")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up reading Jaeger after this long")
+	settle := fs.Duration("settle", 10*time.Second, "leave traces whose newest span is younger than this unjudged (their spans may still be arriving)")
 	show := fs.Int("show", 5, "leaking and undecided traces to print")
 	asJSON := fs.Bool("json", false, "print the full report as JSON")
 	if err := parse(fs, args); err != nil {
@@ -59,7 +67,7 @@ undecided trace.`, stderr)
 	if err != nil {
 		return err
 	}
-	r := tracecheck.Check(traces)
+	r := tracecheck.CheckSettled(traces, end, *settle)
 	r.Read = stats
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -95,7 +103,8 @@ func printReport(w io.Writer, r *tracecheck.Report, show int) {
 	fmt.Fprintf(w, "traces: %d read in %d searches (%s), %d checked, %d undecided (no edge decision span), %d with nothing to check\n",
 		r.TracesSeen, st.Requests, read, r.TracesChecked, r.Undecided, r.Unchecked)
 	fmt.Fprintf(w, "hops:   %d checked, %d explained fallbacks, %d chains switched to stable by a kill\n", r.HopsChecked, r.Fallbacks, r.Switches)
-	fmt.Fprintf(w, "leaks:  %d (leak rate %.4f)\n", r.Leaks, r.LeakRate)
+	fmt.Fprintf(w, "leaks:  %d chains with a leak, %d leaking hops (leak rate %.4f per hop)\n", r.LeakingChains, r.Leaks, r.LeakRate)
+	fmt.Fprintf(w, "fail-opens: %d chains served without graymesh's answer; %d traces pending (younger than the settle time)\n", r.FailOpens, r.Pending)
 	for i, u := range st.Unread {
 		if i == show {
 			fmt.Fprintf(w, "  … %d more windows not read completely\n", len(st.Unread)-show)
@@ -105,6 +114,10 @@ func printReport(w io.Writer, r *tracecheck.Report, show int) {
 	}
 	for _, t := range r.LeakingTraces(show) {
 		fmt.Fprintf(w, "\nleaking trace %s (%s %s, reason %s):\n", t.TraceID, decidedBy(t), t.Lane, dash(t.Reason))
+		printHops(w, t)
+	}
+	for _, t := range r.FailOpenTraces(show) {
+		fmt.Fprintf(w, "\nfail-open trace %s (graymesh decided %s too late; the edge routed on %s):\n", t.TraceID, t.DecidedLane, t.Lane)
 		printHops(w, t)
 	}
 	if r.Undecided > 0 {

@@ -261,6 +261,10 @@ type Release struct {
 	// Analysis, when set, compares gray with stable every window and acts
 	// on the verdict (docs/analysis.md).
 	Analysis *Analysis `yaml:"analysis"`
+	// HeldSchedule are the schedule's steps an analysis has not approved
+	// yet, taken out of Schedule in the config in force (never read from a
+	// file): they wait for their time and a passing window.
+	HeldSchedule []Step `yaml:"-" json:"held_schedule,omitempty"`
 }
 
 // Release states.

@@ -63,6 +63,16 @@ const (
 	// well-known reason "default"; graymesh's decision calls it
 	// lane-missing.
 	ReasonDefault = "default"
+	// ReasonError is what an edge sidecar's span says when graymesh's
+	// answer never reached it (ext_proc's message timeout expired, or
+	// graymesh was down) and the filter failed open: the request went on
+	// without graymesh's headers. OpenTelemetry's well-known reason
+	// "error".
+	ReasonError = "error"
+	// UnavailableSuffix follows the environment a fallback stands in for
+	// when that environment's endpoints did not answer
+	// (graymesh.fallback "gray-unavailable").
+	UnavailableSuffix = "-unavailable"
 )
 
 // Span names. Sidecar spans are named "<direction> <service>" (outbound:

@@ -30,6 +30,9 @@ type ReleaseDiff struct {
 	// Causes name the rule changes of this release (evicting or not) and
 	// any whitelisted or blacklisted subject whose environment changes.
 	Causes []string `json:"causes"`
+	// Leaving names the whitelisted or blacklisted subjects this release
+	// admitted under the old config that leave its environment.
+	Leaving []string `json:"leaving,omitempty"`
 }
 
 // Diff is DiffAt with the change applied now.
@@ -146,6 +149,9 @@ func (s *sampling) addNamedMoves(old, new *config.Config) {
 		}
 		d := &s.out[s.index[release]]
 		d.Causes = append(d.Causes, fmt.Sprintf("subject %q moves %s → %s", name, before.Env, after.Env))
+		if admitted(before) {
+			d.Leaving = append(d.Leaving, name)
+		}
 	}
 }
 

@@ -104,13 +104,50 @@ func (x *index) serverAncestor(i int) int {
 	return -1
 }
 
-func (x *index) edgeDecision() (Span, bool) {
+func (x *index) edgeDecision() (Span, int, bool) {
 	for i, s := range x.spans {
 		if x.isDecision(i) && s.tag(wire.AttrHop) == wire.HopEdge {
-			return s, true
+			return s, i, true
 		}
 	}
-	return Span{}, false
+	return Span{}, -1, false
+}
+
+// answerLost reports whether the edge decision span i never took effect,
+// and the lane the edge routed on instead. The edge sidecar's span (the
+// server span the decision was made for) says so: its reason is "error"
+// (graymesh's answer, which carries the reason, never arrived: Envoy's
+// message timeout expired and the filter failed open), or it carries no
+// reason of graymesh's and another lane than the decision's. graymesh's
+// decision span, finished after the timeout, still says what it decided.
+func (x *index) answerLost(i int, decided string) (routed string, lost bool) {
+	a := x.serverAncestor(i)
+	if a < 0 {
+		return "", false
+	}
+	s := x.spans[a]
+	routed = s.tag(wire.AttrLane)
+	switch reason := s.reason(); {
+	case reason == wire.ReasonError:
+	case reason == "" && decided != "" && decided != legacyRouteDefault && routed != "" && routed != decided:
+	default:
+		return "", false
+	}
+	if routed == "" {
+		routed = stable
+	}
+	return routed, true
+}
+
+// enteredAtFallback reports whether span i is a fallback listener's span
+// with no parent in the trace (a caller's traceparent may name one that
+// is not): someone called the fallback listener directly, so the lane it
+// carries (the x-gray-env header, which that listener does not strip) is
+// the caller's text, not graymesh's.
+func (x *index) enteredAtFallback(i int) bool {
+	return x.parent[i] < 0 &&
+		strings.HasPrefix(x.spans[i].OperationName, wire.SpanFallback+" ") &&
+		strings.HasSuffix(x.serviceName(i), sidecarSuffix)
 }
 
 // carriedLane is the lane and reason of the first span that carries a
@@ -120,6 +157,10 @@ func (x *index) carriedLane() (lane, reason string) {
 	for i, s := range x.spans {
 		if x.isDecision(i) {
 			continue
+		}
+		if x.enteredAtFallback(i) {
+			// Nobody decided: whatever follows serves stable.
+			return stable, ""
 		}
 		if lane := s.tag(wire.AttrLane); lane != "" {
 			return lane, s.reason()

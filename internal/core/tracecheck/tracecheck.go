@@ -22,6 +22,7 @@ package tracecheck
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/graymesh/graymesh/internal/contract/wire"
 )
@@ -144,8 +145,15 @@ type TraceResult struct {
 	// Switch names the service where the chain switched to stable because
 	// its release was killed mid-flight.
 	Switch string `json:"switch,omitempty"`
-	Hops   []Hop  `json:"hops"`
-	Leaks  int    `json:"leaks"`
+	// FailOpen is true when graymesh decided but its answer never took
+	// effect: the edge sidecar's span says the ext_proc call failed open
+	// (reason "error"), or names another lane than the decision. Lane is
+	// then what the edge really routed on, DecidedLane what graymesh
+	// decided too late.
+	FailOpen    bool   `json:"fail_open,omitempty"`
+	DecidedLane string `json:"decided_lane,omitempty"`
+	Hops        []Hop  `json:"hops"`
+	Leaks       int    `json:"leaks"`
 }
 
 // Report summarises a check.
@@ -157,11 +165,21 @@ type Report struct {
 	Undecided int `json:"undecided"`
 	// Unchecked counts the traces with neither an edge decision nor a hop:
 	// nothing in them says which environment served what.
-	Unchecked   int     `json:"unchecked"`
-	HopsChecked int     `json:"hops_checked"`
-	Leaks       int     `json:"leaks"`
-	LeakRate    float64 `json:"leak_rate"`
-	Fallbacks   int     `json:"fallbacks"`
+	Unchecked   int `json:"unchecked"`
+	HopsChecked int `json:"hops_checked"`
+	Leaks       int `json:"leaks"`
+	// LeakingChains counts the chains with at least one leaking hop.
+	LeakingChains int     `json:"leaking_chains"`
+	LeakRate      float64 `json:"leak_rate"`
+	// FailOpens counts the chains whose edge decision never took effect
+	// (ext_proc failed open: the edge served as if graymesh had not
+	// answered); they are checked against what the edge routed on.
+	FailOpens int `json:"fail_opens"`
+	// Pending counts the traces left unjudged because their newest span
+	// is younger than the settle time: their other spans may still be on
+	// their way to Jaeger.
+	Pending   int `json:"pending"`
+	Fallbacks int `json:"fallbacks"`
 	// Switches counts chains that switched to stable mid-flight because
 	// their release was killed.
 	Switches int           `json:"switches"`
@@ -173,6 +191,12 @@ type Report struct {
 // LeakingTraces returns the traces with at least one leak, at most n.
 func (r *Report) LeakingTraces(n int) []TraceResult {
 	return r.filter(n, func(t TraceResult) bool { return t.Leaks > 0 })
+}
+
+// FailOpenTraces returns the traces whose edge decision never took
+// effect, at most n.
+func (r *Report) FailOpenTraces(n int) []TraceResult {
+	return r.filter(n, func(t TraceResult) bool { return t.FailOpen })
 }
 
 // UndecidedTraces returns the checked traces without an edge decision, at
@@ -195,44 +219,77 @@ func (r *Report) filter(n int, keep func(TraceResult) bool) []TraceResult {
 }
 
 // Check verifies every trace.
-func Check(traces []Trace) *Report {
+func Check(traces []Trace) *Report { return CheckSettled(traces, time.Time{}, 0) }
+
+// CheckSettled verifies every trace whose newest span started at least
+// settle before now; younger ones are counted as pending, not judged: the
+// spans of one chain reach Jaeger from several processes, each on its own
+// flush interval (Envoy's 5 s, graymesh's batch), so a young trace may
+// look undecided or leaking only because a span is still on its way.
+func CheckSettled(traces []Trace, now time.Time, settle time.Duration) *Report {
 	r := &Report{TracesSeen: len(traces)}
 	for _, t := range traces {
+		if !Settled(t, now, settle) {
+			r.Pending++
+			continue
+		}
 		res, ok := checkTrace(t)
 		if !ok {
 			r.Unchecked++
 			continue
 		}
-		r.TracesChecked++
-		if !res.Decided {
-			r.Undecided++
-		}
-		if res.Switch != "" {
-			r.Switches++
-		}
-		r.HopsChecked += len(res.Hops)
-		r.Leaks += res.Leaks
-		for _, h := range res.Hops {
-			if h.Fallback != "" && !h.Leak {
-				r.Fallbacks++
-			}
-		}
-		r.Traces = append(r.Traces, res)
-	}
-	if r.HopsChecked > 0 {
-		r.LeakRate = float64(r.Leaks) / float64(r.HopsChecked)
+		r.Add(res)
 	}
 	return r
+}
+
+// Settled reports whether t's newest span started at least settle before
+// now (always, for a settle of 0).
+func Settled(t Trace, now time.Time, settle time.Duration) bool {
+	return settle <= 0 || !newestStart(t).After(now.Add(-settle))
+}
+
+// CheckTrace checks one trace; false when it holds nothing to check.
+func CheckTrace(t Trace) (TraceResult, bool) { return checkTrace(t) }
+
+// Add counts one checked trace into the report, as Check does: a caller
+// that keeps results across reads (the console) tallies them with it.
+func (r *Report) Add(res TraceResult) {
+	r.TracesChecked++
+	if !res.Decided {
+		r.Undecided++
+	}
+	if res.Switch != "" {
+		r.Switches++
+	}
+	r.HopsChecked += len(res.Hops)
+	r.Leaks += res.Leaks
+	if res.Leaks > 0 {
+		r.LeakingChains++
+	}
+	if res.FailOpen {
+		r.FailOpens++
+	}
+	for _, h := range res.Hops {
+		if h.Fallback != "" && !h.Leak {
+			r.Fallbacks++
+		}
+	}
+	r.Traces = append(r.Traces, res)
+	r.LeakRate = float64(r.Leaks) / float64(max(r.HopsChecked, 1))
 }
 
 // checkTrace checks one trace; false when it holds nothing to check.
 func checkTrace(t Trace) (TraceResult, bool) {
 	x := newIndex(t)
 	res := TraceResult{TraceID: t.TraceID}
-	if d, ok := x.edgeDecision(); ok {
+	if d, i, ok := x.edgeDecision(); ok {
 		res.Decided = true
 		res.Lane = d.firstTag(wire.AttrLane, legacyTagEnv)
 		res.Release, res.Reason = d.tag(wire.AttrRelease), d.reason()
+		if routed, lost := x.answerLost(i, res.Lane); lost {
+			res.FailOpen, res.DecidedLane, res.Lane = true, res.Lane, routed
+		}
 	}
 	hops := x.hops()
 	if !res.Decided {
@@ -271,6 +328,15 @@ func checkTrace(t Trace) (TraceResult, bool) {
 		res.Hops = append(res.Hops, h)
 	}
 	return res, true
+}
+
+// newestStart is when the trace's newest span started.
+func newestStart(t Trace) time.Time {
+	var newest int64
+	for _, s := range t.Spans {
+		newest = max(newest, s.StartTime)
+	}
+	return time.UnixMicro(newest)
 }
 
 // Parse reads a Jaeger /api/traces response body.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/graymesh/graymesh/internal/contract/wire"
 )
@@ -168,8 +169,8 @@ type builder struct {
 	tree bool
 }
 
-func newBuilder(tree bool) *builder {
-	return &builder{t: Trace{TraceID: "t", Processes: map[string]Process{}}, tree: tree}
+func newBuilder(id string, tree bool) *builder {
+	return &builder{t: Trace{TraceID: id, Processes: map[string]Process{}}, tree: tree}
 }
 
 func (b *builder) span(parent, process, op string, tags ...Tag) string {
@@ -344,37 +345,37 @@ func TestCheckCategories(t *testing.T) {
 		trace Trace
 		want  want
 	}{
-		"decided gray chain": {newBuilder(true).chain(true, grayChain()...).trace(),
+		"decided gray chain": {newBuilder("t", true).chain(true, grayChain()...).trace(),
 			want{checked: 1, hops: 4, fallbacks: 1, lane: "gray"}},
-		"undecided, graymesh down: all stable": {newBuilder(true).chain(false, stableDown...).trace(),
+		"undecided, graymesh down: all stable": {newBuilder("t", true).chain(false, stableDown...).trace(),
 			want{checked: 1, undecided: 1, hops: 4, lane: "stable"}},
-		"undecided, graymesh down: a hop served gray": {newBuilder(true).chain(false, downWithGrayHop...).trace(),
+		"undecided, graymesh down: a hop served gray": {newBuilder("t", true).chain(false, downWithGrayHop...).trace(),
 			want{checked: 1, undecided: 1, hops: 2, leaks: 1, lane: "stable", leakAt: []string{"orders"}}},
-		"undecided, decision spans lost: lane carried by the sidecars": {newBuilder(true).chain(false, withoutDecisions(grayChain())...).trace(),
+		"undecided, decision spans lost: lane carried by the sidecars": {newBuilder("t", true).chain(false, withoutDecisions(grayChain())...).trace(),
 			want{checked: 1, undecided: 1, hops: 4, fallbacks: 1, lane: "gray"}},
-		"undecided, decision spans lost: lane dropped": {newBuilder(true).chain(false, withoutDecisions(lostAfterDecision)...).trace(),
+		"undecided, decision spans lost: lane dropped": {newBuilder("t", true).chain(false, withoutDecisions(lostAfterDecision)...).trace(),
 			want{checked: 1, undecided: 1, hops: 4, fallbacks: 1, leaks: 1, lane: "gray", leakAt: []string{"pricing"}}},
-		"killed mid-flight: explained switch": {newBuilder(true).chain(true, killedAtOrders()...).trace(),
+		"killed mid-flight: explained switch": {newBuilder("t", true).chain(true, killedAtOrders()...).trace(),
 			want{checked: 1, hops: 4, switches: 1, lane: "gray", switchAt: "orders"}},
-		"killed mid-flight, reason only in graymesh's decision span": {newBuilder(true).chain(true, killedSidecarOnly...).trace(),
+		"killed mid-flight, reason only in graymesh's decision span": {newBuilder("t", true).chain(true, killedSidecarOnly...).trace(),
 			want{checked: 1, hops: 4, switches: 1, lane: "gray", switchAt: "orders"}},
-		"killed mid-flight, no span references: start order": {newBuilder(false).chain(true, killedAtOrders()...).trace(),
+		"killed mid-flight, no span references: start order": {newBuilder("t", false).chain(true, killedAtOrders()...).trace(),
 			want{checked: 1, hops: 4, switches: 1, lane: "gray", switchAt: "orders"}},
-		"killed mid-flight, decision span lost": {newBuilder(true).chain(false, withoutDecisions(killedAtOrders())...).trace(),
+		"killed mid-flight, decision span lost": {newBuilder("t", true).chain(false, withoutDecisions(killedAtOrders())...).trace(),
 			want{checked: 1, undecided: 1, hops: 4, switches: 1, lane: "gray", switchAt: "orders"}},
-		"lane lost without a kill: leaks": {newBuilder(true).chain(true, lostAfterDecision...).trace(),
+		"lane lost without a kill: leaks": {newBuilder("t", true).chain(true, lostAfterDecision...).trace(),
 			want{checked: 1, hops: 4, fallbacks: 1, leaks: 1, lane: "gray", leakAt: []string{"pricing"}}},
-		"gray again after the kill: leak": {newBuilder(true).chain(true, killedThenGray...).trace(),
+		"gray again after the kill: leak": {newBuilder("t", true).chain(true, killedThenGray...).trace(),
 			want{checked: 1, hops: 4, switches: 1, leaks: 1, lane: "gray", switchAt: "orders", leakAt: []string{"pricing"}}},
-		"service without its own span: hop from its sidecar": {newBuilder(true).chain(true, uninstrumented...).trace(),
+		"service without its own span: hop from its sidecar": {newBuilder("t", true).chain(true, uninstrumented...).trace(),
 			want{checked: 1, hops: 4, fallbacks: 1, lane: "gray"}},
-		"service without its own span, sidecar routed to stable: leak": {newBuilder(true).chain(true, uninstrumentedWrong...).trace(),
+		"service without its own span, sidecar routed to stable: leak": {newBuilder("t", true).chain(true, uninstrumentedWrong...).trace(),
 			want{checked: 1, hops: 4, fallbacks: 1, leaks: 1, lane: "gray", leakAt: []string{"orders"}}},
-		"inner hops verified in Envoy": {newBuilder(true).chain(true, native(grayChain())...).trace(),
+		"inner hops verified in Envoy": {newBuilder("t", true).chain(true, native(grayChain())...).trace(),
 			want{checked: 1, hops: 4, fallbacks: 1, lane: "gray"}},
-		"inner hops verified in Envoy, killed at orders": {newBuilder(true).chain(true, native(killedAtOrders())...).trace(),
+		"inner hops verified in Envoy, killed at orders": {newBuilder("t", true).chain(true, native(killedAtOrders())...).trace(),
 			want{checked: 1, hops: 4, switches: 1, lane: "gray", switchAt: "orders"}},
-		"inner hops verified in Envoy, lane refused at pricing: leak": {newBuilder(true).chain(true, native(refusedAtPricing)...).trace(),
+		"inner hops verified in Envoy, lane refused at pricing: leak": {newBuilder("t", true).chain(true, native(refusedAtPricing)...).trace(),
 			want{checked: 1, hops: 4, fallbacks: 1, leaks: 1, lane: "gray", leakAt: []string{"pricing"}}},
 		"nothing to check": {Trace{TraceID: "t", Spans: []Span{{SpanID: "a", OperationName: "GET /", ProcessID: "p"}}, Processes: map[string]Process{"p": {ServiceName: "frontend"}}},
 			want{unchecked: 1}},
@@ -391,7 +392,7 @@ func TestCheckCategories(t *testing.T) {
 func TestKillInAnotherBranchExplainsNothing(t *testing.T) {
 	// frontend calls orders and payments; orders finds the release
 	// killed, payments serves stable with no kill on its path: a leak.
-	b := newBuilder(true)
+	b := newBuilder("t", true)
 	in := b.span("", "frontend-sidecar", "inbound frontend", Tag{"span.kind", "server"}, Tag{wire.AttrVariant, "gray"}, Tag{wire.AttrLane, "gray"}, Tag{wire.AttrReason, "whitelist"}, Tag{"upstream_cluster", "frontend|gray"})
 	call := b.span(in, "frontend-sidecar", "ext_proc", Tag{"span.kind", "client"})
 	b.span(call, "graymesh", "decide frontend", Tag{wire.AttrHop, "edge"}, Tag{wire.AttrVariant, "gray"}, Tag{wire.AttrLane, "gray"}, Tag{wire.AttrReason, "whitelist"})
@@ -415,7 +416,7 @@ func TestSidecarHopUsesTheFallbackListenersSpan(t *testing.T) {
 	// pricing reports no span; its gray version is down, so its inbound
 	// span names pricing|gray and the fallback listener's span under it
 	// pricing|stable, marked.
-	b := newBuilder(true)
+	b := newBuilder("t", true)
 	in := b.span("", "frontend-sidecar", "inbound frontend", Tag{"span.kind", "server"}, Tag{wire.AttrVariant, "gray"}, Tag{wire.AttrLane, "gray"}, Tag{"upstream_cluster", "frontend|gray"})
 	call := b.span(in, "frontend-sidecar", "ext_proc", Tag{"span.kind", "client"})
 	b.span(call, "graymesh", "decide frontend", Tag{wire.AttrHop, "edge"}, Tag{wire.AttrVariant, "gray"}, Tag{wire.AttrLane, "gray"}, Tag{wire.AttrReason, "whitelist"})
@@ -435,7 +436,7 @@ func TestSidecarHopReadsTheServingEndpointsVariant(t *testing.T) {
 	// pricing reports no span and its fallback listener's span was lost:
 	// the inbound span names the gray cluster, but the endpoint that
 	// served (the fallback listener) says stable, and why.
-	b := newBuilder(true).chain(true, hopSpec{service: "frontend", reason: "whitelist", lane: "gray", served: "gray"})
+	b := newBuilder("t", true).chain(true, hopSpec{service: "frontend", reason: "whitelist", lane: "gray", served: "gray"})
 	b.span("s5", "pricing-sidecar", "inbound pricing", Tag{"span.kind", "server"}, Tag{wire.AttrVariant, "stable"}, Tag{wire.AttrLane, "gray"},
 		Tag{wire.AttrReason, "lane"}, Tag{wire.AttrFallback, "gray-unavailable"}, Tag{"upstream_cluster", "pricing|gray"})
 	r := Check([]Trace{b.trace()})
@@ -452,5 +453,93 @@ func TestParse(t *testing.T) {
 	}
 	if _, err := Parse([]byte("<html>")); err == nil {
 		t.Fatal("garbage accepted")
+	}
+}
+
+// failOpen is a gray chain whose edge decision came too late: Envoy's
+// ext_proc message timeout expired, the filter failed open, the edge
+// sidecar's span says "error" and no lane, and every hop served stable;
+// graymesh's decision span, finished later, still says gray.
+func failOpen() []hopSpec {
+	return []hopSpec{
+		{service: "frontend", env: "gray", reason: "whitelist", lane: "stable", served: "stable"},
+		{service: "orders", reason: wire.ReasonDefault, lane: "stable", served: "stable", noDecision: true},
+		{service: "pricing", reason: wire.ReasonDefault, lane: "stable", served: "stable", noDecision: true},
+	}
+}
+
+func TestFailOpenIsNotALeak(t *testing.T) {
+	hops := failOpen()
+	b := newBuilder("t", true).chain(true, hops...)
+	// The edge sidecar's span: the reason tag's default, since graymesh's
+	// dynamic metadata never arrived.
+	for i, tag := range b.t.Spans[0].Tags {
+		if tag.Key == wire.AttrReason {
+			b.t.Spans[0].Tags[i].Value = wire.ReasonError
+		}
+	}
+	r := Check([]Trace{b.trace()})
+	if r.Leaks != 0 || r.LeakingChains != 0 || r.FailOpens != 1 || len(r.FailOpenTraces(5)) != 1 {
+		t.Fatalf("leaks %d, leaking chains %d, fail-opens %d: %+v", r.Leaks, r.LeakingChains, r.FailOpens, r.Traces)
+	}
+	if tr := r.Traces[0]; !tr.Decided || tr.Lane != "stable" || tr.DecidedLane != "gray" {
+		t.Fatalf("trace %+v", tr)
+	}
+
+	// Traces recorded without the "error" default: the edge sidecar's span
+	// has no reason of graymesh's and the route default's lane.
+	hops[0].noReasonTag = true
+	b = newBuilder("t", true).chain(true, hops...)
+	if r := checkBoth(t, b.trace()); r.Leaks != 0 || r.FailOpens != 1 {
+		t.Fatalf("without the error reason: leaks %d, fail-opens %d: %+v", r.Leaks, r.FailOpens, r.Traces)
+	}
+
+	// A fail-open chain that then serves gray somewhere still leaks.
+	grayAfter := failOpen()
+	grayAfter[0].noReasonTag = true
+	grayAfter[2] = hopSpec{service: "pricing", reason: "lane", lane: "gray", served: "gray", noDecision: true}
+	if r := Check([]Trace{newBuilder("t", true).chain(true, grayAfter...).trace()}); r.Leaks != 1 || r.FailOpens != 1 {
+		t.Fatalf("gray after a fail-open: leaks %d, fail-opens %d", r.Leaks, r.FailOpens)
+	}
+	// A decision that took effect is no fail-open.
+	if r := checkBoth(t, newBuilder("t", true).chain(true, grayChain()...).trace()); r.FailOpens != 0 {
+		t.Fatalf("a healthy chain counted as a fail-open: %+v", r.Traces)
+	}
+}
+
+// TestCallerAtTheFallbackListenerIsNoLane: a caller that reaches a
+// service's fallback listener directly chooses the x-gray-env its span
+// carries; nobody decided, so the hops after it serving stable are not
+// leaks.
+func TestCallerAtTheFallbackListenerIsNoLane(t *testing.T) {
+	b := newBuilder("t", true)
+	fb := b.span("caller-span", "orders-sidecar", "fallback orders", Tag{"span.kind", "server"}, Tag{wire.AttrVariant, "stable"}, Tag{wire.AttrLane, "gray"},
+		Tag{wire.AttrFallback, "gray-unavailable"}, Tag{"upstream_cluster", "orders|stable"})
+	o := b.span(fb, "orders", "serve orders stable", Tag{"span.kind", "server"}, Tag{wire.AttrService, "orders"}, Tag{wire.AttrVariant, "stable"}, Tag{wire.AttrLane, "gray"})
+	p := b.span(o, "pricing-sidecar", "inbound pricing", Tag{"span.kind", "server"}, Tag{wire.AttrVariant, "stable"}, Tag{wire.AttrReason, wire.ReasonDefault}, Tag{"upstream_cluster", "pricing|stable"})
+	b.span(p, "pricing", "serve pricing stable", Tag{"span.kind", "server"}, Tag{wire.AttrService, "pricing"}, Tag{wire.AttrVariant, "stable"})
+	r := Check([]Trace{b.trace()})
+	if r.Leaks != 0 || r.Undecided != 1 || r.Traces[0].Lane != "stable" {
+		t.Fatalf("leaks %d undecided %d: %+v", r.Leaks, r.Undecided, r.Traces)
+	}
+}
+
+func TestYoungTracesArePendingAndLeaksCountPerChain(t *testing.T) {
+	lost := grayChain()
+	lost[1] = hopSpec{service: "orders", reason: wire.ReasonDefault, lane: "stable", served: "stable", noDecision: true}
+	lost[3] = hopSpec{service: "pricing", reason: wire.ReasonDefault, lane: "stable", served: "stable", noDecision: true}
+	old := newBuilder("old", true).chain(true, lost...).trace()
+	young := newBuilder("young", true).chain(true, lost...).trace()
+	now := time.UnixMicro(1_000_000_000)
+	for i := range old.Spans {
+		old.Spans[i].StartTime += now.Add(-time.Minute).UnixMicro()
+		young.Spans[i].StartTime += now.Add(-time.Second).UnixMicro()
+	}
+	r := CheckSettled([]Trace{old, young}, now, 10*time.Second)
+	if r.Pending != 1 || r.TracesChecked != 1 || r.Traces[0].TraceID != "old" {
+		t.Fatalf("pending %d checked %d: %+v", r.Pending, r.TracesChecked, r.Traces)
+	}
+	if r.Leaks < 2 || r.LeakingChains != 1 {
+		t.Fatalf("leaks %d (hops), leaking chains %d", r.Leaks, r.LeakingChains)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -62,6 +63,48 @@ func verb(a admin.Action) string {
 		return "reset to the file's values"
 	}
 	return a.Kind
+}
+
+// Leaving is the share (0–1) of the sampled subjects that leave gray —
+// back to stable or to another environment — whatever the change's kind:
+// a kill or a freeze sends people back without being an eviction the
+// change gate refuses.
+func (v confirmView) Leaving() float64 {
+	if v.Report == nil {
+		return 0
+	}
+	total := 0.0
+	for _, r := range v.Report.Releases {
+		total += r.ToStable + r.ToOther
+	}
+	return total
+}
+
+// LeavingCount is how many of the sampled subjects leave gray.
+func (v confirmView) LeavingCount() int {
+	if v.Report == nil {
+		return 0
+	}
+	return int(math.Round(v.Leaving() * float64(v.Report.Sample)))
+}
+
+// LeavingNamed are the listed subjects (whitelist, blacklist) that leave
+// gray.
+func (v confirmView) LeavingNamed() []string {
+	if v.Report == nil {
+		return nil
+	}
+	var out []string
+	for _, r := range v.Report.Releases {
+		out = append(out, r.Leaving...)
+	}
+	return out
+}
+
+// NobodyLeaves is the one case the all-clear is shown for: no sampled
+// subject and no listed subject leaves gray, and nothing is evicted.
+func (v confirmView) NobodyLeaves() bool {
+	return v.Report != nil && v.LeavingCount() == 0 && v.Leaving() == 0 && len(v.LeavingNamed()) == 0 && len(v.Report.Evictions) == 0
 }
 
 func (c *Console) confirmView(ctx context.Context, a admin.Action) confirmView {

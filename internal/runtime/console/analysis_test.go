@@ -2,6 +2,7 @@ package console
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/graymesh/graymesh/internal/contract/config"
 	"github.com/graymesh/graymesh/internal/core/analysis"
 	"github.com/graymesh/graymesh/internal/runtime/admin"
+	"github.com/graymesh/graymesh/internal/runtime/daemon"
 )
 
 // TestReleasePageShowsAnalysisWindows renders the release page with an
@@ -48,5 +50,31 @@ func TestReleasePageShowsAnalysisWindows(t *testing.T) {
 		if !strings.Contains(page, want) {
 			t.Errorf("release page lacks %q", want)
 		}
+	}
+}
+
+// A schedule an analysis gates is held step by step: adding one is a
+// change (not "no release field changed"), and the pages show every step
+// still to come and what it waits for.
+func TestHeldScheduleIsShownWithWhatItWaitsFor(t *testing.T) {
+	cfg := strings.Replace(testConfig, "percent: 30}", "percent: 5, analysis: {interval: 1s, min_requests: 50, on_fail: freeze}}", 1)
+	f := newFixtureWith(t, cfg, daemon.Options{}, Options{})
+	f.login()
+	past, next := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), time.Now().Add(3*time.Hour).UTC().Format(time.RFC3339)
+	scheduled := strings.Replace(cfg, "percent: 5,", "percent: 5, schedule: [{at: "+past+", percent: 10}, {at: "+next+", percent: 50}],", 1)
+	must(t, os.WriteFile(f.path, []byte(scheduled), 0o600))
+	must(t, f.d.Reload())
+	if h := f.d.Pipeline().History("shop-v2"); len(h) == 0 || !strings.Contains(strings.Join(h[0].Details, "\n"), "schedule") {
+		t.Fatalf("adding a held schedule is recorded as %+v", h)
+	}
+	_, page := f.do("GET", "/ui/live/releases", nil, nil)
+	for _, want := range []string{"before step 1 of 2", "next: <strong>10%</strong>", "waits for a passing analysis window"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("releases page lacks %q", want)
+		}
+	}
+	_, page = f.do("GET", "/ui/live/releases/shop-v2", nil, nil)
+	if strings.Contains(page, "no release field changed") || strings.Count(page, "waits for") < 2 || strings.Contains(page, "last step reached") {
+		t.Errorf("the release page does not show the held steps and what they wait for:\n%s", page)
 	}
 }

@@ -47,6 +47,9 @@ type Options struct {
 	TraceService string
 	// TraceWindow is how far back the chains page reads (default 10m).
 	TraceWindow time.Duration
+	// TraceSearches bounds the Jaeger searches of one read of the chains
+	// page (default tracecheck.DefaultMaxRequests, as verify-traces).
+	TraceSearches int
 	// SampleEvery is how often the observed gray share is sampled from
 	// graymesh's decision counters (default 2s).
 	SampleEvery time.Duration
@@ -65,6 +68,7 @@ type Console struct {
 	auth     *auth
 	observed *observer
 	jaeger   *http.Client
+	chains   chainStore
 }
 
 // New builds the console for d. Where the admin API needs no token it

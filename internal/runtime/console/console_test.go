@@ -3,6 +3,7 @@ package console
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"github.com/graymesh/graymesh/internal/core/tracecheck"
 	"github.com/graymesh/graymesh/internal/core/tracecheck/jaegertest"
 	"github.com/graymesh/graymesh/internal/runtime/admin"
+	"github.com/graymesh/graymesh/internal/runtime/control"
 	"github.com/graymesh/graymesh/internal/runtime/daemon"
 )
 
@@ -378,9 +380,9 @@ func TestHeadersAndForeignHost(t *testing.T) {
 
 func TestChainsFromJaeger(t *testing.T) {
 	store := &jaegertest.Store{}
-	now := time.Now().UnixMicro()
-	store.Add(chain("t-ok", now-2000, "gray", hopTags{"frontend", "gray", ""}, hopTags{"inventory", "stable", "no-gray-version"}, hopTags{"pricing", "gray", ""}),
-		chain("t-leak", now-1000, "gray", hopTags{"frontend", "gray", ""}, hopTags{"pricing", "stable", ""}))
+	now := time.Now().Add(-time.Minute).UnixMicro()
+	store.Add(chain("t-ok", now-2000, hopTags{"frontend", "gray", ""}, hopTags{"inventory", "stable", "no-gray-version"}, hopTags{"pricing", "gray", ""}),
+		chain("t-leak", now-1000, hopTags{"frontend", "gray", ""}, hopTags{"pricing", "stable", ""}))
 	jaeger := httptest.NewServer(store)
 	defer jaeger.Close()
 	f := newFixture(t, daemon.Options{}, Options{Jaeger: jaeger.URL, JaegerUI: "http://127.0.0.1:16686"})
@@ -404,9 +406,10 @@ func TestChainsFromJaeger(t *testing.T) {
 
 type hopTags struct{ service, served, fallback string }
 
-// chain is a trace with an edge decision for lane and one service span per
+// chain is a trace with an edge decision for gray and one service span per
 // hop, as the demo services report them.
-func chain(id string, start int64, lane string, hops ...hopTags) tracecheck.Trace {
+func chain(id string, start int64, hops ...hopTags) tracecheck.Trace {
+	const lane = "gray"
 	t := tracecheck.Trace{TraceID: id, Processes: map[string]tracecheck.Process{"gm": {ServiceName: "graymesh"}}}
 	t.Spans = append(t.Spans, tracecheck.Span{SpanID: id + "-d", OperationName: "graymesh.decision", StartTime: start, ProcessID: "gm",
 		Tags: []tracecheck.Tag{{Key: "graymesh.hop", Value: "edge"}, {Key: "graymesh.env", Value: lane}, {Key: "graymesh.release", Value: "shop-v2"}, {Key: "graymesh.reason", Value: "whitelist"}}})
@@ -440,7 +443,7 @@ func TestObservedShare(t *testing.T) {
 	if w := o.window("r", time.Minute); w.Total != 200 || w.Gray != 100 {
 		t.Fatalf("last minute: %+v", w)
 	}
-	if s := o.series("r", 20*time.Second); len(s) != 3 || s[0].Percent != 30 || s[2].Percent != 50 {
+	if s := o.series("r", 20*time.Second); len(s) != 4 || s[0].Percent != 30 || s[1].Total != 0 || s[2].Percent != 50 {
 		t.Fatalf("series: %+v", s)
 	}
 	if (share{}).Known() || (&observer{}).window("r", time.Minute).Known() {
@@ -450,20 +453,68 @@ func TestObservedShare(t *testing.T) {
 
 func TestChartKeepsItsPointsInside(t *testing.T) {
 	now := time.Now()
-	c := newChart([]point{{At: now.Add(-30 * time.Second), Percent: 30, Total: 100}, {At: now, Percent: 50, Total: 100}}, 50)
+	c := newChart([]point{{At: now.Add(-30 * time.Second), Percent: 30, Total: 100}, {At: now, Percent: 50, Total: 100}},
+		[]targetAt{{At: now.Add(-40 * time.Second), Percent: 50}})
 	if c.Empty || len(c.Dots) != 2 || c.Span != "1 min" || !strings.Contains(c.Summary, "between 30.0% and 50.0%") {
 		t.Fatalf("chart %+v", c)
 	}
 	for _, d := range c.Dots {
-		if d.X < chartPad || d.X > chartWidth-chartPad || d.Y < chartPad || d.Y > chartHeight-chartPad {
+		if d.X < c.Left || d.X > c.Right || d.Y < c.Top || d.Y > c.Bottom {
 			t.Errorf("dot %+v outside the chart", d)
 		}
 	}
-	if c.Dots[1].Y != c.ConfiguredY {
-		t.Errorf("a point at the configured 50%% (y %.1f) is off its line (y %.1f)", c.Dots[1].Y, c.ConfiguredY)
+	if !strings.HasSuffix(c.Target, fmt.Sprintf(",%.1f", c.Dots[1].Y)) {
+		t.Errorf("a point at the 50%% in force (y %.1f) is off its line %q", c.Dots[1].Y, c.Target)
 	}
-	if e := newChart(nil, 30); !e.Empty || e.Points != "" {
+	if e := newChart(nil, nil); !e.Empty || len(e.Segments) != 0 {
 		t.Fatalf("empty chart %+v", e)
+	}
+}
+
+// The chart draws the percentage in force as it was (a kill drops it to
+// 0), labels both axes, and breaks the observed line where an interval
+// had no traffic instead of joining across it.
+func TestChartDrawsTheTargetAsItWasAndBreaksOnGaps(t *testing.T) {
+	now := time.Now()
+	pts := []point{
+		{At: now.Add(-50 * time.Second), Percent: 60, Total: 100},
+		{At: now.Add(-40 * time.Second), Percent: 61, Total: 100},
+		{At: now.Add(-30 * time.Second), Total: 0},
+		{At: now.Add(-10 * time.Second), Percent: 0, Total: 100},
+	}
+	targets := []targetAt{{At: now.Add(-55 * time.Second), Percent: 60}, {At: now.Add(-35 * time.Second), Percent: 60}, {At: now.Add(-20 * time.Second), Percent: 0}}
+	c := newChart(pts, targets)
+	if len(c.Segments) != 2 || strings.Count(c.Segments[0], ",") != 2 || strings.Count(c.Segments[1], ",") != 1 {
+		t.Errorf("observed segments %q: want the line broken at the interval without traffic", c.Segments)
+	}
+	y := func(p float64) string { return fmt.Sprintf(",%.1f", c.Top+(c.Bottom-c.Top)*(1-p/100)) }
+	if !strings.Contains(c.Target, y(60)) || !strings.HasSuffix(c.Target, y(0)) {
+		t.Errorf("target %q: want 60%% then 0%% after the kill", c.Target)
+	}
+	var labels []string
+	for _, tk := range append(c.YTicks, c.XTicks...) {
+		labels = append(labels, tk.Label)
+	}
+	if got := strings.Join(labels, " "); got != "0% 50% 100% −1 min −30 s now" {
+		t.Errorf("axis labels %q", got)
+	}
+}
+
+// A killed release admits nobody: the page says 0% in force, and why,
+// whatever percentage it keeps for a revive.
+func TestKilledReleaseShowsNothingInForce(t *testing.T) {
+	f := newFixture(t, daemon.Options{}, Options{})
+	f.login()
+	if _, err := f.d.API().Act(context.Background(), control.Action{Release: "shop-v2", Kind: "kill", Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	_, page := f.do("GET", "/ui/live/releases/shop-v2", nil, nil)
+	if !strings.Contains(page, `<strong id="in-force">0%</strong>`) || !strings.Contains(page, "killed: everyone is served by stable") {
+		t.Errorf("a killed release's page does not say 0%% in force and why:\n%s", page)
+	}
+	_, page = f.do("GET", "/ui/live/releases", nil, nil)
+	if !strings.Contains(page, "<strong>0%</strong><br><span class=\"why\">killed") {
+		t.Errorf("the releases page shows a killed release's percentage as in force:\n%s", page)
 	}
 }
 
@@ -489,7 +540,8 @@ func TestScheduleAndRefusedReload(t *testing.T) {
 		t.Fatal("an evicting file was accepted")
 	}
 	_, page = f.do("GET", "/ui/live/releases", nil, nil)
-	if !strings.Contains(page, "The last change was refused") || !strings.Contains(page, `whitelist entry &#34;alice&#34; removed`) {
+	if !strings.Contains(page, "The last change was refused") || !strings.Contains(page, `whitelist entry &#34;alice&#34; removed`) ||
+		!regexp.MustCompile(`The last change was refused</strong> <time datetime="[0-9T:Z-]+"[^>]*>just now</time>`).MatchString(page) {
 		t.Errorf("the refusal is not shown:\n%s", page)
 	}
 	_, page = f.do("GET", "/ui/releases/shop-v2", nil, nil)
@@ -511,4 +563,77 @@ func TestConsoleIsOffWhereTheAdminAPIIs(t *testing.T) {
 		t.Fatalf("console beyond loopback with an admin token: %s", resp.Status)
 	}
 	f.login()
+}
+
+// A kill (and a freeze) sends gray subjects back to stable without being
+// an "eviction" the change gate refuses: the confirmation must say how many
+// leave, never the all-clear.
+func TestConfirmOfAKillSaysWhoLeavesGray(t *testing.T) {
+	f := newFixture(t, daemon.Options{}, Options{PreviewSample: 4000})
+	f.login()
+	_, page := f.do("GET", "/ui/releases/shop-v2/confirm?action=kill", nil, nil)
+	if strings.Contains(page, "No subject leaves gray") {
+		t.Errorf("a kill's confirmation shows the all-clear:\n%s", page)
+	}
+	if !strings.Contains(page, `id="leaving"`) || !regexp.MustCompile(`3\d\.\d\d% of subjects leave gray`).MatchString(page) {
+		t.Errorf("a kill's confirmation does not say how many leave gray:\n%s", page)
+	}
+	_, page = f.do("GET", "/ui/releases/shop-v2/confirm?action=percent&value=50", nil, nil)
+	if !strings.Contains(page, "No subject leaves gray") || strings.Contains(page, `id="leaving"`) {
+		t.Errorf("a ramp's confirmation lacks the all-clear:\n%s", page)
+	}
+}
+
+// An action given no reason records none: the timeline must not show a
+// reason nobody gave.
+func TestActionWithoutReasonRecordsNone(t *testing.T) {
+	f := newFixture(t, daemon.Options{}, Options{PreviewSample: 1000})
+	csrf := f.login()
+	if resp, _ := f.do("POST", "/ui/releases/shop-v2/act", url.Values{"csrf": {csrf}, "action": {"percent"}, "value": {"40"}}, nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("ramp: %s", resp.Status)
+	}
+	if h := f.d.Pipeline().History("shop-v2"); len(h) == 0 || h[0].Reason != "" || h[0].Source != "console" {
+		t.Fatalf("newest change %+v: want source console and no reason", h[0])
+	}
+}
+
+// A decision that computed no bucket shows none, never "-1".
+func TestExplainShowsNoBucketAsNone(t *testing.T) {
+	f := newFixture(t, daemon.Options{}, Options{})
+	csrf := f.login()
+	_, page := f.do("POST", "/ui/explain", url.Values{"csrf": {csrf}, "subject": {"alice"}}, nil)
+	if strings.Contains(page, `id="bucket">-1`) || !strings.Contains(page, "none: no percentage rule hashed this caller") {
+		t.Errorf("explain of a whitelisted subject shows a bucket:\n%s", page)
+	}
+	_, page = f.do("POST", "/ui/explain", url.Values{"csrf": {csrf}, "subject": {"u7"}}, nil)
+	if !regexp.MustCompile(`id="bucket">\d+ <span class="muted">of 0–9999`).MatchString(page) {
+		t.Errorf("explain of a hashed subject shows no bucket:\n%s", page)
+	}
+}
+
+// The observed share compares with the configured percentage only over
+// the callers the percentage decided: anonymous callers and those admitted
+// by a list or rule are shown apart, not mixed in as a shortfall.
+func TestObservedShareIsOfTheHashedCallers(t *testing.T) {
+	a := sample{gray: map[string]float64{}, hashed: map[string]float64{}, byPercent: map[string]float64{}, named: map[string]float64{}}
+	b := sample{gray: map[string]float64{}, hashed: map[string]float64{}, byPercent: map[string]float64{}, named: map[string]float64{}}
+	b.count("r", "gray", "percent", 30)
+	b.count("r", "stable", "not-selected", 70)
+	b.count("r", "gray", "whitelist", 20)
+	b.count("r", "stable", "blacklisted", 10)
+	b.count("", "", "no-identity", 170)
+	s := between("r", a, b)
+	if s.HashedPercent() != 30 || s.Hashed != 100 || s.Named != 20 || s.Anonymous != 170 || s.Total != 300 {
+		t.Fatalf("share %+v: hashed %.1f%%", s, s.HashedPercent())
+	}
+	pages, err := parsePages()
+	must(t, err)
+	var buf bytes.Buffer
+	row := releaseRow{ReleaseStatus: admin.ReleaseStatus{Name: "r", Percent: 30}, Since: s, SinceVersion: "1"}
+	must(t, pages["releases"].ExecuteTemplate(&buf, "observed", row))
+	for _, want := range []string{"<strong>30.0%</strong> <span class=\"muted\">of 100 callers its percentage decided", "20 admitted by name or rule", "170 without a usable identity", "16.7% of 300 edge decisions"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("observed share lacks %q:\n%s", want, buf.String())
+		}
+	}
 }

@@ -1,9 +1,12 @@
 package console
 
 import (
+	"context"
 	"sync"
 	"time"
 
+	"github.com/graymesh/graymesh/internal/contract/config"
+	"github.com/graymesh/graymesh/internal/core/gray"
 	"github.com/graymesh/graymesh/internal/runtime/admin"
 )
 
@@ -30,6 +33,16 @@ type sample struct {
 	// admitted to its (non-stable) environment.
 	edge float64
 	gray map[string]float64
+	// hashed counts, per release, the decisions its percentage decided
+	// (admitted by it, or not selected), byPercent those it admitted;
+	// named the admissions by a list or rule (whitelist, claims, cidrs,
+	// headers, membership); anonymous the decisions without a usable
+	// identity (no bucket to compare).
+	hashed, byPercent, named map[string]float64
+	anonymous                float64
+	// inForce is, per release, the percentage in force when the sample
+	// was taken: 0 while the release was killed.
+	inForce map[string]float64
 }
 
 type observer struct {
@@ -42,7 +55,12 @@ func newObserver(d *admin.Service) *observer { return &observer{d: d} }
 
 // sample reads the counters now.
 func (o *observer) sample() {
-	s := sample{at: time.Now(), version: o.d.Config().Version, gray: map[string]float64{}}
+	s := sample{at: time.Now(), version: o.d.Config().Version, gray: map[string]float64{}, inForce: map[string]float64{},
+		hashed: map[string]float64{}, byPercent: map[string]float64{}, named: map[string]float64{}}
+	releases, _ := o.d.Releases(context.Background())
+	for _, rs := range releases {
+		s.inForce[rs.Name] = percentInForce(rs)
+	}
 	fams, err := o.d.Gatherer().Gather()
 	if err != nil {
 		return
@@ -59,11 +77,7 @@ func (o *observer) sample() {
 			if labels["hop"] != "edge" {
 				continue
 			}
-			v := m.GetCounter().GetValue()
-			s.edge += v
-			if env := labels["env"]; env != "" && env != "stable" && labels["release"] != "" {
-				s.gray[labels["release"]] += v
-			}
+			s.count(labels["release"], labels["env"], labels["reason"], m.GetCounter().GetValue())
 		}
 	}
 	o.mu.Lock()
@@ -72,6 +86,28 @@ func (o *observer) sample() {
 		o.samples = append(o.samples[:0], o.samples[1:]...)
 	}
 	o.samples = append(o.samples, s)
+}
+
+// count adds v edge decisions of release, environment and reason.
+func (s *sample) count(release, env, reason string, v float64) {
+	s.edge += v
+	admitted := env != "" && env != config.Stable && release != ""
+	if admitted {
+		s.gray[release] += v
+	}
+	switch gray.Reason(reason) {
+	case gray.ReasonPercent:
+		s.hashed[release] += v
+		s.byPercent[release] += v
+	case gray.ReasonNotSelected:
+		s.hashed[release] += v
+	case gray.ReasonNoIdentity, gray.ReasonInvalidToken:
+		s.anonymous += v
+	default:
+		if admitted {
+			s.named[release] += v
+		}
+	}
 }
 
 // fresh takes a sample unless the newest is recent.
@@ -85,10 +121,25 @@ func (o *observer) fresh() {
 }
 
 // share is an observed gray share: Gray of Total edge decisions, counted
-// from From on.
+// from From on; of them, Hashed were decided by the release's percentage
+// (ByPercent admitted), Named admitted by a list or rule, Anonymous had no
+// usable identity.
 type share struct {
-	Gray, Total float64
-	From        time.Time
+	Gray, Total                         float64
+	Hashed, ByPercent, Named, Anonymous float64
+	From                                time.Time
+}
+
+// HashedKnown reports whether the percentage decided any caller.
+func (s share) HashedKnown() bool { return s.Hashed > 0 }
+
+// HashedPercent is the share of the callers the percentage decided that it
+// admitted: what compares with the configured percentage.
+func (s share) HashedPercent() float64 {
+	if s.Hashed == 0 {
+		return 0
+	}
+	return 100 * s.ByPercent / s.Hashed
 }
 
 // Known reports whether any decision was counted.
@@ -103,7 +154,9 @@ func (s share) Percent() float64 {
 }
 
 func between(release string, a, b sample) share {
-	return share{Gray: b.gray[release] - a.gray[release], Total: b.edge - a.edge, From: a.at}
+	return share{Gray: b.gray[release] - a.gray[release], Total: b.edge - a.edge, From: a.at,
+		Hashed: b.hashed[release] - a.hashed[release], ByPercent: b.byPercent[release] - a.byPercent[release],
+		Named: b.named[release] - a.named[release], Anonymous: b.anonymous - a.anonymous}
 }
 
 // window is release's share over the last d.
@@ -155,10 +208,40 @@ func (o *observer) series(release string, step time.Duration) []point {
 		if b.at.Sub(a.at) < step {
 			continue
 		}
-		if s := between(release, a, b); s.Known() {
-			out = append(out, point{At: b.at, Percent: s.Percent(), Total: s.Total})
-		}
+		// An interval without traffic is kept (Total 0): the chart breaks
+		// its line there rather than joining across the gap.
+		s := between(release, a, b)
+		out = append(out, point{At: b.at, Percent: s.Percent(), Total: s.Total})
 		i = j
 	}
 	return out
+}
+
+// targetAt is the percentage in force at a sample.
+type targetAt struct {
+	At      time.Time
+	Percent float64
+}
+
+// targets is release's percentage in force at every sample held, oldest
+// first.
+func (o *observer) targets(release string) []targetAt {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make([]targetAt, 0, len(o.samples))
+	for _, s := range o.samples {
+		if p, ok := s.inForce[release]; ok {
+			out = append(out, targetAt{At: s.at, Percent: p})
+		}
+	}
+	return out
+}
+
+// percentInForce is the percentage a release admits now: none while it
+// is killed, whatever its configured percentage.
+func percentInForce(rs admin.ReleaseStatus) float64 {
+	if rs.State == config.StateKilled {
+		return 0
+	}
+	return rs.Percent
 }

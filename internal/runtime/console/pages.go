@@ -2,8 +2,10 @@ package console
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/graymesh/graymesh/internal/contract/config"
@@ -19,8 +21,10 @@ type releaseRow struct {
 	admin.ReleaseStatus
 	// Release is the release as in force (rules, schedule).
 	Release config.Release
-	// Next is the next schedule step, if any.
-	Next *config.Step
+	// Next is the next schedule step, if any; NextWaits what it waits for
+	// besides its time ("" for nothing else).
+	Next      *config.Step
+	NextWaits string
 	// Window is the observed share over the last minute; Since the share
 	// since SinceVersion took effect.
 	Window       share
@@ -28,6 +32,67 @@ type releaseRow struct {
 	SinceVersion string
 	// Changed is the newest accepted change that touched the release.
 	Changed *admin.Change
+	// Down is where the release's environment was down lately (its
+	// sidecars failed over to stable), from the traces; nil when none was
+	// seen or no Jaeger is configured.
+	Down *grayDown
+	// DownKnown: traces are read (a Jaeger is configured), so no Down
+	// means no failover was seen.
+	DownKnown bool
+}
+
+// waitsForAnalysis is what a step held by an analysis waits for.
+func waitsForAnalysis(at, now time.Time) string {
+	if at.After(now) {
+		return "waits for its time, then a passing analysis window"
+	}
+	return "waits for a passing analysis window"
+}
+
+// nextStep is r's next schedule step: the first one an analysis still
+// holds, else the first whose time has not come.
+func nextStep(r *config.Release, now time.Time) (*config.Step, string) {
+	if len(r.HeldSchedule) > 0 {
+		return &r.HeldSchedule[0], waitsForAnalysis(r.HeldSchedule[0].At, now)
+	}
+	for i, st := range r.Schedule {
+		if st.At.After(now) {
+			return &r.Schedule[i], ""
+		}
+	}
+	return nil, ""
+}
+
+// stepRow is one schedule step as the release page lists it.
+type stepRow struct {
+	Index   int
+	At      time.Time
+	Percent float64
+	// Status is "in force", "done", "to come" or what a held step waits
+	// for.
+	Status  string
+	Current bool
+}
+
+// Steps are the release's schedule steps, those in force and those an
+// analysis still holds.
+func (r releaseRow) Steps() []stepRow {
+	now := time.Now()
+	var out []stepRow
+	for i, st := range r.Release.Schedule {
+		row := stepRow{Index: i, At: st.At, Percent: st.Percent, Status: "to come", Current: i == r.ScheduleStep}
+		switch {
+		case row.Current:
+			row.Status = "in force"
+		case i < r.ScheduleStep:
+			row.Status = "done"
+		}
+		out = append(out, row)
+	}
+	for i, st := range r.Release.HeldSchedule {
+		out = append(out, stepRow{Index: len(r.Release.Schedule) + i, At: st.At, Percent: st.Percent, Status: "to come: " + waitsForAnalysis(st.At, now)})
+	}
+	return out
 }
 
 // StepNumber is the schedule step in force, counted from 1.
@@ -38,6 +103,22 @@ func (r releaseRow) Frozen() bool { return r.State == config.StateFrozen }
 
 // Killed reports the kill switch.
 func (r releaseRow) Killed() bool { return r.State == config.StateKilled }
+
+// InForce is the percentage the release admits now: 0 while killed, its
+// configured percentage kept for a revive.
+func (r releaseRow) InForce() float64 { return percentInForce(r.ReleaseStatus) }
+
+// InForceWhy says why the percentage in force is not the configured one
+// ("" when it is).
+func (r releaseRow) InForceWhy() string {
+	switch r.State {
+	case config.StateKilled:
+		return fmt.Sprintf("killed: everyone is served by stable; %s applies again on revive", strconv.FormatFloat(r.Percent, 'f', -1, 64)+"%")
+	case config.StateFrozen:
+		return "frozen: nobody new joins; members stay in gray"
+	}
+	return ""
+}
 
 func (c *Console) releaseRows(ctx context.Context) []releaseRow {
 	c.observed.fresh()
@@ -52,12 +133,7 @@ func (c *Console) releaseRows(ctx context.Context) []releaseRow {
 				row.Release = cfg.Releases[i]
 			}
 		}
-		for i, st := range row.Release.Schedule {
-			if st.At.After(now) {
-				row.Next = &row.Release.Schedule[i]
-				break
-			}
-		}
+		row.Next, row.NextWaits = nextStep(&row.Release, now)
 		row.Window = c.observed.window(rs.Name, observedWindow)
 		row.Since, row.SinceVersion = c.observed.sinceVersion(rs.Name)
 		history, _ := c.d.History(ctx, rs.Name)
@@ -70,20 +146,40 @@ func (c *Console) releaseRows(ctx context.Context) []releaseRow {
 		}
 		rows = append(rows, row)
 	}
+	var envs []string
+	for _, row := range rows {
+		envs = append(envs, row.Env)
+	}
+	down := c.grayDownFor(ctx, envs)
+	for i := range rows {
+		rows[i].Down, rows[i].DownKnown = down[rows[i].Env], down != nil
+	}
 	return rows
 }
 
 // releasesView is the releases page.
 type releasesView struct {
 	Rows []releaseRow
-	// LastResult, LastSource and LastError are the last change's outcome.
+	// LastResult, LastSource and LastError are the last change's outcome;
+	// LastAt when it was refused (zero when the timeline no longer holds
+	// it).
 	LastResult, LastSource, LastError string
+	LastAt                            time.Time
 }
 
 func (c *Console) releasesView(ctx context.Context) releasesView {
 	v := releasesView{Rows: c.releaseRows(ctx)}
 	if last := c.d.Last(); last != nil {
 		v.LastResult, v.LastSource, v.LastError = last.Result, last.Source, last.Error
+	}
+	if v.LastResult == "refused" {
+		history, _ := c.d.History(ctx, "")
+		for _, ch := range history {
+			if ch.Result == "refused" {
+				v.LastAt = ch.At
+				break
+			}
+		}
 	}
 	return v
 }
@@ -139,7 +235,7 @@ func (c *Console) releaseView(ctx context.Context, name string) (releaseView, bo
 		}
 		history, _ := c.d.History(ctx, name)
 		v := releaseView{releaseRow: row, History: history}
-		v.Chart = newChart(c.observed.series(name, chartStep), row.Percent)
+		v.Chart = newChart(c.observed.series(name, chartStep), c.observed.targets(name))
 		st, err := c.d.Analysis(ctx, name, analysisWindows)
 		v.AnalysisStatus = admin.Code(err)
 		if err == nil {

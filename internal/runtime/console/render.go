@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/graymesh/graymesh/internal/contract/wire"
 )
 
 // pageNames are the templates/NAME.html files; each defines "content"
@@ -71,17 +73,20 @@ func (c *Console) newView(s *session, nav, title string, page any) view {
 }
 
 var funcs = template.FuncMap{
-	"pct":      func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) + "%" },
-	"pct1":     func(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) + "%" },
-	"share":    func(v float64) string { return strconv.FormatFloat(100*v, 'f', 2, 64) + "%" },
-	"count":    count,
-	"intcount": func(n int) string { return count(float64(n)) },
-	"ts":       func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
-	"iso":      func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-	"ago":      ago,
-	"envClass": envClass,
-	"join":     strings.Join,
-	"lower":    strings.ToLower,
+	"pct":         func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) + "%" },
+	"pct1":        func(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) + "%" },
+	"share":       func(v float64) string { return strconv.FormatFloat(100*v, 'f', 2, 64) + "%" },
+	"count":       count,
+	"intcount":    func(n int) string { return count(float64(n)) },
+	"ts":          func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
+	"iso":         func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"ago":         ago,
+	"envClass":    envClass,
+	"join":        strings.Join,
+	"lower":       strings.ToLower,
+	"add":         func(a, b float64) float64 { return a + b },
+	"unavailable": func(fallback string) bool { return strings.HasSuffix(fallback, wire.UnavailableSuffix) },
+	"sub":         func(a, b float64) float64 { return a - b },
 }
 
 // count formats a counter value with thousands separators.

@@ -72,13 +72,11 @@ func (a Action) change() func(*Override) {
 	return nil
 }
 
-// declaration is the change declaration an action puts in force.
+// declaration is the change declaration an action puts in force. An
+// action given no reason records none: the change's source already says
+// where it came from.
 func (a Action) declaration() config.Change {
-	reason := a.Reason
-	if reason == "" {
-		reason = "admin API"
-	}
-	return config.Change{Rollback: a.Rollback || a.Kind == FleetRollback, Reason: reason}
+	return config.Change{Rollback: a.Rollback || a.Kind == FleetRollback, Reason: a.Reason}
 }
 
 func (a Action) source() string {
@@ -219,7 +217,7 @@ func (p *Pipeline) Releases() []ReleaseStatus {
 	for i := range cfg.Releases {
 		r := &cfg.Releases[i]
 		rs := ReleaseStatus{Name: r.Name, Env: r.Env, State: r.State, Percent: r.PercentAt(now), TrafficPercent: r.TrafficPercent,
-			ScheduleStep: r.StepAt(now), ScheduleSteps: len(r.Schedule), Whitelist: len(r.Whitelist), Blacklist: len(r.Blacklist)}
+			ScheduleStep: r.StepAt(now), ScheduleSteps: len(r.Schedule) + len(r.HeldSchedule), Whitelist: len(r.Whitelist), Blacklist: len(r.Blacklist)}
 		if o, ok := overrides[r.Name]; ok {
 			rs.Override = &o
 		}

@@ -97,6 +97,14 @@ func (p *Pipeline) record(result, source string, cur, next *config.Config, err e
 	p.history.add(c)
 }
 
+// held says how many of r's steps wait for its analysis.
+func held(r *config.Release) string {
+	if len(r.HeldSchedule) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%d waiting for the analysis)", len(r.HeldSchedule))
+}
+
 // describeChange lists, per release, what a person watching a ramp wants
 // to see change: state, environment, percentage in force, schedule and
 // the size of each rule.
@@ -123,8 +131,8 @@ func describeChange(cur, next *config.Config, at time.Time) (releases, details [
 		if op, np := o.PercentAt(at), n.PercentAt(at); op != np {
 			touch(n.Name, "percent %s → %s", pct(op), pct(np))
 		}
-		if len(o.Schedule) != len(n.Schedule) {
-			touch(n.Name, "schedule %d → %d steps", len(o.Schedule), len(n.Schedule))
+		if len(o.Schedule) != len(n.Schedule) || len(o.HeldSchedule) != len(n.HeldSchedule) {
+			touch(n.Name, "schedule %d → %d steps%s", len(o.Schedule)+len(o.HeldSchedule), len(n.Schedule)+len(n.HeldSchedule), held(n))
 		}
 		if o.TrafficPercent != n.TrafficPercent {
 			touch(n.Name, "traffic_percent %s → %s", pct(o.TrafficPercent), pct(n.TrafficPercent))

@@ -133,5 +133,5 @@ func holdSchedule(r *config.Release, step *int) {
 	if step != nil {
 		n = min(max(*step+1, 0), len(r.Schedule))
 	}
-	r.Schedule = r.Schedule[:n]
+	r.Schedule, r.HeldSchedule = r.Schedule[:n], r.Schedule[n:]
 }

@@ -21,7 +21,6 @@ import (
 
 	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -252,8 +251,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return fmt.Errorf("tracing: %w", err)
 		}
 		// Envoy sends its trace context for the ext_proc call in the gRPC
-		// metadata; the stats handler makes it the parent of our spans.
-		extOpts = append(extOpts, grpc.StatsHandler(otelgrpc.NewServerHandler()))
+		// metadata; extproc makes it the parent of the decision's span
+		// itself (no stats handler: its span would last the whole stream).
 	}
 	extGRPC := grpc.NewServer(extOpts...)
 	d.ext.Register(extGRPC)

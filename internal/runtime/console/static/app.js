@@ -6,7 +6,8 @@
 
 (function () {
   const status = document.getElementById('live-status');
-  const say = (text) => { if (status) status.textContent = text; };
+  const say = (text) => { if (status && status.textContent !== text) status.textContent = text; };
+  const focusKey = (el) => el.id ? '#' + el.id : el.tagName + ' ' + (el.getAttribute('href') || el.getAttribute('name') || '') + ' ' + el.textContent.trim();
 
   // Live regions: [data-live-src] is replaced, every data-live-every ms
   // (default 2000), by the server-rendered fragment at that URL. Polling
@@ -33,17 +34,20 @@
         }
         const html = await resp.text();
         if (html !== last) {
-          // Keep the keyboard focus on the same control across a refresh.
+          // Keep the keyboard focus on the same control across a refresh:
+          // by its id, else by what it is (a link's target and text).
           const focused = document.activeElement;
-          const focusedId = focused && region.contains(focused) ? focused.id : '';
+          const key = focused && region.contains(focused) ? focusKey(focused) : '';
           region.innerHTML = html; // html/template output from the console itself
           last = html;
-          if (focusedId) {
-            const again = document.getElementById(focusedId);
+          if (key) {
+            const again = [...region.querySelectorAll('a, button, input, select, textarea, [tabindex]')].find((el) => focusKey(el) === key);
             if (again) again.focus();
           }
         }
-        say('Live: updated ' + new Date().toLocaleTimeString());
+        // Announce only a change of state (a failure, or the recovery from
+        // one), not every refresh: the footer is a live region.
+        say('Live');
       } catch (e) {
         say('Live update failed: graymesh did not answer');
       } finally {
