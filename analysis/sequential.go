@@ -1,0 +1,348 @@
+package analysis
+
+import (
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/graymesh/graymesh/config"
+)
+
+// MethodSequential is the method reports name for every sequential test.
+const MethodSequential = "sequential-mixture-lr"
+
+// Quantiles are the latency quantiles the sequential method tests: the
+// median for a shift of the whole distribution, p90 and p99 for a tail
+// that grows while the median stays.
+var Quantiles = [...]float64{0.5, 0.9, 0.99}
+
+// mixtureLogRatios are the log rate ratios θ = ln(ρ) the mixture averages
+// over, with equal weights: gray's events (errors, or durations above a
+// threshold) ρ times as likely as stable's, from +5% to ×25.
+var mixtureLogRatios = [...]float64{0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2}
+
+// minExpectedExceedances is how many stable durations above a quantile
+// threshold the stable history must hold before that quantile is tested:
+// a threshold read from fewer would be mostly noise.
+const minExpectedExceedances = 5
+
+// eProcess is a one-sided mixture likelihood ratio for "gray's events are
+// more likely than stable's", on counts conditional on their total. In a
+// window where gray served a share π of the requests that could have an
+// event, and e events happened, g of them on gray: if gray and stable are
+// alike, which e requests had them is a uniformly random choice, so g is
+// hypergeometric, and for every ρ
+//
+//	E[ρ^g / (πρ + 1 − π)^e] ≤ 1
+//
+// (the binomial with the same mean dominates the hypergeometric in convex
+// order — Hoeffding, "Probability inequalities for sums of bounded random
+// variables", 1963, Theorem 4). The product over windows of that ratio is
+// then a nonnegative supermartingale with initial value 1, for each ρ and
+// for their average, and by Ville's inequality it ever reaches 1/α with
+// probability at most α, however many windows are looked at and whenever
+// one stops. This is the count-data test of Lindon, Sanden and Shirikian,
+// "Rapid Regression Detection in Software Deployments through Sequential
+// Testing" (KDD 2022), made conditional on each window's total so that
+// neither the base rate nor the traffic need be known or constant.
+type eProcess struct {
+	logRatio [len(mixtureLogRatios)]float64
+	// maxLog is the largest log of the mixture seen so far: its crossing
+	// of the boundary is never undone.
+	maxLog float64
+	// events and grayEvents are the totals, for reports.
+	events, grayEvents int64
+}
+
+// update adds one window: g of e events on gray, gray serving a share pi.
+func (p *eProcess) update(g, e int64, pi float64) {
+	if e == 0 || !(pi > 0 && pi < 1) {
+		return
+	}
+	for i, th := range mixtureLogRatios {
+		p.logRatio[i] += float64(g)*th - float64(e)*math.Log1p(pi*math.Expm1(th))
+	}
+	p.events += e
+	p.grayEvents += g
+	p.maxLog = max(p.maxLog, p.log())
+}
+
+// log is the log of the mixture: the mean of the ratios over the grid.
+func (p *eProcess) log() float64 {
+	m := slices.Max(p.logRatio[:])
+	var sum float64
+	for _, l := range p.logRatio {
+		sum += math.Exp(l - m)
+	}
+	return m + math.Log(sum/float64(len(p.logRatio)))
+}
+
+// rejected reports whether the mixture has ever reached 1/alpha.
+func (p *eProcess) rejected(alpha float64) bool { return p.maxLog >= math.Log(1/alpha) }
+
+// pValue is the anytime-valid p-value, 1 over the largest mixture seen.
+func (p *eProcess) pValue() float64 { return math.Min(1, math.Exp(-p.maxLog)) }
+
+// Sequential judges a release's rollout window after window on merged
+// evidence, holding the chance that a gray as good as stable is ever
+// failed to the release's alpha over the whole rollout: every test is an
+// eProcess, alpha is split over them once, in advance (docs/analysis.md).
+// It keeps state; one Sequential serves one rollout of one release.
+type Sequential struct {
+	s        Settings
+	services []string
+	state    map[string]*serviceState
+}
+
+type serviceState struct {
+	errors  eProcess
+	latency [len(Quantiles)]eProcess
+	// gray and stable are the sides' evidence over every window so far.
+	gray, stable SideEvidence
+	routes       map[string]*routeState
+}
+
+type routeState struct {
+	errors       eProcess
+	gray, stable Counts
+}
+
+// NewSequential starts a rollout's tests on services.
+func NewSequential(s Settings, services []string) *Sequential {
+	q := &Sequential{s: s, services: slices.Clone(services), state: map[string]*serviceState{}}
+	for _, svc := range services {
+		q.state[svc] = &serviceState{routes: map[string]*routeState{}}
+	}
+	return q
+}
+
+// Alphas are the shares of a release's alpha each sequential test is held
+// to: alpha is split evenly over services; within a service evenly over
+// the metrics run; errors give half to the service's test and half to its
+// route groups, MaxRoutes shares of it whether or not that many are
+// seen; latency splits evenly over Quantiles.
+type Alphas struct {
+	Service, Route, Quantile float64 // errors of the service, errors of one route, one quantile
+}
+
+// SplitAlpha is the split of s.Alpha over n services.
+func SplitAlpha(s Settings, n int) Alphas {
+	perMetric := s.Alpha / float64(max(1, n)) / float64(max(1, s.tests()))
+	return Alphas{Service: perMetric / 2, Route: perMetric / 2 / MaxRoutes, Quantile: perMetric / float64(len(Quantiles))}
+}
+
+// UpdateSettings replaces the thresholds and actions read each window; the
+// tests and their alpha split are kept, as a rollout's guarantee needs.
+func (q *Sequential) UpdateSettings(s Settings) {
+	alpha, errs, lat := q.s.Alpha, q.s.Errors, q.s.Latency
+	q.s = s
+	q.s.Alpha, q.s.Errors, q.s.Latency = alpha, errs, lat
+}
+
+// Update adds one window's evidence (every node's, merged) to the tests
+// and judges the rollout so far. A test fails once its mixture has reached
+// its boundary and the effect over the rollout is beyond tolerance; the
+// window passes when no test fails and each side of each service served
+// at least MinRequests requests in it; else it is inconclusive.
+func (q *Sequential) Update(e *Evidence) Report {
+	if e == nil || len(q.services) == 0 {
+		return Report{Verdict: Inconclusive, Reason: "no service to compare"}
+	}
+	alphas := SplitAlpha(q.s, len(q.services))
+	rep := Report{Verdict: Pass}
+	for _, name := range q.services {
+		se := e.Services[name]
+		if se == nil {
+			se = &ServiceEvidence{}
+		}
+		sr := q.service(name, se, alphas)
+		if sr.Verdict.rank() > rep.Verdict.rank() || rep.Reason == "" {
+			rep.Reason = sr.Service + ": " + sr.Reason
+		}
+		rep.Verdict = worst(rep.Verdict, sr.Verdict)
+		rep.Services = append(rep.Services, sr)
+	}
+	return rep
+}
+
+func (q *Sequential) service(name string, se *ServiceEvidence, alphas Alphas) ServiceReport {
+	st := q.state[name]
+	sr := ServiceReport{Service: name, Gray: summarizeEvidence(&se.Gray), Stable: summarizeEvidence(&se.Stable), Verdict: Pass}
+	if total := se.Gray.Requests + se.Stable.Requests; total > 0 {
+		sr.GrayRequestShare = 100 * float64(se.Gray.Requests) / float64(total)
+	}
+	if all := se.Callers.Count(); all > 0 {
+		callerShare := 100 * float64(sr.Gray.Callers) / float64(all)
+		sr.GrayCallerShare = &callerShare
+	}
+	if q.s.Errors {
+		st.errors.update(se.Gray.Errors, se.Gray.Errors+se.Stable.Errors, share(se.Gray.Requests, se.Stable.Requests))
+		st.updateRoutes(se.Routes)
+	}
+	if q.s.Latency {
+		st.updateLatency(&se.Gray.Latency, &se.Stable.Latency)
+	}
+	st.gray.merge(&se.Gray)
+	st.stable.merge(&se.Stable)
+	if q.s.Errors {
+		sr.Tests = append(sr.Tests, q.errorTest(&st.errors, "", Counts{st.gray.Requests, st.gray.Errors},
+			Counts{st.stable.Requests, st.stable.Errors}, alphas.Service))
+		for _, r := range slices.Sorted(maps.Keys(st.routes)) {
+			rs := st.routes[r]
+			sr.Tests = append(sr.Tests, q.errorTest(&rs.errors, r, rs.gray, rs.stable, alphas.Route))
+		}
+	}
+	if q.s.Latency {
+		for i, quant := range Quantiles {
+			sr.Tests = append(sr.Tests, q.latencyTest(&st.latency[i], quant, &st.gray.Latency, &st.stable.Latency, alphas.Quantile))
+		}
+	}
+	sr.Reason = "no test found gray worse than stable"
+	for _, t := range sr.Tests {
+		if t.Verdict.rank() > sr.Verdict.rank() {
+			sr.Reason = testName(t) + ": " + t.Detail
+		}
+		sr.Verdict = worst(sr.Verdict, t.Verdict)
+	}
+	if sr.Verdict == Pass {
+		for _, g := range []struct {
+			name string
+			n    int64
+		}{{"gray", se.Gray.Requests}, {"stable", se.Stable.Requests}} {
+			if g.n < int64(q.s.MinRequests) {
+				sr.Verdict = Inconclusive
+				sr.Reason = fmt.Sprintf("%s served %d requests in this window; at least %d needed to pass", g.name, g.n, q.s.MinRequests)
+				break
+			}
+		}
+	}
+	return sr
+}
+
+func testName(t TestResult) string {
+	switch {
+	case t.Route != "":
+		return t.Metric + " on " + t.Route
+	case t.Quantile > 0:
+		return fmt.Sprintf("%s p%g", t.Metric, 100*t.Quantile)
+	}
+	return t.Metric
+}
+
+// share is gray's share of the requests, NaN when either side has none
+// (such a window says nothing about the difference).
+func share(gray, stable int64) float64 {
+	if gray <= 0 || stable <= 0 {
+		return math.NaN()
+	}
+	return float64(gray) / float64(gray+stable)
+}
+
+// updateRoutes adds a window's route groups: each keeps its own test, up
+// to MaxRoutes of them; groups first seen after MaxRoutes-1 others are
+// tested together as OtherRoutes. Groups are taken in name order so that
+// which ones share does not depend on map order.
+func (st *serviceState) updateRoutes(routes map[string]*RouteEvidence) {
+	merged := map[string]*RouteEvidence{}
+	for _, name := range slices.Sorted(maps.Keys(routes)) {
+		slot := name
+		if st.routes[slot] == nil && (len(st.routes) >= MaxRoutes-1 || name == OtherRoutes) {
+			slot = OtherRoutes
+		}
+		if st.routes[slot] == nil {
+			st.routes[slot] = &routeState{}
+		}
+		m := merged[slot]
+		if m == nil {
+			m = &RouteEvidence{}
+			merged[slot] = m
+		}
+		m.Gray.add(routes[name].Gray)
+		m.Stable.add(routes[name].Stable)
+	}
+	for slot, r := range merged {
+		rs := st.routes[slot]
+		rs.errors.update(r.Gray.Errors, r.Gray.Errors+r.Stable.Errors, share(r.Gray.Requests, r.Stable.Requests))
+		rs.gray.add(r.Gray)
+		rs.stable.add(r.Stable)
+	}
+}
+
+// updateLatency adds a window's durations to each quantile's test: the
+// events are successful requests slower than stable's quantile over the
+// windows before this one. The threshold is fixed before the window's
+// durations are seen, so the test stays valid whatever stable's
+// distribution does over time.
+func (st *serviceState) updateLatency(gray, stable *Histogram) {
+	hist := &st.stable.Latency
+	for i, quant := range Quantiles {
+		if float64(hist.Count())*(1-quant) < minExpectedExceedances {
+			continue
+		}
+		b := hist.QuantileBucket(quant)
+		g, s := gray.Above(b), stable.Above(b)
+		st.latency[i].update(int64(g), int64(g+s), share(int64(gray.Count()), int64(stable.Count())))
+	}
+}
+
+func (q *Sequential) errorTest(p *eProcess, route string, gray, stable Counts, alpha float64) TestResult {
+	t := TestResult{Metric: config.MetricErrors, Method: MethodSequential, Route: route, Statistic: p.log(),
+		Boundary: math.Log(1 / alpha), P: p.pValue(), Alpha: alpha, Threshold: q.s.ErrorTolerance, Critical: q.s.ErrorCritical}
+	gr, sr := countRate(gray), countRate(stable)
+	if gray.Requests > 0 && stable.Requests > 0 {
+		t.Effect = gr - sr
+	}
+	sides := fmt.Sprintf("gray %.2f%% of %d vs stable %.2f%% of %d errors over the rollout", gr, gray.Requests, sr, stable.Requests)
+	t.Verdict, t.Detail = sequentialVerdict(t, p.rejected(alpha), "points", sides)
+	return t
+}
+
+func countRate(c Counts) float64 {
+	if c.Requests == 0 {
+		return 0
+	}
+	return 100 * float64(c.Errors) / float64(c.Requests)
+}
+
+func (q *Sequential) latencyTest(p *eProcess, quant float64, gray, stable *Histogram, alpha float64) TestResult {
+	t := TestResult{Metric: config.MetricLatency, Method: MethodSequential, Quantile: quant, Statistic: p.log(),
+		Boundary: math.Log(1 / alpha), P: p.pValue(), Alpha: alpha, Critical: float64(q.s.LatencyCritical) / float64(time.Millisecond)}
+	if gray.Count() == 0 || stable.Count() == 0 {
+		t.Verdict, t.Detail = Pass, "no successful request on a side yet"
+		return t
+	}
+	g, s := gray.Quantile(quant), stable.Quantile(quant)
+	t.Effect = g - s
+	t.Threshold = math.Max(float64(q.s.MinEffect)/float64(time.Millisecond), q.s.LatencyTolerance/100*s)
+	sides := fmt.Sprintf("gray p%g %.1fms vs stable %.1fms over the rollout", 100*quant, g, s)
+	t.Verdict, t.Detail = sequentialVerdict(t, p.rejected(alpha), "ms", sides)
+	return t
+}
+
+// sequentialVerdict is verdict's rule for a sequential test: the mixture
+// having reached its boundary stands for significance.
+func sequentialVerdict(t TestResult, rejected bool, unit, sides string) (Verdict, string) {
+	stat := fmt.Sprintf("log e-value %.2f, boundary %.2f", t.Statistic, t.Boundary)
+	switch {
+	case rejected && t.Critical > 0 && t.Effect >= t.Critical:
+		return Critical, fmt.Sprintf("%s: +%.2f %s ≥ critical %.2f (%s reached)", sides, t.Effect, unit, t.Critical, stat)
+	case rejected && t.Effect > t.Threshold:
+		return Fail, fmt.Sprintf("%s: +%.2f %s > tolerance %.2f (%s reached)", sides, t.Effect, unit, t.Threshold, stat)
+	case rejected:
+		return Pass, fmt.Sprintf("%s: %+.2f %s within tolerance %.2f (%s reached)", sides, t.Effect, unit, t.Threshold, stat)
+	}
+	return Pass, fmt.Sprintf("%s: %+.2f %s, boundary not reached (%s)", sides, t.Effect, unit, stat)
+}
+
+func summarizeEvidence(s *SideEvidence) SideSummary {
+	out := SideSummary{Requests: int(s.Requests), Errors: int(s.Errors), Callers: s.Callers.Count()}
+	if s.Requests > 0 {
+		out.ErrorRate = 100 * float64(s.Errors) / float64(s.Requests)
+	}
+	if s.Latency.Count() > 0 {
+		out.P50, out.P90, out.P99 = s.Latency.Quantile(0.5), s.Latency.Quantile(0.9), s.Latency.Quantile(0.99)
+	}
+	return out
+}
