@@ -1,6 +1,7 @@
 package analysis
 
 import (
+	"cmp"
 	"errors"
 	"math"
 	"slices"
@@ -103,6 +104,9 @@ func HodgesLehmann(x1, x2 []float64) float64 {
 	if len(x1) == 0 || len(x2) == 0 {
 		return math.NaN()
 	}
+	if r1, r2 := runs(x1), runs(x2); r1 != nil && r2 != nil && len(r1)*len(r2) <= len(x1)*len(x2)/8 {
+		return hodgesLehmannRuns(r1, r2, len(x1)*len(x2))
+	}
 	d := make([]float64, 0, len(x1)*len(x2))
 	for _, a := range x1 {
 		for _, b := range x2 {
@@ -116,6 +120,56 @@ func HodgesLehmann(x1, x2 []float64) float64 {
 	}
 	// The lower middle is the largest value left of m after selection.
 	return (slices.Max(d[:m]) + hi) / 2
+}
+
+// run is a value repeated count times in a sorted sample.
+type run struct {
+	value float64
+	count int
+}
+
+// runs is a sorted sample's runs of equal values; nil when x is not
+// sorted.
+func runs(x []float64) []run {
+	if !slices.IsSorted(x) {
+		return nil
+	}
+	var out []run
+	for _, v := range x {
+		if n := len(out); n > 0 && out[n-1].value == v {
+			out[n-1].count++
+			continue
+		}
+		out = append(out, run{v, 1})
+	}
+	return out
+}
+
+// hodgesLehmannRuns is HodgesLehmann on samples with many ties (durations
+// read from histogram buckets): the same median of the n pairwise
+// differences, from one weighted difference per pair of runs.
+func hodgesLehmannRuns(r1, r2 []run, n int) float64 {
+	d := make([]run, 0, len(r1)*len(r2))
+	for _, a := range r1 {
+		for _, b := range r2 {
+			d = append(d, run{a.value - b.value, a.count * b.count})
+		}
+	}
+	slices.SortFunc(d, func(a, b run) int { return cmp.Compare(a.value, b.value) })
+	// at is the k-th smallest difference (0-based).
+	at := func(k int) float64 {
+		for _, r := range d {
+			if k < r.count {
+				return r.value
+			}
+			k -= r.count
+		}
+		return d[len(d)-1].value
+	}
+	if n%2 == 1 {
+		return at(n / 2)
+	}
+	return (at(n/2-1) + at(n/2)) / 2
 }
 
 // nth reorders d so that d[k] is the value a sort would put there, with
