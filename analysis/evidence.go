@@ -214,3 +214,25 @@ func looksLikeID(s string) bool {
 	}
 	return digits || (hex && len(s) >= 8)
 }
+
+// EvidenceFrom is obs as Evidence, for a Source that gives only
+// Observations: counts as they are, each duration into the histogram;
+// routes and callers are not in Observations, so the evidence has none.
+func EvidenceFrom(q Query, obs *Observations) *Evidence {
+	e := NewEvidence(q)
+	e.From, e.To = obs.From, obs.To
+	for _, o := range obs.Services {
+		svc := &ServiceEvidence{}
+		for _, sd := range []struct {
+			from Side
+			to   *SideEvidence
+		}{{o.Gray, &svc.Gray}, {o.Stable, &svc.Stable}} {
+			sd.to.Requests, sd.to.Errors = int64(sd.from.Requests), int64(sd.from.Errors)
+			for _, ms := range sd.from.Latencies {
+				sd.to.Latency.Add(ms)
+			}
+		}
+		e.Services[o.Service] = svc
+	}
+	return e
+}

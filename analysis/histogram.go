@@ -27,6 +27,16 @@ var histogramBuckets = 1 + int(math.Ceil(math.Log(HistogramMaxMS/HistogramMinMS)
 
 var logGamma = math.Log(histogramGamma)
 
+// bucketValues[i] is BucketValue(i), computed once.
+var bucketValues = func() []float64 {
+	v := make([]float64, histogramBuckets)
+	v[0] = HistogramMinMS
+	for i := 1; i < histogramBuckets; i++ {
+		v[i] = HistogramMinMS * math.Pow(histogramGamma, float64(i)-0.5)
+	}
+	return v
+}()
+
 // Histogram counts durations (milliseconds) in fixed log-spaced buckets,
 // the same on every node, so histograms merge by adding counts and lose
 // nothing beyond the bucket width. The zero value is empty.
@@ -47,10 +57,7 @@ func BucketOf(ms float64) int {
 // BucketValue is the duration a bucket stands for: the geometric middle
 // of its bounds (HistogramMinMS for the underflow bucket).
 func BucketValue(i int) float64 {
-	if i <= 0 {
-		return HistogramMinMS
-	}
-	return HistogramMinMS * math.Pow(histogramGamma, float64(i)-0.5)
+	return bucketValues[min(max(i, 0), histogramBuckets-1)]
 }
 
 // Add counts one duration.

@@ -107,6 +107,8 @@ type serviceState struct {
 type routeState struct {
 	errors       eProcess
 	gray, stable Counts
+	// window is the last window's counts.
+	window RouteEvidence
 }
 
 // NewSequential starts a rollout's tests on services.
@@ -187,16 +189,18 @@ func (q *Sequential) service(name string, se *ServiceEvidence, alphas Alphas) Se
 	st.gray.merge(&se.Gray)
 	st.stable.merge(&se.Stable)
 	if q.s.Errors {
-		sr.Tests = append(sr.Tests, q.errorTest(&st.errors, "", Counts{st.gray.Requests, st.gray.Errors},
-			Counts{st.stable.Requests, st.stable.Errors}, alphas.Service))
+		sr.Tests = append(sr.Tests, q.errorTest(&st.errors, "", alphas.Service,
+			RouteEvidence{Counts{st.gray.Requests, st.gray.Errors}, Counts{st.stable.Requests, st.stable.Errors}},
+			RouteEvidence{Counts{se.Gray.Requests, se.Gray.Errors}, Counts{se.Stable.Requests, se.Stable.Errors}}))
 		for _, r := range slices.Sorted(maps.Keys(st.routes)) {
 			rs := st.routes[r]
-			sr.Tests = append(sr.Tests, q.errorTest(&rs.errors, r, rs.gray, rs.stable, alphas.Route))
+			sr.Tests = append(sr.Tests, q.errorTest(&rs.errors, r, alphas.Route, RouteEvidence{rs.gray, rs.stable}, rs.window))
 		}
 	}
 	if q.s.Latency {
 		for i, quant := range Quantiles {
-			sr.Tests = append(sr.Tests, q.latencyTest(&st.latency[i], quant, &st.gray.Latency, &st.stable.Latency, alphas.Quantile))
+			sr.Tests = append(sr.Tests, q.latencyTest(&st.latency[i], quant, alphas.Quantile,
+				[2]*Histogram{&st.gray.Latency, &st.stable.Latency}, [2]*Histogram{&se.Gray.Latency, &se.Stable.Latency}))
 		}
 	}
 	sr.Reason = "no test found gray worse than stable"
@@ -262,8 +266,12 @@ func (st *serviceState) updateRoutes(routes map[string]*RouteEvidence) {
 		m.Gray.add(routes[name].Gray)
 		m.Stable.add(routes[name].Stable)
 	}
+	for _, rs := range st.routes {
+		rs.window = RouteEvidence{}
+	}
 	for slot, r := range merged {
 		rs := st.routes[slot]
+		rs.window = *r
 		rs.errors.update(r.Gray.Errors, r.Gray.Errors+r.Stable.Errors, share(r.Gray.Requests, r.Stable.Requests))
 		rs.gray.add(r.Gray)
 		rs.stable.add(r.Stable)
@@ -287,15 +295,21 @@ func (st *serviceState) updateLatency(gray, stable *Histogram) {
 	}
 }
 
-func (q *Sequential) errorTest(p *eProcess, route string, gray, stable Counts, alpha float64) TestResult {
+// errorTest is the error-rate test of the service or one route group:
+// rollout is over every window so far, window the last one.
+func (q *Sequential) errorTest(p *eProcess, route string, alpha float64, rollout, window RouteEvidence) TestResult {
 	t := TestResult{Metric: config.MetricErrors, Method: MethodSequential, Route: route, Statistic: p.log(),
 		Boundary: math.Log(1 / alpha), P: p.pValue(), Alpha: alpha, Threshold: q.s.ErrorTolerance, Critical: q.s.ErrorCritical}
-	gr, sr := countRate(gray), countRate(stable)
-	if gray.Requests > 0 && stable.Requests > 0 {
-		t.Effect = gr - sr
+	g, s := rollout.Gray, rollout.Stable
+	if g.Requests > 0 && s.Requests > 0 {
+		t.Effect = countRate(g) - countRate(s)
 	}
-	sides := fmt.Sprintf("gray %.2f%% of %d vs stable %.2f%% of %d errors over the rollout", gr, gray.Requests, sr, stable.Requests)
-	t.Verdict, t.Detail = sequentialVerdict(t, p.rejected(alpha), "points", sides)
+	windowEffect := math.NaN()
+	if min(window.Gray.Requests, window.Stable.Requests) >= int64(q.s.MinRequests) {
+		windowEffect = countRate(window.Gray) - countRate(window.Stable)
+	}
+	sides := fmt.Sprintf("gray %.2f%% of %d vs stable %.2f%% of %d errors over the rollout", countRate(g), g.Requests, countRate(s), s.Requests)
+	t.Verdict, t.Detail = sequentialVerdict(t, p.rejected(alpha), windowEffect, "points", sides)
 	return t
 }
 
@@ -306,9 +320,12 @@ func countRate(c Counts) float64 {
 	return 100 * float64(c.Errors) / float64(c.Requests)
 }
 
-func (q *Sequential) latencyTest(p *eProcess, quant float64, gray, stable *Histogram, alpha float64) TestResult {
+// latencyTest is one quantile's test: rollout holds gray's and stable's
+// histograms over every window so far, window the last one's.
+func (q *Sequential) latencyTest(p *eProcess, quant, alpha float64, rollout, window [2]*Histogram) TestResult {
 	t := TestResult{Metric: config.MetricLatency, Method: MethodSequential, Quantile: quant, Statistic: p.log(),
 		Boundary: math.Log(1 / alpha), P: p.pValue(), Alpha: alpha, Critical: float64(q.s.LatencyCritical) / float64(time.Millisecond)}
+	gray, stable := rollout[0], rollout[1]
 	if gray.Count() == 0 || stable.Count() == 0 {
 		t.Verdict, t.Detail = Pass, "no successful request on a side yet"
 		return t
@@ -316,18 +333,27 @@ func (q *Sequential) latencyTest(p *eProcess, quant float64, gray, stable *Histo
 	g, s := gray.Quantile(quant), stable.Quantile(quant)
 	t.Effect = g - s
 	t.Threshold = math.Max(float64(q.s.MinEffect)/float64(time.Millisecond), q.s.LatencyTolerance/100*s)
+	windowEffect := math.NaN()
+	if min(window[0].Count(), window[1].Count()) >= uint64(q.s.MinRequests) {
+		windowEffect = window[0].Quantile(quant) - window[1].Quantile(quant)
+	}
 	sides := fmt.Sprintf("gray p%g %.1fms vs stable %.1fms over the rollout", 100*quant, g, s)
-	t.Verdict, t.Detail = sequentialVerdict(t, p.rejected(alpha), "ms", sides)
+	t.Verdict, t.Detail = sequentialVerdict(t, p.rejected(alpha), windowEffect, "ms", sides)
 	return t
 }
 
-// sequentialVerdict is verdict's rule for a sequential test: the mixture
-// having reached its boundary stands for significance.
-func sequentialVerdict(t TestResult, rejected bool, unit, sides string) (Verdict, string) {
+// sequentialVerdict is verdict's rule for a sequential test, the mixture
+// having reached its boundary standing for significance. Once it has, a
+// window whose own effect reaches the critical level (with at least
+// min_requests a side) is critical too, so a release that turns much worse
+// late is not diluted by its healthy past.
+func sequentialVerdict(t TestResult, rejected bool, windowEffect float64, unit, sides string) (Verdict, string) {
 	stat := fmt.Sprintf("log e-value %.2f, boundary %.2f", t.Statistic, t.Boundary)
 	switch {
 	case rejected && t.Critical > 0 && t.Effect >= t.Critical:
 		return Critical, fmt.Sprintf("%s: +%.2f %s ≥ critical %.2f (%s reached)", sides, t.Effect, unit, t.Critical, stat)
+	case rejected && t.Critical > 0 && windowEffect >= t.Critical:
+		return Critical, fmt.Sprintf("%s; this window +%.2f %s ≥ critical %.2f (%s reached)", sides, windowEffect, unit, t.Critical, stat)
 	case rejected && t.Effect > t.Threshold:
 		return Fail, fmt.Sprintf("%s: +%.2f %s > tolerance %.2f (%s reached)", sides, t.Effect, unit, t.Threshold, stat)
 	case rejected:

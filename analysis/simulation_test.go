@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"gonum.org/v1/gonum/stat/distuv"
 )
@@ -339,7 +340,7 @@ func (r simResult) row() string {
 
 // simScenarios are the table's rows: A/A across fleet sizes and gray
 // shares (one uneven), then each regression at 100 and 1,000 req/s on 10
-// nodes with 10% gray.
+// nodes, then on 1, with 10% gray.
 func simScenarios() []simScenario {
 	var out []simScenario
 	for _, share := range []float64{0.1, 0.5} {
@@ -348,18 +349,25 @@ func simScenarios() []simScenario {
 		}
 	}
 	out = append(out, simScenario{name: "A/A, uneven nodes", nodes: 10, uneven: true, rate: 1000, grayShare: 0.1})
-	for _, rate := range []float64{100, 1000} {
-		base := simScenario{nodes: 10, rate: rate, grayShare: 0.1}
-		for _, sc := range []simScenario{
-			{name: "+2 points of errors", errPoints: 2},
-			{name: "+5 points on a route with 10% of traffic", routeShare: 0.1, routeGrayEr: simBaseErrorRate + 0.05},
-			{name: "+20% median latency", medianFactor: 1.2},
-			{name: "tail: 2% of gray +300 ms", tailShare: 0.02, tailAddMS: 300},
-			{name: "a 1% route failing 32% on gray", routeShare: 0.01, routeGrayEr: 0.32},
-		} {
-			sc.nodes, sc.rate, sc.grayShare = base.nodes, base.rate, base.grayShare
-			out = append(out, sc)
+	for _, nodes := range []int{1, 10} {
+		for _, rate := range []float64{100, 1000} {
+			out = append(out, regressions(simScenario{nodes: nodes, rate: rate, grayShare: 0.1})...)
 		}
+	}
+	return out
+}
+
+// regressions are the table's regressions on base's fleet.
+func regressions(base simScenario) []simScenario {
+	out := []simScenario{
+		{name: "+2 points of errors", errPoints: 2},
+		{name: "+5 points on a route with 10% of traffic", routeShare: 0.1, routeGrayEr: simBaseErrorRate + 0.05},
+		{name: "+20% median latency", medianFactor: 1.2},
+		{name: "tail: 2% of gray +300 ms", tailShare: 0.02, tailAddMS: 300},
+		{name: "a 1% route failing 32% on gray", routeShare: 0.01, routeGrayEr: 0.32},
+	}
+	for i := range out {
+		out[i].nodes, out[i].rate, out[i].grayShare = base.nodes, base.rate, base.grayShare
 	}
 	return out
 }
@@ -381,9 +389,11 @@ func TestSimulationRolloutGuarantee(t *testing.T) {
 	}
 	s := defaults(t)
 	var rows []string
+	start := time.Now()
 	for i, sc := range simScenarios() {
 		r := runScenario(sc, s, rollouts, uint64(1000*i+1))
 		rows = append(rows, r.row())
+		t.Logf("row %d done after %s", i, time.Since(start).Round(time.Millisecond))
 		lo, _ := wilson(r.seqFails, r.rollouts)
 		regression := !strings.HasPrefix(sc.name, "A/A")
 		switch {

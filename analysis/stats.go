@@ -1,7 +1,6 @@
 package analysis
 
 import (
-	"cmp"
 	"errors"
 	"math"
 	"slices"
@@ -155,21 +154,45 @@ func hodgesLehmannRuns(r1, r2 []run, n int) float64 {
 			d = append(d, run{a.value - b.value, a.count * b.count})
 		}
 	}
-	slices.SortFunc(d, func(a, b run) int { return cmp.Compare(a.value, b.value) })
-	// at is the k-th smallest difference (0-based).
-	at := func(k int) float64 {
-		for _, r := range d {
-			if k < r.count {
-				return r.value
-			}
-			k -= r.count
-		}
-		return d[len(d)-1].value
-	}
 	if n%2 == 1 {
-		return at(n / 2)
+		return weightedNth(d, n/2)
 	}
-	return (at(n/2-1) + at(n/2)) / 2
+	return (weightedNth(slices.Clone(d), n/2-1) + weightedNth(d, n/2)) / 2
+}
+
+// weightedNth is the k-th smallest (0-based) of the values of d, each
+// counted as often as its count says: quickselect on weights, reordering
+// d.
+func weightedNth(d []run, k int) float64 {
+	for {
+		pivot := d[len(d)/2].value
+		var less, equal int
+		lt, gt := 0, len(d)
+		for i := 0; i < gt; {
+			switch {
+			case d[i].value < pivot:
+				less += d[i].count
+				d[i], d[lt] = d[lt], d[i]
+				lt++
+				i++
+			case d[i].value > pivot:
+				gt--
+				d[i], d[gt] = d[gt], d[i]
+			default:
+				equal += d[i].count
+				i++
+			}
+		}
+		switch {
+		case k < less:
+			d = d[:lt]
+		case k < less+equal:
+			return pivot
+		default:
+			k -= less + equal
+			d = d[gt:]
+		}
+	}
 }
 
 // nth reorders d so that d[k] is the value a sort would put there, with
