@@ -264,8 +264,11 @@ type simOutcome struct{ sequential, perNode int }
 
 // rollout runs one rollout of up to simWindows windows, both methods on
 // the same drawn data, each stopping at its first fail.
-func (w *simWorld) rollout(r *simRand) simOutcome {
+func (w *simWorld) rollout(r *simRand, perNode bool) simOutcome {
 	var out simOutcome
+	if !perNode {
+		out.perNode = -1
+	}
 	seq := NewSequential(w.settings, []string{"shop"})
 	fixed := w.settings
 	fixed.Method = "fixed"
@@ -293,16 +296,16 @@ type simResult struct {
 	seqWindows, nodeWindows []int // windows to detection, of the rollouts that failed
 }
 
-func runScenario(sc simScenario, s Settings, rollouts int, seed uint64) simResult {
+func runScenario(sc simScenario, s Settings, rollouts int, seed uint64, perNode bool) simResult {
 	w := newSimWorld(sc, s)
 	res := simResult{sc: sc, rollouts: rollouts}
 	for i := 0; i < rollouts; i++ {
-		o := w.rollout(newSimRand(seed + uint64(i)))
+		o := w.rollout(newSimRand(seed+uint64(i)), perNode)
 		if o.sequential > 0 {
 			res.seqFails++
 			res.seqWindows = append(res.seqWindows, o.sequential)
 		}
-		if o.perNode > 0 {
+		if o.perNode > 0 && perNode {
 			res.nodeFails++
 			res.nodeWindows = append(res.nodeWindows, o.perNode)
 		}
@@ -351,6 +354,10 @@ func simScenarios() []simScenario {
 	out = append(out, simScenario{name: "A/A, uneven nodes", nodes: 10, uneven: true, rate: 1000, grayShare: 0.1})
 	for _, nodes := range []int{1, 10} {
 		for _, rate := range []float64{100, 1000} {
+			if rate == 100 {
+				// The baseline of the regressions below at this rate.
+				out = append(out, simScenario{name: "A/A", nodes: nodes, rate: rate, grayShare: 0.1})
+			}
 			out = append(out, regressions(simScenario{nodes: nodes, rate: rate, grayShare: 0.1})...)
 		}
 	}
@@ -377,9 +384,9 @@ func regressions(base simScenario) []simScenario {
 // rollout is at most alpha within its 95% interval, whatever the fleet's
 // size, and it catches every regression of the table, tail and 1% route
 // included, at 1,000 req/s. GRAYMESH_SIM_ROLLOUTS sets the rollouts per
-// row (default 200; the docs' table is from 1000) and prints the table.
+// row (default 100; the docs' table is from 1000) and prints the table.
 func TestSimulationRolloutGuarantee(t *testing.T) {
-	rollouts := 200
+	rollouts := 100
 	if v := os.Getenv("GRAYMESH_SIM_ROLLOUTS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
@@ -391,7 +398,7 @@ func TestSimulationRolloutGuarantee(t *testing.T) {
 	var rows []string
 	start := time.Now()
 	for i, sc := range simScenarios() {
-		r := runScenario(sc, s, rollouts, uint64(1000*i+1))
+		r := runScenario(sc, s, rollouts, uint64(1000*i+1), true)
 		rows = append(rows, r.row())
 		t.Logf("row %d done after %s", i, time.Since(start).Round(time.Millisecond))
 		lo, _ := wilson(r.seqFails, r.rollouts)
@@ -405,4 +412,19 @@ func TestSimulationRolloutGuarantee(t *testing.T) {
 	}
 	t.Logf("rollouts per row: %d\n| scenario | nodes | fleet req/s | gray | sequential: rollouts failed [95%% CI] | median windows to fail | per-node fixed: rollouts failed [95%% CI] | median windows to fail |\n|---|---|---|---|---|---|---|---|\n%s",
 		rollouts, strings.Join(rows, "\n"))
+}
+
+// TestSequentialThousandAARollouts: 1,000 A/A rollouts of 60 windows at
+// 10% and 50% gray, the sequential method alone (its merged evidence is the
+// same whatever the number of nodes): the share of rollouts ever failed is
+// at most alpha within its 95% interval.
+func TestSequentialThousandAARollouts(t *testing.T) {
+	s := defaults(t)
+	for i, share := range []float64{0.1, 0.5} {
+		r := runScenario(simScenario{name: "A/A", nodes: 1, rate: 1000, grayShare: share}, s, 1000, uint64(77_000+1000*i), false)
+		if lo, _ := wilson(r.seqFails, r.rollouts); lo > s.Alpha {
+			t.Errorf("%g%% gray: %s of A/A rollouts failed, above alpha %g", 100*share, rateCell(r.seqFails, r.rollouts), s.Alpha)
+		}
+		t.Logf("%g%% gray: %s of 1000 A/A rollouts failed", 100*share, rateCell(r.seqFails, r.rollouts))
+	}
 }
