@@ -206,7 +206,7 @@ func (q *Sequential) service(name string, se *ServiceEvidence, alphas Alphas) Se
 	sr.Reason = "no test found gray worse than stable"
 	for _, t := range sr.Tests {
 		if t.Verdict.rank() > sr.Verdict.rank() {
-			sr.Reason = testName(t) + ": " + t.Detail
+			sr.Reason = t.Name() + ": " + t.Detail
 		}
 		sr.Verdict = worst(sr.Verdict, t.Verdict)
 	}
@@ -225,7 +225,9 @@ func (q *Sequential) service(name string, se *ServiceEvidence, alphas Alphas) Se
 	return sr
 }
 
-func testName(t TestResult) string {
+// Name says which test t is: its metric, and its route group or quantile
+// when it has one ("errors", "errors on /cart", "latency p99").
+func (t TestResult) Name() string {
 	switch {
 	case t.Route != "":
 		return t.Metric + " on " + t.Route
