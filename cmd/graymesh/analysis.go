@@ -165,7 +165,7 @@ func printWindow(w io.Writer, win *admin.Window) {
 		}
 		fmt.Fprintf(w, "    gray served %.1f%% of requests, %s (configured %g%%)\n", s.GrayRequestShare, callers, win.Percent)
 		for _, t := range s.Tests {
-			fmt.Fprintf(w, "    %-8s %-17s stat %-9.4g", t.Name(), t.Method, t.Statistic)
+			fmt.Fprintf(w, "    %-15s %-21s stat %-9.4g", t.Name(), t.Method, t.Statistic)
 			if t.Boundary > 0 {
 				fmt.Fprintf(w, " boundary %-7.4g", t.Boundary)
 			}
