@@ -17,7 +17,7 @@ const (
 	HistogramMinMS = 0.01
 	HistogramMaxMS = 3_600_000
 	histogramGamma = 1.04
-	// HistogramRelativeError is √γ − 1.
+	// HistogramRelativeError is √γ − 1 ≈ 0.0198, rounded up.
 	HistogramRelativeError = 0.0199
 )
 

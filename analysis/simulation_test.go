@@ -323,12 +323,17 @@ func wilson(k, n int) (lo, hi float64) {
 	return math.Max(0, mid-half), math.Min(1, mid+half)
 }
 
+// medianWindows is the median of w with its distribution-free 95%
+// interval: the order statistics n/2 ∓ 0.98√n.
 func medianWindows(w []int) string {
 	if len(w) == 0 {
 		return "–"
 	}
 	s := slices.Sorted(slices.Values(w))
-	return strconv.Itoa(s[len(s)/2])
+	n := float64(len(s))
+	lo := max(0, int(math.Floor(n/2-0.98*math.Sqrt(n))))
+	hi := min(len(s)-1, int(math.Ceil(n/2+0.98*math.Sqrt(n))))
+	return fmt.Sprintf("%d [%d, %d]", s[len(s)/2], s[lo], s[hi])
 }
 
 func rateCell(k, n int) string {
@@ -410,7 +415,7 @@ func TestSimulationRolloutGuarantee(t *testing.T) {
 			t.Errorf("%s at %g req/s: sequential power %s, want ≥ 0.9", sc.name, sc.rate, rateCell(r.seqFails, r.rollouts))
 		}
 	}
-	t.Logf("rollouts per row: %d\n| scenario | nodes | fleet req/s | gray | sequential: rollouts failed [95%% CI] | median windows to fail | per-node fixed: rollouts failed [95%% CI] | median windows to fail |\n|---|---|---|---|---|---|---|---|\n%s",
+	t.Logf("rollouts per row: %d\n| scenario | nodes | fleet req/s | gray | sequential: rollouts failed [95%% CI] | windows to fail: median [95%% CI] | per-node fixed: rollouts failed [95%% CI] | windows to fail: median [95%% CI] |\n|---|---|---|---|---|---|---|---|\n%s",
 		rollouts, strings.Join(rows, "\n"))
 }
 

@@ -56,7 +56,8 @@ type ErrorAnalysis struct {
 // LatencyAnalysis compares gray's request durations with stable's.
 type LatencyAnalysis struct {
 	// Tolerance is how much slower gray may be, in percent of stable's
-	// median, before a significant shift fails (default 10).
+	// median (fixed method) or of stable's same quantile (sequential),
+	// before a significant shift fails (default 10).
 	Tolerance *float64 `yaml:"tolerance"`
 	// MinEffect is the smallest shift that can fail, however small
 	// stable's median is.
