@@ -8,11 +8,15 @@ import (
 
 // TestEProcessHoldsAlphaUnderTheNull: with gray and stable alike, the
 // mixture reaches 1/α in at most a share α of 2,000 runs of 200 windows
-// each (within the 95% interval), at a base rate and a gray share that
+// each (500 under the race detector; within the 95% interval), at a base rate and a gray share that
 // change every window; and it is no empty promise: a gray failing twice as
 // often reaches it in almost every run.
 func TestEProcessHoldsAlphaUnderTheNull(t *testing.T) {
-	const alpha, runs, windows = 0.1, 2000, 200
+	const alpha, windows = 0.1, 200
+	runs := 2000
+	if raceDetector {
+		runs = 500
+	}
 	r := newSimRand(7)
 	crossed := func(ratio float64) int {
 		n := 0

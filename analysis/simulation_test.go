@@ -392,6 +392,9 @@ func regressions(base simScenario) []simScenario {
 // row (default 100; the docs' table is from 1000) and prints the table.
 func TestSimulationRolloutGuarantee(t *testing.T) {
 	rollouts := 100
+	if raceDetector {
+		rollouts = 10
+	}
 	if v := os.Getenv("GRAYMESH_SIM_ROLLOUTS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
@@ -420,16 +423,21 @@ func TestSimulationRolloutGuarantee(t *testing.T) {
 }
 
 // TestSequentialThousandAARollouts: 1,000 A/A rollouts of 60 windows at
-// 10% and 50% gray, the sequential method alone (its merged evidence is the
-// same whatever the number of nodes): the share of rollouts ever failed is
-// at most alpha within its 95% interval.
+// 10% and 50% gray (100 under the race detector), the sequential method
+// alone (its merged evidence is the same whatever the number of nodes):
+// the share of rollouts ever failed is at most alpha within its 95%
+// interval.
 func TestSequentialThousandAARollouts(t *testing.T) {
 	s := defaults(t)
+	rollouts := 1000
+	if raceDetector {
+		rollouts = 100
+	}
 	for i, share := range []float64{0.1, 0.5} {
-		r := runScenario(simScenario{name: "A/A", nodes: 1, rate: 1000, grayShare: share}, s, 1000, uint64(77_000+1000*i), false)
+		r := runScenario(simScenario{name: "A/A", nodes: 1, rate: 1000, grayShare: share}, s, rollouts, uint64(77_000+1000*i), false)
 		if lo, _ := wilson(r.seqFails, r.rollouts); lo > s.Alpha {
 			t.Errorf("%g%% gray: %s of A/A rollouts failed, above alpha %g", 100*share, rateCell(r.seqFails, r.rollouts), s.Alpha)
 		}
-		t.Logf("%g%% gray: %s of 1000 A/A rollouts failed", 100*share, rateCell(r.seqFails, r.rollouts))
+		t.Logf("%g%% gray: %s of %d A/A rollouts failed", 100*share, rateCell(r.seqFails, r.rollouts), r.rollouts)
 	}
 }
