@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/graymesh/graymesh/config"
 )
 
 // MaxRoutes bounds the route groups one node's evidence of a service tells
@@ -76,8 +78,12 @@ func NewEvidence(q Query) *Evidence {
 	return e
 }
 
-// Add counts one request of s (its Env either the evidence's or stable).
+// Add counts one request of s; a request of neither the evidence's
+// environment nor stable is not counted.
 func (e *Evidence) Add(s Sample) {
+	if s.Env != e.Env && s.Env != config.Stable {
+		return
+	}
 	svc := e.Services[s.Service]
 	if svc == nil {
 		svc = &ServiceEvidence{}

@@ -146,6 +146,10 @@ func TestMergeIsLosslessAssociativeAndCommutative(t *testing.T) {
 	if !reflect.DeepEqual(left, whole) {
 		t.Fatal("the merge of three nodes differs from the evidence of all their requests")
 	}
+	canary := evidenceOf(q, []Sample{{Service: "shop", Env: "canary"}})
+	if n := canary.Services["shop"]; n.Gray.Requests+n.Stable.Requests != 0 {
+		t.Fatalf("a canary request counted: %+v", n)
+	}
 	if left.Services["shop"].Gray.Requests == 0 || len(left.Services["shop"].Routes) != 4 {
 		t.Fatalf("merged %+v", left.Services["shop"])
 	}
