@@ -101,7 +101,8 @@ type serviceState struct {
 	latency [len(Quantiles)]eProcess
 	// gray and stable are the sides' evidence over every window so far.
 	gray, stable SideEvidence
-	routes       map[string]*routeState
+	routes       map[string]*routeState // by test: a route group, or OtherRoutes
+	slotOf       map[string]string      // route group → its test
 }
 
 type routeState struct {
@@ -115,7 +116,7 @@ type routeState struct {
 func NewSequential(s Settings, services []string) *Sequential {
 	q := &Sequential{s: s, services: slices.Clone(services), state: map[string]*serviceState{}}
 	for _, svc := range services {
-		q.state[svc] = &serviceState{routes: map[string]*routeState{}}
+		q.state[svc] = &serviceState{routes: map[string]*routeState{}, slotOf: map[string]string{}}
 	}
 	return q
 }
@@ -149,17 +150,43 @@ func (q *Sequential) UpdateSettings(s Settings) {
 // window passes when no test fails and each side of each service served
 // at least MinRequests requests in it; else it is inconclusive.
 func (q *Sequential) Update(e *Evidence) Report {
-	if e == nil || len(q.services) == 0 {
+	if e == nil {
+		return Report{Verdict: Inconclusive, Reason: "no evidence"}
+	}
+	return q.update(e, []*Evidence{e})
+}
+
+// UpdateNodes is Update on one window of several nodes, each node's counts
+// tested as a stratum of its own: the same sums as on the merge when every
+// node serves the same gray share, and still exact when shares and the
+// nodes' own error rates both differ (where the merged totals can lean
+// one way: Simpson's paradox). The report shows the merge.
+func (q *Sequential) UpdateNodes(nodes []*Evidence) (Report, error) {
+	merged, err := Merge(nodes...)
+	if err != nil {
+		return Report{Verdict: Inconclusive, Reason: err.Error()}, err
+	}
+	return q.update(merged, nodes), nil
+}
+
+func (q *Sequential) update(merged *Evidence, nodes []*Evidence) Report {
+	if len(q.services) == 0 {
 		return Report{Verdict: Inconclusive, Reason: "no service to compare"}
 	}
 	alphas := SplitAlpha(q.s, len(q.services))
 	rep := Report{Verdict: Pass}
 	for _, name := range q.services {
-		se := e.Services[name]
+		var strata []*ServiceEvidence
+		for _, n := range nodes {
+			if se := n.Services[name]; se != nil {
+				strata = append(strata, se)
+			}
+		}
+		se := merged.Services[name]
 		if se == nil {
 			se = &ServiceEvidence{}
 		}
-		sr := q.service(name, se, alphas)
+		sr := q.service(name, se, strata, alphas)
 		if sr.Verdict.rank() > rep.Verdict.rank() || rep.Reason == "" {
 			rep.Reason = sr.Service + ": " + sr.Reason
 		}
@@ -169,7 +196,9 @@ func (q *Sequential) Update(e *Evidence) Report {
 	return rep
 }
 
-func (q *Sequential) service(name string, se *ServiceEvidence, alphas Alphas) ServiceReport {
+// service updates one service's tests with its strata (nodes) and judges
+// it; se is their merge.
+func (q *Sequential) service(name string, se *ServiceEvidence, strata []*ServiceEvidence, alphas Alphas) ServiceReport {
 	st := q.state[name]
 	sr := ServiceReport{Service: name, Gray: summarizeEvidence(&se.Gray), Stable: summarizeEvidence(&se.Stable), Verdict: Pass}
 	if total := se.Gray.Requests + se.Stable.Requests; total > 0 {
@@ -180,11 +209,17 @@ func (q *Sequential) service(name string, se *ServiceEvidence, alphas Alphas) Se
 		sr.GrayCallerShare = &callerShare
 	}
 	if q.s.Errors {
-		st.errors.update(se.Gray.Errors, se.Gray.Errors+se.Stable.Errors, share(se.Gray.Requests, se.Stable.Requests))
-		st.updateRoutes(se.Routes)
+		st.assignRoutes(se.Routes)
+		for _, n := range strata {
+			st.errors.update(n.Gray.Errors, n.Gray.Errors+n.Stable.Errors, share(n.Gray.Requests, n.Stable.Requests))
+			for slot, r := range st.bySlot(n.Routes) {
+				st.routes[slot].errors.update(r.Gray.Errors, r.Gray.Errors+r.Stable.Errors, share(r.Gray.Requests, r.Stable.Requests))
+			}
+		}
+		st.addRoutes(se.Routes)
 	}
 	if q.s.Latency {
-		st.updateLatency(&se.Gray.Latency, &se.Stable.Latency)
+		st.updateLatency(strata)
 	}
 	st.gray.merge(&se.Gray)
 	st.stable.merge(&se.Stable)
@@ -246,35 +281,49 @@ func share(gray, stable int64) float64 {
 	return float64(gray) / float64(gray+stable)
 }
 
-// updateRoutes adds a window's route groups: each keeps its own test, up
-// to MaxRoutes of them; groups first seen after MaxRoutes-1 others are
-// tested together as OtherRoutes. Groups are taken in name order so that
-// which ones share does not depend on map order.
-func (st *serviceState) updateRoutes(routes map[string]*RouteEvidence) {
-	merged := map[string]*RouteEvidence{}
+// assignRoutes gives each route group of a window its test, up to
+// MaxRoutes of them; groups first seen after MaxRoutes-1 others are tested
+// together as OtherRoutes. Groups are taken in name order so that which
+// ones share does not depend on map order.
+func (st *serviceState) assignRoutes(routes map[string]*RouteEvidence) {
 	for _, name := range slices.Sorted(maps.Keys(routes)) {
+		if _, ok := st.slotOf[name]; ok {
+			continue
+		}
 		slot := name
-		if st.routes[slot] == nil && (len(st.routes) >= MaxRoutes-1 || name == OtherRoutes) {
+		if len(st.routes) >= MaxRoutes-1 || name == OtherRoutes {
 			slot = OtherRoutes
 		}
+		st.slotOf[name] = slot
 		if st.routes[slot] == nil {
 			st.routes[slot] = &routeState{}
 		}
-		m := merged[slot]
-		if m == nil {
-			m = &RouteEvidence{}
-			merged[slot] = m
-		}
-		m.Gray.add(routes[name].Gray)
-		m.Stable.add(routes[name].Stable)
 	}
+}
+
+// bySlot is routes' counts summed per test (assignRoutes has seen them).
+func (st *serviceState) bySlot(routes map[string]*RouteEvidence) map[string]*RouteEvidence {
+	out := map[string]*RouteEvidence{}
+	for name, r := range routes {
+		slot := st.slotOf[name]
+		if out[slot] == nil {
+			out[slot] = &RouteEvidence{}
+		}
+		out[slot].Gray.add(r.Gray)
+		out[slot].Stable.add(r.Stable)
+	}
+	return out
+}
+
+// addRoutes records a window's route counts: the window's, and the
+// rollout's.
+func (st *serviceState) addRoutes(routes map[string]*RouteEvidence) {
 	for _, rs := range st.routes {
 		rs.window = RouteEvidence{}
 	}
-	for slot, r := range merged {
+	for slot, r := range st.bySlot(routes) {
 		rs := st.routes[slot]
 		rs.window = *r
-		rs.errors.update(r.Gray.Errors, r.Gray.Errors+r.Stable.Errors, share(r.Gray.Requests, r.Stable.Requests))
 		rs.gray.add(r.Gray)
 		rs.stable.add(r.Stable)
 	}
@@ -285,20 +334,21 @@ func (st *serviceState) updateRoutes(routes map[string]*RouteEvidence) {
 // windows before this one. The threshold is fixed before the window's
 // durations are seen, so the test stays valid whatever stable's
 // distribution does over time.
-func (st *serviceState) updateLatency(gray, stable *Histogram) {
+func (st *serviceState) updateLatency(strata []*ServiceEvidence) {
 	hist := &st.stable.Latency
 	for i, quant := range Quantiles {
 		if float64(hist.Count())*(1-quant) < minExpectedExceedances {
 			continue
 		}
 		b := hist.QuantileBucket(quant)
-		g, s := gray.Above(b), stable.Above(b)
-		st.latency[i].update(int64(g), int64(g+s), share(int64(gray.Count()), int64(stable.Count())))
+		for _, n := range strata {
+			gray, stable := &n.Gray.Latency, &n.Stable.Latency
+			g, s := gray.Above(b), stable.Above(b)
+			st.latency[i].update(int64(g), int64(g+s), share(int64(gray.Count()), int64(stable.Count())))
+		}
 	}
 }
 
-// errorTest is the error-rate test of the service or one route group:
-// rollout is over every window so far, window the last one.
 func (q *Sequential) errorTest(p *eProcess, route string, alpha float64, rollout, window RouteEvidence) TestResult {
 	t := TestResult{Metric: config.MetricErrors, Method: MethodSequential, Route: route, Statistic: p.log(),
 		Boundary: math.Log(1 / alpha), P: p.pValue(), Alpha: alpha, Threshold: q.s.ErrorTolerance, Critical: q.s.ErrorCritical}
