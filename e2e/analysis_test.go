@@ -208,7 +208,7 @@ releases:
 		t.Fatalf("%d advances, percent %g", advances, st.Percent)
 	}
 	out := analysisCLI(t, m.admin, "shop-v2", "--windows", "100")
-	for _, want := range []string{"advance to schedule[0] (40%)", "advance to schedule[1] (60%)", "verdict: PASS", "mann-whitney-u", "of distinct callers"} {
+	for _, want := range []string{"advance to schedule[0] (40%)", "advance to schedule[1] (60%)", "verdict: PASS", analysis.MethodSequential, "of distinct callers"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("graymesh analysis lacks %q:\n%s", want, out)
 		}
@@ -290,18 +290,18 @@ releases:
 			break
 		}
 	}
-	if fail == nil || fail.Action != "rollback" || !strings.Contains(fail.Reason, "shop: latency: ") {
+	if fail == nil || fail.Action != "rollback" || !strings.Contains(fail.Reason, "shop: latency p") {
 		t.Fatalf("no latency fail that rolled back: %+v", st.Windows)
 	}
 	for _, test := range fail.Services[0].Tests {
-		if test.Metric == "latency" && (test.Effect < 40 || test.Method != analysis.MethodMannWhitney) {
-			t.Fatalf("latency shift %.1f ms by %s, want about 50", test.Effect, test.Method)
+		if test.Metric == "latency" && test.Verdict == analysis.Fail && (test.Effect < 40 || test.Method != analysis.MethodSequential) {
+			t.Fatalf("latency %s shift %.1f ms by %s, want about 50", test.Name(), test.Effect, test.Method)
 		}
 	}
 	t.Logf("%s; rolled back at window %d: %s", load, fail.Index, fail.Reason)
 	// The rollback is declared, with the verdict as its reason.
 	lr := m.status(t)["last_reload"].(map[string]any)
-	if lr["source"] != "analysis" || !strings.Contains(fmt.Sprint(lr["reason"]), "analysis of shop-v2: fail — shop: latency:") {
+	if lr["source"] != "analysis" || !strings.Contains(fmt.Sprint(lr["reason"]), "analysis of shop-v2: fail — shop: latency p") {
 		t.Fatalf("last change %v", lr)
 	}
 }

@@ -126,8 +126,8 @@ func printAnalysis(w io.Writer, st *admin.AnalysisStatus) {
 		schedule = fmt.Sprintf("schedule[%d] of %d steps in force (-1: none yet)", st.ScheduleStep, st.ScheduleSteps)
 	}
 	fmt.Fprintf(w, "release %s → %s: state %s, percent %g, %s\n", st.Release, st.Env, st.State, st.Percent, schedule)
-	fmt.Fprintf(w, "analysis: %s source, windows of %s, services %s, at least %d requests a side, alpha %g; on fail: %s, on critical: %s\n",
-		a.Source, a.Interval.Duration, strings.Join(st.Services, ", "), a.MinRequests, a.Alpha, a.OnFail, a.OnCritical)
+	fmt.Fprintf(w, "analysis: %s method, %s source, windows of %s, services %s, at least %d requests a side, alpha %g; on fail: %s, on critical: %s\n",
+		a.Method, a.Source, a.Interval.Duration, strings.Join(st.Services, ", "), a.MinRequests, a.Alpha, a.OnFail, a.OnCritical)
 	if len(st.Windows) == 0 {
 		fmt.Fprintf(w, "\nno window judged yet (the first ends %s after graymesh started analysing)\n", a.Interval.Duration)
 		return
@@ -165,7 +165,11 @@ func printWindow(w io.Writer, win *admin.Window) {
 		}
 		fmt.Fprintf(w, "    gray served %.1f%% of requests, %s (configured %g%%)\n", s.GrayRequestShare, callers, win.Percent)
 		for _, t := range s.Tests {
-			fmt.Fprintf(w, "    %-8s %-17s stat %-9.4g p %-9.3g alpha %-7.3g effect %+.2f  threshold %.2f", t.Metric, t.Method, t.Statistic, t.P, t.Alpha, t.Effect, t.Threshold)
+			fmt.Fprintf(w, "    %-15s %-21s stat %-9.4g", t.Name(), t.Method, t.Statistic)
+			if t.Boundary > 0 {
+				fmt.Fprintf(w, " boundary %-7.4g", t.Boundary)
+			}
+			fmt.Fprintf(w, " p %-9.3g alpha %-7.3g effect %+.2f  threshold %.2f", t.P, t.Alpha, t.Effect, t.Threshold)
 			if t.Critical > 0 {
 				fmt.Fprintf(w, "  critical %.2f", t.Critical)
 			}

@@ -3,8 +3,8 @@
 // logger xds puts on every listener that routes to an environment) and
 // translates each entry into an analysis.Sample: which service and
 // environment served it (the upstream cluster is service|env, named by the
-// plan), whether it failed, how long it took and for whom graymesh
-// decided. It only translates; the analysis package judges.
+// plan), whether it failed, how long it took, for whom graymesh decided
+// and the route group of its path. It only translates; the analysis package judges.
 package accesslog
 
 import (
@@ -147,6 +147,7 @@ func (r *Receiver) entry(e *accesslogdatav3.HTTPAccessLogEntry) {
 		Failed:   Failed(e),
 		Duration: duration(c),
 		Caller:   c.GetMetadata().GetFilterMetadata()[wire.MetadataNamespace].GetFields()[wire.MetadataCaller].GetStringValue(),
+		Route:    analysis.RouteGroup(e.GetRequest().GetPath()),
 	})
 }
 

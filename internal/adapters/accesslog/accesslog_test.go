@@ -63,8 +63,10 @@ func TestReceiverTranslatesEntries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	withPath := entry("shop|gray", 200, 12*time.Millisecond, "c1", nil)
+	withPath.Request = &accesslogdatav3.HTTPRequestProperties{Path: "/cart/42/items?x=1"}
 	entries := []*accesslogdatav3.HTTPAccessLogEntry{
-		entry("shop|gray", 200, 12*time.Millisecond, "c1", nil),
+		withPath,
 		entry("shop|stable", 503, time.Millisecond, "", nil),
 		entry("shop|gray", 0, 5*time.Millisecond, "", &accesslogdatav3.ResponseFlags{UpstreamRemoteReset: true}),
 		entry("shop|gray", 0, 5*time.Millisecond, "", &accesslogdatav3.ResponseFlags{DownstreamConnectionTermination: true}),
@@ -83,10 +85,10 @@ func TestReceiverTranslatesEntries(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	want := []analysis.Sample{
-		{Service: "shop", Env: "gray", Duration: 12 * time.Millisecond, Caller: "c1"},
-		{Service: "shop", Env: "stable", Failed: true, Duration: time.Millisecond},
-		{Service: "shop", Env: "gray", Failed: true, Duration: 5 * time.Millisecond},
-		{Service: "shop", Env: "gray", Duration: 5 * time.Millisecond},
+		{Service: "shop", Env: "gray", Duration: 12 * time.Millisecond, Caller: "c1", Route: "/cart/:id"},
+		{Service: "shop", Env: "stable", Failed: true, Duration: time.Millisecond, Route: "/"},
+		{Service: "shop", Env: "gray", Failed: true, Duration: 5 * time.Millisecond, Route: "/"},
+		{Service: "shop", Env: "gray", Duration: 5 * time.Millisecond, Route: "/"},
 	}
 	if len(samples) != len(want) || r.Skipped.Load() != 3 {
 		t.Fatalf("samples %+v, skipped %d", samples, r.Skipped.Load())

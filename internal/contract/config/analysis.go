@@ -17,13 +17,19 @@ type Analysis struct {
 	// its access log to graymesh) or "prometheus" (fleet mode).
 	Source        string `yaml:"source"`
 	PrometheusURL string `yaml:"prometheus_url"`
-	// Interval is the length of one window; every window is judged alone.
+	// Method is how windows are judged: "sequential" (default) tests the
+	// rollout so far after each window, holding the chance of ever failing
+	// a gray as good as stable at Alpha over the whole rollout; "fixed"
+	// judges every window alone, Alpha then being per window.
+	Method string `yaml:"method"`
+	// Interval is the length of one window.
 	Interval Duration `yaml:"interval"`
 	// MinRequests is the sample gate: a side of a service with fewer
 	// requests in a window makes the window inconclusive, never a pass.
 	MinRequests int `yaml:"min_requests"`
-	// Alpha is the chance, per window, that a gray version as good as
-	// stable is judged worse; it is split over the tests run.
+	// Alpha is the chance that a gray version as good as stable is judged
+	// worse: over the whole rollout with the sequential method, per window
+	// with the fixed one. It is split over the tests run.
 	Alpha float64 `yaml:"alpha"`
 	// Metrics are the tests run: errors, latency.
 	Metrics []string `yaml:"metrics"`
@@ -50,7 +56,8 @@ type ErrorAnalysis struct {
 // LatencyAnalysis compares gray's request durations with stable's.
 type LatencyAnalysis struct {
 	// Tolerance is how much slower gray may be, in percent of stable's
-	// median, before a significant shift fails (default 10).
+	// median (fixed method) or of stable's same quantile (sequential),
+	// before a significant shift fails (default 10).
 	Tolerance *float64 `yaml:"tolerance"`
 	// MinEffect is the smallest shift that can fail, however small
 	// stable's median is.
@@ -64,6 +71,9 @@ type LatencyAnalysis struct {
 const (
 	SourceEnvoy      = "envoy"
 	SourcePrometheus = "prometheus"
+
+	MethodSequential = "sequential"
+	MethodFixed      = "fixed"
 
 	MetricErrors  = "errors"
 	MetricLatency = "latency"
@@ -89,6 +99,9 @@ const (
 func (a *Analysis) ApplyDefaults() {
 	if a.Source == "" {
 		a.Source = SourceEnvoy
+	}
+	if a.Method == "" {
+		a.Method = MethodSequential
 	}
 	if a.Interval.Duration == 0 {
 		a.Interval.Duration = DefaultAnalysisInterval
@@ -166,11 +179,17 @@ func (a *Analysis) validate(field string, r *Release, c *Config) []error {
 			add("prometheus_url", "is set but source is %s; set source: prometheus to use it", a.Source)
 		}
 	case SourcePrometheus:
+		// Refused until the source exists: its windows could only ever be
+		// inconclusive, so the release would hold forever.
+		add("source", "%s is not available yet (its windows could never pass); use %s", SourcePrometheus, SourceEnvoy)
 		if u, err := url.Parse(a.PrometheusURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			add("prometheus_url", "%q is not an http(s) URL; source prometheus needs one", a.PrometheusURL)
 		}
 	default:
 		add("source", "%q is not one of %s, %s", a.Source, SourceEnvoy, SourcePrometheus)
+	}
+	if a.Method != MethodSequential && a.Method != MethodFixed {
+		add("method", "%q is not one of %s, %s", a.Method, MethodSequential, MethodFixed)
 	}
 	if d := a.Interval.Duration; d < time.Second || d > 24*time.Hour {
 		add("interval", "%s is outside [1s, 24h]", d)

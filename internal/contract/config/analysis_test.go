@@ -17,7 +17,7 @@ func TestAnalysisDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := cfg.Releases[0].Analysis
-	if a.Source != SourceEnvoy || a.Interval.Duration != 10*time.Second || a.MinRequests != 100 || a.Alpha != 0.05 ||
+	if a.Source != SourceEnvoy || a.Method != MethodSequential || a.Interval.Duration != 10*time.Second || a.MinRequests != 100 || a.Alpha != 0.05 ||
 		!a.Uses(MetricErrors) || !a.Uses(MetricLatency) || *a.Errors.Tolerance != 1 || *a.Errors.Critical != 20 ||
 		*a.Latency.Tolerance != 10 || a.Latency.MinEffect.Duration != 10*time.Millisecond || a.Latency.Critical.Duration != 0 ||
 		a.OnFail != ActionRollback || a.OnCritical != ActionKill {
@@ -38,6 +38,10 @@ func TestAnalysisDefaults(t *testing.T) {
 	if e := cfg.Releases[0].Analysis.Errors; *e.Tolerance != 0 || *e.Critical != 0 {
 		t.Fatalf("explicit zeros became %v %v", *e.Tolerance, *e.Critical)
 	}
+	cfg, err = Parse([]byte(withAnalysis("      method: fixed\n")), "a.yaml")
+	if err != nil || cfg.Releases[0].Analysis.Method != MethodFixed {
+		t.Fatalf("method fixed: %v", err)
+	}
 }
 
 // TestAnalysisRefusedNamingReleaseAndField: every bad analysis field is
@@ -48,6 +52,8 @@ func TestAnalysisRefusedNamingReleaseAndField(t *testing.T) {
 	}{
 		{"unknown source", "      source: datadog\n", `releases[0] (shop-v2).analysis.source: "datadog" is not one of envoy, prometheus`},
 		{"prometheus without url", "      source: prometheus\n", `releases[0] (shop-v2).analysis.prometheus_url: "" is not an http(s) URL`},
+		{"prometheus not available", "      source: prometheus\n      prometheus_url: http://prom:9090\n", `releases[0] (shop-v2).analysis.source: prometheus is not available yet`},
+		{"method", "      method: bayesian\n", `releases[0] (shop-v2).analysis.method: "bayesian" is not one of sequential, fixed`},
 		{"url without prometheus", "      prometheus_url: http://prom:9090\n", `releases[0] (shop-v2).analysis.prometheus_url: is set but source is envoy`},
 		{"interval too short", "      interval: 100ms\n", `releases[0] (shop-v2).analysis.interval: 100ms is outside [1s, 24h]`},
 		{"tiny sample gate", "      min_requests: 3\n", `releases[0] (shop-v2).analysis.min_requests: 3 is below 10`},

@@ -28,7 +28,10 @@ type Collector struct {
 	rng     *rand.Rand
 }
 
-var _ Source = (*Collector)(nil)
+var (
+	_ Source         = (*Collector)(nil)
+	_ EvidenceSource = (*Collector)(nil)
+)
 
 // NewCollector returns a collector with no window open.
 func NewCollector() *Collector {
@@ -41,6 +44,7 @@ type window struct {
 	from     time.Time
 	sides    map[sideKey]*side
 	callers  map[string]map[string]struct{} // by service: either side
+	evidence *Evidence
 }
 
 type sideKey struct{ service, env string }
@@ -70,7 +74,10 @@ func (c *Collector) Forget(release string) {
 }
 
 func newWindow(q Query, from time.Time) *window {
-	return &window{env: q.Env, services: slices.Clone(q.Services), from: from, sides: map[sideKey]*side{}, callers: map[string]map[string]struct{}{}}
+	eq := q
+	eq.From = from
+	return &window{env: q.Env, services: slices.Clone(q.Services), from: from, sides: map[sideKey]*side{},
+		callers: map[string]map[string]struct{}{}, evidence: NewEvidence(eq)}
 }
 
 // Observe adds one served request to every open window that analyses its
@@ -87,6 +94,7 @@ func (c *Collector) Observe(s Sample) {
 }
 
 func (w *window) add(s Sample, rng *rand.Rand) {
+	w.evidence.Add(s)
 	k := sideKey{s.Service, s.Env}
 	sd := w.sides[k]
 	if sd == nil {
@@ -134,14 +142,7 @@ func addCaller(set map[string]struct{}, caller string, capped *bool) {
 // that ended just before q.To may count in the next window: each request
 // counts once). A release never watched gets an empty window.
 func (c *Collector) Collect(_ context.Context, q Query) (*Observations, error) {
-	c.mu.Lock()
-	w := c.windows[q.Release]
-	if w == nil || w.env != q.Env || !slices.Equal(w.services, q.Services) {
-		w = newWindow(q, q.From)
-	}
-	c.windows[q.Release] = newWindow(q, q.To)
-	c.mu.Unlock()
-
+	w := c.closeWindow(q)
 	out := &Observations{From: w.from, To: q.To}
 	for _, svc := range q.Services {
 		o := Observation{Service: svc, Callers: len(w.callers[svc])}
@@ -154,6 +155,26 @@ func (c *Collector) Collect(_ context.Context, q Query) (*Observations, error) {
 		out.Services = append(out.Services, o)
 	}
 	return out, nil
+}
+
+// CollectEvidence closes q.Release's window like Collect and returns it as
+// this node's Evidence, ready to be merged with other nodes'.
+func (c *Collector) CollectEvidence(_ context.Context, q Query) (*Evidence, error) {
+	w := c.closeWindow(q)
+	e := w.evidence
+	e.To = q.To
+	return e, nil
+}
+
+func (c *Collector) closeWindow(q Query) *window {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w := c.windows[q.Release]
+	if w == nil || w.env != q.Env || !slices.Equal(w.services, q.Services) {
+		w = newWindow(q, q.From)
+	}
+	c.windows[q.Release] = newWindow(q, q.To)
+	return w
 }
 
 func (sd *side) result() Side {

@@ -45,6 +45,8 @@ const minLatencySamples = 10
 
 // Settings are a release's analysis settings, resolved.
 type Settings struct {
+	// Method is config.MethodSequential or config.MethodFixed.
+	Method      string
 	MinRequests int
 	Alpha       float64
 	Errors      bool
@@ -68,6 +70,7 @@ func SettingsFrom(a *config.Analysis) Settings {
 		return *p
 	}
 	return Settings{
+		Method:           a.Method,
 		MinRequests:      a.MinRequests,
 		Alpha:            a.Alpha,
 		Errors:           a.Uses(config.MetricErrors),
@@ -142,6 +145,14 @@ type TestResult struct {
 	Critical  float64 `json:"critical,omitempty"`
 	Verdict   Verdict `json:"verdict"`
 	Detail    string  `json:"detail"`
+	// Route and Quantile say which route group or latency quantile a
+	// sequential test is on ("" and 0: the whole service, the median of
+	// the fixed-window test).
+	Route    string  `json:"route,omitempty"`
+	Quantile float64 `json:"quantile,omitempty"`
+	// Boundary is the log of 1/Alpha a sequential test's Statistic (the
+	// log of its e-value) must reach to be significant.
+	Boundary float64 `json:"boundary,omitempty"`
 }
 
 // Judge judges one window. A service side under the sample gate makes the

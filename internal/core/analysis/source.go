@@ -24,6 +24,9 @@ type Sample struct {
 	// Caller is a keyed hash of who called ("" when unknown: anonymous, or
 	// a hop that does not decide).
 	Caller string
+	// Route is the request's route group (RouteGroup of its path; "" when
+	// unknown).
+	Route string
 }
 
 // Query asks for one release's window.
@@ -71,3 +74,12 @@ type Source interface {
 
 // ErrNoSource is the error of a source that cannot answer at all.
 var ErrNoSource = errors.New("analysis source unavailable")
+
+// EvidenceSource gives a release's windows as mergeable Evidence, what the
+// sequential test runs on.
+type EvidenceSource interface {
+	// CollectEvidence returns what each service of q served on q.Env and
+	// on stable between q.From and q.To. An error makes the window
+	// inconclusive.
+	CollectEvidence(ctx context.Context, q Query) (*Evidence, error)
+}

@@ -103,6 +103,9 @@ func HodgesLehmann(x1, x2 []float64) float64 {
 	if len(x1) == 0 || len(x2) == 0 {
 		return math.NaN()
 	}
+	if r1, r2 := runs(x1), runs(x2); r1 != nil && r2 != nil && len(r1)*len(r2) <= len(x1)*len(x2)/8 {
+		return hodgesLehmannRuns(r1, r2, len(x1)*len(x2))
+	}
 	d := make([]float64, 0, len(x1)*len(x2))
 	for _, a := range x1 {
 		for _, b := range x2 {
@@ -116,6 +119,80 @@ func HodgesLehmann(x1, x2 []float64) float64 {
 	}
 	// The lower middle is the largest value left of m after selection.
 	return (slices.Max(d[:m]) + hi) / 2
+}
+
+// run is a value repeated count times in a sorted sample.
+type run struct {
+	value float64
+	count int
+}
+
+// runs is a sorted sample's runs of equal values; nil when x is not
+// sorted.
+func runs(x []float64) []run {
+	if !slices.IsSorted(x) {
+		return nil
+	}
+	var out []run
+	for _, v := range x {
+		if n := len(out); n > 0 && out[n-1].value == v {
+			out[n-1].count++
+			continue
+		}
+		out = append(out, run{v, 1})
+	}
+	return out
+}
+
+// hodgesLehmannRuns is HodgesLehmann on samples with many ties (durations
+// read from histogram buckets): the same median of the n pairwise
+// differences, from one weighted difference per pair of runs.
+func hodgesLehmannRuns(r1, r2 []run, n int) float64 {
+	d := make([]run, 0, len(r1)*len(r2))
+	for _, a := range r1 {
+		for _, b := range r2 {
+			d = append(d, run{a.value - b.value, a.count * b.count})
+		}
+	}
+	if n%2 == 1 {
+		return weightedNth(d, n/2)
+	}
+	return (weightedNth(slices.Clone(d), n/2-1) + weightedNth(d, n/2)) / 2
+}
+
+// weightedNth is the k-th smallest (0-based) of the values of d, each
+// counted as often as its count says: quickselect on weights, reordering
+// d.
+func weightedNth(d []run, k int) float64 {
+	for {
+		pivot := d[len(d)/2].value
+		var less, equal int
+		lt, gt := 0, len(d)
+		for i := 0; i < gt; {
+			switch {
+			case d[i].value < pivot:
+				less += d[i].count
+				d[i], d[lt] = d[lt], d[i]
+				lt++
+				i++
+			case d[i].value > pivot:
+				gt--
+				d[i], d[gt] = d[gt], d[i]
+			default:
+				equal += d[i].count
+				i++
+			}
+		}
+		switch {
+		case k < less:
+			d = d[:lt]
+		case k < less+equal:
+			return pivot
+		default:
+			k -= less + equal
+			d = d[gt:]
+		}
+	}
 }
 
 // nth reorders d so that d[k] is the value a sort would put there, with

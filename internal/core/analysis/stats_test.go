@@ -137,6 +137,14 @@ func TestHodgesLehmannMatchesSort(t *testing.T) {
 		for i := range x2 {
 			x2[i] = rng.NormFloat64()
 		}
+		if trial%2 == 0 { // ties on both sides: the runs path
+			x1 = append(x1, x1...)
+			for i := range x2 {
+				x2[i] = float64(rng.IntN(5))
+			}
+			slices.Sort(x1)
+			slices.Sort(x2)
+		}
 		var d []float64
 		for _, a := range x1 {
 			for _, b := range x2 {

@@ -1,6 +1,8 @@
 package analyser
 
 import (
+	"fmt"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/graymesh/graymesh/internal/core/analysis"
@@ -53,11 +55,22 @@ func (m *metrics) observe(release string, w *Window) {
 			m.share.WithLabelValues(release, s.Service, "callers").Set(*s.GrayCallerShare)
 		}
 		for _, t := range s.Tests {
-			if t.Verdict == analysis.Inconclusive {
+			// Route groups' tests stay in the window's record: as labels
+			// they would multiply the series.
+			if t.Verdict == analysis.Inconclusive || t.Route != "" {
 				continue
 			}
-			m.pValue.WithLabelValues(release, s.Service, t.Metric).Set(t.P)
-			m.effect.WithLabelValues(release, s.Service, t.Metric).Set(t.Effect)
+			m.pValue.WithLabelValues(release, s.Service, metricLabel(t)).Set(t.P)
+			m.effect.WithLabelValues(release, s.Service, metricLabel(t)).Set(t.Effect)
 		}
 	}
+}
+
+// metricLabel is a test's metric label: "errors", "latency" (the median),
+// or "latency_p90" and "latency_p99" for the sequential tail tests.
+func metricLabel(t analysis.TestResult) string {
+	if t.Quantile > 0 && t.Quantile != 0.5 {
+		return fmt.Sprintf("%s_p%g", t.Metric, 100*t.Quantile)
+	}
+	return t.Metric
 }

@@ -85,13 +85,23 @@ type Runner struct {
 	cancel  map[string]context.CancelFunc
 	history map[string][]Window
 	index   map[string]int
+	// rollouts are the sequential tests of the releases being analysed,
+	// kept from window to window (in memory: a restart starts them anew).
+	rollouts map[string]*rollout
+}
+
+// rollout is one release's sequential test and what it was started on; a
+// change of either starts a new one.
+type rollout struct {
+	services string
+	test     *analysis.Sequential
 }
 
 // loopKey is what a release's loop is started with; a change of it
 // restarts the loop (thresholds are read afresh every window).
 type loopKey struct {
-	env, services, source, url string
-	interval                   time.Duration
+	env, services, source, url, method string
+	interval                           time.Duration
 }
 
 // New is a runner; source, when set, gives every analysed release's
@@ -102,6 +112,7 @@ func New(log *slog.Logger, reg prometheus.Registerer, source analysis.Source) *R
 		log: log.With("component", "analysis"), collector: analysis.NewCollector(), source: source, metrics: newMetrics(reg),
 		tracer: otel.Tracer("github.com/graymesh/graymesh/internal/runtime/analyser"), changed: make(chan struct{}, 1),
 		loops: map[string]loopKey{}, cancel: map[string]context.CancelFunc{}, history: map[string][]Window{}, index: map[string]int{},
+		rollouts: map[string]*rollout{},
 	}
 	a.Receiver = accesslog.New(a.collector.Observe, log)
 	return a
@@ -150,7 +161,7 @@ func (a *Runner) sync(ctx context.Context) {
 			continue
 		}
 		want[r.Name] = loopKey{env: r.Env, services: fmt.Sprint(cfg.AnalysedServices(r)), source: r.Analysis.Source,
-			url: r.Analysis.PrometheusURL, interval: r.Analysis.Interval.Duration}
+			url: r.Analysis.PrometheusURL, method: r.Analysis.Method, interval: r.Analysis.Interval.Duration}
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -159,6 +170,7 @@ func (a *Runner) sync(ctx context.Context) {
 			a.cancel[name]()
 			delete(a.loops, name)
 			delete(a.cancel, name)
+			delete(a.rollouts, name)
 			a.collector.Forget(name)
 		}
 	}
@@ -221,15 +233,52 @@ func (a *Runner) Window(ctx context.Context, release string, from, to time.Time)
 		return
 	}
 	w := Window{From: from, To: to, ConfigVersion: cfg.Version, State: r.State, Percent: r.PercentAt(to), Step: r.StepAt(to)}
-	obs, err := a.sourceFor(r).Collect(ctx, q)
+	var err error
+	if r.Analysis.Method == config.MethodFixed {
+		var obs *analysis.Observations
+		if obs, err = a.sourceFor(r).Collect(ctx, q); err == nil {
+			w.Report = analysis.Judge(analysis.SettingsFrom(r.Analysis), obs)
+		}
+	} else {
+		var ev *analysis.Evidence
+		if ev, err = collectEvidence(ctx, a.sourceFor(r), q); err == nil {
+			w.Report = a.rolloutOf(q, r).Update(ev)
+		}
+	}
 	if err != nil {
 		w.Error = err.Error()
 		w.Report = analysis.Report{Verdict: analysis.Inconclusive, Reason: "no observations: " + err.Error()}
-	} else {
-		w.Report = analysis.Judge(analysis.SettingsFrom(r.Analysis), obs)
 	}
 	w.Action, w.ActionError = a.act(r, &w, to)
 	a.record(release, &w)
+}
+
+// collectEvidence is q's window from src as Evidence.
+func collectEvidence(ctx context.Context, src analysis.Source, q analysis.Query) (*analysis.Evidence, error) {
+	if es, ok := src.(analysis.EvidenceSource); ok {
+		return es.CollectEvidence(ctx, q)
+	}
+	obs, err := src.Collect(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return analysis.EvidenceFrom(q, obs), nil
+}
+
+// rolloutOf is release r's sequential test, started with the release's
+// settings on its first window (or when its services changed), the
+// thresholds read afresh every window.
+func (a *Runner) rolloutOf(q analysis.Query, r *config.Release) *analysis.Sequential {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s, services := analysis.SettingsFrom(r.Analysis), fmt.Sprint(q.Services)
+	ro := a.rollouts[r.Name]
+	if ro == nil || ro.services != services {
+		ro = &rollout{services: services, test: analysis.NewSequential(s, q.Services)}
+		a.rollouts[r.Name] = ro
+	}
+	ro.test.UpdateSettings(s)
+	return ro.test
 }
 
 func releaseNamed(cfg *config.Config, name string) *config.Release {

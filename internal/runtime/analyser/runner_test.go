@@ -2,6 +2,7 @@ package analyser
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -161,14 +162,17 @@ func TestAnalysisRollbackIsDeclared(t *testing.T) {
 }
 
 func TestAnalysisSourceDownIsInconclusive(t *testing.T) {
-	cfg := strings.Replace(analysed, "analysis: {", "analysis: {source: prometheus, prometheus_url: \"http://127.0.0.1:9/\", ", 1)
-	clock := clocktest.New(time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC))
-	d := start(t, cfg, nil, clock, nil)
-	w := judge(t, d, clock)
-	if w.Verdict != analysis.Inconclusive || w.Action != actHold || !strings.Contains(w.Error, "not built yet") {
-		t.Fatalf("window %+v", w)
-	}
-	if p := percent(d, clock); p != 1 {
-		t.Fatalf("percent %v", p)
+	for _, method := range []string{config.MethodSequential, config.MethodFixed} {
+		t.Run(method, func(t *testing.T) {
+			d, src, clock := analysedRig(t, strings.Replace(analysed, "analysis: {", "analysis: {method: "+method+", ", 1))
+			src.SetErr(fmt.Errorf("%w: prometheus at 127.0.0.1:9 refused", analysis.ErrNoSource))
+			w := judge(t, d, clock)
+			if w.Verdict != analysis.Inconclusive || w.Action != actHold || !strings.Contains(w.Error, "refused") {
+				t.Fatalf("window %+v", w)
+			}
+			if p := percent(d, clock); p != 1 {
+				t.Fatalf("percent %v", p)
+			}
+		})
 	}
 }

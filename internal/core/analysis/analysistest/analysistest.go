@@ -24,6 +24,13 @@ func (f *Source) Set(gray, stable analysis.Side) {
 	f.obs = &analysis.Observations{Services: []analysis.Observation{{Service: "shop", Gray: gray, Stable: stable}}}
 }
 
+// SetErr makes every window's Collect fail with err (nil: answer again).
+func (f *Source) SetErr(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.err = err
+}
+
 // Collect implements analysis.Source.
 func (f *Source) Collect(context.Context, analysis.Query) (*analysis.Observations, error) {
 	f.mu.Lock()
