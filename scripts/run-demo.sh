@@ -44,14 +44,14 @@ shop_gray=$!
 : >"$work/graymesh.log"
 supervise graymesh "$work/graymesh.log" "$bindir/graymesh" serve --config "$work/config.yaml" \
   --state-dir "$work/state" --drain-timeout 2s --log-format text
-wait_ready graymesh "$work/graymesh.pid" "$admin" "http://127.0.0.1:$internal/runtime/admin/readyz"
+wait_ready graymesh "$work/graymesh.pid" "$admin" "http://127.0.0.1:$admin/readyz"
 sed -e "s/port_value: 9901/port_value: $envoy_admin/" -e "s/port_value: 18000/port_value: $xds/" \
   envoy/bootstrap.yaml >"$work/envoy.yaml"
 "$envoy" -c "$work/envoy.yaml" --disable-hot-restart -l warn >"$work/envoy.log" 2>&1 &
 started envoy
 envoy_pid=$!
 wait_ready shop-stable "$shop_stable" "$stable" "http://127.0.0.1:$stable/healthz"
-wait_ready shop-gray "$shop_gray" "$gray" "http://127.0.0.1:$internal/core/gray/healthz"
+wait_ready shop-gray "$shop_gray" "$gray" "http://127.0.0.1:$gray/healthz"
 # Envoy is ready once its admin says so (listeners from xDS warmed) and it
 # holds the listener's port. No request through the listener: it would be
 # a decision, a trace and a sample of the analysis of its own.
@@ -62,8 +62,8 @@ cat <<MSG
 
 graymesh demo is up:
   Envoy listener   http://127.0.0.1:$listener   (every route from graymesh over ADS)
-  graymesh admin   http://127.0.0.1:$internal/runtime/admin/status  /metrics
-  console          http://127.0.0.1:$internal/runtime/admin/ui/   (log in with the token in $work/state/console-token)
+  graymesh admin   http://127.0.0.1:$admin/status  /metrics
+  console          http://127.0.0.1:$admin/ui/   (log in with the token in $work/state/console-token)
   Envoy admin      http://127.0.0.1:$envoy_admin
   config           $work/config.yaml   (a copy of $src; edit it, graymesh picks it up within a second)
   logs             $work/

@@ -104,7 +104,7 @@ version pricing gray v2
 supervise graymesh "$work/graymesh.log" "$bindir/graymesh" serve --config "$work/config.yaml" \
   --state-dir "$work/state" --drain-timeout 2s --log-format text \
   ${jaeger_query:+--console-jaeger "$jaeger_query"} "${jaeger_ui_flags[@]}" --console-trace-service frontend
-wait_ready graymesh "$work/graymesh.pid" "$admin" "http://127.0.0.1:$internal/runtime/admin/readyz"
+wait_ready graymesh "$work/graymesh.pid" "$admin" "http://127.0.0.1:$admin/readyz"
 
 declare -A envoy_pid
 for s in "${services[@]}"; do
@@ -136,8 +136,8 @@ cat <<MSG
 
 graymesh mesh demo is up (logs in $work/):
   edge (frontend's sidecar)  http://127.0.0.1:${inbound[frontend]}
-  graymesh admin             http://127.0.0.1:$internal/runtime/admin/status
-  console                    http://127.0.0.1:$internal/runtime/admin/ui/   (log in with the token in $work/state/console-token; Chains reads Jaeger)
+  graymesh admin             http://127.0.0.1:$admin/status
+  console                    http://127.0.0.1:$admin/ui/   (log in with the token in $work/state/console-token; Chains reads Jaeger)
 $traces
   config                     $work/config.yaml   (a copy of $src; edit it, graymesh picks it up within a second)
   a service's pid            $work/SERVICE-ENV.pid   (kill it to watch the fallback; it is started again ${restart_after}s later)
