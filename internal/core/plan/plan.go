@@ -477,3 +477,8 @@ func ParseEndpoint(s string) (Endpoint, error) {
 	}
 	return Endpoint{Host: host, Port: port}, nil
 }
+
+// ClusterName is the Envoy cluster of one environment of a service,
+// "service|env": what xDS pushes, what routes name and what Envoy's
+// access log reports as the upstream cluster.
+func ClusterName(service, env string) string { return service + "|" + env }
