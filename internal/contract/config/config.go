@@ -331,7 +331,8 @@ type Sidecar struct {
 // Duration is a time.Duration written as "50ms", "30s".
 type Duration struct{ time.Duration }
 
-// UnmarshalYAML parses a Go duration string.
+// UnmarshalYAML parses a Go duration string. Its error is a
+// yaml.TypeError, so decoding goes on and reports every bad field at once.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	var s string
 	if err := n.Decode(&s); err != nil {
@@ -339,7 +340,7 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration like 50ms", n.Line, s)
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %q is not a duration like 50ms", n.Line, s)}}
 	}
 	d.Duration = v
 	return nil
@@ -384,7 +385,7 @@ func Parse(data []byte, source string) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("decode: %w", err)
+		return nil, decodeError(data, err)
 	}
 	cfg.Source = source
 	sum := sha256.Sum256(data)
