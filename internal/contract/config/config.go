@@ -207,6 +207,14 @@ type Lane struct {
 	VerifyKeyFiles []string `yaml:"verify_key_files"`
 	// TTL bounds how long a lane is honoured after the edge signed it.
 	TTL Duration `yaml:"ttl"`
+	// MeshCIDRs, when set, are the address ranges the mesh's sidecars and
+	// services connect from: a sidecar honours a lane (and passes one on)
+	// only on a connection from one of them. From any other address its
+	// inner, outbound and fallback listeners remove the lane, so a lane
+	// captured off the wire and replayed from outside the mesh is served
+	// stable. Empty: lanes are honoured from any address that reaches
+	// those listeners.
+	MeshCIDRs []string `yaml:"mesh_cidrs" json:",omitempty"`
 }
 
 // Membership configures sticky membership: a subject admitted to gray gets a signed, expiring token — a cookie for
