@@ -21,7 +21,8 @@ const outsideMesh = "127.0.0.2"
 // outside the ranges is removed on arrival, in Envoy, by every listener a
 // lane could enter a chain through: the inner listener serves stable and
 // hands its callees no lane; the outbound and fallback listeners pass none
-// on. The same lane from the mesh's address is honoured.
+// on. The same lane from the mesh's address is honoured, and explain
+// --inner --ip agrees with the sidecar either way.
 func TestMeshLanesOnlyFromTheMesh(t *testing.T) {
 	example, err := os.ReadFile(filepath.Join(repoRoot, "examples", "mesh.yaml"))
 	must(t, err)
@@ -55,5 +56,13 @@ func TestMeshLanesOnlyFromTheMesh(t *testing.T) {
 				t.Fatalf("reason %q, want %q (first hop saw %v)", r.Gray[wire.HeaderReason], tt.reason, r.Gray)
 			}
 		})
+	}
+	// explain --inner --ip says what orders' sidecar did, from either side.
+	for _, from := range []string{meshAddress, outsideMesh} {
+		r, err := sendFrom(from, m.ports[innerPorts["orders"]], "", genuine)
+		must(t, err)
+		ex, err := m.explainInForce("--inner", "--service", "orders", "--lane", genuine[wire.HeaderLane], "--ip", from)
+		must(t, err)
+		agrees(t, "a lane from "+from, r, ex)
 	}
 }
