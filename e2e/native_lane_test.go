@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -24,14 +25,26 @@ var innerPorts = map[string]int{"orders": 10002, "inventory": 10003, "pricing": 
 // fresh connection: a listener Envoy replaced after a key change drains
 // its old connections slowly.
 func (m *fourHop) inner(service string, headers map[string]string) (chainReply, error) {
-	req, err := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/", m.ports[innerPorts[service]]), nil)
+	return sendFrom(meshAddress, m.ports[innerPorts[service]], "", headers)
+}
+
+// meshAddress is where the example's sidecars and services connect from.
+const meshAddress = "127.0.0.1"
+
+// sendFrom sends one request to a sidecar listener on 127.0.0.1:port from
+// the local address from (any of 127.0.0.0/8), on a fresh connection,
+// with Host host when set.
+func sendFrom(from string, port int, host string, headers map[string]string) (chainReply, error) {
+	req, err := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/", port), nil)
 	if err != nil {
 		return chainReply{}, err
 	}
+	req.Host = host
 	for k, v := range headers {
 		req.Header.Set(k, v)
 	}
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	dialer := &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, DialContext: dialer.DialContext}}
 	resp, err := client.Do(req)
 	if err != nil {
 		return chainReply{}, err

@@ -22,9 +22,6 @@ import (
 // 1024 would turn a traffic burst into fail-open (stable) decisions.
 const extProcMaxRequests = 1 << 20
 
-// ClusterName is the Envoy cluster of a service's environment.
-func ClusterName(service, env string) string { return service + "|" + env }
-
 // baseClusters are the clusters every group needs: ext_proc and, when
 // tracing is on, the OTLP collector.
 func baseClusters(m plan.Mesh) (*Resources, error) {
@@ -54,7 +51,7 @@ func baseClusters(m plan.Mesh) (*Resources, error) {
 // endpoints marked with the environment they serve.
 func (r *Resources) addServiceClusters(s *plan.Service) {
 	for _, env := range s.Envs {
-		c := endpointsCluster(ClusterName(s.Name, env.Name), env.Endpoints)
+		c := endpointsCluster(plan.ClusterName(s.Name, env.Name), env.Endpoints)
 		for _, lbs := range c.LoadAssignment.Endpoints {
 			for _, lb := range lbs.LbEndpoints {
 				lb.Metadata = endpointMetadata(env.Name, "")
@@ -70,7 +67,7 @@ func (r *Resources) addServiceClusters(s *plan.Service) {
 func (r *Resources) withFallback(svc *plan.Service) {
 	gray := map[string]string{}
 	for _, env := range svc.Envs[1:] {
-		gray[ClusterName(svc.Name, env.Name)] = env.Name
+		gray[plan.ClusterName(svc.Name, env.Name)] = env.Name
 	}
 	for _, c := range r.Clusters {
 		env, ok := gray[c.GetName()]

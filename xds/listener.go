@@ -1,6 +1,8 @@
 package xds
 
 import (
+	"net/netip"
+
 	mutationrulesv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -29,6 +31,12 @@ type listenerSpec struct {
 	// by the extension config of that name.
 	lane bool
 	kind listenerKind
+	// laneSources, when set, are the only ranges this sidecar listener
+	// takes a lane from (plan.Mesh.LaneSources).
+	laneSources []netip.Prefix
+	// outsideMesh builds the filter chain for connections from outside
+	// laneSources: no lane check, and the lane removed on arrival.
+	outsideMesh bool
 }
 
 // listenerKind is what a listener is for.
@@ -52,6 +60,57 @@ const (
 )
 
 func listener(spec listenerSpec, m plan.Mesh) (*listenerv3.Listener, error) {
+	chain, err := filterChain(spec, m)
+	if err != nil {
+		return nil, err
+	}
+	// The direction makes Envoy report an outbound listener's span as
+	// the client side of the call (span kind client), the others as
+	// servers.
+	direction := corev3.TrafficDirection_INBOUND
+	if spec.kind == outbound {
+		direction = corev3.TrafficDirection_OUTBOUND
+	}
+	l := &listenerv3.Listener{
+		Name:             spec.name,
+		Address:          socketAddress(spec.address),
+		TrafficDirection: direction,
+		FilterChains:     []*listenerv3.FilterChain{chain},
+	}
+	if len(spec.laneSources) > 0 {
+		// Envoy picks a filter chain once per connection, by the address
+		// the connection comes from (not X-Forwarded-For): a connection
+		// from the mesh gets the chain that honours lanes, any other the
+		// default chain, which removes the lane before any filter runs.
+		// Nothing is added to a request's path.
+		outside := spec
+		outside.lane, outside.outsideMesh = false, true
+		// Its own stat prefix counts what reached the listener from
+		// outside the mesh (http.<prefix>_outside_mesh.downstream_rq_total).
+		outside.statPrefix += "_outside_mesh"
+		def, err := filterChain(outside, m)
+		if err != nil {
+			return nil, err
+		}
+		chain.Name, def.Name = "mesh", "outside-mesh"
+		chain.FilterChainMatch = &listenerv3.FilterChainMatch{SourcePrefixRanges: cidrRanges(spec.laneSources)}
+		l.DefaultFilterChain = def
+	}
+	return l, nil
+}
+
+// cidrRanges are prefixes as Envoy's CIDR ranges.
+func cidrRanges(prefixes []netip.Prefix) []*corev3.CidrRange {
+	out := make([]*corev3.CidrRange, 0, len(prefixes))
+	for _, p := range prefixes {
+		out = append(out, &corev3.CidrRange{AddressPrefix: p.Masked().Addr().String(), PrefixLen: wrapperspb.UInt32(uint32(p.Bits()))})
+	}
+	return out
+}
+
+// filterChain is the HTTP connection manager spec describes, as the
+// listener's filter chain.
+func filterChain(spec listenerSpec, m plan.Mesh) (*listenerv3.FilterChain, error) {
 	router, err := anypb.New(&routerv3.Router{})
 	if err != nil {
 		return nil, err
@@ -63,8 +122,8 @@ func listener(spec listenerSpec, m plan.Mesh) (*listenerv3.Listener, error) {
 			ConfigSource:    adsSource(),
 		}},
 	}
-	if spec.kind == inbound || spec.kind == inner {
-		strip, err := stripClientHeaders(spec.kind == inbound)
+	if spec.kind == inbound || spec.kind == inner || spec.outsideMesh {
+		strip, err := stripClientHeaders(spec.kind == inbound || spec.outsideMesh)
 		if err != nil {
 			return nil, err
 		}
@@ -107,22 +166,10 @@ func listener(spec listenerSpec, m plan.Mesh) (*listenerv3.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The direction makes Envoy report an outbound listener's span as
-	// the client side of the call (span kind client), the others as
-	// servers.
-	direction := corev3.TrafficDirection_INBOUND
-	if spec.kind == outbound {
-		direction = corev3.TrafficDirection_OUTBOUND
-	}
-	return &listenerv3.Listener{
-		Name:             spec.name,
-		Address:          socketAddress(spec.address),
-		TrafficDirection: direction,
-		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{
-			Name:       "envoy.filters.network.http_connection_manager",
-			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcmAny},
-		}}}},
-	}, nil
+	return &listenerv3.FilterChain{Filters: []*listenerv3.Filter{{
+		Name:       "envoy.filters.network.http_connection_manager",
+		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcmAny},
+	}}}, nil
 }
 
 // stripClientHeaders removes every header with graymesh's prefix as the

@@ -157,6 +157,12 @@ func BuildSidecar(p *plan.Plan, svc *plan.Service) (*Resources, error) {
 		})
 	}
 	for _, spec := range specs {
+		if spec.kind != inbound {
+			// Every listener a lane can enter the mesh's chains by:
+			// inner hops honour it, outbound and fallback listeners pass
+			// it on to peers that honour it.
+			spec.laneSources = p.Mesh.LaneSources
+		}
 		l, err := listener(spec, p.Mesh)
 		if err != nil {
 			return nil, err

@@ -37,7 +37,7 @@ func route(service string, r plan.Route) *routev3.Route {
 	out := &routev3.Route{Name: service + "/" + r.Name, Match: routeMatch(r.Match)}
 	if len(r.Backends) == 1 {
 		b := r.Backends[0]
-		out.Action = clusterAction(ClusterName(service, b.Env))
+		out.Action = clusterAction(plan.ClusterName(service, b.Env))
 		switch {
 		case r.DropLane:
 			out.RequestHeadersToAdd = []*corev3.HeaderValueOption{overwrite(wire.HeaderEnv, b.Env)}
@@ -119,7 +119,7 @@ func clusterAction(cluster string) *routev3.Route_Route {
 func weightedAction(service string, backends []plan.Backend) *routev3.Route_Route {
 	clusters := make([]*routev3.WeightedCluster_ClusterWeight, 0, len(backends))
 	for _, b := range backends {
-		cw := &routev3.WeightedCluster_ClusterWeight{Name: ClusterName(service, b.Env), Weight: wrapperspb.UInt32(b.Weight)}
+		cw := &routev3.WeightedCluster_ClusterWeight{Name: plan.ClusterName(service, b.Env), Weight: wrapperspb.UInt32(b.Weight)}
 		if b.StampEnv {
 			cw.RequestHeadersToAdd = []*corev3.HeaderValueOption{envHeader(b.Env)}
 		}
@@ -176,14 +176,14 @@ func fallbackRouteConfig(name string, svc *plan.Service) *routev3.RouteConfigura
 		routes = append(routes, &routev3.Route{
 			Name:                svc.Name + "/fallback-" + e.Name,
 			Match:               routeMatch(plan.Match{Kind: plan.MatchEnv, Env: e.Name}),
-			Action:              clusterAction(ClusterName(svc.Name, config.Stable)),
+			Action:              clusterAction(plan.ClusterName(svc.Name, config.Stable)),
 			RequestHeadersToAdd: []*corev3.HeaderValueOption{overwrite(wire.HeaderFallback, e.Name+wire.UnavailableSuffix)},
 		})
 	}
 	routes = append(routes, &routev3.Route{
 		Name:                   svc.Name + "/fallback",
 		Match:                  routeMatch(plan.Match{Kind: plan.MatchAll}),
-		Action:                 clusterAction(ClusterName(svc.Name, config.Stable)),
+		Action:                 clusterAction(plan.ClusterName(svc.Name, config.Stable)),
 		RequestHeadersToRemove: []string{wire.HeaderFallback, wire.HeaderEnv},
 	})
 	return &routev3.RouteConfiguration{

@@ -56,6 +56,9 @@ type Config struct {
 	// build changes the inbound listener's filters and routes (nil: as
 	// graymesh pushes them).
 	build func(s *sidecars, hcm *hcmv3.HttpConnectionManager) error
+	// chains changes the listener's filter chains once build's HCM is in
+	// them (nil: the one chain).
+	chains func(l *listenerv3.Listener)
 	// headers are what the client sends, given the request's lane.
 	headers func(lane string) map[string]string
 	// h2: the client speaks HTTP/2 without TLS (prior knowledge), as a
@@ -284,6 +287,9 @@ func (s *sidecars) bootstrap(c Config, adminPort int) ([]byte, error) {
 		return nil, err
 	}
 	l.FilterChains[0].Filters[0].ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: hcmAny}
+	if c.chains != nil {
+		c.chains(l)
+	}
 	clusters := map[string]*clusterv3.Cluster{}
 	var ordered []*clusterv3.Cluster
 	for _, c := range append(append([]*clusterv3.Cluster{}, s.inner.Clusters...), s.edge.Clusters...) {

@@ -4,11 +4,14 @@ import (
 	"fmt"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/graymesh/graymesh/internal/contract/wire"
 	"github.com/graymesh/graymesh/xds"
@@ -33,6 +36,10 @@ func innerVariants() []Config {
 		{
 			Name: "H0-lane", What: "H0 with the lane sent too, which nothing reads: what carrying the lane's header costs before anything verifies it",
 			build: (*sidecars).plainHeader, headers: laneAndEnv,
+		},
+		{
+			Name: "N1-sources", What: "N1 on a listener split by the connection's source address, as lane.mesh_cidrs pushes it: the lane-checking chain for 127.0.0.1/32 (the client's address), a default chain for every other; Envoy picks the chain once per connection",
+			build: (*sidecars).native, chains: splitBySource, headers: lane,
 		},
 		{
 			Name: "N1-claims3", What: "N1 as pushed before this change: the lane's config version copied to x-gray-version too (a third claim header) and copied back to the response by the inner virtual host",
@@ -133,6 +140,20 @@ func editConfig(edit func(*jwtauthnv3.JwtAuthentication), hcmEdit func(*hcmv3.Ht
 
 func noStrip(hcm *hcmv3.HttpConnectionManager) { hcm.EarlyHeaderMutationExtensions = nil }
 
+// splitBySource gives the listener's chain a source-range match the bench
+// client's connection falls in, and a default chain (a copy, never chosen
+// here) for connections from elsewhere, the shape lane.mesh_cidrs gives
+// every sidecar listener (xds listener).
+func splitBySource(l *listenerv3.Listener) {
+	def, _ := proto.Clone(l.FilterChains[0]).(*listenerv3.FilterChain)
+	def.Name = "outside-mesh"
+	l.FilterChains[0].Name = "mesh"
+	l.FilterChains[0].FilterChainMatch = &listenerv3.FilterChainMatch{SourcePrefixRanges: []*corev3.CidrRange{
+		{AddressPrefix: "127.0.0.1", PrefixLen: wrapperspb.UInt32(32)},
+	}}
+	l.DefaultFilterChain = def
+}
+
 // writeInnerReading says where N1's instructions go, from the variants
 // that ran.
 func writeInnerReading(p func(string, ...any), res *Result) {
@@ -148,6 +169,9 @@ func writeInnerReading(p func(string, ...any), res *Result) {
 	if h2, n2 := m("H0-h2"), m("N1-h2"); h2 > 0 && n2 > 0 {
 		p("- Over HTTP/2 (cleartext, prior knowledge, as a caller's sidecar may speak), where HPACK sends the window's lane as an index after its first request: N1-h2 is %s H0-h2 (N1-h2 %s, H0-h2 %s). The plain-header floor costs more over HTTP/2 (H0-h2 − H0: %s) and the native lane about the same (N1-h2 − N1: %s).\n",
 			ratio(n2, h2), thousands(n2), thousands(h2), signed(h2-h0), signed(n2-n1))
+	}
+	if src := m("N1-sources"); src > 0 {
+		p("- Taking lanes only from the mesh's addresses (lane.mesh_cidrs: the listener split by source range, N1-sources − N1): %s per request. Envoy picks the filter chain when it accepts a connection, not per request; the bench sends every request on one kept-alive connection.\n", signed(src-n1))
 	}
 	if c3 := m("N1-claims3"); c3 > 0 {
 		p("- The config version as a third claim header, x-gray-version, copied back to the response (N1-claims3 − N1): %s. Nothing at an inner hop reads it, so this change dropped it (the version stays in the lane).\n", thousands(c3-n1))

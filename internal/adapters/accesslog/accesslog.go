@@ -24,7 +24,6 @@ import (
 	"github.com/graymesh/graymesh/internal/contract/wire"
 	"github.com/graymesh/graymesh/internal/core/analysis"
 	"github.com/graymesh/graymesh/internal/core/plan"
-	"github.com/graymesh/graymesh/xds"
 )
 
 // Receiver implements envoy.service.accesslog.v3.AccessLogService.
@@ -59,7 +58,7 @@ func (r *Receiver) SetPlan(p *plan.Plan) {
 	m := map[string]target{}
 	for _, s := range p.Services {
 		for _, e := range s.Envs {
-			m[xds.ClusterName(s.Name, e.Name)] = target{s.Name, e.Name}
+			m[plan.ClusterName(s.Name, e.Name)] = target{s.Name, e.Name}
 		}
 	}
 	r.clusters.Store(&m)

@@ -15,31 +15,31 @@ import (
 type Analysis struct {
 	// Source is where the observations come from: "envoy" (Envoy streams
 	// its access log to graymesh) or "prometheus" (fleet mode).
-	Source        string `yaml:"source"`
-	PrometheusURL string `yaml:"prometheus_url"`
+	Source        string `yaml:"source" json:"source"`
+	PrometheusURL string `yaml:"prometheus_url" json:"prometheus_url"`
 	// Method is how windows are judged: "sequential" (default) tests the
 	// rollout so far after each window, holding the chance of ever failing
 	// a gray as good as stable at Alpha over the whole rollout; "fixed"
 	// judges every window alone, Alpha then being per window.
-	Method string `yaml:"method"`
+	Method string `yaml:"method" json:"method"`
 	// Interval is the length of one window.
-	Interval Duration `yaml:"interval"`
+	Interval Duration `yaml:"interval" json:"interval"`
 	// MinRequests is the sample gate: a side of a service with fewer
 	// requests in a window makes the window inconclusive, never a pass.
-	MinRequests int `yaml:"min_requests"`
+	MinRequests int `yaml:"min_requests" json:"min_requests"`
 	// Alpha is the chance that a gray version as good as stable is judged
 	// worse: over the whole rollout with the sequential method, per window
 	// with the fixed one. It is split over the tests run.
-	Alpha float64 `yaml:"alpha"`
+	Alpha float64 `yaml:"alpha" json:"alpha"`
 	// Metrics are the tests run: errors, latency.
-	Metrics []string `yaml:"metrics"`
+	Metrics []string `yaml:"metrics" json:"metrics"`
 	// Services to compare (default: every service with the release's env).
-	Services []string        `yaml:"services"`
-	Errors   ErrorAnalysis   `yaml:"errors"`
-	Latency  LatencyAnalysis `yaml:"latency"`
+	Services []string        `yaml:"services" json:"services"`
+	Errors   ErrorAnalysis   `yaml:"errors" json:"errors"`
+	Latency  LatencyAnalysis `yaml:"latency" json:"latency"`
 	// OnFail and OnCritical are the actions taken on those verdicts.
-	OnFail     string `yaml:"on_fail"`
-	OnCritical string `yaml:"on_critical"`
+	OnFail     string `yaml:"on_fail" json:"on_fail"`
+	OnCritical string `yaml:"on_critical" json:"on_critical"`
 }
 
 // ErrorAnalysis compares the share of requests that failed (5xx or reset)
@@ -47,10 +47,10 @@ type Analysis struct {
 type ErrorAnalysis struct {
 	// Tolerance is how many percentage points gray's error rate may exceed
 	// stable's before a significant difference fails (default 1).
-	Tolerance *float64 `yaml:"tolerance"`
+	Tolerance *float64 `yaml:"tolerance" json:"tolerance"`
 	// Critical, in points, makes a significant difference at least this
 	// large critical (default 20; 0 turns it off).
-	Critical *float64 `yaml:"critical"`
+	Critical *float64 `yaml:"critical" json:"critical"`
 }
 
 // LatencyAnalysis compares gray's request durations with stable's.
@@ -58,13 +58,13 @@ type LatencyAnalysis struct {
 	// Tolerance is how much slower gray may be, in percent of stable's
 	// median (fixed method) or of stable's same quantile (sequential),
 	// before a significant shift fails (default 10).
-	Tolerance *float64 `yaml:"tolerance"`
+	Tolerance *float64 `yaml:"tolerance" json:"tolerance"`
 	// MinEffect is the smallest shift that can fail, however small
 	// stable's median is.
-	MinEffect Duration `yaml:"min_effect"`
+	MinEffect Duration `yaml:"min_effect" json:"min_effect"`
 	// Critical makes a significant shift at least this large critical
 	// (0: off).
-	Critical Duration `yaml:"critical"`
+	Critical Duration `yaml:"critical" json:"critical"`
 }
 
 // Analysis sources, metrics and actions.

@@ -68,7 +68,7 @@ func TestAnalysisRefusedNamingReleaseAndField(t *testing.T) {
 		{"on_critical none", "      on_critical: none\n", `releases[0] (shop-v2).analysis.on_critical: "none" is not one of freeze, rollback, kill`},
 		{"freeze without membership", "      on_fail: freeze\n", `releases[0] (shop-v2).analysis.on_fail: freeze keeps only subjects holding a membership token`},
 		{"unknown service", "      services: [cart]\n", `releases[0] (shop-v2).analysis.services[0]: "cart" is not a configured service`},
-		{"unknown field", "      windows: 3\n", `field windows not found`},
+		{"unknown field", "      windows: 3\n", `releases[0] (shop-v2).analysis.windows: unknown field; known fields here: alpha,`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -207,6 +207,14 @@ type Lane struct {
 	VerifyKeyFiles []string `yaml:"verify_key_files"`
 	// TTL bounds how long a lane is honoured after the edge signed it.
 	TTL Duration `yaml:"ttl"`
+	// MeshCIDRs, when set, are the address ranges the mesh's sidecars and
+	// services connect from: a sidecar honours a lane (and passes one on)
+	// only on a connection from one of them. From any other address its
+	// inner, outbound and fallback listeners remove the lane, so a lane
+	// captured off the wire and replayed from outside the mesh is served
+	// stable. Empty: lanes are honoured from any address that reaches
+	// those listeners.
+	MeshCIDRs []string `yaml:"mesh_cidrs" json:",omitempty"`
 }
 
 // Membership configures sticky membership: a subject admitted to gray gets a signed, expiring token — a cookie for
@@ -331,7 +339,8 @@ type Sidecar struct {
 // Duration is a time.Duration written as "50ms", "30s".
 type Duration struct{ time.Duration }
 
-// UnmarshalYAML parses a Go duration string.
+// UnmarshalYAML parses a Go duration string. Its error is a
+// yaml.TypeError, so decoding goes on and reports every bad field at once.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	var s string
 	if err := n.Decode(&s); err != nil {
@@ -339,7 +348,7 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration like 50ms", n.Line, s)
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %q is not a duration like 50ms", n.Line, s)}}
 	}
 	d.Duration = v
 	return nil
@@ -384,7 +393,7 @@ func Parse(data []byte, source string) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("decode: %w", err)
+		return nil, decodeError(data, err)
 	}
 	cfg.Source = source
 	sum := sha256.Sum256(data)

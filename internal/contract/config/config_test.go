@@ -72,7 +72,7 @@ func TestValidateNegative(t *testing.T) {
 		name, replace, with string
 		wantField           string
 	}{
-		{"unknown field", "percent: 12.5", "percnt: 12.5", "field percnt not found"},
+		{"unknown field", "percent: 12.5", "percnt: 12.5", "releases[0] (shop-v2).percnt: unknown field"},
 		{"percent above 100", "percent: 12.5", "percent: 120", "releases[0] (shop-v2).percent"},
 		{"percent negative", "percent: 12.5", "percent: -1", "releases[0] (shop-v2).percent"},
 		{"percent precision", "percent: 12.5", "percent: 12.555", "releases[0] (shop-v2).percent"},
@@ -93,7 +93,7 @@ func TestValidateNegative(t *testing.T) {
 		{"no stable endpoints", "stable: [127.0.0.1:9101]", "canary: [127.0.0.1:9101]", "services[0] (shop).environments"},
 		{"bad endpoint", "gray: [127.0.0.1:9102]", "gray: [127.0.0.1]", "services[0] (shop).environments.gray[0]"},
 		{"bad timeout", "listener_port: 10000", "message_timeout: 20s", "mesh.message_timeout"},
-		{"bad duration", "listener_port: 10000", "message_timeout: soon", "not a duration"},
+		{"bad duration", "listener_port: 10000", "message_timeout: soon", "mesh.message_timeout: \"soon\" is not a duration"},
 		{"same cookie", "cookie: gm_token", "cookie: gm_device", "identity.device_cookie"},
 	}
 	for _, tt := range tests {

@@ -149,6 +149,11 @@ func (c *Config) validateLaneAndTracing() []error {
 	if l.TTL.Duration < time.Second || l.TTL.Duration > 24*time.Hour {
 		add("lane.ttl", "%s is outside [1s, 24h]", l.TTL.Duration)
 	}
+	for i, cidr := range l.MeshCIDRs {
+		if p, err := netip.ParsePrefix(cidr); err != nil || p != p.Masked() {
+			add(fmt.Sprintf("lane.mesh_cidrs[%d]", i), "%q is not a CIDR range like 10.0.0.0/8 (no host bits set)", cidr)
+		}
+	}
 	if m := c.Membership; m.Enabled {
 		if l.Key == "" && l.KeyFile == "" {
 			add("membership.enabled", "membership tokens are signed with the lane key: set lane.key_file")
@@ -227,6 +232,10 @@ func (c *Config) Warnings() []string {
 		}
 	}
 	out = append(out, c.Identity.JWT.warnings()...)
+	if len(c.Lane.MeshCIDRs) == 0 && slices.ContainsFunc(c.Sidecars(), func(s Service) bool { return !s.Sidecar.Edge }) {
+		out = append(out, "lane.mesh_cidrs: empty, so inner sidecars honour a lane from any address that reaches them; "+
+			"list the ranges the mesh connects from, or keep their listeners reachable only from the mesh (docs/lanes.md)")
+	}
 	return out
 }
 

@@ -1,6 +1,8 @@
 package gray
 
 import (
+	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/graymesh/graymesh/internal/contract/config"
@@ -34,7 +36,13 @@ type Outcome struct {
 func (p *Policy) Decide(r Request) Outcome {
 	var o Outcome
 	if r.Hop.Inner {
-		o.Decision, o.LaneProblem = p.follow(r.Lane, r.Now)
+		token := r.Lane
+		if !p.takesLaneFrom(r.IP) {
+			// The sidecar's listener removes a lane that arrives from
+			// outside lane.mesh_cidrs before its lane check runs.
+			token = ""
+		}
+		o.Decision, o.LaneProblem = p.follow(token, r.Now)
 		if o.Reason != ReasonLane && r.Lane != "" {
 			// Do not pass on a lane that is not honoured.
 			o.SetLane = true
@@ -90,6 +98,17 @@ func (p *Policy) facts(r Request, c identity.Caller) Facts {
 		}
 	}
 	return f
+}
+
+// takesLaneFrom reports whether an inner hop honours a lane arriving from
+// ip: always without lane.mesh_cidrs, or when ip is unknown (an explain
+// that names no address); otherwise when one of the ranges holds it.
+func (p *Policy) takesLaneFrom(ip netip.Addr) bool {
+	if p.Plan == nil || len(p.Plan.Mesh.LaneSources) == 0 || !ip.IsValid() {
+		return true
+	}
+	ip = ip.Unmap()
+	return slices.ContainsFunc(p.Plan.Mesh.LaneSources, func(s netip.Prefix) bool { return s.Contains(ip) })
 }
 
 // follow is the decision of an inner hop: it never re-decides. It honours

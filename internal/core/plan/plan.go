@@ -73,6 +73,10 @@ type Mesh struct {
 	// PeerAddress: a release has a cidrs rule, which needs the client
 	// address Envoy saw (the request attribute source.address).
 	PeerAddress bool
+	// LaneSources, when set, are the only address ranges a sidecar takes
+	// a lane from (lane.mesh_cidrs): a connection from anywhere else has
+	// its lane removed on arrival.
+	LaneSources []netip.Prefix
 }
 
 // Endpoint is one host and port.
@@ -287,6 +291,14 @@ func buildMesh(cfg *config.Config) (Mesh, error) {
 		}
 	}
 	var errs []error
+	for i, c := range cfg.Lane.MeshCIDRs {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("lane.mesh_cidrs[%d]: %w", i, err))
+			continue
+		}
+		m.LaneSources = append(m.LaneSources, p)
+	}
 	ep, err := ParseEndpoint(cfg.Mesh.ExtProcAddress)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("mesh.extproc_address: %w", err))
@@ -477,3 +489,8 @@ func ParseEndpoint(s string) (Endpoint, error) {
 	}
 	return Endpoint{Host: host, Port: port}, nil
 }
+
+// ClusterName is the Envoy cluster of one environment of a service,
+// "service|env": what xDS pushes, what routes name and what Envoy's
+// access log reports as the upstream cluster.
+func ClusterName(service, env string) string { return service + "|" + env }

@@ -60,6 +60,13 @@ func loadState(dir string) (*state, error) {
 	if st.Overrides == nil {
 		st.Overrides = map[string]Override{}
 	}
+	if st.InForce != nil {
+		// The hash follows the config's JSON form; computed again, a state
+		// file written in an older form (durations as objects, Go field
+		// names) matches the same config read now, so an upgrade alone
+		// does not make a new version.
+		st.ContentHash = contentHash(st.InForce)
+	}
 	return st, nil
 }
 
