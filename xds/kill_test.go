@@ -7,8 +7,8 @@ import (
 
 	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 
-	"github.com/graymesh/graymesh/internal/core/plan"
 	"github.com/graymesh/graymesh/internal/contract/wire"
+	"github.com/graymesh/graymesh/internal/core/plan"
 )
 
 // TestKillRouteComparesFleetVersions: with fleet versions the inner hop's

@@ -45,9 +45,9 @@ Traces without an edge decision span (graymesh down, or killed before it
 exported) are checked against the lane their sidecar and service spans
 carry and reported as undecided.
 
-Exit status 1 on any leak or lagging-node split, when no trace could be checked, when traces were
-left unread (unless --allow-unread) and, with --fail-undecided, on any
-undecided trace.`, stderr)
+Exit status 1 on any leak or lagging-node split, when no trace could be
+checked, when traces were left unread (unless --allow-unread) and, with
+--fail-undecided, on any undecided trace.`, stderr)
 	jaeger := fs.String("jaeger", "http://127.0.0.1:16686", "Jaeger query base URL")
 	service := fs.String("service", "frontend", "service whose traces to read (the edge service)")
 	since := fs.Duration("since", 15*time.Minute, "window: traces that started this long ago until now")
@@ -85,17 +85,22 @@ undecided trace.`, stderr)
 	} else {
 		printReport(stdout, r, *show)
 	}
+	return verdict(r, *allowUnread, *failUndecided, *service, *since)
+}
+
+// verdict is verify-traces' exit: an error for what fails the check.
+func verdict(r *tracecheck.Report, allowUnread, failUndecided bool, service string, since time.Duration) error {
 	switch {
 	case r.Leaks > 0:
 		return errLeaks
 	case r.LaggingSplits > 0:
 		return errLaggingSplits
-	case !stats.Complete && !*allowUnread:
-		return fmt.Errorf("%s: not every trace in the window was read (raise --max-requests, or --allow-unread)", unreadSummary(stats))
-	case r.Undecided > 0 && *failUndecided:
+	case !r.Read.Complete && !allowUnread:
+		return fmt.Errorf("%s: not every trace in the window was read (raise --max-requests, or --allow-unread)", unreadSummary(r.Read))
+	case r.Undecided > 0 && failUndecided:
 		return fmt.Errorf("%d traces without an edge decision span", r.Undecided)
 	case r.TracesChecked == 0:
-		return fmt.Errorf("no trace of service %q to check in the last %s", *service, *since)
+		return fmt.Errorf("no trace of service %q to check in the last %s", service, since)
 	}
 	return nil
 }

@@ -181,7 +181,9 @@ func TestChainsShowALaggingNodeSplit(t *testing.T) {
 		}
 		return out
 	}
-	ref := func(id string) []tracecheck.Reference { return []tracecheck.Reference{{RefType: "CHILD_OF", SpanID: id}} }
+	ref := func(id string) []tracecheck.Reference {
+		return []tracecheck.Reference{{RefType: "CHILD_OF", SpanID: id}}
+	}
 	split.Spans = []tracecheck.Span{
 		{SpanID: "d", OperationName: "decide frontend", StartTime: at, ProcessID: "gm",
 			Tags: tag("graymesh.hop", "edge", "graymesh.lane", "gray", "feature_flag.result.variant", "gray", "feature_flag.version", "3")},
