@@ -535,7 +535,7 @@ func TestConsoleChainsInBrowser(t *testing.T) {
 		}
 	}
 	// The filter keeps the leaking chains, each linked to its trace.
-	b.do("only leaks and fail-opens", chromedp.Click(chromedp.ID("filter-problems")), chromedp.WaitVisible(chromedp.ID("filter-all")))
+	b.do("only leaks, fail-opens and lagging-node splits", chromedp.Click(chromedp.ID("filter-problems")), chromedp.WaitVisible(chromedp.ID("filter-all")))
 	if rows, _ := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll('table.chains tbody tr.has-leak').length`)); rows != len(ids)-1 {
 		t.Errorf("the filter shows %d leaking chains, want %d", rows, len(ids)-1)
 	}

@@ -62,7 +62,18 @@ func laneFilter() *hcmv3.HttpFilter {
 //
 // Every x-gray-* header a client sent is gone before this runs (the
 // listener's early header mutation), so only a verified lane routes.
-func laneConfig(l *plan.Lane) (*corev3.TypedExtensionConfig, error) {
+//
+// With versionHeader (a kill in force whose route compares versions,
+// plan.Plan.KilledThrough), the lane's config version becomes
+// x-gray-version too.
+func laneConfig(l *plan.Lane, versionHeader bool) (*corev3.TypedExtensionConfig, error) {
+	claims := []*jwtauthnv3.JwtClaimToHeader{
+		{HeaderName: wire.HeaderEnv, ClaimName: wire.LaneClaimEnv},
+		{HeaderName: wire.HeaderRelease, ClaimName: wire.LaneClaimRelease},
+	}
+	if versionHeader {
+		claims = append(claims, &jwtauthnv3.JwtClaimToHeader{HeaderName: wire.HeaderVersion, ClaimName: wire.LaneClaimVersion})
+	}
 	provider := &jwtauthnv3.JwtProvider{
 		Issuer:      wire.LaneIssuer,
 		FromHeaders: []*jwtauthnv3.JwtHeader{{Name: wire.HeaderLane}},
@@ -73,15 +84,13 @@ func laneConfig(l *plan.Lane) (*corev3.TypedExtensionConfig, error) {
 		}},
 		// Only the claims a route or a span reads: the environment (the
 		// routes), the release (killed releases' routes, the span's
-		// release tag). Each header costs every request: the lane's
+		// release tag), and the version only while a kill's route
+		// compares it. Each header costs every request: the lane's
 		// config version as x-gray-version cost an inner hop's Envoy
 		// ~7k instructions per request (the claim, the request header
 		// and the response header copying it; bench-ir, N1-claims3),
-		// and nothing at an inner hop reads it; it stays in the lane.
-		ClaimToHeaders: []*jwtauthnv3.JwtClaimToHeader{
-			{HeaderName: wire.HeaderEnv, ClaimName: wire.LaneClaimEnv},
-			{HeaderName: wire.HeaderRelease, ClaimName: wire.LaneClaimRelease},
-		},
+		// so it is paid during a kill only.
+		ClaimToHeaders: claims,
 		// The route was picked before the claims became headers.
 		ClearRouteCache:        true,
 		FailedStatusInMetadata: laneProvider,

@@ -95,9 +95,10 @@ func BuildSidecar(p *plan.Plan, svc *plan.Service) (*Resources, error) {
 	}
 	inboundVH := virtualHost(svc.Name, routes, []string{"*"})
 	if kind == inner {
-		// An inner hop's request never carries x-gray-version (the
-		// strip removes a caller's; the lane's version is no claim
-		// header, laneConfig), so there is nothing to copy back.
+		// An inner hop's request carries x-gray-version only while a
+		// kill compares it (laneConfig); the strip removes a caller's.
+		// The version is the lane's, which the edge's response already
+		// says: nothing to copy back.
 		inboundVH.ResponseHeadersToAdd = nil
 	}
 	if hasFallback {
@@ -127,7 +128,7 @@ func BuildSidecar(p *plan.Plan, svc *plan.Service) (*Resources, error) {
 	if kind == inner && p.Lane != nil {
 		// Inner hops verify the lane in Envoy and never ask graymesh: no
 		// ext_proc filter at all on their inbound listener.
-		check, err := laneConfig(p.Lane)
+		check, err := laneConfig(p.Lane, p.KilledThrough != nil)
 		if err != nil {
 			return nil, err
 		}

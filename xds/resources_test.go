@@ -28,6 +28,10 @@ import (
 // config and kind.
 var kinds = []string{"clusters", "routes", "listeners", "extensions"}
 
+// fleetVersions are the testdata configs put in force as Kubernetes mode
+// does, with a fleet version.
+var fleetVersions = map[string]string{"killed-fleet.yaml": "12"}
+
 // TestGolden pins the generated xDS resources for each config in testdata,
 // one golden file per resource type holding every group's resources.
 // Regenerate with: go test ./xds -run TestGolden -update (which also
@@ -40,7 +44,11 @@ func TestGolden(t *testing.T) {
 	}
 	for _, path := range configs {
 		t.Run(filepath.Base(path), func(t *testing.T) {
-			groups, err := BuildAll(loadPlan(t, path))
+			p := loadPlan(t, path)
+			if v, ok := fleetVersions[filepath.Base(path)]; ok {
+				p = loadFleetPlan(t, path, v)
+			}
+			groups, err := BuildAll(p)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -218,14 +226,33 @@ func loadPlan(t *testing.T, path string) *plan.Plan {
 	return parsePlan(t, string(b))
 }
 
+// loadFleetPlan is loadPlan in Kubernetes mode: the config in force
+// under fleet version.
+func loadFleetPlan(t *testing.T, path, version string) *plan.Plan {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parsePlanAt(t, string(b), version, true)
+}
+
 // parsePlan builds the plan of a config document, compiled as graymesh
 // compiles it: the plan then carries the lane's public keys.
 func parsePlan(t *testing.T, doc string) *plan.Plan {
+	t.Helper()
+	return parsePlanAt(t, doc, "", false)
+}
+
+// parsePlanAt is parsePlan for a config put in force under version, a
+// fleet's when fleet.
+func parsePlanAt(t *testing.T, doc, version string, fleet bool) *plan.Plan {
 	t.Helper()
 	cfg, err := config.Parse([]byte(doc), "t.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.Version, cfg.FleetVersion = version, fleet
 	p, err := gray.Compile(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -1,12 +1,16 @@
 package xds
 
 import (
+	"math"
+	"strconv"
+
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	previouspriorities "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/priority/previous_priorities/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -64,8 +68,15 @@ func innerRoute(out *routev3.Route, r plan.Route) {
 	if traceReason == wire.ReasonLaneMissing {
 		traceReason = wire.ReasonDefault
 	}
+	fields := map[string]*structpb.Value{wire.MetadataReason: structpb.NewStringValue(traceReason)}
+	if v := r.Match.MaxVersion; v != nil {
+		// The span of a hop a kill stopped says up to which version the
+		// kill stops lanes here, so verify-traces can tell a node that
+		// had not caught up from a kill.
+		fields[wire.MetadataVersion] = structpb.NewStringValue(strconv.FormatInt(*v, 10))
+	}
 	out.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
-		wire.MetadataNamespace: {Fields: map[string]*structpb.Value{wire.MetadataReason: structpb.NewStringValue(traceReason)}},
+		wire.MetadataNamespace: {Fields: fields},
 	}}
 	if r.Fallback {
 		out.RequestHeadersToAdd = append(out.RequestHeadersToAdd, overwrite(wire.HeaderFallback, plan.NoVersion("%REQ("+wire.HeaderEnv+")%")))
@@ -104,10 +115,33 @@ func routeMatch(m plan.Match) *routev3.RouteMatch {
 		rm.Headers = present(wire.HeaderEnv)
 	case plan.MatchRelease:
 		rm.Headers = exact(wire.HeaderRelease, m.Release)
+		if m.MaxVersion != nil {
+			rm.Headers = append(rm.Headers, versionAtMost(*m.MaxVersion))
+		}
 	case plan.MatchLane:
 		rm.Headers = present(wire.HeaderLane)
 	}
 	return rm
+}
+
+// versionAtMost matches a lane issued under config version v or before
+// (the version claim, copied to x-gray-version by the lane check), and a
+// lane whose version Envoy cannot read as an integer. Envoy's header
+// range_match takes an integer header value and a half-open range; a
+// missing or non-integer value never matches a range. So the matcher is
+// the range of versions after v, inverted, with a missing header read as
+// empty: inverting then matches it too, and a lane with no version, or a
+// request whose version header the lane check has not yet been told to
+// set, is stopped as before. Envoy compares header matchers in order and
+// stops at the first that fails, so a lane of a release not killed costs
+// nothing more here.
+func versionAtMost(v int64) *routev3.HeaderMatcher {
+	return &routev3.HeaderMatcher{
+		Name:                      wire.HeaderVersion,
+		HeaderMatchSpecifier:      &routev3.HeaderMatcher_RangeMatch{RangeMatch: &typev3.Int64Range{Start: v + 1, End: math.MaxInt64}},
+		InvertMatch:               true,
+		TreatMissingHeaderAsEmpty: true,
+	}
 }
 
 func clusterAction(cluster string) *routev3.Route_Route {

@@ -57,7 +57,9 @@ func tracing(spec listenerSpec, sampleRatio float64) (*hcmv3.HttpConnectionManag
 //   - fallback: the header graymesh (a service without the lane's
 //     environment) or the fallback listener's route set, or, on the span
 //     whose request was retried on the fallback listener, that endpoint's
-//     metadata. At most one of the two is ever set.
+//     metadata. At most one of the two is ever set;
+//   - version, at an inner hop a kill stopped with fleet versions: the
+//     newest lane version the kill stops there (the route's metadata).
 //
 // Where graymesh decides (asks is set), a span without graymesh's reason
 // says "error": graymesh's answer never took effect — its message timeout
@@ -97,7 +99,10 @@ func servedTags(innerHop, asks bool) []*tracingtypev3.CustomTag {
 		}},
 	}
 	if innerHop {
-		tags = append(tags, header(wire.AttrLaneProblem, wire.HeaderLaneProblem))
+		route := &metadatav3.MetadataKind{Kind: &metadatav3.MetadataKind_Route_{Route: &metadatav3.MetadataKind_Route{}}}
+		tags = append(tags, header(wire.AttrLaneProblem, wire.HeaderLaneProblem),
+			// Only a kill route that compares versions carries one.
+			metadata(wire.AttrVersion, route, wire.MetadataVersion))
 	}
 	return tags
 }

@@ -11,7 +11,10 @@ import (
 	"github.com/graymesh/graymesh/internal/core/tracecheck"
 )
 
-var errLeaks = errors.New("lane leaks found")
+var (
+	errLeaks         = errors.New("lane leaks found")
+	errLaggingSplits = errors.New("chains split by a node behind the edge's version")
+)
 
 func verifyTraces(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("verify-traces", `Usage: graymesh verify-traces --jaeger URL --service NAME [--since 15m] [--json]
@@ -20,7 +23,11 @@ Reads every trace of a service in the window from Jaeger's query API and
 checks every hop: the environment that served it must be the one the edge
 decided (graymesh's decision span), unless the hop carries an explained
 fallback to stable or the chain switched to stable because its release was
-killed mid-flight (reason "killed" on the switching hop).
+killed mid-flight (reason "killed" on the switching hop). A chain stopped
+as killed at a hop whose kill, by the version its sidecar's span says,
+stops only lanes older than the one the edge decided under is no kill: that
+hop's node had not applied the revive yet. It is counted as a lagging-node
+split, apart from kills.
 
 Jaeger's search returns at most --page-size traces and no total, so a full
 answer is split in two halves of the window, and so on, until every search
@@ -38,9 +45,9 @@ Traces without an edge decision span (graymesh down, or killed before it
 exported) are checked against the lane their sidecar and service spans
 carry and reported as undecided.
 
-Exit status 1 on any leak, when no trace could be checked, when traces were
-left unread (unless --allow-unread) and, with --fail-undecided, on any
-undecided trace.`, stderr)
+Exit status 1 on any leak or lagging-node split, when no trace could be
+checked, when traces were left unread (unless --allow-unread) and, with
+--fail-undecided, on any undecided trace.`, stderr)
 	jaeger := fs.String("jaeger", "http://127.0.0.1:16686", "Jaeger query base URL")
 	service := fs.String("service", "frontend", "service whose traces to read (the edge service)")
 	since := fs.Duration("since", 15*time.Minute, "window: traces that started this long ago until now")
@@ -78,15 +85,22 @@ undecided trace.`, stderr)
 	} else {
 		printReport(stdout, r, *show)
 	}
+	return verdict(r, *allowUnread, *failUndecided, *service, *since)
+}
+
+// verdict is verify-traces' exit: an error for what fails the check.
+func verdict(r *tracecheck.Report, allowUnread, failUndecided bool, service string, since time.Duration) error {
 	switch {
 	case r.Leaks > 0:
 		return errLeaks
-	case !stats.Complete && !*allowUnread:
-		return fmt.Errorf("%s: not every trace in the window was read (raise --max-requests, or --allow-unread)", unreadSummary(stats))
-	case r.Undecided > 0 && *failUndecided:
+	case r.LaggingSplits > 0:
+		return errLaggingSplits
+	case !r.Read.Complete && !allowUnread:
+		return fmt.Errorf("%s: not every trace in the window was read (raise --max-requests, or --allow-unread)", unreadSummary(r.Read))
+	case r.Undecided > 0 && failUndecided:
 		return fmt.Errorf("%d traces without an edge decision span", r.Undecided)
 	case r.TracesChecked == 0:
-		return fmt.Errorf("no trace of service %q to check in the last %s", *service, *since)
+		return fmt.Errorf("no trace of service %q to check in the last %s", service, since)
 	}
 	return nil
 }
@@ -105,6 +119,7 @@ func printReport(w io.Writer, r *tracecheck.Report, show int) {
 	fmt.Fprintf(w, "hops:   %d checked, %d explained fallbacks, %d chains switched to stable by a kill\n", r.HopsChecked, r.Fallbacks, r.Switches)
 	fmt.Fprintf(w, "leaks:  %d chains with a leak, %d leaking hops (leak rate %.4f per hop)\n", r.LeakingChains, r.Leaks, r.LeakRate)
 	fmt.Fprintf(w, "fail-opens: %d chains served without graymesh's answer; %d traces pending (younger than the settle time)\n", r.FailOpens, r.Pending)
+	fmt.Fprintf(w, "splits: %d chains stopped as killed by a node behind the edge's version (no kill: that node had not applied the revive)\n", r.LaggingSplits)
 	for i, u := range st.Unread {
 		if i == show {
 			fmt.Fprintf(w, "  … %d more windows not read completely\n", len(st.Unread)-show)
@@ -118,6 +133,10 @@ func printReport(w io.Writer, r *tracecheck.Report, show int) {
 	}
 	for _, t := range r.FailOpenTraces(show) {
 		fmt.Fprintf(w, "\nfail-open trace %s (graymesh decided %s too late; the edge routed on %s):\n", t.TraceID, t.DecidedLane, t.Lane)
+		printHops(w, t)
+	}
+	for _, t := range r.SplitTraces(show) {
+		fmt.Fprintf(w, "\nlagging-node split %s (edge decided %s under version %s; %s stopped it):\n", t.TraceID, t.Lane, dash(t.Version), t.Split)
 		printHops(w, t)
 	}
 	if r.Undecided > 0 {
@@ -136,9 +155,20 @@ func printHops(w io.Writer, t tracecheck.TraceResult) {
 			mark = "✗ "
 		case h.Switch:
 			mark = "↓ "
+		case h.Split:
+			mark = "≠ "
 		}
-		fmt.Fprintf(w, "  %s%-12s served by %-8s lane %-8s fallback %-18s reason %s\n", mark, h.Service, h.Served, dash(h.Lane), dash(h.Fallback), dash(h.Reason))
+		fmt.Fprintf(w, "  %s%-12s served by %-8s lane %-8s fallback %-18s reason %s%s\n", mark, h.Service, h.Served, dash(h.Lane), dash(h.Fallback), dash(h.Reason), killedThrough(h))
 	}
+}
+
+// killedThrough says up to which version a hop's kill stops lanes, when
+// its span says so.
+func killedThrough(h tracecheck.Hop) string {
+	if h.KilledThrough == "" {
+		return ""
+	}
+	return " (kill stops lanes through version " + h.KilledThrough + ")"
 }
 
 func decidedBy(t tracecheck.TraceResult) string {

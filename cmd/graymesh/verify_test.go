@@ -171,3 +171,58 @@ func TestVerifyTracesFlags(t *testing.T) {
 		t.Fatalf("empty Jaeger: exit %d %s", code, errOut)
 	}
 }
+
+// killedChain is a two-hop chain stopped as killed at orders: the edge
+// decided gray under version decided, orders' sidecar span says its kill
+// stops lanes through killedThrough.
+func killedChain(id string, start time.Time, decided, killedThrough string) tracecheck.Trace {
+	t := tracecheck.Trace{TraceID: id, Processes: map[string]tracecheck.Process{}}
+	parent := ""
+	add := func(process, op string, kv ...string) {
+		t.Processes[process] = tracecheck.Process{ServiceName: process}
+		s := tracecheck.Span{SpanID: fmt.Sprintf("%s-%d", id, len(t.Spans)), OperationName: op, StartTime: start.UnixMicro() + int64(len(t.Spans)), ProcessID: process}
+		for i := 0; i+1 < len(kv); i += 2 {
+			s.Tags = append(s.Tags, tracecheck.Tag{Key: kv[i], Value: kv[i+1]})
+		}
+		if parent != "" {
+			s.References = []tracecheck.Reference{{RefType: "CHILD_OF", SpanID: parent}}
+		}
+		t.Spans = append(t.Spans, s)
+		parent = s.SpanID
+	}
+	add("frontend-sidecar", "inbound frontend", "span.kind", "server", wire.AttrLane, "gray")
+	add("graymesh", "decide frontend", wire.AttrHop, "edge", wire.AttrVariant, "gray", wire.AttrLane, "gray", wire.AttrReason, "percent", wire.AttrVersion, decided)
+	t.Spans[1].References = []tracecheck.Reference{{RefType: "CHILD_OF", SpanID: t.Spans[0].SpanID}}
+	parent = t.Spans[0].SpanID
+	add("frontend", "serve frontend gray", wire.AttrVariant, "gray", wire.AttrLane, "gray")
+	add("orders-sidecar", "inbound orders", "span.kind", "server", wire.AttrVariant, "stable", wire.AttrLane, "stable",
+		wire.AttrReason, "killed", wire.AttrVersion, killedThrough)
+	add("orders", "serve orders stable", wire.AttrVariant, "stable", wire.AttrLane, "stable")
+	return t
+}
+
+// TestVerifyTracesTellsALaggingNodeFromAKill: a chain stopped as killed
+// at a hop whose kill stops lanes only through a version older than the
+// edge's decision is a lagging-node split — counted apart, shown, and a
+// failure; one whose kill covers the edge's version is a kill.
+func TestVerifyTracesTellsALaggingNodeFromAKill(t *testing.T) {
+	now := time.Now().Add(-time.Minute)
+	kill := killedChain("aa", now, "3", "3")
+	code, r, errOut := verifyJSON(t, "--jaeger", fakeJaeger(t, kill), "--since", "5m")
+	if code != 0 || r.Switches != 1 || r.LaggingSplits != 0 || r.Leaks != 0 {
+		t.Fatalf("a kill: exit %d, %d switches, %d splits, %d leaks: %s", code, r.Switches, r.LaggingSplits, r.Leaks, errOut)
+	}
+	lagging := killedChain("bb", now.Add(time.Second), "3", "2")
+	url := fakeJaeger(t, kill, lagging)
+	code, r, errOut = verifyJSON(t, "--jaeger", url, "--since", "5m")
+	if code != 1 || r.Switches != 1 || r.LaggingSplits != 1 || r.Leaks != 0 || !strings.Contains(errOut, "split by a node behind") {
+		t.Fatalf("a lagging node: exit %d, %d switches, %d splits, %d leaks: %s", code, r.Switches, r.LaggingSplits, r.Leaks, errOut)
+	}
+	_, out, _ := runCLI("verify-traces", "--jaeger", url, "--since", "5m")
+	for _, want := range []string{"splits: 1 chains", "lagging-node split bb (edge decided gray under version 3; orders stopped it)",
+		"≠ orders", "kill stops lanes through version 2", "1 chains switched to stable by a kill"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("text report lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -52,6 +52,12 @@ type Config struct {
 	// Content is a short hash of the file's bytes: it tells two files
 	// apart; it is not a version.
 	Content string `yaml:"-"`
+	// FleetVersion: Version is the fleet's (Kubernetes mode), the same
+	// number on every node for the same changes, so a version another
+	// node signed into a lane compares with this one. In file mode each
+	// node counts its own configs, and versions of two nodes do not
+	// compare.
+	FleetVersion bool `yaml:"-"`
 }
 
 // Server holds the addresses graymesh listens on.

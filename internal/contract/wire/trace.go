@@ -21,7 +21,10 @@ const (
 	// reason (whitelist, percent, lane, killed, …; ReasonDefault when an
 	// inner hop was handed no lane).
 	AttrReason = "feature_flag.result.reason"
-	// AttrVersion is the config version that decided.
+	// AttrVersion is the config version that decided. On an inner hop's
+	// sidecar span it is set only where a kill stopped the lane: the
+	// version of that node's config, the newest lane version its kill
+	// stops.
 	AttrVersion = "feature_flag.version"
 	// AttrContextID is the keyed hash of the caller's subject, never the
 	// subject itself.
@@ -99,4 +102,8 @@ const (
 	MetadataFallback = "fallback"
 	// MetadataReason is the decision's reason, as AttrReason says it.
 	MetadataReason = "reason"
+	// MetadataVersion is, on an inner hop's kill route, the newest lane
+	// version the kill stops: the node's config version (AttrVersion on
+	// the sidecar's span).
+	MetadataVersion = "version"
 )

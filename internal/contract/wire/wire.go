@@ -45,8 +45,9 @@ const (
 	// LaneIssuer is the iss of every lane; Envoy accepts no other.
 	LaneIssuer = "graymesh-lane"
 	// LaneClaimEnv and LaneClaimRelease become HeaderEnv and
-	// HeaderRelease at an inner hop; LaneClaimVersion stays in the lane
-	// (no header: nothing there reads it).
+	// HeaderRelease at an inner hop; LaneClaimVersion becomes
+	// HeaderVersion only while a kill's route compares it (Kubernetes
+	// mode), and otherwise stays in the lane.
 	LaneClaimEnv     = "env"
 	LaneClaimRelease = "rel"
 	LaneClaimVersion = "ver"

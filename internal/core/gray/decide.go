@@ -113,7 +113,7 @@ func (p *Policy) takesLaneFrom(ip netip.Addr) bool {
 
 // follow is the decision of an inner hop: it never re-decides. It honours
 // the lane if its signature and expiry check out and its release is not
-// killed, and otherwise serves stable and says why — the routes graymesh
+// killed (for it: Plan.KillStops), and otherwise serves stable and says why — the routes graymesh
 // pushes to an inner sidecar (plan.Service.InnerRoutes) say the same.
 func (p *Policy) follow(token string, now time.Time) (Decision, string) {
 	stable := Decision{Env: config.Stable, Reason: ReasonLaneMissing, Bucket: NoBucket, Version: p.Engine.version}
@@ -125,8 +125,10 @@ func (p *Policy) follow(token string, now time.Time) (Decision, string) {
 		stable.Reason = ReasonLaneRefused
 		return stable, err.Error()
 	}
-	if p.Engine.state(l.Release) == config.StateKilled {
-		// A kill reaches lanes already travelling, not only new decisions.
+	if p.Engine.state(l.Release) == config.StateKilled && p.Plan.KillStops(l.Version) {
+		// A kill reaches lanes already travelling, not only new decisions
+		// — with fleet versions, only those issued before this node's
+		// version: a newer lane comes from where the kill was lifted.
 		// The version stays the lane's, as the sidecar's route leaves it.
 		stable.Release, stable.Rule, stable.Reason, stable.Version = l.Release, "state", ReasonKilled, l.Version
 		return stable, ""

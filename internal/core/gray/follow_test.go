@@ -95,3 +95,46 @@ func TestCompiledPlanCarriesLaneKeys(t *testing.T) {
 		t.Fatalf("killed %v", p.Plan.Killed)
 	}
 }
+
+// TestKillStopsLanesByFleetVersion: with fleet versions a kill at an
+// inner hop stops the lanes issued under the node's version or before,
+// and lanes whose version it cannot place, but honours a lane issued
+// under a newer version — an edge that has applied the revive this node
+// has not; in file mode every lane of the killed release is stopped.
+func TestKillStopsLanesByFleetVersion(t *testing.T) {
+	now := time.Now()
+	signer, err := lane.NewSigner([]byte("gray-test-lane-key-0123456789abcdef"), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name        string
+		fleet       bool
+		laneVersion string
+		reason      Reason
+	}{
+		{"issued before the kill", true, "4", ReasonKilled},
+		{"issued at the node's version", true, "5", ReasonKilled},
+		{"issued after the revive", true, "6", ReasonLane},
+		{"no version", true, "", ReasonKilled},
+		{"not an integer", true, "6a", ReasonKilled},
+		{"file mode, newer number", false, "6", ReasonKilled},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := config.Parse([]byte(strings.Replace(followConfig, "STATE", "killed", 1)), "t.yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Version, cfg.FleetVersion = "5", tt.fleet
+			p, err := Compile(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := p.Decide(Request{Hop: Hop{Inner: true, Service: "frontend"}, Lane: signer.Sign("gray", "shop-v2", tt.laneVersion, now), Now: now})
+			if o.Reason != tt.reason || (o.Env == "gray") != (tt.reason == ReasonLane) {
+				t.Fatalf("%+v", o)
+			}
+		})
+	}
+}

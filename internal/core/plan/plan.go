@@ -11,9 +11,11 @@ package plan
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,6 +42,14 @@ type Plan struct {
 	// Killed names the killed releases, in config order: inner hops send
 	// the lanes of these releases to stable.
 	Killed []string
+	// KilledThrough, when set, is the newest lane version the kills stop:
+	// Version, when it is the fleet's (config.Config.FleetVersion). A
+	// lane of a killed release issued under a newer version comes from an
+	// edge that has put in force a change this node has not yet — the
+	// kill was lifted there — and is honoured. nil: the kills stop every
+	// lane of their releases (file mode, whose nodes count versions each
+	// on their own, or nothing killed).
+	KilledThrough *int64
 }
 
 // Lane is what an inner hop's Envoy needs to verify lanes itself.
@@ -181,6 +191,10 @@ type Match struct {
 	Kind    MatchKind
 	Env     string
 	Release string
+	// MaxVersion, when set, narrows a MatchRelease to lanes issued under
+	// a config version of at most MaxVersion, or whose version does not
+	// read as an integer (a kill stops a lane it cannot place).
+	MaxVersion *int64
 }
 
 // Route sends the requests it matches to one backend, or splits them over
@@ -240,6 +254,9 @@ func Build(cfg *config.Config) (*Plan, error) {
 			p.Killed = append(p.Killed, r.Name)
 		}
 	}
+	if len(p.Killed) > 0 {
+		p.KilledThrough = killedThrough(cfg)
+	}
 	for i, s := range cfg.Services {
 		svc, err := buildService(i, s, split, sidecars)
 		if err != nil {
@@ -247,7 +264,7 @@ func Build(cfg *config.Config) (*Plan, error) {
 			continue
 		}
 		if svc.Sidecar != nil && !svc.Sidecar.Edge {
-			svc.InnerRoutes = innerRoutes(svc, p.Killed)
+			svc.InnerRoutes = innerRoutes(svc, p.Killed, p.KilledThrough)
 		}
 		p.Services = append(p.Services, svc)
 	}
@@ -255,6 +272,33 @@ func Build(cfg *config.Config) (*Plan, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// killedThrough is the newest lane version a kill in force stops: the
+// config's version, when it is the fleet's and Envoy can compare it (an
+// integer below the largest, so that the next one is one too); nil
+// otherwise.
+func killedThrough(cfg *config.Config) *int64 {
+	if !cfg.FleetVersion {
+		return nil
+	}
+	v, err := strconv.ParseInt(cfg.Version, 10, 64)
+	if err != nil || v < 0 || v == math.MaxInt64 {
+		return nil
+	}
+	return &v
+}
+
+// KillStops reports whether the kill of a lane's release stops a lane
+// issued under laneVersion at this node, as its inner sidecars' kill
+// routes decide: every lane without KilledThrough; with it, a lane whose
+// version is at most KilledThrough or does not read as an integer.
+func (p *Plan) KillStops(laneVersion string) bool {
+	if p.KilledThrough == nil {
+		return true
+	}
+	v, err := strconv.ParseInt(strings.TrimSpace(laneVersion), 10, 64)
+	return err != nil || v <= *p.KilledThrough
 }
 
 // Service returns the named service, or nil.
@@ -417,7 +461,9 @@ func routes(svc Service, w *split) []Route {
 // environment and release headers, one that did not left them absent
 // (every client-sent x-gray-* header is stripped on arrival).
 //  1. the lane's release is killed → stable, the lane dropped: a kill
-//     reaches lanes already travelling;
+//     reaches lanes already travelling; with fleet versions, only lanes
+//     issued under this version or before (Plan.KilledThrough): a newer
+//     lane was issued where the kill is already lifted;
 //  2. the lane names an environment the service has → it;
 //  3. the lane names another environment → stable, saying so, the lane
 //     kept so a later hop that has it serves it again;
@@ -425,11 +471,11 @@ func routes(svc Service, w *split) []Route {
 //  5. no lane → stable.
 //
 // Nothing splits by weight here: the edge made that choice and signed it.
-func innerRoutes(svc Service, killed []string) []Route {
+func innerRoutes(svc Service, killed []string, through *int64) []Route {
 	stable := func() []Backend { return []Backend{{Env: config.Stable, StampEnv: true}} }
 	var out []Route
 	for _, r := range killed {
-		out = append(out, Route{Name: RouteKilledPrefix + r, Match: Match{Kind: MatchRelease, Release: r},
+		out = append(out, Route{Name: RouteKilledPrefix + r, Match: Match{Kind: MatchRelease, Release: r, MaxVersion: through},
 			Backends: stable(), Reason: wire.ReasonKilled, DropLane: true})
 	}
 	for _, env := range svc.Envs {

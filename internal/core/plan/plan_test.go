@@ -167,6 +167,54 @@ services:
 	}
 }
 
+// TestKillBoundByFleetVersion: in Kubernetes mode the kill routes stop
+// only lanes issued under the plan's version or before (a newer lane was
+// issued where the kill is lifted); in file mode, where each node counts
+// its own versions, every lane of the release; nothing killed, no bound.
+func TestKillBoundByFleetVersion(t *testing.T) {
+	const doc = `
+lane: {key: 0123456789abcdef0123456789abcdef}
+releases:
+  - {name: old, env: gray, percent: 10, state: STATE}
+services:
+  - name: orders
+    environments: {stable: [127.0.0.1:9011], gray: [127.0.0.1:9012]}
+    sidecar: {inbound_port: 10002, outbound_port: 10102}
+`
+	build := func(state, version string, fleet bool) *Plan {
+		cfg := parse(t, strings.Replace(doc, "STATE", state, 1))
+		cfg.Version, cfg.FleetVersion = version, fleet
+		p, err := Build(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	fleet := build("killed", "7", true)
+	if fleet.KilledThrough == nil || *fleet.KilledThrough != 7 {
+		t.Fatalf("killed through %v", fleet.KilledThrough)
+	}
+	if m := fleet.Service("orders").InnerRoutes[0].Match; m.Kind != MatchRelease || m.MaxVersion == nil || *m.MaxVersion != 7 {
+		t.Fatalf("kill route match %+v", m)
+	}
+	for v, stops := range map[string]bool{"6": true, "7": true, "8": false, "": true, "x": true, " 8": false} {
+		if got := fleet.KillStops(v); got != stops {
+			t.Errorf("fleet version 7, lane version %q: stops %v, want %v", v, got, stops)
+		}
+	}
+	for name, p := range map[string]*Plan{
+		"file mode": build("killed", "7", false), "not an integer": build("killed", "x", true),
+		"nothing killed": build("active", "7", true),
+	} {
+		if p.KilledThrough != nil || !p.KillStops("8") {
+			t.Errorf("%s: killed through %v", name, p.KilledThrough)
+		}
+		if r := p.Service("orders").InnerRoutes[0]; r.Match.MaxVersion != nil {
+			t.Errorf("%s: first inner route %+v", name, r)
+		}
+	}
+}
+
 // TestBuildRefuses feeds configs that skipped validation: the plan names
 // the field no output could route.
 func TestBuildRefuses(t *testing.T) {

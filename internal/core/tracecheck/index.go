@@ -19,10 +19,14 @@ type index struct {
 	// sidecar spans (their reason tag) and, from an inner decision span,
 	// on the server span the decision was made for.
 	reason map[int]string
+	// killedThrough is, on a sidecar span whose kill route compares
+	// versions, the newest lane version that kill stops there (its
+	// node's version).
+	killedThrough map[int]string
 }
 
 func newIndex(t Trace) *index {
-	x := &index{t: t, spans: append([]Span(nil), t.Spans...), reason: map[int]string{}}
+	x := &index{t: t, spans: append([]Span(nil), t.Spans...), reason: map[int]string{}, killedThrough: map[int]string{}}
 	sort.SliceStable(x.spans, func(i, j int) bool { return x.spans[i].StartTime < x.spans[j].StartTime })
 	byID := make(map[string]int, len(x.spans))
 	for i, s := range x.spans {
@@ -48,6 +52,9 @@ func newIndex(t Trace) *index {
 		}
 		if !x.isDecision(i) {
 			x.reason[i] = reason
+			if v := s.tag(wire.AttrVersion); reason == reasonKilled && v != "" {
+				x.killedThrough[i] = v
+			}
 			continue
 		}
 		if s.tag(wire.AttrHop) == wire.HopEdge {
@@ -247,29 +254,30 @@ func (x *index) isAncestor(a, i int) bool {
 // belongs to: from the nearest span above it (or itself) that carries
 // one, stopping at the previous hop. A span with no parent in the trace
 // falls back to the latest reason recorded for the service before it.
-func (x *index) ownReason(i int, service string) string {
+// killedThrough is the bound of the kill route that gave the reason, when
+// its span says one.
+func (x *index) ownReason(i int, service string) (reason, killedThrough string) {
 	if x.parent[i] < 0 {
-		reason := ""
 		for j, s := range x.spans[:i+1] {
 			r, ok := x.reason[j]
 			if ok && (x.serviceName(j) == service+sidecarSuffix || j == i) {
-				reason = r
+				reason, killedThrough = r, x.killedThrough[j]
 			}
 			if x.isDecision(j) && s.tag(wire.AttrHop) != wire.HopEdge && s.tag(wire.AttrService) == service && s.reason() != "" {
-				reason = s.reason()
+				reason, killedThrough = s.reason(), ""
 			}
 		}
-		return reason
+		return reason, killedThrough
 	}
 	for n, a := 0, i; a >= 0 && n < maxAncestorWalk; n, a = n+1, x.parent[a] {
 		if r, ok := x.reason[a]; ok {
-			return r
+			return r, x.killedThrough[a]
 		}
 		if a != i && x.served(a) != "" {
-			return ""
+			return "", ""
 		}
 	}
-	return ""
+	return "", ""
 }
 
 // killedOnPath reports whether a hop on the way to span i (or its own)

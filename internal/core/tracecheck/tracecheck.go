@@ -2,6 +2,10 @@
 // lane: every hop of a trace must be served by the environment the edge
 // decided, unless the hop carries an explained fallback to stable, or the
 // chain switched to stable because its release was killed mid-flight.
+// A chain stopped as killed at a hop whose node had not yet applied the
+// revive the edge decided under (the edge's version is newer than the
+// newest the hop's kill stops) is no kill: it is a lagging-node split,
+// counted apart.
 //
 // It reads traces in the Jaeger query API's JSON form, in the trace
 // vocabulary of package wire (docs/traces.md). A hop is a service's own
@@ -22,6 +26,7 @@ package tracecheck
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/graymesh/graymesh/internal/contract/wire"
@@ -125,6 +130,13 @@ type Hop struct {
 	// Switch marks the hop where the chain switched to stable because its
 	// release was killed mid-flight: explained, not a leak.
 	Switch bool `json:"switch,omitempty"`
+	// Split marks the hop that stopped the chain as killed although the
+	// edge decided under a newer version than the kill there stops: its
+	// node had not caught up with the revive.
+	Split bool `json:"split,omitempty"`
+	// KilledThrough is, at a hop a kill stopped, the newest lane version
+	// that kill stops (its node's version), when the span says it.
+	KilledThrough string `json:"killed_through,omitempty"`
 	// From is "sidecar" when the hop was read from the service's sidecar
 	// span because the service reported none of its own.
 	From string `json:"from,omitempty"`
@@ -142,6 +154,8 @@ type TraceResult struct {
 	Lane    string `json:"lane"`
 	Release string `json:"release,omitempty"`
 	Reason  string `json:"reason"`
+	// Version is the config version the edge decided under.
+	Version string `json:"version,omitempty"`
 	// Switch names the service where the chain switched to stable because
 	// its release was killed mid-flight.
 	Switch string `json:"switch,omitempty"`
@@ -152,8 +166,11 @@ type TraceResult struct {
 	// decided too late.
 	FailOpen    bool   `json:"fail_open,omitempty"`
 	DecidedLane string `json:"decided_lane,omitempty"`
-	Hops        []Hop  `json:"hops"`
-	Leaks       int    `json:"leaks"`
+	// Split names the service whose node, behind the edge's, stopped the
+	// chain as killed (Hop.Split).
+	Split string `json:"split,omitempty"`
+	Hops  []Hop  `json:"hops"`
+	Leaks int    `json:"leaks"`
 }
 
 // Report summarises a check.
@@ -182,8 +199,11 @@ type Report struct {
 	Fallbacks int `json:"fallbacks"`
 	// Switches counts chains that switched to stable mid-flight because
 	// their release was killed.
-	Switches int           `json:"switches"`
-	Traces   []TraceResult `json:"traces"`
+	Switches int `json:"switches"`
+	// LaggingSplits counts chains stopped as killed by a node that had not
+	// caught up with the version the edge decided under: not kills.
+	LaggingSplits int           `json:"lagging_splits"`
+	Traces        []TraceResult `json:"traces"`
 	// Read says how the traces were read, when they came from Jaeger.
 	Read *ReadStats `json:"read,omitempty"`
 }
@@ -197,6 +217,11 @@ func (r *Report) LeakingTraces(n int) []TraceResult {
 // effect, at most n.
 func (r *Report) FailOpenTraces(n int) []TraceResult {
 	return r.filter(n, func(t TraceResult) bool { return t.FailOpen })
+}
+
+// SplitTraces returns the traces a lagging node split, at most n.
+func (r *Report) SplitTraces(n int) []TraceResult {
+	return r.filter(n, func(t TraceResult) bool { return t.Split != "" })
 }
 
 // UndecidedTraces returns the checked traces without an edge decision, at
@@ -262,6 +287,9 @@ func (r *Report) Add(res TraceResult) {
 	if res.Switch != "" {
 		r.Switches++
 	}
+	if res.Split != "" {
+		r.LaggingSplits++
+	}
 	r.HopsChecked += len(res.Hops)
 	r.Leaks += res.Leaks
 	if res.Leaks > 0 {
@@ -286,7 +314,7 @@ func checkTrace(t Trace) (TraceResult, bool) {
 	if d, i, ok := x.edgeDecision(); ok {
 		res.Decided = true
 		res.Lane = d.firstTag(wire.AttrLane, legacyTagEnv)
-		res.Release, res.Reason = d.tag(wire.AttrRelease), d.reason()
+		res.Release, res.Reason, res.Version = d.tag(wire.AttrRelease), d.reason(), d.tag(wire.AttrVersion)
 		if routed, lost := x.answerLost(i, res.Lane); lost {
 			res.FailOpen, res.DecidedLane, res.Lane = true, res.Lane, routed
 		}
@@ -305,7 +333,7 @@ func checkTrace(t Trace) (TraceResult, bool) {
 	}
 	for _, hs := range hops {
 		h := hs.hop
-		h.Reason = x.ownReason(hs.span, h.Service)
+		h.Reason, h.KilledThrough = x.ownReason(hs.span, h.Service)
 		want, killed := res.Lane, false
 		if want != stable && x.killedOnPath(hs.span) {
 			// The release was killed while the request travelled: from
@@ -314,9 +342,12 @@ func checkTrace(t Trace) (TraceResult, bool) {
 		}
 		switch {
 		case h.Served == want:
-			if killed && h.Reason == reasonKilled && res.Switch == "" {
-				h.Switch = true
-				res.Switch = h.Service
+			if killed && h.Reason == reasonKilled && res.Switch == "" && res.Split == "" {
+				if newer(res.Version, h.KilledThrough) {
+					h.Split, res.Split = true, h.Service
+				} else {
+					h.Switch, res.Switch = true, h.Service
+				}
 			}
 		case h.Served == stable && h.Fallback != "" && h.Lane == want:
 			// An explained fallback: this service has no version for the
@@ -337,6 +368,19 @@ func newestStart(t Trace) time.Time {
 		newest = max(newest, s.StartTime)
 	}
 	return time.UnixMicro(newest)
+}
+
+// newer reports whether the edge decided under a version after the
+// newest the hop's kill stops: both integers (fleet versions), decided
+// greater than killedThrough. A span that says no bound (file mode, or a
+// sidecar from before the bound) is read as a kill.
+func newer(decided, killedThrough string) bool {
+	d, err := strconv.ParseInt(decided, 10, 64)
+	if err != nil {
+		return false
+	}
+	k, err := strconv.ParseInt(killedThrough, 10, 64)
+	return err == nil && d > k
 }
 
 // Parse reads a Jaeger /api/traces response body.

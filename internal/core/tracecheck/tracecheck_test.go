@@ -201,6 +201,10 @@ type hopSpec struct {
 	served, cluster string
 	// noServiceSpan: the service reports no span of its own.
 	noServiceSpan bool
+	// version: at the edge, the version its decision span says it
+	// decided under; at an inner hop, the bound its sidecar's kill route
+	// says.
+	version string
 }
 
 // chain builds a call chain, each hop called by the previous service.
@@ -215,8 +219,12 @@ func (b *builder) chain(edge bool, hops ...hopSpec) *builder {
 		if h.noReasonTag {
 			reason = ""
 		}
+		innerVersion := h.version
+		if i == 0 && edge {
+			innerVersion = ""
+		}
 		inTags := append([]Tag{{"span.kind", "server"}}, tags(wire.AttrVariant, cluster, wire.AttrReason, reason,
-			wire.AttrLane, h.lane, wire.AttrFallback, h.fallback, "upstream_cluster", h.service+"|"+cluster)...)
+			wire.AttrLane, h.lane, wire.AttrFallback, h.fallback, "upstream_cluster", h.service+"|"+cluster, wire.AttrVersion, innerVersion)...)
 		inbound := b.span(parent, h.service+"-sidecar", "inbound "+h.service, inTags...)
 		if !h.noDecision && h.reason != "" {
 			call := b.span(inbound, h.service+"-sidecar", "async envoy.service.ext_proc.v3.ExternalProcessor.Process egress", Tag{"span.kind", "client"})
@@ -236,7 +244,7 @@ func (b *builder) chain(edge bool, hops ...hopSpec) *builder {
 			// call and the decision, as otelgrpc reports it.
 			grpc := b.span(call, "graymesh", "envoy.service.ext_proc.v3.ExternalProcessor/Process", Tag{"span.kind", "server"})
 			b.span(grpc, "graymesh", op, tags(wire.AttrHop, hopName, wire.AttrService, h.service,
-				wire.AttrVariant, variant, wire.AttrLane, lane, wire.AttrReason, h.reason, wire.AttrFallback, h.fallback)...)
+				wire.AttrVariant, variant, wire.AttrLane, lane, wire.AttrReason, h.reason, wire.AttrFallback, h.fallback, wire.AttrVersion, h.version)...)
 		}
 		parent = inbound
 		if !h.noServiceSpan {
@@ -298,15 +306,16 @@ func withoutDecisions(in []hopSpec) []hopSpec {
 // categories is what a report says of a trace, in the terms the tests
 // compare.
 type categories struct {
-	checked, undecided, unchecked, hops, leaks, switches, fallbacks int
-	lane, switchAt                                                  string
-	leakAt                                                          []string
+	checked, undecided, unchecked, hops, leaks, switches, splits, fallbacks int
+	lane, switchAt, splitAt                                                 string
+	leakAt                                                                  []string
 }
 
 func categoriesOf(r *Report) categories {
-	got := categories{checked: r.TracesChecked, undecided: r.Undecided, unchecked: r.Unchecked, hops: r.HopsChecked, leaks: r.Leaks, switches: r.Switches, fallbacks: r.Fallbacks}
+	got := categories{checked: r.TracesChecked, undecided: r.Undecided, unchecked: r.Unchecked, hops: r.HopsChecked, leaks: r.Leaks,
+		switches: r.Switches, splits: r.LaggingSplits, fallbacks: r.Fallbacks}
 	if len(r.Traces) == 1 {
-		got.lane, got.switchAt = r.Traces[0].Lane, r.Traces[0].Switch
+		got.lane, got.switchAt, got.splitAt = r.Traces[0].Lane, r.Traces[0].Switch, r.Traces[0].Split
 		for _, h := range r.Traces[0].Hops {
 			if h.Leak {
 				got.leakAt = append(got.leakAt, h.Service)
@@ -340,6 +349,12 @@ func TestCheckCategories(t *testing.T) {
 	for i := range killedSidecarOnly {
 		killedSidecarOnly[i].noReasonTag = true
 	}
+	// The edge decided under fleet version 3; orders' kill stops lanes
+	// through version 2 (its node had not applied the revive) or 3 (a
+	// kill in force where the edge's version is).
+	killedBehind, killedAtVersion := native(killedAtOrders()), native(killedAtOrders())
+	killedBehind[0].version, killedBehind[1].version = "3", "2"
+	killedAtVersion[0].version, killedAtVersion[1].version = "3", "3"
 
 	for name, c := range map[string]struct {
 		trace Trace
@@ -374,6 +389,12 @@ func TestCheckCategories(t *testing.T) {
 		"inner hops verified in Envoy": {newBuilder("t", true).chain(true, native(grayChain())...).trace(),
 			want{checked: 1, hops: 4, fallbacks: 1, lane: "gray"}},
 		"inner hops verified in Envoy, killed at orders": {newBuilder("t", true).chain(true, native(killedAtOrders())...).trace(),
+			want{checked: 1, hops: 4, switches: 1, lane: "gray", switchAt: "orders"}},
+		"killed at a node behind the edge's version: lagging-node split, not a kill": {newBuilder("t", true).chain(true, killedBehind...).trace(),
+			want{checked: 1, hops: 4, splits: 1, lane: "gray", splitAt: "orders"}},
+		"killed at a node behind the edge's version, no span references": {newBuilder("t", false).chain(true, killedBehind...).trace(),
+			want{checked: 1, hops: 4, splits: 1, lane: "gray", splitAt: "orders"}},
+		"killed at a node at the edge's version: a kill": {newBuilder("t", true).chain(true, killedAtVersion...).trace(),
 			want{checked: 1, hops: 4, switches: 1, lane: "gray", switchAt: "orders"}},
 		"inner hops verified in Envoy, lane refused at pricing: leak": {newBuilder("t", true).chain(true, native(refusedAtPricing)...).trace(),
 			want{checked: 1, hops: 4, fallbacks: 1, leaks: 1, lane: "gray", leakAt: []string{"pricing"}}},

@@ -200,8 +200,9 @@ func oldestStart(t tracecheck.Trace) time.Time {
 	return time.UnixMicro(first)
 }
 
-// problem is a chain the filter keeps: a leak or a fail-open.
-func problem(r tracecheck.TraceResult) bool { return r.Leaks > 0 || r.FailOpen }
+// problem is a chain the filter keeps: a leak, a fail-open or a split
+// by a node behind the edge's version.
+func problem(r tracecheck.TraceResult) bool { return r.Leaks > 0 || r.FailOpen || r.Split != "" }
 
 func (c *Console) chainsView(ctx context.Context, only string) chainsView {
 	v := chainsView{Configured: c.opts.Jaeger != "", Jaeger: c.opts.Jaeger, Service: c.opts.TraceService,

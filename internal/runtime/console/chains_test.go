@@ -77,7 +77,7 @@ func TestChainsFilterLeaksAndFailOpensPerChain(t *testing.T) {
 		}
 	}
 	_, page = f.do("GET", "/ui/live/chains?only=problems", nil, nil)
-	for _, want := range []string{`href="http://127.0.0.1:16686/trace/t-two"`, `href="http://127.0.0.1:16686/trace/t-failopen"`, "fail-open", "newest 2 of 2 chains with a leak or a fail-open"} {
+	for _, want := range []string{`href="http://127.0.0.1:16686/trace/t-two"`, `href="http://127.0.0.1:16686/trace/t-failopen"`, "fail-open", "newest 2 of 2 chains with a leak, a fail-open or a lagging-node split"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("filtered chains lack %q:\n%s", want, page)
 		}
@@ -163,5 +163,50 @@ func TestGrayDownIsShownOnTheRelease(t *testing.T) {
 	bare.login()
 	if _, page := bare.do("GET", "/ui/live/releases/shop-v2", nil, nil); !strings.Contains(page, "unknown: no Jaeger configured") {
 		t.Error("without traces the release page claims to know gray's health")
+	}
+}
+
+// A chain stopped as killed by a node behind the edge's version is no
+// kill: the page counts it apart, marks the hop and keeps it in the
+// problems filter.
+func TestChainsShowALaggingNodeSplit(t *testing.T) {
+	at := time.Now().Add(-time.Minute).UnixMicro()
+	split := tracecheck.Trace{TraceID: "t-split", Processes: map[string]tracecheck.Process{
+		"gm": {ServiceName: "graymesh"}, "fe": {ServiceName: "frontend"}, "or-sc": {ServiceName: "orders-sidecar"}, "or": {ServiceName: "orders"},
+	}}
+	tag := func(kv ...string) []tracecheck.Tag {
+		var out []tracecheck.Tag
+		for i := 0; i+1 < len(kv); i += 2 {
+			out = append(out, tracecheck.Tag{Key: kv[i], Value: kv[i+1]})
+		}
+		return out
+	}
+	ref := func(id string) []tracecheck.Reference {
+		return []tracecheck.Reference{{RefType: "CHILD_OF", SpanID: id}}
+	}
+	split.Spans = []tracecheck.Span{
+		{SpanID: "d", OperationName: "decide frontend", StartTime: at, ProcessID: "gm",
+			Tags: tag("graymesh.hop", "edge", "graymesh.lane", "gray", "feature_flag.result.variant", "gray", "feature_flag.version", "3")},
+		{SpanID: "f", OperationName: "serve frontend gray", StartTime: at + 1, ProcessID: "fe", References: ref("d"),
+			Tags: tag("feature_flag.result.variant", "gray", "graymesh.lane", "gray")},
+		{SpanID: "oi", OperationName: "inbound orders", StartTime: at + 2, ProcessID: "or-sc", References: ref("f"),
+			Tags: tag("span.kind", "server", "feature_flag.result.reason", "killed", "feature_flag.version", "2", "graymesh.lane", "stable")},
+		{SpanID: "o", OperationName: "serve orders stable", StartTime: at + 3, ProcessID: "or", References: ref("oi"),
+			Tags: tag("feature_flag.result.variant", "stable", "graymesh.lane", "stable")},
+	}
+	store := &jaegertest.Store{}
+	store.Add(append(cleanChains("c", 3, time.UnixMicro(at)), split)...)
+	jaeger, _ := countingJaeger(t, store)
+	f := newFixture(t, daemon.Options{}, Options{Jaeger: jaeger.URL})
+	f.login()
+	_, page := f.do("GET", "/ui/chains", nil, nil)
+	for _, want := range []string{`id="lagging-splits">1<`, "≠ stopped as killed by a node behind the edge's version (its kill stops lanes through 2)"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("chains page lacks %q:\n%s", want, page)
+		}
+	}
+	_, page = f.do("GET", "/ui/live/chains?only=problems", nil, nil)
+	if !strings.Contains(page, "t-split") || strings.Contains(page, "<code>c1</code>") {
+		t.Errorf("the problems filter does not keep exactly the split chain:\n%s", page)
 	}
 }

@@ -329,6 +329,7 @@ func (p *Pipeline) put(next *config.Config, source string) error {
 	if p.opts.Fleet == nil {
 		next.Version = strconv.Itoa(version)
 	}
+	next.FleetVersion = p.opts.Fleet != nil
 	pol, err := gray.Compile(next, identity.WithSources(p.opts.Sources))
 	if err != nil {
 		return err
