@@ -26,12 +26,12 @@ type sequentialJSON struct {
 }
 
 type serviceStateJSON struct {
-	Errors  eProcessJSON                `json:"errors"`
+	Errors  eProcessJSON                 `json:"errors"`
 	Latency [len(Quantiles)]eProcessJSON `json:"latency"`
-	Gray    SideEvidence                `json:"gray"`
-	Stable  SideEvidence                `json:"stable"`
-	Routes  map[string]*routeStateJSON  `json:"routes,omitempty"`
-	SlotOf  map[string]string           `json:"slot_of,omitempty"`
+	Gray    SideEvidence                 `json:"gray"`
+	Stable  SideEvidence                 `json:"stable"`
+	Routes  map[string]*routeStateJSON   `json:"routes,omitempty"`
+	SlotOf  map[string]string            `json:"slot_of,omitempty"`
 }
 
 type routeStateJSON struct {
