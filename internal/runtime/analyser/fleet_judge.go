@@ -259,10 +259,13 @@ func (j *FleetJudge) judge(ctx context.Context, fr *FleetRelease, st *FleetState
 // evaluate merges the nodes' evidence of window k into w's report and
 // returns the test after it (st's unchanged when the window had none).
 func (j *FleetJudge) evaluate(ctx context.Context, r *config.Release, st *FleetState, k int64, w *Window) (json.RawMessage, error) {
-	nodes, reporting, err := j.store.NodeEvidence(ctx, r.Name, k)
+	all, reporting, err := j.store.NodeEvidence(ctx, r.Name, k)
 	if err != nil {
 		return nil, err
 	}
+	// A node still serving an earlier env of the release judged other
+	// requests: its evidence does not count (Merge would refuse it).
+	nodes := slices.DeleteFunc(all, func(e *analysis.Evidence) bool { return e.Release != r.Name || e.Env != r.Env })
 	w.Nodes, w.NodesReporting = len(nodes), reporting
 	if len(nodes) == 0 {
 		w.Report = analysis.Report{Verdict: analysis.Inconclusive, Reason: "no node published evidence of this window"}
