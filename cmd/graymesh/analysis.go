@@ -141,8 +141,12 @@ func printAnalysis(w io.Writer, st *admin.AnalysisStatus) {
 }
 
 func printWindow(w io.Writer, win *admin.Window) {
-	fmt.Fprintf(w, "\nwindow %d  %s – %s  config %s  state %s  configured %g%%\n", win.Index,
-		win.From.Local().Format("15:04:05"), win.To.Local().Format("15:04:05"), win.ConfigVersion, win.State, win.Percent)
+	version := "config " + win.ConfigVersion
+	if win.ConfigVersion == "" {
+		version = fmt.Sprintf("generation %d", win.Generation) // the fleet analyser's window
+	}
+	fmt.Fprintf(w, "\nwindow %d  %s – %s  %s  state %s  configured %g%%\n", win.Index,
+		win.From.Local().Format("15:04:05"), win.To.Local().Format("15:04:05"), version, win.State, win.Percent)
 	fmt.Fprintf(w, "  verdict: %s — %s\n", strings.ToUpper(string(win.Verdict)), win.Reason)
 	action := win.Action
 	if win.ActionError != "" {
