@@ -69,13 +69,17 @@ func TestKubeFleetJudgesOneNodesErrorsOnTheFleetsEvidence(t *testing.T) {
 	nodes := startFleetGrays(t, k, []int{bad, good, good})
 	k.mustKubectl(grayRelease("checkout", "  env: gray\n  percent: 50\n  analysis: {interval: 2s, min_requests: 40, on_fail: rollback, on_critical: rollback}\n"), "apply", "-f", "-")
 	eachNode(t, "release in force", nodes, func(nd *fleetNode) error {
-		if st, err := nd.status(); err != nil || st["config_version"] != "1" {
-			return fmt.Errorf("%s: status %v %v", nd.name, st["config_version"], err)
+		st, err := nd.status()
+		if err != nil {
+			return err
+		}
+		if st["config_version"] != "1" {
+			return fmt.Errorf("%s: config_version %v", nd.name, st["config_version"])
 		}
 		return nil
 	})
 	spoil(t, fmt.Sprintf("127.0.0.1:%d", bad), "error_rate=0.3")
-	stop := fleetLoad(t, nodes, 400)
+	stop := fleetLoad(t, nodes)
 	waitFor(t, "the GrayRelease rolled back by the analysis", 90*time.Second, func() error {
 		obj, err := k.release("checkout")
 		if err != nil {
@@ -139,7 +143,7 @@ func TestKubeFleetAnalyserHandsOver(t *testing.T) {
 	k.mustKubectl(grayRelease("checkout", "  env: gray\n  percent: 20\n  analysis: {interval: 2s, min_requests: 30}\n  schedule:\n"+
 		"  - {at: \"2020-01-01T00:00:00Z\", percent: 40}\n  - {at: \"2020-01-01T00:01:00Z\", percent: 60}\n  - {at: \"2020-01-01T00:02:00Z\", percent: 80}\n"),
 		"apply", "-f", "-")
-	stop := fleetLoad(t, nodes, 400)
+	stop := fleetLoad(t, nodes)
 	waitFor(t, "the first step taken", 60*time.Second, func() error {
 		obj, err := k.release("checkout")
 		if err != nil {

@@ -111,10 +111,11 @@ func checkConsoleFleet(t *testing.T, nd *fleetNode, n int, gen int64) {
 	}
 }
 
-// fleetLoad sends requests for many devices through every node's Envoy
+// fleetLoad sends requests for 400 devices through every node's Envoy
 // until stopped: answers of any status count (a spoiled gray answers 500).
-func fleetLoad(t *testing.T, nodes []*fleetNode, devices int) (stop func()) {
+func fleetLoad(t *testing.T, nodes []*fleetNode) (stop func()) {
 	t.Helper()
+	const devices = 400
 	done, quit := sync.WaitGroup{}, make(chan struct{})
 	deadline := time.Now().Add(2 * time.Minute)
 	for _, nd := range nodes {
@@ -170,7 +171,7 @@ func TestKubeAnalysisKillsTheFleet(t *testing.T) {
 		return nil
 	})
 	spoil(t, grayAddr, "error_rate=0.3")
-	stop := fleetLoad(t, nodes, 400)
+	stop := fleetLoad(t, nodes)
 	waitFor(t, "the GrayRelease killed by an analysis", 90*time.Second, func() error {
 		obj, err := k.release("checkout")
 		if err != nil {
@@ -218,7 +219,7 @@ func TestKubeAnalysisAdvancesTheFleet(t *testing.T) {
 	nodes := startFleet(t, k, n)
 	k.mustKubectl(grayRelease("checkout", "  env: gray\n  percent: 20\n  analysis: {interval: 1s, min_requests: 30}\n"+
 		"  schedule:\n  - {at: \"2020-01-01T00:00:00Z\", percent: 40}\n  - {at: \"2020-01-01T00:01:00Z\", percent: 60}\n"), "apply", "-f", "-")
-	stop := fleetLoad(t, nodes, 400)
+	stop := fleetLoad(t, nodes)
 	waitFor(t, "both steps taken on the GrayRelease", 90*time.Second, func() error {
 		obj, err := k.release("checkout")
 		if err != nil {

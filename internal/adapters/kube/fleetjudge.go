@@ -123,7 +123,8 @@ func (f *FleetAnalysis) PublishEvidence(ctx context.Context, release string, ind
 			return nil
 		}
 		f.last = nil
-		if attempt > 0 || !(apierrors.IsConflict(err) || apierrors.IsNotFound(err) || apierrors.IsAlreadyExists(err)) {
+		retry := apierrors.IsConflict(err) || apierrors.IsNotFound(err) || apierrors.IsAlreadyExists(err)
+		if attempt > 0 || !retry {
 			return err
 		}
 	}

@@ -64,7 +64,8 @@ func (m *memStore) LoadState(context.Context, string) (*FleetState, error) {
 func (m *memStore) SaveState(_ context.Context, _ string, st *FleetState) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if st.Version != fmt.Sprint(m.version) && !(m.state == nil && st.Version == "") {
+	fresh := m.state == nil && st.Version == ""
+	if st.Version != fmt.Sprint(m.version) && !fresh {
 		return ErrStateMoved
 	}
 	b, err := json.Marshal(st)
@@ -117,9 +118,10 @@ func fleetRelease(onFail string, steps ...config.Step) FleetRelease {
 	return FleetRelease{Release: r, Generation: 4}
 }
 
-// nodeEv is one node's evidence of window k: gray and stable requests
-// and errors, successes answered in 20 ms.
-func nodeEv(k int64, grayN, grayErr, stableN, stableErr int) *analysis.Evidence {
+// nodeEv is one node's evidence of window k: 100 gray requests, grayErr
+// of them errors, and stable's; successes answered in 20 ms.
+func nodeEv(k int64, grayErr, stableN, stableErr int) *analysis.Evidence {
+	const grayN = 100
 	e := analysis.NewEvidence(analysis.Query{Release: "shop-v2", Env: "gray", Services: []string{"shop"},
 		From: WindowStart(k, time.Second), To: WindowStart(k+1, time.Second)})
 	for _, s := range []struct {
@@ -166,7 +168,7 @@ func TestFleetJudgeMergesEveryNodesEvidence(t *testing.T) {
 	j := rig.judge("node-1")
 	j.Round(context.Background()) // starts the rollout at the window in progress
 	k := rig.window()
-	rig.store.evidence[k] = []*analysis.Evidence{nodeEv(k, 100, 24, 900, 9), nodeEv(k, 100, 1, 900, 9), nodeEv(k, 100, 1, 900, 9)}
+	rig.store.evidence[k] = []*analysis.Evidence{nodeEv(k, 24, 900, 9), nodeEv(k, 1, 900, 9), nodeEv(k, 1, 900, 9)}
 	rig.now = rig.now.Add(2 * time.Second)
 	j.Round(context.Background())
 	st := rig.store.saved(t)
@@ -204,7 +206,7 @@ func TestFleetJudgeAdvancesEachStepOnce(t *testing.T) {
 	j.Round(context.Background())
 	for i := range 3 {
 		k := rig.window()
-		rig.store.evidence[k] = []*analysis.Evidence{nodeEv(k, 100, 1, 400, 4), nodeEv(k, 100, 1, 400, 4)}
+		rig.store.evidence[k] = []*analysis.Evidence{nodeEv(k, 1, 400, 4), nodeEv(k, 1, 400, 4)}
 		rig.now = rig.now.Add(time.Second + time.Second/2)
 		j.Round(context.Background())
 		// The object as the patch left it: the step taken, the rest kept.
@@ -235,7 +237,7 @@ func TestFleetJudgeSuccessorTakesThePendingActionNotASecond(t *testing.T) {
 	first := rig.judge("node-0")
 	first.Round(context.Background())
 	k := rig.window()
-	rig.store.evidence[k] = []*analysis.Evidence{nodeEv(k, 100, 30, 900, 9), nodeEv(k, 100, 30, 900, 9)}
+	rig.store.evidence[k] = []*analysis.Evidence{nodeEv(k, 30, 900, 9), nodeEv(k, 30, 900, 9)}
 	rig.now = rig.now.Add(2 * time.Second)
 	// The first analyser dies during its patch.
 	rig.actor.fail = context.Canceled
@@ -269,7 +271,7 @@ func TestFleetJudgeSecondAnalyserNeverActs(t *testing.T) {
 	a.Round(context.Background())
 	b.Round(context.Background()) // both have read the state
 	k := rig.window()
-	rig.store.evidence[k] = []*analysis.Evidence{nodeEv(k, 100, 30, 900, 9)}
+	rig.store.evidence[k] = []*analysis.Evidence{nodeEv(k, 30, 900, 9)}
 	rig.now = rig.now.Add(2 * time.Second)
 	a.Round(context.Background())
 	b.Round(context.Background())
