@@ -83,13 +83,17 @@ func TestKubeDeletionFacts(t *testing.T) {
 // checkModeRBAC installs the kubernetes-mode Role and RoleBinding and,
 // impersonating graymesh's ServiceAccount, checks that the one ConfigMap
 // can be listed and watched by name (a metadata.name field selector is
-// what lets resourceNames authorise a list or a watch) but no other, and
-// that the writer can create it and patch a GrayRelease's finalizers.
+// what lets resourceNames authorise a list or a watch) and no other
+// watched; that the namespace's ConfigMaps can be read and listed (the
+// fleet analysis's evidence and state ConfigMaps, whose names RBAC cannot
+// foresee) but not deleted, and Secrets not read; and that the writer can
+// create the fleet ConfigMap and patch a GrayRelease's finalizers.
 func (k *kubeCP) checkModeRBAC(t *testing.T) {
 	t.Helper()
 	k.mustKubectl("", "apply", "-n", "graymesh", "-f", filepath.Join(repoRoot, "manifests", "components", "kubernetes-mode", "rbac.yaml"))
 	as := []string{"--as", "system:serviceaccount:graymesh:graymesh", "-n", "graymesh"}
 	byName := "/api/v1/namespaces/graymesh/configmaps?fieldSelector=metadata.name%3Dgraymesh-fleet"
+	k.mustKubectl("", "create", "configmap", "other", "-n", "graymesh")
 	for _, tt := range []struct {
 		what  string
 		args  []string
@@ -99,8 +103,11 @@ func (k *kubeCP) checkModeRBAC(t *testing.T) {
 		{"create the fleet ConfigMap", []string{"create", "configmap", "graymesh-fleet"}, "", true},
 		{"list it by name", []string{"get", "--raw", byName}, "", true},
 		{"watch it by name", []string{"get", "--raw", byName + "&watch=true&timeoutSeconds=1"}, "", true},
-		{"list every ConfigMap", []string{"get", "--raw", "/api/v1/namespaces/graymesh/configmaps"}, "", false},
-		{"read another ConfigMap", []string{"get", "configmap", "kube-root-ca.crt"}, "", false},
+		{"list every ConfigMap (the nodes' analysis evidence)", []string{"get", "--raw", "/api/v1/namespaces/graymesh/configmaps"}, "", true},
+		{"read another ConfigMap", []string{"get", "configmap", "other"}, "", true},
+		{"watch every ConfigMap", []string{"get", "--raw", "/api/v1/namespaces/graymesh/configmaps?watch=true&timeoutSeconds=1"}, "", false},
+		{"delete a ConfigMap", []string{"delete", "configmap", "other", "--dry-run=server"}, "", false},
+		{"read a Secret", []string{"get", "secrets"}, "", false},
 	} {
 		out, err := k.kubectl(tt.stdin, append(tt.args, as...)...)
 		if allowed := err == nil; allowed != tt.allow {

@@ -58,12 +58,25 @@ type fleetNode struct {
 // and one gray upstream.
 func startFleet(t *testing.T, k *kubeCP, n int) []*fleetNode {
 	t.Helper()
-	stable, gray := freePort(t), freePort(t)
+	gray := freePort(t)
+	start(t, t.TempDir(), "shop-gray", filepath.Join(binDir, "demo-service"), "--listen", fmt.Sprintf("127.0.0.1:%d", gray), "--env", "gray", "--version", "v2")
+	grays := make([]int, n)
+	for i := range grays {
+		grays[i] = gray
+	}
+	return startFleetGrays(t, k, grays)
+}
+
+// startFleetGrays starts a node per entry of grays, node i's gray
+// environment at 127.0.0.1:grays[i] (started by the caller), all sharing
+// one stable upstream.
+func startFleetGrays(t *testing.T, k *kubeCP, grays []int) []*fleetNode {
+	t.Helper()
+	stable := freePort(t)
 	shared := t.TempDir()
 	start(t, shared, "shop-stable", filepath.Join(binDir, "demo-service"), "--listen", fmt.Sprintf("127.0.0.1:%d", stable), "--env", "stable", "--version", "v1")
-	start(t, shared, "shop-gray", filepath.Join(binDir, "demo-service"), "--listen", fmt.Sprintf("127.0.0.1:%d", gray), "--env", "gray", "--version", "v2")
 	var nodes []*fleetNode
-	for i := range n {
+	for i, gray := range grays {
 		dir := t.TempDir()
 		ports := map[string]int{"STABLE": stable, "GRAY": gray}
 		for _, p := range []string{"EXTPROC", "XDS", "ADMIN", "LISTENER", "ENVOY_ADMIN"} {

@@ -128,6 +128,9 @@ func printAnalysis(w io.Writer, st *admin.AnalysisStatus) {
 	fmt.Fprintf(w, "release %s → %s: state %s, percent %g, %s\n", st.Release, st.Env, st.State, st.Percent, schedule)
 	fmt.Fprintf(w, "analysis: %s method, %s source, windows of %s, services %s, at least %d requests a side, alpha %g; on fail: %s, on critical: %s\n",
 		a.Method, a.Source, a.Interval.Duration, strings.Join(st.Services, ", "), a.MinRequests, a.Alpha, a.OnFail, a.OnCritical)
+	if st.FleetError != "" {
+		fmt.Fprintf(w, "\nthe fleet's windows could not be read: %s\n", st.FleetError)
+	}
 	if len(st.Windows) == 0 {
 		fmt.Fprintf(w, "\nno window judged yet (the first ends %s after graymesh started analysing)\n", a.Interval.Duration)
 		return
@@ -138,14 +141,22 @@ func printAnalysis(w io.Writer, st *admin.AnalysisStatus) {
 }
 
 func printWindow(w io.Writer, win *admin.Window) {
-	fmt.Fprintf(w, "\nwindow %d  %s – %s  config %s  state %s  configured %g%%\n", win.Index,
-		win.From.Local().Format("15:04:05"), win.To.Local().Format("15:04:05"), win.ConfigVersion, win.State, win.Percent)
+	version := "config " + win.ConfigVersion
+	if win.ConfigVersion == "" {
+		version = fmt.Sprintf("generation %d", win.Generation) // the fleet analyser's window
+	}
+	fmt.Fprintf(w, "\nwindow %d  %s – %s  %s  state %s  configured %g%%\n", win.Index,
+		win.From.Local().Format("15:04:05"), win.To.Local().Format("15:04:05"), version, win.State, win.Percent)
 	fmt.Fprintf(w, "  verdict: %s — %s\n", strings.ToUpper(string(win.Verdict)), win.Reason)
 	action := win.Action
 	if win.ActionError != "" {
 		action += " (refused: " + win.ActionError + ")"
 	}
 	fmt.Fprintf(w, "  action:  %s\n", action)
+	if win.ActedBy != "" {
+		fmt.Fprintf(w, "  fleet:   evidence of %d of %d reporting nodes merged; judged and acted on by %s (GrayRelease generation %d)\n",
+			win.Nodes, win.NodesReporting, win.ActedBy, win.Generation)
+	}
 	if win.Error != "" {
 		fmt.Fprintf(w, "  source:  %s\n", win.Error)
 	}

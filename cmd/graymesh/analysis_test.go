@@ -38,7 +38,7 @@ func TestAnalysisCommandShowsEveryPart(t *testing.T) {
 				Services: []analysis.ServiceReport{{Service: "shop", Gray: analysis.SideSummary{Requests: 400, Errors: 24, ErrorRate: 6, P50: 12},
 					Stable: analysis.SideSummary{Requests: 900, Errors: 9, ErrorRate: 1}, GrayRequestShare: 30.8, GrayCallerShare: &share, Verdict: analysis.Fail,
 					Tests: []analysis.TestResult{{Metric: "errors", Method: analysis.MethodZ, Statistic: 4.2, P: 1e-5, Alpha: 0.025, Effect: 5, Threshold: 1, Critical: 20, Verdict: analysis.Fail}}}}},
-			Action: "freeze"}}}
+			Action: "freeze", FleetWindow: admin.FleetWindow{Generation: 5, Nodes: 3, NodesReporting: 3, ActedBy: "node-1"}}}}
 	url := analysisServer(t, st)
 	code, out, errOut := runCLI("analysis", "shop-v2", "--admin", url)
 	if code != 0 {
@@ -46,7 +46,8 @@ func TestAnalysisCommandShowsEveryPart(t *testing.T) {
 	}
 	for _, want := range []string{"release shop-v2 → gray: state frozen", "window 7", "verdict: FAIL — shop: errors:", "action:  freeze",
 		"400", "24 (6.00%)", "gray served 30.8% of requests, 41.5% of distinct callers (configured 30%)",
-		"two-proportion-z", "threshold 1.00", "critical 20.00", "→ fail"} {
+		"two-proportion-z", "threshold 1.00", "critical 20.00", "→ fail",
+		"fleet:   evidence of 3 of 3 reporting nodes merged; judged and acted on by node-1 (GrayRelease generation 5)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

@@ -103,6 +103,16 @@ func serveKube(ctx context.Context, path string, opts daemon.Options, k kubeFlag
 	// overrides, which this mode refuses; the console's release page
 	// shows the fleet: status and node reports.
 	opts.Fleet = kube.Fleet{Source: src, Actor: kube.NewActor(c, identity), FleetView: kube.NewFleetView(src)}
+	// Nodes publish their analysis evidence; the fleet's one analyser —
+	// run by the elected status writer — merges it, judges and acts.
+	if opts.FleetAnalysis, err = kube.NewFleetAnalysis(c, identity); err != nil {
+		return err
+	}
+	judge, err := kube.NewFleetJudge(c, src, identity, log)
+	if err != nil {
+		return err
+	}
+	src.WhileElected(judge.Run)
 	d, err := daemon.New(ctx, path, opts, log)
 	if err != nil {
 		return err

@@ -47,7 +47,12 @@ const maxChangeReason = 500
 
 // ActOnFleet is part of control.Fleet.
 func (a *Actor) ActOnFleet(ctx context.Context, fa control.FleetAction) (string, error) {
-	reason := truncateUTF8(fmt.Sprintf("analysis on node %s: %s", a.node, fa.Reason), maxChangeReason)
+	return a.actWithReason(ctx, fa, fmt.Sprintf("analysis on node %s: %s", a.node, fa.Reason))
+}
+
+// actWithReason takes fa with reason as the object's change.reason.
+func (a *Actor) actWithReason(ctx context.Context, fa control.FleetAction, reason string) (string, error) {
+	reason = truncateUTF8(reason, maxChangeReason)
 	for range actAttempts {
 		u, err := a.client.Resource().Get(ctx, fa.Release, metav1.GetOptions{})
 		if err != nil {

@@ -67,6 +67,8 @@ type Source struct {
 	// fleetInf watches the fleet record; core writes it.
 	fleetInf cache.SharedIndexInformer
 	core     corev1client.CoreV1Interface
+	// electedDuties run while this node is the elected writer (WhileElected).
+	electedDuties []func(context.Context)
 
 	synced     atomic.Bool
 	staleSince atomic.Int64 // unix nanoseconds; 0 while current

@@ -52,6 +52,7 @@ func (s *Source) RunStatusWriter(ctx context.Context, identity string) error {
 			Callbacks: leaderelection.LeaderCallbacks{
 				OnStartedLeading: func(ctx context.Context) {
 					s.log.Info("elected status writer", "identity", identity)
+					s.startElectedDuties(ctx)
 					s.writeStatusLoop(ctx, coord.Leases(s.client.Namespace))
 				},
 				OnStoppedLeading: func() { s.log.Info("no longer the status writer", "identity", identity) },

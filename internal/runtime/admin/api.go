@@ -68,6 +68,8 @@ type (
 	AnalysisStatus = analyser.Status
 	// Window is one judged window.
 	Window = analyser.Window
+	// FleetWindow is what the fleet analyser adds to a window.
+	FleetWindow = analyser.FleetWindow
 )
 
 // DiffRequest is a candidate config file to compare.

@@ -69,42 +69,58 @@ func fleetAnalysedRig(t *testing.T) (*rig, *analysistest.Source, *clocktest.Cloc
 	return d, src, clock, actor
 }
 
-// TestFleetAnalysisFailFreezesThroughTheActor: in Kubernetes mode a fail
-// verdict freezes the release through the fleet actor (the GrayRelease),
-// with the verdict as the reason, and never through a local override.
-func TestFleetAnalysisFailFreezesThroughTheActor(t *testing.T) {
-	d, src, clock, actor := fleetAnalysedRig(t)
-	src.Set(analysistest.Side(400, 24, 20), analysistest.Side(400, 4, 20)) // +5 points
-	w := judge(t, d, clock)
-	if w.Verdict != analysis.Fail || w.Action != "freeze (patched)" || w.ActionError != "" {
-		t.Fatalf("window %s, action %q (%s): %s", w.Verdict, w.Action, w.ActionError, w.Reason)
-	}
-	got := actor.actions()
-	if len(got) != 1 || got[0].Release != "shop-v2" || got[0].Kind != control.FleetFreeze || !strings.HasPrefix(got[0].Reason, "fail — shop: errors:") {
-		t.Fatalf("fleet actions %+v, want one freeze of shop-v2 with the verdict as the reason", got)
-	}
-	// The node itself stays as the fleet has it until the object changes.
-	if s := d.pipe.Config().Releases[0].State; s != config.StateActive {
-		t.Errorf("state %s: the node changed itself instead of the fleet", s)
-	}
+// fakeFleetNode records what a node publishes and answers the fleet's
+// windows.
+type fakeFleetNode struct {
+	mu        sync.Mutex
+	published map[int64]*analysis.Evidence
+	windows   []Window
 }
 
-// TestFleetAnalysisPassAdvancesThroughTheActor: a pass asks the actor to
-// take the schedule's first remaining step (the schedule is held until an
-// analysis passes), naming that step so the actor takes it only once.
-func TestFleetAnalysisPassAdvancesThroughTheActor(t *testing.T) {
+func (f *fakeFleetNode) PublishEvidence(_ context.Context, _ string, k int64, e *analysis.Evidence) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.published[k] = e
+	return nil
+}
+
+func (f *fakeFleetNode) FleetWindows(context.Context, string) ([]Window, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]Window(nil), f.windows...), nil
+}
+
+// TestFleetNodePublishesAndNeverActs: in Kubernetes mode a node whose own
+// slice shows gray failing neither judges nor acts: it publishes its
+// evidence of the aligned window for the fleet analyser, asks nothing of
+// the fleet actor, changes nothing locally, and shows the fleet
+// analyser's windows as the release's analysis.
+func TestFleetNodePublishesAndNeverActs(t *testing.T) {
 	d, src, clock, actor := fleetAnalysedRig(t)
-	src.Set(analysistest.Side(500, 5, 20), analysistest.Side(500, 5, 20))
-	w := judge(t, d, clock)
-	if w.Verdict != analysis.Pass || w.Action != "advance to schedule[0] (10%) (patched)" {
-		t.Fatalf("window %s, action %q (%s)", w.Verdict, w.Action, w.ActionError)
+	node := &fakeFleetNode{published: map[int64]*analysis.Evidence{},
+		windows: []Window{{Index: 7, FleetWindow: FleetWindow{Nodes: 3, NodesReporting: 3, ActedBy: "node-2"}}}}
+	d.a.UseFleet(node)
+	src.Set(analysistest.Side(400, 24, 20), analysistest.Side(400, 4, 20)) // +5 points on this node
+	from := clock.Now()
+	clock.Advance(time.Second)
+	d.a.Window(context.Background(), "shop-v2", from, clock.Now())
+	k := WindowIndex(clock.Now(), time.Second)
+	if err := d.a.Publish(context.Background(), "shop-v2", k, time.Second); err != nil {
+		t.Fatal(err)
 	}
-	got := actor.actions()
-	if len(got) != 1 || got[0].Kind != control.FleetAdvance || got[0].Step.Percent != 10 || !got[0].Step.At.Equal(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) {
-		t.Fatalf("fleet actions %+v, want one advance to the 10%% step", got)
+	e := node.published[k]
+	if e == nil || e.Services["shop"].Gray.Errors != 24 || !e.From.Equal(WindowStart(k, time.Second)) || !e.To.Equal(WindowStart(k+1, time.Second)) {
+		t.Fatalf("published %+v, want window %d's evidence with gray's 24 errors", e, k)
 	}
-	if p := percent(d, clock); p != 1 {
-		t.Errorf("percent %v: the node advanced itself instead of the fleet", p)
+	if got := actor.actions(); len(got) != 0 {
+		t.Fatalf("the node acted on its own slice: %+v", got)
+	}
+	if s := d.pipe.Config().Releases[0].State; s != config.StateActive {
+		t.Errorf("state %s: the node changed itself", s)
+	}
+	st, ok := d.a.Status("shop-v2", 0)
+	if !ok || len(st.Windows) != 1 || st.Windows[0].ActedBy != "node-2" || st.Windows[0].Nodes != 3 {
+		t.Fatalf("status %+v, want the fleet analyser's window", st)
 	}
 }
 

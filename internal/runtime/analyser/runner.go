@@ -48,6 +48,22 @@ type Window struct {
 	// Action is what the verdict did; ActionError why it could not.
 	Action      string `json:"action"`
 	ActionError string `json:"action_error,omitempty"`
+	FleetWindow
+}
+
+// FleetWindow is what a window of the fleet analyser adds (Kubernetes
+// mode; empty on one node).
+type FleetWindow struct {
+	// Generation is the GrayRelease's generation the window was judged
+	// and acted on.
+	Generation int64 `json:"generation,omitempty"`
+	// Nodes is how many nodes' evidence was merged; NodesReporting how
+	// many nodes were publishing evidence of the release at the time.
+	Nodes          int `json:"nodes,omitempty"`
+	NodesReporting int `json:"nodes_reporting,omitempty"`
+	// ActedBy is the analyser process that judged the window and took its
+	// action.
+	ActedBy string `json:"acted_by,omitempty"`
 }
 
 // Status is a release's analysis as GET /v1/releases/{name}/analysis
@@ -62,6 +78,9 @@ type Status struct {
 	ScheduleStep  int              `json:"schedule_step"`
 	ScheduleSteps int              `json:"schedule_steps"`
 	Windows       []Window         `json:"windows"`
+	// FleetError is why the fleet's windows could not be read (Kubernetes
+	// mode).
+	FleetError string `json:"fleet_error,omitempty"`
 }
 
 // Runner runs every analysed release's windows and acts on their verdicts
@@ -75,7 +94,10 @@ type Runner struct {
 	// evidence; register it on a gRPC server.
 	Receiver *accesslog.Receiver
 	// source, when set, replaces every release's source (tests).
-	source  analysis.Source
+	source analysis.Source
+	// fleet, in Kubernetes mode, is where this node publishes its evidence
+	// and reads the fleet analyser's windows.
+	fleet   FleetNode
 	metrics *metrics
 	tracer  trace.Tracer
 	changed chan struct{}
@@ -184,8 +206,13 @@ func (a *Runner) sync(ctx context.Context) {
 	}
 }
 
-// loop judges one release's window every interval.
+// loop judges one release's window every interval; in Kubernetes mode it
+// publishes the node's evidence instead, for the fleet analyser.
 func (a *Runner) loop(ctx context.Context, release string, interval time.Duration) {
+	if on, _ := a.pipe.FleetMode(); on {
+		a.publishLoop(ctx, release, interval)
+		return
+	}
 	from := a.pipe.Clock().Now()
 	if q, _, ok := query(a.pipe.Config(), release, from, from); ok {
 		a.collector.Watch(q)
@@ -225,8 +252,12 @@ func (a *Runner) sourceFor(r *config.Release) analysis.Source {
 }
 
 // Window judges release's window [from, to), acts on the verdict and
-// records it.
+// records it. In Kubernetes mode it does nothing: a node never judges its
+// own slice; it publishes its evidence (Publish) for the fleet analyser.
 func (a *Runner) Window(ctx context.Context, release string, from, to time.Time) {
+	if on, _ := a.pipe.FleetMode(); on {
+		return
+	}
 	cfg := a.pipe.Config()
 	q, r, ok := query(cfg, release, from, to)
 	if !ok {
@@ -335,6 +366,10 @@ func (a *Runner) Status(release string, n int) (*Status, bool) {
 	steps := len(a.pipe.FileSchedule(release))
 	st := &Status{Release: r.Name, Env: r.Env, Services: cfg.AnalysedServices(r), Settings: r.Analysis, State: r.State,
 		Percent: r.PercentAt(now), ScheduleStep: r.StepAt(now), ScheduleSteps: steps}
+	if on, _ := a.pipe.FleetMode(); on {
+		st.Windows, st.FleetError = a.fleetWindows(release, n)
+		return st, true
+	}
 	a.mu.Lock()
 	h := a.history[release]
 	if n > 0 && len(h) > n {

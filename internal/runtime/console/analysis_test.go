@@ -14,7 +14,9 @@ import (
 )
 
 // TestReleasePageShowsAnalysisWindows renders the release page with an
-// analysis answer: one row per window and service, the verdict in words.
+// analysis answer: one row per window and service, the verdict in words,
+// and for a fleet's window the nodes merged, the analyser that acted and
+// the errors test's statistic against its boundary.
 func TestReleasePageShowsAnalysisWindows(t *testing.T) {
 	pages, err := parsePages()
 	if err != nil {
@@ -25,10 +27,12 @@ func TestReleasePageShowsAnalysisWindows(t *testing.T) {
 		Release: "shop-v2", Env: "gray", Services: []string{"shop"},
 		Settings: &config.Analysis{Interval: config.Duration{Duration: 5 * time.Second}},
 		Windows: []admin.Window{
-			{Index: 7, To: at, Action: "freeze", Report: analysis.Report{Verdict: analysis.Fail, Reason: "error rate: gray 6.0% vs stable 1.0%",
-				Services: []analysis.ServiceReport{{Service: "shop",
-					Gray:   analysis.SideSummary{Requests: 400, Errors: 24, P50: 12, P99: 40},
-					Stable: analysis.SideSummary{Requests: 900, Errors: 9, P50: 11, P99: 38}}}}},
+			{Index: 7, To: at, Action: "freeze", FleetWindow: admin.FleetWindow{Nodes: 3, NodesReporting: 4, ActedBy: "node-2"},
+				Report: analysis.Report{Verdict: analysis.Fail, Reason: "error rate: gray 6.0% vs stable 1.0%",
+					Services: []analysis.ServiceReport{{Service: "shop",
+						Tests:  []analysis.TestResult{{Metric: "errors", Statistic: 5.123, Boundary: 4.38}},
+						Gray:   analysis.SideSummary{Requests: 400, Errors: 24, P50: 12, P99: 40},
+						Stable: analysis.SideSummary{Requests: 900, Errors: 9, P50: 11, P99: 38}}}}},
 			{Index: 6, To: at.Add(-5 * time.Second), Action: "hold", Error: "analysis source unavailable",
 				Report: analysis.Report{Verdict: analysis.Inconclusive, Reason: "no observations"}},
 		},
@@ -45,6 +49,7 @@ func TestReleasePageShowsAnalysisWindows(t *testing.T) {
 		"Every 5s graymesh compares gray with stable on shop",
 		"#7 10:00:05", "400 / 24 / 12 ms / 40 ms", "900 / 9 / 11 ms / 38 ms",
 		`<strong class="verdict-fail">fail</strong> error rate: gray 6.0% vs stable 1.0%`, "freeze",
+		"fleet: 3 of 4 nodes' evidence, judged and acted on by node-2", "errors: statistic 5.12, boundary 4.38",
 		"#6 10:00:00", "analysis source unavailable", `<strong class="verdict-inconclusive">inconclusive</strong>`,
 	} {
 		if !strings.Contains(page, want) {

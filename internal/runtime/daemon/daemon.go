@@ -68,6 +68,9 @@ type Options struct {
 	// the pipeline (control.ReleaseChange), the file gives the static
 	// settings only, and local overrides are refused.
 	Fleet control.Fleet
+	// FleetAnalysis, with Fleet, is where the analysis publishes this
+	// node's evidence for the fleet's one analyser, and reads its windows.
+	FleetAnalysis analyser.FleetNode
 }
 
 // envoyKeepalive lets Envoy ping idle ext_proc and ADS connections as often
@@ -105,6 +108,7 @@ func New(ctx context.Context, path string, opts Options, log *slog.Logger) (*Dae
 	d.sources = identity.NewSources(log.With("component", "identity"))
 	d.metrics = newMetrics(func() int64 { return d.ext.ActiveStreams() }, d.xds, d.sources)
 	d.analyser = analyser.New(log, d.metrics.registry, opts.AnalysisSource)
+	d.analyser.UseFleet(opts.FleetAnalysis)
 	if opts.Fleet != nil {
 		d.metrics.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "graymesh_fleet_stale_seconds",
