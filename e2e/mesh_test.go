@@ -673,12 +673,17 @@ func TestMeshFailOpenIsNotALeak(t *testing.T) {
 	})
 	failOpens := 0
 	for _, tr := range r.Traces {
-		if !tr.FailOpen {
+		allStable, ours := stable[tr.TraceID]
+		if !tr.FailOpen || !ours {
+			// Only this test's chains: the window also holds the
+			// mesh's own start-up traces.
 			continue
 		}
 		failOpens++
-		if !stable[tr.TraceID] || tr.Lane != "stable" || tr.DecidedLane != "gray" || tr.Leaks != 0 {
-			t.Errorf("fail-open trace %s: lane %s, decided %s, %d leaks, served all stable %v", tr.TraceID, tr.Lane, tr.DecidedLane, tr.Leaks, stable[tr.TraceID])
+		// graymesh's decision span may be missing altogether when Envoy
+		// gave up on the stream before graymesh answered.
+		if !allStable || tr.Lane != "stable" || (tr.DecidedLane != "gray" && tr.DecidedLane != "") || tr.Leaks != 0 {
+			t.Errorf("fail-open trace %s: lane %s, decided %s, %d leaks, served all stable %v", tr.TraceID, tr.Lane, tr.DecidedLane, tr.Leaks, allStable)
 		}
 	}
 	if r.Leaks != 0 || code != 0 {
