@@ -36,7 +36,7 @@ const maxReason = 500
 // metrics, and the console (when not nil) under /ui/. Listening beyond
 // loopback without a token, only health, readiness and metrics answer.
 func (s *Service) Handler(console http.Handler) http.Handler {
-	open := isLoopback(s.pipe.Config().Server.AdminListen) || s.rt.Token != ""
+	open := s.Open()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
@@ -288,6 +288,12 @@ func answer(w http.ResponseWriter, v any, err error) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// Open reports whether the API answers: it listens on loopback only, or
+// needs a token. Otherwise only health, readiness and metrics answer.
+func (s *Service) Open() bool {
+	return isLoopback(s.pipe.Config().Server.AdminListen) || s.rt.Token != ""
 }
 
 // isLoopback reports whether addr (host:port) only listens on loopback.

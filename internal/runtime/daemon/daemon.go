@@ -225,7 +225,7 @@ func (d *Daemon) watch(ctx context.Context) {
 //nolint:funlen // the servers' lifecycle in the order it happens: listen, serve, drain, stop
 func (d *Daemon) Run(ctx context.Context) error {
 	cfg := d.pipe.Config()
-	if !isLoopback(cfg.Server.AdminListen) && d.opts.AdminToken == "" {
+	if !d.api.Open() {
 		d.log.Warn("admin API disabled: admin_listen is not loopback and no admin token is set; /healthz, /readyz and /metrics stay open", "admin_listen", cfg.Server.AdminListen)
 	}
 	lc := net.ListenConfig{}
@@ -349,14 +349,4 @@ func (d *Daemon) runConsole(ctx context.Context) {
 	if r, ok := d.console.(interface{ Run(context.Context) }); ok {
 		r.Run(ctx)
 	}
-}
-
-// isLoopback reports whether addr (host:port) only listens on loopback.
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return host == "localhost" || (ip != nil && ip.IsLoopback())
 }
