@@ -11,7 +11,13 @@ for pkg in $(go list ./... | grep -v /e2e); do
   for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
     found=$((found + 1))
     echo "fuzz: $pkg $target ($fuzztime)"
-    go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg" >/dev/null
+    # Quiet on success; on a failure show what go test said (the failing
+    # input and where it was written), which CI would otherwise lose.
+    if ! out=$(go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg" 2>&1); then
+      echo "$out" | grep -v '^fuzz: elapsed' | tail -40
+      echo "fuzz: $pkg $target failed"
+      exit 1
+    fi
   done
 done
 echo "fuzz: $found targets, no crashers"
