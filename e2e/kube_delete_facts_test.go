@@ -80,47 +80,56 @@ func TestKubeDeletionFacts(t *testing.T) {
 	k.checkModeRBAC(t)
 }
 
-// checkModeRBAC installs the kubernetes-mode Role and RoleBinding and,
-// impersonating graymesh's ServiceAccount, checks that the one ConfigMap
+// checkModeRBAC installs the kubernetes-mode Roles and RoleBindings and,
+// impersonating each role's ServiceAccount, checks that the one ConfigMap
 // can be listed and watched by name (a metadata.name field selector is
 // what lets resourceNames authorise a list or a watch) and no other
 // watched; that the namespace's ConfigMaps can be read and listed (the
 // fleet analysis's evidence and state ConfigMaps, whose names RBAC cannot
-// foresee) but not deleted, and Secrets not read; and that the writer can
-// create the fleet ConfigMap and patch a GrayRelease's finalizers.
+// foresee) but not deleted, and Secrets not read; that only the controller
+// may patch a GrayRelease (its finalizers, its spec), never a node pod,
+// and the controller may update the fleet ConfigMap. (A node can update it
+// too, through the rule for its evidence ConfigMaps: RBAC has no name
+// prefixes; docs/kubernetes.md says so.)
 func (k *kubeCP) checkModeRBAC(t *testing.T) {
 	t.Helper()
 	k.mustKubectl("", "apply", "-n", "graymesh", "-f", filepath.Join(repoRoot, "manifests", "components", "kubernetes-mode", "rbac.yaml"))
-	as := []string{"--as", "system:serviceaccount:graymesh:graymesh", "-n", "graymesh"}
+	node := []string{"--as", "system:serviceaccount:graymesh:graymesh", "-n", "graymesh"}
+	controller := []string{"--as", "system:serviceaccount:graymesh:graymesh-controller", "-n", "graymesh"}
 	byName := "/api/v1/namespaces/graymesh/configmaps?fieldSelector=metadata.name%3Dgraymesh-fleet"
 	k.mustKubectl("", "create", "configmap", "other", "-n", "graymesh")
+	k.mustKubectl(grayRelease("rbac", "  env: gray\n  percent: 10\n"), "apply", "-f", "-")
+	finalizer := []string{"patch", "grayrelease", "rbac", "--type", "merge", "-p", `{"metadata":{"finalizers":["graymesh.io/fleet-version"]}}`}
+	spec := []string{"patch", "grayrelease", "rbac", "--type", "merge", "-p", `{"spec":{"state":"frozen"}}`, "--dry-run=server"}
 	for _, tt := range []struct {
 		what  string
+		as    []string
 		args  []string
-		stdin string
 		allow bool
 	}{
-		{"create the fleet ConfigMap", []string{"create", "configmap", "graymesh-fleet"}, "", true},
-		{"list it by name", []string{"get", "--raw", byName}, "", true},
-		{"watch it by name", []string{"get", "--raw", byName + "&watch=true&timeoutSeconds=1"}, "", true},
-		{"list every ConfigMap (the nodes' analysis evidence)", []string{"get", "--raw", "/api/v1/namespaces/graymesh/configmaps"}, "", true},
-		{"read another ConfigMap", []string{"get", "configmap", "other"}, "", true},
-		{"watch every ConfigMap", []string{"get", "--raw", "/api/v1/namespaces/graymesh/configmaps?watch=true&timeoutSeconds=1"}, "", false},
-		{"delete a ConfigMap", []string{"delete", "configmap", "other", "--dry-run=server"}, "", false},
-		{"read a Secret", []string{"get", "secrets"}, "", false},
+		{"node: create the fleet ConfigMap (create cannot name an object)", node, []string{"create", "configmap", "graymesh-fleet"}, true},
+		{"node: list it by name", node, []string{"get", "--raw", byName}, true},
+		{"node: watch it by name", node, []string{"get", "--raw", byName + "&watch=true&timeoutSeconds=1"}, true},
+		{"node: list every ConfigMap (the nodes' analysis evidence)", node, []string{"get", "--raw", "/api/v1/namespaces/graymesh/configmaps"}, true},
+		{"node: read another ConfigMap", node, []string{"get", "configmap", "other"}, true},
+		{"node: watch every ConfigMap", node, []string{"get", "--raw", "/api/v1/namespaces/graymesh/configmaps?watch=true&timeoutSeconds=1"}, false},
+		{"node: delete a ConfigMap", node, []string{"delete", "configmap", "other", "--dry-run=server"}, false},
+		{"node: read a Secret", node, []string{"get", "secrets"}, false},
+		{"node: patch a GrayRelease's spec", node, spec, false},
+		{"node: patch a GrayRelease's finalizers", node, finalizer, false},
+		{"controller: watch the fleet ConfigMap by name", controller, []string{"get", "--raw", byName + "&watch=true&timeoutSeconds=1"}, true},
+		{"controller: read a Secret", controller, []string{"get", "secrets"}, false},
+		{"controller: patch a GrayRelease's spec", controller, spec, true},
+		{"controller: patch a GrayRelease's finalizers", controller, finalizer, true},
 	} {
-		out, err := k.kubectl(tt.stdin, append(tt.args, as...)...)
+		out, err := k.kubectl("", append(tt.args, tt.as...)...)
 		if allowed := err == nil; allowed != tt.allow {
-			t.Errorf("as graymesh: %s: allowed %v, want %v:\n%s", tt.what, allowed, tt.allow, out)
+			t.Errorf("%s: allowed %v, want %v:\n%s", tt.what, allowed, tt.allow, out)
 		}
 	}
 	cm := k.mustKubectl("", "get", "configmap", "graymesh-fleet", "-o", "json")
-	if out, err := k.kubectl(cm, append([]string{"replace", "-f", "-"}, as...)...); err != nil {
-		t.Errorf("as graymesh: update the fleet ConfigMap: %v\n%s", err, out)
-	}
-	k.mustKubectl(grayRelease("rbac", "  env: gray\n  percent: 10\n"), "apply", "-f", "-")
-	if out, err := k.kubectl("", append([]string{"patch", "grayrelease", "rbac", "--type", "merge", "-p", `{"metadata":{"finalizers":["graymesh.io/fleet-version"]}}`}, as...)...); err != nil {
-		t.Errorf("as graymesh: patch a GrayRelease's finalizers: %v\n%s", err, out)
+	if out, err := k.kubectl(cm, append([]string{"replace", "-f", "-"}, controller...)...); err != nil {
+		t.Errorf("controller: update the fleet ConfigMap: %v\n%s", err, out)
 	}
 	k.mustKubectl("", "patch", "grayrelease", "rbac", "--type", "merge", "-p", `{"metadata":{"finalizers":null}}`)
 }

@@ -49,6 +49,7 @@ type fleetNode struct {
 	admin    string
 	listener string
 	args     []string
+	config   string
 	graymesh *process
 	starts   int
 	client   *http.Client
@@ -56,7 +57,7 @@ type fleetNode struct {
 
 // startFleet starts n nodes against the API server, sharing one stable
 // and one gray upstream.
-func startFleet(t *testing.T, k *kubeCP, n int) []*fleetNode {
+func startFleet(t *testing.T, k *kubeCP, n int, extra ...string) []*fleetNode {
 	t.Helper()
 	gray := freePort(t)
 	start(t, t.TempDir(), "shop-gray", filepath.Join(binDir, "demo-service"), "--listen", fmt.Sprintf("127.0.0.1:%d", gray), "--env", "gray", "--version", "v2")
@@ -64,13 +65,13 @@ func startFleet(t *testing.T, k *kubeCP, n int) []*fleetNode {
 	for i := range grays {
 		grays[i] = gray
 	}
-	return startFleetGrays(t, k, grays)
+	return startFleetGrays(t, k, grays, extra...)
 }
 
 // startFleetGrays starts a node per entry of grays, node i's gray
 // environment at 127.0.0.1:grays[i] (started by the caller), all sharing
-// one stable upstream.
-func startFleetGrays(t *testing.T, k *kubeCP, grays []int) []*fleetNode {
+// one stable upstream; extra are more graymesh serve flags.
+func startFleetGrays(t *testing.T, k *kubeCP, grays []int, extra ...string) []*fleetNode {
 	t.Helper()
 	stable := freePort(t)
 	shared := t.TempDir()
@@ -92,6 +93,8 @@ func startFleetGrays(t *testing.T, k *kubeCP, grays []int) []*fleetNode {
 			admin: fmt.Sprintf("http://127.0.0.1:%d", ports["ADMIN"]), listener: fmt.Sprintf("http://127.0.0.1:%d", ports["LISTENER"]),
 			args: []string{"serve", "--config", path, "--kube", "--kubeconfig", k.kubeconfig, "--namespace", "graymesh",
 				"--node-name", fmt.Sprintf("node-%d", i), "--log-format", "text"}}
+		nd.args = append(nd.args, extra...)
+		nd.config = path
 		nd.startGraymesh(filepath.Join(dir, "state"))
 		b, err := envoy.Load("bootstrap.yaml")
 		must(t, err)

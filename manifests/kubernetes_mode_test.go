@@ -3,6 +3,7 @@ package manifests
 import (
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -27,6 +28,12 @@ components: [../components/kubernetes-mode]
 	byKind := map[string][]Object{}
 	for _, o := range objs {
 		byKind[o.Kind] = append(byKind[o.Kind], o)
+		// An object of the component without a namespace would land in
+		// the user's default namespace, and its references to the base's
+		// generated ConfigMap would keep the unhashed name.
+		if namespaced := o.Kind != "Namespace" && o.Kind != "CustomResourceDefinition"; namespaced && o.Namespace != "graymesh" {
+			t.Errorf("%s %s is in namespace %q, not graymesh", o.Kind, o.Name, o.Namespace)
+		}
 	}
 	if crds := byKind["CustomResourceDefinition"]; len(crds) != 1 || crds[0].Name != "grayreleases.graymesh.io" {
 		t.Errorf("CRDs: %+v", crds)
@@ -34,22 +41,23 @@ components: [../components/kubernetes-mode]
 	if n := len(byKind["ClusterRole"]) + len(byKind["ClusterRoleBinding"]); n > 0 {
 		t.Errorf("%d cluster-wide RBAC objects", n)
 	}
-	want := []rbacv1.PolicyRule{
-		{APIGroups: []string{"graymesh.io"}, Resources: []string{"grayreleases"}, Verbs: []string{"get", "list", "watch", "patch"}},
-		{APIGroups: []string{"graymesh.io"}, Resources: []string{"grayreleases/status"}, Verbs: []string{"patch"}},
-		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "list", "create", "update"}},
-		{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{"graymesh-fleet"}, Verbs: []string{"get", "list", "watch", "update"}},
-		{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"create"}},
-		{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list", "update"}},
+	checkRoles(t, byKind)
+	var dep appsv1.Deployment
+	for _, o := range byKind["Deployment"] {
+		if o.Name == "graymesh-controller" {
+			must(t, json.Unmarshal(o.JSON, &dep))
+		}
 	}
-	var granted []rbacv1.PolicyRule
-	for _, o := range byKind["Role"] {
-		var r rbacv1.Role
-		must(t, json.Unmarshal(o.JSON, &r))
-		granted = append(granted, r.Rules...)
+	if dep.Name != "graymesh-controller" {
+		t.Fatal("no graymesh-controller Deployment")
 	}
-	if got, _ := json.Marshal(granted); string(got) != string(mustJSON(t, want)) {
-		t.Errorf("granted %s\nwant    %s", got, mustJSON(t, want))
+	if dep.Spec.Replicas == nil || *dep.Spec.Replicas != 2 ||
+		dep.Spec.Template.Spec.ServiceAccountName != "graymesh-controller" || dep.Spec.Template.Spec.Containers[0].Args[0] != "controller" {
+		t.Errorf("controller Deployment %s: %d replicas, service account %s, args %v", dep.Name, *dep.Spec.Replicas,
+			dep.Spec.Template.Spec.ServiceAccountName, dep.Spec.Template.Spec.Containers[0].Args)
+	}
+	if cfg := dep.Spec.Template.Spec.Volumes[0].Projected.Sources[0].ConfigMap.Name; !strings.HasPrefix(cfg, "graymesh-config-") {
+		t.Errorf("the controller reads ConfigMap %q, not the nodes' generated graymesh-config", cfg)
 	}
 	var ds appsv1.DaemonSet
 	must(t, json.Unmarshal(byKind["DaemonSet"][0].JSON, &ds))
@@ -58,8 +66,8 @@ components: [../components/kubernetes-mode]
 		t.Error("the pod mounts no token: it cannot reach the API server")
 	}
 	c := pod.Containers[0]
-	if !slices.Contains(c.Args, "--kube") {
-		t.Errorf("args %v lack --kube", c.Args)
+	if !slices.Contains(c.Args, "--kube") || !slices.Contains(c.Args, "--kube-role=node") {
+		t.Errorf("args %v lack --kube --kube-role=node", c.Args)
 	}
 	if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool {
 		return e.Name == "NODE_NAME" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "spec.nodeName"
@@ -70,6 +78,54 @@ components: [../components/kubernetes-mode]
 	must(t, json.Unmarshal(byKind["ServiceAccount"][0].JSON, &sa))
 	if sa.AutomountServiceAccountToken == nil || !*sa.AutomountServiceAccountToken {
 		t.Error("the ServiceAccount mounts no token")
+	}
+}
+
+// checkRoles: every role gets its own least privilege, bound to its own
+// ServiceAccount; a node pod never patches a GrayRelease or its status,
+// the controller does both.
+func checkRoles(t *testing.T, byKind map[string][]Object) {
+	t.Helper()
+	read := []string{"get", "list", "watch"}
+	configMaps := []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"create"}},
+		{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list", "update"}},
+	}
+	leases := rbacv1.PolicyRule{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "list", "create", "update"}}
+	want := map[string][]rbacv1.PolicyRule{
+		"graymesh-node": append([]rbacv1.PolicyRule{
+			{APIGroups: []string{"graymesh.io"}, Resources: []string{"grayreleases"}, Verbs: read},
+			leases,
+			{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{"graymesh-fleet"}, Verbs: read},
+		}, configMaps...),
+		"graymesh-controller": append([]rbacv1.PolicyRule{
+			{APIGroups: []string{"graymesh.io"}, Resources: []string{"grayreleases"}, Verbs: append(read, "patch")},
+			{APIGroups: []string{"graymesh.io"}, Resources: []string{"grayreleases/status"}, Verbs: []string{"patch"}},
+			leases,
+			{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{"graymesh-fleet"}, Verbs: append(read, "update")},
+		}, configMaps...),
+	}
+	granted := map[string][]rbacv1.PolicyRule{}
+	for _, o := range byKind["Role"] {
+		var r rbacv1.Role
+		must(t, json.Unmarshal(o.JSON, &r))
+		if len(r.Rules) > 0 {
+			granted[r.Name] = r.Rules
+		}
+	}
+	if got := mustJSON(t, granted); string(got) != string(mustJSON(t, want)) {
+		t.Errorf("granted %s\nwant    %s", got, mustJSON(t, want))
+	}
+	subjects := map[string]string{}
+	for _, o := range byKind["RoleBinding"] {
+		var b rbacv1.RoleBinding
+		must(t, json.Unmarshal(o.JSON, &b))
+		for _, s := range b.Subjects {
+			subjects[b.RoleRef.Name] = s.Name
+		}
+	}
+	if subjects["graymesh-node"] != "graymesh" || subjects["graymesh-controller"] != "graymesh-controller" {
+		t.Errorf("role bindings %v: want graymesh-node to the DaemonSet's graymesh, graymesh-controller to graymesh-controller", subjects)
 	}
 }
 

@@ -24,15 +24,39 @@ type kubeFlags struct {
 	kubeconfig *string
 	namespace  *string
 	nodeName   *string
+	role       *string
+	heartbeat  *time.Duration
 }
+
+// Kubernetes-mode roles of graymesh serve (docs/kubernetes.md, "Roles").
+const (
+	// roleNode serves and reports only; a graymesh controller Deployment
+	// writes status and runs the fleet analysis.
+	roleNode = "node"
+	// roleAll also stands for the status writer's election and runs the
+	// fleet analysis while elected: one kind of process, for a few nodes.
+	roleAll = "all"
+)
 
 func kubeServeFlags(fs *flag.FlagSet) kubeFlags {
 	return kubeFlags{
 		enabled:    fs.Bool("kube", false, "Kubernetes mode: releases are the GrayRelease objects of --namespace (the config file keeps the static settings)"),
 		kubeconfig: fs.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or the pod's service account in a cluster)"),
 		namespace:  fs.String("namespace", "", "namespace of the GrayRelease objects (default: the kubeconfig context's, or the pod's)"),
-		nodeName:   fs.String("node-name", os.Getenv("NODE_NAME"), "this node's name in the status writer election (default $NODE_NAME, else the host name)"),
+		nodeName:   fs.String("node-name", os.Getenv("NODE_NAME"), "this node's name in its report (and in the status writer election with --kube-role=all) (default $NODE_NAME, else the host name)"),
+		role: fs.String("kube-role", roleAll, "node: serve and report only, a graymesh controller writes status and runs the fleet analysis (the DaemonSet's role); "+
+			"all: also stand for the status writer's election and run the fleet analysis while elected (no controller; a few nodes)"),
+		heartbeat: fs.Duration("report-heartbeat", kube.ReportHeartbeat, "how often the node rewrites its report when nothing it serves changed (a change is reported at once); a report not renewed for three heartbeats is a node that is gone"),
 	}
+}
+
+// nameOrHost is the node's (or controller's) name: the flag, else the host
+// name.
+func nameOrHost(name string) (string, error) {
+	if name != "" {
+		return name, nil
+	}
+	return os.Hostname()
 }
 
 func (k kubeFlags) on() bool { return *k.enabled }
@@ -91,28 +115,37 @@ func serveKube(ctx context.Context, path string, opts daemon.Options, k kubeFlag
 	if err != nil {
 		return err
 	}
-	identity := *k.nodeName
-	if identity == "" {
-		if identity, err = os.Hostname(); err != nil {
-			return err
-		}
+	if *k.role != roleNode && *k.role != roleAll {
+		return fmt.Errorf("--kube-role %q: want %s or %s", *k.role, roleNode, roleAll)
 	}
-	log = log.With("node", identity)
-	src := kube.NewSource(c, log)
-	// The analysis acts on the fleet's object, not through local
-	// overrides, which this mode refuses; the console's release page
-	// shows the fleet: status and node reports.
-	opts.Fleet = kube.Fleet{Source: src, Actor: kube.NewActor(c, identity), FleetView: kube.NewFleetView(src)}
-	// Nodes publish their analysis evidence; the fleet's one analyser —
-	// run by the elected status writer — merges it, judges and acts.
-	if opts.FleetAnalysis, err = kube.NewFleetAnalysis(c, identity); err != nil {
-		return err
-	}
-	judge, err := kube.NewFleetJudge(c, src, identity, log)
+	identity, err := nameOrHost(*k.nodeName)
 	if err != nil {
 		return err
 	}
-	src.WhileElected(judge.Run)
+	log = log.With("node", identity)
+	src := kube.NewSource(c, log)
+	// Runtime overrides are refused in this mode; only the fleet analysis
+	// patches a GrayRelease's spec, and a node pod runs it only in role
+	// all. The console's release page shows the fleet: status and node
+	// reports.
+	actor := kube.NewNodeActor(identity)
+	if *k.role == roleAll {
+		actor = kube.NewActor(c, identity)
+	}
+	opts.Fleet = kube.Fleet{Source: src, Actor: actor, FleetView: kube.NewFleetView(src)}
+	// Nodes publish their analysis evidence; the fleet's one analyser —
+	// the elected controller, or the elected node in role all — merges
+	// it, judges and acts.
+	if opts.FleetAnalysis, err = kube.NewFleetAnalysis(c, identity); err != nil {
+		return err
+	}
+	if *k.role == roleAll {
+		judge, err := kube.NewFleetJudge(c, src, identity, log)
+		if err != nil {
+			return err
+		}
+		src.WhileElected(judge.Run)
+	}
 	d, err := daemon.New(ctx, path, opts, log)
 	if err != nil {
 		return err
@@ -124,7 +157,9 @@ func serveKube(ctx context.Context, path string, opts daemon.Options, k kubeFlag
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { src.Run(gctx, d.Pipeline()); return nil })
 	g.Go(func() error { return d.Run(gctx) })
-	g.Go(func() error { return src.RunStatusWriter(gctx, identity) })
-	g.Go(func() error { return src.RunReporter(gctx, identity) })
+	if *k.role == roleAll {
+		g.Go(func() error { return src.RunStatusWriter(gctx, identity) })
+	}
+	g.Go(func() error { return src.RunReporter(gctx, identity, *k.heartbeat) })
 	return g.Wait()
 }

@@ -32,6 +32,7 @@ Usage:
 
 Commands:
   serve          run the ext_proc decision service, the xDS server and the admin API
+  controller     Kubernetes mode's controller: GrayRelease status and the fleet analysis (a Deployment)
   validate       check a config file; list every problem
   explain        show the decision for a caller and why
   token          mint a token: HS key from the config, or an RS/ES/EdDSA private key (--key)
@@ -56,6 +57,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	cmds := map[string]func([]string, io.Writer, io.Writer) error{
 		"serve":         serve,
+		"controller":    controllerCmd,
 		"validate":      validate,
 		"explain":       explain,
 		"token":         token,

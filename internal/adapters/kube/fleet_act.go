@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -33,10 +34,19 @@ import (
 type Actor struct {
 	client *Client
 	node   string
+	// refuse, when set, is why this process never patches a spec: a node
+	// pod of the split roles, whose Role grants no patch.
+	refuse string
 }
 
 // NewActor acts as node (its name in the reasons it records).
 func NewActor(c *Client, node string) *Actor { return &Actor{client: c, node: node} }
+
+// NewNodeActor is the actor of a node pod when a controller runs the
+// fleet's analysis: it refuses every action, saying who acts instead.
+func NewNodeActor(node string) *Actor {
+	return &Actor{node: node, refuse: "node " + node + " does not patch GrayReleases (--kube-role=node): the graymesh controller's fleet analysis acts, and people act with graymesh release --kube or kubectl"}
+}
 
 // actAttempts bounds the read-decide-patch rounds of one action; a
 // conflict means another writer moved the object, usually to the target.
@@ -47,6 +57,9 @@ const maxChangeReason = 500
 
 // ActOnFleet is part of control.Fleet.
 func (a *Actor) ActOnFleet(ctx context.Context, fa control.FleetAction) (string, error) {
+	if a.refuse != "" {
+		return "", errors.New(a.refuse)
+	}
 	return a.actWithReason(ctx, fa, fmt.Sprintf("analysis on node %s: %s", a.node, fa.Reason))
 }
 

@@ -29,10 +29,10 @@ func TestReportCarriesRefusals(t *testing.T) {
 		refused:  map[string]refusal{"checkout": {objGen: objGen{uid: "u1", gen: 4}, err: errors.New("release checkout: " + long)}}}
 	b := &Source{log: a.log, accepted: map[string]objGen{"checkout": {uid: "u1", gen: 4}, "search": {uid: "u2", gen: 2}}, refused: map[string]refusal{}}
 	ctx := context.Background()
-	if err := a.report(ctx, leases, "node-a"); err != nil {
+	if err := a.report(ctx, leases, "node-a", time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.report(ctx, leases, "node-b"); err != nil {
+	if err := b.report(ctx, leases, "node-b", time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	l, err := leases.Get(ctx, reportName("node-b"), metav1.GetOptions{})
@@ -97,22 +97,34 @@ func TestTallyNodesRefusedOnSomeNodes(t *testing.T) {
 	}
 }
 
-// TestParseReportStale: a report not renewed within reportTTL is a node
-// that is gone.
+// TestParseReportStale: a report not renewed within the duration its node
+// wrote (three heartbeats) is a node that is gone; one without a duration
+// is judged by the default heartbeat's.
 func TestParseReportStale(t *testing.T) {
 	now := time.Now()
-	if _, ok := parseReport(leaseRenewed(now.Add(-reportTTL-time.Second)), now); ok {
+	defaultTTL := reportTTLBeats * ReportHeartbeat
+	if _, ok := parseReport(leaseRenewed(now.Add(-defaultTTL-time.Second), 0), now); ok {
 		t.Error("a stale report counted")
 	}
-	if r, ok := parseReport(leaseRenewed(now), now); !ok || r.Node != "n1" || r.Accepted["checkout"] != 2 {
+	if r, ok := parseReport(leaseRenewed(now, 0), now); !ok || r.Node != "n1" || r.Accepted["checkout"] != 2 {
 		t.Errorf("live report: %+v %v", r, ok)
+	}
+	if _, ok := parseReport(leaseRenewed(now.Add(-31*time.Second), 30), now); ok {
+		t.Error("a report past the 30 s its node wrote counted")
+	}
+	if _, ok := parseReport(leaseRenewed(now.Add(-5*time.Minute), 360), now); !ok {
+		t.Error("a report within the 6 minutes its node wrote did not count")
 	}
 }
 
-func leaseRenewed(at time.Time) *coordv1.Lease {
+func leaseRenewed(at time.Time, durationSeconds int32) *coordv1.Lease {
 	id, rt := "n1", metav1.NewMicroTime(at)
-	return &coordv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: reportName(id), Annotations: map[string]string{annAccepted: `{"checkout":2}`}},
+	l := &coordv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: reportName(id), Annotations: map[string]string{annAccepted: `{"checkout":2}`}},
 		Spec: coordv1.LeaseSpec{HolderIdentity: &id, RenewTime: &rt}}
+	if durationSeconds > 0 {
+		l.Spec.LeaseDurationSeconds = &durationSeconds
+	}
+	return l
 }
 
 // TestViewNodes: the console's node list says, per node, the generation in

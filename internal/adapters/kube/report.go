@@ -32,10 +32,13 @@ const (
 	// explanation is.
 	annRefused      = "graymesh.io/refused-generations"
 	maxReportReason = 300
-	// reportEvery is the heartbeat; a report older than reportTTL is a
-	// node that is gone.
-	reportEvery = 10 * time.Second
-	reportTTL   = 3 * reportEvery
+	// ReportHeartbeat is the default heartbeat: a node rewrites its
+	// report on every change of what it serves and, when nothing changes,
+	// once per heartbeat. A report not renewed within reportTTLBeats
+	// heartbeats (the Lease's own leaseDurationSeconds, written by the
+	// node) is a node that is gone.
+	ReportHeartbeat = 2 * time.Minute
+	reportTTLBeats  = 3
 )
 
 // reportName is the node report's Lease name for identity.
@@ -47,22 +50,26 @@ func reportName(identity string) string {
 	return n
 }
 
-// RunReporter keeps this node's report current: after every pass and
-// every reportEvery. It returns when ctx is done.
-func (s *Source) RunReporter(ctx context.Context, identity string) error {
+// RunReporter keeps this node's report current: after every pass that
+// changed what it serves and once per heartbeat. It returns when ctx is
+// done.
+func (s *Source) RunReporter(ctx context.Context, identity string, heartbeat time.Duration) error {
+	if heartbeat <= 0 {
+		heartbeat = ReportHeartbeat
+	}
 	coord, err := coordinationv1.NewForConfig(s.client.Config)
 	if err != nil {
 		return err
 	}
 	leases := coord.Leases(s.client.Namespace)
-	t := time.NewTicker(reportEvery)
+	t := time.NewTicker(heartbeat)
 	defer t.Stop()
-	last, heartbeat := "", true
+	last, beat := "", true
 	for {
 		// A pass that changed nothing this node serves (a status write,
 		// another node's report) writes nothing; the heartbeat always does.
-		if cur := s.reportContent(); heartbeat || cur != last {
-			if err := s.report(ctx, leases, identity); err != nil && ctx.Err() == nil {
+		if cur := s.reportContent(); beat || cur != last {
+			if err := s.report(ctx, leases, identity, heartbeat); err != nil && ctx.Err() == nil {
 				s.log.Debug("node report", "error", err)
 			} else {
 				last = cur
@@ -72,9 +79,9 @@ func (s *Source) RunReporter(ctx context.Context, identity string) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			heartbeat = true
+			beat = true
 		case <-s.reported:
-			heartbeat = false
+			beat = false
 		}
 	}
 }
@@ -126,7 +133,7 @@ func (s *Source) acceptedGenerations() map[string]int64 {
 	return acc
 }
 
-func (s *Source) report(ctx context.Context, leases coordinationv1.LeaseInterface, identity string) error {
+func (s *Source) report(ctx context.Context, leases coordinationv1.LeaseInterface, identity string, heartbeat time.Duration) error {
 	s.mu.Lock()
 	acc, ref := s.acceptedGenerations(), s.refusedGenerations()
 	s.mu.Unlock()
@@ -141,7 +148,7 @@ func (s *Source) report(ctx context.Context, leases coordinationv1.LeaseInterfac
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	now := metav1.NewMicroTime(time.Now())
-	ttl := int32(reportTTL.Seconds())
+	ttl := int32((reportTTLBeats * heartbeat).Seconds())
 	name := reportName(identity)
 	l, err := leases.Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
@@ -194,10 +201,15 @@ func (s *Source) nodeReports(ctx context.Context, leases coordinationv1.LeaseInt
 	return out, nil
 }
 
-// parseReport reads one report Lease; false when it is stale (its node
-// is gone) or unreadable.
+// parseReport reads one report Lease; false when it is stale (not
+// renewed within the duration its node wrote: the node is gone) or
+// unreadable.
 func parseReport(l *coordv1.Lease, now time.Time) (nodeReport, bool) {
-	if l.Spec.RenewTime == nil || now.Sub(l.Spec.RenewTime.Time) > reportTTL {
+	ttl := reportTTLBeats * ReportHeartbeat
+	if d := l.Spec.LeaseDurationSeconds; d != nil && *d > 0 {
+		ttl = time.Duration(*d) * time.Second
+	}
+	if l.Spec.RenewTime == nil || now.Sub(l.Spec.RenewTime.Time) > ttl {
 		return nodeReport{}, false
 	}
 	r := nodeReport{Node: l.Name, Accepted: map[string]int64{}, Refused: map[string]reportedRefusal{}, Version: l.Annotations[annVersion]}

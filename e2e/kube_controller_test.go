@@ -1,0 +1,155 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// controllerNodes is how many node pods TestKubeControllerRoles runs.
+const controllerNodes = 3
+
+// TestKubeControllerRoles: the roles split as docs/kubernetes.md
+// ("Roles") says. Nodes in role node serve and report only; two graymesh
+// controller replicas elect one leader, which writes the status from the
+// node reports. Then, measured against the real API server:
+//   - only a controller ever holds the status writer's Lease;
+//   - node report heartbeats (every 2 s here) renew the nodes' report
+//     Leases and are never an event on a GrayRelease watch, which is what
+//     every node watches;
+//   - the leader killed with SIGKILL: the other replica takes the Lease and
+//     writes the status of the next generation, with every node on it.
+func TestKubeControllerRoles(t *testing.T) {
+	k := startKube(t)
+	k.installCRD()
+	nodes := startFleet(t, k, controllerNodes, "--kube-role", "node", "--report-heartbeat", "2s")
+	controllers := map[string]*process{}
+	for _, id := range []string{"controller-0", "controller-1"} {
+		listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		controllers[id] = start(t, t.TempDir(), id, filepath.Join(binDir, "graymesh"), "controller", "--config", nodes[0].config,
+			"--kubeconfig", k.kubeconfig, "--namespace", "graymesh", "--identity", id, "--listen", listen, "--log-format", "text")
+		waitFor(t, id+" ready", 30*time.Second, httpOK("http://"+listen+"/readyz"))
+	}
+	holder := func() string {
+		out, _ := k.kubectl("", "-n", "graymesh", "get", "lease", "graymesh-status-writer", "-o", "jsonpath={.spec.holderIdentity}")
+		return strings.TrimSpace(out)
+	}
+	leaderIs := func(want func(string) bool) func() error {
+		return func() error {
+			if h := holder(); !want(h) {
+				return fmt.Errorf("status writer Lease held by %q", h)
+			}
+			return nil
+		}
+	}
+	isController := func(h string) bool { _, ok := controllers[h]; return ok }
+
+	k.mustKubectl(grayRelease("checkout", "  env: gray\n  percent: 50\n"), "apply", "-f", "-")
+	waitFor(t, "a controller leads", 60*time.Second, leaderIs(isController))
+	waitForStatus(t, k, "checkout", 1, controllerNodes)
+
+	// Report churn stays off the GrayRelease watch.
+	renewals := func() map[string]string {
+		out := k.mustKubectl("", "-n", "graymesh", "get", "leases", "-l", "graymesh.io/node-report=true",
+			"-o", `jsonpath={range .items[*]}{.metadata.name}={.metadata.resourceVersion}{"\n"}{end}`)
+		m := map[string]string{}
+		for _, line := range strings.Fields(out) {
+			name, rv, _ := strings.Cut(line, "=")
+			m[name] = rv
+		}
+		return m
+	}
+	before := renewals()
+	if len(before) != controllerNodes {
+		t.Fatalf("%d node reports, want %d: %v", len(before), controllerNodes, before)
+	}
+	events, window := k.watchReleaseEvents(t, 10)
+	after := renewals()
+	renewed := 0
+	for name, rv := range after {
+		if before[name] != rv {
+			renewed++
+		}
+	}
+	t.Logf("measured: %d of %d node reports renewed during a %ds watch of GrayReleases, which received %d events", renewed, controllerNodes, window, len(events))
+	if renewed < controllerNodes {
+		t.Errorf("only %d of %d node reports were renewed in %ds with a 2 s heartbeat: the churn this checks did not happen", renewed, controllerNodes, window)
+	}
+	if len(events) != 0 {
+		t.Errorf("node report churn reached the GrayRelease watch: %d events: %v", len(events), events)
+	}
+	if h := holder(); !isController(h) {
+		t.Errorf("status writer Lease held by %q, not a controller", h)
+	}
+
+	// The leader dies; the other replica takes over and writes status.
+	leader := holder()
+	controllers[leader].kill()
+	other := "controller-0"
+	if leader == other {
+		other = "controller-1"
+	}
+	waitFor(t, other+" leads after "+leader+" was killed", 60*time.Second, leaderIs(func(h string) bool { return h == other }))
+	must(t, k.patchRelease("checkout", map[string]any{"percent": 100}))
+	eachNode(t, "percent 100 in force", nodes, func(nd *fleetNode) error { return nd.serves("u1", "gray", "2") })
+	waitForStatus(t, k, "checkout", 2, controllerNodes)
+}
+
+// waitForStatus waits until GrayRelease name's status says generation gen
+// is accepted and in force on all n nodes.
+func waitForStatus(t *testing.T, k *kubeCP, name string, gen int64, n int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("status: generation %d accepted on %d/%d nodes", gen, n, n), 60*time.Second, func() error {
+		st, _, _, g, err := k.accepted(name)
+		if err != nil || st != "True" || g != gen {
+			return fmt.Errorf("Accepted=%s generation %d (%w)", st, g, err)
+		}
+		obj, err := k.release(name)
+		if err != nil {
+			return err
+		}
+		status, _ := obj["status"].(map[string]any)
+		if want := fmt.Sprintf("%d/%d", n, n); status["nodes"] != want {
+			return fmt.Errorf("status nodes %v, want %s", status["nodes"], want)
+		}
+		return nil
+	})
+}
+
+// watchReleaseEvents watches the namespace's GrayReleases from now for
+// seconds (the API server ends the watch: timeoutSeconds) and returns each
+// event's type and object name, and the window.
+func (k *kubeCP) watchReleaseEvents(t *testing.T, seconds int) ([]string, int) {
+	t.Helper()
+	const list = "/apis/graymesh.io/v1alpha1/namespaces/graymesh/grayreleases"
+	b, err := k.do("GET", list, "", nil)
+	must(t, err)
+	var l struct {
+		Metadata struct {
+			ResourceVersion string `json:"resourceVersion"`
+		} `json:"metadata"`
+	}
+	must(t, json.Unmarshal(b, &l))
+	out := k.mustKubectl("", "get", "--raw", list+"?watch=true&allowWatchBookmarks=false&timeoutSeconds="+strconv.Itoa(seconds)+"&resourceVersion="+l.Metadata.ResourceVersion)
+	var events []string
+	dec := json.NewDecoder(strings.NewReader(out))
+	for dec.More() {
+		var ev struct {
+			Type   string `json:"type"`
+			Object struct {
+				Metadata struct {
+					Name string `json:"name"`
+				} `json:"metadata"`
+			} `json:"object"`
+		}
+		must(t, dec.Decode(&ev))
+		events = append(events, ev.Type+" "+ev.Object.Metadata.Name)
+	}
+	slices.Sort(events)
+	return events, seconds
+}
