@@ -87,6 +87,14 @@ bench: build envoy ## micro-benchmarks, then B0/E0/L1/C1 side by side through re
 	go build -o bin/ ./bench/cmd/loadbench
 	bin/loadbench --work $(BENCH_OUT) $(BENCH_FLAGS)
 
+FLEET_NODES  ?= 100
+FLEET_DESIGN ?= controller
+FLEET_FLAGS  ?=
+.PHONY: bench-fleet
+bench-fleet: kube ## fleet simulator: FLEET_NODES virtual nodes of FLEET_DESIGN (controller, today) against a real etcd + kube-apiserver; writes its section of bench/RESULTS.md
+	go build -o bin/ ./bench/cmd/fleetbench
+	bin/fleetbench --nodes $(FLEET_NODES) --design $(FLEET_DESIGN) $(FLEET_FLAGS)
+
 # E1 and EDGE-before need graymesh from before inner hops verified lanes in
 # Envoy (HMAC lanes in baggage): main just before that change was merged.
 BENCH_IR_BEFORE ?= c80d5000d863c789f5cd3a4d019d315cc59a4117

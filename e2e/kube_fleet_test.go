@@ -287,7 +287,7 @@ func TestKubeFleet(t *testing.T) {
 
 	// Watch loss: the API server goes away; every node keeps serving the
 	// kill, reports itself stale, and catches up once it is back.
-	k.apiserver.kill()
+	k.StopAPIServer()
 	eachNode(t, "stale reported while the API server is down", nodes, func(nd *fleetNode) error {
 		st, err := nd.status()
 		if err != nil {
@@ -299,7 +299,7 @@ func TestKubeFleet(t *testing.T) {
 		}
 		return nd.serves("u1", "stable", "5")
 	})
-	k.startAPIServer()
+	must(t, k.StartAPIServer())
 	must(t, k.patchRelease("checkout", map[string]any{"state": "active", "change": map[string]any{"reason": "e2e revive"}}))
 	eachNode(t, "caught up after the outage", nodes, func(nd *fleetNode) error {
 		st, err := nd.status()

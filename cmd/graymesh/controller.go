@@ -109,8 +109,7 @@ func runController(ctx context.Context, o controllerOptions, log *slog.Logger) e
 	}
 	src.Sync(pipe)
 	log.Info("controller started", "namespace", c.Namespace)
-	g.Go(func() error { src.Run(gctx, pipe); return nil })
-	g.Go(func() error { return src.RunStatusWriter(gctx, o.identity) })
+	g.Go(func() error { return src.Serve(gctx, pipe, kube.Duties{Identity: o.identity, StatusWriter: true}) })
 	return g.Wait()
 }
 

@@ -155,11 +155,9 @@ func serveKube(ctx context.Context, path string, opts daemon.Options, k kubeFlag
 	}
 	src.Sync(d.Pipeline())
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { src.Run(gctx, d.Pipeline()); return nil })
 	g.Go(func() error { return d.Run(gctx) })
-	if *k.role == roleAll {
-		g.Go(func() error { return src.RunStatusWriter(gctx, identity) })
-	}
-	g.Go(func() error { return src.RunReporter(gctx, identity, *k.heartbeat) })
+	g.Go(func() error {
+		return src.Serve(gctx, d.Pipeline(), kube.Duties{Identity: identity, Report: true, Heartbeat: *k.heartbeat, StatusWriter: *k.role == roleAll})
+	})
 	return g.Wait()
 }
