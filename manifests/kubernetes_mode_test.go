@@ -101,7 +101,7 @@ func checkRoles(t *testing.T, byKind map[string][]Object) {
 		"graymesh-controller": append([]rbacv1.PolicyRule{
 			{APIGroups: []string{"graymesh.io"}, Resources: []string{"grayreleases"}, Verbs: append(read, "patch")},
 			{APIGroups: []string{"graymesh.io"}, Resources: []string{"grayreleases/status"}, Verbs: []string{"patch"}},
-			leases,
+			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "list", "watch", "create", "update"}},
 			{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{"graymesh-fleet"}, Verbs: append(read, "update")},
 		}, configMaps...),
 	}

@@ -12,8 +12,11 @@ import (
 	coordv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/watch"
 	coordinationv1 "k8s.io/client-go/kubernetes/typed/coordination/v1"
+	"k8s.io/client-go/tools/cache"
 )
 
 // Each node reports what it serves in a small Lease of its own (one write
@@ -185,20 +188,61 @@ type nodeReport struct {
 	Version  string
 }
 
-// nodeReports reads the live node reports, in node name order.
+// nodeReports reads the live node reports, in node name order, with one
+// LIST (the console's view, on demand).
 func (s *Source) nodeReports(ctx context.Context, leases coordinationv1.LeaseInterface) ([]nodeReport, error) {
 	list, err := leases.List(ctx, metav1.ListOptions{LabelSelector: reportLabel + "=true"})
 	if err != nil {
 		return nil, err
 	}
-	var out []nodeReport
+	items := make([]*coordv1.Lease, len(list.Items))
 	for i := range list.Items {
-		if r, ok := parseReport(&list.Items[i], time.Now()); ok {
+		items[i] = &list.Items[i]
+	}
+	return liveReports(items, time.Now()), nil
+}
+
+// liveReports are the reports of items that are live at now, in node name
+// order.
+func liveReports(items []*coordv1.Lease, now time.Time) []nodeReport {
+	out := []nodeReport{}
+	for _, l := range items {
+		if r, ok := parseReport(l, now); ok {
 			out = append(out, r)
 		}
 	}
 	slices.SortFunc(out, func(a, b nodeReport) int { return strings.Compare(a.Node, b.Node) })
-	return out, nil
+	return out
+}
+
+// reportInformer watches the node reports for the status writer, which
+// reads them every statusEvery: from its cache, a LIST of every report
+// every 2 s (1,000 Leases at 1,000 nodes) becomes one watch that carries
+// only the reports that change.
+func reportInformer(leases coordinationv1.LeaseInterface) cache.SharedIndexInformer {
+	selector := reportLabel + "=true"
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.LabelSelector = selector
+			return leases.List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.LabelSelector = selector
+			return leases.Watch(ctx, o)
+		},
+	}
+	return cache.NewSharedIndexInformer(lw, &coordv1.Lease{}, 0, cache.Indexers{})
+}
+
+// cachedReports are the live reports in inf's cache.
+func cachedReports(inf cache.SharedIndexInformer) []nodeReport {
+	var items []*coordv1.Lease
+	for _, o := range inf.GetStore().List() {
+		if l, ok := o.(*coordv1.Lease); ok {
+			items = append(items, l)
+		}
+	}
+	return liveReports(items, time.Now())
 }
 
 // parseReport reads one report Lease; false when it is stale (not

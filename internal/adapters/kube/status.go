@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	coordinationv1 "k8s.io/client-go/kubernetes/typed/coordination/v1"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
@@ -66,14 +67,20 @@ func (s *Source) RunStatusWriter(ctx context.Context, identity string) error {
 	return nil
 }
 
+// writeStatusLoop writes the status every statusEvery and after every
+// pass, never more often: a status write is an event on every node's
+// watch, so node reports arriving one by one as the fleet converges must
+// not each become one.
 func (s *Source) writeStatusLoop(ctx context.Context, leases coordinationv1.LeaseInterface) {
+	inf := reportInformer(leases)
+	go inf.Run(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+		return
+	}
 	t := time.NewTicker(statusEvery)
 	defer t.Stop()
 	for {
-		reports, err := s.nodeReports(ctx, leases)
-		if err != nil && ctx.Err() == nil {
-			s.log.Warn("reading node reports", "error", err)
-		}
+		reports := cachedReports(inf)
 		if err := s.keepFleetVersion(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("keeping the fleet version's record of deleted GrayReleases", "error", err)
 		}
