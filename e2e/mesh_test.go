@@ -43,6 +43,7 @@ service:
 extensions:
   jaeger_query:
     storage: {traces: mem}
+    enable_tracing: false # no self-traces to a default localhost:4317 (examples/jaeger.yaml)
     http: {endpoint: "127.0.0.1:{{QUERY}}"}
     grpc: {endpoint: "127.0.0.1:{{QUERY_GRPC}}"}
   jaeger_storage:
