@@ -29,10 +29,10 @@ func TestReportCarriesRefusals(t *testing.T) {
 		refused:  map[string]refusal{"checkout": {objGen: objGen{uid: "u1", gen: 4}, err: errors.New("release checkout: " + long)}}}
 	b := &Source{log: a.log, accepted: map[string]objGen{"checkout": {uid: "u1", gen: 4}, "search": {uid: "u2", gen: 2}}, refused: map[string]refusal{}}
 	ctx := context.Background()
-	if err := a.report(ctx, leases, "node-a", time.Minute); err != nil {
+	if _, err := a.report(ctx, leases, "node-a", time.Minute, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.report(ctx, leases, "node-b", time.Minute); err != nil {
+	if _, err := b.report(ctx, leases, "node-b", time.Minute, nil); err != nil {
 		t.Fatal(err)
 	}
 	l, err := leases.Get(ctx, reportName("node-b"), metav1.GetOptions{})

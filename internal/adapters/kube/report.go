@@ -68,14 +68,18 @@ func (s *Source) RunReporter(ctx context.Context, identity string, heartbeat tim
 	t := time.NewTicker(heartbeat)
 	defer t.Stop()
 	last, beat := "", true
+	var written *coordv1.Lease
 	for {
 		// A pass that changed nothing this node serves (a status write,
 		// another node's report) writes nothing; the heartbeat always does.
 		if cur := s.reportContent(); beat || cur != last {
-			if err := s.report(ctx, leases, identity, heartbeat); err != nil && ctx.Err() == nil {
-				s.log.Debug("node report", "error", err)
+			if w, err := s.report(ctx, leases, identity, heartbeat, written); err != nil {
+				written = nil
+				if ctx.Err() == nil {
+					s.log.Debug("node report", "error", err)
+				}
 			} else {
-				last = cur
+				last, written = cur, w
 			}
 		}
 		select {
@@ -136,28 +140,34 @@ func (s *Source) acceptedGenerations() map[string]int64 {
 	return acc
 }
 
-func (s *Source) report(ctx context.Context, leases coordinationv1.LeaseInterface, identity string, heartbeat time.Duration) error {
+// report writes the node report. last is the report as this node last
+// wrote it: updating it saves the GET before every write (a heartbeat is
+// then one request); when another writer moved it (a conflict) or it is
+// gone, report reads it again. It returns the report as written.
+func (s *Source) report(ctx context.Context, leases coordinationv1.LeaseInterface, identity string, heartbeat time.Duration, last *coordv1.Lease) (*coordv1.Lease, error) {
 	s.mu.Lock()
 	acc, ref := s.acceptedGenerations(), s.refusedGenerations()
 	s.mu.Unlock()
 	b, err := json.Marshal(acc)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	rb, err := json.Marshal(ref)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	now := metav1.NewMicroTime(time.Now())
 	ttl := int32((reportTTLBeats * heartbeat).Seconds())
 	name := reportName(identity)
-	l, err := leases.Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		l = &coordv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{reportLabel: "true"}}}
-	} else if err != nil {
-		return err
+	l := last.DeepCopy()
+	if l == nil {
+		if l, err = leases.Get(ctx, name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+			l = &coordv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{reportLabel: "true"}}}
+		} else if err != nil {
+			return nil, err
+		}
 	}
 	if l.Annotations == nil {
 		l.Annotations = map[string]string{}
@@ -169,12 +179,16 @@ func (s *Source) report(ctx context.Context, leases coordinationv1.LeaseInterfac
 		delete(l.Annotations, annRefused)
 	}
 	l.Spec.HolderIdentity, l.Spec.RenewTime, l.Spec.LeaseDurationSeconds = &identity, &now, &ttl
+	var written *coordv1.Lease
 	if l.ResourceVersion == "" {
-		_, err = leases.Create(ctx, l, metav1.CreateOptions{FieldManager: "graymesh"})
+		written, err = leases.Create(ctx, l, metav1.CreateOptions{FieldManager: "graymesh"})
 	} else {
-		_, err = leases.Update(ctx, l, metav1.UpdateOptions{FieldManager: "graymesh"})
+		written, err = leases.Update(ctx, l, metav1.UpdateOptions{FieldManager: "graymesh"})
 	}
-	return err
+	if last != nil && (apierrors.IsConflict(err) || apierrors.IsNotFound(err)) {
+		return s.report(ctx, leases, identity, heartbeat, nil)
+	}
+	return written, err
 }
 
 // nodeReport is one node's live report.
