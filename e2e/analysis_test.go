@@ -34,6 +34,13 @@ type analysisLoad struct {
 
 func startAnalysisLoad(t *testing.T, m *mesh, workers, subjects int) *analysisLoad {
 	t.Helper()
+	return startAnalysisLoadOn(t, m, workers, subjects, func(int) string { return "/" })
+}
+
+// startAnalysisLoadOn is startAnalysisLoad with worker request i sent to
+// pathOf(i).
+func startAnalysisLoadOn(t *testing.T, m *mesh, workers, subjects int, pathOf func(i int) string) *analysisLoad {
+	t.Helper()
 	tokens := make([]string, subjects)
 	for i := range tokens {
 		tokens[i] = m.token(fmt.Sprintf("analysis-user-%d", i), time.Now().Add(time.Hour))
@@ -50,7 +57,7 @@ func startAnalysisLoad(t *testing.T, m *mesh, workers, subjects int) *analysisLo
 					return
 				default:
 				}
-				req, _ := http.NewRequest(http.MethodGet, m.listener+"/", nil)
+				req, _ := http.NewRequest(http.MethodGet, m.listener+pathOf(i), nil)
 				req.Header.Set("Authorization", "Bearer "+tokens[(w*7919+i)%len(tokens)])
 				resp, err := m.client.Do(req)
 				code := 0
@@ -371,4 +378,109 @@ func TestAnalysisKillStopsLanesAlreadyTravelling(t *testing.T) {
 	if r := inner(); r.Env != "stable" || r.Gray["x-gray-reason"] != "killed" {
 		t.Fatalf("orders after the analysis killed the release, same lane: %s %v", r.Env, r.Gray)
 	}
+}
+
+// firstFail is the first window judged fail, nil if none.
+func firstFail(st admin.AnalysisStatus) *admin.Window {
+	for i := range st.Windows {
+		if st.Windows[i].Verdict == analysis.Fail {
+			return &st.Windows[i]
+		}
+	}
+	return nil
+}
+
+// testNamed is the window's test of the first service named name ("latency
+// p99", "errors on /checkout/pay"), nil if it ran none.
+func testNamed(w admin.Window, name string) *analysis.TestResult {
+	if len(w.Services) == 0 {
+		return nil
+	}
+	for i, test := range w.Services[0].Tests {
+		if test.Name() == name {
+			return &w.Services[0].Tests[i]
+		}
+	}
+	return nil
+}
+
+// TestAnalysisRollsBackAGrayWithASlowTail: 2% of gray's requests, picked
+// at random, 300 ms slower, its median unchanged. The median test cannot
+// see it; the p99 test must.
+func TestAnalysisRollsBackAGrayWithASlowTail(t *testing.T) {
+	m := newMesh(t, analysisLane+`
+releases:
+  - name: shop-v2
+    env: gray
+    salt: e2e-analysis
+    percent: 50
+    analysis: {interval: 2s, min_requests: 30}
+`)
+	spoil(t, m.grayAddress(t), "spread=random&slow_share=0.02&slow_delay=300ms")
+	// A slow request holds its worker 300 ms: more workers keep the rate up.
+	load := startAnalysisLoad(t, m, 8, 300)
+	st := waitForRelease(t, m.admin, "the rollback", 90*time.Second, func(st admin.AnalysisStatus) bool { return st.Percent == 0 })
+	load.finish()
+	fail := firstFail(st)
+	if fail == nil || fail.Action != "rollback" || !strings.Contains(fail.Reason, "shop: latency p99: ") {
+		t.Fatalf("no p99 fail that rolled back: %+v", st.Windows)
+	}
+	p99 := testNamed(*fail, "latency p99")
+	if p99 == nil || p99.Verdict != analysis.Fail || p99.Effect < 100 {
+		t.Fatalf("the p99 test in window %d: %+v; want a fail by 100 ms or more", fail.Index, p99)
+	}
+	for _, w := range st.Windows {
+		if p50 := testNamed(w, "latency p50"); p50 != nil && p50.Verdict == analysis.Fail {
+			t.Fatalf("window %d failed the median (%+v): the median did not move", w.Index, p50)
+		}
+	}
+	g, s := fail.Services[0].Gray, fail.Services[0].Stable
+	t.Logf("%s; rolled back at window %d: %s; that window gray p50 %.1f ms p99 %.1f ms, stable p50 %.1f ms p99 %.1f ms",
+		load, fail.Index, fail.Reason, g.P50, g.P99, s.P50, s.P99)
+}
+
+// TestAnalysisRollsBackAGrayFailingOnOneRoute: gray fails 32% of the
+// requests on /checkout, a route carrying 1% of the traffic: 0.3 points on
+// the whole service, under its 1-point tolerance, so only the route
+// group's own test can fail it. Critical is off: 32 points on the route
+// would be critical (≥ 20) and kill, and this test is about the fail.
+func TestAnalysisRollsBackAGrayFailingOnOneRoute(t *testing.T) {
+	m := newMesh(t, analysisLane+`
+releases:
+  - name: shop-v2
+    env: gray
+    salt: e2e-analysis
+    percent: 50
+    analysis: {interval: 2s, min_requests: 30, errors: {critical: 0}}
+`)
+	spoil(t, m.grayAddress(t), "spread=random&path=/checkout&path_error_rate=0.32")
+	// 307 subjects, prime, so every 100th request of a worker still walks
+	// through all subjects (and both sides) rather than a few of them.
+	load := startAnalysisLoadOn(t, m, 4, 307, func(i int) string {
+		if i%100 == 0 {
+			return "/checkout/pay"
+		}
+		return "/cart/42"
+	})
+	st := waitForRelease(t, m.admin, "the rollback", 90*time.Second, func(st admin.AnalysisStatus) bool { return st.Percent == 0 })
+	load.finish()
+	fail := firstFail(st)
+	if fail == nil || fail.Action != "rollback" || !strings.Contains(fail.Reason, "shop: errors on /checkout/pay: ") {
+		t.Fatalf("no fail on /checkout/pay that rolled back: %+v", st.Windows)
+	}
+	route := testNamed(*fail, "errors on /checkout/pay")
+	if route == nil || route.Verdict != analysis.Fail || route.Route != "/checkout/pay" {
+		t.Fatalf("the route group's test in window %d: %+v", fail.Index, route)
+	}
+	for _, other := range []string{"errors on /cart/:id"} {
+		if test := testNamed(*fail, other); test == nil || test.Verdict == analysis.Fail {
+			t.Fatalf("%s in window %d: %+v; that route is healthy", other, fail.Index, test)
+		}
+	}
+	service := testNamed(*fail, "errors")
+	if service == nil || service.Verdict == analysis.Fail {
+		t.Fatalf("the service-wide errors test in window %d: %+v; diluted to 0.3 points it must not be what fails", fail.Index, service)
+	}
+	t.Logf("%s; rolled back at window %d: %s; the service-wide errors test: %s, effect %+.2f points, threshold %.2f",
+		load, fail.Index, fail.Reason, service.Verdict, service.Effect, service.Threshold)
 }

@@ -69,11 +69,21 @@ func main() {
 	fs.StringVar(&o.outbound, "outbound", "", "host:port of the sidecar's outbound listener (required with --calls)")
 	otlp := fs.String("otlp", "", "OTLP gRPC endpoint to export spans to (empty: no export)")
 	fs.BoolVar(&o.dropLane, "drop-lane", false, "negative control: call the next services WITHOUT the incoming lane (and baggage), as a badly behaved service would")
-	errorRate := fs.Float64("error-rate", 0, "fault injection: answer this share of requests (0–1) with 500; also POST /fault?error_rate=R&latency=D")
-	addLatency := fs.Duration("add-latency", 0, "fault injection: delay every request by this much")
+	var fc faultConfig
+	fs.Float64Var(&fc.errorRate, "error-rate", 0, "fault injection: answer this share of requests (0–1) with 500; the same and the flags below also as POST /fault?error_rate=R&latency=D&spread=S&path=P&path_error_rate=R&slow_share=S&slow_delay=D")
+	fs.DurationVar(&fc.latency, "add-latency", 0, "fault injection: delay every request by this much")
+	fs.StringVar(&fc.spread, "fault-spread", spreadEven, "fault injection: how requests are picked for a share: even (exactly every 1/share-th) or random (each independently, as a real regression)")
+	fs.StringVar(&fc.pathPrefix, "error-path", "", "fault injection: a path prefix whose requests fail at --error-path-rate, on top of --error-rate")
+	fs.Float64Var(&fc.pathErrorRate, "error-path-rate", 0, "fault injection: answer this share (0–1) of --error-path's requests with 500")
+	fs.Float64Var(&fc.slowShare, "slow-share", 0, "fault injection: delay this share of requests (0–1) by --slow-delay on top of --add-latency: a slow tail")
+	fs.DurationVar(&fc.slowDelay, "slow-delay", 0, "fault injection: the slow tail's extra delay")
+	seed := fs.Uint64("fault-seed", 0, "fault injection: seed of the random spread (0: from the clock)")
 	_ = fs.Parse(os.Args[1:])
-	faults := &fault{}
-	if err := faults.set(*errorRate, *addLatency); err != nil {
+	if *seed == 0 {
+		*seed = uint64(time.Now().UnixNano())
+	}
+	faults := newFault(*seed)
+	if err := faults.set(fc); err != nil {
 		fmt.Fprintln(os.Stderr, "demo-service:", err)
 		os.Exit(2)
 	}
@@ -112,7 +122,7 @@ func main() {
 		_ = srv.Shutdown(shutdown)
 		_ = shutdownTracing(shutdown)
 	}()
-	log.Info("serving", "listen", *listen, "version", o.version, "calls", o.calls, "fault", faults.settings())
+	log.Info("serving", "listen", *listen, "version", o.version, "calls", o.calls, "fault", faults.settings(), "fault_seed", *seed)
 	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 		log.Error("serve", "error", err)
 		os.Exit(1)
