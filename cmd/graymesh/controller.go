@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -18,8 +19,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/graymesh/graymesh/internal/adapters/kube"
-	"github.com/graymesh/graymesh/internal/core/identity"
-	"github.com/graymesh/graymesh/internal/runtime/control"
 )
 
 // controllerCmd runs graymesh controller: the one-per-fleet duties of
@@ -66,59 +65,40 @@ is checked) and /metrics.`, stderr)
 	return runController(ctx, controllerOptions{path: *path, kubeconfig: *kubeconfig, namespace: *namespace, identity: id, listen: *listen}, log)
 }
 
-type controllerOptions struct {
-	path, kubeconfig, namespace, identity, listen string
-}
-
-// runController wires the controller: the GrayRelease watch feeds a
-// change pipeline without sinks (it checks, it serves nothing), the
-// status writer stands for election and, while elected, runs the fleet
-// analysis.
+// runController runs one replica (kube.RunController) and, on --listen,
+// its probes and metrics.
 func runController(ctx context.Context, o controllerOptions, log *slog.Logger) error {
 	c, err := kube.Connect(o.kubeconfig, o.namespace)
 	if err != nil {
 		return err
 	}
-	src := kube.NewSource(c, log)
-	judge, err := kube.NewFleetJudge(c, src, o.identity, log)
-	if err != nil {
-		return err
-	}
-	src.WhileElected(judge.Run)
 	reg := prometheus.NewRegistry()
-	pipe, err := control.New(control.Options{
-		Path:       o.path,
-		Fleet:      kube.Fleet{Source: src, Actor: kube.NewActor(c, o.identity), FleetView: kube.NewFleetView(src)},
-		Sources:    identity.NewSources(log.With("component", "identity")),
-		Registerer: reg,
-		Log:        log,
-	})
-	if err != nil {
-		return err
-	}
+	var ready atomic.Bool
 	g, gctx := errgroup.WithContext(ctx)
 	if o.listen != "" {
 		ln, err := net.Listen("tcp", o.listen)
 		if err != nil {
 			return fmt.Errorf("--listen: %w", err)
 		}
-		g.Go(func() error { return serveControllerHTTP(gctx, ln, src, reg) })
+		g.Go(func() error { return serveControllerHTTP(gctx, ln, ready.Load, reg) })
 	}
-	if err := src.Start(gctx); err != nil {
-		return err
-	}
-	src.Sync(pipe)
-	log.Info("controller started", "namespace", c.Namespace)
-	g.Go(func() error { return src.Serve(gctx, pipe, kube.Duties{Identity: o.identity, StatusWriter: true}) })
+	g.Go(func() error {
+		return kube.RunController(gctx, kube.ControllerOptions{Client: c, ConfigPath: o.path, Identity: o.identity,
+			Registerer: reg, Synced: func() { ready.Store(true) }, Log: log})
+	})
 	return g.Wait()
 }
 
+type controllerOptions struct {
+	path, kubeconfig, namespace, identity, listen string
+}
+
 // serveControllerHTTP serves the probes and metrics until ctx is done.
-func serveControllerHTTP(ctx context.Context, ln net.Listener, src *kube.Source, reg *prometheus.Registry) error {
+func serveControllerHTTP(ctx context.Context, ln net.Listener, synced func() bool, reg *prometheus.Registry) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !src.Synced() {
+		if !synced() {
 			http.Error(w, "the initial list of GrayReleases is not checked yet", http.StatusServiceUnavailable)
 			return
 		}
