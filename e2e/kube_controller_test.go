@@ -22,8 +22,15 @@ const controllerNodes = 3
 //   - node report heartbeats (every 2 s here) renew the nodes' report
 //     Leases and are never an event on a GrayRelease watch, which is what
 //     every node watches;
-//   - the leader killed with SIGKILL: the other replica takes the Lease and
-//     writes the status of the next generation, with every node on it.
+//   - 20 spec changes in quick succession: the leader's status writes are
+//     limited per object, so they are fewer than half the spec events on
+//     the watch (without the limit there were more status events than
+//     spec events);
+//   - the leader killed with SIGKILL mid-rollout, a spec change landing
+//     with no leader: every node puts it in force, the other replica takes
+//     the Lease and writes its status with every node on it, the
+//     generation moves once (no double action) and status.version never
+//     goes down.
 func TestKubeControllerRoles(t *testing.T) {
 	k := startKube(t)
 	k.installCRD()
@@ -87,17 +94,67 @@ func TestKubeControllerRoles(t *testing.T) {
 		t.Errorf("status writer Lease held by %q, not a controller", h)
 	}
 
-	// The leader dies; the other replica takes over and writes status.
+	// Status churn during a ramp: 20 spec changes in quick succession, each
+	// put in force by every node and reported; the leader's status writes
+	// are limited per object, so most of the reports' churn never becomes
+	// an event on the nodes' watch.
+	gen := int64(1)
+	rec := k.recordReleaseEvents(t)
+	tick := time.NewTicker(250 * time.Millisecond)
+	for i := 1; i <= rampPatches; i++ {
+		<-tick.C
+		must(t, k.patchRelease("checkout", map[string]any{"percent": 50 + i}))
+	}
+	tick.Stop()
+	waitForStatus(t, k, "checkout", gen+rampPatches, controllerNodes)
+	ramp := rec()
+	specEvents, statusEvents := splitSpecAndStatus(ramp, gen)
+	t.Logf("measured: %d spec changes put in force on %d nodes: the GrayRelease watch received %d events, %d spec and %d status", rampPatches, controllerNodes, len(ramp), specEvents, statusEvents)
+	if specEvents != rampPatches {
+		t.Errorf("%d spec events, want %d (one per patch)", specEvents, rampPatches)
+	}
+	if statusEvents*2 >= specEvents {
+		t.Errorf("%d status events for %d spec changes: status writes are not rate-limited", statusEvents, specEvents)
+	}
+	gen += rampPatches
+
+	// The leader dies mid-rollout: the next spec change lands with no
+	// status writer. Every node puts it in force from its watch; the other
+	// replica takes over and writes its status. Nothing acts twice (the
+	// generation moves once, by the one patch), and the status's version
+	// never goes down.
 	leader := holder()
+	rec = k.recordReleaseEvents(t)
 	controllers[leader].kill()
+	must(t, k.patchRelease("checkout", map[string]any{"percent": 100}))
+	gen++
 	other := "controller-0"
 	if leader == other {
 		other = "controller-1"
 	}
+	eachNode(t, "percent 100 in force", nodes, func(nd *fleetNode) error { return nd.serves("u1", "gray", strconv.FormatInt(gen, 10)) })
 	waitFor(t, other+" leads after "+leader+" was killed", 60*time.Second, leaderIs(func(h string) bool { return h == other }))
-	must(t, k.patchRelease("checkout", map[string]any{"percent": 100}))
-	eachNode(t, "percent 100 in force", nodes, func(nd *fleetNode) error { return nd.serves("u1", "gray", "2") })
-	waitForStatus(t, k, "checkout", 2, controllerNodes)
+	waitForStatus(t, k, "checkout", gen, controllerNodes)
+	failover := rec()
+	if spec, _ := splitSpecAndStatus(failover, gen-1); spec != 1 {
+		t.Errorf("%d generations during the failover, want 1 (the one patch): %v", spec, failover)
+	}
+	if r := versionRegressions(failover); len(r) > 0 {
+		t.Errorf("status.version went down during the failover: %v of %v", r, failover)
+	}
+	t.Logf("measured: failover mid-rollout: %d events on the GrayRelease watch, generation %d, status versions %v", len(failover), gen, statusVersions(failover))
+}
+
+// rampPatches is how many spec changes the status churn measurement makes.
+const rampPatches = 20
+
+// statusVersions are the events' status.version, in order.
+func statusVersions(events []releaseEvent) []string {
+	out := make([]string, 0, len(events))
+	for _, ev := range events {
+		out = append(out, ev.Version)
+	}
+	return out
 }
 
 // waitForStatus waits until GrayRelease name's status says generation gen

@@ -25,7 +25,8 @@ const (
 	leaseDuration = 15 * time.Second
 	renewDeadline = 10 * time.Second
 	retryPeriod   = 2 * time.Second
-	// statusEvery bounds how stale the status is on the writer.
+	// statusEvery bounds how stale the status is on the writer, and how
+	// often it writes one object's status.
 	statusEvery = 2 * time.Second
 	// LeaseName is the Lease the nodes elect the status writer with.
 	LeaseName = "graymesh-status-writer"
@@ -67,10 +68,12 @@ func (s *Source) RunStatusWriter(ctx context.Context, identity string) error {
 	return nil
 }
 
-// writeStatusLoop writes the status every statusEvery and after every
-// pass, never more often: a status write is an event on every node's
-// watch, so node reports arriving one by one as the fleet converges must
-// not each become one.
+// writeStatusLoop looks at the status every statusEvery and after every
+// pass, and writes a release's status only when its content changed and
+// at most once per minStatusGap per object: a status write is an event on
+// every node's watch, and the leader's own write comes back as a pass, so
+// without the limit node reports arriving one by one as the fleet
+// converges would each become one, round trip after round trip.
 func (s *Source) writeStatusLoop(ctx context.Context, leases coordinationv1.LeaseInterface) {
 	inf := reportInformer(leases)
 	go inf.Run(ctx.Done())
@@ -79,16 +82,26 @@ func (s *Source) writeStatusLoop(ctx context.Context, leases coordinationv1.Leas
 	}
 	t := time.NewTicker(statusEvery)
 	defer t.Stop()
+	written := map[types.UID]time.Time{}
 	for {
 		reports := cachedReports(inf)
 		if err := s.keepFleetVersion(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("keeping the fleet version's record of deleted GrayReleases", "error", err)
 		}
+		now := time.Now()
 		for _, u := range s.objects() {
-			if err := s.writeStatus(ctx, u, reports); err != nil && ctx.Err() == nil {
+			if !statusDue(written[u.GetUID()], now) {
+				continue // the tick comes back for it
+			}
+			wrote, err := s.writeStatus(ctx, u, reports)
+			if err != nil && ctx.Err() == nil {
 				s.log.Warn("writing GrayRelease status", "release", u.GetName(), "error", err)
 			}
+			if wrote {
+				written[u.GetUID()] = now
+			}
 		}
+		forgetWritten(written, s.objects())
 		select {
 		case <-ctx.Done():
 			return
@@ -98,12 +111,37 @@ func (s *Source) writeStatusLoop(ctx context.Context, leases coordinationv1.Leas
 	}
 }
 
+// minStatusGap is the least time between two status writes of one
+// object: a little under statusEvery, so the tick after a write (which
+// comes statusEvery after the round that wrote, less that round's own
+// duration) finds the object due.
+const minStatusGap = statusEvery * 3 / 4
+
+// statusDue reports whether an object whose status was last written at
+// last may be written again at now.
+func statusDue(last, now time.Time) bool {
+	return now.Sub(last) >= minStatusGap
+}
+
+// forgetWritten drops the write times of objects no longer listed.
+func forgetWritten(written map[types.UID]time.Time, objs []*unstructured.Unstructured) {
+	listed := make(map[types.UID]bool, len(objs))
+	for _, u := range objs {
+		listed[u.GetUID()] = true
+	}
+	for uid := range written {
+		if !listed[uid] {
+			delete(written, uid)
+		}
+	}
+}
+
 // writeStatus patches u's status when this node's outcome for its current
-// generation differs from what the status says.
-func (s *Source) writeStatus(ctx context.Context, u *unstructured.Unstructured, reports []nodeReport) error {
+// generation differs from what the status says; true when it did.
+func (s *Source) writeStatus(ctx context.Context, u *unstructured.Unstructured, reports []nodeReport) (bool, error) {
 	gr, err := fromUnstructured(u)
 	if err != nil {
-		return err
+		return false, err
 	}
 	want, ok := s.desiredStatus(gr)
 	if ok && reports != nil {
@@ -111,14 +149,14 @@ func (s *Source) writeStatus(ctx context.Context, u *unstructured.Unstructured, 
 		tallyNodes(&want, reports, gr.Name, gr.Generation, gr.Status.Conditions)
 	}
 	if !ok || sameStatus(gr.Status, want) {
-		return nil
+		return false, nil
 	}
 	b, err := json.Marshal(map[string]any{"status": want})
 	if err != nil {
-		return err
+		return false, err
 	}
 	_, err = s.client.Resource().Patch(ctx, gr.Name, types.MergePatchType, b, metav1.PatchOptions{FieldManager: "graymesh"}, "status")
-	return err
+	return err == nil, err
 }
 
 // desiredStatus is gr's status from this node's outcome; false while this
