@@ -65,7 +65,7 @@ func TestRelease(t *testing.T) {
 				Schedule: []v1alpha1.Step{{At: at, Percent: 20}},
 				Analysis: &v1alpha1.Analysis{Interval: "45s", Errors: &v1alpha1.ErrorAnalysis{Tolerance: &tol},
 					Source: "prometheus", PrometheusURL: "http://prom:9090", PrometheusLabels: map[string]string{"job": "envoy"}},
-				Change:   &v1alpha1.Change{Rollback: true, Reason: "ignored here"},
+				Change: &v1alpha1.Change{Rollback: true, Reason: "ignored here"},
 			},
 			want: config.Release{
 				Name: "checkout", Env: "gray", Salt: "s1", Whitelist: []string{"alice"}, Blacklist: []string{"bob"},
