@@ -96,7 +96,7 @@ func (p *prometheusServer) upTargets() (int, error) {
 		} `json:"data"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || len(r.Data.Result) != 1 {
-		return 0, fmt.Errorf("up: %v, %d results", err, len(r.Data.Result))
+		return 0, fmt.Errorf("up: %d results: %w", len(r.Data.Result), err)
 	}
 	var n int
 	_, err = fmt.Sscan(fmt.Sprint(r.Data.Result[0].Value[1]), &n)
@@ -159,6 +159,23 @@ func servedRequests(adminAddr string) (int, error) {
 	return total, nil
 }
 
+// firstPass is the first passing window of a healthy gray; any fail is
+// fatal.
+func firstPass(t *testing.T, st admin.AnalysisStatus) *admin.Window {
+	t.Helper()
+	var passed *admin.Window
+	for i := range st.Windows {
+		w := &st.Windows[i]
+		if w.Verdict == analysis.Fail || w.Verdict == analysis.Critical {
+			t.Fatalf("window %d judged a healthy gray %s: %s", w.Index, w.Verdict, w.Reason)
+		}
+		if w.Verdict == analysis.Pass && passed == nil {
+			passed = w
+		}
+	}
+	return passed
+}
+
 // TestAnalysisFromPrometheus judges a release on a real Prometheus
 // scraping two real Envoys: a healthy gray passes and takes its schedule
 // step; with Prometheus stopped every window is inconclusive and holds,
@@ -189,7 +206,7 @@ releases:
 	prom := startPrometheus(t, m.dir, promPort, []string{envoy1, envoy2})
 	waitFor(t, "prometheus scraping both envoys", 20*time.Second, func() error {
 		if n, err := prom.upTargets(); err != nil || n != 2 {
-			return fmt.Errorf("%d targets up (%v)", n, err)
+			return fmt.Errorf("%d targets up: %w", n, err)
 		}
 		return nil
 	})
@@ -199,16 +216,7 @@ releases:
 	load := startAnalysisLoad(t, m, 3, 300)
 
 	st := waitForRelease(t, m.admin, "the healthy gray's step", 60*time.Second, func(st admin.AnalysisStatus) bool { return st.ScheduleStep == 0 })
-	var passed *admin.Window
-	for i := range st.Windows {
-		w := &st.Windows[i]
-		if w.Verdict == analysis.Fail || w.Verdict == analysis.Critical {
-			t.Fatalf("window %d judged a healthy gray %s: %s", w.Index, w.Verdict, w.Reason)
-		}
-		if w.Verdict == analysis.Pass && passed == nil {
-			passed = w
-		}
-	}
+	passed := firstPass(t, st)
 	if passed == nil || !strings.HasPrefix(passed.Action, "advance") || passed.Services[0].Gray.Requests < 30 || passed.Services[0].Stable.Requests < 30 {
 		t.Fatalf("no passing window that advanced: %+v", st.Windows)
 	}
