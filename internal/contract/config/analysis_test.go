@@ -52,7 +52,9 @@ func TestAnalysisRefusedNamingReleaseAndField(t *testing.T) {
 	}{
 		{"unknown source", "      source: datadog\n", `releases[0] (shop-v2).analysis.source: "datadog" is not one of envoy, prometheus`},
 		{"prometheus without url", "      source: prometheus\n", `releases[0] (shop-v2).analysis.prometheus_url: "" is not an http(s) URL`},
-		{"prometheus not available", "      source: prometheus\n      prometheus_url: http://prom:9090\n", `releases[0] (shop-v2).analysis.source: prometheus is not available yet`},
+		{"prometheus label name", "      source: prometheus\n      prometheus_url: http://prom:9090\n      prometheus_labels: {1job: envoy}\n", `releases[0] (shop-v2).analysis.prometheus_labels.1job: is not a Prometheus label name`},
+		{"prometheus label of graymesh", "      source: prometheus\n      prometheus_url: http://prom:9090\n      prometheus_labels: {le: \"1\"}\n", `releases[0] (shop-v2).analysis.prometheus_labels.le: is a label graymesh's own queries select on`},
+		{"labels without prometheus", "      prometheus_labels: {job: envoy}\n", `releases[0] (shop-v2).analysis.prometheus_labels: are set but source is envoy`},
 		{"method", "      method: bayesian\n", `releases[0] (shop-v2).analysis.method: "bayesian" is not one of sequential, fixed`},
 		{"url without prometheus", "      prometheus_url: http://prom:9090\n", `releases[0] (shop-v2).analysis.prometheus_url: is set but source is envoy`},
 		{"interval too short", "      interval: 100ms\n", `releases[0] (shop-v2).analysis.interval: 100ms is outside [1s, 24h]`},
@@ -77,6 +79,26 @@ func TestAnalysisRefusedNamingReleaseAndField(t *testing.T) {
 				t.Fatalf("error %v\nwant %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestAnalysisFromPrometheus: source prometheus is accepted with its URL
+// and labels, and does not ask Envoy for its access log.
+func TestAnalysisFromPrometheus(t *testing.T) {
+	cfg, err := Parse([]byte(withAnalysis("      source: prometheus\n      prometheus_url: http://prom:9090\n      prometheus_labels: {job: envoy}\n")), "a.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := cfg.Releases[0].Analysis
+	if a.Source != SourcePrometheus || a.PrometheusURL != "http://prom:9090" || a.PrometheusLabels["job"] != "envoy" {
+		t.Fatalf("analysis %+v", a)
+	}
+	if cfg.AnalysesFromEnvoy() {
+		t.Fatal("a prometheus-sourced analysis asks Envoy for its access log")
+	}
+	c, err := cfg.Clone()
+	if err != nil || c.Releases[0].Analysis.PrometheusLabels["job"] != "envoy" {
+		t.Fatalf("clone lost the labels: %v", err)
 	}
 }
 

@@ -33,6 +33,9 @@ type FleetJudge struct {
 	// states caches what this process last saved per release; a save that
 	// finds the record moved (another analyser) drops it.
 	states map[string]*FleetState
+	// prometheus, when set, replaces the Prometheus of every release with
+	// source prometheus (tests).
+	prometheus analysis.EvidenceSource
 }
 
 // FleetRelease is one release as the fleet's object has it now.
@@ -285,12 +288,35 @@ func (j *FleetJudge) evaluate(ctx context.Context, r *config.Release, st *FleetS
 		test.UpdateSettings(s)
 	}
 	st.Services = services
-	if w.Report, err = test.UpdateNodes(nodes); err != nil {
+	if r.Analysis.Source == config.SourcePrometheus {
+		// Prometheus has the whole fleet's window: the nodes' evidence
+		// only said which services they analyse.
+		q := analysis.Query{Release: r.Name, Env: r.Env, Services: services, From: w.From, To: w.To}
+		ev, err := j.prometheusEvidence(ctx, r.Analysis, q)
+		if err != nil {
+			w.Error = err.Error()
+			w.Report = analysis.Report{Verdict: analysis.Inconclusive, Reason: "no observations: " + err.Error()}
+			return st.Test, nil
+		}
+		w.Report = test.Update(ev)
+	} else if w.Report, err = test.UpdateNodes(nodes); err != nil {
 		w.Error = err.Error()
 		return st.Test, nil
 	}
 	b, err := json.Marshal(test)
 	return b, err
+}
+
+// prometheusEvidence is window q read from an analysis's Prometheus.
+func (j *FleetJudge) prometheusEvidence(ctx context.Context, a *config.Analysis, q analysis.Query) (*analysis.Evidence, error) {
+	if j.prometheus != nil {
+		return j.prometheus.CollectEvidence(ctx, q)
+	}
+	src, err := prometheusSource(a)
+	if err != nil {
+		return nil, err
+	}
+	return src.CollectEvidence(ctx, q)
 }
 
 // evidenceServices is every service the nodes' evidence holds, in order:

@@ -3,6 +3,7 @@ package analyser
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -298,5 +299,69 @@ func TestFleetJudgeNoEvidenceHolds(t *testing.T) {
 	}
 	if len(rig.actor.actions()) != 0 {
 		t.Fatal("acted on no evidence")
+	}
+}
+
+// promEvidence is a Prometheus as the fleet judge sees it: the fleet's
+// window, or an error.
+type promEvidence struct {
+	ev    func(q analysis.Query) *analysis.Evidence
+	err   error
+	asked []analysis.Query
+}
+
+func (p *promEvidence) CollectEvidence(_ context.Context, q analysis.Query) (*analysis.Evidence, error) {
+	p.asked = append(p.asked, q)
+	if p.err != nil {
+		return nil, p.err
+	}
+	return p.ev(q), nil
+}
+
+// TestFleetJudgeReadsPrometheusOnce: with source prometheus the judge asks
+// Prometheus for the fleet's window once — the nodes only list their
+// services, so three nodes do not triple the counts — and a Prometheus
+// that cannot answer makes the window inconclusive with its reason, never
+// a pass.
+func TestFleetJudgeReadsPrometheusOnce(t *testing.T) {
+	fr := fleetRelease(config.ActionKill, config.Step{At: fleetStart.Add(-time.Hour), Percent: 50})
+	fr.Release.Analysis.Source, fr.Release.Analysis.PrometheusURL = config.SourcePrometheus, "http://127.0.0.1:9"
+	rig := newFleetRig(fr)
+	prom := &promEvidence{ev: func(q analysis.Query) *analysis.Evidence {
+		e := nodeEv(WindowIndex(q.From, time.Second), 1, 900, 9)
+		e.From, e.To = q.From, q.To
+		return e
+	}}
+	j := rig.judge("node-0")
+	j.prometheus = prom
+	j.Round(context.Background())
+	listing := func(k int64) *analysis.Evidence {
+		return analysis.NewEvidence(analysis.Query{Release: "shop-v2", Env: "gray", Services: []string{"shop"},
+			From: WindowStart(k, time.Second), To: WindowStart(k+1, time.Second)})
+	}
+	k := rig.window()
+	rig.store.evidence[k] = []*analysis.Evidence{listing(k), listing(k), listing(k)}
+	rig.now = rig.now.Add(2 * time.Second)
+	j.Round(context.Background())
+	st := rig.store.saved(t)
+	if len(st.Windows) != 1 || st.Windows[0].Verdict != analysis.Pass || len(prom.asked) != 1 {
+		t.Fatalf("windows %+v, %d queries", st.Windows, len(prom.asked))
+	}
+	if q := prom.asked[0]; !q.From.Equal(WindowStart(k, time.Second)) || !q.To.Equal(WindowStart(k+1, time.Second)) || len(q.Services) != 1 {
+		t.Fatalf("query %+v, want window %d of shop", q, k)
+	}
+	if s := st.Windows[0].Services[0]; s.Gray.Requests != 100 || s.Stable.Requests != 900 {
+		t.Fatalf("sides %+v / %+v: Prometheus's window counted once", s.Gray, s.Stable)
+	}
+
+	prom.err = errors.New("prometheus unreachable: connection refused")
+	k = st.Window + 1
+	rig.store.evidence[k] = []*analysis.Evidence{listing(k)}
+	rig.now = rig.now.Add(time.Second)
+	j.Round(context.Background())
+	st = rig.store.saved(t)
+	last := st.Windows[len(st.Windows)-1]
+	if last.Verdict != analysis.Inconclusive || !strings.Contains(last.Error, "prometheus unreachable") || last.Action != actHold {
+		t.Fatalf("window with Prometheus down %+v", last)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/graymesh/graymesh/internal/contract/config"
 	"github.com/graymesh/graymesh/internal/core/analysis"
 )
 
@@ -77,7 +78,7 @@ func (a *Runner) Publish(ctx context.Context, release string, index int64, inter
 	if a.fleet == nil {
 		return fmt.Errorf("kubernetes mode without a fleet analyser to publish to")
 	}
-	ev, err := collectEvidence(ctx, a.sourceFor(r), q)
+	ev, err := a.nodeEvidence(ctx, r, q)
 	if err != nil {
 		return err
 	}
@@ -85,6 +86,21 @@ func (a *Runner) Publish(ctx context.Context, release string, index int64, inter
 	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
 	return a.fleet.PublishEvidence(pctx, release, index, ev)
+}
+
+// nodeEvidence is this node's part of window q. With source prometheus
+// the fleet analyser asks Prometheus for the whole fleet's window itself
+// (every node's share of it would be the fleet's total, counted once per
+// node), so a node publishes only which services it analyses.
+func (a *Runner) nodeEvidence(ctx context.Context, r *config.Release, q analysis.Query) (*analysis.Evidence, error) {
+	if a.source == nil && r.Analysis.Source == config.SourcePrometheus {
+		return analysis.NewEvidence(q), nil
+	}
+	src, err := a.sourceFor(r)
+	if err != nil {
+		return nil, err
+	}
+	return collectEvidence(ctx, src, q)
 }
 
 // fleetStatusTimeout bounds reading the fleet's windows for the admin API.

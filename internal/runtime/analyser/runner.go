@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/graymesh/graymesh/internal/adapters/accesslog"
+	"github.com/graymesh/graymesh/internal/adapters/promsource"
 	"github.com/graymesh/graymesh/internal/contract/config"
 	"github.com/graymesh/graymesh/internal/core/analysis"
 	"github.com/graymesh/graymesh/internal/core/gray"
@@ -122,8 +123,8 @@ type rollout struct {
 // loopKey is what a release's loop is started with; a change of it
 // restarts the loop (thresholds are read afresh every window).
 type loopKey struct {
-	env, services, source, url, method string
-	interval                           time.Duration
+	env, services, source, url, labels, method string
+	interval                                   time.Duration
 }
 
 // New is a runner; source, when set, gives every analysed release's
@@ -183,7 +184,7 @@ func (a *Runner) sync(ctx context.Context) {
 			continue
 		}
 		want[r.Name] = loopKey{env: r.Env, services: fmt.Sprint(cfg.AnalysedServices(r)), source: r.Analysis.Source,
-			url: r.Analysis.PrometheusURL, method: r.Analysis.Method, interval: r.Analysis.Interval.Duration}
+			url: r.Analysis.PrometheusURL, labels: fmt.Sprint(r.Analysis.PrometheusLabels), method: r.Analysis.Method, interval: r.Analysis.Interval.Duration}
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -241,14 +242,20 @@ func query(cfg *config.Config, release string, from, to time.Time) (analysis.Que
 	return analysis.Query{Release: r.Name, Env: r.Env, Services: cfg.AnalysedServices(r), From: from, To: to}, r, true
 }
 
-func (a *Runner) sourceFor(r *config.Release) analysis.Source {
+func (a *Runner) sourceFor(r *config.Release) (analysis.Source, error) {
 	switch {
 	case a.source != nil:
-		return a.source
+		return a.source, nil
 	case r.Analysis.Source == config.SourcePrometheus:
-		return analysis.Prometheus{URL: r.Analysis.PrometheusURL}
+		return prometheusSource(r.Analysis)
 	}
-	return a.collector
+	return a.collector, nil
+}
+
+// prometheusSource is the Prometheus server of an analysis with source
+// prometheus.
+func prometheusSource(a *config.Analysis) (*promsource.Source, error) {
+	return promsource.New(a.PrometheusURL, a.PrometheusLabels, nil)
 }
 
 // Window judges release's window [from, to), acts on the verdict and
@@ -264,15 +271,17 @@ func (a *Runner) Window(ctx context.Context, release string, from, to time.Time)
 		return
 	}
 	w := Window{From: from, To: to, ConfigVersion: cfg.Version, State: r.State, Percent: r.PercentAt(to), Step: r.StepAt(to)}
-	var err error
-	if r.Analysis.Method == config.MethodFixed {
+	src, err := a.sourceFor(r)
+	switch {
+	case err != nil:
+	case r.Analysis.Method == config.MethodFixed:
 		var obs *analysis.Observations
-		if obs, err = a.sourceFor(r).Collect(ctx, q); err == nil {
+		if obs, err = src.Collect(ctx, q); err == nil {
 			w.Report = analysis.Judge(analysis.SettingsFrom(r.Analysis), obs)
 		}
-	} else {
+	default:
 		var ev *analysis.Evidence
-		if ev, err = collectEvidence(ctx, a.sourceFor(r), q); err == nil {
+		if ev, err = collectEvidence(ctx, src, q); err == nil {
 			w.Report = a.rolloutOf(q, r).Update(ev)
 		}
 	}
