@@ -35,32 +35,59 @@ func TestKubeControllerRoles(t *testing.T) {
 	k := startKube(t)
 	k.installCRD()
 	nodes := startFleet(t, k, controllerNodes, "--kube-role", "node", "--report-heartbeat", "2s")
-	controllers := map[string]*process{}
-	for _, id := range []string{"controller-0", "controller-1"} {
+	cs := startControllers(t, k, nodes[0].config, "controller-0", "controller-1")
+
+	k.mustKubectl(grayRelease("checkout", "  env: gray\n  percent: 50\n"), "apply", "-f", "-")
+	waitFor(t, "a controller leads", 60*time.Second, cs.leaderIs(cs.isController))
+	waitForStatus(t, k, "checkout", 1, controllerNodes)
+
+	checkReportChurnOffTheWatch(t, k, cs)
+	gen := checkStatusChurnLimited(t, k, 1)
+	checkFailoverMidRollout(t, k, cs, nodes, gen)
+}
+
+// controllers are graymesh controller replicas by identity.
+type controllers struct {
+	k     *kubeCP
+	procs map[string]*process
+}
+
+// startControllers starts one graymesh controller per identity and waits
+// until each is ready.
+func startControllers(t *testing.T, k *kubeCP, config string, ids ...string) *controllers {
+	t.Helper()
+	cs := &controllers{k: k, procs: map[string]*process{}}
+	for _, id := range ids {
 		listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		controllers[id] = start(t, t.TempDir(), id, filepath.Join(binDir, "graymesh"), "controller", "--config", nodes[0].config,
+		cs.procs[id] = start(t, t.TempDir(), id, filepath.Join(binDir, "graymesh"), "controller", "--config", config,
 			"--kubeconfig", k.kubeconfig, "--namespace", "graymesh", "--identity", id, "--listen", listen, "--log-format", "text")
 		waitFor(t, id+" ready", 30*time.Second, httpOK("http://"+listen+"/readyz"))
 	}
-	holder := func() string {
-		out, _ := k.kubectl("", "-n", "graymesh", "get", "lease", "graymesh-status-writer", "-o", "jsonpath={.spec.holderIdentity}")
-		return strings.TrimSpace(out)
-	}
-	leaderIs := func(want func(string) bool) func() error {
-		return func() error {
-			if h := holder(); !want(h) {
-				return fmt.Errorf("status writer Lease held by %q", h)
-			}
-			return nil
+	return cs
+}
+
+// holder is the identity holding the status writer's Lease.
+func (cs *controllers) holder() string {
+	out, _ := cs.k.kubectl("", "-n", "graymesh", "get", "lease", "graymesh-status-writer", "-o", "jsonpath={.spec.holderIdentity}")
+	return strings.TrimSpace(out)
+}
+
+func (cs *controllers) isController(h string) bool { _, ok := cs.procs[h]; return ok }
+
+// leaderIs polls until the Lease holder satisfies want.
+func (cs *controllers) leaderIs(want func(string) bool) func() error {
+	return func() error {
+		if h := cs.holder(); !want(h) {
+			return fmt.Errorf("status writer Lease held by %q", h)
 		}
+		return nil
 	}
-	isController := func(h string) bool { _, ok := controllers[h]; return ok }
+}
 
-	k.mustKubectl(grayRelease("checkout", "  env: gray\n  percent: 50\n"), "apply", "-f", "-")
-	waitFor(t, "a controller leads", 60*time.Second, leaderIs(isController))
-	waitForStatus(t, k, "checkout", 1, controllerNodes)
-
-	// Report churn stays off the GrayRelease watch.
+// checkReportChurnOffTheWatch: node report heartbeats renew every node's
+// report Lease and are never an event on the GrayRelease watch.
+func checkReportChurnOffTheWatch(t *testing.T, k *kubeCP, cs *controllers) {
+	t.Helper()
 	renewals := func() map[string]string {
 		out := k.mustKubectl("", "-n", "graymesh", "get", "leases", "-l", "graymesh.io/node-report=true",
 			"-o", `jsonpath={range .items[*]}{.metadata.name}={.metadata.resourceVersion}{"\n"}{end}`)
@@ -90,15 +117,17 @@ func TestKubeControllerRoles(t *testing.T) {
 	if len(events) != 0 {
 		t.Errorf("node report churn reached the GrayRelease watch: %d events: %v", len(events), events)
 	}
-	if h := holder(); !isController(h) {
+	if h := cs.holder(); !cs.isController(h) {
 		t.Errorf("status writer Lease held by %q, not a controller", h)
 	}
+}
 
-	// Status churn during a ramp: 20 spec changes in quick succession, each
-	// put in force by every node and reported; the leader's status writes
-	// are limited per object, so most of the reports' churn never becomes
-	// an event on the nodes' watch.
-	gen := int64(1)
+// checkStatusChurnLimited: 20 spec changes in quick succession, each put in
+// force by every node and reported; the leader's status writes are limited
+// per object, so most of the reports' churn never becomes an event on the
+// nodes' watch. It returns the generation reached.
+func checkStatusChurnLimited(t *testing.T, k *kubeCP, gen int64) int64 {
+	t.Helper()
 	rec := k.recordReleaseEvents(t)
 	tick := time.NewTicker(250 * time.Millisecond)
 	for i := 1; i <= rampPatches; i++ {
@@ -116,24 +145,29 @@ func TestKubeControllerRoles(t *testing.T) {
 	if statusEvents*2 >= specEvents {
 		t.Errorf("%d status events for %d spec changes: status writes are not rate-limited", statusEvents, specEvents)
 	}
-	gen += rampPatches
+	return gen + rampPatches
+}
 
-	// The leader dies mid-rollout: the next spec change lands with no
-	// status writer. Every node puts it in force from its watch; the other
-	// replica takes over and writes its status. Nothing acts twice (the
-	// generation moves once, by the one patch), and the status's version
-	// never goes down.
-	leader := holder()
-	rec = k.recordReleaseEvents(t)
-	controllers[leader].kill()
+// checkFailoverMidRollout: the leader dies mid-rollout and the next spec
+// change lands with no status writer. Every node puts it in force from its
+// watch; the other replica takes over and writes its status. Nothing acts
+// twice (the generation moves once, by the one patch), and the status's
+// version never goes down.
+func checkFailoverMidRollout(t *testing.T, k *kubeCP, cs *controllers, nodes []*fleetNode, gen int64) {
+	t.Helper()
+	leader := cs.holder()
+	rec := k.recordReleaseEvents(t)
+	cs.procs[leader].kill()
 	must(t, k.patchRelease("checkout", map[string]any{"percent": 100}))
 	gen++
-	other := "controller-0"
-	if leader == other {
-		other = "controller-1"
+	var other string
+	for id := range cs.procs {
+		if id != leader {
+			other = id
+		}
 	}
 	eachNode(t, "percent 100 in force", nodes, func(nd *fleetNode) error { return nd.serves("u1", "gray", strconv.FormatInt(gen, 10)) })
-	waitFor(t, other+" leads after "+leader+" was killed", 60*time.Second, leaderIs(func(h string) bool { return h == other }))
+	waitFor(t, other+" leads after "+leader+" was killed", 60*time.Second, cs.leaderIs(func(h string) bool { return h == other }))
 	waitForStatus(t, k, "checkout", gen, controllerNodes)
 	failover := rec()
 	if spec, _ := splitSpecAndStatus(failover, gen-1); spec != 1 {
