@@ -48,11 +48,14 @@ type fleetNode struct {
 	dir      string
 	admin    string
 	listener string
-	args     []string
-	config   string
-	graymesh *process
-	starts   int
-	client   *http.Client
+	// envoyAdmin is the node's Envoy admin address (host:port), which a
+	// Prometheus scrapes.
+	envoyAdmin string
+	args       []string
+	config     string
+	graymesh   *process
+	starts     int
+	client     *http.Client
 }
 
 // startFleet starts n nodes against the API server, sharing one stable
@@ -95,6 +98,7 @@ func startFleetGrays(t *testing.T, k *kubeCP, grays []int, extra ...string) []*f
 				"--node-name", fmt.Sprintf("node-%d", i), "--log-format", "text"}}
 		nd.args = append(nd.args, extra...)
 		nd.config = path
+		nd.envoyAdmin = fmt.Sprintf("127.0.0.1:%d", ports["ENVOY_ADMIN"])
 		nd.startGraymesh(filepath.Join(dir, "state"))
 		b, err := envoy.Load("bootstrap.yaml")
 		must(t, err)
