@@ -99,6 +99,17 @@ type Result struct {
 	HeapPerNodeKiB     float64
 	NodesSyncedAfter   time.Duration
 	ControllerReplicas int
+	// ControllersHeapKiB is what the two controller replicas added to the
+	// heap once the status showed every node (controller design).
+	ControllersHeapKiB float64
+	// Failover (controller design): the leading controller is stopped the
+	// way a rolling update stops it (its Lease released) and a spec change
+	// lands at once; the time until the other replica holds the Lease and
+	// until the status shows every node on the change, the status
+	// versions seen meanwhile, and how many went down.
+	FailoverLeader, FailoverStatus time.Duration
+	FailoverVersions               []int64
+	FailoverRegressions            int
 }
 
 // staticConfig is each node's static settings (Kubernetes mode's
@@ -124,7 +135,10 @@ const release = "checkout"
 
 // vnode is one virtual node.
 type vnode struct {
-	name   string
+	name string
+	// stop ends the process: its watches, reports and, for a controller,
+	// its election (the Lease released, as on a graceful shutdown).
+	stop   context.CancelFunc
 	src    *kube.Source
 	pipe   atomic.Pointer[control.Pipeline]
 	mu     sync.Mutex
@@ -200,7 +214,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	res := &Result{Options: o}
-	nodes, err := startFleet(ctx, cp, cfg, res)
+	nodes, controllers, err := startFleet(ctx, cp, cfg, res)
 	if err != nil {
 		return nil, err
 	}
@@ -209,6 +223,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	if err := measureKills(ctx, cp, nodes, res); err != nil {
 		return nil, err
+	}
+	if controllers != nil {
+		if err := measureFailover(ctx, cp, controllers, res); err != nil {
+			return nil, err
+		}
 	}
 	if err := measureRestart(ctx, cp, nodes, res); err != nil {
 		return nil, err
@@ -239,7 +258,8 @@ func startProcess(ctx context.Context, cp *kubeharness.ControlPlane, cfg, name s
 		return nil, err
 	}
 	log := slog.New(slog.DiscardHandler)
-	n := &vnode{name: name, src: kube.NewSource(c, log)}
+	ctx, stop := context.WithCancel(ctx)
+	n := &vnode{name: name, stop: stop, src: kube.NewSource(c, log)}
 	pipe, err := control.New(control.Options{
 		Path:    cfg,
 		Fleet:   kube.Fleet{Source: n.src, Actor: kube.NewNodeActor(name), FleetView: kube.NewFleetView(n.src)},
@@ -252,6 +272,7 @@ func startProcess(ctx context.Context, cp *kubeharness.ControlPlane, cfg, name s
 	}
 	n.pipe.Store(pipe)
 	if err := n.src.Start(ctx); err != nil {
+		stop()
 		return nil, err
 	}
 	n.src.Sync(pipe)
@@ -265,7 +286,7 @@ func startProcess(ctx context.Context, cp *kubeharness.ControlPlane, cfg, name s
 
 // startFleet starts the design's processes and waits until every node has
 // the initial list in force.
-func startFleet(ctx context.Context, cp *kubeharness.ControlPlane, cfg string, res *Result) ([]*vnode, error) {
+func startFleet(ctx context.Context, cp *kubeharness.ControlPlane, cfg string, res *Result) (nodes, controllers []*vnode, err error) {
 	runtime.GC()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
@@ -275,7 +296,7 @@ func startFleet(ctx context.Context, cp *kubeharness.ControlPlane, cfg string, r
 		duties = kube.Duties{Report: true, Heartbeat: kube.ReportHeartbeat}
 	}
 	t0 := time.Now()
-	nodes := make([]*vnode, res.Nodes)
+	nodes = make([]*vnode, res.Nodes)
 	var wg sync.WaitGroup
 	var failed atomic.Pointer[error]
 	sem := make(chan struct{}, 32) // start-up concurrency, as a DaemonSet rolls pods out
@@ -296,7 +317,7 @@ func startFleet(ctx context.Context, cp *kubeharness.ControlPlane, cfg string, r
 	}
 	wg.Wait()
 	if err := failed.Load(); err != nil {
-		return nil, *err
+		return nil, nil, *err
 	}
 	res.NodesSyncedAfter = time.Since(t0)
 	runtime.GC()
@@ -306,24 +327,35 @@ func startFleet(ctx context.Context, cp *kubeharness.ControlPlane, cfg string, r
 	if res.Design == DesignController {
 		for i := range 2 {
 			name := fmt.Sprintf("controller-%d", i)
-			if _, err := startProcess(ctx, cp, cfg, name, kube.Duties{Identity: name, StatusWriter: true}, errs); err != nil {
-				return nil, err
+			c, err := startProcess(ctx, cp, cfg, name, kube.Duties{Identity: name, StatusWriter: true}, errs)
+			if err != nil {
+				return nil, nil, err
 			}
+			controllers = append(controllers, c)
 		}
 		res.ControllerReplicas = 2
 	}
 	res.logf("%d nodes (%s) synced in %s; heap %.0f KiB per node", res.Nodes, res.Design, res.NodesSyncedAfter.Round(time.Millisecond), res.HeapPerNodeKiB)
 	select {
 	case err := <-errs:
-		return nil, err
+		return nil, nil, err
 	default:
 	}
 	// The status says every node serves the release before the rest
 	// period starts: the fleet is settled.
-	return nodes, waitUntil(ctx, res.Timeout, "status of every node", func() (bool, error) {
+	if err := waitUntil(ctx, res.Timeout, "status of every node", func() (bool, error) {
 		n, err := statusNodes(cp)
 		return n == res.Nodes, err
-	})
+	}); err != nil {
+		return nil, nil, err
+	}
+	if controllers != nil {
+		runtime.GC()
+		var withControllers runtime.MemStats
+		runtime.ReadMemStats(&withControllers)
+		res.ControllersHeapKiB = (float64(withControllers.HeapAlloc) - float64(after.HeapAlloc)) / 1024
+	}
+	return nodes, controllers, nil
 }
 
 func (r *Result) logf(format string, args ...any) {
@@ -566,6 +598,12 @@ func (r *Result) Markdown(w io.Writer, command string) {
 		st = append(st, d.Round(100*time.Millisecond).String())
 	}
 	fmt.Fprintf(w, "| status shows %d/%d on the kill's generation, per round | %s |\n", r.Nodes, r.Nodes, strings.Join(st, ", "))
+	if r.ControllerReplicas > 0 {
+		fmt.Fprintf(w, "| heap of the two controller replicas | %.0f KiB |\n", r.ControllersHeapKiB)
+		fmt.Fprintf(w, "| leading controller stopped (Lease released) and a spec change at once: the other leads after, status %d/%d on the change after | %s, %s |\n",
+			r.Nodes, r.Nodes, r.FailoverLeader.Round(time.Millisecond), r.FailoverStatus.Round(time.Millisecond))
+		fmt.Fprintf(w, "| &nbsp;&nbsp;status versions seen meanwhile, how many went down | %v, %d |\n", r.FailoverVersions, r.FailoverRegressions)
+	}
 	fmt.Fprintf(w, "| kube-apiserver killed and started again: ready after, every node current after | %s, %s |\n", r.RestartReady.Round(time.Millisecond), r.RestartCurrent.Round(time.Millisecond))
 	fmt.Fprintf(w, "| &nbsp;&nbsp;requests in its first %s, peak rate (1 s samples) | %.0f, %.0f/s |\n", r.RestartWindow, r.RestartRequests, r.RestartPeakPerSec)
 }

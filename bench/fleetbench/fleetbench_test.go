@@ -46,8 +46,9 @@ apiserver_watch_events_sizes_count{group="graymesh.io",kind="GrayRelease",versio
 
 // TestFleetSmoke runs the simulator on 3 nodes of the controller design
 // against the real API server: it measures a rest rate, a kill reaching
-// every node, the status saying so, and a restart every node recovers
-// from.
+// every node, the status saying so, the leading controller replaced
+// while a change lands (the status version never down), and a restart
+// every node recovers from.
 func TestFleetSmoke(t *testing.T) {
 	if _, err := kubeharness.Find(); err != nil {
 		if os.Getenv("CI") != "" {
@@ -69,6 +70,9 @@ func TestFleetSmoke(t *testing.T) {
 	}
 	if res.EventsPerChange <= 0 || res.RestartCurrent <= 0 || total(res.RestRates) <= 0 {
 		t.Errorf("events per change %v, restart %v, rest %v", res.EventsPerChange, res.RestartCurrent, res.RestRates)
+	}
+	if res.FailoverLeader <= 0 || res.FailoverStatus < res.FailoverLeader || res.FailoverRegressions != 0 {
+		t.Errorf("failover: leader after %v, status after %v, versions %v (%d down)", res.FailoverLeader, res.FailoverStatus, res.FailoverVersions, res.FailoverRegressions)
 	}
 	if _, err := Run(context.Background(), Options{Design: "other"}); err == nil || errors.Is(err, context.Canceled) {
 		t.Errorf("an unknown design ran: %v", err)
