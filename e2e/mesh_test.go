@@ -582,7 +582,8 @@ func (m *fourHop) assertAnonymousTraceVocabulary(traceID string) {
 	}
 	for _, svc := range []string{"orders", "inventory", "pricing"} {
 		m.expectTags(got[svc+"-sidecar inbound "+svc], map[string]string{
-			wire.AttrVariant: "stable", wire.AttrReason: wire.ReasonDefault, wire.AttrLane: "stable", wire.AttrFallback: "", wire.AttrLaneProblem: "",
+			// Handed no lane: stable by default, and no lane named.
+			wire.AttrVariant: "stable", wire.AttrReason: wire.ReasonDefault, wire.AttrLane: "", wire.AttrFallback: "", wire.AttrLaneProblem: "",
 		})
 	}
 	m.assertOnlyTheEdgeAsksGraymesh(traceID)

@@ -144,6 +144,11 @@ func craftedLanes(t *testing.T, m *fourHop, signer *lane.Signer) {
 					t.Fatalf("inventory after a refused lane: %v", next.Gray)
 				}
 			}
+			// No lane, no environment header: the service (and the
+			// sidecar's span, graymesh.lane) is told of no lane.
+			if env, ok := r.Gray[wire.HeaderEnv]; tt.reason == "lane-missing" && ok {
+				t.Fatalf("no lane, yet orders was handed %s: %q", wire.HeaderEnv, env)
+			}
 			// The lane's version stays in the lane: no claim header
 			// (xds laneConfig), so none reaches the service either.
 			if _, version := r.Gray[wire.HeaderVersion]; tt.reason == "lane" && (r.Gray[wire.HeaderEnv] != "gray" || r.Gray[wire.HeaderRelease] != "shop-v2" || version) {
@@ -163,7 +168,9 @@ func craftedLanes(t *testing.T, m *fourHop, signer *lane.Signer) {
 		wire.AttrVariant: "stable", wire.AttrReason: "lane-refused", wire.AttrLane: "stable",
 		wire.AttrLaneProblem: "Jwks doesn't have key to match kid or alg from Jwt",
 	})
-	m.expectTags(spans["inventory-sidecar inbound inventory"], map[string]string{wire.AttrReason: wire.ReasonDefault, wire.AttrLaneProblem: ""})
+	// Handed no lane, inventory's sidecar names none (it once said
+	// graymesh.lane=stable).
+	m.expectTags(spans["inventory-sidecar inbound inventory"], map[string]string{wire.AttrReason: wire.ReasonDefault, wire.AttrLaneProblem: "", wire.AttrLane: ""})
 	m.assertOnlyTheEdgeAsksGraymesh(id)
 }
 

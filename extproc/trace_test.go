@@ -61,7 +61,7 @@ func TestDecisionAttributes(t *testing.T) {
 		"edge, anonymous, traffic split by weight: Envoy's span says which": {weighted, gray.Request{Hop: gray.Hop{Service: "search"}},
 			"feature_flag.result.reason=no-identity graymesh.hop=edge graymesh.service=search"},
 		"inner, handed no lane: default, not an error": {p, gray.Request{Hop: gray.Hop{Inner: true, Service: "orders"}},
-			"feature_flag.result.reason=default feature_flag.result.variant=stable graymesh.hop=inner graymesh.lane=stable graymesh.service=orders"},
+			"feature_flag.result.reason=default feature_flag.result.variant=stable graymesh.hop=inner graymesh.service=orders"},
 		"inner, gray lane": {p, gray.Request{Hop: gray.Hop{Inner: true, Service: "orders"}, Lane: grayLane},
 			"feature_flag.result.reason=lane feature_flag.result.variant=gray graymesh.hop=inner graymesh.lane=gray graymesh.release=shop-v2 graymesh.service=orders"},
 		"inner, no gray version: stable serves, the lane stays gray": {p, gray.Request{Hop: gray.Hop{Inner: true, Service: "frontend"}, Lane: grayLane},

@@ -118,6 +118,9 @@ func (p *Policy) takesLaneFrom(ip netip.Addr) bool {
 func (p *Policy) follow(token string, now time.Time) (Decision, string) {
 	stable := Decision{Env: config.Stable, Reason: ReasonLaneMissing, Bucket: NoBucket, Version: p.Engine.version}
 	if token == "" || p.Lanes == nil {
+		// No lane names an environment: stable serves by default, and
+		// the hop is told none (as the sidecar's default route).
+		stable.Env = ""
 		return stable, ""
 	}
 	l, err := p.Lanes.Verify(token, now)

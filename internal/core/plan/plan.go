@@ -468,7 +468,7 @@ func routes(svc Service, w *split) []Route {
 //  3. the lane names another environment → stable, saying so, the lane
 //     kept so a later hop that has it serves it again;
 //  4. a lane came but did not verify → stable, the lane dropped;
-//  5. no lane → stable.
+//  5. no lane → stable, with no environment header.
 //
 // Nothing splits by weight here: the edge made that choice and signed it.
 func innerRoutes(svc Service, killed []string, through *int64) []Route {
@@ -487,7 +487,10 @@ func innerRoutes(svc Service, killed []string, through *int64) []Route {
 			Reason: wire.ReasonLane, Fallback: true},
 		Route{Name: RouteLaneRefused, Match: Match{Kind: MatchLane}, Backends: stable(),
 			Reason: wire.ReasonLaneRefused, DropLane: true},
-		Route{Name: RouteDefault, Match: Match{Kind: MatchAll}, Backends: stable(), Reason: wire.ReasonLaneMissing},
+		// No lane: no environment header either, so neither the service
+		// nor the sidecar's span (graymesh.lane) is told of a lane that
+		// does not exist.
+		Route{Name: RouteDefault, Match: Match{Kind: MatchAll}, Backends: []Backend{{Env: config.Stable}}, Reason: wire.ReasonLaneMissing},
 	)
 }
 

@@ -157,7 +157,7 @@ services:
 		{Name: "gray", Match: Match{Kind: MatchEnv, Env: "gray"}, Backends: []Backend{{Env: "gray"}}, Reason: "lane"},
 		{Name: RouteOtherEnv, Match: Match{Kind: MatchOtherEnv}, Backends: []Backend{{Env: config.Stable}}, Reason: "lane", Fallback: true},
 		{Name: RouteLaneRefused, Match: Match{Kind: MatchLane}, Backends: stable, Reason: "lane-refused", DropLane: true},
-		{Name: RouteDefault, Match: Match{Kind: MatchAll}, Backends: stable, Reason: "lane-missing"},
+		{Name: RouteDefault, Match: Match{Kind: MatchAll}, Backends: []Backend{{Env: config.Stable}}, Reason: "lane-missing"},
 	}
 	if got := p.Service("orders").InnerRoutes; !reflect.DeepEqual(got, want) {
 		t.Fatalf("inner routes\n got %+v\nwant %+v", got, want)
