@@ -52,7 +52,10 @@ type Options struct {
 	Rounds        int
 	// Configs names the configurations to run (all when empty).
 	Configs []string
-	Log     io.Writer
+	// Idle is how long graymesh idles while its own instructions are
+	// counted (0: no idle measurement).
+	Idle time.Duration
+	Log  io.Writer
 }
 
 // Count is one measured run of one configuration.
@@ -96,8 +99,10 @@ type Result struct {
 	// CachedDecisionCommand how.
 	CachedDecision        *loadbench.BenchRow
 	CachedDecisionCommand string
-	Started               time.Time
-	Took                  time.Duration
+	// Idle is what graymesh costs with no traffic.
+	Idle    []IdleRun
+	Started time.Time
+	Took    time.Duration
 	// LaneBytes is the length of the lane the inner-hop configurations
 	// send.
 	LaneBytes int
@@ -143,6 +148,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		fmt.Fprintf(o.Log, "irbench: %s: ext_proc server VmHWM %d kB, %+v\n", c.Name, kb, out)
 		res.RSS[c.Name], res.Outside[c.Name] = kb, out
+	}
+	if o.Idle > 0 {
+		if err := h.runIdle(ctx, res); err != nil {
+			return nil, err
+		}
 	}
 	res.Took = time.Since(res.Started)
 	return res, nil

@@ -32,6 +32,7 @@ func WriteSection(w io.Writer, res *Result, command string) error {
 	writeConfigTable(p, res)
 	writeEdgeTable(p, res)
 	writeIRTargets(p, res)
+	writeIdleTable(p, res)
 	_, err := io.WriteString(w, b.String())
 	return err
 }

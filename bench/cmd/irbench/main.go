@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/graymesh/graymesh/bench/irbench"
 	"github.com/graymesh/graymesh/bench/loadbench"
@@ -104,6 +105,7 @@ func parseFlags(args []string) (irbench.Options, string, error) {
 	fs.IntVar(&o.GraymeshScale, "graymesh-scale", 5, "multiply --small and --large for the configurations that count graymesh (Go's garbage collection needs longer counts)")
 	fs.IntVar(&o.Rounds, "rounds", 2, "rounds of every configuration, interleaved")
 	fs.BoolVar(microFlag, "micro", true, "also run BenchmarkCachedDecision (go test -benchmem, from the source tree) for the cached decision's allocations")
+	fs.DurationVar(&o.Idle, "idle", 30*time.Second, "how long graymesh idles, with and without its console, while its own instructions are counted (0: skip)")
 	configs := fs.String("configs", "", "comma-separated configurations (default: all)")
 	out := fs.String("out", "bench/RESULTS.md", "report whose bench-ir section to replace (empty: print the section)")
 	if err := fs.Parse(args); err != nil {

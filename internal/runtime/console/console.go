@@ -107,17 +107,31 @@ func New(d *admin.Service, opts Options, log *slog.Logger) (*Console, error) {
 // token is the console's).
 func (c *Console) TokenFile() string { return c.auth.tokenFile }
 
-// Run samples the decision counters until ctx is done.
+// Run samples the decision counters every SampleEvery while a page
+// shows them, and when the config version changes, until ctx is done.
 func (c *Console) Run(ctx context.Context) {
 	t := time.NewTicker(c.opts.SampleEvery)
 	defer t.Stop()
+	c.sampleOn(ctx, t.C)
+}
+
+// sampleOn samples once, then at each tick the sampler is due.
+func (c *Console) sampleOn(ctx context.Context, ticks <-chan time.Time) {
+	c.observed.sample()
 	for {
-		c.observed.sample()
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case now := <-ticks:
+			c.tick(now)
 		}
+	}
+}
+
+// tick samples when the sampler is due at now.
+func (c *Console) tick(now time.Time) {
+	if c.observed.due(now) {
+		c.observed.sample()
 	}
 }
 

@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/graymesh/graymesh/internal/contract/config"
@@ -24,6 +25,11 @@ const (
 	// freshSample is the age under which a page reuses the newest sample
 	// rather than taking one.
 	freshSample = time.Second
+	// viewerGone is how long after a page last showed observed shares the
+	// console stops sampling: an open page refreshes every 2 s, so a
+	// minute without one means nobody is looking. Every node of a
+	// DaemonSet runs a console; most are never opened.
+	viewerGone = time.Minute
 )
 
 type sample struct {
@@ -49,6 +55,8 @@ type observer struct {
 	d       *admin.Service
 	mu      sync.Mutex
 	samples []sample // oldest first
+	// viewed is when a page last showed observed shares (Unix ns).
+	viewed atomic.Int64
 }
 
 func newObserver(d *admin.Service) *observer { return &observer{d: d} }
@@ -110,8 +118,25 @@ func (s *sample) count(release, env, reason string, v float64) {
 	}
 }
 
-// fresh takes a sample unless the newest is recent.
+// due reports whether the periodic sampler should sample at now: while
+// a page showing observed shares was open within viewerGone, or when the
+// config version changed since the newest sample, whose counts are the
+// baseline of the share since that version. Idle, a tick costs a version
+// comparison, not a read of every metric.
+func (o *observer) due(now time.Time) bool {
+	if now.Sub(time.Unix(0, o.viewed.Load())) < viewerGone {
+		return true
+	}
+	version := o.d.Config().Version
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.samples) == 0 || o.samples[len(o.samples)-1].version != version
+}
+
+// fresh notes that a page shows observed shares and takes a sample
+// unless the newest is recent.
 func (o *observer) fresh() {
+	o.viewed.Store(time.Now().UnixNano())
 	o.mu.Lock()
 	stale := len(o.samples) == 0 || time.Since(o.samples[len(o.samples)-1].at) > freshSample
 	o.mu.Unlock()
