@@ -5,9 +5,11 @@ package manifests
 
 import (
 	"embed"
+	"fmt"
 	"io/fs"
 	"path"
 	"sort"
+	"strings"
 
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
@@ -46,6 +48,24 @@ func Overlays() ([]string, error) {
 // copy of the embedded manifests and returns the objects in kustomize's
 // output order.
 func Build(dir string) ([]Object, error) { return kustomize(dir, nil) }
+
+// Compose builds a kustomization of one's own made of resources (e.g.
+// "overlays/graymesh-sidecars") and components (e.g.
+// "components/kubernetes-mode"), as a user's overlay would.
+func Compose(resources, components []string) ([]Object, error) {
+	var k strings.Builder
+	k.WriteString("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n")
+	for _, r := range resources {
+		fmt.Fprintf(&k, "  - ../%s\n", r)
+	}
+	if len(components) > 0 {
+		k.WriteString("components:\n")
+		for _, c := range components {
+			fmt.Fprintf(&k, "  - ../%s\n", c)
+		}
+	}
+	return kustomize("composed", map[string]string{"composed/kustomization.yaml": k.String()})
+}
 
 // kustomize is Build with extra files (path → content, relative to the
 // manifests directory) beside the embedded ones, e.g. an overlay of one's

@@ -33,7 +33,7 @@ var renderCases = []struct {
 }
 
 func TestRenderIstioGolden(t *testing.T) {
-	golden.Own(t, "testdata/render/*.golden.yaml")
+	golden.Own(t, "testdata/render/*.istio.golden.yaml")
 	for _, tc := range renderCases {
 		t.Run(tc.name, func(t *testing.T) {
 			args := []string{"render", "istio", "--config", tc.config}
