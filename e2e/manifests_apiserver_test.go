@@ -16,7 +16,8 @@ import (
 // upstreamCRDs are the CRDs of other projects that graymesh's manifests and
 // rendered objects use, taken from those projects' Go modules (the module
 // cache keeps them, like every Go dependency): Gateway API's standard
-// channel, Istio's networking kinds, and Envoy Gateway's policies.
+// channel, Istio's networking kinds, Envoy Gateway's policies and the
+// Prometheus Operator's PodMonitor (the chart's podMonitor.enabled).
 var upstreamCRDs = []struct {
 	module string
 	// glob selects the CRD files inside the module.
@@ -25,6 +26,7 @@ var upstreamCRDs = []struct {
 	{"sigs.k8s.io/gateway-api@v1.6.3", "config/crd/standard/gateway.networking.k8s.io_*.yaml"},
 	{"istio.io/api@v1.31.1", "kubernetes/customresourcedefinitions.gen.yaml"},
 	{"github.com/envoyproxy/gateway@v1.9.1", "charts/gateway-crds-helm/templates/generated/*.yaml"},
+	{"github.com/prometheus-operator/prometheus-operator@v0.85.0", "example/prometheus-operator-crd/monitoring.coreos.com_podmonitors.yaml"},
 }
 
 // moduleDir downloads module@version into the module cache (a no-op when it
@@ -86,16 +88,7 @@ func kustomizeSets(t *testing.T) []manifestSet {
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		s := manifestSet{name: name}
-		docs := make([]string, 0, len(objs))
-		for _, o := range objs {
-			docs = append(docs, string(o.JSON))
-			if o.Kind == "Role" || o.Kind == "ClusterRole" {
-				s.rbac = append(s.rbac, o)
-			}
-		}
-		s.yaml = strings.Join(docs, "\n---\n")
-		out = append(out, s)
+		out = append(out, setOf(name, objs))
 	}
 	for _, dir := range append([]string{"base"}, overlays...) {
 		objs, err := manifests.Build(dir)
@@ -106,6 +99,20 @@ func kustomizeSets(t *testing.T) []manifestSet {
 		add(r+" + components/kubernetes-mode", objs, err)
 	}
 	return out
+}
+
+// setOf is objs as one YAML stream.
+func setOf(name string, objs []manifests.Object) manifestSet {
+	s := manifestSet{name: name}
+	docs := make([]string, 0, len(objs))
+	for _, o := range objs {
+		docs = append(docs, string(o.JSON))
+		if o.Kind == "Role" || o.Kind == "ClusterRole" {
+			s.rbac = append(s.rbac, o)
+		}
+	}
+	s.yaml = strings.Join(docs, "\n---\n")
+	return s
 }
 
 // renderedSets are the pinned outputs of graymesh render (istio and
@@ -122,6 +129,34 @@ func renderedSets(t *testing.T) []manifestSet {
 		b, err := os.ReadFile(f)
 		must(t, err)
 		out = append(out, manifestSet{name: "render " + filepath.Base(f), yaml: string(b)})
+	}
+	return out
+}
+
+// chartSets are the Helm chart's output (helm template, as `helm install`
+// would apply it) with its defaults in both modes and with the maximal
+// values file, in the namespace it names.
+func chartSets(t *testing.T) []manifestSet {
+	t.Helper()
+	helm, err := manifests.FindHelm()
+	if err != nil {
+		t.Fatalf("%v: run %s", err, manifests.HelmInstall)
+	}
+	chart := filepath.Join(repoRoot, "manifests", "chart", "graymesh")
+	var out []manifestSet
+	for _, c := range []struct {
+		name, namespace string
+		flags           []string
+	}{
+		{"chart (defaults)", "graymesh", nil},
+		{"chart (mode=kubernetes)", "graymesh", []string{"--set", "mode=kubernetes"}},
+		{"chart (maximal values)", "platform", []string{"--values", filepath.Join(repoRoot, "manifests", "chart", "testdata", "maximal.yaml")}},
+	} {
+		objs, err := manifests.RenderChart(helm, chart, c.namespace, c.flags...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, setOf(c.name, objs))
 	}
 	return out
 }
@@ -174,8 +209,9 @@ func unservedRules(o manifests.Object, served map[string]bool) ([]string, error)
 }
 
 // TestManifestsAcceptedByTheAPIServer applies everything a user would —
-// the kustomize base, every overlay, the kubernetes-mode component, and the
-// output of graymesh render istio and gateway-api — to the real
+// the kustomize base, every overlay, the kubernetes-mode component, the Helm
+// chart (defaults in both modes, every value set), and the output of
+// graymesh render istio and gateway-api — to the real
 // kube-apiserver, server-side with a dry run and strict field validation,
 // after installing the CRDs they use from their upstream modules. A wrong
 // field, a bad enum or an unknown kind fails here as it would fail a user;
@@ -184,8 +220,9 @@ func unservedRules(o manifests.Object, served map[string]bool) ([]string, error)
 // that both checks can fail.
 func TestManifestsAcceptedByTheAPIServer(t *testing.T) {
 	k := startKube(t)
-	// The namespaces the objects name; istio-system is Istio's own.
-	for _, ns := range []string{"graymesh", "shop", "gateways", "istio-system"} {
+	// The namespaces the objects name; istio-system is Istio's own,
+	// platform the maximal chart values' release namespace.
+	for _, ns := range []string{"graymesh", "shop", "gateways", "istio-system", "platform"} {
 		k.mustKubectl("", "create", "namespace", ns)
 	}
 	k.mustKubectl("", "apply", "--server-side", "--field-manager=graymesh-e2e", "-f", filepath.Join(repoRoot, "manifests", "crd", "graymesh.io_grayreleases.yaml"))
@@ -195,7 +232,7 @@ func TestManifestsAcceptedByTheAPIServer(t *testing.T) {
 		return k.kubectl(yaml, "apply", "--server-side", "--dry-run=server", "--validate=strict", "--field-manager=graymesh-e2e", "-f", "-")
 	}
 
-	sets := append(kustomizeSets(t), renderedSets(t)...)
+	sets := append(append(kustomizeSets(t), renderedSets(t)...), chartSets(t)...)
 	for _, s := range sets {
 		t.Run(s.name, func(t *testing.T) {
 			if out, err := dryRun(s.yaml); err != nil {
