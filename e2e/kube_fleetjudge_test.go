@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -119,6 +120,33 @@ func TestKubeFleetJudgesOneNodesErrorsOnTheFleetsEvidence(t *testing.T) {
 		t.Errorf("gray's error rate in the failing window %.1f%%: not the fleet's merge", gray.ErrorRate)
 	}
 	t.Logf("failing window: gray %d requests, %.1f%% errors, over %d nodes", gray.Requests, gray.ErrorRate, failed.Nodes)
+	checkFleetMetrics(t, k, nodes, "checkout")
+}
+
+// checkFleetMetrics: the fleet's windows are counted on the analyser's
+// /metrics only — the leader's — with the nodes each merged; the other
+// nodes count none.
+func checkFleetMetrics(t *testing.T, k *kubeCP, nodes []*fleetNode, release string) {
+	t.Helper()
+	leader := k.leader(t)
+	for _, nd := range nodes {
+		resp, err := nd.client.Get(nd.admin + "/metrics")
+		must(t, err)
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		must(t, err)
+		text := string(b)
+		failed := metricValue(text, `graymesh_fleet_analysis_verdicts_total{release="`+release+`",verdict="fail"}`) +
+			max(metricValue(text, `graymesh_fleet_analysis_verdicts_total{release="`+release+`",verdict="critical"}`), 0)
+		switch {
+		case nd.name == leader && failed < 1:
+			t.Errorf("the analyser %s counts %v failing windows of %s on /metrics", nd.name, failed, release)
+		case nd.name == leader && !strings.Contains(text, `graymesh_fleet_analysis_nodes{kind="merged",release="`+release+`"} 3`):
+			t.Errorf("the analyser %s does not show 3 nodes merged on /metrics", nd.name)
+		case nd.name != leader && metricValue(text, "graymesh_fleet_analysis_verdicts_total") != -1:
+			t.Errorf("%s, not the analyser, counts fleet windows", nd.name)
+		}
+	}
 }
 
 // leader is the node holding the status writer's Lease: the one running

@@ -139,16 +139,16 @@ func serveKube(ctx context.Context, path string, opts daemon.Options, k kubeFlag
 	if opts.FleetAnalysis, err = kube.NewFleetAnalysis(c, identity); err != nil {
 		return err
 	}
+	d, err := daemon.New(ctx, path, opts, log)
+	if err != nil {
+		return err
+	}
 	if *k.role == roleAll {
-		judge, err := kube.NewFleetJudge(c, src, identity, log)
+		judge, err := kube.NewFleetJudge(c, src, identity, log, d.Registerer())
 		if err != nil {
 			return err
 		}
 		src.WhileElected(judge.Run)
-	}
-	d, err := daemon.New(ctx, path, opts, log)
-	if err != nil {
-		return err
 	}
 	if err := src.Start(ctx); err != nil {
 		return err

@@ -22,7 +22,8 @@ type ControllerOptions struct {
 	ConfigPath string
 	// Identity names the replica in the leader election.
 	Identity string
-	// Registerer takes the change pipeline's metrics (none when nil).
+	// Registerer takes the change pipeline's and the fleet analysis's
+	// metrics (none when nil).
 	Registerer prometheus.Registerer
 	// Synced, when set, is called once the initial list is checked: the
 	// replica is ready.
@@ -43,7 +44,7 @@ func RunController(ctx context.Context, o ControllerOptions) error {
 		return errors.New("kube controller: Client, ConfigPath, Identity and Log are required")
 	}
 	src := NewSource(o.Client, o.Log)
-	judge, err := NewFleetJudge(o.Client, src, o.Identity, o.Log)
+	judge, err := NewFleetJudge(o.Client, src, o.Identity, o.Log, o.Registerer)
 	if err != nil {
 		return err
 	}

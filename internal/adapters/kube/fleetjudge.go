@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -289,14 +290,15 @@ func (a fleetActor) ActOnFleet(ctx context.Context, fa control.FleetAction) (str
 // NewFleetJudge is the fleet's one analyser, run by the one-per-fleet
 // role (identity names it): it reads the releases from src's watch (src
 // must be started) and the nodes' evidence from their ConfigMaps, and
-// acts through a preconditioned patch of the GrayRelease.
-func NewFleetJudge(c *Client, src *Source, identity string, log *slog.Logger) (*analyser.FleetJudge, error) {
+// acts through a preconditioned patch of the GrayRelease. Its windows are
+// counted on reg when not nil.
+func NewFleetJudge(c *Client, src *Source, identity string, log *slog.Logger, reg prometheus.Registerer) (*analyser.FleetJudge, error) {
 	core, err := corev1client.NewForConfig(c.Config)
 	if err != nil {
 		return nil, err
 	}
 	store := &fleetStore{src: src, cms: core.ConfigMaps(c.Namespace)}
-	return analyser.NewFleetJudge(store, fleetActor{Actor: NewActor(c, identity), identity: identity}, identity, log), nil
+	return analyser.NewFleetJudge(store, fleetActor{Actor: NewActor(c, identity), identity: identity}, identity, log, reg), nil
 }
 
 // WhileElected adds a duty the elected status writer runs, with a context

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/graymesh/graymesh/internal/contract/config"
 	"github.com/graymesh/graymesh/internal/core/analysis"
 	"github.com/graymesh/graymesh/internal/runtime/control"
@@ -36,6 +38,8 @@ type FleetJudge struct {
 	// prometheus, when set, replaces the Prometheus of every release with
 	// source prometheus (tests).
 	prometheus analysis.EvidenceSource
+	// metrics are the graymesh_fleet_analysis_* series (nil: none).
+	metrics *metrics
 }
 
 // FleetRelease is one release as the fleet's object has it now.
@@ -110,10 +114,15 @@ type PendingAction struct {
 }
 
 // NewFleetJudge is the fleet analyser; identity names it in every window
-// it records and every patch it sends.
-func NewFleetJudge(store FleetStore, actor FleetActor, identity string, log *slog.Logger) *FleetJudge {
-	return &FleetJudge{store: store, actor: actor, identity: identity, log: log.With("component", "fleet-analysis"),
+// it records and every patch it sends. Each window it judges is counted on
+// reg (graymesh_fleet_analysis_*), when not nil.
+func NewFleetJudge(store FleetStore, actor FleetActor, identity string, log *slog.Logger, reg prometheus.Registerer) *FleetJudge {
+	j := &FleetJudge{store: store, actor: actor, identity: identity, log: log.With("component", "fleet-analysis"),
 		now: time.Now, states: map[string]*FleetState{}}
+	if reg != nil {
+		j.metrics = newFleetMetrics(reg)
+	}
+	return j
 }
 
 // fleetTick is how often the analyser looks for windows that are due.
@@ -251,6 +260,7 @@ func (j *FleetJudge) judge(ctx context.Context, fr *FleetRelease, st *FleetState
 	if err := j.store.SaveState(ctx, r.Name, st); err != nil {
 		return false, err
 	}
+	j.metrics.observe(r.Name, &w)
 	j.log.Info("fleet analysis verdict", "release", r.Name, "window", w.Index, "index", k, "nodes", w.Nodes,
 		"nodes_reporting", w.NodesReporting, "verdict", w.Verdict, "reason", w.Reason, "action", w.Action)
 	if st.Pending == nil {

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/graymesh/graymesh/internal/contract/config"
 	"github.com/graymesh/graymesh/internal/core/analysis"
 	"github.com/graymesh/graymesh/internal/runtime/control"
@@ -142,6 +145,8 @@ type fleetRig struct {
 	store *memStore
 	actor *recordingActor
 	now   time.Time
+	// reg holds the last judge's metrics.
+	reg *prometheus.Registry
 }
 
 func newFleetRig(fr FleetRelease) *fleetRig {
@@ -150,7 +155,8 @@ func newFleetRig(fr FleetRelease) *fleetRig {
 }
 
 func (r *fleetRig) judge(identity string) *FleetJudge {
-	j := NewFleetJudge(r.store, r.actor, identity, slog.New(slog.DiscardHandler))
+	r.reg = prometheus.NewRegistry()
+	j := NewFleetJudge(r.store, r.actor, identity, slog.New(slog.DiscardHandler), r.reg)
 	j.now = func() time.Time { return r.now }
 	return j
 }
@@ -195,6 +201,28 @@ func TestFleetJudgeMergesEveryNodesEvidence(t *testing.T) {
 	if n := len(rig.actor.actions()); n != 1 {
 		t.Fatalf("%d actions after a second round", n)
 	}
+	// On /metrics, once, under the fleet's names.
+	want := `
+# HELP graymesh_fleet_analysis_nodes Nodes in the last window of a release: merged (their evidence judged) and reporting (publishing evidence of the release at all).
+# TYPE graymesh_fleet_analysis_nodes gauge
+graymesh_fleet_analysis_nodes{kind="merged",release="shop-v2"} 3
+graymesh_fleet_analysis_nodes{kind="reporting",release="shop-v2"} 3
+# HELP graymesh_fleet_analysis_verdicts_total Analysis windows judged, by release and verdict (pass, inconclusive, fail, critical).
+# TYPE graymesh_fleet_analysis_verdicts_total counter
+graymesh_fleet_analysis_verdicts_total{release="shop-v2",verdict="fail"} 1
+`
+	if err := promtestutil.GatherAndCompare(rig.reg, strings.NewReader(want),
+		"graymesh_fleet_analysis_verdicts_total", "graymesh_fleet_analysis_nodes"); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestFleetAndNodeMetricsShareARegistry: in --kube-role=all the node's
+// analysis and the fleet analyser count on one /metrics.
+func TestFleetAndNodeMetricsShareARegistry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	newMetrics(reg, nodePrefix)
+	newFleetMetrics(reg)
 }
 
 // TestFleetJudgeAdvancesEachStepOnce: passing windows take the object's

@@ -15,28 +15,50 @@ type metrics struct {
 	effect     *prometheus.GaugeVec
 	share      *prometheus.GaugeVec
 	configured *prometheus.GaugeVec
+	// nodes is the fleet analyser's only: nodes merged and reporting.
+	nodes *prometheus.GaugeVec
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// Prefixes of the two analyses' series: a node's own analysis (file
+// mode), and the fleet's one analyser (Kubernetes mode), which may share a
+// registry with a node's (--kube-role=all).
+const (
+	nodePrefix  = "graymesh_analysis"
+	fleetPrefix = "graymesh_fleet_analysis"
+)
+
+// newFleetMetrics are the fleet analyser's series: the node analysis's,
+// under fleetPrefix, and how many nodes each window merged.
+func newFleetMetrics(reg prometheus.Registerer) *metrics {
+	m := newMetrics(reg, fleetPrefix)
+	m.nodes = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: fleetPrefix + "_nodes",
+		Help: "Nodes in the last window of a release: merged (their evidence judged) and reporting (publishing evidence of the release at all).",
+	}, []string{"release", "kind"})
+	reg.MustRegister(m.nodes)
+	return m
+}
+
+func newMetrics(reg prometheus.Registerer, prefix string) *metrics {
 	m := &metrics{
 		verdicts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "graymesh_analysis_verdicts_total",
+			Name: prefix + "_verdicts_total",
 			Help: "Analysis windows judged, by release and verdict (pass, inconclusive, fail, critical).",
 		}, []string{"release", "verdict"}),
 		pValue: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "graymesh_analysis_p_value",
+			Name: prefix + "_p_value",
 			Help: "The last window's p-value, by release, service and metric (errors, latency).",
 		}, []string{"release", "service", "metric"}),
 		effect: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "graymesh_analysis_effect",
+			Name: prefix + "_effect",
 			Help: "The last window's effect, gray minus stable: error rate in percentage points, latency shift (Hodges–Lehmann) in milliseconds.",
 		}, []string{"release", "service", "metric"}),
 		share: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "graymesh_analysis_gray_share_percent",
+			Name: prefix + "_gray_share_percent",
 			Help: "The last window's share served by gray, in percent, of a service's requests or distinct callers (kind).",
 		}, []string{"release", "service", "kind"}),
 		configured: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "graymesh_analysis_configured_percent",
+			Name: prefix + "_configured_percent",
 			Help: "The percentage the release was configured to admit during its last window.",
 		}, []string{"release"}),
 	}
@@ -45,6 +67,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 func (m *metrics) observe(release string, w *Window) {
+	if m == nil {
+		return
+	}
+	if m.nodes != nil {
+		m.nodes.WithLabelValues(release, "merged").Set(float64(w.Nodes))
+		m.nodes.WithLabelValues(release, "reporting").Set(float64(w.NodesReporting))
+	}
 	m.verdicts.WithLabelValues(release, string(w.Verdict)).Inc()
 	m.configured.WithLabelValues(release).Set(w.Percent)
 	for _, s := range w.Services {

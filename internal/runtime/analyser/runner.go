@@ -132,7 +132,7 @@ type loopKey struct {
 // pipeline is given by Attach, before Run.
 func New(log *slog.Logger, reg prometheus.Registerer, source analysis.Source) *Runner {
 	a := &Runner{
-		log: log.With("component", "analysis"), collector: analysis.NewCollector(), source: source, metrics: newMetrics(reg),
+		log: log.With("component", "analysis"), collector: analysis.NewCollector(), source: source, metrics: newMetrics(reg, nodePrefix),
 		tracer: otel.Tracer("github.com/graymesh/graymesh/internal/runtime/analyser"), changed: make(chan struct{}, 1),
 		loops: map[string]loopKey{}, cancel: map[string]context.CancelFunc{}, history: map[string][]Window{}, index: map[string]int{},
 		rollouts: map[string]*rollout{},

@@ -171,6 +171,10 @@ func (d *Daemon) sinks() []control.Sink {
 // graymesh serves (a fleet source submits its changes there).
 func (d *Daemon) Pipeline() *control.Pipeline { return d.pipe }
 
+// Registerer is the registry behind /metrics, for what runs beside the
+// daemon in its process (the fleet analyser in --kube-role=all).
+func (d *Daemon) Registerer() prometheus.Registerer { return d.metrics.registry }
+
 // API is the admin API in process.
 func (d *Daemon) API() *admin.Service { return d.api }
 
