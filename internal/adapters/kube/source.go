@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,9 +28,27 @@ type Applier interface {
 	Submit(control.Change) (control.Result, error)
 }
 
-// probeInterval is how often a stale source lists the objects to learn
-// whether its watch has caught up again.
-const probeInterval = time.Second
+// A stale source lists the objects to learn whether its watch has caught
+// up again: first probeInterval after the watch broke, then twice as long
+// after each probe that finds it behind (or cannot ask), up to
+// maxProbeInterval, each wait drawn from its upper half (jitter). A fleet
+// that lost its API server together would otherwise probe it in step once
+// a second each when it comes back, on top of every informer's relist: at
+// 5,000 nodes, 5,000 LISTs a second into a starting kube-apiserver, each
+// cancelled after 2 s and sent again (fleetbench). The data is current as
+// soon as the watch resumes; only the stale flag (graymesh_fleet_stale_seconds,
+// /status) can lag, by at most maxProbeInterval.
+const (
+	probeInterval    = time.Second
+	maxProbeInterval = 8 * time.Second
+)
+
+// probeBackoff is the wait after a probe that found the source still
+// behind, given the wait before it, and a uniform draw u in [0, 1).
+func probeBackoff(prev time.Duration, u float64) (next, wait time.Duration) {
+	next = min(2*prev, maxProbeInterval)
+	return next, next/2 + time.Duration(u*float64(next/2))
+}
 
 // Source lists and watches the GrayRelease objects of one namespace and
 // puts every change in force, one object at a time, in name order, so a
@@ -182,17 +201,26 @@ func refusedNow(conds []metav1.Condition, gen int64) bool {
 
 // Run keeps the daemon in step with the objects until ctx is done.
 func (s *Source) Run(ctx context.Context, ap Applier) {
-	t := time.NewTicker(probeInterval)
+	t := time.NewTicker(probeInterval / 4)
 	defer t.Stop()
+	backoff, next := probeInterval/2, time.Time{}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.kick:
 			s.pass(ap)
-		case <-t.C:
-			if s.staleSince.Load() != 0 {
-				s.probe(ctx)
+		case now := <-t.C:
+			switch {
+			case s.staleSince.Load() == 0:
+				backoff, next = probeInterval/2, time.Time{}
+			case now.Before(next):
+			case s.probe(ctx):
+				backoff, next = probeInterval/2, time.Time{}
+			default:
+				var wait time.Duration
+				backoff, wait = probeBackoff(backoff, rand.Float64())
+				next = now.Add(wait)
 			}
 		}
 	}
@@ -458,13 +486,13 @@ func (s *Source) markStale(err error) {
 }
 
 // probe lists the objects and compares them with the cache: once they
-// agree, the watch has caught up and the source is current again.
-func (s *Source) probe(ctx context.Context) {
+// agree, the watch has caught up and the source is current again (true).
+func (s *Source) probe(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	list, err := s.client.Resource().List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return
+		return false
 	}
 	live := map[string]string{}
 	for _, u := range list.Items {
@@ -475,13 +503,14 @@ func (s *Source) probe(ctx context.Context) {
 		cached[u.GetName()] = u.GetResourceVersion()
 	}
 	if !mapsEqual(live, cached) {
-		return
+		return false
 	}
 	since := s.staleSince.Swap(0)
 	if since != 0 {
 		s.log.Info("GrayRelease watch current again", "stale_for", time.Since(time.Unix(0, since)).Round(time.Millisecond).String())
 	}
 	s.poke()
+	return true
 }
 
 func mapsEqual(a, b map[string]string) bool {
