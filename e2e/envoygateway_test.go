@@ -52,9 +52,9 @@ const inNetns = "GRAYMESH_E2E_NETNS"
 //
 // Envoy Gateway listens on fixed ports on every interface (its xDS server
 // on 18000, health on 8081, its Envoy's readiness on 19003), which cannot
-// be moved: so the test runs again, as root, inside a network namespace of
-// its own (unshare --net), where every interface is loopback and nothing
-// collides with the machine's ports.
+// be moved: so the test runs again inside a network namespace of its own
+// (unshare --net, as root or in a user namespace of its own), where every
+// interface is loopback and nothing collides with the machine's ports.
 func TestEnvoyGatewayAsksGraymesh(t *testing.T) {
 	eg, err := findEnvoyGateway()
 	if err != nil {
@@ -140,7 +140,14 @@ func runInNetns(t *testing.T) {
 	if _, err := exec.LookPath("unshare"); err != nil {
 		missingPart(t, err, "apt-get install util-linux")
 	}
-	cmd := exec.Command("unshare", "--net", "--", os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v", "-test.timeout=10m")
+	args := []string{"--net"}
+	if os.Geteuid() != 0 {
+		// Without root, a user namespace of its own maps the caller to
+		// root in it (where the kernel allows unprivileged ones).
+		args = append(args, "--map-root-user")
+	}
+	args = append(args, "--", os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v", "-test.timeout=10m")
+	cmd := exec.Command("unshare", args...)
 	cmd.Env = append(os.Environ(), inNetns+"=1")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
