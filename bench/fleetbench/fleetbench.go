@@ -570,7 +570,7 @@ func measureRestart(ctx context.Context, cp *kubeharness.ControlPlane, nodes []*
 		return err
 	}
 	res.RestartCurrent = time.Duration(current.Load())
-	res.logf("restart: kube-apiserver ready %s after it started, every node current after %s; %.0f requests in %s, peak %.0f/s",
+	res.logf("restart: kube-apiserver ready %s after it started, every node current after %s; %.0f requests until %s after it was ready, peak %.0f/s",
 		res.RestartReady.Round(time.Millisecond), res.RestartCurrent.Round(time.Millisecond), res.RestartRequests, res.RestartWindow, res.RestartPeakPerSec)
 	return nil
 }
