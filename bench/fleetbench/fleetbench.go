@@ -65,6 +65,8 @@ type Options struct {
 	CRD string
 	// Timeout bounds every wait (nodes synced, a change in force).
 	Timeout time.Duration
+	// RampEvery is the time between the ramp's steps (default 3 s).
+	RampEvery time.Duration
 	// RestartWindow is how long requests are counted after kube-apiserver
 	// is ready again (default 30 s).
 	RestartWindow time.Duration
@@ -75,6 +77,11 @@ type Options struct {
 // Result is what one run measured.
 type Result struct {
 	Options
+	// RampRates are the API server's requests per second during a ramp:
+	// rampSteps raises of the percentage, RampEvery apart, per
+	// verb and resource; RampSeconds how long it took.
+	RampRates   []rate
+	RampSeconds float64
 	// RestRates are the API server's requests per second at rest, per
 	// verb and resource, largest first.
 	RestRates []rate
@@ -223,6 +230,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	if err := measureKills(ctx, cp, nodes, res); err != nil {
+		return nil, err
+	}
+	if err := measureRamp(ctx, cp, res); err != nil {
 		return nil, err
 	}
 	if controllers != nil {
@@ -440,6 +450,50 @@ func measureRest(ctx context.Context, cp *kubeharness.ControlPlane, res *Result)
 	return nil
 }
 
+// rampSteps is a ramp as a schedule or an operator makes it: the
+// percentage raised in steps, each a spec change every node puts in force
+// and reports.
+const rampSteps = 10
+
+// measureRamp measures the API server's request rate while the release's
+// percentage goes from 50 to 55, 60, … 100 (raised only: a lower one
+// would be an eviction, refused), one step every RampEvery, and for one
+// RampEvery after the last: the fleet's traffic for a rollout.
+func measureRamp(ctx context.Context, cp *kubeharness.ControlPlane, res *Result) error {
+	if res.RampEvery == 0 {
+		res.RampEvery = 3 * time.Second
+	}
+	p0, err := metricsPage(cp)
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	for step := 1; step <= rampSteps; step++ {
+		body := fmt.Sprintf(`{"spec":{"percent":%d,"change":{"reason":"fleetbench ramp"}}}`, 50+50*step/rampSteps)
+		if _, err := cp.Do(http.MethodPatch, "/apis/graymesh.io/v1alpha1/namespaces/graymesh/grayreleases/"+release, "application/merge-patch+json", []byte(body)); err != nil {
+			return fmt.Errorf("ramp step %d: %w", step, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(res.RampEvery):
+		}
+	}
+	p1, err := metricsPage(cp)
+	if err != nil {
+		return err
+	}
+	res.RampSeconds = time.Since(t0).Seconds()
+	res.RampRates = rates(requestCounts(p0), requestCounts(p1), res.RampSeconds, 0.05)
+	res.logf("ramp (%d steps, %s apart): %.1f requests/s (%v)", rampSteps, res.RampEvery, total(res.RampRates), res.RampRates)
+	// Back to 50%, declared a rollback, for the measures that follow.
+	body := `{"spec":{"percent":50,"change":{"rollback":true,"reason":"fleetbench: after the ramp"}}}`
+	if _, err := cp.Do(http.MethodPatch, "/apis/graymesh.io/v1alpha1/namespaces/graymesh/grayreleases/"+release, "application/merge-patch+json", []byte(body)); err != nil {
+		return fmt.Errorf("roll back after the ramp: %w", err)
+	}
+	return nil
+}
+
 // measureKills times res.Kills kill rounds, each followed by a revive,
 // and counts the watch events of both changes.
 func measureKills(ctx context.Context, cp *kubeharness.ControlPlane, nodes []*vnode, res *Result) error {
@@ -598,6 +652,12 @@ func (r *Result) Markdown(w io.Writer, command string) {
 		fmt.Fprintf(w, "| &nbsp;&nbsp;%s | %.1f/s |\n", rt.Request, rt.PerSec)
 	}
 	fmt.Fprintf(w, "| GrayRelease watch events per spec change | %.0f (%.1f MiB) |\n", r.EventsPerChange, r.BytesPerChange/(1<<20))
+	if r.RampSeconds > 0 {
+		fmt.Fprintf(w, "| API server requests during a ramp (percent 50 → 100 in %d steps %s apart, %.0fs) | %.1f/s |\n", rampSteps, r.RampEvery, r.RampSeconds, total(r.RampRates))
+		for _, rt := range r.RampRates {
+			fmt.Fprintf(w, "| &nbsp;&nbsp;%s | %.1f/s |\n", rt.Request, rt.PerSec)
+		}
+	}
 	fmt.Fprintf(w, "| kill in force on every node, p50 / p99 / max (%d rounds × %d nodes) | %s / %s / %s |\n", r.Kills, r.Nodes,
 		Quantile(r.Kill, 0.5).Round(time.Millisecond), Quantile(r.Kill, 0.99).Round(time.Millisecond), Quantile(r.Kill, 1).Round(time.Millisecond))
 	var st []string

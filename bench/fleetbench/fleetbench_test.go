@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,7 +60,7 @@ func TestFleetSmoke(t *testing.T) {
 	klog.SetLogger(logr.Discard()) // client-go's leader election logs every attempt
 	_, file, _, _ := runtime.Caller(0)
 	res, err := Run(context.Background(), Options{
-		Nodes: 3, Design: DesignController, Rest: 2 * time.Second, Kills: 1, Timeout: time.Minute, RestartWindow: 10 * time.Second,
+		Nodes: 3, Design: DesignController, Rest: 2 * time.Second, Kills: 1, Timeout: time.Minute, RestartWindow: 10 * time.Second, RampEvery: 300 * time.Millisecond,
 		Work: t.TempDir(), CRD: filepath.Join(filepath.Dir(file), "..", "..", "manifests", "crd", "graymesh.io_grayreleases.yaml"), Logf: t.Logf,
 	})
 	if err != nil {
@@ -70,6 +71,17 @@ func TestFleetSmoke(t *testing.T) {
 	}
 	if res.EventsPerChange <= 0 || res.RestartCurrent <= 0 || total(res.RestRates) <= 0 {
 		t.Errorf("events per change %v, restart %v, rest %v", res.EventsPerChange, res.RestartCurrent, res.RestRates)
+	}
+	// The ramp's ten spec changes are PATCHes of grayreleases the API
+	// server counted.
+	var patches float64
+	for _, r := range res.RampRates {
+		if strings.HasPrefix(r.Request, "PATCH grayreleases") {
+			patches += r.PerSec * res.RampSeconds
+		}
+	}
+	if patches < rampSteps {
+		t.Errorf("ramp: %v over %.0fs, %.0f PATCHes of grayreleases, want at least %d", res.RampRates, res.RampSeconds, patches, rampSteps)
 	}
 	if res.FailoverLeader <= 0 || res.FailoverStatus < res.FailoverLeader || res.FailoverRegressions != 0 {
 		t.Errorf("failover: leader after %v, status after %v, versions %v (%d down)", res.FailoverLeader, res.FailoverStatus, res.FailoverVersions, res.FailoverRegressions)

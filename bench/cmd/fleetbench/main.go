@@ -27,6 +27,7 @@ func main() {
 	flag.DurationVar(&o.Rest, "rest", 60*time.Second, "how long the settled fleet idles while the API server's request rate is measured")
 	flag.IntVar(&o.Kills, "kills", 3, "kill (then revive) rounds timed")
 	flag.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "bound of every wait")
+	flag.DurationVar(&o.RampEvery, "ramp-every", 3*time.Second, "time between the ramp's ten raises of the percentage (50 → 100)")
 	flag.DurationVar(&o.RestartWindow, "restart-window", 30*time.Second, "how long requests are counted after kube-apiserver is ready again")
 	flag.StringVar(&o.Work, "work", "bench/out/fleet", "working directory (control plane data)")
 	flag.StringVar(&o.CRD, "crd", "manifests/crd/graymesh.io_grayreleases.yaml", "the GrayRelease CRD")
