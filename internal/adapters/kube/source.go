@@ -46,14 +46,7 @@ const (
 // probeBackoff is the wait after a probe that found the source still
 // behind, given the interval before it, and a uniform draw u in [0, 1).
 func probeBackoff(prev time.Duration, u float64) (next, wait time.Duration) {
-	return backoff(prev, maxProbeInterval, u)
-}
-
-// backoff doubles an interval up to limit and draws the wait from its
-// upper half (u uniform in [0, 1)): retries of many nodes spread out
-// instead of arriving in step.
-func backoff(prev, limit time.Duration, u float64) (next, wait time.Duration) {
-	next = min(2*prev, limit)
+	next = min(2*prev, maxProbeInterval)
 	return next, next/2 + time.Duration(u*float64(next/2))
 }
 

@@ -28,20 +28,3 @@ func TestProbeBackoff(t *testing.T) {
 		}
 	}
 }
-
-// TestReportRetryBackoff: a node's failed report is written again after
-// 1 s, doubling to 30 s.
-func TestReportRetryBackoff(t *testing.T) {
-	interval := reportRetryFirst / 2
-	var got []time.Duration
-	for range 7 {
-		interval, _ = backoff(interval, reportRetryLimit, 0.5)
-		got = append(got, interval)
-	}
-	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 30 * time.Second, 30 * time.Second}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("intervals %v, want %v", got, want)
-		}
-	}
-}
