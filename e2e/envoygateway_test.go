@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/graymesh/graymesh/internal/testing/toolcache"
 )
 
 // envoyGatewayVersion is the Envoy Gateway scripts/install-envoy-gateway.sh
@@ -20,22 +22,7 @@ const envoyGatewayVersion = "v1.9.1"
 // findEnvoyGateway is the envoy-gateway binary in the graymesh cache
 // ($ENVOY_GATEWAY_BIN first).
 func findEnvoyGateway() (string, error) {
-	if bin := os.Getenv("ENVOY_GATEWAY_BIN"); bin != "" {
-		return bin, nil
-	}
-	cache := os.Getenv("GRAYMESH_CACHE")
-	if cache == "" {
-		base, err := os.UserCacheDir()
-		if err != nil {
-			return "", err
-		}
-		cache = filepath.Join(base, "graymesh")
-	}
-	bin := filepath.Join(cache, "envoy-gateway-"+envoyGatewayVersion, "envoy-gateway")
-	if _, err := os.Stat(bin); err != nil {
-		return "", fmt.Errorf("no Envoy Gateway at %s", bin)
-	}
-	return bin, nil
+	return toolcache.Find("ENVOY_GATEWAY_BIN", "envoy-gateway-"+envoyGatewayVersion, "envoy-gateway")
 }
 
 // inNetns marks the test binary run again inside its own network

@@ -140,7 +140,7 @@ func chartSets(t *testing.T) []manifestSet {
 	t.Helper()
 	helm, err := manifests.FindHelm()
 	if err != nil {
-		t.Fatalf("%v: run %s", err, manifests.HelmInstall)
+		missingPart(t, err, manifests.HelmInstall)
 	}
 	chart := filepath.Join(repoRoot, "manifests", "chart", "graymesh")
 	var out []manifestSet

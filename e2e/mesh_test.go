@@ -25,6 +25,7 @@ import (
 	"github.com/graymesh/graymesh/internal/contract/wire"
 	"github.com/graymesh/graymesh/internal/core/lane"
 	"github.com/graymesh/graymesh/internal/testing/testutil"
+	"github.com/graymesh/graymesh/internal/testing/toolcache"
 )
 
 // jaegerConfig runs Jaeger v2 all-in-one with in-memory storage on the given
@@ -63,22 +64,7 @@ exporters:
 `
 
 func findJaeger() (string, error) {
-	if p := os.Getenv("JAEGER_BIN"); p != "" {
-		return p, nil
-	}
-	cache := os.Getenv("GRAYMESH_CACHE")
-	if cache == "" {
-		base, err := os.UserCacheDir()
-		if err != nil {
-			return "", err
-		}
-		cache = filepath.Join(base, "graymesh")
-	}
-	p := filepath.Join(cache, "jaeger-v1.76.0", "jaeger")
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("no Jaeger binary at %s", p)
-	}
-	return p, nil
+	return toolcache.Find("JAEGER_BIN", "jaeger-v1.76.0", "jaeger")
 }
 
 // startJaeger starts a real Jaeger and returns its OTLP gRPC address and

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/graymesh/graymesh/internal/testing/testutil"
+	"github.com/graymesh/graymesh/internal/testing/toolcache"
 )
 
 // keycloakVersion is the distribution scripts/install-keycloak.sh installs.
@@ -31,13 +32,9 @@ const keycloakStartTimeout = 180 * time.Second
 func findKeycloak() (home, javaHome string, err error) {
 	home = os.Getenv("KEYCLOAK_HOME")
 	if home == "" {
-		cache := os.Getenv("GRAYMESH_CACHE")
-		if cache == "" {
-			base, err := os.UserCacheDir()
-			if err != nil {
-				return "", "", err
-			}
-			cache = filepath.Join(base, "graymesh")
+		cache, err := toolcache.Dir()
+		if err != nil {
+			return "", "", err
 		}
 		home = filepath.Join(cache, "keycloak-"+keycloakVersion)
 	}

@@ -3,11 +3,11 @@ package manifests
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 
 	"sigs.k8s.io/kustomize/kyaml/kio"
+
+	"github.com/graymesh/graymesh/internal/testing/toolcache"
 )
 
 // HelmVersion is the Helm CLI scripts/install-helm.sh builds (the version
@@ -18,26 +18,9 @@ const HelmVersion = "v4.3.2"
 const HelmInstall = "make helm (scripts/install-helm.sh), or set HELM_BIN"
 
 // FindHelm returns the Helm CLI: $HELM_BIN, else the one
-// scripts/install-helm.sh built into the graymesh cache ($GRAYMESH_CACHE
-// or the user cache directory's graymesh/) — or an error naming where it
-// looked.
+// scripts/install-helm.sh built into the graymesh cache.
 func FindHelm() (string, error) {
-	if bin := os.Getenv("HELM_BIN"); bin != "" {
-		return bin, nil
-	}
-	cache := os.Getenv("GRAYMESH_CACHE")
-	if cache == "" {
-		base, err := os.UserCacheDir()
-		if err != nil {
-			return "", err
-		}
-		cache = filepath.Join(base, "graymesh")
-	}
-	bin := filepath.Join(cache, "helm-"+HelmVersion, "helm")
-	if _, err := os.Stat(bin); err != nil {
-		return "", fmt.Errorf("no Helm CLI at %s", bin)
-	}
-	return bin, nil
+	return toolcache.Find("HELM_BIN", "helm-"+HelmVersion, "helm")
 }
 
 // RenderChart runs `helm template` on the chart in chartDir, released as

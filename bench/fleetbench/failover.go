@@ -132,7 +132,5 @@ func mustGeneration(cp *kubeharness.ControlPlane) int64 {
 }
 
 func patchPercent(cp *kubeharness.ControlPlane, percent int) error {
-	body := fmt.Sprintf(`{"spec":{"percent":%d,"change":{"reason":"fleetbench failover"}}}`, percent)
-	_, err := cp.Do(http.MethodPatch, "/apis/graymesh.io/v1alpha1/namespaces/graymesh/grayreleases/"+release, "application/merge-patch+json", []byte(body))
-	return err
+	return patchSpec(cp, fmt.Sprintf(`{"percent":%d,"change":{"reason":"fleetbench failover"}}`, percent))
 }

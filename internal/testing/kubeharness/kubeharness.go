@@ -22,6 +22,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/graymesh/graymesh/internal/testing/toolcache"
 )
 
 // Version is the control plane scripts/install-kube.sh installs.
@@ -40,13 +42,9 @@ const Install = "make kube (or set KUBE_ASSETS)"
 func Find() (string, error) {
 	dir := os.Getenv("KUBE_ASSETS")
 	if dir == "" {
-		cache := os.Getenv("GRAYMESH_CACHE")
-		if cache == "" {
-			base, err := os.UserCacheDir()
-			if err != nil {
-				return "", err
-			}
-			cache = filepath.Join(base, "graymesh")
+		cache, err := toolcache.Dir()
+		if err != nil {
+			return "", err
 		}
 		dir = filepath.Join(cache, "kube-"+Version)
 	}
