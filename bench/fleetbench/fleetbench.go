@@ -70,6 +70,9 @@ type Options struct {
 	// RestartWindow is how long requests are counted after kube-apiserver
 	// is ready again (default 30 s).
 	RestartWindow time.Duration
+	// KillProfile, when set, receives a CPU profile of the simulator
+	// (every virtual node and controller) during the kill rounds.
+	KillProfile io.Writer
 	// Logf reports progress.
 	Logf func(format string, args ...any)
 }

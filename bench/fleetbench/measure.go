@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"runtime/pprof"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -85,6 +86,12 @@ func measureKills(ctx context.Context, cp *kubeharness.ControlPlane, nodes []*vn
 		return err
 	}
 	e0, b0 := watchEvents(p0)
+	if res.KillProfile != nil {
+		if err := pprof.StartCPUProfile(res.KillProfile); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	for round := range res.Kills {
 		for _, n := range nodes {
 			n.arm()

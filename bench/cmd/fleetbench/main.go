@@ -32,7 +32,16 @@ func main() {
 	flag.StringVar(&o.Work, "work", "bench/out/fleet", "working directory (control plane data)")
 	flag.StringVar(&o.CRD, "crd", "manifests/crd/graymesh.io_grayreleases.yaml", "the GrayRelease CRD")
 	out := flag.String("out", "bench/RESULTS.md", "file whose section fleet-DESIGN-NODES is rewritten (empty: print only)")
+	profile := flag.String("kill-profile", "", "file that receives a CPU profile of the simulator during the kill rounds (empty: none)")
 	flag.Parse()
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err != nil {
+			fail(err)
+		}
+		defer f.Close()
+		o.KillProfile = f
+	}
 	o.Logf = func(format string, args ...any) { fmt.Fprintf(os.Stderr, "fleetbench: "+format+"\n", args...) }
 	raiseOpenFiles()
 	// client-go's leader election logs through klog on every attempt of

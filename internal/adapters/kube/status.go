@@ -76,6 +76,14 @@ func (s *Source) RunStatusWriter(ctx context.Context, identity string) error {
 // converges would each become one, round trip after round trip.
 func (s *Source) writeStatusLoop(ctx context.Context, leases coordinationv1.LeaseInterface) {
 	inf := reportInformer(leases)
+	reported := make(chan struct{}, 1)
+	poke := func(any) {
+		select {
+		case reported <- struct{}{}:
+		default:
+		}
+	}
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: poke, UpdateFunc: func(_, n any) { poke(n) }})
 	go inf.Run(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
 		return
@@ -83,6 +91,7 @@ func (s *Source) writeStatusLoop(ctx context.Context, leases coordinationv1.Leas
 	t := time.NewTicker(statusEvery)
 	defer t.Stop()
 	written := map[types.UID]time.Time{}
+	firstSeen := map[types.UID]sighting{}
 	for {
 		reports := cachedReports(inf)
 		if err := s.keepFleetVersion(ctx); err != nil && ctx.Err() == nil {
@@ -90,7 +99,9 @@ func (s *Source) writeStatusLoop(ctx context.Context, leases coordinationv1.Leas
 		}
 		now := time.Now()
 		for _, u := range s.objects() {
-			if !statusDue(written[u.GetUID()], now) {
+			seen := sightingOf(firstSeen[u.GetUID()], u.GetGeneration(), now)
+			firstSeen[u.GetUID()] = seen
+			if !statusDue(written[u.GetUID()], now) || !generationSettled(u, seen, reports, now) {
 				continue // the tick comes back for it
 			}
 			wrote, err := s.writeStatus(ctx, u, reports)
@@ -102,14 +113,28 @@ func (s *Source) writeStatusLoop(ctx context.Context, leases coordinationv1.Leas
 			}
 		}
 		forgetWritten(written, s.objects())
+		forgetWritten(firstSeen, s.objects())
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		case <-s.passed:
+		case <-reported:
+			// A report moved: the fleet may have converged on a held
+			// generation. Reports come by the thousand after a change,
+			// so look again at most once per reportLook.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(reportLook):
+			}
 		}
 	}
 }
+
+// reportLook is how often at most the writer looks at the status again
+// because node reports moved (each look reads every report from the cache).
+const reportLook = 250 * time.Millisecond
 
 // minStatusGap is the least time between two status writes of one
 // object: a little under statusEvery, so the tick after a write (which
@@ -123,8 +148,53 @@ func statusDue(last, now time.Time) bool {
 	return now.Sub(last) >= minStatusGap
 }
 
-// forgetWritten drops the write times of objects no longer listed.
-func forgetWritten(written map[types.UID]time.Time, objs []*unstructured.Unstructured) {
+// statusSettle is how long the writer holds the first status of a new
+// generation while the fleet's reports still come in. The change is a
+// watch event for every node; a status write during that fan-out is a
+// second one for every node, sent by the same API server at the same
+// moment, and it would only say that some nodes have not caught up yet.
+const statusSettle = statusEvery
+
+// sighting is when the writer first saw an object at a generation.
+type sighting struct {
+	gen int64
+	at  time.Time
+}
+
+// sightingOf is the sighting of generation gen at now: last when it is
+// that generation's.
+func sightingOf(last sighting, gen int64, now time.Time) sighting {
+	if last.gen == gen && !last.at.IsZero() {
+		return last
+	}
+	return sighting{gen: gen, at: now}
+}
+
+// generationSettled reports whether u's status may say something about
+// its current generation at now: the status shows it already (later
+// writes are rate-limited by statusDue), every live report has decided
+// on it, or statusSettle has passed since the writer first saw it.
+func generationSettled(u *unstructured.Unstructured, seen sighting, reports []nodeReport, now time.Time) bool {
+	observed, _, _ := unstructured.NestedInt64(u.Object, "status", "observedGeneration")
+	if observed == u.GetGeneration() || now.Sub(seen.at) >= statusSettle {
+		return true
+	}
+	return len(reports) > 0 && everyNodeDecided(reports, u.GetName(), u.GetGeneration())
+}
+
+// everyNodeDecided reports whether every report has generation gen of
+// release name in force or refused.
+func everyNodeDecided(reports []nodeReport, name string, gen int64) bool {
+	for _, r := range reports {
+		if r.Accepted[name] != gen && r.Refused[name].Gen != gen {
+			return false
+		}
+	}
+	return true
+}
+
+// forgetWritten drops the entries of objects no longer listed.
+func forgetWritten[T any](written map[types.UID]T, objs []*unstructured.Unstructured) {
 	listed := make(map[types.UID]bool, len(objs))
 	for _, u := range objs {
 		listed[u.GetUID()] = true
