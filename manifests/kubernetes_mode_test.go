@@ -42,6 +42,7 @@ components: [../components/kubernetes-mode]
 		t.Errorf("%d cluster-wide RBAC objects", n)
 	}
 	checkRoles(t, byKind)
+	checkSelectors(t, byKind)
 	var dep appsv1.Deployment
 	for _, o := range byKind["Deployment"] {
 		if o.Name == "graymesh-controller" {
@@ -134,4 +135,58 @@ func mustJSON(t *testing.T, v any) []byte {
 	b, err := json.Marshal(v)
 	must(t, err)
 	return b
+}
+
+// checkSelectors: each workload's selector picks only its own pods, and
+// the node-local Service only the DaemonSet's. Overlapping selectors make
+// a DaemonSet and a Deployment count each other's pods in rollouts, and
+// would put a controller pod behind the Service Envoy calls if it ever
+// named a port as the nodes do.
+func checkSelectors(t *testing.T, byKind map[string][]Object) {
+	t.Helper()
+	type workload struct {
+		name     string
+		selector map[string]string
+		pod      map[string]string
+	}
+	var all []workload
+	for _, o := range byKind["DaemonSet"] {
+		var ds appsv1.DaemonSet
+		must(t, json.Unmarshal(o.JSON, &ds))
+		all = append(all, workload{"DaemonSet " + ds.Name, ds.Spec.Selector.MatchLabels, ds.Spec.Template.Labels})
+	}
+	for _, o := range byKind["Deployment"] {
+		var d appsv1.Deployment
+		must(t, json.Unmarshal(o.JSON, &d))
+		all = append(all, workload{"Deployment " + d.Name, d.Spec.Selector.MatchLabels, d.Spec.Template.Labels})
+	}
+	for _, w := range all {
+		for _, other := range all {
+			if selects(w.selector, other.pod) != (w.name == other.name) {
+				t.Errorf("%s's selector %v: selects %s's pods (%v) = %v", w.name, w.selector, other.name, other.pod, selects(w.selector, other.pod))
+			}
+		}
+	}
+	for _, o := range byKind["Service"] {
+		var svc corev1.Service
+		must(t, json.Unmarshal(o.JSON, &svc))
+		if svc.Name != "graymesh" {
+			continue // an overlay's own Services (the edge gateway's)
+		}
+		for _, w := range all {
+			if want := strings.HasPrefix(w.name, "DaemonSet "); selects(svc.Spec.Selector, w.pod) != want {
+				t.Errorf("Service %s's selector %v selects %s's pods: %v, want %v", svc.Name, svc.Spec.Selector, w.name, !want, want)
+			}
+		}
+	}
+}
+
+// selects reports whether a matchLabels selector picks a pod with labels.
+func selects(selector, labels map[string]string) bool {
+	for k, v := range selector {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return len(selector) > 0
 }
