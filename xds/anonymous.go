@@ -51,9 +51,9 @@ func anonymousRoute(service string, r *plan.Route) (*routev3.Route, error) {
 }
 
 // withAnonymous puts a service's Anonymous route, when it has one, first
-// in its edge virtual host.
-func withAnonymous(vh *routev3.VirtualHost, svc *plan.Service) error {
-	if svc.Anonymous == nil {
+// in its virtual host at an edge (an inner sidecar follows the lane).
+func withAnonymous(vh *routev3.VirtualHost, svc *plan.Service, edge bool) error {
+	if !edge || svc.Anonymous == nil {
 		return nil
 	}
 	r, err := anonymousRoute(svc.Name, svc.Anonymous)

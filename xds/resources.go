@@ -58,7 +58,7 @@ func Build(p *plan.Plan) (*Resources, error) {
 		s := &p.Services[i]
 		r.addServiceClusters(s)
 		vh := virtualHost(s.Name, s.Routes, s.Domains)
-		if err := withAnonymous(vh, s); err != nil {
+		if err := withAnonymous(vh, s, true); err != nil {
 			return nil, err
 		}
 		rc.VirtualHosts = append(rc.VirtualHosts, vh)
@@ -115,10 +115,8 @@ func BuildSidecar(p *plan.Plan, svc *plan.Service) (*Resources, error) {
 			}
 		}
 	}
-	if sc.Edge {
-		if err := withAnonymous(inboundVH, svc); err != nil {
-			return nil, err
-		}
+	if err := withAnonymous(inboundVH, svc, sc.Edge); err != nil {
+		return nil, err
 	}
 	inboundRoutes, outboundRoutes := "inbound|"+svc.Name, "outbound|"+svc.Name
 	r.Routes = append(r.Routes, &routev3.RouteConfiguration{Name: inboundRoutes, VirtualHosts: []*routev3.VirtualHost{inboundVH}})
