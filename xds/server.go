@@ -243,10 +243,15 @@ func (s *Server) RunTurns(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 		case <-s.kick:
-		case <-tick:
-			// Signed for the window starting at next, whatever the
-			// timer's lateness.
-			if err := s.Turn(next); err != nil {
+		case now := <-tick:
+			// Signed for the window starting at next (a timer never
+			// fires early, and a few microseconds late must not sign
+			// for the window before), or for now's when the timer
+			// was held up past it.
+			if now.Before(next) {
+				now = next
+			}
+			if err := s.Turn(now); err != nil {
 				s.log.Error("signing the next lane window", "error", err)
 			}
 		}
