@@ -17,10 +17,8 @@ import (
 // the edge chose. The lane lives 2 s (windows of 1 s), and the chains
 // span more than the lane's life plus Envoy's 5 s clock skew: they stay in
 // their lane only if graymesh pushes each window's lanes. verify-traces
-// counts them as Envoy's split. A kill sends them to graymesh, and stable,
-// from the first request after the push.
-//
-//nolint:funlen // one mesh, one story: split, prove, kill
+// counts them as Envoy's split. A freeze, and then a kill, send them to
+// graymesh, and stable, from the first request after the push.
 func TestMeshEnvoySplitsAnonymousTraffic(t *testing.T) {
 	m := newFourHop(t, func(cfg string) string {
 		cfg = strings.Replace(cfg, "\nservices:", "\n  - {name: shop-split, env: gray, salt: split-2026, traffic_percent: 50}\nservices:", 1)
@@ -82,10 +80,32 @@ func TestMeshEnvoySplitsAnonymousTraffic(t *testing.T) {
 		t.Fatalf("verify-traces counted %d of our %d chains (%d in all) as Envoy's split", native, n, rep.Native)
 	}
 
+	// A freeze admits nobody new: the split goes back to graymesh, which
+	// splits nothing while the release is frozen; unfrozen, Envoy splits
+	// again.
+	m.adminPost(t, "/v1/releases/shop-split/freeze")
+	m.anonymousStableAfterPush(t, "freeze")
+	m.adminPost(t, "/v1/releases/shop-split/unfreeze")
+	waitFor(t, "Envoy's split again after the unfreeze", 20*time.Second, func() error {
+		r, err := m.chain(newTraceID(), nil)
+		if err != nil {
+			return err
+		}
+		if r.Gray[wire.HeaderReason] != wire.ReasonTrafficEnvoy {
+			return fmt.Errorf("decided by %v", r.Gray)
+		}
+		return nil
+	})
 	m.adminPost(t, "/v1/releases/shop-split/kill")
-	// The first request graymesh decides shows the push has arrived; from
-	// it on, every anonymous chain is stable.
-	waitFor(t, "the kill at the edge", 20*time.Second, func() error {
+	m.anonymousStableAfterPush(t, "kill")
+}
+
+// anonymousStableAfterPush waits for the first anonymous request graymesh
+// decides (the push that took Envoy's split away has arrived), then checks
+// that every anonymous chain from it on is stable and asks graymesh.
+func (m *fourHop) anonymousStableAfterPush(t *testing.T, change string) {
+	t.Helper()
+	waitFor(t, "the "+change+" at the edge", 20*time.Second, func() error {
 		r, err := m.chain(newTraceID(), nil)
 		if err != nil {
 			return err
@@ -96,14 +116,15 @@ func TestMeshEnvoySplitsAnonymousTraffic(t *testing.T) {
 		return nil
 	})
 	streams := m.extProcStreams()["frontend"]
-	for i := 0; i < 20; i++ {
+	const n = 20
+	for i := 0; i < n; i++ {
 		r, err := m.chain(newTraceID(), nil)
 		must(t, err)
 		if got := strings.Join(r.hops(), " "); got != "frontend:stable orders:stable inventory:stable pricing:stable" || r.Gray[wire.HeaderReason] == wire.ReasonTrafficEnvoy {
-			t.Fatalf("anonymous chain %d after the kill: %s (%v)", i, got, r.Gray)
+			t.Fatalf("anonymous chain %d after the %s: %s (%v)", i, change, got, r.Gray)
 		}
 	}
-	if got := m.extProcStreams()["frontend"] - streams; got != 20 {
-		t.Fatalf("%d ext_proc streams for 20 anonymous requests after the kill, want 20", got)
+	if got := m.extProcStreams()["frontend"] - streams; got != n {
+		t.Fatalf("%d ext_proc streams for %d anonymous requests after the %s, want %d", got, n, change, n)
 	}
 }
