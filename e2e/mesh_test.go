@@ -263,6 +263,7 @@ func (m *fourHop) verifyTraces() (report, int, error) {
 type report struct {
 	TracesChecked int     `json:"traces_checked"`
 	Undecided     int     `json:"undecided"`
+	Native        int     `json:"native"`
 	HopsChecked   int     `json:"hops_checked"`
 	Leaks         int     `json:"leaks"`
 	LeakRate      float64 `json:"leak_rate"`
@@ -270,6 +271,8 @@ type report struct {
 	Traces        []struct {
 		TraceID     string `json:"trace_id"`
 		Decided     bool   `json:"decided"`
+		Native      bool   `json:"native"`
+		Reason      string `json:"reason"`
 		Lane        string `json:"lane"`
 		FailOpen    bool   `json:"fail_open"`
 		DecidedLane string `json:"decided_lane"`
@@ -286,7 +289,7 @@ type report struct {
 }
 
 // waitForTraces polls verify-traces until every id has its edge decision
-// span and all four hops read from the services' own spans (until a
+// span (or its edge span says Envoy split it itself) and all four hops read from the services' own spans (until a
 // service's span arrives, verify-traces reads that hop from its sidecar's
 // span).
 func (m *fourHop) waitForTraces(ids []string) (report, int) {
@@ -311,7 +314,7 @@ func (m *fourHop) waitForTraces(ids []string) (report, int) {
 					own++
 				}
 			}
-			if own >= hops && tr.Decided {
+			if own >= hops && (tr.Decided || tr.Native) {
 				complete[tr.TraceID] = true
 			}
 		}

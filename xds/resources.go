@@ -5,7 +5,8 @@
 // One file per Envoy feature: cluster.go (clusters and fallback failover),
 // route.go (routes from the plan's routes), listener.go (listeners, the
 // client-header strip), extproc.go (the ext_proc filter at the edge),
-// lane.go (inner hops verifying the lane in Envoy: jwt_authn), tracing.go
+// lane.go (inner hops verifying the lane in Envoy: jwt_authn),
+// anonymous.go (the edge splitting anonymous traffic itself), tracing.go
 // (Envoy's OpenTelemetry tracer), accesslog.go (the access log streamed to
 // graymesh for analysis), server.go (snapshots and ADS).
 package xds
@@ -56,7 +57,11 @@ func Build(p *plan.Plan) (*Resources, error) {
 	for i := range p.Services {
 		s := &p.Services[i]
 		r.addServiceClusters(s)
-		rc.VirtualHosts = append(rc.VirtualHosts, virtualHost(s.Name, s.Routes, s.Domains))
+		vh := virtualHost(s.Name, s.Routes, s.Domains)
+		if err := withAnonymous(vh, s, true); err != nil {
+			return nil, err
+		}
+		rc.VirtualHosts = append(rc.VirtualHosts, vh)
 	}
 	r.Routes = append(r.Routes, rc)
 	l, err := listener(listenerSpec{
@@ -109,6 +114,9 @@ func BuildSidecar(p *plan.Plan, svc *plan.Service) (*Resources, error) {
 				inboundVH.Routes[i].GetRoute().RetryPolicy = fallbackRetry()
 			}
 		}
+	}
+	if err := withAnonymous(inboundVH, svc, sc.Edge); err != nil {
+		return nil, err
 	}
 	inboundRoutes, outboundRoutes := "inbound|"+svc.Name, "outbound|"+svc.Name
 	r.Routes = append(r.Routes, &routev3.RouteConfiguration{Name: inboundRoutes, VirtualHosts: []*routev3.VirtualHost{inboundVH}})

@@ -48,7 +48,7 @@ func TestGolden(t *testing.T) {
 			if v, ok := fleetVersions[filepath.Base(path)]; ok {
 				p = loadFleetPlan(t, path, v)
 			}
-			groups, err := BuildAll(p)
+			groups, err := BuildAll(p.Signed(goldenNow))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -385,7 +385,7 @@ func TestEdgeSpanSaysWhenGraymeshsAnswerWasLost(t *testing.T) {
 			def := ""
 			for _, tag := range hcm.GetTracing().GetCustomTags() {
 				if tag.GetTag() == wire.AttrReason {
-					def = tag.GetMetadata().GetDefaultValue()
+					def = tag.GetRequestHeader().GetDefaultValue() + tag.GetMetadata().GetDefaultValue()
 				}
 			}
 			if asks {

@@ -120,6 +120,8 @@ func routeMatch(m plan.Match) *routev3.RouteMatch {
 		}
 	case plan.MatchLane:
 		rm.Headers = present(wire.HeaderLane)
+	case plan.MatchAnonymous:
+		rm.Headers = absentHeaders(m.Absent)
 	}
 	return rm
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
@@ -90,6 +91,10 @@ type Server struct {
 	// streams maps a stream to its node's group (the node is only sent on
 	// a stream's first request).
 	streams sync.Map
+	// plan is the plan in force, as Update was given it: the one Turn
+	// signs anew. kick wakes RunTurns when it changes.
+	plan *plan.Plan
+	kick chan struct{}
 }
 
 // New returns a server with no snapshot; call Update before Envoy connects
@@ -98,7 +103,7 @@ func New(ctx context.Context, log *slog.Logger) *Server {
 	s := &Server{
 		log: log.With("component", "xds"), groups: &nodeGroups{},
 		current: map[string]*cachev3.Snapshot{}, good: map[string]*cachev3.Snapshot{}, rejected: map[string]string{},
-		acks: map[string]map[string]string{},
+		acks: map[string]map[string]string{}, kick: make(chan struct{}, 1),
 	}
 	s.cache = cachev3.NewSnapshotCache(true, s.groups, nil)
 	// Ordered ADS sends clusters before the routes that name them, so a
@@ -135,8 +140,27 @@ func version(snap *cachev3.Snapshot) string {
 // group builds, validates and is consistent, so a bad config leaves all
 // snapshots in force. A group whose content did not change keeps its
 // version and is not re-pushed.
+//
+// The lanes of Envoy's own split (plan.Service.Anonymous) are signed for
+// the current window; RunTurns signs them anew as windows turn.
 func (s *Server) Update(p *plan.Plan) error {
-	groups, err := BuildAll(p)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.render(p, time.Now()); err != nil {
+		return err
+	}
+	s.plan = p
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// render makes p, its lanes signed for the window of now, the snapshots
+// Envoys receive. s.mu is held.
+func (s *Server) render(p *plan.Plan, now time.Time) error {
+	groups, err := BuildAll(p.Signed(now))
 	if err != nil {
 		return err
 	}
@@ -150,8 +174,6 @@ func (s *Server) Update(p *plan.Plan) error {
 	for _, svc := range p.Sidecars() {
 		sidecars[svc.Name] = true
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	for group, snap := range snaps {
 		v := version(snap)
 		if version(s.current[group]) == v {
@@ -176,6 +198,70 @@ func (s *Server) Update(p *plan.Plan) error {
 	}
 	s.groups.sidecars.Store(&sidecars)
 	return nil
+}
+
+// Turn signs the lanes of the plan in force for the window that starts
+// at now and pushes the groups that changed (the edges that split
+// anonymous traffic themselves). It renders only the plan in force, under
+// the lock Update holds, so a turn can never put back a plan a newer one
+// replaced (a kill, a freeze).
+func (s *Server) Turn(now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.plan == nil || !s.plan.SplitsNatively() {
+		return nil
+	}
+	return s.render(s.plan, now)
+}
+
+// nextTurn is when the lane window after now's starts, when the plan in
+// force splits anonymous traffic in Envoy (false otherwise).
+func (s *Server) nextTurn(now time.Time) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.plan
+	if p == nil || p.Lane == nil || p.Lane.Window < time.Second || !p.SplitsNatively() {
+		return time.Time{}, false
+	}
+	w := int64(p.Lane.Window / time.Second)
+	return time.Unix((now.Unix()/w+1)*w, 0), true
+}
+
+// RunTurns pushes the next window's lanes as each lane window starts,
+// while the plan in force splits anonymous traffic in Envoy, until ctx is
+// done. A lane lives a TTL from its window's start, twice the window, so a
+// late push leaves Envoy a window's time on the lanes it has.
+func (s *Server) RunTurns(ctx context.Context) {
+	for {
+		var tick <-chan time.Time
+		next, ok := s.nextTurn(time.Now())
+		var t *time.Timer
+		if ok {
+			t = time.NewTimer(time.Until(next))
+			tick = t.C
+		}
+		select {
+		case <-ctx.Done():
+		case <-s.kick:
+		case now := <-tick:
+			// Signed for the window starting at next (a timer never
+			// fires early, and a few microseconds late must not sign
+			// for the window before), or for now's when the timer
+			// was held up past it.
+			if now.Before(next) {
+				now = next
+			}
+			if err := s.Turn(now); err != nil {
+				s.log.Error("signing the next lane window", "error", err)
+			}
+		}
+		if t != nil {
+			t.Stop()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+	}
 }
 
 // Snapshot validates the resources and wraps them in a consistent snapshot

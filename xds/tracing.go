@@ -48,9 +48,11 @@ func tracing(spec listenerSpec, sampleRatio float64) (*hcmv3.HttpConnectionManag
 //
 //   - variant: the endpoint that served it says (endpoint metadata), so a
 //     request retried on the fallback listener reads stable;
-//   - reason: at the edge, graymesh's decision, handed over as dynamic
-//     metadata by ext_proc (absent where ext_proc did not run); at an
-//     inner hop, which asks no graymesh, the route that served says it
+//   - reason: at the edge, the x-gray-reason graymesh's decision set (or,
+//     for an anonymous request Envoy split itself, its route); on a
+//     fallback listener, dynamic metadata (absent: ext_proc did not run
+//     there); at an inner hop, which asks no graymesh, the route that
+//     served says it
 //     (route metadata), and when it refused the lane, Envoy's reason why
 //     (lane problem);
 //   - lane and release: the headers graymesh set;
@@ -87,7 +89,13 @@ func servedTags(innerHop, asks bool) []*tracingtypev3.CustomTag {
 	}
 	reasonTag := metadata(wire.AttrReason, reason, wire.MetadataReason)
 	if asks {
-		reasonTag.GetMetadata().DefaultValue = wire.ReasonError
+		// Where graymesh decides, the reason is the one set on the
+		// request: graymesh's answer's (the same as the dynamic metadata
+		// it hands over) or, for a request Envoy split itself without
+		// asking (xds.anonymousRoute), the route's. A client's is
+		// stripped on arrival.
+		reasonTag = header(wire.AttrReason, wire.HeaderReason)
+		reasonTag.GetRequestHeader().DefaultValue = wire.ReasonError
 	}
 	tags := []*tracingtypev3.CustomTag{
 		metadata(wire.AttrVariant, host, wire.MetadataEnv),

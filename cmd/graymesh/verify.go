@@ -8,6 +8,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/graymesh/graymesh/internal/contract/wire"
 	"github.com/graymesh/graymesh/internal/core/tracecheck"
 )
 
@@ -120,6 +121,9 @@ func printReport(w io.Writer, r *tracecheck.Report, show int) {
 	fmt.Fprintf(w, "leaks:  %d chains with a leak, %d leaking hops (leak rate %.4f per hop)\n", r.LeakingChains, r.Leaks, r.LeakRate)
 	fmt.Fprintf(w, "fail-opens: %d chains served without graymesh's answer; %d traces pending (younger than the settle time)\n", r.FailOpens, r.Pending)
 	fmt.Fprintf(w, "splits: %d chains stopped as killed by a node behind the edge's version (no kill: that node had not applied the revive)\n", r.LaggingSplits)
+	if r.Native > 0 {
+		fmt.Fprintf(w, "native: %d chains Envoy's edge split itself (reason %s, graymesh not asked)\n", r.Native, wire.ReasonTrafficEnvoy)
+	}
 	for i, u := range st.Unread {
 		if i == show {
 			fmt.Fprintf(w, "  … %d more windows not read completely\n", len(st.Unread)-show)

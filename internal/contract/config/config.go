@@ -78,6 +78,10 @@ type Mesh struct {
 	// MessageTimeout bounds how long Envoy waits for a decision before it
 	// fails open to stable.
 	MessageTimeout Duration `yaml:"message_timeout"`
+	// NativeTrafficSplit lets Envoy split anonymous requests for a
+	// traffic-weighted release itself (weighted clusters carrying the
+	// window's lane), without asking graymesh.
+	NativeTrafficSplit bool `yaml:"native_traffic_split"`
 }
 
 // Identity configures how the caller's identity is read from a request.

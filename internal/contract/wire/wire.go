@@ -69,6 +69,11 @@ const (
 	ReasonKilled = "killed"
 )
 
+// ReasonTrafficEnvoy is the edge's reason for an anonymous request Envoy
+// split itself (mesh.native_traffic_split): its route, not graymesh, says
+// it, so it is part of the wire contract like the inner hops' reasons.
+const ReasonTrafficEnvoy = "traffic-envoy"
+
 // Default names of the membership token a caller sends back.
 const (
 	DefaultMembershipCookie = "gm_member"

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/graymesh/graymesh/internal/contract/config"
+	"github.com/graymesh/graymesh/internal/core/plan"
 )
 
 // Explanation is a decision told to a person: what Envoy is told for the
@@ -43,8 +44,13 @@ type Explanation struct {
 	Membership bool `json:"membership"`
 }
 
-// Explain decides r exactly as for Envoy and tells why.
+// Explain decides r exactly as for Envoy and tells why. A request the
+// edge's Envoy splits itself (nativeRoute) is explained as that split:
+// graymesh is not asked, and Envoy draws the environment per request.
 func (p *Policy) Explain(r Request) Explanation {
+	if a := p.nativeRoute(r); a != nil {
+		return p.explainNative(r, a)
+	}
 	o := p.Decide(r)
 	return Explanation{
 		Env: o.Env, Served: p.servedBy(o.Decision), Release: o.Release, Rule: o.Rule, Reason: o.Reason,
@@ -69,6 +75,41 @@ func (p *Policy) servedBy(d Decision) string {
 		}
 	}
 	return config.Stable
+}
+
+// nativeRoute is the route the edge's Envoy splits r on without asking
+// graymesh (plan.Service.Anonymous), or nil: r is an edge request with
+// none of the route's absent headers, to a service that has the route
+// (to the shared listener, whose service the Host picks: when any has).
+func (p *Policy) nativeRoute(r Request) *plan.Route {
+	if r.Hop.Inner || r.Asserted != nil || r.Authorization != "" || r.Cookie != "" || r.Membership != "" || p.Lanes == nil {
+		return nil
+	}
+	if r.Hop.Service != "" {
+		if s := p.Plan.Service(r.Hop.Service); s != nil {
+			return s.Anonymous
+		}
+		return nil
+	}
+	for i := range p.Plan.Services {
+		if a := p.Plan.Services[i].Anonymous; a != nil {
+			return a
+		}
+	}
+	return nil
+}
+
+// explainNative explains a request Envoy splits itself on route a.
+func (p *Policy) explainNative(r Request, a *plan.Route) Explanation {
+	var shares []string
+	for _, b := range a.Backends {
+		shares = append(shares, fmt.Sprintf("%s %.2f%%", b.Env, float64(b.Weight)*100/plan.TotalWeight))
+	}
+	return Explanation{
+		Served:  fmt.Sprintf("Envoy's weighted clusters, drawn per request: %s (traffic-weighted release %s, graymesh not asked)", strings.Join(shares, ", "), a.Release),
+		Release: a.Release, Rule: plan.RouteAnonymous, Reason: ReasonTrafficEnvoy, Bucket: NoBucket, Version: a.Version,
+		Hop: r.Hop.Name(), Service: r.Hop.Service, Identity: "none",
+	}
 }
 
 func identitySource(r Request, o Outcome) string {

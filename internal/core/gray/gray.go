@@ -57,6 +57,10 @@ const (
 	// ReasonTraffic: a traffic-weighted release split a request that no
 	// rule decided and that carries no identity.
 	ReasonTraffic Reason = "traffic"
+	// ReasonTrafficEnvoy: the edge's Envoy split an anonymous request by
+	// the traffic-weighted release itself, without asking graymesh
+	// (mesh.native_traffic_split); its route says so.
+	ReasonTrafficEnvoy Reason = wire.ReasonTrafficEnvoy
 )
 
 // NoBucket marks a decision that computed no bucket.

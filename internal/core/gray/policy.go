@@ -79,7 +79,7 @@ func laneCheck(s *lane.Signer) *plan.Lane {
 	if s == nil {
 		return nil
 	}
-	return &plan.Lane{Keys: s.JWKS(), TTL: s.TTL(), ClockSkew: lane.ClockSkew}
+	return &plan.Lane{Keys: s.JWKS(), TTL: s.TTL(), ClockSkew: lane.ClockSkew, Window: s.Window(), Signer: s}
 }
 
 // Load reads, validates and compiles the config file at path.

@@ -88,3 +88,48 @@ services:
 		t.Fatalf("%.0f allocations per decision, want 0", n)
 	}
 }
+
+// TestExplainEnvoySplit: with mesh.native_traffic_split, a request with
+// no identity at all is explained as Envoy's own split (graymesh is not
+// asked); one with a cookie, a token or a subject still goes to graymesh,
+// which splits it as before.
+func TestExplainEnvoySplit(t *testing.T) {
+	cfg, err := config.Parse([]byte(`
+mesh: {native_traffic_split: true}
+lane: {key: graymesh-native-test-lane-key-0123456789}
+identity: {device_cookie: gm_device}
+releases:
+  - {name: split, env: gray, salt: s, traffic_percent: 25}
+services:
+  - {name: shop, environments: {stable: ["127.0.0.1:9001"], gray: ["127.0.0.1:9002"]}}
+`), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Compile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name   string
+		r      Request
+		reason Reason
+	}{
+		{"no identity at the edge", Request{RequestID: "r1"}, ReasonTrafficEnvoy},
+		{"no identity at the shop's edge sidecar", Request{RequestID: "r1", Hop: Hop{Service: "shop"}}, ReasonTrafficEnvoy},
+		{"any cookie goes to graymesh", Request{RequestID: "r1", Cookie: "session=1"}, ReasonTraffic},
+		{"a device is bucketed by graymesh", Request{RequestID: "r1", Cookie: "gm_device=d1"}, ReasonNotSelected},
+		{"an asserted subject", Request{RequestID: "r1", Asserted: &Asserted{Subject: "bob"}}, ReasonNotSelected},
+		{"an inner hop follows the lane", Request{Hop: Hop{Inner: true, Service: "shop"}}, ReasonLaneMissing},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ex := p.Explain(tt.r)
+			if ex.Reason != tt.reason {
+				t.Fatalf("explained %+v, want reason %s", ex, tt.reason)
+			}
+			if tt.reason == ReasonTrafficEnvoy && (ex.Release != "split" || ex.Env != "" || ex.Bucket != NoBucket) {
+				t.Fatalf("Envoy's split explained as %+v", ex)
+			}
+		})
+	}
+}

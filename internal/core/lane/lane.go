@@ -131,6 +131,10 @@ func keyID(pub ed25519.PublicKey) string {
 // TTL is how long a lane is valid at most after it is handed out.
 func (s *Signer) TTL() time.Duration { return s.ttl }
 
+// Window is how long the signer hands out the same lane: windows start
+// at multiples of it since the Unix epoch.
+func (s *Signer) Window() time.Duration { return s.window }
+
 // KeyID is the kid of the key new lanes are signed with.
 func (s *Signer) KeyID() string { return s.kid }
 

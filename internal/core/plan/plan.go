@@ -60,6 +60,17 @@ type Lane struct {
 	// TTL is the longest a lane lives after the edge hands it out;
 	// ClockSkew how long past its expiry it is still honoured.
 	TTL, ClockSkew time.Duration
+	// Window is how long the edge hands out the same lane (the signer's
+	// expiry window); Signer signs the lanes Envoy's own split hands out
+	// (Service.Anonymous). A nil Signer builds no such route.
+	Window time.Duration
+	Signer Signer
+}
+
+// Signer signs the lane of a decision made at now (lane.Signer): the same
+// token for every call in one window.
+type Signer interface {
+	Sign(env, release, version string, now time.Time) string
 }
 
 // Mesh is where the default listener accepts traffic and how Envoy reaches
@@ -116,7 +127,13 @@ type Service struct {
 	// which follows the lane its Envoy verified: no graymesh is asked, so
 	// each route also says the hop's reason.
 	InnerRoutes []Route
-	Sidecar     *Sidecar
+	// Anonymous, when set, is an edge's first route: Envoy splits the
+	// requests that carry no identity at all by the traffic-weighted
+	// release itself, each branch setting the decision and the signed
+	// lane, and graymesh is not asked (mesh.native_traffic_split). Its
+	// backends carry no lane until Plan.Signed signs them for a window.
+	Anonymous *Route
+	Sidecar   *Sidecar
 }
 
 // Env is one environment of a service and its endpoints.
@@ -184,6 +201,9 @@ const (
 	// MatchLane matches a request that carries a lane header (inner
 	// hops: after the environment routes, a lane that did not verify).
 	MatchLane
+	// MatchAnonymous matches a request that has none of the headers in
+	// Match.Absent: nothing a decision could read identifies its caller.
+	MatchAnonymous
 )
 
 // Match is a route's condition.
@@ -195,6 +215,9 @@ type Match struct {
 	// a config version of at most MaxVersion, or whose version does not
 	// read as an integer (a kill stops a lane it cannot place).
 	MaxVersion *int64
+	// Absent, for MatchAnonymous, are the headers the request must not
+	// have (lower case, sorted).
+	Absent []string
 }
 
 // Route sends the requests it matches to one backend, or splits them over
@@ -214,6 +237,9 @@ type Route struct {
 	// Fallback: the route serves stable for a lane whose environment the
 	// service has no version of, and says so (NoVersion of the lane's).
 	Fallback bool
+	// Release and Version, on the Anonymous route, are the decision it
+	// stands for: the traffic-weighted release and the config version.
+	Release, Version string
 }
 
 // Backend is one environment a route sends requests to.
@@ -225,6 +251,9 @@ type Backend struct {
 	// StampEnv adds the environment header (when absent) naming Env, so
 	// every later hop sees what this hop chose.
 	StampEnv bool
+	// Lane, on a signed Anonymous route, is the lane the branch hands
+	// out: the one graymesh would sign for Env in the window signed for.
+	Lane string
 }
 
 // Route names.
@@ -232,6 +261,7 @@ const (
 	RouteOtherEnv    = "other-env"
 	RouteDefault     = "default"
 	RouteLaneRefused = "lane-refused"
+	RouteAnonymous   = "anonymous"
 	// RouteKilledPrefix precedes a killed release's name.
 	RouteKilledPrefix = "killed:"
 )
@@ -248,6 +278,7 @@ func Build(cfg *config.Config) (*Plan, error) {
 	}
 	p.Mesh = mesh
 	split := weightedRelease(cfg)
+	anon := anonymousSplit(cfg, split)
 	sidecars := cfg.Sidecars()
 	for _, r := range cfg.Releases {
 		if r.State == config.StateKilled {
@@ -263,6 +294,7 @@ func Build(cfg *config.Config) (*Plan, error) {
 			errs = append(errs, err)
 			continue
 		}
+		svc.Anonymous = anonymousRoute(svc, anon, cfg.Version)
 		if svc.Sidecar != nil && !svc.Sidecar.Edge {
 			svc.InnerRoutes = innerRoutes(svc, p.Killed, p.KilledThrough)
 		}
@@ -384,8 +416,8 @@ func decisionHeaders(cfg *config.Config) []string {
 // split is the traffic-weighted release: undecided requests go to env for
 // basisPoints of TotalWeight.
 type split struct {
-	env         string
-	basisPoints uint32
+	release, env string
+	basisPoints  uint32
 }
 
 // weightedRelease returns the traffic-weighted release's split, or nil
@@ -397,10 +429,99 @@ func weightedRelease(cfg *config.Config) *split {
 	for _, r := range cfg.Releases {
 		// A frozen or killed release admits no new request: no split.
 		if r.TrafficPercent > 0 && (r.State == "" || r.State == config.StateActive) {
-			out = &split{env: r.Env, basisPoints: config.BasisPoints(r.TrafficPercent)}
+			out = &split{release: r.Name, env: r.Env, basisPoints: config.BasisPoints(r.TrafficPercent)}
 		}
 	}
 	return out
+}
+
+// anonymous is the split Envoy makes itself: w's, for the requests that
+// have none of the absent headers.
+type anonymous struct {
+	*split
+	absent []string
+}
+
+// anonymousSplit is the traffic-weighted release's split for Envoy to make
+// on its own (mesh.native_traffic_split), or nil. Only a request no rule
+// can tell apart may skip graymesh: one with no token or cookie (no
+// subject, no device id, no token cookie) and no membership header. A
+// release with headers or cidrs rules can admit, freeze or kill such a
+// request on what Envoy's route cannot see as graymesh does, so any one of
+// them, in any state, keeps every request on ext_proc. Without a lane key
+// there is no lane to hand out, and the chain would leave its lane at the
+// next hop.
+func anonymousSplit(cfg *config.Config, w *split) *anonymous {
+	if w == nil || !cfg.Mesh.NativeTrafficSplit || (cfg.Lane.Key == "" && cfg.Lane.KeyFile == "") {
+		return nil
+	}
+	for i := range cfg.Releases {
+		if len(cfg.Releases[i].Headers) > 0 || len(cfg.Releases[i].CIDRs) > 0 {
+			return nil
+		}
+	}
+	absent := []string{"authorization", "cookie"}
+	if cfg.Membership.Enabled {
+		absent = append(absent, strings.ToLower(cfg.Membership.Header))
+	}
+	slices.Sort(absent)
+	return &anonymous{split: w, absent: slices.Compact(absent)}
+}
+
+// anonymousRoute is a service's Anonymous route for a: the split of its
+// default route, made by Envoy, for a service that has the release's
+// environment (any other asks graymesh, which signs the lane a later hop
+// serves); nil without a.
+func anonymousRoute(svc Service, a *anonymous, version string) *Route {
+	if a == nil || !svc.Has(a.env) || len(svc.endpoints(a.env)) == 0 {
+		return nil
+	}
+	r := &Route{Name: RouteAnonymous, Match: Match{Kind: MatchAnonymous, Absent: a.absent},
+		Reason: wire.ReasonTrafficEnvoy, Release: a.release, Version: version}
+	for _, b := range []Backend{{Env: config.Stable, Weight: TotalWeight - a.basisPoints}, {Env: a.env, Weight: a.basisPoints}} {
+		if b.Weight > 0 {
+			r.Backends = append(r.Backends, b)
+		}
+	}
+	return r
+}
+
+// Signed is the plan with the lanes of its Anonymous routes signed for the
+// window of now: what Envoy is given until the window turns (a lane lives
+// a TTL from its window's start, so the next window's push has half a TTL
+// to arrive). Without a signer it has no Anonymous routes, which could
+// not hand out a lane. p itself is left as it is.
+func (p *Plan) Signed(now time.Time) *Plan {
+	out := *p
+	out.Services = slices.Clone(p.Services)
+	for i := range out.Services {
+		a := out.Services[i].Anonymous
+		if a == nil {
+			continue
+		}
+		if p.Lane == nil || p.Lane.Signer == nil {
+			out.Services[i].Anonymous = nil
+			continue
+		}
+		signed := *a
+		signed.Backends = slices.Clone(a.Backends)
+		for j := range signed.Backends {
+			signed.Backends[j].Lane = p.Lane.Signer.Sign(signed.Backends[j].Env, a.Release, a.Version, now)
+		}
+		out.Services[i].Anonymous = &signed
+	}
+	return &out
+}
+
+// SplitsNatively reports whether any service has an Anonymous route: its
+// lanes must then be signed anew at each window.
+func (p *Plan) SplitsNatively() bool {
+	for i := range p.Services {
+		if p.Services[i].Anonymous != nil {
+			return true
+		}
+	}
+	return false
 }
 
 func buildService(i int, s config.Service, w *split, sidecars []config.Service) (Service, error) {

@@ -1,11 +1,14 @@
 package plan
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/graymesh/graymesh/internal/contract/config"
+	"github.com/graymesh/graymesh/internal/contract/wire"
 )
 
 func parse(t *testing.T, doc string) *config.Config {
@@ -248,5 +251,105 @@ func TestBuildRefuses(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAnonymousRoute: Envoy splits anonymous requests itself only when
+// asked to, with a lane key, for an active traffic-weighted release, on a
+// service that has its environment, and when no release has a rule a
+// request without identity could match.
+func TestAnonymousRoute(t *testing.T) {
+	const base = `
+mesh: {native_traffic_split: %s}
+lane: {key: %s}
+%s
+services:
+  - name: checkout
+    environments:
+      stable: [10.0.0.1:8080]
+      canary: [10.0.0.2:8080]
+  - name: search
+    environments:
+      stable: [10.0.1.1:8080]
+`
+	const key = "0123456789abcdef0123456789abcdef"
+	weighted := "releases: [{name: c, env: canary, traffic_percent: 12.5%s}]"
+	want := &Route{Name: RouteAnonymous, Match: Match{Kind: MatchAnonymous, Absent: []string{"authorization", "cookie"}},
+		Backends: []Backend{{Env: config.Stable, Weight: 8750}, {Env: "canary", Weight: 1250}},
+		Reason:   wire.ReasonTrafficEnvoy, Release: "c"}
+	tests := []struct {
+		name              string
+		on, lane, release string
+		want              *Route
+	}{
+		{"active weighted release", "true", key, fmt.Sprintf(weighted, ""), want},
+		{"not asked for", "false", key, fmt.Sprintf(weighted, ""), nil},
+		{"no lane key to hand out", "true", `""`, fmt.Sprintf(weighted, ""), nil},
+		{"frozen: admits nobody new", "true", key, "membership: {enabled: true}\n" + fmt.Sprintf(weighted, ", state: frozen"), nil},
+		{"killed", "true", key, fmt.Sprintf(weighted, ", state: killed"), nil},
+		{"a header rule could match a keyless request", "true", key,
+			"releases: [{name: c, env: canary, traffic_percent: 12.5}, {name: h, env: canary, headers: [{name: x-beta, exact: '1'}]}]", nil},
+		{"a cidrs rule could match a keyless request", "true", key,
+			"releases: [{name: c, env: canary, traffic_percent: 12.5}, {name: h, env: canary, cidrs: [10.0.0.0/8]}]", nil},
+		{"membership header must be absent too", "true", key, "membership: {enabled: true}\n" + fmt.Sprintf(weighted, ""),
+			&Route{Name: want.Name, Match: Match{Kind: MatchAnonymous, Absent: []string{"authorization", "cookie", strings.ToLower(wire.DefaultMembershipHeader)}},
+				Backends: want.Backends, Reason: want.Reason, Release: want.Release}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := Build(parse(t, fmt.Sprintf(base, tt.on, tt.lane, tt.release)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := p.Service("checkout").Anonymous; !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("anonymous route %+v, want %+v", got, tt.want)
+			}
+			if got := p.Service("search").Anonymous; got != nil {
+				t.Fatalf("search has no canary, yet an anonymous route %+v", got)
+			}
+			if p.SplitsNatively() != (tt.want != nil) {
+				t.Fatalf("SplitsNatively %v", p.SplitsNatively())
+			}
+		})
+	}
+}
+
+type fakeSigner struct{}
+
+func (fakeSigner) Sign(env, release, version string, now time.Time) string {
+	return fmt.Sprintf("%s.%s.%s.%d", env, release, version, now.Unix())
+}
+
+// TestSigned: each branch of an anonymous route carries the lane of its
+// environment for the window signed for, the plan signed from is left as
+// it was, and without a signer no anonymous route is left.
+func TestSigned(t *testing.T) {
+	p, err := Build(parse(t, `
+mesh: {native_traffic_split: true}
+lane: {key: 0123456789abcdef0123456789abcdef}
+releases: [{name: c, env: canary, traffic_percent: 50}]
+services:
+  - name: checkout
+    environments: {stable: [10.0.0.1:8080], canary: [10.0.0.2:8080]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := p.Signed(time.Unix(100, 0)); s.Service("checkout").Anonymous != nil {
+		t.Fatal("signed without a signer, yet an anonymous route")
+	}
+	p.Lane = &Lane{Signer: fakeSigner{}, Window: time.Second}
+	s := p.Signed(time.Unix(100, 0))
+	var lanes []string
+	for _, b := range s.Service("checkout").Anonymous.Backends {
+		lanes = append(lanes, b.Lane)
+	}
+	if want := []string{"stable.c..100", "canary.c..100"}; !reflect.DeepEqual(lanes, want) {
+		t.Fatalf("lanes %v, want %v", lanes, want)
+	}
+	for _, b := range p.Service("checkout").Anonymous.Backends {
+		if b.Lane != "" {
+			t.Fatalf("signing changed the plan in force: %+v", b)
+		}
 	}
 }

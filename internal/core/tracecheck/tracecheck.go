@@ -150,6 +150,10 @@ type TraceResult struct {
 	// and Reason are then read from its first span that carries a lane
 	// (stable when none does: nothing decided, the route default served).
 	Decided bool `json:"decided"`
+	// Native is true for a trace Envoy decided without asking graymesh:
+	// its edge split an anonymous request itself (reason traffic-envoy),
+	// so no decision span is to be had.
+	Native bool `json:"native,omitempty"`
 	// Lane is what the edge decided.
 	Lane    string `json:"lane"`
 	Release string `json:"release,omitempty"`
@@ -180,6 +184,9 @@ type Report struct {
 	// Undecided counts the checked traces with no edge decision span
 	// (graymesh down at the edge, or killed before it exported the span).
 	Undecided int `json:"undecided"`
+	// Native counts the checked traces Envoy's edge split itself
+	// (TraceResult.Native); they are not undecided.
+	Native int `json:"native"`
 	// Unchecked counts the traces with neither an edge decision nor a hop:
 	// nothing in them says which environment served what.
 	Unchecked   int `json:"unchecked"`
@@ -227,7 +234,7 @@ func (r *Report) SplitTraces(n int) []TraceResult {
 // UndecidedTraces returns the checked traces without an edge decision, at
 // most n.
 func (r *Report) UndecidedTraces(n int) []TraceResult {
-	return r.filter(n, func(t TraceResult) bool { return !t.Decided })
+	return r.filter(n, func(t TraceResult) bool { return !t.Decided && !t.Native })
 }
 
 func (r *Report) filter(n int, keep func(TraceResult) bool) []TraceResult {
@@ -281,7 +288,10 @@ func CheckTrace(t Trace) (TraceResult, bool) { return checkTrace(t) }
 // that keeps results across reads (the console) tallies them with it.
 func (r *Report) Add(res TraceResult) {
 	r.TracesChecked++
-	if !res.Decided {
+	switch {
+	case res.Native:
+		r.Native++
+	case !res.Decided:
 		r.Undecided++
 	}
 	if res.Switch != "" {
@@ -325,6 +335,7 @@ func checkTrace(t Trace) (TraceResult, bool) {
 			return res, false
 		}
 		res.Lane, res.Reason = x.carriedLane()
+		res.Native = res.Reason == wire.ReasonTrafficEnvoy
 	}
 	if res.Lane == legacyRouteDefault || res.Lane == "" {
 		// Nothing decided at the edge: no lane travels, every later hop

@@ -564,3 +564,24 @@ func TestYoungTracesArePendingAndLeaksCountPerChain(t *testing.T) {
 		t.Fatalf("leaks %d (hops), leaking chains %d", r.Leaks, r.LeakingChains)
 	}
 }
+
+// TestEnvoySplitIsNotUndecided: a chain Envoy's edge split itself has no
+// decision span; its edge sidecar's span says traffic-envoy and the lane,
+// so the chain is checked against that lane and counted as native, not
+// undecided. One that left the lane still leaks.
+func TestEnvoySplitIsNotUndecided(t *testing.T) {
+	split := withoutDecisions(grayChain())
+	split[0].reason = wire.ReasonTrafficEnvoy
+	leaking := append([]hopSpec(nil), split...)
+	leaking[3] = hopSpec{service: "pricing", reason: wire.ReasonDefault, lane: "stable", served: "stable", noDecision: true}
+	r := Check([]Trace{newBuilder("a", true).chain(true, split...).trace(), newBuilder("b", true).chain(true, leaking...).trace()})
+	if r.Native != 2 || r.Undecided != 0 || r.TracesChecked != 2 || r.Leaks != 1 {
+		t.Fatalf("native %d, undecided %d, checked %d, leaks %d; want 2, 0, 2, 1", r.Native, r.Undecided, r.TracesChecked, r.Leaks)
+	}
+	if tr := r.Traces[0]; !tr.Native || tr.Decided || tr.Lane != "gray" || tr.Reason != wire.ReasonTrafficEnvoy {
+		t.Fatalf("trace %+v", tr)
+	}
+	if u := r.UndecidedTraces(10); len(u) != 0 {
+		t.Fatalf("undecided traces %v", u)
+	}
+}

@@ -302,6 +302,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	})
 	g.Go(func() error { d.watch(gctx); return nil })
+	// Envoy's own split of anonymous traffic hands out the window's
+	// lanes: push the next window's as it starts.
+	g.Go(func() error { d.xds.RunTurns(gctx); return nil })
 	g.Go(func() error { d.analyser.Run(gctx); return nil })
 	g.Go(func() error { d.runConsole(gctx); return nil })
 	d.ready.Store(true)
