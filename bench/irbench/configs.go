@@ -64,6 +64,10 @@ type Config struct {
 	// h2: the client speaks HTTP/2 without TLS (prior knowledge), as a
 	// caller's sidecar may, instead of HTTP/1.1.
 	h2 bool
+	// anonymous: the edge as pushed with mesh.native_traffic_split for a
+	// release splitting anonymous traffic in half; either environment
+	// may serve.
+	anonymous bool
 }
 
 // Configs are every configuration, in report order; the first is the
@@ -121,6 +125,11 @@ func Configs() []Config {
 			Name: "EDGE-cached", What: "EDGE with graymesh deciding from an HS256 JWT: 1,000 distinct callers cycled (each verified once in the warm-up), token cache on, admitted by a 100% percentage rule",
 			graymesh: graymeshCurrent, edge: true, callers: true,
 			headers: browserHeaders,
+		},
+		{
+			Name: "EDGE-anonymous", What: "the edge sidecar's inbound listener as graymesh pushes it with `mesh.native_traffic_split` for a release splitting anonymous traffic 50/50: a request with no authorization or cookie matches the first route, whose weighted clusters set the decision's headers and the window's lane, with ext_proc off for the route (graymesh not asked)",
+			edge: true, anonymous: true,
+			headers: func(string) map[string]string { return map[string]string{"accept": "application/json"} },
 		},
 		{
 			Name: "EDGE-uncached", What: "EDGE-cached with graymesh's token cache off (`jwt.cache_size: 0`): every request's HS256 token is verified",

@@ -176,14 +176,18 @@ type harness struct {
 	o         Options
 	upstreams *upstreams
 	cfgPath   string
-	// noCachePath is the same config with the token cache off.
-	noCachePath string
+	// noCachePath is the same config with the token cache off;
+	// anonymousPath the same mesh with Envoy splitting anonymous traffic
+	// itself.
+	noCachePath, anonymousPath string
 	cfg         *config.Config
 	// tokens are the callers' HS256 tokens; next is the next caller.
 	tokens   []string
 	next     int
 	sidecars *sidecars
-	signer   *lane.Signer
+	// anonymous are the resources of anonymousPath, their lanes signed.
+	anonymous *sidecars
+	signer    *lane.Signer
 	version  string
 }
 
@@ -218,6 +222,15 @@ func newHarness(o Options) (*harness, error) {
 		h.close()
 		return nil, err
 	}
+	anon, err := gray.Load(h.anonymousPath)
+	if err != nil {
+		h.close()
+		return nil, err
+	}
+	if h.anonymous, err = newSidecars(anon.Plan.Signed(time.Now())); err != nil {
+		h.close()
+		return nil, err
+	}
 	return h, nil
 }
 
@@ -235,9 +248,17 @@ func (h *harness) writeConfig() (string, error) {
 	if err := os.WriteFile(filepath.Join(h.o.WorkDir, "hs.secret"), []byte(hsSecret), 0o600); err != nil {
 		return "", err
 	}
-	render := func(cacheSize int) string {
+	// The release admits by a header rule; the anonymous config's instead
+	// splits anonymous traffic in half, in Envoy (native_traffic_split,
+	// which a header rule would rule out).
+	release := fmt.Sprintf(`{name: shop-v2, env: gray, salt: irbench, headers: [{name: %s, exact: "1"}], percent: 100}`, betaHeader)
+	render := func(cacheSize int, anonymous bool) string {
+		mesh, rel := "{message_timeout: 10s}", release
+		if anonymous {
+			mesh, rel = "{message_timeout: 10s, native_traffic_split: true}", "{name: shop-v2, env: gray, salt: irbench, traffic_percent: 50}"
+		}
 		return fmt.Sprintf(`server: {extproc_listen: "127.0.0.1:%d", xds_listen: "127.0.0.1:%d", admin_listen: "127.0.0.1:%d"}
-mesh: {message_timeout: 10s}
+mesh: %s
 lane: {key: %s, ttl: 5m}
 identity:
   jwt:
@@ -245,7 +266,7 @@ identity:
     issuer: %s
     cache_size: %d
     keys: [{kid: hs, alg: HS256, secret_file: hs.secret}]
-releases: [{name: shop-v2, env: gray, salt: irbench, headers: [{name: %s, exact: "1"}], percent: 100}]
+releases: [%s]
 services:
   - name: %s
     sidecar: {inbound_port: %d, outbound_port: %d, edge: true}
@@ -253,16 +274,20 @@ services:
   - name: %s
     sidecar: {inbound_port: %d, outbound_port: %d}
     environments: {stable: ["%s"], gray: ["%s"]}
-`, ports[0], ports[1], ports[2], laneKey, tokenIssuer, cacheSize, betaHeader,
+`, ports[0], ports[1], ports[2], mesh, laneKey, tokenIssuer, cacheSize, rel,
 			edgeService, ports[3], ports[4], h.upstreams.stable, h.upstreams.gray,
 			innerService, ports[5], ports[6], h.upstreams.stable, h.upstreams.gray)
 	}
 	h.noCachePath = filepath.Join(h.o.WorkDir, "graymesh-nocache.yaml")
-	if err := os.WriteFile(h.noCachePath, []byte(render(0)), 0o600); err != nil {
+	if err := os.WriteFile(h.noCachePath, []byte(render(0, false)), 0o600); err != nil {
+		return "", err
+	}
+	h.anonymousPath = filepath.Join(h.o.WorkDir, "graymesh-anonymous.yaml")
+	if err := os.WriteFile(h.anonymousPath, []byte(render(tokenCacheSize, true)), 0o600); err != nil {
 		return "", err
 	}
 	path := filepath.Join(h.o.WorkDir, "graymesh.yaml")
-	return path, os.WriteFile(path, []byte(render(tokenCacheSize)), 0o600)
+	return path, os.WriteFile(path, []byte(render(tokenCacheSize, false)), 0o600)
 }
 
 // The callers' tokens: HS256 with this secret and issuer; graymesh's
@@ -334,7 +359,7 @@ func (h *harness) measure(ctx context.Context, c Config, round int) (Count, erro
 	if err != nil {
 		return Count{}, err
 	}
-	boot, err := h.sidecars.bootstrap(c, adminPort[0])
+	boot, err := h.sidecarsOf(c).bootstrap(c, adminPort[0])
 	if err != nil {
 		return Count{}, err
 	}
@@ -390,6 +415,14 @@ func (h *harness) measure(ctx context.Context, c Config, round int) (Count, erro
 		cnt.GCSmall, cnt.GCLarge = smallGC[1], largeGC[1]
 	}
 	return cnt, nil
+}
+
+// sidecarsOf is the resources configuration c runs.
+func (h *harness) sidecarsOf(c Config) *sidecars {
+	if c.anonymous {
+		return h.anonymous
+	}
+	return h.sidecars
 }
 
 // warmup is how many requests warm a configuration up: with callers,

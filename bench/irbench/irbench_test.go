@@ -47,6 +47,14 @@ func TestBootstraps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	anonPlan, err := gray.Load(h.anonymousPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anon, err := newSidecars(anonPlan.Plan.Signed(time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
 	want := map[string][]string{
 		"H0":            {"envoy.filters.http.router"},
 		"N1":            {xds.LaneFilterName, "envoy.filters.http.router"},
@@ -58,6 +66,8 @@ func TestBootstraps(t *testing.T) {
 		"EDGE-noop":     {wire.ExtProcFilterName, "envoy.filters.http.router"},
 		"EDGE-cached":   {wire.ExtProcFilterName, "envoy.filters.http.router"},
 		"EDGE-uncached": {wire.ExtProcFilterName, "envoy.filters.http.router"},
+		// The filter stays; the anonymous route turns it off.
+		"EDGE-anonymous": {wire.ExtProcFilterName, "envoy.filters.http.router"},
 	}
 	// The inner hop's variants: N1's filters; some without the strip.
 	noStrip := map[string]bool{"H0": true, "H0-lane": true}
@@ -79,11 +89,19 @@ func TestBootstraps(t *testing.T) {
 		}
 	}()
 	for _, c := range Configs() {
-		b, err := s.bootstrap(c, 9901)
+		sc := s
+		if c.anonymous {
+			sc = anon
+		}
+		b, err := sc.bootstrap(c, 9901)
 		if err != nil {
 			t.Fatalf("%s: %v", c.Name, err)
 		}
 		hcm := listenerHCM(t, b)
+		top := hcm.GetRouteConfig().GetVirtualHosts()[0].GetRoutes()[0]
+		if _, off := top.GetTypedPerFilterConfig()[wire.ExtProcFilterName]; off != c.anonymous || strings.HasSuffix(top.GetName(), "/anonymous") != c.anonymous {
+			t.Errorf("%s: first route %s, ext_proc off on it: %v", c.Name, top.GetName(), off)
+		}
 		var names []string
 		for _, f := range hcm.GetHttpFilters() {
 			names = append(names, f.GetName())

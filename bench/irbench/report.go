@@ -133,6 +133,10 @@ func writeReading(p func(string, ...any), res *Result) {
 		p("- The lane check itself (N1 − H0) is %s instructions: carrying the lane's header, the x-gray-* strip, jwt_authn's per-request work around a cached token (its cache is keyed by the whole token and used only under a named provider, hence requires_any [graymesh_lane, allow_missing_or_failed]), the two claims copied to headers, and the route picked a second time after they are set.\n", thousands(n1-h0))
 	}
 	writeInnerReading(p, res)
+	if anon, edge := res.mean("EDGE-anonymous"), res.mean("EDGE")+res.graymeshMean("EDGE"); anon > 0 && h0 > 0 && edge > 0 {
+		p("- An anonymous request the edge's Envoy splits itself (EDGE-anonymous, `mesh.native_traffic_split`) costs %s instructions, all in Envoy, graymesh not asked: %s Envoy alone routing on a plain header (H0), %s the edge asking graymesh (EDGE, Envoy %s + graymesh %s).\n",
+			thousands(anon), ratio(anon, h0), ratio(anon, edge), thousands(res.mean("EDGE")), thousands(res.graymeshMean("EDGE")))
+	}
 	if fresh > 0 && n1 > 0 {
 		p("- A lane Envoy has not seen costs %s more (N1-fresh − N1): an Ed25519 verification. One lane per environment, release, version and window keeps that to once per sidecar per window; a lane per request would put it on every hop of every request.\n", thousands(fresh-n1))
 	}
