@@ -180,7 +180,7 @@ type harness struct {
 	// anonymousPath the same mesh with Envoy splitting anonymous traffic
 	// itself.
 	noCachePath, anonymousPath string
-	cfg         *config.Config
+	cfg                        *config.Config
 	// tokens are the callers' HS256 tokens; next is the next caller.
 	tokens   []string
 	next     int
@@ -188,7 +188,7 @@ type harness struct {
 	// anonymous are the resources of anonymousPath, their lanes signed.
 	anonymous *sidecars
 	signer    *lane.Signer
-	version  string
+	version   string
 }
 
 func newHarness(o Options) (*harness, error) {

@@ -33,28 +33,33 @@ func listenerHCM(t *testing.T, bootstrap []byte) *hcmv3.HttpConnectionManager {
 
 // TestBootstraps renders every configuration's bootstrap (Envoy's own
 // validation passes) and checks the filter chain each one measures.
-func TestBootstraps(t *testing.T) {
+// benchSidecars writes the bench configs and builds their resources: the
+// mesh's and the anonymous split's (lanes signed).
+func benchSidecars(t *testing.T) (p *gray.Policy, s, anon *sidecars) {
+	t.Helper()
 	h := &harness{o: Options{WorkDir: t.TempDir()}, upstreams: &upstreams{stable: "127.0.0.1:9001", gray: "127.0.0.1:9002"}}
 	path, err := h.writeConfig()
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := gray.Load(path)
-	if err != nil {
+	if p, err = gray.Load(path); err != nil {
 		t.Fatal(err)
 	}
-	s, err := newSidecars(p.Plan)
-	if err != nil {
+	if s, err = newSidecars(p.Plan); err != nil {
 		t.Fatal(err)
 	}
 	anonPlan, err := gray.Load(h.anonymousPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	anon, err := newSidecars(anonPlan.Plan.Signed(time.Now()))
-	if err != nil {
+	if anon, err = newSidecars(anonPlan.Plan.Signed(time.Now())); err != nil {
 		t.Fatal(err)
 	}
+	return p, s, anon
+}
+
+func TestBootstraps(t *testing.T) {
+	p, s, anon := benchSidecars(t)
 	want := map[string][]string{
 		"H0":            {"envoy.filters.http.router"},
 		"N1":            {xds.LaneFilterName, "envoy.filters.http.router"},
