@@ -27,31 +27,8 @@ func TestMeshEnvoySplitsAnonymousTraffic(t *testing.T) {
 	})
 	before := m.extProcStreams()["frontend"]
 	const n = 100
-	var ids []string
-	gray := 0
 	start := time.Now()
-	for i := 0; i < n; i++ {
-		id := newTraceID()
-		r, err := m.chain(id, nil)
-		must(t, err)
-		hops := r.hops()
-		if len(hops) != 4 {
-			t.Fatalf("chain %d: %v", i, hops)
-		}
-		env := strings.TrimPrefix(hops[0], "frontend:")
-		want := []string{"frontend:" + env, "orders:" + env, "inventory:stable", "pricing:" + env}
-		if strings.Join(hops, " ") != strings.Join(want, " ") {
-			t.Fatalf("chain %d (%s in) left its lane: %v (%v)", i, time.Since(start), hops, r.Calls)
-		}
-		if r.Gray[wire.HeaderReason] != wire.ReasonTrafficEnvoy || r.Gray[wire.HeaderRelease] != "shop-split" {
-			t.Fatalf("chain %d decided by %v, want Envoy's split", i, r.Gray)
-		}
-		if env == "gray" {
-			gray++
-		}
-		ids = append(ids, id)
-		time.Sleep(100 * time.Millisecond)
-	}
+	ids, gray := m.splitChains(t, n, 100*time.Millisecond, map[string]string{wire.HeaderReason: wire.ReasonTrafficEnvoy, wire.HeaderRelease: "shop-split"})
 	t.Logf("%d of %d chains gray over %s", gray, n, time.Since(start).Round(time.Millisecond))
 	if gray < 30 || gray > 70 {
 		t.Fatalf("%d of %d chains gray at traffic_percent 50", gray, n)

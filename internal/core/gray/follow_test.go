@@ -25,15 +25,7 @@ services:
 
 func compileFollow(t *testing.T, state string) *Policy {
 	t.Helper()
-	cfg, err := config.Parse([]byte(strings.Replace(followConfig, "STATE", state, 1)), "t.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := Compile(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return mustCompile(t, strings.Replace(followConfig, "STATE", state, 1))
 }
 
 // TestInnerHopFollowsTheLane: an inner hop honours a lane the edge signed

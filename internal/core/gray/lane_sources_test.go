@@ -5,8 +5,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/graymesh/graymesh/internal/contract/config"
 )
 
 // TestInnerHopTakesLanesOnlyFromTheMesh: with lane.mesh_cidrs, an inner
@@ -18,14 +16,7 @@ func TestInnerHopTakesLanesOnlyFromTheMesh(t *testing.T) {
 	doc := strings.Replace(strings.Replace(followConfig, "STATE", "active", 1),
 		`lane: {key: "gray-test-lane-key-0123456789abcdef"}`,
 		`lane: {key: "gray-test-lane-key-0123456789abcdef", mesh_cidrs: [10.8.0.0/16, 127.0.0.1/32]}`, 1)
-	cfg, err := config.Parse([]byte(doc), "t.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := Compile(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := mustCompile(t, doc)
 	now := time.Now()
 	lane := p.Lanes.Sign("gray", "shop-v2", "1", now)
 	for _, tc := range []struct {

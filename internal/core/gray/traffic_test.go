@@ -67,19 +67,12 @@ func TestTrafficSplit(t *testing.T) {
 // TestDecideDoesNotAllocate guards the decision path against a request's
 // Facts escaping to the heap (an indirect call on them does that).
 func TestDecideDoesNotAllocate(t *testing.T) {
-	cfg, err := config.Parse([]byte(`
+	p := mustCompile(t, `
 releases:
   - {name: shop-v2, env: gray, salt: s, whitelist: [alice], claims: [{claim: tier, in: [beta]}], cidrs: [10.0.0.0/8], headers: [{name: x-region, exact: hz}], percent: 30}
 services:
   - {name: shop, environments: {stable: ["127.0.0.1:9001"], gray: ["127.0.0.1:9002"]}}
-`), "t.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := Compile(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	req := Request{Asserted: &Asserted{Subject: "bob"}, Headers: map[string]string{"x-region": "sh"}, Hop: Hop{Service: "shop"}}
 	if o := p.Decide(req); o.Reason != ReasonPercent && o.Reason != ReasonNotSelected {
 		t.Fatalf("decided by %s, want every rule tried", o.Reason)
@@ -94,7 +87,7 @@ services:
 // asked); one with a cookie, a token or a subject still goes to graymesh,
 // which splits it as before.
 func TestExplainEnvoySplit(t *testing.T) {
-	cfg, err := config.Parse([]byte(`
+	p := mustCompile(t, `
 mesh: {native_traffic_split: true}
 lane: {key: graymesh-native-test-lane-key-0123456789}
 identity: {device_cookie: gm_device}
@@ -102,14 +95,7 @@ releases:
   - {name: split, env: gray, salt: s, traffic_percent: 25}
 services:
   - {name: shop, environments: {stable: ["127.0.0.1:9001"], gray: ["127.0.0.1:9002"]}}
-`), "t.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := Compile(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	for _, tt := range []struct {
 		name   string
 		r      Request
@@ -132,4 +118,18 @@ services:
 			}
 		})
 	}
+}
+
+// mustCompile parses yaml as a config file and compiles its policy.
+func mustCompile(t *testing.T, yaml string) *Policy {
+	t.Helper()
+	cfg, err := config.Parse([]byte(yaml), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Compile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
