@@ -391,10 +391,8 @@ func waitUntil(ctx context.Context, timeout time.Duration, what string, ok func(
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s: not within %s (last error: %w)", what, timeout, last)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		if err := pause(ctx, 50*time.Millisecond); err != nil {
+			return err
 		}
 	}
 }

@@ -22,10 +22,8 @@ func measureRest(ctx context.Context, cp *kubeharness.ControlPlane, res *Result)
 		return err
 	}
 	t0 := time.Now()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(res.Rest):
+	if err := pause(ctx, res.Rest); err != nil {
+		return err
 	}
 	p1, err := metricsPage(cp)
 	if err != nil {
@@ -58,10 +56,8 @@ func measureRamp(ctx context.Context, cp *kubeharness.ControlPlane, res *Result)
 		if err := patchSpec(cp, fmt.Sprintf(`{"percent":%d,"change":{"reason":"fleetbench ramp"}}`, 50+50*step/rampSteps)); err != nil {
 			return fmt.Errorf("ramp step %d: %w", step, err)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(res.RampEvery):
+		if err := pause(ctx, res.RampEvery); err != nil {
+			return err
 		}
 	}
 	p1, err := metricsPage(cp)
@@ -196,10 +192,8 @@ func measureRestart(ctx context.Context, cp *kubeharness.ControlPlane, nodes []*
 	// than the window).
 	prevSum, prevAt := 0.0, started
 	for time.Since(ready) < res.RestartWindow {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
+		if err := pause(ctx, time.Second); err != nil {
+			return err
 		}
 		page, err := metricsPage(cp)
 		if err != nil {
@@ -222,4 +216,14 @@ func measureRestart(ctx context.Context, cp *kubeharness.ControlPlane, nodes []*
 	res.logf("restart: kube-apiserver ready %s after it started, every node current after %s; %.0f requests until %s after it was ready, peak %.0f/s",
 		res.RestartReady.Round(time.Millisecond), res.RestartCurrent.Round(time.Millisecond), res.RestartRequests, res.RestartWindow, res.RestartPeakPerSec)
 	return nil
+}
+
+// pause waits d, or until ctx is done (its error).
+func pause(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
 }

@@ -11,11 +11,9 @@ package plan
 import (
 	"errors"
 	"fmt"
-	"math"
 	"net/netip"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -306,33 +304,6 @@ func Build(cfg *config.Config) (*Plan, error) {
 	return p, nil
 }
 
-// killedThrough is the newest lane version a kill in force stops: the
-// config's version, when it is the fleet's and Envoy can compare it (an
-// integer below the largest, so that the next one is one too); nil
-// otherwise.
-func killedThrough(cfg *config.Config) *int64 {
-	if !cfg.FleetVersion {
-		return nil
-	}
-	v, err := strconv.ParseInt(cfg.Version, 10, 64)
-	if err != nil || v < 0 || v == math.MaxInt64 {
-		return nil
-	}
-	return &v
-}
-
-// KillStops reports whether the kill of a lane's release stops a lane
-// issued under laneVersion at this node, as its inner sidecars' kill
-// routes decide: every lane without KilledThrough; with it, a lane whose
-// version is at most KilledThrough or does not read as an integer.
-func (p *Plan) KillStops(laneVersion string) bool {
-	if p.KilledThrough == nil {
-		return true
-	}
-	v, err := strconv.ParseInt(strings.TrimSpace(laneVersion), 10, 64)
-	return err != nil || v <= *p.KilledThrough
-}
-
 // Service returns the named service, or nil.
 func (p *Plan) Service(name string) *Service {
 	for i := range p.Services {
@@ -435,95 +406,6 @@ func weightedRelease(cfg *config.Config) *split {
 	return out
 }
 
-// anonymous is the split Envoy makes itself: w's, for the requests that
-// have none of the absent headers.
-type anonymous struct {
-	*split
-	absent []string
-}
-
-// anonymousSplit is the traffic-weighted release's split for Envoy to make
-// on its own (mesh.native_traffic_split), or nil. Only a request no rule
-// can tell apart may skip graymesh: one with no token or cookie (no
-// subject, no device id, no token cookie) and no membership header. A
-// release with headers or cidrs rules can admit, freeze or kill such a
-// request on what Envoy's route cannot see as graymesh does, so any one of
-// them, in any state, keeps every request on ext_proc. Without a lane key
-// there is no lane to hand out, and the chain would leave its lane at the
-// next hop.
-func anonymousSplit(cfg *config.Config, w *split) *anonymous {
-	if w == nil || !cfg.Mesh.NativeTrafficSplit || (cfg.Lane.Key == "" && cfg.Lane.KeyFile == "") {
-		return nil
-	}
-	for i := range cfg.Releases {
-		if len(cfg.Releases[i].Headers) > 0 || len(cfg.Releases[i].CIDRs) > 0 {
-			return nil
-		}
-	}
-	absent := []string{"authorization", "cookie"}
-	if cfg.Membership.Enabled {
-		absent = append(absent, strings.ToLower(cfg.Membership.Header))
-	}
-	slices.Sort(absent)
-	return &anonymous{split: w, absent: slices.Compact(absent)}
-}
-
-// anonymousRoute is a service's Anonymous route for a: the split of its
-// default route, made by Envoy, for a service that has the release's
-// environment (any other asks graymesh, which signs the lane a later hop
-// serves); nil without a.
-func anonymousRoute(svc Service, a *anonymous, version string) *Route {
-	if a == nil || !svc.Has(a.env) || len(svc.endpoints(a.env)) == 0 {
-		return nil
-	}
-	r := &Route{Name: RouteAnonymous, Match: Match{Kind: MatchAnonymous, Absent: a.absent},
-		Reason: wire.ReasonTrafficEnvoy, Release: a.release, Version: version}
-	for _, b := range []Backend{{Env: config.Stable, Weight: TotalWeight - a.basisPoints}, {Env: a.env, Weight: a.basisPoints}} {
-		if b.Weight > 0 {
-			r.Backends = append(r.Backends, b)
-		}
-	}
-	return r
-}
-
-// Signed is the plan with the lanes of its Anonymous routes signed for the
-// window of now: what Envoy is given until the window turns (a lane lives
-// a TTL from its window's start, so the next window's push has half a TTL
-// to arrive). Without a signer it has no Anonymous routes, which could
-// not hand out a lane. p itself is left as it is.
-func (p *Plan) Signed(now time.Time) *Plan {
-	out := *p
-	out.Services = slices.Clone(p.Services)
-	for i := range out.Services {
-		a := out.Services[i].Anonymous
-		if a == nil {
-			continue
-		}
-		if p.Lane == nil || p.Lane.Signer == nil {
-			out.Services[i].Anonymous = nil
-			continue
-		}
-		signed := *a
-		signed.Backends = slices.Clone(a.Backends)
-		for j := range signed.Backends {
-			signed.Backends[j].Lane = p.Lane.Signer.Sign(signed.Backends[j].Env, a.Release, a.Version, now)
-		}
-		out.Services[i].Anonymous = &signed
-	}
-	return &out
-}
-
-// SplitsNatively reports whether any service has an Anonymous route: its
-// lanes must then be signed anew at each window.
-func (p *Plan) SplitsNatively() bool {
-	for i := range p.Services {
-		if p.Services[i].Anonymous != nil {
-			return true
-		}
-	}
-	return false
-}
-
 func buildService(i int, s config.Service, w *split, sidecars []config.Service) (Service, error) {
 	field := fmt.Sprintf("services[%d] (%s)", i, s.Name)
 	svc := Service{Name: s.Name, Domains: s.Domains}
@@ -548,71 +430,6 @@ func buildService(i int, s config.Service, w *split, sidecars []config.Service) 
 		svc.Sidecar = buildSidecar(s, sidecars)
 	}
 	return svc, errors.Join(errs...)
-}
-
-// routes are a service's routes, in match order:
-//  1. the environment header names an environment the service has → it;
-//  2. the header names any other environment → stable, header kept so a
-//     later hop that has that environment serves it again;
-//  3. no header (nothing decided) → stable, stamping the header; or, with a
-//     traffic-weighted release whose environment the service has, the
-//     split, each branch stamping the environment it chose.
-func routes(svc Service, w *split) []Route {
-	var out []Route
-	for _, env := range svc.Envs[1:] {
-		out = append(out, Route{Name: env.Name, Match: Match{Kind: MatchEnv, Env: env.Name}, Backends: []Backend{{Env: env.Name}}})
-	}
-	out = append(out, Route{Name: RouteOtherEnv, Match: Match{Kind: MatchOtherEnv}, Backends: []Backend{{Env: config.Stable}}})
-	def := Route{Name: RouteDefault, Match: Match{Kind: MatchAll}}
-	if w != nil && svc.Has(w.env) && len(svc.endpoints(w.env)) > 0 {
-		for _, b := range []Backend{{Env: config.Stable, Weight: TotalWeight - w.basisPoints}, {Env: w.env, Weight: w.basisPoints}} {
-			if b.Weight > 0 {
-				b.StampEnv = true
-				def.Backends = append(def.Backends, b)
-			}
-		}
-	} else {
-		def.Backends = []Backend{{Env: config.Stable, StampEnv: true}}
-	}
-	return append(out, def)
-}
-
-// innerRoutes are an inner sidecar's routes, in match order. Its Envoy
-// verified the lane before routing: a lane that verified set the
-// environment and release headers, one that did not left them absent
-// (every client-sent x-gray-* header is stripped on arrival).
-//  1. the lane's release is killed → stable, the lane dropped: a kill
-//     reaches lanes already travelling; with fleet versions, only lanes
-//     issued under this version or before (Plan.KilledThrough): a newer
-//     lane was issued where the kill is already lifted;
-//  2. the lane names an environment the service has → it;
-//  3. the lane names another environment → stable, saying so, the lane
-//     kept so a later hop that has it serves it again;
-//  4. a lane came but did not verify → stable, the lane dropped;
-//  5. no lane → stable, with no environment header.
-//
-// Nothing splits by weight here: the edge made that choice and signed it.
-func innerRoutes(svc Service, killed []string, through *int64) []Route {
-	stable := func() []Backend { return []Backend{{Env: config.Stable, StampEnv: true}} }
-	var out []Route
-	for _, r := range killed {
-		out = append(out, Route{Name: RouteKilledPrefix + r, Match: Match{Kind: MatchRelease, Release: r, MaxVersion: through},
-			Backends: stable(), Reason: wire.ReasonKilled, DropLane: true})
-	}
-	for _, env := range svc.Envs {
-		out = append(out, Route{Name: env.Name, Match: Match{Kind: MatchEnv, Env: env.Name},
-			Backends: []Backend{{Env: env.Name}}, Reason: wire.ReasonLane})
-	}
-	return append(out,
-		Route{Name: RouteOtherEnv, Match: Match{Kind: MatchOtherEnv}, Backends: []Backend{{Env: config.Stable}},
-			Reason: wire.ReasonLane, Fallback: true},
-		Route{Name: RouteLaneRefused, Match: Match{Kind: MatchLane}, Backends: stable(),
-			Reason: wire.ReasonLaneRefused, DropLane: true},
-		// No lane: no environment header either, so neither the service
-		// nor the sidecar's span (graymesh.lane) is told of a lane that
-		// does not exist.
-		Route{Name: RouteDefault, Match: Match{Kind: MatchAll}, Backends: []Backend{{Env: config.Stable}}, Reason: wire.ReasonLaneMissing},
-	)
 }
 
 func (s *Service) endpoints(env string) []Endpoint {
