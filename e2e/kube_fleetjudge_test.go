@@ -26,10 +26,22 @@ func fleetWindows(t *testing.T, nd *fleetNode, release string) []admin.Window {
 
 // checkOnePatch: every node shows the same fleet windows, each judged by a
 // named analyser on some node's evidence, and exactly one of them patched
-// the GrayRelease.
+// the GrayRelease. The analyser records a window with its action pending,
+// patches, then records the outcome, so a caller that saw the patch land
+// on the object may read the record between the two: it waits for the
+// outcome.
 func checkOnePatch(t *testing.T, nodes []*fleetNode, release string) []admin.Window {
 	t.Helper()
-	ws := fleetWindows(t, nodes[0], release)
+	var ws []admin.Window
+	waitFor(t, "the fleet record shows the patch's outcome", 30*time.Second, func() error {
+		ws = fleetWindows(t, nodes[0], release)
+		for _, w := range ws {
+			if strings.Contains(w.Action, "GrayRelease patched") || w.ActionError != "" {
+				return nil
+			}
+		}
+		return fmt.Errorf("%d windows, none with an outcome recorded", len(ws))
+	})
 	patched := 0
 	for _, w := range ws {
 		if w.ActedBy == "" {
