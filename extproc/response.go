@@ -12,8 +12,9 @@ import (
 )
 
 // Response builds the request-headers answer: remove every graymesh header
-// the client sent, set the outcome's, and clear the route cache so the
-// router matches on them. Values go in raw_value only (a value-only header
+// the client sent and the stress marker (the lane carries what it
+// decided), set the outcome's, and clear the route cache so the router
+// matches on them. Values go in raw_value only (a value-only header
 // is applied empty, both set is a 500).
 func Response(o *gray.Outcome, in *corev3.HeaderMap) *extprocsvcv3.ProcessingResponse {
 	headers := o.RequestHeaders()
@@ -27,6 +28,10 @@ func Response(o *gray.Outcome, in *corev3.HeaderMap) *extprocsvcv3.ProcessingRes
 	}
 	for _, h := range in.GetHeaders() {
 		k := h.GetKey()
+		if k == wire.HeaderStressMarker && !slices.Contains(remove, k) {
+			remove = append(remove, k)
+			continue
+		}
 		if !strings.HasPrefix(k, wire.HeaderPrefix) || slices.Contains(remove, k) {
 			continue
 		}

@@ -32,7 +32,7 @@ const maxPrepared = 256
 // input when no header is removed).
 type answerKey struct {
 	env, release, reason, version, fallback, laneProblem, lane string
-	setLane                                                    bool
+	setLane, stress                                            bool
 }
 
 // preparedAnswers holds encoded answers to request headers.
@@ -44,7 +44,7 @@ type preparedAnswers struct {
 func keyOf(o *gray.Outcome) answerKey {
 	return answerKey{
 		env: o.Env, release: o.Release, reason: string(o.Reason), version: o.Version, fallback: o.Fallback,
-		laneProblem: o.LaneProblem, lane: o.Lane, setLane: o.SetLane,
+		laneProblem: o.LaneProblem, lane: o.Lane, setLane: o.SetLane, stress: o.Stress,
 	}
 }
 
@@ -55,7 +55,7 @@ func reusable(ctx context.Context, p *gray.Policy, o *gray.Outcome, in *corev3.H
 		return false
 	}
 	for _, h := range in.GetHeaders() {
-		if strings.HasPrefix(h.GetKey(), wire.HeaderPrefix) {
+		if k := h.GetKey(); strings.HasPrefix(k, wire.HeaderPrefix) || k == wire.HeaderStressMarker {
 			return false
 		}
 	}

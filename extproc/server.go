@@ -29,7 +29,7 @@ import (
 
 // Observer is told about every decision; metrics hook in here.
 type Observer interface {
-	Decided(hop, service string, d gray.Decision, took time.Duration)
+	Decided(hop, service string, o *gray.Outcome, took time.Duration)
 }
 
 // Server implements envoy.service.ext_proc.v3.ExternalProcessor.

@@ -92,6 +92,9 @@ func decisionAttributes(p *gray.Policy, h gray.Hop, o *gray.Outcome) []attribute
 	}
 	add(wire.AttrTokenProblem, o.Caller.Problem)
 	add(wire.AttrContextID, p.SubjectHash(o.Caller.Subject))
+	if o.Stress {
+		add(wire.AttrStress, "1")
+	}
 	return attrs
 }
 

@@ -33,6 +33,9 @@ func accessLog() (*accesslogv3.AccessLog, error) {
 			TransportApiVersion: corev3.ApiVersion_V3,
 			BufferFlushInterval: durationpb.New(accessLogFlush),
 		},
+		// A stress-test request is shadow load: the analysis leaves it
+		// out (accesslog.Receiver).
+		AdditionalRequestHeadersToLog: []string{wire.HeaderStress},
 	})
 	if err != nil {
 		return nil, err

@@ -64,7 +64,7 @@ func TestAnonymousRouteSplitsWithoutGraymesh(t *testing.T) {
 			}
 			absent = append(absent, h.GetName())
 		}
-		if want := "authorization cookie x-graymesh-member"; strings.Join(absent, " ") != want {
+		if want := "authorization cookie x-graymesh-member x-graymesh-stress"; strings.Join(absent, " ") != want {
 			t.Fatalf("%s: absent headers %q, want %q", name, strings.Join(absent, " "), want)
 		}
 		var off extprocv3.ExtProcPerRoute

@@ -54,7 +54,7 @@ func TestExtProcSendsWhatTheDecisionReads(t *testing.T) {
 			prefix = append(prefix, p)
 		}
 	}
-	if want := []string{"authorization", "cookie", "x-beta", wire.HeaderLane, wire.HeaderRequestID}; !slices.Equal(exact, want) {
+	if want := []string{"authorization", "cookie", "x-beta", wire.HeaderLane, wire.HeaderStressMarker, wire.HeaderRequestID}; !slices.Equal(exact, want) {
 		t.Errorf("allowed headers %v, want %v", exact, want)
 	}
 	if !slices.Equal(prefix, []string{wire.HeaderPrefix}) {

@@ -70,6 +70,9 @@ func laneConfig(l *plan.Lane, versionHeader bool) (*corev3.TypedExtensionConfig,
 	claims := []*jwtauthnv3.JwtClaimToHeader{
 		{HeaderName: wire.HeaderEnv, ClaimName: wire.LaneClaimEnv},
 		{HeaderName: wire.HeaderRelease, ClaimName: wire.LaneClaimRelease},
+		// Only a stress-test request's lane has the claim: the service
+		// reads the header to keep shadow data apart.
+		{HeaderName: wire.HeaderStress, ClaimName: wire.LaneClaimStress},
 	}
 	if versionHeader {
 		claims = append(claims, &jwtauthnv3.JwtClaimToHeader{HeaderName: wire.HeaderVersion, ClaimName: wire.LaneClaimVersion})
@@ -82,10 +85,11 @@ func laneConfig(l *plan.Lane, versionHeader bool) (*corev3.TypedExtensionConfig,
 		JwksSourceSpecifier: &jwtauthnv3.JwtProvider_LocalJwks{LocalJwks: &corev3.DataSource{
 			Specifier: &corev3.DataSource_InlineString{InlineString: l.Keys},
 		}},
-		// Only the claims a route or a span reads: the environment (the
-		// routes), the release (killed releases' routes, the span's
-		// release tag), and the version only while a kill's route
-		// compares it. Each header costs every request: the lane's
+		// Only the claims a route, a span or the service reads: the
+		// environment (the routes), the release (killed releases'
+		// routes, the span's release tag), the stress mark (the
+		// service, the span), and the version only while a kill's
+		// route compares it. Each header costs every request: the lane's
 		// config version as x-gray-version cost an inner hop's Envoy
 		// ~7k instructions per request (the claim, the request header
 		// and the response header copying it; bench-ir, N1-claims3),

@@ -102,6 +102,9 @@ func servedTags(innerHop, asks bool) []*tracingtypev3.CustomTag {
 		reasonTag,
 		header(wire.AttrLane, wire.HeaderEnv),
 		header(wire.AttrRelease, wire.HeaderRelease),
+		// A stress-test request, on every hop: graymesh's answer sets the
+		// header at the edge, the lane's claim at inner hops.
+		header(wire.AttrStress, wire.HeaderStress),
 		{Tag: wire.AttrFallback, Type: &tracingtypev3.CustomTag_Value{
 			Value: "%REQ(" + wire.HeaderFallback + ")%%UPSTREAM_METADATA(" + wire.MetadataNamespace + ":" + wire.MetadataFallback + ")%",
 		}},

@@ -39,8 +39,9 @@ type Receiver struct {
 	closeOnce sync.Once
 
 	// Entries counts the entries that became samples; Skipped those of
-	// clusters that are no environment of the plan (or not HTTP).
-	Entries, Skipped atomic.Int64
+	// clusters that are no environment of the plan (or not HTTP); Stress
+	// those of stress-test requests, shadow load the analysis leaves out.
+	Entries, Skipped, Stress atomic.Int64
 }
 
 var _ accesslogsvcv3.AccessLogServiceServer = (*Receiver)(nil)
@@ -137,6 +138,10 @@ func (r *Receiver) entry(e *accesslogdatav3.HTTPAccessLogEntry) {
 	t, ok := (*m)[c.GetUpstreamCluster()]
 	if !ok {
 		r.Skipped.Add(1)
+		return
+	}
+	if e.GetRequest().GetRequestHeaders()[wire.HeaderStress] != "" {
+		r.Stress.Add(1)
 		return
 	}
 	r.Entries.Add(1)

@@ -52,6 +52,10 @@ const (
 	// AttrLaneProblem says why an inner hop refused the lane it was
 	// handed (Envoy's words: "Jwt is expired", "Jwt verification fails").
 	AttrLaneProblem = "graymesh.lane_problem"
+	// AttrStress is "1" on every span of a stress-test request (decision
+	// spans and sidecar spans alike): shadow load, kept apart from real
+	// load. The edge's decision span also says AttrReason "stress".
+	AttrStress = "graymesh.stress"
 )
 
 // Values of the trace vocabulary.

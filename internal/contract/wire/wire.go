@@ -51,6 +51,27 @@ const (
 	LaneClaimEnv     = "env"
 	LaneClaimRelease = "rel"
 	LaneClaimVersion = "ver"
+	// LaneClaimStress is "1" in the lane of a stress-test request: every
+	// inner hop's Envoy copies it into HeaderStress.
+	LaneClaimStress = "sts"
+)
+
+// Stress tests: load a release's environment as if it were fully ramped,
+// with requests marked so that every hop and every service can tell them
+// from real ones.
+const (
+	// HeaderStressMarker carries the stress marker a load test sends to
+	// the edge: a JWS graymesh minted (StressIssuer) naming one release.
+	// graymesh verifies it at the edge; it does not travel further, the
+	// lane carries what it decided.
+	HeaderStressMarker = "x-graymesh-stress"
+	// StressIssuer is the iss of every stress marker. It is not
+	// LaneIssuer, so a marker can never pass for a lane.
+	StressIssuer = "graymesh-stress"
+	// HeaderStress is "1" on every hop of a stress-test request (set by
+	// the edge's decision and, at inner hops, from the lane's
+	// LaneClaimStress): what a service reads to keep shadow data apart.
+	HeaderStress = HeaderPrefix + "stress"
 )
 
 // Reasons an inner hop gives in HeaderReason: its sidecar's route says

@@ -3,6 +3,7 @@ package gray
 import (
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/graymesh/graymesh/internal/contract/config"
@@ -25,6 +26,16 @@ type Outcome struct {
 	// Membership is a fresh membership token to hand the caller on the
 	// response ("" when none).
 	Membership string
+	// Stress marks a stress-test request: at the edge, one carrying a
+	// verified marker for a release of the config (reason stress, or
+	// killed: stable serves it, still as shadow load); at an inner hop,
+	// one whose lane says so. Every hop tells its service (HeaderStress),
+	// so shadow data stays apart wherever the request is served.
+	Stress bool
+	// StressProblem says why the edge ignored a stress marker, as one of
+	// a few codes (malformed, bad-signature, expired, unknown-key,
+	// no-lane-key, unknown-release); "" when none came or it verified.
+	StressProblem string
 }
 
 // Decide is graymesh's one decision entry point. The edge resolves the
@@ -42,7 +53,7 @@ func (p *Policy) Decide(r Request) Outcome {
 			// outside lane.mesh_cidrs before its lane check runs.
 			token = ""
 		}
-		o.Decision, o.LaneProblem = p.follow(token, r.Now)
+		o.Decision, o.Stress, o.LaneProblem = p.follow(token, r.Now)
 		if o.Reason != ReasonLane && r.Lane != "" {
 			// Do not pass on a lane that is not honoured.
 			o.SetLane = true
@@ -50,19 +61,44 @@ func (p *Policy) Decide(r Request) Outcome {
 	} else {
 		o.Caller = p.caller(r)
 		f := p.facts(r, o.Caller)
+		f.Stress, o.StressProblem = p.stressRelease(r)
 		o.Decision = p.Engine.Decide(&f)
+		o.Stress = f.Stress != "" && o.Release == f.Stress
 		o.Membership = p.membershipFor(o.Decision, o.Caller, r.Now)
 		if p.Lanes != nil {
 			// Whatever lane the client sent is replaced by ours, or
 			// removed when nothing was decided.
 			o.SetLane = true
-			if o.Env != "" {
+			switch {
+			case o.Stress:
+				o.Lane = p.Lanes.SignStressLane(o.Env, o.Release, o.Version, r.Now)
+			case o.Env != "":
 				o.Lane = p.Lanes.Sign(o.Env, o.Release, o.Version, r.Now)
 			}
 		}
 	}
 	o.Fallback = p.fallbackFor(r.Hop.Service, o.Env)
 	return o
+}
+
+// stressRelease is the release the request's stress marker loads, or why
+// the marker is ignored: forged, expired, or sent where no lane key signs
+// markers. A request without a marker gets neither.
+func (p *Policy) stressRelease(r Request) (string, string) {
+	if r.StressMarker == "" {
+		return "", ""
+	}
+	if p.Lanes == nil {
+		return "", "no-lane-key"
+	}
+	s, err := p.Lanes.VerifyStress(r.StressMarker, r.Now)
+	if err != nil {
+		return "", strings.TrimPrefix(err.Error(), "lane-")
+	}
+	if !p.Engine.Has(s.Release) {
+		return "", "unknown-release"
+	}
+	return s.Release, ""
 }
 
 // caller verifies the request's token (or takes an asserted identity).
@@ -115,18 +151,18 @@ func (p *Policy) takesLaneFrom(ip netip.Addr) bool {
 // the lane if its signature and expiry check out and its release is not
 // killed (for it: Plan.KillStops), and otherwise serves stable and says why — the routes graymesh
 // pushes to an inner sidecar (plan.Service.InnerRoutes) say the same.
-func (p *Policy) follow(token string, now time.Time) (Decision, string) {
+func (p *Policy) follow(token string, now time.Time) (Decision, bool, string) {
 	stable := Decision{Env: config.Stable, Reason: ReasonLaneMissing, Bucket: NoBucket, Version: p.Engine.version}
 	if token == "" || p.Lanes == nil {
 		// No lane names an environment: stable serves by default, and
 		// the hop is told none (as the sidecar's default route).
 		stable.Env = ""
-		return stable, ""
+		return stable, false, ""
 	}
 	l, err := p.Lanes.Verify(token, now)
 	if err != nil {
 		stable.Reason = ReasonLaneRefused
-		return stable, err.Error()
+		return stable, false, err.Error()
 	}
 	if p.Engine.state(l.Release) == config.StateKilled && p.Plan.KillStops(l.Version) {
 		// A kill reaches lanes already travelling, not only new decisions
@@ -134,9 +170,9 @@ func (p *Policy) follow(token string, now time.Time) (Decision, string) {
 		// version: a newer lane comes from where the kill was lifted.
 		// The version stays the lane's, as the sidecar's route leaves it.
 		stable.Release, stable.Rule, stable.Reason, stable.Version = l.Release, "state", ReasonKilled, l.Version
-		return stable, ""
+		return stable, l.Stress, ""
 	}
-	return Decision{Env: l.Env, Release: l.Release, Reason: ReasonLane, Bucket: NoBucket, Version: l.Version}, ""
+	return Decision{Env: l.Env, Release: l.Release, Reason: ReasonLane, Bucket: NoBucket, Version: l.Version}, l.Stress, ""
 }
 
 // fallbackFor names why service cannot serve env itself ("" when it can,

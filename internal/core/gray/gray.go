@@ -23,6 +23,7 @@ package gray
 
 import (
 	"fmt"
+	"slices"
 	"net/netip"
 	"time"
 
@@ -61,6 +62,10 @@ const (
 	// the traffic-weighted release itself, without asking graymesh
 	// (mesh.native_traffic_split); its route says so.
 	ReasonTrafficEnvoy Reason = wire.ReasonTrafficEnvoy
+	// ReasonStress: a verified stress marker sent the request to its
+	// release's environment whatever the percentage, schedule or freeze
+	// (a kill still wins): a load test, not a caller.
+	ReasonStress Reason = "stress"
 )
 
 // NoBucket marks a decision that computed no bucket.
@@ -85,6 +90,9 @@ type Facts struct {
 	// RequestID identifies the request (Envoy's x-request-id): a
 	// traffic-weighted release draws on it.
 	RequestID string
+	// Stress names the release a verified stress marker loads ("" when
+	// none).
+	Stress string
 }
 
 // Decision is the outcome for one request.
@@ -176,6 +184,11 @@ func (e *Engine) Version() string { return e.version }
 // Decide returns the environment for req. It is pure: the same engine and
 // request always give the same decision.
 func (e *Engine) Decide(req *Facts) Decision {
+	if req.Stress != "" {
+		if d, ok := e.stress(req.Stress); ok {
+			return d
+		}
+	}
 	verified := req.Subject != ""
 	key := req.Subject
 	if !verified {
@@ -273,6 +286,30 @@ func (r *release) percentAt(now time.Time) (uint32, string) {
 		bp, rule = r.steps[i].basisPoints, r.steps[i].rule
 	}
 	return bp, rule
+}
+
+// Has reports whether the config has a release of that name.
+func (e *Engine) Has(name string) bool {
+	return slices.ContainsFunc(e.releases, func(r release) bool { return r.name == name })
+}
+
+// stress decides a request a stress marker for release carries: the
+// release's environment as if it were at 100%, whatever its percentage,
+// schedule or freeze; stable while it is killed (killed means nobody).
+// False when no release has that name: the rules decide as without a
+// marker.
+func (e *Engine) stress(name string) (Decision, bool) {
+	for i := range e.releases {
+		r := &e.releases[i]
+		if r.name != name {
+			continue
+		}
+		if r.state == config.StateKilled {
+			return Decision{Env: config.Stable, Release: r.name, Rule: "state", Reason: ReasonKilled, Bucket: NoBucket, Version: e.version}, true
+		}
+		return e.admit(r, "stress-marker", ReasonStress, NoBucket), true
+	}
+	return Decision{}, false
 }
 
 func (e *Engine) admit(r *release, rule string, reason Reason, bucket int) Decision {

@@ -26,6 +26,8 @@ type Request struct {
 	Lane string
 	// RequestID is Envoy's x-request-id.
 	RequestID string
+	// StressMarker is the stress marker header's value (edge only).
+	StressMarker string
 	Now       time.Time
 	// Asserted, when set, is taken as the verified caller instead of
 	// reading a token: the explain tools use it to ask "what if this

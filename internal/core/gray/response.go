@@ -31,6 +31,9 @@ func (o *Outcome) RequestHeaders() []Header {
 	add(wire.HeaderVersion, o.Version)
 	add(wire.HeaderFallback, o.Fallback)
 	add(wire.HeaderLaneProblem, o.LaneProblem)
+	if o.Stress {
+		add(wire.HeaderStress, "1")
+	}
 	if o.SetLane {
 		add(wire.HeaderLane, o.Lane)
 	}

@@ -47,6 +47,8 @@ type Lane struct {
 	Release string
 	Version string
 	Expires time.Time
+	// Stress marks the lane of a stress-test request (SignStressLane).
+	Stress bool
 }
 
 // Verification failures, as reasons.
@@ -76,7 +78,10 @@ type Signer struct {
 	cache windowCache
 }
 
-type laneKey struct{ env, release, version string }
+type laneKey struct {
+	env, release, version string
+	stress                bool
+}
 
 // windowCache holds the lanes signed for one window.
 type windowCache struct {
@@ -169,6 +174,7 @@ type claims struct {
 	Env     string `json:"env"`
 	Release string `json:"rel,omitempty"`
 	Version string `json:"ver,omitempty"`
+	Stress  string `json:"sts,omitempty"`
 	jwt.RegisteredClaims
 }
 
@@ -178,9 +184,19 @@ type claims struct {
 // deterministic, so every graymesh with the same mesh key hands out the
 // very same token.
 func (s *Signer) Sign(env, release, configVersion string, now time.Time) string {
+	return s.signCached(laneKey{env: env, release: release, version: configVersion}, now)
+}
+
+// SignStressLane is Sign for a stress-test request: the lane also carries
+// wire.LaneClaimStress, which every inner hop's Envoy turns into the
+// wire.HeaderStress its service reads.
+func (s *Signer) SignStressLane(env, release, configVersion string, now time.Time) string {
+	return s.signCached(laneKey{env: env, release: release, version: configVersion, stress: true}, now)
+}
+
+func (s *Signer) signCached(k laneKey, now time.Time) string {
 	w := int64(s.window / time.Second)
 	start := now.Unix() / w * w
-	k := laneKey{env, release, configVersion}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cache.start != start || s.cache.tokens == nil {
@@ -197,8 +213,12 @@ func (s *Signer) Sign(env, release, configVersion string, now time.Time) string 
 }
 
 func (s *Signer) sign(k laneKey, exp time.Time) string {
-	t := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims{Env: k.env, Release: k.release, Version: k.version,
-		RegisteredClaims: jwt.RegisteredClaims{Issuer: wire.LaneIssuer, ExpiresAt: jwt.NewNumericDate(exp)}})
+	c := claims{Env: k.env, Release: k.release, Version: k.version,
+		RegisteredClaims: jwt.RegisteredClaims{Issuer: wire.LaneIssuer, ExpiresAt: jwt.NewNumericDate(exp)}}
+	if k.stress {
+		c.Stress = "1"
+	}
+	t := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c)
 	t.Header["kid"] = s.kid
 	tok, err := t.SignedString(s.private)
 	if err != nil {
@@ -238,7 +258,7 @@ func (s *Signer) Verify(token string, now time.Time) (Lane, error) {
 	case c.Env == "":
 		return Lane{}, ErrMalformed
 	}
-	return Lane{Env: c.Env, Release: c.Release, Version: c.Version, Expires: c.ExpiresAt.Time}, nil
+	return Lane{Env: c.Env, Release: c.Release, Version: c.Version, Expires: c.ExpiresAt.Time, Stress: c.Stress == "1"}, nil
 }
 
 // compactJWS reports whether token is made only of the characters of a

@@ -22,7 +22,8 @@ type anonymous struct {
 // anonymousSplit is the traffic-weighted release's split for Envoy to make
 // on its own (mesh.native_traffic_split), or nil. Only a request no rule
 // can tell apart may skip graymesh: one with no token or cookie (no
-// subject, no device id, no token cookie) and no membership header. A
+// subject, no device id, no token cookie), no membership header and no
+// stress marker. A
 // release with headers or cidrs rules can admit, freeze or kill such a
 // request on what Envoy's route cannot see as graymesh does, so any one of
 // them, in any state, keeps every request on ext_proc. Without a lane key
@@ -37,7 +38,9 @@ func anonymousSplit(cfg *config.Config, w *split) *anonymous {
 			return nil
 		}
 	}
-	absent := []string{"authorization", "cookie"}
+	// A stress marker is decided by graymesh: the request is no
+	// anonymous caller's.
+	absent := []string{"authorization", "cookie", wire.HeaderStressMarker}
 	if cfg.Membership.Enabled {
 		absent = append(absent, strings.ToLower(cfg.Membership.Header))
 	}

@@ -371,7 +371,7 @@ func buildMesh(cfg *config.Config) (Mesh, error) {
 // membership header when membership is on, and every header a release
 // matches on.
 func decisionHeaders(cfg *config.Config) []string {
-	names := []string{"authorization", "cookie", wire.HeaderRequestID, wire.HeaderLane}
+	names := []string{"authorization", "cookie", wire.HeaderRequestID, wire.HeaderLane, wire.HeaderStressMarker}
 	if cfg.Membership.Enabled {
 		names = append(names, strings.ToLower(cfg.Membership.Header))
 	}

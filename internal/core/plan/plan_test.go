@@ -274,7 +274,7 @@ services:
 `
 	const key = "0123456789abcdef0123456789abcdef"
 	weighted := "releases: [{name: c, env: canary, traffic_percent: 12.5%s}]"
-	want := &Route{Name: RouteAnonymous, Match: Match{Kind: MatchAnonymous, Absent: []string{"authorization", "cookie"}},
+	want := &Route{Name: RouteAnonymous, Match: Match{Kind: MatchAnonymous, Absent: []string{"authorization", "cookie", wire.HeaderStressMarker}},
 		Backends: []Backend{{Env: config.Stable, Weight: 8750}, {Env: "canary", Weight: 1250}},
 		Reason:   wire.ReasonTrafficEnvoy, Release: "c"}
 	tests := []struct {
@@ -292,7 +292,7 @@ services:
 		{"a cidrs rule could match a keyless request", "true", key,
 			"releases: [{name: c, env: canary, traffic_percent: 12.5}, {name: h, env: canary, cidrs: [10.0.0.0/8]}]", nil},
 		{"membership header must be absent too", "true", key, "membership: {enabled: true}\n" + fmt.Sprintf(weighted, ""),
-			&Route{Name: want.Name, Match: Match{Kind: MatchAnonymous, Absent: []string{"authorization", "cookie", strings.ToLower(wire.DefaultMembershipHeader)}},
+			&Route{Name: want.Name, Match: Match{Kind: MatchAnonymous, Absent: []string{"authorization", "cookie", strings.ToLower(wire.DefaultMembershipHeader), wire.HeaderStressMarker}},
 				Backends: want.Backends, Reason: want.Reason, Release: want.Release}},
 	}
 	for _, tt := range tests {

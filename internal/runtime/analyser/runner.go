@@ -138,6 +138,10 @@ func New(log *slog.Logger, reg prometheus.Registerer, source analysis.Source) *R
 		rollouts: map[string]*rollout{},
 	}
 	a.Receiver = accesslog.New(a.collector.Observe, log)
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: nodePrefix + "_stress_entries_total",
+		Help: "Access-log entries of stress-test (shadow) requests, left out of the analysis.",
+	}, func() float64 { return float64(a.Receiver.Stress.Load()) }))
 	return a
 }
 

@@ -20,6 +20,9 @@ import (
 
 const (
 	decisionsMetric = "graymesh_decisions_total"
+	// stressMetric counts stress-test requests, which are not decisions
+	// of callers: shown apart, never in the share.
+	stressMetric = "graymesh_stress_requests_total"
 	// keepSamples bounds the samples held: 10 minutes at 2 s.
 	keepSamples = 300
 	// freshSample is the age under which a page reuses the newest sample
@@ -46,6 +49,9 @@ type sample struct {
 	// identity (no bucket to compare).
 	hashed, byPercent, named map[string]float64
 	anonymous                float64
+	// stress counts, per release, the stress-test requests its markers
+	// brought to the edge (shadow load; gray or, killed, stable).
+	stress map[string]float64
 	// inForce is, per release, the percentage in force when the sample
 	// was taken: 0 while the release was killed.
 	inForce map[string]float64
@@ -64,7 +70,7 @@ func newObserver(d *admin.Service) *observer { return &observer{d: d} }
 // sample reads the counters now.
 func (o *observer) sample() {
 	s := sample{at: time.Now(), version: o.d.Config().Version, gray: map[string]float64{}, inForce: map[string]float64{},
-		hashed: map[string]float64{}, byPercent: map[string]float64{}, named: map[string]float64{}}
+		hashed: map[string]float64{}, byPercent: map[string]float64{}, named: map[string]float64{}, stress: map[string]float64{}}
 	releases, _ := o.d.Releases(context.Background())
 	for _, rs := range releases {
 		s.inForce[rs.Name] = percentInForce(rs)
@@ -74,7 +80,8 @@ func (o *observer) sample() {
 		return
 	}
 	for _, f := range fams {
-		if f.GetName() != decisionsMetric {
+		name := f.GetName()
+		if name != decisionsMetric && name != stressMetric {
 			continue
 		}
 		for _, m := range f.GetMetric() {
@@ -82,10 +89,13 @@ func (o *observer) sample() {
 			for _, l := range m.GetLabel() {
 				labels[l.GetName()] = l.GetValue()
 			}
-			if labels["hop"] != "edge" {
-				continue
+			switch {
+			case labels["hop"] != "edge":
+			case name == stressMetric:
+				s.stress[labels["release"]] += m.GetCounter().GetValue()
+			default:
+				s.count(labels["release"], labels["env"], labels["reason"], m.GetCounter().GetValue())
 			}
-			s.count(labels["release"], labels["env"], labels["reason"], m.GetCounter().GetValue())
 		}
 	}
 	o.mu.Lock()
@@ -148,10 +158,12 @@ func (o *observer) fresh() {
 // share is an observed gray share: Gray of Total edge decisions, counted
 // from From on; of them, Hashed were decided by the release's percentage
 // (ByPercent admitted), Named admitted by a list or rule, Anonymous had no
-// usable identity.
+// usable identity. Stress counts the release's stress-test requests
+// apart: shadow load, in none of the other counts.
 type share struct {
 	Gray, Total                         float64
 	Hashed, ByPercent, Named, Anonymous float64
+	Stress                              float64
 	From                                time.Time
 }
 
@@ -181,7 +193,8 @@ func (s share) Percent() float64 {
 func between(release string, a, b sample) share {
 	return share{Gray: b.gray[release] - a.gray[release], Total: b.edge - a.edge, From: a.at,
 		Hashed: b.hashed[release] - a.hashed[release], ByPercent: b.byPercent[release] - a.byPercent[release],
-		Named: b.named[release] - a.named[release], Anonymous: b.anonymous - a.anonymous}
+		Named: b.named[release] - a.named[release], Anonymous: b.anonymous - a.anonymous,
+		Stress: b.stress[release] - a.stress[release]}
 }
 
 // window is release's share over the last d.

@@ -16,7 +16,12 @@ import (
 type metrics struct {
 	registry  *prometheus.Registry
 	decisions *prometheus.CounterVec
-	fallbacks *prometheus.CounterVec
+	// stress counts stress-test requests apart from decisions, so that
+	// shadow load never moves the observed share; stressIgnored counts
+	// markers that did not verify (those requests are decided as if
+	// unmarked, and counted in decisions).
+	stress, stressIgnored *prometheus.CounterVec
+	fallbacks             *prometheus.CounterVec
 	latency   prometheus.Histogram
 }
 
@@ -27,6 +32,14 @@ func newMetrics(activeStreams func() int64, x *xds.Server, sources *identity.Sou
 			Name: "graymesh_decisions_total",
 			Help: "Decisions made, by hop (edge decides, inner follows the lane), release, environment (\"\" = route default) and reason.",
 		}, []string{"hop", "release", "env", "reason"}),
+		stress: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "graymesh_stress_requests_total",
+			Help: "Stress-test (shadow) requests, by hop, release, environment and reason (stress, killed, lane); not in graymesh_decisions_total.",
+		}, []string{"hop", "release", "env", "reason"}),
+		stressIgnored: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "graymesh_stress_markers_ignored_total",
+			Help: "Stress markers ignored at the edge, by problem (malformed, bad-signature, expired, unknown-key, no-lane-key, unknown-release); the request was decided as unmarked.",
+		}, []string{"problem"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "graymesh_decision_duration_seconds",
 			Help:    "Time to decide one request inside graymesh (header extraction, token, rules, lane), excluding gRPC transport.",
@@ -40,7 +53,7 @@ func newMetrics(activeStreams func() int64, x *xds.Server, sources *identity.Sou
 	m.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.decisions, m.fallbacks, m.latency, keySetCollector{sources},
+		m.decisions, m.stress, m.stressIgnored, m.fallbacks, m.latency, keySetCollector{sources},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "graymesh_extproc_active_streams",
 			Help: "ext_proc streams open now (one per in-flight request).",
@@ -62,8 +75,17 @@ func newMetrics(activeStreams func() int64, x *xds.Server, sources *identity.Sou
 }
 
 // Decided implements extproc.Observer.
-func (m *metrics) Decided(hop, service string, d gray.Decision, took time.Duration) {
-	m.decisions.WithLabelValues(hop, d.Release, d.Env, string(d.Reason)).Inc()
+func (m *metrics) Decided(hop, service string, o *gray.Outcome, took time.Duration) {
+	d := &o.Decision
+	switch {
+	case o.Stress:
+		m.stress.WithLabelValues(hop, d.Release, d.Env, string(d.Reason)).Inc()
+	default:
+		m.decisions.WithLabelValues(hop, d.Release, d.Env, string(d.Reason)).Inc()
+	}
+	if o.StressProblem != "" {
+		m.stressIgnored.WithLabelValues(o.StressProblem).Inc()
+	}
 	m.latency.Observe(took.Seconds())
 	if d.Fallback != "" {
 		m.fallbacks.WithLabelValues(service, d.Env, d.Fallback).Inc()
