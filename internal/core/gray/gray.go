@@ -23,8 +23,8 @@ package gray
 
 import (
 	"fmt"
-	"slices"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/graymesh/graymesh/internal/contract/config"

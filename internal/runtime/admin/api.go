@@ -47,6 +47,19 @@ type API interface {
 	History(ctx context.Context, release string) ([]Change, error)
 	// Status is the process's state (GET /status).
 	Status(ctx context.Context) (*Status, error)
+	// StressMarker mints a stress marker for a release, valid for ttl
+	// (POST /v1/releases/{name}/stress-marker?ttl=1h): requests that
+	// carry it load the release's environment as if it were fully
+	// ramped, marked as shadow load on every hop.
+	StressMarker(ctx context.Context, release string, ttl time.Duration) (StressMarker, error)
+}
+
+// StressMarker is a minted stress marker: send Marker in Header.
+type StressMarker struct {
+	Release   string    `json:"release"`
+	Header    string    `json:"header"`
+	Marker    string    `json:"marker"`
+	ExpiresAt time.Time `json:"expires_at"`
 }
 
 // The API's types are owned by the pipeline and the analysis; they are

@@ -117,6 +117,13 @@ func (c *Client) Explain(ctx context.Context, ask gray.Ask) (gray.Explanation, e
 	return out, c.do(ctx, http.MethodPost, "/v1/explain", ask, &out)
 }
 
+// StressMarker implements API.
+func (c *Client) StressMarker(ctx context.Context, release string, ttl time.Duration) (StressMarker, error) {
+	var out StressMarker
+	q := url.Values{"ttl": {ttl.String()}}
+	return out, c.do(ctx, http.MethodPost, "/v1/releases/"+url.PathEscape(release)+"/stress-marker?"+q.Encode(), nil, &out)
+}
+
 // Diff implements API.
 func (c *Client) Diff(ctx context.Context, d DiffRequest) (gate.Report, error) {
 	q := url.Values{"source": {d.Source}}

@@ -68,6 +68,7 @@ func (s *Service) Handler(console http.Handler) http.Handler {
 		answer(w, rs, err)
 	}))
 	mux.HandleFunc("POST /v1/releases/{name}/{action}", authed(s.handleAction))
+	mux.HandleFunc("POST /v1/releases/{name}/stress-marker", authed(s.handleStressMarker))
 	mux.HandleFunc("POST /v1/releases/{name}/{action}/preview", authed(s.handlePreview))
 	mux.HandleFunc("GET /v1/releases/{name}/analysis", authed(s.handleAnalysis))
 	mux.HandleFunc("GET /v1/releases/{name}/fleet", authed(func(w http.ResponseWriter, r *http.Request) {
@@ -216,6 +217,25 @@ func (s *Service) handleAnalysis(w http.ResponseWriter, r *http.Request) {
 	st, err := s.Analysis(r.Context(), r.PathValue("name"), n)
 	answer(w, st, err)
 }
+
+// handleStressMarker answers POST /v1/releases/{name}/stress-marker?ttl=D
+// (default DefaultStressTTL).
+func (s *Service) handleStressMarker(w http.ResponseWriter, r *http.Request) {
+	ttl := DefaultStressTTL
+	if v := r.URL.Query().Get("ttl"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			answer(w, nil, &Error{Code: http.StatusBadRequest, Message: "ttl: " + err.Error()})
+			return
+		}
+		ttl = d
+	}
+	m, err := s.StressMarker(r.Context(), r.PathValue("name"), ttl)
+	answer(w, m, err)
+}
+
+// DefaultStressTTL is a stress marker's lifetime when none is asked for.
+const DefaultStressTTL = time.Hour
 
 // handleExplain answers what the decision is for a described caller
 // (a gray.Ask) and why, with the policy in force: the same entry point

@@ -5,11 +5,14 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/graymesh/graymesh/internal/contract/config"
+	"github.com/graymesh/graymesh/internal/contract/wire"
 	"github.com/graymesh/graymesh/internal/core/gate"
 	"github.com/graymesh/graymesh/internal/core/gray"
 	"github.com/graymesh/graymesh/internal/runtime/analyser"
@@ -31,6 +34,8 @@ type Runtime struct {
 	StateDir string
 	// Token, when set, is the bearer token the API requires.
 	Token string
+	// Log records what the API hands out (stress markers); nil: nowhere.
+	Log *slog.Logger
 }
 
 // Service is the API in process, over the change pipeline and the
@@ -77,6 +82,28 @@ func (s *Service) Explain(_ context.Context, ask gray.Ask) (gray.Explanation, er
 		return gray.Explanation{}, &Error{Code: http.StatusBadRequest, Message: err.Error()}
 	}
 	return p.Explain(req), nil
+}
+
+// StressMarker implements API. Every graymesh of the mesh verifies the
+// marker: it is signed with the lane key they share.
+func (s *Service) StressMarker(_ context.Context, release string, ttl time.Duration) (StressMarker, error) {
+	p := s.pipe.Policy()
+	if p.Lanes == nil {
+		return StressMarker{}, &Error{Code: http.StatusConflict, Message: "no lane key (lane.key or lane.key_file): graymesh cannot sign stress markers"}
+	}
+	if !p.Engine.Has(release) {
+		return StressMarker{}, &Error{Code: http.StatusNotFound, Message: fmt.Sprintf("no release %q", release)}
+	}
+	now := s.pipe.Clock().Now()
+	tok, err := p.Lanes.SignStress(release, now, ttl)
+	if err != nil {
+		return StressMarker{}, &Error{Code: http.StatusBadRequest, Message: err.Error()}
+	}
+	m := StressMarker{Release: release, Header: wire.HeaderStressMarker, Marker: tok, ExpiresAt: now.Add(ttl).UTC()}
+	if s.rt.Log != nil {
+		s.rt.Log.Info("stress marker minted", "release", release, "ttl", ttl.String(), "expires_at", m.ExpiresAt)
+	}
+	return m, nil
 }
 
 // Diff implements API.

@@ -22,7 +22,7 @@ type metrics struct {
 	// unmarked, and counted in decisions).
 	stress, stressIgnored *prometheus.CounterVec
 	fallbacks             *prometheus.CounterVec
-	latency   prometheus.Histogram
+	latency               prometheus.Histogram
 }
 
 func newMetrics(activeStreams func() int64, x *xds.Server, sources *identity.Sources) *metrics {
