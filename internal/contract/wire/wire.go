@@ -35,10 +35,6 @@ const HeaderRequestID = "x-request-id"
 // inner hops must keep it: only edge listeners strip it from clients.
 const HeaderLane = "x-graymesh-lane"
 
-// HeaderStressMarker carries the stress marker a load test sends;
-// graymesh verifies it at the edge.
-const HeaderStressMarker = "x-graymesh-stress"
-
 // HeaderLaneProblem says why an inner hop refused the lane it was handed
 // (Envoy's jwt_authn status message, e.g. "Jwt is expired").
 const HeaderLaneProblem = HeaderPrefix + "lane-problem"
