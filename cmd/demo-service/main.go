@@ -144,7 +144,10 @@ func serve(w http.ResponseWriter, r *http.Request, o options, client *http.Clien
 		attribute.String(wire.AttrService, o.service),
 		attribute.String(wire.AttrVariant, o.env),
 	)
-	for _, a := range [][2]string{{wire.AttrLane, wire.HeaderEnv}, {wire.AttrFallback, wire.HeaderFallback}} {
+	// A stress-test request says so (x-gray-stress): a real service would
+	// write its data to shadow tables; the demo marks its span and echoes
+	// the header in its reply (Gray).
+	for _, a := range [][2]string{{wire.AttrLane, wire.HeaderEnv}, {wire.AttrFallback, wire.HeaderFallback}, {wire.AttrStress, wire.HeaderStress}} {
 		if v := r.Header.Get(a[1]); v != "" {
 			span.SetAttributes(attribute.String(a[0], v))
 		}
@@ -163,6 +166,9 @@ func serve(w http.ResponseWriter, r *http.Request, o options, client *http.Clien
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Served-By", o.service+"/"+o.env+"/"+o.version)
+	// The environment that served this hop, for a load test's report
+	// (graymesh loadtest counts responses by it).
+	w.Header().Set(wire.HeaderEnv, o.env)
 	if len(out.Errors) > 0 {
 		w.WriteHeader(http.StatusBadGateway)
 	}

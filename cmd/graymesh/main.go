@@ -40,6 +40,7 @@ Commands:
   diff           what a config change does: subjects moving each way, and evictions
   release        list, freeze, unfreeze, kill, revive or re-percent releases of a running graymesh
   analysis       a release's gray-versus-stable windows: sides, tests, verdicts and actions
+  loadtest       stress-test a release's environment with marked shadow traffic through the edge
   render         print Istio routes for the config: graymesh render istio --config FILE
   version        print the version (also: graymesh --version)
 
@@ -64,6 +65,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		"verify-traces": verifyTraces,
 		"release":       release,
 		"analysis":      analysisCmd,
+		"loadtest":      loadtestCmd,
 		"diff":          diffCmd,
 		"render":        render,
 		"version": func([]string, io.Writer, io.Writer) error {

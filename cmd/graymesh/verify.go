@@ -15,6 +15,7 @@ import (
 var (
 	errLeaks         = errors.New("lane leaks found")
 	errLaggingSplits = errors.New("chains split by a node behind the edge's version")
+	errStressLost    = errors.New("stress-test chains whose mark was lost at a hop")
 )
 
 func verifyTraces(args []string, stdout, stderr io.Writer) error {
@@ -96,6 +97,8 @@ func verdict(r *tracecheck.Report, allowUnread, failUndecided bool, service stri
 		return errLeaks
 	case r.LaggingSplits > 0:
 		return errLaggingSplits
+	case r.StressLost > 0:
+		return errStressLost
 	case !r.Read.Complete && !allowUnread:
 		return fmt.Errorf("%s: not every trace in the window was read (raise --max-requests, or --allow-unread)", unreadSummary(r.Read))
 	case r.Undecided > 0 && failUndecided:
@@ -121,6 +124,9 @@ func printReport(w io.Writer, r *tracecheck.Report, show int) {
 	fmt.Fprintf(w, "leaks:  %d chains with a leak, %d leaking hops (leak rate %.4f per hop)\n", r.LeakingChains, r.Leaks, r.LeakRate)
 	fmt.Fprintf(w, "fail-opens: %d chains served without graymesh's answer; %d traces pending (younger than the settle time)\n", r.FailOpens, r.Pending)
 	fmt.Fprintf(w, "splits: %d chains stopped as killed by a node behind the edge's version (no kill: that node had not applied the revive)\n", r.LaggingSplits)
+	if r.Stress > 0 || r.StressLost > 0 {
+		fmt.Fprintf(w, "stress: %d stress-test (shadow) chains, checked like the others; %d hops lost the mark (their service saw no %s)\n", r.Stress, r.StressLost, wire.HeaderStress)
+	}
 	if r.Native > 0 {
 		fmt.Fprintf(w, "native: %d chains Envoy's edge split itself (reason %s, graymesh not asked)\n", r.Native, wire.ReasonTrafficEnvoy)
 	}

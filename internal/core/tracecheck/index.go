@@ -69,6 +69,24 @@ func newIndex(t Trace) *index {
 	return x
 }
 
+// stressed is the services with a span marked graymesh.stress (their own,
+// their sidecar's or their decision's): empty unless the trace is a
+// stress-test chain.
+func (x *index) stressed() map[string]bool {
+	out := map[string]bool{}
+	for i, s := range x.spans {
+		if s.tag(wire.AttrStress) != "1" {
+			continue
+		}
+		service := s.tag(wire.AttrService)
+		if service == "" {
+			service = strings.TrimSuffix(x.serviceName(i), sidecarSuffix)
+		}
+		out[service] = true
+	}
+	return out
+}
+
 // isDecision: graymesh's decision spans are the ones that name their hop.
 func (x *index) isDecision(i int) bool {
 	return x.spans[i].tag(wire.AttrHop) != "" || x.spans[i].OperationName == legacyOpDecision

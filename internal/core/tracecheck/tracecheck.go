@@ -130,6 +130,10 @@ type Hop struct {
 	// Switch marks the hop where the chain switched to stable because its
 	// release was killed mid-flight: explained, not a leak.
 	Switch bool `json:"switch,omitempty"`
+	// StressLost marks a hop of a stress-test chain where no span of the
+	// service says stress: its service may have written shadow load as
+	// real data.
+	StressLost bool `json:"stress_lost,omitempty"`
 	// Split marks the hop that stopped the chain as killed although the
 	// edge decided under a newer version than the kill there stops: its
 	// node had not caught up with the revive.
@@ -173,8 +177,13 @@ type TraceResult struct {
 	// Split names the service whose node, behind the edge's, stopped the
 	// chain as killed (Hop.Split).
 	Split string `json:"split,omitempty"`
-	Hops  []Hop  `json:"hops"`
-	Leaks int    `json:"leaks"`
+	// Stress is true for a stress-test (shadow) chain: a span of it says
+	// graymesh.stress. It is checked like any chain; StressLost counts
+	// its hops that lost the mark (Hop.StressLost).
+	Stress     bool  `json:"stress,omitempty"`
+	StressLost int   `json:"stress_lost,omitempty"`
+	Hops       []Hop `json:"hops"`
+	Leaks      int   `json:"leaks"`
 }
 
 // Report summarises a check.
@@ -209,7 +218,11 @@ type Report struct {
 	Switches int `json:"switches"`
 	// LaggingSplits counts chains stopped as killed by a node that had not
 	// caught up with the version the edge decided under: not kills.
-	LaggingSplits int           `json:"lagging_splits"`
+	LaggingSplits int `json:"lagging_splits"`
+	// Stress counts the stress-test (shadow) chains among the checked,
+	// StressLost their hops whose service lost the mark.
+	Stress        int           `json:"stress"`
+	StressLost    int           `json:"stress_lost"`
 	Traces        []TraceResult `json:"traces"`
 	// Read says how the traces were read, when they came from Jaeger.
 	Read *ReadStats `json:"read,omitempty"`
@@ -308,6 +321,10 @@ func (r *Report) Add(res TraceResult) {
 	if res.FailOpen {
 		r.FailOpens++
 	}
+	if res.Stress {
+		r.Stress++
+	}
+	r.StressLost += res.StressLost
 	for _, h := range res.Hops {
 		if h.Fallback != "" && !h.Leak {
 			r.Fallbacks++
@@ -342,9 +359,15 @@ func checkTrace(t Trace) (TraceResult, bool) {
 		// serves stable.
 		res.Lane = stable
 	}
+	marked := x.stressed()
+	res.Stress = len(marked) > 0
 	for _, hs := range hops {
 		h := hs.hop
 		h.Reason, h.KilledThrough = x.ownReason(hs.span, h.Service)
+		if res.Stress && !marked[h.Service] {
+			h.StressLost = true
+			res.StressLost++
+		}
 		want, killed := res.Lane, false
 		if want != stable && x.killedOnPath(hs.span) {
 			// The release was killed while the request travelled: from
