@@ -221,9 +221,9 @@ type Report struct {
 	LaggingSplits int `json:"lagging_splits"`
 	// Stress counts the stress-test (shadow) chains among the checked,
 	// StressLost their hops whose service lost the mark.
-	Stress        int           `json:"stress"`
-	StressLost    int           `json:"stress_lost"`
-	Traces        []TraceResult `json:"traces"`
+	Stress     int           `json:"stress"`
+	StressLost int           `json:"stress_lost"`
+	Traces     []TraceResult `json:"traces"`
 	// Read says how the traces were read, when they came from Jaeger.
 	Read *ReadStats `json:"read,omitempty"`
 }
