@@ -268,6 +268,8 @@ type report struct {
 	Leaks         int     `json:"leaks"`
 	LeakRate      float64 `json:"leak_rate"`
 	FailOpens     int     `json:"fail_opens"`
+	Stress        int     `json:"stress"`
+	StressLost    int     `json:"stress_lost"`
 	Traces        []struct {
 		TraceID     string `json:"trace_id"`
 		Decided     bool   `json:"decided"`

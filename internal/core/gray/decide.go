@@ -70,6 +70,11 @@ func (p *Policy) Decide(r Request) Outcome {
 			// removed when nothing was decided.
 			o.SetLane = true
 			switch {
+			case o.Stress && o.Env == config.Stable:
+				// Killed: the lane names no release, or the inner
+				// hops' kill routes would drop it, and the stress mark
+				// with it, at the next hop.
+				o.Lane = p.Lanes.SignStressLane(o.Env, "", o.Version, r.Now)
 			case o.Stress:
 				o.Lane = p.Lanes.SignStressLane(o.Env, o.Release, o.Version, r.Now)
 			case o.Env != "":
