@@ -229,6 +229,10 @@ func TestReadmeCommands(t *testing.T) {
 			count: map[string]int{`"env":"gray"`: -1}},
 		{block: `--claim tier=beta`,
 			want: []string{`"x-gray-reason":"claim"`}},
+		{block: `bin/graymesh loadtest --release shop-v2`, // shadow load: all gray, marked; the baseline stable
+			want: []string{"envs: shadow gray ", "; baseline stable ", "first shadow failure: none",
+				`graymesh_stress_requests_total{env="gray",hop="edge",reason="stress",release="shop-v2"}`},
+			notWant: []string{"ABORTED"}},
 		{block: `explain --config examples/demo.yaml --subject u7`,
 			want: []string{"served by:", "reason:      blacklisted", `"identity": "device cookie (anonymous)"`}},
 		{block: `# Where do we stand?`,

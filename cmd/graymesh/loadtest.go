@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -46,7 +47,7 @@ func loadtestCmd(args []string, stdout, stderr io.Writer) error {
 	factor := fs.Float64("factor", 0, "shadow rate as a multiple of the edge's observed request rate (instead of --rate), e.g. 1.5")
 	observe := fs.Duration("observe", 10*time.Second, "how long to observe the edge's request rate for --factor")
 	duration := fs.Duration("duration", time.Minute, "whole run, at most 1h")
-	rampUp := fs.Duration("ramp-up", 10*time.Second, "time for the shadow rate to rise from 0 to full")
+	rampUp := fs.Duration("ramp-up", 10*time.Second, "time for the shadow rate to rise from 0 to full (unset: at most a fifth of --duration)")
 	baseline := fs.Float64("baseline-rate", 0, "unmarked requests per second sent alongside (default: a tenth of the shadow rate, at least 1)")
 	abortAt := fs.Float64("abort-error-rate", 0.2, "stop when gray's error rate over the last 5s passes this (0..1; 0 never stops)")
 	maxRate := fs.Float64("max-rate", loadtest.DefaultMaxRate, "refuse a rate above this")
@@ -60,6 +61,9 @@ func loadtestCmd(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "graymesh loadtest: --release, --target and one of --rate or --factor are required")
 		fs.Usage()
 		return errUsage
+	}
+	if !flagSet(fs, "ramp-up") {
+		*rampUp = min(*rampUp, *duration/5)
 	}
 	c, err := admin.NewClient(*adminURL, *tokenFile)
 	if err != nil {
@@ -113,6 +117,13 @@ func loadtestCmd(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("aborted: %s", rep.AbortReason)
 	}
 	return nil
+}
+
+// flagSet reports whether the command line set the flag.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // showProgress decides the progress bar: auto shows it when w is a
