@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/graymesh/graymesh/internal/core/gray"
 	"github.com/graymesh/graymesh/internal/core/tracecheck"
 	"github.com/graymesh/graymesh/internal/core/tracecheck/jaegertest"
@@ -635,5 +637,47 @@ func TestObservedShareIsOfTheHashedCallers(t *testing.T) {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("observed share lacks %q:\n%s", want, buf.String())
 		}
+	}
+}
+
+// Stress-test requests are shown on their own line and in none of the
+// share's counts: a shadow run at 0% must not read as gray admitting
+// callers.
+func TestStressLoadIsShownApartFromTheShare(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	decisions := prometheus.NewCounterVec(prometheus.CounterOpts{Name: decisionsMetric}, []string{"hop", "release", "env", "reason"})
+	stress := prometheus.NewCounterVec(prometheus.CounterOpts{Name: stressMetric}, []string{"hop", "release", "env", "reason"})
+	reg.MustRegister(decisions, stress)
+	gather := func(at time.Time) sample {
+		fams, err := reg.Gather()
+		must(t, err)
+		s := newSample(at, "1")
+		s.read(fams)
+		return s
+	}
+	t0 := time.Now()
+	a := gather(t0)
+	decisions.WithLabelValues("edge", "r", "stable", "not-selected").Add(100)
+	stress.WithLabelValues("edge", "r", "gray", "stress").Add(500)
+	stress.WithLabelValues("inner", "r", "gray", "lane").Add(900)
+	s := between("r", a, gather(t0.Add(time.Minute)))
+	if s.Gray != 0 || s.Total != 100 || s.HashedPercent() != 0 || s.Stress != 500 {
+		t.Fatalf("share %+v: shadow load counted as callers, or not counted apart", s)
+	}
+	pages, err := parsePages()
+	must(t, err)
+	var buf bytes.Buffer
+	row := releaseRow{ReleaseStatus: admin.ReleaseStatus{Name: "r"}, Since: s, Window: s, SinceVersion: "1"}
+	must(t, pages["releases"].ExecuteTemplate(&buf, "observed", row))
+	for _, want := range []string{"<strong>0.0%</strong>", "stress test: 500 shadow requests since version 1, in none of the counts above (500 in the last minute)"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("observed share lacks %q:\n%s", want, buf.String())
+		}
+	}
+	buf.Reset()
+	row.Since, row.Window = between("r", a, a), between("r", a, a)
+	must(t, pages["releases"].ExecuteTemplate(&buf, "observed", row))
+	if strings.Contains(buf.String(), "stress test") {
+		t.Errorf("a stress line without shadow load:\n%s", buf.String())
 	}
 }

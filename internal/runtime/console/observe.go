@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/graymesh/graymesh/internal/contract/config"
 	"github.com/graymesh/graymesh/internal/core/gray"
 	"github.com/graymesh/graymesh/internal/runtime/admin"
@@ -69,8 +71,7 @@ func newObserver(d *admin.Service) *observer { return &observer{d: d} }
 
 // sample reads the counters now.
 func (o *observer) sample() {
-	s := sample{at: time.Now(), version: o.d.Config().Version, gray: map[string]float64{}, inForce: map[string]float64{},
-		hashed: map[string]float64{}, byPercent: map[string]float64{}, named: map[string]float64{}, stress: map[string]float64{}}
+	s := newSample(time.Now(), o.d.Config().Version)
 	releases, _ := o.d.Releases(context.Background())
 	for _, rs := range releases {
 		s.inForce[rs.Name] = percentInForce(rs)
@@ -79,6 +80,23 @@ func (o *observer) sample() {
 	if err != nil {
 		return
 	}
+	s.read(fams)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.samples) == keepSamples {
+		o.samples = append(o.samples[:0], o.samples[1:]...)
+	}
+	o.samples = append(o.samples, s)
+}
+
+func newSample(at time.Time, version string) sample {
+	return sample{at: at, version: version, gray: map[string]float64{}, inForce: map[string]float64{},
+		hashed: map[string]float64{}, byPercent: map[string]float64{}, named: map[string]float64{}, stress: map[string]float64{}}
+}
+
+// read counts the edge's decisions and stress-test requests from the
+// gathered metric families.
+func (s *sample) read(fams []*dto.MetricFamily) {
 	for _, f := range fams {
 		name := f.GetName()
 		if name != decisionsMetric && name != stressMetric {
@@ -98,12 +116,6 @@ func (o *observer) sample() {
 			}
 		}
 	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if len(o.samples) == keepSamples {
-		o.samples = append(o.samples[:0], o.samples[1:]...)
-	}
-	o.samples = append(o.samples, s)
 }
 
 // count adds v edge decisions of release, environment and reason.
