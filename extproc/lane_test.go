@@ -100,3 +100,39 @@ func TestLaneAcrossHops(t *testing.T) {
 		t.Fatalf("expired lane set %v", set)
 	}
 }
+
+// TestStressMarkerAtTheEdge: a valid marker routes to the release's
+// environment with a stress lane and x-gray-stress, and the marker header
+// goes; the answer is built afresh for every marked request (never a
+// reused one that would leave the marker on).
+func TestStressMarkerAtTheEdge(t *testing.T) {
+	p := meshPolicy(t)
+	client := dial(t, New(p, slog.New(slog.DiscardHandler), nil))
+	marker, err := p.Lanes.SignStress("shop-v2", time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		stream, err := client.Process(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.Send(requestHeaders(headers(wire.HeaderStressMarker, marker), "")); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		set, removed := mutation(t, resp)
+		if set[wire.HeaderEnv] != "gray" || set[wire.HeaderReason] != "stress" || set[wire.HeaderStress] != "1" {
+			t.Fatalf("set %v", set)
+		}
+		if l, err := p.Lanes.Verify(set[wire.HeaderLane], time.Now()); err != nil || !l.Stress {
+			t.Fatalf("lane %+v, %v: not a stress lane", l, err)
+		}
+		if strings.Join(removed, ",") != wire.HeaderStressMarker {
+			t.Fatalf("removed %v, want the marker", removed)
+		}
+	}
+}

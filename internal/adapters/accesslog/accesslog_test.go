@@ -65,8 +65,11 @@ func TestReceiverTranslatesEntries(t *testing.T) {
 	}
 	withPath := entry("shop|gray", 200, 12*time.Millisecond, "c1", nil)
 	withPath.Request = &accesslogdatav3.HTTPRequestProperties{Path: "/cart/42/items?x=1"}
+	shadow := entry("shop|gray", 500, time.Millisecond, "", nil) // a stress-test request: never a sample
+	shadow.Request = &accesslogdatav3.HTTPRequestProperties{Path: "/", RequestHeaders: map[string]string{wire.HeaderStress: "1"}}
 	entries := []*accesslogdatav3.HTTPAccessLogEntry{
 		withPath,
+		shadow,
 		entry("shop|stable", 503, time.Millisecond, "", nil),
 		entry("shop|gray", 0, 5*time.Millisecond, "", &accesslogdatav3.ResponseFlags{UpstreamRemoteReset: true}),
 		entry("shop|gray", 0, 5*time.Millisecond, "", &accesslogdatav3.ResponseFlags{DownstreamConnectionTermination: true}),
@@ -81,7 +84,7 @@ func TestReceiverTranslatesEntries(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, "every entry read or skipped", testutil.Within(5*time.Second),
-		testutil.Holds(func() bool { return r.Entries.Load()+r.Skipped.Load() >= int64(len(entries)) }))
+		testutil.Holds(func() bool { return r.Entries.Load()+r.Skipped.Load()+r.Stress.Load() >= int64(len(entries)) }))
 	mu.Lock()
 	defer mu.Unlock()
 	want := []analysis.Sample{
@@ -90,8 +93,8 @@ func TestReceiverTranslatesEntries(t *testing.T) {
 		{Service: "shop", Env: "gray", Failed: true, Duration: 5 * time.Millisecond, Route: "/"},
 		{Service: "shop", Env: "gray", Duration: 5 * time.Millisecond, Route: "/"},
 	}
-	if len(samples) != len(want) || r.Skipped.Load() != 3 {
-		t.Fatalf("samples %+v, skipped %d", samples, r.Skipped.Load())
+	if len(samples) != len(want) || r.Skipped.Load() != 3 || r.Stress.Load() != 1 {
+		t.Fatalf("samples %+v, skipped %d, stress %d", samples, r.Skipped.Load(), r.Stress.Load())
 	}
 	for i := range want {
 		if samples[i] != want[i] {

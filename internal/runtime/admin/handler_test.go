@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/graymesh/graymesh/internal/contract/wire"
 	"github.com/graymesh/graymesh/internal/core/analysis/analysistest"
 	"github.com/graymesh/graymesh/internal/core/gray"
 	"github.com/graymesh/graymesh/internal/runtime/analyser"
@@ -123,6 +124,19 @@ func TestClientAndServiceAgree(t *testing.T) {
 		}
 		if _, err := api.Fleet(ctx, "shop-v2"); Code(err) != http.StatusNotFound {
 			t.Fatalf("%T: the fleet in file mode: %v", api, err)
+		}
+		m, err := api.StressMarker(ctx, "shop-v2", time.Hour)
+		if err != nil || m.Header != wire.HeaderStressMarker || !m.ExpiresAt.Equal(r.clock.Now().Add(time.Hour)) {
+			t.Fatalf("%T: stress marker %+v, %v", api, m, err)
+		}
+		if s, err := r.svc.pipe.Policy().Lanes.VerifyStress(m.Marker, r.clock.Now()); err != nil || s.Release != "shop-v2" {
+			t.Fatalf("%T: the minted marker: %+v, %v", api, s, err)
+		}
+		if _, err := api.StressMarker(ctx, "nope", time.Hour); Code(err) != http.StatusNotFound {
+			t.Fatalf("%T: a marker for an unknown release: %v", api, err)
+		}
+		if _, err := api.StressMarker(ctx, "shop-v2", 48*time.Hour); Code(err) != http.StatusBadRequest {
+			t.Fatalf("%T: a 48h marker: %v", api, err)
 		}
 	}
 	ex, err := c.Explain(ctx, gray.Ask{Subject: "alice"})
