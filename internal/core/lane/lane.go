@@ -68,11 +68,10 @@ type Signer struct {
 	macKeys [][]byte
 	private ed25519.PrivateKey
 	kid     string
-	// public holds every key lanes verify with, by kid, and jwks their
-	// JSON Web Key Set, the signing key first.
-	public map[string]ed25519.PublicKey
-	kids   []string
-	jwks   string
+	// KeySet holds every key lanes verify with, the signing key first,
+	// and jwks is their JSON Web Key Set.
+	KeySet
+	jwks string
 
 	mu    sync.Mutex
 	cache windowCache
@@ -96,7 +95,7 @@ func NewSigner(key []byte, ttl time.Duration, verify ...[]byte) (*Signer, error)
 	if ttl <= 0 {
 		return nil, errors.New("lane ttl must be positive")
 	}
-	s := &Signer{ttl: ttl, window: windowFor(ttl), public: map[string]ed25519.PublicKey{}}
+	s := &Signer{ttl: ttl, window: windowFor(ttl), KeySet: KeySet{public: map[string]ed25519.PublicKey{}}}
 	for i, k := range append([][]byte{key}, verify...) {
 		what := "lane key"
 		if i > 0 {
@@ -111,10 +110,7 @@ func NewSigner(key []byte, ttl time.Duration, verify ...[]byte) (*Signer, error)
 		if i == 0 {
 			s.private, s.kid = private, kid
 		}
-		if _, dup := s.public[kid]; !dup {
-			s.public[kid] = public
-			s.kids = append(s.kids, kid)
-		}
+		s.add(kid, public)
 		s.macKeys = append(s.macKeys, k)
 	}
 	s.jwks = s.buildJWKS()
@@ -231,7 +227,7 @@ func (s *Signer) sign(k laneKey, exp time.Time) string {
 // Verify checks a lane as an inner hop's Envoy does: EdDSA only, a key
 // from the set (by kid, or any without one), graymesh's issuer, an expiry
 // not passed by more than ClockSkew.
-func (s *Signer) Verify(token string, now time.Time) (Lane, error) {
+func (s *KeySet) Verify(token string, now time.Time) (Lane, error) {
 	if len(token) > maxTokenBytes || token == "" || !compactJWS(token) {
 		return Lane{}, ErrMalformed
 	}
@@ -277,7 +273,7 @@ func compactJWS(token string) bool {
 	return true
 }
 
-func (s *Signer) keyFor(t *jwt.Token) (any, error) {
+func (s *KeySet) keyFor(t *jwt.Token) (any, error) {
 	kid, ok := t.Header["kid"].(string)
 	if !ok {
 		set := jwt.VerificationKeySet{}
