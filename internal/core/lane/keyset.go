@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 )
 
 // KeySet verifies lanes with public keys only: what a sidecar's Envoy
@@ -57,6 +59,19 @@ func (s *KeySet) add(kid string, public ed25519.PublicKey) {
 		s.public[kid] = public
 		s.kids = append(s.kids, kid)
 	}
+}
+
+// KillStops reports whether a kill stops a lane issued under laneVersion:
+// every lane of the killed release without a bound (killedThrough nil);
+// with one (fleet versions), the lanes issued at or before it — a newer
+// lane comes from an edge where the kill was already lifted. A version
+// that is no integer is stopped.
+func KillStops(killedThrough *int64, laneVersion string) bool {
+	if killedThrough == nil {
+		return true
+	}
+	v, err := strconv.ParseInt(strings.TrimSpace(laneVersion), 10, 64)
+	return err != nil || v <= *killedThrough
 }
 
 // KeyIDs are the set's key ids, in order.

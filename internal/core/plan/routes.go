@@ -3,10 +3,10 @@ package plan
 import (
 	"math"
 	"strconv"
-	"strings"
 
 	"github.com/graymesh/graymesh/internal/contract/config"
 	"github.com/graymesh/graymesh/internal/contract/wire"
+	"github.com/graymesh/graymesh/internal/core/lane"
 )
 
 // The routes of a service: an edge's, on the decision graymesh sets, and an
@@ -32,11 +32,7 @@ func killedThrough(cfg *config.Config) *int64 {
 // routes decide: every lane without KilledThrough; with it, a lane whose
 // version is at most KilledThrough or does not read as an integer.
 func (p *Plan) KillStops(laneVersion string) bool {
-	if p.KilledThrough == nil {
-		return true
-	}
-	v, err := strconv.ParseInt(strings.TrimSpace(laneVersion), 10, 64)
-	return err != nil || v <= *p.KilledThrough
+	return lane.KillStops(p.KilledThrough, laneVersion)
 }
 
 // routes are a service's routes, in match order:

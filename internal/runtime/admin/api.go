@@ -10,6 +10,7 @@ package admin
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
@@ -52,6 +53,22 @@ type API interface {
 	// carry it load the release's environment as if it were fully
 	// ramped, marked as shadow load on every hop.
 	StressMarker(ctx context.Context, release string, ttl time.Duration) (StressMarker, error)
+}
+
+// LaneState is what a service that follows lanes itself (a message
+// consumer) needs from graymesh: the keys lanes verify with and the kills
+// that stop them (GET /v1/lanes).
+type LaneState struct {
+	// ConfigVersion is the config version the state is of.
+	ConfigVersion string `json:"config_version"`
+	// Keys is the JSON Web Key Set of every key a lane verifies with (none
+	// without a lane key).
+	Keys json.RawMessage `json:"keys,omitempty"`
+	// Killed names the killed releases: a lane of one is followed to
+	// stable, unless KilledThrough is set and the lane's version is newer
+	// (issued where the kill was already lifted: Kubernetes mode).
+	Killed        []string `json:"killed"`
+	KilledThrough string   `json:"killed_through,omitempty"`
 }
 
 // StressMarker is a minted stress marker: send Marker in Header.

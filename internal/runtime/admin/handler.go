@@ -34,7 +34,8 @@ const maxReason = 500
 
 // Handler serves the API on admin_listen, with health, readiness and
 // metrics, and the console (when not nil) under /ui/. Listening beyond
-// loopback without a token, only health, readiness and metrics answer.
+// loopback without a token, only health, readiness, metrics and the lane
+// state (public keys and kills) answer.
 func (s *Service) Handler(console http.Handler) http.Handler {
 	open := s.Open()
 	mux := http.NewServeMux()
@@ -51,6 +52,12 @@ func (s *Service) Handler(console http.Handler) http.Handler {
 	if s.rt.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.rt.Gatherer, promhttp.HandlerOpts{}))
 	}
+	// The lane state is public: the keys are public keys (every sidecar
+	// holds them), and a consumer that follows lanes must not need the
+	// admin token, which can kill releases.
+	mux.HandleFunc("GET /v1/lanes", func(w http.ResponseWriter, _ *http.Request) {
+		answer(w, s.Lanes(), nil)
+	})
 	authed := func(h http.HandlerFunc) http.HandlerFunc { return s.authed(open, h) }
 	mux.HandleFunc("GET /status", authed(func(w http.ResponseWriter, r *http.Request) {
 		st, err := s.Status(r.Context())

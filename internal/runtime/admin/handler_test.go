@@ -20,6 +20,7 @@ import (
 	"github.com/graymesh/graymesh/internal/runtime/analyser"
 	"github.com/graymesh/graymesh/internal/runtime/control"
 	"github.com/graymesh/graymesh/internal/runtime/control/clocktest"
+	"github.com/graymesh/graymesh/lanequeue"
 )
 
 const analysed = `
@@ -159,5 +160,34 @@ func TestClientAndServiceAgree(t *testing.T) {
 	st, err := c.Status(ctx)
 	if err != nil || st.Version != r.svc.Config().Version || st.LastReload == nil || !strings.Contains(st.LastReload.Reason, "checking") {
 		t.Fatalf("status: %+v, %v", st, err)
+	}
+}
+
+// TestLaneStateIsWhatConsumersRead: GET /v1/lanes answers without the
+// admin token, and a lanequeue.Follower reads it: the keys verify the
+// lanes this graymesh signs, and a kill reaches the consumer.
+func TestLaneStateIsWhatConsumersRead(t *testing.T) {
+	r := newRig(t)
+	r.svc.rt.Token = "admin-secret"
+	srv := httptest.NewServer(r.svc.Handler(nil))
+	t.Cleanup(srv.Close)
+	ctx := context.Background()
+	f, err := lanequeue.NewFollower(ctx, srv.URL+"/v1/lanes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := r.clock.Now()
+	tok := r.svc.pipe.Policy().Lanes.Sign("gray", "shop-v2", r.svc.pipe.Policy().Engine.Version(), now)
+	if d := f.Decide(tok, now); d.Env != "gray" {
+		t.Fatalf("before the kill: %+v", d)
+	}
+	if _, err := r.svc.Act(ctx, Action{Release: "shop-v2", Kind: "kill", Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := f.Decide(tok, now); d.Env != "stable" || d.Reason != wire.ReasonKilled {
+		t.Fatalf("after the kill: %+v", d)
 	}
 }

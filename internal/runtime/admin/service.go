@@ -3,10 +3,12 @@ package admin
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -82,6 +84,22 @@ func (s *Service) Explain(_ context.Context, ask gray.Ask) (gray.Explanation, er
 		return gray.Explanation{}, &Error{Code: http.StatusBadRequest, Message: err.Error()}
 	}
 	return p.Explain(req), nil
+}
+
+// Lanes is the lane state in force (GET /v1/lanes).
+func (s *Service) Lanes() LaneState {
+	p := s.pipe.Policy()
+	st := LaneState{ConfigVersion: p.Engine.Version(), Killed: []string{}}
+	if p.Lanes != nil {
+		st.Keys = json.RawMessage(p.Lanes.JWKS())
+	}
+	if p.Plan != nil {
+		st.Killed = append(st.Killed, p.Plan.Killed...)
+		if kt := p.Plan.KilledThrough; kt != nil {
+			st.KilledThrough = strconv.FormatInt(*kt, 10)
+		}
+	}
+	return st
 }
 
 // StressMarker implements API. Every graymesh of the mesh verifies the
