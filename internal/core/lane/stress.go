@@ -27,7 +27,8 @@ type stressClaims struct {
 	jwt.RegisteredClaims
 }
 
-// ErrStressTTL: a marker was asked for with a lifetime out of bounds.
+// ErrStressTTL is the error of a marker asked for with a lifetime out of
+// bounds.
 var ErrStressTTL = errors.New("stress marker ttl must be positive and at most 24h")
 
 // SignStress mints a stress marker for release, valid from now for ttl.
