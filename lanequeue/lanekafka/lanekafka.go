@@ -146,9 +146,6 @@ func New(o Options) (*Consumer, error) {
 func (c *Consumer) Run(ctx context.Context) error {
 	defer c.client.Close()
 	if c.o.Env == lanequeue.Stable {
-		if err := c.readLiveness(ctx); err != nil && ctx.Err() == nil {
-			return err
-		}
 		go c.watchLiveness(ctx)
 	}
 	for ctx.Err() == nil {
@@ -210,27 +207,40 @@ func (c *Consumer) handle(ctx context.Context, r *kgo.Record, d lanequeue.Decisi
 }
 
 // isLive reports whether env's group has a member, as last read; stable
-// is always live (this consumer is one).
+// is always live (this consumer is one). Until the group is read it
+// counts as live: stable leaves its records, and takes them over from the
+// group's committed offset if the first read finds it empty — never
+// processing one that env's consumer processes too.
 func (c *Consumer) isLive(env string) bool {
 	if env == lanequeue.Stable || env == c.o.Env {
 		return true
 	}
 	v, ok := c.live.Load(env)
-	return ok && v.(bool)
+	return !ok || v.(bool)
 }
 
-// watchLiveness reads the environments' groups every LivenessEvery.
+// Live reports whether env's consumers are live as this consumer last
+// read their group (a stable consumer reads Options.Envs'), and whether it
+// has read it at all.
+func (c *Consumer) Live(env string) (live, known bool) {
+	v, ok := c.live.Load(env)
+	return ok && v.(bool), ok
+}
+
+// watchLiveness reads the environments' groups now and every
+// LivenessEvery; a failed read (the group coordinator not elected yet,
+// say) keeps what was known.
 func (c *Consumer) watchLiveness(ctx context.Context) {
 	t := time.NewTicker(c.o.LivenessEvery)
 	defer t.Stop()
 	for {
+		if err := c.readLiveness(ctx); err != nil && ctx.Err() == nil {
+			c.o.Log.Warn("reading the environments' groups", "error", err)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := c.readLiveness(ctx); err != nil && ctx.Err() == nil {
-				c.o.Log.Warn("reading the environments' groups", "error", err)
-			}
 		}
 	}
 }
@@ -257,6 +267,8 @@ func (c *Consumer) readLiveness(ctx context.Context) error {
 		if was && !live {
 			c.o.Log.Info("environment's consumers gone: stable takes its records", "env", env)
 			if err := c.takeOver(ctx, env); err != nil {
+				// Not taken over: the next read tries again.
+				c.live.Store(env, true)
 				return err
 			}
 		}

@@ -1,0 +1,275 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/graymesh/graymesh/internal/core/lane"
+	"github.com/graymesh/graymesh/laneprop"
+	"github.com/graymesh/graymesh/lanequeue"
+	"github.com/graymesh/graymesh/lanequeue/lanekafka"
+)
+
+// ledger records which consumer processed which record, by record key.
+type ledger struct {
+	mu sync.Mutex
+	by map[string][]string
+}
+
+func (l *ledger) add(key, consumer string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.by[key] = append(l.by[key], consumer)
+}
+
+// check fails unless every key was processed exactly once, by want(key).
+func (l *ledger) check(t *testing.T, keys []string, want func(key string) string) {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, k := range keys {
+		if got := l.by[k]; len(got) != 1 || got[0] != want(k) {
+			t.Errorf("record %s processed by %v, want once by %s", k, got, want(k))
+		}
+	}
+}
+
+// done reports how many of keys were processed.
+func (l *ledger) done(keys []string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, k := range keys {
+		if len(l.by[k]) > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// kafkaLanes is one topic with a stable and a gray consumer following
+// lanes with a real graymesh's lane state.
+type kafkaLanes struct {
+	t        *testing.T
+	broker   *kafkaBroker
+	producer *kgo.Client
+	follower *lanequeue.Follower
+	signer   *lane.Signer
+	ledger   *ledger
+	stable   *lanekafka.Consumer
+}
+
+const kafkaTopic = "orders"
+
+// consumer starts a consumer of env; handle, when set, runs before the
+// record is recorded (an error stops the consumer). Its cancel stops it
+// and waits until it has left its group.
+func (k *kafkaLanes) consumer(env string, handle func(ctx context.Context, r *kgo.Record) error) (*lanekafka.Consumer, func()) {
+	k.t.Helper()
+	c, err := lanekafka.New(lanekafka.Options{
+		Brokers: []string{k.broker.Bootstrap}, Topic: kafkaTopic, Group: "notifier", Env: env, Envs: []string{"gray"},
+		Follower: k.follower, LivenessEvery: 200 * time.Millisecond,
+		Handle: func(ctx context.Context, r *kgo.Record, d lanequeue.Decision) error {
+			if handle != nil {
+				if err := handle(ctx, r); err != nil {
+					return err
+				}
+			}
+			// The handler's context carries the lane for its own calls.
+			if laneprop.FromContext(ctx) != lanekafka.Lane(r) {
+				k.t.Errorf("record %s: the handler's context lacks the lane", r.Key)
+			}
+			k.ledger.add(string(r.Key), env)
+			return nil
+		},
+	})
+	must(k.t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var runErr error
+	go func() {
+		defer close(done)
+		runErr = c.Run(ctx)
+		if runErr != nil && ctx.Err() == nil {
+			k.t.Errorf("%s consumer stopped: %v", env, runErr)
+		}
+	}()
+	stop := func() {
+		cancel()
+		<-done
+		if runErr != nil && !errors.Is(runErr, context.Canceled) {
+			k.t.Logf("%s consumer: %v", env, runErr)
+		}
+	}
+	k.t.Cleanup(stop)
+	return c, stop
+}
+
+// produce sends one record per key, with lane(key) as its lane ("" none),
+// round robin over the two partitions.
+func (k *kafkaLanes) produce(keys []string, laneOf func(key string) string) {
+	k.t.Helper()
+	recs := make([]*kgo.Record, 0, len(keys))
+	for i, key := range keys {
+		r := &kgo.Record{Topic: kafkaTopic, Partition: int32(i % 2), Key: []byte(key), Value: []byte("order " + key)}
+		if l := laneOf(key); l != "" {
+			lanekafka.Inject(laneprop.ContextWith(context.Background(), l), r)
+		}
+		recs = append(recs, r)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	must(k.t, k.producer.ProduceSync(ctx, recs...).FirstErr())
+}
+
+func keys(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%02d", prefix, i)
+	}
+	return out
+}
+
+// TestKafkaGrayConsumesWhatGrayProduces: records produced with a gray lane
+// are processed by the gray consumer, the rest (no lane, a forged lane) by
+// stable, each exactly once. The gray consumer stopped with records in
+// hand: stable takes over those and every later gray record, and nothing
+// is lost; started again, gray resumes after what stable took, and
+// nothing is processed twice. Killed, gray's records go to stable at once.
+//
+//nolint:funlen // one topic, one story: the lanes through a broker
+func TestKafkaGrayConsumesWhatGrayProduces(t *testing.T) {
+	broker := startKafka(t)
+	const laneKey = "e2e-kafka-lane-key-0123456789abcdef-0123"
+	m := newMeshWith(t, meshIdentity+"\nlane: {key: "+laneKey+"}", "releases:\n  - {name: shop-v2, env: gray, salt: s, whitelist: [alice]}")
+	broker.createTopic(t, kafkaTopic, 2)
+	signer, err := lane.NewSigner([]byte(laneKey), 5*time.Minute)
+	must(t, err)
+	other, err := lane.NewSigner([]byte("not-the-mesh-key-0123456789abcdef-0123"), 5*time.Minute)
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	follower, err := lanequeue.NewFollower(ctx, m.admin+"/v1/lanes")
+	must(t, err)
+	go follower.Run(ctx, 200*time.Millisecond)
+	producer, err := kgo.NewClient(kgo.SeedBrokers(broker.Bootstrap), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	must(t, err)
+	t.Cleanup(producer.Close)
+	k := &kafkaLanes{t: t, broker: broker, producer: producer, follower: follower, signer: signer, ledger: &ledger{by: map[string][]string{}}}
+	grayLane := func(string) string { return signer.Sign("gray", "shop-v2", follower.ConfigVersion(), time.Now()) }
+	// Keys name what a record is: g- gray lane, s- no lane, f- forged.
+	laneOf := func(key string) string {
+		switch {
+		case strings.Contains(key, "g-"):
+			return grayLane(key)
+		case strings.Contains(key, "f-"):
+			return other.Sign("gray", "shop-v2", "1", time.Now())
+		}
+		return ""
+	}
+	consumerOf := func(key string) string {
+		if strings.Contains(key, "g-") && !strings.HasPrefix(key, "fallback") && !strings.HasPrefix(key, "killed") {
+			return "gray"
+		}
+		return lanequeue.Stable
+	}
+	waitDone := func(what string, ks []string) {
+		t.Helper()
+		waitFor(t, what, 60*time.Second, func() error {
+			if n := k.ledger.done(ks); n < len(ks) {
+				return fmt.Errorf("%d of %d processed", n, len(ks))
+			}
+			return nil
+		})
+	}
+
+	// Both consumers live: what gray produced, gray consumes.
+	stable, _ := k.consumer(lanequeue.Stable, nil)
+	k.stable = stable
+	release := make(chan struct{})
+	var held sync.Map
+	_, stopGray := k.consumer("gray", func(ctx context.Context, r *kgo.Record) error {
+		if !strings.HasPrefix(string(r.Key), "held") {
+			return nil
+		}
+		// The gray consumer is stopped with these in hand: never
+		// processed by it, never committed in its group.
+		held.Store(string(r.Key), true)
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return errors.New("stopped with the record in hand")
+	})
+	// Until stable has seen gray's group with a member, a gray record
+	// may be processed by both (the handover lanekafka documents).
+	grayLive := func() error {
+		if live, _ := stable.Live("gray"); !live {
+			return errors.New("stable has not seen a member in gray's group yet")
+		}
+		return nil
+	}
+	waitFor(t, "stable seeing the gray consumer", 30*time.Second, grayLive)
+	first := slices.Concat(keys("both-g", 20), keys("both-s", 20), keys("both-f", 4))
+	k.produce(first, laneOf)
+	waitDone("the records of both consumers", first)
+
+	// Gray stopped while holding records: stable takes them over, and
+	// every gray record after.
+	heldKeys := keys("held-g", 6)
+	k.produce(heldKeys, laneOf)
+	waitFor(t, "the gray consumer holding a record", 30*time.Second, func() error {
+		n := 0
+		held.Range(func(any, any) bool { n++; return true })
+		if n == 0 {
+			return errors.New("none held yet")
+		}
+		return nil
+	})
+	stopGray()
+	close(release)
+	waitDone("the held records, taken over by stable", heldKeys)
+	fallback := keys("fallback-g", 20)
+	k.produce(fallback, laneOf)
+	waitDone("gray's records while no gray consumer is live", fallback)
+	if stable.TakenOver.Load() == 0 {
+		t.Errorf("stable took over none of the held records (fallback %d)", stable.Fallback.Load())
+	}
+
+	// Gray again: it resumes after what stable took for it.
+	gray2, _ := k.consumer("gray", nil)
+	waitFor(t, "stable seeing the gray consumer again", 30*time.Second, grayLive)
+	again := keys("again-g", 20)
+	k.produce(again, laneOf)
+	waitDone("gray's records with gray back", again)
+
+	// Killed: gray's records go to stable.
+	version := follower.ConfigVersion()
+	m.adminPost(t, "/v1/releases/shop-v2/kill?reason=kafka+test")
+	waitFor(t, "the consumers seeing the kill", 10*time.Second, func() error {
+		if follower.ConfigVersion() == version {
+			return fmt.Errorf("lane state still at version %s", version)
+		}
+		return nil
+	})
+	killed := keys("killed-g", 20)
+	k.produce(killed, laneOf)
+	waitDone("gray's records after the kill", killed)
+
+	k.ledger.check(t, slices.Concat(first, heldKeys, fallback, again, killed), func(key string) string {
+		if strings.HasPrefix(key, "held") {
+			return lanequeue.Stable
+		}
+		return consumerOf(key)
+	})
+	t.Logf("stable: processed %d (fallback %d, taken over %d), left %d; gray again: processed %d",
+		stable.Processed.Load(), stable.Fallback.Load(), stable.TakenOver.Load(), stable.Left.Load(), gray2.Processed.Load())
+}
