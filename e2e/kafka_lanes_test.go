@@ -225,12 +225,17 @@ func TestKafkaGrayConsumesWhatGrayProduces(t *testing.T) {
 	// Gray stopped while holding records: stable takes them over, and
 	// every gray record after.
 	heldKeys := keys("held-g", 6)
+	leftBefore := stable.Left.Load()
 	k.produce(heldKeys, laneOf)
-	waitFor(t, "the gray consumer holding a record", 30*time.Second, func() error {
+	waitFor(t, "the gray consumer holding a record, stable past them all", 30*time.Second, func() error {
 		n := 0
 		held.Range(func(any, any) bool { n++; return true })
 		if n == 0 {
 			return errors.New("none held yet")
+		}
+		// Stable left them to gray: it takes them over, not as fallback.
+		if left := stable.Left.Load() - leftBefore; left < int64(len(heldKeys)) {
+			return fmt.Errorf("stable left %d of %d", left, len(heldKeys))
 		}
 		return nil
 	})

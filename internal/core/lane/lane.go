@@ -228,33 +228,46 @@ func (s *Signer) sign(k laneKey, exp time.Time) string {
 // from the set (by kid, or any without one), graymesh's issuer, an expiry
 // not passed by more than ClockSkew.
 func (s *KeySet) Verify(token string, now time.Time) (Lane, error) {
-	if len(token) > maxTokenBytes || token == "" || !compactJWS(token) {
+	var c claims
+	if err := s.parse(token, wire.LaneIssuer, &c, now); err != nil {
+		return Lane{}, err
+	}
+	if c.Env == "" {
 		return Lane{}, ErrMalformed
 	}
-	var c claims
-	_, err := jwt.ParseWithClaims(token, &c, s.keyFor,
+	return Lane{Env: c.Env, Release: c.Release, Version: c.Version, Expires: c.ExpiresAt.Time, Stress: c.Stress == "1"}, nil
+}
+
+// parse verifies token into c: a compact JWS of EdDSA only, a key from
+// the set (by kid, or any without one), issuer's, an expiry not passed by
+// more than ClockSkew; extra options add checks. Its errors are the
+// verification failures above.
+func (s *KeySet) parse(token, issuer string, c jwt.Claims, now time.Time, extra ...jwt.ParserOption) error {
+	if len(token) > maxTokenBytes || token == "" || !compactJWS(token) {
+		return ErrMalformed
+	}
+	opts := append([]jwt.ParserOption{
 		jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}),
-		jwt.WithIssuer(wire.LaneIssuer),
+		jwt.WithIssuer(issuer),
 		jwt.WithExpirationRequired(),
 		jwt.WithLeeway(ClockSkew),
 		jwt.WithTimeFunc(func() time.Time { return now }),
 		// One spelling per token: base64 with stray trailing bits is not
-		// another way to write a lane graymesh signed.
+		// another way to write a token graymesh signed.
 		jwt.WithStrictDecoding(),
-	)
+	}, extra...)
+	_, err := jwt.ParseWithClaims(token, c, s.keyFor, opts...)
 	switch {
 	case errors.Is(err, ErrUnknownKey):
-		return Lane{}, ErrUnknownKey
+		return ErrUnknownKey
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
-		return Lane{}, ErrSignature
+		return ErrSignature
 	case errors.Is(err, jwt.ErrTokenExpired):
-		return Lane{}, ErrExpired
+		return ErrExpired
 	case err != nil:
-		return Lane{}, ErrMalformed
-	case c.Env == "":
-		return Lane{}, ErrMalformed
+		return ErrMalformed
 	}
-	return Lane{Env: c.Env, Release: c.Release, Version: c.Version, Expires: c.ExpiresAt.Time, Stress: c.Stress == "1"}, nil
+	return nil
 }
 
 // compactJWS reports whether token is made only of the characters of a
