@@ -29,39 +29,70 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/graymesh/graymesh/internal/contract/wire"
 	"github.com/graymesh/graymesh/laneprop"
 	"github.com/graymesh/graymesh/lanequeue"
 )
 
-// Inject puts the lane ctx carries into r's headers (none without one).
-func Inject(ctx context.Context, r *kgo.Record) { lanequeue.Inject(ctx, headers{r}) }
+// Inject puts the lane ctx carries into r's headers (none without one),
+// and ctx's trace context with the service's propagator, so the consumer's
+// span joins the producer's trace.
+func Inject(ctx context.Context, r *kgo.Record) {
+	lanequeue.Inject(ctx, headers{r})
+	otel.GetTextMapPropagator().Inject(ctx, headers{r})
+}
 
+// headers are a record's headers as a propagation carrier.
 type headers struct{ r *kgo.Record }
 
+var _ propagation.TextMapCarrier = headers{}
+
+// Set replaces key's header.
 func (h headers) Set(key, value string) {
+	h.r.Headers = slices.DeleteFunc(h.r.Headers, func(rh kgo.RecordHeader) bool { return rh.Key == key })
 	h.r.Headers = append(h.r.Headers, kgo.RecordHeader{Key: key, Value: []byte(value)})
 }
 
-// Lane is r's lane header ("" when none; the first when several).
-func Lane(r *kgo.Record) string {
-	for _, h := range r.Headers {
-		if h.Key == lanequeue.Header {
-			return string(h.Value)
+// Get is key's first header's value.
+func (h headers) Get(key string) string {
+	for _, rh := range h.r.Headers {
+		if rh.Key == key {
+			return string(rh.Value)
 		}
 	}
 	return ""
 }
 
-// Context is ctx carrying r's lane: calls the handler makes under it pass
-// the lane on (laneprop), so the chain stays in its environment.
+// Keys are the headers' keys.
+func (h headers) Keys() []string {
+	out := make([]string, 0, len(h.r.Headers))
+	for _, rh := range h.r.Headers {
+		out = append(out, rh.Key)
+	}
+	return out
+}
+
+// Lane is r's lane header ("" when none; the first when several).
+func Lane(r *kgo.Record) string { return headers{r}.Get(lanequeue.Header) }
+
+// Context is ctx carrying r's lane and trace context: calls the handler
+// makes under it pass the lane on (laneprop), so the chain stays in its
+// environment, and its spans join the producer's trace.
 func Context(ctx context.Context, r *kgo.Record) context.Context {
+	ctx = otel.GetTextMapPropagator().Extract(ctx, headers{r})
 	if l := Lane(r); l != "" {
 		return laneprop.ContextWith(ctx, l)
 	}
@@ -99,7 +130,9 @@ type Options struct {
 	// LivenessEvery is how often stable reads the other groups'
 	// membership (default 1 s).
 	LivenessEvery time.Duration
-	Log           *slog.Logger
+	// Service names the consuming service in its spans (default Group).
+	Service string
+	Log     *slog.Logger
 }
 
 // Consumer consumes Options.Topic for Options.Env.
@@ -129,6 +162,9 @@ func New(o Options) (*Consumer, error) {
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Service == "" {
+		o.Service = o.Group
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(o.Brokers...), kgo.ConsumerGroup(GroupOf(o.Group, o.Env)),
 		kgo.ConsumeTopics(o.Topic), kgo.DisableAutoCommit(),
@@ -199,11 +235,48 @@ func (c *Consumer) consume(ctx context.Context, r *kgo.Record) error {
 }
 
 func (c *Consumer) handle(ctx context.Context, r *kgo.Record, d lanequeue.Decision) error {
-	if err := c.o.Handle(Context(ctx, r), r, d); err != nil {
+	ctx, span := tracer().Start(Context(ctx, r), "consume "+r.Topic+" "+c.o.Env,
+		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(c.spanAttributes(r, d)...))
+	defer span.End()
+	if err := c.o.Handle(ctx, r, d); err != nil {
+		span.SetStatus(codes.Error, err.Error())
 		return fmt.Errorf("lanekafka: record %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
 	}
 	c.Processed.Add(1)
 	return nil
+}
+
+func tracer() trace.Tracer { return otel.Tracer("github.com/graymesh/graymesh/lanequeue/lanekafka") }
+
+// spanAttributes say, in graymesh's trace vocabulary (and OpenTelemetry's
+// messaging conventions), which environment processed r and why, so that
+// verify-traces checks the message hop like any other: the environment
+// that served (this consumer's), the lane's, and, where stable stands in
+// for an environment with no live consumer, the fallback that explains
+// it.
+func (c *Consumer) spanAttributes(r *kgo.Record, d lanequeue.Decision) []attribute.KeyValue {
+	attrs := []attribute.KeyValue{
+		attribute.String("messaging.system", "kafka"),
+		attribute.String("messaging.operation.type", "process"),
+		attribute.String("messaging.destination.name", r.Topic),
+		attribute.String("messaging.consumer.group.name", GroupOf(c.o.Group, c.o.Env)),
+		attribute.Int64("messaging.destination.partition.id", int64(r.Partition)),
+		attribute.Int64("messaging.kafka.offset", r.Offset),
+		attribute.String(wire.AttrService, c.o.Service),
+		attribute.String(wire.AttrVariant, c.o.Env),
+		attribute.String(wire.AttrReason, d.Reason),
+		attribute.String(wire.AttrLane, d.Env),
+	}
+	if d.Release != "" {
+		attrs = append(attrs, attribute.String(wire.AttrRelease, d.Release))
+	}
+	if d.Env != c.o.Env {
+		attrs = append(attrs, attribute.String(wire.AttrFallback, d.Env+wire.UnavailableSuffix))
+	}
+	if d.Stress {
+		attrs = append(attrs, attribute.String(wire.AttrStress, "1"))
+	}
+	return attrs
 }
 
 // isLive reports whether env's group has a member, as last read; stable

@@ -7,6 +7,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/graymesh/graymesh/internal/contract/wire"
 	"github.com/graymesh/graymesh/laneprop"
 	"github.com/graymesh/graymesh/lanequeue"
 )
@@ -38,5 +39,26 @@ func TestRecordCarriesTheLane(t *testing.T) {
 func TestNewRefusesWhatItCannotRun(t *testing.T) {
 	if _, err := New(Options{Topic: "t", Group: "g", Env: "gray"}); err == nil {
 		t.Fatal("a consumer without brokers, follower or handler")
+	}
+}
+
+// TestSpanSaysWhoServedAndWhy: the consume span speaks graymesh's trace
+// vocabulary: stable processing a gray record names the fallback.
+func TestSpanSaysWhoServedAndWhy(t *testing.T) {
+	c := &Consumer{o: Options{Group: "notifier", Env: lanequeue.Stable, Service: "notifier"}}
+	r := &kgo.Record{Topic: "orders", Partition: 1, Offset: 7}
+	got := map[string]string{}
+	for _, kv := range c.spanAttributes(r, lanequeue.Decision{Env: "gray", Release: "shop-v2", Reason: wire.ReasonLane, Stress: true}) {
+		got[string(kv.Key)] = kv.Value.Emit()
+	}
+	want := map[string]string{
+		wire.AttrService: "notifier", wire.AttrVariant: lanequeue.Stable, wire.AttrLane: "gray", wire.AttrReason: wire.ReasonLane,
+		wire.AttrFallback: "gray" + wire.UnavailableSuffix, wire.AttrRelease: "shop-v2", wire.AttrStress: "1",
+		"messaging.consumer.group.name": "notifier", "messaging.kafka.offset": "7",
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
 	}
 }

@@ -42,3 +42,25 @@ func TestStressChainsAreCountedApart(t *testing.T) {
 		t.Fatalf("unmarked chain %+v", tr)
 	}
 }
+
+// TestMessageHopIsCheckedLikeAnyHop: a consumer's span (lanekafka's, in
+// the same vocabulary) is a hop: gray's consumer serving a gray chain is
+// no leak, stable standing in while no gray consumer is live is an
+// explained fallback, and stable serving a gray chain without a reason is
+// a leak.
+func TestMessageHopIsCheckedLikeAnyHop(t *testing.T) {
+	chain := func(consume Span) Trace {
+		return Trace{TraceID: "m", Spans: []Span{decision("gray"), hop(2, "frontend", "gray", "gray", ""), consume}}
+	}
+	r := Check([]Trace{
+		chain(hop(3, "notifier", "gray", "gray", "")),
+		chain(hop(3, "notifier", "stable", "gray", "gray"+wire.UnavailableSuffix)),
+		chain(hop(3, "notifier", "stable", "stable", "")),
+	})
+	if r.TracesChecked != 3 || r.Fallbacks != 1 || r.LeakingChains != 1 {
+		t.Fatalf("checked %d, fallbacks %d, leaking chains %d; want 3, 1, 1", r.TracesChecked, r.Fallbacks, r.LeakingChains)
+	}
+	if tr := r.Traces[2]; !tr.Hops[1].Leak || tr.Hops[1].Service != "notifier" {
+		t.Fatalf("the leaking message hop: %+v", tr)
+	}
+}
