@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -277,4 +280,114 @@ func TestKafkaGrayConsumesWhatGrayProduces(t *testing.T) {
 	})
 	t.Logf("stable: processed %d (fallback %d, taken over %d), left %d; gray again: processed %d",
 		stable.Processed.Load(), stable.Fallback.Load(), stable.TakenOver.Load(), stable.Left.Load(), gray2.Processed.Load())
+}
+
+// consumedBy is what a demo notifier's GET /consumed answers.
+type consumedBy struct {
+	Records []struct {
+		Key, Lane, Reason string
+	} `json:"records"`
+	GrayLive bool `json:"gray_live"`
+}
+
+func getConsumed(url string) (consumedBy, error) {
+	var c consumedBy
+	resp, err := http.Get(url + "/consumed")
+	if err != nil {
+		return c, err
+	}
+	defer resp.Body.Close()
+	return c, json.NewDecoder(resp.Body).Decode(&c)
+}
+
+// TestMeshChainThroughKafkaStaysInItsLane: the four-hop mesh's orders
+// publishes an event per request; a stable and a gray notifier consume
+// them with lanekafka. alice's chains (gray) are consumed by the gray
+// notifier, carol's (stable) by the stable one, each once; in Jaeger the
+// notifier's span is a hop of the chain's trace and verify-traces finds
+// no leak across it.
+func TestMeshChainThroughKafkaStaysInItsLane(t *testing.T) {
+	broker := startKafka(t)
+	broker.createTopic(t, "order-events", 2)
+	m := newFourHop(t)
+	for _, i := range []int{2, 3} { // orders, stable and gray: publish
+		a := exampleApps[i]
+		m.services[a.service+"-"+a.env].kill()
+		m.startApp(a.service, a.env, a.version, a.port, a.calls, a.outbound, "--kafka", broker.Bootstrap, "--publish", "order-events")
+	}
+	notifiers := map[string]string{}
+	for _, env := range []string{"gray", "stable"} {
+		port := freePort(t)
+		notifiers[env] = fmt.Sprintf("http://127.0.0.1:%d", port)
+		start(t, m.dir, "notifier-"+env, filepath.Join(binDir, "demo-service"), "--service", "notifier", "--env", env, "--version", env,
+			"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--otlp", m.otlp,
+			"--kafka", broker.Bootstrap, "--consume", "order-events", "--lanes", m.admin+"/v1/lanes")
+		waitFor(t, "notifier-"+env, 20*time.Second, httpOK(notifiers[env]+"/healthz"))
+	}
+	waitFor(t, "the stable notifier seeing the gray one", 30*time.Second, func() error {
+		c, err := getConsumed(notifiers["stable"])
+		if err != nil {
+			return err
+		}
+		if !c.GrayLive {
+			return errors.New("gray's group has no member yet")
+		}
+		return nil
+	})
+
+	want := map[string]string{}
+	var ids []string
+	for i := range 16 {
+		id, who, env := newTraceID(), "alice", "gray"
+		if i%2 == 1 {
+			who, env = "carol", lanequeue.Stable // blacklisted: stable
+		}
+		r, err := m.chain(id, bearer(m.token(who, time.Now().Add(time.Hour))))
+		must(t, err)
+		if len(r.Errors) > 0 || (len(r.Calls) > 0 && len(r.Calls[0].Errors) > 0) {
+			t.Fatalf("%s's chain: %+v", who, r)
+		}
+		want[id], ids = env, append(ids, id)
+	}
+	got := map[string][]string{}
+	waitFor(t, "every event consumed", 60*time.Second, func() error {
+		clear(got)
+		for env, url := range notifiers {
+			c, err := getConsumed(url)
+			if err != nil {
+				return err
+			}
+			for _, r := range c.Records {
+				got[r.Key] = append(got[r.Key], env)
+			}
+		}
+		if len(got) < len(want) {
+			return fmt.Errorf("%d of %d events consumed", len(got), len(want))
+		}
+		return nil
+	})
+	for id, env := range want {
+		if g := got[id]; len(g) != 1 || g[0] != env {
+			t.Errorf("event of trace %s consumed by %v, want once by %s", id, g, env)
+		}
+	}
+
+	r, code := m.waitForTraces(ids)
+	if code != 0 || r.Leaks != 0 {
+		t.Fatalf("verify-traces exit %d, %d leaks", code, r.Leaks)
+	}
+	for _, tr := range r.Traces {
+		if _, ok := want[tr.TraceID]; !ok {
+			continue
+		}
+		notifier := ""
+		for _, h := range tr.Hops {
+			if h.Service == "notifier" {
+				notifier = h.Served
+			}
+		}
+		if notifier != want[tr.TraceID] {
+			t.Errorf("trace %s: the notifier hop served %q, want %q (hops %+v)", tr.TraceID, notifier, want[tr.TraceID], tr.Hops)
+		}
+	}
 }

@@ -52,6 +52,7 @@ type options struct {
 	calls                 []string
 	outbound              string
 	dropLane              bool
+	publisher             *publisher
 }
 
 func main() {
@@ -78,7 +79,13 @@ func main() {
 	fs.Float64Var(&fc.slowShare, "slow-share", 0, "fault injection: delay this share of requests (0–1) by --slow-delay on top of --add-latency: a slow tail")
 	fs.DurationVar(&fc.slowDelay, "slow-delay", 0, "fault injection: the slow tail's extra delay")
 	seed := fs.Uint64("fault-seed", 0, "fault injection: seed of the random spread (0: from the clock)")
+	var qf queueFlags
+	qf.register(fs)
 	_ = fs.Parse(os.Args[1:])
+	if err := qf.check(); err != nil {
+		fmt.Fprintln(os.Stderr, "demo-service:", err)
+		os.Exit(2)
+	}
 	if *seed == 0 {
 		*seed = uint64(time.Now().UnixNano())
 	}
@@ -111,6 +118,18 @@ func main() {
 	// Spans named for what they are: "serve frontend gray" for a request
 	// this version serves, "call orders" for a call to the next service.
 	mux.HandleFunc("/fault", faults.handle)
+	if o.publisher, err = newPublisher(qf); err != nil {
+		log.Error("kafka publisher", "error", err)
+		os.Exit(1)
+	}
+	cons, err := startConsumer(ctx, qf, o, log)
+	if err != nil {
+		log.Error("kafka consumer", "error", err)
+		os.Exit(1)
+	}
+	if cons != nil {
+		mux.Handle("GET /consumed", cons)
+	}
 	mux.Handle("/", otelhttp.NewHandler(faults.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		serve(w, r, o, client)
 	})), o.service, otelhttp.WithSpanNameFormatter(func(string, *http.Request) string { return "serve " + o.service + " " + o.env })))
@@ -163,6 +182,11 @@ func serve(w http.ResponseWriter, r *http.Request, o options, client *http.Clien
 			continue
 		}
 		out.Calls = append(out.Calls, body)
+	}
+	if o.publisher != nil {
+		if err := o.publisher.publish(ctx, event{Service: o.service, Env: o.env, Path: r.URL.Path}); err != nil {
+			out.Errors = append(out.Errors, "publish: "+err.Error())
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Served-By", o.service+"/"+o.env+"/"+o.version)
