@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,6 +34,41 @@ type state struct {
 	killed        []string
 	killedThrough *int64 // nil: the kills stop every lane of their releases
 	version       string
+	// verified caches the lanes that verified under these keys: the edge
+	// hands out one lane per environment, release and version per
+	// window, so a consumer sees a handful, and verifying an Ed25519
+	// signature per message would cost it most of its time.
+	verified verifiedCache
+}
+
+// maxVerified bounds the cache; past it, it starts over.
+const maxVerified = 1024
+
+type verifiedCache struct {
+	mu    sync.Mutex
+	lanes map[string]lane.Lane
+}
+
+// verify is keys.Verify, cached: a cached lane is used until it expires.
+func (st *state) verify(token string, now time.Time) (lane.Lane, error) {
+	c := &st.verified
+	c.mu.Lock()
+	l, ok := c.lanes[token]
+	c.mu.Unlock()
+	if ok && !now.After(l.Expires.Add(lane.ClockSkew)) {
+		return l, nil
+	}
+	l, err := st.keys.Verify(token, now)
+	if err != nil {
+		return l, err
+	}
+	c.mu.Lock()
+	if c.lanes == nil || len(c.lanes) >= maxVerified {
+		c.lanes = map[string]lane.Lane{}
+	}
+	c.lanes[token] = l
+	c.mu.Unlock()
+	return l, nil
 }
 
 // Follower decides messages' environments from their lanes with
@@ -147,7 +183,7 @@ func (st *state) decide(token string, now time.Time) Decision {
 	if st.keys == nil {
 		return Decision{Env: Stable, Reason: wire.ReasonLaneRefused, Problem: "graymesh publishes no lane key"}
 	}
-	l, err := st.keys.Verify(token, now)
+	l, err := st.verify(token, now)
 	if err != nil {
 		return Decision{Env: Stable, Reason: wire.ReasonLaneRefused, Problem: err.Error()}
 	}
