@@ -282,6 +282,23 @@ func TestKafkaGrayConsumesWhatGrayProduces(t *testing.T) {
 		stable.Processed.Load(), stable.Fallback.Load(), stable.TakenOver.Load(), stable.Left.Load(), gray2.Processed.Load())
 }
 
+// startNotifiers starts a gray and a stable notifier (demo services
+// consuming topic with lanekafka) and returns their base URLs by
+// environment.
+func (m *fourHop) startNotifiers(broker *kafkaBroker, topic string) map[string]string {
+	m.t.Helper()
+	notifiers := map[string]string{}
+	for _, env := range []string{"gray", "stable"} {
+		port := freePort(m.t)
+		notifiers[env] = fmt.Sprintf("http://127.0.0.1:%d", port)
+		start(m.t, m.dir, "notifier-"+env, filepath.Join(binDir, "demo-service"), "--service", "notifier", "--env", env, "--version", env,
+			"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--otlp", m.otlp,
+			"--kafka", broker.Bootstrap, "--consume", topic, "--lanes", m.admin+"/v1/lanes")
+		waitFor(m.t, "notifier-"+env, 20*time.Second, httpOK(notifiers[env]+"/healthz"))
+	}
+	return notifiers
+}
+
 // consumedBy is what a demo notifier's GET /consumed answers.
 type consumedBy struct {
 	Records []struct {
@@ -315,15 +332,7 @@ func TestMeshChainThroughKafkaStaysInItsLane(t *testing.T) {
 		m.services[a.service+"-"+a.env].kill()
 		m.startApp(a.service, a.env, a.version, a.port, a.calls, a.outbound, "--kafka", broker.Bootstrap, "--publish", "order-events")
 	}
-	notifiers := map[string]string{}
-	for _, env := range []string{"gray", "stable"} {
-		port := freePort(t)
-		notifiers[env] = fmt.Sprintf("http://127.0.0.1:%d", port)
-		start(t, m.dir, "notifier-"+env, filepath.Join(binDir, "demo-service"), "--service", "notifier", "--env", env, "--version", env,
-			"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--otlp", m.otlp,
-			"--kafka", broker.Bootstrap, "--consume", "order-events", "--lanes", m.admin+"/v1/lanes")
-		waitFor(t, "notifier-"+env, 20*time.Second, httpOK(notifiers[env]+"/healthz"))
-	}
+	notifiers := m.startNotifiers(broker, "order-events")
 	waitFor(t, "the stable notifier seeing the gray one", 30*time.Second, func() error {
 		c, err := getConsumed(notifiers["stable"])
 		if err != nil {

@@ -118,17 +118,9 @@ func main() {
 	// Spans named for what they are: "serve frontend gray" for a request
 	// this version serves, "call orders" for a call to the next service.
 	mux.HandleFunc("/fault", faults.handle)
-	if o.publisher, err = newPublisher(qf); err != nil {
-		log.Error("kafka publisher", "error", err)
+	if o.publisher, err = startQueues(ctx, qf, o, mux, log); err != nil {
+		log.Error("kafka", "error", err)
 		os.Exit(1)
-	}
-	cons, err := startConsumer(ctx, qf, o, log)
-	if err != nil {
-		log.Error("kafka consumer", "error", err)
-		os.Exit(1)
-	}
-	if cons != nil {
-		mux.Handle("GET /consumed", cons)
 	}
 	mux.Handle("/", otelhttp.NewHandler(faults.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		serve(w, r, o, client)

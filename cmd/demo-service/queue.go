@@ -41,6 +41,24 @@ func (q *queueFlags) check() error {
 	return nil
 }
 
+// startQueues starts the Kafka roles the flags ask for: the publisher
+// it returns (nil without --publish) and the consumer, whose GET
+// /consumed it adds to mux.
+func startQueues(ctx context.Context, q queueFlags, o options, mux *http.ServeMux, log *slog.Logger) (*publisher, error) {
+	p, err := newPublisher(q)
+	if err != nil {
+		return nil, err
+	}
+	c, err := startConsumer(ctx, q, o, log)
+	if err != nil {
+		return nil, err
+	}
+	if c != nil {
+		mux.Handle("GET /consumed", c)
+	}
+	return p, nil
+}
+
 // event is what the demo publishes: who served the request that produced it.
 type event struct {
 	Service string `json:"service"`

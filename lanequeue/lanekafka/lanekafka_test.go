@@ -49,7 +49,7 @@ func TestSpanSaysWhoServedAndWhy(t *testing.T) {
 	r := &kgo.Record{Topic: "orders", Partition: 1, Offset: 7}
 	got := map[string]string{}
 	for _, kv := range c.spanAttributes(r, lanequeue.Decision{Env: "gray", Release: "shop-v2", Reason: wire.ReasonLane, Stress: true}) {
-		got[string(kv.Key)] = kv.Value.Emit()
+		got[string(kv.Key)] = kv.Value.String()
 	}
 	want := map[string]string{
 		wire.AttrService: "notifier", wire.AttrVariant: lanequeue.Stable, wire.AttrLane: "gray", wire.AttrReason: wire.ReasonLane,
