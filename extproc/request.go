@@ -24,7 +24,7 @@ func (s *Server) decide(ctx context.Context, st *streamState, headers *extprocsv
 	req.Hop, req.Now = h, s.now()
 	o := p.Decide(req)
 	if s.observer != nil {
-		s.observer.Decided(h.Name(), h.Service, &o, s.now().Sub(req.Now))
+		s.observer.Decided(h.Name(), h.Service, o, s.now().Sub(req.Now))
 	}
 	s.trace(ctx, p, h, &o, st)
 	if s.log.Enabled(ctx, slog.LevelDebug) {

@@ -27,9 +27,11 @@ import (
 	"github.com/graymesh/graymesh/internal/core/gray"
 )
 
-// Observer is told about every decision; metrics hook in here.
+// Observer is told about every decision; metrics hook in here. The
+// outcome comes by value: a pointer through the interface would move every
+// request's outcome to the heap.
 type Observer interface {
-	Decided(hop, service string, o *gray.Outcome, took time.Duration)
+	Decided(hop, service string, o gray.Outcome, took time.Duration)
 }
 
 // Server implements envoy.service.ext_proc.v3.ExternalProcessor.

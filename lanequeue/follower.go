@@ -1,6 +1,7 @@
 package lanequeue
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -34,6 +35,9 @@ type state struct {
 	killed        []string
 	killedThrough *int64 // nil: the kills stop every lane of their releases
 	version       string
+	// body is the answer the state was parsed from: an unchanged answer
+	// keeps the state, and with it the cache of verified lanes.
+	body []byte
 	// verified caches the lanes that verified under these keys: the edge
 	// hands out one lane per environment, release and version per
 	// window, so a consumer sees a handful, and verifying an Ed25519
@@ -114,7 +118,8 @@ func (f *Follower) Run(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// Refresh reads the lane state now.
+// Refresh reads the lane state now; an answer like the last keeps the
+// state in force (and its verified lanes).
 func (f *Follower) Refresh(ctx context.Context) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.url, nil)
 	if err != nil {
@@ -132,12 +137,15 @@ func (f *Follower) Refresh(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	f.Refreshes.Add(1)
+	if cur := f.state.Load(); cur != nil && bytes.Equal(cur.body, body) {
+		return nil
+	}
 	st, err := parseState(body)
 	if err != nil {
 		return fmt.Errorf("lane state %s: %w", f.url, err)
 	}
 	f.state.Store(st)
-	f.Refreshes.Add(1)
 	return nil
 }
 
@@ -146,7 +154,7 @@ func parseState(body []byte) (*state, error) {
 	if err := json.Unmarshal(body, &doc); err != nil {
 		return nil, err
 	}
-	st := &state{killed: doc.Killed, version: doc.ConfigVersion}
+	st := &state{killed: doc.Killed, version: doc.ConfigVersion, body: body}
 	if len(doc.Keys) > 0 && string(doc.Keys) != "null" {
 		ks, err := lane.ParseKeySet(doc.Keys)
 		if err != nil {

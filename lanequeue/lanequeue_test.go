@@ -220,3 +220,25 @@ func TestCachedLaneExpires(t *testing.T) {
 		t.Fatalf("a cached lane past its expiry: %+v", d)
 	}
 }
+
+// TestUnchangedStateKeepsItsCache: a refresh that reads the same answer
+// keeps the state in force, with the lanes it verified.
+func TestUnchangedStateKeepsItsCache(t *testing.T) {
+	s := signer(t, meshKey)
+	g := &graymeshState{}
+	g.set(map[string]any{"config_version": "7", "keys": json.RawMessage(s.JWKS()), "killed": []string{}})
+	srv := httptest.NewServer(g)
+	defer srv.Close()
+	f, err := NewFollower(context.Background(), srv.URL)
+	must(t, err)
+	before := f.state.Load()
+	must(t, f.Refresh(context.Background()))
+	if f.state.Load() != before || f.Refreshes.Load() != 2 {
+		t.Fatalf("an unchanged answer replaced the state (refreshes %d)", f.Refreshes.Load())
+	}
+	g.set(map[string]any{"config_version": "8", "keys": json.RawMessage(s.JWKS()), "killed": []string{"shop-v2"}})
+	must(t, f.Refresh(context.Background()))
+	if f.ConfigVersion() != "8" {
+		t.Fatalf("a changed answer was not taken: %s", f.ConfigVersion())
+	}
+}

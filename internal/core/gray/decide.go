@@ -63,7 +63,9 @@ func (p *Policy) Decide(r Request) Outcome {
 		f := p.facts(r, o.Caller)
 		f.Stress, o.StressProblem = p.stressRelease(r)
 		o.Decision = p.Engine.Decide(&f)
-		o.Stress = f.Stress != "" && o.Release == f.Stress
+		// A verified marker names a release of the config, which
+		// decides the request (Engine.stress).
+		o.Stress = f.Stress != ""
 		o.Membership = p.membershipFor(o.Decision, o.Caller, r.Now)
 		if p.Lanes != nil {
 			// Whatever lane the client sent is replaced by ours, or

@@ -75,14 +75,13 @@ func newMetrics(activeStreams func() int64, x *xds.Server, sources *identity.Sou
 }
 
 // Decided implements extproc.Observer.
-func (m *metrics) Decided(hop, service string, o *gray.Outcome, took time.Duration) {
+func (m *metrics) Decided(hop, service string, o gray.Outcome, took time.Duration) {
 	d := &o.Decision
-	switch {
-	case o.Stress:
-		m.stress.WithLabelValues(hop, d.Release, d.Env, string(d.Reason)).Inc()
-	default:
-		m.decisions.WithLabelValues(hop, d.Release, d.Env, string(d.Reason)).Inc()
+	counter := m.decisions
+	if o.Stress {
+		counter = m.stress
 	}
+	counter.WithLabelValues(hop, d.Release, d.Env, string(d.Reason)).Inc()
 	if o.StressProblem != "" {
 		m.stressIgnored.WithLabelValues(o.StressProblem).Inc()
 	}
