@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -64,10 +65,13 @@ type kafkaLanes struct {
 	t        *testing.T
 	broker   *kafkaBroker
 	producer *kgo.Client
-	follower *lanequeue.Follower
-	signer   *lane.Signer
-	ledger   *ledger
-	stable   *lanekafka.Consumer
+	// lanes is graymesh's GET /v1/lanes; each consumer follows it with
+	// its own Follower, refreshed every second as in a service of its
+	// own, so the consumers read a kill at different moments.
+	lanes  string
+	signer *lane.Signer
+	ledger *ledger
+	stable *lanekafka.Consumer
 }
 
 const kafkaTopic = "orders"
@@ -77,9 +81,13 @@ const kafkaTopic = "orders"
 // and waits until it has left its group.
 func (k *kafkaLanes) consumer(env string, handle func(ctx context.Context, r *kgo.Record) error) (*lanekafka.Consumer, func()) {
 	k.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	follower, err := lanequeue.NewFollower(ctx, k.lanes)
+	must(k.t, err)
+	go follower.Run(ctx, lanequeue.DefaultRefresh)
 	c, err := lanekafka.New(lanekafka.Options{
 		Brokers: []string{k.broker.Bootstrap}, Topic: kafkaTopic, Group: "notifier", Env: env, Envs: []string{"gray"},
-		Follower: k.follower, LivenessEvery: 200 * time.Millisecond,
+		Follower: follower, LivenessEvery: 200 * time.Millisecond,
 		Handle: func(ctx context.Context, r *kgo.Record, d lanequeue.Decision) error {
 			if handle != nil {
 				if err := handle(ctx, r); err != nil {
@@ -95,7 +103,6 @@ func (k *kafkaLanes) consumer(env string, handle func(ctx context.Context, r *kg
 		},
 	})
 	must(k.t, err)
-	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	var runErr error
 	go func() {
@@ -117,12 +124,15 @@ func (k *kafkaLanes) consumer(env string, handle func(ctx context.Context, r *kg
 }
 
 // produce sends one record per key, with lane(key) as its lane ("" none),
-// round robin over the two partitions.
-func (k *kafkaLanes) produce(keys []string, laneOf func(key string) string) {
+// round robin over the two partitions, and returns when each was produced
+// (its timestamp).
+func (k *kafkaLanes) produce(keys []string, laneOf func(key string) string) map[string]time.Time {
 	k.t.Helper()
 	recs := make([]*kgo.Record, 0, len(keys))
+	at := map[string]time.Time{}
 	for i, key := range keys {
-		r := &kgo.Record{Topic: kafkaTopic, Partition: int32(i % 2), Key: []byte(key), Value: []byte("order " + key)}
+		r := &kgo.Record{Topic: kafkaTopic, Partition: int32(i % 2), Key: []byte(key), Value: []byte("order " + key), Timestamp: time.Now()}
+		at[key] = r.Timestamp
 		if l := laneOf(key); l != "" {
 			lanekafka.Inject(laneprop.ContextWith(context.Background(), l), r)
 		}
@@ -131,6 +141,7 @@ func (k *kafkaLanes) produce(keys []string, laneOf func(key string) string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	must(k.t, k.producer.ProduceSync(ctx, recs...).FirstErr())
+	return at
 }
 
 func keys(prefix string, n int) []string {
@@ -166,7 +177,7 @@ func TestKafkaGrayConsumesWhatGrayProduces(t *testing.T) {
 	producer, err := kgo.NewClient(kgo.SeedBrokers(broker.Bootstrap), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	must(t, err)
 	t.Cleanup(producer.Close)
-	k := &kafkaLanes{t: t, broker: broker, producer: producer, follower: follower, signer: signer, ledger: &ledger{by: map[string][]string{}}}
+	k := &kafkaLanes{t: t, broker: broker, producer: producer, lanes: m.admin + "/v1/lanes", signer: signer, ledger: &ledger{by: map[string][]string{}}}
 	grayLane := func(string) string { return signer.Sign("gray", "shop-v2", follower.ConfigVersion(), time.Now()) }
 	// Keys name what a record is: g- gray lane, s- no lane, f- forged.
 	laneOf := func(key string) string {
@@ -259,15 +270,36 @@ func TestKafkaGrayConsumesWhatGrayProduces(t *testing.T) {
 	k.produce(again, laneOf)
 	waitDone("gray's records with gray back", again)
 
-	// Killed: gray's records go to stable.
-	version := follower.ConfigVersion()
-	m.adminPost(t, "/v1/releases/shop-v2/kill?reason=kafka+test")
-	waitFor(t, "the consumers seeing the kill", 10*time.Second, func() error {
-		if follower.ConfigVersion() == version {
-			return fmt.Errorf("lane state still at version %s", version)
+	// Killed under load: each consumer reads the kill at its own moment,
+	// yet every record is processed once, by gray when produced before
+	// the kill, by stable after.
+	racing, producedAt := keys("race-g", 240), map[string]time.Time{}
+	pace := time.NewTicker(10 * time.Millisecond)
+	for i := 0; i < len(racing); i += 2 {
+		if i == len(racing)/3 {
+			m.adminPost(t, "/v1/releases/shop-v2/kill?reason=kafka+test")
 		}
-		return nil
+		maps.Copy(producedAt, k.produce(racing[i:i+2], laneOf))
+		<-pace.C
+	}
+	pace.Stop()
+	waitDone("the records produced across the kill", racing)
+	killedAt := killInstant(t, k.lanes, "shop-v2")
+	before := 0
+	for _, key := range racing {
+		if producedAt[key].Before(killedAt) {
+			before++
+		}
+	}
+	k.ledger.check(t, racing, func(key string) string {
+		if producedAt[key].Before(killedAt) {
+			return "gray"
+		}
+		return lanequeue.Stable
 	})
+	if before == 0 || before == len(racing) {
+		t.Errorf("%d of %d records produced before the kill at %s: the kill did not fall among them", before, len(racing), killedAt)
+	}
 	killed := keys("killed-g", 20)
 	k.produce(killed, laneOf)
 	waitDone("gray's records after the kill", killed)
@@ -278,8 +310,30 @@ func TestKafkaGrayConsumesWhatGrayProduces(t *testing.T) {
 		}
 		return consumerOf(key)
 	})
-	t.Logf("stable: processed %d (fallback %d, taken over %d), left %d; gray again: processed %d",
-		stable.Processed.Load(), stable.Fallback.Load(), stable.TakenOver.Load(), stable.Left.Load(), gray2.Processed.Load())
+	t.Logf("stable: processed %d (fallback %d, taken over %d), left %d; gray again: processed %d; %d of %d racing records produced before the kill",
+		stable.Processed.Load(), stable.Fallback.Load(), stable.TakenOver.Load(), stable.Left.Load(), gray2.Processed.Load(), before, len(racing))
+}
+
+// killInstant is when graymesh's lane state says release was killed.
+func killInstant(t *testing.T, lanes, release string) time.Time {
+	t.Helper()
+	resp, err := http.Get(lanes)
+	must(t, err)
+	defer resp.Body.Close()
+	var st struct {
+		Kills []struct {
+			Release  string    `json:"release"`
+			KilledAt time.Time `json:"killed_at"`
+		} `json:"kills"`
+	}
+	must(t, json.NewDecoder(resp.Body).Decode(&st))
+	for _, k := range st.Kills {
+		if k.Release == release {
+			return k.KilledAt
+		}
+	}
+	t.Fatalf("GET %s: no kill of %s in %+v", lanes, release, st.Kills)
+	return time.Time{}
 }
 
 // startNotifiers starts a gray and a stable notifier (demo services

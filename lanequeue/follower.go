@@ -27,22 +27,41 @@ type laneState struct {
 	Keys          json.RawMessage `json:"keys"`
 	Killed        []string        `json:"killed"`
 	KilledThrough string          `json:"killed_through"`
+	Kills         []kill          `json:"kills"`
+	AsOf          time.Time       `json:"as_of"`
+}
+
+// kill is one release's kill: from KilledAt (zero: always) until
+// RevivedAt (nil: still killed).
+type kill struct {
+	Release   string     `json:"release"`
+	KilledAt  time.Time  `json:"killed_at"`
+	RevivedAt *time.Time `json:"revived_at"`
+}
+
+// covers reports whether the kill was in force at t.
+func (k kill) covers(t time.Time) bool {
+	return !t.Before(k.KilledAt) && (k.RevivedAt == nil || t.Before(*k.RevivedAt))
 }
 
 // state is a lane state ready to decide with.
 type state struct {
-	keys          *lane.KeySet // nil: no lane key, every lane refused
+	keys *lane.KeySet // nil: no lane key, every lane refused
+	// keysJSON is the key set keys was parsed from: a refresh with the
+	// same keys keeps them, and the cache of lanes they verified.
+	keysJSON      []byte
 	killed        []string
+	kills         []kill
 	killedThrough *int64 // nil: the kills stop every lane of their releases
 	version       string
-	// body is the answer the state was parsed from: an unchanged answer
-	// keeps the state, and with it the cache of verified lanes.
-	body []byte
+	// asOf is the instant the state is true of; zero from a graymesh that
+	// does not say (then kills are decided as in force when read).
+	asOf time.Time
 	// verified caches the lanes that verified under these keys: the edge
 	// hands out one lane per environment, release and version per
 	// window, so a consumer sees a handful, and verifying an Ed25519
 	// signature per message would cost it most of its time.
-	verified verifiedCache
+	verified *verifiedCache
 }
 
 // maxVerified bounds the cache; past it, it starts over.
@@ -55,7 +74,7 @@ type verifiedCache struct {
 
 // verify is keys.Verify, cached: a cached lane is used until it expires.
 func (st *state) verify(token string, now time.Time) (lane.Lane, error) {
-	c := &st.verified
+	c := st.verified
 	c.mu.Lock()
 	l, ok := c.lanes[token]
 	c.mu.Unlock()
@@ -77,16 +96,32 @@ func (st *state) verify(token string, now time.Time) (lane.Lane, error) {
 
 // Follower decides messages' environments from their lanes with
 // graymesh's lane state, read from url (graymesh's admin API, e.g.
-// http://127.0.0.1:18080/v1/lanes) and refreshed by Run. Safe for
-// concurrent use.
+// http://127.0.0.1:18080/v1/lanes) and refreshed by Run, and on demand
+// when a message is newer than the state (Decide). Safe for concurrent
+// use.
 type Follower struct {
 	url    string
 	client *http.Client
 	state  atomic.Pointer[state]
+	// catchingUp serialises on-demand refreshes: messages waiting for a
+	// newer state share one read.
+	catchingUp  sync.Mutex
+	lastRefresh atomic.Int64 // unix nanoseconds of the last read's start
 	// Refreshes and Failures count reads of the lane state (a failed read
-	// keeps the state in force).
-	Refreshes, Failures atomic.Int64
+	// keeps the state in force); Unfenced counts messages decided with a
+	// state older than they are, because no newer one came in time
+	// (FenceWait).
+	Refreshes, Failures, Unfenced atomic.Int64
 }
+
+// FenceWait bounds how long Decide waits for a lane state newer than a
+// message: past it (graymesh unreachable, or the producer's clock ahead
+// of graymesh's by more), the message is decided with the state in force.
+const FenceWait = 5 * time.Second
+
+// refreshGap spaces on-demand reads: at most one per gap per consumer
+// process, whatever its message rate.
+const refreshGap = 50 * time.Millisecond
 
 // NewFollower reads the lane state at url once: a consumer that cannot
 // read it cannot tell gray from stable, and should not start.
@@ -118,9 +153,10 @@ func (f *Follower) Run(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// Refresh reads the lane state now; an answer like the last keeps the
-// state in force (and its verified lanes).
+// Refresh reads the lane state now; an answer with the same keys keeps
+// them parsed, and the lanes they verified.
 func (f *Follower) Refresh(ctx context.Context) error {
+	f.lastRefresh.Store(time.Now().UnixNano())
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.url, nil)
 	if err != nil {
 		return err
@@ -138,10 +174,7 @@ func (f *Follower) Refresh(ctx context.Context) error {
 		return err
 	}
 	f.Refreshes.Add(1)
-	if cur := f.state.Load(); cur != nil && bytes.Equal(cur.body, body) {
-		return nil
-	}
-	st, err := parseState(body)
+	st, err := parseState(body, f.state.Load())
 	if err != nil {
 		return fmt.Errorf("lane state %s: %w", f.url, err)
 	}
@@ -149,18 +182,24 @@ func (f *Follower) Refresh(ctx context.Context) error {
 	return nil
 }
 
-func parseState(body []byte) (*state, error) {
+// parseState parses a lane state; prev's keys and verified lanes carry
+// over when the key set is the same.
+func parseState(body []byte, prev *state) (*state, error) {
 	var doc laneState
 	if err := json.Unmarshal(body, &doc); err != nil {
 		return nil, err
 	}
-	st := &state{killed: doc.Killed, version: doc.ConfigVersion, body: body}
-	if len(doc.Keys) > 0 && string(doc.Keys) != "null" {
+	st := &state{killed: doc.Killed, kills: doc.Kills, version: doc.ConfigVersion, asOf: doc.AsOf, verified: &verifiedCache{}}
+	switch {
+	case len(doc.Keys) == 0 || string(doc.Keys) == "null":
+	case prev != nil && prev.keys != nil && bytes.Equal(prev.keysJSON, doc.Keys):
+		st.keys, st.keysJSON, st.verified = prev.keys, prev.keysJSON, prev.verified
+	default:
 		ks, err := lane.ParseKeySet(doc.Keys)
 		if err != nil {
 			return nil, err
 		}
-		st.keys = ks
+		st.keys, st.keysJSON = ks, doc.Keys
 	}
 	if doc.KilledThrough != "" {
 		v, err := strconv.ParseInt(doc.KilledThrough, 10, 64)
@@ -175,28 +214,94 @@ func parseState(body []byte) (*state, error) {
 // ConfigVersion is the config version of the lane state in force.
 func (f *Follower) ConfigVersion() string { return f.state.Load().version }
 
-// Decide is the environment a message's lane names at now, as an inner
-// hop's sidecar would route it: no lane, stable; a lane that does not
-// verify, stable; a lane of a killed release, stable (unless issued under
-// a version newer than the kill, in Kubernetes mode); otherwise the
-// lane's environment.
-func (f *Follower) Decide(token string, now time.Time) Decision {
-	return f.state.Load().decide(token, now)
+// Decide is the environment a message produced at producedAt names with
+// its lane, as an inner hop's sidecar would route it: no lane, stable; a
+// lane that does not verify (its expiry checked at producedAt), stable; a
+// lane of a release killed when the message was produced, stable (unless
+// issued under a version newer than the kill, in Kubernetes mode);
+// otherwise the lane's environment.
+//
+// The kill is the one in force at producedAt, not at reading: every
+// consumer decides a message alike, whenever it reads the kill, so none
+// is left by both (lost) or taken by both. A message whose lane names an
+// environment and that is newer than the state in force waits for a
+// newer state (read on demand, at most FenceWait).
+func (f *Follower) Decide(ctx context.Context, token string, producedAt time.Time) Decision {
+	st := f.state.Load()
+	d, killable := st.decide(token, producedAt)
+	if !killable || !st.olderThan(producedAt) {
+		return d
+	}
+	if !f.catchUp(ctx, producedAt) {
+		f.Unfenced.Add(1)
+	}
+	d, _ = f.state.Load().decide(token, producedAt)
+	return d
 }
 
-func (st *state) decide(token string, now time.Time) Decision {
+// olderThan reports whether the state may not know a kill in force at t.
+func (st *state) olderThan(t time.Time) bool { return !st.asOf.IsZero() && st.asOf.Before(t) }
+
+// catchUp reads the lane state until it is as new as t: false when no
+// such state came within FenceWait, or ctx ended.
+func (f *Follower) catchUp(ctx context.Context, t time.Time) bool {
+	if time.Until(t) > FenceWait {
+		// A producer clock this far ahead: no state will catch up.
+		return false
+	}
+	f.catchingUp.Lock()
+	defer f.catchingUp.Unlock()
+	deadline := time.Now().Add(FenceWait)
+	for f.state.Load().olderThan(t) {
+		wait := time.Until(time.Unix(0, f.lastRefresh.Load()).Add(refreshGap))
+		if time.Now().Add(wait).After(deadline) {
+			return false
+		}
+		if wait > 0 {
+			timer := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return false
+			case <-timer.C:
+			}
+		}
+		if err := f.Refresh(ctx); err != nil {
+			if ctx.Err() != nil {
+				return false
+			}
+			f.Failures.Add(1)
+		}
+	}
+	return true
+}
+
+// decide is the decision with this state, and whether a kill or a revive
+// the state may not know yet could change it: a verified lane that names
+// an environment other than stable.
+func (st *state) decide(token string, producedAt time.Time) (d Decision, killable bool) {
 	if token == "" {
-		return Decision{Env: Stable, Reason: wire.ReasonLaneMissing}
+		return Decision{Env: Stable, Reason: wire.ReasonLaneMissing}, false
 	}
 	if st.keys == nil {
-		return Decision{Env: Stable, Reason: wire.ReasonLaneRefused, Problem: "graymesh publishes no lane key"}
+		return Decision{Env: Stable, Reason: wire.ReasonLaneRefused, Problem: "graymesh publishes no lane key"}, false
 	}
-	l, err := st.verify(token, now)
+	l, err := st.verify(token, producedAt)
 	if err != nil {
-		return Decision{Env: Stable, Reason: wire.ReasonLaneRefused, Problem: err.Error()}
+		return Decision{Env: Stable, Reason: wire.ReasonLaneRefused, Problem: err.Error()}, false
 	}
-	if slices.Contains(st.killed, l.Release) && lane.KillStops(st.killedThrough, l.Version) {
-		return Decision{Env: Stable, Release: l.Release, Reason: wire.ReasonKilled, Stress: l.Stress}
+	killable = l.Env != Stable
+	if st.killedAt(l.Release, producedAt) && lane.KillStops(st.killedThrough, l.Version) {
+		return Decision{Env: Stable, Release: l.Release, Reason: wire.ReasonKilled, Stress: l.Stress}, killable
 	}
-	return Decision{Env: l.Env, Release: l.Release, Reason: wire.ReasonLane, Stress: l.Stress}
+	return Decision{Env: l.Env, Release: l.Release, Reason: wire.ReasonLane, Stress: l.Stress}, killable
+}
+
+// killedAt reports whether release was killed at t: by the kills' times
+// when graymesh gives them, by the kills in force otherwise.
+func (st *state) killedAt(release string, t time.Time) bool {
+	if st.asOf.IsZero() {
+		return slices.Contains(st.killed, release)
+	}
+	return slices.ContainsFunc(st.kills, func(k kill) bool { return k.Release == release && k.covers(t) })
 }

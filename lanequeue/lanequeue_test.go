@@ -3,6 +3,7 @@ package lanequeue
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -25,10 +26,17 @@ type graymeshState struct {
 
 func (g *graymeshState) set(doc map[string]any) { g.mu.Lock(); g.doc = doc; g.mu.Unlock() }
 
+// ServeHTTP answers the state set; an as_of of "now" is the instant of
+// the answer, as graymesh's is.
 func (g *graymeshState) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	_ = json.NewEncoder(w).Encode(g.doc)
+	doc := g.doc
+	if doc["as_of"] == "now" {
+		doc = maps.Clone(doc)
+		doc["as_of"] = time.Now()
+	}
+	_ = json.NewEncoder(w).Encode(doc)
 }
 
 func signer(t *testing.T, key string) *lane.Signer {
@@ -67,14 +75,14 @@ func TestFollowerDecidesAsASidecar(t *testing.T) {
 		{"garbage", "x.y.z", Stable, wire.ReasonLaneRefused},
 	}
 	for _, tt := range tests {
-		if d := f.Decide(tt.token, now); d.Env != tt.env || d.Reason != tt.reason {
+		if d := f.Decide(context.Background(), tt.token, now); d.Env != tt.env || d.Reason != tt.reason {
 			t.Errorf("%s: %+v, want %s %s", tt.name, d, tt.env, tt.reason)
 		}
 	}
-	if d := f.Decide(gray, now.Add(time.Hour)); d.Env != Stable || d.Reason != wire.ReasonLaneRefused {
+	if d := f.Decide(context.Background(), gray, now.Add(time.Hour)); d.Env != Stable || d.Reason != wire.ReasonLaneRefused {
 		t.Errorf("expired: %+v", d)
 	}
-	if d := f.Decide(s.SignStressLane("gray", "shop-v2", "7", now), now); d.Env != "gray" || !d.Stress {
+	if d := f.Decide(context.Background(), s.SignStressLane("gray", "shop-v2", "7", now), now); d.Env != "gray" || !d.Stress {
 		t.Errorf("stress lane: %+v", d)
 	}
 
@@ -82,15 +90,15 @@ func TestFollowerDecidesAsASidecar(t *testing.T) {
 	if err := f.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if d := f.Decide(gray, now); d.Env != Stable || d.Reason != wire.ReasonKilled || f.ConfigVersion() != "8" {
+	if d := f.Decide(context.Background(), gray, now); d.Env != Stable || d.Reason != wire.ReasonKilled || f.ConfigVersion() != "8" {
 		t.Errorf("killed: %+v (version %s)", d, f.ConfigVersion())
 	}
 	g.set(map[string]any{"config_version": "8", "keys": json.RawMessage(s.JWKS()), "killed": []string{"shop-v2"}, "killed_through": "8"})
 	must(t, f.Refresh(ctx))
-	if d := f.Decide(s.Sign("gray", "shop-v2", "9", now), now); d.Env != "gray" {
+	if d := f.Decide(context.Background(), s.Sign("gray", "shop-v2", "9", now), now); d.Env != "gray" {
 		t.Errorf("a lane issued after the kill was lifted elsewhere: %+v", d)
 	}
-	if d := f.Decide(gray, now); d.Env != Stable {
+	if d := f.Decide(context.Background(), gray, now); d.Env != Stable {
 		t.Errorf("a lane issued before the kill: %+v", d)
 	}
 
@@ -99,7 +107,7 @@ func TestFollowerDecidesAsASidecar(t *testing.T) {
 	g.set(map[string]any{"config_version": "9", "keys": json.RawMessage(rotated.JWKS()), "killed": []string{}})
 	must(t, f.Refresh(ctx))
 	for _, tok := range []string{gray, rotated.Sign("gray", "shop-v2", "9", now)} {
-		if d := f.Decide(tok, now); d.Env != "gray" {
+		if d := f.Decide(context.Background(), tok, now); d.Env != "gray" {
 			t.Errorf("after the rotation: %+v", d)
 		}
 	}
@@ -173,7 +181,7 @@ func benchState(b *testing.B) (*state, string, time.Time) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	st, err := parseState([]byte(`{"config_version":"7","killed":["other"],"keys":` + s.JWKS() + `}`))
+	st, err := parseState([]byte(`{"config_version":"7","killed":["other"],"keys":`+s.JWKS()+`}`), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -188,7 +196,7 @@ func BenchmarkFollowerDecide(b *testing.B) {
 	st, tok, now := benchState(b)
 	b.ReportAllocs()
 	for b.Loop() {
-		if d := st.decide(tok, now); d.Env != "gray" {
+		if d, _ := st.decide(tok, now); d.Env != "gray" {
 			b.Fatal(d)
 		}
 	}
@@ -209,36 +217,93 @@ func BenchmarkFollowerVerifyUncached(b *testing.B) {
 // TestCachedLaneExpires: a cached lane is not honoured past its expiry.
 func TestCachedLaneExpires(t *testing.T) {
 	s := signer(t, meshKey)
-	st, err := parseState([]byte(`{"config_version":"7","killed":[],"keys":` + s.JWKS() + `}`))
+	st, err := parseState([]byte(`{"config_version":"7","killed":[],"keys":`+s.JWKS()+`}`), nil)
 	must(t, err)
 	now := time.Now()
 	tok := s.Sign("gray", "shop-v2", "7", now)
-	if d := st.decide(tok, now); d.Env != "gray" {
+	if d, _ := st.decide(tok, now); d.Env != "gray" {
 		t.Fatal(d)
 	}
-	if d := st.decide(tok, now.Add(time.Hour)); d.Env != Stable || d.Reason != wire.ReasonLaneRefused {
+	if d, _ := st.decide(tok, now.Add(time.Hour)); d.Env != Stable || d.Reason != wire.ReasonLaneRefused {
 		t.Fatalf("a cached lane past its expiry: %+v", d)
 	}
 }
 
-// TestUnchangedStateKeepsItsCache: a refresh that reads the same answer
-// keeps the state in force, with the lanes it verified.
-func TestUnchangedStateKeepsItsCache(t *testing.T) {
+// TestSameKeysKeepTheirCache: a refresh that reads the same keys (graymesh
+// answers a new as_of every time) keeps them parsed, with the lanes they
+// verified; new keys start a new cache.
+func TestSameKeysKeepTheirCache(t *testing.T) {
 	s := signer(t, meshKey)
 	g := &graymeshState{}
-	g.set(map[string]any{"config_version": "7", "keys": json.RawMessage(s.JWKS()), "killed": []string{}})
+	g.set(map[string]any{"config_version": "7", "keys": json.RawMessage(s.JWKS()), "killed": []string{}, "kills": []any{}, "as_of": "now"})
 	srv := httptest.NewServer(g)
 	defer srv.Close()
 	f, err := NewFollower(context.Background(), srv.URL)
 	must(t, err)
 	before := f.state.Load()
 	must(t, f.Refresh(context.Background()))
-	if f.state.Load() != before || f.Refreshes.Load() != 2 {
-		t.Fatalf("an unchanged answer replaced the state (refreshes %d)", f.Refreshes.Load())
+	if after := f.state.Load(); after.verified != before.verified || after.keys != before.keys || f.Refreshes.Load() != 2 {
+		t.Fatalf("the same keys were parsed again, or their cache dropped (refreshes %d)", f.Refreshes.Load())
 	}
-	g.set(map[string]any{"config_version": "8", "keys": json.RawMessage(s.JWKS()), "killed": []string{"shop-v2"}})
+	rotated := signer(t, "rotated-mesh-key-0123456789abcdef-012")
+	g.set(map[string]any{"config_version": "8", "keys": json.RawMessage(rotated.JWKS()), "killed": []string{}, "kills": []any{}, "as_of": "now"})
 	must(t, f.Refresh(context.Background()))
-	if f.ConfigVersion() != "8" {
-		t.Fatalf("a changed answer was not taken: %s", f.ConfigVersion())
+	if after := f.state.Load(); after.verified == before.verified || f.ConfigVersion() != "8" {
+		t.Fatalf("new keys kept the old cache (version %s)", f.ConfigVersion())
+	}
+}
+
+// TestKillIsDecidedAtProduceTime: a message is decided by the kill in
+// force when it was produced — before the kill, its lane's environment;
+// while killed, stable; after a revive, its lane's again — so consumers
+// that read the kill at different moments agree. A message newer than
+// the state waits for a newer one, read on demand; a producer clock far
+// ahead is decided with the state in force, and counted.
+func TestKillIsDecidedAtProduceTime(t *testing.T) {
+	s := signer(t, meshKey)
+	t0 := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	killed, revived := t0.Add(10*time.Second), t0.Add(20*time.Second)
+	g := &graymeshState{}
+	g.set(map[string]any{"config_version": "7", "keys": json.RawMessage(s.JWKS()), "killed": []string{},
+		"kills": []any{map[string]any{"release": "shop-v2", "killed_at": killed, "revived_at": revived}}, "as_of": t0.Add(30 * time.Second)})
+	srv := httptest.NewServer(g)
+	defer srv.Close()
+	ctx := context.Background()
+	f, err := NewFollower(ctx, srv.URL)
+	must(t, err)
+	tok := s.Sign("gray", "shop-v2", "7", t0)
+	for _, tt := range []struct {
+		name     string
+		at       time.Time
+		env, why string
+	}{
+		{"before the kill", killed.Add(-time.Millisecond), "gray", wire.ReasonLane},
+		{"at the kill", killed, Stable, wire.ReasonKilled},
+		{"while killed", revived.Add(-time.Millisecond), Stable, wire.ReasonKilled},
+		{"after the revive", revived, "gray", wire.ReasonLane},
+	} {
+		if d := f.Decide(ctx, tok, tt.at); d.Env != tt.env || d.Reason != tt.why {
+			t.Errorf("%s: %+v, want %s (%s)", tt.name, d, tt.env, tt.why)
+		}
+	}
+	if f.Refreshes.Load() != 1 {
+		t.Errorf("%d reads for messages the state is newer than, want 1", f.Refreshes.Load())
+	}
+
+	// Killed again after the state the follower holds: a message produced
+	// since is decided only with a state that knows it.
+	now := time.Now()
+	g.set(map[string]any{"config_version": "8", "keys": json.RawMessage(s.JWKS()), "killed": []string{"shop-v2"},
+		"kills": []any{map[string]any{"release": "shop-v2", "killed_at": now}}, "as_of": "now"})
+	fresh := s.Sign("gray", "shop-v2", "7", now)
+	if d := f.Decide(ctx, fresh, now); d.Env != Stable || d.Reason != wire.ReasonKilled || f.Refreshes.Load() != 2 {
+		t.Errorf("a message newer than the state: %+v after %d reads, want killed after 2", d, f.Refreshes.Load())
+	}
+	if d := f.Decide(ctx, s.Sign("stable", "shop-v2", "7", now), now.Add(time.Second)); d.Env != Stable || f.Refreshes.Load() != 2 {
+		t.Errorf("a stable lane waited for a newer state (%d reads): %+v", f.Refreshes.Load(), d)
+	}
+	ahead := now.Add(time.Hour)
+	if d := f.Decide(ctx, s.Sign("gray", "shop-v2", "7", ahead), ahead); d.Reason != wire.ReasonKilled || f.Unfenced.Load() != 1 {
+		t.Errorf("a producer clock an hour ahead: %+v, unfenced %d, want 1", d, f.Unfenced.Load())
 	}
 }

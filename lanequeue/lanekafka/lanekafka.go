@@ -217,7 +217,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 
 // consume handles r if this consumer takes it.
 func (c *Consumer) consume(ctx context.Context, r *kgo.Record) error {
-	d := c.o.Follower.Decide(Lane(r), producedAt(r))
+	d := c.o.Follower.Decide(ctx, Lane(r), producedAt(r))
 	c.mu.Lock()
 	c.position[r.Partition] = max(c.position[r.Partition], r.Offset+1)
 	c.mu.Unlock()
@@ -398,7 +398,7 @@ func (c *Consumer) takeOver(ctx context.Context, env string) error {
 				pending--
 			}
 			// Only env's records: stable processed its own already.
-			if d := c.o.Follower.Decide(Lane(r), producedAt(r)); d.Env == env {
+			if d := c.o.Follower.Decide(ctx, Lane(r), producedAt(r)); d.Env == env {
 				if err = c.handle(ctx, r, d); err == nil {
 					c.Fallback.Add(1)
 					c.TakenOver.Add(1)

@@ -69,6 +69,16 @@ type LaneState struct {
 	// (issued where the kill was already lifted: Kubernetes mode).
 	Killed        []string `json:"killed"`
 	KilledThrough string   `json:"killed_through,omitempty"`
+	// Kills say when each kill came into force on this graymesh, and when
+	// a revived release's kill ended (remembered for an hour): a consumer
+	// decides a record by the kill in force when it was produced, so
+	// consumers that read a kill at different moments agree on every
+	// record.
+	Kills []control.Kill `json:"kills"`
+	// AsOf is the instant the state is true of: every kill in force then
+	// is in Kills. A consumer decides a record produced after AsOf only
+	// with a newer state.
+	AsOf time.Time `json:"as_of"`
 }
 
 // StressMarker is a minted stress marker: send Marker in Header.

@@ -165,7 +165,10 @@ func TestClientAndServiceAgree(t *testing.T) {
 
 // TestLaneStateIsWhatConsumersRead: GET /v1/lanes answers without the
 // admin token, and a lanequeue.Follower reads it: the keys verify the
-// lanes this graymesh signs, and a kill reaches the consumer.
+// lanes this graymesh signs, and a kill reaches the consumer with its
+// instant — a message produced before it stays gray, one produced while
+// killed is stable even after the revive, one produced after the revive
+// is gray again.
 func TestLaneStateIsWhatConsumersRead(t *testing.T) {
 	r := newRig(t)
 	r.svc.rt.Token = "admin-secret"
@@ -176,18 +179,36 @@ func TestLaneStateIsWhatConsumersRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := r.clock.Now()
-	tok := r.svc.pipe.Policy().Lanes.Sign("gray", "shop-v2", r.svc.pipe.Policy().Engine.Version(), now)
-	if d := f.Decide(tok, now); d.Env != "gray" {
+	before := r.clock.Now()
+	tok := r.svc.pipe.Policy().Lanes.Sign("gray", "shop-v2", r.svc.pipe.Policy().Engine.Version(), before)
+	if d := f.Decide(ctx, tok, before); d.Env != "gray" {
 		t.Fatalf("before the kill: %+v", d)
 	}
-	if _, err := r.svc.Act(ctx, Action{Release: "shop-v2", Kind: "kill", Reason: "test"}); err != nil {
-		t.Fatal(err)
+	act := func(kind string) time.Time {
+		r.clock.Advance(time.Second)
+		if _, err := r.svc.Act(ctx, Action{Release: "shop-v2", Kind: kind, Reason: "test"}); err != nil {
+			t.Fatal(err)
+		}
+		return r.clock.Now()
 	}
-	if err := f.Refresh(ctx); err != nil {
-		t.Fatal(err)
+	killed := act("kill")
+	during := killed.Add(time.Millisecond)
+	r.clock.Advance(time.Millisecond)
+	if d := f.Decide(ctx, tok, during); d.Env != "stable" || d.Reason != wire.ReasonKilled {
+		t.Fatalf("produced after the kill: %+v", d)
 	}
-	if d := f.Decide(tok, now); d.Env != "stable" || d.Reason != wire.ReasonKilled {
-		t.Fatalf("after the kill: %+v", d)
+	revived := act("revive")
+	for _, tt := range []struct {
+		name string
+		at   time.Time
+		env  string
+	}{{"before the kill", before, "gray"}, {"while killed", during, "stable"}, {"after the revive", revived, "gray"}} {
+		if d := f.Decide(ctx, tok, tt.at); d.Env != tt.env {
+			t.Errorf("produced %s, decided after the revive: %+v, want %s", tt.name, d, tt.env)
+		}
+	}
+	st := r.svc.Lanes()
+	if len(st.Kills) != 1 || !st.Kills[0].KilledAt.Equal(killed) || st.Kills[0].RevivedAt == nil || !st.Kills[0].RevivedAt.Equal(revived) {
+		t.Errorf("kills: %+v, want one from %s to %s", st.Kills, killed, revived)
 	}
 }

@@ -88,8 +88,12 @@ func (s *Service) Explain(_ context.Context, ask gray.Ask) (gray.Explanation, er
 
 // Lanes is the lane state in force (GET /v1/lanes).
 func (s *Service) Lanes() LaneState {
+	kills, asOf := s.pipe.Kills()
 	p := s.pipe.Policy()
-	st := LaneState{ConfigVersion: p.Engine.Version(), Killed: []string{}}
+	st := LaneState{ConfigVersion: p.Engine.Version(), Killed: []string{}, Kills: kills, AsOf: asOf}
+	if st.Kills == nil {
+		st.Kills = []control.Kill{}
+	}
 	if p.Lanes != nil {
 		st.Keys = json.RawMessage(p.Lanes.JWKS())
 	}

@@ -104,6 +104,9 @@ type Pipeline struct {
 
 	last    atomic.Pointer[Outcome]
 	history history
+	// killMu orders recording kills (state.Kills, written with mu held)
+	// against reading them with the instant they are true of (Kills).
+	killMu sync.Mutex
 }
 
 // Outcome is the last change's result, as GET /status reports it.
@@ -339,15 +342,17 @@ func (p *Pipeline) put(next *config.Config, source string) error {
 			return err
 		}
 	}
+	var cur *config.Config
+	if old := p.policy.Load(); old != nil {
+		cur = old.Config
+	}
+	p.recordKills(cur, next)
 	p.state.Version, p.state.ContentHash, p.state.InForce = version, hash, next
 	if err := p.state.save(p.opts.StateDir); err != nil {
 		// Serving goes on; only the restart guarantees weaken.
 		p.log.Error("saving state", "dir", p.opts.StateDir, "error", err)
 	}
-	var cur *config.Config
-	if old := p.policy.Swap(pol); old != nil {
-		cur = old.Config
-	}
+	p.policy.Store(pol)
 	if p.opts.Sources != nil {
 		p.opts.Sources.Retain(pol.Verifier)
 	}

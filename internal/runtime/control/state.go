@@ -28,6 +28,9 @@ type state struct {
 	// InForce is the effective config in force, so a restart with a bad
 	// or evicting file still serves the last good config.
 	InForce *config.Config `json:"in_force,omitempty"`
+	// Kills are when releases were killed and revived (nextKills), so a
+	// restart keeps the instants message consumers decide records by.
+	Kills []Kill `json:"kills,omitempty"`
 }
 
 // Override is one release's runtime change (an action), kept on top of
