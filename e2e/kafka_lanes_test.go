@@ -16,6 +16,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/graymesh/graymesh/internal/contract/wire"
 	"github.com/graymesh/graymesh/internal/core/lane"
 	"github.com/graymesh/graymesh/laneprop"
 	"github.com/graymesh/graymesh/lanequeue"
@@ -235,6 +236,7 @@ func TestKafkaGrayConsumesWhatGrayProduces(t *testing.T) {
 	first := slices.Concat(keys("both-g", 20), keys("both-s", 20), keys("both-f", 4))
 	k.produce(first, laneOf)
 	waitDone("the records of both consumers", first)
+	explainMessage(t, m, grayLane(""), time.Now(), broker, "gray", "notifier.gray", wire.ReasonLane)
 
 	// Gray stopped while holding records: stable takes them over, and
 	// every gray record after.
@@ -259,6 +261,7 @@ func TestKafkaGrayConsumesWhatGrayProduces(t *testing.T) {
 	fallback := keys("fallback-g", 20)
 	k.produce(fallback, laneOf)
 	waitDone("gray's records while no gray consumer is live", fallback)
+	explainMessage(t, m, grayLane(""), time.Now(), broker, lanequeue.Stable, "notifier", wire.ReasonLane)
 	if stable.TakenOver.Load() == 0 {
 		t.Errorf("stable took over none of the held records (fallback %d)", stable.Fallback.Load())
 	}
@@ -300,6 +303,9 @@ func TestKafkaGrayConsumesWhatGrayProduces(t *testing.T) {
 	if before == 0 || before == len(racing) {
 		t.Errorf("%d of %d records produced before the kill at %s: the kill did not fall among them", before, len(racing), killedAt)
 	}
+	explainMessage(t, m, grayLane(""), killedAt, broker, lanequeue.Stable, "notifier", wire.ReasonKilled)
+	justBefore := killedAt.Add(-time.Millisecond)
+	explainMessage(t, m, signer.Sign("gray", "shop-v2", follower.ConfigVersion(), justBefore), justBefore, broker, "gray", "notifier.gray", wire.ReasonLane)
 	killed := keys("killed-g", 20)
 	k.produce(killed, laneOf)
 	waitDone("gray's records after the kill", killed)
@@ -312,6 +318,19 @@ func TestKafkaGrayConsumesWhatGrayProduces(t *testing.T) {
 	})
 	t.Logf("stable: processed %d (fallback %d, taken over %d), left %d; gray again: processed %d; %d of %d racing records produced before the kill",
 		stable.Processed.Load(), stable.Fallback.Load(), stable.TakenOver.Load(), stable.Left.Load(), gray2.Processed.Load(), before, len(racing))
+}
+
+// explainMessage checks what `graymesh explain --message` says of a record
+// carrying lane produced at at: the consumer that takes it (and its
+// group, read from the broker) and the reason.
+func explainMessage(t *testing.T, m *mesh, lane string, at time.Time, broker *kafkaBroker, env, group, reason string) {
+	t.Helper()
+	ex, err := m.explainInForce("--message", "--lane", lane, "--at", at.Format(time.RFC3339Nano), "--kafka", broker.Bootstrap, "--group", "notifier")
+	must(t, err)
+	d, _ := ex["decision"].(map[string]any)
+	if ex["consumed_by"] != env || ex["consumer_group"] != group || d["reason"] != reason {
+		t.Errorf("explain --message of a record produced at %s: %v, want consumed by %s (group %s), reason %s", at, ex, env, group, reason)
+	}
 }
 
 // killInstant is when graymesh's lane state says release was killed.

@@ -42,22 +42,30 @@ func Inject(ctx context.Context, h Headers) {
 
 // Decision is which environment a message's lane names, and why.
 type Decision struct {
-	Env     string
-	Release string
+	Env     string `json:"env"`
+	Release string `json:"release,omitempty"`
 	// Reason is the inner hops' (wire.ReasonLane, ReasonLaneMissing,
 	// ReasonLaneRefused, ReasonKilled).
-	Reason string
+	Reason string `json:"reason"`
 	// Stress marks a stress-test message: shadow load, whichever
 	// environment processes it.
-	Stress bool
+	Stress bool `json:"stress,omitempty"`
 	// Problem says why a lane was refused.
-	Problem string
+	Problem string `json:"problem,omitempty"`
+}
+
+// ConsumerOf is the environment whose consumer takes a message d decided:
+// the message's environment's while it has a live consumer (live says
+// which do), stable's otherwise, so none is left unconsumed.
+func ConsumerOf(d Decision, live func(env string) bool) string {
+	if d.Env == Stable || live(d.Env) {
+		return d.Env
+	}
+	return Stable
 }
 
 // Processes reports whether a consumer of env takes a message d decided:
-// the message's environment's consumer does; stable's also takes the
-// messages of an environment with no live consumer (live says which are),
-// so none is left unconsumed; every other consumer leaves it.
+// ConsumerOf, seen from one consumer (its own environment is live).
 func Processes(env string, d Decision, live func(env string) bool) bool {
 	switch {
 	case d.Env == env:

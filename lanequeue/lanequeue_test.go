@@ -153,6 +153,9 @@ func TestProcesses(t *testing.T) {
 		if got := Processes(tt.consumer, tt.d, grayLive(tt.live)); got != tt.want {
 			t.Errorf("%s: %v", tt.name, got)
 		}
+		if tt.want != (ConsumerOf(tt.d, grayLive(tt.live)) == tt.consumer) {
+			t.Errorf("%s: ConsumerOf says %s", tt.name, ConsumerOf(tt.d, grayLive(tt.live)))
+		}
 	}
 }
 

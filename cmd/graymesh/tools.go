@@ -71,7 +71,16 @@ entry point Envoy's requests take: membership, frozen and killed releases,
 lanes and fallback included. --token verifies a real token exactly as the
 ext_proc service does; --subject skips verification and treats S (with any
 --claim) as verified. --admin asks a running graymesh (the config in force)
-and prints the same output.`, stderr)
+and prints the same output.
+
+With --message, explains a message instead: which consumer of a queue
+takes a message carrying --lane (the x-graymesh-lane record header),
+produced at --at (default now), as a lanequeue consumer decides it with
+the lane state of the graymesh at --admin; --kafka and --group read
+whether the lane's environment's consumer group has a member now:
+
+  graymesh explain --message --admin http://127.0.0.1:18080 --lane "$LANE" \
+    --kafka 127.0.0.1:9092 --group notifier`, stderr)
 	path := fs.String("config", "", "config file (this or --admin)")
 	admin := fs.String("admin", "", "ask a running graymesh's admin API instead of reading --config (e.g. http://127.0.0.1:18080)")
 	tokenFile := fs.String("admin-token-file", "", "file holding the admin bearer token")
@@ -86,12 +95,18 @@ and prints the same output.`, stderr)
 	fs.StringVar(&ask.Lane, "lane", "", "the x-graymesh-lane header's value: a signed lane (with --inner)")
 	fs.StringVar(&ask.RequestID, "request-id", "", "the request's x-request-id (a traffic-weighted release draws on it)")
 	asJSON := fs.Bool("json", false, "print JSON")
-	at := fs.String("at", "", "decide at this RFC 3339 time instead of now (schedules)")
+	at := fs.String("at", "", "decide at this RFC 3339 time instead of now (schedules; with --message: when the message was produced)")
+	message := fs.Bool("message", false, "explain a queue message carrying --lane: which consumer takes it (needs --admin)")
+	brokers := fs.String("kafka", "", "with --message: Kafka bootstrap servers, comma-separated, to read the consumer group's members")
+	group := fs.String("group", "", "with --message: stable's consumer group (an environment's is GROUP.ENV)")
 	var claims, headers kvFlag
 	fs.Var(&claims, "claim", "claim=value of the verified subject (repeatable; with --subject)")
 	fs.Var(&headers, "header", "name=value request header (repeatable)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *message {
+		return explainMessage(messageAsk{admin: *admin, lane: ask.Lane, brokers: *brokers, group: *group, at: *at}, *asJSON, stdout)
 	}
 	if (*path == "") == (*admin == "") || (ask.Token != "" && ask.Subject != "") {
 		fs.Usage()
@@ -104,6 +119,22 @@ and prints the same output.`, stderr)
 		}
 		ask.At = &t
 	}
+	addClaimsAndHeaders(&ask, claims, headers)
+	ex, source, err := explainAsk(ask, *path, *admin, *tokenFile)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(ex)
+	}
+	printExplanation(stdout, ex, source)
+	return nil
+}
+
+// addClaimsAndHeaders puts --claim and --header values into ask.
+func addClaimsAndHeaders(ask *gray.Ask, claims, headers kvFlag) {
 	for _, kv := range claims {
 		k, v, _ := strings.Cut(kv, "=")
 		if ask.Claims == nil {
@@ -118,17 +149,6 @@ and prints the same output.`, stderr)
 		}
 		ask.Headers[strings.ToLower(k)] = v
 	}
-	ex, source, err := explainAsk(ask, *path, *admin, *tokenFile)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(ex)
-	}
-	printExplanation(stdout, ex, source)
-	return nil
 }
 
 // explainAsk explains ask with the config file at path, or asks the
