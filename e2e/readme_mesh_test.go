@@ -38,6 +38,14 @@ func meshDemoPorts() map[string]int {
 // ports by name.
 func startMeshDemo(t *testing.T) (*demo, map[string]int) {
 	t.Helper()
+	return startMeshDemoWith(t, meshDemoPorts(), nil)
+}
+
+// startMeshDemoWith is startMeshDemo with ports (names and defaults) to
+// move, env added to the script's environment, and more logs (relative to
+// the test's folder) to show when the test fails.
+func startMeshDemoWith(t *testing.T, ports map[string]int, extraEnv []string, logs ...string) (*demo, map[string]int) {
+	t.Helper()
 	jaeger, err := findJaeger()
 	if err != nil {
 		// Never skip: the mesh guide's trace commands need it.
@@ -54,12 +62,14 @@ func startMeshDemo(t *testing.T) (*demo, map[string]int) {
 	must(t, os.WriteFile(d.config, []byte(strings.Replace(string(b), "message_timeout: 50ms", "message_timeout: 1s", 1)), 0o600))
 	env := append(os.Environ(), "GRAYMESH_DEMO_DIR="+d.work, "GRAYMESH_BIN_DIR="+binDir, "ENVOY_BIN="+envoyBin,
 		"JAEGER_BIN="+jaeger, "GRAYMESH_DEMO_CONFIG="+d.config, "GRAYMESH_DEMO_RESTART_AFTER=10")
-	for name := range meshDemoPorts() {
+	env = append(env, extraEnv...)
+	for name := range ports {
 		d.ports[name] = freePort(t)
 		env = append(env, fmt.Sprintf("GRAYMESH_DEMO_%s_PORT=%d", name, d.ports[name]))
 	}
-	d.launch("run-mesh.sh", env, "graymesh mesh demo is up",
-		"work/graymesh.log", "work/jaeger.log", "work/envoy-frontend.log", "work/envoy-pricing.log", "work/pricing-gray.log")
+	d.launch("run-mesh.sh", env, "graymesh mesh demo is up", append([]string{
+		"work/graymesh.log", "work/jaeger.log", "work/envoy-frontend.log", "work/envoy-pricing.log", "work/pricing-gray.log",
+	}, logs...)...)
 	return d, d.ports
 }
 

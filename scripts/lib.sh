@@ -105,22 +105,36 @@ holds() {
 # supervised process (restarted when it dies: no failing at once then).
 # It polls every 0.1 s, GRAYMESH_DEMO_READY_TRIES times (300: 30 s).
 wait_ready() {
-  local what=$1 pid=$2 port=$3 url=${4:-} p
+  local what=$1 pid=$2 port=$3 url=${4:-}
+  wait_until "$what" "$pid" answers "$pid" "$port" "$url" && return 0
+  echo "$name: $what did not come up on port $port; see $work" >&2
+  exit 1
+}
+
+# answers PID PORT URL: process PID (or the one in pid file PID) holds
+# PORT, and URL, unless empty, answers with a success.
+answers() {
+  local p=$1
+  [[ "$p" =~ ^[0-9]+$ ]] || p=$(cat "$p" 2>/dev/null) || return 1
+  [ -n "$p" ] && holds "$p" "$2" && { [ -z "$3" ] || curl -fsS -o /dev/null "$3" 2>/dev/null; }
+}
+
+# wait_until WHAT PID CHECK...: polls the command CHECK as wait_ready
+# polls (every 0.1 s, GRAYMESH_DEMO_READY_TRIES times) until it succeeds;
+# it returns 1 when the tries run out. PID (a pid, or a pid file: see
+# wait_ready) exiting fails at once.
+wait_until() {
+  local what=$1 pid=$2
+  shift 2
   for _ in $(seq 1 "${GRAYMESH_DEMO_READY_TRIES:-300}"); do
-    p=$pid
-    if [[ ! "$pid" =~ ^[0-9]+$ ]]; then
-      p=$(cat "$pid" 2>/dev/null) || p=
-    elif ! kill -0 "$pid" 2>/dev/null; then
+    if [[ "$pid" =~ ^[0-9]+$ ]] && ! kill -0 "$pid" 2>/dev/null; then
       echo "$name: $what (pid $pid) exited before it was ready; see $work" >&2
       exit 1
     fi
-    if [ -n "$p" ] && holds "$p" "$port" && { [ -z "$url" ] || curl -fsS -o /dev/null "$url" 2>/dev/null; }; then
-      return 0
-    fi
+    "$@" && return 0
     sleep 0.1
   done
-  echo "$name: $what did not come up on port $port; see $work" >&2
-  exit 1
+  return 1
 }
 
 # token_hint SRC URL DOC is a banner's suggestion for trying the demo at

@@ -195,6 +195,24 @@ func TestWaitReadyWantsTheStartedProcess(t *testing.T) {
 	}
 }
 
+// wait_until polls its check until it succeeds, returns 1 when the tries
+// run out, and fails at once when the process it waits for has exited
+// (run-mesh.sh waits so for Kafka and for the notifiers).
+func TestWaitUntilPollsItsCheck(t *testing.T) {
+	code, out := lib(t, `sleep 60 & started sleeper
+n=0
+third() { n=$((n + 1)); [ "$n" -ge 3 ]; }
+wait_until sleeper $! third && echo "ready after $n"
+wait_until sleeper $! false || echo "gave up"`)
+	if code != 0 || !strings.Contains(out, "ready after 3") || !strings.Contains(out, "gave up") {
+		t.Errorf("wait_until: %d %s", code, out)
+	}
+	code, out = lib(t, "true & p=$!\nwait $p || true\nwait_until quitter $p false || echo returned")
+	if code == 0 || !strings.Contains(out, "quitter (pid") || strings.Contains(out, "returned") {
+		t.Errorf("an exited process: %d %s", code, out)
+	}
+}
+
 // check_ports names every port another process listens on, with the
 // variable that moves it; render_ports moves the defaults in one pass.
 func TestPortsAreCheckedAndMoved(t *testing.T) {
@@ -276,6 +294,24 @@ func TestDemosRefuseATakenPort(t *testing.T) {
 		if entries, _ := os.ReadDir(work); len(entries) != 0 {
 			t.Errorf("%s wrote %d entries to its work folder before refusing", c.script, len(entries))
 		}
+	}
+}
+
+// With GRAYMESH_DEMO_KAFKA=1 and no Kafka installed, the mesh demo says
+// what installs it, before starting anything.
+func TestMeshDemoWithoutKafkaSaysMakeKafka(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "./run-mesh.sh")
+	work := t.TempDir()
+	cmd.Env = append(os.Environ(), "GRAYMESH_DEMO_DIR="+work, "GRAYMESH_BIN_DIR=/nonexistent",
+		"GRAYMESH_DEMO_KAFKA=1", "KAFKA_HOME="+filepath.Join(work, "no-kafka"))
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "make kafka installs it") {
+		t.Errorf("run-mesh.sh without Kafka: %v: %s", err, out)
+	}
+	if entries, _ := os.ReadDir(work); len(entries) != 0 {
+		t.Errorf("run-mesh.sh wrote %d entries to its work folder before refusing", len(entries))
 	}
 }
 

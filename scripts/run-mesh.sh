@@ -17,11 +17,22 @@
 #
 # JAEGER_UI_ASSETS (a built Jaeger UI, see examples/jaeger.yaml) makes
 # Jaeger serve its UI, and the console link each chain to it.
+#
+# GRAYMESH_DEMO_KAFKA=1 (make run DEMO=mesh KAFKA=1) adds the lanes
+# through Kafka (docs/queues.md): a one-node KRaft Kafka 4.4 (make kafka
+# installs it; KAFKA_HOME overrides where; java on PATH runs it) with its
+# data in the work folder, the topic order-events, orders publishing an
+# event per request to it, and a stable and a gray notifier consuming it.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 cache="${GRAYMESH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/graymesh}"
 jaeger="${JAEGER_BIN:-$cache/jaeger-v1.76.0/jaeger}"
+kafka_version=4.4.0 # the release scripts/install-kafka.sh installs
+kafka_home="${KAFKA_HOME:-$cache/kafka-$kafka_version}"
+kafka=
+[ "${GRAYMESH_DEMO_KAFKA:-}" != 1 ] || kafka=1
+topic=order-events
 name=run-mesh
 demo=mesh
 # shellcheck source=scripts/lib.sh
@@ -55,6 +66,17 @@ port "version_port[orders-gray]" ORDERS_GRAY 9203
 port "version_port[inventory-stable]" INVENTORY_STABLE 9204
 port "version_port[pricing-stable]" PRICING_STABLE 9205
 port "version_port[pricing-gray]" PRICING_GRAY 9206
+if [ -n "$kafka" ]; then
+  port kafka_port KAFKA 9092
+  port kafka_controller KAFKA_CONTROLLER 9093
+  port "version_port[notifier-stable]" NOTIFIER_STABLE 9208
+  port "version_port[notifier-gray]" NOTIFIER_GRAY 9209
+  [ -f "$kafka_home/libs/kafka_2.13-$kafka_version.jar" ] || {
+    echo "$name: no Kafka $kafka_version at $kafka_home: make kafka installs it (or set KAFKA_HOME)" >&2
+    exit 1
+  }
+  command -v java >/dev/null || { echo "$name: no java on PATH (Kafka $kafka_version needs Java 17 or later)" >&2; exit 1; }
+fi
 
 check_ports
 copy_config "$src"
@@ -79,6 +101,59 @@ else
   echo "run-mesh: no Jaeger at $jaeger (make jaeger builds it); running without trace storage" >&2
 fi
 
+# Kafka: one process that is broker and the single KRaft controller,
+# everything on loopback, its config and data in the work folder (fresh
+# each run, as graymesh's state). "${kafka_java[@]}" CLASS ARGS... runs a
+# class of the install with a small JVM: a bounded heap, the serial
+# collector and the C1 compiler only (as e2e/kafka_harness_test.go does,
+# on 2 shared cores). An array, not a function: started in the
+# background, java itself is then $!, the process that holds the port.
+kafka_java=(java -Xms64m -Xmx512m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.io.tmpdir="$work/kafka-tmp" -cp "$kafka_home/libs/*")
+# kafka_started: the broker holds its port and says it has started (it
+# logs that once it is registered with the controller and unfenced).
+kafka_started() {
+  holds "$kafka_pid" "$kafka_port" && grep -q 'Kafka Server started' "$work/kafka.log"
+}
+if [ -n "$kafka" ]; then
+  rm -rf "$work/kafka-data" "$work/kafka-tmp"
+  mkdir -p "$work/kafka-tmp"
+  cat >"$work/kafka.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:$kafka_controller
+listeners=PLAINTEXT://127.0.0.1:$kafka_port,CONTROLLER://127.0.0.1:$kafka_controller
+advertised.listeners=PLAINTEXT://127.0.0.1:$kafka_port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$work/kafka-data
+# One broker: every internal topic has one replica.
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+offsets.topic.num.partitions=1
+group.initial.rebalance.delay.ms=0
+# The install has no topic tool (kafka-topics): orders creates its topic
+# at start, with this many partitions.
+num.partitions=2
+PROPS
+  # KRaft formats the data directory before the first start; a cluster
+  # id is 16 random bytes in URL-safe base64 without padding.
+  cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+  "${kafka_java[@]}" kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$work/kafka.properties" >"$work/kafka.log" 2>&1 || {
+    echo "$name: formatting Kafka's storage failed; see $work/kafka.log" >&2
+    exit 1
+  }
+  "${kafka_java[@]}" kafka.Kafka "$work/kafka.properties" >>"$work/kafka.log" 2>&1 &
+  started kafka
+  kafka_pid=$!
+fi
+# With Kafka, orders publishes an event per request served.
+orders_kafka=()
+[ -z "$kafka" ] || orders_kafka=(--kafka "127.0.0.1:$kafka_port" --publish "$topic")
+
 # version NAME ENV VERSION [CALLS [extra...]]: one version of a service,
 # kept up; CALLS is the next service, reached through this service's
 # sidecar's outbound listener.
@@ -93,8 +168,8 @@ version() {
 }
 version frontend stable v1 orders
 version frontend gray v2 orders
-version orders stable v1 inventory
-version orders gray v2 inventory
+version orders stable v1 inventory "${orders_kafka[@]}"
+version orders gray v2 inventory "${orders_kafka[@]}"
 # shellcheck disable=SC2046
 version inventory stable v1 pricing $([ -z "${GRAYMESH_DROP_LANE:-}" ] || echo --drop-lane)
 version pricing stable v1
@@ -115,6 +190,18 @@ for s in "${services[@]}"; do
   started "envoy-$s"
   envoy_pid[$s]=$!
 done
+if [ -n "$kafka" ]; then
+  # A JVM starting on a busy machine takes a while: up to 90 s.
+  GRAYMESH_DEMO_READY_TRIES=${GRAYMESH_DEMO_READY_TRIES:-900} wait_until kafka "$kafka_pid" kafka_started || {
+    echo "$name: Kafka did not start on port $kafka_port; see $work/kafka.log" >&2
+    exit 1
+  }
+  # The notifiers read the lane state from graymesh's admin API: they
+  # start once graymesh answers.
+  for notifier_env in stable gray; do
+    version notifier "$notifier_env" "$notifier_env" "" --kafka "127.0.0.1:$kafka_port" --consume "$topic" --lanes "http://127.0.0.1:$admin/v1/lanes"
+  done
+fi
 for v in "${!version_port[@]}"; do
   wait_ready "$v" "$work/$v.pid" "${version_port[$v]}" "http://127.0.0.1:${version_port[$v]}/healthz"
 done
@@ -125,6 +212,17 @@ for s in "${services[@]}"; do
   wait_ready "envoy-$s" "${envoy_pid[$s]}" "${envoy_admin[$s]}" "http://127.0.0.1:${envoy_admin[$s]}/ready"
   wait_ready "envoy-$s inbound" "${envoy_pid[$s]}" "${inbound[$s]}"
 done
+# Until the stable notifier has seen a member in gray's group, it takes
+# gray's events too (docs/queues.md): the demo is up once it has.
+gray_live() {
+  [[ "$(curl -fsS "http://127.0.0.1:${version_port[notifier-stable]}/consumed" 2>/dev/null)" == *'"gray_live":true'* ]]
+}
+if [ -n "$kafka" ]; then
+  wait_until "the stable notifier seeing the gray one" "$work/notifier-stable.pid" gray_live || {
+    echo "$name: the stable notifier never saw the gray one; see $work/notifier-*.log" >&2
+    exit 1
+  }
+fi
 
 traces="  Jaeger             none (make jaeger builds it)"
 if [ -n "$jaeger_query" ] && [ -n "${JAEGER_UI_ASSETS:-}" ]; then
@@ -132,6 +230,13 @@ if [ -n "$jaeger_query" ] && [ -n "${JAEGER_UI_ASSETS:-}" ]; then
 elif [ -n "$jaeger_query" ]; then
   traces="  Jaeger query API   $jaeger_query/api/traces?service=frontend   (no UI: JAEGER_UI_ASSETS serves one, docs/mesh.md)"
 fi
+kafka_try=
+[ -z "$kafka" ] || kafka_try="
+
+Kafka $kafka_version on 127.0.0.1:$kafka_port: orders publishes an event per request to $topic, carrying
+its lane (docs/queues.md). After alice's request above (gray) and an anonymous one (stable):
+  curl -s http://127.0.0.1:${version_port[notifier-gray]}/consumed     # the gray notifier: alice's events
+  curl -s http://127.0.0.1:${version_port[notifier-stable]}/consumed     # the stable notifier: the others"
 cat <<MSG
 
 graymesh mesh demo is up (logs in $work/):
@@ -143,7 +248,7 @@ $traces
   a service's pid            $work/SERVICE-ENV.pid   (kill it to watch the fallback; it is started again ${restart_after}s later)
 
 $(token_hint "$src" "http://127.0.0.1:${inbound[frontend]}/" docs/mesh.md)
-  bin/graymesh verify-traces --jaeger http://127.0.0.1:$jaeger_ui --service frontend --since 5m
+  bin/graymesh verify-traces --jaeger http://127.0.0.1:$jaeger_ui --service frontend --since 5m$kafka_try
 
 If graymesh dies it is restarted; the sidecars keep serving meanwhile.
 Ctrl-C stops the demo.

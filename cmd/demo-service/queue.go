@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/trace"
 
@@ -26,7 +28,7 @@ type queueFlags struct {
 
 func (q *queueFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&q.brokers, "kafka", "", "Kafka bootstrap servers, comma-separated (with --publish or --consume)")
-	fs.StringVar(&q.publish, "publish", "", "Kafka topic to publish an event to for every request served, carrying its lane (lanekafka.Inject)")
+	fs.StringVar(&q.publish, "publish", "", "Kafka topic to publish an event to for every request served, carrying its lane (lanekafka.Inject); created at start if missing, with the broker's default partitions")
 	fs.StringVar(&q.consume, "consume", "", "Kafka topic to consume as this environment's consumer of the group named by --service (lanekafka); GET /consumed lists what it processed")
 	fs.StringVar(&q.lanes, "lanes", "", "graymesh's lane state URL, e.g. http://127.0.0.1:18080/v1/lanes (with --consume)")
 }
@@ -48,6 +50,9 @@ func startQueues(ctx context.Context, q queueFlags, o options, mux *http.ServeMu
 	p, err := newPublisher(q)
 	if err != nil {
 		return nil, err
+	}
+	if p != nil {
+		go p.createTopic(ctx, log)
 	}
 	c, err := startConsumer(ctx, q, o, log)
 	if err != nil {
@@ -81,6 +86,27 @@ func newPublisher(q queueFlags) (*publisher, error) {
 		return nil, err
 	}
 	return &publisher{client: cl, topic: q.publish}, nil
+}
+
+// createTopic creates the topic if it is missing, with the broker's
+// default partitions and replication (num.partitions,
+// default.replication.factor), trying again every second until the broker
+// answers: the service may start before it. Consumers join their group
+// only once the topic exists.
+func (p *publisher) createTopic(ctx context.Context, log *slog.Logger) {
+	adm := kadm.NewClient(p.client)
+	for {
+		_, err := adm.CreateTopic(ctx, -1, -1, nil, p.topic)
+		if err == nil || errors.Is(err, kerr.TopicAlreadyExists) || ctx.Err() != nil {
+			return
+		}
+		log.Warn("creating the topic; trying again in a second", "topic", p.topic, "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // publish sends the event of a request served under ctx, keyed by its
