@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -362,14 +363,21 @@ func (m *fourHop) startNotifiers(broker *kafkaBroker, topic string) map[string]s
 	m.t.Helper()
 	notifiers := map[string]string{}
 	for _, env := range []string{"gray", "stable"} {
-		port := freePort(m.t)
-		notifiers[env] = fmt.Sprintf("http://127.0.0.1:%d", port)
-		start(m.t, m.dir, "notifier-"+env, filepath.Join(binDir, "demo-service"), "--service", "notifier", "--env", env, "--version", env,
-			"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--otlp", m.otlp,
-			"--kafka", broker.Bootstrap, "--consume", topic, "--lanes", m.admin+"/v1/lanes")
-		waitFor(m.t, "notifier-"+env, 20*time.Second, httpOK(notifiers[env]+"/healthz"))
+		notifiers[env] = m.startNotifier(broker, topic, env, freePort(m.t))
 	}
 	return notifiers
+}
+
+// startNotifier starts env's notifier on port (m.services["notifier-env"])
+// and returns its base URL once it answers.
+func (m *fourHop) startNotifier(broker *kafkaBroker, topic, env string, port int) string {
+	m.t.Helper()
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	m.services["notifier-"+env] = start(m.t, m.dir, "notifier-"+env, filepath.Join(binDir, "demo-service"), "--service", "notifier", "--env", env, "--version", env,
+		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--otlp", m.otlp,
+		"--kafka", broker.Bootstrap, "--consume", topic, "--lanes", m.admin+"/v1/lanes")
+	waitFor(m.t, "notifier-"+env, 20*time.Second, httpOK(url+"/healthz"))
+	return url
 }
 
 // consumedBy is what a demo notifier's GET /consumed answers.
@@ -393,9 +401,14 @@ func getConsumed(url string) (consumedBy, error) {
 // TestMeshChainThroughKafkaStaysInItsLane: the four-hop mesh's orders
 // publishes an event per request; a stable and a gray notifier consume
 // them with lanekafka. alice's chains (gray) are consumed by the gray
-// notifier, carol's (stable) by the stable one, each once; in Jaeger the
-// notifier's span is a hop of the chain's trace and verify-traces finds
-// no leak across it.
+// notifier, carol's (stable) by the stable one; then, through a ramp, the
+// gray notifier stopped (stable takes gray's events) and started again
+// (gray's again), and a kill (stable's): every event is consumed exactly
+// once, by the notifier its chain's lane and the moment say, and in
+// Jaeger the notifier's span is a hop of the chain's trace, with no leak
+// across it.
+//
+//nolint:funlen // one mesh, one story: the lane through a broker under operations
 func TestMeshChainThroughKafkaStaysInItsLane(t *testing.T) {
 	broker := startKafka(t)
 	broker.createTopic(t, "order-events", 2)
@@ -406,52 +419,109 @@ func TestMeshChainThroughKafkaStaysInItsLane(t *testing.T) {
 		m.startApp(a.service, a.env, a.version, a.port, a.calls, a.outbound, "--kafka", broker.Bootstrap, "--publish", "order-events")
 	}
 	notifiers := m.startNotifiers(broker, "order-events")
-	waitFor(t, "the stable notifier seeing the gray one", 30*time.Second, func() error {
-		c, err := getConsumed(notifiers["stable"])
-		if err != nil {
-			return err
+	grayLive := func(want bool) func() error {
+		return func() error {
+			c, err := getConsumed(notifiers["stable"])
+			if err != nil {
+				return err
+			}
+			if c.GrayLive != want {
+				return fmt.Errorf("the stable notifier reads gray's group as live=%v", c.GrayLive)
+			}
+			return nil
 		}
-		if !c.GrayLive {
-			return errors.New("gray's group has no member yet")
-		}
-		return nil
-	})
+	}
+	waitFor(t, "the stable notifier seeing the gray one", 30*time.Second, grayLive(true))
 
-	want := map[string]string{}
+	// want is, per event (its chain's trace id), the notifier that must
+	// consume it and the lane it must carry.
+	type expect struct{ consumer, lane string }
+	want := map[string]expect{}
 	var ids []string
-	for i := range 16 {
-		id, who, env := newTraceID(), "alice", "gray"
-		if i%2 == 1 {
-			who, env = "carol", lanequeue.Stable // blacklisted: stable
-		}
+	send := func(who string, consumer func(ordersEnv string) string) {
+		t.Helper()
+		id := newTraceID()
 		r, err := m.chain(id, bearer(m.token(who, time.Now().Add(time.Hour))))
 		must(t, err)
-		if len(r.Errors) > 0 || (len(r.Calls) > 0 && len(r.Calls[0].Errors) > 0) {
+		if len(r.Errors) > 0 || len(r.Calls) == 0 || len(r.Calls[0].Errors) > 0 {
 			t.Fatalf("%s's chain: %+v", who, r)
 		}
-		want[id], ids = env, append(ids, id)
+		orders := r.Calls[0].Env // the lane orders published under
+		want[id], ids = expect{consumer(orders), orders}, append(ids, id)
 	}
-	got := map[string][]string{}
+	ownLane := func(env string) string { return env }
+	for i := range 16 {
+		who := "alice" // whitelisted: gray
+		if i%2 == 1 {
+			who = "carol" // blacklisted: stable
+		}
+		send(who, ownLane)
+	}
+
+	// A ramp: users the percentage admits are gray, each event follows.
+	m.adminPost(t, "/v1/releases/shop-v2/percent?value=80")
+	for i := range 12 {
+		send(fmt.Sprintf("user-%02d", i), ownLane)
+	}
+	// Gray's notifier stopped: its events go to stable, still in gray's
+	// lane. What the stopped notifier consumed is read first: it goes
+	// with the process.
+	firstGray, err := getConsumed(notifiers["gray"])
+	must(t, err)
+	grayProc := m.services["notifier-gray"]
+	must(t, grayProc.cmd.Process.Signal(syscall.SIGTERM))
+	<-grayProc.done
+	waitFor(t, "the stable notifier seeing gray's group empty", 30*time.Second, grayLive(false))
+	for range 6 {
+		send("alice", func(string) string { return lanequeue.Stable })
+	}
+	// Started again: gray's events are gray's, none consumed twice.
+	port := strings.TrimPrefix(notifiers["gray"], "http://127.0.0.1:")
+	var grayPort int
+	_, _ = fmt.Sscan(port, &grayPort)
+	m.startNotifier(broker, "order-events", "gray", grayPort)
+	waitFor(t, "the stable notifier seeing the gray one again", 30*time.Second, grayLive(true))
+	for range 6 {
+		send("alice", ownLane)
+	}
+	// Killed: alice's chains are stable's, and so are their events.
+	m.adminPost(t, "/v1/releases/shop-v2/kill?reason=kafka+mesh+test")
+	for range 6 {
+		send("alice", ownLane)
+	}
+
+	type got struct{ consumer, lane string }
+	seen := map[string][]got{}
 	waitFor(t, "every event consumed", 60*time.Second, func() error {
-		clear(got)
+		clear(seen)
+		for _, r := range firstGray.Records {
+			seen[r.Key] = append(seen[r.Key], got{"gray", r.Lane})
+		}
 		for env, url := range notifiers {
 			c, err := getConsumed(url)
 			if err != nil {
 				return err
 			}
 			for _, r := range c.Records {
-				got[r.Key] = append(got[r.Key], env)
+				seen[r.Key] = append(seen[r.Key], got{env, r.Lane})
 			}
 		}
-		if len(got) < len(want) {
-			return fmt.Errorf("%d of %d events consumed", len(got), len(want))
+		if n := len(seen); n < len(want) {
+			return fmt.Errorf("%d of %d events consumed", n, len(want))
 		}
 		return nil
 	})
-	for id, env := range want {
-		if g := got[id]; len(g) != 1 || g[0] != env {
-			t.Errorf("event of trace %s consumed by %v, want once by %s", id, g, env)
+	byConsumer := map[string]int{}
+	for id, w := range want {
+		g := seen[id]
+		if len(g) != 1 || g[0] != (got{w.consumer, w.lane}) {
+			t.Errorf("event of trace %s consumed as %+v, want once by %s in lane %s", id, g, w.consumer, w.lane)
 		}
+		byConsumer[w.consumer+" in lane "+w.lane]++
+	}
+	t.Logf("%d events: %v", len(want), byConsumer)
+	if byConsumer["gray in lane gray"] < 8 || byConsumer["stable in lane gray"] != 6 || byConsumer["stable in lane stable"] < 14 {
+		t.Errorf("the phases did not put events where they should: %v", byConsumer)
 	}
 
 	r, code := m.waitForTraces(ids)
@@ -459,7 +529,8 @@ func TestMeshChainThroughKafkaStaysInItsLane(t *testing.T) {
 		t.Fatalf("verify-traces exit %d, %d leaks", code, r.Leaks)
 	}
 	for _, tr := range r.Traces {
-		if _, ok := want[tr.TraceID]; !ok {
+		w, ok := want[tr.TraceID]
+		if !ok {
 			continue
 		}
 		notifier := ""
@@ -468,8 +539,8 @@ func TestMeshChainThroughKafkaStaysInItsLane(t *testing.T) {
 				notifier = h.Served
 			}
 		}
-		if notifier != want[tr.TraceID] {
-			t.Errorf("trace %s: the notifier hop served %q, want %q (hops %+v)", tr.TraceID, notifier, want[tr.TraceID], tr.Hops)
+		if notifier != w.consumer {
+			t.Errorf("trace %s: the notifier hop served %q, want %q (hops %+v)", tr.TraceID, notifier, w.consumer, tr.Hops)
 		}
 	}
 }

@@ -118,7 +118,8 @@ func main() {
 	// Spans named for what they are: "serve frontend gray" for a request
 	// this version serves, "call orders" for a call to the next service.
 	mux.HandleFunc("/fault", faults.handle)
-	if o.publisher, err = startQueues(ctx, qf, o, mux, log); err != nil {
+	var consumerDone <-chan struct{}
+	if o.publisher, consumerDone, err = startQueues(ctx, qf, o, mux, log); err != nil {
 		log.Error("kafka", "error", err)
 		os.Exit(1)
 	}
@@ -126,11 +127,20 @@ func main() {
 		serve(w, r, o, client)
 	})), o.service, otelhttp.WithSpanNameFormatter(func(string, *http.Request) string { return "serve " + o.service + " " + o.env })))
 	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	finished := make(chan struct{})
 	go func() {
+		defer close(finished)
 		<-ctx.Done()
 		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(shutdown)
+		// A consumer leaves its group before the process ends: stable
+		// takes over gray's records at once, not after the broker's
+		// session timeout (45 s) expires the member.
+		select {
+		case <-consumerDone:
+		case <-shutdown.Done():
+		}
 		_ = shutdownTracing(shutdown)
 	}()
 	log.Info("serving", "listen", *listen, "version", o.version, "calls", o.calls, "fault", faults.settings(), "fault_seed", *seed)
@@ -138,6 +148,7 @@ func main() {
 		log.Error("serve", "error", err)
 		os.Exit(1)
 	}
+	<-finished
 }
 
 func serve(w http.ResponseWriter, r *http.Request, o options, client *http.Client) {

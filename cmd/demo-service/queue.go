@@ -46,22 +46,25 @@ func (q *queueFlags) check() error {
 // startQueues starts the Kafka roles the flags ask for: the publisher
 // it returns (nil without --publish) and the consumer, whose GET
 // /consumed it adds to mux.
-func startQueues(ctx context.Context, q queueFlags, o options, mux *http.ServeMux, log *slog.Logger) (*publisher, error) {
+func startQueues(ctx context.Context, q queueFlags, o options, mux *http.ServeMux, log *slog.Logger) (*publisher, <-chan struct{}, error) {
 	p, err := newPublisher(q)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if p != nil {
 		go p.createTopic(ctx, log)
 	}
 	c, err := startConsumer(ctx, q, o, log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if c != nil {
-		mux.Handle("GET /consumed", c)
+	if c == nil {
+		none := make(chan struct{})
+		close(none)
+		return p, none, nil
 	}
-	return p, nil
+	mux.Handle("GET /consumed", c)
+	return p, c.done, nil
 }
 
 // event is what the demo publishes: who served the request that produced it.
@@ -134,7 +137,10 @@ type consumed struct {
 // consumer consumes a topic for this environment and remembers what it
 // processed.
 type consumer struct {
-	c       *lanekafka.Consumer
+	c *lanekafka.Consumer
+	// done is closed once Run has returned: the consumer has committed
+	// and left its group.
+	done    chan struct{}
 	mu      sync.Mutex
 	records []consumed
 }
@@ -148,7 +154,7 @@ func startConsumer(ctx context.Context, q queueFlags, o options, log *slog.Logge
 		return nil, err
 	}
 	go f.Run(ctx, 0)
-	out := &consumer{}
+	out := &consumer{done: make(chan struct{})}
 	opts := lanekafka.Options{
 		Brokers: strings.Split(q.brokers, ","), Topic: q.consume, Group: o.service, Env: o.env, Follower: f, Service: o.service, Log: log,
 		Handle: func(_ context.Context, r *kgo.Record, d lanequeue.Decision) error {
@@ -165,6 +171,7 @@ func startConsumer(ctx context.Context, q queueFlags, o options, log *slog.Logge
 		return nil, err
 	}
 	go func() {
+		defer close(out.done)
 		if err := out.c.Run(ctx); err != nil {
 			log.Error("consumer", "error", err)
 		}

@@ -178,7 +178,10 @@ func New(o Options) (*Consumer, error) {
 }
 
 // Run consumes until ctx ends, then leaves the group (its offsets
-// committed), so that stable takes over at once.
+// committed), so that stable takes over at once. A service waits for Run
+// to return before it exits: a process that ends without leaving stays a
+// member of its group until the broker's session timeout, and its
+// environment's records wait that long.
 func (c *Consumer) Run(ctx context.Context) error {
 	defer c.client.Close()
 	if c.o.Env == lanequeue.Stable {
