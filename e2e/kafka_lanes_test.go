@@ -514,7 +514,7 @@ func TestMeshChainThroughKafkaStaysInItsLane(t *testing.T) {
 	byConsumer := map[string]int{}
 	for id, w := range want {
 		g := seen[id]
-		if len(g) != 1 || g[0] != (got{w.consumer, w.lane}) {
+		if len(g) != 1 || g[0] != got(w) {
 			t.Errorf("event of trace %s consumed as %+v, want once by %s in lane %s", id, g, w.consumer, w.lane)
 		}
 		byConsumer[w.consumer+" in lane "+w.lane]++

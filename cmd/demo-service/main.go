@@ -127,6 +127,16 @@ func main() {
 		serve(w, r, o, client)
 	})), o.service, otelhttp.WithSpanNameFormatter(func(string, *http.Request) string { return "serve " + o.service + " " + o.env })))
 	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	log.Info("serving", "listen", *listen, "version", o.version, "calls", o.calls, "fault", faults.settings(), "fault_seed", *seed)
+	if err := serveUntil(ctx, srv, consumerDone, shutdownTracing); err != nil {
+		log.Error("serve", "error", err)
+		os.Exit(1)
+	}
+}
+
+// serveUntil serves srv until ctx ends, then shuts it down, waits for the
+// consumer (if any) to leave its group and flushes the spans.
+func serveUntil(ctx context.Context, srv *http.Server, consumerDone <-chan struct{}, shutdownTracing func(context.Context) error) error {
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
@@ -143,12 +153,11 @@ func main() {
 		}
 		_ = shutdownTracing(shutdown)
 	}()
-	log.Info("serving", "listen", *listen, "version", o.version, "calls", o.calls, "fault", faults.settings(), "fault_seed", *seed)
 	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
-		log.Error("serve", "error", err)
-		os.Exit(1)
+		return err
 	}
 	<-finished
+	return nil
 }
 
 func serve(w http.ResponseWriter, r *http.Request, o options, client *http.Client) {
