@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -74,6 +75,8 @@ type kafkaLanes struct {
 	signer *lane.Signer
 	ledger *ledger
 	stable *lanekafka.Consumer
+	// followers are the consumers' lane-state readers, in start order.
+	followers []*lanequeue.Follower
 }
 
 const kafkaTopic = "orders"
@@ -87,6 +90,7 @@ func (k *kafkaLanes) consumer(env string, handle func(ctx context.Context, r *kg
 	follower, err := lanequeue.NewFollower(ctx, k.lanes)
 	must(k.t, err)
 	go follower.Run(ctx, lanequeue.DefaultRefresh)
+	k.followers = append(k.followers, follower)
 	c, err := lanekafka.New(lanekafka.Options{
 		Brokers: []string{k.broker.Bootstrap}, Topic: kafkaTopic, Group: "notifier", Env: env, Envs: []string{"gray"},
 		Follower: follower, LivenessEvery: 200 * time.Millisecond,
@@ -133,7 +137,8 @@ func (k *kafkaLanes) produce(keys []string, laneOf func(key string) string) map[
 	recs := make([]*kgo.Record, 0, len(keys))
 	at := map[string]time.Time{}
 	for i, key := range keys {
-		r := &kgo.Record{Topic: kafkaTopic, Partition: int32(i % 2), Key: []byte(key), Value: []byte("order " + key), Timestamp: time.Now()}
+		// Kafka keeps timestamps in milliseconds: what consumers see.
+		r := &kgo.Record{Topic: kafkaTopic, Partition: int32(i % 2), Key: []byte(key), Value: []byte("order " + key), Timestamp: time.Now().Truncate(time.Millisecond)}
 		at[key] = r.Timestamp
 		if l := laneOf(key); l != "" {
 			lanekafka.Inject(laneprop.ContextWith(context.Background(), l), r)
@@ -277,19 +282,81 @@ func TestKafkaGrayConsumesWhatGrayProduces(t *testing.T) {
 	// Killed under load: each consumer reads the kill at its own moment,
 	// yet every record is processed once, by gray when produced before
 	// the kill, by stable after.
-	racing, producedAt := keys("race-g", 240), map[string]time.Time{}
+	killedAt, before := k.killUnderLoad(m, "race-g", 240, 80, laneOf)
+	explainMessage(t, m, grayLane(""), killedAt, broker, lanequeue.Stable, "notifier", wire.ReasonKilled)
+	justBefore := killedAt.Add(-time.Millisecond)
+	explainMessage(t, m, signer.Sign("gray", "shop-v2", follower.ConfigVersion(), justBefore), justBefore, broker, "gray", "notifier.gray", wire.ReasonLane)
+	killed := keys("killed-g", 20)
+	k.produce(killed, laneOf)
+	waitDone("gray's records after the kill", killed)
+
+	// With lane.message_kill_delay the kill takes effect for messages 2 s
+	// later, and the consumers' state holds that long: they read graymesh
+	// about once a second, and still agree on every record.
+	m.adminPost(t, "/v1/releases/shop-v2/revive?reason=kafka+test")
+	cfg, err := os.ReadFile(m.configPath)
+	must(t, err)
+	delayed := strings.Replace(string(cfg), "{key: "+laneKey+"}", "{key: "+laneKey+", message_kill_delay: 2s}", 1)
+	if delayed == string(cfg) {
+		t.Fatalf("no lane block to add message_kill_delay to in %s", cfg)
+	}
+	must(t, os.WriteFile(m.configPath, []byte(delayed), 0o600))
+	waitFor(t, "graymesh answering a lane state that holds 2s ahead", 30*time.Second, func() error {
+		resp, err := http.Get(k.lanes)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var st struct {
+			AsOf time.Time `json:"as_of"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+			return err
+		}
+		if ahead := time.Until(st.AsOf); ahead < time.Second {
+			return fmt.Errorf("as_of %s ahead", ahead)
+		}
+		return nil
+	})
+	killedLater, beforeLater := k.killUnderLoad(m, "later-g", 600, 0, laneOf)
+
+	k.ledger.check(t, slices.Concat(first, heldKeys, fallback, again, killed), func(key string) string {
+		if strings.HasPrefix(key, "held") {
+			return lanequeue.Stable
+		}
+		return consumerOf(key)
+	})
+	t.Logf("stable: processed %d (fallback %d, taken over %d), left %d; gray again: processed %d; racing records produced before the kill: %d of 240 (killed at %s), %d of 600 with the delay (in effect at %s)",
+		stable.Processed.Load(), stable.Fallback.Load(), stable.TakenOver.Load(), stable.Left.Load(), gray2.Processed.Load(),
+		before, killedAt.Format(time.StampMilli), beforeLater, killedLater.Format(time.StampMilli))
+}
+
+// killUnderLoad produces n gray records, two every 10 ms, killing the
+// release before the killAt-th, then checks that each was processed once:
+// by gray when produced before the kill took effect for messages (the
+// lane state's killed_at), by stable after. It returns that instant and
+// how many records came before it.
+func (k *kafkaLanes) killUnderLoad(m *mesh, prefix string, n, killAt int, laneOf func(string) string) (killedAt time.Time, before int) {
+	t := k.t
+	t.Helper()
+	racing, producedAt := keys(prefix, n), map[string]time.Time{}
+	readsBefore, unfencedBefore, startedAt := k.reads(), k.unfenced(), time.Now()
 	pace := time.NewTicker(10 * time.Millisecond)
 	for i := 0; i < len(racing); i += 2 {
-		if i == len(racing)/3 {
+		if i == killAt {
 			m.adminPost(t, "/v1/releases/shop-v2/kill?reason=kafka+test")
 		}
 		maps.Copy(producedAt, k.produce(racing[i:i+2], laneOf))
 		<-pace.C
 	}
 	pace.Stop()
-	waitDone("the records produced across the kill", racing)
-	killedAt := killInstant(t, k.lanes, "shop-v2")
-	before := 0
+	waitFor(t, "the records produced across the kill", 60*time.Second, func() error {
+		if done := k.ledger.done(racing); done < n {
+			return fmt.Errorf("%d of %d processed", done, n)
+		}
+		return nil
+	})
+	killedAt = killInstant(t, k.lanes, "shop-v2")
 	for _, key := range racing {
 		if producedAt[key].Before(killedAt) {
 			before++
@@ -301,24 +368,31 @@ func TestKafkaGrayConsumesWhatGrayProduces(t *testing.T) {
 		}
 		return lanequeue.Stable
 	})
-	if before == 0 || before == len(racing) {
-		t.Errorf("%d of %d records produced before the kill at %s: the kill did not fall among them", before, len(racing), killedAt)
+	t.Logf("%s: the consumers read graymesh's lane state %d times in the %s they took to produce and decide %d records (once a second each, and on demand for records newer than their state); %d decided unfenced",
+		prefix, k.reads()-readsBefore, time.Since(startedAt).Round(time.Millisecond), n, k.unfenced()-unfencedBefore)
+	if k.unfenced() != unfencedBefore {
+		t.Errorf("%d records decided with a lane state older than they are", k.unfenced()-unfencedBefore)
 	}
-	explainMessage(t, m, grayLane(""), killedAt, broker, lanequeue.Stable, "notifier", wire.ReasonKilled)
-	justBefore := killedAt.Add(-time.Millisecond)
-	explainMessage(t, m, signer.Sign("gray", "shop-v2", follower.ConfigVersion(), justBefore), justBefore, broker, "gray", "notifier.gray", wire.ReasonLane)
-	killed := keys("killed-g", 20)
-	k.produce(killed, laneOf)
-	waitDone("gray's records after the kill", killed)
+	if before == 0 || before == n {
+		t.Errorf("%d of %d records produced before the kill took effect at %s: it did not fall among them", before, n, killedAt)
+	}
+	return killedAt, before
+}
 
-	k.ledger.check(t, slices.Concat(first, heldKeys, fallback, again, killed), func(key string) string {
-		if strings.HasPrefix(key, "held") {
-			return lanequeue.Stable
-		}
-		return consumerOf(key)
-	})
-	t.Logf("stable: processed %d (fallback %d, taken over %d), left %d; gray again: processed %d; %d of %d racing records produced before the kill",
-		stable.Processed.Load(), stable.Fallback.Load(), stable.TakenOver.Load(), stable.Left.Load(), gray2.Processed.Load(), before, len(racing))
+// reads and unfenced sum the consumers' lane-state reads and the records
+// they decided with a state older than the record.
+func (k *kafkaLanes) reads() (n int64) {
+	for _, f := range k.followers {
+		n += f.Refreshes.Load()
+	}
+	return n
+}
+
+func (k *kafkaLanes) unfenced() (n int64) {
+	for _, f := range k.followers {
+		n += f.Unfenced.Load()
+	}
+	return n
 }
 
 // explainMessage checks what `graymesh explain --message` says of a record
@@ -334,7 +408,8 @@ func explainMessage(t *testing.T, m *mesh, lane string, at time.Time, broker *ka
 	}
 }
 
-// killInstant is when graymesh's lane state says release was killed.
+// killInstant is when graymesh's lane state says release's latest kill
+// took effect for messages.
 func killInstant(t *testing.T, lanes, release string) time.Time {
 	t.Helper()
 	resp, err := http.Get(lanes)
@@ -347,7 +422,7 @@ func killInstant(t *testing.T, lanes, release string) time.Time {
 		} `json:"kills"`
 	}
 	must(t, json.NewDecoder(resp.Body).Decode(&st))
-	for _, k := range st.Kills {
+	for _, k := range slices.Backward(st.Kills) { // the latest
 		if k.Release == release {
 			return k.KilledAt
 		}

@@ -225,7 +225,16 @@ type Lane struct {
 	// stable. Empty: lanes are honoured from any address that reaches
 	// those listeners.
 	MeshCIDRs []string `yaml:"mesh_cidrs" json:",omitempty"`
+	// MessageKillDelay is how long after a kill (or a revive) it takes
+	// effect for queue messages: a consumer's lane state then holds for
+	// that long after graymesh answered it, so consumers read graymesh
+	// about once a second rather than for every batch of fresh messages.
+	// 0: at once.
+	MessageKillDelay Duration `yaml:"message_kill_delay" json:",omitzero"`
 }
+
+// MaxMessageKillDelay bounds lane.message_kill_delay.
+const MaxMessageKillDelay = time.Minute
 
 // Membership configures sticky membership: a subject admitted to gray gets a signed, expiring token — a cookie for
 // browsers, a response header for services to send back — and keeps gray

@@ -149,6 +149,9 @@ func (c *Config) validateLaneAndTracing() []error {
 	if l.TTL.Duration < time.Second || l.TTL.Duration > 24*time.Hour {
 		add("lane.ttl", "%s is outside [1s, 24h]", l.TTL.Duration)
 	}
+	if d := l.MessageKillDelay.Duration; d < 0 || d > MaxMessageKillDelay {
+		add("lane.message_kill_delay", "%s is outside [0s, %s]", d, MaxMessageKillDelay)
+	}
 	for i, cidr := range l.MeshCIDRs {
 		if p, err := netip.ParsePrefix(cidr); err != nil || p != p.Masked() {
 			add(fmt.Sprintf("lane.mesh_cidrs[%d]", i), "%q is not a CIDR range like 10.0.0.0/8 (no host bits set)", cidr)

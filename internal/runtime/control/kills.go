@@ -8,7 +8,8 @@ import (
 )
 
 // Kill is when a release was killed on this node and, once revived, when
-// that was. A message consumer decides a record by the kill in force when
+// that was: the instants the kill took effect for queue messages (now, or
+// lane.message_kill_delay later). A message consumer decides a record by the kill in force when
 // the record was produced, not when it reads it: two consumers that read
 // the kill at different moments still agree on every record (GET
 // /v1/lanes).
@@ -80,17 +81,35 @@ func killedIn(cfg *config.Config) map[string]bool {
 
 // Kills are the kills this node remembers, and the instant they are true
 // of: every kill in force at asOf is among them. Reading both under one
-// lock with the pipeline's recording them is what makes that hold.
+// lock with the pipeline's recording them is what makes that hold. With
+// lane.message_kill_delay, asOf is that far ahead of now, and the kill
+// recorded next after it: the answer holds for that long. asOf never goes
+// back (a shorter delay answers the instant already vouched for).
 func (p *Pipeline) Kills() (kills []Kill, asOf time.Time) {
 	p.killMu.Lock()
 	defer p.killMu.Unlock()
-	return slices.Clone(p.state.Kills), p.opts.Clock.Now()
+	var delay time.Duration
+	if pol := p.policy.Load(); pol != nil {
+		delay = pol.Config.Lane.MessageKillDelay.Duration
+	}
+	if asOf = p.opts.Clock.Now().Add(delay); asOf.After(p.promised) {
+		p.promised = asOf
+	}
+	return slices.Clone(p.state.Kills), p.promised
 }
 
-// recordKills puts next's kills on record at the instant it comes into
-// force. The caller holds mu.
+// recordKills puts next's kills on record as of the instant they take
+// effect for messages: now plus next's lane.message_kill_delay, and after
+// every instant an answer of Kills vouched for (a shorter delay must not
+// move a kill under an answer given). The caller holds mu.
 func (p *Pipeline) recordKills(cur, next *config.Config) {
 	p.killMu.Lock()
 	defer p.killMu.Unlock()
-	p.state.Kills = nextKills(p.state.Kills, cur, next, p.opts.Clock.Now())
+	at := p.opts.Clock.Now().Add(next.Lane.MessageKillDelay.Duration)
+	if !at.After(p.promised) {
+		// Strictly after: a message produced at the instant vouched
+		// for was decided without this kill.
+		at = p.promised.Add(time.Nanosecond)
+	}
+	p.state.Kills = nextKills(p.state.Kills, cur, next, at)
 }

@@ -105,8 +105,10 @@ type Pipeline struct {
 	last    atomic.Pointer[Outcome]
 	history history
 	// killMu orders recording kills (state.Kills, written with mu held)
-	// against reading them with the instant they are true of (Kills).
-	killMu sync.Mutex
+	// against reading them with the instant they are true of (Kills);
+	// promised is the latest such instant answered.
+	killMu   sync.Mutex
+	promised time.Time
 }
 
 // Outcome is the last change's result, as GET /status reports it.
