@@ -107,6 +107,12 @@ type Follower struct {
 	// newer state share one read.
 	catchingUp  sync.Mutex
 	lastRefresh atomic.Int64 // unix nanoseconds of the last read's start
+	// unreachable is set when a wait for a newer state ran out, and
+	// cleared by the next read that succeeds: while graymesh cannot be
+	// read, messages are decided with the state in force at once, rather
+	// than each waiting FenceWait.
+	unreachable atomic.Bool
+	fenceWait   time.Duration // FenceWait; shorter in tests
 	// Refreshes and Failures count reads of the lane state (a failed read
 	// keeps the state in force); Unfenced counts messages decided with a
 	// state older than they are, because no newer one came in time
@@ -116,7 +122,8 @@ type Follower struct {
 
 // FenceWait bounds how long Decide waits for a lane state newer than a
 // message: past it (graymesh unreachable, or the producer's clock ahead
-// of graymesh's by more), the message is decided with the state in force.
+// of graymesh's by more), the message is decided with the state in force,
+// and so are the next ones, at once, until a read of graymesh succeeds.
 const FenceWait = 5 * time.Second
 
 // refreshGap spaces on-demand reads: at most one per gap per consumer
@@ -126,7 +133,7 @@ const refreshGap = 50 * time.Millisecond
 // NewFollower reads the lane state at url once: a consumer that cannot
 // read it cannot tell gray from stable, and should not start.
 func NewFollower(ctx context.Context, url string) (*Follower, error) {
-	f := &Follower{url: url, client: &http.Client{Timeout: 5 * time.Second}}
+	f := &Follower{url: url, client: &http.Client{Timeout: 5 * time.Second}, fenceWait: FenceWait}
 	if err := f.Refresh(ctx); err != nil {
 		return nil, err
 	}
@@ -179,6 +186,7 @@ func (f *Follower) Refresh(ctx context.Context) error {
 		return fmt.Errorf("lane state %s: %w", f.url, err)
 	}
 	f.state.Store(st)
+	f.unreachable.Store(false)
 	return nil
 }
 
@@ -245,16 +253,18 @@ func (st *state) olderThan(t time.Time) bool { return !st.asOf.IsZero() && st.as
 // catchUp reads the lane state until it is as new as t: false when no
 // such state came within FenceWait, or ctx ended.
 func (f *Follower) catchUp(ctx context.Context, t time.Time) bool {
-	if time.Until(t) > FenceWait {
-		// A producer clock this far ahead: no state will catch up.
+	if time.Until(t) > f.fenceWait || f.unreachable.Load() {
+		// A producer clock this far ahead (no state will catch up), or
+		// graymesh unreadable since the last wait ran out.
 		return false
 	}
 	f.catchingUp.Lock()
 	defer f.catchingUp.Unlock()
-	deadline := time.Now().Add(FenceWait)
+	deadline := time.Now().Add(f.fenceWait)
 	for f.state.Load().olderThan(t) {
 		wait := time.Until(time.Unix(0, f.lastRefresh.Load()).Add(refreshGap))
-		if time.Now().Add(wait).After(deadline) {
+		if time.Now().Add(wait).After(deadline) || f.unreachable.Load() {
+			f.unreachable.Store(true)
 			return false
 		}
 		if wait > 0 {

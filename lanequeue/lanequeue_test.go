@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -312,5 +313,50 @@ func TestKillIsDecidedAtProduceTime(t *testing.T) {
 	ahead := now.Add(time.Hour)
 	if d := f.Decide(ctx, s.Sign("gray", "shop-v2", "7", ahead), ahead); d.Reason != wire.ReasonKilled || f.Unfenced.Load() != 1 {
 		t.Errorf("a producer clock an hour ahead: %+v, unfenced %d, want 1", d, f.Unfenced.Load())
+	}
+}
+
+// TestUnreachableGraymeshDoesNotStallConsumers: when graymesh cannot be
+// read, a message newer than the state waits at most the fence's bound
+// and is decided with the state in force; the next ones are decided at
+// once, without a read, until a read succeeds and the fence holds again.
+func TestUnreachableGraymeshDoesNotStallConsumers(t *testing.T) {
+	s := signer(t, meshKey)
+	g := &graymeshState{}
+	g.set(map[string]any{"config_version": "7", "keys": json.RawMessage(s.JWKS()), "killed": []string{}, "kills": []any{}, "as_of": "now"})
+	var down atomic.Bool
+	var reads atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reads.Add(1)
+		if down.Load() {
+			http.Error(w, "graymesh is down", http.StatusServiceUnavailable)
+			return
+		}
+		g.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	f, err := NewFollower(ctx, srv.URL)
+	must(t, err)
+	f.fenceWait = 300 * time.Millisecond
+	tok := s.Sign("gray", "shop-v2", "7", time.Now())
+
+	down.Store(true)
+	if d := f.Decide(ctx, tok, time.Now().Add(time.Millisecond)); d.Env != "gray" || f.Unfenced.Load() != 1 {
+		t.Fatalf("graymesh down: %+v, unfenced %d, want gray and 1", d, f.Unfenced.Load())
+	}
+	before := reads.Load()
+	for range 3 {
+		f.Decide(ctx, tok, time.Now().Add(time.Millisecond))
+	}
+	if reads.Load() != before || f.Unfenced.Load() != 4 {
+		t.Fatalf("after a wait ran out: %d more reads, unfenced %d; want none and 4", reads.Load()-before, f.Unfenced.Load())
+	}
+
+	down.Store(false)
+	must(t, f.Refresh(ctx))
+	before = reads.Load()
+	if d := f.Decide(ctx, tok, time.Now().Add(time.Millisecond)); d.Env != "gray" || f.Unfenced.Load() != 4 || reads.Load() == before {
+		t.Fatalf("graymesh back: %+v, unfenced %d, %d reads; want the fence to read again", d, f.Unfenced.Load(), reads.Load()-before)
 	}
 }
