@@ -81,7 +81,7 @@ unit: helm ## unit tests with the race detector, and every benchmark once
 
 .PHONY: e2e
 e2e: envoy jaeger keycloak kafka chromium kube prometheus helm envoy-gateway ## end-to-end tests: real Envoy, Jaeger, Keycloak, Kafka, Chromium, etcd + kube-apiserver, Prometheus, graymesh and demo services as processes
-	GRAYMESH_E2E_STRICT=1 go test -count=1 -timeout 15m $(GO_TEST_FLAGS) ./e2e/...
+	GRAYMESH_E2E_STRICT=1 go test -count=1 -timeout 20m $(GO_TEST_FLAGS) ./e2e/...
 
 .PHONY: fuzz
 fuzz: ## run every fuzz target for FUZZTIME (default 60s) each
