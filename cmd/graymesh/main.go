@@ -34,7 +34,7 @@ Commands:
   serve          run the ext_proc decision service, the xDS server and the admin API
   controller     Kubernetes mode's controller: GrayRelease status and the fleet analysis (a Deployment)
   validate       check a config file; list every problem
-  explain        show the decision for a caller and why
+  explain        show the decision for a caller (or a queue message, --message) and why
   token          mint a token: HS key from the config, or an RS/ES/EdDSA private key (--key)
   verify-traces  check from Jaeger that every hop stayed in its lane
   diff           what a config change does: subjects moving each way, and evictions
