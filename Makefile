@@ -66,6 +66,7 @@ KAFKA  ?=
 run: build envoy ## start the demo on loopback: DEMO=shop (one Envoy) or DEMO=mesh (4 hops + Jaeger; KAFKA=1 adds Kafka, see docs/queues.md); CONFIG=FILE for another config; GRAY_FLAGS='--error-rate 0.1' spoils gray
 ifeq ($(DEMO),mesh)
 	@scripts/install-jaeger.sh
+	@[ -z '$(KAFKA)' ] || scripts/install-kafka.sh >/dev/null
 	GRAYMESH_DEMO_CONFIG='$(CONFIG)' GRAYMESH_DEMO_KAFKA='$(KAFKA)' scripts/run-mesh.sh
 else
 	GRAYMESH_DEMO_CONFIG='$(CONFIG)' GRAYMESH_DEMO_GRAY_FLAGS='$(GRAY_FLAGS)' scripts/run-demo.sh
