@@ -56,6 +56,9 @@ func (s *Service) Handler(console http.Handler) http.Handler {
 	// holds them), and a consumer that follows lanes must not need the
 	// admin token, which can kill releases.
 	mux.HandleFunc("GET /v1/lanes", func(w http.ResponseWriter, _ *http.Request) {
+		if s.laneReads != nil {
+			s.laneReads.Inc()
+		}
 		answer(w, s.Lanes(), nil)
 	})
 	authed := func(h http.HandlerFunc) http.HandlerFunc { return s.authed(open, h) }

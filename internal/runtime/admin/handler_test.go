@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/graymesh/graymesh/internal/contract/wire"
 	"github.com/graymesh/graymesh/internal/core/analysis/analysistest"
@@ -171,7 +172,8 @@ func TestClientAndServiceAgree(t *testing.T) {
 // is gray again.
 func TestLaneStateIsWhatConsumersRead(t *testing.T) {
 	r := newRig(t)
-	r.svc.rt.Token = "admin-secret"
+	reg := prometheus.NewRegistry()
+	r.svc = NewService(r.svc.pipe, r.a, Runtime{Token: "admin-secret", Registerer: reg, Gatherer: reg})
 	srv := httptest.NewServer(r.svc.Handler(nil))
 	t.Cleanup(srv.Close)
 	ctx := context.Background()
@@ -206,6 +208,9 @@ func TestLaneStateIsWhatConsumersRead(t *testing.T) {
 		if d := f.Decide(ctx, tok, tt.at); d.Env != tt.env {
 			t.Errorf("produced %s, decided after the revive: %+v, want %s", tt.name, d, tt.env)
 		}
+	}
+	if reads := testutil.ToFloat64(r.svc.laneReads); reads != float64(f.Refreshes.Load()) || reads < 3 {
+		t.Errorf("graymesh_lane_state_reads_total %v, the follower read %d times", reads, f.Refreshes.Load())
 	}
 	st := r.svc.Lanes()
 	if len(st.Kills) != 1 || !st.Kills[0].KilledAt.Equal(killed) || st.Kills[0].RevivedAt == nil || !st.Kills[0].RevivedAt.Equal(revived) {

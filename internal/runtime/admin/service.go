@@ -30,8 +30,10 @@ type Runtime struct {
 	XDSVersion    func() string
 	XDS           func() XDSStats
 	ActiveStreams func() int64
-	// Gatherer reads the process's metrics (what /metrics serves).
-	Gatherer prometheus.Gatherer
+	// Gatherer reads the process's metrics (what /metrics serves);
+	// Registerer takes the API's own.
+	Gatherer   prometheus.Gatherer
+	Registerer prometheus.Registerer
 	// StateDir is the state directory ("" when state is kept in memory).
 	StateDir string
 	// Token, when set, is the bearer token the API requires.
@@ -46,13 +48,22 @@ type Service struct {
 	pipe     *control.Pipeline
 	analysis *analyser.Runner
 	rt       Runtime
+	// laneReads counts GET /v1/lanes answers: how often message
+	// consumers read the lane state (nil: not counted).
+	laneReads prometheus.Counter
 }
 
 var _ API = (*Service)(nil)
 
 // NewService is the API of one graymesh.
 func NewService(p *control.Pipeline, a *analyser.Runner, rt Runtime) *Service {
-	return &Service{pipe: p, analysis: a, rt: rt}
+	s := &Service{pipe: p, analysis: a, rt: rt}
+	if rt.Registerer != nil {
+		s.laneReads = prometheus.NewCounter(prometheus.CounterOpts{Name: "graymesh_lane_state_reads_total",
+			Help: "GET /v1/lanes answers: message consumers read the lane state every second, and on demand for messages newer than it (see lane.message_kill_delay)."})
+		rt.Registerer.MustRegister(s.laneReads)
+	}
+	return s
 }
 
 // Releases implements API.

@@ -137,6 +137,7 @@ func New(ctx context.Context, path string, opts Options, log *slog.Logger) (*Dae
 		},
 		ActiveStreams: d.ext.ActiveStreams,
 		Gatherer:      d.metrics.registry,
+		Registerer:    d.metrics.registry,
 		Log:           log.With("component", "admin"),
 		StateDir:      opts.StateDir,
 		Token:         opts.AdminToken,
