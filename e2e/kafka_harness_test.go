@@ -125,12 +125,15 @@ func formatKafkaStorage(t *testing.T, java, home, dir, config string) {
 }
 
 // newKafkaClusterID is a random cluster id in Kafka's form: 16 bytes in
-// URL-safe base64 without padding.
+// URL-safe base64 without padding. Its first character is never '-' or
+// '_': the storage tool's argument parser reads an id starting with '-' as
+// an option ("--cluster-id: expected one argument", one start in 64).
 func newKafkaClusterID(t *testing.T) string {
 	t.Helper()
 	id := make([]byte, 16)
 	_, err := crand.Read(id)
 	must(t, err)
+	id[0] &= 0x7f // the first character encodes the top 6 bits: at most 31, a letter
 	return base64.RawURLEncoding.EncodeToString(id)
 }
 

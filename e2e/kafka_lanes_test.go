@@ -273,11 +273,39 @@ func TestKafkaGrayConsumesWhatGrayProduces(t *testing.T) {
 	}
 
 	// Gray again: it resumes after what stable took for it.
-	gray2, _ := k.consumer("gray", nil)
+	entered := make(chan struct{})
+	gray2, stopGray2 := k.consumer("gray", func(ctx context.Context, r *kgo.Record) error {
+		if strings.HasPrefix(string(r.Key), "inflight") {
+			// Stopped while handling it: the record is handled all the
+			// same (the handler returns nil).
+			close(entered)
+			<-ctx.Done()
+		}
+		return nil
+	})
 	waitFor(t, "stable seeing the gray consumer again", 30*time.Second, grayLive)
 	again := keys("again-g", 20)
 	k.produce(again, laneOf)
 	waitDone("gray's records with gray back", again)
+
+	// Stopped while it handles a record, gray commits that record as it
+	// leaves: stable, taking over, does not handle it again.
+	inflight := keys("inflight-g", 1)
+	k.produce(inflight, laneOf)
+	select {
+	case <-entered:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the gray consumer never began the in-flight record")
+	}
+	stopGray2()
+	waitFor(t, "stable seeing gray's group empty", 30*time.Second, func() error {
+		if live, _ := stable.Live("gray"); live {
+			return errors.New("gray's group still has a member")
+		}
+		return nil
+	})
+	k.consumer("gray", nil)
+	waitFor(t, "stable seeing the third gray consumer", 30*time.Second, grayLive)
 
 	// Killed under load: each consumer reads the kill at its own moment,
 	// yet every record is processed once, by gray when produced before
@@ -320,7 +348,7 @@ func TestKafkaGrayConsumesWhatGrayProduces(t *testing.T) {
 	})
 	killedLater, beforeLater := k.killUnderLoad(m, "later-g", 600, 0, laneOf)
 
-	k.ledger.check(t, slices.Concat(first, heldKeys, fallback, again, killed), func(key string) string {
+	k.ledger.check(t, slices.Concat(first, heldKeys, fallback, again, inflight, killed), func(key string) string {
 		if strings.HasPrefix(key, "held") {
 			return lanequeue.Stable
 		}
@@ -539,8 +567,41 @@ func TestMeshChainThroughKafkaStaysInItsLane(t *testing.T) {
 		send(fmt.Sprintf("user-%02d", i), ownLane)
 	}
 	// Gray's notifier stopped: its events go to stable, still in gray's
-	// lane. What the stopped notifier consumed is read first: it goes
-	// with the process.
+	// lane. What the stopped notifier consumed is read first, once every
+	// event so far is consumed: it goes with the process.
+	type got struct{ consumer, lane string }
+	var firstGray consumedBy
+	collect := func() (map[string][]got, error) {
+		seen := map[string][]got{}
+		for _, r := range firstGray.Records {
+			seen[r.Key] = append(seen[r.Key], got{"gray", r.Lane})
+		}
+		for env, url := range notifiers {
+			c, err := getConsumed(url)
+			if err != nil {
+				return nil, err
+			}
+			for _, r := range c.Records {
+				seen[r.Key] = append(seen[r.Key], got{env, r.Lane})
+			}
+		}
+		return seen, nil
+	}
+	allConsumed := func(what string) map[string][]got {
+		t.Helper()
+		var seen map[string][]got
+		waitFor(t, what, 60*time.Second, func() (err error) {
+			if seen, err = collect(); err != nil {
+				return err
+			}
+			if n := len(seen); n < len(want) {
+				return fmt.Errorf("%d of %d events consumed", n, len(want))
+			}
+			return nil
+		})
+		return seen
+	}
+	allConsumed("every event before the gray notifier stops")
 	firstGray, err := getConsumed(notifiers["gray"])
 	must(t, err)
 	grayProc := m.services["notifier-gray"]
@@ -565,27 +626,7 @@ func TestMeshChainThroughKafkaStaysInItsLane(t *testing.T) {
 		send("alice", ownLane)
 	}
 
-	type got struct{ consumer, lane string }
-	seen := map[string][]got{}
-	waitFor(t, "every event consumed", 60*time.Second, func() error {
-		clear(seen)
-		for _, r := range firstGray.Records {
-			seen[r.Key] = append(seen[r.Key], got{"gray", r.Lane})
-		}
-		for env, url := range notifiers {
-			c, err := getConsumed(url)
-			if err != nil {
-				return err
-			}
-			for _, r := range c.Records {
-				seen[r.Key] = append(seen[r.Key], got{env, r.Lane})
-			}
-		}
-		if n := len(seen); n < len(want) {
-			return fmt.Errorf("%d of %d events consumed", n, len(want))
-		}
-		return nil
-	})
+	seen := allConsumed("every event consumed")
 	byConsumer := map[string]int{}
 	for id, w := range want {
 		g := seen[id]

@@ -141,7 +141,11 @@ num.partitions=2
 PROPS
   # KRaft formats the data directory before the first start; a cluster
   # id is 16 random bytes in URL-safe base64 without padding.
-  cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+  # An id starting with '-' reads as an option to the storage tool.
+  cluster_id=-
+  while [[ "$cluster_id" == [-_]* ]]; do
+    cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+  done
   "${kafka_java[@]}" kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$work/kafka.properties" >"$work/kafka.log" 2>&1 || {
     echo "$name: formatting Kafka's storage failed; see $work/kafka.log" >&2
     exit 1

@@ -209,13 +209,27 @@ func (c *Consumer) Run(ctx context.Context) error {
 			return err
 		}
 		if len(decided) > 0 {
-			if err := c.client.CommitRecords(ctx, decided...); err != nil && ctx.Err() == nil {
-				c.o.Log.Warn("commit", "error", err)
-			}
-			c.commitFallbacks(ctx, decided)
+			c.commit(ctx, decided)
 		}
 	}
 	return nil
+}
+
+// commitTimeout bounds committing what a batch decided.
+const commitTimeout = 10 * time.Second
+
+// commit commits the records a batch decided, in this consumer's group
+// and, for stable, in the empty environments' groups. It commits even
+// when ctx ended while the batch was handled: a record handled and not
+// committed would be handled again by whoever takes the group's records
+// over (stable, as the consumer leaves).
+func (c *Consumer) commit(ctx context.Context, decided []*kgo.Record) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
+	if err := c.client.CommitRecords(ctx, decided...); err != nil {
+		c.o.Log.Warn("commit", "error", err)
+	}
+	c.commitFallbacks(ctx, decided)
 }
 
 // consume handles r if this consumer takes it.
