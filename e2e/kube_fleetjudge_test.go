@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"io"
+	"net/http"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -91,8 +92,19 @@ func TestKubeFleetJudgesOneNodesErrorsOnTheFleetsEvidence(t *testing.T) {
 		}
 		return nil
 	})
-	spoil(t, fmt.Sprintf("127.0.0.1:%d", bad), "error_rate=0.3")
+	// Every node serves gray before gray fails on node-0: the window that
+	// fails then holds the healthy nodes' requests too. (Spoiled first,
+	// node-0's errors alone once filled the first window on a loaded
+	// machine, before the other nodes' traffic reached their reports.)
 	stop := fleetLoad(t, nodes)
+	eachNode(t, "gray traffic on every node", nodes, func(nd *fleetNode) error {
+		n, err := grayDecisions(nd)
+		if err == nil && n < 40 {
+			err = fmt.Errorf("%s: %v gray decisions", nd.name, n)
+		}
+		return err
+	})
+	spoil(t, fmt.Sprintf("127.0.0.1:%d", bad), "error_rate=0.3")
 	waitFor(t, "the GrayRelease rolled back by the analysis", 90*time.Second, func() error {
 		obj, err := k.release("checkout")
 		if err != nil {
@@ -133,6 +145,30 @@ func TestKubeFleetJudgesOneNodesErrorsOnTheFleetsEvidence(t *testing.T) {
 	}
 	t.Logf("failing window: gray %d requests, %.1f%% errors, over %d nodes", gray.Requests, gray.ErrorRate, failed.Nodes)
 	checkFleetMetrics(t, k, nodes, "checkout")
+}
+
+// grayDecisions is how many requests a node's graymesh decided gray
+// (graymesh_decisions_total with env="gray", every hop and reason).
+func grayDecisions(nd *fleetNode) (float64, error) {
+	resp, err := http.Get(nd.admin + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	var n float64
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, "graymesh_decisions_total{") && strings.Contains(line, `env="gray"`) {
+			var v float64
+			if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v); err == nil {
+				n += v
+			}
+		}
+	}
+	return n, nil
 }
 
 // checkFleetMetrics: the fleet's windows are counted on the analyser's
