@@ -20,6 +20,7 @@ import (
 
 	"github.com/graymesh/graymesh/internal/contract/wire"
 	"github.com/graymesh/graymesh/internal/core/lane"
+	"github.com/graymesh/graymesh/internal/runtime/admin"
 	"github.com/graymesh/graymesh/laneprop"
 	"github.com/graymesh/graymesh/lanequeue"
 	"github.com/graymesh/graymesh/lanequeue/lanekafka"
@@ -335,9 +336,7 @@ func TestKafkaGrayConsumesWhatGrayProduces(t *testing.T) {
 			return err
 		}
 		defer resp.Body.Close()
-		var st struct {
-			AsOf time.Time `json:"as_of"`
-		}
+		var st admin.LaneState
 		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 			return err
 		}
@@ -443,12 +442,7 @@ func killInstant(t *testing.T, lanes, release string) time.Time {
 	resp, err := http.Get(lanes)
 	must(t, err)
 	defer resp.Body.Close()
-	var st struct {
-		Kills []struct {
-			Release  string    `json:"release"`
-			KilledAt time.Time `json:"killed_at"`
-		} `json:"kills"`
-	}
+	var st admin.LaneState
 	must(t, json.NewDecoder(resp.Body).Decode(&st))
 	for _, k := range slices.Backward(st.Kills) { // the latest
 		if k.Release == release {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"io"
-	"net/http"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -98,11 +97,10 @@ func TestKubeFleetJudgesOneNodesErrorsOnTheFleetsEvidence(t *testing.T) {
 	// machine, before the other nodes' traffic reached their reports.)
 	stop := fleetLoad(t, nodes)
 	eachNode(t, "gray traffic on every node", nodes, func(nd *fleetNode) error {
-		n, err := grayDecisions(nd)
-		if err == nil && n < 40 {
-			err = fmt.Errorf("%s: %v gray decisions", nd.name, n)
+		if n := grayDecisions(t, nd); n < 40 {
+			return fmt.Errorf("%s: %v gray decisions", nd.name, n)
 		}
-		return err
+		return nil
 	})
 	spoil(t, fmt.Sprintf("127.0.0.1:%d", bad), "error_rate=0.3")
 	waitFor(t, "the GrayRelease rolled back by the analysis", 90*time.Second, func() error {
@@ -148,27 +146,16 @@ func TestKubeFleetJudgesOneNodesErrorsOnTheFleetsEvidence(t *testing.T) {
 }
 
 // grayDecisions is how many requests a node's graymesh decided gray
-// (graymesh_decisions_total with env="gray", every hop and reason).
-func grayDecisions(nd *fleetNode) (float64, error) {
-	resp, err := http.Get(nd.admin + "/metrics")
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err
-	}
-	var n float64
-	for _, line := range strings.Split(string(body), "\n") {
-		if strings.HasPrefix(line, "graymesh_decisions_total{") && strings.Contains(line, `env="gray"`) {
-			var v float64
-			if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v); err == nil {
-				n += v
-			}
+// (graymesh_decisions_total with env="gray", every hop and reason; -1
+// before the first).
+func grayDecisions(t *testing.T, nd *fleetNode) float64 {
+	var gray []string
+	for _, line := range strings.Split(getMetrics(t, nd.admin), "\n") {
+		if strings.Contains(line, `env="gray"`) {
+			gray = append(gray, line)
 		}
 	}
-	return n, nil
+	return metricValue(strings.Join(gray, "\n"), "graymesh_decisions_total")
 }
 
 // checkFleetMetrics: the fleet's windows are counted on the analyser's

@@ -74,11 +74,10 @@ func explainMessage(ask messageAsk, asJSON bool, stdout io.Writer) error {
 		ex.Group = lanekafka.GroupOf(ask.group, ex.Decision.Env)
 	}
 	if ask.brokers != "" && ex.Decision.Env != lanequeue.Stable {
-		n, err := groupMembers(ctx, ask.brokers, ex.Group)
+		isLive, err := groupLive(ctx, ask.brokers, ex.Group)
 		if err != nil {
 			return fmt.Errorf("explain --message: reading group %s: %w", ex.Group, err)
 		}
-		isLive := n > 0
 		ex.Live = &isLive
 		live = func(string) bool { return isLive }
 	}
@@ -95,22 +94,15 @@ func explainMessage(ask messageAsk, asJSON bool, stdout io.Writer) error {
 	return nil
 }
 
-// groupMembers is how many members a consumer group has.
-func groupMembers(ctx context.Context, brokers, group string) (int, error) {
+// groupLive reads whether a consumer group has a member.
+func groupLive(ctx context.Context, brokers, group string) (bool, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...))
 	if err != nil {
-		return 0, err
+		return false, err
 	}
 	defer cl.Close()
-	described, err := kadm.NewClient(cl).DescribeGroups(ctx, group)
-	if err != nil {
-		return 0, err
-	}
-	g, ok := described[group]
-	if !ok || g.Err != nil {
-		return 0, nil
-	}
-	return len(g.Members), nil
+	live, err := lanekafka.LiveGroups(ctx, kadm.NewClient(cl), group)
+	return live[group], err
 }
 
 // printMessageExplanation writes a message's explanation for a person.

@@ -345,13 +345,12 @@ func (c *Consumer) readLiveness(ctx context.Context) error {
 	for i, env := range c.o.Envs {
 		groups[i] = GroupOf(c.o.Group, env)
 	}
-	described, err := c.admin.DescribeGroups(ctx, groups...)
+	liveGroups, err := LiveGroups(ctx, c.admin, groups...)
 	if err != nil {
 		return err
 	}
 	for _, env := range c.o.Envs {
-		g, ok := described[GroupOf(c.o.Group, env)]
-		live := ok && g.Err == nil && len(g.Members) > 0
+		live := liveGroups[GroupOf(c.o.Group, env)]
 		was := c.isLive(env)
 		c.live.Store(env, live)
 		if was && !live {
@@ -364,6 +363,21 @@ func (c *Consumer) readLiveness(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// LiveGroups reads which of groups have a member: a consumer live to take
+// its environment's records.
+func LiveGroups(ctx context.Context, adm *kadm.Client, groups ...string) (map[string]bool, error) {
+	described, err := adm.DescribeGroups(ctx, groups...)
+	if err != nil {
+		return nil, err
+	}
+	live := make(map[string]bool, len(groups))
+	for _, g := range groups {
+		d, ok := described[g]
+		live[g] = ok && d.Err == nil && len(d.Members) > 0
+	}
+	return live, nil
 }
 
 // takeOver processes what env's last consumer left: for each partition

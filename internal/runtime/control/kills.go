@@ -4,7 +4,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/graymesh/graymesh/internal/contract/config"
+	"github.com/graymesh/graymesh/internal/core/gray"
 )
 
 // Kill is when a release was killed on this node and, once revived, when
@@ -28,54 +28,36 @@ type Kill struct {
 // the state then in force.
 const killMemory = time.Hour
 
-// nextKills is kills after next replaces cur at now: a release killed in
-// next and not in cur opens a kill, one killed in cur and not in next
-// closes its kill, and kills closed longer than killMemory ago are
-// forgotten. At startup (cur nil) a kill kills does not hold (the config
-// began killed, or the state directory did not know) opens at the zero
-// time: it covers every record.
-func nextKills(kills []Kill, cur, next *config.Config, now time.Time) []Kill {
+// nextKills is kills once killed (the plan's killed releases, in config
+// order) are in force at now: a release killed and without an open kill
+// opens one, an open kill of a release no longer killed closes, and kills
+// closed longer than killMemory ago are forgotten. At startup a kill not
+// on record (the config began killed, or the state directory did not
+// know) opens at the zero time: it covers every record.
+func nextKills(kills []Kill, killed []string, startup bool, now time.Time) []Kill {
 	out := slices.DeleteFunc(slices.Clone(kills), func(k Kill) bool {
 		return k.RevivedAt != nil && now.Sub(*k.RevivedAt) > killMemory
 	})
-	open := map[string]int{}
-	for i, k := range out {
-		if k.RevivedAt == nil {
-			open[k.Release] = i
-		}
+	isOpen := func(name string) bool {
+		return slices.ContainsFunc(out, func(k Kill) bool { return k.Release == name && k.RevivedAt == nil })
 	}
-	killedNext := killedIn(next)
-	for name := range killedNext {
-		if _, ok := open[name]; ok {
-			continue
-		}
-		k := Kill{Release: name}
-		if cur != nil {
-			k.KilledAt = now
-		}
-		out = append(out, k)
-	}
-	for name, i := range open {
-		if !killedNext[name] {
+	for i := range out {
+		if out[i].RevivedAt == nil && !slices.Contains(killed, out[i].Release) {
 			at := now
 			out[i].RevivedAt = &at
 		}
 	}
-	slices.SortStableFunc(out, func(a, b Kill) int { return a.KilledAt.Compare(b.KilledAt) })
-	return out
-}
-
-// killedIn is the set of releases cfg kills.
-func killedIn(cfg *config.Config) map[string]bool {
-	out := map[string]bool{}
-	if cfg == nil {
-		return out
-	}
-	for _, r := range cfg.Releases {
-		if r.State == config.StateKilled {
-			out[r.Name] = true
+	for _, name := range killed {
+		if isOpen(name) {
+			continue
 		}
+		k := Kill{Release: name}
+		if !startup {
+			k.KilledAt = now
+		}
+		out = append(out, k)
 	}
+	slices.SortStableFunc(out, func(a, b Kill) int { return a.KilledAt.Compare(b.KilledAt) })
 	return out
 }
 
@@ -98,18 +80,22 @@ func (p *Pipeline) Kills() (kills []Kill, asOf time.Time) {
 	return slices.Clone(p.state.Kills), p.promised
 }
 
-// recordKills puts next's kills on record as of the instant they take
+// recordKills puts the kills of next (the policy about to be in force) on record as of the instant they take
 // effect for messages: now plus next's lane.message_kill_delay, and after
 // every instant an answer of Kills vouched for (a shorter delay must not
 // move a kill under an answer given). The caller holds mu.
-func (p *Pipeline) recordKills(cur, next *config.Config) {
+func (p *Pipeline) recordKills(next *gray.Policy) {
 	p.killMu.Lock()
 	defer p.killMu.Unlock()
-	at := p.opts.Clock.Now().Add(next.Lane.MessageKillDelay.Duration)
+	at := p.opts.Clock.Now().Add(next.Config.Lane.MessageKillDelay.Duration)
 	if !at.After(p.promised) {
 		// Strictly after: a message produced at the instant vouched
 		// for was decided without this kill.
 		at = p.promised.Add(time.Nanosecond)
 	}
-	p.state.Kills = nextKills(p.state.Kills, cur, next, at)
+	var killed []string
+	if next.Plan != nil {
+		killed = next.Plan.Killed
+	}
+	p.state.Kills = nextKills(p.state.Kills, killed, p.policy.Load() == nil, at)
 }

@@ -344,17 +344,16 @@ func (p *Pipeline) put(next *config.Config, source string) error {
 			return err
 		}
 	}
-	var cur *config.Config
-	if old := p.policy.Load(); old != nil {
-		cur = old.Config
-	}
-	p.recordKills(cur, next)
+	p.recordKills(pol)
 	p.state.Version, p.state.ContentHash, p.state.InForce = version, hash, next
 	if err := p.state.save(p.opts.StateDir); err != nil {
 		// Serving goes on; only the restart guarantees weaken.
 		p.log.Error("saving state", "dir", p.opts.StateDir, "error", err)
 	}
-	p.policy.Store(pol)
+	var cur *config.Config
+	if old := p.policy.Swap(pol); old != nil {
+		cur = old.Config
+	}
 	if p.opts.Sources != nil {
 		p.opts.Sources.Retain(pol.Verifier)
 	}
