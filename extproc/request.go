@@ -53,6 +53,8 @@ func Extract(p *gray.Policy, hm *corev3.HeaderMap, attrs map[string]*structpb.St
 			}
 		case wire.HeaderStressMarker:
 			r.StressMarker = value(h)
+		case wire.HeaderProof:
+			r.Proof = value(h)
 		case "authorization":
 			r.Authorization = value(h)
 		case wire.HeaderRequestID:

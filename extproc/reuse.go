@@ -51,7 +51,7 @@ func keyOf(o *gray.Outcome) answerKey {
 // reusable reports whether o's answer to the request headers in is the
 // same for every request with the same outcome.
 func reusable(ctx context.Context, p *gray.Policy, o *gray.Outcome, in *corev3.HeaderMap) bool {
-	if o.Membership != "" || (p.Plan != nil && p.Plan.Mesh.AccessLog) || trace.SpanContextFromContext(ctx).IsSampled() {
+	if o.Membership != "" || o.Proof != "" || (p.Plan != nil && p.Plan.Mesh.AccessLog) || trace.SpanContextFromContext(ctx).IsSampled() {
 		return false
 	}
 	for _, h := range in.GetHeaders() {

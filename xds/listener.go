@@ -27,6 +27,9 @@ type listenerSpec struct {
 	traceName, operation string
 	// extProc, when set, asks graymesh about every request.
 	extProc *extprocv3.ExternalProcessor
+	// proof, at an edge routing returning callers itself, are the filters
+	// that check a caller's proof (returning.go), before ext_proc.
+	proof []*hcmv3.HttpFilter
 	// lane has Envoy verify the lane itself (inner listeners), configured
 	// by the extension config of that name.
 	lane bool
@@ -147,6 +150,7 @@ func filterChain(spec listenerSpec, m plan.Mesh) (*listenerv3.FilterChain, error
 	if spec.lane {
 		hcm.HttpFilters = append(hcm.HttpFilters, laneFilter())
 	}
+	hcm.HttpFilters = append(hcm.HttpFilters, spec.proof...)
 	if spec.extProc != nil {
 		extProc, err := anypb.New(spec.extProc)
 		if err != nil {

@@ -61,13 +61,20 @@ func Build(p *plan.Plan) (*Resources, error) {
 		if err := withAnonymous(vh, s, true); err != nil {
 			return nil, err
 		}
+		if err := withReturning(vh, p, s); err != nil {
+			return nil, err
+		}
 		rc.VirtualHosts = append(rc.VirtualHosts, vh)
 	}
 	r.Routes = append(r.Routes, rc)
+	proof, err := edgeProofFilters(p, p.Services...)
+	if err != nil {
+		return nil, err
+	}
 	l, err := listener(listenerSpec{
 		name: ListenerName, address: p.Mesh.Listener,
 		routeName: RouteName, statPrefix: "ingress", traceName: "graymesh-edge", operation: wire.SpanInbound + laneInName,
-		extProc: extProcFilter(p.Mesh, wire.HopEdge, ""),
+		extProc: extProcFilter(p.Mesh, wire.HopEdge, ""), proof: proof,
 	}, p.Mesh)
 	if err != nil {
 		return nil, err
@@ -107,13 +114,7 @@ func BuildSidecar(p *plan.Plan, svc *plan.Service) (*Resources, error) {
 		inboundVH.ResponseHeadersToAdd = nil
 	}
 	if hasFallback {
-		for i, rt := range routes {
-			if rt.Match.Kind == plan.MatchEnv && rt.Match.Env != config.Stable {
-				// A connection to a gray endpoint that fails is retried
-				// one priority down: on the fallback listener.
-				inboundVH.Routes[i].GetRoute().RetryPolicy = fallbackRetry()
-			}
-		}
+		withFallbackRetries(inboundVH, routes)
 	}
 	if err := withAnonymous(inboundVH, svc, sc.Edge); err != nil {
 		return nil, err
@@ -132,6 +133,9 @@ func BuildSidecar(p *plan.Plan, svc *plan.Service) (*Resources, error) {
 	}
 	if kind == inbound {
 		in.operation += laneInName
+		if in.proof, err = returningAtEdge(inboundVH, p, svc); err != nil {
+			return nil, err
+		}
 	}
 	if kind == inner && p.Lane != nil {
 		// Inner hops verify the lane in Envoy and never ask graymesh: no
@@ -179,6 +183,16 @@ func BuildSidecar(p *plan.Plan, svc *plan.Service) (*Resources, error) {
 		r.Listeners = append(r.Listeners, l)
 	}
 	return r, nil
+}
+
+// withFallbackRetries retries a connection to a gray endpoint that fails
+// one priority down, on the fallback listener: vh's routes are routes'.
+func withFallbackRetries(vh *routev3.VirtualHost, routes []plan.Route) {
+	for i, rt := range routes {
+		if rt.Match.Kind == plan.MatchEnv && rt.Match.Env != config.Stable {
+			vh.Routes[i].GetRoute().RetryPolicy = fallbackRetry()
+		}
+	}
 }
 
 // Validate runs Envoy's proto validation over every resource; an error

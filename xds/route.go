@@ -101,13 +101,9 @@ func overwrite(name, value string) *corev3.HeaderValueOption {
 func routeMatch(m plan.Match) *routev3.RouteMatch {
 	rm := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}
 	exact := func(name, value string) []*routev3.HeaderMatcher {
-		return []*routev3.HeaderMatcher{{Name: name, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
-			StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: value}},
-		}}}
+		return []*routev3.HeaderMatcher{exactHeader(name, value)}
 	}
-	present := func(name string) []*routev3.HeaderMatcher {
-		return []*routev3.HeaderMatcher{{Name: name, HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}}}
-	}
+	present := func(name string) []*routev3.HeaderMatcher { return []*routev3.HeaderMatcher{presentHeader(name)} }
 	switch m.Kind {
 	case plan.MatchEnv:
 		rm.Headers = exact(wire.HeaderEnv, m.Env)
@@ -122,8 +118,30 @@ func routeMatch(m plan.Match) *routev3.RouteMatch {
 		rm.Headers = present(wire.HeaderLane)
 	case plan.MatchAnonymous:
 		rm.Headers = absentHeaders(m.Absent)
+	case plan.MatchProof:
+		rm.Headers = []*routev3.HeaderMatcher{
+			exactHeader(wire.HeaderProofBound, "true"),
+			exactHeader(wire.HeaderProofVersion, m.Version),
+			exactHeader(wire.HeaderProofEnv, m.Env),
+		}
+		if m.Release == "" {
+			rm.Headers = append(rm.Headers, absentHeaders([]string{wire.HeaderProofRelease})...)
+		} else {
+			rm.Headers = append(rm.Headers, exactHeader(wire.HeaderProofRelease, m.Release))
+		}
+		rm.Headers = append(rm.Headers, absentHeaders(m.Absent)...)
 	}
 	return rm
+}
+
+func exactHeader(name, value string) *routev3.HeaderMatcher {
+	return &routev3.HeaderMatcher{Name: name, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
+		StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: value}},
+	}}
+}
+
+func presentHeader(name string) *routev3.HeaderMatcher {
+	return &routev3.HeaderMatcher{Name: name, HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}}
 }
 
 // versionAtMost matches a lane issued under config version v or before

@@ -128,7 +128,7 @@ func printReport(w io.Writer, r *tracecheck.Report, show int) {
 		fmt.Fprintf(w, "stress: %d stress-test (shadow) chains, checked like the others; %d hops lost the mark (their service saw no %s)\n", r.Stress, r.StressLost, wire.HeaderStress)
 	}
 	if r.Native > 0 {
-		fmt.Fprintf(w, "native: %d chains Envoy's edge split itself (reason %s, graymesh not asked)\n", r.Native, wire.ReasonTrafficEnvoy)
+		fmt.Fprintf(w, "native: %d chains Envoy's edge routed itself, graymesh not asked (reason %s: an anonymous split; reason %s: a returning caller's proof)\n", r.Native, wire.ReasonTrafficEnvoy, wire.ReasonProof)
 	}
 	for i, u := range st.Unread {
 		if i == show {

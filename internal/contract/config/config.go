@@ -82,6 +82,12 @@ type Mesh struct {
 	// traffic-weighted release itself (weighted clusters carrying the
 	// window's lane), without asking graymesh.
 	NativeTrafficSplit bool `yaml:"native_traffic_split"`
+	// NativeReturningCallers hands each caller graymesh decided a signed
+	// proof of the decision, which Envoy verifies and routes on itself on
+	// the caller's later requests, without asking graymesh.
+	NativeReturningCallers bool `yaml:"native_returning_callers" json:",omitzero"`
+	// CallerProofTTL is how long a proof routes (default 5m).
+	CallerProofTTL Duration `yaml:"caller_proof_ttl" json:",omitzero"`
 }
 
 // Identity configures how the caller's identity is read from a request.
@@ -383,6 +389,11 @@ const (
 	DefaultAdminListen    = "127.0.0.1:18080"
 	DefaultListenerPort   = 10000
 	DefaultMessageTimeout = 50 * time.Millisecond
+	// DefaultCallerProofTTL is mesh.caller_proof_ttl's default;
+	// MaxCallerProofTTL its bound: a proof outlives a change of the
+	// caller's token claims by at most that long.
+	DefaultCallerProofTTL = 5 * time.Minute
+	MaxCallerProofTTL     = time.Hour
 	DefaultSubjectClaim   = "sub"
 	DefaultCacheSize      = 10000
 	DefaultLaneTTL        = 5 * time.Minute
@@ -445,6 +456,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Mesh.MessageTimeout.Duration == 0 {
 		c.Mesh.MessageTimeout.Duration = DefaultMessageTimeout
+	}
+	if c.Mesh.NativeReturningCallers && c.Mesh.CallerProofTTL.Duration == 0 {
+		c.Mesh.CallerProofTTL.Duration = DefaultCallerProofTTL
 	}
 	c.Identity.JWT.applyDefaults()
 	if c.Membership.Cookie == "" {

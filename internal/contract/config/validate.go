@@ -59,6 +59,14 @@ func (c *Config) Validate() error {
 	if d := c.Mesh.MessageTimeout.Duration; d <= 0 || d > 10*time.Second {
 		add("mesh.message_timeout", "%s is outside (0, 10s]", d)
 	}
+	if c.Mesh.NativeReturningCallers {
+		if d := c.Mesh.CallerProofTTL.Duration; d < time.Second || d > MaxCallerProofTTL {
+			add("mesh.caller_proof_ttl", "%s is outside [1s, %s]", d, MaxCallerProofTTL)
+		}
+		if c.Lane.Key == "" && c.Lane.KeyFile == "" {
+			add("mesh.native_returning_callers", "needs a lane key (lane.key_file): proofs are signed with it")
+		}
+	}
 
 	errs = append(errs, c.Identity.validate()...)
 	if c.EffectiveAt != nil {
@@ -235,6 +243,14 @@ func (c *Config) Warnings() []string {
 		}
 	}
 	out = append(out, c.Identity.JWT.warnings()...)
+	if c.Mesh.NativeReturningCallers {
+		for i := range c.Releases {
+			if r := &c.Releases[i]; len(r.Headers) > 0 || len(r.CIDRs) > 0 || len(r.Claims) > 0 {
+				out = append(out, fmt.Sprintf("mesh.native_returning_callers: releases[%d] (%s) has headers, cidrs or claims rules, which decide on more than the caller, so Envoy routes no caller on a proof and graymesh decides every request", i, r.Name))
+				break
+			}
+		}
+	}
 	if len(c.Lane.MeshCIDRs) == 0 && slices.ContainsFunc(c.Sidecars(), func(s Service) bool { return !s.Sidecar.Edge }) {
 		out = append(out, "lane.mesh_cidrs: empty, so inner sidecars honour a lane from any address that reaches them; "+
 			"list the ranges the mesh connects from, or keep their listeners reachable only from the mesh (docs/lanes.md)")

@@ -131,3 +131,48 @@ const MetadataCaller = "caller"
 // AccessLogName is the log_name of the access log Envoy streams to
 // graymesh.
 const AccessLogName = "graymesh.analysis"
+
+// A returning caller's proof (mesh.native_returning_callers): the edge's
+// decision for one caller, which graymesh hands back with its answer and
+// the caller sends on later requests. The edge's Envoy verifies the proof
+// and the caller's own token itself, checks that both name the same
+// subject and that the proof is of the config in force, and routes on the
+// proof without asking graymesh.
+const (
+	// HeaderProof carries the proof: a response header graymesh sets, a
+	// request header the caller sends back. It does not start with
+	// HeaderPrefix, which the edge strips.
+	HeaderProof = "x-graymesh-proof"
+	// ProofIssuer is the iss of every proof. It is neither LaneIssuer
+	// nor StressIssuer: a proof never passes for a lane or a marker.
+	ProofIssuer = "graymesh-proof"
+	// ProofClaimCaller names the caller the proof is for: the subject
+	// claim of the caller's token, as the token says it. ProofClaimEnv,
+	// ProofClaimRelease and ProofClaimVersion are the decision;
+	// ProofClaimCallerHash is the keyed caller hash the access log
+	// carries to the analysis (MetadataCaller).
+	ProofClaimCaller     = "sub"
+	ProofClaimEnv        = "env"
+	ProofClaimRelease    = "rel"
+	ProofClaimVersion    = "ver"
+	ProofClaimCallerHash = "ch"
+	// ReasonProof is the edge's reason for a request Envoy routed on the
+	// caller's proof: its route, not graymesh, says it.
+	ReasonProof = "proof"
+)
+
+// Request headers the edge's Envoy sets while it checks a proof, from
+// the verified proof and the caller's verified token. They start with
+// HeaderPrefix, so a client cannot send them.
+const (
+	HeaderProofCaller     = HeaderPrefix + "proof-caller"
+	HeaderProofEnv        = HeaderPrefix + "proof-env"
+	HeaderProofRelease    = HeaderPrefix + "proof-release"
+	HeaderProofVersion    = HeaderPrefix + "proof-version"
+	HeaderProofCallerHash = HeaderPrefix + "proof-caller-hash"
+	// HeaderCaller is the subject of the caller's verified token.
+	HeaderCaller = HeaderPrefix + "caller"
+	// HeaderProofBound is "true" when the proof and the token name the
+	// same caller.
+	HeaderProofBound = HeaderPrefix + "proof-bound"
+)

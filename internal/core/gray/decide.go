@@ -26,6 +26,9 @@ type Outcome struct {
 	// Membership is a fresh membership token to hand the caller on the
 	// response ("" when none).
 	Membership string
+	// Proof is a fresh proof of the decision to hand the caller on the
+	// response, for Envoy to route its later requests on ("" when none).
+	Proof string
 	// Stress marks a stress-test request: at the edge, one carrying a
 	// verified marker for a release of the config (reason stress, or
 	// killed: stable serves it, still as shadow load); at an inner hop,
@@ -60,13 +63,19 @@ func (p *Policy) Decide(r Request) Outcome {
 		}
 	} else {
 		o.Caller = p.caller(r)
-		f := p.facts(r, o.Caller)
-		f.Stress, o.StressProblem = p.stressRelease(r)
-		o.Decision = p.Engine.Decide(&f)
-		// A verified marker names a release of the config, which
-		// decides the request (Engine.stress).
-		o.Stress = f.Stress != ""
-		o.Membership = p.membershipFor(o.Decision, o.Caller, r.Now)
+		if d, ok := p.byProof(r, o.Caller); ok {
+			// What the edge's Envoy does with it (explain asks here).
+			o.Decision = d
+		} else {
+			f := p.facts(r, o.Caller)
+			f.Stress, o.StressProblem = p.stressRelease(r)
+			o.Decision = p.Engine.Decide(&f)
+			// A verified marker names a release of the config, which
+			// decides the request (Engine.stress).
+			o.Stress = f.Stress != ""
+			o.Membership = p.membershipFor(o.Decision, o.Caller, r.Now)
+			o.Proof = p.proofFor(&o, r)
+		}
 		if p.Lanes != nil {
 			// Whatever lane the client sent is replaced by ours, or
 			// removed when nothing was decided.

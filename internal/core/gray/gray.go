@@ -62,6 +62,10 @@ const (
 	// the traffic-weighted release itself, without asking graymesh
 	// (mesh.native_traffic_split); its route says so.
 	ReasonTrafficEnvoy Reason = wire.ReasonTrafficEnvoy
+	// ReasonProof: the edge's Envoy routed a returning caller on the proof
+	// graymesh handed it, without asking graymesh
+	// (mesh.native_returning_callers); its route says so.
+	ReasonProof Reason = wire.ReasonProof
 	// ReasonStress: a verified stress marker sent the request to its
 	// release's environment whatever the percentage, schedule or freeze
 	// (a kill still wins): a load test, not a caller.

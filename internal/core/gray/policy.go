@@ -38,6 +38,7 @@ func Compile(cfg *config.Config, opts ...identity.Option) (*Policy, error) {
 	// The plan carries the lane's public keys: the signer that holds
 	// them reads key files, which building a plan never does.
 	routing.Lane = laneCheck(signer)
+	routing.Callers = callersCheck(cfg, verifier, signer)
 	p := &Policy{Config: cfg, Engine: engine, Verifier: verifier, Plan: routing, Lanes: signer}
 	p.subjectKey = subjectHashKey(signer)
 	return p, nil
@@ -80,6 +81,21 @@ func laneCheck(s *lane.Signer) *plan.Lane {
 		return nil
 	}
 	return &plan.Lane{Keys: s.JWKS(), TTL: s.TTL(), ClockSkew: lane.ClockSkew, Window: s.Window(), Signer: s}
+}
+
+// callersCheck is what the edge's Envoy needs to route returning callers
+// itself, or nil when proofs cannot route (plan.ReturningBlocker, or the
+// issuer's keys cannot be given to Envoy: identity.Verifier.ForEnvoy).
+func callersCheck(cfg *config.Config, v *identity.Verifier, s *lane.Signer) *plan.Callers {
+	if s == nil || plan.ReturningBlocker(cfg) != "" {
+		return nil
+	}
+	k, err := v.ForEnvoy()
+	if err != nil {
+		return nil
+	}
+	return &plan.Callers{JWKS: k.JWKS, Issuer: k.Issuer, Audiences: k.Audiences, SubjectClaim: k.SubjectClaim,
+		SubjectPrefix: k.SubjectPrefix, ProofTTL: cfg.Mesh.CallerProofTTL.Duration}
 }
 
 // Load reads, validates and compiles the config file at path.

@@ -28,7 +28,9 @@ type Request struct {
 	RequestID string
 	// StressMarker is the stress marker header's value (edge only).
 	StressMarker string
-	Now          time.Time
+	// Proof is the returning caller's proof header's value (edge only).
+	Proof string
+	Now   time.Time
 	// Asserted, when set, is taken as the verified caller instead of
 	// reading a token: the explain tools use it to ask "what if this
 	// subject called". ext_proc never sets it.

@@ -43,16 +43,21 @@ func (o *Outcome) RequestHeaders() []Header {
 // RemovesLane reports whether the request's lane header must go.
 func (o *Outcome) RemovesLane() bool { return o.SetLane && o.Lane == "" }
 
-// ResponseHeaders hand a fresh membership token to the caller: as a
-// cookie for browsers and as a header for services to send back. None
-// when the outcome carries no token.
+// ResponseHeaders hand a fresh membership token to the caller, as a
+// cookie for browsers and as a header for services to send back, and a
+// fresh proof as a header to send back. None when the outcome carries
+// neither.
 func (p *Policy) ResponseHeaders(o *Outcome) []Header {
-	if o.Membership == "" {
-		return nil
+	var out []Header
+	if o.Membership != "" {
+		m := p.Config.Membership
+		cookie := fmt.Sprintf("%s=%s; Path=/; Max-Age=%d; HttpOnly; SameSite=Lax", m.Cookie, o.Membership, int(m.TTL.Seconds()))
+		out = append(out, Header{"set-cookie", cookie}, Header{m.Header, o.Membership})
 	}
-	m := p.Config.Membership
-	cookie := fmt.Sprintf("%s=%s; Path=/; Max-Age=%d; HttpOnly; SameSite=Lax", m.Cookie, o.Membership, int(m.TTL.Seconds()))
-	return []Header{{"set-cookie", cookie}, {m.Header, o.Membership}}
+	if o.Proof != "" {
+		out = append(out, Header{wire.HeaderProof, o.Proof})
+	}
+	return out
 }
 
 // SubjectHash is a short keyed hash of a subject for logs and traces: it

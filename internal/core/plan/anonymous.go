@@ -75,6 +75,7 @@ func (p *Plan) Signed(now time.Time) *Plan {
 	out := *p
 	out.Services = slices.Clone(p.Services)
 	for i := range out.Services {
+		out.Services[i].Returning = p.signedReturning(out.Services[i].Returning, now)
 		a := out.Services[i].Anonymous
 		if a == nil {
 			continue
@@ -93,11 +94,26 @@ func (p *Plan) Signed(now time.Time) *Plan {
 	return &out
 }
 
+// signedReturning are proof routes with the lane each hands out for the
+// window of now; none without a signer or Callers.
+func (p *Plan) signedReturning(routes []Route, now time.Time) []Route {
+	if len(routes) == 0 || p.Callers == nil || p.Lane == nil || p.Lane.Signer == nil {
+		return nil
+	}
+	out := slices.Clone(routes)
+	for i := range out {
+		b := out[i].Backends[0]
+		b.Lane = p.Lane.Signer.Sign(b.Env, out[i].Release, out[i].Version, now)
+		out[i].Backends = []Backend{b}
+	}
+	return out
+}
+
 // SplitsNatively reports whether any service has an Anonymous route: its
 // lanes must then be signed anew at each window.
 func (p *Plan) SplitsNatively() bool {
 	for i := range p.Services {
-		if p.Services[i].Anonymous != nil {
+		if p.Services[i].Anonymous != nil || (p.Callers != nil && len(p.Services[i].Returning) > 0) {
 			return true
 		}
 	}

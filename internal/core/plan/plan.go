@@ -48,6 +48,9 @@ type Plan struct {
 	// lane of their releases (file mode, whose nodes count versions each
 	// on their own, or nothing killed).
 	KilledThrough *int64
+	// Callers, when set, has the edge's Envoy route returning callers on
+	// their proofs (Service.Returning); gray.Compile sets it.
+	Callers *Callers
 }
 
 // Lane is what an inner hop's Envoy needs to verify lanes itself.
@@ -131,6 +134,11 @@ type Service struct {
 	// lane, and graymesh is not asked (mesh.native_traffic_split). Its
 	// backends carry no lane until Plan.Signed signs them for a window.
 	Anonymous *Route
+	// Returning are an edge's proof routes, first of all (returning.go):
+	// a caller graymesh decided before, sending back the proof of it, is
+	// routed by Envoy on the proof. Their backends carry no lane until
+	// Plan.Signed signs them; without Plan.Callers they are not pushed.
+	Returning []Route
 	Sidecar   *Sidecar
 }
 
@@ -213,9 +221,11 @@ type Match struct {
 	// a config version of at most MaxVersion, or whose version does not
 	// read as an integer (a kill stops a lane it cannot place).
 	MaxVersion *int64
-	// Absent, for MatchAnonymous, are the headers the request must not
-	// have (lower case, sorted).
+	// Absent, for MatchAnonymous and MatchProof, are the headers the
+	// request must not have (lower case, sorted).
 	Absent []string
+	// Version, for MatchProof, is the config version the proof must be of.
+	Version string
 }
 
 // Route sends the requests it matches to one backend, or splits them over
@@ -293,6 +303,9 @@ func Build(cfg *config.Config) (*Plan, error) {
 			continue
 		}
 		svc.Anonymous = anonymousRoute(svc, anon, cfg.Version)
+		if svc.Sidecar == nil || svc.Sidecar.Edge {
+			svc.Returning = returningRoutes(cfg, svc)
+		}
 		if svc.Sidecar != nil && !svc.Sidecar.Edge {
 			svc.InnerRoutes = innerRoutes(svc, p.Killed, p.KilledThrough)
 		}
@@ -374,6 +387,9 @@ func decisionHeaders(cfg *config.Config) []string {
 	names := []string{"authorization", "cookie", wire.HeaderRequestID, wire.HeaderLane, wire.HeaderStressMarker}
 	if cfg.Membership.Enabled {
 		names = append(names, strings.ToLower(cfg.Membership.Header))
+	}
+	if cfg.Mesh.NativeReturningCallers {
+		names = append(names, wire.HeaderProof)
 	}
 	for i := range cfg.Releases {
 		for _, h := range cfg.Releases[i].Headers {

@@ -155,8 +155,9 @@ type TraceResult struct {
 	// (stable when none does: nothing decided, the route default served).
 	Decided bool `json:"decided"`
 	// Native is true for a trace Envoy decided without asking graymesh:
-	// its edge split an anonymous request itself (reason traffic-envoy),
-	// so no decision span is to be had.
+	// its edge split an anonymous request itself (reason traffic-envoy)
+	// or routed a returning caller on its proof (reason proof), so no
+	// decision span is to be had.
 	Native bool `json:"native,omitempty"`
 	// Lane is what the edge decided.
 	Lane    string `json:"lane"`
@@ -193,7 +194,7 @@ type Report struct {
 	// Undecided counts the checked traces with no edge decision span
 	// (graymesh down at the edge, or killed before it exported the span).
 	Undecided int `json:"undecided"`
-	// Native counts the checked traces Envoy's edge split itself
+	// Native counts the checked traces Envoy's edge routed itself
 	// (TraceResult.Native); they are not undecided.
 	Native int `json:"native"`
 	// Unchecked counts the traces with neither an edge decision nor a hop:
@@ -352,7 +353,7 @@ func checkTrace(t Trace) (TraceResult, bool) {
 			return res, false
 		}
 		res.Lane, res.Reason = x.carriedLane()
-		res.Native = res.Reason == wire.ReasonTrafficEnvoy
+		res.Native = res.Reason == wire.ReasonTrafficEnvoy || res.Reason == wire.ReasonProof
 	}
 	if res.Lane == legacyRouteDefault || res.Lane == "" {
 		// Nothing decided at the edge: no lane travels, every later hop

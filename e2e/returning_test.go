@@ -1,0 +1,266 @@
+package e2e
+
+import (
+	crand "crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/graymesh/graymesh/internal/contract/wire"
+)
+
+// returningMesh is the four-hop mesh with mesh.native_returning_callers
+// and an RS256 key the callers' tokens are signed with (Envoy verifies
+// them with its public key; the demo's HS256 secret is never given to
+// Envoy).
+type returningMesh struct {
+	*fourHop
+	key *rsa.PrivateKey
+	// lastMember is the membership token the last call was handed.
+	lastMember string
+}
+
+func newReturningMesh(t *testing.T, edits ...func(string) string) *returningMesh {
+	t.Helper()
+	key, err := rsa.GenerateKey(crand.Reader, 2048)
+	must(t, err)
+	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	must(t, err)
+	pemPath := filepath.Join(t.TempDir(), "rs.pem")
+	must(t, os.WriteFile(pemPath, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600))
+	all := append([]func(string) string{func(cfg string) string {
+		cfg = strings.Replace(cfg, "\n  message_timeout: 1s", "\n  message_timeout: 1s\n  native_returning_callers: true", 1)
+		cfg = strings.Replace(cfg, "algorithms: [HS256]", "algorithms: [HS256, RS256]", 1)
+		return strings.Replace(cfg, "\n      - {kid: demo,", "\n      - {kid: rs, alg: RS256, public_key_file: "+pemPath+"}\n      - {kid: demo,", 1)
+	}}, edits...)
+	return &returningMesh{fourHop: newFourHop(t, all...), key: key}
+}
+
+// rsToken is subject's RS256 token from the mesh's issuer.
+func (m *returningMesh) rsToken(subject string) string {
+	m.t.Helper()
+	s, err := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
+		"sub": subject, "iss": m.issuer, "aud": m.audience, "exp": time.Now().Add(time.Hour).Unix(),
+	}).SignedString(m.key)
+	must(m.t, err)
+	return s
+}
+
+// call sends one chain through the edge with a token, a proof and a
+// membership token (none for ""), and returns the chain's answer and the
+// proof the edge handed back ("" when none).
+func (m *returningMesh) call(token, proof string, member ...string) (chainReply, string, error) {
+	req, err := http.NewRequest(http.MethodGet, m.edge+"/", nil)
+	if err != nil {
+		return chainReply{}, "", err
+	}
+	id := newTraceID()
+	req.Header.Set("traceparent", "00-"+id+"-"+id[:16]+"-01")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if proof != "" {
+		req.Header.Set(wire.HeaderProof, proof)
+	}
+	for _, v := range member {
+		req.Header.Set(wire.DefaultMembershipHeader, v)
+	}
+	resp, err := m.client.Do(req)
+	if err != nil {
+		return chainReply{}, "", err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return chainReply{}, "", fmt.Errorf("status %s: %s", resp.Status, body)
+	}
+	var r chainReply
+	if err := json.Unmarshal(body, &r); err != nil {
+		return chainReply{}, "", fmt.Errorf("%w: %s", err, body)
+	}
+	m.lastMember = resp.Header.Get(wire.DefaultMembershipHeader)
+	return r, resp.Header.Get(wire.HeaderProof), nil
+}
+
+// firstCall is a caller's first request (with its membership token, if
+// any): graymesh decides it and hands back a proof.
+func (m *returningMesh) firstCall(t *testing.T, token string, member ...string) (chainReply, string) {
+	t.Helper()
+	before := m.extProcStreams()["frontend"]
+	r, proof, err := m.call(token, "", member...)
+	must(t, err)
+	if proof == "" || r.Gray[wire.HeaderReason] == wire.ReasonProof {
+		t.Fatalf("first call: proof %q, edge headers %v", proof, r.Gray)
+	}
+	if got := m.extProcStreams()["frontend"] - before; got != 1 {
+		t.Fatalf("first call: %d ext_proc streams, want 1", got)
+	}
+	return r, proof
+}
+
+// TestMeshRoutesReturningCallersNatively: with
+// mesh.native_returning_callers, graymesh decides a caller's first
+// request and hands back a proof; the caller's later requests carrying it
+// are routed by the edge's Envoy itself — no ext_proc stream — in the
+// same environment on every hop, with reason proof. A proof sent with
+// another caller's token, a forged one, or one under a config that has
+// changed since (a freeze, a kill) goes to graymesh, and a kill sends the
+// caller to stable from the push on. verify-traces counts the chains as
+// routed by Envoy.
+func TestMeshRoutesReturningCallersNatively(t *testing.T) {
+	m := newReturningMesh(t)
+	alice, carol, bob := m.rsToken("alice"), m.rsToken("carol"), m.rsToken("bob")
+	first, aliceProof := m.firstCall(t, alice)
+	aliceMember := m.lastMember
+	if got := strings.Join(first.hops(), " "); got != "frontend:gray orders:gray inventory:stable pricing:gray" {
+		t.Fatalf("alice (whitelisted) first: %s", got)
+	}
+	_, carolProof := m.firstCall(t, carol)
+
+	streams := m.extProcStreams()["frontend"]
+	const n = 20
+	var ids []string
+	for i := 0; i < n; i++ {
+		id := newTraceID()
+		ids = append(ids, id)
+		r, err := m.chainAs(id, alice, aliceProof)
+		must(t, err)
+		if got := strings.Join(r.hops(), " "); got != "frontend:gray orders:gray inventory:stable pricing:gray" || r.Gray[wire.HeaderReason] != wire.ReasonProof {
+			t.Fatalf("alice's returning chain %d: %s (%v)", i, got, r.Gray)
+		}
+		r, err = m.chainAs(newTraceID(), carol, carolProof)
+		must(t, err)
+		if got := strings.Join(r.hops(), " "); got != "frontend:stable orders:stable inventory:stable pricing:stable" || r.Gray[wire.HeaderReason] != wire.ReasonProof {
+			t.Fatalf("carol's (blacklisted) returning chain %d: %s (%v)", i, got, r.Gray)
+		}
+	}
+	if got := m.extProcStreams()["frontend"] - streams; got != 0 {
+		t.Fatalf("%d ext_proc streams for %d returning callers' requests, want 0", got, 2*n)
+	}
+
+	// Not the caller's own, altered, or without the caller's token: to
+	// graymesh, which decides by the rules.
+	for _, c := range []struct{ what, token, proof string }{
+		{"bob with alice's proof", bob, aliceProof},
+		{"alice with her proof under carol's signature", alice, aliceProof[:strings.LastIndexByte(aliceProof, '.')] + carolProof[strings.LastIndexByte(carolProof, '.'):]},
+		{"alice's proof without a token", "", aliceProof},
+		{"carol with alice's proof", carol, aliceProof},
+	} {
+		before := m.extProcStreams()["frontend"]
+		r, _, err := m.call(c.token, c.proof)
+		must(t, err)
+		if r.Gray[wire.HeaderReason] == wire.ReasonProof {
+			t.Fatalf("%s: routed on the proof (%v)", c.what, r.Gray)
+		}
+		if c.what == "carol with alice's proof" && r.Env != "stable" {
+			t.Fatalf("%s: served by %s", c.what, r.Env)
+		}
+		if got := m.extProcStreams()["frontend"] - before; got != 1 {
+			t.Fatalf("%s: %d ext_proc streams, want 1", c.what, got)
+		}
+	}
+
+	m.assertRoutedByEnvoy(t, ids, "gray")
+	m.freezeThenKill(t, alice, aliceProof, aliceMember)
+}
+
+// assertRoutedByEnvoy: verify-traces finds the chains of ids without a
+// leak, each routed by the edge's Envoy on a proof, in lane.
+func (m *returningMesh) assertRoutedByEnvoy(t *testing.T, ids []string, lane string) {
+	t.Helper()
+	rep, code := m.waitForTraces(ids)
+	if code != 0 || rep.Leaks != 0 {
+		t.Fatalf("verify-traces exit %d, %d leaks", code, rep.Leaks)
+	}
+	sent := map[string]bool{}
+	for _, id := range ids {
+		sent[id] = true
+	}
+	native := 0
+	for _, tr := range rep.Traces {
+		if sent[tr.TraceID] {
+			if !tr.Native || tr.Reason != wire.ReasonProof || tr.Lane != lane {
+				t.Fatalf("trace %s: native %v, reason %q, lane %q", tr.TraceID, tr.Native, tr.Reason, tr.Lane)
+			}
+			native++
+		}
+	}
+	if native != len(ids) {
+		t.Fatalf("verify-traces counted %d of the %d chains as routed by Envoy", native, len(ids))
+	}
+
+}
+
+// freezeThenKill: a freeze, then a kill, retire the caller's proof.
+func (m *returningMesh) freezeThenKill(t *testing.T, alice, aliceProof, aliceMember string) {
+	t.Helper()
+	const n = 20
+	// A freeze changes the config: the old proof goes to graymesh once,
+	// which keeps alice gray (she holds a membership token, as a member
+	// does) and hands a new proof.
+	if aliceMember == "" {
+		t.Fatal("alice was admitted without a membership token")
+	}
+	m.adminPost(t, "/v1/releases/shop-v2/freeze")
+	waitFor(t, "the freeze at the edge", 20*time.Second, func() error {
+		r, _, err := m.call(alice, aliceProof, aliceMember)
+		if err != nil {
+			return err
+		}
+		if r.Gray[wire.HeaderReason] == wire.ReasonProof {
+			return fmt.Errorf("old proof still routes: %v", r.Gray)
+		}
+		return nil
+	})
+	r, frozenProof := m.firstCall(t, alice, aliceMember)
+	if r.Env != "gray" {
+		t.Fatalf("alice after the freeze: %s", r.Env)
+	}
+	r, err := m.chainAs(newTraceID(), alice, frozenProof)
+	must(t, err)
+	if r.Env != "gray" || r.Gray[wire.HeaderReason] != wire.ReasonProof {
+		t.Fatalf("alice's new proof under the freeze: %s (%v)", r.Env, r.Gray)
+	}
+
+	// A kill: from the push on, every request of alice's is stable, and
+	// asks graymesh (her proof is of the config before the kill).
+	m.adminPost(t, "/v1/releases/shop-v2/kill")
+	waitFor(t, "the kill at the edge", 20*time.Second, func() error {
+		r, _, err := m.call(alice, frozenProof)
+		if err != nil {
+			return err
+		}
+		if r.Env != "stable" {
+			return fmt.Errorf("still %s (%v)", r.Env, r.Gray)
+		}
+		return nil
+	})
+	streams := m.extProcStreams()["frontend"]
+	for i := 0; i < n; i++ {
+		r, err := m.chainAs(newTraceID(), alice, frozenProof)
+		must(t, err)
+		if got := strings.Join(r.hops(), " "); got != "frontend:stable orders:stable inventory:stable pricing:stable" || r.Gray[wire.HeaderReason] == wire.ReasonProof {
+			t.Fatalf("alice's chain %d after the kill: %s (%v)", i, got, r.Gray)
+		}
+	}
+	if got := m.extProcStreams()["frontend"] - streams; got != n {
+		t.Fatalf("%d ext_proc streams for %d requests after the kill, want %d", got, n, n)
+	}
+}
+
+// chainAs is chain with a token and a proof.
+func (m *returningMesh) chainAs(traceID, token, proof string) (chainReply, error) {
+	h := map[string]string{"Authorization": "Bearer " + token, wire.HeaderProof: proof}
+	return m.chain(traceID, h)
+}

@@ -1,0 +1,94 @@
+package plan
+
+import (
+	"slices"
+	"time"
+
+	"github.com/graymesh/graymesh/internal/contract/config"
+	"github.com/graymesh/graymesh/internal/contract/wire"
+)
+
+// Envoy's own routing of returning callers (mesh.native_returning_callers):
+// the edge's routes for a caller graymesh decided before, who sends back
+// the proof of that decision with its token.
+
+// Callers is what the edge's Envoy needs to route a returning caller
+// itself: the caller's issuer and its public keys (its token is verified
+// as graymesh verifies it) and the lane keys (the proof is signed with
+// the lane key). gray.Compile sets it from the verifier; nil when no
+// proof can route: Envoy then asks graymesh about every caller.
+type Callers struct {
+	// JWKS, Issuer, Audiences and SubjectClaim verify the caller's token.
+	JWKS, Issuer string
+	Audiences    []string
+	SubjectClaim string
+	// SubjectPrefix is what graymesh puts before the subject claim's
+	// value (identity.jwt.subject_prefix); a proof names the claim's value.
+	SubjectPrefix string
+	// ProofTTL is how long a proof routes.
+	ProofTTL time.Duration
+}
+
+// MatchProof matches a request whose proof Envoy verified, bound to the
+// caller's verified token, of config version Match.Version and naming
+// Match.Env and Match.Release ("" : none); MatchAnonymous's Absent are
+// headers it must not have (a stress marker).
+const MatchProof MatchKind = MatchAnonymous + 1
+
+// RouteProofPrefix precedes the environment in a proof route's name.
+const RouteProofPrefix = "proof:"
+
+// ReturningBlocker says why no proof can route under cfg ("" when proofs
+// can): a decision they stand for must depend on the caller alone and the
+// config in force. A release with headers or cidrs rules decides on the
+// request, one with claims rules on the token's claims, which a new token
+// of the same subject may change; a stress marker is decided by graymesh
+// (the route requires its absence).
+func ReturningBlocker(cfg *config.Config) string {
+	if !cfg.Mesh.NativeReturningCallers {
+		return "off"
+	}
+	if cfg.Lane.Key == "" && cfg.Lane.KeyFile == "" {
+		return "no lane key signs proofs"
+	}
+	for i := range cfg.Releases {
+		r := &cfg.Releases[i]
+		if len(r.Headers) > 0 || len(r.CIDRs) > 0 || len(r.Claims) > 0 {
+			return "release " + r.Name + " has headers, cidrs or claims rules, which decide on more than the caller"
+		}
+	}
+	return ""
+}
+
+// returningRoutes are a service's proof routes: one per decision a proof
+// can name that the service serves itself — each release's environment
+// and stable, and stable with no release — for releases not killed (a
+// kill also changes the version, which retires every proof).
+func returningRoutes(cfg *config.Config, svc Service) []Route {
+	if ReturningBlocker(cfg) != "" {
+		return nil
+	}
+	type pair struct{ release, env string }
+	pairs := []pair{{"", config.Stable}}
+	for _, r := range cfg.Releases {
+		if r.State == config.StateKilled {
+			continue
+		}
+		pairs = append(pairs, pair{r.Name, config.Stable}, pair{r.Name, r.Env})
+	}
+	var out []Route
+	for _, p := range pairs {
+		if !svc.Has(p.env) || len(svc.endpoints(p.env)) == 0 || slices.ContainsFunc(out, func(r Route) bool {
+			return r.Release == p.release && r.Backends[0].Env == p.env
+		}) {
+			continue
+		}
+		out = append(out, Route{
+			Name:     RouteProofPrefix + p.env + ":" + p.release,
+			Match:    Match{Kind: MatchProof, Env: p.env, Release: p.release, Version: cfg.Version, Absent: []string{wire.HeaderStressMarker}},
+			Backends: []Backend{{Env: p.env}}, Reason: wire.ReasonProof,
+			Release: p.release, Version: cfg.Version,
+		})
+	}
+	return out
+}

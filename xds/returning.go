@@ -1,0 +1,219 @@
+package xds
+
+import (
+	"fmt"
+	"time"
+
+	mutationrulesv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
+	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/graymesh/graymesh/internal/contract/wire"
+	"github.com/graymesh/graymesh/internal/core/plan"
+)
+
+// An edge routing returning callers itself (mesh.native_returning_callers,
+// plan.Callers): three HTTP filters before ext_proc, and the proof routes
+// first in each virtual host.
+//
+//  1. graymesh.proof (jwt_authn), only on a request that carries a proof:
+//     verifies the caller's token with its issuer's public keys and the
+//     proof with the lane keys, and copies the token's subject and the
+//     proof's claims into x-gray-* headers.
+//  2. graymesh.proof_bound (header_mutation): x-gray-proof-bound is
+//     "true" when both name the same subject (a CEL expression: Envoy's
+//     route matchers compare a header with a constant, never with another
+//     header).
+//  3. graymesh.proof_route (jwt_authn), only on a bound request: verifies
+//     the proof again (Envoy's JWT cache: a lookup) to put its payload in
+//     dynamic metadata for the access log, and clears the route cache.
+//     Envoy picks a route as the request arrives and again only when a
+//     filter clears the cache; a header set after the last clear is not
+//     seen by the route. header_mutation cannot clear it, jwt_authn can.
+//
+// The proof routes then match the bound proof of the config version in
+// force and turn ext_proc off; any other request reaches graymesh as
+// before.
+
+// Names of the filters and their jwt_authn providers.
+const (
+	proofFilterName      = "graymesh.proof"
+	proofBoundFilterName = "graymesh.proof_bound"
+	proofRouteFilterName = "graymesh.proof_route"
+	callerProvider       = "graymesh_caller"
+	proofProvider        = "graymesh_proof"
+	// proofCacheSize bounds each worker's cache of verified tokens and
+	// proofs per provider: one entry per returning caller, so the
+	// callers of a busy edge fit; a caller past it costs a full
+	// signature check, not a wrong answer.
+	proofCacheSize = 10000
+)
+
+// proofBound is the CEL expression of x-gray-proof-bound.
+var proofBound = fmt.Sprintf("%%CEL('%[1]s' in request.headers && '%[2]s' in request.headers && request.headers['%[1]s'] == request.headers['%[2]s'])%%",
+	wire.HeaderCaller, wire.HeaderProofCaller)
+
+// returningFilters are the three filters, in order; nil without Callers
+// or lane keys.
+func returningFilters(p *plan.Plan) ([]*hcmv3.HttpFilter, error) {
+	c := p.Callers
+	if c == nil || p.Lane == nil {
+		return nil, nil
+	}
+	skew := uint32(max(p.Lane.ClockSkew/time.Second, 1))
+	proof := func(claims []*jwtauthnv3.JwtClaimToHeader) *jwtauthnv3.JwtProvider {
+		return &jwtauthnv3.JwtProvider{
+			Issuer:              wire.ProofIssuer,
+			FromHeaders:         []*jwtauthnv3.JwtHeader{{Name: wire.HeaderProof}},
+			JwksSourceSpecifier: &jwtauthnv3.JwtProvider_LocalJwks{LocalJwks: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: p.Lane.Keys}}},
+			ClaimToHeaders:      claims,
+			RequireExpiration:   true,
+			MaxLifetime:         durationpb.New(c.ProofTTL + p.Lane.ClockSkew),
+			ClockSkewSeconds:    skew,
+			JwtCacheConfig:      &jwtauthnv3.JwtCacheConfig{JwtCacheSize: proofCacheSize},
+		}
+	}
+	first := proof([]*jwtauthnv3.JwtClaimToHeader{
+		{HeaderName: wire.HeaderProofCaller, ClaimName: wire.ProofClaimCaller},
+		{HeaderName: wire.HeaderProofEnv, ClaimName: wire.ProofClaimEnv},
+		{HeaderName: wire.HeaderProofRelease, ClaimName: wire.ProofClaimRelease},
+		{HeaderName: wire.HeaderProofVersion, ClaimName: wire.ProofClaimVersion},
+	})
+	// The next filter verifies it again.
+	first.Forward = true
+	caller := &jwtauthnv3.JwtProvider{
+		Issuer:              c.Issuer,
+		Audiences:           c.Audiences,
+		FromHeaders:         []*jwtauthnv3.JwtHeader{{Name: "authorization", ValuePrefix: "Bearer "}},
+		Forward:             true,
+		JwksSourceSpecifier: &jwtauthnv3.JwtProvider_LocalJwks{LocalJwks: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: c.JWKS}}},
+		ClaimToHeaders:      []*jwtauthnv3.JwtClaimToHeader{{HeaderName: wire.HeaderCaller, ClaimName: c.SubjectClaim}},
+		RequireExpiration:   true,
+		ClockSkewSeconds:    skew,
+		JwtCacheConfig:      &jwtauthnv3.JwtCacheConfig{JwtCacheSize: proofCacheSize},
+	}
+	both := &jwtauthnv3.JwtRequirement{RequiresType: &jwtauthnv3.JwtRequirement_RequiresAll{RequiresAll: &jwtauthnv3.JwtRequirementAndList{
+		Requirements: []*jwtauthnv3.JwtRequirement{providerNamed(callerProvider), providerNamed(proofProvider)},
+	}}}
+	check := &jwtauthnv3.JwtAuthentication{
+		Providers: map[string]*jwtauthnv3.JwtProvider{callerProvider: caller, proofProvider: first},
+		Rules:     []*jwtauthnv3.RequirementRule{requirementWhen(presentHeader(wire.HeaderProof), orAllowed(both))},
+	}
+	second := proof([]*jwtauthnv3.JwtClaimToHeader{{HeaderName: wire.HeaderProofCallerHash, ClaimName: wire.ProofClaimCallerHash}})
+	second.ClearRouteCache = true
+	second.PayloadInMetadata = proofProvider
+	route := &jwtauthnv3.JwtAuthentication{
+		Providers: map[string]*jwtauthnv3.JwtProvider{proofProvider: second},
+		Rules:     []*jwtauthnv3.RequirementRule{requirementWhen(exactHeader(wire.HeaderProofBound, "true"), orAllowed(providerNamed(proofProvider)))},
+	}
+	bound := &headermutationv3.HeaderMutation{Mutations: &headermutationv3.Mutations{
+		RequestMutations: []*mutationrulesv3.HeaderMutation{{Action: &mutationrulesv3.HeaderMutation_Append{Append: overwrite(wire.HeaderProofBound, proofBound)}}},
+	}}
+	var out []*hcmv3.HttpFilter
+	for _, f := range []struct {
+		name string
+		cfg  proto.Message
+	}{{proofFilterName, check}, {proofBoundFilterName, bound}, {proofRouteFilterName, route}} {
+		a, err := anypb.New(f.cfg)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, &hcmv3.HttpFilter{Name: f.name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}})
+	}
+	return out, nil
+}
+
+func providerNamed(name string) *jwtauthnv3.JwtRequirement {
+	return &jwtauthnv3.JwtRequirement{RequiresType: &jwtauthnv3.JwtRequirement_ProviderName{ProviderName: name}}
+}
+
+// orAllowed is r, or else nothing: a request whose tokens do not verify
+// goes on without their headers, to graymesh.
+func orAllowed(r *jwtauthnv3.JwtRequirement) *jwtauthnv3.JwtRequirement {
+	return &jwtauthnv3.JwtRequirement{RequiresType: &jwtauthnv3.JwtRequirement_RequiresAny{RequiresAny: &jwtauthnv3.JwtRequirementOrList{
+		Requirements: []*jwtauthnv3.JwtRequirement{r, {RequiresType: &jwtauthnv3.JwtRequirement_AllowMissingOrFailed{AllowMissingOrFailed: &emptypb.Empty{}}}},
+	}}}
+}
+
+// requirementWhen applies r to the requests with header h: no other
+// request is checked at all.
+func requirementWhen(h *routev3.HeaderMatcher, r *jwtauthnv3.JwtRequirement) *jwtauthnv3.RequirementRule {
+	return &jwtauthnv3.RequirementRule{
+		Match:           &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}, Headers: []*routev3.HeaderMatcher{h}},
+		RequirementType: &jwtauthnv3.RequirementRule_Requires{Requires: r},
+	}
+}
+
+// proofRoute is a proof route of service: r's backend, the decision's
+// headers and lane, ext_proc off.
+func proofRoute(service string, r *plan.Route) (*routev3.Route, error) {
+	off, err := anypb.New(&extprocv3.ExtProcPerRoute{Override: &extprocv3.ExtProcPerRoute_Disabled{Disabled: true}})
+	if err != nil {
+		return nil, err
+	}
+	b := r.Backends[0]
+	return &routev3.Route{
+		Name:   service + "/" + r.Name,
+		Match:  routeMatch(r.Match),
+		Action: clusterAction(plan.ClusterName(service, b.Env)),
+		RequestHeadersToAdd: []*corev3.HeaderValueOption{
+			overwrite(wire.HeaderEnv, b.Env),
+			overwrite(wire.HeaderRelease, r.Release),
+			overwrite(wire.HeaderReason, r.Reason),
+			overwrite(wire.HeaderVersion, r.Version),
+			overwrite(wire.HeaderLane, b.Lane),
+		},
+		TypedPerFilterConfig: map[string]*anypb.Any{wire.ExtProcFilterName: off},
+	}, nil
+}
+
+// withReturning puts a service's proof routes first in its virtual host
+// when the plan routes returning callers.
+func withReturning(vh *routev3.VirtualHost, p *plan.Plan, svc *plan.Service) error {
+	if p.Callers == nil || len(svc.Returning) == 0 {
+		return nil
+	}
+	var routes []*routev3.Route
+	for i := range svc.Returning {
+		if svc.Returning[i].Backends[0].Lane == "" {
+			// Not signed for a window (plan.Plan.Signed): the chain would
+			// lose its lane at the next hop.
+			return nil
+		}
+		r, err := proofRoute(svc.Name, &svc.Returning[i])
+		if err != nil {
+			return err
+		}
+		routes = append(routes, r)
+	}
+	vh.Routes = append(routes, vh.Routes...)
+	return nil
+}
+
+// edgeProofFilters are the proof filters of an edge listener serving
+// services: none unless one of them has proof routes.
+func edgeProofFilters(p *plan.Plan, services ...plan.Service) ([]*hcmv3.HttpFilter, error) {
+	for i := range services {
+		if len(services[i].Returning) > 0 && services[i].Returning[0].Backends[0].Lane != "" {
+			return returningFilters(p)
+		}
+	}
+	return nil, nil
+}
+
+// returningAtEdge puts an edge sidecar's proof routes in vh and returns
+// its proof filters.
+func returningAtEdge(vh *routev3.VirtualHost, p *plan.Plan, svc *plan.Service) ([]*hcmv3.HttpFilter, error) {
+	if err := withReturning(vh, p, svc); err != nil {
+		return nil, err
+	}
+	return edgeProofFilters(p, *svc)
+}
