@@ -21,7 +21,7 @@ const (
 	LaneFilterName = "graymesh.lane"
 	// jwtAuthnMetadata is where jwt_authn writes dynamic metadata, whatever
 	// the filter is named.
-	jwtAuthnMetadata = "envoy.filters.http.jwt_authn"
+	jwtAuthnMetadata = wire.JWTAuthnNamespace
 	// laneProvider names the lane's provider, and the dynamic metadata
 	// entry where jwt_authn says why a lane failed (code, message).
 	laneProvider = "graymesh_lane"

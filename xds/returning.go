@@ -109,7 +109,7 @@ func returningFilters(p *plan.Plan) ([]*hcmv3.HttpFilter, error) {
 	}
 	second := proof([]*jwtauthnv3.JwtClaimToHeader{{HeaderName: wire.HeaderProofCallerHash, ClaimName: wire.ProofClaimCallerHash}})
 	second.ClearRouteCache = true
-	second.PayloadInMetadata = proofProvider
+	second.PayloadInMetadata = wire.MetadataProof
 	route := &jwtauthnv3.JwtAuthentication{
 		Providers: map[string]*jwtauthnv3.JwtProvider{proofProvider: second},
 		Rules:     []*jwtauthnv3.RequirementRule{requirementWhen(exactHeader(wire.HeaderProofBound, "true"), orAllowed(providerNamed(proofProvider)))},

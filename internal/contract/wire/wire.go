@@ -176,3 +176,12 @@ const (
 	// same caller.
 	HeaderProofBound = HeaderPrefix + "proof-bound"
 )
+
+// A routed proof's payload is in Envoy's dynamic metadata, for the access
+// log: jwt_authn writes it under its own namespace, whatever the filter is
+// named, at the key MetadataProof; its ProofClaimCallerHash is the caller
+// the analysis counts.
+const (
+	JWTAuthnNamespace = "envoy.filters.http.jwt_authn"
+	MetadataProof     = "graymesh_proof"
+)
