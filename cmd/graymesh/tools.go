@@ -90,6 +90,7 @@ whether the lane's environment's consumer group has a member now:
 	fs.StringVar(&ask.Device, "device", "", "device id cookie value of an anonymous caller")
 	fs.StringVar(&ask.IP, "ip", "", "client IP address as Envoy sees it")
 	fs.StringVar(&ask.Membership, "membership", "", "a membership token the caller presents")
+	fs.StringVar(&ask.Proof, "proof", "", "a returning caller's proof (the x-graymesh-proof header) the caller presents")
 	fs.StringVar(&ask.Service, "service", "", "ask as this service's sidecar (fallback when it lacks the environment)")
 	fs.BoolVar(&ask.Inner, "inner", false, "ask as an inner hop, which follows the lane in --lane as its Envoy does")
 	fs.StringVar(&ask.Lane, "lane", "", "the x-graymesh-lane header's value: a signed lane (with --inner)")
@@ -214,6 +215,9 @@ func printExplanation(w io.Writer, ex gray.Explanation, source string) {
 	}
 	if ex.Membership {
 		fmt.Fprintln(w, "membership:  a membership token is handed to the caller")
+	}
+	if ex.Proof {
+		fmt.Fprintln(w, "proof:       a proof is handed to the caller; the edge's Envoy routes its later requests on it")
 	}
 }
 

@@ -107,3 +107,24 @@ func TestReceiverTranslatesEntries(t *testing.T) {
 		t.Fatalf("stream after Close: %v", err)
 	}
 }
+
+// TestCallerOfAProofRoute: a request the edge's Envoy routed on a proof
+// counts for the caller the proof names; graymesh's own answer wins when
+// both are there.
+func TestCallerOfAProofRoute(t *testing.T) {
+	proof, _ := structpb.NewStruct(map[string]any{wire.MetadataProof: map[string]any{wire.ProofClaimCallerHash: "c9", wire.ProofClaimEnv: "gray"}})
+	answered, _ := structpb.NewStruct(map[string]any{wire.MetadataCaller: "c1"})
+	for _, tt := range []struct {
+		name string
+		md   map[string]*structpb.Struct
+		want string
+	}{
+		{"proof", map[string]*structpb.Struct{wire.JWTAuthnNamespace: proof}, "c9"},
+		{"graymesh's answer", map[string]*structpb.Struct{wire.JWTAuthnNamespace: proof, wire.MetadataNamespace: answered}, "c1"},
+		{"neither", nil, ""},
+	} {
+		if got := caller(&corev3.Metadata{FilterMetadata: tt.md}); got != tt.want {
+			t.Errorf("%s: caller %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}

@@ -42,6 +42,10 @@ type Explanation struct {
 	// Membership is true when the response would hand the caller a
 	// membership token.
 	Membership bool `json:"membership"`
+	// Proof is true when the response would hand the caller a proof of
+	// the decision, which the edge's Envoy routes its later requests on
+	// (mesh.native_returning_callers).
+	Proof bool `json:"proof"`
 }
 
 // Explain decides r exactly as for Envoy and tells why. A request the
@@ -52,13 +56,17 @@ func (p *Policy) Explain(r Request) Explanation {
 		return p.explainNative(r, a)
 	}
 	o := p.Decide(r)
-	return Explanation{
+	ex := Explanation{
 		Env: o.Env, Served: p.servedBy(o.Decision), Release: o.Release, Rule: o.Rule, Reason: o.Reason,
 		Bucket: o.Bucket, Version: o.Version, Fallback: o.Fallback, Hop: r.Hop.Name(), Service: r.Hop.Service,
 		Subject: o.Caller.Subject, Identity: identitySource(r, o), TokenProblem: o.Caller.Problem, LaneProblem: o.LaneProblem,
 		Issuer: o.Caller.Issuer, KeyID: o.Caller.KeyID, KeySource: o.Caller.KeySource,
-		Membership: o.Membership != "",
+		Membership: o.Membership != "", Proof: o.Proof != "",
 	}
+	if o.Reason == ReasonProof {
+		ex.Served += " (on the caller's proof: the edge's Envoy routes it without asking graymesh)"
+	}
+	return ex
 }
 
 // servedBy names where a decision sends the request once Envoy routes it.
@@ -82,7 +90,7 @@ func (p *Policy) servedBy(d Decision) string {
 // none of the route's absent headers, to a service that has the route
 // (to the shared listener, whose service the Host picks: when any has).
 func (p *Policy) nativeRoute(r Request) *plan.Route {
-	if r.Hop.Inner || r.Asserted != nil || r.Authorization != "" || r.Cookie != "" || r.Membership != "" || p.Lanes == nil {
+	if r.Hop.Inner || r.Asserted != nil || r.Authorization != "" || r.Cookie != "" || r.Membership != "" || r.Proof != "" || p.Lanes == nil {
 		return nil
 	}
 	if r.Hop.Service != "" {
@@ -142,6 +150,9 @@ type Ask struct {
 	Headers map[string]string `json:"headers,omitempty"`
 	// Membership is a membership token the caller presents.
 	Membership string `json:"membership,omitempty"`
+	// Proof is a returning caller's proof (x-graymesh-proof) the caller
+	// presents.
+	Proof string `json:"proof,omitempty"`
 	// Service is the sidecar's service that asks ("" = the edge listener).
 	Service string `json:"service,omitempty"`
 	// Inner asks as an inner hop, which follows Lane (the lane header's
@@ -160,6 +171,7 @@ func (p *Policy) Request(a Ask, now time.Time) (Request, error) {
 	r := Request{
 		Hop:        Hop{Inner: a.Inner, Service: a.Service},
 		Membership: a.Membership,
+		Proof:      a.Proof,
 		Lane:       a.Lane,
 		RequestID:  a.RequestID,
 		Now:        now,

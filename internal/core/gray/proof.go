@@ -15,12 +15,13 @@ import (
 
 // proofFor is the proof to hand the caller of o: one for a caller whose
 // token came in the authorization header (the one Envoy verifies), for a
-// decision that names an environment and is not a stress test or a kill.
-// "" when proofs do not route here.
+// decision that names an environment, under a config in force (one with
+// a version), and is not a stress test or a kill. "" when proofs do not
+// route here.
 func (p *Policy) proofFor(o *Outcome, r Request) string {
 	c := p.Plan.Callers
 	if c == nil || p.Lanes == nil || r.Asserted != nil || r.Authorization == "" || o.Caller.Subject == "" ||
-		o.Env == "" || o.Stress || o.Reason == ReasonKilled {
+		o.Env == "" || o.Version == "" || o.Stress || o.Reason == ReasonKilled {
 		return ""
 	}
 	return p.Lanes.SignProof(lane.Proof{

@@ -1,0 +1,122 @@
+package xds
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+
+	"github.com/graymesh/graymesh/internal/contract/wire"
+	"github.com/graymesh/graymesh/internal/core/lane"
+	"github.com/graymesh/graymesh/internal/core/plan"
+)
+
+// returningPlan is testdata/native.yaml with native_returning_callers and
+// an ES256 issuer, in force at version 7.
+func returningPlan(t *testing.T, identity string) *plan.Plan {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	pemPath := filepath.Join(t.TempDir(), "es.pem")
+	if err := os.WriteFile(pemPath, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("testdata/native.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if identity == "" {
+		identity = "identity: {jwt: {issuer: idp, audience: shop, keys: [{kid: es, alg: ES256, public_key_file: " + pemPath + "}]}}\n"
+	}
+	cfg := strings.Replace(string(doc), "  native_traffic_split: true\n", "  native_traffic_split: true\n  native_returning_callers: true\n", 1) + identity
+	return parsePlanAt(t, cfg, "7", false)
+}
+
+// TestProofRoutesFirstAtTheEdge: the edges check a proof with three
+// filters before ext_proc and route a bound proof of version 7 first,
+// ext_proc off, setting the decision and the window's lane; inner
+// sidecars check no proof; without a window's lanes, or without keys
+// Envoy may hold, no proof routes.
+func TestProofRoutesFirstAtTheEdge(t *testing.T) {
+	p := returningPlan(t, "").Signed(goldenNow)
+	shared, err := Build(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edge, err := BuildSidecar(p, p.Service("frontend"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner, err := BuildSidecar(p, p.Service("orders"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, res := range map[string]*Resources{"shared": shared, "edge": edge} {
+		if err := res.Validate(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		hcm := chainHCM(t, res.Listeners[0].GetFilterChains()[0])
+		if got, want := strings.Join(filterNames(hcm), " "), "graymesh.proof graymesh.proof_bound graymesh.proof_route "+wire.ExtProcFilterName+" envoy.filters.http.router"; got != want {
+			t.Fatalf("%s: filters %s, want %s", name, got, want)
+		}
+		routes := res.Routes[0].GetVirtualHosts()[0].GetRoutes()
+		var names []string
+		for _, r := range routes[:3] {
+			names = append(names, strings.TrimPrefix(r.GetName(), "frontend/"))
+			var off extprocv3.ExtProcPerRoute
+			if err := r.GetTypedPerFilterConfig()[wire.ExtProcFilterName].UnmarshalTo(&off); err != nil || !off.GetDisabled() {
+				t.Fatalf("%s: %s leaves ext_proc on", name, r.GetName())
+			}
+			headers := map[string]string{}
+			for _, h := range r.GetRequestHeadersToAdd() {
+				headers[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+			}
+			l, err := p.Lane.Signer.(*lane.Signer).Verify(headers[wire.HeaderLane], goldenNow)
+			if err != nil || l.Env != headers[wire.HeaderEnv] || l.Release != headers[wire.HeaderRelease] || l.Version != "7" || headers[wire.HeaderReason] != wire.ReasonProof {
+				t.Fatalf("%s: %s sets %v (lane %+v, %v)", name, r.GetName(), headers, l, err)
+			}
+		}
+		if got := strings.Join(names, " "); got != "proof:stable: proof:stable:shop-split proof:gray:shop-split" {
+			t.Fatalf("%s: first routes %s", name, got)
+		}
+	}
+	for _, f := range filterNames(chainHCM(t, inner.Listeners[0].GetFilterChains()[0])) {
+		if strings.HasPrefix(f, "graymesh.proof") {
+			t.Fatalf("an inner sidecar checks proofs (%s)", f)
+		}
+	}
+
+	u := returningPlan(t, "")
+	unsigned, err := BuildSidecar(u, u.Service("frontend"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := returningPlan(t, "identity: {jwt: {issuer: idp, keys: [{kid: hs, alg: HS256, secret: an-hmac-secret-0123456789abcdef-0123}]}}\n")
+	if hs.Callers != nil {
+		t.Fatal("an HMAC secret was given to Envoy")
+	}
+	noKeys, err := BuildSidecar(hs.Signed(goldenNow), hs.Service("frontend"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, res := range map[string]*Resources{"unsigned": unsigned, "HS256 only": noKeys} {
+		for _, r := range res.Routes[0].GetVirtualHosts()[0].GetRoutes() {
+			if strings.Contains(r.GetName(), plan.RouteProofPrefix) {
+				t.Fatalf("%s: proof route %s", name, r.GetName())
+			}
+		}
+		if f := filterNames(chainHCM(t, res.Listeners[0].GetFilterChains()[0]))[0]; f != wire.ExtProcFilterName {
+			t.Fatalf("%s: first filter %s", name, f)
+		}
+	}
+}
