@@ -264,3 +264,103 @@ func (m *returningMesh) chainAs(traceID, token, proof string) (chainReply, error
 	h := map[string]string{"Authorization": "Bearer " + token, wire.HeaderProof: proof}
 	return m.chain(traceID, h)
 }
+
+// TestMeshMixAsksGraymeshOnlyForFirstSeen: with returning callers and
+// anonymous traffic both routed by the edge's Envoy, a mix of 1,000
+// requests — 800 from 80 returning callers, 100 anonymous, 100 from
+// first-seen callers — opens exactly one ext_proc stream per first-seen
+// caller, read from the edge Envoy's stats. The analysis still counts the
+// returning callers: windows of returning traffic alone (no ext_proc
+// answer to name a caller) have gray callers.
+func TestMeshMixAsksGraymeshOnlyForFirstSeen(t *testing.T) {
+	m := newReturningMesh(t, func(cfg string) string {
+		cfg = strings.Replace(cfg, "native_returning_callers: true", "native_returning_callers: true\n  native_traffic_split: true", 1)
+		return strings.Replace(cfg, "\n    percent: 50\n", "\n    percent: 50\n    traffic_percent: 50\n    analysis: {interval: 1s, min_requests: 100000}\n", 1)
+	})
+	const returning, each, anonymous, firstSeen = 80, 10, 100, 100
+	type caller struct{ token, proof string }
+	callers := make([]caller, returning)
+	for i := range callers {
+		callers[i].token = m.rsToken(fmt.Sprintf("r%d", i))
+		_, callers[i].proof = m.firstCall(t, callers[i].token)
+	}
+
+	// Returning callers alone, for the analysis's windows.
+	before := m.extProcStreams()["frontend"]
+	from := time.Now()
+	grayRequests := 0
+	for j := 0; j < each; j++ {
+		for _, c := range callers {
+			r, err := m.chainAs(newTraceID(), c.token, c.proof)
+			must(t, err)
+			if r.Gray[wire.HeaderReason] != wire.ReasonProof {
+				t.Fatalf("returning caller not routed on its proof: %v", r.Gray)
+			}
+			if r.Env == "gray" {
+				grayRequests++
+			}
+		}
+	}
+	to := time.Now()
+	if got := m.extProcStreams()["frontend"] - before; got != 0 {
+		t.Fatalf("%d ext_proc streams for %d returning requests", got, returning*each)
+	}
+	if grayRequests == 0 || grayRequests == returning*each {
+		t.Fatalf("%d of %d returning requests gray at percent 50", grayRequests, returning*each)
+	}
+	m.assertProofCallersCounted(t, from, to)
+
+	// The mix: the returning requests again, interleaved with anonymous
+	// and first-seen ones.
+	before = m.extProcStreams()["frontend"]
+	sent := 0
+	for j := 0; j < each; j++ {
+		for i, c := range callers {
+			_, _, err := m.call(c.token, c.proof)
+			must(t, err)
+			sent++
+			if i%8 == 0 {
+				_, _, err = m.call("", "")
+				must(t, err)
+				_, proof, err := m.call(m.rsToken(fmt.Sprintf("f%d-%d", j, i)), "")
+				must(t, err)
+				if proof == "" {
+					t.Fatal("a first-seen caller was handed no proof")
+				}
+				sent += 2
+			}
+		}
+	}
+	streams := m.extProcStreams()["frontend"] - before
+	t.Logf("%d ext_proc streams for %d requests: %d returning, %d anonymous, %d first-seen", streams, sent, returning*each, anonymous, firstSeen)
+	if sent != returning*each+anonymous+firstSeen || streams != firstSeen {
+		t.Fatalf("%d ext_proc streams for %d requests of the mix, want %d (one per first-seen caller)", streams, sent, firstSeen)
+	}
+}
+
+// assertProofCallersCounted: the analysis's windows within [from, to]
+// count gray callers at the frontend, where only proofs named them.
+func (m *returningMesh) assertProofCallersCounted(t *testing.T, from, to time.Time) {
+	t.Helper()
+	waitFor(t, "an analysis window within the returning traffic", 20*time.Second, func() error {
+		st := analysisOf(t, m.admin, "shop-v2")
+		inside := 0
+		for _, w := range st.Windows {
+			if w.From.Before(from) || w.To.After(to) {
+				continue
+			}
+			for _, s := range w.Services {
+				if s.Service == "frontend" && s.Gray.Requests > 0 {
+					if s.Gray.Callers == 0 {
+						return fmt.Errorf("window %d: %d gray requests, no caller", w.Index, s.Gray.Requests)
+					}
+					inside++
+				}
+			}
+		}
+		if inside == 0 {
+			return fmt.Errorf("no window within %s … %s yet (%d windows)", from.Format(time.TimeOnly), to.Format(time.TimeOnly), len(st.Windows))
+		}
+		return nil
+	})
+}
