@@ -21,12 +21,12 @@ import (
 func (p *Policy) proofFor(o *Outcome, r Request) string {
 	c := p.Plan.Callers
 	if c == nil || p.Lanes == nil || r.Asserted != nil || r.Authorization == "" || o.Caller.Subject == "" ||
-		o.Env == "" || o.Version == "" || o.Stress || o.Reason == ReasonKilled {
+		o.Env == "" || p.Plan.ProofVersion == "" || o.Stress || o.Reason == ReasonKilled {
 		return ""
 	}
 	return p.Lanes.SignProof(lane.Proof{
 		Caller: strings.TrimPrefix(o.Caller.Subject, c.SubjectPrefix), Env: o.Env, Release: o.Release,
-		Version: o.Version, CallerHash: p.SubjectHash(o.Caller.Subject),
+		Version: p.Plan.ProofVersion, CallerHash: p.SubjectHash(o.Caller.Subject),
 	}, r.Now, c.ProofTTL)
 }
 
@@ -40,11 +40,11 @@ func (p *Policy) byProof(r Request, c identity.Caller) (Decision, bool) {
 		return Decision{}, false
 	}
 	pr, err := p.Lanes.VerifyProof(r.Proof, r.Now)
-	if err != nil || pr.Caller != strings.TrimPrefix(c.Subject, callers.SubjectPrefix) || pr.Version != p.Plan.Version {
+	if err != nil || pr.Caller != strings.TrimPrefix(c.Subject, callers.SubjectPrefix) || pr.Version != p.Plan.ProofVersion {
 		return Decision{}, false
 	}
 	if pr.Release != "" && p.Engine.state(pr.Release) == config.StateKilled {
 		return Decision{}, false
 	}
-	return Decision{Env: pr.Env, Release: pr.Release, Reason: ReasonProof, Bucket: NoBucket, Version: pr.Version}, true
+	return Decision{Env: pr.Env, Release: pr.Release, Reason: ReasonProof, Bucket: NoBucket, Version: p.Plan.Version}, true
 }

@@ -68,8 +68,9 @@ services:
 // the decision naming it (the token's subject claim, without the issuer's
 // subject prefix), the environment, release and version; the caller's own
 // proof decides its next request (reason proof), as the edge's Envoy
-// routes it; another caller's, a forged one, one with a stress marker and
-// one of another version do not.
+// routes it; another caller's, a forged one, and one with a stress marker
+// do not. In file mode the version a proof names is the config version
+// with the file's content hash: another node's version 7 is another file.
 func TestProofHandedAndHonoured(t *testing.T) {
 	p, sign := proofPolicy(t, `  - {name: shop-v2, env: gray, salt: s, whitelist: ["u:alice"], blacklist: ["u:carol"]}`)
 	if p.Plan.Callers == nil || !strings.Contains(p.Plan.Callers.JWKS, `"kid":"es"`) || p.Plan.Callers.SubjectPrefix != "u:" {
@@ -81,7 +82,7 @@ func TestProofHandedAndHonoured(t *testing.T) {
 		t.Fatalf("alice: %+v", alice)
 	}
 	pr, err := p.Lanes.VerifyProof(alice.Proof, now)
-	if err != nil || pr.Caller != "alice" || pr.Env != "gray" || pr.Release != "shop-v2" || pr.Version != "7" || pr.CallerHash != p.SubjectHash("u:alice") {
+	if err != nil || pr.Caller != "alice" || pr.Env != "gray" || pr.Release != "shop-v2" || pr.Version != p.Plan.ProofVersion || !strings.HasPrefix(pr.Version, "7-") || pr.CallerHash != p.SubjectHash("u:alice") {
 		t.Fatalf("alice's proof %+v (%v)", pr, err)
 	}
 	if _, err := p.Lanes.Verify(alice.Proof, now); err == nil {
@@ -120,6 +121,10 @@ func TestProofHandedAndHonoured(t *testing.T) {
 			}
 		})
 	}
+	other2, sign2 := proofPolicy(t, `  - {name: shop-v2, env: gray, salt: another-file, whitelist: ["u:alice"]}`)
+	if o := other2.Decide(Request{Authorization: sign2("alice"), Proof: alice.Proof, Now: now}); o.Reason == ReasonProof {
+		t.Fatal("another file's proof of the same version decided")
+	}
 	ex := p.Explain(Request{Authorization: sign("alice"), Proof: alice.Proof, Now: now})
 	if ex.Reason != ReasonProof || !strings.Contains(ex.Served, "proof") {
 		t.Fatalf("explained %+v", ex)
@@ -153,6 +158,7 @@ func TestNoProofWhereEnvoyCannotRoute(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	pr.Version = killed.Plan.ProofVersion
 	if o := killed.Decide(Request{Authorization: signK("alice"), Proof: killed.Lanes.SignProof(pr, time.Now(), time.Minute), Now: time.Now()}); o.Reason != ReasonKilled {
 		t.Fatalf("a killed release's proof decided %+v", o.Decision)
 	}

@@ -51,6 +51,9 @@ type Plan struct {
 	// Callers, when set, has the edge's Envoy route returning callers on
 	// their proofs (Service.Returning); gray.Compile sets it.
 	Callers *Callers
+	// ProofVersion is the version a proof of this plan names
+	// (returning.go: proofVersion).
+	ProofVersion string
 }
 
 // Lane is what an inner hop's Envoy needs to verify lanes itself.
@@ -278,7 +281,7 @@ const (
 // config.Load); Build still refuses what no output could route, naming the
 // field.
 func Build(cfg *config.Config) (*Plan, error) {
-	p := &Plan{Version: cfg.Version, Content: cfg.Content}
+	p := &Plan{Version: cfg.Version, Content: cfg.Content, ProofVersion: proofVersion(cfg)}
 	var errs []error
 	mesh, err := buildMesh(cfg)
 	if err != nil {

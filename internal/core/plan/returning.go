@@ -35,6 +35,19 @@ type Callers struct {
 // headers it must not have (a stress marker).
 const MatchProof MatchKind = MatchAnonymous + 1
 
+// proofVersion is the version a proof names and its route matches: the
+// fleet's version, the same on every node for the same changes; in file
+// mode, where each node counts its own configs and two nodes' versions do
+// not compare, the version with the file's content hash, so a node never
+// honours another's proof of a different file under the same number. ""
+// for a config not in force: no proof.
+func proofVersion(cfg *config.Config) string {
+	if cfg.Version == "" || cfg.FleetVersion {
+		return cfg.Version
+	}
+	return cfg.Version + "-" + cfg.Content
+}
+
 // RouteProofPrefix precedes the environment in a proof route's name.
 const RouteProofPrefix = "proof:"
 
@@ -65,7 +78,8 @@ func ReturningBlocker(cfg *config.Config) string {
 // and stable, and stable with no release — for releases not killed (a
 // kill also changes the version, which retires every proof).
 func returningRoutes(cfg *config.Config, svc Service) []Route {
-	if ReturningBlocker(cfg) != "" {
+	version := proofVersion(cfg)
+	if ReturningBlocker(cfg) != "" || version == "" {
 		return nil
 	}
 	type pair struct{ release, env string }
