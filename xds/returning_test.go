@@ -81,6 +81,13 @@ func TestProofRoutesFirstAtTheEdge(t *testing.T) {
 			for _, h := range r.GetRequestHeadersToAdd() {
 				headers[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
 			}
+			matched := map[string]string{}
+			for _, h := range r.GetMatch().GetHeaders() {
+				matched[h.GetName()] = h.GetStringMatch().GetExact()
+			}
+			if matched[wire.HeaderProofVersion] != p.ProofVersion || !strings.HasPrefix(p.ProofVersion, "7-") || matched[wire.HeaderProofBound] != "true" {
+				t.Fatalf("%s: %s matches %v, want proof version %s", name, r.GetName(), matched, p.ProofVersion)
+			}
 			l, err := p.Lane.Signer.(*lane.Signer).Verify(headers[wire.HeaderLane], goldenNow)
 			if err != nil || l.Env != headers[wire.HeaderEnv] || l.Release != headers[wire.HeaderRelease] || l.Version != "7" || headers[wire.HeaderReason] != wire.ReasonProof {
 				t.Fatalf("%s: %s sets %v (lane %+v, %v)", name, r.GetName(), headers, l, err)

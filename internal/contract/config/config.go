@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -533,4 +534,15 @@ func (p *Provider) applyDefaults() {
 	if p.MinRefreshInterval.Duration == 0 {
 		p.MinRefreshInterval.Duration = min(DefaultMinRefreshInterval, p.RefreshInterval.Duration)
 	}
+}
+
+// EffectiveHash identifies the content of a config in force, whatever its
+// version, source, file hash or declared change: two nodes with the same
+// file and the same operations on it have the same.
+func (c *Config) EffectiveHash() string {
+	cc, _ := c.Clone()
+	cc.Version, cc.Content, cc.Source, cc.Change = "", "", "", Change{}
+	b, _ := json.Marshal(cc)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:6])
 }

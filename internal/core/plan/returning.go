@@ -38,14 +38,14 @@ const MatchProof MatchKind = MatchAnonymous + 1
 // proofVersion is the version a proof names and its route matches: the
 // fleet's version, the same on every node for the same changes; in file
 // mode, where each node counts its own configs and two nodes' versions do
-// not compare, the version with the file's content hash, so a node never
-// honours another's proof of a different file under the same number. ""
-// for a config not in force: no proof.
+// not compare, the version with the effective config's hash, so a node
+// never honours another's proof of a different config under the same
+// number. "" for a config not in force: no proof.
 func proofVersion(cfg *config.Config) string {
 	if cfg.Version == "" || cfg.FleetVersion {
 		return cfg.Version
 	}
-	return cfg.Version + "-" + cfg.Content
+	return cfg.Version + "-" + cfg.EffectiveHash()
 }
 
 // RouteProofPrefix precedes the environment in a proof route's name.
@@ -99,7 +99,7 @@ func returningRoutes(cfg *config.Config, svc Service) []Route {
 		}
 		out = append(out, Route{
 			Name:     RouteProofPrefix + p.env + ":" + p.release,
-			Match:    Match{Kind: MatchProof, Env: p.env, Release: p.release, Version: cfg.Version, Absent: []string{wire.HeaderStressMarker}},
+			Match:    Match{Kind: MatchProof, Env: p.env, Release: p.release, Version: version, Absent: []string{wire.HeaderStressMarker}},
 			Backends: []Backend{{Env: p.env}}, Reason: wire.ReasonProof,
 			Release: p.release, Version: cfg.Version,
 		})

@@ -1,8 +1,6 @@
 package control
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -122,13 +120,7 @@ func effective(file *config.Config, overrides map[string]Override) (*config.Conf
 
 // contentHash identifies an effective config's content, whatever its
 // version, source or declared change.
-func contentHash(c *config.Config) string {
-	cc, _ := c.Clone()
-	cc.Version, cc.Content, cc.Source, cc.Change = "", "", "", config.Change{}
-	b, _ := json.Marshal(cc)
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:6])
-}
+func contentHash(c *config.Config) string { return c.EffectiveHash() }
 
 // holdSchedule makes an analysed release's schedule wait for its analysis:
 // only the steps up to step (the last one a window passed; none when nil)
