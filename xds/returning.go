@@ -97,8 +97,13 @@ func returningFilters(p *plan.Plan) ([]*hcmv3.HttpFilter, error) {
 		JwksSourceSpecifier: &jwtauthnv3.JwtProvider_LocalJwks{LocalJwks: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: c.JWKS}}},
 		ClaimToHeaders:      []*jwtauthnv3.JwtClaimToHeader{{HeaderName: wire.HeaderCaller, ClaimName: c.SubjectClaim}},
 		RequireExpiration:   true,
-		ClockSkewSeconds:    skew,
-		JwtCacheConfig:      &jwtauthnv3.JwtCacheConfig{JwtCacheSize: proofCacheSize},
+		// The caller's token is accepted as graymesh accepts it: its
+		// leeway, in whole seconds (Envoy's unit). Envoy reads 0 as
+		// its default of 60 s, so no leeway is 1 s here: a token in
+		// its last second past expiry is routed on its proof, where
+		// graymesh would call it expired.
+		ClockSkewSeconds: uint32(max(c.Leeway/time.Second, 1)),
+		JwtCacheConfig:   &jwtauthnv3.JwtCacheConfig{JwtCacheSize: proofCacheSize},
 	}
 	both := &jwtauthnv3.JwtRequirement{RequiresType: &jwtauthnv3.JwtRequirement_RequiresAll{RequiresAll: &jwtauthnv3.JwtRequirementAndList{
 		Requirements: []*jwtauthnv3.JwtRequirement{providerNamed(callerProvider), providerNamed(proofProvider)},

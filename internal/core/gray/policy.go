@@ -95,7 +95,7 @@ func callersCheck(cfg *config.Config, v *identity.Verifier, s *lane.Signer) *pla
 		return nil
 	}
 	return &plan.Callers{JWKS: k.JWKS, Issuer: k.Issuer, Audiences: k.Audiences, SubjectClaim: k.SubjectClaim,
-		SubjectPrefix: k.SubjectPrefix, ProofTTL: cfg.Mesh.CallerProofTTL.Duration}
+		SubjectPrefix: k.SubjectPrefix, Leeway: cfg.Identity.JWT.Leeway.Duration, ProofTTL: cfg.Mesh.CallerProofTTL.Duration}
 }
 
 // Load reads, validates and compiles the config file at path.

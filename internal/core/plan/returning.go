@@ -25,6 +25,9 @@ type Callers struct {
 	// SubjectPrefix is what graymesh puts before the subject claim's
 	// value (identity.jwt.subject_prefix); a proof names the claim's value.
 	SubjectPrefix string
+	// Leeway is how far past its expiry graymesh accepts a token
+	// (identity.jwt.leeway).
+	Leeway time.Duration
 	// ProofTTL is how long a proof routes.
 	ProofTTL time.Duration
 }
