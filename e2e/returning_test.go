@@ -171,6 +171,15 @@ func TestMeshRoutesReturningCallersNatively(t *testing.T) {
 		}
 	}
 
+	// explain says what Envoy did with alice's proof, and what it does
+	// with bob's token and her proof.
+	for _, c := range []struct{ token, want string }{{alice, wire.ReasonProof}, {bob, "percent"}} {
+		ex, err := m.explainInForce("--token", c.token, "--proof", aliceProof, "--service", "frontend")
+		must(t, err)
+		if ex["reason"] != c.want {
+			t.Fatalf("explain: reason %v, want %s (%v)", ex["reason"], c.want, ex)
+		}
+	}
 	m.assertRoutedByEnvoy(t, ids, "gray")
 	m.freezeThenKill(t, alice, aliceProof, aliceMember)
 }
