@@ -373,3 +373,36 @@ func (m *returningMesh) assertProofCallersCounted(t *testing.T, from, to time.Ti
 		return nil
 	})
 }
+
+// TestMeshExpiredProofAsksGraymesh: a proof routes for
+// mesh.caller_proof_ttl (plus the lane's 5 s clock skew), then the
+// caller's requests go to graymesh again, which hands a new one.
+func TestMeshExpiredProofAsksGraymesh(t *testing.T) {
+	m := newReturningMesh(t, func(cfg string) string {
+		return strings.Replace(cfg, "native_returning_callers: true", "native_returning_callers: true\n  caller_proof_ttl: 1s", 1)
+	})
+	alice := m.rsToken("alice")
+	_, proof := m.firstCall(t, alice)
+	issued := time.Now()
+	r, _, err := m.call(alice, proof)
+	must(t, err)
+	if r.Gray[wire.HeaderReason] != wire.ReasonProof {
+		t.Fatalf("a fresh proof did not route: %v", r.Gray)
+	}
+	var fresh string
+	waitFor(t, "the proof's expiry", 30*time.Second, func() error {
+		r, p, err := m.call(alice, proof)
+		if err != nil {
+			return err
+		}
+		if r.Gray[wire.HeaderReason] == wire.ReasonProof {
+			return fmt.Errorf("still routed on its proof %s after it was issued", time.Since(issued).Round(time.Millisecond))
+		}
+		fresh = p
+		return nil
+	})
+	if fresh == "" || fresh == proof {
+		t.Fatal("graymesh handed no new proof for an expired one")
+	}
+	t.Logf("an expired proof went to graymesh %s after it was issued (ttl 1s, clock skew 5s)", time.Since(issued).Round(time.Millisecond))
+}
