@@ -1,60 +1,43 @@
 package e2e
 
 import (
-	crand "crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
-
 	"github.com/graymesh/graymesh/internal/contract/wire"
+	"github.com/graymesh/graymesh/internal/testing/testutil"
 )
 
 // returningMesh is the four-hop mesh with mesh.native_returning_callers
-// and an RS256 key the callers' tokens are signed with (Envoy verifies
+// and an ES256 key the callers' tokens are signed with (Envoy verifies
 // them with its public key; the demo's HS256 secret is never given to
 // Envoy).
 type returningMesh struct {
 	*fourHop
-	key *rsa.PrivateKey
+	es testutil.Issuer
 	// lastMember is the membership token the last call was handed.
 	lastMember string
 }
 
 func newReturningMesh(t *testing.T, edits ...func(string) string) *returningMesh {
 	t.Helper()
-	key, err := rsa.GenerateKey(crand.Reader, 2048)
-	must(t, err)
-	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	must(t, err)
-	pemPath := filepath.Join(t.TempDir(), "rs.pem")
-	must(t, os.WriteFile(pemPath, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600))
+	issuer := testutil.NewIssuer(t)
 	all := append([]func(string) string{func(cfg string) string {
 		cfg = strings.Replace(cfg, "\n  message_timeout: 1s", "\n  message_timeout: 1s\n  native_returning_callers: true", 1)
-		cfg = strings.Replace(cfg, "algorithms: [HS256]", "algorithms: [HS256, RS256]", 1)
-		return strings.Replace(cfg, "\n      - {kid: demo,", "\n      - {kid: rs, alg: RS256, public_key_file: "+pemPath+"}\n      - {kid: demo,", 1)
+		cfg = strings.Replace(cfg, "algorithms: [HS256]", "algorithms: [HS256, ES256]", 1)
+		return strings.Replace(cfg, "\n      - {kid: demo,", "\n      - {kid: es, alg: ES256, public_key_file: "+issuer.PEMPath+"}\n      - {kid: demo,", 1)
 	}}, edits...)
-	return &returningMesh{fourHop: newFourHop(t, all...), key: key}
+	return &returningMesh{fourHop: newFourHop(t, all...), es: issuer}
 }
 
-// rsToken is subject's RS256 token from the mesh's issuer.
-func (m *returningMesh) rsToken(subject string) string {
-	m.t.Helper()
-	s, err := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
-		"sub": subject, "iss": m.issuer, "aud": m.audience, "exp": time.Now().Add(time.Hour).Unix(),
-	}).SignedString(m.key)
-	must(m.t, err)
-	return s
+// esToken is subject's ES256 token from the mesh's issuer.
+func (m *returningMesh) esToken(subject string) string {
+	return m.es.Token(m.t, m.issuer, m.audience, subject)
 }
 
 // call sends one chain through the edge with a token, a proof and a
@@ -120,7 +103,7 @@ func (m *returningMesh) firstCall(t *testing.T, token string, member ...string) 
 // routed by Envoy.
 func TestMeshRoutesReturningCallersNatively(t *testing.T) {
 	m := newReturningMesh(t)
-	alice, carol, bob := m.rsToken("alice"), m.rsToken("carol"), m.rsToken("bob")
+	alice, carol, bob := m.esToken("alice"), m.esToken("carol"), m.esToken("bob")
 	first, aliceProof := m.firstCall(t, alice)
 	aliceMember := m.lastMember
 	if got := strings.Join(first.hops(), " "); got != "frontend:gray orders:gray inventory:stable pricing:gray" {
@@ -180,35 +163,8 @@ func TestMeshRoutesReturningCallersNatively(t *testing.T) {
 			t.Fatalf("explain: reason %v, want %s (%v)", ex["reason"], c.want, ex)
 		}
 	}
-	m.assertRoutedByEnvoy(t, ids, "gray")
+	m.assertNativeChains(t, ids, wire.ReasonProof, "gray")
 	m.freezeThenKill(t, alice, aliceProof, aliceMember)
-}
-
-// assertRoutedByEnvoy: verify-traces finds the chains of ids without a
-// leak, each routed by the edge's Envoy on a proof, in lane.
-func (m *returningMesh) assertRoutedByEnvoy(t *testing.T, ids []string, lane string) {
-	t.Helper()
-	rep, code := m.waitForTraces(ids)
-	if code != 0 || rep.Leaks != 0 {
-		t.Fatalf("verify-traces exit %d, %d leaks", code, rep.Leaks)
-	}
-	sent := map[string]bool{}
-	for _, id := range ids {
-		sent[id] = true
-	}
-	native := 0
-	for _, tr := range rep.Traces {
-		if sent[tr.TraceID] {
-			if !tr.Native || tr.Reason != wire.ReasonProof || tr.Lane != lane {
-				t.Fatalf("trace %s: native %v, reason %q, lane %q", tr.TraceID, tr.Native, tr.Reason, tr.Lane)
-			}
-			native++
-		}
-	}
-	if native != len(ids) {
-		t.Fatalf("verify-traces counted %d of the %d chains as routed by Envoy", native, len(ids))
-	}
-
 }
 
 // freezeThenKill: a freeze, then a kill, retire the caller's proof.
@@ -290,7 +246,7 @@ func TestMeshMixAsksGraymeshOnlyForFirstSeen(t *testing.T) {
 	type caller struct{ token, proof string }
 	callers := make([]caller, returning)
 	for i := range callers {
-		callers[i].token = m.rsToken(fmt.Sprintf("r%d", i))
+		callers[i].token = m.esToken(fmt.Sprintf("r%d", i))
 		_, callers[i].proof = m.firstCall(t, callers[i].token)
 	}
 
@@ -331,7 +287,7 @@ func TestMeshMixAsksGraymeshOnlyForFirstSeen(t *testing.T) {
 			if i%8 == 0 {
 				_, _, err = m.call("", "")
 				must(t, err)
-				_, proof, err := m.call(m.rsToken(fmt.Sprintf("f%d-%d", j, i)), "")
+				_, proof, err := m.call(m.esToken(fmt.Sprintf("f%d-%d", j, i)), "")
 				must(t, err)
 				if proof == "" {
 					t.Fatal("a first-seen caller was handed no proof")
@@ -381,7 +337,7 @@ func TestMeshExpiredProofAsksGraymesh(t *testing.T) {
 	m := newReturningMesh(t, func(cfg string) string {
 		return strings.Replace(cfg, "native_returning_callers: true", "native_returning_callers: true\n  caller_proof_ttl: 1s", 1)
 	})
-	alice := m.rsToken("alice")
+	alice := m.esToken("alice")
 	_, proof := m.firstCall(t, alice)
 	issued := time.Now()
 	r, _, err := m.call(alice, proof)

@@ -1,13 +1,7 @@
 package xds
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -16,27 +10,19 @@ import (
 	"github.com/graymesh/graymesh/internal/contract/wire"
 	"github.com/graymesh/graymesh/internal/core/lane"
 	"github.com/graymesh/graymesh/internal/core/plan"
+	"github.com/graymesh/graymesh/internal/testing/testutil"
 )
 
 // returningPlan is testdata/native.yaml with native_returning_callers and
 // an ES256 issuer, in force at version 7.
 func returningPlan(t *testing.T, identity string) *plan.Plan {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	pemPath := filepath.Join(t.TempDir(), "es.pem")
-	if err := os.WriteFile(pemPath, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	doc, err := os.ReadFile("testdata/native.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if identity == "" {
-		identity = "identity: {jwt: {issuer: idp, audience: shop, keys: [{kid: es, alg: ES256, public_key_file: " + pemPath + "}]}}\n"
+		identity = "identity: {jwt: {issuer: idp, audience: shop, keys: [{kid: es, alg: ES256, public_key_file: " + testutil.NewIssuer(t).PEMPath + "}]}}\n"
 	}
 	cfg := strings.Replace(string(doc), "  native_traffic_split: true\n", "  native_traffic_split: true\n  native_returning_callers: true\n", 1) + identity
 	return parsePlanAt(t, cfg, "7", false)

@@ -1,20 +1,12 @@
 package gray
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
-
 	"github.com/graymesh/graymesh/internal/contract/config"
+	"github.com/graymesh/graymesh/internal/testing/testutil"
 )
 
 // proofPolicy compiles a config with mesh.native_returning_callers, an
@@ -22,15 +14,7 @@ import (
 // and a function signing a token for a subject.
 func proofPolicy(t *testing.T, releases string) (*Policy, func(subject string) string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	pemPath := filepath.Join(t.TempDir(), "es.pem")
-	if err := os.WriteFile(pemPath, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	issuer := testutil.NewIssuer(t)
 	cfg, err := config.Parse([]byte(`
 mesh: {native_returning_callers: true}
 lane: {key: graymesh-proof-test-lane-key-0123456789}
@@ -40,7 +24,7 @@ identity:
     issuer: idp
     audience: shop
     subject_prefix: "u:"
-    keys: [{kid: es, alg: ES256, public_key_file: `+pemPath+`}]
+    keys: [{kid: es, alg: ES256, public_key_file: `+issuer.PEMPath+`}]
 releases:
 `+releases+`
 services:
@@ -54,13 +38,7 @@ services:
 	if err != nil {
 		t.Fatal(err)
 	}
-	sign := func(subject string) string {
-		s, err := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{"sub": subject, "iss": "idp", "aud": "shop", "exp": time.Now().Add(time.Hour).Unix()}).SignedString(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return "Bearer " + s
-	}
+	sign := func(subject string) string { return "Bearer " + issuer.Token(t, "idp", "shop", subject) }
 	return p, sign
 }
 
