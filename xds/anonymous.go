@@ -23,7 +23,7 @@ func anonymousRoute(service string, r *plan.Route) (*routev3.Route, error) {
 	// request's headers arrive, before it would open a stream: the route
 	// picked first (this one, since it is first and the listener already
 	// stripped every x-gray-* header a client sent) turns the filter off.
-	off, err := anypb.New(&extprocv3.ExtProcPerRoute{Override: &extprocv3.ExtProcPerRoute_Disabled{Disabled: true}})
+	off, err := extProcOff()
 	if err != nil {
 		return nil, err
 	}
@@ -31,13 +31,7 @@ func anonymousRoute(service string, r *plan.Route) (*routev3.Route, error) {
 	for _, b := range r.Backends {
 		clusters = append(clusters, &routev3.WeightedCluster_ClusterWeight{
 			Name: plan.ClusterName(service, b.Env), Weight: wrapperspb.UInt32(b.Weight),
-			RequestHeadersToAdd: []*corev3.HeaderValueOption{
-				overwrite(wire.HeaderEnv, b.Env),
-				overwrite(wire.HeaderRelease, r.Release),
-				overwrite(wire.HeaderReason, r.Reason),
-				overwrite(wire.HeaderVersion, r.Version),
-				overwrite(wire.HeaderLane, b.Lane),
-			},
+			RequestHeadersToAdd: routedHeaders(r, b),
 		})
 	}
 	return &routev3.Route{
@@ -48,6 +42,23 @@ func anonymousRoute(service string, r *plan.Route) (*routev3.Route, error) {
 		}}},
 		TypedPerFilterConfig: map[string]*anypb.Any{wire.ExtProcFilterName: off},
 	}, nil
+}
+
+// extProcOff is the per-route config that turns the ext_proc filter off.
+func extProcOff() (*anypb.Any, error) {
+	return anypb.New(&extprocv3.ExtProcPerRoute{Override: &extprocv3.ExtProcPerRoute_Disabled{Disabled: true}})
+}
+
+// routedHeaders are what graymesh's answer would have set, on a route
+// Envoy decides itself for backend b: the decision and b's lane.
+func routedHeaders(r *plan.Route, b plan.Backend) []*corev3.HeaderValueOption {
+	return []*corev3.HeaderValueOption{
+		overwrite(wire.HeaderEnv, b.Env),
+		overwrite(wire.HeaderRelease, r.Release),
+		overwrite(wire.HeaderReason, r.Reason),
+		overwrite(wire.HeaderVersion, r.Version),
+		overwrite(wire.HeaderLane, b.Lane),
+	}
 }
 
 // withAnonymous puts a service's Anonymous route, when it has one, first

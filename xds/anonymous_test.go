@@ -31,6 +31,23 @@ func nativePlan(t *testing.T, killed bool) *plan.Plan {
 	return parsePlanAt(t, cfg, "7", false)
 }
 
+// buildEdgesAndInner builds the shared listener's resources and the
+// frontend (edge) and orders (inner) sidecars'.
+func buildEdgesAndInner(t *testing.T, p *plan.Plan) (shared, edge, inner *Resources) {
+	t.Helper()
+	var err error
+	if shared, err = Build(p); err != nil {
+		t.Fatal(err)
+	}
+	if edge, err = BuildSidecar(p, p.Service("frontend")); err != nil {
+		t.Fatal(err)
+	}
+	if inner, err = BuildSidecar(p, p.Service("orders")); err != nil {
+		t.Fatal(err)
+	}
+	return shared, edge, inner
+}
+
 // TestAnonymousRouteSplitsWithoutGraymesh: the edges (the shared listener
 // and the edge sidecar) match a request with no identity first, split it
 // by weighted clusters that each set the decision and the lane of their
@@ -38,18 +55,7 @@ func nativePlan(t *testing.T, killed bool) *plan.Plan {
 // route.
 func TestAnonymousRouteSplitsWithoutGraymesh(t *testing.T) {
 	p := nativePlan(t, false).Signed(goldenNow)
-	shared, err := Build(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	edge, err := BuildSidecar(p, p.Service("frontend"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	inner, err := BuildSidecar(p, p.Service("orders"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	shared, edge, inner := buildEdgesAndInner(t, p)
 	for name, first := range map[string]*routev3.Route{
 		"shared": shared.Routes[0].GetVirtualHosts()[0].GetRoutes()[0],
 		"edge":   edge.Routes[0].GetVirtualHosts()[0].GetRoutes()[0],

@@ -7,7 +7,6 @@ import (
 	mutationrulesv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -160,22 +159,16 @@ func requirementWhen(h *routev3.HeaderMatcher, r *jwtauthnv3.JwtRequirement) *jw
 // proofRoute is a proof route of service: r's backend, the decision's
 // headers and lane, ext_proc off.
 func proofRoute(service string, r *plan.Route) (*routev3.Route, error) {
-	off, err := anypb.New(&extprocv3.ExtProcPerRoute{Override: &extprocv3.ExtProcPerRoute_Disabled{Disabled: true}})
+	off, err := extProcOff()
 	if err != nil {
 		return nil, err
 	}
 	b := r.Backends[0]
 	return &routev3.Route{
-		Name:   service + "/" + r.Name,
-		Match:  routeMatch(r.Match),
-		Action: clusterAction(plan.ClusterName(service, b.Env)),
-		RequestHeadersToAdd: []*corev3.HeaderValueOption{
-			overwrite(wire.HeaderEnv, b.Env),
-			overwrite(wire.HeaderRelease, r.Release),
-			overwrite(wire.HeaderReason, r.Reason),
-			overwrite(wire.HeaderVersion, r.Version),
-			overwrite(wire.HeaderLane, b.Lane),
-		},
+		Name:                 service + "/" + r.Name,
+		Match:                routeMatch(r.Match),
+		Action:               clusterAction(plan.ClusterName(service, b.Env)),
+		RequestHeadersToAdd:  routedHeaders(r, b),
 		TypedPerFilterConfig: map[string]*anypb.Any{wire.ExtProcFilterName: off},
 	}, nil
 }

@@ -35,18 +35,7 @@ func returningPlan(t *testing.T, identity string) *plan.Plan {
 // Envoy may hold, no proof routes.
 func TestProofRoutesFirstAtTheEdge(t *testing.T) {
 	p := returningPlan(t, "").Signed(goldenNow)
-	shared, err := Build(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	edge, err := BuildSidecar(p, p.Service("frontend"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	inner, err := BuildSidecar(p, p.Service("orders"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	shared, edge, inner := buildEdgesAndInner(t, p)
 	for name, res := range map[string]*Resources{"shared": shared, "edge": edge} {
 		if err := res.Validate(); err != nil {
 			t.Fatalf("%s: %v", name, err)
