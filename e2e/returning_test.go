@@ -10,34 +10,28 @@ import (
 	"time"
 
 	"github.com/graymesh/graymesh/internal/contract/wire"
-	"github.com/graymesh/graymesh/internal/testing/testutil"
 )
 
-// returningMesh is the four-hop mesh with mesh.native_returning_callers
-// and an ES256 key the callers' tokens are signed with (Envoy verifies
-// them with its public key; the demo's HS256 secret is never given to
-// Envoy).
+// returningMesh is the four-hop mesh with mesh.native_returning_callers.
 type returningMesh struct {
 	*fourHop
-	es testutil.Issuer
 	// lastMember is the membership token the last call was handed.
 	lastMember string
 }
 
 func newReturningMesh(t *testing.T, edits ...func(string) string) *returningMesh {
 	t.Helper()
-	issuer := testutil.NewIssuer(t)
 	all := append([]func(string) string{func(cfg string) string {
-		cfg = strings.Replace(cfg, "\n  message_timeout: 1s", "\n  message_timeout: 1s\n  native_returning_callers: true", 1)
-		cfg = strings.Replace(cfg, "algorithms: [HS256]", "algorithms: [HS256, ES256]", 1)
-		return strings.Replace(cfg, "\n      - {kid: demo,", "\n      - {kid: es, alg: ES256, public_key_file: "+issuer.PEMPath+"}\n      - {kid: demo,", 1)
+		return strings.Replace(cfg, "\n  message_timeout: 1s", "\n  message_timeout: 1s\n  native_returning_callers: true", 1)
 	}}, edits...)
-	return &returningMesh{fourHop: newFourHop(t, all...), es: issuer}
+	return &returningMesh{fourHop: newFourHop(t, all...)}
 }
 
-// esToken is subject's ES256 token from the mesh's issuer.
-func (m *returningMesh) esToken(subject string) string {
-	return m.es.Token(m.t, m.issuer, m.audience, subject)
+// bearerToken is a token of subject's from the mesh's issuer, valid for
+// an hour and a few seconds more for each n (n tells two tokens of one
+// subject apart).
+func (m *returningMesh) bearerToken(subject string, n ...int) string {
+	return m.token(subject, time.Now().Add(time.Hour+time.Duration(len(n))*7*time.Second).Truncate(time.Second))
 }
 
 // call sends one chain through the edge with a token, a proof and a
@@ -97,13 +91,14 @@ func (m *returningMesh) firstCall(t *testing.T, token string, member ...string) 
 // request and hands back a proof; the caller's later requests carrying it
 // are routed by the edge's Envoy itself — no ext_proc stream — in the
 // same environment on every hop, with reason proof. A proof sent with
-// another caller's token, a forged one, or one under a config that has
+// another token (another caller's, or the same caller's new one), a
+// forged one, or one under a config that has
 // changed since (a freeze, a kill) goes to graymesh, and a kill sends the
 // caller to stable from the push on. verify-traces counts the chains as
 // routed by Envoy.
 func TestMeshRoutesReturningCallersNatively(t *testing.T) {
 	m := newReturningMesh(t)
-	alice, carol, bob := m.esToken("alice"), m.esToken("carol"), m.esToken("bob")
+	alice, carol, bob := m.bearerToken("alice"), m.bearerToken("carol"), m.bearerToken("bob")
 	first, aliceProof := m.firstCall(t, alice)
 	aliceMember := m.lastMember
 	if got := strings.Join(first.hops(), " "); got != "frontend:gray orders:gray inventory:stable pricing:gray" {
@@ -136,6 +131,7 @@ func TestMeshRoutesReturningCallersNatively(t *testing.T) {
 	// graymesh, which decides by the rules.
 	for _, c := range []struct{ what, token, proof string }{
 		{"bob with alice's proof", bob, aliceProof},
+		{"alice's new token with her old token's proof", m.bearerToken("alice", 1), aliceProof},
 		{"alice with her proof under carol's signature", alice, aliceProof[:strings.LastIndexByte(aliceProof, '.')] + carolProof[strings.LastIndexByte(carolProof, '.'):]},
 		{"alice's proof without a token", "", aliceProof},
 		{"carol with alice's proof", carol, aliceProof},
@@ -246,7 +242,7 @@ func TestMeshMixAsksGraymeshOnlyForFirstSeen(t *testing.T) {
 	type caller struct{ token, proof string }
 	callers := make([]caller, returning)
 	for i := range callers {
-		callers[i].token = m.esToken(fmt.Sprintf("r%d", i))
+		callers[i].token = m.bearerToken(fmt.Sprintf("r%d", i))
 		_, callers[i].proof = m.firstCall(t, callers[i].token)
 	}
 
@@ -287,7 +283,7 @@ func TestMeshMixAsksGraymeshOnlyForFirstSeen(t *testing.T) {
 			if i%8 == 0 {
 				_, _, err = m.call("", "")
 				must(t, err)
-				_, proof, err := m.call(m.esToken(fmt.Sprintf("f%d-%d", j, i)), "")
+				_, proof, err := m.call(m.bearerToken(fmt.Sprintf("f%d-%d", j, i)), "")
 				must(t, err)
 				if proof == "" {
 					t.Fatal("a first-seen caller was handed no proof")
@@ -337,7 +333,7 @@ func TestMeshExpiredProofAsksGraymesh(t *testing.T) {
 	m := newReturningMesh(t, func(cfg string) string {
 		return strings.Replace(cfg, "native_returning_callers: true", "native_returning_callers: true\n  caller_proof_ttl: 1s", 1)
 	})
-	alice := m.esToken("alice")
+	alice := m.bearerToken("alice")
 	_, proof := m.firstCall(t, alice)
 	issued := time.Now()
 	r, _, err := m.call(alice, proof)

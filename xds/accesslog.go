@@ -35,7 +35,7 @@ func accessLog() (*accesslogv3.AccessLog, error) {
 		},
 		// A stress-test request is shadow load: the analysis leaves it
 		// out (accesslog.Receiver).
-		AdditionalRequestHeadersToLog: []string{wire.HeaderStress},
+		AdditionalRequestHeadersToLog: []string{wire.HeaderStress, wire.HeaderProofCallerHash},
 	})
 	if err != nil {
 		return nil, err

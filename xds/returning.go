@@ -24,41 +24,40 @@ import (
 // first in each virtual host.
 //
 //  1. graymesh.proof (jwt_authn), only on a request that carries a proof:
-//     verifies the caller's token with its issuer's public keys and the
-//     proof with the lane keys, and copies the token's subject and the
-//     proof's claims into x-gray-* headers.
+//     verifies it with the lane keys and copies the end of the token it
+//     was handed for into x-gray-proof-token.
 //  2. graymesh.proof_bound (header_mutation): x-gray-proof-bound is
-//     "true" when both name the same subject (a CEL expression: Envoy's
-//     route matchers compare a header with a constant, never with another
-//     header).
+//     "true" when the request's authorization header ends with it (a CEL
+//     expression: Envoy's route matchers compare a header with a
+//     constant, never with another header). The caller's token itself is
+//     not verified here: graymesh verified it when it handed the proof,
+//     and no other token ends with those 132 bits of its signature.
 //  3. graymesh.proof_route (jwt_authn), only on a bound request: verifies
-//     the proof again (Envoy's JWT cache: a lookup) to put its payload in
-//     dynamic metadata for the access log, and clears the route cache.
-//     Envoy picks a route as the request arrives and again only when a
-//     filter clears the cache; a header set after the last clear is not
-//     seen by the route. header_mutation cannot clear it, jwt_authn can.
+//     the proof again (Envoy's JWT cache: a lookup), copies the decision
+//     into x-gray-proof-* headers and clears the route cache. Envoy picks
+//     a route as the request arrives and again only when a filter clears
+//     the cache; a header set after the last clear is not seen by the
+//     route, and header_mutation cannot clear it, jwt_authn can.
 //
-// The proof routes then match the bound proof of the config version in
+// The proof routes then match a bound proof of the config version in
 // force and turn ext_proc off; any other request reaches graymesh as
 // before.
 
-// Names of the filters and their jwt_authn providers.
+// Names of the filters and their jwt_authn provider.
 const (
 	proofFilterName      = "graymesh.proof"
 	proofBoundFilterName = "graymesh.proof_bound"
 	proofRouteFilterName = "graymesh.proof_route"
-	callerProvider       = "graymesh_caller"
 	proofProvider        = "graymesh_proof"
-	// proofCacheSize bounds each worker's cache of verified tokens and
-	// proofs per provider: one entry per returning caller, so the
-	// callers of a busy edge fit; a caller past it costs a full
-	// signature check, not a wrong answer.
+	// proofCacheSize bounds each worker's cache of verified proofs: one
+	// entry per returning caller, so the callers of a busy edge fit; a
+	// caller past it costs a full signature check, not a wrong answer.
 	proofCacheSize = 10000
 )
 
 // proofBound is the CEL expression of x-gray-proof-bound.
-var proofBound = fmt.Sprintf("%%CEL('%[1]s' in request.headers && '%[2]s' in request.headers && request.headers['%[1]s'] == request.headers['%[2]s'])%%",
-	wire.HeaderCaller, wire.HeaderProofCaller)
+var proofBound = fmt.Sprintf("%%CEL('%[1]s' in request.headers && 'authorization' in request.headers && request.headers['authorization'].endsWith(request.headers['%[1]s']))%%",
+	wire.HeaderProofToken)
 
 // returningFilters are the three filters, in order; nil without Callers
 // or lane keys.
@@ -67,8 +66,7 @@ func returningFilters(p *plan.Plan) ([]*hcmv3.HttpFilter, error) {
 	if c == nil || p.Lane == nil {
 		return nil, nil
 	}
-	skew := uint32(max(p.Lane.ClockSkew/time.Second, 1))
-	proof := func(claims []*jwtauthnv3.JwtClaimToHeader) *jwtauthnv3.JwtProvider {
+	proof := func(claims ...*jwtauthnv3.JwtClaimToHeader) *jwtauthnv3.JwtProvider {
 		return &jwtauthnv3.JwtProvider{
 			Issuer:              wire.ProofIssuer,
 			FromHeaders:         []*jwtauthnv3.JwtHeader{{Name: wire.HeaderProof}},
@@ -76,44 +74,25 @@ func returningFilters(p *plan.Plan) ([]*hcmv3.HttpFilter, error) {
 			ClaimToHeaders:      claims,
 			RequireExpiration:   true,
 			MaxLifetime:         durationpb.New(c.ProofTTL + p.Lane.ClockSkew),
-			ClockSkewSeconds:    skew,
+			ClockSkewSeconds:    uint32(max(p.Lane.ClockSkew/time.Second, 1)),
 			JwtCacheConfig:      &jwtauthnv3.JwtCacheConfig{JwtCacheSize: proofCacheSize},
 		}
 	}
-	first := proof([]*jwtauthnv3.JwtClaimToHeader{
-		{HeaderName: wire.HeaderProofCaller, ClaimName: wire.ProofClaimCaller},
-		{HeaderName: wire.HeaderProofEnv, ClaimName: wire.ProofClaimEnv},
-		{HeaderName: wire.HeaderProofRelease, ClaimName: wire.ProofClaimRelease},
-		{HeaderName: wire.HeaderProofVersion, ClaimName: wire.ProofClaimVersion},
-	})
+	first := proof(&jwtauthnv3.JwtClaimToHeader{HeaderName: wire.HeaderProofToken, ClaimName: wire.ProofClaimToken})
 	// The next filter verifies it again.
 	first.Forward = true
-	caller := &jwtauthnv3.JwtProvider{
-		Issuer:              c.Issuer,
-		Audiences:           c.Audiences,
-		FromHeaders:         []*jwtauthnv3.JwtHeader{{Name: "authorization", ValuePrefix: "Bearer "}},
-		Forward:             true,
-		JwksSourceSpecifier: &jwtauthnv3.JwtProvider_LocalJwks{LocalJwks: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: c.JWKS}}},
-		ClaimToHeaders:      []*jwtauthnv3.JwtClaimToHeader{{HeaderName: wire.HeaderCaller, ClaimName: c.SubjectClaim}},
-		RequireExpiration:   true,
-		// The caller's token is accepted as graymesh accepts it: its
-		// leeway, in whole seconds (Envoy's unit). Envoy reads 0 as
-		// its default of 60 s, so no leeway is 1 s here: a token in
-		// its last second past expiry is routed on its proof, where
-		// graymesh would call it expired.
-		ClockSkewSeconds: uint32(max(c.Leeway/time.Second, 1)),
-		JwtCacheConfig:   &jwtauthnv3.JwtCacheConfig{JwtCacheSize: proofCacheSize},
-	}
-	both := &jwtauthnv3.JwtRequirement{RequiresType: &jwtauthnv3.JwtRequirement_RequiresAll{RequiresAll: &jwtauthnv3.JwtRequirementAndList{
-		Requirements: []*jwtauthnv3.JwtRequirement{providerNamed(callerProvider), providerNamed(proofProvider)},
-	}}}
 	check := &jwtauthnv3.JwtAuthentication{
-		Providers: map[string]*jwtauthnv3.JwtProvider{callerProvider: caller, proofProvider: first},
-		Rules:     []*jwtauthnv3.RequirementRule{requirementWhen(presentHeader(wire.HeaderProof), orAllowed(both))},
+		Providers: map[string]*jwtauthnv3.JwtProvider{proofProvider: first},
+		Rules:     []*jwtauthnv3.RequirementRule{requirementWhen(presentHeader(wire.HeaderProof), orAllowed(providerNamed(proofProvider)))},
 	}
-	second := proof([]*jwtauthnv3.JwtClaimToHeader{{HeaderName: wire.HeaderProofCallerHash, ClaimName: wire.ProofClaimCallerHash}})
+	second := proof(
+		&jwtauthnv3.JwtClaimToHeader{HeaderName: wire.HeaderProofEnv, ClaimName: wire.ProofClaimEnv},
+		&jwtauthnv3.JwtClaimToHeader{HeaderName: wire.HeaderProofRelease, ClaimName: wire.ProofClaimRelease},
+		&jwtauthnv3.JwtClaimToHeader{HeaderName: wire.HeaderProofVersion, ClaimName: wire.ProofClaimVersion},
+		// For the access log (the analysis's caller).
+		&jwtauthnv3.JwtClaimToHeader{HeaderName: wire.HeaderProofCallerHash, ClaimName: wire.ProofClaimCallerHash},
+	)
 	second.ClearRouteCache = true
-	second.PayloadInMetadata = wire.MetadataProof
 	route := &jwtauthnv3.JwtAuthentication{
 		Providers: map[string]*jwtauthnv3.JwtProvider{proofProvider: second},
 		Rules:     []*jwtauthnv3.RequirementRule{requirementWhen(exactHeader(wire.HeaderProofBound, "true"), orAllowed(providerNamed(proofProvider)))},

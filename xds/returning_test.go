@@ -10,29 +10,31 @@ import (
 	"github.com/graymesh/graymesh/internal/contract/wire"
 	"github.com/graymesh/graymesh/internal/core/lane"
 	"github.com/graymesh/graymesh/internal/core/plan"
-	"github.com/graymesh/graymesh/internal/testing/testutil"
 )
 
 // returningPlan is testdata/native.yaml with native_returning_callers and
-// an ES256 issuer, in force at version 7.
-func returningPlan(t *testing.T, identity string) *plan.Plan {
+// an identity section, in force at version 7.
+func returningPlan(t *testing.T, identity string, edits ...func(string) string) *plan.Plan {
 	t.Helper()
 	doc, err := os.ReadFile("testdata/native.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if identity == "" {
-		identity = "identity: {jwt: {issuer: idp, audience: shop, keys: [{kid: es, alg: ES256, public_key_file: " + testutil.NewIssuer(t).PEMPath + "}]}}\n"
+		identity = "identity: {jwt: {issuer: idp, keys: [{kid: hs, alg: HS256, secret: an-hmac-secret-0123456789abcdef-0123}]}}\n"
 	}
 	cfg := strings.Replace(string(doc), "  native_traffic_split: true\n", "  native_traffic_split: true\n  native_returning_callers: true\n", 1) + identity
+	for _, edit := range edits {
+		cfg = edit(cfg)
+	}
 	return parsePlanAt(t, cfg, "7", false)
 }
 
 // TestProofRoutesFirstAtTheEdge: the edges check a proof with three
 // filters before ext_proc and route a bound proof of version 7 first,
 // ext_proc off, setting the decision and the window's lane; inner
-// sidecars check no proof; without a window's lanes, or without keys
-// Envoy may hold, no proof routes.
+// sidecars check no proof; without a window's lanes, or with a release
+// that decides on request headers, no proof routes.
 func TestProofRoutesFirstAtTheEdge(t *testing.T) {
 	p := returningPlan(t, "").Signed(goldenNow)
 	shared, edge, inner := buildEdgesAndInner(t, p)
@@ -83,15 +85,17 @@ func TestProofRoutesFirstAtTheEdge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := returningPlan(t, "identity: {jwt: {issuer: idp, keys: [{kid: hs, alg: HS256, secret: an-hmac-secret-0123456789abcdef-0123}]}}\n")
-	if hs.Callers != nil {
-		t.Fatal("an HMAC secret was given to Envoy")
+	rules := returningPlan(t, "", func(cfg string) string {
+		return strings.Replace(cfg, "traffic_percent: 25", "traffic_percent: 25\n    headers: [{name: x-beta, exact: \"1\"}]", 1)
+	}).Signed(goldenNow)
+	if rules.Callers != nil {
+		t.Fatal("proofs route with a release that has header rules")
 	}
-	noKeys, err := BuildSidecar(hs.Signed(goldenNow), hs.Service("frontend"))
+	withRules, err := BuildSidecar(rules, rules.Service("frontend"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, res := range map[string]*Resources{"unsigned": unsigned, "HS256 only": noKeys} {
+	for name, res := range map[string]*Resources{"unsigned": unsigned, "header rules": withRules} {
 		for _, r := range res.Routes[0].GetVirtualHosts()[0].GetRoutes() {
 			if strings.Contains(r.GetName(), plan.RouteProofPrefix) {
 				t.Fatalf("%s: proof route %s", name, r.GetName())

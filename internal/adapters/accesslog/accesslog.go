@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	accesslogdatav3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
 	accesslogsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
 	"google.golang.org/grpc"
@@ -151,20 +150,19 @@ func (r *Receiver) entry(e *accesslogdatav3.HTTPAccessLogEntry) {
 		Env:      t.env,
 		Failed:   Failed(e),
 		Duration: duration(c),
-		Caller:   caller(c.GetMetadata()),
+		Caller:   caller(e),
 		Route:    analysis.RouteGroup(e.GetRequest().GetPath()),
 	})
 }
 
 // caller is the keyed hash of the caller an entry was served for: what
-// graymesh's ext_proc answer said, or else the proof the edge's Envoy
-// routed the request on. "" for neither.
-func caller(m *corev3.Metadata) string {
-	fm := m.GetFilterMetadata()
-	if c := fm[wire.MetadataNamespace].GetFields()[wire.MetadataCaller].GetStringValue(); c != "" {
+// graymesh's ext_proc answer said, or else what the proof the edge's
+// Envoy routed the request on says. "" for neither.
+func caller(e *accesslogdatav3.HTTPAccessLogEntry) string {
+	if c := e.GetCommonProperties().GetMetadata().GetFilterMetadata()[wire.MetadataNamespace].GetFields()[wire.MetadataCaller].GetStringValue(); c != "" {
 		return c
 	}
-	return fm[wire.JWTAuthnNamespace].GetFields()[wire.MetadataProof].GetStructValue().GetFields()[wire.ProofClaimCallerHash].GetStringValue()
+	return e.GetRequest().GetRequestHeaders()[wire.HeaderProofCallerHash]
 }
 
 // Failed reports whether an entry counts as an error: a 5xx answer, or no

@@ -109,21 +109,23 @@ func TestReceiverTranslatesEntries(t *testing.T) {
 }
 
 // TestCallerOfAProofRoute: a request the edge's Envoy routed on a proof
-// counts for the caller the proof names; graymesh's own answer wins when
-// both are there.
+// counts for the caller the proof names (its caller hash, a logged request
+// header); graymesh's own answer wins when both are there.
 func TestCallerOfAProofRoute(t *testing.T) {
-	proof, _ := structpb.NewStruct(map[string]any{wire.MetadataProof: map[string]any{wire.ProofClaimCallerHash: "c9", wire.ProofClaimEnv: "gray"}})
-	answered, _ := structpb.NewStruct(map[string]any{wire.MetadataCaller: "c1"})
+	proof := entry("shop|gray", 200, time.Millisecond, "", nil)
+	proof.Request = &accesslogdatav3.HTTPRequestProperties{RequestHeaders: map[string]string{wire.HeaderProofCallerHash: "c9"}}
+	both := entry("shop|gray", 200, time.Millisecond, "c1", nil)
+	both.Request = proof.Request
 	for _, tt := range []struct {
 		name string
-		md   map[string]*structpb.Struct
+		e    *accesslogdatav3.HTTPAccessLogEntry
 		want string
 	}{
-		{"proof", map[string]*structpb.Struct{wire.JWTAuthnNamespace: proof}, "c9"},
-		{"graymesh's answer", map[string]*structpb.Struct{wire.JWTAuthnNamespace: proof, wire.MetadataNamespace: answered}, "c1"},
-		{"neither", nil, ""},
+		{"proof", proof, "c9"},
+		{"graymesh's answer", both, "c1"},
+		{"neither", entry("shop|gray", 200, time.Millisecond, "", nil), ""},
 	} {
-		if got := caller(&corev3.Metadata{FilterMetadata: tt.md}); got != tt.want {
+		if got := caller(tt.e); got != tt.want {
 			t.Errorf("%s: caller %q, want %q", tt.name, got, tt.want)
 		}
 	}

@@ -133,11 +133,12 @@ const MetadataCaller = "caller"
 const AccessLogName = "graymesh.analysis"
 
 // A returning caller's proof (mesh.native_returning_callers): the edge's
-// decision for one caller, which graymesh hands back with its answer and
-// the caller sends on later requests. The edge's Envoy verifies the proof
-// and the caller's own token itself, checks that both name the same
-// subject and that the proof is of the config in force, and routes on the
-// proof without asking graymesh.
+// decision for one caller's token, which graymesh hands back with its
+// answer and the caller sends on later requests with that token. The
+// edge's Envoy verifies the proof, checks that the request's authorization
+// header ends with the end of the token the proof names and that the
+// proof is of the config in force, and routes on it without asking
+// graymesh.
 const (
 	// HeaderProof carries the proof: a response header graymesh sets, a
 	// request header the caller sends back. It does not start with
@@ -146,42 +147,39 @@ const (
 	// ProofIssuer is the iss of every proof. It is neither LaneIssuer
 	// nor StressIssuer: a proof never passes for a lane or a marker.
 	ProofIssuer = "graymesh-proof"
-	// ProofClaimCaller names the caller the proof is for: the subject
-	// claim of the caller's token, as the token says it. ProofClaimEnv,
+	// ProofClaimToken is the end of the caller's authorization header
+	// (ProofTokenBytes of its token's signature); ProofClaimEnv,
 	// ProofClaimRelease and ProofClaimVersion are the decision;
 	// ProofClaimCallerHash is the keyed caller hash the access log
 	// carries to the analysis (MetadataCaller).
-	ProofClaimCaller     = "sub"
+	ProofClaimToken      = "tok"
 	ProofClaimEnv        = "env"
 	ProofClaimRelease    = "rel"
 	ProofClaimVersion    = "ver"
 	ProofClaimCallerHash = "ch"
+	// ProofTokenBytes is how much of the token's end a proof names: 22
+	// base64url characters of its signature, 132 bits no one without
+	// the token can guess.
+	ProofTokenBytes = 22
 	// ReasonProof is the edge's reason for a request Envoy routed on the
 	// caller's proof: its route, not graymesh, says it.
 	ReasonProof = "proof"
 )
 
 // Request headers the edge's Envoy sets while it checks a proof, from
-// the verified proof and the caller's verified token. They start with
-// HeaderPrefix, so a client cannot send them.
+// the verified proof. They start with HeaderPrefix, so a client cannot
+// send them.
 const (
-	HeaderProofCaller     = HeaderPrefix + "proof-caller"
+	HeaderProofToken      = HeaderPrefix + "proof-token"
 	HeaderProofEnv        = HeaderPrefix + "proof-env"
 	HeaderProofRelease    = HeaderPrefix + "proof-release"
 	HeaderProofVersion    = HeaderPrefix + "proof-version"
 	HeaderProofCallerHash = HeaderPrefix + "proof-caller-hash"
-	// HeaderCaller is the subject of the caller's verified token.
-	HeaderCaller = HeaderPrefix + "caller"
-	// HeaderProofBound is "true" when the proof and the token name the
-	// same caller.
+	// HeaderProofBound is "true" when the request's authorization header
+	// ends with the proof's token.
 	HeaderProofBound = HeaderPrefix + "proof-bound"
 )
 
-// A routed proof's payload is in Envoy's dynamic metadata, for the access
-// log: jwt_authn writes it under its own namespace, whatever the filter is
-// named, at the key MetadataProof; its ProofClaimCallerHash is the caller
-// the analysis counts.
-const (
-	JWTAuthnNamespace = "envoy.filters.http.jwt_authn"
-	MetadataProof     = "graymesh_proof"
-)
+// JWTAuthnNamespace is where Envoy's jwt_authn writes dynamic metadata,
+// whatever the filter is named.
+const JWTAuthnNamespace = "envoy.filters.http.jwt_authn"

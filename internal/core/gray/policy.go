@@ -38,7 +38,7 @@ func Compile(cfg *config.Config, opts ...identity.Option) (*Policy, error) {
 	// The plan carries the lane's public keys: the signer that holds
 	// them reads key files, which building a plan never does.
 	routing.Lane = laneCheck(signer)
-	routing.Callers = callersCheck(cfg, verifier, signer)
+	routing.Callers = callersCheck(cfg, signer)
 	p := &Policy{Config: cfg, Engine: engine, Verifier: verifier, Plan: routing, Lanes: signer}
 	p.subjectKey = subjectHashKey(signer)
 	return p, nil
@@ -84,18 +84,12 @@ func laneCheck(s *lane.Signer) *plan.Lane {
 }
 
 // callersCheck is what the edge's Envoy needs to route returning callers
-// itself, or nil when proofs cannot route (plan.ReturningBlocker, or the
-// issuer's keys cannot be given to Envoy: identity.Verifier.ForEnvoy).
-func callersCheck(cfg *config.Config, v *identity.Verifier, s *lane.Signer) *plan.Callers {
+// itself, or nil when proofs cannot route (plan.ReturningBlocker).
+func callersCheck(cfg *config.Config, s *lane.Signer) *plan.Callers {
 	if s == nil || plan.ReturningBlocker(cfg) != "" {
 		return nil
 	}
-	k, err := v.ForEnvoy()
-	if err != nil {
-		return nil
-	}
-	return &plan.Callers{JWKS: k.JWKS, Issuer: k.Issuer, Audiences: k.Audiences, SubjectClaim: k.SubjectClaim,
-		SubjectPrefix: k.SubjectPrefix, Leeway: cfg.Identity.JWT.Leeway.Duration, ProofTTL: cfg.Mesh.CallerProofTTL.Duration}
+	return &plan.Callers{ProofTTL: cfg.Mesh.CallerProofTTL.Duration}
 }
 
 // Load reads, validates and compiles the config file at path.

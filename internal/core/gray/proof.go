@@ -4,43 +4,51 @@ import (
 	"strings"
 
 	"github.com/graymesh/graymesh/internal/contract/config"
+	"github.com/graymesh/graymesh/internal/contract/wire"
 	"github.com/graymesh/graymesh/internal/core/identity"
 	"github.com/graymesh/graymesh/internal/core/lane"
 )
 
 // Returning callers (mesh.native_returning_callers): the edge hands a
-// caller it decided a proof of the decision, and the edge's Envoy routes
-// the caller's later requests on it (xds/returning.go). These are the
-// same rules in Go, for explain and for a proof that reaches graymesh.
+// caller it decided a proof of the decision, bound to the caller's token,
+// and the edge's Envoy routes the requests of that token that send it
+// back (xds/returning.go). These are the same rules in Go, for explain and
+// for a proof that reaches graymesh.
 
 // proofFor is the proof to hand the caller of o: one for a caller whose
-// token came in the authorization header (the one Envoy verifies), for a
-// decision that names an environment, under a config in force (one with
-// a version), and is not a stress test or a kill. "" when proofs do not
-// route here.
+// token came in the authorization header (where Envoy reads its end), for
+// a decision that names an environment, under a config in force (one with
+// a version), and is not a stress test or a kill. It lives the proof TTL,
+// and never past the token's expiry. "" when proofs do not route here.
 func (p *Policy) proofFor(o *Outcome, r Request) string {
 	c := p.Plan.Callers
-	if c == nil || p.Lanes == nil || r.Asserted != nil || r.Authorization == "" || o.Caller.Subject == "" ||
-		o.Env == "" || p.Plan.ProofVersion == "" || o.Stress || o.Reason == ReasonKilled {
+	if c == nil || p.Lanes == nil || r.Asserted != nil || o.Caller.Subject == "" || !strings.HasPrefix(strings.ToLower(r.Authorization), "bearer ") ||
+		len(r.Authorization) < len("bearer ")+wire.ProofTokenBytes || o.Env == "" || p.Plan.ProofVersion == "" || o.Stress || o.Reason == ReasonKilled {
 		return ""
 	}
+	exp := r.Now.Add(c.ProofTTL)
+	if !o.Caller.Expiry.IsZero() && o.Caller.Expiry.Before(exp) {
+		exp = o.Caller.Expiry
+	}
 	return p.Lanes.SignProof(lane.Proof{
-		Caller: strings.TrimPrefix(o.Caller.Subject, c.SubjectPrefix), Env: o.Env, Release: o.Release,
-		Version: p.Plan.ProofVersion, CallerHash: p.SubjectHash(o.Caller.Subject),
-	}, r.Now, c.ProofTTL)
+		Token: r.Authorization[len(r.Authorization)-wire.ProofTokenBytes:], Env: o.Env, Release: o.Release,
+		Version: p.Plan.ProofVersion, CallerHash: p.SubjectHash(o.Caller.Subject), Expires: exp,
+	})
 }
 
 // byProof is the decision the edge's Envoy routes r on when it carries a
-// proof: one that verifies, is the caller's own (the subject of its
-// verified token), is of the config in force, names a release not killed,
-// and comes without a stress marker.
+// proof: one that verifies, names the end of the request's authorization
+// header, is of the config in force, names a release not killed, and
+// comes without a stress marker. Envoy does not verify the token: graymesh
+// did when it handed the proof, and only that token ends that way. Here
+// the token must verify too, so explain never calls a forged one the
+// caller's.
 func (p *Policy) byProof(r Request, c identity.Caller) (Decision, bool) {
-	callers := p.Plan.Callers
-	if callers == nil || p.Lanes == nil || r.Proof == "" || r.StressMarker != "" || r.Asserted != nil || c.Subject == "" {
+	if p.Plan.Callers == nil || p.Lanes == nil || r.Proof == "" || r.StressMarker != "" || r.Asserted != nil || c.Subject == "" {
 		return Decision{}, false
 	}
 	pr, err := p.Lanes.VerifyProof(r.Proof, r.Now)
-	if err != nil || pr.Caller != strings.TrimPrefix(c.Subject, callers.SubjectPrefix) || pr.Version != p.Plan.ProofVersion {
+	if err != nil || !strings.HasSuffix(r.Authorization, pr.Token) || pr.Version != p.Plan.ProofVersion {
 		return Decision{}, false
 	}
 	if pr.Release != "" && p.Engine.state(pr.Release) == config.StateKilled {

@@ -1,20 +1,22 @@
 package gray
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/graymesh/graymesh/internal/contract/config"
-	"github.com/graymesh/graymesh/internal/testing/testutil"
 )
 
+const proofSecret = "graymesh-proof-test-hs256-secret-0123456789"
+
 // proofPolicy compiles a config with mesh.native_returning_callers, an
-// ES256 issuer and releases, in force at version 7; it returns the policy
-// and a function signing a token for a subject.
-func proofPolicy(t *testing.T, releases string) (*Policy, func(subject string) string) {
+// HS256 issuer and releases, in force at version 7.
+func proofPolicy(t *testing.T, releases string) *Policy {
 	t.Helper()
-	issuer := testutil.NewIssuer(t)
 	cfg, err := config.Parse([]byte(`
 mesh: {native_returning_callers: true}
 lane: {key: graymesh-proof-test-lane-key-0123456789}
@@ -23,8 +25,7 @@ identity:
   jwt:
     issuer: idp
     audience: shop
-    subject_prefix: "u:"
-    keys: [{kid: es, alg: ES256, public_key_file: `+issuer.PEMPath+`}]
+    keys: [{kid: hs, alg: HS256, secret: `+proofSecret+`}]
 releases:
 `+releases+`
 services:
@@ -38,29 +39,39 @@ services:
 	if err != nil {
 		t.Fatal(err)
 	}
-	sign := func(subject string) string { return "Bearer " + issuer.Token(t, "idp", "shop", subject) }
-	return p, sign
+	return p
+}
+
+// bearerFor is an authorization header with subject's token, expiring at
+// exp; n tells two tokens of the same subject apart.
+func bearerFor(t *testing.T, subject string, exp time.Time, n int) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": subject, "iss": "idp", "aud": "shop", "exp": exp.Unix(), "jti": fmt.Sprint(n)}).SignedString([]byte(proofSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "Bearer " + s
 }
 
 // TestProofHandedAndHonoured: a caller graymesh decides gets a proof of
-// the decision naming it (the token's subject claim, without the issuer's
-// subject prefix), the environment, release and version; the caller's own
-// proof decides its next request (reason proof), as the edge's Envoy
-// routes it; another caller's, a forged one, and one with a stress marker
-// do not. In file mode the version a proof names is the config version
-// with the file's content hash: another node's version 7 is another file.
+// the decision naming the end of its token, the environment, release and
+// version; that token with the proof is decided by it (reason proof), as
+// the edge's Envoy routes it; another token — another caller's, or a new
+// one of the same caller — a forged proof, and one with a stress marker
+// are not. In file mode the version a proof names is the config version
+// with the config's hash: another node's version 7 is another config.
 func TestProofHandedAndHonoured(t *testing.T) {
-	p, sign := proofPolicy(t, `  - {name: shop-v2, env: gray, salt: s, whitelist: ["u:alice"], blacklist: ["u:carol"]}`)
-	if p.Plan.Callers == nil || !strings.Contains(p.Plan.Callers.JWKS, `"kid":"es"`) || p.Plan.Callers.SubjectPrefix != "u:" {
-		t.Fatalf("plan's callers: %+v", p.Plan.Callers)
-	}
+	p := proofPolicy(t, `  - {name: shop-v2, env: gray, salt: s, whitelist: [alice], blacklist: [carol]}`)
 	now := time.Now()
-	alice := p.Decide(Request{Authorization: sign("alice"), Now: now})
+	hour := now.Add(time.Hour)
+	aliceToken, carolToken := bearerFor(t, "alice", hour, 1), bearerFor(t, "carol", hour, 1)
+	alice := p.Decide(Request{Authorization: aliceToken, Now: now})
 	if alice.Env != "gray" || alice.Proof == "" {
 		t.Fatalf("alice: %+v", alice)
 	}
 	pr, err := p.Lanes.VerifyProof(alice.Proof, now)
-	if err != nil || pr.Caller != "alice" || pr.Env != "gray" || pr.Release != "shop-v2" || pr.Version != p.Plan.ProofVersion || !strings.HasPrefix(pr.Version, "7-") || pr.CallerHash != p.SubjectHash("u:alice") {
+	if err != nil || !strings.HasSuffix(aliceToken, pr.Token) || len(pr.Token) != 22 || pr.Env != "gray" || pr.Release != "shop-v2" ||
+		pr.Version != p.Plan.ProofVersion || !strings.HasPrefix(pr.Version, "7-") || pr.CallerHash != p.SubjectHash("alice") {
 		t.Fatalf("alice's proof %+v (%v)", pr, err)
 	}
 	if _, err := p.Lanes.Verify(alice.Proof, now); err == nil {
@@ -69,24 +80,23 @@ func TestProofHandedAndHonoured(t *testing.T) {
 	if _, err := p.Lanes.VerifyStress(alice.Proof, now); err == nil {
 		t.Fatal("a proof verified as a stress marker")
 	}
-	carol := p.Decide(Request{Authorization: sign("carol"), Now: now})
+	carol := p.Decide(Request{Authorization: carolToken, Now: now})
 	if carol.Env != "stable" || carol.Proof == "" {
 		t.Fatalf("carol: %+v", carol)
 	}
 	forged := alice.Proof[:strings.LastIndexByte(alice.Proof, '.')] + carol.Proof[strings.LastIndexByte(carol.Proof, '.'):]
-	other := p.Lanes.SignProof(pr, now, time.Minute)
 	for _, tt := range []struct {
 		name string
 		r    Request
 		want Reason
 	}{
-		{"alice's own proof", Request{Authorization: sign("alice"), Proof: alice.Proof}, ReasonProof},
-		{"carol's own proof", Request{Authorization: sign("carol"), Proof: carol.Proof}, ReasonProof},
-		{"bob with alice's proof", Request{Authorization: sign("bob"), Proof: alice.Proof}, ReasonNotSelected},
-		{"carol with alice's proof", Request{Authorization: sign("carol"), Proof: alice.Proof}, ReasonBlacklisted},
-		{"a forged proof", Request{Authorization: sign("bob"), Proof: forged}, ReasonNotSelected},
+		{"alice's token with its proof", Request{Authorization: aliceToken, Proof: alice.Proof}, ReasonProof},
+		{"carol's token with its proof", Request{Authorization: carolToken, Proof: carol.Proof}, ReasonProof},
+		{"alice's new token with the old one's proof", Request{Authorization: bearerFor(t, "alice", hour, 2), Proof: alice.Proof}, ReasonWhitelist},
+		{"carol's token with alice's proof", Request{Authorization: carolToken, Proof: alice.Proof}, ReasonBlacklisted},
+		{"a forged proof", Request{Authorization: aliceToken, Proof: forged}, ReasonWhitelist},
 		{"no token", Request{Proof: alice.Proof}, ReasonNoIdentity},
-		{"a stress marker", Request{Authorization: sign("alice"), Proof: other, StressMarker: "x"}, ReasonWhitelist},
+		{"a stress marker", Request{Authorization: aliceToken, Proof: alice.Proof, StressMarker: "x"}, ReasonWhitelist},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.r.Now = now
@@ -99,45 +109,60 @@ func TestProofHandedAndHonoured(t *testing.T) {
 			}
 		})
 	}
-	other2, sign2 := proofPolicy(t, `  - {name: shop-v2, env: gray, salt: another-file, whitelist: ["u:alice"]}`)
-	if o := other2.Decide(Request{Authorization: sign2("alice"), Proof: alice.Proof, Now: now}); o.Reason == ReasonProof {
-		t.Fatal("another file's proof of the same version decided")
+	other := proofPolicy(t, `  - {name: shop-v2, env: gray, salt: another-config, whitelist: [alice]}`)
+	if o := other.Decide(Request{Authorization: aliceToken, Proof: alice.Proof, Now: now}); o.Reason == ReasonProof {
+		t.Fatal("another config's proof of the same version decided")
 	}
-	ex := p.Explain(Request{Authorization: sign("alice"), Proof: alice.Proof, Now: now})
+	ex := p.Explain(Request{Authorization: aliceToken, Proof: alice.Proof, Now: now})
 	if ex.Reason != ReasonProof || !strings.Contains(ex.Served, "proof") {
 		t.Fatalf("explained %+v", ex)
 	}
 }
 
+// TestProofNeverOutlivesItsToken: a proof expires with the caller's token
+// when the token expires first.
+func TestProofNeverOutlivesItsToken(t *testing.T) {
+	p := proofPolicy(t, `  - {name: shop-v2, env: gray, salt: s, whitelist: [alice]}`)
+	now := time.Now()
+	soon := now.Add(90 * time.Second).Truncate(time.Second)
+	o := p.Decide(Request{Authorization: bearerFor(t, "alice", soon, 1), Now: now})
+	pr, err := p.Lanes.VerifyProof(o.Proof, now)
+	if err != nil || !pr.Expires.Equal(soon) {
+		t.Fatalf("proof expires %v, want the token's %v (%v)", pr.Expires, soon, err)
+	}
+}
+
 // TestNoProofWhereEnvoyCannotRoute: no proof is handed for an asserted
-// subject, a config not in force, or a config whose releases decide on
+// subject or a config whose releases decide on
 // request headers; and a killed release's proof decides nothing.
 func TestNoProofWhereEnvoyCannotRoute(t *testing.T) {
-	p, sign := proofPolicy(t, `  - {name: shop-v2, env: gray, salt: s, whitelist: ["u:alice"]}`)
-	if o := p.Decide(Request{Asserted: &Asserted{Subject: "u:alice"}, Now: time.Now()}); o.Proof != "" {
+	p := proofPolicy(t, `  - {name: shop-v2, env: gray, salt: s, whitelist: [alice]}`)
+	now := time.Now()
+	token := bearerFor(t, "alice", now.Add(time.Hour), 1)
+	if o := p.Decide(Request{Asserted: &Asserted{Subject: "alice"}, Now: now}); o.Proof != "" {
 		t.Fatalf("asserted subject handed a proof: %+v", o)
 	}
-	headers, sign2 := proofPolicy(t, `  - {name: shop-v2, env: gray, salt: s, headers: [{name: x-beta, exact: "1"}]}`)
+	headers := proofPolicy(t, `  - {name: shop-v2, env: gray, salt: s, headers: [{name: x-beta, exact: "1"}]}`)
 	if headers.Plan.Callers != nil {
 		t.Fatal("a release with header rules left proofs routing")
 	}
-	if o := headers.Decide(Request{Authorization: sign2("alice"), Now: time.Now()}); o.Proof != "" {
+	if o := headers.Decide(Request{Authorization: token, Now: now}); o.Proof != "" {
 		t.Fatal("a proof handed where Envoy routes none")
 	}
-	alice := p.Decide(Request{Authorization: sign("alice"), Now: time.Now()})
-	killed, signK := proofPolicy(t, `  - {name: shop-v2, env: gray, salt: s, whitelist: ["u:alice"], state: killed}`)
-	o := killed.Decide(Request{Authorization: signK("alice"), Now: time.Now()})
+	alice := p.Decide(Request{Authorization: token, Now: now})
+	killed := proofPolicy(t, `  - {name: shop-v2, env: gray, salt: s, whitelist: [alice], state: killed}`)
+	o := killed.Decide(Request{Authorization: token, Now: now})
 	if o.Reason != ReasonKilled || o.Proof != "" {
 		t.Fatalf("killed: %+v", o)
 	}
-	// A proof of the same version and key for a killed release (as if
-	// the kill had not changed the version) still decides nothing.
-	pr, err := p.Lanes.VerifyProof(alice.Proof, time.Now())
+	// A proof of the killed config's version (as if the kill had not
+	// changed it) still decides nothing.
+	pr, err := p.Lanes.VerifyProof(alice.Proof, now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pr.Version = killed.Plan.ProofVersion
-	if o := killed.Decide(Request{Authorization: signK("alice"), Proof: killed.Lanes.SignProof(pr, time.Now(), time.Minute), Now: time.Now()}); o.Reason != ReasonKilled {
+	if o := killed.Decide(Request{Authorization: token, Proof: killed.Lanes.SignProof(pr), Now: now}); o.Reason != ReasonKilled {
 		t.Fatalf("a killed release's proof decided %+v", o.Decision)
 	}
 }

@@ -19,6 +19,8 @@ type Caller struct {
 	// Issuer, KeyID and KeySource say what verified the token (see
 	// Identity).
 	Issuer, KeyID, KeySource string
+	// Expiry is when the verified token expires.
+	Expiry time.Time
 }
 
 // Identity is a verified token's content.

@@ -30,7 +30,6 @@ type provider struct {
 
 	subjectClaim, subjectPrefix string
 	claims                      map[string]string
-	audiences                   []string
 
 	// static are the keys listed in the config; every local set holds
 	// them. local is replaced whole when the JWKS file is re-read; a
@@ -51,7 +50,6 @@ func newProvider(v *Verifier, field string, cfg config.Provider, resolve func(st
 	p := &provider{
 		v: v, field: field, issuer: cfg.Issuer, configured: cfg.Algorithms,
 		subjectClaim: cfg.SubjectClaim, subjectPrefix: cfg.SubjectPrefix, claims: cfg.Claims,
-		audiences: cfg.AllAudiences(),
 	}
 	set, err := p.loadKeys(cfg, resolve)
 	if err != nil {

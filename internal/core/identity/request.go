@@ -25,7 +25,7 @@ func (v *Verifier) FromRequest(authorization, cookie string) Caller {
 		return c
 	}
 	c.Subject, c.Claims = id.Subject, id.Claims
-	c.Issuer, c.KeyID, c.KeySource = id.Issuer, id.KeyID, id.KeySource
+	c.Issuer, c.KeyID, c.KeySource, c.Expiry = id.Issuer, id.KeyID, id.KeySource, id.Expiry
 	return c
 }
 

@@ -10,10 +10,15 @@ import (
 )
 
 // Proof is a verified returning caller's proof: the edge's decision for
-// Caller under config Version, which the edge's Envoy routes on without
-// asking graymesh (mesh.native_returning_callers).
+// the caller whose authorization header ends with Token, under config
+// Version, which the edge's Envoy routes on without asking graymesh
+// (mesh.native_returning_callers).
 type Proof struct {
-	Caller, Env, Release, Version string
+	// Token is the end of the caller's authorization header (its token's
+	// signature): the proof routes only the requests of that token.
+	Token        string
+	Env, Release string
+	Version      string
 	// CallerHash is the keyed caller hash the access log carries to the
 	// analysis.
 	CallerHash string
@@ -22,6 +27,7 @@ type Proof struct {
 
 // proofClaims are a proof's JWT claims; wire names each.
 type proofClaims struct {
+	Token      string `json:"tok"`
 	Env        string `json:"env"`
 	Release    string `json:"rel,omitempty"`
 	Version    string `json:"ver"`
@@ -29,13 +35,13 @@ type proofClaims struct {
 	jwt.RegisteredClaims
 }
 
-// SignProof returns the proof of p, valid from now for ttl. It is signed
+// SignProof returns the proof of p, valid until p.Expires. It is signed
 // with the lane key under its own issuer (wire.ProofIssuer): inner hops
 // accept only lanes, and the edge's proof check only proofs.
-func (s *Signer) SignProof(p Proof, now time.Time, ttl time.Duration) string {
+func (s *Signer) SignProof(p Proof) string {
 	t := jwt.NewWithClaims(jwt.SigningMethodEdDSA, proofClaims{
-		Env: p.Env, Release: p.Release, Version: p.Version, CallerHash: p.CallerHash,
-		RegisteredClaims: jwt.RegisteredClaims{Issuer: wire.ProofIssuer, Subject: p.Caller, ExpiresAt: jwt.NewNumericDate(now.Add(ttl))},
+		Token: p.Token, Env: p.Env, Release: p.Release, Version: p.Version, CallerHash: p.CallerHash,
+		RegisteredClaims: jwt.RegisteredClaims{Issuer: wire.ProofIssuer, ExpiresAt: jwt.NewNumericDate(p.Expires)},
 	})
 	t.Header["kid"] = s.kid
 	tok, err := t.SignedString(s.private)
@@ -48,16 +54,16 @@ func (s *Signer) SignProof(p Proof, now time.Time, ttl time.Duration) string {
 
 // VerifyProof checks a proof at now as the edge's Envoy does: EdDSA with
 // a lane key, graymesh's proof issuer, an expiry not passed by more than
-// ClockSkew, and a caller, environment and version named. Whether it is
-// the requesting caller's, and of the config in force, is the caller's to
+// ClockSkew, and a token, environment and version named. Whether it is
+// the requesting token's, and of the config in force, is the caller's to
 // check.
 func (s *KeySet) VerifyProof(token string, now time.Time) (Proof, error) {
 	var c proofClaims
 	if err := s.parse(token, wire.ProofIssuer, &c, now); err != nil {
 		return Proof{}, err
 	}
-	if c.Subject == "" || c.Env == "" || c.Version == "" {
+	if c.Token == "" || c.Env == "" || c.Version == "" {
 		return Proof{}, ErrMalformed
 	}
-	return Proof{Caller: c.Subject, Env: c.Env, Release: c.Release, Version: c.Version, CallerHash: c.CallerHash, Expires: c.ExpiresAt.Time}, nil
+	return Proof{Token: c.Token, Env: c.Env, Release: c.Release, Version: c.Version, CallerHash: c.CallerHash, Expires: c.ExpiresAt.Time}, nil
 }

@@ -13,27 +13,17 @@ import (
 // the proof of that decision with its token.
 
 // Callers is what the edge's Envoy needs to route a returning caller
-// itself: the caller's issuer and its public keys (its token is verified
-// as graymesh verifies it) and the lane keys (the proof is signed with
-// the lane key). gray.Compile sets it from the verifier; nil when no
-// proof can route: Envoy then asks graymesh about every caller.
+// itself: the proofs are signed with the lane key, whose public keys
+// Plan.Lane holds. Nil when no proof can route (ReturningBlocker): Envoy
+// then asks graymesh about every caller.
 type Callers struct {
-	// JWKS, Issuer, Audiences and SubjectClaim verify the caller's token.
-	JWKS, Issuer string
-	Audiences    []string
-	SubjectClaim string
-	// SubjectPrefix is what graymesh puts before the subject claim's
-	// value (identity.jwt.subject_prefix); a proof names the claim's value.
-	SubjectPrefix string
-	// Leeway is how far past its expiry graymesh accepts a token
-	// (identity.jwt.leeway).
-	Leeway time.Duration
-	// ProofTTL is how long a proof routes.
+	// ProofTTL is how long a proof routes at most (it never outlives the
+	// caller's token).
 	ProofTTL time.Duration
 }
 
 // MatchProof matches a request whose proof Envoy verified, bound to the
-// caller's verified token, of config version Match.Version and naming
+// request's token, of config version Match.Version and naming
 // Match.Env and Match.Release ("" : none); MatchAnonymous's Absent are
 // headers it must not have (a stress marker).
 const MatchProof MatchKind = MatchAnonymous + 1
