@@ -68,7 +68,27 @@ type Config struct {
 	// release splitting anonymous traffic in half; either environment
 	// may serve.
 	anonymous bool
+	// returning: the edge as pushed with mesh.native_returning_callers
+	// too (and native_traffic_split), for a release admitting every
+	// identified caller and splitting anonymous traffic in half; the
+	// callers' tokens are ES256.
+	returning bool
+	// proofs: every request is a returning caller's — one of
+	// Options.Callers callers, cycled — with its ES256 token and the
+	// proof graymesh handed it in the warm-up.
+	proofs bool
+	// firstSeen: every request is a caller graymesh has never seen, with
+	// a new ES256 token and no proof; graymesh hands it a proof.
+	firstSeen bool
 }
+
+// notAsked reports whether no request of c may reach graymesh: Envoy
+// routes each itself (Envoy's ext_proc stream count is checked).
+func (c Config) notAsked() bool { return c.edge && (c.anonymous || c.proofs) }
+
+// minimalHeaders are what a client sends besides what identifies it (or
+// not): a token, a proof, a cookie.
+func minimalHeaders(string) map[string]string { return map[string]string{"accept": "application/json"} }
 
 // Configs are every configuration, in report order; the first is the
 // floor the others are compared with.
@@ -135,6 +155,21 @@ func Configs() []Config {
 			Name: "EDGE-uncached", What: "EDGE-cached with graymesh's token cache off (`jwt.cache_size: 0`): every request's HS256 token is verified",
 			graymesh: graymeshCurrent, edge: true, callers: true, noCache: true,
 			headers: browserHeaders,
+		},
+		{
+			Name: "EDGE-returning", What: "the edge sidecar's inbound listener as graymesh pushes it with `mesh.native_returning_callers` (and `native_traffic_split`) for a release admitting every identified caller (`percent: 100`, `traffic_percent: 50`): 1,000 distinct callers cycled, each sending its ES256 token and the proof graymesh handed it (`x-graymesh-proof`, obtained in the warm-up from the real graymesh, one first request per caller), both already verified once by Envoy (its JWT caches warm); Envoy verifies both (cache lookups), binds them (CEL), re-picks the route and routes with ext_proc off — 0 ext_proc streams in the counts (Envoy's stats), graymesh not asked",
+			graymesh: graymeshCurrent, edge: true, returning: true, proofs: true,
+			headers: minimalHeaders,
+		},
+		{
+			Name: "EDGE-firstseen", What: "EDGE-returning's listener and graymesh for a caller graymesh has never seen: a new subject's ES256 token on every request, no proof; ext_proc to graymesh, which verifies the token (not in its cache), decides (gray, percent 100) and signs the caller's proof, handed back in a response header (a second ext_proc message, for the response headers)",
+			graymesh: graymeshCurrent, edge: true, returning: true, firstSeen: true,
+			headers: minimalHeaders,
+		},
+		{
+			Name: "EDGE-anonymous-proofs", What: "EDGE-anonymous under EDGE-returning's config: an anonymous request (no authorization or cookie) split 50/50 by Envoy, the proof filters in the chain (the proof check and the route cache clearing skip a request without a proof; the binding's CEL runs on every request)",
+			edge: true, anonymous: true, returning: true,
+			headers: minimalHeaders,
 		},
 	}, innerVariants()...)
 }

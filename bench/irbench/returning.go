@@ -1,0 +1,204 @@
+package irbench
+
+import (
+	"fmt"
+	"strings"
+)
+
+// The edge routing returning callers itself (mesh.native_returning_callers,
+// issue 27 item 5): a returning caller, an anonymous request and a
+// first-seen caller under the same config, and the mix of them the issue
+// takes for an edge's traffic.
+
+// The mix: shares of returning callers, anonymous requests and first-seen
+// callers.
+const (
+	mixReturning = 0.8
+	mixAnonymous = 0.1
+	mixFirstSeen = 0.1
+)
+
+// The issue's goals: the mix against Envoy alone routing on a plain
+// header (H0) and against today's edge path (EDGE, Envoy + graymesh); a
+// returning caller against an inner hop (N1).
+const (
+	mixH0Bound       = 1.30
+	mixEdgeBound     = 0.50
+	returningN1Bound = 1.25
+)
+
+// The three requests of the mix, by configuration.
+const (
+	returningConfig   = "EDGE-returning"
+	anonymousConfig   = "EDGE-anonymous-proofs"
+	firstSeenConfig   = "EDGE-firstseen"
+	returningCommand  = "make bench-ir BENCH_IR_FLAGS='--configs H0,N1,E1,EDGE,EDGE-before,EDGE-anonymous," + returningConfig + "," + firstSeenConfig + "," + anonymousConfig + "'"
+	turn2ChainDefault = 2.64e6
+)
+
+// total is a configuration's Envoy and graymesh instructions per request
+// (0 when it did not run).
+func (r *Result) total(name string) float64 { return r.mean(name) + r.graymeshMean(name) }
+
+// mix is the mix's instructions per request in Envoy and in graymesh;
+// ok when all three of its requests ran.
+func (r *Result) mix() (envoy, graymesh float64, ok bool) {
+	shares := []struct {
+		name  string
+		share float64
+	}{{returningConfig, mixReturning}, {anonymousConfig, mixAnonymous}, {firstSeenConfig, mixFirstSeen}}
+	ok = true
+	for _, s := range shares {
+		if len(r.Counts[s.name]) == 0 {
+			ok = false
+		}
+		envoy += s.share * r.mean(s.name)
+		graymesh += s.share * r.graymeshMean(s.name)
+	}
+	return envoy, graymesh, ok
+}
+
+// streams is the ext_proc streams Envoy opened over the counted requests
+// of name's rounds, and those requests; ok false when not read.
+func (r *Result) streams(name string) (streams, requests int, ok bool) {
+	for _, c := range r.Counts[name] {
+		if c.Streams < 0 {
+			return 0, 0, false
+		}
+		streams, requests = streams+c.Streams, requests+c.SmallN+c.LargeN
+	}
+	return streams, requests, requests > 0
+}
+
+// streamsPerRequest says name's ext_proc streams per counted request.
+func (r *Result) streamsPerRequest(name string) string {
+	streams, requests, ok := r.streams(name)
+	if !ok {
+		return "—"
+	}
+	return formatFloat(float64(streams)/float64(requests)) + " (" + thousands(float64(streams)) + " in " + thousands(float64(requests)) + ")"
+}
+
+// mixStreams is the mix's ext_proc streams per request, from each
+// request's measured streams; ok false when one was not read.
+func (r *Result) mixStreams() (float64, bool) {
+	var sum float64
+	for _, s := range []struct {
+		name  string
+		share float64
+	}{{returningConfig, mixReturning}, {anonymousConfig, mixAnonymous}, {firstSeenConfig, mixFirstSeen}} {
+		streams, requests, ok := r.streams(s.name)
+		if !ok {
+			return 0, false
+		}
+		sum += s.share * float64(streams) / float64(requests)
+	}
+	return sum, true
+}
+
+// formatFloat formats f with up to three decimals, trailing zeros cut.
+func formatFloat(f float64) string {
+	s := strings.TrimRight(strings.TrimRight(fmt.Sprintf("%.3f", f), "0"), ".")
+	if s == "" || s == "-" {
+		return "0"
+	}
+	return s
+}
+
+// writeReturningTable is the edge routing returning callers: each request
+// of the mix, the mix, and today's edge for comparison.
+func writeReturningTable(p func(string, ...any), res *Result) {
+	if len(res.Counts[returningConfig])+len(res.Counts[anonymousConfig])+len(res.Counts[firstSeenConfig]) == 0 {
+		return
+	}
+	h0, n1, edge := res.mean("H0"), res.mean("N1"), res.total("EDGE")
+	p("The edge routing returning callers itself (`mesh.native_returning_callers`, issue 27 item 5): each request of the mix under the same config (`%s`, `%s`, `%s`), the mix computed from them (%.0f%% returning, %.0f%% anonymous, %.0f%% first-seen), and today's edge (EDGE) beside them. Envoy + graymesh per request; ext_proc streams from the edge Envoy's stats (`ext_proc.streams_started`) over the counted requests:\n\n",
+		returningConfig, anonymousConfig, firstSeenConfig, 100*mixReturning, 100*mixAnonymous, 100*mixFirstSeen)
+	p("| request | share | Envoy | graymesh | Envoy + graymesh | × H0 | × N1 | × EDGE | ext_proc streams per request |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	row := func(name, share string, envoy, graymesh float64, asked bool, streams string) {
+		gm := "0 (not asked)"
+		if asked {
+			gm = thousands(graymesh)
+		}
+		total := envoy + graymesh
+		p("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", name, share, thousands(envoy), gm, thousands(total), ratio(total, h0), ratio(total, n1), ratio(total, edge), streams)
+	}
+	for _, r := range []struct {
+		name  string
+		share float64
+		asked bool
+	}{{returningConfig, mixReturning, false}, {anonymousConfig, mixAnonymous, false}, {firstSeenConfig, mixFirstSeen, true}} {
+		if len(res.Counts[r.name]) > 0 {
+			row(r.name, formatFloat(100*r.share)+"%", res.mean(r.name), res.graymeshMean(r.name), r.asked, res.streamsPerRequest(r.name))
+		}
+	}
+	if envoy, graymesh, ok := res.mix(); ok {
+		streams := "—"
+		if per, ok := res.mixStreams(); ok {
+			streams = formatFloat(per) + " (" + thousands(1000*per) + " per 1,000 requests)"
+		}
+		row("**mix**", "100%", envoy, graymesh, true, streams)
+	}
+	if edge > 0 {
+		row("EDGE (today: every request to graymesh)", "—", res.mean("EDGE"), res.graymeshMean("EDGE"), true, res.streamsPerRequest("EDGE"))
+	}
+	if anon := res.mean("EDGE-anonymous"); anon > 0 {
+		row("EDGE-anonymous (no proof filters)", "—", anon, 0, false, res.streamsPerRequest("EDGE-anonymous"))
+	}
+	p("\nTo measure these rows alone:\n\n```sh\n%s\n```\n\n", returningCommand)
+}
+
+// writeReturningTargets are the goals rows for the returning callers.
+func writeReturningTargets(p func(string, ...any), res *Result) {
+	h0, n1, edge := res.mean("H0"), res.mean("N1"), res.total("EDGE")
+	if ret := res.total(returningConfig); len(res.Counts[returningConfig]) > 0 {
+		p("| a returning caller at the edge (Envoy; graymesh not asked) vs an inner hop | %s ≤ %.2f × N1 | %s (returning %s, N1 %s) | %s |\n",
+			returningConfig, returningN1Bound, ratio(ret, n1), thousands(ret), thousands(n1), verdict(n1 > 0, ret <= returningN1Bound*n1))
+	}
+	envoy, graymesh, ok := res.mix()
+	if !ok {
+		return
+	}
+	mix := envoy + graymesh
+	p("| the mix at the edge (80%% returning, 10%% anonymous, 10%% first-seen; Envoy + graymesh) vs Envoy alone on a plain header | mix ≤ %.2f × H0 | %s (mix %s = Envoy %s + graymesh %s, H0 %s) | %s |\n",
+		mixH0Bound, ratio(mix, h0), thousands(mix), thousands(envoy), thousands(graymesh), thousands(h0), verdict(h0 > 0, mix <= mixH0Bound*h0))
+	p("| the mix vs today's edge path (EDGE: Envoy + graymesh) | mix ≤ %.2f × EDGE | %s (mix %s, EDGE %s) | %s |\n",
+		mixEdgeBound, ratio(mix, edge), thousands(mix), thousands(edge), verdict(edge > 0, mix <= mixEdgeBound*edge))
+	if n1 > 0 {
+		chain := mix + chainHops*n1
+		turn2, how := res.total("EDGE-before")+chainHops*res.total("E1"), "EDGE-before + 3 × E1, this run"
+		if res.mean("EDGE-before") == 0 || res.mean("E1") == 0 {
+			turn2, how = turn2ChainDefault, "the figure of before"
+		}
+		p("| the 4-hop chain for the mix (mix + 3 × N1) vs turn 2 and today | none set | %s (%s) of turn 2 (%s, %s); %s of today (EDGE + 3 × N1: %s) | — |\n",
+			ratio(chain, turn2), thousands(chain), thousands(turn2), how, ratio(chain, edge+chainHops*n1), thousands(edge+chainHops*n1))
+	}
+}
+
+// writeReturningReading says what the returning callers' figures mean.
+func writeReturningReading(p func(string, ...any), res *Result) {
+	ret, anonP, fe, fg := res.mean(returningConfig), res.mean(anonymousConfig), res.mean(firstSeenConfig), res.graymeshMean(firstSeenConfig)
+	h0, n1, edgeEnvoy, edge := res.mean("H0"), res.mean("N1"), res.mean("EDGE"), res.total("EDGE")
+	if ret == 0 || h0 == 0 || n1 == 0 || edge == 0 {
+		return
+	}
+	p("- A returning caller (%s: its ES256 token, %d bytes, and its proof, %d bytes, each verified by Envoy once and then found in jwt_authn's cache) costs %s instructions, all in Envoy, graymesh not asked (0 ext_proc streams in the counts): %s H0, %s N1, %s today's edge (EDGE, Envoy %s + graymesh %s). Over N1 (%s more), Envoy carries a token and a proof instead of a lane, looks both up in its JWT cache and copies five of their claims to headers, runs the CEL binding, looks the proof up again (its payload to dynamic metadata, the caller hash to a header) to clear the route cache, matches the proof route's headers, and sets the decision's headers and the window's lane on the route.\n",
+		returningConfig, res.TokenBytes, res.ProofBytes, thousands(ret), ratio(ret, h0), ratio(ret, n1), ratio(ret, edge), thousands(edgeEnvoy), thousands(res.graymeshMean("EDGE")), thousands(ret-n1))
+	if anon := res.mean("EDGE-anonymous"); anonP > 0 && anon > 0 {
+		p("- An anonymous request under the same config (%s) costs %s, all in Envoy: %s H0; the proof filters cost it %s over EDGE-anonymous (%s): the two jwt_authn filters find no rule for a request without a proof, and the binding's CEL expression runs on every request.\n",
+			anonymousConfig, thousands(anonP), ratio(anonP, h0), thousands(anonP-anon), thousands(anon))
+	}
+	if fe > 0 {
+		p("- A first-seen caller (%s: a new ES256 token on every request) costs %s in Envoy and %s in graymesh: %s H0, %s EDGE. graymesh verifies the ES256 token (not in its cache), decides and signs an Ed25519 proof; Envoy spends %s more than EDGE's Envoy: the proof filters in the chain, the token's header, and a second ext_proc message, for the response headers, that hands the proof back.", firstSeenConfig, thousands(fe), thousands(fg), ratio(fe+fg, h0), ratio(fe+fg, edge), thousands(fe-edgeEnvoy))
+		if un := res.graymeshMean("EDGE-uncached"); un > 0 {
+			p(" graymesh's %s against EDGE-uncached's %s (an HS256 token verified every request, no proof): the ES256 verification and the proof's signature.", thousands(fg), thousands(un))
+		}
+		p(" The callers' tokens are ES256 (P-256) in every row of the mix.\n")
+	}
+	if envoy, graymesh, ok := res.mix(); ok {
+		mix := envoy + graymesh
+		p("- The mix (%.0f%% returning, %.0f%% anonymous, %.0f%% first-seen) costs %s per request (Envoy %s, graymesh %s): %s H0 (goal ≤ %.2f×), %s EDGE (goal ≤ %.2f×). Its first-seen tenth is %.0f%% of it, its returning eight tenths %.0f%%.\n",
+			100*mixReturning, 100*mixAnonymous, 100*mixFirstSeen, thousands(mix), thousands(envoy), thousands(graymesh),
+			ratio(mix, h0), mixH0Bound, ratio(mix, edge), mixEdgeBound, 100*mixFirstSeen*(fe+fg)/mix, 100*mixReturning*ret/mix)
+	}
+}
