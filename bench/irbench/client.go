@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/graymesh/graymesh/internal/contract/wire"
+	"github.com/graymesh/graymesh/internal/core/gray"
+	"github.com/graymesh/graymesh/internal/core/lane"
 )
 
 // The harness's client side: requests through the sidecar, and waiting
@@ -136,6 +138,34 @@ func beforeLane(env, release, version string, exp time.Time) string {
 	m := hmac.New(sha256.New, []byte(laneKey))
 	m.Write([]byte(payload))
 	return payload + ":" + base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
+}
+
+// signProofs is the warm-up of an attribution configuration whose
+// callers send proofs graymesh is not there to hand out: each caller's
+// proof signed as graymesh signs it (gray.Policy.proofFor: the lane
+// signer's SignProof, the caller's subject, the decision's environment,
+// release and config version, the caller hash, the config's proof TTL),
+// then each caller's request with it once (Envoy's JWT caches warm).
+func (h *harness) signProofs(ctx context.Context, client *http.Client, c Config) error {
+	p, err := h.returningPolicy()
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	h.proofs = make([]string, len(h.esTokens))
+	for i := range h.proofs {
+		h.proofs[i] = signedProof(p, "user-"+strconv.Itoa(i), now)
+	}
+	h.next = 0
+	return h.send(ctx, client, c, len(h.esTokens))
+}
+
+// signedProof is the proof graymesh under p hands a caller whose token
+// names subject and who is admitted to gray by shop-v2.
+func signedProof(p *gray.Policy, subject string, now time.Time) string {
+	c := p.Plan.Callers
+	return p.Lanes.SignProof(lane.Proof{Caller: subject, Env: "gray", Release: "shop-v2", Version: p.Plan.Version, CallerHash: p.SubjectHash(c.SubjectPrefix + subject)},
+		now, c.ProofTTL)
 }
 
 // newClient keeps one connection; h2 makes it HTTP/2 without TLS (prior

@@ -148,7 +148,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			fmt.Fprintf(o.Log, "irbench: %s round %d: Envoy %.0f, graymesh %.0f instructions/request\n", c.Name, round,
 				cnt.PerRequest(), cnt.GraymeshPerRequest())
 			res.Counts[c.Name] = append(res.Counts[c.Name], cnt)
-			if c.proofs {
+			if c.proofs && c.graymesh != graymeshNone {
 				res.ProofBytes = len(h.proofs[0])
 			}
 		}
@@ -522,8 +522,11 @@ func (h *harness) measure(ctx context.Context, c Config, round int) (Count, erro
 	defer client.CloseIdleConnections()
 	send := func(n int) error { return h.send(ctx, client, c, n) }
 	warm := func() error { return send(h.warmup(c)) }
-	if c.proofs {
+	switch {
+	case c.proofs && c.graymesh != graymeshNone:
 		warm = func() error { return h.obtainProofs(ctx, client, c) }
+	case c.proofs:
+		warm = func() error { return h.signProofs(ctx, client, c) }
 	}
 	if err := warm(); err != nil {
 		return Count{}, fmt.Errorf("warm-up: %w (Envoy log: %s)", err, e.logPath)

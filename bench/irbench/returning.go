@@ -3,12 +3,156 @@ package irbench
 import (
 	"fmt"
 	"strings"
+
+	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/graymesh/graymesh/internal/contract/wire"
 )
 
 // The edge routing returning callers itself (mesh.native_returning_callers,
 // issue 27 item 5): a returning caller, an anonymous request and a
 // first-seen caller under the same config, and the mix of them the issue
 // takes for an edge's traffic.
+
+// returningConfigs are the edge routing returning callers: the three
+// requests of the mix under one config, then two attribution
+// configurations.
+func returningConfigs() []Config {
+	return []Config{
+		{
+			Name: "EDGE-returning", What: "the edge sidecar's inbound listener as graymesh pushes it with `mesh.native_returning_callers` (and `native_traffic_split`) for a release admitting every identified caller (`percent: 100`, `traffic_percent: 50`): 1,000 distinct callers cycled, each sending its ES256 token and the proof graymesh handed it (`x-graymesh-proof`, obtained in the warm-up from the real graymesh, one first request per caller), both already verified once by Envoy (its JWT caches warm); Envoy verifies both (cache lookups), binds them (CEL), re-picks the route and routes with ext_proc off — 0 ext_proc streams in the counts (Envoy's stats), graymesh not asked",
+			graymesh: graymeshCurrent, edge: true, returning: true, proofs: true,
+			headers: minimalHeaders,
+		},
+		{
+			Name: "EDGE-firstseen", What: "EDGE-returning's listener and graymesh for a caller graymesh has never seen: a new subject's ES256 token on every request, no proof; ext_proc to graymesh, which verifies the token (not in its cache), decides (gray, percent 100) and signs the caller's proof, handed back in a response header (a second ext_proc message, for the response headers)",
+			graymesh: graymeshCurrent, edge: true, returning: true, firstSeen: true,
+			headers: minimalHeaders,
+		},
+		{
+			Name: "EDGE-anonymous-proofs", What: "EDGE-anonymous under EDGE-returning's config: an anonymous request (no authorization or cookie) split 50/50 by Envoy, the proof filters in the chain (the proof check and the route cache clearing skip a request without a proof; the binding's CEL runs on every request)",
+			edge: true, anonymous: true, returning: true,
+			headers: minimalHeaders,
+		},
+		{
+			Name: "H0-returning", What: "H0 with a returning caller's ES256 token and proof sent too (1,000 callers cycled), which nothing reads: what carrying them through Envoy costs (attribution only; the proofs signed by the harness as graymesh signs them)",
+			build: (*sidecars).plainHeader, proofs: true,
+			headers: func(string) map[string]string {
+				return map[string]string{"accept": "application/json", wire.HeaderEnv: "gray"}
+			},
+		},
+		{
+			Name: "EDGE-returning-nocel", What: "EDGE-returning with x-gray-proof-bound set to a constant \"true\" instead of the CEL expression comparing the token's subject with the proof's: what the binding costs (attribution only: any caller's proof would route; the proofs signed by the harness as graymesh signs them)",
+			edge: true, returning: true, proofs: true, build: constantBinding,
+			headers: minimalHeaders,
+		},
+	}
+}
+
+// proofBoundFilter is the name of the edge's binding filter
+// (xds/returning.go).
+const proofBoundFilter = "graymesh.proof_bound"
+
+// constantBinding sets x-gray-proof-bound to "true" on every request
+// instead of comparing the two subjects.
+func constantBinding(_ *sidecars, hcm *hcmv3.HttpConnectionManager) error {
+	for _, f := range hcm.HttpFilters {
+		if f.GetName() != proofBoundFilter {
+			continue
+		}
+		hm := &headermutationv3.HeaderMutation{}
+		if err := f.GetTypedConfig().UnmarshalTo(hm); err != nil {
+			return err
+		}
+		muts := hm.GetMutations().GetRequestMutations()
+		if len(muts) != 1 || muts[0].GetAppend().GetHeader().GetKey() != wire.HeaderProofBound {
+			return fmt.Errorf("%s: %d mutations, want the one of %s", proofBoundFilter, len(muts), wire.HeaderProofBound)
+		}
+		muts[0].GetAppend().Header.Value = "true"
+		a, err := anypb.New(hm)
+		if err != nil {
+			return err
+		}
+		f.ConfigType = &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}
+		return nil
+	}
+	return fmt.Errorf("the edge listener has no %s filter", proofBoundFilter)
+}
+
+// minimalHeaders are what a client sends besides what identifies it (or
+// not): a token, a proof, a cookie.
+func minimalHeaders(string) map[string]string { return map[string]string{"accept": "application/json"} }
+
+// Configs are every configuration, in report order; the first is the
+// floor the others are compared with.
+func Configs() []Config {
+	laneHeader := func(lane string) map[string]string { return map[string]string{wire.HeaderLane: lane} }
+	return append([]Config{
+		{
+			Name: "H0", What: "plain header: the inner listener's routes, no lane check, no x-gray-* strip; the client sends x-gray-env: gray (nobody verifies it — the floor)",
+			build:   (*sidecars).plainHeader,
+			headers: func(string) map[string]string { return map[string]string{wire.HeaderEnv: "gray"} },
+		},
+		{
+			Name: "N1", What: "native lane (this change): the inner listener exactly as graymesh pushes it — x-gray-* strip, jwt_authn with the lane's public keys (inlined here, pushed over ECDS in the mesh), the routes; one lane for every request (one per window in the mesh), so Envoy's JWT cache verifies it once",
+			build:   (*sidecars).native,
+			headers: laneHeader,
+		},
+		{
+			Name: "N1-fresh", What: "N1 with a lane Envoy has not seen on every request: a full Ed25519 verification each time (what signing a lane per request would cost every inner hop)",
+			freshLanes: true,
+			build:      (*sidecars).native,
+			headers:    laneHeader,
+		},
+		{
+			Name: "N1-baggage", What: "the lane as a W3C baggage member instead of its own header: a Lua filter extracts it (OpenTelemetry reorders members; jwt_authn reads a header to its end), then N1",
+			build: (*sidecars).baggage,
+			headers: func(lane string) map[string]string {
+				return map[string]string{"baggage": "userId=alice,graymesh-lane=" + lane + ",session=s-1"}
+			},
+		},
+		{
+			Name: "E1", What: "before this change: the inner listener with graymesh's ext_proc filter (hop inner) and routes on the x-gray-env graymesh sets; graymesh as built before this change (`--graymesh-before`) verifies the lane it signed then (HMAC, in baggage)",
+			graymesh: graymeshBefore, beforeLane: true,
+			build: (*sidecars).extProc,
+			headers: func(lane string) map[string]string {
+				return map[string]string{"baggage": "userId=alice,graymesh-lane=" + lane + ",session=s-1"}
+			},
+		},
+		{
+			Name: "EDGE", What: "the edge sidecar's inbound listener as graymesh pushes it (x-gray-* and lane strip, ext_proc); graymesh decides gray by a header rule and hands out the window's lane (for the whole chain)",
+			graymesh: graymeshCurrent, edge: true,
+			headers: func(string) map[string]string { return map[string]string{betaHeader: "1"} },
+		},
+		{
+			Name: "EDGE-before", What: "EDGE answered by graymesh as built before this change, which signed an HMAC lane into baggage",
+			graymesh: graymeshBefore, edge: true,
+			headers: func(string) map[string]string { return map[string]string{betaHeader: "1"} },
+		},
+		{
+			Name: "EDGE-noop", What: "EDGE's listener answered by the repository's naive no-op ext_proc server (`loadbench noop`: default `grpc.NewServer()`, default GOGC, CONTINUE with an empty response); the same requests as EDGE-cached, served by stable (the floor the edge targets compare with)",
+			graymesh: graymeshNoop, edge: true, callers: true, stable: true,
+			headers: browserHeaders,
+		},
+		{
+			Name: "EDGE-cached", What: "EDGE with graymesh deciding from an HS256 JWT: 1,000 distinct callers cycled (each verified once in the warm-up), token cache on, admitted by a 100% percentage rule",
+			graymesh: graymeshCurrent, edge: true, callers: true,
+			headers: browserHeaders,
+		},
+		{
+			Name: "EDGE-anonymous", What: "the edge sidecar's inbound listener as graymesh pushes it with `mesh.native_traffic_split` for a release splitting anonymous traffic 50/50: a request with no authorization or cookie matches the first route, whose weighted clusters set the decision's headers and the window's lane, with ext_proc off for the route (graymesh not asked)",
+			edge: true, anonymous: true,
+			headers: func(string) map[string]string { return map[string]string{"accept": "application/json"} },
+		},
+		{
+			Name: "EDGE-uncached", What: "EDGE-cached with graymesh's token cache off (`jwt.cache_size: 0`): every request's HS256 token is verified",
+			graymesh: graymeshCurrent, edge: true, callers: true, noCache: true,
+			headers: browserHeaders,
+		},
+	}, append(returningConfigs(), innerVariants()...)...)
+}
 
 // The mix: shares of returning callers, anonymous requests and first-seen
 // callers.
@@ -184,6 +328,13 @@ func writeReturningReading(p func(string, ...any), res *Result) {
 	}
 	p("- A returning caller (%s: its ES256 token, %d bytes, and its proof, %d bytes, each verified by Envoy once and then found in jwt_authn's cache) costs %s instructions, all in Envoy, graymesh not asked (0 ext_proc streams in the counts): %s H0, %s N1, %s today's edge (EDGE, Envoy %s + graymesh %s). Over N1 (%s more), Envoy carries a token and a proof instead of a lane, looks both up in its JWT cache and copies five of their claims to headers, runs the CEL binding, looks the proof up again (its payload to dynamic metadata, the caller hash to a header) to clear the route cache, matches the proof route's headers, and sets the decision's headers and the window's lane on the route.\n",
 		returningConfig, res.TokenBytes, res.ProofBytes, thousands(ret), ratio(ret, h0), ratio(ret, n1), ratio(ret, edge), thousands(edgeEnvoy), thousands(res.graymeshMean("EDGE")), thousands(ret-n1))
+	if carry, nocel := res.mean("H0-returning"), res.mean("EDGE-returning-nocel"); carry > 0 && nocel > 0 {
+		p("- Where a returning caller's %s over H0 go (attribution): carrying its token and proof (and the accept header the mix's requests send) through Envoy, which nothing reads (H0-returning − H0), %s; the CEL binding (EDGE-returning − EDGE-returning-nocel), %s; the rest — the edge listener's strip, the two jwt_authn filters' cache lookups and claim headers, the route picked again, the proof route's match, the decision's headers and lane it sets, ext_proc turned off for the route (EDGE-returning-nocel − H0-returning) — %s.\n",
+			thousands(ret-h0), thousands(carry-h0), thousands(ret-nocel), thousands(nocel-carry))
+		if anon := res.mean("EDGE-anonymous"); anon > 0 {
+			p("  For scale: an anonymous request on the edge listener without the proof filters, whose route sets the decision's headers and lane with ext_proc off, costs %s over H0 (EDGE-anonymous − H0).\n", thousands(anon-h0))
+		}
+	}
 	if anon := res.mean("EDGE-anonymous"); anonP > 0 && anon > 0 {
 		p("- An anonymous request under the same config (%s) costs %s, all in Envoy: %s H0; the proof filters cost it %s over EDGE-anonymous (%s): the two jwt_authn filters find no rule for a request without a proof, and the binding's CEL expression runs on every request.\n",
 			anonymousConfig, thousands(anonP), ratio(anonP, h0), thousands(anonP-anon), thousands(anon))
