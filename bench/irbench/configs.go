@@ -5,7 +5,9 @@
 // pulled out of W3C baggage first, and the ext_proc call every inner hop
 // made before — and the edge's ext_proc server: graymesh deciding from
 // HS256 tokens, cached and not, against the repository's naive no-op
-// server behind the same listener. Instruction counts do not depend on
+// server behind the same listener — and the edge routing returning
+// callers itself (a returning caller with its proof, an anonymous request
+// and a first-seen caller, and their mix). Instruction counts do not depend on
 // the machine's other load, which wall-clock figures on a shared two-core
 // machine do.
 package irbench
