@@ -80,7 +80,7 @@ func writeConfigTable(p func(string, ...any), res *Result) {
 		}
 		gm := "—"
 		switch {
-		case c.proofs:
+		case c.proofs && c.graymesh != graymeshNone:
 			gm = "0 (not asked)"
 		case c.graymesh != graymeshNone:
 			gm = thousands(res.graymeshMean(c.Name))
