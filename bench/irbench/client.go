@@ -12,6 +12,10 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/graymesh/graymesh/internal/contract/wire"
+	"github.com/graymesh/graymesh/internal/core/gray"
+	"github.com/graymesh/graymesh/internal/core/lane"
 )
 
 // The harness's client side: requests through the sidecar, and waiting
@@ -31,42 +35,96 @@ func (h *harness) send(ctx context.Context, client *http.Client, c Config, n int
 			// verified yet.
 			l = h.signer.Sign("gray", "shop-v2", h.version+"."+strconv.Itoa(i)+"."+strconv.FormatInt(time.Now().UnixNano(), 36), time.Now())
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.sidecarURL(c), nil)
-		if err != nil {
-			return err
-		}
-		for k, v := range c.headers(l) {
-			req.Header.Set(k, v)
-		}
-		if c.callers {
-			req.Header.Set("Authorization", "Bearer "+h.tokens[h.next%len(h.tokens)])
+		hdr := c.headers(l)
+		switch {
+		case c.callers:
+			hdr["Authorization"] = "Bearer " + h.tokens[h.next%len(h.tokens)]
 			h.next++
+		case c.proofs:
+			k := h.next % len(h.esTokens)
+			h.next++
+			hdr["Authorization"], hdr[wire.HeaderProof] = "Bearer "+h.esTokens[k], h.proofs[k]
+		case c.firstSeen:
+			// A caller graymesh has never seen: a subject of its own.
+			tok, err := esToken(h.esKey, "new-"+strconv.Itoa(h.firstSeen), time.Now())
+			if err != nil {
+				return err
+			}
+			h.firstSeen++
+			hdr["Authorization"] = "Bearer " + tok
 		}
-		resp, err := client.Do(req)
+		got, err := h.do(ctx, client, c, hdr)
 		if err != nil {
-			return err
+			return fmt.Errorf("request %d: %w", i, err)
 		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		want := "gray"
-		if c.stable {
-			want = "stable"
-		}
-		served := resp.Header.Get(servedHeader)
-		if c.anonymous && served == "stable" {
-			want = served // Envoy's split: either environment
-		}
-		if resp.StatusCode != http.StatusOK || served != want {
-			return fmt.Errorf("request %d: %s, served by %q, want %s", i, resp.Status, served, want)
+		if c.firstSeen && got.Get(wire.HeaderProof) == "" {
+			return fmt.Errorf("request %d: a first-seen caller was handed no proof", i)
 		}
 	}
 	return nil
 }
 
+// do sends one request with headers hdr and checks that the environment
+// c wants served it; it returns the response's headers.
+func (h *harness) do(ctx context.Context, client *http.Client, c Config, hdr map[string]string) (http.Header, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.sidecarURL(c), nil)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	want := "gray"
+	if c.stable {
+		want = "stable"
+	}
+	served := resp.Header.Get(servedHeader)
+	if c.anonymous && served == "stable" {
+		want = served // Envoy's split: either environment
+	}
+	if resp.StatusCode != http.StatusOK || served != want {
+		return nil, fmt.Errorf("%s, served by %q, want %s", resp.Status, served, want)
+	}
+	return resp.Header, nil
+}
+
+// obtainProofs is the warm-up of a configuration whose callers return:
+// each caller's first request, with its token and no proof, which the
+// real graymesh decides and answers with the caller's proof (kept, and
+// checked to be the caller's, of the config version the routes match);
+// then each caller's request with its proof once, which Envoy verifies in
+// full and caches (token and proof).
+func (h *harness) obtainProofs(ctx context.Context, client *http.Client, c Config) error {
+	h.proofs = make([]string, len(h.esTokens))
+	for i, tok := range h.esTokens {
+		got, err := h.do(ctx, client, c, map[string]string{"accept": "application/json", "Authorization": "Bearer " + tok})
+		if err != nil {
+			return fmt.Errorf("caller %d's first request: %w", i, err)
+		}
+		proof := got.Get(wire.HeaderProof)
+		pr, err := h.signer.VerifyProof(proof, time.Now())
+		if err != nil {
+			return fmt.Errorf("caller %d: graymesh handed proof %q: %w", i, proof, err)
+		}
+		if want := "user-" + strconv.Itoa(i); pr.Caller != want || pr.Version != h.version || pr.Env != "gray" || pr.Release != "shop-v2" {
+			return fmt.Errorf("caller %d: graymesh's proof names %+v, want caller %s, gray, shop-v2, version %s", i, pr, want, h.version)
+		}
+		h.proofs[i] = proof
+	}
+	h.next = 0
+	return h.send(ctx, client, c, len(h.esTokens))
+}
+
 func (h *harness) sidecarURL(c Config) string {
-	side := h.sidecars.inner
+	side := h.sidecarsOf(c).inner
 	if c.edge {
-		side = h.sidecars.edge
+		side = h.sidecarsOf(c).edge
 	}
 	sc := side.Listeners[0].GetAddress().GetSocketAddress()
 	return fmt.Sprintf("http://%s:%d/", sc.GetAddress(), sc.GetPortValue())
@@ -80,6 +138,34 @@ func beforeLane(env, release, version string, exp time.Time) string {
 	m := hmac.New(sha256.New, []byte(laneKey))
 	m.Write([]byte(payload))
 	return payload + ":" + base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
+}
+
+// signProofs is the warm-up of an attribution configuration whose
+// callers send proofs graymesh is not there to hand out: each caller's
+// proof signed as graymesh signs it (gray.Policy.proofFor: the lane
+// signer's SignProof, the caller's subject, the decision's environment,
+// release and config version, the caller hash, the config's proof TTL),
+// then each caller's request with it once (Envoy's JWT caches warm).
+func (h *harness) signProofs(ctx context.Context, client *http.Client, c Config) error {
+	p, err := h.returningPolicy()
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	h.proofs = make([]string, len(h.esTokens))
+	for i := range h.proofs {
+		h.proofs[i] = signedProof(p, "user-"+strconv.Itoa(i), now)
+	}
+	h.next = 0
+	return h.send(ctx, client, c, len(h.esTokens))
+}
+
+// signedProof is the proof graymesh under p hands a caller whose token
+// names subject and who is admitted to gray by shop-v2.
+func signedProof(p *gray.Policy, subject string, now time.Time) string {
+	c := p.Plan.Callers
+	return p.Lanes.SignProof(lane.Proof{Caller: subject, Env: "gray", Release: "shop-v2", Version: p.Plan.Version, CallerHash: p.SubjectHash(c.SubjectPrefix + subject)},
+		now, c.ProofTTL)
 }
 
 // newClient keeps one connection; h2 makes it HTTP/2 without TLS (prior

@@ -5,7 +5,9 @@
 // pulled out of W3C baggage first, and the ext_proc call every inner hop
 // made before — and the edge's ext_proc server: graymesh deciding from
 // HS256 tokens, cached and not, against the repository's naive no-op
-// server behind the same listener. Instruction counts do not depend on
+// server behind the same listener — and the edge routing returning
+// callers itself (a returning caller with its proof, an anonymous request
+// and a first-seen caller, and their mix). Instruction counts do not depend on
 // the machine's other load, which wall-clock figures on a shared two-core
 // machine do.
 package irbench
@@ -68,76 +70,23 @@ type Config struct {
 	// release splitting anonymous traffic in half; either environment
 	// may serve.
 	anonymous bool
+	// returning: the edge as pushed with mesh.native_returning_callers
+	// too (and native_traffic_split), for a release admitting every
+	// identified caller and splitting anonymous traffic in half; the
+	// callers' tokens are ES256.
+	returning bool
+	// proofs: every request is a returning caller's — one of
+	// Options.Callers callers, cycled — with its ES256 token and the
+	// proof graymesh handed it in the warm-up.
+	proofs bool
+	// firstSeen: every request is a caller graymesh has never seen, with
+	// a new ES256 token and no proof; graymesh hands it a proof.
+	firstSeen bool
 }
 
-// Configs are every configuration, in report order; the first is the
-// floor the others are compared with.
-func Configs() []Config {
-	laneHeader := func(lane string) map[string]string { return map[string]string{wire.HeaderLane: lane} }
-	return append([]Config{
-		{
-			Name: "H0", What: "plain header: the inner listener's routes, no lane check, no x-gray-* strip; the client sends x-gray-env: gray (nobody verifies it — the floor)",
-			build:   (*sidecars).plainHeader,
-			headers: func(string) map[string]string { return map[string]string{wire.HeaderEnv: "gray"} },
-		},
-		{
-			Name: "N1", What: "native lane (this change): the inner listener exactly as graymesh pushes it — x-gray-* strip, jwt_authn with the lane's public keys (inlined here, pushed over ECDS in the mesh), the routes; one lane for every request (one per window in the mesh), so Envoy's JWT cache verifies it once",
-			build:   (*sidecars).native,
-			headers: laneHeader,
-		},
-		{
-			Name: "N1-fresh", What: "N1 with a lane Envoy has not seen on every request: a full Ed25519 verification each time (what signing a lane per request would cost every inner hop)",
-			freshLanes: true,
-			build:      (*sidecars).native,
-			headers:    laneHeader,
-		},
-		{
-			Name: "N1-baggage", What: "the lane as a W3C baggage member instead of its own header: a Lua filter extracts it (OpenTelemetry reorders members; jwt_authn reads a header to its end), then N1",
-			build: (*sidecars).baggage,
-			headers: func(lane string) map[string]string {
-				return map[string]string{"baggage": "userId=alice,graymesh-lane=" + lane + ",session=s-1"}
-			},
-		},
-		{
-			Name: "E1", What: "before this change: the inner listener with graymesh's ext_proc filter (hop inner) and routes on the x-gray-env graymesh sets; graymesh as built before this change (`--graymesh-before`) verifies the lane it signed then (HMAC, in baggage)",
-			graymesh: graymeshBefore, beforeLane: true,
-			build: (*sidecars).extProc,
-			headers: func(lane string) map[string]string {
-				return map[string]string{"baggage": "userId=alice,graymesh-lane=" + lane + ",session=s-1"}
-			},
-		},
-		{
-			Name: "EDGE", What: "the edge sidecar's inbound listener as graymesh pushes it (x-gray-* and lane strip, ext_proc); graymesh decides gray by a header rule and hands out the window's lane (for the whole chain)",
-			graymesh: graymeshCurrent, edge: true,
-			headers: func(string) map[string]string { return map[string]string{betaHeader: "1"} },
-		},
-		{
-			Name: "EDGE-before", What: "EDGE answered by graymesh as built before this change, which signed an HMAC lane into baggage",
-			graymesh: graymeshBefore, edge: true,
-			headers: func(string) map[string]string { return map[string]string{betaHeader: "1"} },
-		},
-		{
-			Name: "EDGE-noop", What: "EDGE's listener answered by the repository's naive no-op ext_proc server (`loadbench noop`: default `grpc.NewServer()`, default GOGC, CONTINUE with an empty response); the same requests as EDGE-cached, served by stable (the floor the edge targets compare with)",
-			graymesh: graymeshNoop, edge: true, callers: true, stable: true,
-			headers: browserHeaders,
-		},
-		{
-			Name: "EDGE-cached", What: "EDGE with graymesh deciding from an HS256 JWT: 1,000 distinct callers cycled (each verified once in the warm-up), token cache on, admitted by a 100% percentage rule",
-			graymesh: graymeshCurrent, edge: true, callers: true,
-			headers: browserHeaders,
-		},
-		{
-			Name: "EDGE-anonymous", What: "the edge sidecar's inbound listener as graymesh pushes it with `mesh.native_traffic_split` for a release splitting anonymous traffic 50/50: a request with no authorization or cookie matches the first route, whose weighted clusters set the decision's headers and the window's lane, with ext_proc off for the route (graymesh not asked)",
-			edge: true, anonymous: true,
-			headers: func(string) map[string]string { return map[string]string{"accept": "application/json"} },
-		},
-		{
-			Name: "EDGE-uncached", What: "EDGE-cached with graymesh's token cache off (`jwt.cache_size: 0`): every request's HS256 token is verified",
-			graymesh: graymeshCurrent, edge: true, callers: true, noCache: true,
-			headers: browserHeaders,
-		},
-	}, innerVariants()...)
-}
+// notAsked reports whether no request of c may reach graymesh: Envoy
+// routes each itself (Envoy's ext_proc stream count is checked).
+func (c Config) notAsked() bool { return c.edge && (c.anonymous || c.proofs) }
 
 // browserHeaders are what a browser sends besides the bearer token (the
 // harness adds it): what Envoy forwards to the ext_proc server unless told

@@ -2,9 +2,16 @@ package irbench
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +26,7 @@ import (
 	"github.com/graymesh/graymesh/internal/contract/config"
 	"github.com/graymesh/graymesh/internal/core/gray"
 	"github.com/graymesh/graymesh/internal/core/lane"
+	"github.com/graymesh/graymesh/internal/core/plan"
 )
 
 // The bench mesh's services: the edge decides, the inner hop is measured.
@@ -69,6 +77,9 @@ type Count struct {
 	// GCSmall and GCLarge are the garbage collections the ext_proc server
 	// began during each count.
 	GCSmall, GCLarge int
+	// Streams are the ext_proc streams Envoy opened over both counts
+	// (its stats; -1 when not read: not an edge).
+	Streams int
 }
 
 // PerRequest is the difference between Envoy's two counts per request:
@@ -104,8 +115,9 @@ type Result struct {
 	Started time.Time
 	Took    time.Duration
 	// LaneBytes is the length of the lane the inner-hop configurations
-	// send.
-	LaneBytes int
+	// send; TokenBytes of a returning caller's ES256 token and
+	// ProofBytes of the proof graymesh handed it (0 when none was).
+	LaneBytes, TokenBytes, ProofBytes int
 }
 
 // Run measures every configuration Options.Rounds times, the
@@ -125,7 +137,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer h.close()
-	res.LaneBytes = len(h.signer.Sign("gray", "shop-v2", h.version, time.Now()))
+	res.LaneBytes, res.TokenBytes = len(h.signer.Sign("gray", "shop-v2", h.version, time.Now())), len(h.esTokens[0])
 	res.Envoy, res.Valgrind = versionOf(ctx, o.Envoy, "--version"), versionOf(ctx, o.Valgrind, "--version")
 	for round := 1; round <= o.Rounds; round++ {
 		for _, c := range res.Configs {
@@ -136,10 +148,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			fmt.Fprintf(o.Log, "irbench: %s round %d: Envoy %.0f, graymesh %.0f instructions/request\n", c.Name, round,
 				cnt.PerRequest(), cnt.GraymeshPerRequest())
 			res.Counts[c.Name] = append(res.Counts[c.Name], cnt)
+			if c.proofs && c.graymesh != graymeshNone {
+				res.ProofBytes = len(h.proofs[0])
+			}
 		}
 	}
 	for _, c := range res.Configs {
-		if c.graymesh == graymeshNone || !c.edge {
+		if c.graymesh == graymeshNone || !c.edge || c.proofs {
 			continue
 		}
 		kb, out, err := h.peakRSS(ctx, c)
@@ -178,9 +193,10 @@ type harness struct {
 	cfgPath   string
 	// noCachePath is the same config with the token cache off;
 	// anonymousPath the same mesh with Envoy splitting anonymous traffic
-	// itself.
-	noCachePath, anonymousPath string
-	cfg                        *config.Config
+	// itself; returningPath the same mesh with Envoy routing returning
+	// callers too (ES256 callers).
+	noCachePath, anonymousPath, returningPath string
+	cfg                                       *config.Config
 	// tokens are the callers' HS256 tokens; next is the next caller.
 	tokens   []string
 	next     int
@@ -189,6 +205,15 @@ type harness struct {
 	anonymous *sidecars
 	signer    *lane.Signer
 	version   string
+	// The returning callers' mesh (returningPath): its resources (lanes
+	// signed, config version version), the ES256 key the callers' tokens
+	// are signed with, each caller's token and the proof graymesh handed
+	// it (per round), and how many first-seen callers have been made.
+	returning *sidecars
+	esKey     *ecdsa.PrivateKey
+	esTokens  []string
+	proofs    []string
+	firstSeen int
 }
 
 func newHarness(o Options) (*harness, error) {
@@ -231,7 +256,45 @@ func newHarness(o Options) (*harness, error) {
 		h.close()
 		return nil, err
 	}
+	if h.returning, err = h.returningSidecars(time.Now()); err != nil {
+		h.close()
+		return nil, err
+	}
+	if h.esTokens, err = esTokens(h.esKey, "user-", o.Callers, time.Now()); err != nil {
+		h.close()
+		return nil, err
+	}
 	return h, nil
+}
+
+// returningPolicy compiles returningPath as the graymesh the harness runs
+// puts it in force: config version h.version (a fresh state directory's
+// first). Proofs must route under it (plan.Callers set).
+func (h *harness) returningPolicy() (*gray.Policy, error) {
+	cfg, err := config.Load(h.returningPath)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Version = h.version
+	p, err := gray.Compile(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if p.Plan.Callers == nil {
+		return nil, fmt.Errorf("%s: Envoy routes no returning caller (plan.ReturningBlocker: %q; or the issuer's keys are not Envoy's to have)",
+			h.returningPath, plan.ReturningBlocker(cfg))
+	}
+	return p, nil
+}
+
+// returningSidecars are the resources graymesh pushes for returningPath
+// in the window of now.
+func (h *harness) returningSidecars(now time.Time) (*sidecars, error) {
+	p, err := h.returningPolicy()
+	if err != nil {
+		return nil, err
+	}
+	return newSidecars(p.Plan.Signed(now))
 }
 
 func (h *harness) close() { h.upstreams.close() }
@@ -248,24 +311,37 @@ func (h *harness) writeConfig() (string, error) {
 	if err := os.WriteFile(filepath.Join(h.o.WorkDir, "hs.secret"), []byte(hsSecret), 0o600); err != nil {
 		return "", err
 	}
+	if err := h.writeESKey(); err != nil {
+		return "", err
+	}
 	// The release admits by a header rule; the anonymous config's instead
 	// splits anonymous traffic in half, in Envoy (native_traffic_split,
-	// which a header rule would rule out).
+	// which a header rule would rule out); the returning config's admits
+	// every identified caller (percent 100, which a proof can stand for:
+	// no headers, cidrs or claims rule) and splits anonymous traffic in
+	// half in Envoy, and its callers' tokens are ES256 (a public key
+	// Envoy can have; an HS256 secret is never given to it).
 	release := fmt.Sprintf(`{name: shop-v2, env: gray, salt: irbench, headers: [{name: %s, exact: "1"}], percent: 100}`, betaHeader)
-	render := func(cacheSize int, anonymous bool) string {
+	render := func(cacheSize int, kind meshKind) string {
 		mesh, rel := "{message_timeout: 10s}", release
-		if anonymous {
+		algs, keys := "[HS256]", "[{kid: hs, alg: HS256, secret_file: hs.secret}]"
+		switch kind {
+		case meshAnonymous:
 			mesh, rel = "{message_timeout: 10s, native_traffic_split: true}", "{name: shop-v2, env: gray, salt: irbench, traffic_percent: 50}"
+		case meshReturning:
+			mesh = "{message_timeout: 10s, native_traffic_split: true, native_returning_callers: true, caller_proof_ttl: " + proofTTL + "}"
+			rel = "{name: shop-v2, env: gray, salt: irbench, percent: 100, traffic_percent: 50}"
+			algs, keys = "[ES256]", "[{kid: es, alg: ES256, public_key_file: es.pem}]"
 		}
 		return fmt.Sprintf(`server: {extproc_listen: "127.0.0.1:%d", xds_listen: "127.0.0.1:%d", admin_listen: "127.0.0.1:%d"}
 mesh: %s
 lane: {key: %s, ttl: 5m}
 identity:
   jwt:
-    algorithms: [HS256]
+    algorithms: %s
     issuer: %s
     cache_size: %d
-    keys: [{kid: hs, alg: HS256, secret_file: hs.secret}]
+    keys: %s
 releases: [%s]
 services:
   - name: %s
@@ -274,20 +350,79 @@ services:
   - name: %s
     sidecar: {inbound_port: %d, outbound_port: %d}
     environments: {stable: ["%s"], gray: ["%s"]}
-`, ports[0], ports[1], ports[2], mesh, laneKey, tokenIssuer, cacheSize, rel,
+`, ports[0], ports[1], ports[2], mesh, laneKey, algs, tokenIssuer, cacheSize, keys, rel,
 			edgeService, ports[3], ports[4], h.upstreams.stable, h.upstreams.gray,
 			innerService, ports[5], ports[6], h.upstreams.stable, h.upstreams.gray)
 	}
 	h.noCachePath = filepath.Join(h.o.WorkDir, "graymesh-nocache.yaml")
-	if err := os.WriteFile(h.noCachePath, []byte(render(0, false)), 0o600); err != nil {
+	if err := os.WriteFile(h.noCachePath, []byte(render(0, meshPlain)), 0o600); err != nil {
 		return "", err
 	}
 	h.anonymousPath = filepath.Join(h.o.WorkDir, "graymesh-anonymous.yaml")
-	if err := os.WriteFile(h.anonymousPath, []byte(render(tokenCacheSize, true)), 0o600); err != nil {
+	if err := os.WriteFile(h.anonymousPath, []byte(render(tokenCacheSize, meshAnonymous)), 0o600); err != nil {
+		return "", err
+	}
+	h.returningPath = filepath.Join(h.o.WorkDir, "graymesh-returning.yaml")
+	if err := os.WriteFile(h.returningPath, []byte(render(tokenCacheSize, meshReturning)), 0o600); err != nil {
 		return "", err
 	}
 	path := filepath.Join(h.o.WorkDir, "graymesh.yaml")
-	return path, os.WriteFile(path, []byte(render(tokenCacheSize, false)), 0o600)
+	return path, os.WriteFile(path, []byte(render(tokenCacheSize, meshPlain)), 0o600)
+}
+
+// meshKind says which of the bench mesh's configs to render.
+type meshKind int
+
+const (
+	meshPlain meshKind = iota
+	meshAnonymous
+	meshReturning
+)
+
+// proofTTL is the returning config's mesh.caller_proof_ttl: its bound, so
+// a proof obtained in a round's warm-up outlives the round under
+// valgrind (the default, 5m, might not). It changes nothing Envoy does
+// per request but the lifetime it accepts.
+const proofTTL = "1h"
+
+// writeESKey makes the ES256 (P-256) key the returning callers' tokens
+// are signed with and writes its public half where the returning config
+// names it.
+func (h *harness) writeESKey() error {
+	if h.esKey == nil {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return err
+		}
+		h.esKey = k
+	}
+	der, err := x509.MarshalPKIXPublicKey(&h.esKey.PublicKey)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(h.o.WorkDir, "es.pem"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600)
+}
+
+// esTokens signs one ES256 token with key for each of n callers, prefix
+// followed by 0 …
+func esTokens(key *ecdsa.PrivateKey, prefix string, n int, now time.Time) ([]string, error) {
+	out := make([]string, n)
+	for i := range out {
+		var err error
+		if out[i], err = esToken(key, prefix+strconv.Itoa(i), now); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// esToken is subject's ES256 token: the claims of the HS256 callers'.
+func esToken(key *ecdsa.PrivateKey, subject string, now time.Time) (string, error) {
+	t := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
+		"sub": subject, "iss": tokenIssuer, "iat": now.Unix(), "exp": now.Add(12 * time.Hour).Unix(),
+	})
+	t.Header["kid"] = "es"
+	return t.SignedString(key)
 }
 
 // The callers' tokens: HS256 with this secret and issuer; graymesh's
@@ -342,8 +477,11 @@ func (h *harness) startServer(ctx context.Context, c Config, tag string, counted
 		}
 	}
 	cfgPath := h.cfgPath
-	if c.noCache {
+	switch {
+	case c.noCache:
 		cfgPath = h.noCachePath
+	case c.returning:
+		cfgPath = h.returningPath
 	}
 	state := filepath.Join(h.o.WorkDir, "state-"+tag)
 	_ = os.RemoveAll(state)
@@ -368,37 +506,44 @@ func (h *harness) measure(ctx context.Context, c Config, round int) (Count, erro
 	if err := os.WriteFile(bootPath, boot, 0o600); err != nil {
 		return Count{}, err
 	}
-	procs := []*proc{}
+	// procs are counted; all are stopped at the end.
+	var procs, all []*proc
 	defer func() {
-		for _, p := range procs {
+		for _, p := range all {
 			p.stop()
 		}
 	}()
-	e, err := startEnvoy(ctx, h.o, tag, bootPath, adminPort[0], true)
+	procs, all, err = h.start(ctx, c, tag, bootPath, adminPort[0])
 	if err != nil {
 		return Count{}, err
 	}
-	procs = append(procs, e)
-	if c.graymesh != graymeshNone {
-		g, err := h.startServer(ctx, c, tag, true)
-		if err != nil {
-			return Count{}, err
-		}
-		procs = append(procs, g)
-	}
+	e := procs[0]
 	client := newClient(c.h2)
 	defer client.CloseIdleConnections()
 	send := func(n int) error { return h.send(ctx, client, c, n) }
-	if err := send(h.warmup(c)); err != nil {
+	warm := func() error { return send(h.warmup(c)) }
+	switch {
+	case c.proofs && c.graymesh != graymeshNone:
+		warm = func() error { return h.obtainProofs(ctx, client, c) }
+	case c.proofs:
+		warm = func() error { return h.signProofs(ctx, client, c) }
+	}
+	if err := warm(); err != nil {
 		return Count{}, fmt.Errorf("warm-up: %w (Envoy log: %s)", err, e.logPath)
+	}
+	streams := -1
+	if c.edge {
+		if streams, err = extProcStreams(adminPort[0]); err != nil {
+			return Count{}, err
+		}
 	}
 	for _, p := range procs {
 		if err := p.control(ctx, "-i", "on"); err != nil {
 			return Count{}, err
 		}
 	}
-	cnt := Count{SmallN: h.o.Small, LargeN: h.o.Large}
-	if c.graymesh != graymeshNone {
+	cnt := Count{SmallN: h.o.Small, LargeN: h.o.Large, Streams: -1}
+	if len(procs) > 1 {
 		cnt.SmallN, cnt.LargeN = cnt.SmallN*h.o.GraymeshScale, cnt.LargeN*h.o.GraymeshScale
 	}
 	small, smallGC, err := count(ctx, procs, func() error { return send(cnt.SmallN) })
@@ -414,11 +559,94 @@ func (h *harness) measure(ctx context.Context, c Config, round int) (Count, erro
 		cnt.GraymeshSmall, cnt.GraymeshLarge = small[1], large[1]
 		cnt.GCSmall, cnt.GCLarge = smallGC[1], largeGC[1]
 	}
-	return cnt, nil
+	if c.edge {
+		after, err := extProcStreams(adminPort[0])
+		if err != nil {
+			return Count{}, err
+		}
+		cnt.Streams = after - streams
+	}
+	return cnt, checkStreams(c, cnt)
+}
+
+// checkStreams checks the ext_proc streams of cnt's counts: none when
+// graymesh must not be asked, one per request for first-seen callers.
+func checkStreams(c Config, cnt Count) error {
+	n := cnt.SmallN + cnt.LargeN
+	if c.notAsked() && cnt.Streams != 0 {
+		return fmt.Errorf("the edge Envoy opened %d ext_proc streams over the %d counted requests, want 0 (graymesh not asked)", cnt.Streams, n)
+	}
+	if c.firstSeen && cnt.Streams != n {
+		return fmt.Errorf("the edge Envoy opened %d ext_proc streams over the %d counted requests of first-seen callers, want one each", cnt.Streams, n)
+	}
+	return nil
+}
+
+// start starts c's Envoy and ext_proc server: the processes counted
+// (Envoy first) and all of them.
+func (h *harness) start(ctx context.Context, c Config, tag, bootPath string, adminPort int) (counted, all []*proc, err error) {
+	e, err := startEnvoy(ctx, h.o, tag, bootPath, adminPort, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	counted, all = []*proc{e}, []*proc{e}
+	if c.graymesh != graymeshNone {
+		// graymesh answers a returning caller's first request, in the
+		// warm-up, and is not asked after: it runs outside valgrind, and
+		// the ext_proc streams say it was not asked.
+		g, err := h.startServer(ctx, c, tag, !c.proofs)
+		if err != nil {
+			e.stop()
+			return nil, nil, err
+		}
+		all = append(all, g)
+		if !c.proofs {
+			counted = append(counted, g)
+		}
+	}
+	return counted, all, nil
+}
+
+// extProcStreams is the ext_proc streams the Envoy with admin port port
+// has opened (its counters ending in ext_proc.streams_started, which
+// must exist).
+func extProcStreams(port int) (int, error) {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/stats?filter=%s", port, url.QueryEscape(`ext_proc\.streams_started$`)))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	return sumCounters(string(b))
+}
+
+// sumCounters sums the counters of an Envoy /stats answer; an answer
+// with none is an error.
+func sumCounters(stats string) (int, error) {
+	sum, n := 0, 0
+	for _, line := range strings.Split(stats, "\n") {
+		if _, v, ok := strings.Cut(line, ": "); ok {
+			c, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				return 0, fmt.Errorf("the Envoy stats line %q: %w", line, err)
+			}
+			sum, n = sum+c, n+1
+		}
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("no ext_proc.streams_started counter in Envoy's stats: %q", stats)
+	}
+	return sum, nil
 }
 
 // sidecarsOf is the resources configuration c runs.
 func (h *harness) sidecarsOf(c Config) *sidecars {
+	if c.returning {
+		return h.returning
+	}
 	if c.anonymous {
 		return h.anonymous
 	}

@@ -2,12 +2,15 @@ package irbench
 
 import (
 	"bytes"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -35,9 +38,9 @@ func listenerHCM(t *testing.T, bootstrap []byte) *hcmv3.HttpConnectionManager {
 // validation passes) and checks the filter chain each one measures.
 // benchSidecars writes the bench configs and builds their resources: the
 // mesh's and the anonymous split's (lanes signed).
-func benchSidecars(t *testing.T) (p *gray.Policy, s, anon *sidecars) {
+func benchSidecars(t *testing.T) (p *gray.Policy, s, anon, ret *sidecars) {
 	t.Helper()
-	h := &harness{o: Options{WorkDir: t.TempDir()}, upstreams: &upstreams{stable: "127.0.0.1:9001", gray: "127.0.0.1:9002"}}
+	h := &harness{o: Options{WorkDir: t.TempDir()}, upstreams: &upstreams{stable: "127.0.0.1:9001", gray: "127.0.0.1:9002"}, version: "1"}
 	path, err := h.writeConfig()
 	if err != nil {
 		t.Fatal(err)
@@ -55,11 +58,45 @@ func benchSidecars(t *testing.T) (p *gray.Policy, s, anon *sidecars) {
 	if anon, err = newSidecars(anonPlan.Plan.Signed(time.Now())); err != nil {
 		t.Fatal(err)
 	}
-	return p, s, anon
+	if ret, err = h.returningSidecars(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	return p, s, anon, ret
+}
+
+// afterProofRoutes checks that a returning config's edge routes start
+// with its proof routes (stable with no release, the release's stable
+// and gray), of config version 1, ext_proc off, and returns the routes
+// after them.
+func afterProofRoutes(t *testing.T, name string, routes []*routev3.Route) []*routev3.Route {
+	t.Helper()
+	var proofs []string
+	for _, r := range routes {
+		if !strings.HasPrefix(r.GetName(), edgeService+"/proof:") {
+			break
+		}
+		if _, off := r.GetTypedPerFilterConfig()[wire.ExtProcFilterName]; !off {
+			t.Errorf("%s: proof route %s asks graymesh", name, r.GetName())
+		}
+		version := ""
+		for _, m := range r.GetMatch().GetHeaders() {
+			if m.GetName() == wire.HeaderProofVersion {
+				version = m.GetStringMatch().GetExact()
+			}
+		}
+		if version != "1" {
+			t.Errorf("%s: proof route %s matches config version %q, want 1 (a fresh graymesh's)", name, r.GetName(), version)
+		}
+		proofs = append(proofs, r.GetName())
+	}
+	if len(proofs) != 3 {
+		t.Errorf("%s: proof routes %v, want 3", name, proofs)
+	}
+	return routes[len(proofs):]
 }
 
 func TestBootstraps(t *testing.T) {
-	p, s, anon := benchSidecars(t)
+	p, s, anon, ret := benchSidecars(t)
 	want := map[string][]string{
 		"H0":            {"envoy.filters.http.router"},
 		"N1":            {xds.LaneFilterName, "envoy.filters.http.router"},
@@ -74,13 +111,17 @@ func TestBootstraps(t *testing.T) {
 		// The filter stays; the anonymous route turns it off.
 		"EDGE-anonymous": {wire.ExtProcFilterName, "envoy.filters.http.router"},
 	}
+	// The proof check (jwt_authn), the binding (header_mutation) and the
+	// route cache clearing (jwt_authn) before ext_proc.
+	proofChain := []string{"graymesh.proof", "graymesh.proof_bound", "graymesh.proof_route", wire.ExtProcFilterName, "envoy.filters.http.router"}
+	want[returningConfig], want[firstSeenConfig], want[anonymousConfig], want["EDGE-returning-nocel"] = proofChain, proofChain, proofChain, proofChain
 	// The inner hop's variants: N1's filters; some without the strip.
-	noStrip := map[string]bool{"H0": true, "H0-lane": true}
+	noStrip := map[string]bool{"H0": true, "H0-lane": true, "H0-returning": true}
 	for _, c := range innerVariants() {
 		want[c.Name] = want["N1"]
 		noStrip[c.Name] = c.Name == "H0-lane" || c.Name == "N1-nostrip" || c.Name == "N1-norules" || strings.HasPrefix(c.Name, "N1-bare")
 	}
-	want["H0-lane"], want["H0-h2"] = want["H0"], want["H0"]
+	want["H0-lane"], want["H0-h2"], want["H0-returning"] = want["H0"], want["H0"], want["H0"]
 	noStrip["H0-h2"] = true
 	n1 := Configs()[1]
 	first, err := s.bootstrap(n1, 9901)
@@ -94,17 +135,17 @@ func TestBootstraps(t *testing.T) {
 		}
 	}()
 	for _, c := range Configs() {
-		sc := s
-		if c.anonymous {
-			sc = anon
-		}
-		b, err := sc.bootstrap(c, 9901)
+		b, err := (&harness{sidecars: s, anonymous: anon, returning: ret}).sidecarsOf(c).bootstrap(c, 9901)
 		if err != nil {
 			t.Fatalf("%s: %v", c.Name, err)
 		}
 		hcm := listenerHCM(t, b)
-		top := hcm.GetRouteConfig().GetVirtualHosts()[0].GetRoutes()[0]
-		if _, off := top.GetTypedPerFilterConfig()[wire.ExtProcFilterName]; off != c.anonymous || strings.HasSuffix(top.GetName(), "/anonymous") != c.anonymous {
+		routes := hcm.GetRouteConfig().GetVirtualHosts()[0].GetRoutes()
+		if c.returning {
+			routes = afterProofRoutes(t, c.Name, routes)
+		}
+		top := routes[0]
+		if _, off := top.GetTypedPerFilterConfig()[wire.ExtProcFilterName]; off != (c.anonymous || c.returning) || strings.HasSuffix(top.GetName(), "/anonymous") != (c.anonymous || c.returning) {
 			t.Errorf("%s: first route %s, ext_proc off on it: %v", c.Name, top.GetName(), off)
 		}
 		var names []string
@@ -166,6 +207,81 @@ func TestCallersGoGray(t *testing.T) {
 	}
 }
 
+// TestReturningCallersGoGray: under the returning config an ES256
+// caller is admitted to gray and handed a proof of config version 1 that
+// names it, which the policy routes on when it comes back with it — what
+// the harness checks of the real graymesh in EDGE-returning's warm-up.
+func TestReturningCallersGoGray(t *testing.T) {
+	h := &harness{o: Options{WorkDir: t.TempDir()}, upstreams: &upstreams{stable: "127.0.0.1:9001", gray: "127.0.0.1:9002"}, version: "1"}
+	if _, err := h.writeConfig(); err != nil {
+		t.Fatal(err)
+	}
+	p, err := h.returningPolicy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := esTokens(h.esKey, "user-", 3, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tok := range tokens {
+		o := p.Decide(gray.Request{Authorization: "Bearer " + tok, Hop: gray.Hop{Service: edgeService}, Now: time.Now()})
+		if o.Env != "gray" || o.Proof == "" {
+			t.Fatalf("caller %d: decided %+v, proof %q; want gray with a proof", i, o.Decision, o.Proof)
+		}
+		pr, err := p.Lanes.VerifyProof(o.Proof, time.Now())
+		if err != nil || pr.Caller != "user-"+strconv.Itoa(i) || pr.Version != "1" || pr.Env != "gray" || pr.Release != "shop-v2" {
+			t.Fatalf("caller %d: proof %+v (%v)", i, pr, err)
+		}
+		// The attribution configurations' proofs say the same.
+		if mine, err := p.Lanes.VerifyProof(signedProof(p, "user-"+strconv.Itoa(i), time.Now()), time.Now()); err != nil ||
+			mine.Caller != pr.Caller || mine.Env != pr.Env || mine.Release != pr.Release || mine.Version != pr.Version || mine.CallerHash != pr.CallerHash || pr.CallerHash == "" {
+			t.Fatalf("caller %d: the harness signs %+v (%v), graymesh %+v", i, mine, err, pr)
+		}
+		back := p.Decide(gray.Request{Authorization: "Bearer " + tok, Proof: o.Proof, Hop: gray.Hop{Service: edgeService}, Now: time.Now()})
+		if back.Env != "gray" || back.Reason != gray.ReasonProof {
+			t.Fatalf("caller %d back with its proof: %+v", i, back.Decision)
+		}
+	}
+}
+
+// TestConstantBinding: EDGE-returning binds the proof to the token with
+// the CEL expression graymesh pushes; EDGE-returning-nocel with "true".
+func TestConstantBinding(t *testing.T) {
+	_, _, _, ret := benchSidecars(t)
+	for _, c := range Configs() {
+		if c.Name != returningConfig && c.Name != "EDGE-returning-nocel" {
+			continue
+		}
+		b, err := ret.bootstrap(c, 9901)
+		if err != nil {
+			t.Fatal(err)
+		}
+		value := ""
+		for _, f := range listenerHCM(t, b).GetHttpFilters() {
+			if f.GetName() == proofBoundFilter {
+				hm := &headermutationv3.HeaderMutation{}
+				if err := f.GetTypedConfig().UnmarshalTo(hm); err != nil {
+					t.Fatal(err)
+				}
+				value = hm.GetMutations().GetRequestMutations()[0].GetAppend().GetHeader().GetValue()
+			}
+		}
+		if cel := strings.HasPrefix(value, "%CEL("); cel != (c.Name == returningConfig) || (!cel && value != "true") {
+			t.Errorf("%s: x-gray-proof-bound %q", c.Name, value)
+		}
+	}
+}
+
+func TestSumCounters(t *testing.T) {
+	if n, err := sumCounters("http.inbound.ext_proc.streams_started: 3\nhttp.x.ext_proc.streams_started: 4\n"); err != nil || n != 7 {
+		t.Fatalf("%d %v", n, err)
+	}
+	if _, err := sumCounters(""); err == nil {
+		t.Fatal("no counter read as 0 streams")
+	}
+}
+
 func TestParseTotal(t *testing.T) {
 	dump := "version: 1\ncreator: callgrind-3.19.0\nevents: Ir\nsummary: 44907987\nfn=(1) main\n10 5\ntotals: 44908090\n"
 	if n, err := parseTotal(strings.NewReader(dump)); err != nil || n != 44908090 {
@@ -201,16 +317,24 @@ func TestWriteSection(t *testing.T) {
 		Options: Options{Warmup: 50, Small: 200, Large: 400, Rounds: 2, GraymeshScale: 1},
 		Envoy:   "envoy", Valgrind: "valgrind-3.19.0", Configs: Configs(),
 		Counts: map[string][]Count{
-			"H0":            {{SmallN: 200, LargeN: 400, Small: 200 * 170000, Large: 400 * 170000}, {SmallN: 200, LargeN: 400, Small: 200 * 170000, Large: 400 * 170000}},
-			"N1":            {{SmallN: 200, LargeN: 400, Small: 200 * 180000, Large: 400 * 180000}, {SmallN: 200, LargeN: 400, Small: 200 * 182000, Large: 400 * 182000}},
-			"E1":            {{SmallN: 200, LargeN: 400, Small: 200 * 430000, Large: 400 * 430000, GraymeshSmall: 200 * 250000, GraymeshLarge: 400 * 250000}},
-			"EDGE":          {{SmallN: 200, LargeN: 400, Small: 200 * 430000, Large: 400 * 430000, GraymeshSmall: 200 * 200000, GraymeshLarge: 400 * 200000}},
-			"EDGE-noop":     {{SmallN: 200, LargeN: 400, Small: 200 * 400000, Large: 400 * 400000, GraymeshSmall: 200 * 160000, GraymeshLarge: 400 * 160000, GCSmall: 1, GCLarge: 2}},
-			"EDGE-cached":   {{SmallN: 200, LargeN: 400, Small: 200 * 420000, Large: 400 * 420000, GraymeshSmall: 200 * 96000, GraymeshLarge: 400 * 96000}},
-			"EDGE-uncached": {{SmallN: 200, LargeN: 400, Small: 200 * 420000, Large: 400 * 420000, GraymeshSmall: 200 * 216000, GraymeshLarge: 400 * 216000}},
-			"H0-lane":       {{SmallN: 200, LargeN: 400, Small: 200 * 175000, Large: 400 * 175000}},
-			"N1-claims3":    {{SmallN: 200, LargeN: 400, Small: 200 * 187000, Large: 400 * 187000}},
+			"H0":             {{SmallN: 200, LargeN: 400, Small: 200 * 170000, Large: 400 * 170000}, {SmallN: 200, LargeN: 400, Small: 200 * 170000, Large: 400 * 170000}},
+			"N1":             {{SmallN: 200, LargeN: 400, Small: 200 * 180000, Large: 400 * 180000}, {SmallN: 200, LargeN: 400, Small: 200 * 182000, Large: 400 * 182000}},
+			"E1":             {{SmallN: 200, LargeN: 400, Small: 200 * 430000, Large: 400 * 430000, GraymeshSmall: 200 * 250000, GraymeshLarge: 400 * 250000}},
+			"EDGE":           {{SmallN: 200, LargeN: 400, Small: 200 * 430000, Large: 400 * 430000, GraymeshSmall: 200 * 200000, GraymeshLarge: 400 * 200000}},
+			"EDGE-noop":      {{SmallN: 200, LargeN: 400, Small: 200 * 400000, Large: 400 * 400000, GraymeshSmall: 200 * 160000, GraymeshLarge: 400 * 160000, GCSmall: 1, GCLarge: 2}},
+			"EDGE-cached":    {{SmallN: 200, LargeN: 400, Small: 200 * 420000, Large: 400 * 420000, GraymeshSmall: 200 * 96000, GraymeshLarge: 400 * 96000}},
+			"EDGE-uncached":  {{SmallN: 200, LargeN: 400, Small: 200 * 420000, Large: 400 * 420000, GraymeshSmall: 200 * 216000, GraymeshLarge: 400 * 216000}},
+			"H0-lane":        {{SmallN: 200, LargeN: 400, Small: 200 * 175000, Large: 400 * 175000}},
+			"N1-claims3":     {{SmallN: 200, LargeN: 400, Small: 200 * 187000, Large: 400 * 187000}},
+			"EDGE-anonymous": {{SmallN: 200, LargeN: 400, Small: 200 * 190000, Large: 400 * 190000}},
+			// graymesh not asked: no graymesh count, no ext_proc stream.
+			"EDGE-returning":        {{SmallN: 200, LargeN: 400, Small: 200 * 220000, Large: 400 * 220000}},
+			"EDGE-anonymous-proofs": {{SmallN: 200, LargeN: 400, Small: 200 * 200000, Large: 400 * 200000}},
+			"H0-returning":          {{SmallN: 200, LargeN: 400, Small: 200 * 180000, Large: 400 * 180000}},
+			"EDGE-returning-nocel":  {{SmallN: 200, LargeN: 400, Small: 200 * 212000, Large: 400 * 212000}},
+			"EDGE-firstseen":        {{SmallN: 200, LargeN: 400, Small: 200 * 500000, Large: 400 * 500000, GraymeshSmall: 200 * 1000000, GraymeshLarge: 400 * 1000000, Streams: 600}},
 		},
+		TokenBytes: 190, ProofBytes: 260,
 		LaneBytes: 251,
 		RSS:       map[string]uint64{"EDGE-cached": 70 * 1024},
 		Outside:   map[string]OutsideRun{"EDGE-cached": {Requests: 600, GCs: 1, Bytes: 600 * 1500}},
@@ -231,7 +355,25 @@ func TestWriteSection(t *testing.T) {
 
 		"| EDGE-cached | 96,000 | — | 96,000 | 0.60× | 420,000 | 0/0 | 70.0 MiB | 1 GCs in 600 requests, 1500 B |",
 		"EDGE-cached ≤ 0.85 × EDGE-noop | 0.60× (cached 96,000, no-op 160,000) | met",
-		"EDGE-uncached ≤ 1.30 × EDGE-noop | 1.35× (uncached 216,000, no-op 160,000) | **missed**"} {
+		"EDGE-uncached ≤ 1.30 × EDGE-noop | 1.35× (uncached 216,000, no-op 160,000) | **missed**",
+
+		// The returning callers: mix Envoy 0.8 × 220k + 0.1 × 200k + 0.1 ×
+		// 500k = 246k, graymesh 0.1 × 1,000k = 100k.
+		"| EDGE-returning | 80% | 220,000 | 0 (not asked) | 220,000 | 1.29× | 1.22× | 0.35× | 0 (0 in 600) |",
+		"| EDGE-anonymous-proofs | 10% | 200,000 | 0 (not asked) | 200,000 | 1.18× | 1.10× | 0.32× | 0 (0 in 600) |",
+		"| EDGE-firstseen | 10% | 500,000 | 1,000,000 | 1,500,000 | 8.82× | 8.29× | 2.38× | 1 (600 in 600) |",
+		"| **mix** | 100% | 246,000 | 100,000 | 346,000 | 2.04× | 1.91× | 0.55× | 0.1 (100 per 1,000 requests) |",
+		"Its first-seen tenth is 43% of it, its returning eight tenths 51%.",
+		"220,000 | — | 220,000 | 1.29× | 0 (not asked) |",
+		"EDGE-returning ≤ 1.25 × N1 | 1.22× (returning 220,000, N1 181,000) | met",
+		"mix ≤ 1.30 × H0 | 2.04× (mix 346,000 = Envoy 246,000 + graymesh 100,000, H0 170,000) | **missed**",
+		"mix ≤ 0.50 × EDGE | 0.55× (mix 346,000, EDGE 630,000) | **missed**",
+		"0.34× (889,000) of turn 2 (2,640,000, the figure of before); 0.76× of today (EDGE + 3 × N1: 1,173,000)",
+		"its ES256 token, 190 bytes, and its proof, 260 bytes",
+		"the proof filters cost it 10,000 over EDGE-anonymous",
+		"Where a returning caller's 50,000 over H0 go (attribution): carrying its token and proof (and the accept header the mix's requests send) through Envoy, which nothing reads (H0-returning − H0), 10,000; the CEL binding (EDGE-returning − EDGE-returning-nocel), 8,000;",
+		"(EDGE-returning-nocel − H0-returning) — 32,000.",
+		returningCommand} {
 		if !strings.Contains(out, want) {
 			t.Errorf("section lacks %q:\n%s", want, out)
 		}

@@ -33,7 +33,7 @@ func (h *harness) peakRSS(ctx context.Context, c Config) (uint64, OutsideRun, er
 	if err != nil {
 		return 0, out, err
 	}
-	boot, err := h.sidecars.bootstrap(c, adminPort[0])
+	boot, err := h.sidecarsOf(c).bootstrap(c, adminPort[0])
 	if err != nil {
 		return 0, out, err
 	}

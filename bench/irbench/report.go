@@ -27,10 +27,11 @@ func WriteSection(w io.Writer, res *Result, command string) error {
 	p("- Command:\n\n```sh\n%s\n```\n\n", command)
 	p("- Method: one Envoy 1.40 (`--concurrency 1`) per configuration and round, under `valgrind --tool=callgrind --instr-atstart=no`, from a static bootstrap built with graymesh's own `xds.BuildSidecar` for an inner sidecar (orders of a two-service mesh: its inbound listener, routes and clusters). ")
 	p("After %d warm-up requests: `callgrind_control -i on PID`; then `callgrind_control -z PID`, %d requests, `callgrind_control -d PID` (count A); `-z`, %d requests, `-d` (count B). ", o.Warmup, o.Small, o.Large)
-	p("Instructions per request = (B − A) / %d: what one more request costs, start-up, warm-up and per-dump overhead cancelled; every Envoy thread counted. graymesh, where a configuration asks it, runs under callgrind too and is counted the same way, over %d× the requests (%d and %d). One client, one kept-alive HTTP/1.1 connection, requests one after another, each checked to be served by gray. %d rounds, the configurations interleaved.\n\n",
-		o.Large-o.Small, o.GraymeshScale, o.Small*o.GraymeshScale, o.Large*o.GraymeshScale, o.Rounds)
+	p("Instructions per request = (B − A) / %d: what one more request costs, start-up, warm-up and per-dump overhead cancelled; every Envoy thread counted. graymesh, where a configuration asks it, runs under callgrind too and is counted the same way, over %d× the requests (%d and %d). One client, one kept-alive HTTP/1.1 connection, requests one after another, each checked to be served by gray (an anonymous request: by either). Returning callers (%s): graymesh answers each caller's first request in the warm-up, outside valgrind, and is not asked after — the edge Envoy's ext_proc stream count over the two counts must stay 0, and the counts are Envoy's alone, over %d and %d requests. %d rounds, the configurations interleaved.\n\n",
+		o.Large-o.Small, o.GraymeshScale, o.Small*o.GraymeshScale, o.Large*o.GraymeshScale, returningConfig, o.Small, o.Large, o.Rounds)
 	writeConfigTable(p, res)
 	writeEdgeTable(p, res)
+	writeReturningTable(p, res)
 	writeIRTargets(p, res)
 	writeIdleTable(p, res)
 	_, err := io.WriteString(w, b.String())
@@ -78,7 +79,10 @@ func writeConfigTable(p func(string, ...any), res *Result) {
 			}
 		}
 		gm := "—"
-		if c.graymesh != graymeshNone {
+		switch {
+		case c.proofs && c.graymesh != graymeshNone:
+			gm = "0 (not asked)"
+		case c.graymesh != graymeshNone:
 			gm = thousands(res.graymeshMean(c.Name))
 		}
 		p("%s | %s | %s |\n", thousands(res.mean(c.Name)), ratio(res.mean(c.Name), floor), gm)
@@ -103,6 +107,7 @@ func writeIRTargets(p func(string, ...any), res *Result) {
 		before, now := edgeBefore+chainHops*e1, edge+chainHops*n1
 		p("| the whole 4-hop chain (4 Envoys + graymesh) vs before | ≤ %.2f × | %s (now %s, before %s) | %s |\n", chainBound, ratio(now, before), thousands(now), thousands(before), verdict(true, now <= chainBound*before))
 	}
+	writeReturningTargets(p, res)
 	p("\n")
 	writeReading(p, res)
 }
@@ -137,6 +142,7 @@ func writeReading(p func(string, ...any), res *Result) {
 		p("- An anonymous request the edge's Envoy splits itself (EDGE-anonymous, `mesh.native_traffic_split`) costs %s instructions, all in Envoy, graymesh not asked: %s Envoy alone routing on a plain header (H0), %s the edge asking graymesh (EDGE, Envoy %s + graymesh %s).\n",
 			thousands(anon), ratio(anon, h0), ratio(anon, edge), thousands(res.mean("EDGE")), thousands(res.graymeshMean("EDGE")))
 	}
+	writeReturningReading(p, res)
 	if fresh > 0 && n1 > 0 {
 		p("- A lane Envoy has not seen costs %s more (N1-fresh − N1): an Ed25519 verification. One lane per environment, release, version and window keeps that to once per sidecar per window; a lane per request would put it on every hop of every request.\n", thousands(fresh-n1))
 	}
@@ -189,7 +195,7 @@ func writeEdgeTable(p func(string, ...any), res *Result) {
 		p("server, round %d | ", i)
 	}
 	p("server, mean | × EDGE-noop | Envoy, mean | GCs in the counts (A/B per round) | server VmHWM | outside valgrind: GCs, allocated per request |\n|---|%s\n", strings.Repeat("---:|", rounds+6))
-	for _, name := range []string{"EDGE-noop", "EDGE-cached", "EDGE-uncached"} {
+	for _, name := range []string{"EDGE-noop", "EDGE-cached", "EDGE-uncached", firstSeenConfig} {
 		counts := res.Counts[name]
 		if len(counts) == 0 {
 			continue

@@ -1,7 +1,9 @@
 // Command irbench counts the instructions an inner hop's Envoy spends per
 // request under valgrind's callgrind — the lane verified in Envoy, a plain
 // header, the lane in baggage, and the ext_proc inner hop of before — and
-// writes its section of bench/RESULTS.md. `make bench-ir` runs it.
+// the edge's (with graymesh, for callers returning with a proof, anonymous
+// and first-seen), and writes its section of bench/RESULTS.md. `make
+// bench-ir` runs it.
 package main
 
 import (
@@ -95,7 +97,7 @@ func parseFlags(args []string) (irbench.Options, string, error) {
 	fs.StringVar(&o.Graymesh, "graymesh", "bin/graymesh", "graymesh binary (answers the edge configuration)")
 	fs.StringVar(&o.GraymeshBefore, "graymesh-before", "", "graymesh built from before this change (answers the ext_proc inner hop of before; make bench-ir builds it)")
 	fs.StringVar(&o.Noop, "noop", "bin/loadbench", "the load harness's binary, whose noop command is the naive no-op ext_proc server")
-	fs.IntVar(&o.Callers, "callers", 1000, "distinct callers (HS256 tokens) the edge configurations cycle through")
+	fs.IntVar(&o.Callers, "callers", 1000, "distinct callers the edge configurations with callers cycle through (HS256 tokens; ES256 tokens and their proofs for the returning callers)")
 	fs.StringVar(&o.Valgrind, "valgrind", "valgrind", "valgrind binary")
 	fs.StringVar(&o.Control, "callgrind-control", "callgrind_control", "callgrind_control binary")
 	fs.StringVar(&o.WorkDir, "work", "bench/out/ir", "directory for configs, logs and callgrind dumps")

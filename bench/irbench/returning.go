@@ -1,0 +1,355 @@
+package irbench
+
+import (
+	"fmt"
+	"strings"
+
+	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/graymesh/graymesh/internal/contract/wire"
+)
+
+// The edge routing returning callers itself (mesh.native_returning_callers,
+// issue 27 item 5): a returning caller, an anonymous request and a
+// first-seen caller under the same config, and the mix of them the issue
+// takes for an edge's traffic.
+
+// returningConfigs are the edge routing returning callers: the three
+// requests of the mix under one config, then two attribution
+// configurations.
+func returningConfigs() []Config {
+	return []Config{
+		{
+			Name: "EDGE-returning", What: "the edge sidecar's inbound listener as graymesh pushes it with `mesh.native_returning_callers` (and `native_traffic_split`) for a release admitting every identified caller (`percent: 100`, `traffic_percent: 50`): 1,000 distinct callers cycled, each sending its ES256 token and the proof graymesh handed it (`x-graymesh-proof`, obtained in the warm-up from the real graymesh, one first request per caller), both already verified once by Envoy (its JWT caches warm); Envoy verifies both (cache lookups), binds them (CEL), re-picks the route and routes with ext_proc off — 0 ext_proc streams in the counts (Envoy's stats), graymesh not asked",
+			graymesh: graymeshCurrent, edge: true, returning: true, proofs: true,
+			headers: minimalHeaders,
+		},
+		{
+			Name: "EDGE-firstseen", What: "EDGE-returning's listener and graymesh for a caller graymesh has never seen: a new subject's ES256 token on every request, no proof; ext_proc to graymesh, which verifies the token (not in its cache), decides (gray, percent 100) and signs the caller's proof, handed back in a response header (a second ext_proc message, for the response headers)",
+			graymesh: graymeshCurrent, edge: true, returning: true, firstSeen: true,
+			headers: minimalHeaders,
+		},
+		{
+			Name: "EDGE-anonymous-proofs", What: "EDGE-anonymous under EDGE-returning's config: an anonymous request (no authorization or cookie) split 50/50 by Envoy, the proof filters in the chain (the proof check and the route cache clearing skip a request without a proof; the binding's CEL runs on every request)",
+			edge: true, anonymous: true, returning: true,
+			headers: minimalHeaders,
+		},
+		{
+			Name: "H0-returning", What: "H0 with a returning caller's ES256 token and proof sent too (1,000 callers cycled), which nothing reads: what carrying them through Envoy costs (attribution only; the proofs signed by the harness as graymesh signs them)",
+			build: (*sidecars).plainHeader, proofs: true,
+			headers: func(string) map[string]string {
+				return map[string]string{"accept": "application/json", wire.HeaderEnv: "gray"}
+			},
+		},
+		{
+			Name: "EDGE-returning-nocel", What: "EDGE-returning with x-gray-proof-bound set to a constant \"true\" instead of the CEL expression comparing the token's subject with the proof's: what the binding costs (attribution only: any caller's proof would route; the proofs signed by the harness as graymesh signs them)",
+			edge: true, returning: true, proofs: true, build: constantBinding,
+			headers: minimalHeaders,
+		},
+	}
+}
+
+// proofBoundFilter is the name of the edge's binding filter
+// (xds/returning.go).
+const proofBoundFilter = "graymesh.proof_bound"
+
+// constantBinding sets x-gray-proof-bound to "true" on every request
+// instead of comparing the two subjects.
+func constantBinding(_ *sidecars, hcm *hcmv3.HttpConnectionManager) error {
+	for _, f := range hcm.HttpFilters {
+		if f.GetName() != proofBoundFilter {
+			continue
+		}
+		hm := &headermutationv3.HeaderMutation{}
+		if err := f.GetTypedConfig().UnmarshalTo(hm); err != nil {
+			return err
+		}
+		muts := hm.GetMutations().GetRequestMutations()
+		if len(muts) != 1 || muts[0].GetAppend().GetHeader().GetKey() != wire.HeaderProofBound {
+			return fmt.Errorf("%s: %d mutations, want the one of %s", proofBoundFilter, len(muts), wire.HeaderProofBound)
+		}
+		muts[0].GetAppend().Header.Value = "true"
+		a, err := anypb.New(hm)
+		if err != nil {
+			return err
+		}
+		f.ConfigType = &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}
+		return nil
+	}
+	return fmt.Errorf("the edge listener has no %s filter", proofBoundFilter)
+}
+
+// minimalHeaders are what a client sends besides what identifies it (or
+// not): a token, a proof, a cookie.
+func minimalHeaders(string) map[string]string { return map[string]string{"accept": "application/json"} }
+
+// Configs are every configuration, in report order; the first is the
+// floor the others are compared with.
+func Configs() []Config {
+	laneHeader := func(lane string) map[string]string { return map[string]string{wire.HeaderLane: lane} }
+	return append([]Config{
+		{
+			Name: "H0", What: "plain header: the inner listener's routes, no lane check, no x-gray-* strip; the client sends x-gray-env: gray (nobody verifies it — the floor)",
+			build:   (*sidecars).plainHeader,
+			headers: func(string) map[string]string { return map[string]string{wire.HeaderEnv: "gray"} },
+		},
+		{
+			Name: "N1", What: "native lane (this change): the inner listener exactly as graymesh pushes it — x-gray-* strip, jwt_authn with the lane's public keys (inlined here, pushed over ECDS in the mesh), the routes; one lane for every request (one per window in the mesh), so Envoy's JWT cache verifies it once",
+			build:   (*sidecars).native,
+			headers: laneHeader,
+		},
+		{
+			Name: "N1-fresh", What: "N1 with a lane Envoy has not seen on every request: a full Ed25519 verification each time (what signing a lane per request would cost every inner hop)",
+			freshLanes: true,
+			build:      (*sidecars).native,
+			headers:    laneHeader,
+		},
+		{
+			Name: "N1-baggage", What: "the lane as a W3C baggage member instead of its own header: a Lua filter extracts it (OpenTelemetry reorders members; jwt_authn reads a header to its end), then N1",
+			build: (*sidecars).baggage,
+			headers: func(lane string) map[string]string {
+				return map[string]string{"baggage": "userId=alice,graymesh-lane=" + lane + ",session=s-1"}
+			},
+		},
+		{
+			Name: "E1", What: "before this change: the inner listener with graymesh's ext_proc filter (hop inner) and routes on the x-gray-env graymesh sets; graymesh as built before this change (`--graymesh-before`) verifies the lane it signed then (HMAC, in baggage)",
+			graymesh: graymeshBefore, beforeLane: true,
+			build: (*sidecars).extProc,
+			headers: func(lane string) map[string]string {
+				return map[string]string{"baggage": "userId=alice,graymesh-lane=" + lane + ",session=s-1"}
+			},
+		},
+		{
+			Name: "EDGE", What: "the edge sidecar's inbound listener as graymesh pushes it (x-gray-* and lane strip, ext_proc); graymesh decides gray by a header rule and hands out the window's lane (for the whole chain)",
+			graymesh: graymeshCurrent, edge: true,
+			headers: func(string) map[string]string { return map[string]string{betaHeader: "1"} },
+		},
+		{
+			Name: "EDGE-before", What: "EDGE answered by graymesh as built before this change, which signed an HMAC lane into baggage",
+			graymesh: graymeshBefore, edge: true,
+			headers: func(string) map[string]string { return map[string]string{betaHeader: "1"} },
+		},
+		{
+			Name: "EDGE-noop", What: "EDGE's listener answered by the repository's naive no-op ext_proc server (`loadbench noop`: default `grpc.NewServer()`, default GOGC, CONTINUE with an empty response); the same requests as EDGE-cached, served by stable (the floor the edge targets compare with)",
+			graymesh: graymeshNoop, edge: true, callers: true, stable: true,
+			headers: browserHeaders,
+		},
+		{
+			Name: "EDGE-cached", What: "EDGE with graymesh deciding from an HS256 JWT: 1,000 distinct callers cycled (each verified once in the warm-up), token cache on, admitted by a 100% percentage rule",
+			graymesh: graymeshCurrent, edge: true, callers: true,
+			headers: browserHeaders,
+		},
+		{
+			Name: "EDGE-anonymous", What: "the edge sidecar's inbound listener as graymesh pushes it with `mesh.native_traffic_split` for a release splitting anonymous traffic 50/50: a request with no authorization or cookie matches the first route, whose weighted clusters set the decision's headers and the window's lane, with ext_proc off for the route (graymesh not asked)",
+			edge: true, anonymous: true,
+			headers: func(string) map[string]string { return map[string]string{"accept": "application/json"} },
+		},
+		{
+			Name: "EDGE-uncached", What: "EDGE-cached with graymesh's token cache off (`jwt.cache_size: 0`): every request's HS256 token is verified",
+			graymesh: graymeshCurrent, edge: true, callers: true, noCache: true,
+			headers: browserHeaders,
+		},
+	}, append(returningConfigs(), innerVariants()...)...)
+}
+
+// The mix: shares of returning callers, anonymous requests and first-seen
+// callers.
+const (
+	mixReturning = 0.8
+	mixAnonymous = 0.1
+	mixFirstSeen = 0.1
+)
+
+// The issue's goals: the mix against Envoy alone routing on a plain
+// header (H0) and against today's edge path (EDGE, Envoy + graymesh); a
+// returning caller against an inner hop (N1).
+const (
+	mixH0Bound       = 1.30
+	mixEdgeBound     = 0.50
+	returningN1Bound = 1.25
+)
+
+// The three requests of the mix, by configuration.
+const (
+	returningConfig   = "EDGE-returning"
+	anonymousConfig   = "EDGE-anonymous-proofs"
+	firstSeenConfig   = "EDGE-firstseen"
+	returningCommand  = "make bench-ir BENCH_IR_FLAGS='--configs H0,N1,E1,EDGE,EDGE-before,EDGE-anonymous," + returningConfig + "," + firstSeenConfig + "," + anonymousConfig + "'"
+	turn2ChainDefault = 2.64e6
+)
+
+// total is a configuration's Envoy and graymesh instructions per request
+// (0 when it did not run).
+func (r *Result) total(name string) float64 { return r.mean(name) + r.graymeshMean(name) }
+
+// mix is the mix's instructions per request in Envoy and in graymesh;
+// ok when all three of its requests ran.
+func (r *Result) mix() (envoy, graymesh float64, ok bool) {
+	shares := []struct {
+		name  string
+		share float64
+	}{{returningConfig, mixReturning}, {anonymousConfig, mixAnonymous}, {firstSeenConfig, mixFirstSeen}}
+	ok = true
+	for _, s := range shares {
+		if len(r.Counts[s.name]) == 0 {
+			ok = false
+		}
+		envoy += s.share * r.mean(s.name)
+		graymesh += s.share * r.graymeshMean(s.name)
+	}
+	return envoy, graymesh, ok
+}
+
+// streams is the ext_proc streams Envoy opened over the counted requests
+// of name's rounds, and those requests; ok false when not read.
+func (r *Result) streams(name string) (streams, requests int, ok bool) {
+	for _, c := range r.Counts[name] {
+		if c.Streams < 0 {
+			return 0, 0, false
+		}
+		streams, requests = streams+c.Streams, requests+c.SmallN+c.LargeN
+	}
+	return streams, requests, requests > 0
+}
+
+// streamsPerRequest says name's ext_proc streams per counted request.
+func (r *Result) streamsPerRequest(name string) string {
+	streams, requests, ok := r.streams(name)
+	if !ok {
+		return "—"
+	}
+	return formatFloat(float64(streams)/float64(requests)) + " (" + thousands(float64(streams)) + " in " + thousands(float64(requests)) + ")"
+}
+
+// mixStreams is the mix's ext_proc streams per request, from each
+// request's measured streams; ok false when one was not read.
+func (r *Result) mixStreams() (float64, bool) {
+	var sum float64
+	for _, s := range []struct {
+		name  string
+		share float64
+	}{{returningConfig, mixReturning}, {anonymousConfig, mixAnonymous}, {firstSeenConfig, mixFirstSeen}} {
+		streams, requests, ok := r.streams(s.name)
+		if !ok {
+			return 0, false
+		}
+		sum += s.share * float64(streams) / float64(requests)
+	}
+	return sum, true
+}
+
+// formatFloat formats f with up to three decimals, trailing zeros cut.
+func formatFloat(f float64) string {
+	s := strings.TrimRight(strings.TrimRight(fmt.Sprintf("%.3f", f), "0"), ".")
+	if s == "" || s == "-" {
+		return "0"
+	}
+	return s
+}
+
+// writeReturningTable is the edge routing returning callers: each request
+// of the mix, the mix, and today's edge for comparison.
+func writeReturningTable(p func(string, ...any), res *Result) {
+	if len(res.Counts[returningConfig])+len(res.Counts[anonymousConfig])+len(res.Counts[firstSeenConfig]) == 0 {
+		return
+	}
+	h0, n1, edge := res.mean("H0"), res.mean("N1"), res.total("EDGE")
+	p("The edge routing returning callers itself (`mesh.native_returning_callers`, issue 27 item 5): each request of the mix under the same config (`%s`, `%s`, `%s`), the mix computed from them (%.0f%% returning, %.0f%% anonymous, %.0f%% first-seen), and today's edge (EDGE) beside them. Envoy + graymesh per request; ext_proc streams from the edge Envoy's stats (`ext_proc.streams_started`) over the counted requests:\n\n",
+		returningConfig, anonymousConfig, firstSeenConfig, 100*mixReturning, 100*mixAnonymous, 100*mixFirstSeen)
+	p("| request | share | Envoy | graymesh | Envoy + graymesh | × H0 | × N1 | × EDGE | ext_proc streams per request |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	row := func(name, share string, envoy, graymesh float64, asked bool, streams string) {
+		gm := "0 (not asked)"
+		if asked {
+			gm = thousands(graymesh)
+		}
+		total := envoy + graymesh
+		p("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", name, share, thousands(envoy), gm, thousands(total), ratio(total, h0), ratio(total, n1), ratio(total, edge), streams)
+	}
+	for _, r := range []struct {
+		name  string
+		share float64
+		asked bool
+	}{{returningConfig, mixReturning, false}, {anonymousConfig, mixAnonymous, false}, {firstSeenConfig, mixFirstSeen, true}} {
+		if len(res.Counts[r.name]) > 0 {
+			row(r.name, formatFloat(100*r.share)+"%", res.mean(r.name), res.graymeshMean(r.name), r.asked, res.streamsPerRequest(r.name))
+		}
+	}
+	if envoy, graymesh, ok := res.mix(); ok {
+		streams := "—"
+		if per, ok := res.mixStreams(); ok {
+			streams = formatFloat(per) + " (" + thousands(1000*per) + " per 1,000 requests)"
+		}
+		row("**mix**", "100%", envoy, graymesh, true, streams)
+	}
+	if edge > 0 {
+		row("EDGE (today: every request to graymesh)", "—", res.mean("EDGE"), res.graymeshMean("EDGE"), true, res.streamsPerRequest("EDGE"))
+	}
+	if anon := res.mean("EDGE-anonymous"); anon > 0 {
+		row("EDGE-anonymous (no proof filters)", "—", anon, 0, false, res.streamsPerRequest("EDGE-anonymous"))
+	}
+	p("\nTo measure these rows alone:\n\n```sh\n%s\n```\n\n", returningCommand)
+}
+
+// writeReturningTargets are the goals rows for the returning callers.
+func writeReturningTargets(p func(string, ...any), res *Result) {
+	h0, n1, edge := res.mean("H0"), res.mean("N1"), res.total("EDGE")
+	if ret := res.total(returningConfig); len(res.Counts[returningConfig]) > 0 {
+		p("| a returning caller at the edge (Envoy; graymesh not asked) vs an inner hop | %s ≤ %.2f × N1 | %s (returning %s, N1 %s) | %s |\n",
+			returningConfig, returningN1Bound, ratio(ret, n1), thousands(ret), thousands(n1), verdict(n1 > 0, ret <= returningN1Bound*n1))
+	}
+	envoy, graymesh, ok := res.mix()
+	if !ok {
+		return
+	}
+	mix := envoy + graymesh
+	p("| the mix at the edge (80%% returning, 10%% anonymous, 10%% first-seen; Envoy + graymesh) vs Envoy alone on a plain header | mix ≤ %.2f × H0 | %s (mix %s = Envoy %s + graymesh %s, H0 %s) | %s |\n",
+		mixH0Bound, ratio(mix, h0), thousands(mix), thousands(envoy), thousands(graymesh), thousands(h0), verdict(h0 > 0, mix <= mixH0Bound*h0))
+	p("| the mix vs today's edge path (EDGE: Envoy + graymesh) | mix ≤ %.2f × EDGE | %s (mix %s, EDGE %s) | %s |\n",
+		mixEdgeBound, ratio(mix, edge), thousands(mix), thousands(edge), verdict(edge > 0, mix <= mixEdgeBound*edge))
+	if n1 > 0 {
+		chain := mix + chainHops*n1
+		turn2, how := res.total("EDGE-before")+chainHops*res.total("E1"), "EDGE-before + 3 × E1, this run"
+		if res.mean("EDGE-before") == 0 || res.mean("E1") == 0 {
+			turn2, how = turn2ChainDefault, "the figure of before"
+		}
+		p("| the 4-hop chain for the mix (mix + 3 × N1) vs turn 2 and today | none set | %s (%s) of turn 2 (%s, %s); %s of today (EDGE + 3 × N1: %s) | — |\n",
+			ratio(chain, turn2), thousands(chain), thousands(turn2), how, ratio(chain, edge+chainHops*n1), thousands(edge+chainHops*n1))
+	}
+}
+
+// writeReturningReading says what the returning callers' figures mean.
+func writeReturningReading(p func(string, ...any), res *Result) {
+	ret, anonP, fe, fg := res.mean(returningConfig), res.mean(anonymousConfig), res.mean(firstSeenConfig), res.graymeshMean(firstSeenConfig)
+	h0, n1, edgeEnvoy, edge := res.mean("H0"), res.mean("N1"), res.mean("EDGE"), res.total("EDGE")
+	if ret == 0 || h0 == 0 || n1 == 0 || edge == 0 {
+		return
+	}
+	p("- A returning caller (%s: its ES256 token, %d bytes, and its proof, %d bytes, each verified by Envoy once and then found in jwt_authn's cache) costs %s instructions, all in Envoy, graymesh not asked (0 ext_proc streams in the counts): %s H0, %s N1, %s today's edge (EDGE, Envoy %s + graymesh %s). Over N1 (%s more), Envoy carries a token and a proof instead of a lane, looks both up in its JWT cache and copies five of their claims to headers, runs the CEL binding, looks the proof up again (its payload to dynamic metadata, the caller hash to a header) to clear the route cache, matches the proof route's headers, and sets the decision's headers and the window's lane on the route.\n",
+		returningConfig, res.TokenBytes, res.ProofBytes, thousands(ret), ratio(ret, h0), ratio(ret, n1), ratio(ret, edge), thousands(edgeEnvoy), thousands(res.graymeshMean("EDGE")), thousands(ret-n1))
+	if carry, nocel := res.mean("H0-returning"), res.mean("EDGE-returning-nocel"); carry > 0 && nocel > 0 {
+		p("- Where a returning caller's %s over H0 go (attribution): carrying its token and proof (and the accept header the mix's requests send) through Envoy, which nothing reads (H0-returning − H0), %s; the CEL binding (EDGE-returning − EDGE-returning-nocel), %s; the rest — the edge listener's strip, the two jwt_authn filters' cache lookups and claim headers, the route picked again, the proof route's match, the decision's headers and lane it sets, ext_proc turned off for the route (EDGE-returning-nocel − H0-returning) — %s.\n",
+			thousands(ret-h0), thousands(carry-h0), thousands(ret-nocel), thousands(nocel-carry))
+		if anon := res.mean("EDGE-anonymous"); anon > 0 {
+			p("  For scale: an anonymous request on the edge listener without the proof filters, whose route sets the decision's headers and lane with ext_proc off, costs %s over H0 (EDGE-anonymous − H0).\n", thousands(anon-h0))
+		}
+	}
+	if anon := res.mean("EDGE-anonymous"); anonP > 0 && anon > 0 {
+		p("- An anonymous request under the same config (%s) costs %s, all in Envoy: %s H0; the proof filters cost it %s over EDGE-anonymous (%s): the two jwt_authn filters find no rule for a request without a proof, and the binding's CEL expression runs on every request.\n",
+			anonymousConfig, thousands(anonP), ratio(anonP, h0), thousands(anonP-anon), thousands(anon))
+	}
+	if fe > 0 {
+		p("- A first-seen caller (%s: a new ES256 token on every request) costs %s in Envoy and %s in graymesh: %s H0, %s EDGE. graymesh verifies the ES256 token (not in its cache), decides and signs an Ed25519 proof; Envoy spends %s more than EDGE's Envoy: the proof filters in the chain, the token's header, and a second ext_proc message, for the response headers, that hands the proof back.", firstSeenConfig, thousands(fe), thousands(fg), ratio(fe+fg, h0), ratio(fe+fg, edge), thousands(fe-edgeEnvoy))
+		if un := res.graymeshMean("EDGE-uncached"); un > 0 {
+			p(" graymesh's %s is %s more than EDGE-uncached's %s (an HS256 token verified every request, no proof to sign or hand back): the ES256 verification, the proof's Ed25519 signature and the response headers' message together (not split here).", thousands(fg), thousands(fg-un), thousands(un))
+		}
+		p(" The callers' tokens are ES256 (P-256) in every row of the mix.\n")
+	}
+	if envoy, graymesh, ok := res.mix(); ok {
+		mix := envoy + graymesh
+		p("- The mix (%.0f%% returning, %.0f%% anonymous, %.0f%% first-seen) costs %s per request (Envoy %s, graymesh %s): %s H0 (goal ≤ %.2f×), %s EDGE (goal ≤ %.2f×). Its first-seen tenth is %.0f%% of it, its returning eight tenths %.0f%%.\n",
+			100*mixReturning, 100*mixAnonymous, 100*mixFirstSeen, thousands(mix), thousands(envoy), thousands(graymesh),
+			ratio(mix, h0), mixH0Bound, ratio(mix, edge), mixEdgeBound, 100*mixFirstSeen*(fe+fg)/mix, 100*mixReturning*ret/mix)
+	}
+}
