@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/graymesh/graymesh/internal/contract/wire"
@@ -112,8 +113,8 @@ func (h *harness) obtainProofs(ctx context.Context, client *http.Client, c Confi
 		if err != nil {
 			return fmt.Errorf("caller %d: graymesh handed proof %q: %w", i, proof, err)
 		}
-		if want := "user-" + strconv.Itoa(i); pr.Caller != want || pr.Version != h.version || pr.Env != "gray" || pr.Release != "shop-v2" {
-			return fmt.Errorf("caller %d: graymesh's proof names %+v, want caller %s, gray, shop-v2, version %s", i, pr, want, h.version)
+		if !strings.HasSuffix("Bearer "+tok, pr.Token) || pr.Version != h.proofVersion || pr.Env != "gray" || pr.Release != "shop-v2" {
+			return fmt.Errorf("caller %d: graymesh's proof names %+v, want the caller's token, gray, shop-v2, version %s (the routes')", i, pr, h.proofVersion)
 		}
 		h.proofs[i] = proof
 	}
@@ -143,8 +144,9 @@ func beforeLane(env, release, version string, exp time.Time) string {
 // signProofs is the warm-up of an attribution configuration whose
 // callers send proofs graymesh is not there to hand out: each caller's
 // proof signed as graymesh signs it (gray.Policy.proofFor: the lane
-// signer's SignProof, the caller's subject, the decision's environment,
-// release and config version, the caller hash, the config's proof TTL),
+// signer's SignProof, the end of the caller's authorization header, the
+// decision's environment, release and proof version, the caller hash, the
+// config's proof TTL),
 // then each caller's request with it once (Envoy's JWT caches warm).
 func (h *harness) signProofs(ctx context.Context, client *http.Client, c Config) error {
 	p, err := h.returningPolicy()
@@ -154,18 +156,20 @@ func (h *harness) signProofs(ctx context.Context, client *http.Client, c Config)
 	now := time.Now()
 	h.proofs = make([]string, len(h.esTokens))
 	for i := range h.proofs {
-		h.proofs[i] = signedProof(p, "user-"+strconv.Itoa(i), now)
+		h.proofs[i] = signedProof(p, "user-"+strconv.Itoa(i), "Bearer "+h.esTokens[i], now)
 	}
 	h.next = 0
 	return h.send(ctx, client, c, len(h.esTokens))
 }
 
 // signedProof is the proof graymesh under p hands a caller whose token
-// names subject and who is admitted to gray by shop-v2.
-func signedProof(p *gray.Policy, subject string, now time.Time) string {
-	c := p.Plan.Callers
-	return p.Lanes.SignProof(lane.Proof{Caller: subject, Env: "gray", Release: "shop-v2", Version: p.Plan.Version, CallerHash: p.SubjectHash(c.SubjectPrefix + subject)},
-		now, c.ProofTTL)
+// (in authorization) names subject and who is admitted to gray by
+// shop-v2.
+func signedProof(p *gray.Policy, subject, authorization string, now time.Time) string {
+	return p.Lanes.SignProof(lane.Proof{
+		Token: authorization[len(authorization)-wire.ProofTokenBytes:], Env: "gray", Release: "shop-v2",
+		Version: p.Plan.ProofVersion, CallerHash: p.SubjectHash(subject), Expires: now.Add(p.Plan.Callers.ProofTTL),
+	})
 }
 
 // newClient keeps one connection; h2 makes it HTTP/2 without TLS (prior

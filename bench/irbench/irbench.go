@@ -205,6 +205,8 @@ type harness struct {
 	anonymous *sidecars
 	signer    *lane.Signer
 	version   string
+	// proofVersion is the version the proof routes match (returningPolicy).
+	proofVersion string
 	// The returning callers' mesh (returningPath): its resources (lanes
 	// signed, config version version), the ES256 key the callers' tokens
 	// are signed with, each caller's token and the proof graymesh handed
@@ -281,9 +283,9 @@ func (h *harness) returningPolicy() (*gray.Policy, error) {
 		return nil, err
 	}
 	if p.Plan.Callers == nil {
-		return nil, fmt.Errorf("%s: Envoy routes no returning caller (plan.ReturningBlocker: %q; or the issuer's keys are not Envoy's to have)",
-			h.returningPath, plan.ReturningBlocker(cfg))
+		return nil, fmt.Errorf("%s: Envoy routes no returning caller (plan.ReturningBlocker: %q)", h.returningPath, plan.ReturningBlocker(cfg))
 	}
+	h.proofVersion = p.Plan.ProofVersion
 	return p, nil
 }
 

@@ -84,8 +84,8 @@ func afterProofRoutes(t *testing.T, name string, routes []*routev3.Route) []*rou
 				version = m.GetStringMatch().GetExact()
 			}
 		}
-		if version != "1" {
-			t.Errorf("%s: proof route %s matches config version %q, want 1 (a fresh graymesh's)", name, r.GetName(), version)
+		if !strings.HasPrefix(version, "1-") {
+			t.Errorf("%s: proof route %s matches proof version %q, want 1-<config hash> (a fresh graymesh's in file mode)", name, r.GetName(), version)
 		}
 		proofs = append(proofs, r.GetName())
 	}
@@ -230,12 +230,12 @@ func TestReturningCallersGoGray(t *testing.T) {
 			t.Fatalf("caller %d: decided %+v, proof %q; want gray with a proof", i, o.Decision, o.Proof)
 		}
 		pr, err := p.Lanes.VerifyProof(o.Proof, time.Now())
-		if err != nil || pr.Caller != "user-"+strconv.Itoa(i) || pr.Version != "1" || pr.Env != "gray" || pr.Release != "shop-v2" {
+		if err != nil || !strings.HasSuffix("Bearer "+tok, pr.Token) || pr.Version != p.Plan.ProofVersion || pr.Env != "gray" || pr.Release != "shop-v2" {
 			t.Fatalf("caller %d: proof %+v (%v)", i, pr, err)
 		}
 		// The attribution configurations' proofs say the same.
-		if mine, err := p.Lanes.VerifyProof(signedProof(p, "user-"+strconv.Itoa(i), time.Now()), time.Now()); err != nil ||
-			mine.Caller != pr.Caller || mine.Env != pr.Env || mine.Release != pr.Release || mine.Version != pr.Version || mine.CallerHash != pr.CallerHash || pr.CallerHash == "" {
+		if mine, err := p.Lanes.VerifyProof(signedProof(p, "user-"+strconv.Itoa(i), "Bearer "+tok, time.Now()), time.Now()); err != nil ||
+			mine.Token != pr.Token || mine.Env != pr.Env || mine.Release != pr.Release || mine.Version != pr.Version || mine.CallerHash != pr.CallerHash || pr.CallerHash == "" {
 			t.Fatalf("caller %d: the harness signs %+v (%v), graymesh %+v", i, mine, err, pr)
 		}
 		back := p.Decide(gray.Request{Authorization: "Bearer " + tok, Proof: o.Proof, Hop: gray.Hop{Service: edgeService}, Now: time.Now()})
