@@ -104,8 +104,8 @@ type Result struct {
 	Started time.Time
 	Took    time.Duration
 	// LaneBytes is the length of the lane the inner-hop configurations
-	// send.
-	LaneBytes int
+	// send, LongLaneBytes that of the lane before issue 27 (N1-long).
+	LaneBytes, LongLaneBytes int
 }
 
 // Run measures every configuration Options.Rounds times, the
@@ -126,6 +126,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	defer h.close()
 	res.LaneBytes = len(h.signer.Sign("gray", "shop-v2", h.version, time.Now()))
+	res.LongLaneBytes = len(longLane("gray", "shop-v2", h.version, time.Now()))
 	res.Envoy, res.Valgrind = versionOf(ctx, o.Envoy, "--version"), versionOf(ctx, o.Valgrind, "--version")
 	for round := 1; round <= o.Rounds; round++ {
 		for _, c := range res.Configs {
