@@ -163,8 +163,8 @@ func writeInnerReading(p func(string, ...any), res *Result) {
 		return
 	}
 	if lane := m("H0-lane"); lane > 0 {
-		p("- Of that, %s is only carrying the lane (H0-lane − H0): Envoy parses, checks and forwards a request header byte by byte, and the lane is %d bytes (86 of them the Ed25519 signature). H0-lane alone is %s H0: no check of a lane this size, in a header, fits in %.2f× H0. The check proper (N1 − H0-lane) is %s.\n",
-			thousands(lane-h0), res.LaneBytes, ratio(lane, h0), nativeBound, thousands(n1-lane))
+		p("- Of that, %s is only carrying the lane (H0-lane − H0): Envoy parses, checks and forwards a request header byte by byte, and the lane is %d bytes (86 of them the Ed25519 signature). H0-lane alone is %s H0, so a check of a lane this size, in a header, fits in %.2f× H0 only if it costs at most %s; the check proper (N1 − H0-lane) is %s.\n",
+			thousands(lane-h0), res.LaneBytes, ratio(lane, h0), nativeBound, thousands(max(nativeBound*h0-lane, 0)), thousands(n1-lane))
 		if long, longLane := m("N1-long"), m("H0-lane-long"); long > 0 && longLane > 0 {
 			p("- The lane as it was before issue 27 shortened it was %d bytes (kid and typ in its header, the claims env/rel/ver/sts, the issuer graymesh-lane). In this run, carrying it cost %s more than carrying today's %d bytes (H0-lane-long − H0-lane), and the whole inner hop with it %s more: N1-long %s, %s H0 (N1-long − N1).\n",
 				res.LongLaneBytes, thousands(longLane-lane), res.LaneBytes, thousands(long-n1), thousands(long), ratio(long, h0))

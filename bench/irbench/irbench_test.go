@@ -229,7 +229,7 @@ func TestWriteSection(t *testing.T) {
 		"| E1 |", "430,000 | — | 430,000 | 2.53× | 250,000 |",
 		// chain before: 430k + 200k + 3 × 680k = 2,670k; now: 630k + 3 × 181k = 1,173k
 		"0.44× (now 1,173,000, before 2,670,000)",
-		"5,000 is only carrying the lane (H0-lane − H0)", "the lane is 251 bytes", "(N1 − H0-lane) is 6,000", "(N1-claims3 − N1): 6,000",
+		"5,000 is only carrying the lane (H0-lane − H0)", "the lane is 251 bytes", "fits in 1.10× H0 only if it costs at most 12,000; the check proper (N1 − H0-lane) is 6,000", "(N1-claims3 − N1): 6,000",
 		"was 258 bytes", "carrying it cost 1,000 more than carrying today's 251 bytes", "with it 2,000 more: N1-long 183,000, 1.08× H0",
 
 		"| EDGE-cached | 96,000 | — | 96,000 | 0.60× | 420,000 | 0/0 | 70.0 MiB | 1 GCs in 600 requests, 1500 B |",
