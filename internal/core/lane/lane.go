@@ -137,7 +137,8 @@ func (s *Signer) TTL() time.Duration { return s.ttl }
 // at multiples of it since the Unix epoch.
 func (s *Signer) Window() time.Duration { return s.window }
 
-// KeyID is the kid of the key new lanes are signed with.
+// KeyID is the kid of the key new lanes are signed with, in the JWKS
+// (lanes themselves name no key; stress markers do).
 func (s *Signer) KeyID() string { return s.kid }
 
 // JWKS is the JSON Web Key Set of every key a lane verifies with: what
