@@ -104,10 +104,15 @@ func craftedLanes(t *testing.T, m *fourHop, signer *lane.Signer) {
 	shortLived, err := lane.NewSigner([]byte(m.laneKey), time.Second)
 	must(t, err)
 	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
-	altered := parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(strings.Replace(string(payload), `"env":"gray"`, `"env":"grey"`, 1))) + "." + parts[2]
-	none, err := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{"env": "gray", "iss": wire.LaneIssuer, "exp": now.Add(time.Minute).Unix()}).SignedString(jwt.UnsafeAllowNoneSignatureType)
+	altered := parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(strings.Replace(string(payload), `"`+wire.LaneClaimEnv+`":"gray"`, `"`+wire.LaneClaimEnv+`":"grey"`, 1))) + "." + parts[2]
+	none, err := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{wire.LaneClaimEnv: "gray", "iss": wire.LaneIssuer, "exp": now.Add(time.Minute).Unix()}).SignedString(jwt.UnsafeAllowNoneSignatureType)
 	must(t, err)
 	aliceToken := m.token("alice", now.Add(time.Hour))
+	// A lane names no key (Envoy tries every key of the set); one that
+	// names a key the set lacks is refused before any signature check.
+	unknownKid := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"EdDSA","kid":"not-in-the-set"}`)) + "." + parts[1] + "." + parts[2]
+	marker, err := signer.SignStress("shop-v2", now, time.Hour)
+	must(t, err)
 	tests := []struct {
 		name    string
 		headers map[string]string
@@ -119,8 +124,10 @@ func craftedLanes(t *testing.T, m *fourHop, signer *lane.Signer) {
 		{"genuine", withLane(genuine), grayFromOrders, "lane", ""},
 		{"no lane", nil, stableFromOrders, "lane-missing", ""},
 		{"client sets x-gray-env", map[string]string{"x-gray-env": "gray", "x-gray-release": "shop-v2"}, stableFromOrders, "lane-missing", ""},
-		{"signed with another key", withLane(forged), stableFromOrders, "lane-refused", "kid"},
-		{"another key's signature under our kid", withLane(parts[0] + "." + parts[1] + "." + strings.Split(forged, ".")[2]), stableFromOrders, "lane-refused", "verification fail"},
+		{"signed with another key", withLane(forged), stableFromOrders, "lane-refused", "verification fail"},
+		{"our lane with another key's signature", withLane(parts[0] + "." + parts[1] + "." + strings.Split(forged, ".")[2]), stableFromOrders, "lane-refused", "verification fail"},
+		{"naming a kid the set lacks", withLane(unknownKid), stableFromOrders, "lane-refused", "kid"},
+		{"a stress marker (our key, the stress issuer)", withLane(marker), stableFromOrders, "lane-refused", "issuer"},
 		{"expired", withLane(shortLived.Sign("gray", "shop-v2", "7", now.Add(-10*time.Minute))), stableFromOrders, "lane-refused", "expired"},
 		{"environment altered", withLane(altered), stableFromOrders, "lane-refused", "verification fail"},
 		{"alg none", withLane(none), stableFromOrders, "lane-refused", "Jwt"},
@@ -166,7 +173,7 @@ func craftedLanes(t *testing.T, m *fourHop, signer *lane.Signer) {
 	spans := m.waitForSpans(id, "orders-sidecar inbound orders", "inventory-sidecar inbound inventory")
 	m.expectTags(spans["orders-sidecar inbound orders"], map[string]string{
 		wire.AttrVariant: "stable", wire.AttrReason: "lane-refused", wire.AttrLane: "stable",
-		wire.AttrLaneProblem: "Jwks doesn't have key to match kid or alg from Jwt",
+		wire.AttrLaneProblem: "Jwt verification fails",
 	})
 	// Handed no lane, inventory's sidecar names none (it once said
 	// graymesh.lane=stable).

@@ -29,6 +29,10 @@ func (h *harness) send(ctx context.Context, client *http.Client, c Config, n int
 	if c.beforeLane {
 		base = beforeLane("gray", "shop-v2", h.version, time.Now().Add(time.Hour))
 	}
+	if c.longLane {
+		w := h.signer.Window()
+		base = longLane("gray", "shop-v2", h.version, time.Now().Truncate(w).Add(h.signer.TTL()))
+	}
 	for i := 0; i < n; i++ {
 		l := base
 		if c.freshLanes {

@@ -55,6 +55,9 @@ type Config struct {
 	// beforeLane: the request carries a lane in the format of before this
 	// change.
 	beforeLane bool
+	// longLane: the request carries the lane as it was before issue 27
+	// shortened it (longlane.go), the same one for a window as Sign's.
+	longLane bool
 	// build changes the inbound listener's filters and routes (nil: as
 	// graymesh pushes them).
 	build func(s *sidecars, hcm *hcmv3.HttpConnectionManager) error

@@ -23,7 +23,7 @@ import (
 func innerVariants() []Config {
 	lane := func(l string) map[string]string { return map[string]string{wire.HeaderLane: l} }
 	laneAndEnv := func(l string) map[string]string { return map[string]string{wire.HeaderLane: l, wire.HeaderEnv: "gray"} }
-	return []Config{
+	return append([]Config{
 		{
 			Name: "H0-h2", What: "H0 with the client speaking HTTP/2 (cleartext, prior knowledge) on its one connection: HPACK sends a header seen before as an index",
 			build: (*sidecars).plainHeader, h2: true,
@@ -94,7 +94,7 @@ func innerVariants() []Config {
 			build:   editConfig(func(c *jwtauthnv3.JwtAuthentication) { c.Rules = nil }, noStrip),
 			headers: laneAndEnv,
 		},
-	}
+	}, longLaneVariants()...)
 }
 
 // editLane is native with the lane's provider changed by edit and the
@@ -163,8 +163,12 @@ func writeInnerReading(p func(string, ...any), res *Result) {
 		return
 	}
 	if lane := m("H0-lane"); lane > 0 {
-		p("- Of that, %s is only carrying the lane (H0-lane − H0): Envoy parses, checks and forwards a request header byte by byte, and the lane is %d bytes (86 of them the Ed25519 signature). H0-lane alone is %s H0: no check of a lane this size, in a header, fits in %.2f× H0. The check proper (N1 − H0-lane) is %s.\n",
-			thousands(lane-h0), res.LaneBytes, ratio(lane, h0), nativeBound, thousands(n1-lane))
+		p("- Of that, %s is only carrying the lane (H0-lane − H0): Envoy parses, checks and forwards a request header byte by byte, and the lane is %d bytes (86 of them the Ed25519 signature). H0-lane alone is %s H0, so a check of a lane this size, in a header, fits in %.2f× H0 only if it costs at most %s; the check proper (N1 − H0-lane) is %s.\n",
+			thousands(lane-h0), res.LaneBytes, ratio(lane, h0), nativeBound, thousands(max(nativeBound*h0-lane, 0)), thousands(n1-lane))
+		if long, longLane := m("N1-long"), m("H0-lane-long"); long > 0 && longLane > 0 {
+			p("- The lane as it was before issue 27 shortened it was %d bytes (kid and typ in its header, the claims env/rel/ver/sts, the issuer graymesh-lane). In this run, carrying it cost %s more than carrying today's %d bytes (H0-lane-long − H0-lane), and the whole inner hop with it %s more: N1-long %s, %s H0 (N1-long − N1).\n",
+				res.LongLaneBytes, thousands(longLane-lane), res.LaneBytes, thousands(long-n1), thousands(long), ratio(long, h0))
+		}
 	}
 	if h2, n2 := m("H0-h2"), m("N1-h2"); h2 > 0 && n2 > 0 {
 		p("- Over HTTP/2 (cleartext, prior knowledge, as a caller's sidecar may speak), where HPACK sends the window's lane as an index after its first request: N1-h2 is %s H0-h2 (N1-h2 %s, H0-h2 %s). The plain-header floor costs more over HTTP/2 (H0-h2 − H0: %s) and the native lane about the same (N1-h2 − N1: %s).\n",

@@ -115,9 +115,10 @@ type Result struct {
 	Started time.Time
 	Took    time.Duration
 	// LaneBytes is the length of the lane the inner-hop configurations
-	// send; TokenBytes of a returning caller's ES256 token and
-	// ProofBytes of the proof graymesh handed it (0 when none was).
-	LaneBytes, TokenBytes, ProofBytes int
+	// send, LongLaneBytes that of the lane before issue 27 (N1-long);
+	// TokenBytes of a returning caller's ES256 token and ProofBytes of
+	// the proof graymesh handed it (0 when none was).
+	LaneBytes, LongLaneBytes, TokenBytes, ProofBytes int
 }
 
 // Run measures every configuration Options.Rounds times, the
@@ -138,6 +139,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	defer h.close()
 	res.LaneBytes, res.TokenBytes = len(h.signer.Sign("gray", "shop-v2", h.version, time.Now())), len(h.esTokens[0])
+	res.LongLaneBytes = len(longLane("gray", "shop-v2", h.version, time.Now()))
 	res.Envoy, res.Valgrind = versionOf(ctx, o.Envoy, "--version"), versionOf(ctx, o.Valgrind, "--version")
 	for round := 1; round <= o.Rounds; round++ {
 		for _, c := range res.Configs {

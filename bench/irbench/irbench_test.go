@@ -119,9 +119,9 @@ func TestBootstraps(t *testing.T) {
 	noStrip := map[string]bool{"H0": true, "H0-lane": true, "H0-returning": true}
 	for _, c := range innerVariants() {
 		want[c.Name] = want["N1"]
-		noStrip[c.Name] = c.Name == "H0-lane" || c.Name == "N1-nostrip" || c.Name == "N1-norules" || strings.HasPrefix(c.Name, "N1-bare")
+		noStrip[c.Name] = strings.HasPrefix(c.Name, "H0-lane") || c.Name == "N1-nostrip" || c.Name == "N1-norules" || strings.HasPrefix(c.Name, "N1-bare")
 	}
-	want["H0-lane"], want["H0-h2"], want["H0-returning"] = want["H0"], want["H0"], want["H0"]
+	want["H0-lane"], want["H0-lane-long"], want["H0-h2"], want["H0-returning"] = want["H0"], want["H0"], want["H0"], want["H0"]
 	noStrip["H0-h2"] = true
 	n1 := Configs()[1]
 	first, err := s.bootstrap(n1, 9901)
@@ -327,6 +327,8 @@ func TestWriteSection(t *testing.T) {
 			"H0-lane":        {{SmallN: 200, LargeN: 400, Small: 200 * 175000, Large: 400 * 175000}},
 			"N1-claims3":     {{SmallN: 200, LargeN: 400, Small: 200 * 187000, Large: 400 * 187000}},
 			"EDGE-anonymous": {{SmallN: 200, LargeN: 400, Small: 200 * 190000, Large: 400 * 190000}},
+			"H0-lane-long":   {{SmallN: 200, LargeN: 400, Small: 200 * 176000, Large: 400 * 176000}},
+			"N1-long":        {{SmallN: 200, LargeN: 400, Small: 200 * 183000, Large: 400 * 183000}},
 			// graymesh not asked: no graymesh count, no ext_proc stream.
 			"EDGE-returning":        {{SmallN: 200, LargeN: 400, Small: 200 * 220000, Large: 400 * 220000}},
 			"EDGE-anonymous-proofs": {{SmallN: 200, LargeN: 400, Small: 200 * 200000, Large: 400 * 200000}},
@@ -335,9 +337,9 @@ func TestWriteSection(t *testing.T) {
 			"EDGE-firstseen":        {{SmallN: 200, LargeN: 400, Small: 200 * 500000, Large: 400 * 500000, GraymeshSmall: 200 * 1000000, GraymeshLarge: 400 * 1000000, Streams: 600}},
 		},
 		TokenBytes: 190, ProofBytes: 260,
-		LaneBytes: 251,
-		RSS:       map[string]uint64{"EDGE-cached": 70 * 1024},
-		Outside:   map[string]OutsideRun{"EDGE-cached": {Requests: 600, GCs: 1, Bytes: 600 * 1500}},
+		LaneBytes: 251, LongLaneBytes: 258,
+		RSS:     map[string]uint64{"EDGE-cached": 70 * 1024},
+		Outside: map[string]OutsideRun{"EDGE-cached": {Requests: 600, GCs: 1, Bytes: 600 * 1500}},
 	}
 	var b bytes.Buffer
 	if err := WriteSection(&b, res, "bin/irbench"); err != nil {
@@ -351,7 +353,8 @@ func TestWriteSection(t *testing.T) {
 		"| E1 |", "430,000 | — | 430,000 | 2.53× | 250,000 |",
 		// chain before: 430k + 200k + 3 × 680k = 2,670k; now: 630k + 3 × 181k = 1,173k
 		"0.44× (now 1,173,000, before 2,670,000)",
-		"5,000 is only carrying the lane (H0-lane − H0)", "the lane is 251 bytes", "(N1 − H0-lane) is 6,000", "(N1-claims3 − N1): 6,000",
+		"5,000 is only carrying the lane (H0-lane − H0)", "the lane is 251 bytes", "fits in 1.10× H0 only if it costs at most 12,000; the check proper (N1 − H0-lane) is 6,000", "(N1-claims3 − N1): 6,000",
+		"was 258 bytes", "carrying it cost 1,000 more than carrying today's 251 bytes", "with it 2,000 more: N1-long 183,000, 1.08× H0",
 
 		"| EDGE-cached | 96,000 | — | 96,000 | 0.60× | 420,000 | 0/0 | 70.0 MiB | 1 GCs in 600 requests, 1500 B |",
 		"EDGE-cached ≤ 0.85 × EDGE-noop | 0.60× (cached 96,000, no-op 160,000) | met",

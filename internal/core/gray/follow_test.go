@@ -54,7 +54,7 @@ func TestInnerHopFollowsTheLane(t *testing.T) {
 		{"lane", "active", "frontend", edge.Lane, "gray", ReasonLane, "", "", false},
 		{"no version of the lane's env", "active", "inventory", edge.Lane, "gray", ReasonLane, "no-gray-version", "", false},
 		{"no lane", "active", "frontend", "", "", ReasonLaneMissing, "", "", false},
-		{"forged", "active", "frontend", other.Sign("gray", "shop-v2", "1", now), "stable", ReasonLaneRefused, "", "lane-unknown-key", true},
+		{"forged", "active", "frontend", other.Sign("gray", "shop-v2", "1", now), "stable", ReasonLaneRefused, "", "lane-bad-signature", true},
 		{"killed", "killed", "frontend", edge.Lane, "stable", ReasonKilled, "", "", true},
 		{"frozen keeps travelling lanes", "frozen", "frontend", edge.Lane, "gray", ReasonLane, "", "", false},
 	}

@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -136,7 +137,8 @@ func (s *Signer) TTL() time.Duration { return s.ttl }
 // at multiples of it since the Unix epoch.
 func (s *Signer) Window() time.Duration { return s.window }
 
-// KeyID is the kid of the key new lanes are signed with.
+// KeyID is the kid of the key new lanes are signed with, in the JWKS
+// (lanes themselves name no key; stress markers do).
 func (s *Signer) KeyID() string { return s.kid }
 
 // JWKS is the JSON Web Key Set of every key a lane verifies with: what
@@ -165,13 +167,51 @@ func (s *Signer) buildJWKS() string {
 }
 
 // claims are a lane's JWT claims; wire names the ones Envoy copies into
-// headers.
+// headers (the tags must be wire.LaneClaim*: TestClaimNames).
 type claims struct {
-	Env     string `json:"env"`
-	Release string `json:"rel,omitempty"`
-	Version string `json:"ver,omitempty"`
-	Stress  string `json:"sts,omitempty"`
+	Env     string    `json:"e"`
+	Release string    `json:"r,omitempty"`
+	Version claimText `json:"v,omitempty"`
+	Stress  claimText `json:"s,omitempty"`
 	jwt.RegisteredClaims
+}
+
+// maxClaimInt is the largest integer a lane writes as a JSON number:
+// Envoy holds a claim's number as a double, exact up to 2^53.
+const maxClaimInt = 1<<53 - 1
+
+// claimText is a claim that becomes a header at an inner hop, as the
+// text Envoy's claim_to_headers makes of it. It is written as a JSON
+// number when it is an integer from 0 to maxClaimInt spelled the one
+// way strconv does (Envoy writes such a number back as that decimal
+// text, two quote bytes shorter than the string), else as a string. It
+// reads a string, or an integral number in that range; any other value
+// is refused (Envoy would write a negative or fractional number as
+// "-3.000000", which no kill route reads as the version).
+type claimText string
+
+func (c claimText) MarshalJSON() ([]byte, error) {
+	if n, err := strconv.ParseInt(string(c), 10, 64); err == nil && n >= 0 && n <= maxClaimInt && strconv.FormatInt(n, 10) == string(c) {
+		return []byte(c), nil
+	}
+	return json.Marshal(string(c))
+}
+
+func (c *claimText) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var str string
+		if err := json.Unmarshal(b, &str); err != nil {
+			return err
+		}
+		*c = claimText(str)
+		return nil
+	}
+	n, err := strconv.ParseInt(string(b), 10, 64)
+	if err != nil || n < 0 || n > maxClaimInt || strconv.FormatInt(n, 10) != string(b) {
+		return fmt.Errorf("lane claim %s: not a string or an integer from 0 to 2^53-1", b)
+	}
+	*c = claimText(b)
+	return nil
 }
 
 // Sign returns the lane for a decision made at now. Every request of the
@@ -209,13 +249,19 @@ func (s *Signer) signCached(k laneKey, now time.Time) string {
 }
 
 func (s *Signer) sign(k laneKey, exp time.Time) string {
-	c := claims{Env: k.env, Release: k.release, Version: k.version,
+	c := claims{Env: k.env, Release: k.release, Version: claimText(k.version),
 		RegisteredClaims: jwt.RegisteredClaims{Issuer: wire.LaneIssuer, ExpiresAt: jwt.NewNumericDate(exp)}}
 	if k.stress {
 		c.Stress = "1"
 	}
 	t := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c)
-	t.Header["kid"] = s.kid
+	// The header is {"alg":"EdDSA"} alone, 20 bytes of the lane: no typ
+	// (nobody reads it) and no kid. Envoy's jwt_authn tries every key of
+	// the set for a JWS without kid (checked with Envoy 1.40, the signing
+	// key second in the set), and so does Verify; a sidecar's JWT cache
+	// means that happens once per lane and window, and graymesh publishes
+	// the signing key first.
+	delete(t.Header, "typ")
 	tok, err := t.SignedString(s.private)
 	if err != nil {
 		// Ed25519 signing of a JSON payload cannot fail.
@@ -235,7 +281,7 @@ func (s *KeySet) Verify(token string, now time.Time) (Lane, error) {
 	if c.Env == "" {
 		return Lane{}, ErrMalformed
 	}
-	return Lane{Env: c.Env, Release: c.Release, Version: c.Version, Expires: c.ExpiresAt.Time, Stress: c.Stress == "1"}, nil
+	return Lane{Env: c.Env, Release: c.Release, Version: string(c.Version), Expires: c.ExpiresAt.Time, Stress: c.Stress == "1"}, nil
 }
 
 // parse verifies token into c: a compact JWS of EdDSA only, a key from
@@ -286,9 +332,19 @@ func compactJWS(token string) bool {
 	return true
 }
 
+// keyFor picks the keys a token verifies with as Envoy's jwt_authn
+// does: without kid (or with an empty one), every key of the set; with
+// one, the key of that kid; a kid that is no string is malformed.
 func (s *KeySet) keyFor(t *jwt.Token) (any, error) {
-	kid, ok := t.Header["kid"].(string)
-	if !ok {
+	raw, named := t.Header["kid"]
+	kid, isString := raw.(string)
+	if named && !isString {
+		return nil, ErrMalformed
+	}
+	if kid == "" {
+		if len(s.kids) == 0 {
+			return nil, ErrUnknownKey
+		}
 		set := jwt.VerificationKeySet{}
 		for _, k := range s.kids {
 			set.Keys = append(set.Keys, s.public[k])

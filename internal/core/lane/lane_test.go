@@ -116,7 +116,7 @@ func TestVerifyRefuses(t *testing.T) {
 	tok := s.Sign("gray", "shop-v2", "7", now)
 	other := signer(t, otherKey)
 	forged := other.Sign("gray", "shop-v2", "7", now)
-	valid := jwt.MapClaims{"env": "gray", "iss": wire.LaneIssuer, "exp": now.Add(time.Minute).Unix()}
+	valid := jwt.MapClaims{wire.LaneClaimEnv: "gray", "iss": wire.LaneIssuer, "exp": now.Add(time.Minute).Unix()}
 	with := func(k string, v any) jwt.MapClaims {
 		c := jwt.MapClaims{}
 		for a, b := range valid {
@@ -137,18 +137,30 @@ func TestVerifyRefuses(t *testing.T) {
 		want  error
 	}{
 		{"expired", tok, now.Add(time.Minute + ClockSkew), ErrExpired},
-		{"another mesh key", forged, now, ErrUnknownKey},
-		{"another mesh key, our kid", strings.Replace(forged, strings.Split(forged, ".")[0], strings.Split(tok, ".")[0], 1), now, ErrSignature},
-		{"env altered", reencode(t, tok, func(m map[string]any) { m["env"] = "canary" }), now, ErrSignature},
-		{"release altered", reencode(t, tok, func(m map[string]any) { m["rel"] = "other" }), now, ErrSignature},
+		// A lane names no key (Envoy tries them all): another mesh's
+		// verifies with none.
+		{"another mesh key", forged, now, ErrSignature},
+		{"another mesh key, naming ours", rawSign(t, jwt.SigningMethodEdDSA, other.private, valid, s.kid), now, ErrSignature},
+		{"a kid no key has", rawSign(t, jwt.SigningMethodEdDSA, s.private, valid, "nokey"), now, ErrUnknownKey},
+		{"a kid that is no string", rawSignHeader(t, s.private, valid, map[string]any{"kid": 5}), now, ErrMalformed},
+		{"env altered", reencode(t, tok, func(m map[string]any) { m[wire.LaneClaimEnv] = "canary" }), now, ErrSignature},
+		{"release altered", reencode(t, tok, func(m map[string]any) { m[wire.LaneClaimRelease] = "other" }), now, ErrSignature},
+		{"version altered", reencode(t, tok, func(m map[string]any) { m[wire.LaneClaimVersion] = 8 }), now, ErrSignature},
 		{"expiry extended", reencode(t, tok, func(m map[string]any) { m["exp"] = 9999999999 }), now, ErrSignature},
 		{"signature dropped", strings.Join(strings.Split(tok, ".")[:2], ".") + ".", now, ErrSignature},
 		{"line break in the signature", tok[:len(tok)-20] + "\r\n" + tok[len(tok)-20:], now, ErrMalformed},
 		{"alg none", rawSign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, valid, s.kid), now, ErrSignature},
 		{"HS256 keyed with the public key", rawSign(t, jwt.SigningMethodHS256, []byte(pub), valid, s.kid), now, ErrSignature},
 		{"another issuer", rawSign(t, jwt.SigningMethodEdDSA, s.private, with("iss", "graymesh-demo"), s.kid), now, ErrMalformed},
+		{"the issuer of the long lanes before", rawSign(t, jwt.SigningMethodEdDSA, s.private, with("iss", "graymesh-lane"), ""), now, ErrMalformed},
+		{"the stress marker's issuer", rawSign(t, jwt.SigningMethodEdDSA, s.private, with("iss", wire.StressIssuer), ""), now, ErrMalformed},
+		{"a negative version", rawSign(t, jwt.SigningMethodEdDSA, s.private, with(wire.LaneClaimVersion, -3), ""), now, ErrMalformed},
+		{"a fractional version", rawSign(t, jwt.SigningMethodEdDSA, s.private, with(wire.LaneClaimVersion, 1.5), ""), now, ErrMalformed},
+		{"a version past 2^53", rawSign(t, jwt.SigningMethodEdDSA, s.private, with(wire.LaneClaimVersion, int64(1)<<53), ""), now, ErrMalformed},
+		{"a version that is an object", rawSign(t, jwt.SigningMethodEdDSA, s.private, with(wire.LaneClaimVersion, map[string]any{}), ""), now, ErrMalformed},
 		{"no expiry", rawSign(t, jwt.SigningMethodEdDSA, s.private, with("exp", nil), s.kid), now, ErrMalformed},
-		{"no environment", rawSign(t, jwt.SigningMethodEdDSA, s.private, with("env", nil), s.kid), now, ErrMalformed},
+		{"no environment", rawSign(t, jwt.SigningMethodEdDSA, s.private, with(wire.LaneClaimEnv, nil), s.kid), now, ErrMalformed},
+		{"the long claim names of before", rawSign(t, jwt.SigningMethodEdDSA, s.private, jwt.MapClaims{"env": "gray", "iss": wire.LaneIssuer, "exp": now.Add(time.Minute).Unix()}, ""), now, ErrMalformed},
 		{"a membership token", s.SignMember("shop-v2", "gray", "7", "sub:alice", now, time.Hour), now, ErrMalformed},
 		{"garbage", "gray", now, ErrMalformed},
 		{"empty", "", now, ErrMalformed},
@@ -164,9 +176,96 @@ func TestVerifyRefuses(t *testing.T) {
 	if _, err := s.Verify(tok, now.Add(time.Minute+ClockSkew-time.Second)); err != nil {
 		t.Fatalf("within the clock skew: %v", err)
 	}
-	noKid := rawSign(t, jwt.SigningMethodEdDSA, s.private, valid, "")
-	if _, err := s.Verify(noKid, now); err != nil {
-		t.Fatalf("no kid: Envoy tries every key, so does Verify: %v", err)
+	withKid := rawSign(t, jwt.SigningMethodEdDSA, s.private, valid, s.kid)
+	if _, err := s.Verify(withKid, now); err != nil {
+		t.Fatalf("naming the key: Envoy uses it, so does Verify: %v", err)
+	}
+	emptyKid := rawSignHeader(t, s.private, valid, map[string]any{"kid": ""})
+	if _, err := s.Verify(emptyKid, now); err != nil {
+		t.Fatalf("an empty kid: Envoy tries every key, so does Verify: %v", err)
+	}
+}
+
+// rawSignHeader signs claims with key (EdDSA) under a header with extra
+// fields of our choosing.
+func rawSignHeader(t *testing.T, key any, c jwt.MapClaims, extra map[string]any) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c)
+	for k, v := range extra {
+		tok.Header[k] = v
+	}
+	out, err := tok.SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestLaneFormat pins the lane's bytes: every byte is carried by every
+// hop of every request. The header is {"alg":"EdDSA"} alone (no typ, no
+// kid), the claims have one-letter names, an integral version is a JSON
+// number and the issuer is wire.LaneIssuer; the bench's lane (gray,
+// shop-v2, version 1) is 188 bytes, 258 before.
+func TestLaneFormat(t *testing.T) {
+	s := signer(t, meshKey, otherKey)
+	decode := func(part string) string {
+		b, err := base64.RawURLEncoding.DecodeString(part)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	for _, c := range []struct {
+		tok, payload string
+		bytes        int
+	}{
+		{s.Sign("gray", "shop-v2", "1", now), `{"e":"gray","r":"shop-v2","v":1,"iss":"gl","exp":1795262460}`, 188},
+		{s.SignStressLane("gray", "shop-v2", "12345", now), `{"e":"gray","r":"shop-v2","v":12345,"s":1,"iss":"gl","exp":1795262460}`, 202},
+		{s.Sign("stable", "", "", now), `{"e":"stable","iss":"gl","exp":1795262460}`, 164},
+		// Not an integer strconv spells this way: a string, as Envoy copies it.
+		{s.Sign("gray", "shop-v2", "07", now), `{"e":"gray","r":"shop-v2","v":"07","iss":"gl","exp":1795262460}`, 192},
+		{s.Sign("gray", "shop-v2", "9007199254740992", now), `{"e":"gray","r":"shop-v2","v":"9007199254740992","iss":"gl","exp":1795262460}`, 0},
+	} {
+		parts := strings.Split(c.tok, ".")
+		if len(parts) != 3 || decode(parts[0]) != `{"alg":"EdDSA"}` || decode(parts[1]) != c.payload {
+			t.Errorf("lane %q: %q %q", c.tok, decode(parts[0]), decode(parts[1]))
+		}
+		if c.bytes != 0 && len(c.tok) != c.bytes {
+			t.Errorf("lane %s is %d bytes, want %d", c.payload, len(c.tok), c.bytes)
+		}
+		l, err := s.Verify(c.tok, now)
+		if err != nil {
+			t.Errorf("lane %s: %v", c.payload, err)
+			continue
+		}
+		if again := s.sign(laneKey{env: l.Env, release: l.Release, version: l.Version, stress: l.Stress}, l.Expires); again != c.tok {
+			t.Errorf("lane %s does not read back to itself: %+v", c.payload, l)
+		}
+	}
+	// Read as a string too (Envoy copies either): a lane in which an
+	// integral version is a string verifies with the same version.
+	str := rawSignHeader(t, s.private, jwt.MapClaims{wire.LaneClaimEnv: "gray", wire.LaneClaimVersion: "7", wire.LaneClaimStress: "1", "iss": wire.LaneIssuer, "exp": now.Add(time.Minute).Unix()}, nil)
+	if l, err := s.Verify(str, now); err != nil || l.Version != "7" || !l.Stress {
+		t.Errorf("string claims: %+v, %v", l, err)
+	}
+}
+
+// TestClaimNames: the claims' JSON names are the wire's, which Envoy's
+// claim_to_headers reads.
+func TestClaimNames(t *testing.T) {
+	b, err := json.Marshal(claims{Env: "x", Release: "x", Version: "x", Stress: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	_ = json.Unmarshal(b, &m)
+	for _, name := range []string{wire.LaneClaimEnv, wire.LaneClaimRelease, wire.LaneClaimVersion, wire.LaneClaimStress} {
+		if m[name] != "x" {
+			t.Errorf("claim %q missing from %s", name, b)
+		}
+	}
+	if wire.LaneIssuer == wire.StressIssuer {
+		t.Error("a stress marker's issuer is a lane's")
 	}
 }
 
@@ -184,7 +283,7 @@ func TestRotation(t *testing.T) {
 			t.Errorf("%s lane: %v", name, err)
 		}
 	}
-	if _, err := old.Verify(rotated.Sign("gray", "r", "1", now), now); !errors.Is(err, ErrUnknownKey) {
+	if _, err := old.Verify(rotated.Sign("gray", "r", "1", now), now); !errors.Is(err, ErrSignature) {
 		t.Fatalf("a signer without the new key: %v", err)
 	}
 	member := old.SignMember("r", "gray", "1", "sub:alice", now, time.Hour)
