@@ -22,7 +22,7 @@ import (
 func returningConfigs() []Config {
 	return []Config{
 		{
-			Name: "EDGE-returning", What: "the edge sidecar's inbound listener as graymesh pushes it with `mesh.native_returning_callers` (and `native_traffic_split`) for a release admitting every identified caller (`percent: 100`, `traffic_percent: 50`): 1,000 distinct callers cycled, each sending its ES256 token and the proof graymesh handed it (`x-graymesh-proof`, obtained in the warm-up from the real graymesh, one first request per caller), both already verified once by Envoy (its JWT caches warm); Envoy verifies both (cache lookups), binds them (CEL), re-picks the route and routes with ext_proc off — 0 ext_proc streams in the counts (Envoy's stats), graymesh not asked",
+			Name: "EDGE-returning", What: "the edge sidecar's inbound listener as graymesh pushes it with `mesh.native_returning_callers` (and `native_traffic_split`) for a release admitting every identified caller (`percent: 100`, `traffic_percent: 50`): 1,000 distinct callers cycled, each sending its ES256 token and the proof graymesh handed it (`x-graymesh-proof`, obtained in the warm-up from the real graymesh, one first request per caller), the proof already verified once by Envoy (its JWT caches warm); Envoy verifies the proof (cache lookups, twice), checks that the authorization header ends with the token end the proof names (CEL), re-picks the route and routes with ext_proc off — 0 ext_proc streams in the counts (Envoy's stats), graymesh not asked",
 			graymesh: graymeshCurrent, edge: true, returning: true, proofs: true,
 			headers: minimalHeaders,
 		},
@@ -44,7 +44,7 @@ func returningConfigs() []Config {
 			},
 		},
 		{
-			Name: "EDGE-returning-nocel", What: "EDGE-returning with x-gray-proof-bound set to a constant \"true\" instead of the CEL expression comparing the token's subject with the proof's: what the binding costs (attribution only: any caller's proof would route; the proofs signed by the harness as graymesh signs them)",
+			Name: "EDGE-returning-nocel", What: "EDGE-returning with x-gray-proof-bound set to a constant \"true\" instead of the CEL expression checking that the authorization header ends with the proof's token end: what the binding costs (attribution only: any caller's proof would route; the proofs signed by the harness as graymesh signs them)",
 			edge: true, returning: true, proofs: true, build: constantBinding,
 			headers: minimalHeaders,
 		},
@@ -56,7 +56,8 @@ func returningConfigs() []Config {
 const proofBoundFilter = "graymesh.proof_bound"
 
 // constantBinding sets x-gray-proof-bound to "true" on every request
-// instead of comparing the two subjects.
+// instead of checking that the authorization header ends with the
+// proof's token end.
 func constantBinding(_ *sidecars, hcm *hcmv3.HttpConnectionManager) error {
 	for _, f := range hcm.HttpFilters {
 		if f.GetName() != proofBoundFilter {
@@ -326,10 +327,10 @@ func writeReturningReading(p func(string, ...any), res *Result) {
 	if ret == 0 || h0 == 0 || n1 == 0 || edge == 0 {
 		return
 	}
-	p("- A returning caller (%s: its ES256 token, %d bytes, and its proof, %d bytes, each verified by Envoy once and then found in jwt_authn's cache) costs %s instructions, all in Envoy, graymesh not asked (0 ext_proc streams in the counts): %s H0, %s N1, %s today's edge (EDGE, Envoy %s + graymesh %s). Over N1 (%s more), Envoy carries a token and a proof instead of a lane, looks both up in its JWT cache and copies five of their claims to headers, runs the CEL binding, looks the proof up again (its payload to dynamic metadata, the caller hash to a header) to clear the route cache, matches the proof route's headers, and sets the decision's headers and the window's lane on the route.\n",
+	p("- A returning caller (%s: its ES256 token, %d bytes, which Envoy does not verify, and its proof, %d bytes, verified by Envoy once and then found in jwt_authn's cache) costs %s instructions, all in Envoy, graymesh not asked (0 ext_proc streams in the counts): %s H0, %s N1, %s today's edge (EDGE, Envoy %s + graymesh %s). Over N1 (%s more), Envoy carries a token and a proof instead of a lane, looks the proof up in its JWT cache and copies the token end it names to a header, runs the CEL binding, looks the proof up again (four claims to headers) to clear the route cache, matches the proof route's headers, and sets the decision's headers and the window's lane on the route.\n",
 		returningConfig, res.TokenBytes, res.ProofBytes, thousands(ret), ratio(ret, h0), ratio(ret, n1), ratio(ret, edge), thousands(edgeEnvoy), thousands(res.graymeshMean("EDGE")), thousands(ret-n1))
 	if carry, nocel := res.mean("H0-returning"), res.mean("EDGE-returning-nocel"); carry > 0 && nocel > 0 {
-		p("- Where a returning caller's %s over H0 go (attribution): carrying its token and proof (and the accept header the mix's requests send) through Envoy, which nothing reads (H0-returning − H0), %s; the CEL binding (EDGE-returning − EDGE-returning-nocel), %s; the rest — the edge listener's strip, the two jwt_authn filters' cache lookups and claim headers, the route picked again, the proof route's match, the decision's headers and lane it sets, ext_proc turned off for the route (EDGE-returning-nocel − H0-returning) — %s.\n",
+		p("- Where a returning caller's %s over H0 go (attribution): carrying its token and proof (and the accept header the mix's requests send) through Envoy, which nothing reads (H0-returning − H0), %s; the CEL binding (EDGE-returning − EDGE-returning-nocel), %s; the rest — the edge listener's strip, the two jwt_authn filters' proof lookups and claim headers, the route picked again, the proof route's match, the decision's headers and lane it sets, ext_proc turned off for the route (EDGE-returning-nocel − H0-returning) — %s.\n",
 			thousands(ret-h0), thousands(carry-h0), thousands(ret-nocel), thousands(nocel-carry))
 		if anon := res.mean("EDGE-anonymous"); anon > 0 {
 			p("  For scale: an anonymous request on the edge listener without the proof filters, whose route sets the decision's headers and lane with ext_proc off, costs %s over H0 (EDGE-anonymous − H0).\n", thousands(anon-h0))

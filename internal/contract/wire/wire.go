@@ -153,17 +153,17 @@ const (
 	HeaderProof = "x-graymesh-proof"
 	// ProofIssuer is the iss of every proof. It is neither LaneIssuer
 	// nor StressIssuer: a proof never passes for a lane or a marker.
-	ProofIssuer = "graymesh-proof"
+	ProofIssuer = "gp"
 	// ProofClaimToken is the end of the caller's authorization header
 	// (ProofTokenBytes of its token's signature); ProofClaimEnv,
 	// ProofClaimRelease and ProofClaimVersion are the decision;
 	// ProofClaimCallerHash is the keyed caller hash the access log
 	// carries to the analysis (MetadataCaller).
-	ProofClaimToken      = "tok"
-	ProofClaimEnv        = "env"
-	ProofClaimRelease    = "rel"
-	ProofClaimVersion    = "ver"
-	ProofClaimCallerHash = "ch"
+	ProofClaimToken      = "t"
+	ProofClaimEnv        = "e"
+	ProofClaimRelease    = "r"
+	ProofClaimVersion    = "v"
+	ProofClaimCallerHash = "h"
 	// ProofTokenBytes is how much of the token's end a proof names: 22
 	// base64url characters of its signature, 132 bits no one without
 	// the token can guess.

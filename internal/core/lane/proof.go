@@ -27,11 +27,11 @@ type Proof struct {
 
 // proofClaims are a proof's JWT claims; wire names each.
 type proofClaims struct {
-	Token      string `json:"tok"`
-	Env        string `json:"env"`
-	Release    string `json:"rel,omitempty"`
-	Version    string `json:"ver"`
-	CallerHash string `json:"ch,omitempty"`
+	Token      string `json:"t"`
+	Env        string `json:"e"`
+	Release    string `json:"r,omitempty"`
+	Version    string `json:"v"`
+	CallerHash string `json:"h,omitempty"`
 	jwt.RegisteredClaims
 }
 
@@ -43,7 +43,8 @@ func (s *Signer) SignProof(p Proof) string {
 		Token: p.Token, Env: p.Env, Release: p.Release, Version: p.Version, CallerHash: p.CallerHash,
 		RegisteredClaims: jwt.RegisteredClaims{Issuer: wire.ProofIssuer, ExpiresAt: jwt.NewNumericDate(p.Expires)},
 	})
-	t.Header["kid"] = s.kid
+	// As a lane's: no typ, no kid (Envoy tries each key of the set).
+	delete(t.Header, "typ")
 	tok, err := t.SignedString(s.private)
 	if err != nil {
 		// Ed25519 signing of a JSON payload cannot fail.
