@@ -46,12 +46,12 @@ func (h *harness) send(ctx context.Context, client *http.Client, c Config, n int
 			hdr["Authorization"] = "Bearer " + h.tokens[h.next%len(h.tokens)]
 			h.next++
 		case c.proofs:
-			k := h.next % len(h.esTokens)
+			k := h.next % len(h.tokens)
 			h.next++
-			hdr["Authorization"], hdr[wire.HeaderProof] = "Bearer "+h.esTokens[k], h.proofs[k]
+			hdr["Authorization"], hdr[wire.HeaderProof] = "Bearer "+h.tokens[k], h.proofs[k]
 		case c.firstSeen:
 			// A caller graymesh has never seen: a subject of its own.
-			tok, err := esToken(h.esKey, "new-"+strconv.Itoa(h.firstSeen), time.Now())
+			tok, err := callerToken("new-"+strconv.Itoa(h.firstSeen), time.Now())
 			if err != nil {
 				return err
 			}
@@ -106,8 +106,8 @@ func (h *harness) do(ctx context.Context, client *http.Client, c Config, hdr map
 // then each caller's request with its proof once, which Envoy verifies in
 // full and caches (token and proof).
 func (h *harness) obtainProofs(ctx context.Context, client *http.Client, c Config) error {
-	h.proofs = make([]string, len(h.esTokens))
-	for i, tok := range h.esTokens {
+	h.proofs = make([]string, len(h.tokens))
+	for i, tok := range h.tokens {
 		got, err := h.do(ctx, client, c, map[string]string{"accept": "application/json", "Authorization": "Bearer " + tok})
 		if err != nil {
 			return fmt.Errorf("caller %d's first request: %w", i, err)
@@ -123,7 +123,7 @@ func (h *harness) obtainProofs(ctx context.Context, client *http.Client, c Confi
 		h.proofs[i] = proof
 	}
 	h.next = 0
-	return h.send(ctx, client, c, len(h.esTokens))
+	return h.send(ctx, client, c, len(h.tokens))
 }
 
 func (h *harness) sidecarURL(c Config) string {
@@ -158,12 +158,12 @@ func (h *harness) signProofs(ctx context.Context, client *http.Client, c Config)
 		return err
 	}
 	now := time.Now()
-	h.proofs = make([]string, len(h.esTokens))
+	h.proofs = make([]string, len(h.tokens))
 	for i := range h.proofs {
-		h.proofs[i] = signedProof(p, "user-"+strconv.Itoa(i), "Bearer "+h.esTokens[i], now)
+		h.proofs[i] = signedProof(p, "user-"+strconv.Itoa(i), "Bearer "+h.tokens[i], now)
 	}
 	h.next = 0
-	return h.send(ctx, client, c, len(h.esTokens))
+	return h.send(ctx, client, c, len(h.tokens))
 }
 
 // signedProof is the proof graymesh under p hands a caller whose token

@@ -76,14 +76,14 @@ type Config struct {
 	// returning: the edge as pushed with mesh.native_returning_callers
 	// too (and native_traffic_split), for a release admitting every
 	// identified caller and splitting anonymous traffic in half; the
-	// callers' tokens are ES256.
+	// callers' tokens are HS256.
 	returning bool
 	// proofs: every request is a returning caller's — one of
-	// Options.Callers callers, cycled — with its ES256 token and the
+	// Options.Callers callers, cycled — with its HS256 token and the
 	// proof graymesh handed it in the warm-up.
 	proofs bool
 	// firstSeen: every request is a caller graymesh has never seen, with
-	// a new ES256 token and no proof; graymesh hands it a proof.
+	// a new HS256 token and no proof; graymesh hands it a proof.
 	firstSeen bool
 }
 

@@ -2,11 +2,6 @@ package irbench
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -116,7 +111,7 @@ type Result struct {
 	Took    time.Duration
 	// LaneBytes is the length of the lane the inner-hop configurations
 	// send, LongLaneBytes that of the lane before issue 27 (N1-long);
-	// TokenBytes of a returning caller's ES256 token and ProofBytes of
+	// TokenBytes of a returning caller's HS256 token and ProofBytes of
 	// the proof graymesh handed it (0 when none was).
 	LaneBytes, LongLaneBytes, TokenBytes, ProofBytes int
 }
@@ -138,7 +133,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer h.close()
-	res.LaneBytes, res.TokenBytes = len(h.signer.Sign("gray", "shop-v2", h.version, time.Now())), len(h.esTokens[0])
+	res.LaneBytes, res.TokenBytes = len(h.signer.Sign("gray", "shop-v2", h.version, time.Now())), len(h.tokens[0])
 	res.LongLaneBytes = len(longLane("gray", "shop-v2", h.version, time.Now()))
 	res.Envoy, res.Valgrind = versionOf(ctx, o.Envoy, "--version"), versionOf(ctx, o.Valgrind, "--version")
 	for round := 1; round <= o.Rounds; round++ {
@@ -196,7 +191,7 @@ type harness struct {
 	// noCachePath is the same config with the token cache off;
 	// anonymousPath the same mesh with Envoy splitting anonymous traffic
 	// itself; returningPath the same mesh with Envoy routing returning
-	// callers too (ES256 callers).
+	// callers too (HS256 callers).
 	noCachePath, anonymousPath, returningPath string
 	cfg                                       *config.Config
 	// tokens are the callers' HS256 tokens; next is the next caller.
@@ -210,12 +205,10 @@ type harness struct {
 	// proofVersion is the version the proof routes match (returningPolicy).
 	proofVersion string
 	// The returning callers' mesh (returningPath): its resources (lanes
-	// signed, config version version), the ES256 key the callers' tokens
-	// are signed with, each caller's token and the proof graymesh handed
-	// it (per round), and how many first-seen callers have been made.
+	// signed, config version version), the proof graymesh handed each
+	// caller of tokens (per round), and how many first-seen callers have
+	// been made.
 	returning *sidecars
-	esKey     *ecdsa.PrivateKey
-	esTokens  []string
 	proofs    []string
 	firstSeen int
 }
@@ -261,10 +254,6 @@ func newHarness(o Options) (*harness, error) {
 		return nil, err
 	}
 	if h.returning, err = h.returningSidecars(time.Now()); err != nil {
-		h.close()
-		return nil, err
-	}
-	if h.esTokens, err = esTokens(h.esKey, "user-", o.Callers, time.Now()); err != nil {
 		h.close()
 		return nil, err
 	}
@@ -315,16 +304,12 @@ func (h *harness) writeConfig() (string, error) {
 	if err := os.WriteFile(filepath.Join(h.o.WorkDir, "hs.secret"), []byte(hsSecret), 0o600); err != nil {
 		return "", err
 	}
-	if err := h.writeESKey(); err != nil {
-		return "", err
-	}
 	// The release admits by a header rule; the anonymous config's instead
 	// splits anonymous traffic in half, in Envoy (native_traffic_split,
 	// which a header rule would rule out); the returning config's admits
 	// every identified caller (percent 100, which a proof can stand for:
 	// no headers, cidrs or claims rule) and splits anonymous traffic in
-	// half in Envoy, and its callers' tokens are ES256 (a public key
-	// Envoy can have; an HS256 secret is never given to it).
+	// half in Envoy.
 	release := fmt.Sprintf(`{name: shop-v2, env: gray, salt: irbench, headers: [{name: %s, exact: "1"}], percent: 100}`, betaHeader)
 	render := func(cacheSize int, kind meshKind) string {
 		mesh, rel := "{message_timeout: 10s}", release
@@ -335,7 +320,6 @@ func (h *harness) writeConfig() (string, error) {
 		case meshReturning:
 			mesh = "{message_timeout: 10s, native_traffic_split: true, native_returning_callers: true, caller_proof_ttl: " + proofTTL + "}"
 			rel = "{name: shop-v2, env: gray, salt: irbench, percent: 100, traffic_percent: 50}"
-			algs, keys = "[ES256]", "[{kid: es, alg: ES256, public_key_file: es.pem}]"
 		}
 		return fmt.Sprintf(`server: {extproc_listen: "127.0.0.1:%d", xds_listen: "127.0.0.1:%d", admin_listen: "127.0.0.1:%d"}
 mesh: %s
@@ -389,46 +373,6 @@ const (
 // per request but the lifetime it accepts.
 const proofTTL = "1h"
 
-// writeESKey makes the ES256 (P-256) key the returning callers' tokens
-// are signed with and writes its public half where the returning config
-// names it.
-func (h *harness) writeESKey() error {
-	if h.esKey == nil {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return err
-		}
-		h.esKey = k
-	}
-	der, err := x509.MarshalPKIXPublicKey(&h.esKey.PublicKey)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(h.o.WorkDir, "es.pem"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600)
-}
-
-// esTokens signs one ES256 token with key for each of n callers, prefix
-// followed by 0 …
-func esTokens(key *ecdsa.PrivateKey, prefix string, n int, now time.Time) ([]string, error) {
-	out := make([]string, n)
-	for i := range out {
-		var err error
-		if out[i], err = esToken(key, prefix+strconv.Itoa(i), now); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
-// esToken is subject's ES256 token: the claims of the HS256 callers'.
-func esToken(key *ecdsa.PrivateKey, subject string, now time.Time) (string, error) {
-	t := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
-		"sub": subject, "iss": tokenIssuer, "iat": now.Unix(), "exp": now.Add(12 * time.Hour).Unix(),
-	})
-	t.Header["kid"] = "es"
-	return t.SignedString(key)
-}
-
 // The callers' tokens: HS256 with this secret and issuer; graymesh's
 // production token cache size.
 const (
@@ -441,16 +385,21 @@ const (
 func callerTokens(n int, now time.Time) ([]string, error) {
 	out := make([]string, n)
 	for i := range out {
-		t := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-			"sub": "user-" + strconv.Itoa(i), "iss": tokenIssuer, "iat": now.Unix(), "exp": now.Add(12 * time.Hour).Unix(),
-		})
-		t.Header["kid"] = "hs"
 		var err error
-		if out[i], err = t.SignedString([]byte(hsSecret)); err != nil {
+		if out[i], err = callerToken("user-"+strconv.Itoa(i), now); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// callerToken is subject's HS256 token.
+func callerToken(subject string, now time.Time) (string, error) {
+	t := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"sub": subject, "iss": tokenIssuer, "iat": now.Unix(), "exp": now.Add(12 * time.Hour).Unix(),
+	})
+	t.Header["kid"] = "hs"
+	return t.SignedString([]byte(hsSecret))
 }
 
 // serverEnv is the environment of every ext_proc server the harness

@@ -207,7 +207,7 @@ func TestCallersGoGray(t *testing.T) {
 	}
 }
 
-// TestReturningCallersGoGray: under the returning config an ES256
+// TestReturningCallersGoGray: under the returning config an HS256
 // caller is admitted to gray and handed a proof of config version 1 that
 // names it, which the policy routes on when it comes back with it — what
 // the harness checks of the real graymesh in EDGE-returning's warm-up.
@@ -220,7 +220,7 @@ func TestReturningCallersGoGray(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens, err := esTokens(h.esKey, "user-", 3, time.Now())
+	tokens, err := callerTokens(3, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,7 +372,7 @@ func TestWriteSection(t *testing.T) {
 		"mix ≤ 1.30 × H0 | 2.04× (mix 346,000 = Envoy 246,000 + graymesh 100,000, H0 170,000) | **missed**",
 		"mix ≤ 0.50 × EDGE | 0.55× (mix 346,000, EDGE 630,000) | **missed**",
 		"0.34× (889,000) of turn 2 (2,640,000, the figure of before); 0.76× of today (EDGE + 3 × N1: 1,173,000)",
-		"its ES256 token, 190 bytes, which Envoy does not verify, and its proof, 260 bytes",
+		"its HS256 token, 190 bytes, which Envoy does not verify, and its proof, 260 bytes",
 		"the proof filters cost it 10,000 over EDGE-anonymous",
 		"Where a returning caller's 50,000 over H0 go (attribution): carrying its token and proof (and the accept header the mix's requests send) through Envoy, which nothing reads (H0-returning − H0), 10,000; the CEL binding (EDGE-returning − EDGE-returning-nocel), 8,000;",
 		"(EDGE-returning-nocel − H0-returning) — 32,000.",

@@ -22,12 +22,12 @@ import (
 func returningConfigs() []Config {
 	return []Config{
 		{
-			Name: "EDGE-returning", What: "the edge sidecar's inbound listener as graymesh pushes it with `mesh.native_returning_callers` (and `native_traffic_split`) for a release admitting every identified caller (`percent: 100`, `traffic_percent: 50`): 1,000 distinct callers cycled, each sending its ES256 token and the proof graymesh handed it (`x-graymesh-proof`, obtained in the warm-up from the real graymesh, one first request per caller), the proof already verified once by Envoy (its JWT caches warm); Envoy verifies the proof (cache lookups, twice), checks that the authorization header ends with the token end the proof names (CEL), re-picks the route and routes with ext_proc off — 0 ext_proc streams in the counts (Envoy's stats), graymesh not asked",
+			Name: "EDGE-returning", What: "the edge sidecar's inbound listener as graymesh pushes it with `mesh.native_returning_callers` (and `native_traffic_split`) for a release admitting every identified caller (`percent: 100`, `traffic_percent: 50`): 1,000 distinct callers cycled, each sending its HS256 token and the proof graymesh handed it (`x-graymesh-proof`, obtained in the warm-up from the real graymesh, one first request per caller), the proof already verified once by Envoy (its JWT caches warm); Envoy verifies the proof (cache lookups, twice), checks that the authorization header ends with the token end the proof names (CEL), re-picks the route and routes with ext_proc off — 0 ext_proc streams in the counts (Envoy's stats), graymesh not asked",
 			graymesh: graymeshCurrent, edge: true, returning: true, proofs: true,
 			headers: minimalHeaders,
 		},
 		{
-			Name: "EDGE-firstseen", What: "EDGE-returning's listener and graymesh for a caller graymesh has never seen: a new subject's ES256 token on every request, no proof; ext_proc to graymesh, which verifies the token (not in its cache), decides (gray, percent 100) and signs the caller's proof, handed back in a response header (a second ext_proc message, for the response headers)",
+			Name: "EDGE-firstseen", What: "EDGE-returning's listener and graymesh for a caller graymesh has never seen: a new subject's HS256 token on every request, no proof; ext_proc to graymesh, which verifies the token (not in its cache), decides (gray, percent 100) and signs the caller's proof, handed back in a response header (a second ext_proc message, for the response headers)",
 			graymesh: graymeshCurrent, edge: true, returning: true, firstSeen: true,
 			headers: minimalHeaders,
 		},
@@ -37,7 +37,7 @@ func returningConfigs() []Config {
 			headers: minimalHeaders,
 		},
 		{
-			Name: "H0-returning", What: "H0 with a returning caller's ES256 token and proof sent too (1,000 callers cycled), which nothing reads: what carrying them through Envoy costs (attribution only; the proofs signed by the harness as graymesh signs them)",
+			Name: "H0-returning", What: "H0 with a returning caller's HS256 token and proof sent too (1,000 callers cycled), which nothing reads: what carrying them through Envoy costs (attribution only; the proofs signed by the harness as graymesh signs them)",
 			build: (*sidecars).plainHeader, proofs: true,
 			headers: func(string) map[string]string {
 				return map[string]string{"accept": "application/json", wire.HeaderEnv: "gray"}
@@ -327,7 +327,7 @@ func writeReturningReading(p func(string, ...any), res *Result) {
 	if ret == 0 || h0 == 0 || n1 == 0 || edge == 0 {
 		return
 	}
-	p("- A returning caller (%s: its ES256 token, %d bytes, which Envoy does not verify, and its proof, %d bytes, verified by Envoy once and then found in jwt_authn's cache) costs %s instructions, all in Envoy, graymesh not asked (0 ext_proc streams in the counts): %s H0, %s N1, %s today's edge (EDGE, Envoy %s + graymesh %s). Over N1 (%s more), Envoy carries a token and a proof instead of a lane, looks the proof up in its JWT cache and copies the token end it names to a header, runs the CEL binding, looks the proof up again (four claims to headers) to clear the route cache, matches the proof route's headers, and sets the decision's headers and the window's lane on the route.\n",
+	p("- A returning caller (%s: its HS256 token, %d bytes, which Envoy does not verify, and its proof, %d bytes, verified by Envoy once and then found in jwt_authn's cache) costs %s instructions, all in Envoy, graymesh not asked (0 ext_proc streams in the counts): %s H0, %s N1, %s today's edge (EDGE, Envoy %s + graymesh %s). Over N1 (%s more), Envoy carries a token and a proof instead of a lane, looks the proof up in its JWT cache and copies the token end it names to a header, runs the CEL binding, looks the proof up again (four claims to headers) to clear the route cache, matches the proof route's headers, and sets the decision's headers and the window's lane on the route.\n",
 		returningConfig, res.TokenBytes, res.ProofBytes, thousands(ret), ratio(ret, h0), ratio(ret, n1), ratio(ret, edge), thousands(edgeEnvoy), thousands(res.graymeshMean("EDGE")), thousands(ret-n1))
 	if carry, nocel := res.mean("H0-returning"), res.mean("EDGE-returning-nocel"); carry > 0 && nocel > 0 {
 		p("- Where a returning caller's %s over H0 go (attribution): carrying its token and proof (and the accept header the mix's requests send) through Envoy, which nothing reads (H0-returning − H0), %s; the CEL binding (EDGE-returning − EDGE-returning-nocel), %s; the rest — the edge listener's strip, the two jwt_authn filters' proof lookups and claim headers, the route picked again, the proof route's match, the decision's headers and lane it sets, ext_proc turned off for the route (EDGE-returning-nocel − H0-returning) — %s.\n",
@@ -341,11 +341,11 @@ func writeReturningReading(p func(string, ...any), res *Result) {
 			anonymousConfig, thousands(anonP), ratio(anonP, h0), thousands(anonP-anon), thousands(anon))
 	}
 	if fe > 0 {
-		p("- A first-seen caller (%s: a new ES256 token on every request) costs %s in Envoy and %s in graymesh: %s H0, %s EDGE. graymesh verifies the ES256 token (not in its cache), decides and signs an Ed25519 proof; Envoy spends %s more than EDGE's Envoy: the proof filters in the chain, the token's header, and a second ext_proc message, for the response headers, that hands the proof back.", firstSeenConfig, thousands(fe), thousands(fg), ratio(fe+fg, h0), ratio(fe+fg, edge), thousands(fe-edgeEnvoy))
+		p("- A first-seen caller (%s: a new HS256 token on every request) costs %s in Envoy and %s in graymesh: %s H0, %s EDGE. graymesh verifies the HS256 token (not in its cache), decides and signs an Ed25519 proof; Envoy spends %s more than EDGE's Envoy: the proof filters in the chain, the token's header, and a second ext_proc message, for the response headers, that hands the proof back.", firstSeenConfig, thousands(fe), thousands(fg), ratio(fe+fg, h0), ratio(fe+fg, edge), thousands(fe-edgeEnvoy))
 		if un := res.graymeshMean("EDGE-uncached"); un > 0 {
-			p(" graymesh's %s is %s more than EDGE-uncached's %s (an HS256 token verified every request, no proof to sign or hand back): the ES256 verification, the proof's Ed25519 signature and the response headers' message together (not split here).", thousands(fg), thousands(fg-un), thousands(un))
+			p(" graymesh's %s is %s more than EDGE-uncached's %s (the same HS256 token verification every request, no proof to sign or hand back): the proof's Ed25519 signature and the response headers' message together (not split here).", thousands(fg), thousands(fg-un), thousands(un))
 		}
-		p(" The callers' tokens are ES256 (P-256) in every row of the mix.\n")
+		p(" The callers' tokens are HS256 in every row of the mix, as in EDGE-cached: Envoy never verifies them, so any issuer's will do.\n")
 	}
 	if envoy, graymesh, ok := res.mix(); ok {
 		mix := envoy + graymesh
