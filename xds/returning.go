@@ -152,19 +152,21 @@ func proofRoute(service string, r *plan.Route) (*routev3.Route, error) {
 	}, nil
 }
 
+// routesProofs reports whether svc's edge routes proofs: it has proof
+// routes, signed for a window (plan.Plan.Signed signs them all or none;
+// without a lane the chain would leave its lane at the next hop).
+func routesProofs(p *plan.Plan, svc *plan.Service) bool {
+	return p.Callers != nil && len(svc.Returning) > 0 && svc.Returning[0].Backends[0].Lane != ""
+}
+
 // withReturning puts a service's proof routes first in its virtual host
 // when the plan routes returning callers.
 func withReturning(vh *routev3.VirtualHost, p *plan.Plan, svc *plan.Service) error {
-	if p.Callers == nil || len(svc.Returning) == 0 {
+	if !routesProofs(p, svc) {
 		return nil
 	}
 	var routes []*routev3.Route
 	for i := range svc.Returning {
-		if svc.Returning[i].Backends[0].Lane == "" {
-			// Not signed for a window (plan.Plan.Signed): the chain would
-			// lose its lane at the next hop.
-			return nil
-		}
 		r, err := proofRoute(svc.Name, &svc.Returning[i])
 		if err != nil {
 			return err
@@ -179,7 +181,7 @@ func withReturning(vh *routev3.VirtualHost, p *plan.Plan, svc *plan.Service) err
 // services: none unless one of them has proof routes.
 func edgeProofFilters(p *plan.Plan, services ...plan.Service) ([]*hcmv3.HttpFilter, error) {
 	for i := range services {
-		if len(services[i].Returning) > 0 && services[i].Returning[0].Backends[0].Lane != "" {
+		if routesProofs(p, &services[i]) {
 			return returningFilters(p)
 		}
 	}

@@ -245,7 +245,7 @@ func (c *Config) Warnings() []string {
 	out = append(out, c.Identity.JWT.warnings()...)
 	if c.Mesh.NativeReturningCallers {
 		for i := range c.Releases {
-			if r := &c.Releases[i]; len(r.Headers) > 0 || len(r.CIDRs) > 0 || len(r.Claims) > 0 {
+			if r := &c.Releases[i]; r.DecidesOnMoreThanTheCaller() {
 				out = append(out, fmt.Sprintf("mesh.native_returning_callers: releases[%d] (%s) has headers, cidrs or claims rules, which decide on more than the caller, so Envoy routes no caller on a proof and graymesh decides every request", i, r.Name))
 				break
 			}

@@ -22,8 +22,9 @@ import (
 // and never past the token's expiry. "" when proofs do not route here.
 func (p *Policy) proofFor(o *Outcome, r Request) string {
 	c := p.Plan.Callers
-	if c == nil || p.Lanes == nil || r.Asserted != nil || o.Caller.Subject == "" || !strings.HasPrefix(strings.ToLower(r.Authorization), "bearer ") ||
-		len(r.Authorization) < len("bearer ")+wire.ProofTokenBytes || o.Env == "" || p.Plan.ProofVersion == "" || o.Stress || o.Reason == ReasonKilled {
+	const scheme = "bearer "
+	if c == nil || p.Lanes == nil || r.Asserted != nil || o.Caller.Subject == "" || len(r.Authorization) < len(scheme)+wire.ProofTokenBytes ||
+		!strings.EqualFold(r.Authorization[:len(scheme)], scheme) || o.Env == "" || p.Plan.ProofVersion == "" || o.Stress || o.Reason == ReasonKilled {
 		return ""
 	}
 	exp := r.Now.Add(c.ProofTTL)

@@ -66,11 +66,11 @@ func anonymousRoute(svc Service, a *anonymous, version string) *Route {
 	return r
 }
 
-// Signed is the plan with the lanes of its Anonymous routes signed for the
-// window of now: what Envoy is given until the window turns (a lane lives
-// a TTL from its window's start, so the next window's push has half a TTL
-// to arrive). Without a signer it has no Anonymous routes, which could
-// not hand out a lane. p itself is left as it is.
+// Signed is the plan with the lanes of its Anonymous and Returning routes
+// signed for the window of now: what Envoy is given until the window
+// turns (a lane lives a TTL from its window's start, so the next window's
+// push has half a TTL to arrive). Without a signer it has no such routes,
+// which could not hand out a lane. p itself is left as it is.
 func (p *Plan) Signed(now time.Time) *Plan {
 	out := *p
 	out.Services = slices.Clone(p.Services)

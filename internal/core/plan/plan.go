@@ -52,7 +52,7 @@ type Plan struct {
 	// their proofs (Service.Returning); gray.Compile sets it.
 	Callers *Callers
 	// ProofVersion is the version a proof of this plan names
-	// (returning.go: proofVersion).
+	// (returning.go: proofVersion); "" when no proof routes.
 	ProofVersion string
 }
 
@@ -307,7 +307,7 @@ func Build(cfg *config.Config) (*Plan, error) {
 		}
 		svc.Anonymous = anonymousRoute(svc, anon, cfg.Version)
 		if svc.Sidecar == nil || svc.Sidecar.Edge {
-			svc.Returning = returningRoutes(cfg, svc)
+			svc.Returning = returningRoutes(cfg, svc, p.ProofVersion)
 		}
 		if svc.Sidecar != nil && !svc.Sidecar.Edge {
 			svc.InnerRoutes = innerRoutes(svc, p.Killed, p.KilledThrough)

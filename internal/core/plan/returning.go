@@ -33,8 +33,13 @@ const MatchProof MatchKind = MatchAnonymous + 1
 // mode, where each node counts its own configs and two nodes' versions do
 // not compare, the version with the effective config's hash, so a node
 // never honours another's proof of a different config under the same
-// number. "" for a config not in force: no proof.
+// number. "" for a config not in force or one no proof can stand for
+// (ReturningBlocker): no proof. Build computes it once (the hash marshals
+// the whole config).
 func proofVersion(cfg *config.Config) string {
+	if ReturningBlocker(cfg) != "" {
+		return ""
+	}
 	if cfg.Version == "" || cfg.FleetVersion {
 		return cfg.Version
 	}
@@ -58,8 +63,7 @@ func ReturningBlocker(cfg *config.Config) string {
 		return "no lane key signs proofs"
 	}
 	for i := range cfg.Releases {
-		r := &cfg.Releases[i]
-		if len(r.Headers) > 0 || len(r.CIDRs) > 0 || len(r.Claims) > 0 {
+		if r := &cfg.Releases[i]; r.DecidesOnMoreThanTheCaller() {
 			return "release " + r.Name + " has headers, cidrs or claims rules, which decide on more than the caller"
 		}
 	}
@@ -70,9 +74,9 @@ func ReturningBlocker(cfg *config.Config) string {
 // can name that the service serves itself — each release's environment
 // and stable, and stable with no release — for releases not killed (a
 // kill also changes the version, which retires every proof).
-func returningRoutes(cfg *config.Config, svc Service) []Route {
-	version := proofVersion(cfg)
-	if ReturningBlocker(cfg) != "" || version == "" {
+// version is the plan's ProofVersion; "" builds none.
+func returningRoutes(cfg *config.Config, svc Service, version string) []Route {
+	if version == "" {
 		return nil
 	}
 	type pair struct{ release, env string }
