@@ -170,6 +170,9 @@ func requestHeadersResponse(ctx context.Context, st *streamState, p *gray.Policy
 	resp := Response(o, in.GetHeaders())
 	withTraceMetadata(ctx, resp, o)
 	setCallerMetadata(resp, p, o)
+	if o.Proof != "" {
+		addMetadata(resp, wire.MetadataProof, o.Proof)
+	}
 	if st.responseHeaders = p.ResponseHeaders(o); st.responseHeaders != nil {
 		// Response headers are skipped by default; ask for them only on
 		// the requests that need a membership token set.

@@ -4,12 +4,17 @@ import (
 	"fmt"
 	"time"
 
+	xdscorev3 "github.com/cncf/xds/go/xds/core/v3"
+	xdsmatcherv3 "github.com/cncf/xds/go/xds/type/matcher/v3"
 	mutationrulesv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	matchingv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/matching/v3"
+	skipactionv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/common/matcher/action/v3"
 	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -26,10 +31,11 @@ import (
 //  1. graymesh.proof (jwt_authn), only on a request that carries a proof:
 //     verifies it with the lane keys and copies the end of the token it
 //     was handed for into x-gray-proof-token.
-//  2. graymesh.proof_bound (header_mutation): x-gray-proof-bound is
-//     "true" when the request's authorization header ends with it (a CEL
-//     expression: Envoy's route matchers compare a header with a
-//     constant, never with another header). The caller's token itself is
+//  2. graymesh.proof_bound (header_mutation, run only on a request that
+//     carries a proof): x-gray-proof-bound is "true" when the request's
+//     authorization header ends with it (a CEL expression: Envoy's route
+//     matchers compare a header with a constant, never with another
+//     header). The caller's token itself is
 //     not verified here: graymesh verified it when it handed the proof,
 //     and no other token ends with those 132 bits of its signature.
 //  3. graymesh.proof_route (jwt_authn), only on a bound request: verifies
@@ -41,7 +47,9 @@ import (
 //
 // The proof routes then match a bound proof of the config version in
 // force and turn ext_proc off; any other request reaches graymesh as
-// before.
+// before. graymesh's answer to a caller it decided carries the caller's
+// new proof as dynamic metadata, which the virtual host copies into the
+// response.
 
 // Names of the filters and their jwt_authn provider.
 const (
@@ -97,9 +105,12 @@ func returningFilters(p *plan.Plan) ([]*hcmv3.HttpFilter, error) {
 		Providers: map[string]*jwtauthnv3.JwtProvider{proofProvider: second},
 		Rules:     []*jwtauthnv3.RequirementRule{requirementWhen(exactHeader(wire.HeaderProofBound, "true"), orAllowed(providerNamed(proofProvider)))},
 	}
-	bound := &headermutationv3.HeaderMutation{Mutations: &headermutationv3.Mutations{
+	bound, err := onlyWithProof(&headermutationv3.HeaderMutation{Mutations: &headermutationv3.Mutations{
 		RequestMutations: []*mutationrulesv3.HeaderMutation{{Action: &mutationrulesv3.HeaderMutation_Append{Append: overwrite(wire.HeaderProofBound, proofBound)}}},
-	}}
+	}})
+	if err != nil {
+		return nil, err
+	}
 	var out []*hcmv3.HttpFilter
 	for _, f := range []struct {
 		name string
@@ -112,6 +123,40 @@ func returningFilters(p *plan.Plan) ([]*hcmv3.HttpFilter, error) {
 		out = append(out, &hcmv3.HttpFilter{Name: f.name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}})
 	}
 	return out, nil
+}
+
+// onlyWithProof wraps filter so that it runs only on a request that
+// carries a proof (a compact JWS: base64url of a JSON header, "eyJ"):
+// Envoy builds a CEL activation per request the expression runs on, and
+// most requests at an edge carry none.
+func onlyWithProof(filter proto.Message) (*matchingv3.ExtensionWithMatcher, error) {
+	inner, err := anypb.New(filter)
+	if err != nil {
+		return nil, err
+	}
+	input, err := anypb.New(&matcherv3.HttpRequestHeaderMatchInput{HeaderName: wire.HeaderProof})
+	if err != nil {
+		return nil, err
+	}
+	skip, err := anypb.New(&skipactionv3.SkipFilter{})
+	if err != nil {
+		return nil, err
+	}
+	carriesProof := &xdsmatcherv3.Matcher_MatcherList_Predicate{MatchType: &xdsmatcherv3.Matcher_MatcherList_Predicate_SinglePredicate_{
+		SinglePredicate: &xdsmatcherv3.Matcher_MatcherList_Predicate_SinglePredicate{
+			Input:   &xdscorev3.TypedExtensionConfig{Name: "proof", TypedConfig: input},
+			Matcher: &xdsmatcherv3.Matcher_MatcherList_Predicate_SinglePredicate_ValueMatch{ValueMatch: &xdsmatcherv3.StringMatcher{MatchPattern: &xdsmatcherv3.StringMatcher_Prefix{Prefix: "eyJ"}}},
+		},
+	}}
+	return &matchingv3.ExtensionWithMatcher{
+		ExtensionConfig: &corev3.TypedExtensionConfig{Name: proofBoundFilterName, TypedConfig: inner},
+		XdsMatcher: &xdsmatcherv3.Matcher{MatcherType: &xdsmatcherv3.Matcher_MatcherList_{MatcherList: &xdsmatcherv3.Matcher_MatcherList{
+			Matchers: []*xdsmatcherv3.Matcher_MatcherList_FieldMatcher{{
+				Predicate: &xdsmatcherv3.Matcher_MatcherList_Predicate{MatchType: &xdsmatcherv3.Matcher_MatcherList_Predicate_NotMatcher{NotMatcher: carriesProof}},
+				OnMatch:   &xdsmatcherv3.Matcher_OnMatch{OnMatch: &xdsmatcherv3.Matcher_OnMatch_Action{Action: &xdscorev3.TypedExtensionConfig{Name: "skip", TypedConfig: skip}}},
+			}},
+		}}},
+	}, nil
 }
 
 func providerNamed(name string) *jwtauthnv3.JwtRequirement {
@@ -174,6 +219,12 @@ func withReturning(vh *routev3.VirtualHost, p *plan.Plan, svc *plan.Service) err
 		routes = append(routes, r)
 	}
 	vh.Routes = append(routes, vh.Routes...)
+	// The proof graymesh hands a caller comes in its answer's dynamic
+	// metadata, not as a response header: a header would need ext_proc to
+	// process the response too, a second message per first-seen caller.
+	// Empty values are not added (keep_empty_value), so a response without
+	// a fresh proof carries none.
+	vh.ResponseHeadersToAdd = append(vh.ResponseHeadersToAdd, overwrite(wire.HeaderProof, "%DYNAMIC_METADATA("+wire.MetadataNamespace+":"+wire.MetadataProof+")%"))
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 
 	"github.com/graymesh/graymesh/internal/contract/wire"
@@ -30,6 +31,17 @@ func returningPlan(t *testing.T, identity string, edits ...func(string) string) 
 	return parsePlanAt(t, cfg, "7", false)
 }
 
+// handsProofFromMetadata reports whether vh sets the response's proof
+// header from graymesh's answer, and only when it has one.
+func handsProofFromMetadata(vh *routev3.VirtualHost) bool {
+	for _, h := range vh.GetResponseHeadersToAdd() {
+		if h.GetHeader().GetKey() == wire.HeaderProof {
+			return h.GetHeader().GetValue() == "%DYNAMIC_METADATA(graymesh:proof)%" && !h.GetKeepEmptyValue()
+		}
+	}
+	return false
+}
+
 // TestProofRoutesFirstAtTheEdge: the edges check a proof with three
 // filters before ext_proc and route a bound proof of version 7 first,
 // ext_proc off, setting the decision and the window's lane; inner
@@ -46,7 +58,11 @@ func TestProofRoutesFirstAtTheEdge(t *testing.T) {
 		if got, want := strings.Join(filterNames(hcm), " "), "graymesh.proof graymesh.proof_bound graymesh.proof_route "+wire.ExtProcFilterName+" envoy.filters.http.router"; got != want {
 			t.Fatalf("%s: filters %s, want %s", name, got, want)
 		}
-		routes := res.Routes[0].GetVirtualHosts()[0].GetRoutes()
+		vh := res.Routes[0].GetVirtualHosts()[0]
+		if !handsProofFromMetadata(vh) {
+			t.Fatalf("%s: the virtual host does not hand the proof from graymesh's metadata: %v", name, vh.GetResponseHeadersToAdd())
+		}
+		routes := vh.GetRoutes()
 		var names []string
 		for _, r := range routes[:3] {
 			names = append(names, strings.TrimPrefix(r.GetName(), "frontend/"))
@@ -100,6 +116,9 @@ func TestProofRoutesFirstAtTheEdge(t *testing.T) {
 			if strings.Contains(r.GetName(), plan.RouteProofPrefix) {
 				t.Fatalf("%s: proof route %s", name, r.GetName())
 			}
+		}
+		if handsProofFromMetadata(res.Routes[0].GetVirtualHosts()[0]) {
+			t.Fatalf("%s: hands proofs out", name)
 		}
 		if f := filterNames(chainHCM(t, res.Listeners[0].GetFilterChains()[0]))[0]; f != wire.ExtProcFilterName {
 			t.Fatalf("%s: first filter %s", name, f)

@@ -10,7 +10,6 @@ import (
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
-	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -260,8 +259,8 @@ func TestConstantBinding(t *testing.T) {
 		value := ""
 		for _, f := range listenerHCM(t, b).GetHttpFilters() {
 			if f.GetName() == proofBoundFilter {
-				hm := &headermutationv3.HeaderMutation{}
-				if err := f.GetTypedConfig().UnmarshalTo(hm); err != nil {
+				_, hm, err := boundMutation(f)
+				if err != nil {
 					t.Fatal(err)
 				}
 				value = hm.GetMutations().GetRequestMutations()[0].GetAppend().GetHeader().GetValue()

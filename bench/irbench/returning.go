@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	matchingv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/matching/v3"
 	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -56,15 +57,15 @@ func returningConfigs() []Config {
 const proofBoundFilter = "graymesh.proof_bound"
 
 // constantBinding sets x-gray-proof-bound to "true" on every request
-// instead of checking that the authorization header ends with the
-// proof's token end.
+// that carries a proof instead of checking that the authorization header
+// ends with the proof's token end.
 func constantBinding(_ *sidecars, hcm *hcmv3.HttpConnectionManager) error {
 	for _, f := range hcm.HttpFilters {
 		if f.GetName() != proofBoundFilter {
 			continue
 		}
-		hm := &headermutationv3.HeaderMutation{}
-		if err := f.GetTypedConfig().UnmarshalTo(hm); err != nil {
+		wrapped, hm, err := boundMutation(f)
+		if err != nil {
 			return err
 		}
 		muts := hm.GetMutations().GetRequestMutations()
@@ -72,7 +73,10 @@ func constantBinding(_ *sidecars, hcm *hcmv3.HttpConnectionManager) error {
 			return fmt.Errorf("%s: %d mutations, want the one of %s", proofBoundFilter, len(muts), wire.HeaderProofBound)
 		}
 		muts[0].GetAppend().Header.Value = "true"
-		a, err := anypb.New(hm)
+		if wrapped.ExtensionConfig.TypedConfig, err = anypb.New(hm); err != nil {
+			return err
+		}
+		a, err := anypb.New(wrapped)
 		if err != nil {
 			return err
 		}
@@ -80,6 +84,20 @@ func constantBinding(_ *sidecars, hcm *hcmv3.HttpConnectionManager) error {
 		return nil
 	}
 	return fmt.Errorf("the edge listener has no %s filter", proofBoundFilter)
+}
+
+// boundMutation is the binding filter's header mutation, inside the
+// matcher that runs it only on requests with a proof.
+func boundMutation(f *hcmv3.HttpFilter) (*matchingv3.ExtensionWithMatcher, *headermutationv3.HeaderMutation, error) {
+	wrapped := &matchingv3.ExtensionWithMatcher{}
+	if err := f.GetTypedConfig().UnmarshalTo(wrapped); err != nil {
+		return nil, nil, err
+	}
+	hm := &headermutationv3.HeaderMutation{}
+	if err := wrapped.GetExtensionConfig().GetTypedConfig().UnmarshalTo(hm); err != nil {
+		return nil, nil, err
+	}
+	return wrapped, hm, nil
 }
 
 // minimalHeaders are what a client sends besides what identifies it (or

@@ -135,6 +135,12 @@ const SourceAddressAttribute = "source.address"
 // decision was for.
 const MetadataCaller = "caller"
 
+// MetadataProof is the key, in MetadataNamespace, of the proof graymesh's
+// answer hands a caller (mesh.native_returning_callers): the edge's
+// virtual hosts copy it into the response's HeaderProof, so handing it
+// out needs no ext_proc message for the response headers.
+const MetadataProof = "proof"
+
 // AccessLogName is the log_name of the access log Envoy streams to
 // graymesh.
 const AccessLogName = "graymesh.analysis"
@@ -147,8 +153,9 @@ const AccessLogName = "graymesh.analysis"
 // proof is of the config in force, and routes on it without asking
 // graymesh.
 const (
-	// HeaderProof carries the proof: a response header graymesh sets, a
-	// request header the caller sends back. It does not start with
+	// HeaderProof carries the proof: a response header the edge's Envoy
+	// sets from graymesh's answer (MetadataProof), a request header the
+	// caller sends back. It does not start with
 	// HeaderPrefix, which the edge strips.
 	HeaderProof = "x-graymesh-proof"
 	// ProofIssuer is the iss of every proof. It is neither LaneIssuer

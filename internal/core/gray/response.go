@@ -44,20 +44,17 @@ func (o *Outcome) RequestHeaders() []Header {
 func (o *Outcome) RemovesLane() bool { return o.SetLane && o.Lane == "" }
 
 // ResponseHeaders hand a fresh membership token to the caller, as a
-// cookie for browsers and as a header for services to send back, and a
-// fresh proof as a header to send back. None when the outcome carries
-// neither.
+// cookie for browsers and as a header for services to send back. None
+// when the outcome carries none. A fresh proof is not among them: the
+// edge's Envoy sets it on the response itself, from the answer's dynamic
+// metadata (wire.MetadataProof), so a proof costs no second message.
 func (p *Policy) ResponseHeaders(o *Outcome) []Header {
-	var out []Header
-	if o.Membership != "" {
-		m := p.Config.Membership
-		cookie := fmt.Sprintf("%s=%s; Path=/; Max-Age=%d; HttpOnly; SameSite=Lax", m.Cookie, o.Membership, int(m.TTL.Seconds()))
-		out = append(out, Header{"set-cookie", cookie}, Header{m.Header, o.Membership})
+	if o.Membership == "" {
+		return nil
 	}
-	if o.Proof != "" {
-		out = append(out, Header{wire.HeaderProof, o.Proof})
-	}
-	return out
+	m := p.Config.Membership
+	cookie := fmt.Sprintf("%s=%s; Path=/; Max-Age=%d; HttpOnly; SameSite=Lax", m.Cookie, o.Membership, int(m.TTL.Seconds()))
+	return []Header{{"set-cookie", cookie}, {m.Header, o.Membership}}
 }
 
 // SubjectHash is a short keyed hash of a subject for logs and traces: it
