@@ -94,9 +94,7 @@ func returningFilters(p *plan.Plan) ([]*hcmv3.HttpFilter, error) {
 		Rules:     []*jwtauthnv3.RequirementRule{requirementWhen(presentHeader(wire.HeaderProof), orAllowed(providerNamed(proofProvider)))},
 	}
 	second := proof(
-		&jwtauthnv3.JwtClaimToHeader{HeaderName: wire.HeaderProofEnv, ClaimName: wire.ProofClaimEnv},
-		&jwtauthnv3.JwtClaimToHeader{HeaderName: wire.HeaderProofRelease, ClaimName: wire.ProofClaimRelease},
-		&jwtauthnv3.JwtClaimToHeader{HeaderName: wire.HeaderProofVersion, ClaimName: wire.ProofClaimVersion},
+		&jwtauthnv3.JwtClaimToHeader{HeaderName: wire.HeaderProofDecision, ClaimName: wire.ProofClaimDecision},
 		// For the access log (the analysis's caller).
 		&jwtauthnv3.JwtClaimToHeader{HeaderName: wire.HeaderProofCallerHash, ClaimName: wire.ProofClaimCallerHash},
 	)

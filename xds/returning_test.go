@@ -78,7 +78,7 @@ func TestProofRoutesFirstAtTheEdge(t *testing.T) {
 			for _, h := range r.GetMatch().GetHeaders() {
 				matched[h.GetName()] = h.GetStringMatch().GetExact()
 			}
-			if matched[wire.HeaderProofVersion] != p.ProofVersion || !strings.HasPrefix(p.ProofVersion, "7-") || matched[wire.HeaderProofBound] != "true" {
+			if matched[wire.HeaderProofDecision] != wire.ProofDecision(p.ProofVersion, headers[wire.HeaderEnv], headers[wire.HeaderRelease]) || !strings.HasPrefix(p.ProofVersion, "7-") || matched[wire.HeaderProofBound] != "true" {
 				t.Fatalf("%s: %s matches %v, want proof version %s", name, r.GetName(), matched, p.ProofVersion)
 			}
 			l, err := p.Lane.Signer.(*lane.Signer).Verify(headers[wire.HeaderLane], goldenNow)

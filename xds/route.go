@@ -119,17 +119,10 @@ func routeMatch(m plan.Match) *routev3.RouteMatch {
 	case plan.MatchAnonymous:
 		rm.Headers = absentHeaders(m.Absent)
 	case plan.MatchProof:
-		rm.Headers = []*routev3.HeaderMatcher{
+		rm.Headers = append([]*routev3.HeaderMatcher{
 			exactHeader(wire.HeaderProofBound, "true"),
-			exactHeader(wire.HeaderProofVersion, m.Version),
-			exactHeader(wire.HeaderProofEnv, m.Env),
-		}
-		if m.Release == "" {
-			rm.Headers = append(rm.Headers, absentHeaders([]string{wire.HeaderProofRelease})...)
-		} else {
-			rm.Headers = append(rm.Headers, exactHeader(wire.HeaderProofRelease, m.Release))
-		}
-		rm.Headers = append(rm.Headers, absentHeaders(m.Absent)...)
+			exactHeader(wire.HeaderProofDecision, wire.ProofDecision(m.Version, m.Env, m.Release)),
+		}, absentHeaders(m.Absent)...)
 	}
 	return rm
 }

@@ -79,8 +79,8 @@ func afterProofRoutes(t *testing.T, name string, routes []*routev3.Route) []*rou
 		}
 		version := ""
 		for _, m := range r.GetMatch().GetHeaders() {
-			if m.GetName() == wire.HeaderProofVersion {
-				version = m.GetStringMatch().GetExact()
+			if m.GetName() == wire.HeaderProofDecision {
+				version, _, _ = strings.Cut(m.GetStringMatch().GetExact(), "/")
 			}
 		}
 		if !strings.HasPrefix(version, "1-") {

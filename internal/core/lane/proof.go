@@ -2,6 +2,7 @@ package lane
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -28,9 +29,7 @@ type Proof struct {
 // proofClaims are a proof's JWT claims; wire names each.
 type proofClaims struct {
 	Token      string `json:"t"`
-	Env        string `json:"e"`
-	Release    string `json:"r,omitempty"`
-	Version    string `json:"v"`
+	Decision   string `json:"d"`
 	CallerHash string `json:"h,omitempty"`
 	jwt.RegisteredClaims
 }
@@ -40,7 +39,7 @@ type proofClaims struct {
 // accept only lanes, and the edge's proof check only proofs.
 func (s *Signer) SignProof(p Proof) string {
 	t := jwt.NewWithClaims(jwt.SigningMethodEdDSA, proofClaims{
-		Token: p.Token, Env: p.Env, Release: p.Release, Version: p.Version, CallerHash: p.CallerHash,
+		Token: p.Token, Decision: wire.ProofDecision(p.Version, p.Env, p.Release), CallerHash: p.CallerHash,
 		RegisteredClaims: jwt.RegisteredClaims{Issuer: wire.ProofIssuer, ExpiresAt: jwt.NewNumericDate(p.Expires)},
 	})
 	// As a lane's: no typ, no kid (Envoy tries each key of the set).
@@ -63,8 +62,10 @@ func (s *KeySet) VerifyProof(token string, now time.Time) (Proof, error) {
 	if err := s.parse(token, wire.ProofIssuer, &c, now); err != nil {
 		return Proof{}, err
 	}
-	if c.Token == "" || c.Env == "" || c.Version == "" {
+	version, rest, _ := strings.Cut(c.Decision, "/")
+	env, release, ok := strings.Cut(rest, "/")
+	if c.Token == "" || version == "" || env == "" || !ok || strings.Contains(release, "/") {
 		return Proof{}, ErrMalformed
 	}
-	return Proof{Token: c.Token, Env: c.Env, Release: c.Release, Version: c.Version, CallerHash: c.CallerHash, Expires: c.ExpiresAt.Time}, nil
+	return Proof{Token: c.Token, Env: env, Release: release, Version: version, CallerHash: c.CallerHash, Expires: c.ExpiresAt.Time}, nil
 }
