@@ -4,17 +4,12 @@ import (
 	"fmt"
 	"time"
 
-	xdscorev3 "github.com/cncf/xds/go/xds/core/v3"
-	xdsmatcherv3 "github.com/cncf/xds/go/xds/type/matcher/v3"
 	mutationrulesv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	matchingv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/matching/v3"
-	skipactionv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/common/matcher/action/v3"
 	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -25,37 +20,39 @@ import (
 )
 
 // An edge routing returning callers itself (mesh.native_returning_callers,
-// plan.Callers): three HTTP filters before ext_proc, and the proof routes
+// plan.Callers): two HTTP filters before ext_proc, and the proof routes
 // first in each virtual host.
 //
 //  1. graymesh.proof (jwt_authn), only on a request that carries a proof:
-//     verifies it with the lane keys and copies the end of the token it
-//     was handed for into x-gray-proof-token.
-//  2. graymesh.proof_bound (header_mutation, run only on a request that
-//     carries a proof): x-gray-proof-bound is "true" when the request's
-//     authorization header ends with it (a CEL expression: Envoy's route
-//     matchers compare a header with a constant, never with another
-//     header). The caller's token itself is
-//     not verified here: graymesh verified it when it handed the proof,
-//     and no other token ends with those 132 bits of its signature.
-//  3. graymesh.proof_route (jwt_authn), only on a bound request: verifies
-//     the proof again (Envoy's JWT cache: a lookup), copies the decision
-//     into x-gray-proof-* headers and clears the route cache. Envoy picks
-//     a route as the request arrives and again only when a filter clears
-//     the cache; a header set after the last clear is not seen by the
-//     route, and header_mutation cannot clear it, jwt_authn can.
+//     verifies it with the lane keys, copies the end of the token it was
+//     handed for, the decision and the caller hash into x-gray-proof-*
+//     headers and clears the route cache.
+//  2. graymesh.proof_bound (header_mutation): x-gray-proof-bound is
+//     "true" when the request's authorization header ends with that token
+//     end (a CEL expression: Envoy's route matchers compare a header with
+//     a constant, never with another header). The caller's token itself
+//     is not verified here: graymesh verified it when it handed the
+//     proof, and no other token ends with those 132 bits of its
+//     signature.
+//
+// Envoy picks a route as the request arrives and again the next time a
+// filter asks for it after a clear. jwt_authn clears it; header_mutation
+// applies its mutations before it asks for the route (for its per-route
+// config), so the route picked then sees x-gray-proof-bound. Nothing may
+// ask for the route between the two: wrapping the header_mutation in a
+// matcher (ExtensionWithMatcher) would, since the wrapper looks up its own
+// per-route config first.
 //
 // The proof routes then match a bound proof of the config version in
 // force and turn ext_proc off; any other request reaches graymesh as
 // before. graymesh's answer to a caller it decided carries the caller's
-// new proof as dynamic metadata, which the virtual host copies into the
-// response.
+// new proof as dynamic metadata, which the routes that ask graymesh copy
+// into the response.
 
 // Names of the filters and their jwt_authn provider.
 const (
 	proofFilterName      = "graymesh.proof"
 	proofBoundFilterName = "graymesh.proof_bound"
-	proofRouteFilterName = "graymesh.proof_route"
 	proofProvider        = "graymesh_proof"
 	// proofCacheSize bounds each worker's cache of verified proofs: one
 	// entry per returning caller, so the callers of a busy edge fit; a
@@ -67,53 +64,41 @@ const (
 var proofBound = fmt.Sprintf("%%CEL('%[1]s' in request.headers && 'authorization' in request.headers && request.headers['authorization'].endsWith(request.headers['%[1]s']))%%",
 	wire.HeaderProofToken)
 
-// returningFilters are the three filters, in order; nil without Callers
+// returningFilters are the two filters, in order; nil without Callers
 // or lane keys.
 func returningFilters(p *plan.Plan) ([]*hcmv3.HttpFilter, error) {
 	c := p.Callers
 	if c == nil || p.Lane == nil {
 		return nil, nil
 	}
-	proof := func(claims ...*jwtauthnv3.JwtClaimToHeader) *jwtauthnv3.JwtProvider {
-		return &jwtauthnv3.JwtProvider{
-			Issuer:              wire.ProofIssuer,
-			FromHeaders:         []*jwtauthnv3.JwtHeader{{Name: wire.HeaderProof}},
-			JwksSourceSpecifier: &jwtauthnv3.JwtProvider_LocalJwks{LocalJwks: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: p.Lane.Keys}}},
-			ClaimToHeaders:      claims,
-			RequireExpiration:   true,
-			MaxLifetime:         durationpb.New(c.ProofTTL + p.Lane.ClockSkew),
-			ClockSkewSeconds:    uint32(max(p.Lane.ClockSkew/time.Second, 1)),
-			JwtCacheConfig:      &jwtauthnv3.JwtCacheConfig{JwtCacheSize: proofCacheSize},
-		}
+	provider := &jwtauthnv3.JwtProvider{
+		Issuer:              wire.ProofIssuer,
+		FromHeaders:         []*jwtauthnv3.JwtHeader{{Name: wire.HeaderProof}},
+		JwksSourceSpecifier: &jwtauthnv3.JwtProvider_LocalJwks{LocalJwks: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: p.Lane.Keys}}},
+		ClaimToHeaders: []*jwtauthnv3.JwtClaimToHeader{
+			{HeaderName: wire.HeaderProofToken, ClaimName: wire.ProofClaimToken},
+			{HeaderName: wire.HeaderProofDecision, ClaimName: wire.ProofClaimDecision},
+			// For the access log (the analysis's caller).
+			{HeaderName: wire.HeaderProofCallerHash, ClaimName: wire.ProofClaimCallerHash},
+		},
+		ClearRouteCache:   true,
+		RequireExpiration: true,
+		MaxLifetime:       durationpb.New(c.ProofTTL + p.Lane.ClockSkew),
+		ClockSkewSeconds:  uint32(max(p.Lane.ClockSkew/time.Second, 1)),
+		JwtCacheConfig:    &jwtauthnv3.JwtCacheConfig{JwtCacheSize: proofCacheSize},
 	}
-	first := proof(&jwtauthnv3.JwtClaimToHeader{HeaderName: wire.HeaderProofToken, ClaimName: wire.ProofClaimToken})
-	// The next filter verifies it again.
-	first.Forward = true
 	check := &jwtauthnv3.JwtAuthentication{
-		Providers: map[string]*jwtauthnv3.JwtProvider{proofProvider: first},
+		Providers: map[string]*jwtauthnv3.JwtProvider{proofProvider: provider},
 		Rules:     []*jwtauthnv3.RequirementRule{requirementWhen(presentHeader(wire.HeaderProof), orAllowed(providerNamed(proofProvider)))},
 	}
-	second := proof(
-		&jwtauthnv3.JwtClaimToHeader{HeaderName: wire.HeaderProofDecision, ClaimName: wire.ProofClaimDecision},
-		// For the access log (the analysis's caller).
-		&jwtauthnv3.JwtClaimToHeader{HeaderName: wire.HeaderProofCallerHash, ClaimName: wire.ProofClaimCallerHash},
-	)
-	second.ClearRouteCache = true
-	route := &jwtauthnv3.JwtAuthentication{
-		Providers: map[string]*jwtauthnv3.JwtProvider{proofProvider: second},
-		Rules:     []*jwtauthnv3.RequirementRule{requirementWhen(exactHeader(wire.HeaderProofBound, "true"), orAllowed(providerNamed(proofProvider)))},
-	}
-	bound, err := onlyWithProof(&headermutationv3.HeaderMutation{Mutations: &headermutationv3.Mutations{
+	bound := &headermutationv3.HeaderMutation{Mutations: &headermutationv3.Mutations{
 		RequestMutations: []*mutationrulesv3.HeaderMutation{{Action: &mutationrulesv3.HeaderMutation_Append{Append: overwrite(wire.HeaderProofBound, proofBound)}}},
-	}})
-	if err != nil {
-		return nil, err
-	}
+	}}
 	var out []*hcmv3.HttpFilter
 	for _, f := range []struct {
 		name string
 		cfg  proto.Message
-	}{{proofFilterName, check}, {proofBoundFilterName, bound}, {proofRouteFilterName, route}} {
+	}{{proofFilterName, check}, {proofBoundFilterName, bound}} {
 		a, err := anypb.New(f.cfg)
 		if err != nil {
 			return nil, err
@@ -121,40 +106,6 @@ func returningFilters(p *plan.Plan) ([]*hcmv3.HttpFilter, error) {
 		out = append(out, &hcmv3.HttpFilter{Name: f.name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}})
 	}
 	return out, nil
-}
-
-// onlyWithProof wraps filter so that it runs only on a request that
-// carries a proof (a compact JWS: base64url of a JSON header, "eyJ"):
-// Envoy builds a CEL activation per request the expression runs on, and
-// most requests at an edge carry none.
-func onlyWithProof(filter proto.Message) (*matchingv3.ExtensionWithMatcher, error) {
-	inner, err := anypb.New(filter)
-	if err != nil {
-		return nil, err
-	}
-	input, err := anypb.New(&matcherv3.HttpRequestHeaderMatchInput{HeaderName: wire.HeaderProof})
-	if err != nil {
-		return nil, err
-	}
-	skip, err := anypb.New(&skipactionv3.SkipFilter{})
-	if err != nil {
-		return nil, err
-	}
-	carriesProof := &xdsmatcherv3.Matcher_MatcherList_Predicate{MatchType: &xdsmatcherv3.Matcher_MatcherList_Predicate_SinglePredicate_{
-		SinglePredicate: &xdsmatcherv3.Matcher_MatcherList_Predicate_SinglePredicate{
-			Input:   &xdscorev3.TypedExtensionConfig{Name: "proof", TypedConfig: input},
-			Matcher: &xdsmatcherv3.Matcher_MatcherList_Predicate_SinglePredicate_ValueMatch{ValueMatch: &xdsmatcherv3.StringMatcher{MatchPattern: &xdsmatcherv3.StringMatcher_Prefix{Prefix: "eyJ"}}},
-		},
-	}}
-	return &matchingv3.ExtensionWithMatcher{
-		ExtensionConfig: &corev3.TypedExtensionConfig{Name: proofBoundFilterName, TypedConfig: inner},
-		XdsMatcher: &xdsmatcherv3.Matcher{MatcherType: &xdsmatcherv3.Matcher_MatcherList_{MatcherList: &xdsmatcherv3.Matcher_MatcherList{
-			Matchers: []*xdsmatcherv3.Matcher_MatcherList_FieldMatcher{{
-				Predicate: &xdsmatcherv3.Matcher_MatcherList_Predicate{MatchType: &xdsmatcherv3.Matcher_MatcherList_Predicate_NotMatcher{NotMatcher: carriesProof}},
-				OnMatch:   &xdsmatcherv3.Matcher_OnMatch{OnMatch: &xdsmatcherv3.Matcher_OnMatch_Action{Action: &xdscorev3.TypedExtensionConfig{Name: "skip", TypedConfig: skip}}},
-			}},
-		}}},
-	}, nil
 }
 
 func providerNamed(name string) *jwtauthnv3.JwtRequirement {
@@ -220,9 +171,15 @@ func withReturning(vh *routev3.VirtualHost, p *plan.Plan, svc *plan.Service) err
 	// The proof graymesh hands a caller comes in its answer's dynamic
 	// metadata, not as a response header: a header would need ext_proc to
 	// process the response too, a second message per first-seen caller.
-	// Empty values are not added (keep_empty_value), so a response without
-	// a fresh proof carries none.
-	vh.ResponseHeadersToAdd = append(vh.ResponseHeadersToAdd, overwrite(wire.HeaderProof, "%DYNAMIC_METADATA("+wire.MetadataNamespace+":"+wire.MetadataProof+")%"))
+	// Only the routes that ask graymesh copy it (a formatter per response
+	// costs the others for nothing); an empty value is not added
+	// (keep_empty_value), so a response without a fresh proof carries none.
+	handProof := overwrite(wire.HeaderProof, "%DYNAMIC_METADATA("+wire.MetadataNamespace+":"+wire.MetadataProof+")%")
+	for _, r := range vh.Routes {
+		if _, off := r.GetTypedPerFilterConfig()[wire.ExtProcFilterName]; !off {
+			r.ResponseHeadersToAdd = append(r.ResponseHeadersToAdd, handProof)
+		}
+	}
 	return nil
 }
 

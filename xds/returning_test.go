@@ -31,10 +31,10 @@ func returningPlan(t *testing.T, identity string, edits ...func(string) string) 
 	return parsePlanAt(t, cfg, "7", false)
 }
 
-// handsProofFromMetadata reports whether vh sets the response's proof
+// handsProofFromMetadata reports whether r sets the response's proof
 // header from graymesh's answer, and only when it has one.
-func handsProofFromMetadata(vh *routev3.VirtualHost) bool {
-	for _, h := range vh.GetResponseHeadersToAdd() {
+func handsProofFromMetadata(r *routev3.Route) bool {
+	for _, h := range r.GetResponseHeadersToAdd() {
 		if h.GetHeader().GetKey() == wire.HeaderProof {
 			return h.GetHeader().GetValue() == "%DYNAMIC_METADATA(graymesh:proof)%" && !h.GetKeepEmptyValue()
 		}
@@ -42,7 +42,26 @@ func handsProofFromMetadata(vh *routev3.VirtualHost) bool {
 	return false
 }
 
-// TestProofRoutesFirstAtTheEdge: the edges check a proof with three
+// handsProofsWhereGraymeshAnswers checks that exactly the routes that ask
+// graymesh (ext_proc not turned off) copy its proof into the response.
+func handsProofsWhereGraymeshAnswers(t *testing.T, name string, routes []*routev3.Route) {
+	t.Helper()
+	asking := 0
+	for _, r := range routes {
+		_, off := r.GetTypedPerFilterConfig()[wire.ExtProcFilterName]
+		if !off {
+			asking++
+		}
+		if handsProofFromMetadata(r) == off {
+			t.Fatalf("%s: route %s (ext_proc off: %v) hands the proof: %v", name, r.GetName(), off, !off)
+		}
+	}
+	if asking == 0 {
+		t.Fatalf("%s: no route asks graymesh", name)
+	}
+}
+
+// TestProofRoutesFirstAtTheEdge: the edges check a proof with two
 // filters before ext_proc and route a bound proof of version 7 first,
 // ext_proc off, setting the decision and the window's lane; inner
 // sidecars check no proof; without a window's lanes, or with a release
@@ -55,14 +74,11 @@ func TestProofRoutesFirstAtTheEdge(t *testing.T) {
 			t.Fatalf("%s: %v", name, err)
 		}
 		hcm := chainHCM(t, res.Listeners[0].GetFilterChains()[0])
-		if got, want := strings.Join(filterNames(hcm), " "), "graymesh.proof graymesh.proof_bound graymesh.proof_route "+wire.ExtProcFilterName+" envoy.filters.http.router"; got != want {
+		if got, want := strings.Join(filterNames(hcm), " "), "graymesh.proof graymesh.proof_bound "+wire.ExtProcFilterName+" envoy.filters.http.router"; got != want {
 			t.Fatalf("%s: filters %s, want %s", name, got, want)
 		}
-		vh := res.Routes[0].GetVirtualHosts()[0]
-		if !handsProofFromMetadata(vh) {
-			t.Fatalf("%s: the virtual host does not hand the proof from graymesh's metadata: %v", name, vh.GetResponseHeadersToAdd())
-		}
-		routes := vh.GetRoutes()
+		routes := res.Routes[0].GetVirtualHosts()[0].GetRoutes()
+		handsProofsWhereGraymeshAnswers(t, name, routes)
 		var names []string
 		for _, r := range routes[:3] {
 			names = append(names, strings.TrimPrefix(r.GetName(), "frontend/"))
@@ -117,8 +133,10 @@ func TestProofRoutesFirstAtTheEdge(t *testing.T) {
 				t.Fatalf("%s: proof route %s", name, r.GetName())
 			}
 		}
-		if handsProofFromMetadata(res.Routes[0].GetVirtualHosts()[0]) {
-			t.Fatalf("%s: hands proofs out", name)
+		for _, r := range res.Routes[0].GetVirtualHosts()[0].GetRoutes() {
+			if handsProofFromMetadata(r) {
+				t.Fatalf("%s: route %s hands proofs out", name, r.GetName())
+			}
 		}
 		if f := filterNames(chainHCM(t, res.Listeners[0].GetFilterChains()[0]))[0]; f != wire.ExtProcFilterName {
 			t.Fatalf("%s: first filter %s", name, f)

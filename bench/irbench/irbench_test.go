@@ -10,6 +10,7 @@ import (
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -110,9 +111,9 @@ func TestBootstraps(t *testing.T) {
 		// The filter stays; the anonymous route turns it off.
 		"EDGE-anonymous": {wire.ExtProcFilterName, "envoy.filters.http.router"},
 	}
-	// The proof check (jwt_authn), the binding (header_mutation) and the
-	// route cache clearing (jwt_authn) before ext_proc.
-	proofChain := []string{"graymesh.proof", "graymesh.proof_bound", "graymesh.proof_route", wire.ExtProcFilterName, "envoy.filters.http.router"}
+	// The proof check and route cache clearing (jwt_authn) and the binding
+	// (header_mutation) before ext_proc.
+	proofChain := []string{"graymesh.proof", "graymesh.proof_bound", wire.ExtProcFilterName, "envoy.filters.http.router"}
 	want[returningConfig], want[firstSeenConfig], want[anonymousConfig], want["EDGE-returning-nocel"] = proofChain, proofChain, proofChain, proofChain
 	// The inner hop's variants: N1's filters; some without the strip.
 	noStrip := map[string]bool{"H0": true, "H0-lane": true, "H0-returning": true}
@@ -259,8 +260,8 @@ func TestConstantBinding(t *testing.T) {
 		value := ""
 		for _, f := range listenerHCM(t, b).GetHttpFilters() {
 			if f.GetName() == proofBoundFilter {
-				_, hm, err := boundMutation(f)
-				if err != nil {
+				hm := &headermutationv3.HeaderMutation{}
+				if err := f.GetTypedConfig().UnmarshalTo(hm); err != nil {
 					t.Fatal(err)
 				}
 				value = hm.GetMutations().GetRequestMutations()[0].GetAppend().GetHeader().GetValue()

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strings"
 
-	matchingv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/matching/v3"
 	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -23,17 +22,17 @@ import (
 func returningConfigs() []Config {
 	return []Config{
 		{
-			Name: "EDGE-returning", What: "the edge sidecar's inbound listener as graymesh pushes it with `mesh.native_returning_callers` (and `native_traffic_split`) for a release admitting every identified caller (`percent: 100`, `traffic_percent: 50`): 1,000 distinct callers cycled, each sending its HS256 token and the proof graymesh handed it (`x-graymesh-proof`, obtained in the warm-up from the real graymesh, one first request per caller), the proof already verified once by Envoy (its JWT caches warm); Envoy verifies the proof (cache lookups, twice), checks that the authorization header ends with the token end the proof names (CEL), re-picks the route and routes with ext_proc off — 0 ext_proc streams in the counts (Envoy's stats), graymesh not asked",
+			Name: "EDGE-returning", What: "the edge sidecar's inbound listener as graymesh pushes it with `mesh.native_returning_callers` (and `native_traffic_split`) for a release admitting every identified caller (`percent: 100`, `traffic_percent: 50`): 1,000 distinct callers cycled, each sending its HS256 token and the proof graymesh handed it (`x-graymesh-proof`, obtained in the warm-up from the real graymesh, one first request per caller), the proof already verified once by Envoy (its JWT cache warm); Envoy verifies the proof (a cache lookup), copies its token end, decision and caller hash to headers, checks that the authorization header ends with that token end (CEL), re-picks the route and routes with ext_proc off — 0 ext_proc streams in the counts (Envoy's stats), graymesh not asked",
 			graymesh: graymeshCurrent, edge: true, returning: true, proofs: true,
 			headers: minimalHeaders,
 		},
 		{
-			Name: "EDGE-firstseen", What: "EDGE-returning's listener and graymesh for a caller graymesh has never seen: a new subject's HS256 token on every request, no proof; ext_proc to graymesh, which verifies the token (not in its cache), decides (gray, percent 100) and signs the caller's proof, handed back in a response header (a second ext_proc message, for the response headers)",
+			Name: "EDGE-firstseen", What: "EDGE-returning's listener and graymesh for a caller graymesh has never seen: a new subject's HS256 token on every request, no proof; ext_proc to graymesh, which verifies the token (not in its cache), decides (gray, percent 100) and signs the caller's proof, handed back as dynamic metadata that the route copies into a response header (no second ext_proc message)",
 			graymesh: graymeshCurrent, edge: true, returning: true, firstSeen: true,
 			headers: minimalHeaders,
 		},
 		{
-			Name: "EDGE-anonymous-proofs", What: "EDGE-anonymous under EDGE-returning's config: an anonymous request (no authorization or cookie) split 50/50 by Envoy, the proof filters in the chain (the proof check and the route cache clearing skip a request without a proof; the binding's CEL runs on every request)",
+			Name: "EDGE-anonymous-proofs", What: "EDGE-anonymous under EDGE-returning's config: an anonymous request (no authorization or cookie) split 50/50 by Envoy, the proof filters in the chain (the proof check skips a request without a proof; the binding's CEL runs on every request)",
 			edge: true, anonymous: true, returning: true,
 			headers: minimalHeaders,
 		},
@@ -57,15 +56,15 @@ func returningConfigs() []Config {
 const proofBoundFilter = "graymesh.proof_bound"
 
 // constantBinding sets x-gray-proof-bound to "true" on every request
-// that carries a proof instead of checking that the authorization header
-// ends with the proof's token end.
+// instead of checking that the authorization header ends with the
+// proof's token end.
 func constantBinding(_ *sidecars, hcm *hcmv3.HttpConnectionManager) error {
 	for _, f := range hcm.HttpFilters {
 		if f.GetName() != proofBoundFilter {
 			continue
 		}
-		wrapped, hm, err := boundMutation(f)
-		if err != nil {
+		hm := &headermutationv3.HeaderMutation{}
+		if err := f.GetTypedConfig().UnmarshalTo(hm); err != nil {
 			return err
 		}
 		muts := hm.GetMutations().GetRequestMutations()
@@ -73,10 +72,7 @@ func constantBinding(_ *sidecars, hcm *hcmv3.HttpConnectionManager) error {
 			return fmt.Errorf("%s: %d mutations, want the one of %s", proofBoundFilter, len(muts), wire.HeaderProofBound)
 		}
 		muts[0].GetAppend().Header.Value = "true"
-		if wrapped.ExtensionConfig.TypedConfig, err = anypb.New(hm); err != nil {
-			return err
-		}
-		a, err := anypb.New(wrapped)
+		a, err := anypb.New(hm)
 		if err != nil {
 			return err
 		}
@@ -84,20 +80,6 @@ func constantBinding(_ *sidecars, hcm *hcmv3.HttpConnectionManager) error {
 		return nil
 	}
 	return fmt.Errorf("the edge listener has no %s filter", proofBoundFilter)
-}
-
-// boundMutation is the binding filter's header mutation, inside the
-// matcher that runs it only on requests with a proof.
-func boundMutation(f *hcmv3.HttpFilter) (*matchingv3.ExtensionWithMatcher, *headermutationv3.HeaderMutation, error) {
-	wrapped := &matchingv3.ExtensionWithMatcher{}
-	if err := f.GetTypedConfig().UnmarshalTo(wrapped); err != nil {
-		return nil, nil, err
-	}
-	hm := &headermutationv3.HeaderMutation{}
-	if err := wrapped.GetExtensionConfig().GetTypedConfig().UnmarshalTo(hm); err != nil {
-		return nil, nil, err
-	}
-	return wrapped, hm, nil
 }
 
 // minimalHeaders are what a client sends besides what identifies it (or
@@ -345,23 +327,23 @@ func writeReturningReading(p func(string, ...any), res *Result) {
 	if ret == 0 || h0 == 0 || n1 == 0 || edge == 0 {
 		return
 	}
-	p("- A returning caller (%s: its HS256 token, %d bytes, which Envoy does not verify, and its proof, %d bytes, verified by Envoy once and then found in jwt_authn's cache) costs %s instructions, all in Envoy, graymesh not asked (0 ext_proc streams in the counts): %s H0, %s N1, %s today's edge (EDGE, Envoy %s + graymesh %s). Over N1 (%s more), Envoy carries a token and a proof instead of a lane, looks the proof up in its JWT cache and copies the token end it names to a header, runs the CEL binding, looks the proof up again (four claims to headers) to clear the route cache, matches the proof route's headers, and sets the decision's headers and the window's lane on the route.\n",
+	p("- A returning caller (%s: its HS256 token, %d bytes, which Envoy does not verify, and its proof, %d bytes, verified by Envoy once and then found in jwt_authn's cache) costs %s instructions, all in Envoy, graymesh not asked (0 ext_proc streams in the counts): %s H0, %s N1, %s today's edge (EDGE, Envoy %s + graymesh %s). Over N1 (%s more), Envoy carries a token and a proof instead of a lane, looks the proof up in its JWT cache, copies the token end, decision and caller hash it names to headers and clears the route cache, runs the CEL binding, matches the proof route's headers, and sets the decision's headers and the window's lane on the route.\n",
 		returningConfig, res.TokenBytes, res.ProofBytes, thousands(ret), ratio(ret, h0), ratio(ret, n1), ratio(ret, edge), thousands(edgeEnvoy), thousands(res.graymeshMean("EDGE")), thousands(ret-n1))
 	if carry, nocel := res.mean("H0-returning"), res.mean("EDGE-returning-nocel"); carry > 0 && nocel > 0 {
-		p("- Where a returning caller's %s over H0 go (attribution): carrying its token and proof (and the accept header the mix's requests send) through Envoy, which nothing reads (H0-returning − H0), %s; the CEL binding (EDGE-returning − EDGE-returning-nocel), %s; the rest — the edge listener's strip, the two jwt_authn filters' proof lookups and claim headers, the route picked again, the proof route's match, the decision's headers and lane it sets, ext_proc turned off for the route (EDGE-returning-nocel − H0-returning) — %s.\n",
+		p("- Where a returning caller's %s over H0 go (attribution): carrying its token and proof (and the accept header the mix's requests send) through Envoy, which nothing reads (H0-returning − H0), %s; the CEL binding (EDGE-returning − EDGE-returning-nocel), %s; the rest — the edge listener's strip, the jwt_authn proof lookup and claim headers, the route picked again, the proof route's match, the decision's headers and lane it sets, ext_proc turned off for the route (EDGE-returning-nocel − H0-returning) — %s.\n",
 			thousands(ret-h0), thousands(carry-h0), thousands(ret-nocel), thousands(nocel-carry))
 		if anon := res.mean("EDGE-anonymous"); anon > 0 {
 			p("  For scale: an anonymous request on the edge listener without the proof filters, whose route sets the decision's headers and lane with ext_proc off, costs %s over H0 (EDGE-anonymous − H0).\n", thousands(anon-h0))
 		}
 	}
 	if anon := res.mean("EDGE-anonymous"); anonP > 0 && anon > 0 {
-		p("- An anonymous request under the same config (%s) costs %s, all in Envoy: %s H0; the proof filters cost it %s over EDGE-anonymous (%s): the two jwt_authn filters find no rule for a request without a proof, and the binding's CEL expression runs on every request.\n",
+		p("- An anonymous request under the same config (%s) costs %s, all in Envoy: %s H0; the proof filters cost it %s over EDGE-anonymous (%s): jwt_authn finds no rule for a request without a proof, and the binding's CEL expression runs on every request.\n",
 			anonymousConfig, thousands(anonP), ratio(anonP, h0), thousands(anonP-anon), thousands(anon))
 	}
 	if fe > 0 {
-		p("- A first-seen caller (%s: a new HS256 token on every request) costs %s in Envoy and %s in graymesh: %s H0, %s EDGE. graymesh verifies the HS256 token (not in its cache), decides and signs an Ed25519 proof; Envoy spends %s more than EDGE's Envoy: the proof filters in the chain, the token's header, and a second ext_proc message, for the response headers, that hands the proof back.", firstSeenConfig, thousands(fe), thousands(fg), ratio(fe+fg, h0), ratio(fe+fg, edge), thousands(fe-edgeEnvoy))
+		p("- A first-seen caller (%s: a new HS256 token on every request) costs %s in Envoy and %s in graymesh: %s H0, %s EDGE. graymesh verifies the HS256 token (not in its cache), decides and signs an Ed25519 proof; Envoy spends %s more than EDGE's Envoy: the proof filters in the chain, the token's header, and the proof copied from graymesh's answer into the response.", firstSeenConfig, thousands(fe), thousands(fg), ratio(fe+fg, h0), ratio(fe+fg, edge), thousands(fe-edgeEnvoy))
 		if un := res.graymeshMean("EDGE-uncached"); un > 0 {
-			p(" graymesh's %s is %s more than EDGE-uncached's %s (the same HS256 token verification every request, no proof to sign or hand back): the proof's Ed25519 signature and the response headers' message together (not split here).", thousands(fg), thousands(fg-un), thousands(un))
+			p(" graymesh's %s is %s more than EDGE-uncached's %s (the same HS256 token verification every request, no proof to sign or hand back): mostly the proof's Ed25519 signature, which costs Go's crypto/ed25519 about 293k instructions (`BenchmarkEd25519Sign` in internal/core/lane under callgrind).", thousands(fg), thousands(fg-un), thousands(un))
 		}
 		p(" The callers' tokens are HS256 in every row of the mix, as in EDGE-cached: Envoy never verifies them, so any issuer's will do.\n")
 	}
