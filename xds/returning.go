@@ -25,8 +25,8 @@ import (
 //
 //  1. graymesh.proof (jwt_authn), only on a request that carries a proof:
 //     verifies it with the lane keys, copies the end of the token it was
-//     handed for, the decision and the caller hash into x-gray-proof-*
-//     headers and clears the route cache.
+//     handed for, the decision and (for the analysis's access log) the
+//     caller hash into x-gray-proof-* headers and clears the route cache.
 //  2. graymesh.proof_bound (header_mutation): x-gray-proof-bound is
 //     "true" when the request's authorization header ends with that token
 //     end (a CEL expression: Envoy's route matchers compare a header with
@@ -71,21 +71,25 @@ func returningFilters(p *plan.Plan) ([]*hcmv3.HttpFilter, error) {
 	if c == nil || p.Lane == nil {
 		return nil, nil
 	}
+	claims := []*jwtauthnv3.JwtClaimToHeader{
+		{HeaderName: wire.HeaderProofToken, ClaimName: wire.ProofClaimToken},
+		{HeaderName: wire.HeaderProofDecision, ClaimName: wire.ProofClaimDecision},
+	}
+	if p.Mesh.AccessLog {
+		// The analysis's caller, which the access log reads; each claim
+		// header costs every returning caller's request.
+		claims = append(claims, &jwtauthnv3.JwtClaimToHeader{HeaderName: wire.HeaderProofCallerHash, ClaimName: wire.ProofClaimCallerHash})
+	}
 	provider := &jwtauthnv3.JwtProvider{
 		Issuer:              wire.ProofIssuer,
 		FromHeaders:         []*jwtauthnv3.JwtHeader{{Name: wire.HeaderProof}},
 		JwksSourceSpecifier: &jwtauthnv3.JwtProvider_LocalJwks{LocalJwks: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: p.Lane.Keys}}},
-		ClaimToHeaders: []*jwtauthnv3.JwtClaimToHeader{
-			{HeaderName: wire.HeaderProofToken, ClaimName: wire.ProofClaimToken},
-			{HeaderName: wire.HeaderProofDecision, ClaimName: wire.ProofClaimDecision},
-			// For the access log (the analysis's caller).
-			{HeaderName: wire.HeaderProofCallerHash, ClaimName: wire.ProofClaimCallerHash},
-		},
-		ClearRouteCache:   true,
-		RequireExpiration: true,
-		MaxLifetime:       durationpb.New(c.ProofTTL + p.Lane.ClockSkew),
-		ClockSkewSeconds:  uint32(max(p.Lane.ClockSkew/time.Second, 1)),
-		JwtCacheConfig:    &jwtauthnv3.JwtCacheConfig{JwtCacheSize: proofCacheSize},
+		ClaimToHeaders:      claims,
+		ClearRouteCache:     true,
+		RequireExpiration:   true,
+		MaxLifetime:         durationpb.New(c.ProofTTL + p.Lane.ClockSkew),
+		ClockSkewSeconds:    uint32(max(p.Lane.ClockSkew/time.Second, 1)),
+		JwtCacheConfig:      &jwtauthnv3.JwtCacheConfig{JwtCacheSize: proofCacheSize},
 	}
 	check := &jwtauthnv3.JwtAuthentication{
 		Providers: map[string]*jwtauthnv3.JwtProvider{proofProvider: provider},

@@ -7,6 +7,7 @@ import (
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 
 	"github.com/graymesh/graymesh/internal/contract/wire"
 	"github.com/graymesh/graymesh/internal/core/lane"
@@ -140,6 +141,42 @@ func TestProofRoutesFirstAtTheEdge(t *testing.T) {
 		}
 		if f := filterNames(chainHCM(t, res.Listeners[0].GetFilterChains()[0]))[0]; f != wire.ExtProcFilterName {
 			t.Fatalf("%s: first filter %s", name, f)
+		}
+	}
+}
+
+// TestProofCallerHashOnlyForTheAnalysis: the proof check copies the caller
+// hash to a header only when Envoy streams its access log to the analysis,
+// which reads it; otherwise each returning request would pay for a header
+// nobody reads.
+func TestProofCallerHashOnlyForTheAnalysis(t *testing.T) {
+	withAnalysis := func(cfg string) string {
+		return strings.Replace(cfg, "    traffic_percent: 25\n", "    traffic_percent: 25\n    analysis: {interval: 10s}\n", 1)
+	}
+	for name, tt := range map[string]struct {
+		p    *plan.Plan
+		want bool
+	}{
+		"no analysis": {returningPlan(t, "").Signed(goldenNow), false},
+		"analysis":    {returningPlan(t, "", withAnalysis).Signed(goldenNow), true},
+	} {
+		if tt.p.Mesh.AccessLog != tt.want {
+			t.Fatalf("%s: access log %v", name, tt.p.Mesh.AccessLog)
+		}
+		res, err := BuildSidecar(tt.p, tt.p.Service("frontend"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var check jwtauthnv3.JwtAuthentication
+		if err := chainHCM(t, res.Listeners[0].GetFilterChains()[0]).GetHttpFilters()[0].GetTypedConfig().UnmarshalTo(&check); err != nil {
+			t.Fatal(err)
+		}
+		copied := false
+		for _, c := range check.GetProviders()[proofProvider].GetClaimToHeaders() {
+			copied = copied || c.GetHeaderName() == wire.HeaderProofCallerHash
+		}
+		if copied != tt.want {
+			t.Fatalf("%s: caller hash copied %v, want %v", name, copied, tt.want)
 		}
 	}
 }

@@ -85,11 +85,14 @@ type Config struct {
 	// firstSeen: every request is a caller graymesh has never seen, with
 	// a new HS256 token and no proof; graymesh hands it a proof.
 	firstSeen bool
+	// noExtProc: the edge listener without its ext_proc filter, whose
+	// streams are then not counted (attribution).
+	noExtProc bool
 }
 
 // notAsked reports whether no request of c may reach graymesh: Envoy
 // routes each itself (Envoy's ext_proc stream count is checked).
-func (c Config) notAsked() bool { return c.edge && (c.anonymous || c.proofs) }
+func (c Config) notAsked() bool { return c.edge && !c.noExtProc && (c.anonymous || c.proofs) }
 
 // browserHeaders are what a browser sends besides the bearer token (the
 // harness adds it): what Envoy forwards to the ext_proc server unless told

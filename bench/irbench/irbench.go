@@ -373,7 +373,8 @@ func (h *harness) measure(ctx context.Context, c Config, round int) (Count, erro
 		return Count{}, fmt.Errorf("warm-up: %w (Envoy log: %s)", err, e.logPath)
 	}
 	streams := -1
-	if c.edge {
+	countStreams := c.edge && !c.noExtProc
+	if countStreams {
 		if streams, err = extProcStreams(adminPort[0]); err != nil {
 			return Count{}, err
 		}
@@ -400,7 +401,7 @@ func (h *harness) measure(ctx context.Context, c Config, round int) (Count, erro
 		cnt.GraymeshSmall, cnt.GraymeshLarge = small[1], large[1]
 		cnt.GCSmall, cnt.GCLarge = smallGC[1], largeGC[1]
 	}
-	if c.edge {
+	if countStreams {
 		after, err := extProcStreams(adminPort[0])
 		if err != nil {
 			return Count{}, err

@@ -115,6 +115,7 @@ func TestBootstraps(t *testing.T) {
 	// (header_mutation) before ext_proc.
 	proofChain := []string{"graymesh.proof", "graymesh.proof_bound", wire.ExtProcFilterName, "envoy.filters.http.router"}
 	want[returningConfig], want[firstSeenConfig], want[anonymousConfig], want["EDGE-returning-nocel"] = proofChain, proofChain, proofChain, proofChain
+	want["EDGE-returning-noextproc"] = []string{"graymesh.proof", "graymesh.proof_bound", "envoy.filters.http.router"}
 	// The inner hop's variants: N1's filters; some without the strip.
 	noStrip := map[string]bool{"H0": true, "H0-lane": true, "H0-returning": true}
 	for _, c := range innerVariants() {

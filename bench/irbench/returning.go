@@ -17,7 +17,7 @@ import (
 // takes for an edge's traffic.
 
 // returningConfigs are the edge routing returning callers: the three
-// requests of the mix under one config, then two attribution
+// requests of the mix under one config, then three attribution
 // configurations.
 func returningConfigs() []Config {
 	return []Config{
@@ -48,7 +48,23 @@ func returningConfigs() []Config {
 			edge: true, returning: true, proofs: true, build: constantBinding,
 			headers: minimalHeaders,
 		},
+		{
+			Name: "EDGE-returning-noextproc", What: "EDGE-returning without the ext_proc filter in the chain: what the filter costs a request whose route turns it off, since Envoy still builds it for every request (attribution only: nobody else would be decided; the proofs signed by the harness as graymesh signs them)",
+			edge: true, returning: true, proofs: true, build: withoutExtProc, noExtProc: true,
+			headers: minimalHeaders,
+		},
 	}
+}
+
+// withoutExtProc drops the ext_proc filter from the listener.
+func withoutExtProc(_ *sidecars, hcm *hcmv3.HttpConnectionManager) error {
+	for i, f := range hcm.HttpFilters {
+		if f.GetName() == wire.ExtProcFilterName {
+			hcm.HttpFilters = append(hcm.HttpFilters[:i], hcm.HttpFilters[i+1:]...)
+			return nil
+		}
+	}
+	return fmt.Errorf("the edge listener has no %s filter", wire.ExtProcFilterName)
 }
 
 // proofBoundFilter is the name of the edge's binding filter
