@@ -9,7 +9,6 @@ import (
 	"time"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 
 	"github.com/graymesh/graymesh/internal/contract/wire"
 	"github.com/graymesh/graymesh/internal/core/plan"
@@ -73,8 +72,10 @@ func TestAnonymousRouteSplitsWithoutGraymesh(t *testing.T) {
 		if want := "authorization cookie x-graymesh-member x-graymesh-stress"; strings.Join(absent, " ") != want {
 			t.Fatalf("%s: absent headers %q, want %q", name, strings.Join(absent, " "), want)
 		}
-		var off extprocv3.ExtProcPerRoute
-		if err := first.GetTypedPerFilterConfig()[wire.ExtProcFilterName].UnmarshalTo(&off); err != nil || !off.GetDisabled() {
+		// Not built at all for the route: a FilterConfig disabled, with no
+		// config of the filter's own.
+		var off routev3.FilterConfig
+		if err := first.GetTypedPerFilterConfig()[wire.ExtProcFilterName].UnmarshalTo(&off); err != nil || !off.GetDisabled() || off.GetConfig() != nil {
 			t.Fatalf("%s: ext_proc per route %v (%v), want disabled", name, &off, err)
 		}
 		wc := first.GetRoute().GetWeightedClusters().GetClusters()

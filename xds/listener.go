@@ -156,6 +156,11 @@ func filterChain(spec listenerSpec, m plan.Mesh) (*listenerv3.FilterChain, error
 		if err != nil {
 			return nil, err
 		}
+		if len(spec.proof) > 0 {
+			if extProc, err = builtOnlyWhereAsked(extProc); err != nil {
+				return nil, err
+			}
+		}
 		hcm.HttpFilters = append(hcm.HttpFilters, &hcmv3.HttpFilter{Name: wire.ExtProcFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: extProc}})
 	}
 	hcm.HttpFilters = append(hcm.HttpFilters, &hcmv3.HttpFilter{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router}})

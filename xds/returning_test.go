@@ -6,8 +6,12 @@ import (
 	"testing"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	matchingv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/matching/v3"
+	skipactionv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/common/matcher/action/v3"
+	compositev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/composite/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
 	"github.com/graymesh/graymesh/internal/contract/wire"
 	"github.com/graymesh/graymesh/internal/core/lane"
@@ -15,21 +19,54 @@ import (
 )
 
 // returningPlan is testdata/native.yaml with native_returning_callers and
-// an identity section, in force at version 7.
-func returningPlan(t *testing.T, identity string, edits ...func(string) string) *plan.Plan {
+// an HS256 issuer, in force at version 7.
+func returningPlan(t *testing.T, edits ...func(string) string) *plan.Plan {
 	t.Helper()
 	doc, err := os.ReadFile("testdata/native.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if identity == "" {
-		identity = "identity: {jwt: {issuer: idp, keys: [{kid: hs, alg: HS256, secret: an-hmac-secret-0123456789abcdef-0123}]}}\n"
-	}
+	const identity = "identity: {jwt: {issuer: idp, keys: [{kid: hs, alg: HS256, secret: an-hmac-secret-0123456789abcdef-0123}]}}\n"
 	cfg := strings.Replace(string(doc), "  native_traffic_split: true\n", "  native_traffic_split: true\n  native_returning_callers: true\n", 1) + identity
 	for _, edit := range edits {
 		cfg = edit(cfg)
 	}
 	return parsePlanAt(t, cfg, "7", false)
+}
+
+// TestNoProofRoutesWithoutLanesOrWithHeaderRules: without a window's
+// lanes (an unsigned plan), or with a release that decides on request
+// headers, an edge has no proof routes, hands out no proofs and asks
+// graymesh with a plain ext_proc filter first.
+func TestNoProofRoutesWithoutLanesOrWithHeaderRules(t *testing.T) {
+	u := returningPlan(t)
+	unsigned, err := BuildSidecar(u, u.Service("frontend"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := returningPlan(t, func(cfg string) string {
+		return strings.Replace(cfg, "traffic_percent: 25", "traffic_percent: 25\n    headers: [{name: x-beta, exact: \"1\"}]", 1)
+	}).Signed(goldenNow)
+	if rules.Callers != nil {
+		t.Fatal("proofs route with a release that has header rules")
+	}
+	withRules, err := BuildSidecar(rules, rules.Service("frontend"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, res := range map[string]*Resources{"unsigned": unsigned, "header rules": withRules} {
+		for _, r := range res.Routes[0].GetVirtualHosts()[0].GetRoutes() {
+			if strings.Contains(r.GetName(), plan.RouteProofPrefix) || handsProofFromMetadata(r) {
+				t.Fatalf("%s: route %s routes or hands out proofs", name, r.GetName())
+			}
+		}
+		if extProcBuiltByMatcher(t, chainHCM(t, res.Listeners[0].GetFilterChains()[0])) {
+			t.Fatalf("%s: ext_proc behind a matcher without proof routes", name)
+		}
+		if f := filterNames(chainHCM(t, res.Listeners[0].GetFilterChains()[0]))[0]; f != wire.ExtProcFilterName {
+			t.Fatalf("%s: first filter %s", name, f)
+		}
+	}
 }
 
 // handsProofFromMetadata reports whether r sets the response's proof
@@ -62,13 +99,40 @@ func handsProofsWhereGraymeshAnswers(t *testing.T, name string, routes []*routev
 	}
 }
 
+// extProcBuiltByMatcher reports whether hcm's ext_proc filter is the
+// graymesh ext_proc config in a composite filter that a matcher builds on
+// no match (returning.go's builtOnlyWhereAsked), rather than the filter
+// itself.
+func extProcBuiltByMatcher(t *testing.T, hcm *hcmv3.HttpConnectionManager) bool {
+	t.Helper()
+	for _, f := range hcm.GetHttpFilters() {
+		if f.GetName() != wire.ExtProcFilterName {
+			continue
+		}
+		var wrapped matchingv3.ExtensionWithMatcher
+		if f.GetTypedConfig().UnmarshalTo(&wrapped) != nil {
+			return false
+		}
+		var execute compositev3.ExecuteFilterAction
+		if err := wrapped.GetXdsMatcher().GetOnNoMatch().GetAction().GetTypedConfig().UnmarshalTo(&execute); err != nil {
+			t.Fatalf("the matcher's action: %v", err)
+		}
+		var ep extprocv3.ExternalProcessor
+		if err := execute.GetTypedConfig().GetTypedConfig().UnmarshalTo(&ep); err != nil || !wrapped.GetExtensionConfig().GetTypedConfig().MessageIs(&compositev3.Composite{}) {
+			t.Fatalf("the built filter is not ext_proc in a composite: %v", err)
+		}
+		return true
+	}
+	return false
+}
+
 // TestProofRoutesFirstAtTheEdge: the edges check a proof with two
 // filters before ext_proc and route a bound proof of version 7 first,
-// ext_proc off, setting the decision and the window's lane; inner
-// sidecars check no proof; without a window's lanes, or with a release
-// that decides on request headers, no proof routes.
+// without building ext_proc, setting the decision and the window's lane;
+// the routes that ask graymesh copy its proof into the response; inner
+// sidecars check no proof.
 func TestProofRoutesFirstAtTheEdge(t *testing.T) {
-	p := returningPlan(t, "").Signed(goldenNow)
+	p := returningPlan(t).Signed(goldenNow)
 	shared, edge, inner := buildEdgesAndInner(t, p)
 	for name, res := range map[string]*Resources{"shared": shared, "edge": edge} {
 		if err := res.Validate(); err != nil {
@@ -78,14 +142,18 @@ func TestProofRoutesFirstAtTheEdge(t *testing.T) {
 		if got, want := strings.Join(filterNames(hcm), " "), "graymesh.proof graymesh.proof_bound "+wire.ExtProcFilterName+" envoy.filters.http.router"; got != want {
 			t.Fatalf("%s: filters %s, want %s", name, got, want)
 		}
+		if !extProcBuiltByMatcher(t, hcm) {
+			t.Fatalf("%s: ext_proc is built for every request", name)
+		}
 		routes := res.Routes[0].GetVirtualHosts()[0].GetRoutes()
 		handsProofsWhereGraymeshAnswers(t, name, routes)
 		var names []string
 		for _, r := range routes[:3] {
 			names = append(names, strings.TrimPrefix(r.GetName(), "frontend/"))
-			var off extprocv3.ExtProcPerRoute
-			if err := r.GetTypedPerFilterConfig()[wire.ExtProcFilterName].UnmarshalTo(&off); err != nil || !off.GetDisabled() {
-				t.Fatalf("%s: %s leaves ext_proc on", name, r.GetName())
+			var skip matchingv3.ExtensionWithMatcherPerRoute
+			if err := r.GetTypedPerFilterConfig()[wire.ExtProcFilterName].UnmarshalTo(&skip); err != nil ||
+				!skip.GetXdsMatcher().GetOnNoMatch().GetAction().GetTypedConfig().MessageIs(&skipactionv3.SkipFilter{}) {
+				t.Fatalf("%s: %s builds ext_proc (%v)", name, r.GetName(), err)
 			}
 			headers := map[string]string{}
 			for _, h := range r.GetRequestHeadersToAdd() {
@@ -112,37 +180,6 @@ func TestProofRoutesFirstAtTheEdge(t *testing.T) {
 			t.Fatalf("an inner sidecar checks proofs (%s)", f)
 		}
 	}
-
-	u := returningPlan(t, "")
-	unsigned, err := BuildSidecar(u, u.Service("frontend"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rules := returningPlan(t, "", func(cfg string) string {
-		return strings.Replace(cfg, "traffic_percent: 25", "traffic_percent: 25\n    headers: [{name: x-beta, exact: \"1\"}]", 1)
-	}).Signed(goldenNow)
-	if rules.Callers != nil {
-		t.Fatal("proofs route with a release that has header rules")
-	}
-	withRules, err := BuildSidecar(rules, rules.Service("frontend"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, res := range map[string]*Resources{"unsigned": unsigned, "header rules": withRules} {
-		for _, r := range res.Routes[0].GetVirtualHosts()[0].GetRoutes() {
-			if strings.Contains(r.GetName(), plan.RouteProofPrefix) {
-				t.Fatalf("%s: proof route %s", name, r.GetName())
-			}
-		}
-		for _, r := range res.Routes[0].GetVirtualHosts()[0].GetRoutes() {
-			if handsProofFromMetadata(r) {
-				t.Fatalf("%s: route %s hands proofs out", name, r.GetName())
-			}
-		}
-		if f := filterNames(chainHCM(t, res.Listeners[0].GetFilterChains()[0]))[0]; f != wire.ExtProcFilterName {
-			t.Fatalf("%s: first filter %s", name, f)
-		}
-	}
 }
 
 // TestProofCallerHashOnlyForTheAnalysis: the proof check copies the caller
@@ -157,8 +194,8 @@ func TestProofCallerHashOnlyForTheAnalysis(t *testing.T) {
 		p    *plan.Plan
 		want bool
 	}{
-		"no analysis": {returningPlan(t, "").Signed(goldenNow), false},
-		"analysis":    {returningPlan(t, "", withAnalysis).Signed(goldenNow), true},
+		"no analysis": {returningPlan(t).Signed(goldenNow), false},
+		"analysis":    {returningPlan(t, withAnalysis).Signed(goldenNow), true},
 	} {
 		if tt.p.Mesh.AccessLog != tt.want {
 			t.Fatalf("%s: access log %v", name, tt.p.Mesh.AccessLog)

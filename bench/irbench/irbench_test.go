@@ -9,7 +9,6 @@ import (
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -156,8 +155,8 @@ func TestBootstraps(t *testing.T) {
 				t.Errorf("%s: %s is not inlined", c.Name, f.GetName())
 			}
 			if f.GetName() == wire.ExtProcFilterName {
-				ep := &extprocv3.ExternalProcessor{}
-				if err := f.GetTypedConfig().UnmarshalTo(ep); err != nil {
+				ep, err := extProcConfig(f)
+				if err != nil {
 					t.Fatal(err)
 				}
 				if c.Name == "E1" && (ep.GetForwardRules() != nil || len(ep.GetRequestAttributes()) == 0) {

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"strings"
 
+	matchingv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/matching/v3"
+	compositev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/composite/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -54,6 +57,25 @@ func returningConfigs() []Config {
 			headers: minimalHeaders,
 		},
 	}
+}
+
+// extProcConfig is the ext_proc config of filter f: the filter's own, or
+// the one a composite filter builds behind a matcher (an edge routing
+// returning callers).
+func extProcConfig(f *hcmv3.HttpFilter) (*extprocv3.ExternalProcessor, error) {
+	ep := &extprocv3.ExternalProcessor{}
+	if f.GetTypedConfig().MessageIs(ep) {
+		return ep, f.GetTypedConfig().UnmarshalTo(ep)
+	}
+	wrapped := &matchingv3.ExtensionWithMatcher{}
+	if err := f.GetTypedConfig().UnmarshalTo(wrapped); err != nil {
+		return nil, err
+	}
+	execute := &compositev3.ExecuteFilterAction{}
+	if err := wrapped.GetXdsMatcher().GetOnNoMatch().GetAction().GetTypedConfig().UnmarshalTo(execute); err != nil {
+		return nil, err
+	}
+	return ep, execute.GetTypedConfig().GetTypedConfig().UnmarshalTo(ep)
 }
 
 // withoutExtProc drops the ext_proc filter from the listener.
