@@ -14,8 +14,8 @@ import (
 // traffic itself (plan.Service.Anonymous, signed by plan.Plan.Signed):
 // each weighted cluster sets what graymesh's answer would have — the
 // environment, release, reason, version and the window's lane for that
-// environment — and the ext_proc filter is off for the route, so graymesh
-// is not called. Inner hops verify the lane as they verify graymesh's, so
+// environment — and the ext_proc filter is not built for the route, so
+// graymesh is not called. Inner hops verify the lane as they verify graymesh's, so
 // the chain stays in the branch's lane.
 func anonymousRoute(service string, r *plan.Route) (*routev3.Route, error) {
 	// The route picked as the request arrives (this one, since it is

@@ -49,8 +49,8 @@ import (
 // per-route config first.
 //
 // The proof routes then match a bound proof of the config version in
-// force and turn ext_proc off; any other request reaches graymesh as
-// before. graymesh's answer to a caller it decided carries the caller's
+// force, and Envoy does not build the ext_proc filter for them
+// (builtOnlyWhereAsked); any other request reaches graymesh as before. graymesh's answer to a caller it decided carries the caller's
 // new proof as dynamic metadata, which the routes that ask graymesh copy
 // into the response.
 
@@ -180,7 +180,7 @@ func requirementWhen(h *routev3.HeaderMatcher, r *jwtauthnv3.JwtRequirement) *jw
 }
 
 // proofRoute is a proof route of service: r's backend, the decision's
-// headers and lane, ext_proc off.
+// headers and lane, ext_proc not built.
 func proofRoute(service string, r *plan.Route) (*routev3.Route, error) {
 	off, err := proofRouteSkipsExtProc()
 	if err != nil {
