@@ -155,6 +155,9 @@ func TestProofRoutesFirstAtTheEdge(t *testing.T) {
 				!skip.GetXdsMatcher().GetOnNoMatch().GetAction().GetTypedConfig().MessageIs(&skipactionv3.SkipFilter{}) {
 				t.Fatalf("%s: %s builds ext_proc (%v)", name, r.GetName(), err)
 			}
+			if got := strings.Join(r.GetRequestHeadersToRemove(), " "); got != wire.HeaderProofToken+" "+wire.HeaderProofDecision+" "+wire.HeaderProofBound {
+				t.Fatalf("%s: %s passes the proof check's headers to the service (removes %q)", name, r.GetName(), got)
+			}
 			headers := map[string]string{}
 			for _, h := range r.GetRequestHeadersToAdd() {
 				headers[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
