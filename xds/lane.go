@@ -39,8 +39,12 @@ const laneCacheSize = 1024
 // where a changed listener would be replaced and its open connections
 // drained for minutes on the old keys — refusing the lanes of a new key,
 // or honouring a retired one.
-func laneFilter() *hcmv3.HttpFilter {
-	return &hcmv3.HttpFilter{Name: LaneFilterName, ConfigType: &hcmv3.HttpFilter_ConfigDiscovery{
+func laneFilter() *hcmv3.HttpFilter { return discoveredJWTFilter(LaneFilterName) }
+
+// discoveredJWTFilter is a jwt_authn filter whose config, the extension
+// config resource of the same name, comes over ADS.
+func discoveredJWTFilter(name string) *hcmv3.HttpFilter {
+	return &hcmv3.HttpFilter{Name: name, ConfigType: &hcmv3.HttpFilter_ConfigDiscovery{
 		ConfigDiscovery: &corev3.ExtensionConfigSource{
 			ConfigSource: adsSource(),
 			TypeUrls:     []string{"type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication"},

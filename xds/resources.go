@@ -71,10 +71,11 @@ func Build(p *plan.Plan) (*Resources, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.addProofCheck(proof)
 	l, err := listener(listenerSpec{
 		name: ListenerName, address: p.Mesh.Listener,
 		routeName: RouteName, statPrefix: "ingress", traceName: "graymesh-edge", operation: wire.SpanInbound + laneInName,
-		extProc: extProcFilter(p.Mesh, wire.HopEdge, ""), proof: proof,
+		extProc: extProcFilter(p.Mesh, wire.HopEdge, ""), proof: proof.filters,
 	}, p.Mesh)
 	if err != nil {
 		return nil, err
@@ -133,7 +134,7 @@ func BuildSidecar(p *plan.Plan, svc *plan.Service) (*Resources, error) {
 	}
 	if kind == inbound {
 		in.operation += laneInName
-		if in.proof, err = returningAtEdge(inboundVH, p, svc); err != nil {
+		if in.proof, err = returningAtEdge(r, inboundVH, p, svc); err != nil {
 			return nil, err
 		}
 	}
@@ -220,6 +221,13 @@ func (r *Resources) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// addProofCheck serves an edge's proof check over ECDS, when it has one.
+func (r *Resources) addProofCheck(p proofFilters) {
+	if p.check != nil {
+		r.Extensions = append(r.Extensions, p.check)
+	}
 }
 
 func (r *Resources) all() []proto.Message {

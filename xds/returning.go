@@ -15,7 +15,6 @@ import (
 	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -74,12 +73,22 @@ const (
 // the requests without a proof.
 var proofBound = fmt.Sprintf("%%CEL(request.headers['authorization'].endsWith(request.headers['%s']))%%", wire.HeaderProofToken)
 
-// returningFilters are the two filters, in order; nil without Callers
-// or lane keys.
-func returningFilters(p *plan.Plan) ([]*hcmv3.HttpFilter, error) {
+// proofFilters are an edge listener's proof filters, in order, and the
+// proof check's config. Like the inner hops' lane check, the check comes
+// over ADS as an extension config (ECDS), not inside the listener: a new
+// key set or proof TTL then applies to the next request on every
+// connection, where a changed listener would be replaced and its open
+// connections drained on the old keys.
+type proofFilters struct {
+	filters []*hcmv3.HttpFilter
+	check   *corev3.TypedExtensionConfig
+}
+
+// returningFilters are the two filters; none without Callers or lane keys.
+func returningFilters(p *plan.Plan) (proofFilters, error) {
 	c := p.Callers
 	if c == nil || p.Lane == nil {
-		return nil, nil
+		return proofFilters{}, nil
 	}
 	claims := []*jwtauthnv3.JwtClaimToHeader{
 		{HeaderName: wire.HeaderProofToken, ClaimName: wire.ProofClaimToken},
@@ -108,18 +117,18 @@ func returningFilters(p *plan.Plan) ([]*hcmv3.HttpFilter, error) {
 	bound := &headermutationv3.HeaderMutation{Mutations: &headermutationv3.Mutations{
 		RequestMutations: []*mutationrulesv3.HeaderMutation{{Action: &mutationrulesv3.HeaderMutation_Append{Append: overwrite(wire.HeaderProofBound, proofBound)}}},
 	}}
-	var out []*hcmv3.HttpFilter
-	for _, f := range []struct {
-		name string
-		cfg  proto.Message
-	}{{proofFilterName, check}, {proofBoundFilterName, bound}} {
-		a, err := anypb.New(f.cfg)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, &hcmv3.HttpFilter{Name: f.name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}})
+	checkAny, err := anypb.New(check)
+	if err != nil {
+		return proofFilters{}, err
 	}
-	return out, nil
+	boundAny, err := anypb.New(bound)
+	if err != nil {
+		return proofFilters{}, err
+	}
+	return proofFilters{
+		filters: []*hcmv3.HttpFilter{discoveredJWTFilter(proofFilterName), {Name: proofBoundFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: boundAny}}},
+		check:   &corev3.TypedExtensionConfig{Name: proofFilterName, TypedConfig: checkAny},
+	}, nil
 }
 
 // builtOnlyWhereAsked wraps an edge's ext_proc filter so that Envoy builds
@@ -242,20 +251,25 @@ func withReturning(vh *routev3.VirtualHost, p *plan.Plan, svc *plan.Service) err
 
 // edgeProofFilters are the proof filters of an edge listener serving
 // services: none unless one of them has proof routes.
-func edgeProofFilters(p *plan.Plan, services ...plan.Service) ([]*hcmv3.HttpFilter, error) {
+func edgeProofFilters(p *plan.Plan, services ...plan.Service) (proofFilters, error) {
 	for i := range services {
 		if routesProofs(p, &services[i]) {
 			return returningFilters(p)
 		}
 	}
-	return nil, nil
+	return proofFilters{}, nil
 }
 
-// returningAtEdge puts an edge sidecar's proof routes in vh and returns
-// its proof filters.
-func returningAtEdge(vh *routev3.VirtualHost, p *plan.Plan, svc *plan.Service) ([]*hcmv3.HttpFilter, error) {
+// returningAtEdge puts an edge sidecar's proof routes in vh and its proof
+// check in r, and returns its proof filters.
+func returningAtEdge(r *Resources, vh *routev3.VirtualHost, p *plan.Plan, svc *plan.Service) ([]*hcmv3.HttpFilter, error) {
 	if err := withReturning(vh, p, svc); err != nil {
 		return nil, err
 	}
-	return edgeProofFilters(p, *svc)
+	proof, err := edgeProofFilters(p, *svc)
+	if err != nil {
+		return nil, err
+	}
+	r.addProofCheck(proof)
+	return proof.filters, nil
 }

@@ -12,6 +12,7 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/graymesh/graymesh/internal/contract/wire"
 	"github.com/graymesh/graymesh/internal/core/lane"
@@ -99,6 +100,27 @@ func handsProofsWhereGraymeshAnswers(t *testing.T, name string, routes []*routev
 	}
 }
 
+// proofCheck is res's proof check: the config of its listener's first
+// filter, which Envoy discovers over ADS (ECDS).
+func proofCheck(t *testing.T, res *Resources) *jwtauthnv3.JwtAuthentication {
+	t.Helper()
+	first := chainHCM(t, res.Listeners[0].GetFilterChains()[0]).GetHttpFilters()[0]
+	if first.GetName() != proofFilterName || first.GetConfigDiscovery() == nil {
+		t.Fatalf("first filter %s is not the discovered proof check", first.GetName())
+	}
+	for _, e := range res.Extensions {
+		if e.GetName() == proofFilterName {
+			var check jwtauthnv3.JwtAuthentication
+			if err := e.GetTypedConfig().UnmarshalTo(&check); err != nil {
+				t.Fatal(err)
+			}
+			return &check
+		}
+	}
+	t.Fatalf("no extension config %s in %v", proofFilterName, res.Extensions)
+	return nil
+}
+
 // extProcBuiltByMatcher reports whether hcm's ext_proc filter is the
 // graymesh ext_proc config in a composite filter that a matcher builds on
 // no match (returning.go's builtOnlyWhereAsked), rather than the filter
@@ -141,6 +163,9 @@ func TestProofRoutesFirstAtTheEdge(t *testing.T) {
 		hcm := chainHCM(t, res.Listeners[0].GetFilterChains()[0])
 		if got, want := strings.Join(filterNames(hcm), " "), "graymesh.proof graymesh.proof_bound "+wire.ExtProcFilterName+" envoy.filters.http.router"; got != want {
 			t.Fatalf("%s: filters %s, want %s", name, got, want)
+		}
+		if check := proofCheck(t, res); check.GetProviders()[proofProvider].GetIssuer() != wire.ProofIssuer {
+			t.Fatalf("%s: proof check %v", name, check)
 		}
 		if !extProcBuiltByMatcher(t, hcm) {
 			t.Fatalf("%s: ext_proc is built for every request", name)
@@ -207,16 +232,45 @@ func TestProofCallerHashOnlyForTheAnalysis(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var check jwtauthnv3.JwtAuthentication
-		if err := chainHCM(t, res.Listeners[0].GetFilterChains()[0]).GetHttpFilters()[0].GetTypedConfig().UnmarshalTo(&check); err != nil {
-			t.Fatal(err)
-		}
+		check := proofCheck(t, res)
 		copied := false
 		for _, c := range check.GetProviders()[proofProvider].GetClaimToHeaders() {
 			copied = copied || c.GetHeaderName() == wire.HeaderProofCallerHash
 		}
 		if copied != tt.want {
 			t.Fatalf("%s: caller hash copied %v, want %v", name, copied, tt.want)
+		}
+	}
+}
+
+// TestProofKeysChangeWithoutReplacingTheEdgeListener: a lane key rotation
+// or a new caller_proof_ttl changes only the proof check's extension
+// config (ECDS), not the edge listener, which Envoy would replace and
+// drain.
+func TestProofKeysChangeWithoutReplacingTheEdgeListener(t *testing.T) {
+	build := func(edits ...func(string) string) *Resources {
+		p := returningPlan(t, edits...).Signed(goldenNow)
+		res, err := BuildSidecar(p, p.Service("frontend"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	before := build()
+	for name, edit := range map[string]func(string) string{
+		"key rotation": func(cfg string) string {
+			return strings.Replace(cfg, "  key: graymesh-native-test-lane-key-0123456789\n", "  key: graymesh-native-test-rotated-key-0123456789\n  verify_keys: [graymesh-native-test-lane-key-0123456789]\n", 1)
+		},
+		"proof ttl": func(cfg string) string {
+			return strings.Replace(cfg, "  native_returning_callers: true\n", "  native_returning_callers: true\n  caller_proof_ttl: 2m\n", 1)
+		},
+	} {
+		after := build(edit)
+		if !proto.Equal(before.Listeners[0], after.Listeners[0]) {
+			t.Errorf("%s: the edge listener changed", name)
+		}
+		if proto.Equal(proofCheck(t, before), proofCheck(t, after)) {
+			t.Errorf("%s: the proof check did not change", name)
 		}
 	}
 }

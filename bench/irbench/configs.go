@@ -14,6 +14,7 @@ package irbench
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
@@ -216,6 +217,23 @@ func (s *sidecars) extProc(hcm *hcmv3.HttpConnectionManager) error {
 	return nil
 }
 
+// inlineDiscovered puts into each of hcm's filters whose config comes over
+// ECDS in the mesh (an edge's proof check) that config, from exts: a
+// static bootstrap has no ADS.
+func inlineDiscovered(hcm *hcmv3.HttpConnectionManager, exts []*corev3.TypedExtensionConfig) error {
+	for _, f := range hcm.HttpFilters {
+		if f.GetConfigDiscovery() == nil {
+			continue
+		}
+		i := slices.IndexFunc(exts, func(e *corev3.TypedExtensionConfig) bool { return e.GetName() == f.GetName() })
+		if i < 0 {
+			return fmt.Errorf("filter %s: no extension config of that name", f.GetName())
+		}
+		f.ConfigType = &hcmv3.HttpFilter_TypedConfig{TypedConfig: exts[i].GetTypedConfig()}
+	}
+	return nil
+}
+
 // inboundHCM is the HTTP connection manager of a listener.
 func inboundHCM(l *listenerv3.Listener) (*hcmv3.HttpConnectionManager, error) {
 	hcm := &hcmv3.HttpConnectionManager{}
@@ -243,6 +261,11 @@ func (s *sidecars) bootstrap(c Config, adminPort int) ([]byte, error) {
 	hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: routes}
 	if c.build != nil {
 		if err := c.build(s, hcm); err != nil {
+			return nil, fmt.Errorf("%s: %w", c.Name, err)
+		}
+	}
+	if c.edge {
+		if err := inlineDiscovered(hcm, s.edge.Extensions); err != nil {
 			return nil, fmt.Errorf("%s: %w", c.Name, err)
 		}
 	}
