@@ -49,10 +49,11 @@ func anonymousRoute(service string, r *plan.Route) (*routev3.Route, error) {
 }
 
 // extProcNotBuilt is the per-route config of a route that is picked as
-// the request arrives and never left: the ext_proc filter is not built
-// for its requests. Were it built all the same (the route picked after
-// another), it would find no config of its own here and ask graymesh,
-// which decides as it always did.
+// the request arrives and never left: the filter it is given for (ext_proc,
+// and at an edge routing returning callers the proof filters) is not built
+// for its requests. Were ext_proc built all the same (the route picked
+// after another), it would find no config of its own here and ask
+// graymesh, which decides as it always did.
 func extProcNotBuilt() (*anypb.Any, error) {
 	return anypb.New(&routev3.FilterConfig{Disabled: true})
 }

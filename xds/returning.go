@@ -241,9 +241,20 @@ func withReturning(vh *routev3.VirtualHost, p *plan.Plan, svc *plan.Service) err
 	// costs the others for nothing); an empty value is not added
 	// (keep_empty_value), so a response without a fresh proof carries none.
 	handProof := overwrite(wire.HeaderProof, "%DYNAMIC_METADATA("+wire.MetadataNamespace+":"+wire.MetadataProof+")%")
+	notBuilt, err := extProcNotBuilt()
+	if err != nil {
+		return err
+	}
 	for _, r := range vh.Routes {
 		if _, off := r.GetTypedPerFilterConfig()[wire.ExtProcFilterName]; !off {
 			r.ResponseHeadersToAdd = append(r.ResponseHeadersToAdd, handProof)
+		}
+		if r.GetName() == svc.Name+"/"+plan.RouteAnonymous {
+			// An anonymous request is routed as it arrives and a proof
+			// cannot move it (it has no token to bind): Envoy does not
+			// build the proof filters for it either.
+			r.TypedPerFilterConfig[proofFilterName] = notBuilt
+			r.TypedPerFilterConfig[proofBoundFilterName] = notBuilt
 		}
 	}
 	return nil

@@ -100,6 +100,26 @@ func handsProofsWhereGraymeshAnswers(t *testing.T, name string, routes []*routev
 	}
 }
 
+// anonymousBuildsNoProofFilters checks that the anonymous route, on which
+// a request arrives and stays, has Envoy build neither ext_proc nor the
+// proof filters.
+func anonymousBuildsNoProofFilters(t *testing.T, name string, routes []*routev3.Route) {
+	t.Helper()
+	for _, r := range routes {
+		if r.GetName() != "frontend/"+plan.RouteAnonymous {
+			continue
+		}
+		for _, f := range []string{wire.ExtProcFilterName, proofFilterName, proofBoundFilterName} {
+			var fc routev3.FilterConfig
+			if err := r.GetTypedPerFilterConfig()[f].UnmarshalTo(&fc); err != nil || !fc.GetDisabled() {
+				t.Fatalf("%s: the anonymous route builds %s (%v)", name, f, err)
+			}
+		}
+		return
+	}
+	t.Fatalf("%s: no anonymous route", name)
+}
+
 // proofCheck is res's proof check: the config of its listener's first
 // filter, which Envoy discovers over ADS (ECDS).
 func proofCheck(t *testing.T, res *Resources) *jwtauthnv3.JwtAuthentication {
@@ -172,6 +192,7 @@ func TestProofRoutesFirstAtTheEdge(t *testing.T) {
 		}
 		routes := res.Routes[0].GetVirtualHosts()[0].GetRoutes()
 		handsProofsWhereGraymeshAnswers(t, name, routes)
+		anonymousBuildsNoProofFilters(t, name, routes)
 		var names []string
 		for _, r := range routes[:3] {
 			names = append(names, strings.TrimPrefix(r.GetName(), "frontend/"))

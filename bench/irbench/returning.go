@@ -25,7 +25,7 @@ import (
 func returningConfigs() []Config {
 	return []Config{
 		{
-			Name: "EDGE-returning", What: "the edge sidecar's inbound listener as graymesh pushes it with `mesh.native_returning_callers` (and `native_traffic_split`) for a release admitting every identified caller (`percent: 100`, `traffic_percent: 50`): 1,000 distinct callers cycled, each sending its HS256 token and the proof graymesh handed it (`x-graymesh-proof`, obtained in the warm-up from the real graymesh, one first request per caller), the proof already verified once by Envoy (its JWT cache warm); Envoy verifies the proof (a cache lookup), copies its token end, decision and caller hash to headers, checks that the authorization header ends with that token end (CEL), re-picks the route and routes with ext_proc off — 0 ext_proc streams in the counts (Envoy's stats), graymesh not asked",
+			Name: "EDGE-returning", What: "the edge sidecar's inbound listener as graymesh pushes it with `mesh.native_returning_callers` (and `native_traffic_split`) for a release admitting every identified caller (`percent: 100`, `traffic_percent: 50`): 1,000 distinct callers cycled, each sending its HS256 token and the proof graymesh handed it (`x-graymesh-proof`, obtained in the warm-up from the real graymesh, one first request per caller), the proof already verified once by Envoy (its JWT cache warm); Envoy verifies the proof (a cache lookup), copies its token end, decision and caller hash to headers, checks that the authorization header ends with that token end (CEL), re-picks the route and routes without building ext_proc — 0 ext_proc streams in the counts (Envoy's stats), graymesh not asked",
 			graymesh: graymeshCurrent, edge: true, returning: true, proofs: true,
 			headers: minimalHeaders,
 		},
@@ -35,7 +35,7 @@ func returningConfigs() []Config {
 			headers: minimalHeaders,
 		},
 		{
-			Name: "EDGE-anonymous-proofs", What: "EDGE-anonymous under EDGE-returning's config: an anonymous request (no authorization or cookie) split 50/50 by Envoy, the proof filters in the chain (the proof check skips a request without a proof; the binding's CEL runs on every request)",
+			Name: "EDGE-anonymous-proofs", What: "EDGE-anonymous under EDGE-returning's config: an anonymous request (no authorization or cookie) split 50/50 by Envoy, the proof filters in the chain, which the anonymous route, like ext_proc, has Envoy not build",
 			edge: true, anonymous: true, returning: true,
 			headers: minimalHeaders,
 		},
@@ -181,7 +181,7 @@ func Configs() []Config {
 			headers: browserHeaders,
 		},
 		{
-			Name: "EDGE-anonymous", What: "the edge sidecar's inbound listener as graymesh pushes it with `mesh.native_traffic_split` for a release splitting anonymous traffic 50/50: a request with no authorization or cookie matches the first route, whose weighted clusters set the decision's headers and the window's lane, with ext_proc off for the route (graymesh not asked)",
+			Name: "EDGE-anonymous", What: "the edge sidecar's inbound listener as graymesh pushes it with `mesh.native_traffic_split` for a release splitting anonymous traffic 50/50: a request with no authorization or cookie matches the first route, whose weighted clusters set the decision's headers and the window's lane; the route has Envoy not build the ext_proc filter (graymesh not asked)",
 			edge: true, anonymous: true,
 			headers: func(string) map[string]string { return map[string]string{"accept": "application/json"} },
 		},
@@ -374,11 +374,11 @@ func writeReturningReading(p func(string, ...any), res *Result) {
 			p("  The ext_proc filter, wrapped so that Envoy builds it only where the route asks graymesh, costs a returning caller %s (EDGE-returning − EDGE-returning-noextproc, which has no ext_proc filter at all).\n", thousands(ret-bare))
 		}
 		if anon := res.mean("EDGE-anonymous"); anon > 0 {
-			p("  For scale: an anonymous request on the edge listener without the proof filters, whose route sets the decision's headers and lane with ext_proc off, costs %s over H0 (EDGE-anonymous − H0).\n", thousands(anon-h0))
+			p("  For scale: an anonymous request on the edge listener without the proof filters, whose route sets the decision's headers and lane with ext_proc not built, costs %s over H0 (EDGE-anonymous − H0).\n", thousands(anon-h0))
 		}
 	}
 	if anon := res.mean("EDGE-anonymous"); anonP > 0 && anon > 0 {
-		p("- An anonymous request under the same config (%s) costs %s, all in Envoy: %s H0; the proof filters cost it %s over EDGE-anonymous (%s): jwt_authn finds no rule for a request without a proof, and the binding's CEL expression runs on every request.\n",
+		p("- An anonymous request under the same config (%s) costs %s, all in Envoy: %s H0; the proof filters cost it %s over EDGE-anonymous (%s): the anonymous route has Envoy build neither them nor ext_proc.\n",
 			anonymousConfig, thousands(anonP), ratio(anonP, h0), thousands(anonP-anon), thousands(anon))
 	}
 	if fe > 0 {
