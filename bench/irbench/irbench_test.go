@@ -373,7 +373,7 @@ func TestWriteSection(t *testing.T) {
 		"mix ≤ 0.50 × EDGE | 0.55× (mix 346,000, EDGE 630,000) | **missed**",
 		"0.34× (889,000) of turn 2 (2,640,000, the figure of before); 0.76× of today (EDGE + 3 × N1: 1,173,000)",
 		"its HS256 token, 190 bytes, which Envoy does not verify, and its proof, 260 bytes",
-		"the proof filters cost it 10,000 over EDGE-anonymous",
+		"10,000 more than EDGE-anonymous",
 		"Where a returning caller's 50,000 over H0 go (attribution): carrying its token and proof (and the accept header the mix's requests send) through Envoy, which nothing reads (H0-returning − H0), 10,000; the CEL binding (EDGE-returning − EDGE-returning-nocel), 8,000;",
 		"(EDGE-returning-nocel − H0-returning) — 32,000.",
 		returningCommand} {

@@ -378,7 +378,7 @@ func writeReturningReading(p func(string, ...any), res *Result) {
 		}
 	}
 	if anon := res.mean("EDGE-anonymous"); anonP > 0 && anon > 0 {
-		p("- An anonymous request under the same config (%s) costs %s, all in Envoy: %s H0; the proof filters cost it %s over EDGE-anonymous (%s): the anonymous route has Envoy build neither them nor ext_proc.\n",
+		p("- An anonymous request under the same config (%s) costs %s, all in Envoy: %s H0; %s more than EDGE-anonymous (%s), though the anonymous route has Envoy build neither the proof filters nor ext_proc (not attributed further; the proof routes Envoy tries before it are one part).\n",
 			anonymousConfig, thousands(anonP), ratio(anonP, h0), thousands(anonP-anon), thousands(anon))
 	}
 	if fe > 0 {
