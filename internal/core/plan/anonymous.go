@@ -48,6 +48,18 @@ func anonymousSplit(cfg *config.Config, w *split) *anonymous {
 	return &anonymous{split: w, absent: slices.Compact(absent)}
 }
 
+// EnvoyRoutesItself says which requests an edge's Envoy routes under cfg
+// without asking graymesh, so that graymesh's decision counts never see
+// them: returning callers carrying their proofs (returning), and the
+// anonymous requests of the traffic-weighted release it splits itself
+// (anonymousFor, that release's name; "" for none).
+func EnvoyRoutesItself(cfg *config.Config) (returning bool, anonymousFor string) {
+	if a := anonymousSplit(cfg, weightedRelease(cfg)); a != nil {
+		anonymousFor = a.release
+	}
+	return ReturningBlocker(cfg) == "", anonymousFor
+}
+
 // anonymousRoute is a service's Anonymous route for a: the split of its
 // default route, made by Envoy, for a service that has the release's
 // environment (any other asks graymesh, which signs the lane a later hop

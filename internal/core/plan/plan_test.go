@@ -353,3 +353,34 @@ services:
 		}
 	}
 }
+
+// TestEnvoyRoutesItself: what the edge's Envoy routes without graymesh —
+// returning callers only with native_returning_callers, a lane key and no
+// release deciding on more than the caller; anonymous requests only for an
+// active traffic-weighted release with native_traffic_split.
+func TestEnvoyRoutesItself(t *testing.T) {
+	const base = `
+lane: {key: plan-test-lane-key-0123456789abcdef}
+membership: {enabled: true}
+services:
+  - {name: shop, environments: {stable: ["127.0.0.1:9001"], gray: ["127.0.0.1:9002"]}}
+releases:
+`
+	for _, tt := range []struct {
+		name, mesh, releases string
+		returning            bool
+		anonymousFor         string
+	}{
+		{"neither", "{}", "  - {name: r, env: gray, salt: s, traffic_percent: 10}\n", false, ""},
+		{"both", "{native_returning_callers: true, native_traffic_split: true}", "  - {name: r, env: gray, salt: s, traffic_percent: 10}\n", true, "r"},
+		{"frozen split", "{native_traffic_split: true}", "  - {name: r, env: gray, salt: s, traffic_percent: 10, state: frozen}\n", false, ""},
+		{"header rules", "{native_returning_callers: true, native_traffic_split: true}", "  - {name: r, env: gray, salt: s, traffic_percent: 10, headers: [{name: x-beta, exact: \"1\"}]}\n", false, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			returning, anonymousFor := EnvoyRoutesItself(parse(t, "mesh: "+tt.mesh+base+tt.releases))
+			if returning != tt.returning || anonymousFor != tt.anonymousFor {
+				t.Fatalf("returning %v, anonymous for %q; want %v, %q", returning, anonymousFor, tt.returning, tt.anonymousFor)
+			}
+		})
+	}
+}

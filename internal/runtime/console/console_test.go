@@ -681,3 +681,31 @@ func TestStressLoadIsShownApartFromTheShare(t *testing.T) {
 		t.Errorf("a stress line without shadow load:\n%s", buf.String())
 	}
 }
+
+// The observed share counts graymesh's decisions; requests the edge's
+// Envoy routes itself (returning callers on their proofs, anonymous
+// requests it splits) are in none of them, and the share says so — and
+// says nothing of the kind when Envoy routes nothing itself.
+func TestObservedShareNamesWhatEnvoyRoutesItself(t *testing.T) {
+	pages, err := parsePages()
+	must(t, err)
+	render := func(row releaseRow) string {
+		var buf bytes.Buffer
+		must(t, pages["releases"].ExecuteTemplate(&buf, "observed", row))
+		return buf.String()
+	}
+	row := releaseRow{ReleaseStatus: admin.ReleaseStatus{Name: "r", Percent: 30}, SinceVersion: "1"}
+	if got := render(row); strings.Contains(got, "envoy-routes") {
+		t.Errorf("a line on what Envoy routes itself while it routes nothing:\n%s", got)
+	}
+	row.EnvoyRoutes = envoyRoutes(true, true)
+	got := render(row)
+	for _, want := range []string{"not in these counts", "the requests of returning callers carrying their proofs", "the anonymous requests it splits for this release"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("observed share lacks %q:\n%s", want, got)
+		}
+	}
+	if envoyRoutes(false, false) != "" || strings.Contains(envoyRoutes(true, false), "anonymous") {
+		t.Errorf("envoyRoutes names what Envoy does not route: %q, %q", envoyRoutes(false, false), envoyRoutes(true, false))
+	}
+}

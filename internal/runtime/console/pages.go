@@ -6,9 +6,11 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/graymesh/graymesh/internal/contract/config"
+	"github.com/graymesh/graymesh/internal/core/plan"
 	"github.com/graymesh/graymesh/internal/runtime/admin"
 )
 
@@ -30,6 +32,10 @@ type releaseRow struct {
 	Window       share
 	Since        share
 	SinceVersion string
+	// EnvoyRoutes names the requests of the release the edge's Envoy
+	// routes without asking graymesh, which no decision count sees (""
+	// for none).
+	EnvoyRoutes string
 	// Changed is the newest accepted change that touched the release.
 	Changed *admin.Change
 	// Down is where the release's environment was down lately (its
@@ -39,6 +45,20 @@ type releaseRow struct {
 	// DownKnown: traces are read (a Jaeger is configured), so no Down
 	// means no failover was seen.
 	DownKnown bool
+}
+
+// envoyRoutes says what the edge's Envoy routes itself: the requests of
+// returning callers carrying their proofs, and the anonymous requests it
+// splits for the release.
+func envoyRoutes(returning, anonymous bool) string {
+	var parts []string
+	if returning {
+		parts = append(parts, "the requests of returning callers carrying their proofs (each caller was decided once per version, counted above)")
+	}
+	if anonymous {
+		parts = append(parts, "the anonymous requests it splits for this release")
+	}
+	return strings.Join(parts, "; ")
 }
 
 // waitsForAnalysis is what a step held by an analysis waits for.
@@ -126,8 +146,9 @@ func (c *Console) releaseRows(ctx context.Context) []releaseRow {
 	now := time.Now()
 	var rows []releaseRow
 	releases, _ := c.d.Releases(ctx)
+	returning, anonymousFor := plan.EnvoyRoutesItself(cfg)
 	for _, rs := range releases {
-		row := releaseRow{ReleaseStatus: rs}
+		row := releaseRow{ReleaseStatus: rs, EnvoyRoutes: envoyRoutes(returning, anonymousFor == rs.Name)}
 		for i := range cfg.Releases {
 			if cfg.Releases[i].Name == rs.Name {
 				row.Release = cfg.Releases[i]
