@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -301,15 +300,6 @@ type Release struct {
 	HeldSchedule []Step `yaml:"-" json:"held_schedule,omitempty"`
 }
 
-// DecidesOnMoreThanTheCaller reports whether r's rules read more than
-// the caller's subject: the request (headers, cidrs) or the token's claims,
-// which a new token of the same subject may change. A decision of such a
-// release cannot stand for the caller in a proof
-// (mesh.native_returning_callers).
-func (r *Release) DecidesOnMoreThanTheCaller() bool {
-	return len(r.Headers) > 0 || len(r.CIDRs) > 0 || len(r.Claims) > 0
-}
-
 // Release states.
 const (
 	StateActive = "active"
@@ -543,15 +533,4 @@ func (p *Provider) applyDefaults() {
 	if p.MinRefreshInterval.Duration == 0 {
 		p.MinRefreshInterval.Duration = min(DefaultMinRefreshInterval, p.RefreshInterval.Duration)
 	}
-}
-
-// EffectiveHash identifies the content of a config in force, whatever its
-// version, source, file hash or declared change: two nodes with the same
-// file and the same operations on it have the same.
-func (c *Config) EffectiveHash() string {
-	cc, _ := c.Clone()
-	cc.Version, cc.Content, cc.Source, cc.Change = "", "", "", Change{}
-	b, _ := json.Marshal(cc)
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:6])
 }

@@ -61,3 +61,12 @@ func (c *Config) TakesEffect(at time.Time) time.Time {
 	}
 	return at
 }
+
+// DecidesOnMoreThanTheCaller reports whether r's rules read more than
+// the caller's subject: the request (headers, cidrs) or the token's claims,
+// which a new token of the same subject may change. A decision of such a
+// release cannot stand for the caller in a proof
+// (mesh.native_returning_callers).
+func (r *Release) DecidesOnMoreThanTheCaller() bool {
+	return len(r.Headers) > 0 || len(r.CIDRs) > 0 || len(r.Claims) > 0
+}
