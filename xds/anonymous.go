@@ -23,7 +23,7 @@ func anonymousRoute(service string, r *plan.Route) (*routev3.Route, error) {
 	// client sent) is the one Envoy builds the request's filters for: a
 	// filter it disables is not even built. An ext_proc filter that is
 	// built and then finds itself turned off still costs its construction
-	// (about 30k instructions a request, bench-ir's
+	// (30k–36k instructions a request, bench-ir's
 	// EDGE-returning-noextproc). No filter moves an anonymous request to
 	// another route: only a bound proof does, and a bound proof needs the
 	// authorization header this route requires absent.

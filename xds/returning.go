@@ -136,7 +136,7 @@ func returningFilters(p *plan.Plan) (proofFilters, error) {
 // route is picked again after the proof filters ran, so the route picked
 // as the request arrived, which decides which filters Envoy builds, is not
 // the proof route; an ext_proc filter built and then turned off by the
-// proof route costs every returning request about 30k instructions
+// proof route costs every returning request 30k–36k instructions
 // (bench-ir's EDGE-returning-noextproc). Wrapped in a composite filter
 // behind a matcher, ext_proc is built when the matcher runs, on the
 // request's route at that point: the matcher of the listener builds it
