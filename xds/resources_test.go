@@ -30,7 +30,7 @@ var kinds = []string{"clusters", "routes", "listeners", "extensions"}
 
 // fleetVersions are the testdata configs put in force as Kubernetes mode
 // does, with a fleet version.
-var fleetVersions = map[string]string{"killed-fleet.yaml": "12"}
+var fleetVersions = map[string]string{"killed-fleet.yaml": "12", "returning.yaml": "7"}
 
 // TestGolden pins the generated xDS resources for each config in testdata,
 // one golden file per resource type holding every group's resources.
