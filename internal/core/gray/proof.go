@@ -19,7 +19,10 @@ import (
 // token came in the authorization header (where Envoy reads its end), for
 // a decision that names an environment, under a config in force (one with
 // a version), and is not a stress test or a kill. It lives the proof TTL,
-// and never past the token's expiry. "" when proofs do not route here.
+// and never past the token's expiry. It names the caller's hash only for
+// the analysis, whose access log reads it: every byte of a proof is
+// carried on each of the caller's requests. "" when proofs do not route
+// here.
 func (p *Policy) proofFor(o *Outcome, r Request) string {
 	c := p.Plan.Callers
 	const scheme = "bearer "
@@ -31,10 +34,14 @@ func (p *Policy) proofFor(o *Outcome, r Request) string {
 	if !o.Caller.Expiry.IsZero() && o.Caller.Expiry.Before(exp) {
 		exp = o.Caller.Expiry
 	}
-	return p.Lanes.SignProof(lane.Proof{
+	pr := lane.Proof{
 		Token: r.Authorization[len(r.Authorization)-wire.ProofTokenBytes:], Env: o.Env, Release: o.Release,
-		Version: p.Plan.ProofVersion, CallerHash: p.SubjectHash(o.Caller.Subject), Expires: exp,
-	})
+		Version: p.Plan.ProofVersion, Expires: exp,
+	}
+	if p.Plan.Mesh.AccessLog {
+		pr.CallerHash = p.SubjectHash(o.Caller.Subject)
+	}
+	return p.Lanes.SignProof(pr)
 }
 
 // byProof is the decision the edge's Envoy routes r on when it carries a
