@@ -149,8 +149,8 @@ func beforeLane(env, release, version string, exp time.Time) string {
 // callers send proofs graymesh is not there to hand out: each caller's
 // proof signed as graymesh signs it (gray.Policy.proofFor: the lane
 // signer's SignProof, the end of the caller's authorization header, the
-// decision's environment, release and proof version, the caller hash, the
-// config's proof TTL),
+// decision's environment, release and proof version, the caller hash when
+// an analysis reads the access log, the config's proof TTL),
 // then each caller's request with it once (Envoy's JWT caches warm).
 func (h *harness) signProofs(ctx context.Context, client *http.Client, c Config) error {
 	p, err := h.returningPolicy()
@@ -170,10 +170,14 @@ func (h *harness) signProofs(ctx context.Context, client *http.Client, c Config)
 // (in authorization) names subject and who is admitted to gray by
 // shop-v2.
 func signedProof(p *gray.Policy, subject, authorization string, now time.Time) string {
-	return p.Lanes.SignProof(lane.Proof{
+	pr := lane.Proof{
 		Token: authorization[len(authorization)-wire.ProofTokenBytes:], Env: "gray", Release: "shop-v2",
-		Version: p.Plan.ProofVersion, CallerHash: p.SubjectHash(subject), Expires: now.Add(p.Plan.Callers.ProofTTL),
-	})
+		Version: p.Plan.ProofVersion, Expires: now.Add(p.Plan.Callers.ProofTTL),
+	}
+	if p.Plan.Mesh.AccessLog {
+		pr.CallerHash = p.SubjectHash(subject)
+	}
+	return p.Lanes.SignProof(pr)
 }
 
 // newClient keeps one connection; h2 makes it HTTP/2 without TLS (prior
