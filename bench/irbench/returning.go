@@ -35,6 +35,11 @@ func returningConfigs() []Config {
 			headers: minimalHeaders,
 		},
 		{
+			Name: "EDGE-returning-noproof", What: "EDGE-returning's listener and graymesh for returning callers that do not send their proofs back (a client that ignores `x-graymesh-proof`): 1,000 callers cycled, each with its HS256 token only; ext_proc to graymesh, which finds the token in its cache, decides, and hands the caller the proof it handed it before (its proof cache), copied into a response header as for a first-seen caller",
+			graymesh: graymeshCurrent, edge: true, returning: true, callers: true,
+			headers: minimalHeaders,
+		},
+		{
 			Name: "EDGE-anonymous-proofs", What: "EDGE-anonymous under EDGE-returning's config: an anonymous request (no authorization or cookie) split 50/50 by Envoy, the proof filters in the chain, which the anonymous route, like ext_proc, has Envoy not build",
 			edge: true, anonymous: true, returning: true,
 			headers: minimalHeaders,

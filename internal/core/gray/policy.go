@@ -22,6 +22,9 @@ type Policy struct {
 	Lanes *lane.Signer
 	// subjectKey keys the subject hash in logs and traces.
 	subjectKey []byte
+	// proofs are the returning callers' proofs handed out under this
+	// config; nil when no proof routes (Plan.Callers nil).
+	proofs *proofCache
 }
 
 // Compile builds a Policy from a validated config, loading key files; opts
@@ -41,6 +44,9 @@ func Compile(cfg *config.Config, opts ...identity.Option) (*Policy, error) {
 	routing.Callers = callersCheck(cfg, signer)
 	p := &Policy{Config: cfg, Engine: engine, Verifier: verifier, Plan: routing, Lanes: signer}
 	p.subjectKey = subjectHashKey(signer)
+	if routing.Callers != nil {
+		p.proofs = newProofCache(proofCacheSize)
+	}
 	return p, nil
 }
 

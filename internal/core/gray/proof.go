@@ -19,7 +19,8 @@ import (
 // token came in the authorization header (where Envoy reads its end), for
 // a decision that names an environment, under a config in force (one with
 // a version), and is not a stress test or a kill. It lives the proof TTL,
-// and never past the token's expiry. It names the caller's hash only for
+// and never past the token's expiry; one handed out before is handed
+// again while it has half its TTL left (proofCache). It names the caller's hash only for
 // the analysis, whose access log reads it: every byte of a proof is
 // carried on each of the caller's requests. "" when proofs do not route
 // here.
@@ -34,14 +35,20 @@ func (p *Policy) proofFor(o *Outcome, r Request) string {
 	if !o.Caller.Expiry.IsZero() && o.Caller.Expiry.Before(exp) {
 		exp = o.Caller.Expiry
 	}
-	pr := lane.Proof{
-		Token: r.Authorization[len(r.Authorization)-wire.ProofTokenBytes:], Env: o.Env, Release: o.Release,
-		Version: p.Plan.ProofVersion, Expires: exp,
+	token := r.Authorization[len(r.Authorization)-wire.ProofTokenBytes:]
+	k := proofKey{token: token, subject: o.Caller.Subject, env: o.Env, release: o.Release}
+	// A proof handed out again has at least half its TTL left, as a lane
+	// of the current window does.
+	if proof, ok := p.proofs.get(k, exp, c.ProofTTL/2); ok {
+		return proof
 	}
+	pr := lane.Proof{Token: token, Env: o.Env, Release: o.Release, Version: p.Plan.ProofVersion, Expires: exp}
 	if p.Plan.Mesh.AccessLog {
 		pr.CallerHash = p.SubjectHash(o.Caller.Subject)
 	}
-	return p.Lanes.SignProof(pr)
+	proof := p.Lanes.SignProof(pr)
+	p.proofs.put(k, proof, exp)
+	return proof
 }
 
 // byProof is the decision the edge's Envoy routes r on when it carries a

@@ -160,6 +160,61 @@ func TestProofNamesTheCallerOnlyForTheAnalysis(t *testing.T) {
 	}
 }
 
+// TestProofHandedAgainWhileHalfItsLifeIsLeft: a caller that comes back
+// without its proof is handed the same proof (Ed25519 is deterministic,
+// so a new signature of a later expiry would differ) while it has at
+// least half its TTL left, and a new one after; another token of the same
+// subject, or another decision, gets a proof of its own.
+func TestProofHandedAgainWhileHalfItsLifeIsLeft(t *testing.T) {
+	p := proofPolicy(t, `  - {name: shop-v2, env: gray, salt: s, whitelist: [alice]}`)
+	ttl := p.Plan.Callers.ProofTTL
+	now := time.Now()
+	alice := bearerFor(t, "alice", now.Add(24*time.Hour), 1)
+	proofAt := func(auth string, at time.Time) string {
+		o := p.Decide(Request{Authorization: auth, Now: at})
+		if o.Proof == "" {
+			t.Fatalf("no proof at %v", at.Sub(now))
+		}
+		return o.Proof
+	}
+	first := proofAt(alice, now)
+	if again := proofAt(alice, now.Add(ttl/2-time.Second)); again != first {
+		t.Fatal("a caller back within half the proof TTL was handed a new proof")
+	}
+	later := proofAt(alice, now.Add(ttl/2+time.Second))
+	if later == first {
+		t.Fatal("a proof with less than half its TTL left was handed again")
+	}
+	pr, err := p.Lanes.VerifyProof(later, now.Add(ttl/2+time.Second))
+	if err != nil || !pr.Expires.After(now.Add(ttl)) {
+		t.Fatalf("the new proof expires %v, want past %v (%v)", pr.Expires, now.Add(ttl), err)
+	}
+	if other := proofAt(bearerFor(t, "alice", now.Add(24*time.Hour), 2), now); other == first {
+		t.Fatal("another token of the same subject was handed the first token's proof")
+	}
+	bob := bearerFor(t, "bob", now.Add(24*time.Hour), 1)
+	if pr, err := p.Lanes.VerifyProof(proofAt(bob, now), now); err != nil || pr.Env != "stable" {
+		t.Fatalf("bob's proof %+v (%v)", pr, err)
+	}
+}
+
+// TestProofCacheIsBounded: a full cache evicts one entry per new caller.
+func TestProofCacheIsBounded(t *testing.T) {
+	c := newProofCache(2)
+	exp := time.Now().Add(time.Minute)
+	for i := range 5 {
+		c.put(proofKey{token: fmt.Sprint(i)}, "p", exp)
+	}
+	if c.len() != 2 {
+		t.Fatalf("%d entries, want 2", c.len())
+	}
+	c.put(proofKey{token: "x"}, "p1", exp)
+	c.put(proofKey{token: "x"}, "p2", exp)
+	if got, ok := c.get(proofKey{token: "x"}, exp, 0); !ok || got != "p2" || c.len() != 2 {
+		t.Fatalf("replacing: %q %v, %d entries", got, ok, c.len())
+	}
+}
+
 // TestNoProofWhereEnvoyCannotRoute: no proof is handed for an asserted
 // subject or a config whose releases decide on
 // request headers; and a killed release's proof decides nothing.
