@@ -35,7 +35,7 @@ func returningConfigs() []Config {
 			headers: minimalHeaders,
 		},
 		{
-			Name: "EDGE-returning-noproof", What: "EDGE-returning's listener and graymesh for returning callers that do not send their proofs back (a client that ignores `x-graymesh-proof`): 1,000 callers cycled, each with its HS256 token only; ext_proc to graymesh, which finds the token in its cache, decides, and hands the caller the proof it handed it before (its proof cache), copied into a response header as for a first-seen caller",
+			Name: noProofConfig, What: "EDGE-returning's listener and graymesh for returning callers that do not send their proofs back (a client that ignores `x-graymesh-proof`): 1,000 callers cycled, each with its HS256 token only; ext_proc to graymesh, which finds the token in its cache, decides, and hands the caller the proof it handed it before (its proof cache), copied into a response header as for a first-seen caller",
 			graymesh: graymeshCurrent, edge: true, returning: true, callers: true,
 			headers: minimalHeaders,
 		},
@@ -220,7 +220,8 @@ const (
 	returningConfig   = "EDGE-returning"
 	anonymousConfig   = "EDGE-anonymous-proofs"
 	firstSeenConfig   = "EDGE-firstseen"
-	returningCommand  = "make bench-ir BENCH_IR_FLAGS='--configs H0,N1,E1,EDGE,EDGE-before,EDGE-anonymous," + returningConfig + "," + firstSeenConfig + "," + anonymousConfig + "'"
+	noProofConfig     = "EDGE-returning-noproof"
+	returningCommand  = "make bench-ir BENCH_IR_FLAGS='--configs H0,N1,E1,EDGE,EDGE-before,EDGE-anonymous," + returningConfig + "," + firstSeenConfig + "," + anonymousConfig + "," + noProofConfig + ",EDGE-cached'"
 	turn2ChainDefault = 2.64e6
 )
 
@@ -333,6 +334,9 @@ func writeReturningTable(p func(string, ...any), res *Result) {
 	if anon := res.mean("EDGE-anonymous"); anon > 0 {
 		row("EDGE-anonymous (no proof filters)", "—", anon, 0, false, res.streamsPerRequest("EDGE-anonymous"))
 	}
+	if noProof := res.mean(noProofConfig); noProof > 0 {
+		row(noProofConfig+" (a caller that does not send its proof back)", "—", noProof, res.graymeshMean(noProofConfig), true, res.streamsPerRequest(noProofConfig))
+	}
 	p("\nTo measure these rows alone:\n\n```sh\n%s\n```\n\n", returningCommand)
 }
 
@@ -392,6 +396,13 @@ func writeReturningReading(p func(string, ...any), res *Result) {
 			p(" graymesh's %s is %s more than EDGE-uncached's %s (the same HS256 token verification every request, no proof to sign or hand back): mostly the proof's Ed25519 signature, which costs Go's crypto/ed25519 about 293k instructions (`BenchmarkEd25519Sign` in internal/core/lane under callgrind).", thousands(fg), thousands(fg-un), thousands(un))
 		}
 		p(" The callers' tokens are HS256 in every row of the mix, as in EDGE-cached: Envoy never verifies them, so any issuer's will do.\n")
+	}
+	if ne, ng := res.mean(noProofConfig), res.graymeshMean(noProofConfig); ne > 0 {
+		p("- A returning caller that does not send its proof back (%s: 1,000 callers cycled, each with its HS256 token, in graymesh's token cache) costs %s in Envoy and %s in graymesh: graymesh decides and hands the caller the proof it handed it before, from its proof cache, without signing again.", noProofConfig, thousands(ne), thousands(ng))
+		if ce, cg := res.mean("EDGE-cached"), res.graymeshMean("EDGE-cached"); ce > 0 {
+			p(" EDGE-cached, the same callers without returning callers on, costs %s in Envoy and %s in graymesh; the difference is the proof filters in Envoy's chain, the proof handed back as metadata and copied to the response, and the garbage graymesh collects for it.", thousands(ce), thousands(cg))
+		}
+		p("\n")
 	}
 	if envoy, graymesh, ok := res.mix(); ok {
 		mix := envoy + graymesh
