@@ -15,6 +15,7 @@ import (
 	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	jwtauthnv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -257,7 +258,47 @@ func withReturning(vh *routev3.VirtualHost, p *plan.Plan, svc *plan.Service) err
 			r.TypedPerFilterConfig[proofBoundFilterName] = notBuilt
 		}
 	}
+	vh.Routes = withArrivalRoutes(vh.Routes, len(routes), notBuilt)
 	return nil
+}
+
+// withArrivalRoutes has a request that carries a proof arrive on a route
+// of its own, the only one on which Envoy builds the proof filters.
+// routes are the virtual host's, its proofs proof routes first; the last
+// is the catch-all, which asks graymesh.
+//
+// Envoy picks a route as a request arrives, before any filter ran, and
+// builds the filters that route does not disable. At that point every
+// x-gray-* header has been stripped, so a request with a proof cannot
+// match a proof route yet. Right after the proof routes, a copy of the
+// catch-all matches it (x-graymesh-proof and a token present, no
+// environment set): the route picked, after the proof routes, instead of
+// after every route of the host. Any other request arrives on the anonymous route or
+// the catch-all, which disable the proof filters: they cannot move a
+// request without a proof, and building them (jwt_authn and its rule,
+// header_mutation and its failing CEL expression) cost each first-seen
+// caller about 18,000 instructions (single-round bench-ir runs of
+// EDGE-firstseen). The copy asks graymesh as the catch-all does, for a
+// proof that does not route; once graymesh set the environment, the
+// route picked again is that environment's, and the copy no longer
+// matches.
+func withArrivalRoutes(routes []*routev3.Route, proofs int, notBuilt *anypb.Any) []*routev3.Route {
+	last := routes[len(routes)-1]
+	withProof, _ := proto.Clone(last).(*routev3.Route)
+	withProof.Name += "-with-proof"
+	// Only a proof with a token can route: another one goes where it
+	// would without the proof.
+	withProof.Match.Headers = append(withProof.Match.Headers, presentHeader(wire.HeaderProof), presentHeader("authorization"))
+	withProof.Match.Headers = append(withProof.Match.Headers, absentHeaders([]string{wire.HeaderEnv})...)
+	if last.TypedPerFilterConfig == nil {
+		last.TypedPerFilterConfig = map[string]*anypb.Any{}
+	}
+	last.TypedPerFilterConfig[proofFilterName] = notBuilt
+	last.TypedPerFilterConfig[proofBoundFilterName] = notBuilt
+	out := make([]*routev3.Route, 0, len(routes)+1)
+	out = append(out, routes[:proofs]...)
+	out = append(out, withProof)
+	return append(out, routes[proofs:]...)
 }
 
 // edgeProofFilters are the proof filters of an edge listener serving

@@ -120,6 +120,37 @@ func anonymousBuildsNoProofFilters(t *testing.T, name string, routes []*routev3.
 	t.Fatalf("%s: no anonymous route", name)
 }
 
+// proofFiltersBuiltOnlyWithAProof checks that a request with a proof
+// and a token arrives on a copy of the catch-all route right after the
+// proof routes (no environment set yet), which builds the proof
+// filters, and that the catch-all, where any other request graymesh
+// decides arrives, builds neither.
+func proofFiltersBuiltOnlyWithAProof(t *testing.T, name string, routes []*routev3.Route) {
+	t.Helper()
+	withProof, last := routes[3], routes[len(routes)-1]
+	if last.GetName() != "frontend/"+plan.RouteDefault || withProof.GetName() != last.GetName()+"-with-proof" {
+		t.Fatalf("%s: routes %s … %s", name, withProof.GetName(), last.GetName())
+	}
+	if !proto.Equal(withProof.GetRoute(), last.GetRoute()) || !proto.Equal(withProof.GetResponseHeadersToAdd()[0], last.GetResponseHeadersToAdd()[0]) {
+		t.Fatalf("%s: %s routes otherwise than %s", name, withProof.GetName(), last.GetName())
+	}
+	m := withProof.GetMatch().GetHeaders()
+	if len(m) != 3 || m[0].GetName() != wire.HeaderProof || !m[0].GetPresentMatch() || m[0].GetInvertMatch() ||
+		m[1].GetName() != "authorization" || !m[1].GetPresentMatch() || m[1].GetInvertMatch() ||
+		m[2].GetName() != wire.HeaderEnv || !m[2].GetPresentMatch() || !m[2].GetInvertMatch() {
+		t.Fatalf("%s: %s matches %v, want %s and authorization, and no %s", name, withProof.GetName(), m, wire.HeaderProof, wire.HeaderEnv)
+	}
+	for _, f := range []string{proofFilterName, proofBoundFilterName} {
+		var fc routev3.FilterConfig
+		if err := last.GetTypedPerFilterConfig()[f].UnmarshalTo(&fc); err != nil || !fc.GetDisabled() {
+			t.Fatalf("%s: a request without a proof has Envoy build %s (%v)", name, f, err)
+		}
+		if _, set := withProof.GetTypedPerFilterConfig()[f]; set {
+			t.Fatalf("%s: a request with a proof arrives where %s is not built", name, f)
+		}
+	}
+}
+
 // proofCheck is res's proof check: the config of its listener's first
 // filter, which Envoy discovers over ADS (ECDS).
 func proofCheck(t *testing.T, res *Resources) *jwtauthnv3.JwtAuthentication {
@@ -193,6 +224,7 @@ func TestProofRoutesFirstAtTheEdge(t *testing.T) {
 		routes := res.Routes[0].GetVirtualHosts()[0].GetRoutes()
 		handsProofsWhereGraymeshAnswers(t, name, routes)
 		anonymousBuildsNoProofFilters(t, name, routes)
+		proofFiltersBuiltOnlyWithAProof(t, name, routes)
 		var names []string
 		for _, r := range routes[:3] {
 			names = append(names, strings.TrimPrefix(r.GetName(), "frontend/"))
