@@ -65,8 +65,8 @@ func benchSidecars(t *testing.T) (p *gray.Policy, s, anon, ret *sidecars) {
 
 // afterProofRoutes checks that a returning config's edge routes start
 // with its proof routes (stable with no release, the release's stable
-// and gray), of config version 1, ext_proc off, and returns the routes
-// after them.
+// and gray), of config version 1, ext_proc off, then the arrival route of
+// a request with a proof, and returns the routes after those.
 func afterProofRoutes(t *testing.T, name string, routes []*routev3.Route) []*routev3.Route {
 	t.Helper()
 	var proofs []string
@@ -91,7 +91,12 @@ func afterProofRoutes(t *testing.T, name string, routes []*routev3.Route) []*rou
 	if len(proofs) != 3 {
 		t.Errorf("%s: proof routes %v, want 3", name, proofs)
 	}
-	return routes[len(proofs):]
+	// Then the route a request with a proof arrives on, which asks
+	// graymesh (xds.withArrivalRoutes).
+	if arrival := routes[len(proofs)]; arrival.GetName() != edgeService+"/default-with-proof" {
+		t.Errorf("%s: after the proof routes %s, want the arrival route of a request with a proof", name, arrival.GetName())
+	}
+	return routes[len(proofs)+1:]
 }
 
 func TestBootstraps(t *testing.T) {

@@ -391,7 +391,7 @@ func writeReturningReading(p func(string, ...any), res *Result) {
 			anonymousConfig, thousands(anonP), ratio(anonP, h0), thousands(anonP-anon), thousands(anon))
 	}
 	if fe > 0 {
-		p("- A first-seen caller (%s: a new HS256 token on every request) costs %s in Envoy and %s in graymesh: %s H0, %s EDGE. graymesh verifies the HS256 token (not in its cache), decides and signs an Ed25519 proof; Envoy spends %s more than EDGE's Envoy: the proof filters in the chain, the token's header, and the proof copied from graymesh's answer into the response.", firstSeenConfig, thousands(fe), thousands(fg), ratio(fe+fg, h0), ratio(fe+fg, edge), thousands(fe-edgeEnvoy))
+		p("- A first-seen caller (%s: a new HS256 token on every request) costs %s in Envoy and %s in graymesh: %s H0, %s EDGE. graymesh verifies the HS256 token (not in its cache), decides and signs an Ed25519 proof; Envoy spends %s more than EDGE's Envoy: the ext_proc filter built behind its matcher, the token's header, and the proof copied from graymesh's answer into the response (the proof filters are not built: the request has no proof).", firstSeenConfig, thousands(fe), thousands(fg), ratio(fe+fg, h0), ratio(fe+fg, edge), thousands(fe-edgeEnvoy))
 		if un := res.graymeshMean("EDGE-uncached"); un > 0 {
 			p(" graymesh's %s is %s more than EDGE-uncached's %s (the same HS256 token verification every request, no proof to sign or hand back): mostly the proof's Ed25519 signature, which costs Go's crypto/ed25519 about 293k instructions (`BenchmarkEd25519Sign` in internal/core/lane under callgrind).", thousands(fg), thousands(fg-un), thousands(un))
 		}
@@ -400,7 +400,7 @@ func writeReturningReading(p func(string, ...any), res *Result) {
 	if ne, ng := res.mean(noProofConfig), res.graymeshMean(noProofConfig); ne > 0 {
 		p("- A returning caller that does not send its proof back (%s: 1,000 callers cycled, each with its HS256 token, in graymesh's token cache) costs %s in Envoy and %s in graymesh: graymesh decides and hands the caller the proof it handed it before, from its proof cache, without signing again.", noProofConfig, thousands(ne), thousands(ng))
 		if ce, cg := res.mean("EDGE-cached"), res.graymeshMean("EDGE-cached"); ce > 0 {
-			p(" EDGE-cached, the same callers without returning callers on, costs %s in Envoy and %s in graymesh; the difference is the proof filters in Envoy's chain, the proof handed back as metadata and copied to the response, and the garbage graymesh collects for it.", thousands(ce), thousands(cg))
+			p(" EDGE-cached, the same callers without returning callers on, costs %s in Envoy and %s in graymesh; graymesh's difference is the proof handed back as dynamic metadata and the garbage it collects for it.", thousands(ce), thousands(cg))
 		}
 		p("\n")
 	}
