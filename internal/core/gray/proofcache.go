@@ -3,6 +3,8 @@ package gray
 import (
 	"sync"
 	"time"
+
+	"github.com/graymesh/graymesh/internal/core/bounded"
 )
 
 // proofCache remembers the proofs a Policy handed out, so a caller that
@@ -55,19 +57,12 @@ func (c *proofCache) get(k proofKey, exp time.Time, slack time.Duration) (string
 	return e.proof, true
 }
 
-// put remembers k's proof, evicting an arbitrary entry when full (Go
-// randomises map iteration): O(1) and bounded, for a cache whose miss
-// costs one signature.
+// put remembers k's proof; a full cache evicts an arbitrary entry (its
+// miss costs one signature).
 func (c *proofCache) put(k proofKey, proof string, expires time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, replaces := c.entries[k]; !replaces && len(c.entries) >= c.max {
-		for victim := range c.entries {
-			delete(c.entries, victim)
-			break
-		}
-	}
-	c.entries[k] = cachedProof{proof: proof, expires: expires}
+	bounded.Put(c.entries, c.max, k, cachedProof{proof: proof, expires: expires})
 }
 
 func (c *proofCache) len() int {

@@ -4,6 +4,8 @@ import (
 	"hash/maphash"
 	"sync"
 	"time"
+
+	"github.com/graymesh/graymesh/internal/core/bounded"
 )
 
 // tokenCache remembers verified tokens. An entry is found by a keyed
@@ -54,16 +56,8 @@ func (c *tokenCache) put(token string, id *Identity) {
 	k := c.key(token)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, replaces := c.entries[k]; !replaces && len(c.entries) >= c.max {
-		// Evict one arbitrary entry (Go randomises map iteration): O(1),
-		// bounded, and good enough for a cache whose misses cost one
-		// signature check.
-		for victim := range c.entries {
-			delete(c.entries, victim)
-			break
-		}
-	}
-	c.entries[k] = cacheEntry{token: token, id: id}
+	// A miss costs one signature check.
+	bounded.Put(c.entries, c.max, k, cacheEntry{token: token, id: id})
 }
 
 func (c *tokenCache) len() int {
