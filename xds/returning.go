@@ -264,8 +264,8 @@ func withReturning(vh *routev3.VirtualHost, p *plan.Plan, svc *plan.Service) err
 
 // withArrivalRoutes has a request that carries a proof arrive on a route
 // of its own, the only one on which Envoy builds the proof filters.
-// routes are the virtual host's, its proofs proof routes first; the last
-// is the catch-all, which asks graymesh.
+// routes are the virtual host's: the first proofs of them are the proof
+// routes, the last is the catch-all, which asks graymesh.
 //
 // Envoy picks a route as a request arrives, before any filter ran, and
 // builds the filters that route does not disable. At that point every
@@ -273,12 +273,12 @@ func withReturning(vh *routev3.VirtualHost, p *plan.Plan, svc *plan.Service) err
 // match a proof route yet. Right after the proof routes, a copy of the
 // catch-all matches it (x-graymesh-proof and a token present, no
 // environment set): the route picked, after the proof routes, instead of
-// after every route of the host. Any other request arrives on the anonymous route or
-// the catch-all, which disable the proof filters: they cannot move a
-// request without a proof, and building them (jwt_authn and its rule,
-// header_mutation and its failing CEL expression) cost each first-seen
-// caller about 18,000 instructions (single-round bench-ir runs of
-// EDGE-firstseen). The copy asks graymesh as the catch-all does, for a
+// after every route of the host. Any other request arrives on the
+// anonymous route or the catch-all, which disable the proof filters: they
+// cannot move a request without a proof, and building them (jwt_authn
+// and its rule, header_mutation and its failing CEL expression) cost each
+// first-seen caller about 18,000 instructions (single-round bench-ir runs
+// of EDGE-firstseen). The copy asks graymesh as the catch-all does, for a
 // proof that does not route; once graymesh set the environment, the
 // route picked again is that environment's, and the copy no longer
 // matches.

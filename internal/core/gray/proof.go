@@ -20,10 +20,10 @@ import (
 // a decision that names an environment, under a config in force (one with
 // a version), and is not a stress test or a kill. It lives the proof TTL,
 // and never past the token's expiry; one handed out before is handed
-// again while it has half its TTL left (proofCache). It names the caller's hash only for
-// the analysis, whose access log reads it: every byte of a proof is
-// carried on each of the caller's requests. "" when proofs do not route
-// here.
+// again while it has half its TTL left (proofCache). It names the
+// caller's hash only for the analysis, whose access log reads it: every
+// byte of a proof is carried on each of the caller's requests. "" when
+// proofs do not route here.
 func (p *Policy) proofFor(o *Outcome, r Request) string {
 	c := p.Plan.Callers
 	const scheme = "bearer "
