@@ -27,7 +27,7 @@ func anonymousRoute(service string, r *plan.Route) (*routev3.Route, error) {
 	// EDGE-returning-noextproc). No filter moves an anonymous request to
 	// another route: only a bound proof does, and a bound proof needs the
 	// authorization header this route requires absent.
-	off, err := extProcNotBuilt()
+	off, err := filterNotBuilt()
 	if err != nil {
 		return nil, err
 	}
@@ -48,13 +48,14 @@ func anonymousRoute(service string, r *plan.Route) (*routev3.Route, error) {
 	}, nil
 }
 
-// extProcNotBuilt is the per-route config of a route that is picked as
-// the request arrives and never left: the filter it is given for (ext_proc,
-// and at an edge routing returning callers the proof filters) is not built
-// for its requests. Were ext_proc built all the same (the route picked
-// after another), it would find no config of its own here and ask
-// graymesh, which decides as it always did.
-func extProcNotBuilt() (*anypb.Any, error) {
+// filterNotBuilt is the per-route config, given for one HTTP filter, of a
+// route picked as the request arrives: Envoy does not build that filter
+// for the request (ext_proc on an anonymous route; at an edge routing
+// returning callers, the proof filters on the routes a request without a
+// proof arrives on). Were the filter built all the same (the route picked
+// after another), it would find no config of its own here and run as it
+// always does.
+func filterNotBuilt() (*anypb.Any, error) {
 	return anypb.New(&routev3.FilterConfig{Disabled: true})
 }
 

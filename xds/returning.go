@@ -242,30 +242,24 @@ func withReturning(vh *routev3.VirtualHost, p *plan.Plan, svc *plan.Service) err
 	// costs the others for nothing); an empty value is not added
 	// (keep_empty_value), so a response without a fresh proof carries none.
 	handProof := overwrite(wire.HeaderProof, "%DYNAMIC_METADATA("+wire.MetadataNamespace+":"+wire.MetadataProof+")%")
-	notBuilt, err := extProcNotBuilt()
-	if err != nil {
-		return err
-	}
 	for _, r := range vh.Routes {
 		if _, off := r.GetTypedPerFilterConfig()[wire.ExtProcFilterName]; !off {
 			r.ResponseHeadersToAdd = append(r.ResponseHeadersToAdd, handProof)
 		}
-		if r.GetName() == svc.Name+"/"+plan.RouteAnonymous {
-			// An anonymous request is routed as it arrives and a proof
-			// cannot move it (it has no token to bind): Envoy does not
-			// build the proof filters for it either.
-			r.TypedPerFilterConfig[proofFilterName] = notBuilt
-			r.TypedPerFilterConfig[proofBoundFilterName] = notBuilt
-		}
 	}
-	vh.Routes = withArrivalRoutes(vh.Routes, len(routes), notBuilt)
+	arrival, err := withArrivalRoutes(vh.Routes, len(routes), svc.Name+"/"+plan.RouteAnonymous)
+	if err != nil {
+		return err
+	}
+	vh.Routes = arrival
 	return nil
 }
 
 // withArrivalRoutes has a request that carries a proof arrive on a route
 // of its own, the only one on which Envoy builds the proof filters.
 // routes are the virtual host's: the first proofs of them are the proof
-// routes, the last is the catch-all, which asks graymesh.
+// routes, the last is the catch-all, which asks graymesh; anonymous names
+// the anonymous route, if the host has one.
 //
 // Envoy picks a route as a request arrives, before any filter ran, and
 // builds the filters that route does not disable. At that point every
@@ -278,11 +272,16 @@ func withReturning(vh *routev3.VirtualHost, p *plan.Plan, svc *plan.Service) err
 // cannot move a request without a proof, and building them (jwt_authn
 // and its rule, header_mutation and its failing CEL expression) cost each
 // first-seen caller about 18,000 instructions (single-round bench-ir runs
-// of EDGE-firstseen). The copy asks graymesh as the catch-all does, for a
-// proof that does not route; once graymesh set the environment, the
-// route picked again is that environment's, and the copy no longer
-// matches.
-func withArrivalRoutes(routes []*routev3.Route, proofs int, notBuilt *anypb.Any) []*routev3.Route {
+// of EDGE-firstseen). An anonymous request stays on its route, and no
+// proof could move it (it has no token to bind). The copy asks graymesh
+// as the catch-all does, for a proof that does not route; once graymesh
+// set the environment, the route picked again is that environment's, and
+// the copy no longer matches.
+func withArrivalRoutes(routes []*routev3.Route, proofs int, anonymous string) ([]*routev3.Route, error) {
+	notBuilt, err := filterNotBuilt()
+	if err != nil {
+		return nil, err
+	}
 	last := routes[len(routes)-1]
 	withProof, _ := proto.Clone(last).(*routev3.Route)
 	withProof.Name += "-with-proof"
@@ -290,15 +289,20 @@ func withArrivalRoutes(routes []*routev3.Route, proofs int, notBuilt *anypb.Any)
 	// would without the proof.
 	withProof.Match.Headers = append(withProof.Match.Headers, presentHeader(wire.HeaderProof), presentHeader("authorization"))
 	withProof.Match.Headers = append(withProof.Match.Headers, absentHeaders([]string{wire.HeaderEnv})...)
-	if last.TypedPerFilterConfig == nil {
-		last.TypedPerFilterConfig = map[string]*anypb.Any{}
+	for _, r := range routes[proofs:] {
+		if r != last && r.GetName() != anonymous {
+			continue
+		}
+		if r.TypedPerFilterConfig == nil {
+			r.TypedPerFilterConfig = map[string]*anypb.Any{}
+		}
+		r.TypedPerFilterConfig[proofFilterName] = notBuilt
+		r.TypedPerFilterConfig[proofBoundFilterName] = notBuilt
 	}
-	last.TypedPerFilterConfig[proofFilterName] = notBuilt
-	last.TypedPerFilterConfig[proofBoundFilterName] = notBuilt
 	out := make([]*routev3.Route, 0, len(routes)+1)
 	out = append(out, routes[:proofs]...)
 	out = append(out, withProof)
-	return append(out, routes[proofs:]...)
+	return append(out, routes[proofs:]...), nil
 }
 
 // edgeProofFilters are the proof filters of an edge listener serving

@@ -205,13 +205,13 @@ func TestProofCacheIsBounded(t *testing.T) {
 	for i := range 5 {
 		c.put(proofKey{token: fmt.Sprint(i)}, "p", exp)
 	}
-	if c.len() != 2 {
-		t.Fatalf("%d entries, want 2", c.len())
+	if len(c.entries) != 2 {
+		t.Fatalf("%d entries, want 2", len(c.entries))
 	}
 	c.put(proofKey{token: "x"}, "p1", exp)
 	c.put(proofKey{token: "x"}, "p2", exp)
-	if got, ok := c.get(proofKey{token: "x"}, exp, 0); !ok || got != "p2" || c.len() != 2 {
-		t.Fatalf("replacing: %q %v, %d entries", got, ok, c.len())
+	if got, ok := c.get(proofKey{token: "x"}, exp, 0); !ok || got != "p2" || len(c.entries) != 2 {
+		t.Fatalf("replacing: %q %v, %d entries", got, ok, len(c.entries))
 	}
 }
 

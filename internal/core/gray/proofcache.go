@@ -64,9 +64,3 @@ func (c *proofCache) put(k proofKey, proof string, expires time.Time) {
 	defer c.mu.Unlock()
 	bounded.Put(c.entries, c.max, k, cachedProof{proof: proof, expires: expires})
 }
-
-func (c *proofCache) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.entries)
-}
