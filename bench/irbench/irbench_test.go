@@ -2,6 +2,7 @@ package irbench
 
 import (
 	"bytes"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -279,6 +280,36 @@ func TestConstantBinding(t *testing.T) {
 	}
 }
 
+// TestMixBudgetBelowCarrying is the budget with the figures of a real
+// run (bench-ir at f771689), where the mix's goal on H0 leaves a returning
+// caller less than carrying its token and proof costs.
+func TestMixBudgetBelowCarrying(t *testing.T) {
+	one := func(envoy, graymesh uint64) []Count {
+		return []Count{{SmallN: 1, LargeN: 2, Small: envoy, Large: 2 * envoy, GraymeshSmall: graymesh, GraymeshLarge: 2 * graymesh}}
+	}
+	res := &Result{Counts: map[string][]Count{
+		"H0": one(174943, 0), "N1": one(205565, 0), "H0-returning": one(210641, 0),
+		"EDGE": one(409968, 122852), "EDGE-cached": one(450727, 91977),
+		anonymousConfig: one(196990, 0), firstSeenConfig: one(450412, 514018),
+	}}
+	var b strings.Builder
+	writeMixBudget(func(f string, a ...any) { fmt.Fprintf(&b, f, a...) }, res)
+	// First-seen floor 409,968 + 91,977 = 501,945; on H0 (227,426 −
+	// 17,494 − 50,195) / 0.8 = 199,671; on EDGE (266,410 − 17,494 −
+	// 50,195) / 0.8 = 248,402; as measured (266,410 − 19,699 − 96,443) /
+	// 0.8 = 187,835.
+	for _, want := range []string{
+		"(501,945:",
+		"Mix ≤ 1.30× H0 leaves it 199,671 (1.14× H0, 0.97× N1): below H0-returning: out of reach while a first-seen caller goes through ext_proc.",
+		"Mix ≤ 0.50× EDGE leaves it 248,402: not below H0-returning;",
+		"(196,990, 964,430), 187,835: below H0-returning: out of reach at these costs.",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("budget lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
 func TestSumCounters(t *testing.T) {
 	if n, err := sumCounters("http.inbound.ext_proc.streams_started: 3\nhttp.x.ext_proc.streams_started: 4\n"); err != nil || n != 7 {
 		t.Fatalf("%d %v", n, err)
@@ -385,6 +416,13 @@ func TestWriteSection(t *testing.T) {
 		"(EDGE-returning-nocel − H0-returning) — 32,000.",
 		"| EDGE-returning-noproof (a caller that does not send its proof back) | — | 470,000 | 150,000 | 620,000 | 3.65× | 3.43× | 0.98× | 1 (600 in 600) |",
 		"costs 470,000 in Envoy and 150,000 in graymesh", "EDGE-cached, the same callers without returning callers on, costs 420,000 in Envoy and 96,000 in graymesh",
+		// The returning caller's budget: first-seen floor EDGE's Envoy
+		// 430k + EDGE-cached's graymesh 96k = 526k; on H0 (1.3 × 170k −
+		// 17k − 52.6k) / 0.8 = 189,250, on EDGE (0.5 × 630k − 17k −
+		// 52.6k) / 0.8 = 306,750, on EDGE as measured (315k − 20k −
+		// 150k) / 0.8 = 181,250.
+		"first-seen caller, which item 1 sends through ext_proc, at EDGE's Envoy plus EDGE-cached's graymesh (526,000:",
+		"(H0-returning, 180,000). Mix ≤ 1.30× H0 leaves it 189,250 (1.11× H0, 1.05× N1): not below H0-returning. Mix ≤ 0.50× EDGE leaves it 306,750: not below H0-returning; with the anonymous and first-seen requests as measured (200,000, 1,500,000), 181,250: not below H0-returning.",
 		returningCommand} {
 		if !strings.Contains(out, want) {
 			t.Errorf("section lacks %q:\n%s", want, out)

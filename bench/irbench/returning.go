@@ -25,7 +25,7 @@ import (
 func returningConfigs() []Config {
 	return []Config{
 		{
-			Name: "EDGE-returning", What: "the edge sidecar's inbound listener as graymesh pushes it with `mesh.native_returning_callers` (and `native_traffic_split`) for a release admitting every identified caller (`percent: 100`, `traffic_percent: 50`): 1,000 distinct callers cycled, each sending its HS256 token and the proof graymesh handed it (`x-graymesh-proof`, obtained in the warm-up from the real graymesh, one first request per caller), the proof already verified once by Envoy (its JWT cache warm); Envoy verifies the proof (a cache lookup), copies its token end, decision and caller hash to headers, checks that the authorization header ends with that token end (CEL), re-picks the route and routes without building ext_proc — 0 ext_proc streams in the counts (Envoy's stats), graymesh not asked",
+			Name: "EDGE-returning", What: "the edge sidecar's inbound listener as graymesh pushes it with `mesh.native_returning_callers` (and `native_traffic_split`) for a release admitting every identified caller (`percent: 100`, `traffic_percent: 50`): 1,000 distinct callers cycled, each sending its HS256 token and the proof graymesh handed it (`x-graymesh-proof`, obtained in the warm-up from the real graymesh, one first request per caller), the proof already verified once by Envoy (its JWT cache warm); Envoy verifies the proof (a cache lookup), copies its token end and decision to headers (no caller hash: no analysis reads this bench's access log), checks that the authorization header ends with that token end (CEL), re-picks the route and routes without building ext_proc — 0 ext_proc streams in the counts (Envoy's stats), graymesh not asked",
 			graymesh: graymeshCurrent, edge: true, returning: true, proofs: true,
 			headers: minimalHeaders,
 		},
@@ -409,5 +409,45 @@ func writeReturningReading(p func(string, ...any), res *Result) {
 		p("- The mix (%.0f%% returning, %.0f%% anonymous, %.0f%% first-seen) costs %s per request (Envoy %s, graymesh %s): %s H0 (goal ≤ %.2f×), %s EDGE (goal ≤ %.2f×). Its first-seen tenth is %.0f%% of it, its returning eight tenths %.0f%%.\n",
 			100*mixReturning, 100*mixAnonymous, 100*mixFirstSeen, thousands(mix), thousands(envoy), thousands(graymesh),
 			ratio(mix, h0), mixH0Bound, ratio(mix, edge), mixEdgeBound, 100*mixFirstSeen*(fe+fg)/mix, 100*mixReturning*ret/mix)
+		writeMixBudget(p, res)
 	}
+}
+
+// returningBudget is what a returning caller may cost for the mix to cost
+// at most bound when its anonymous request costs anon and its first-seen
+// caller firstSeen.
+func returningBudget(bound, anon, firstSeen float64) float64 {
+	return (bound - mixAnonymous*anon - mixFirstSeen*firstSeen) / mixReturning
+}
+
+// writeMixBudget says what the mix's goals leave a returning caller with
+// the other two requests at their floors: an anonymous request at H0, and
+// a first-seen caller, which the issue's item 1 sends through ext_proc, at
+// EDGE's Envoy (an edge asking graymesh about a request with no token to
+// carry) plus EDGE-cached's graymesh (a decision on a cached token, no
+// proof to sign). A budget below H0-returning, which only carries the
+// token and proof, is out of reach whatever the proof route costs.
+func writeMixBudget(p func(string, ...any), res *Result) {
+	h0, carry, edge := res.mean("H0"), res.mean("H0-returning"), res.total("EDGE")
+	firstSeenFloor := res.mean("EDGE") + res.graymeshMean("EDGE-cached")
+	if h0 == 0 || carry == 0 || edge == 0 || res.graymeshMean("EDGE-cached") == 0 {
+		return
+	}
+	reach := func(budget float64, why string) string {
+		if budget < carry {
+			return "below H0-returning: out of reach " + why
+		}
+		return "not below H0-returning"
+	}
+	const atFloor, asMeasured = "while a first-seen caller goes through ext_proc", "at these costs"
+	onH0 := returningBudget(mixH0Bound*h0, h0, firstSeenFloor)
+	onEdge := returningBudget(mixEdgeBound*edge, h0, firstSeenFloor)
+	p("- What the mix's goals leave a returning caller, the other two requests at their floors: an anonymous request at H0 (%s), a first-seen caller, which item 1 sends through ext_proc, at EDGE's Envoy plus EDGE-cached's graymesh (%s: an edge asking graymesh about a request with no token to carry, answered from a cached token with no proof to sign). A returning caller's own floor is carrying its token and proof with nothing reading them (H0-returning, %s). Mix ≤ %.2f× H0 leaves it %s (%s H0, %s N1): %s. Mix ≤ %.2f× EDGE leaves it %s: %s",
+		thousands(h0), thousands(firstSeenFloor), thousands(carry), mixH0Bound, thousands(onH0), ratio(onH0, h0), ratio(onH0, res.mean("N1")), reach(onH0, atFloor),
+		mixEdgeBound, thousands(onEdge), reach(onEdge, atFloor))
+	if anon, fs := res.mean(anonymousConfig), res.total(firstSeenConfig); anon > 0 && res.mean(firstSeenConfig) > 0 {
+		measured := returningBudget(mixEdgeBound*edge, anon, fs)
+		p("; with the anonymous and first-seen requests as measured (%s, %s), %s: %s", thousands(anon), thousands(fs), thousands(measured), reach(measured, asMeasured))
+	}
+	p(".\n")
 }

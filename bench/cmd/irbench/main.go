@@ -97,7 +97,7 @@ func parseFlags(args []string) (irbench.Options, string, error) {
 	fs.StringVar(&o.Graymesh, "graymesh", "bin/graymesh", "graymesh binary (answers the edge configuration)")
 	fs.StringVar(&o.GraymeshBefore, "graymesh-before", "", "graymesh built from before this change (answers the ext_proc inner hop of before; make bench-ir builds it)")
 	fs.StringVar(&o.Noop, "noop", "bin/loadbench", "the load harness's binary, whose noop command is the naive no-op ext_proc server")
-	fs.IntVar(&o.Callers, "callers", 1000, "distinct callers the edge configurations with callers cycle through (HS256 tokens; ES256 tokens and their proofs for the returning callers)")
+	fs.IntVar(&o.Callers, "callers", 1000, "distinct callers the edge configurations with callers cycle through (HS256 tokens; the returning callers send the proofs graymesh hands them as well)")
 	fs.StringVar(&o.Valgrind, "valgrind", "valgrind", "valgrind binary")
 	fs.StringVar(&o.Control, "callgrind-control", "callgrind_control", "callgrind_control binary")
 	fs.StringVar(&o.WorkDir, "work", "bench/out/ir", "directory for configs, logs and callgrind dumps")
