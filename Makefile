@@ -118,7 +118,7 @@ bench-fleet: kube ## fleet simulator: FLEET_NODES virtual nodes of FLEET_DESIGN 
 BENCH_IR_BEFORE ?= c80d5000d863c789f5cd3a4d019d315cc59a4117
 BENCH_IR_FLAGS  ?=
 .PHONY: bench-ir
-bench-ir: build envoy ## instructions per request under callgrind: an inner hop's Envoy (native lane, plain header, lane in baggage, ext_proc of before) and the edge (graymesh cached and uncached vs the no-op ext_proc server; returning callers routed by Envoy, anonymous and first-seen callers, and their mix); writes its section of bench/RESULTS.md (~10 min)
+bench-ir: build envoy ## instructions per request under callgrind: an inner hop's Envoy (native lane, plain header, lane in baggage, ext_proc of before) and the edge (graymesh cached and uncached vs the no-op ext_proc server; returning callers routed by Envoy, anonymous and first-seen callers, and their mix); writes its section of bench/RESULTS.md (~22 min on 2 cores)
 	@command -v valgrind >/dev/null || { echo "bench-ir: valgrind not found (Debian package valgrind)"; exit 1; }
 	scripts/build-graymesh-at.sh $(BENCH_IR_BEFORE) $(BENCH_OUT)/ir/graymesh-before
 	go build -o bin/ ./bench/cmd/irbench ./bench/cmd/loadbench
