@@ -229,15 +229,17 @@ const (
 // (0 when it did not run).
 func (r *Result) total(name string) float64 { return r.mean(name) + r.graymeshMean(name) }
 
+// mixShares are the mix's requests, by configuration, and their shares.
+var mixShares = []struct {
+	name  string
+	share float64
+}{{returningConfig, mixReturning}, {anonymousConfig, mixAnonymous}, {firstSeenConfig, mixFirstSeen}}
+
 // mix is the mix's instructions per request in Envoy and in graymesh;
 // ok when all three of its requests ran.
 func (r *Result) mix() (envoy, graymesh float64, ok bool) {
-	shares := []struct {
-		name  string
-		share float64
-	}{{returningConfig, mixReturning}, {anonymousConfig, mixAnonymous}, {firstSeenConfig, mixFirstSeen}}
 	ok = true
-	for _, s := range shares {
+	for _, s := range mixShares {
 		if len(r.Counts[s.name]) == 0 {
 			ok = false
 		}
@@ -272,10 +274,7 @@ func (r *Result) streamsPerRequest(name string) string {
 // request's measured streams; ok false when one was not read.
 func (r *Result) mixStreams() (float64, bool) {
 	var sum float64
-	for _, s := range []struct {
-		name  string
-		share float64
-	}{{returningConfig, mixReturning}, {anonymousConfig, mixAnonymous}, {firstSeenConfig, mixFirstSeen}} {
+	for _, s := range mixShares {
 		streams, requests, ok := r.streams(s.name)
 		if !ok {
 			return 0, false
@@ -428,9 +427,9 @@ func returningBudget(bound, anon, firstSeen float64) float64 {
 // proof to sign). A budget below H0-returning, which only carries the
 // token and proof, is out of reach whatever the proof route costs.
 func writeMixBudget(p func(string, ...any), res *Result) {
-	h0, carry, edge := res.mean("H0"), res.mean("H0-returning"), res.total("EDGE")
-	firstSeenFloor := res.mean("EDGE") + res.graymeshMean("EDGE-cached")
-	if h0 == 0 || carry == 0 || edge == 0 || res.graymeshMean("EDGE-cached") == 0 {
+	h0, carry, edge, cached := res.mean("H0"), res.mean("H0-returning"), res.total("EDGE"), res.graymeshMean("EDGE-cached")
+	firstSeenFloor := res.mean("EDGE") + cached
+	if h0 == 0 || carry == 0 || edge == 0 || cached == 0 {
 		return
 	}
 	reach := func(budget float64, why string) string {
